@@ -1,0 +1,3 @@
+"""Test harness: real PostgreSQL, the Stripe sandbox over HTTP, Debian chromium for pages."""
+
+pytest_plugins = ["tests.support.browser"]
