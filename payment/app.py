@@ -1,0 +1,44 @@
+"""The composition root: one Starlette app with the API, the admin and the billing pages.
+
+Domain code in `payment/` never imports `admin_views` or `billing_ui`; only this module (and the CLI that runs it)
+assembles the adapters.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.routing import Mount
+
+from payment.api import health
+from payment.config import Settings, load_settings
+from payment.http import SecurityHeadersMiddleware
+from payment.runtime import Services, build_services
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Starlette:
+    """Build the web app; the database must already exist and be migrated."""
+    if services is None:
+        services = build_services(settings or load_settings())
+    from admin_views.setup import mount_admin
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with services.jobs.open_async():
+            yield
+        await services.db.dispose()
+
+    app = Starlette(
+        routes=[Mount("/api", routes=health.routes)],
+        middleware=[Middleware(SecurityHeadersMiddleware)],
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    mount_admin(app, services)
+    return app

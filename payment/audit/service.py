@@ -1,0 +1,32 @@
+"""The audit trail: one row per admin action or state change, in the same transaction as the change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payment.models import AuditLog
+
+SYSTEM = "system"
+STRIPE = "stripe"
+
+
+def admin_actor(admin_id: int) -> str:
+    return f"admin:{admin_id}"
+
+
+def app_actor(slug: str) -> str:
+    return f"app:{slug}"
+
+
+async def record(
+    session: AsyncSession, *, actor: str, action: str, entity_type: str | None = None,
+    entity_id: object | None = None, details: dict[str, Any] | None = None, ip: str | None = None,
+) -> AuditLog:
+    """Add an audit row to the current transaction."""
+    row = AuditLog(actor=actor, action=action, entity_type=entity_type,
+                   entity_id=None if entity_id is None else str(entity_id), details=details or {}, ip=ip)
+    session.add(row)
+    await session.flush()
+    return row

@@ -1,0 +1,213 @@
+"""`payment`: run, migrate and seed the service. Every option can also come from the environment."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from payment.config import Settings, load_settings
+from payment.dburl import redact
+from payment.errors import ConfigError, PaymentError
+
+log = logging.getLogger("payment")
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        raise click.ClickException(f"configuration: {exc.message}") from None
+    return settings.replace(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@contextlib.contextmanager
+def database(settings: Settings, data_dir: str | None = None) -> Iterator[Settings]:
+    """Settings with a DATABASE_URL: the configured one, or an embedded PostgreSQL outside staging/production."""
+    if settings.database_url is not None:
+        yield settings
+        return
+    if settings.is_deployed:
+        raise click.ClickException(f"DATABASE_URL is required when APP_ENV={settings.app_env}")
+    from payment import embedded_pg
+
+    folder = Path(data_dir or settings.data_dir) / "postgres"
+    try:
+        with embedded_pg.running(folder, database="payment") as (_, url):
+            click.echo(f"Embedded PostgreSQL running, data in {folder}", err=True)
+            yield settings.replace(database_url=url)
+    except ConfigError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _migrate(settings: Settings) -> None:
+    from payment import migrate
+
+    assert settings.database_url is not None
+    try:
+        migrate.upgrade(settings.database_url)
+    except Exception as exc:  # an unreachable database or a failed revision: say which, never the password
+        raise click.ClickException(
+            f"migration failed on {redact(settings.database_url)}: {type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def main() -> None:
+    """Aquoris Payment: subscription billing on Stripe for the Aquoris apps."""
+
+
+@main.command("db:migrate")
+@click.option("--data-dir", envvar="DATA_DIR", help="Embedded PostgreSQL folder when DATABASE_URL is unset.")
+def db_migrate(data_dir: str | None) -> None:
+    """Apply every pending migration (Alembic head, Procrastinate's schema included)."""
+    settings = _settings()
+    _logging(settings)
+    with database(settings, data_dir) as settings:
+        _migrate(settings)
+    click.echo("Database is up to date.")
+
+
+@main.command("db:seed")
+@click.option("--data-dir", envvar="DATA_DIR", help="Embedded PostgreSQL folder when DATABASE_URL is unset.")
+def db_seed(data_dir: str | None) -> None:
+    """Create the default admin from ADMIN_EMAIL/ADMIN_PASSWORD (idempotent; never resets a password)."""
+    settings = _settings()
+    with database(settings, data_dir) as settings:
+        result = asyncio.run(_seed_admin(settings))
+    state = "created" if result[1] else "already exists (password unchanged)"
+    click.echo(f"Admin {result[0]} {state}.")
+
+
+async def _seed_admin(settings: Settings) -> tuple[str, bool]:
+    from payment.db import Database
+    from payment.seed import seed_admin
+
+    assert settings.database_url is not None
+    db = Database(settings.database_url, null_pool=True)
+    try:
+        async with db.transaction() as session:
+            result = await seed_admin(session, settings)
+            return result.admin.email, result.created
+    except PaymentError as exc:
+        raise click.ClickException(exc.message) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach the database: {exc.strerror or exc}") from None
+    finally:
+        await db.dispose()
+
+
+@main.command()
+@click.option("--host", envvar="HOST", default="0.0.0.0", show_default=True)  # noqa: S104 - in a container
+@click.option("--port", envvar="PORT", default=8000, show_default=True, type=click.IntRange(1, 65535))
+def serve(host: str, port: int) -> None:
+    """Serve the web app with uvicorn (graceful shutdown: 30 s grace on SIGTERM)."""
+    settings = _settings()
+    _logging(settings)
+    if settings.database_url is None:
+        raise click.ClickException("DATABASE_URL is required for `payment serve` (use `payment dev` locally)")
+    from payment.app import create_app
+    from payment.observability import init_sentry
+    from payment.serving import make_server, run_until_signal
+
+    init_sentry(settings, component="web")
+    server = make_server(create_app(settings), host, port, log_level=settings.log_level)
+    asyncio.run(run_until_signal([server]))
+
+
+@main.command()
+@click.option("--concurrency", envvar="WORKER_CONCURRENCY", default=4, show_default=True,
+              type=click.IntRange(1, 100), help="Jobs run at once.")
+def worker(concurrency: int) -> None:
+    """Run the background job worker (Procrastinate) until SIGTERM; running jobs finish first."""
+    settings = _settings()
+    _logging(settings)
+    if settings.database_url is None:
+        raise click.ClickException("DATABASE_URL is required for `payment worker`")
+    from payment.jobs.worker import run_worker
+    from payment.observability import init_sentry
+    from payment.runtime import build_services
+    from payment.serving import run_until_signal
+
+    init_sentry(settings, component="worker")
+    services = build_services(settings)
+
+    async def go() -> None:
+        async def work() -> None:
+            await run_worker(services, concurrency=concurrency)
+
+        try:
+            await run_until_signal([], [work])
+        finally:
+            await services.db.dispose()
+
+    asyncio.run(go())
+
+
+@main.command()
+@click.option("--host", envvar="SANDBOX_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="SANDBOX_PORT", default=12111, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--webhook", "webhooks", multiple=True, metavar="URL=WHSEC",
+              help="Deliver events to URL signed with the whsec_ secret (repeatable).")
+@click.option("--state-file", envvar="SANDBOX_STATE_FILE", help="Keep the sandbox's state in this JSON file.")
+def sandbox(host: str, port: int, webhooks: tuple[str, ...], state_file: str | None) -> None:
+    """Run the offline Stripe sandbox alone (accepts any sk_test_ key)."""
+    from payment.sandbox import create_sandbox_app
+    from payment.serving import make_server, run_until_signal
+
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise click.ClickException("the sandbox binds to loopback only (127.0.0.1, localhost or ::1)")
+    endpoints = []
+    for item in webhooks:
+        url, sep, secret = item.partition("=")
+        if not sep or not secret.startswith("whsec_"):
+            raise click.ClickException(f"--webhook wants URL=whsec_..., got {item!r}")
+        endpoints.append((url, secret))
+    app = create_sandbox_app(base_url=f"http://{host}:{port}", webhook_endpoints=endpoints, state_file=state_file)
+    server = make_server(app, host, port)
+    click.echo(f"Stripe sandbox on http://{host}:{port} (STRIPE_API_BASE)")
+    asyncio.run(run_until_signal([server]))
+
+
+@main.command()
+@click.option("--host", envvar="HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="PORT", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--data-dir", envvar="DATA_DIR", default=".data", show_default=True,
+              help="Folder for the embedded PostgreSQL and the sandbox state.")
+@click.option("--sandbox-port", envvar="SANDBOX_PORT", default=12111, show_default=True,
+              type=click.IntRange(1, 65535))
+def dev(host: str, port: int, data_dir: str, sandbox_port: int) -> None:
+    """One-command demo: embedded PostgreSQL, migrations, seeded admin and demo app, Stripe sandbox, web + worker."""
+    from payment.devserver import run_dev
+
+    settings = _settings()
+    if settings.is_deployed:
+        raise click.ClickException("`payment dev` is for development; use `payment serve` in staging/production")
+    _logging(settings)
+    with database(settings, data_dir) as settings:
+        _migrate(settings)
+        run_dev(settings, host=host, port=port, data_dir=data_dir, sandbox_port=sandbox_port)
+
+
+def run() -> None:  # pragma: no cover - console entry
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os.environ.setdefault("APP_ENV", "development")
+    run()

@@ -1,0 +1,168 @@
+"""Typed settings, read once from environment variables and validated at start.
+
+Every variable here is documented in the README's configuration table and in `.env.example`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import urlsplit
+
+from payment.errors import ConfigError
+
+Environment = Literal["development", "test", "staging", "production"]
+ENVIRONMENTS: tuple[Environment, ...] = ("development", "test", "staging", "production")
+
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-0123456789"
+DEV_STRIPE_SECRET_KEY = "sk_test_aquoris_sandbox"
+DEV_STRIPE_WEBHOOK_SECRET = "whsec_aquoris_sandbox_dev_secret"
+DEV_ADMIN_EMAIL = "admin@aquoris.local"
+DEV_ADMIN_PASSWORD = "aquoris-dev-admin"
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_env: Environment = "development"
+    database_url: str | None = None
+    secret_key: str = DEV_SECRET_KEY
+    base_url: str = "http://127.0.0.1:8000"
+    admin_email: str | None = None
+    admin_password: str | None = None
+    stripe_secret_key: str = DEV_STRIPE_SECRET_KEY
+    stripe_webhook_secret: str = DEV_STRIPE_WEBHOOK_SECRET
+    stripe_api_base: str | None = None
+    sentry_dsn: str | None = None
+    sentry_environment: str | None = None
+    sentry_release: str | None = None
+    login_rate_limit: int = 50
+    session_ttl_seconds: int = 3600
+    admin_session_max_age: int = 8 * 3600
+    max_body_bytes: int = 64 * 1024
+    webhook_max_body_bytes: int = 1024 * 1024
+    db_pool_size: int = 10
+    data_dir: str = ".data"
+    log_level: str = "INFO"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.app_env == "production"
+
+    @property
+    def is_deployed(self) -> bool:
+        """Staging and production run behind HTTPS with real secrets."""
+        return self.app_env in ("staging", "production")
+
+    @property
+    def uses_sandbox(self) -> bool:
+        return self.stripe_api_base is not None
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _str(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return None
+    return raw.strip()
+
+
+def _check_url(name: str, value: str, *, schemes: tuple[str, ...]) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ConfigError(f"{name} must be a {' or '.join(schemes)} URL, got {value!r}")
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the settings; raise ConfigError with every problem found."""
+    env = os.environ if env is None else env
+    app_env = (_str(env, "APP_ENV") or "development").lower()
+    if app_env not in ENVIRONMENTS:
+        raise ConfigError(f"APP_ENV must be one of {', '.join(ENVIRONMENTS)}, got {app_env!r}")
+    deployed = app_env in ("staging", "production")
+    problems: list[str] = []
+
+    def required_when_deployed(name: str, dev_default: str) -> str:
+        value = _str(env, name)
+        if value is None:
+            if deployed:
+                problems.append(f"{name} is required when APP_ENV={app_env}")
+            return dev_default
+        return value
+
+    secret_key = required_when_deployed("SECRET_KEY", DEV_SECRET_KEY)
+    if deployed and len(secret_key) < 32:
+        problems.append("SECRET_KEY must be at least 32 characters")
+    database_url = _str(env, "DATABASE_URL")
+    if database_url is None and deployed:
+        problems.append(f"DATABASE_URL is required when APP_ENV={app_env}")
+    if database_url is not None and urlsplit(database_url).scheme.split("+")[0] not in ("postgresql", "postgres"):
+        problems.append("DATABASE_URL must be a postgresql:// URL")
+    stripe_secret_key = required_when_deployed("STRIPE_SECRET_KEY", DEV_STRIPE_SECRET_KEY)
+    stripe_webhook_secret = required_when_deployed("STRIPE_WEBHOOK_SECRET", DEV_STRIPE_WEBHOOK_SECRET)
+    if not stripe_secret_key.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
+        problems.append("STRIPE_SECRET_KEY must start with sk_test_ or sk_live_")
+    if not stripe_webhook_secret.startswith("whsec_"):
+        problems.append("STRIPE_WEBHOOK_SECRET must start with whsec_")
+    stripe_api_base = _str(env, "STRIPE_API_BASE")
+    if app_env == "production":
+        if "_test_" in stripe_secret_key:
+            problems.append("production refuses a test Stripe key (sk_test_...); use the live key")
+        if stripe_api_base is not None:
+            problems.append("production talks to Stripe itself: unset STRIPE_API_BASE")
+    base_url = (_str(env, "BASE_URL") or "http://127.0.0.1:8000").rstrip("/")
+    try:
+        _check_url("BASE_URL", base_url, schemes=("http", "https"))
+        if stripe_api_base is not None:
+            _check_url("STRIPE_API_BASE", stripe_api_base, schemes=("http", "https"))
+    except ConfigError as exc:
+        problems.append(str(exc))
+    if app_env == "production" and not base_url.startswith("https://"):
+        problems.append("BASE_URL must be https:// in production")
+    try:
+        login_rate_limit = _int(env, "LOGIN_RATE_LIMIT", 5 if app_env == "production" else 50)
+        session_ttl = _int(env, "BILLING_SESSION_TTL_SECONDS", 3600, minimum=60)
+        admin_max_age = _int(env, "ADMIN_SESSION_MAX_AGE", 8 * 3600, minimum=60)
+        pool_size = _int(env, "DB_POOL_SIZE", 10)
+    except ConfigError as exc:
+        raise ConfigError("; ".join([*problems, str(exc)])) from None
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return Settings(
+        app_env=app_env,
+        database_url=database_url,
+        secret_key=secret_key,
+        base_url=base_url,
+        admin_email=_str(env, "ADMIN_EMAIL"),
+        admin_password=env.get("ADMIN_PASSWORD") or None,
+        stripe_secret_key=stripe_secret_key,
+        stripe_webhook_secret=stripe_webhook_secret,
+        stripe_api_base=stripe_api_base.rstrip("/") if stripe_api_base else None,
+        sentry_dsn=_str(env, "SENTRY_DSN"),
+        sentry_environment=_str(env, "SENTRY_ENVIRONMENT") or app_env,
+        sentry_release=_str(env, "SENTRY_RELEASE"),
+        login_rate_limit=login_rate_limit,
+        session_ttl_seconds=session_ttl,
+        admin_session_max_age=admin_max_age,
+        db_pool_size=pool_size,
+        data_dir=_str(env, "DATA_DIR") or ".data",
+        log_level=(_str(env, "LOG_LEVEL") or "INFO").upper(),
+    )

@@ -1,0 +1,87 @@
+"""`payment dev`: seed, start the Stripe sandbox, the web app and an in-process worker, print how to use them."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+from pathlib import Path
+
+import click
+
+from payment.config import Settings
+from payment.seed import DemoData, admin_credentials, seed_admin, seed_demo
+
+
+def run_dev(settings: Settings, *, host: str, port: int, data_dir: str, sandbox_port: int) -> None:
+    asyncio.run(_run(settings, host=host, port=port, data_dir=data_dir, sandbox_port=sandbox_port))
+
+
+async def _run(settings: Settings, *, host: str, port: int, data_dir: str, sandbox_port: int) -> None:
+    from payment.app import create_app
+    from payment.jobs.worker import run_worker
+    from payment.runtime import build_services
+    from payment.serving import QuietServer, make_server, run_until_signal
+
+    shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
+    base_url = settings.base_url if settings.base_url != "http://127.0.0.1:8000" else f"http://{shown_host}:{port}"
+    servers: list[QuietServer] = []
+    if settings.stripe_api_base is None:
+        from payment.sandbox import create_sandbox_app
+
+        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
+        webhook = (f"http://127.0.0.1:{port}/api/v1/webhooks/stripe", settings.stripe_webhook_secret)
+        state_file = Path(data_dir) / "stripe-sandbox.json"
+        sandbox_app = create_sandbox_app(base_url=sandbox_url, webhook_endpoints=[webhook],
+                                         state_file=str(state_file))
+        servers.append(make_server(sandbox_app, "127.0.0.1", sandbox_port, log_level="warning", access_log=False))
+        settings = settings.replace(stripe_api_base=sandbox_url)
+    settings = settings.replace(base_url=base_url)
+    services = build_services(settings)
+    web = make_server(create_app(services=services), host, port, log_level=settings.log_level)
+    servers.insert(0, web)
+
+    demo: list[DemoData] = []
+
+    async def seed_when_up() -> None:
+        # The demo price lives in the sandbox, so seeding waits for it to listen.
+        async with services.db.transaction() as session:
+            admin = await seed_admin(session, settings)
+            demo.append(await seed_demo(session, settings, services.stripe))
+        _banner(settings, admin.created, demo[0])
+
+    async def worker() -> None:
+        await run_worker(services, concurrency=2)
+
+    async def seeder() -> None:
+        while not all(s.started for s in servers):
+            await asyncio.sleep(0.05)
+        await seed_when_up()
+        await asyncio.Event().wait()  # stay alive with the other tasks
+
+    try:
+        await run_until_signal(servers, [worker, seeder])
+    finally:
+        await services.db.dispose()
+
+
+def _banner(settings: Settings, admin_created: bool, demo: DemoData) -> None:
+    email, password = admin_credentials(settings)
+    curl = (
+        f"curl -sS -X POST {settings.base_url}/api/v1/sessions \\\n"
+        f"    -H {shlex.quote('Authorization: Bearer ' + demo.api_key)} \\\n"
+        f"    -H 'Content-Type: application/json' \\\n"
+        f"    -d '{{\"externalUserId\":\"test-user\",\"appSlug\":\"{demo.app_slug}\"}}'"
+    )
+    note = "" if admin_created else " (existing admin: password unchanged by the seed)"
+    click.echo(
+        "\n"
+        "  Aquoris Payment is running (development)\n"
+        f"  Admin:          {settings.base_url}/admin/login\n"
+        f"  Admin login:    {email} / {password}{note}\n"
+        f"  Health:         {settings.base_url}/api/health\n"
+        f"  Stripe sandbox: {settings.stripe_api_base}  (test card 4242 4242 4242 4242)\n"
+        f"  Demo app:       {demo.app_slug}  API key: {demo.api_key}\n"
+        f"  Plans:          {', '.join(demo.plans)}\n\n"
+        f"  Open a billing session:\n    {curl}\n\n"
+        "  Stop with Ctrl+C.\n"
+    )

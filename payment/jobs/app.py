@@ -1,0 +1,20 @@
+"""The Procrastinate app: one per process, tasks from the blueprints, psycopg 3 against DATABASE_URL."""
+
+from __future__ import annotations
+
+import procrastinate
+
+from payment.config import Settings
+from payment.dburl import libpq_url
+
+
+def create_job_app(settings: Settings) -> procrastinate.App:
+    if settings.database_url is None:
+        raise RuntimeError("DATABASE_URL is not set")
+    connector = procrastinate.PsycopgConnector(conninfo=libpq_url(settings.database_url),
+                                               kwargs={"application_name": "aquoris-payment-jobs"})
+    app = procrastinate.App(connector=connector, import_paths=[])
+    from payment.jobs.tasks import blueprint
+
+    app.add_tasks_from(blueprint, namespace="payment")
+    return app

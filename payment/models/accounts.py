@@ -1,0 +1,61 @@
+"""Who uses the service: admins and client apps."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Identity, Index, String, func, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from payment.models.base import Base, Timestamps, in_list
+
+ADMIN_ROLES = ("admin", "viewer")
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+SLUG_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+
+
+class AdminUser(Timestamps, Base):
+    __tablename__ = "admin_users"
+    __table_args__ = (
+        CheckConstraint(f"email ~ '{EMAIL_PATTERN}'", name="email_format"),
+        CheckConstraint("char_length(email) <= 320", name="email_length"),
+        CheckConstraint("char_length(name) <= 1024", name="name_length"),
+        CheckConstraint(in_list("role", ADMIN_ROLES), name="role"),
+        Index("uq_admin_users_email_lower", func.lower(text("email")), unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(1024), default="")
+    password_hash: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(16), default="admin", server_default="admin")
+    is_active: Mapped[bool] = mapped_column(default=True, server_default="true")
+    last_login_at: Mapped[datetime | None]
+
+    def __str__(self) -> str:
+        return self.email
+
+
+class App(Timestamps, Base):
+    """A client app. Its API key is stored as a SHA-256 digest (lookup) and encrypted with SECRET_KEY (copy)."""
+
+    __tablename__ = "apps"
+    __table_args__ = (
+        CheckConstraint(f"slug ~ '{SLUG_PATTERN}'", name="slug_format"),
+        CheckConstraint("char_length(slug) <= 128", name="slug_length"),
+        CheckConstraint("char_length(name) BETWEEN 1 AND 1024", name="name_length"),
+        CheckConstraint("return_url ~* '^https?://[^\\s]+$'", name="return_url_scheme"),
+    )
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    slug: Mapped[str] = mapped_column(String(128), unique=True)
+    name: Mapped[str] = mapped_column(String(1024))
+    return_url: Mapped[str] = mapped_column(String(2048))
+    api_key_hash: Mapped[bytes] = mapped_column(unique=True)
+    api_key_encrypted: Mapped[str] = mapped_column(String(512))
+    api_key_hint: Mapped[str] = mapped_column(String(32))
+    api_key_rotated_at: Mapped[datetime | None]
+    is_active: Mapped[bool] = mapped_column(default=True, server_default="true")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug})"

@@ -1,0 +1,197 @@
+"""Who pays and what they have: customers, subscriptions, adjustments, invoices, refunds."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, Identity, Index, String, Text, func, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from payment.models.base import CURRENCIES, Base, Timestamps, in_list
+from payment.models.catalog import Plan
+
+SUBSCRIPTION_STATUSES = (
+    "incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled", "unpaid", "paused", "expired",
+)
+LIVE_STATUSES = ("trialing", "active", "past_due")
+SUBSCRIPTION_SOURCES = ("stripe", "manual", "grant")
+ADJUSTMENT_KINDS = ("extend", "grant", "cancel", "resume", "cancel_now", "manual_payment", "replace", "expire")
+INVOICE_SOURCES = ("stripe", "manual")
+INVOICE_STATUSES = ("draft", "open", "paid", "payment_failed", "partially_refunded", "refunded", "void",
+                    "uncollectible")
+PAYMENT_METHODS = ("card", "bank_transfer", "wire", "cash", "other")
+REFUND_STATUSES = ("pending", "succeeded", "failed", "canceled")
+CANCEL_OUTCOMES = ("succeeded", "failed", "retried")
+
+
+class Customer(Timestamps, Base):
+    __tablename__ = "customers"
+    __table_args__ = (
+        CheckConstraint("char_length(external_user_id) BETWEEN 1 AND 255", name="external_user_id_length"),
+        CheckConstraint("email IS NULL OR email ~ '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$'", name="email_format"),
+        CheckConstraint("name IS NULL OR char_length(name) <= 1024", name="name_length"),
+        Index("ix_customers_email_lower", func.lower(text("email"))),
+    )
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    external_user_id: Mapped[str] = mapped_column(String(255), unique=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    name: Mapped[str | None] = mapped_column(String(1024))
+    locale: Mapped[str | None] = mapped_column(String(16))
+    stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+
+    def __str__(self) -> str:
+        return self.email or self.external_user_id
+
+
+class Subscription(Timestamps, Base):
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        CheckConstraint(in_list("status", SUBSCRIPTION_STATUSES), name="status"),
+        CheckConstraint(in_list("source", SUBSCRIPTION_SOURCES), name="source"),
+        CheckConstraint("(source = 'stripe') = (stripe_subscription_id IS NOT NULL)", name="stripe_id_for_stripe"),
+        CheckConstraint("current_period_end IS NULL OR current_period_start IS NULL "
+                        "OR current_period_end >= current_period_start", name="period_order"),
+        # keyset pagination of the admin list, newest first, with and without filters
+        Index("ix_subscriptions_status_id", "status", text("id DESC")),
+        Index("ix_subscriptions_plan_id_id", "plan_id", text("id DESC")),
+        Index("ix_subscriptions_source_id", "source", text("id DESC")),
+        Index("ix_subscriptions_customer_id", "customer_id", "status"),
+        # periodic expiry of manual and granted subscriptions
+        Index("ix_subscriptions_expiry", "current_period_end",
+              postgresql_where=text("source <> 'stripe' AND status IN ('active', 'trialing')")),
+        Index("ix_subscriptions_ended_at", "ended_at", postgresql_where=text("ended_at IS NOT NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="RESTRICT"))
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="RESTRICT"))
+    status: Mapped[str] = mapped_column(String(24))
+    source: Mapped[str] = mapped_column(String(16))
+    stripe_subscription_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    current_period_start: Mapped[datetime | None]
+    current_period_end: Mapped[datetime | None]
+    cancel_at_period_end: Mapped[bool] = mapped_column(default=False, server_default="false")
+    canceled_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    trial_end: Mapped[datetime | None]
+    last_stripe_event_at: Mapped[datetime | None]
+    # what a manual subscription was paid, per its whole duration (MRR counts it over that duration)
+    paid_amount_cents: Mapped[int | None]
+    paid_currency: Mapped[str | None] = mapped_column(String(3))
+
+    customer: Mapped[Customer] = relationship()
+    plan: Mapped[Plan] = relationship()
+
+    @property
+    def is_live(self) -> bool:
+        return self.status in LIVE_STATUSES
+
+    def __str__(self) -> str:
+        return f"#{self.id} {self.status}"
+
+
+class SubscriptionAdjustment(Base):
+    __tablename__ = "subscription_adjustments"
+    __table_args__ = (
+        CheckConstraint(in_list("kind", ADJUSTMENT_KINDS), name="kind"),
+        CheckConstraint("days IS NULL OR days BETWEEN 1 AND 3650", name="days_range"),
+        CheckConstraint("char_length(btrim(reason)) BETWEEN 1 AND 2000", name="reason_required"),
+    )
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    days: Mapped[int | None]
+    reason: Mapped[str] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(255))
+    previous_period_end: Mapped[datetime | None]
+    new_period_end: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    subscription: Mapped[Subscription] = relationship()
+
+
+class Invoice(Timestamps, Base):
+    __tablename__ = "invoices"
+    __table_args__ = (
+        CheckConstraint(in_list("source", INVOICE_SOURCES), name="source"),
+        CheckConstraint(in_list("status", INVOICE_STATUSES), name="status"),
+        CheckConstraint(in_list("currency", CURRENCIES), name="currency"),
+        CheckConstraint("payment_method IS NULL OR " + in_list("payment_method", PAYMENT_METHODS),
+                        name="payment_method"),
+        CheckConstraint("amount_cents >= 0", name="amount_not_negative"),
+        CheckConstraint("amount_refunded_cents BETWEEN 0 AND amount_cents", name="refunded_within_amount"),
+        CheckConstraint("(source = 'stripe') = (stripe_invoice_id IS NOT NULL)", name="stripe_id_for_stripe"),
+        CheckConstraint("source = 'stripe' OR (reference_number IS NOT NULL AND payment_method IS NOT NULL)",
+                        name="manual_reference"),
+        Index("uq_invoices_manual_reference", func.lower(text("reference_number")), unique=True,
+              postgresql_where=text("source = 'manual'")),
+        Index("ix_invoices_customer_id", "customer_id", text("id DESC")),
+        Index("ix_invoices_status_id", "status", text("id DESC")),
+        Index("ix_invoices_paid_at", "paid_at", "currency", postgresql_where=text("paid_at IS NOT NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="RESTRICT"))
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id", ondelete="SET NULL"),
+                                                        index=True)
+    source: Mapped[str] = mapped_column(String(16))
+    stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_charge_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    stripe_payment_intent_id: Mapped[str | None] = mapped_column(String(255), index=True)
+    amount_cents: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(24))
+    paid_at: Mapped[datetime | None]
+    payment_method: Mapped[str | None] = mapped_column(String(32))
+    reference_number: Mapped[str | None] = mapped_column(String(255))
+    amount_refunded_cents: Mapped[int] = mapped_column(default=0, server_default="0")
+    period_start: Mapped[datetime | None]
+    period_end: Mapped[datetime | None]
+    attempt_count: Mapped[int] = mapped_column(default=0, server_default="0")
+    last_payment_error: Mapped[str | None] = mapped_column(String(1000))
+    recorded_by: Mapped[str | None] = mapped_column(String(255))
+    last_stripe_event_at: Mapped[datetime | None]
+
+    customer: Mapped[Customer] = relationship()
+    subscription: Mapped[Subscription | None] = relationship()
+
+    @property
+    def refundable_cents(self) -> int:
+        return self.amount_cents - self.amount_refunded_cents
+
+    def __str__(self) -> str:
+        return f"Invoice #{self.id}"
+
+
+class Refund(Timestamps, Base):
+    __tablename__ = "refunds"
+    __table_args__ = (
+        CheckConstraint("amount_cents > 0", name="amount_positive"),
+        CheckConstraint(in_list("currency", CURRENCIES), name="currency"),
+        CheckConstraint(in_list("status", REFUND_STATUSES), name="status"),
+        CheckConstraint("cancel_outcome IS NULL OR " + in_list("cancel_outcome", CANCEL_OUTCOMES),
+                        name="cancel_outcome"),
+        Index("ix_refunds_invoice_id", "invoice_id", "status"),
+        Index("ix_refunds_status_id", "status", text("id DESC")),
+    )
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("invoices.id", ondelete="RESTRICT"))
+    amount_cents: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str] = mapped_column(String(2000), default="", server_default="")
+    status: Mapped[str] = mapped_column(String(16))
+    stripe_refund_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    created_by: Mapped[str] = mapped_column(String(255))
+    succeeded_at: Mapped[datetime | None]
+    failure_reason: Mapped[str | None] = mapped_column(String(1000))
+    also_cancel: Mapped[bool] = mapped_column(default=False, server_default="false")
+    cancel_outcome: Mapped[str | None] = mapped_column(String(16))
+    cancel_error: Mapped[str | None] = mapped_column(String(1000))
+
+    invoice: Mapped[Invoice] = relationship()
+
+    def __str__(self) -> str:
+        return f"Refund #{self.id}"

@@ -1,0 +1,112 @@
+"""Machinery: billing sessions, checkouts, Stripe events, the audit log and login throttling."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, Identity, Index, LargeBinary, String, Text, func, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from payment.models.accounts import App
+from payment.models.base import Base, in_list
+from payment.models.billing import Customer
+
+CHECKOUT_STATUSES = ("open", "complete", "expired")
+EVENT_STATUSES = ("pending", "handled", "ignored", "failed")
+
+
+class BillingSession(Base):
+    """A short-lived link to the hosted billing page; only the token's SHA-256 is kept."""
+
+    __tablename__ = "billing_sessions"
+    __table_args__ = (Index("ix_billing_sessions_expires_at", "expires_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=text("gen_random_uuid()"),
+                                          default=uuid.uuid4)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    locale: Mapped[str | None] = mapped_column(String(16))
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+    app: Mapped[App] = relationship()
+    customer: Mapped[Customer] = relationship()
+
+
+class CheckoutSession(Base):
+    """A Stripe Checkout Session we opened, so a second Subscribe reuses it instead of opening another."""
+
+    __tablename__ = "checkout_sessions"
+    __table_args__ = (
+        CheckConstraint(in_list("status", CHECKOUT_STATUSES), name="status"),
+        Index("ix_checkout_sessions_open", "customer_id", postgresql_where=text("status = 'open'")),
+    )
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    stripe_checkout_session_id: Mapped[str] = mapped_column(String(255), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    plan_id: Mapped[int] = mapped_column(ForeignKey("plans.id", ondelete="RESTRICT"))
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    url: Mapped[str] = mapped_column(String(2048))
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class StripeEvent(Base):
+    """Each Stripe event once (unique id), kept until applied, with what went wrong if it failed."""
+
+    __tablename__ = "stripe_events"
+    __table_args__ = (
+        CheckConstraint(in_list("status", EVENT_STATUSES), name="status"),
+        Index("ix_stripe_events_unhandled", "received_at", postgresql_where=text("status IN ('pending', 'failed')")),
+        Index("ix_stripe_events_status_id", "status", text("id DESC")),
+        Index("ix_stripe_events_created", "stripe_created_at"),
+        Index("ix_stripe_events_object", "object_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    stripe_event_id: Mapped[str] = mapped_column(String(255), unique=True)
+    type: Mapped[str] = mapped_column(String(128))
+    object_id: Mapped[str | None] = mapped_column(String(255))
+    payload: Mapped[dict[str, Any]]
+    stripe_created_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    received_via: Mapped[str] = mapped_column(String(16), default="webhook", server_default="webhook")
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    handled_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_entity", "entity_type", "entity_id", text("id DESC")),
+        Index("ix_audit_log_actor", "actor", text("id DESC")),
+        Index("ix_audit_log_action", "action", text("id DESC")),
+        Index("ix_audit_log_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    at: Mapped[datetime] = mapped_column(server_default=func.now())
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str | None] = mapped_column(String(64))
+    entity_id: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+
+class RateLimitHit(Base):
+    """One attempt against a limited action (login), shared by every app process through the database."""
+
+    __tablename__ = "rate_limit_hits"
+    __table_args__ = (Index("ix_rate_limit_hits_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -1,0 +1,121 @@
+"""Plans: what the pricing page offers."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payment.apps.service import check_slug
+from payment.audit import service as audit
+from payment.errors import Conflict, ValidationError
+from payment.models import Plan
+from payment.models.base import CURRENCIES, INTERVALS
+
+PRICE_ID_RE = re.compile(r"^price_[A-Za-z0-9_]+$")
+
+
+@dataclass
+class PlanInput:
+    slug: str
+    name: str
+    price_cents: int
+    currency: str
+    interval: str = "month"
+    stripe_price_id: str | None = None
+    description: str = ""
+    features: list[str] = field(default_factory=list)
+    sort_order: int = 0
+    active: bool = True
+    app_id: int | None = None
+
+    def validated(self) -> PlanInput:
+        """The same input, normalised, or a ValidationError naming the first bad field."""
+        name = self.name.strip()
+        if not name:
+            raise ValidationError("Name is required.", field="name")
+        if len(name) > 1024:
+            raise ValidationError("Name must be at most 1024 characters.", field="name")
+        if self.price_cents < 0:
+            raise ValidationError("Price must be 0 or more (in cents).", field="price_cents")
+        currency = self.currency.strip().lower()
+        if currency not in CURRENCIES:
+            raise ValidationError("Currency must be THB or USD.", field="currency")
+        if self.interval not in INTERVALS:
+            raise ValidationError("Interval must be month or year.", field="interval")
+        price_id = (self.stripe_price_id or "").strip() or None
+        if self.price_cents > 0 and price_id is None:
+            raise ValidationError("A paid plan needs its Stripe Price ID (price_...).", field="stripe_price_id")
+        if self.price_cents == 0 and price_id is not None:
+            raise ValidationError("A free plan has no Stripe Price ID; leave it empty.", field="stripe_price_id")
+        if price_id is not None and not PRICE_ID_RE.match(price_id):
+            raise ValidationError("Stripe Price IDs look like price_1AbC...", field="stripe_price_id")
+        features = [line.strip() for line in self.features if line.strip()]
+        if any(len(line) > 200 for line in features) or len(features) > 30:
+            raise ValidationError("Up to 30 feature lines of at most 200 characters each.", field="features")
+        return PlanInput(slug=check_slug(self.slug), name=name, price_cents=self.price_cents, currency=currency,
+                         interval=self.interval, stripe_price_id=price_id, description=self.description.strip(),
+                         features=features, sort_order=self.sort_order, active=self.active, app_id=self.app_id)
+
+
+async def get_by_slug(session: AsyncSession, slug: str) -> Plan | None:
+    return (await session.execute(select(Plan).where(Plan.slug == slug))).scalar_one_or_none()
+
+
+async def _check_unique(session: AsyncSession, data: PlanInput, plan_id: int | None) -> None:
+    same_slug = await get_by_slug(session, data.slug)
+    if same_slug is not None and same_slug.id != plan_id:
+        raise Conflict(f"A plan with slug “{data.slug}” already exists.", field="slug")
+    if data.stripe_price_id is not None:
+        same_price = (await session.execute(
+            select(Plan).where(Plan.stripe_price_id == data.stripe_price_id))).scalar_one_or_none()
+        if same_price is not None and same_price.id != plan_id:
+            raise Conflict(f"Stripe price {data.stripe_price_id} is already used by plan “{same_price.slug}”.",
+                           field="stripe_price_id")
+
+
+def _apply(plan: Plan, data: PlanInput) -> dict[str, object]:
+    changes: dict[str, object] = {}
+    for name in ("slug", "name", "price_cents", "currency", "interval", "stripe_price_id", "description",
+                 "features", "sort_order", "active", "app_id"):
+        new = getattr(data, name)
+        if getattr(plan, name, None) != new:
+            changes[name] = new
+            setattr(plan, name, new)
+    return changes
+
+
+async def create_plan(session: AsyncSession, data: PlanInput, *, actor: str, ip: str | None = None) -> Plan:
+    """Add a plan after validating its fields and uniqueness."""
+    data = data.validated()
+    await _check_unique(session, data, None)
+    plan = Plan()
+    changes = _apply(plan, data)
+    session.add(plan)
+    await session.flush()
+    await audit.record(session, actor=actor, action="plan.created", entity_type="plan", entity_id=plan.id,
+                       details=changes, ip=ip)
+    return plan
+
+
+async def update_plan(session: AsyncSession, plan: Plan, data: PlanInput, *, actor: str,
+                      ip: str | None = None) -> Plan:
+    """Change a plan's fields; the audit row records what changed."""
+    data = data.validated()
+    await _check_unique(session, data, plan.id)
+    changes = _apply(plan, data)
+    await session.flush()
+    if changes:
+        await audit.record(session, actor=actor, action="plan.updated", entity_type="plan", entity_id=plan.id,
+                           details=changes, ip=ip)
+    return plan
+
+
+async def upsert_plan(session: AsyncSession, data: PlanInput, *, actor: str) -> Plan:
+    """Create the plan, or bring an existing plan with that slug up to date (seeding)."""
+    existing = await get_by_slug(session, data.slug.strip())
+    if existing is None:
+        return await create_plan(session, data, actor=actor)
+    return await update_plan(session, existing, data, actor=actor)

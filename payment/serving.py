@@ -1,0 +1,74 @@
+"""Run uvicorn servers and a worker in one event loop, with one graceful shutdown for all of them.
+
+SIGTERM/SIGINT: the servers stop accepting, finish in-flight requests (cut off after the grace), the worker
+finishes its running jobs, then the database pool is closed. Everything within GRACE_SECONDS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from typing import Any
+
+import uvicorn
+
+log = logging.getLogger(__name__)
+
+GRACE_SECONDS = 30.0
+
+
+class QuietServer(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to `run_until_signal`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def make_server(app: Any, host: str, port: int, *, log_level: str = "info", access_log: bool = True
+                ) -> QuietServer:
+    config = uvicorn.Config(
+        app, host=host, port=port, log_level=log_level.lower(), access_log=access_log, lifespan="on",
+        timeout_graceful_shutdown=int(GRACE_SECONDS) - 5, proxy_headers=True, server_header=False,
+    )
+    return QuietServer(config)
+
+
+async def run_until_signal(
+    servers: list[QuietServer],
+    workers: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+    *, on_started: Callable[[], None] | None = None,
+) -> None:
+    """Serve until SIGINT/SIGTERM, then stop the servers first and the workers after them."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    server_tasks = [asyncio.create_task(s.serve()) for s in servers]
+    worker_tasks = [asyncio.create_task(w()) for w in workers]
+    while not all(s.started for s in servers):
+        if any(t.done() for t in server_tasks):
+            break
+        await asyncio.sleep(0.05)
+    failed = [t for t in server_tasks if t.done()]
+    if not failed and on_started is not None:
+        on_started()
+    stopper = asyncio.create_task(stop.wait())
+    await asyncio.wait([stopper, *server_tasks, *worker_tasks], return_when=asyncio.FIRST_COMPLETED)
+    log.info("shutting down (grace %.0f s)", GRACE_SECONDS)
+    for server in servers:
+        server.should_exit = True
+    await asyncio.wait(server_tasks, timeout=GRACE_SECONDS)
+    for task in worker_tasks:
+        task.cancel()  # procrastinate: stop fetching, let running jobs finish
+    if worker_tasks:
+        await asyncio.wait(worker_tasks, timeout=GRACE_SECONDS)
+    stopper.cancel()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
+    for task in server_tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
