@@ -7,6 +7,7 @@ from pathlib import Path
 from sqladmin import Admin
 from starlette.applications import Starlette
 
+from admin_views import dashboard, operations, webhook_events
 from admin_views.auth import AdminAuth
 from payment.runtime import Services
 
@@ -22,4 +23,6 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
         templates_dir=str(TEMPLATES),
         authentication_backend=AdminAuth(services),
     )
+    for module in (dashboard, webhook_events, operations):
+        module.register(admin, services)
     return admin

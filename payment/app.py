@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
 
-from payment.api import health
+from payment.api import client, health, webhooks
 from payment.config import Settings, load_settings
 from payment.http import SecurityHeadersMiddleware
 from payment.runtime import Services, build_services
@@ -27,6 +27,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     if services is None:
         services = build_services(settings or load_settings())
     from admin_views.setup import mount_admin
+    from billing_ui.routes import routes as billing_routes
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -35,7 +36,10 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         await services.db.dispose()
 
     app = Starlette(
-        routes=[Mount("/api", routes=health.routes)],
+        routes=[
+            Mount("/api", routes=[*health.routes, Mount("/v1", routes=[*client.routes, *webhooks.routes])]),
+            Mount("/billing", routes=billing_routes),
+        ],
         middleware=[Middleware(SecurityHeadersMiddleware)],
         lifespan=lifespan,
     )

@@ -10,13 +10,14 @@ import pytest
 from payment.app import create_app
 from payment.config import Settings
 from payment.runtime import Services
-from tests.support.app import asgi_client, running_services
+from tests.support.app import ThreadServer, asgi_client, running_services
 from tests.support.db import settings_for
 
 
 @pytest.fixture(scope="module")
-def settings(database_url: str) -> Settings:
-    return settings_for(database_url)
+def settings(database_url: str, sandbox_server: ThreadServer) -> Settings:
+    """This module's database, and the Stripe sandbox as Stripe."""
+    return settings_for(database_url, stripe_api_base=sandbox_server.url)
 
 
 @pytest.fixture(scope="module")
