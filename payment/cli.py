@@ -30,6 +30,9 @@ def _settings(**overrides: Any) -> Settings:
 
 def _logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # The SDK and httpx log every request at INFO; keep their warnings only.
+    for noisy in ("stripe", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
 
 
 @contextlib.contextmanager

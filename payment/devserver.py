@@ -49,8 +49,11 @@ async def _run(settings: Settings, *, host: str, port: int, data_dir: str, sandb
             demo.append(await seed_demo(session, settings, services.stripe))
         _banner(settings, admin.created, demo[0])
 
+    # The worker gets its own pool and job app: the web app's lifespan closes its own at shutdown.
+    worker_services = build_services(settings)
+
     async def worker() -> None:
-        await run_worker(services, concurrency=2)
+        await run_worker(worker_services, concurrency=2)
 
     async def seeder() -> None:
         while not all(s.started for s in servers):
@@ -62,6 +65,7 @@ async def _run(settings: Settings, *, host: str, port: int, data_dir: str, sandb
         await run_until_signal(servers, [worker, seeder])
     finally:
         await services.db.dispose()
+        await worker_services.db.dispose()
 
 
 def _banner(settings: Settings, admin_created: bool, demo: DemoData) -> None:
