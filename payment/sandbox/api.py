@@ -1,0 +1,48 @@
+"""The small framework the resource modules use: a request context and a route table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import not_found
+from .store import JSON, Store
+
+
+@dataclass
+class Config:
+    base_url: str
+    retry_days: tuple[int, ...] = (3, 5, 7)
+    retry_base_seconds: float = 1.0
+    max_attempts: int = 6
+    webhook_endpoints: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Ctx:
+    store: Store
+    config: Config
+    params: dict[str, Any]
+    path: dict[str, str]
+    method: str
+    url: str
+
+    def load(self, kind: str, key: str = "id", label: str | None = None) -> JSON:
+        object_id = self.path[key]
+        obj = self.store.get(kind, object_id)
+        if obj is None:
+            raise not_found(label or kind, object_id)
+        return obj
+
+
+Handler = Callable[[Ctx], JSON]
+ROUTES: list[tuple[str, str, Handler]] = []
+
+
+def route(method: str, path: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        ROUTES.append((method, path, fn))
+        return fn
+
+    return register

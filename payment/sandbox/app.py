@@ -1,0 +1,193 @@
+"""The Starlette app: Stripe-like API dispatch (auth, idempotency, faults, expand), pages and control routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from . import control, pages
+from . import resources as _resources  # noqa: F401  (registers routes)
+from .api import ROUTES, Config, Ctx, Handler
+from .billing import run_due
+from .errors import StripeError
+from .forms import decode, get_list
+from .listing import expand
+from .store import JSON, Store, new_id, public
+from .webhooks import Dispatcher
+
+
+def _auth_error(header: str | None) -> StripeError | None:
+    if not header:
+        return StripeError(
+            401,
+            "You did not provide an API key. You need to provide your API key in the "
+            "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
+        )
+    scheme, _, key = header.partition(" ")
+    key = key.strip()
+    if scheme.lower() != "bearer" or not key.startswith("sk_test_") or len(key) <= len("sk_test_"):
+        shown = (key[:8] + "*" * 4 + key[-4:]) if len(key) > 12 else key
+        return StripeError(401, f"Invalid API Key provided: {shown}")
+    return None
+
+
+def _take_fault(store: Store, method: str, path: str) -> JSON | None:
+    for fault in store.faults:
+        if fault.get("method", method).upper() == method and path.startswith(fault.get("path_prefix", "/v1/")):
+            fault["times"] = int(fault.get("times", 1)) - 1
+            if fault["times"] <= 0:
+                store.faults.remove(fault)
+            return fault
+    return None
+
+
+def _fault_error(fault: JSON) -> StripeError:
+    status = int(fault.get("status", 500))
+    default_type = {402: "card_error", 429: "rate_limit_error", 401: "invalid_request_error"}.get(
+        status, "api_error" if status >= 500 else "invalid_request_error"
+    )
+    headers = {}
+    if "should_retry" in fault:
+        headers["Stripe-Should-Retry"] = "true" if fault["should_retry"] else "false"
+    return StripeError(
+        status,
+        str(fault.get("message") or "An unknown error occurred (injected by the sandbox)."),
+        type_=str(fault.get("type") or default_type),
+        code=fault.get("code"),
+        headers=headers,
+    )
+
+
+def api_endpoint(handler: Handler) -> Any:
+    async def endpoint(request: Request) -> Response:
+        store: Store = request.app.state.store
+        config: Config = request.app.state.config
+        request_id = new_id("req", 14)
+        headers = {"Request-Id": request_id, "Stripe-Version": "2026-10-28.endive"}
+        try:
+            error = _auth_error(request.headers.get("authorization"))
+            if error:
+                raise error
+            fault = _take_fault(store, request.method, request.url.path)
+            if fault:
+                if fault.get("delay_seconds"):
+                    await asyncio.sleep(float(fault["delay_seconds"]))
+                raise _fault_error(fault)
+            body = (await request.body()).decode() if request.method == "POST" else ""
+            pairs = parse_qsl(request.url.query, keep_blank_values=True) + parse_qsl(body, keep_blank_values=True)
+            params = decode(pairs)
+            key = request.headers.get("idempotency-key") if request.method == "POST" else None
+            fingerprint = hashlib.sha256(f"{request.method} {request.url.path}?{sorted(pairs)}".encode()).hexdigest()
+            if key:
+                saved = store.idempotency.get(key)
+                if saved is not None:
+                    if saved["fingerprint"] != fingerprint:
+                        raise StripeError(
+                            400,
+                            "Keys for idempotent requests can only be used with the same "
+                            f"parameters they were first used with. Try using a key other than "
+                            f"'{key}' if you meant to execute a different request.",
+                            type_="idempotency_error",
+                        )
+                    replay = {**headers, "Idempotent-Replayed": "true", "Original-Request": saved["request_id"]}
+                    return Response(
+                        saved["body"], status_code=saved["status"], headers=replay, media_type="application/json"
+                    )
+            run_due(store, retry_days=config.retry_days)
+            store.current_request = {"id": request_id, "idempotency_key": key}
+            ctx = Ctx(store, config, params, dict(request.path_params), request.method, request.url.path)
+            status = 200
+            try:
+                result = expand(store, public(handler(ctx)), [str(p) for p in get_list(params, "expand")])
+                content = json.dumps(result, indent=2).encode()
+            except StripeError as exc:
+                status, content = exc.status, json.dumps(exc.body(), indent=2).encode()
+            finally:
+                store.current_request = {"id": None, "idempotency_key": None}
+            if key and status < 500:
+                store.idempotency[key] = {
+                    "fingerprint": fingerprint,
+                    "status": status,
+                    "body": content,
+                    "request_id": request_id,
+                }
+            if request.method != "GET":
+                store.save()
+            return Response(content, status_code=status, headers=headers, media_type="application/json")
+        except StripeError as exc:
+            response = exc.response()
+            response.headers.update(headers)
+            return response
+
+    return endpoint
+
+
+async def unknown_route(request: Request) -> Response:
+    message = f"Unrecognized request URL ({request.method}: {request.url.path})."
+    return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status_code=404)
+
+
+def api_routes() -> list[BaseRoute]:
+    return [Route(path, api_endpoint(handler), methods=[method]) for method, path, handler in ROUTES]
+
+
+def create_sandbox_app(
+    *,
+    base_url: str,
+    webhook_endpoints: list[tuple[str, str]] | tuple[()] = (),
+    state_file: str | None = None,
+    retry_base_seconds: float = 1.0,
+    max_attempts: int = 6,
+    retry_days: tuple[int, ...] = (3, 5, 7),
+    tick_seconds: float = 1.0,
+) -> Starlette:
+    """The sandbox as an ASGI app. `base_url` is the public URL of this app (for hosted page links)."""
+    config = Config(
+        base_url=base_url.rstrip("/"),
+        retry_days=tuple(retry_days),
+        retry_base_seconds=retry_base_seconds,
+        max_attempts=max_attempts,
+        webhook_endpoints=list(webhook_endpoints),
+    )
+    store = Store(state_file)
+    dispatcher = Dispatcher(store, config)
+
+    async def ticker() -> None:
+        while True:
+            await asyncio.sleep(tick_seconds)
+            if run_due(store, retry_days=config.retry_days):
+                store.save()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await dispatcher.start()
+        task = asyncio.create_task(ticker())
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await dispatcher.stop()
+
+    routes: list[BaseRoute] = [
+        *control.ROUTES,
+        *pages.ROUTES,
+        *api_routes(),
+        Route("/v1/{rest:path}", unknown_route, methods=["GET", "POST", "DELETE"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.store = store
+    app.state.config = config
+    app.state.dispatcher = dispatcher
+    return app

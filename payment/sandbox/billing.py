@@ -1,0 +1,218 @@
+"""Subscription lifecycle: checkout completion, renewals, failed payments and retries, cancellation."""
+
+from __future__ import annotations
+
+import calendar
+import copy
+from datetime import UTC, datetime, timedelta
+
+from . import shapes
+from . import shapes_billing as sb
+from .payments import attach_card, attempt_payment, create_invoice
+from .store import JSON, Store
+
+DAY = 86400
+DEFAULT_RETRY_DAYS: tuple[int, ...] = (3, 5, 7)
+
+
+def add_interval(ts: int, interval: str, count: int) -> int:
+    dt = datetime.fromtimestamp(ts, UTC)
+    if interval == "day":
+        return int((dt + timedelta(days=count)).timestamp())
+    if interval == "week":
+        return int((dt + timedelta(weeks=count)).timestamp())
+    months = count * (12 if interval == "year" else 1)
+    month_index = dt.month - 1 + months
+    year, month = dt.year + month_index // 12, month_index % 12 + 1
+    day = min(dt.day, calendar.monthrange(year, month)[1])
+    return int(dt.replace(year=year, month=month, day=day).timestamp())
+
+
+def period_end_after(sub: JSON, cycles: int) -> int:
+    price = sub["items"]["data"][0]["price"]
+    recurring = price.get("recurring") or {"interval": "month", "interval_count": 1}
+    return add_interval(int(sub["_anchor"]), recurring["interval"], int(recurring["interval_count"]) * cycles)
+
+
+def current_period(sub: JSON) -> tuple[int, int]:
+    item = sub["items"]["data"][0]
+    return int(item["current_period_start"]), int(item["current_period_end"])
+
+
+def set_period(sub: JSON, start: int, end: int) -> None:
+    for item in sub["items"]["data"]:
+        item["current_period_start"] = start
+        item["current_period_end"] = end
+
+
+def items_snapshot(sub: JSON) -> JSON:
+    return {"data": copy.deepcopy(sub["items"]["data"])}
+
+
+def complete_checkout(store: Store, session: JSON, card: JSON, email: str | None) -> JSON:
+    """Pay an open subscription-mode Checkout Session with a card that charges fine. Returns the subscription."""
+    now = store.now()
+    cust = store.get("customer", session["customer"]) if session.get("customer") else None
+    if cust is None:
+        cust = store.add(shapes.customer(now, email=email or session.get("customer_email")))
+        store.emit("customer.created", cust)
+    elif email and not cust.get("email"):
+        previous = {"email": cust.get("email")}
+        cust["email"] = email
+        store.emit("customer.updated", cust, previous)
+    pm = attach_card(store, cust, card)
+    sub_data = session.get("_subscription_data") or {}
+    trial_days = int(sub_data.get("trial_period_days") or 0)
+    sub = sb.subscription(
+        now,
+        cust["id"],
+        session["currency"],
+        metadata=dict(sub_data.get("metadata") or {}),
+        default_payment_method=pm["id"],
+        description=sub_data.get("description"),
+    )
+    sub["_anchor"] = now + trial_days * DAY if trial_days else now
+    sub["_cycles"] = 0
+    for line in session["_line_items"]:
+        price = store.get("price", line["price"])
+        assert price is not None
+        sub["items"]["data"].append(sb.subscription_item(now, sub["id"], price, int(line["quantity"]), now, now))
+    sub["items"]["total_count"] = len(sub["items"]["data"])
+    end = sub["_anchor"] if trial_days else period_end_after(sub, 1)
+    sub["_cycles"] = 0 if trial_days else 1  # intervals from the anchor to the current period end
+    set_period(sub, now, end)
+    sub["billing_cycle_anchor"] = sub["_anchor"]
+    if trial_days:
+        sub.update(status="trialing", trial_start=now, trial_end=end)
+    store.add(sub)
+    store.emit("customer.subscription.created", sub)
+    inv = create_invoice(
+        store, cust, sub, "subscription_create", now, end, now, now, amount_override=0 if trial_days else None
+    )
+    attempt_payment(store, inv, cust)
+    if sub["status"] == "incomplete":
+        sub["status"] = "active"
+        store.emit("customer.subscription.updated", sub, {"status": "incomplete"})
+    session.update(
+        status="complete",
+        payment_status="paid",
+        customer=cust["id"],
+        subscription=sub["id"],
+        invoice=inv["id"],
+        customer_details=shapes.customer_details(cust),
+    )
+    session["customer_details"]["email"] = cust.get("email") or email
+    store.emit("checkout.session.completed", session)
+    return sub
+
+
+def cancel_now(store: Store, sub: JSON, at: int, reason: str = "cancellation_requested") -> None:
+    sub["status"] = "canceled"
+    sub["ended_at"] = at
+    sub["canceled_at"] = sub.get("canceled_at") or at
+    sub["cancellation_details"]["reason"] = reason
+    store.emit("customer.subscription.deleted", sub)
+
+
+def renew(store: Store, sub: JSON, at: int, retry_days: tuple[int, ...]) -> None:
+    """The period ended at `at`: roll to the next period, invoice it and charge the saved card."""
+    cust = store.get("customer", sub["customer"])
+    assert cust is not None
+    old_start, old_end = current_period(sub)
+    sub["_cycles"] = int(sub["_cycles"]) + 1
+    new_end = period_end_after(sub, int(sub["_cycles"]))
+    previous: JSON = {"items": items_snapshot(sub), "latest_invoice": sub.get("latest_invoice")}
+    set_period(sub, at, new_end)
+    if sub["status"] == "trialing":
+        previous["status"] = "trialing"
+        sub["status"] = "active"
+    inv = create_invoice(store, cust, sub, "subscription_cycle", at, new_end, old_start, old_end)
+    previous_latest = inv.pop("_previous_latest", None)
+    previous["latest_invoice"] = previous_latest
+    store.emit("customer.subscription.updated", sub, previous)
+    first_retry = at + retry_days[0] * DAY if retry_days else None
+    if not attempt_payment(store, inv, cust, next_attempt=first_retry):
+        inv["_retry_index"] = 0
+        inv["_failed_at"] = at
+        if first_retry is None:
+            cancel_now(store, sub, at, "payment_failed")
+            return
+        previous = {"status": sub["status"]}
+        sub["status"] = "past_due"
+        store.emit("customer.subscription.updated", sub, previous)
+
+
+def retry(store: Store, sub: JSON, inv: JSON, at: int, retry_days: tuple[int, ...]) -> None:
+    cust = store.get("customer", sub["customer"])
+    assert cust is not None
+    index = int(inv.get("_retry_index", 0)) + 1
+    next_attempt = int(inv["_failed_at"]) + retry_days[index] * DAY if index < len(retry_days) else None
+    if attempt_payment(store, inv, cust, next_attempt=next_attempt):
+        previous = {"status": sub["status"]}
+        sub["status"] = "active"
+        store.emit("customer.subscription.updated", sub, previous)
+        return
+    inv["_retry_index"] = index
+    if next_attempt is None:
+        cancel_now(store, sub, at, "payment_failed")
+
+
+def _open_invoice(store: Store, sub: JSON) -> JSON | None:
+    inv = store.get("invoice", sub["latest_invoice"]) if sub.get("latest_invoice") else None
+    if inv and inv["status"] == "open" and inv.get("next_payment_attempt"):
+        return inv
+    return None
+
+
+def next_due(store: Store) -> tuple[int, str, JSON] | None:
+    """The earliest pending time-driven action: (time, action, object)."""
+    best: tuple[int, str, JSON] | None = None
+    for session in store.objects.get("checkout.session", {}).values():
+        if session["status"] == "open" and (best is None or session["expires_at"] < best[0]):
+            best = (int(session["expires_at"]), "expire", session)
+    for sub in store.objects.get("subscription", {}).values():
+        candidates: list[tuple[int, str]] = []
+        if sub["status"] in ("active", "trialing", "past_due") and sub.get("cancel_at"):
+            candidates.append((int(sub["cancel_at"]), "cancel"))
+        if sub["status"] in ("active", "trialing"):
+            candidates.append((current_period(sub)[1], "renew"))
+        if sub["status"] == "past_due":
+            inv = _open_invoice(store, sub)
+            if inv:
+                candidates.append((int(inv["next_payment_attempt"]), "retry"))
+        for when, action in candidates:
+            if best is None or when < best[0]:
+                best = (when, action, sub)
+    return best
+
+
+def expire_session(store: Store, session: JSON) -> None:
+    session["status"] = "expired"
+    session["url"] = None
+    store.emit("checkout.session.expired", session)
+
+
+def run_due(store: Store, until: int | None = None, retry_days: tuple[int, ...] = DEFAULT_RETRY_DAYS) -> int:
+    """Process every time-driven action due up to `until` (default: now) in time order; moves the clock."""
+    target = store.now() if until is None else until
+    done = 0
+    while done < 100_000:
+        due = next_due(store)
+        if due is None or due[0] > target:
+            break
+        when, action, obj = due
+        store.set_time(when)
+        at = max(when, 0)
+        if action == "expire":
+            expire_session(store, obj)
+        elif action == "cancel":
+            cancel_now(store, obj, at)
+        elif action == "renew":
+            renew(store, obj, at, retry_days)
+        elif action == "retry":
+            inv = _open_invoice(store, obj)
+            assert inv is not None
+            retry(store, obj, inv, at, retry_days)
+        done += 1
+    store.set_time(target)
+    return done

@@ -1,0 +1,168 @@
+"""Builders for payment intent, charge and refund objects in the current API shapes."""
+
+from __future__ import annotations
+
+from .store import JSON, new_id
+
+
+def payment_intent(
+    now: int, amount: int, currency: str, customer_id: str, pm_id: str | None, description: str | None
+) -> JSON:
+    pid = new_id("pi")
+    return {
+        "id": pid,
+        "object": "payment_intent",
+        "amount": amount,
+        "amount_capturable": 0,
+        "amount_details": {"tip": {}},
+        "amount_received": 0,
+        "application": None,
+        "application_fee_amount": None,
+        "automatic_payment_methods": None,
+        "canceled_at": None,
+        "cancellation_reason": None,
+        "capture_method": "automatic",
+        "client_secret": f"{pid}_secret_{new_id('x', 24)[2:]}",
+        "confirmation_method": "automatic",
+        "created": now,
+        "currency": currency,
+        "customer": customer_id,
+        "customer_account": None,
+        "description": description,
+        "excluded_payment_method_types": None,
+        "last_payment_error": None,
+        "latest_charge": None,
+        "livemode": False,
+        "managed_payments": None,
+        "metadata": {},
+        "next_action": None,
+        "on_behalf_of": None,
+        "payment_method": pm_id,
+        "payment_method_configuration_details": None,
+        "payment_method_options": {
+            "card": {
+                "installments": None,
+                "mandate_options": None,
+                "network": None,
+                "request_three_d_secure": "automatic",
+            }
+        },
+        "payment_method_types": ["card"],
+        "processing": None,
+        "receipt_email": None,
+        "review": None,
+        "setup_future_usage": "off_session",
+        "shipping": None,
+        "source": None,
+        "statement_descriptor": None,
+        "statement_descriptor_suffix": None,
+        "status": "requires_payment_method",
+        "transfer_data": None,
+        "transfer_group": None,
+    }
+
+
+def charge(now: int, pi: JSON, pm: JSON, email: str | None) -> JSON:
+    cid = new_id("ch")
+    card = pm["card"]
+    return {
+        "id": cid,
+        "object": "charge",
+        "amount": pi["amount"],
+        "amount_captured": pi["amount"],
+        "amount_refunded": 0,
+        "application": None,
+        "application_fee": None,
+        "application_fee_amount": None,
+        "balance_transaction": new_id("txn"),
+        "billing_details": pm["billing_details"],
+        "calculated_statement_descriptor": "AQUORIS",
+        "captured": True,
+        "created": now,
+        "currency": pi["currency"],
+        "customer": pi["customer"],
+        "description": pi["description"],
+        "disputed": False,
+        "failure_balance_transaction": None,
+        "failure_code": None,
+        "failure_message": None,
+        "fraud_details": {},
+        "livemode": False,
+        "metadata": {},
+        "on_behalf_of": None,
+        "outcome": {
+            "advice_code": None,
+            "network_advice_code": None,
+            "network_decline_code": None,
+            "network_status": "approved_by_network",
+            "reason": None,
+            "risk_level": "normal",
+            "seller_message": "Payment complete.",
+            "type": "authorized",
+        },
+        "paid": True,
+        "payment_intent": pi["id"],
+        "payment_method": pm["id"],
+        "payment_method_details": {
+            "card": {
+                "amount_authorized": pi["amount"],
+                "brand": card["brand"],
+                "checks": card["checks"],
+                "country": "US",
+                "exp_month": card["exp_month"],
+                "exp_year": card["exp_year"],
+                "fingerprint": card["fingerprint"],
+                "funding": "credit",
+                "last4": card["last4"],
+                "network": card["brand"],
+                "wallet": None,
+            },
+            "type": "card",
+        },
+        "receipt_email": email,
+        "receipt_number": None,
+        "receipt_url": None,
+        "refunded": False,
+        "refunds": {
+            "object": "list",
+            "data": [],
+            "has_more": False,
+            "total_count": 0,
+            "url": f"/v1/charges/{cid}/refunds",
+        },
+        "review": None,
+        "shipping": None,
+        "source": None,
+        "source_transfer": None,
+        "statement_descriptor": None,
+        "statement_descriptor_suffix": None,
+        "status": "succeeded",
+        "transfer_data": None,
+        "transfer_group": None,
+    }
+
+
+def refund(now: int, ch: JSON, amount: int, reason: str | None, metadata: JSON) -> JSON:
+    return {
+        "id": new_id("re"),
+        "object": "refund",
+        "amount": amount,
+        "balance_transaction": new_id("txn"),
+        "charge": ch["id"],
+        "created": now,
+        "currency": ch["currency"],
+        "customer": ch["customer"],
+        "customer_account": None,
+        "destination_details": {
+            "card": {"reference_status": "pending", "reference_type": "acquirer_reference_number", "type": "refund"},
+            "type": "card",
+        },
+        "metadata": metadata,
+        "payment_intent": ch["payment_intent"],
+        "payment_method": ch["payment_method"],
+        "reason": reason,
+        "receipt_number": None,
+        "source_transfer_reversal": None,
+        "status": "succeeded",
+        "transfer_reversal": None,
+    }

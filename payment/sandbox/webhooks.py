@@ -1,0 +1,146 @@
+"""Signed webhook delivery: per-endpoint queues in creation order, retries with exponential back-off."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import time
+from collections import deque
+
+import httpx
+
+from .api import Config
+from .store import JSON, Store, public
+
+USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
+
+
+def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
+    """The `Stripe-Signature` header value for a payload."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    digest = hmac.new(secret.encode(), f"{ts}.".encode() + payload, hashlib.sha256).hexdigest()
+    return f"t={ts},v1={digest}"
+
+
+def _matches(enabled: list[str], event_type: str) -> bool:
+    return any(e == "*" or e == event_type or (e.endswith(".*") and event_type.startswith(e[:-1])) for e in enabled)
+
+
+class Dispatcher:
+    def __init__(self, store: Store, config: Config) -> None:
+        self.store = store
+        self.config = config
+        self.queues: dict[str, deque[tuple[str, str, str, bytes]]] = {}
+        self.workers: dict[str, asyncio.Task[None]] = {}
+        self.deliveries: list[JSON] = []
+        self.client: httpx.AsyncClient | None = None
+        store.on_event = self.enqueue
+
+    def targets(self, event_type: str) -> list[tuple[str, str, str]]:
+        found = [(f"static{i}", url, secret) for i, (url, secret) in enumerate(self.config.webhook_endpoints)]
+        for endpoint in self.store.all("webhook_endpoint")[::-1]:
+            if endpoint["status"] == "enabled" and _matches(endpoint["enabled_events"], event_type):
+                found.append((endpoint["id"], endpoint["url"], endpoint["_secret"]))
+        return found
+
+    def enqueue(self, event: JSON) -> int:
+        targets = self.targets(event["type"])
+        event["pending_webhooks"] = len(targets)
+        payload = json.dumps(public(event), indent=2).encode()
+        for key, url, secret in targets:
+            self.queues.setdefault(key, deque()).append((event["id"], url, secret, payload))
+            self._ensure_worker(key)
+        return len(targets)
+
+    def _ensure_worker(self, key: str) -> None:
+        if key in self.workers:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # started later by start()
+        self.workers[key] = loop.create_task(self._worker(key))
+
+    async def start(self) -> None:
+        if self.client is None:
+            self.client = httpx.AsyncClient(timeout=10.0)
+        for key, queue in self.queues.items():
+            if queue:
+                self._ensure_worker(key)
+
+    async def stop(self) -> None:
+        for task in list(self.workers.values()):
+            task.cancel()
+        for task in list(self.workers.values()):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.workers.clear()
+        if self.client is not None:
+            await self.client.aclose()
+            self.client = None
+
+    async def clear(self) -> None:
+        for task in list(self.workers.values()):
+            task.cancel()
+        self.workers.clear()
+        self.queues.clear()
+        self.deliveries.clear()
+
+    def pending(self) -> int:
+        return sum(len(q) for q in self.queues.values())
+
+    async def wait_idle(self, timeout: float = 10.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while self.pending():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    async def _worker(self, key: str) -> None:
+        try:
+            queue = self.queues.get(key)
+            while queue:
+                event_id, url, secret, payload = queue[0]
+                await self._deliver(event_id, url, secret, payload)
+                if queue and queue[0][0] == event_id:
+                    queue.popleft()
+                event = self.store.get("event", event_id)
+                if event is not None:
+                    event["pending_webhooks"] = max(0, int(event["pending_webhooks"]) - 1)
+        finally:
+            if self.workers.get(key) is asyncio.current_task():
+                del self.workers[key]
+
+    async def _deliver(self, event_id: str, url: str, secret: str, payload: bytes) -> bool:
+        if self.client is None:
+            self.client = httpx.AsyncClient(timeout=10.0)
+        for attempt in range(1, self.config.max_attempts + 1):
+            record: JSON = {
+                "event": event_id,
+                "url": url,
+                "attempt": attempt,
+                "status": None,
+                "error": None,
+                "at": time.time(),
+            }
+            self.deliveries.append(record)
+            del self.deliveries[:-1000]
+            headers = {
+                "Content-Type": "application/json; charset=utf-8",
+                "User-Agent": USER_AGENT,
+                "Stripe-Signature": sign(payload, secret),
+            }
+            try:
+                response = await self.client.post(url, content=payload, headers=headers)
+                record["status"] = response.status_code
+                if 200 <= response.status_code < 300:
+                    return True
+            except httpx.HTTPError as exc:
+                record["error"] = f"{type(exc).__name__}: {exc}"
+            if attempt < self.config.max_attempts:
+                await asyncio.sleep(self.config.retry_base_seconds * 2 ** (attempt - 1))
+        return False
