@@ -1,7 +1,93 @@
-"""Background tasks (blueprint); job bodies open a transaction and call one service."""
+"""Background tasks (blueprint); job bodies open a transaction and call one service.
+
+Task names are explicit and namespaced `payment:` by the app. Every task has a retry strategy; periodic tasks
+also run again on their next tick.
+"""
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import procrastinate
 
+from payment.jobs.periodic import expire_due_subscriptions
+from payment.models import utcnow
+from payment.runtime import Services
+from payment.stripe import events
+
+log = logging.getLogger(__name__)
+
 blueprint = procrastinate.Blueprint()
+
+# 2, 4, 8 ... 1024 s between attempts (about 34 minutes in all), then the event is shown as failed to admins.
+EVENT_RETRY = procrastinate.RetryStrategy(max_attempts=10, exponential_wait=2)
+PERIODIC_RETRY = procrastinate.RetryStrategy(max_attempts=2, wait=5)
+STALLED_AFTER_SECONDS = 15.0
+
+_current: dict[str, Services] = {}
+
+
+def use_services(services: Services) -> None:
+    """The worker's Services, for jobs run by a worker started without `additional_context`."""
+    _current["services"] = services
+
+
+def services_of_job(context: procrastinate.JobContext) -> Services:
+    found: Any = context.additional_context.get("services") or _current.get("services")
+    if found is None:
+        raise RuntimeError("jobs need the worker's Services (run them with payment.jobs.worker.run_worker)")
+    services: Services = found
+    return services
+
+
+def is_final_attempt(context: procrastinate.JobContext, strategy: procrastinate.RetryStrategy) -> bool:
+    return strategy.max_attempts is not None and context.job.attempts + 1 >= strategy.max_attempts
+
+
+@blueprint.task(name="apply_stripe_event", pass_context=True, retry=EVENT_RETRY)
+async def apply_stripe_event(context: procrastinate.JobContext, event_row_id: int) -> None:
+    await events.process_event(services_of_job(context), event_row_id,
+                               final_attempt=is_final_attempt(context, EVENT_RETRY))
+
+
+@blueprint.periodic(cron="*/10 * * * * *")
+@blueprint.task(name="sweep_stripe_events", pass_context=True, retry=PERIODIC_RETRY)
+async def sweep_stripe_events(context: procrastinate.JobContext, timestamp: int) -> None:
+    await events.sweep(services_of_job(context))
+
+
+@blueprint.periodic(cron="*/5 * * * *")
+@blueprint.task(name="catch_up_stripe_events", pass_context=True, retry=PERIODIC_RETRY)
+async def catch_up_stripe_events(context: procrastinate.JobContext, timestamp: int) -> None:
+    await events.catch_up(services_of_job(context))
+
+
+@blueprint.periodic(cron="* * * * *")
+@blueprint.task(name="expire_subscriptions", pass_context=True, retry=PERIODIC_RETRY)
+async def expire_subscriptions(context: procrastinate.JobContext, timestamp: int) -> None:
+    async with services_of_job(context).db.transaction() as session:
+        count = await expire_due_subscriptions(session, now=utcnow())
+    if count:
+        log.info("expired %s manual or granted subscriptions", count)
+
+
+@blueprint.periodic(cron="7,37 * * * *")
+@blueprint.task(name="purge_billing_sessions", pass_context=True, retry=PERIODIC_RETRY)
+async def purge_billing_sessions(context: procrastinate.JobContext, timestamp: int) -> None:
+    from payment.billing_sessions.service import purge_expired
+
+    async with services_of_job(context).db.transaction() as session:
+        count = await purge_expired(session, now=utcnow())
+    if count:
+        log.info("purged %s expired billing sessions", count)
+
+
+@blueprint.periodic(cron="*/15 * * * * *")
+@blueprint.task(name="recover_stalled_jobs", pass_context=True, retry=PERIODIC_RETRY)
+async def recover_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Jobs left `doing` by a worker that died (SIGKILL, OOM, lost machine) go back to the queue."""
+    manager = context.app.job_manager
+    for job in await manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_SECONDS):
+        log.warning("retrying job %s (%s) left running by a dead worker", job.id, job.task_name)
+        await manager.retry_job(job)

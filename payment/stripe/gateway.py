@@ -149,3 +149,16 @@ class StripeGateway:
         except stripe.SignatureVerificationError as exc:
             raise ValueError("bad Stripe signature") from exc
         return _as_dict(event)
+
+    # appended for webhook processing (issue 6): lookups that make each event self-sufficient
+    async def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
+        return await self._call(self.client.v1.payment_intents.retrieve_async, payment_intent_id)
+
+    async def list_invoices(self, params: Params) -> dict[str, Any]:
+        return await self._call(self.client.v1.invoices.list_async, params=params)
+
+    async def list_refunds(self, params: Params) -> dict[str, Any]:
+        return await self._call(self.client.v1.refunds.list_async, params=params)
+
+    async def list_checkout_sessions(self, params: Params) -> dict[str, Any]:
+        return await self._call(self.client.v1.checkout.sessions.list_async, params=params)

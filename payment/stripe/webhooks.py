@@ -1,0 +1,67 @@
+"""Receiving Stripe events: verify the signature over the raw body, store each event exactly once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payment.errors import PaymentError
+from payment.models import StripeEvent, utcnow
+from payment.stripe.gateway import StripeGateway
+from payment.stripe.handlers import HANDLED_TYPES
+from payment.stripe.sync import id_of, ts
+
+SIGNATURE_TOLERANCE_SECONDS = 300
+
+
+class SignatureInvalid(PaymentError):
+    status_code = 400
+    code = "invalid_signature"
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The stored event's row id, whether this delivery stored it, and its status."""
+
+    id: int
+    created: bool
+    status: str
+
+
+def verify(gateway: StripeGateway, payload: bytes, signature: str | None) -> dict[str, Any]:
+    """The event, when `Stripe-Signature` signs this exact body with our secret within 5 minutes."""
+    if not signature:
+        raise SignatureInvalid("Missing Stripe-Signature header.")
+    try:
+        event = gateway.construct_event(payload, signature, tolerance=SIGNATURE_TOLERANCE_SECONDS)
+    except ValueError:
+        raise SignatureInvalid("Invalid or expired Stripe signature.") from None
+    if not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+        raise SignatureInvalid("Not a Stripe event.")
+    return event
+
+
+async def store_event(session: AsyncSession, event: dict[str, Any], *, via: str = "webhook",
+                      now: datetime | None = None) -> Stored:
+    """Insert a Stripe event once (unique Stripe id); a type we do not handle is stored as ignored."""
+    now = now or utcnow()
+    handled = event["type"] in HANDLED_TYPES
+    obj = (event.get("data") or {}).get("object") or {}
+    values = {
+        "stripe_event_id": event["id"], "type": event["type"][:128], "object_id": id_of(obj.get("id")),
+        "payload": event, "stripe_created_at": ts(event.get("created")) or now, "received_at": now,
+        "received_via": via, "status": "pending" if handled else "ignored", "handled_at": None if handled else now,
+    }
+    statement = (insert(StripeEvent).values(**values)
+                 .on_conflict_do_nothing(index_elements=[StripeEvent.stripe_event_id]).returning(StripeEvent.id))
+    new_id = await session.scalar(statement)
+    if new_id is not None:
+        return Stored(int(new_id), True, str(values["status"]))
+    existing = (await session.execute(select(StripeEvent.id, StripeEvent.status)
+                                      .where(StripeEvent.stripe_event_id == event["id"]))).one()
+    return Stored(int(existing.id), False, str(existing.status))
