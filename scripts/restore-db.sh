@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Restore the Aquoris Payment database from a backup made by backup-db.sh:
+#
+#   restore-db.sh [--yes] /opt/aquoris-payment/backups/payment-YYYYMMDD-HHMMSS.sql.gz
+#
+# It replaces the data of DATABASE_URL with the backup's (the dump drops and recreates what it holds), in one
+# transaction: a failed restore changes nothing. Stop the app and the worker first. It asks for confirmation on
+# the terminal; without a terminal it refuses unless --yes is given.
+#
+#   DATABASE_URL  postgresql://user:password@host:5432/db (required; read from ENV_FILE when unset)
+#   PG_BIN        optional folder of psql; else PATH
+#   ENV_FILE      optional .env to read DATABASE_URL from when it is not set
+set -Eeuo pipefail
+
+usage() { echo "usage: $(basename "$0") [--yes] BACKUP_FILE.sql.gz" >&2; exit 2; }
+
+# --- helpers (kept in each script so one file can be copied to a server alone) ---
+load_env_file() {  # fill unset variables from ENV_FILE (KEY=value lines; quotes stripped)
+  local file="${ENV_FILE:-}" name line value
+  [ -n "$file" ] && [ -r "$file" ] || return 0
+  for name in "$@"; do
+    [ -z "${!name:-}" ] || continue
+    line="$(grep -E "^[[:space:]]*(export[[:space:]]+)?$name=" "$file" | tail -n 1)" || continue
+    value="${line#*=}"
+    value="${value%\"}"; value="${value#\"}"; value="${value%\'}"; value="${value#\'}"
+    printf -v "$name" '%s' "$value"
+  done
+}
+
+connection_from_url() {  # URL -> PG_CONNINFO without the password, PGPASSWORD, PG_DATABASE_NAME
+  local url="$1" re='^(postgres|postgresql)(\+[A-Za-z0-9_]+)?://(([^:@/]*)(:([^@/]*))?@)?([^/?]*)(/([^?]*))?(\?(.*))?$'
+  [[ "$url" =~ $re ]] || return 1
+  local user="${BASH_REMATCH[4]}" password="${BASH_REMATCH[6]}" hostport="${BASH_REMATCH[7]}"
+  local database="${BASH_REMATCH[9]}" query="${BASH_REMATCH[11]}"
+  query="${query//ssl=/sslmode=}"  # asyncpg spells it ssl, libpq sslmode
+  PG_CONNINFO="postgresql://${user:+$user@}$hostport/$database${query:+?$query}"
+  PG_DATABASE_NAME="${database:-postgres}"
+  # The password travels in the environment: never on a command line (ps) nor in a message.
+  if [ -n "$password" ]; then
+    PGPASSWORD="$(printf '%b' "${password//%/\\x}")"
+    export PGPASSWORD
+  fi
+}
+
+pg_tool() {  # the path of a PostgreSQL client program: from PG_BIN when set, else from PATH
+  if [ -n "${PG_BIN:-}" ]; then
+    [ -x "$PG_BIN/$1" ] && echo "$PG_BIN/$1"
+  else
+    command -v "$1"
+  fi
+}
+# --- end of helpers ---
+
+assume_yes=0
+file=""
+for arg in "$@"; do
+  case "$arg" in
+    -y|--yes) assume_yes=1 ;;
+    -h|--help) usage ;;
+    -*) echo "restore-db: unknown option $arg" >&2; usage ;;
+    *) [ -z "$file" ] || usage; file="$arg" ;;
+  esac
+done
+[ -n "$file" ] || usage
+[ -r "$file" ] || { echo "restore-db: cannot read $file" >&2; exit 1; }
+gzip -t "$file" 2>/dev/null || { echo "restore-db: $file is not a valid gzip file; nothing was changed" >&2; exit 1; }
+
+load_env_file DATABASE_URL
+[ -n "${DATABASE_URL:-}" ] || { echo "restore-db: DATABASE_URL is not set" >&2; exit 1; }
+connection_from_url "$DATABASE_URL" || { echo "restore-db: DATABASE_URL must be a postgresql:// URL" >&2; exit 1; }
+PSQL="$(pg_tool psql)" || { echo "restore-db: psql not found (install the PostgreSQL client or set PG_BIN)" >&2; exit 1; }
+target="${PG_CONNINFO%%\?*}"
+
+if [ "$assume_yes" -ne 1 ]; then
+  if [ ! -t 0 ]; then
+    echo "restore-db: no terminal to confirm on; nothing was changed (pass --yes to restore without asking)" >&2
+    exit 1
+  fi
+  echo "This REPLACES the data in $target with the backup $(basename "$file")."
+  echo "Stop the app and the worker first (docker compose -f docker/docker-compose.<env>.yml stop app worker)."
+  read -r -p "Type the database name ($PG_DATABASE_NAME) to continue: " answer
+  if [ "$answer" != "$PG_DATABASE_NAME" ]; then
+    echo "restore-db: not confirmed; nothing was changed" >&2
+    exit 1
+  fi
+fi
+
+export PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-10}"
+# One transaction and stop at the first error: a restore either completes or leaves the database as it was.
+gzip -dc "$file" | "$PSQL" --dbname="$PG_CONNINFO" --quiet --no-psqlrc --single-transaction \
+  --set ON_ERROR_STOP=1 --output=/dev/null
+echo "restore-db: restored $(basename "$file") into $target"
