@@ -4,9 +4,9 @@ from payment.models.accounts import AdminUser, App
 from payment.models.base import Base, utcnow
 from payment.models.billing import Customer, Invoice, Refund, Subscription, SubscriptionAdjustment
 from payment.models.catalog import Plan
-from payment.models.ops import AuditLog, BillingSession, CheckoutSession, RateLimitHit, StripeEvent
+from payment.models.ops import AuditLog, BillingSession, CheckoutSession, FormSubmission, RateLimitHit, StripeEvent
 
 __all__ = [
-    "AdminUser", "App", "AuditLog", "Base", "BillingSession", "CheckoutSession", "Customer", "Invoice", "Plan",
-    "RateLimitHit", "Refund", "StripeEvent", "Subscription", "SubscriptionAdjustment", "utcnow",
+    "AdminUser", "App", "AuditLog", "Base", "BillingSession", "CheckoutSession", "Customer", "FormSubmission",
+    "Invoice", "Plan", "RateLimitHit", "Refund", "StripeEvent", "Subscription", "SubscriptionAdjustment", "utcnow",
 ]

@@ -110,3 +110,16 @@ class RateLimitHit(Base):
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
     key: Mapped[str] = mapped_column(String(255))
     at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class FormSubmission(Base):
+    """A one-time admin form nonce, claimed once; a repeat submission shows the first outcome instead of acting."""
+
+    __tablename__ = "form_submissions"
+    __table_args__ = (Index("ix_form_submissions_created_at", "created_at"),)
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    action: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(255))
+    outcome: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

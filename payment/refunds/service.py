@@ -1,0 +1,170 @@
+"""Refunds of paid invoices, and the optional immediate cancellation that follows one.
+
+refundable = amount - amount_refunded - pending refunds, checked with the invoice row locked so two submissions
+cannot both pass. A Stripe invoice's refund is issued through the Stripe API and stays `pending` until the
+`charge.refunded` webhook confirms it; a manual invoice's refund is a bookkeeping entry, effective at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payment.audit import service as audit
+from payment.errors import Conflict, NotFound, PaymentError, ValidationError
+from payment.models import Invoice, Refund, utcnow
+from payment.stripe.gateway import StripeGateway
+from payment.subscriptions import service as subscriptions
+
+REFUNDABLE_STATUSES = ("paid", "partially_refunded")
+
+
+async def lock_invoice(session: AsyncSession, invoice_id: int) -> Invoice:
+    invoice = (await session.execute(
+        select(Invoice).where(Invoice.id == invoice_id).with_for_update()
+        .execution_options(populate_existing=True))).scalar_one_or_none()
+    if invoice is None:
+        raise NotFound("This invoice does not exist.")
+    return invoice
+
+
+async def pending_cents(session: AsyncSession, invoice_id: int) -> int:
+    total = await session.scalar(select(func.coalesce(func.sum(Refund.amount_cents), 0)).where(
+        Refund.invoice_id == invoice_id, Refund.status == "pending"))
+    return int(total or 0)
+
+
+async def refundable_cents(session: AsyncSession, invoice: Invoice) -> int:
+    """What may still be refunded: the amount less what is refunded and what is pending."""
+    if invoice.status not in REFUNDABLE_STATUSES:
+        return 0
+    return max(0, invoice.amount_cents - invoice.amount_refunded_cents - await pending_cents(session, invoice.id))
+
+
+def apply_refunded(invoice: Invoice, amount_cents: int) -> None:
+    """Count a succeeded refund on the invoice and set its status (partially) refunded."""
+    invoice.amount_refunded_cents = min(invoice.amount_cents, invoice.amount_refunded_cents + amount_cents)
+    invoice.status = "refunded" if invoice.amount_refunded_cents >= invoice.amount_cents else "partially_refunded"
+
+
+async def _stripe_target(invoice: Invoice, gateway: StripeGateway) -> dict[str, str]:
+    """What Stripe refunds: the invoice's charge or payment intent (asked from Stripe when we have neither)."""
+    if invoice.stripe_charge_id:
+        return {"charge": invoice.stripe_charge_id}
+    if invoice.stripe_payment_intent_id:
+        return {"payment_intent": invoice.stripe_payment_intent_id}
+    assert invoice.stripe_invoice_id is not None
+    data = await gateway.retrieve_invoice(invoice.stripe_invoice_id)
+    charge, intent = data.get("charge"), data.get("payment_intent")
+    payments = ((data.get("payments") or {}).get("data")) or []
+    if not intent and payments:
+        intent = (payments[0].get("payment") or {}).get("payment_intent")
+    if isinstance(charge, dict):
+        charge = charge.get("id")
+    if isinstance(intent, dict):
+        intent = intent.get("id")
+    if charge:
+        invoice.stripe_charge_id = str(charge)
+        return {"charge": str(charge)}
+    if intent:
+        invoice.stripe_payment_intent_id = str(intent)
+        return {"payment_intent": str(intent)}
+    raise Conflict("Stripe has no payment for this invoice to refund.")
+
+
+async def issue(session: AsyncSession, invoice_id: int, *, reason: str, gateway: StripeGateway, actor: str,
+                amount_cents: int | None = None, also_cancel: bool = False, idempotency_key: str | None = None,
+                ip: str | None = None) -> Refund:
+    """Refund up to what remains refundable of a paid invoice (default all of it): through Stripe and pending
+    until Stripe confirms, or at once for a manual invoice."""
+    reason = subscriptions.check_reason(reason)
+    invoice = await lock_invoice(session, invoice_id)
+    if invoice.status not in REFUNDABLE_STATUSES:
+        raise Conflict(f"Only a paid invoice can be refunded; this one is {invoice.status.replace('_', ' ')}.")
+    refundable = await refundable_cents(session, invoice)
+    if refundable <= 0:
+        raise Conflict("Nothing is left to refund on this invoice (refunds already cover it or are pending).",
+                       field="amount")
+    amount = refundable if amount_cents is None else amount_cents
+    if amount <= 0:
+        raise ValidationError("The refund amount must be more than zero.", field="amount")
+    if amount > refundable:
+        raise ValidationError(f"The refund amount cannot be more than the {refundable / 100:.2f} "
+                              f"{invoice.currency.upper()} that remains refundable.", field="amount")
+    if also_cancel and invoice.subscription_id is None:
+        raise ValidationError("This invoice has no subscription to cancel.", field="also_cancel")
+    details: dict[str, Any] = {"invoice_id": invoice.id, "amount_cents": amount, "currency": invoice.currency,
+                               "reason": reason, "also_cancel": also_cancel, "source": invoice.source}
+    if invoice.source == "stripe":
+        params: dict[str, Any] = {**await _stripe_target(invoice, gateway), "amount": amount,
+                                  "metadata": {"invoice_id": str(invoice.id), "actor": actor}}
+        data = await gateway.create_refund(params, idempotency_key=idempotency_key)
+        stripe_refund_id = str(data["id"])
+        # The webhook may have recorded this refund already (it can arrive before we commit): adopt that row.
+        refund = (await session.execute(select(Refund).where(Refund.stripe_refund_id == stripe_refund_id))
+                  ).scalar_one_or_none()
+        if refund is None:
+            refund = Refund(invoice_id=invoice.id, amount_cents=amount, currency=invoice.currency,
+                            stripe_refund_id=stripe_refund_id, status="pending")
+            session.add(refund)
+        refund.reason, refund.created_by, refund.also_cancel = reason, actor, also_cancel
+        details["stripe_refund_id"] = stripe_refund_id
+    else:
+        refund = Refund(invoice_id=invoice.id, amount_cents=amount, currency=invoice.currency, reason=reason,
+                        status="succeeded", succeeded_at=utcnow(), created_by=actor, also_cancel=also_cancel)
+        session.add(refund)
+        apply_refunded(invoice, amount)
+    await session.flush()
+    details["status"] = refund.status
+    await audit.record(session, actor=actor, action="refund.issued", entity_type="refund", entity_id=refund.id,
+                       details=details, ip=ip)
+    return refund
+
+
+async def _cancel_subscription_of(session: AsyncSession, refund: Refund, *, gateway: StripeGateway, actor: str,
+                                  ip: str | None, retry: bool) -> Refund:
+    invoice = await session.get(Invoice, refund.invoice_id)
+    if invoice is None or invoice.subscription_id is None:
+        raise Conflict("This refund's invoice has no subscription to cancel.")
+    sub = await subscriptions.lock_subscription(session, invoice.subscription_id)
+    error: str | None = None
+    if sub.status not in subscriptions.ENDED_STATUSES:
+        try:
+            # A savepoint: a failed cancellation leaves the refund and the outcome we record below intact.
+            async with session.begin_nested():
+                await subscriptions.cancel_now(session, sub.id, gateway=gateway, actor=actor, ip=ip,
+                                               reason=f"Canceled with refund #{refund.id}: {refund.reason}")
+        except PaymentError as exc:
+            error = exc.message
+    refund.cancel_outcome = "failed" if error else "succeeded"
+    refund.cancel_error = error[:1000] if error else None
+    await session.flush()
+    action = "refund.cancellation_retried" if retry else "refund.cancellation"
+    await audit.record(session, actor=actor, action=action, entity_type="refund", entity_id=refund.id,
+                       details={"subscription_id": sub.id, "outcome": refund.cancel_outcome, "error": error}, ip=ip)
+    return refund
+
+
+async def cancel_after_refund(session: AsyncSession, refund_id: int, *, gateway: StripeGateway, actor: str,
+                              ip: str | None = None) -> Refund:
+    """After a committed refund with "also cancel", end its subscription now and record whether that worked;
+    a failed cancellation is recorded (not raised) so the refund stands and an admin can retry."""
+    refund = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
+    if refund is None:
+        raise NotFound("This refund does not exist.")
+    if refund.cancel_outcome is not None:
+        return refund
+    return await _cancel_subscription_of(session, refund, gateway=gateway, actor=actor, ip=ip, retry=False)
+
+
+async def retry_cancellation(session: AsyncSession, refund_id: int, *, gateway: StripeGateway, actor: str,
+                             ip: str | None = None) -> Refund:
+    """Try again to cancel the subscription of a refund whose immediate cancellation failed."""
+    refund = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
+    if refund is None:
+        raise NotFound("This refund does not exist.")
+    if refund.cancel_outcome != "failed":
+        raise Conflict("This refund has no failed cancellation to retry.")
+    return await _cancel_subscription_of(session, refund, gateway=gateway, actor=actor, ip=ip, retry=True)

@@ -1,0 +1,252 @@
+"""Admin rules on subscriptions: cancel at period end, resume, extend, grant, cancel now.
+
+Stripe subscriptions change through the Stripe API first and our row then copies Stripe's answer; manual and granted
+subscriptions change locally. Each rule writes a subscription_adjustments row and an audit row in the caller's
+transaction; if Stripe refuses, the StripeError propagates and the caller's transaction writes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import contains_eager
+
+from payment.audit import service as audit
+from payment.errors import Conflict, NotFound, ValidationError
+from payment.models import Customer, Plan, Subscription, SubscriptionAdjustment, utcnow
+from payment.models.billing import LIVE_STATUSES
+from payment.stripe.gateway import StripeGateway
+from payment.subscriptions.stripe_state import apply_stripe_subscription, period_after, stripe_period
+
+MAX_DAYS = 3650
+ENDED_STATUSES = ("canceled", "expired", "incomplete_expired")
+
+
+def check_reason(reason: str | None, *, default: str | None = None) -> str:
+    """A non-blank reason of at most 2000 characters (the default stands in when the form leaves it optional)."""
+    text = (reason or "").strip() or (default or "")
+    if not text:
+        raise ValidationError("A reason is required.", field="reason")
+    if len(text) > 2000:
+        raise ValidationError("The reason must be at most 2000 characters.", field="reason")
+    return text
+
+
+def check_days(days: int, *, field: str = "days") -> int:
+    if days < 1 or days > MAX_DAYS:
+        raise ValidationError(f"Days must be between 1 and {MAX_DAYS}.", field=field)
+    return days
+
+
+async def lock_subscription(session: AsyncSession, subscription_id: int) -> Subscription:
+    """The subscription row, locked for this transaction so two admin actions on it run one after the other."""
+    sub = (await session.execute(
+        select(Subscription).where(Subscription.id == subscription_id).with_for_update()
+        .execution_options(populate_existing=True))).scalar_one_or_none()
+    if sub is None:
+        raise NotFound("This subscription does not exist.")
+    return sub
+
+
+async def lock_customer(session: AsyncSession, customer_id: int) -> Customer:
+    """The customer row, locked so grants and manual payments for one customer run one after the other."""
+    customer = (await session.execute(
+        select(Customer).where(Customer.id == customer_id).with_for_update()
+        .execution_options(populate_existing=True))).scalar_one_or_none()
+    if customer is None:
+        raise NotFound("This customer does not exist.")
+    return customer
+
+
+async def live_in_scope(session: AsyncSession, customer_id: int, plan: Plan) -> list[Subscription]:
+    """The customer's live subscriptions that overlap the plan's scope.
+
+    A suite-wide plan (no app) overlaps everything; an app-scoped plan overlaps that app's plans and suite-wide ones.
+    """
+    query = (select(Subscription).join(Plan, Plan.id == Subscription.plan_id)
+             .where(Subscription.customer_id == customer_id, Subscription.status.in_(LIVE_STATUSES))
+             .options(contains_eager(Subscription.plan)).order_by(Subscription.id))
+    if plan.app_id is not None:
+        query = query.where(or_(Plan.app_id.is_(None), Plan.app_id == plan.app_id))
+    return list((await session.execute(query)).scalars())
+
+
+async def _adjust(session: AsyncSession, sub: Subscription, kind: str, reason: str, actor: str, *,
+                  days: int | None = None, previous_end: datetime | None = None) -> SubscriptionAdjustment:
+    row = SubscriptionAdjustment(subscription_id=sub.id, kind=kind, days=days, reason=reason, actor=actor,
+                                 previous_period_end=previous_end, new_period_end=sub.current_period_end)
+    session.add(row)
+    await session.flush()
+    return row
+
+
+def _snapshot(sub: Subscription) -> dict[str, object]:
+    return {"status": sub.status, "source": sub.source, "cancel_at_period_end": sub.cancel_at_period_end,
+            "current_period_end": sub.current_period_end.isoformat() if sub.current_period_end else None,
+            "stripe_subscription_id": sub.stripe_subscription_id}
+
+
+def _require_live(sub: Subscription, verb: str) -> None:
+    if not sub.is_live:
+        raise Conflict(f"Only a live subscription can be {verb}; this one is {sub.status}.")
+
+
+async def cancel_at_period_end(session: AsyncSession, subscription_id: int, *, gateway: StripeGateway,
+                               reason: str | None = None, actor: str, ip: str | None = None,
+                               idempotency_key: str | None = None) -> Subscription:
+    """A live subscription stops renewing and ends at its current period end (Stripe's through the Stripe API)."""
+    sub = await lock_subscription(session, subscription_id)
+    _require_live(sub, "canceled")
+    if sub.cancel_at_period_end:
+        raise Conflict("This subscription is already set to cancel at the end of its period.")
+    reason = check_reason(reason, default="Canceled at period end by an admin.")
+    if sub.stripe_subscription_id is not None:
+        data = await gateway.update_subscription(sub.stripe_subscription_id, {"cancel_at_period_end": True},
+                                                 idempotency_key=idempotency_key)
+        apply_stripe_subscription(sub, data)
+    else:
+        sub.cancel_at_period_end = True
+        sub.canceled_at = utcnow()
+    await session.flush()
+    await _adjust(session, sub, "cancel", reason, actor, previous_end=sub.current_period_end)
+    await audit.record(session, actor=actor, action="subscription.cancel_at_period_end", entity_type="subscription",
+                       entity_id=sub.id, details={"reason": reason, **_snapshot(sub)}, ip=ip)
+    return sub
+
+
+async def resume(session: AsyncSession, subscription_id: int, *, gateway: StripeGateway, reason: str | None = None,
+                 actor: str, ip: str | None = None, idempotency_key: str | None = None) -> Subscription:
+    """A pending cancellation at period end is withdrawn; the subscription renews again."""
+    sub = await lock_subscription(session, subscription_id)
+    _require_live(sub, "resumed")
+    if not sub.cancel_at_period_end:
+        raise Conflict("This subscription has no pending cancellation to undo.")
+    reason = check_reason(reason, default="Cancellation withdrawn by an admin.")
+    if sub.stripe_subscription_id is not None:
+        data = await gateway.update_subscription(sub.stripe_subscription_id, {"cancel_at_period_end": False},
+                                                 idempotency_key=idempotency_key)
+        apply_stripe_subscription(sub, data)
+    else:
+        sub.cancel_at_period_end = False
+        sub.canceled_at = None
+    await session.flush()
+    await _adjust(session, sub, "resume", reason, actor, previous_end=sub.current_period_end)
+    await audit.record(session, actor=actor, action="subscription.resumed", entity_type="subscription",
+                       entity_id=sub.id, details={"reason": reason, **_snapshot(sub)}, ip=ip)
+    return sub
+
+
+async def extend(session: AsyncSession, subscription_id: int, *, days: int, reason: str, gateway: StripeGateway,
+                 actor: str, ip: str | None = None, idempotency_key: str | None = None) -> Subscription:
+    """A live subscription's period end moves `days` later; a Stripe one through a trial to that date, unbilled."""
+    days = check_days(days)
+    reason = check_reason(reason)
+    sub = await lock_subscription(session, subscription_id)
+    _require_live(sub, "extended")
+    previous_end = sub.current_period_end
+    if sub.stripe_subscription_id is not None:
+        current = await gateway.retrieve_subscription(sub.stripe_subscription_id)
+        stripe_end = stripe_period(current)[1] or previous_end or utcnow()
+        new_end = stripe_end + timedelta(days=days)
+        # A trial up to the new end is how Stripe moves the next charge without billing the added days.
+        data = await gateway.update_subscription(
+            sub.stripe_subscription_id, {"trial_end": int(new_end.timestamp()), "proration_behavior": "none"},
+            idempotency_key=idempotency_key)
+        apply_stripe_subscription(sub, data)
+        previous_end = stripe_end
+    else:
+        sub.current_period_end = (previous_end or utcnow()) + timedelta(days=days)
+    await session.flush()
+    await _adjust(session, sub, "extend", reason, actor, days=days, previous_end=previous_end)
+    await audit.record(session, actor=actor, action="subscription.extended", entity_type="subscription",
+                       entity_id=sub.id, details={"days": days, "reason": reason,
+                                                  "previous_period_end": previous_end.isoformat()
+                                                  if previous_end else None, **_snapshot(sub)}, ip=ip)
+    return sub
+
+
+async def _end_now(session: AsyncSession, sub: Subscription, gateway: StripeGateway,
+                   idempotency_key: str | None) -> None:
+    if sub.stripe_subscription_id is not None:
+        data = await gateway.cancel_subscription(sub.stripe_subscription_id, idempotency_key=idempotency_key)
+        apply_stripe_subscription(sub, data)
+    else:
+        now = utcnow()
+        sub.status = "canceled"
+        sub.canceled_at = sub.canceled_at or now
+        sub.ended_at = now
+        sub.cancel_at_period_end = False
+    await session.flush()
+
+
+async def cancel_now(session: AsyncSession, subscription_id: int, *, gateway: StripeGateway,
+                     reason: str | None = None, actor: str, ip: str | None = None,
+                     idempotency_key: str | None = None) -> Subscription:
+    """A subscription that has not ended ends now (Stripe's is deleted through the Stripe API)."""
+    sub = await lock_subscription(session, subscription_id)
+    if sub.status in ENDED_STATUSES:
+        raise Conflict(f"This subscription has already ended ({sub.status}).")
+    reason = check_reason(reason, default="Canceled immediately by an admin.")
+    previous_end = sub.current_period_end
+    await _end_now(session, sub, gateway, idempotency_key)
+    await _adjust(session, sub, "cancel_now", reason, actor, previous_end=previous_end)
+    await audit.record(session, actor=actor, action="subscription.canceled_now", entity_type="subscription",
+                       entity_id=sub.id, details={"reason": reason, **_snapshot(sub)}, ip=ip)
+    return sub
+
+
+async def replace_live(session: AsyncSession, conflicts: list[Subscription], *, reason: str,
+                       gateway: StripeGateway, actor: str, ip: str | None = None) -> None:
+    """End the given live subscriptions because a new one replaces them (adjustment kind 'replace')."""
+    for old in conflicts:
+        await lock_subscription(session, old.id)
+        previous_end = old.current_period_end
+        await _end_now(session, old, gateway, None)
+        await _adjust(session, old, "replace", reason, actor, previous_end=previous_end)
+        await audit.record(session, actor=actor, action="subscription.replaced", entity_type="subscription",
+                           entity_id=old.id, details={"reason": reason, **_snapshot(old)}, ip=ip)
+
+
+def check_duration(months: int, days: int) -> None:
+    if months < 0 or days < 0 or (months == 0 and days == 0):
+        raise ValidationError("Enter a duration of at least one day or one month.", field="duration")
+    if months > 120 or months * 31 + days > MAX_DAYS:
+        raise ValidationError(f"The duration must be at most {MAX_DAYS} days (about 10 years).", field="duration")
+
+
+def describe_conflicts(conflicts: list[Subscription]) -> str:
+    listed = ", ".join(f"#{s.id} {s.plan.name} ({s.source}, {s.status})" for s in conflicts)
+    return f"The customer already has a live subscription in this plan's scope: {listed}."
+
+
+async def grant(session: AsyncSession, customer_id: int, *, plan_id: int, reason: str, gateway: StripeGateway,
+                actor: str, months: int = 0, days: int = 0, replace: bool = False,
+                ip: str | None = None) -> Subscription:
+    """Give the customer a free manual subscription to a plan for a duration, refused while a live subscription
+    in the same scope exists unless `replace` ends it."""
+    reason = check_reason(reason)
+    check_duration(months, days)
+    customer = await lock_customer(session, customer_id)
+    plan = await session.get(Plan, plan_id)
+    if plan is None:
+        raise NotFound("This plan does not exist.", field="plan_id")
+    conflicts = await live_in_scope(session, customer.id, plan)
+    if conflicts and not replace:
+        raise Conflict(describe_conflicts(conflicts) + " Confirm replacing it to continue.", code="replace_needed")
+    await replace_live(session, conflicts, reason=f"Replaced by a granted {plan.name}: {reason}", gateway=gateway,
+                       actor=actor, ip=ip)
+    start = utcnow()
+    end = period_after(start, months=months, days=days)
+    sub = Subscription(customer_id=customer.id, plan_id=plan.id, status="active", source="grant",
+                       current_period_start=start, current_period_end=end)
+    session.add(sub)
+    await session.flush()
+    total_days = max(1, min(MAX_DAYS, (end - start).days))
+    await _adjust(session, sub, "grant", reason, actor, days=total_days)
+    await audit.record(session, actor=actor, action="subscription.granted", entity_type="subscription",
+                       entity_id=sub.id, details={"customer_id": customer.id, "plan": plan.slug, "months": months,
+                                                  "days": days, "reason": reason,
+                                                  "replaced": [s.id for s in conflicts], **_snapshot(sub)}, ip=ip)
+    return sub
