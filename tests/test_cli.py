@@ -89,3 +89,37 @@ def test_seed_refuses_an_overlong_password(database_url: str) -> None:
                                  "ADMIN_PASSWORD": "x" * 73})
     assert result.returncode != 0
     assert "72 bytes" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sandbox_command_serves_the_stripe_api_on_loopback() -> None:
+    import time
+
+    import stripe
+
+    from payment.embedded_pg import free_port
+
+    port = free_port()
+    executable = shutil.which("payment")
+    assert executable is not None
+    process = subprocess.Popen([executable, "sandbox", "--port", str(port)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        client = stripe.StripeClient("sk_test_cli", base_addresses={"api": f"http://127.0.0.1:{port}"},
+                                     max_network_retries=0)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                customer = client.v1.customers.create(params={"email": "cli@example.com"})
+                break
+            except stripe.APIConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        assert customer.id.startswith("cus_") and customer.email == "cli@example.com"
+        with pytest.raises(stripe.AuthenticationError):
+            stripe.StripeClient("sk_live_nope", base_addresses={"api": f"http://127.0.0.1:{port}"},
+                                max_network_retries=0).v1.customers.list()
+    finally:
+        process.terminate()
+        process.wait(20)
+    assert process.returncode in (0, -15, 143)
