@@ -257,7 +257,8 @@ async def sync_invoice(session: AsyncSession, gateway: StripeGateway, inv: JSON,
         if customer_id is None:
             raise SyncError(f"No customer of ours matches Stripe invoice {stripe_id}.")
         row = Invoice(customer_id=customer_id, source="stripe", stripe_invoice_id=stripe_id, amount_cents=amount,
-                      currency=currency, status=status, payment_method="card")
+                      currency=currency, status=status, payment_method="card", amount_refunded_cents=0,
+                      attempt_count=0)
         session.add(row)
         changes.values["created"] = True
     if row.amount_refunded_cents > 0 and status == "paid":

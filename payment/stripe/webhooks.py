@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -46,6 +48,17 @@ def verify(gateway: StripeGateway, payload: bytes, signature: str | None) -> dic
     return event
 
 
+def _plain_json(event: dict[str, Any]) -> dict[str, Any]:
+    """The event as JSON types only (the SDK decodes `*_decimal` fields as Decimal)."""
+    def default(value: object) -> str:
+        if isinstance(value, Decimal):
+            return str(value)
+        raise TypeError(type(value).__name__)
+
+    plain: dict[str, Any] = json.loads(json.dumps(event, default=default))
+    return plain
+
+
 async def store_event(session: AsyncSession, event: dict[str, Any], *, via: str = "webhook",
                       now: datetime | None = None) -> Stored:
     """Insert a Stripe event once (unique Stripe id); a type we do not handle is stored as ignored."""
@@ -54,7 +67,7 @@ async def store_event(session: AsyncSession, event: dict[str, Any], *, via: str 
     obj = (event.get("data") or {}).get("object") or {}
     values = {
         "stripe_event_id": event["id"], "type": event["type"][:128], "object_id": id_of(obj.get("id")),
-        "payload": event, "stripe_created_at": ts(event.get("created")) or now, "received_at": now,
+        "payload": _plain_json(event), "stripe_created_at": ts(event.get("created")) or now, "received_at": now,
         "received_via": via, "status": "pending" if handled else "ignored", "handled_at": None if handled else now,
     }
     statement = (insert(StripeEvent).values(**values)
