@@ -1,36 +1,120 @@
-"""Admin sign-in against admin_users (bcrypt), kept in a signed session cookie."""
+"""Admin sign-in against admin_users (bcrypt), kept in a signed, HttpOnly, SameSite=strict session cookie.
+
+Sign-in is rate limited per client IP through the database (payment.ratelimit), so the limit holds across app
+processes; every sign-in, refused sign-in and sign-out is audited.
+"""
 
 from __future__ import annotations
 
-from sqladmin.authentication import AuthenticationBackend
-from starlette.requests import Request
+from typing import Any
 
+from sqladmin.authentication import AuthenticationBackend
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+
+from admin_views import csrf
+from payment import ratelimit
 from payment.admins import service as admins
-from payment.models import utcnow
+from payment.audit.service import admin_actor
+from payment.models import AdminUser
 from payment.runtime import Services, services_of
 from payment.security import verify_password
+
+SESSION_COOKIE = "aquoris_admin"
+ADMIN_ID = "admin_id"
+BAD_CREDENTIALS = "Invalid email or password."
+
+
+def client_ip(conn: HTTPConnection) -> str | None:
+    return conn.client.host if conn.client else None
+
+
+def current_admin_id(request: HTTPConnection) -> int:
+    """The signed-in admin's id (only call from authenticated admin routes)."""
+    admin_id = request.session.get(ADMIN_ID)
+    if not isinstance(admin_id, int):
+        raise PermissionError("no admin is signed in")
+    return admin_id
+
+
+def current_admin_actor(request: HTTPConnection) -> str:
+    """The audit actor for the signed-in admin, e.g. "admin:3"."""
+    return admin_actor(current_admin_id(request))
+
+
+def rate_limit_message(retry_after: int) -> str:
+    return (f"Too many sign-in attempts from your network. Wait {retry_after} seconds and try again "
+            f"(the limit protects admin accounts from password guessing).")
 
 
 class AdminAuth(AuthenticationBackend):
     def __init__(self, services: Services) -> None:
-        super().__init__(secret_key=services.settings.secret_key)
+        settings = services.settings
+        # Our own middleware list instead of the base class's: the session must be configured (strict, secure in
+        # production, expiring) and the CSRF check must run inside it, where the session is readable.
+        self.middlewares = [
+            Middleware(SessionMiddleware, secret_key=settings.secret_key, session_cookie=SESSION_COOKIE,
+                       max_age=settings.admin_session_max_age, path="/admin", same_site="strict",
+                       https_only=settings.is_production),
+            Middleware(csrf.CsrfMiddleware, max_age=settings.admin_session_max_age),
+        ]
         self.services = services
+        self.templates: Any = None  # the admin's Jinja templates, set by mount_admin
 
-    async def login(self, request: Request) -> bool:
+    async def login(self, request: Request) -> Response | bool:
         form = await request.form()
         email, password = str(form.get("username", "")), str(form.get("password", ""))
-        async with services_of(request).db.transaction() as session:
-            admin = await admins.find_by_email(session, email)
+        ip = client_ip(request)
+        services = services_of(request)
+        async with services.db.transaction() as session:
+            verdict = await ratelimit.hit(session, f"admin-login:{ip}", limit=services.settings.login_rate_limit)
+            if not verdict.allowed:
+                await admins.record_failed_sign_in(session, email, reason="rate_limited", ip=ip)
+                return await self._rate_limited(request, verdict.retry_after_seconds)
+            admin = await admins.find_by_email(session, email) if email.strip() else None
             ok = verify_password(password, admin.password_hash if admin else None)
             if not ok or admin is None or not admin.is_active:
+                # one answer for unknown email, wrong password and inactive account: no account enumeration
+                reason = "inactive" if ok and admin is not None else "bad_credentials"
+                await admins.record_failed_sign_in(session, email, reason=reason, ip=ip)
                 return False
-            admin.last_login_at = utcnow()
-            request.session.update({"admin_id": admin.id})
+            await admins.record_sign_in(session, admin, ip=ip)
+            admin_id = admin.id
+        # a fresh session at sign-in: nothing planted before it (fixation) survives, the CSRF token changes
+        request.session.clear()
+        request.session[ADMIN_ID] = admin_id
+        csrf.new_seed(request)
         return True
 
-    async def logout(self, request: Request) -> bool:
+    async def _rate_limited(self, request: Request, retry_after: int) -> Response:
+        response: Response = await self.templates.TemplateResponse(
+            request, "sqladmin/login.html", {"error": rate_limit_message(retry_after), "rate_limited": True},
+            status_code=429)
+        response.headers["Retry-After"] = str(retry_after)
+        return response
+
+    async def logout(self, request: Request) -> Response | bool:
+        admin_id = request.session.get(ADMIN_ID)
+        if isinstance(admin_id, int):
+            async with services_of(request).db.transaction() as session:
+                await admins.record_sign_out(session, admin_id, ip=client_ip(request))
         request.session.clear()
-        return True
+        return False  # SQLAdmin then redirects to the login page
 
     async def authenticate(self, request: Request) -> bool:
-        return "admin_id" in request.session
+        admin_id = request.session.get(ADMIN_ID)
+        if not isinstance(admin_id, int):
+            return False
+        # checked on every request so a deactivated admin is locked out at once, not when the cookie expires
+        async with services_of(request).db.session() as session:
+            admin = await session.get(AdminUser, admin_id)
+            if admin is None or not admin.is_active:
+                request.session.clear()
+                return False
+            request.state.admin = admin
+        return True
+
+    async def get_user_id(self, request: Request) -> Any:
+        return request.session.get(ADMIN_ID)

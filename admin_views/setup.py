@@ -1,28 +1,86 @@
-"""Mount SQLAdmin at /admin with our authentication and views."""
+"""Mount SQLAdmin at /admin with our authentication, CSRF, keyset lists and views."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
 from sqladmin import Admin
+from sqladmin.authentication import login_required
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
-from admin_views import dashboard, operations, webhook_events
+from admin_views import admin_users, apps, audit_log, customers, dashboard, operations, plans, records, webhook_events
 from admin_views.auth import AdminAuth
+from admin_views.csrf import install_template_globals
+from admin_views.formatting import install_filters
+from admin_views.keyset import KeysetModelView
+from payment.errors import PaymentError
 from payment.runtime import Services
 
 TEMPLATES = Path(__file__).parent / "templates"
+STATIC = Path(__file__).parent / "static"
+
+
+class AquorisAdmin(Admin):
+    """SQLAdmin with keyset-paginated lists for our big tables and sign-out by POST only."""
+
+    def __init__(self, app: Starlette, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        routes: list[BaseRoute] = []
+        for route in self.admin.router.routes:
+            if isinstance(route, Route) and route.name == "logout":
+                # sign-out changes state: POST only (the CSRF middleware checks it); GET answers 405
+                route = Route("/logout", endpoint=self.logout, name="logout", methods=["POST"])
+            routes.append(route)
+        routes.insert(0, Mount("/aquoris-static", app=StaticFiles(directory=STATIC), name="aquoris-static"))
+        self.admin.router.routes = routes
+
+    @login_required
+    async def list(self, request: Request) -> Response:
+        model_view = self._find_model_view(request.path_params["identity"])
+        if isinstance(model_view, KeysetModelView):
+            can_list = await self._list(request)
+            return await model_view.keyset_list(request, can_list=can_list)
+        # the stock list (OFFSET + count) is fine for the small tables (apps, plans, admins)
+        stock: Any = Admin.list.__wrapped__  # type: ignore[attr-defined]
+        response: Response = await stock(self, request)
+        return response
+
+
+class _HideExpectedErrors(logging.Filter):
+    """SQLAdmin logs every failed save with a traceback; a PaymentError is a form error, not a fault."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], PaymentError))
 
 
 def mount_admin(app: Starlette, services: Services) -> Admin:
-    admin = Admin(
+    auth = AdminAuth(services)
+    admin = AquorisAdmin(
         app,
         session_maker=services.db.sessionmaker,
         base_url="/admin",
         title="Aquoris Payment",
         templates_dir=str(TEMPLATES),
-        authentication_backend=AdminAuth(services),
+        authentication_backend=auth,
     )
+    auth.templates = admin.templates
+    # routes inside the mounted admin see the admin's Starlette as request.app
+    admin.admin.state.services = services
+    admin.admin.state.secret_key = services.settings.secret_key
+    install_template_globals(admin.templates.env)
+    install_filters(admin.templates.env)
+    sqladmin_log = logging.getLogger("sqladmin.application")
+    if not any(isinstance(f, _HideExpectedErrors) for f in sqladmin_log.filters):
+        sqladmin_log.addFilter(_HideExpectedErrors())
+    for view in (customers.CustomerView, records.SubscriptionView, records.InvoiceView, records.RefundView,
+                 plans.PlanView, apps.AppView, admin_users.AdminUserView, audit_log.AuditLogView):
+        admin.add_view(view)
     for module in (dashboard, webhook_events, operations):
         module.register(admin, services)
     return admin

@@ -9,8 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment.audit import service as audit
-from payment.errors import ValidationError
-from payment.models import AdminUser
+from payment.errors import Conflict, NotFound, ValidationError
+from payment.models import AdminUser, utcnow
 from payment.security import hash_password
 
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -54,3 +54,68 @@ async def seed_default_admin(session: AsyncSession, *, email: str, password: str
     await audit.record(session, actor=actor, action="admin.seeded", entity_type="admin_user", entity_id=admin.id,
                        details={"email": email})
     return SeedResult(admin, created=True)
+
+
+async def get_admin(session: AsyncSession, admin_id: int) -> AdminUser:
+    admin = await session.get(AdminUser, admin_id)
+    if admin is None:
+        raise NotFound("No such admin.")
+    return admin
+
+
+async def create_admin(session: AsyncSession, *, email: str, name: str, password: str, actor: str,
+                       ip: str | None = None) -> AdminUser:
+    """Add an admin account with a bcrypt-hashed password; emails are unique regardless of case."""
+    email, name = normalise_email(email), check_name(name)
+    if await find_by_email(session, email) is not None:
+        raise Conflict(f"An admin with email {email} already exists.", field="email")
+    admin = AdminUser(email=email, name=name, password_hash=hash_password(password), role="admin")
+    session.add(admin)
+    await session.flush()
+    await audit.record(session, actor=actor, action="admin.created", entity_type="admin_user", entity_id=admin.id,
+                       details={"email": email, "name": name}, ip=ip)
+    return admin
+
+
+async def set_active(session: AsyncSession, admin_id: int, active: bool, *, acting_admin_id: int, actor: str,
+                     ip: str | None = None) -> AdminUser:
+    """Deactivate (or reactivate) an admin; nobody can deactivate themselves."""
+    admin = await get_admin(session, admin_id)
+    if not active and admin.id == acting_admin_id:
+        raise ValidationError("You cannot deactivate your own account.", field="is_active")
+    if admin.is_active != active:
+        admin.is_active = active
+        await session.flush()
+        await audit.record(session, actor=actor, action="admin.activated" if active else "admin.deactivated",
+                           entity_type="admin_user", entity_id=admin.id, details={"email": admin.email}, ip=ip)
+    return admin
+
+
+async def change_password(session: AsyncSession, admin_id: int, password: str, *, actor: str,
+                          ip: str | None = None) -> AdminUser:
+    """Replace an admin's password (8 to 72 bytes, bcrypt); the audit row never holds the password."""
+    admin = await get_admin(session, admin_id)
+    admin.password_hash = hash_password(password)
+    await session.flush()
+    await audit.record(session, actor=actor, action="admin.password_changed", entity_type="admin_user",
+                       entity_id=admin.id, details={"email": admin.email}, ip=ip)
+    return admin
+
+
+async def record_sign_in(session: AsyncSession, admin: AdminUser, *, ip: str | None) -> None:
+    """Note a successful sign-in on the account and in the audit log."""
+    admin.last_login_at = utcnow()
+    await audit.record(session, actor=audit.admin_actor(admin.id), action="admin.signed_in",
+                       entity_type="admin_user", entity_id=admin.id, details={"email": admin.email}, ip=ip)
+
+
+async def record_failed_sign_in(session: AsyncSession, email: str, *, reason: str, ip: str | None) -> None:
+    """Note a refused sign-in (bad credentials, inactive account or rate limit); the password is never kept."""
+    await audit.record(session, actor="anonymous", action="admin.sign_in_failed", entity_type="admin_user",
+                       details={"email": email.strip()[:320], "reason": reason}, ip=ip)
+
+
+async def record_sign_out(session: AsyncSession, admin_id: int, *, ip: str | None) -> None:
+    """Note a sign-out in the audit log."""
+    await audit.record(session, actor=audit.admin_actor(admin_id), action="admin.signed_out",
+                       entity_type="admin_user", entity_id=admin_id, ip=ip)

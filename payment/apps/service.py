@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment.audit import service as audit
-from payment.errors import Conflict, Unauthorized, ValidationError
+from payment.errors import Conflict, NotFound, Unauthorized, ValidationError
 from payment.models import App, utcnow
 from payment.security import api_key_hint, decrypt_secret, digest, encrypt_secret, new_api_key, same_digest
 
@@ -104,3 +104,34 @@ async def authenticate_key(session: AsyncSession, api_key: str) -> App:
     if app is None or not same_digest(app.api_key_hash, wanted) or not app.is_active:
         raise Unauthorized("Invalid API key.", code="invalid_api_key")
     return app
+
+
+async def get_app(session: AsyncSession, app_id: int) -> App:
+    app = await session.get(App, app_id)
+    if app is None:
+        raise NotFound("No such app.")
+    return app
+
+
+async def update_app(session: AsyncSession, app: App, *, name: str, return_url: str, is_active: bool, actor: str,
+                     ip: str | None = None) -> App:
+    """Change an app's name, return URL or active flag; the slug stays (client apps send it with every call)."""
+    wanted = {"name": check_app_name(name), "return_url": check_return_url(return_url), "is_active": is_active}
+    changes = {k: v for k, v in wanted.items() if getattr(app, k) != v}
+    for k, v in changes.items():
+        setattr(app, k, v)
+    await session.flush()
+    if changes:
+        await audit.record(session, actor=actor, action="app.updated", entity_type="app", entity_id=app.id,
+                           details=changes, ip=ip)
+    return app
+
+
+async def copy_key(session: AsyncSession, app: App, *, secret_key: str, actor: str, ip: str | None = None) -> str:
+    """The plaintext key for an admin to copy; each copy is audited."""
+    key = reveal_key(app, secret_key)
+    if key is None:
+        raise Conflict("This key was encrypted with an earlier SECRET_KEY and cannot be shown; rotate it.")
+    await audit.record(session, actor=actor, action="app.key_copied", entity_type="app", entity_id=app.id,
+                       details={"slug": app.slug, "hint": app.api_key_hint}, ip=ip)
+    return key

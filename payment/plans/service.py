@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment.apps.service import check_slug
 from payment.audit import service as audit
-from payment.errors import Conflict, ValidationError
+from payment.errors import Conflict, NotFound, ValidationError
 from payment.models import Plan
 from payment.models.base import CURRENCIES, INTERVALS
 
@@ -119,3 +119,20 @@ async def upsert_plan(session: AsyncSession, data: PlanInput, *, actor: str) -> 
     if existing is None:
         return await create_plan(session, data, actor=actor)
     return await update_plan(session, existing, data, actor=actor)
+
+
+async def get_plan(session: AsyncSession, plan_id: int) -> Plan:
+    plan = await session.get(Plan, plan_id)
+    if plan is None:
+        raise NotFound("No such plan.")
+    return plan
+
+
+async def set_active(session: AsyncSession, plan: Plan, active: bool, *, actor: str, ip: str | None = None) -> Plan:
+    """Take a plan off (or back onto) the pricing page; existing subscriptions keep it."""
+    if plan.active != active:
+        plan.active = active
+        await session.flush()
+        await audit.record(session, actor=actor, action="plan.activated" if active else "plan.deactivated",
+                           entity_type="plan", entity_id=plan.id, details={"slug": plan.slug}, ip=ip)
+    return plan

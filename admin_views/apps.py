@@ -1,0 +1,120 @@
+"""Apps: list (masked key with Copy and Rotate), create, edit; saves go through payment.apps.service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from markupsafe import Markup, escape
+from sqladmin import expose
+from sqladmin.flash import Flash
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from wtforms import BooleanField, Form, StringField
+
+from admin_views.csrf import token_for
+from admin_views.service_views import FORM_CHECK, FORM_CONTROL, Actor, ServiceModelView, redirect_to_list, run_service
+from payment.apps import service as apps
+from payment.errors import PaymentError
+from payment.models import App
+from payment.runtime import services_of
+
+
+class AppCreateForm(Form):  # type: ignore[misc]
+    slug = StringField("Slug", render_kw=FORM_CONTROL,
+                       description="Stable identifier client apps send, e.g. vega (max 128; a-z, 0-9, hyphens).")
+    name = StringField("Name", render_kw=FORM_CONTROL, description="Display name, e.g. Vega (max 1024).")
+    return_url = StringField("Return URL", render_kw=FORM_CONTROL,
+                             description="Where users go back to after billing; http:// or https:// only.")
+
+
+class AppEditForm(Form):  # type: ignore[misc]
+    name = StringField("Name", render_kw=FORM_CONTROL, description="Display name (max 1024).")
+    return_url = StringField("Return URL", render_kw=FORM_CONTROL, description="http:// or https:// only.")
+    is_active = BooleanField("Active", render_kw=FORM_CHECK,
+                             description="An inactive app's API key is refused.")
+
+
+def api_key_cell(app: App, attribute: Any, request: Request) -> Markup:
+    """The key masked, a Copy button (fetches it by POST) and a Rotate form."""
+    copy_url = request.url_for("admin:view-app-copy_key", pk=app.id)
+    rotate_url = request.url_for("admin:view-app-rotate_key", pk=app.id)
+    confirm = f"Rotate the API key of {app.name}? The current key stops working at once."
+    return Markup(  # noqa: S704 (every interpolated value is escaped)
+        '<span class="d-inline-flex align-items-center gap-2 flex-wrap">'
+        f'<code class="api-key-masked" data-app-slug="{escape(app.slug)}">{escape(app.api_key_hint)}</code>'
+        f'<button type="button" class="btn btn-sm btn-outline-primary" data-copy-key-url="{escape(copy_url)}" '
+        f'data-app-slug="{escape(app.slug)}">Copy key</button>'
+        f'<form method="post" action="{escape(rotate_url)}" class="d-inline" data-confirm="{escape(confirm)}">'
+        f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
+        f'<button type="submit" class="btn btn-sm btn-outline-danger" data-app-slug="{escape(app.slug)}">'
+        'Rotate key</button></form></span>')
+
+
+class AppView(ServiceModelView, model=App):
+    name = "App"
+    name_plural = "Apps"
+    icon = "fa-solid fa-cubes"
+    column_list = [App.id, App.slug, App.name, App.return_url, App.api_key_hint, App.is_active, App.created_at]
+    column_labels = {App.api_key_hint: "API key", App.return_url: "Return URL", App.is_active: "Active"}
+    column_formatters = {App.api_key_hint: api_key_cell}
+    column_searchable_list = [App.slug, App.name]
+    column_default_sort = [(App.id, False)]
+    column_details_exclude_list = [App.api_key_hash, App.api_key_encrypted]
+
+    async def form_class(self, *, editing: bool) -> type[Form]:
+        return AppEditForm if editing else AppCreateForm
+
+    async def get_form_data_for_edit(self, obj: Any) -> dict[str, Any]:
+        return {"name": obj.name, "return_url": obj.return_url, "is_active": obj.is_active}
+
+    async def create_with(self, session: AsyncSession, data: dict[str, Any], who: Actor) -> Any:
+        secret_key = self._settings().secret_key
+        issued = await apps.create_app(session, slug=data.get("slug") or "", name=data.get("name") or "",
+                                       return_url=data.get("return_url") or "", secret_key=secret_key,
+                                       actor=who.actor, ip=who.ip)
+        return issued.app
+
+    async def update_with(self, session: AsyncSession, pk: int, data: dict[str, Any], who: Actor) -> Any:
+        app = await apps.get_app(session, pk)
+        return await apps.update_app(session, app, name=data.get("name") or "",
+                                     return_url=data.get("return_url") or "", is_active=bool(data.get("is_active")),
+                                     actor=who.actor, ip=who.ip)
+
+    def _settings(self) -> Any:
+        return self._admin_ref.admin.state.services.settings
+
+    @expose("/{pk:int}/copy-key", methods=["POST"])
+    async def copy_key(self, request: Request) -> Response:
+        pk = int(request.path_params["pk"])
+        secret_key = services_of(request).settings.secret_key
+
+        async def copy(session: AsyncSession, who: Actor) -> str:
+            app = await apps.get_app(session, pk)
+            return await apps.copy_key(session, app, secret_key=secret_key, actor=who.actor, ip=who.ip)
+
+        try:
+            key = await run_service(request, copy)
+        except PaymentError as exc:
+            return JSONResponse({"error": exc.message}, status_code=exc.status_code,
+                                headers={"Cache-Control": "no-store"})
+        return JSONResponse({"key": key}, headers={"Cache-Control": "no-store"})
+
+    @expose("/{pk:int}/rotate-key", methods=["POST"])
+    async def rotate_key(self, request: Request) -> Response:
+        pk = int(request.path_params["pk"])
+        secret_key = services_of(request).settings.secret_key
+
+        async def rotate(session: AsyncSession, who: Actor) -> str:
+            app = await apps.get_app(session, pk)
+            await apps.rotate_key(session, app, secret_key=secret_key, actor=who.actor, ip=who.ip)
+            return app.name
+
+        try:
+            name = await run_service(request, rotate)
+        except PaymentError as exc:
+            Flash.error(request, exc.message)
+        else:
+            Flash.success(request, f"New API key issued for {name}; the old key no longer works. "
+                                   "Copy the new key into the client app.")
+        return redirect_to_list(request, self.identity)
