@@ -1,11 +1,162 @@
-"""Admin: dashboard (filled in by its issue)."""
+"""Admin: the dashboard is the landing page (/admin/), plus its JSON twin (/admin/dashboard.json).
+
+Both call `payment.dashboard.service.compute_dashboard`; this module only renders. A card without a value shows
+`--` (it timed out or failed); the page itself always renders.
+"""
 
 from __future__ import annotations
 
-from sqladmin import Admin
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
+from sqladmin import Admin, BaseView, expose
+from sqladmin.authentication import AuthenticationBackend
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from payment.dashboard import charts
+from payment.dashboard.history import MonthlySeries
+from payment.dashboard.service import TIMEOUT_SECONDS, Dashboard, Outcome, as_json, compute_dashboard
 from payment.runtime import Services
+
+UNAVAILABLE = "--"
+SOURCE_LABELS = {"stripe": "Stripe", "manual": "Manual", "grant": "Granted"}
+
+
+@dataclass(frozen=True)
+class CardView:
+    """What one card shows: a title, its lines (one per currency or source) or `--`, and its formula."""
+
+    key: str
+    title: str
+    lines: list[tuple[str, str]]
+    formula: str
+    note: str = ""
+
+    @property
+    def available(self) -> bool:
+        return bool(self.lines)
+
+
+@dataclass
+class DashboardState:
+    """What the admin sub-app keeps for the page: the services, the sign-in check, each card's statement
+    timeout (10 s; tests lower one card's to force its `--`) and the clock."""
+
+    services: Services
+    auth: AuthenticationBackend | None
+    timeout_seconds: float = TIMEOUT_SECONDS
+    timeouts: Mapping[str, float] | None = None
+    now: datetime | None = None  # None: the current time (tests pin it to a data set's instant)
+
+    async def compute(self) -> Dashboard:
+        return await compute_dashboard(self.services.db, now=self.now, timeout_seconds=self.timeout_seconds,
+                                       timeouts=self.timeouts)
+
+
+def dashboard_state(request: Request) -> DashboardState:
+    """The state registered on the admin sub-app that serves this request."""
+    state = request.app.state.dashboard
+    assert isinstance(state, DashboardState)
+    return state
+
+
+def _money_lines(amounts: Mapping[str, int]) -> list[tuple[str, str]]:
+    if not amounts:
+        return [("", "0")]
+    return [(currency.upper(), charts.format_money(cents, currency)) for currency, cents in amounts.items()]
+
+
+def card_views(dashboard: Dashboard) -> list[CardView]:
+    """The four cards in page order, formatted for people."""
+    from payment.dashboard import metrics
+
+    mrr, active, churn, revenue = dashboard.mrr.value, dashboard.active.value, dashboard.churn.value, \
+        dashboard.revenue.value
+    cards = [
+        CardView("mrr", "MRR", _money_lines(mrr.amounts) if mrr else [], metrics.MRR_FORMULA,
+                 ", ".join(f"{n:,} {c.upper()} subscriptions" for c, n in mrr.subscriptions.items()) if mrr else ""),
+        CardView("active", "Active subscriptions",
+                 [("Total", f"{active.total:,}")] + [(SOURCE_LABELS[s], f"{n:,}") for s, n in active.by_source.items()]
+                 if active else [], metrics.ACTIVE_FORMULA),
+        CardView("churn", "Churn rate (30 days)",
+                 [("", "n/a" if churn.rate_percent is None else f"{churn.rate_percent}%")] if churn else [],
+                 metrics.CHURN_FORMULA,
+                 f"{churn.churned:,} ended of {churn.active_at_start:,} active on "
+                 f"{churn.since:%Y-%m-%d %H:%M} UTC" if churn else ""),
+        CardView("revenue", "Revenue (30 days)", _money_lines(revenue.amounts) if revenue else [],
+                 metrics.REVENUE_FORMULA,
+                 "; ".join(f"{c.upper()}: {charts.format_money(revenue.paid.get(c, 0), c)} paid − "
+                           f"{charts.format_money(revenue.refunded.get(c, 0), c)} refunded"
+                           for c in revenue.amounts) if revenue else ""),
+    ]
+    return cards
+
+
+@dataclass(frozen=True)
+class ChartGroup:
+    key: str
+    title: str
+    formula: str
+    svgs: list[str]
+    available: bool
+
+
+def chart_groups(dashboard: Dashboard) -> list[ChartGroup]:
+    """The two monthly charts, one SVG per currency, or `--` when their query timed out or failed."""
+    from payment.dashboard.history import MRR_HISTORY_FORMULA, REVENUE_HISTORY_FORMULA
+
+    def group(key: str, title: str, formula: str, outcome: Outcome[MonthlySeries], kind: str) -> ChartGroup:
+        series = outcome.value
+        if series is None:
+            return ChartGroup(key, title, formula, [], False)
+        svgs = [chart.svg(f"{key}-{chart.currency}")
+                for chart in charts.series_charts(title, series.months, series.values, kind=kind)]
+        return ChartGroup(key, title, series.formula, svgs, True)
+
+    return [group("mrr-chart", "MRR", MRR_HISTORY_FORMULA, dashboard.mrr_history, "line"),
+            group("revenue-chart", "Revenue", REVENUE_HISTORY_FORMULA, dashboard.revenue_history, "bar")]
+
+
+class DashboardView(BaseView):
+    name = "Dashboard"
+    identity = "dashboard"
+    icon = "fa-solid fa-chart-line"
+
+    @expose("/dashboard", methods=["GET"], identity="dashboard")
+    async def page(self, request: Request) -> Response:
+        dashboard = await dashboard_state(request).compute()
+        context: dict[str, Any] = {
+            "title": "Dashboard", "subtitle": f"As of {dashboard.now:%Y-%m-%d %H:%M} UTC",
+            "cards": card_views(dashboard), "chart_groups": chart_groups(dashboard), "unavailable": UNAVAILABLE,
+        }
+        response: Response = await self.templates.TemplateResponse(request, "sqladmin/index.html", context)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+async def dashboard_json(request: Request) -> Response:
+    """GET /admin/dashboard.json: the same figures as the page, for a signed-in admin (401 otherwise)."""
+    state = dashboard_state(request)
+    if state.auth is not None and (await state.auth.authenticate(request)) is not True:
+        return JSONResponse({"error": "sign in to the admin first"}, status_code=401,
+                            headers={"Cache-Control": "no-store"})
+    dashboard = await state.compute()
+    return JSONResponse(as_json(dashboard), headers={"Cache-Control": "no-store"})
 
 
 def register(admin: Admin, services: Services) -> None:
-    """Add this module's views to the admin."""
+    """Make the dashboard the admin landing page, list it in the menu and add its JSON endpoint."""
+    admin.add_base_view(DashboardView)
+    sub_app = admin.admin
+    sub_app.state.dashboard = DashboardState(services=services, auth=admin.authentication_backend)
+    view = next(v for v in admin._views if isinstance(v, DashboardView))
+    routes = sub_app.router.routes
+    for i, route in enumerate(routes):
+        if isinstance(route, Route) and route.name == "index":
+            # SQLAdmin's own index renders an empty page; ours keeps its @login_required through the exposed method
+            routes[i] = Route("/", endpoint=view.page, name="index")
+    routes.insert(0, Route("/dashboard.json", endpoint=dashboard_json, name="dashboard_json", methods=["GET"]))

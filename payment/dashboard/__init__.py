@@ -1,0 +1,1 @@
+"""Dashboard: the admin landing page's cards and charts (definitions in metrics.py and history.py)."""

@@ -1,0 +1,106 @@
+"""Every dashboard figure against the hand-computed values of dataset.py, through the service the page uses."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from payment.dashboard.metrics import round_half_up
+from payment.dashboard.service import as_json, compute_dashboard
+from payment.runtime import Services
+from tests.dashboard import dataset
+from tests.dashboard.dataset import NOW
+
+
+async def test_mrr_per_currency_counts_active_paid_subscriptions_summed_then_rounded_half_up(
+        services: Services, known_data: dict[str, Any]) -> None:
+    board = await compute_dashboard(services.db, now=NOW)
+
+    assert board.mrr.ok and board.mrr.value is not None
+    assert board.mrr.value.amounts == dataset.MRR
+    assert board.mrr.value.subscriptions == dataset.MRR_SUBSCRIPTIONS
+    parts = {(p.currency, p.source, p.interval): (p.subscriptions, p.monthly_cents) for p in board.mrr.value.parts}
+    assert parts == {
+        ("thb", "manual", "period"): (1, Fraction(29900)),
+        ("thb", "stripe", "month"): (2, Fraction(59800)),
+        ("thb", "stripe", "year"): (1, Fraction(299010, 12)),
+        ("usd", "manual", "period"): (1, Fraction(10000, 3)),
+        ("usd", "stripe", "month"): (2, Fraction(1998)),
+        ("usd", "stripe", "year"): (2, Fraction(19812, 12)),
+    }
+    assert "yearly ÷ 12" in board.mrr.value.formula and "past-due excluded" in board.mrr.value.formula
+
+
+async def test_active_subscriptions_are_status_active_by_source(services: Services, known_data: dict[str, Any]) -> None:
+    board = await compute_dashboard(services.db, now=NOW)
+
+    assert board.active.value is not None
+    assert board.active.value.by_source == dataset.ACTIVE
+    assert board.active.value.total == 11
+
+
+async def test_churn_is_ended_since_over_active_thirty_days_ago(services: Services, known_data: dict[str, Any]) -> None:
+    board = await compute_dashboard(services.db, now=NOW)
+
+    churn = board.churn.value
+    assert churn is not None
+    assert (churn.churned, churn.active_at_start) == (dataset.CHURNED, dataset.CHURN_BASE)
+    assert churn.rate_percent == Decimal(dataset.CHURN_PERCENT)
+
+
+async def test_revenue_is_paid_invoices_minus_refunds_by_refund_date(services: Services,
+                                                                     known_data: dict[str, Any]) -> None:
+    board = await compute_dashboard(services.db, now=NOW)
+
+    revenue = board.revenue.value
+    assert revenue is not None
+    assert revenue.amounts == dataset.REVENUE
+    assert (revenue.paid, revenue.refunded) == (dataset.REVENUE_PAID, dataset.REVENUE_REFUNDED)
+
+
+async def test_monthly_series_for_the_charts(services: Services, known_data: dict[str, Any]) -> None:
+    board = await compute_dashboard(services.db, now=NOW)
+
+    mrr, revenue = board.mrr_history.value, board.revenue_history.value
+    assert mrr is not None and revenue is not None
+    assert [m.strftime("%Y-%m") for m in mrr.months] == dataset.MONTHS
+    assert mrr.values == dataset.MRR_BY_MONTH
+    assert revenue.values == dataset.REVENUE_BY_MONTH
+    # the current month's point is the MRR card itself
+    assert {c: v[-1] for c, v in mrr.values.items()} == dataset.MRR
+
+
+async def test_json_carries_every_figure_and_formula(services: Services, known_data: dict[str, Any]) -> None:
+    body = as_json(await compute_dashboard(services.db, now=NOW))
+
+    assert body["mrr"]["amounts"] == dataset.MRR
+    assert body["active_subscriptions"] == {**body["active_subscriptions"], "total": 11, "by_source": dataset.ACTIVE}
+    assert (body["churn"]["rate_percent"], body["churn"]["churned"], body["churn"]["active_at_start"]) == \
+        (dataset.CHURN_PERCENT, dataset.CHURNED, dataset.CHURN_BASE)
+    assert body["revenue"]["amounts"] == dataset.REVENUE
+    assert body["mrr_by_month"]["months"] == dataset.MONTHS
+    assert body["revenue_by_month"]["values"] == dataset.REVENUE_BY_MONTH
+    for key in ("mrr", "active_subscriptions", "churn", "revenue", "mrr_by_month", "revenue_by_month"):
+        assert body[key]["ok"] is True and body[key]["formula"]
+
+
+async def test_an_empty_database_gives_zeroes_and_no_churn_rate(database_url: str) -> None:
+    from tests.support.app import running_services
+    from tests.support.db import settings_for
+
+    # a fresh clone would be cleaner, but rows of this module's data set all lie in 2025-2026: a year 2000 clock sees
+    # nothing paid in the window, nothing active 30 days earlier and no month with revenue
+    async with running_services(settings_for(database_url)) as services:
+        from datetime import UTC, datetime
+
+        board = await compute_dashboard(services.db, now=datetime(2000, 6, 15, tzinfo=UTC))
+    assert board.revenue.value is not None and board.revenue.value.amounts == {}
+    assert board.churn.value is not None and board.churn.value.rate_percent is None
+    assert board.revenue_history.value is not None and board.revenue_history.value.values == {}
+
+
+def test_round_half_up_rounds_exact_halves_up() -> None:
+    assert [round_half_up(Fraction(n, 2)) for n in (1, 3, 5, 229235)] == [1, 2, 3, 114618]
+    assert round_half_up(Fraction(10000, 3)) == 3333
+    assert round_half_up(Fraction(20000, 3)) == 6667
