@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 
+from babel.numbers import format_currency
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +22,13 @@ MANUAL_METHODS = ("bank_transfer", "wire", "cash", "other")
 # Both currencies we sell in have two decimal places (satang, cents).
 MINOR_UNITS = {"thb": 2, "usd": 2}
 MAX_AMOUNT_CENTS = 10**12
+
+
+def format_money(amount_cents: int, currency: str) -> str:
+    """29900, "thb" -> "THB 299.00" (Babel, exact)."""
+    amount = Decimal(amount_cents).scaleb(-MINOR_UNITS.get(currency.lower(), 2))
+    return str(format_currency(amount, currency.upper(), locale="en_US", format="¤¤ #,##0.00",
+                               currency_digits=False))
 
 
 def parse_amount(text: str, currency: str) -> int:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payment.audit import service as audit
 from payment.errors import Conflict, NotFound, PaymentError, ValidationError
 from payment.models import Invoice, Refund, utcnow
+from payment.payments.service import format_money
 from payment.stripe.gateway import StripeGateway
 from payment.subscriptions import service as subscriptions
 
@@ -91,8 +92,8 @@ async def issue(session: AsyncSession, invoice_id: int, *, reason: str, gateway:
     if amount <= 0:
         raise ValidationError("The refund amount must be more than zero.", field="amount")
     if amount > refundable:
-        raise ValidationError(f"The refund amount cannot be more than the {refundable / 100:.2f} "
-                              f"{invoice.currency.upper()} that remains refundable.", field="amount")
+        raise ValidationError(f"The refund amount cannot be more than {format_money(refundable, invoice.currency)}, "
+                              "what remains refundable.", field="amount")
     if also_cancel and invoice.subscription_id is None:
         raise ValidationError("This invoice has no subscription to cancel.", field="also_cancel")
     details: dict[str, Any] = {"invoice_id": invoice.id, "amount_cents": amount, "currency": invoice.currency,

@@ -51,7 +51,8 @@ async def test_thb_bank_transfer_creates_manual_invoice_and_subscription(db: Asy
     assert sub.current_period_end is not None and sub.current_period_start is not None
     assert 28 <= (sub.current_period_end - sub.current_period_start).days <= 31
     assert invoice.period_end == sub.current_period_end
-    kinds = await db.scalars(select(SubscriptionAdjustment.kind).where(SubscriptionAdjustment.subscription_id == sub.id))
+    kinds = await db.scalars(select(SubscriptionAdjustment.kind)
+                             .where(SubscriptionAdjustment.subscription_id == sub.id))
     assert list(kinds) == ["manual_payment"]
     audit = (await db.scalars(select(AuditLog).where(AuditLog.action == "payment.recorded_manual",
                                                      AuditLog.entity_id == str(invoice.id)))).one()
