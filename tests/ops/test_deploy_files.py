@@ -216,7 +216,8 @@ def test_staging_deploys_after_ci_on_main_and_production_only_by_hand_behind_its
 
     job = deploy["jobs"]["deploy"]
     # staging when triggered by CI; the chosen environment (its protection rules = the approval gate) by hand
-    assert job["environment"]["name"] == "${{ github.event_name == 'workflow_dispatch' && inputs.environment || 'staging' }}"
+    chosen = "${{ github.event_name == 'workflow_dispatch' && inputs.environment || 'staging' }}"
+    assert job["environment"]["name"] == chosen
     assert "conclusion == 'success'" in deploy["jobs"]["images"]["if"]
     assert job["needs"] == "images"
     assert "'production') && 'prod' || 'staging'" in job["env"]["COMPOSE"]
