@@ -29,8 +29,9 @@ def to_major(cents: int, currency: str) -> Decimal:
 
 
 def format_money(cents: int, currency: str, locale: str = "en_US") -> str:
-    """An amount for people: Babel's currency format of the exact minor-unit amount."""
-    return str(format_currency(to_major(cents, currency), currency.upper(), locale=locale))
+    """An amount for people, as the rest of the admin shows money: "THB 1,146.18" (Babel, exact, never a float)."""
+    return str(format_currency(to_major(cents, currency), currency.upper(), locale=locale, format="¤¤ #,##0.00",
+                               currency_digits=False))
 
 
 def _compact(cents: int, currency: str) -> str:
