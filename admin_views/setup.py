@@ -10,12 +10,12 @@ from sqladmin import Admin
 from sqladmin.authentication import login_required
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from admin_views import admin_users, apps, audit_log, customers, dashboard, operations, plans, records, webhook_events
-from admin_views.auth import AdminAuth
+from admin_views.auth import BAD_CREDENTIALS, AdminAuth
 from admin_views.csrf import install_template_globals
 from admin_views.formatting import install_filters
 from admin_views.keyset import KeysetModelView
@@ -39,6 +39,18 @@ class AquorisAdmin(Admin):
             routes.append(route)
         routes.insert(0, Mount("/aquoris-static", app=StaticFiles(directory=STATIC), name="aquoris-static"))
         self.admin.router.routes = routes
+
+    async def login(self, request: Request) -> Response:
+        if request.method == "GET" or self.authentication_backend is None:
+            return await super().login(request)
+        outcome = await self.authentication_backend.login(request)
+        if isinstance(outcome, Response):
+            return outcome
+        if not outcome:
+            # the same words whether the email is unknown, the password wrong or the account inactive
+            return await self.templates.TemplateResponse(
+                request, "sqladmin/login.html", {"error": BAD_CREDENTIALS}, status_code=400)
+        return RedirectResponse(request.url_for("admin:index"), status_code=302)
 
     @login_required
     async def list(self, request: Request) -> Response:

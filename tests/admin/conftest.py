@@ -11,7 +11,7 @@ import pytest
 from payment.app import create_app
 from payment.config import Settings
 from payment.runtime import Services
-from tests.support.app import running_services
+from tests.support.app import asgi_client, running_services
 from tests.support.db import settings_for
 
 ADMIN_EMAIL = "root@aquoris.test"
@@ -53,9 +53,14 @@ async def root_admin(admin_services: Services) -> int:
 @pytest.fixture
 async def anon(admin_services: Services) -> AsyncIterator[httpx.AsyncClient]:
     """A browser-like client that is not signed in."""
-    # The admin needs no job queue; skipping the lifespan keeps these tests independent of the worker setup.
-    transport = httpx.ASGITransport(app=create_app(services=admin_services), client=("127.0.0.1", 50000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+    async with asgi_client(create_app(services=admin_services)) as client:
+        yield client
+
+
+@pytest.fixture
+async def anon_other(admin_services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    """A second, separate browser."""
+    async with asgi_client(create_app(services=admin_services)) as client:
         yield client
 
 
