@@ -79,3 +79,25 @@ def serve_service(settings: Settings, port: int | None = None) -> ThreadServer:
     port = port or free_port()
     settings = settings.replace(base_url=f"http://127.0.0.1:{port}")
     return ThreadServer(create_app(settings), port)
+
+
+def run_sync(coro: Any) -> Any:
+    """Run a coroutine to completion from sync code, on a fresh loop in another thread.
+
+    Browser tests are sync and run while Playwright keeps an event loop running in the main thread, so their
+    fixtures cannot use the session loop; this is how they set up data (e.g. `run_sync(make_rows(url))`).
+    """
+    result: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            result["value"] = asyncio.run(coro)
+        except BaseException as exc:  # re-raised in the caller's thread
+            result["error"] = exc
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result.get("value")

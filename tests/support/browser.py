@@ -44,7 +44,15 @@ def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[s
     return {**browser_type_launch_args, "executable_path": require_chromium(), "args": CHROMIUM_ARGS}
 
 
+def _uses_browser(item: pytest.Item) -> bool:
+    names = getattr(item, "fixturenames", ())
+    return any(name in names for name in ("page", "context", "browser"))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests run last: Playwright's sync API keeps an event loop running in the main thread from its
+    first use to the end of the session, and pytest-asyncio cannot run async tests beside it."""
     for item in items:
-        if "page" in getattr(item, "fixturenames", ()) or "context" in getattr(item, "fixturenames", ()):
+        if _uses_browser(item):
             item.add_marker(pytest.mark.browser)
+    items.sort(key=_uses_browser)
