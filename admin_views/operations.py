@@ -1,11 +1,172 @@
-"""Admin: operations (filled in by its issue)."""
+"""Admin billing actions (cancel, resume, extend, grant, record payment, refund, retry cancellation).
+
+Each action is a form page under /admin/operations/{kind}/{id}/{action}: GET shows the form with a one-time nonce,
+POST validates and shows a confirmation, the confirmed POST claims the nonce and calls one service in one
+transaction, then redirects to the customer page with the outcome. A repeated nonce (double click, resubmit) shows
+the first outcome instead of acting twice; CSRF is checked by admin_views.csrf before any of this runs.
+"""
 
 from __future__ import annotations
 
-from sqladmin import Admin
+import logging
+from typing import Any
 
-from payment.runtime import Services
+from sqladmin import Admin, BaseView, expose
+from sqladmin.flash import flash
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from admin_views.operation_specs import (
+    OPERATIONS,
+    ActContext,
+    Field,
+    Operation,
+    Outcome,
+    Target,
+    cancellation_outcome,
+    load_target,
+)
+from payment.audit.service import admin_actor
+from payment.errors import NotFound, PaymentError
+from payment.refunds import service as refunds
+from payment.runtime import Services, services_of
+from payment.submissions import service as submissions
+
+log = logging.getLogger(__name__)
+
+
+def _actor(request: Request) -> str:
+    try:
+        from admin_views.auth import current_admin_actor
+    except ImportError:  # pragma: no cover - the admin sign-in module always provides it
+        return admin_actor(int(request.session["admin_id"]))
+    return current_admin_actor(request)
+
+
+def _ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _require_operator(request: Request) -> None:
+    admin = getattr(request.state, "admin", None)
+    if admin is not None and getattr(admin, "role", "admin") != "admin":
+        raise HTTPException(status_code=403, detail="Only admins (not viewers) can change billing.")
+
+
+def customer_url(request: Request, customer_id: int) -> str:
+    return str(request.url_for("admin:details", identity="customer", pk=customer_id))
+
+
+class OperationsView(BaseView):
+    name = "Operations"
+    identity = "operations"
+
+    def is_visible(self, request: Request) -> bool:
+        return False  # reached from the customer page's buttons, not the menu
+
+    @expose("/operations/{kind}/{pk:int}/{action}", methods=["GET", "POST"], identity="operation")
+    async def operation(self, request: Request) -> Response:
+        _require_operator(request)
+        op = OPERATIONS.get(request.path_params["action"])
+        if op is None or op.kind != request.path_params["kind"]:
+            raise HTTPException(status_code=404, detail="No such action.")
+        services = services_of(request)
+        try:
+            async with services.db.session() as session:
+                target = await load_target(session, op, int(request.path_params["pk"]))
+        except NotFound as exc:
+            raise HTTPException(status_code=404, detail=exc.message) from None
+        if request.method == "GET":
+            return await self._form(request, op, target, {"nonce": submissions.new_nonce()})
+        form = await request.form()
+        values = {k: v for k, v in form.items() if isinstance(v, str)}
+        return await self._submit(request, services, op, target, values)
+
+    async def _submit(self, request: Request, services: Services, op: Operation, target: Target,
+                      values: dict[str, str]) -> Response:
+        try:
+            nonce = submissions.check_nonce(values.get("nonce"))
+            parsed = op.parse(target, values)
+        except PaymentError as exc:
+            return await self._form(request, op, target, values, exc, status_code=422)
+        if values.get("confirm") != "yes":
+            return await self._confirm(request, op, target, values, parsed)
+        ctx = ActContext(gateway=services.stripe, actor=_actor(request), ip=_ip(request), nonce=nonce)
+        try:
+            async with services.db.transaction() as session:
+                first = await submissions.claim(session, nonce, action=op.action, actor=ctx.actor)
+                if first is None:
+                    outcome = await op.act(session, target, parsed, ctx)
+                    outcome.setdefault("redirect", customer_url(request, target.customer.id))
+                    await submissions.settle(session, nonce, outcome)
+        except PaymentError as exc:
+            # nothing was written (the transaction rolled back, the nonce too): the same form can be sent again
+            return await self._form(request, op, target, values, exc, status_code=422)
+        if first is not None:
+            first = {**first, "message": "Already done (this form was submitted twice): " + first["message"]}
+            return self._done(request, first, customer_url(request, target.customer.id))
+        if outcome.get("also_cancel"):
+            outcome = await self._cancel_after_refund(services, outcome, ctx)
+        return self._done(request, outcome, outcome["redirect"])
+
+    @staticmethod
+    async def _cancel_after_refund(services: Services, outcome: Outcome, ctx: ActContext) -> Outcome:
+        """The refund is committed; now the immediate cancellation, in its own transaction, which records a
+        failure on the refund instead of undoing it."""
+        try:
+            async with services.db.transaction() as session:
+                refund = await refunds.cancel_after_refund(session, int(outcome["refund_id"]), gateway=ctx.gateway,
+                                                           actor=ctx.actor, ip=ctx.ip)
+                outcome = cancellation_outcome(refund, outcome)
+                await submissions.settle(session, ctx.nonce, outcome)
+        except PaymentError as exc:
+            outcome = {**outcome, "level": "warning", "message": outcome["message"] + " The refund is recorded, "
+                       f"but cancelling the subscription failed: {exc.message}"}
+        return outcome
+
+    @staticmethod
+    def _done(request: Request, outcome: Outcome, redirect: str) -> Response:
+        flash(request, str(outcome.get("message", "")), str(outcome.get("level", "info")))
+        # sqladmin appends to the stored list in place, which the session does not notice as a change
+        request.session["_messages"] = list(request.session.get("_messages", []))
+        return RedirectResponse(str(outcome.get("redirect") or redirect), status_code=303)
+
+    async def _form(self, request: Request, op: Operation, target: Target, values: dict[str, str],
+                    error: PaymentError | None = None, *, status_code: int = 200) -> Response:
+        fields = op.fields(target)
+        for f in fields:
+            if f.name in values:
+                f.value = values[f.name]
+            if error is not None and error.field == f.name:
+                f.error = error.message
+        general = error.message if error is not None and error.field not in {f.name for f in fields} else ""
+        # a grant refused because of a live subscription offers to replace it
+        needs_replace = error is not None and error.code == "replace_needed"
+        if needs_replace:
+            fields.append(Field("replace", "Replace the customer's live subscription in this scope", "checkbox",
+                                help="It ends now (a Stripe subscription is canceled on Stripe)."))
+        elif values.get("replace") == "yes":
+            fields.append(Field("replace", "", "hidden", value="yes"))
+        return await self._render(request, "operations/form.html", op, target, status_code, fields=fields,
+                                  general_error=general, nonce=values.get("nonce") or submissions.new_nonce())
+
+    async def _confirm(self, request: Request, op: Operation, target: Target, values: dict[str, str],
+                       parsed: dict[str, Any]) -> Response:
+        hidden = {k: v for k, v in values.items() if k not in ("confirm", "csrf_token")}
+        return await self._render(request, "operations/confirm.html", op, target, 200, hidden=hidden,
+                                  summary=op.summary(target, parsed))
+
+    async def _render(self, request: Request, template: str, op: Operation, target: Target, status_code: int,
+                      **context: Any) -> Response:
+        response: Response = await self.templates.TemplateResponse(
+            request, template, {"op": op, "target": target, "customer": target.customer,
+                                "back_url": customer_url(request, target.customer.id), **context},
+            status_code=status_code)
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
 
 def register(admin: Admin, services: Services) -> None:
     """Add this module's views to the admin."""
+    admin.add_view(OperationsView)

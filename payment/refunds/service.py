@@ -141,6 +141,7 @@ async def _cancel_subscription_of(session: AsyncSession, refund: Refund, *, gate
             error = exc.message
     refund.cancel_outcome = "failed" if error else "succeeded"
     refund.cancel_error = error[:1000] if error else None
+    refund.updated_at = utcnow()  # a new attempt is a new state, even when it failed the same way again
     await session.flush()
     action = "refund.cancellation_retried" if retry else "refund.cancellation"
     await audit.record(session, actor=actor, action=action, entity_type="refund", entity_id=refund.id,

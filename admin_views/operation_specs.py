@@ -1,0 +1,400 @@
+"""The admin billing actions as form specs: what each form asks, how it is parsed, what it confirms and which one
+service it calls. The flow (nonce, CSRF, confirm, transaction, outcome) lives in admin_views/operations.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from admin_views.formatting import money, when
+from payment.errors import NotFound, PaymentError, ValidationError
+from payment.models import Customer, Invoice, Plan, Refund, Subscription
+from payment.payments import service as payments
+from payment.refunds import service as refunds
+from payment.stripe.gateway import StripeGateway
+from payment.subscriptions import service as subscriptions
+
+METHOD_LABELS = {"bank_transfer": "Bank transfer", "wire": "Wire", "cash": "Cash", "other": "Other"}
+
+
+@dataclass
+class Field:
+    name: str
+    label: str
+    kind: str = "text"  # text | textarea | number | select | checkbox | date
+    required: bool = False
+    options: list[tuple[str, str]] = field(default_factory=list)
+    help: str = ""
+    value: str = ""
+    error: str = ""
+    attrs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Target:
+    """What a form acts on, loaded for one request."""
+
+    customer: Customer
+    subscription: Subscription | None = None
+    invoice: Invoice | None = None
+    refund: Refund | None = None
+    plans: list[Plan] = field(default_factory=list)
+    refundable_cents: int = 0
+
+
+@dataclass
+class ActContext:
+    gateway: StripeGateway
+    actor: str
+    ip: str | None
+    nonce: str
+
+
+Outcome = dict[str, Any]
+
+
+def _int(values: dict[str, str], name: str, label: str, *, default: int | None = None) -> int:
+    raw = values.get(name, "").strip()
+    if not raw and default is not None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationError(f"{label} must be a whole number.", field=name) from None
+
+
+def _duration(values: dict[str, str]) -> tuple[int, int]:
+    count = _int(values, "duration", "Duration")
+    unit = values.get("unit", "months")
+    if unit not in ("months", "days"):
+        raise ValidationError("Choose months or days.", field="unit")
+    months, days = (count, 0) if unit == "months" else (0, count)
+    try:
+        subscriptions.check_duration(months, days)
+    except ValidationError as exc:
+        raise ValidationError(exc.message, field="duration") from None
+    return months, days
+
+
+def _reason(values: dict[str, str], *, required: bool) -> str:
+    text = values.get("reason", "").strip()
+    if required and not text:
+        raise ValidationError("A reason is required.", field="reason")
+    if len(text) > 2000:
+        raise ValidationError("The reason must be at most 2000 characters.", field="reason")
+    return text
+
+
+def _reason_field(required: bool) -> Field:
+    return Field("reason", "Reason" if required else "Reason (optional)", "textarea", required=required,
+                 attrs={"maxlength": "2000"})
+
+
+def _plan_options(plans: list[Plan]) -> list[tuple[str, str]]:
+    return [(str(p.id), f"{p.name} ({p.slug}{', ' + p.app.slug if p.app else ', all apps'})"
+             + ("" if p.active else " — inactive")) for p in plans]
+
+
+def _duration_fields() -> list[Field]:
+    return [Field("duration", "Duration", "number", required=True, value="1", attrs={"min": "1", "max": "3650"}),
+            Field("unit", "Unit", "select", options=[("months", "months"), ("days", "days")], value="months")]
+
+
+def _sub_label(sub: Subscription) -> str:
+    return f"#{sub.id} {sub.plan.name} ({sub.source}, {sub.status}, until {when(sub.current_period_end)})"
+
+
+class Operation:
+    action = ""
+    kind = ""  # customer | subscription | invoice | refund: what the URL's id names
+    title = ""
+    button = "Continue"
+    confirm_button = "Confirm"
+    danger = False
+
+    def fields(self, target: Target) -> list[Field]:
+        return []
+
+    def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
+        return {}
+
+    def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
+        return []
+
+    async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
+        raise NotImplementedError
+
+    def idempotency_key(self, ctx: ActContext, suffix: str = "") -> str:
+        return f"aquoris-{self.action}-{ctx.nonce}{suffix}"
+
+
+class CancelAtPeriodEnd(Operation):
+    action, kind, title, button, danger = "cancel", "subscription", "Cancel subscription at period end", \
+        "Cancel Sub", True
+
+    def fields(self, target: Target) -> list[Field]:
+        return [_reason_field(False)]
+
+    def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
+        return {"reason": _reason(values, required=False)}
+
+    def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
+        assert target.subscription is not None
+        return [("Subscription", _sub_label(target.subscription)),
+                ("Effect", f"Stops renewing; ends {when(target.subscription.current_period_end)}"),
+                ("Reason", parsed["reason"] or "—")]
+
+    async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
+        assert target.subscription is not None
+        sub = await subscriptions.cancel_at_period_end(
+            session, target.subscription.id, gateway=ctx.gateway, reason=parsed["reason"], actor=ctx.actor,
+            ip=ctx.ip, idempotency_key=self.idempotency_key(ctx))
+        return {"level": "success",
+                "message": f"Subscription #{sub.id} will cancel at period end ({when(sub.current_period_end)})."}
+
+
+class Resume(Operation):
+    action, kind, title, button = "resume", "subscription", "Resume subscription", "Resume"
+
+    def fields(self, target: Target) -> list[Field]:
+        return [_reason_field(False)]
+
+    def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
+        return {"reason": _reason(values, required=False)}
+
+    def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
+        assert target.subscription is not None
+        return [("Subscription", _sub_label(target.subscription)),
+                ("Effect", "The pending cancellation is withdrawn; it renews again"),
+                ("Reason", parsed["reason"] or "—")]
+
+    async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
+        assert target.subscription is not None
+        sub = await subscriptions.resume(session, target.subscription.id, gateway=ctx.gateway,
+                                         reason=parsed["reason"], actor=ctx.actor, ip=ctx.ip,
+                                         idempotency_key=self.idempotency_key(ctx))
+        return {"level": "success", "message": f"Subscription #{sub.id} resumed; it renews again."}
+
+
+class Extend(Operation):
+    action, kind, title, button = "extend", "subscription", "Extend subscription", "Extend"
+
+    def fields(self, target: Target) -> list[Field]:
+        return [Field("days", "Days to add", "number", required=True, attrs={"min": "1", "max": "3650"},
+                      help="1 to 3650. A Stripe subscription is not charged for the added days."),
+                _reason_field(True)]
+
+    def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
+        days = _int(values, "days", "Days")
+        subscriptions.check_days(days)
+        return {"days": days, "reason": _reason(values, required=True)}
+
+    def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
+        assert target.subscription is not None
+        return [("Subscription", _sub_label(target.subscription)), ("Days to add", str(parsed["days"])),
+                ("Reason", parsed["reason"])]
+
+    async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
+        assert target.subscription is not None
+        sub = await subscriptions.extend(session, target.subscription.id, days=parsed["days"],
+                                         reason=parsed["reason"], gateway=ctx.gateway, actor=ctx.actor, ip=ctx.ip,
+                                         idempotency_key=self.idempotency_key(ctx))
+        return {"level": "success", "message": f"Subscription #{sub.id} extended by {parsed['days']} days; "
+                                               f"it now runs until {when(sub.current_period_end)}."}
+
+
+class Grant(Operation):
+    action, kind, title, button = "grant", "customer", "Grant subscription", "Grant Subscription"
+
+    def fields(self, target: Target) -> list[Field]:
+        return [Field("plan_id", "Plan", "select", required=True, options=_plan_options(target.plans)),
+                *_duration_fields(), _reason_field(True)]
+
+    def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
+        plan = _plan(target, values)
+        months, days = _duration(values)
+        return {"plan_id": plan.id, "plan": plan.name, "months": months, "days": days,
+                "reason": _reason(values, required=True), "replace": values.get("replace") == "yes"}
+
+    def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
+        return [("Customer", str(target.customer)), ("Plan", parsed["plan"]), ("Duration", _span(parsed)),
+                ("Invoice", "none (free)"), ("Reason", parsed["reason"]),
+                *([("Replaces", "the customer's live subscription in this scope")] if parsed["replace"] else [])]
+
+    async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
+        sub = await subscriptions.grant(session, target.customer.id, plan_id=parsed["plan_id"],
+                                        months=parsed["months"], days=parsed["days"], reason=parsed["reason"],
+                                        replace=parsed["replace"], gateway=ctx.gateway, actor=ctx.actor, ip=ctx.ip)
+        return {"level": "success", "message": f"Granted {parsed['plan']} as subscription #{sub.id} until "
+                                               f"{when(sub.current_period_end)}."}
+
+
+class RecordPayment(Operation):
+    action, kind, title, button = "payment", "customer", "Record manual payment", "Record Payment"
+
+    def fields(self, target: Target) -> list[Field]:
+        return [Field("amount", "Amount, in baht or dollars (e.g. 299.00)", required=True,
+                      attrs={"inputmode": "decimal", "autocomplete": "off"}),
+                Field("currency", "Currency", "select", options=[("thb", "THB"), ("usd", "USD")], value="thb"),
+                Field("payment_method", "Payment method", "select", options=list(METHOD_LABELS.items()),
+                      value="bank_transfer"),
+                Field("reference_number", "Reference number", required=True, attrs={"maxlength": "255"},
+                      help="The bank's or payer's reference; each can be recorded once."),
+                Field("plan_id", "Plan", "select", required=True, options=_plan_options(target.plans)),
+                *_duration_fields(),
+                Field("paid_on", "Paid date", "date", value=date.today().isoformat())]
+
+    def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
+        currency = values.get("currency", "")
+        cents = payments.parse_amount(values.get("amount", ""), currency)
+        plan = _plan(target, values)
+        months, days = _duration(values)
+        raw_date = values.get("paid_on", "").strip()
+        try:
+            paid_on = date.fromisoformat(raw_date) if raw_date else date.today()
+        except ValueError:
+            raise ValidationError("Enter the paid date as YYYY-MM-DD.", field="paid_on") from None
+        payment = payments.ManualPayment(amount_cents=cents, currency=currency, reference_number=values.get(
+            "reference_number", ""), payment_method=values.get("payment_method", ""), plan_id=plan.id,
+            months=months, days=days, paid_on=paid_on).validated(date.today())
+        return {**payment.__dict__, "paid_on": payment.paid_on, "plan": plan.name}
+
+    def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
+        return [("Customer", str(target.customer)), ("Amount", money(parsed["amount_cents"], parsed["currency"])),
+                ("Payment method", METHOD_LABELS[parsed["payment_method"]]),
+                ("Reference number", parsed["reference_number"]), ("Plan", parsed["plan"]),
+                ("Duration", _span(parsed)), ("Paid date", parsed["paid_on"].isoformat())]
+
+    async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
+        fields = {k: v for k, v in parsed.items() if k != "plan"}
+        invoice = await payments.record_manual(session, target.customer.id, payments.ManualPayment(**fields),
+                                               actor=ctx.actor, ip=ctx.ip)
+        return {"level": "success", "message": f"Recorded {money(invoice.amount_cents, invoice.currency)} "
+                                               f"({parsed['reference_number']}) as invoice #{invoice.id} for "
+                                               f"subscription #{invoice.subscription_id}."}
+
+
+class IssueRefund(Operation):
+    action, kind, title, button, danger = "refund", "invoice", "Refund invoice", "Refund", True
+
+    def fields(self, target: Target) -> list[Field]:
+        assert target.invoice is not None
+        currency = target.invoice.currency.upper()
+        default = str(Decimal(target.refundable_cents).scaleb(-2))
+        return [Field("amount", f"Amount, in {currency} (e.g. {default})", required=True, value=default,
+                      help=f"At most {money(target.refundable_cents, target.invoice.currency)} "
+                           "(what is not yet refunded or pending).", attrs={"inputmode": "decimal"}),
+                _reason_field(True),
+                Field("also_cancel", "Also cancel subscription immediately", "checkbox",
+                      help="The refund is made first; if the cancellation then fails you will see a warning, the "
+                           "refund stays recorded, and you can retry the cancellation.")]
+
+    def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
+        assert target.invoice is not None
+        cents = payments.parse_amount(values.get("amount", ""), target.invoice.currency)
+        if cents > target.refundable_cents:
+            raise ValidationError(f"The refund cannot be more than "
+                                  f"{money(target.refundable_cents, target.invoice.currency)}.", field="amount")
+        also_cancel = values.get("also_cancel") in ("yes", "on", "true")
+        if also_cancel and target.invoice.subscription_id is None:
+            raise ValidationError("This invoice has no subscription to cancel.", field="also_cancel")
+        return {"amount_cents": cents, "reason": _reason(values, required=True), "also_cancel": also_cancel}
+
+    def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
+        assert target.invoice is not None
+        how = "through Stripe; pending until Stripe confirms" if target.invoice.source == "stripe" \
+            else "bookkeeping entry, effective at once"
+        return [("Invoice", f"#{target.invoice.id} ({target.invoice.source})"),
+                ("Refund", money(parsed["amount_cents"], target.invoice.currency)), ("How", how),
+                ("Reason", parsed["reason"]),
+                ("Also cancel subscription now", "yes" if parsed["also_cancel"] else "no")]
+
+    async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
+        assert target.invoice is not None
+        refund = await refunds.issue(
+            session, target.invoice.id, amount_cents=parsed["amount_cents"], reason=parsed["reason"],
+            also_cancel=parsed["also_cancel"], gateway=ctx.gateway, actor=ctx.actor, ip=ctx.ip,
+            idempotency_key=self.idempotency_key(ctx, f"-{parsed['amount_cents']}"))
+        state = "pending until Stripe confirms it" if refund.status == "pending" else "recorded"
+        return {"level": "success", "refund_id": refund.id, "also_cancel": parsed["also_cancel"],
+                "message": f"Refund #{refund.id} of {money(refund.amount_cents, refund.currency)} {state}."}
+
+
+class RetryCancellation(Operation):
+    action, kind, title, button, danger = "retry-cancellation", "refund", "Retry cancellation", \
+        "Retry cancellation", True
+
+    def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
+        assert target.refund is not None
+        return [("Refund", f"#{target.refund.id}"), ("Last error", target.refund.cancel_error or "—")]
+
+    async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
+        assert target.refund is not None
+        refund = await refunds.retry_cancellation(session, target.refund.id, gateway=ctx.gateway, actor=ctx.actor,
+                                                  ip=ctx.ip)
+        return cancellation_outcome(refund, {"level": "success", "message": ""})
+
+
+def cancellation_outcome(refund: Refund, outcome: Outcome) -> Outcome:
+    """The outcome after the cancellation that follows a refund: a warning when it failed (the refund stands)."""
+    if refund.cancel_outcome == "failed":
+        return {**outcome, "level": "warning", "retry_refund_id": refund.id,
+                "message": (outcome["message"] + " " if outcome["message"] else "")
+                + f"The refund is recorded, but cancelling the subscription failed: {refund.cancel_error} "
+                  "Use “Retry cancellation” on the refund."}
+    return {**outcome, "message": (outcome["message"] + " " if outcome["message"] else "")
+            + "The subscription was canceled immediately."}
+
+
+def _plan(target: Target, values: dict[str, str]) -> Plan:
+    plan_id = _int(values, "plan_id", "Plan")
+    plan = next((p for p in target.plans if p.id == plan_id), None)
+    if plan is None:
+        raise ValidationError("Choose a plan.", field="plan_id")
+    return plan
+
+
+def _span(parsed: dict[str, Any]) -> str:
+    return f"{parsed['months']} months" if parsed["months"] else f"{parsed['days']} days"
+
+
+OPERATIONS: dict[str, Operation] = {op.action: op for op in (
+    CancelAtPeriodEnd(), Resume(), Extend(), Grant(), RecordPayment(), IssueRefund(), RetryCancellation())}
+
+
+async def load_target(session: AsyncSession, op: Operation, pk: int) -> Target:
+    """The rows a form needs (read-only; the service re-reads and locks them when it acts)."""
+    from sqlalchemy.orm import selectinload
+
+    if op.kind == "customer":
+        customer = await session.get(Customer, pk)
+        if customer is None:
+            raise NotFound("This customer does not exist.")
+        plans = (await session.execute(select(Plan).options(selectinload(Plan.app))
+                                       .order_by(Plan.active.desc(), Plan.sort_order, Plan.id))).scalars()
+        return Target(customer=customer, plans=list(plans))
+    if op.kind == "subscription":
+        sub = await session.get(Subscription, pk, options=[selectinload(Subscription.plan),
+                                                           selectinload(Subscription.customer)])
+        if sub is None:
+            raise NotFound("This subscription does not exist.")
+        return Target(customer=sub.customer, subscription=sub)
+    if op.kind == "invoice":
+        invoice = await session.get(Invoice, pk, options=[selectinload(Invoice.customer)])
+        if invoice is None:
+            raise NotFound("This invoice does not exist.")
+        return Target(customer=invoice.customer, invoice=invoice,
+                      refundable_cents=await refunds.refundable_cents(session, invoice))
+    refund = await session.get(Refund, pk, options=[selectinload(Refund.invoice).selectinload(Invoice.customer)])
+    if refund is None:
+        raise NotFound("This refund does not exist.")
+    return Target(customer=refund.invoice.customer, invoice=refund.invoice, refund=refund)
+
+
+__all__ = ["OPERATIONS", "ActContext", "Field", "Operation", "Outcome", "PaymentError", "Target",
+           "cancellation_outcome", "load_target"]

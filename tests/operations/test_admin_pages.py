@@ -1,0 +1,142 @@
+"""The action pages over HTTP: form -> validation errors -> confirmation -> one service call; a second submission
+of the same form, an over-refund and a duplicate reference change nothing."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from payment.admins import service as admins
+from payment.app import create_app
+from payment.models import AuditLog, Customer, Invoice, Plan, Refund, Subscription
+from payment.runtime import Services
+from tests.support import factories
+from tests.support.app import asgi_client
+
+EMAIL, PASSWORD = "ops@aquoris.test", "correct-horse-battery"
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+NONCE_RE = re.compile(r'name="nonce" value="([^"]+)"')
+
+
+def _hidden(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html))
+
+
+@pytest.fixture
+async def admin(services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    async with services.db.transaction() as session:
+        if await admins.find_by_email(session, EMAIL) is None:
+            await admins.create_admin(session, email=EMAIL, name="Ops", password=PASSWORD, actor="test")
+    async with asgi_client(create_app(services=services)) as client:
+        page = await client.get("/admin/login")
+        token = CSRF_RE.search(page.text)
+        assert token is not None
+        signed_in = await client.post("/admin/login", data={"username": EMAIL, "password": PASSWORD,
+                                                            "csrf_token": token.group(1)})
+        assert signed_in.status_code == 302, signed_in.text
+        yield client
+
+
+async def _customer_and_plan(services: Services) -> tuple[Customer, Plan]:
+    async with services.db.transaction() as session:
+        return await factories.create_customer(session), await factories.create_plan(session)
+
+
+async def _submit(client: httpx.AsyncClient, path: str, fields: dict[str, str]) -> httpx.Response:
+    """Open the form, send it, and return the answer (a confirmation page when the fields are valid)."""
+    form = await client.get(path)
+    assert form.status_code == 200, form.text
+    return await client.post(path, data={**_hidden(form.text), **fields})
+
+
+async def _confirm(client: httpx.AsyncClient, path: str, confirmation: httpx.Response) -> httpx.Response:
+    assert confirmation.status_code == 200 and 'id="operation-summary"' in confirmation.text, confirmation.text
+    return await client.post(path, data=_hidden(confirmation.text))
+
+
+async def _count(services: Services, model: type, *where: object) -> int:
+    async with services.db.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+async def test_grant_form_validates_confirms_acts_once(admin: httpx.AsyncClient, services: Services) -> None:
+    customer, plan = await _customer_and_plan(services)
+    path = f"/admin/operations/customer/{customer.id}/grant"
+    refused = await _submit(admin, path, {"plan_id": str(plan.id), "duration": "1", "unit": "months",
+                                          "reason": "  "})
+    assert refused.status_code == 422 and 'data-error-for="reason">A reason is required.' in refused.text
+    confirmation = await _submit(admin, path, {"plan_id": str(plan.id), "duration": "14", "unit": "days",
+                                               "reason": "Beta tester"})
+    assert "14 days" in confirmation.text and "none (free)" in confirmation.text
+    assert await _count(services, Subscription, Subscription.customer_id == customer.id) == 0  # nothing yet
+    done = await _confirm(admin, path, confirmation)
+    assert done.status_code == 303 and done.headers["location"].endswith(f"/admin/customer/details/{customer.id}")
+    again = await admin.post(path, data=_hidden(confirmation.text))  # the second click
+    assert again.status_code == 303
+    assert await _count(services, Subscription, Subscription.customer_id == customer.id) == 1
+    assert await _count(services, AuditLog, AuditLog.action == "subscription.granted") == 1
+    page = await admin.get(done.headers["location"])
+    assert "Already done (this form was submitted twice): Granted" in page.text
+
+
+async def test_grant_over_a_live_subscription_asks_to_replace(admin: httpx.AsyncClient, services: Services) -> None:
+    customer, plan = await _customer_and_plan(services)
+    async with services.db.transaction() as session:
+        await factories.create_subscription(session, customer, plan, source="grant")
+    path = f"/admin/operations/customer/{customer.id}/grant"
+    confirmation = await _submit(admin, path, {"plan_id": str(plan.id), "duration": "1", "unit": "months",
+                                               "reason": "Upgrade"})
+    refused = await _confirm(admin, path, confirmation)
+    assert refused.status_code == 422 and "already has a live subscription" in refused.text
+    assert 'name="replace"' in refused.text
+    confirmation = await admin.post(path, data={**_hidden(refused.text), "plan_id": str(plan.id), "duration": "1",
+                                                "unit": "months", "reason": "Upgrade", "replace": "yes"})
+    assert "Replaces" in confirmation.text
+    assert (await _confirm(admin, path, confirmation)).status_code == 303
+    assert await _count(services, Subscription, Subscription.customer_id == customer.id,
+                        Subscription.status == "active") == 1
+
+
+async def test_duplicate_reference_is_a_form_error(admin: httpx.AsyncClient, services: Services) -> None:
+    customer, plan = await _customer_and_plan(services)
+    path = f"/admin/operations/customer/{customer.id}/payment"
+    fields = {"amount": "299.00", "currency": "thb", "payment_method": "bank_transfer",
+              "reference_number": "SCB-0001", "plan_id": str(plan.id), "duration": "1", "unit": "months"}
+    assert (await _confirm(admin, path, await _submit(admin, path, fields))).status_code == 303
+    other, _ = await _customer_and_plan(services)
+    other_path = f"/admin/operations/customer/{other.id}/payment"
+    refused = await _confirm(admin, other_path, await _submit(admin, other_path,
+                                                              {**fields, "reference_number": "scb-0001"}))
+    assert refused.status_code == 422
+    assert "A manual payment with reference number “scb-0001” is already recorded." in refused.text
+    assert "IntegrityError" not in refused.text and "duplicate key" not in refused.text
+    assert await _count(services, Invoice, Invoice.customer_id.in_([customer.id, other.id])) == 1
+    bad_amount = await _submit(admin, path, {**fields, "amount": "2.999", "reference_number": "SCB-2"})
+    assert bad_amount.status_code == 422 and "THB amounts have at most 2 decimals." in bad_amount.text
+
+
+async def test_over_refund_is_refused_without_side_effects(admin: httpx.AsyncClient, services: Services) -> None:
+    async with services.db.transaction() as session:
+        customer = await factories.create_customer(session)
+        invoice = await factories.create_invoice(session, customer, source="manual", amount_cents=10000)
+    path = f"/admin/operations/invoice/{invoice.id}/refund"
+    form = await admin.get(path)
+    assert 'value="100.00"' in form.text  # the default: all that remains refundable
+    refused = await _submit(admin, path, {"amount": "100.01", "reason": "Too much"})
+    assert refused.status_code == 422 and "The refund cannot be more than THB 100.00." in refused.text
+    assert await _count(services, Refund, Refund.invoice_id == invoice.id) == 0
+
+
+async def test_forms_without_csrf_token_are_refused(admin: httpx.AsyncClient, services: Services) -> None:
+    customer, plan = await _customer_and_plan(services)
+    path = f"/admin/operations/customer/{customer.id}/grant"
+    form = await admin.get(path)
+    fields = {k: v for k, v in _hidden(form.text).items() if k != "csrf_token"}
+    refused = await admin.post(path, data={**fields, "plan_id": str(plan.id), "duration": "1", "unit": "months",
+                                           "reason": "x", "confirm": "yes"})
+    assert refused.status_code == 403
+    assert await _count(services, Subscription, Subscription.customer_id == customer.id) == 0
