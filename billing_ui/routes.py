@@ -1,7 +1,231 @@
-"""Hosted billing pages under /billing (issue 5)."""
+"""Hosted billing pages under /billing/<token> (issue 5).
+
+Adapters only: resolve the token, open a session or transaction, call the payment.billing rules, render. An expired
+or unknown token, a stale form or a Stripe failure becomes a friendly page or message, never a trace.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode
 
-routes: list[BaseRoute] = []
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from billing_ui import csrf
+from billing_ui.i18n import ERROR_KEYS, LANGUAGES, choose, supported, translator
+from billing_ui.view import billing_view
+from payment.audit.service import app_actor
+from payment.billing import checkout
+from payment.billing_sessions import service as billing_sessions
+from payment.billing_sessions.service import Resolved
+from payment.errors import PaymentError, StripeError
+from payment.models import BillingSession
+from payment.runtime import services_of
+
+HERE = Path(__file__).parent
+TEMPLATES = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]))
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Robots-Tag": "noindex",
+    # No form-action: Subscribe's redirect to Stripe Checkout must not be blocked.
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'; object-src 'none'",
+}
+
+
+def _static(name: str) -> str:
+    return f"/billing/static/{name}"
+
+
+def _page_url(token: str, language: str, **query: str) -> str:
+    return f"/billing/{token}?" + urlencode({"lang": language, **query})
+
+
+def render(name: str, language: str, *, status: int = 200, request: Request | None = None,
+           **context: Any) -> HTMLResponse:
+    switch: list[tuple[str, str, str]] = []
+    if request is not None:
+        for code, label in LANGUAGES.items():
+            params = {**request.query_params, "lang": code}
+            switch.append((code, label, f"{request.url.path}?{urlencode(params)}"))
+    html = TEMPLATES.get_template(name).render(t=translator(language), lang=language, static=_static,
+                                              switch_links=switch, **context)
+    return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+
+
+def language_of(request: Request, billing: BillingSession | None = None, form_lang: str | None = None) -> str:
+    requested = form_lang or request.query_params.get("lang")
+    return choose(requested, billing.locale if billing else None, request.headers.get("accept-language"))
+
+
+def link_problem(request: Request, resolved: Resolved | None, language: str) -> HTMLResponse:
+    """The friendly page for an expired or unknown link, with the way back to the app when we know it."""
+    t = translator(language)
+    if resolved is None:
+        return render("message.html", language, status=404, request=request, heading=t("link_unknown_title"),
+                      text=t("link_unknown_text"))
+    app = resolved.billing_session.app
+    return render("message.html", language, status=410, request=request, heading=t("link_expired_title"),
+                  text=t("link_expired_text", app=app.name), app_name=app.name, back_url=app.return_url)
+
+
+async def billing_page(request: Request) -> Response:
+    services = services_of(request)
+    token = request.path_params["token"]
+    async with services.db.session() as session:
+        resolved = await billing_sessions.resolve(session, token)
+        if resolved is None or resolved.expired:
+            return link_problem(request, resolved, language_of(request))
+        billing = resolved.billing_session
+        language = language_of(request, billing)
+        view = await billing_view(session, billing, language, request.query_params)
+    t = translator(language)
+    return render("billing.html", language, request=request, app_name=billing.app.name,
+                  back_url=billing.app.return_url,
+                  csrf=csrf.token_for(services.settings.secret_key, billing.id),
+                  subscribe_action=f"/billing/{token}/subscribe", portal_action=f"/billing/{token}/portal",
+                  heading=t("your_plan"), **view)
+
+
+async def _read_form(request: Request, max_bytes: int) -> dict[str, str] | None:
+    """The urlencoded form, or None when it is larger than the limit."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        return None
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            return None
+    fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+    return {k: v[0] for k, v in fields.items() if v}
+
+
+async def _guarded_post(request: Request) -> tuple[dict[str, str], str] | Response:
+    """The form and the page language, or the response that refuses the POST (size, CSRF, link)."""
+    services = services_of(request)
+    form = await _read_form(request, services.settings.max_body_bytes)
+    language = language_of(request, None, supported((form or {}).get("lang")))
+    if form is None:
+        return Response("Request body too large", status_code=413)
+    return form, language
+
+
+def _form_refused(request: Request, language: str) -> HTMLResponse:
+    t = translator(language)
+    return render("message.html", language, status=403, request=None, heading=t("billing"),
+                  text=t("error_form_expired"), link_url=request.url.path.rsplit("/", 1)[0],
+                  link_text=t("back_to_billing"))
+
+
+def _error_code(exc: PaymentError) -> str:
+    if isinstance(exc, StripeError):
+        return "stripe"
+    return exc.code if exc.code in ERROR_KEYS else "stripe"
+
+
+async def subscribe(request: Request) -> Response:
+    services = services_of(request)
+    guarded = await _guarded_post(request)
+    if isinstance(guarded, Response):
+        return guarded
+    form, language = guarded
+    token = request.path_params["token"]
+    async with services.db.transaction() as session:
+        resolved = await billing_sessions.resolve(session, token)
+        if resolved is None or resolved.expired:
+            return link_problem(request, resolved, language)
+        billing = resolved.billing_session
+        if not csrf.valid(request, form.get("csrf", ""), secret_key=services.settings.secret_key,
+                          base_url=services.settings.base_url, billing_session_id=billing.id):
+            return _form_refused(request, language)
+        try:
+            start = await checkout.subscribe(session, services.stripe, billing=billing,
+                                             plan_slug=form.get("plan", ""), base_url=services.settings.base_url,
+                                             token=token, locale=language, actor=app_actor(billing.app.slug))
+        except PaymentError as exc:
+            # what was done before the refusal (a linked Stripe customer, expired checkouts) is kept
+            return RedirectResponse(_page_url(token, language, error=_error_code(exc)), status_code=303)
+    return RedirectResponse(start.url, status_code=303)
+
+
+async def portal(request: Request) -> Response:
+    services = services_of(request)
+    guarded = await _guarded_post(request)
+    if isinstance(guarded, Response):
+        return guarded
+    form, language = guarded
+    token = request.path_params["token"]
+    async with services.db.transaction() as session:
+        resolved = await billing_sessions.resolve(session, token)
+        if resolved is None or resolved.expired:
+            return link_problem(request, resolved, language)
+        billing = resolved.billing_session
+        if not csrf.valid(request, form.get("csrf", ""), secret_key=services.settings.secret_key,
+                          base_url=services.settings.base_url, billing_session_id=billing.id):
+            return _form_refused(request, language)
+        back = f"{services.settings.base_url}{_page_url(token, language)}"
+        try:
+            url = await checkout.open_portal(session, services.stripe, billing=billing, back_url=back,
+                                             actor=app_actor(billing.app.slug))
+        except PaymentError as exc:
+            return RedirectResponse(_page_url(token, language, error=_error_code(exc)), status_code=303)
+    return RedirectResponse(url, status_code=303)
+
+
+async def checkout_return(request: Request) -> Response:
+    services = services_of(request)
+    token = request.path_params["token"]
+    checkout_id = request.query_params.get("session_id", "")[:255]
+    async with services.db.session() as session:
+        resolved = await billing_sessions.resolve(session, token)
+        if resolved is None or resolved.expired:
+            return link_problem(request, resolved, language_of(request))
+        billing = resolved.billing_session
+        language = language_of(request, billing)
+        state = await checkout.checkout_state(session, billing, checkout_id) if checkout_id else None
+    if state is None:
+        return RedirectResponse(_page_url(token, language, checkout="unknown"), status_code=303)
+    if state.state == "active":
+        return RedirectResponse(_page_url(token, language, notice="subscribed"), status_code=303)
+    if state.state == "expired":
+        return RedirectResponse(_page_url(token, language, checkout="expired"), status_code=303)
+    here = f"/billing/{token}/return?" + urlencode({"session_id": checkout_id, "lang": language})
+    status_url = f"/billing/{token}/status?" + urlencode({"session_id": checkout_id})
+    return render("processing.html", language, status=202, request=request, app_name=billing.app.name,
+                  back_url=billing.app.return_url, status_url=status_url, done_url=here, refresh_url=here)
+
+
+async def checkout_status(request: Request) -> Response:
+    services = services_of(request)
+    checkout_id = request.query_params.get("session_id", "")[:255]
+    headers = {"Cache-Control": "no-store"}
+    async with services.db.session() as session:
+        resolved = await billing_sessions.resolve(session, request.path_params["token"])
+        if resolved is None or resolved.expired:
+            return JSONResponse({"state": "link_expired"}, status_code=404, headers=headers)
+        state = await checkout.checkout_state(session, resolved.billing_session, checkout_id) if checkout_id else None
+    if state is None:
+        return JSONResponse({"state": "unknown"}, status_code=404, headers=headers)
+    return JSONResponse({"state": state.state, "plan": state.plan_slug}, headers=headers)
+
+
+async def no_token(request: Request) -> Response:
+    return link_problem(request, None, language_of(request))
+
+
+routes: list[BaseRoute] = [
+    Mount("/static", StaticFiles(directory=HERE / "static"), name="billing_static"),
+    Route("/", no_token, methods=["GET"]),
+    Route("/{token}", billing_page, methods=["GET"]),
+    Route("/{token}/subscribe", subscribe, methods=["POST"]),
+    Route("/{token}/portal", portal, methods=["POST"]),
+    Route("/{token}/return", checkout_return, methods=["GET"]),
+    Route("/{token}/status", checkout_status, methods=["GET"]),
+    Route("/{rest:path}", no_token, methods=["GET"]),
+]

@@ -1,0 +1,109 @@
+"""What the billing page shows, computed from the payment.billing rules in the page's language."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from billing_ui.formatting import day, money
+from billing_ui.i18n import ERROR_KEYS, translator
+from payment.billing import catalog, entitlements, invoices
+from payment.billing.checkout import has_stripe_billing
+from payment.billing.entitlements import Entitlement
+from payment.models import BillingSession, Plan
+
+
+@dataclass(frozen=True)
+class CurrentPlan:
+    slug: str
+    name: str
+    status: str
+    badge: str
+    tone: str
+    help: str
+
+
+@dataclass(frozen=True)
+class PlanCard:
+    slug: str
+    name: str
+    price: str
+    interval: str
+    description: str
+    features: list[str] = field(default_factory=list)
+    current: bool = False
+    action: str | None = None  # subscribe | portal | None
+
+
+def describe_current(ent: Entitlement, language: str) -> CurrentPlan:
+    t = translator(language)
+    end = day(ent.current_period_end, language)
+    if not ent.is_paid:
+        return CurrentPlan(ent.plan_slug, ent.plan_name, "free", t("status_free"), "muted", t("free_help"))
+    if ent.status == "past_due":
+        help_key = "past_due_help" if ent.source == "stripe" else "past_due_help_manual"
+        return CurrentPlan(ent.plan_slug, ent.plan_name, "past_due", t("status_past_due"), "bad",
+                           t(help_key, plan=ent.plan_name))
+    if ent.cancel_at_period_end and end:
+        return CurrentPlan(ent.plan_slug, ent.plan_name, "canceling", t("status_cancels", date=end), "warn",
+                           t("cancels_on", date=end))
+    if ent.status == "trialing":
+        return CurrentPlan(ent.plan_slug, ent.plan_name, "trialing", t("status_trialing"), "ok",
+                           t("trial_ends", date=end) if end else "")
+    help_text = ""
+    if end:
+        help_text = t("renews_on", date=end) if ent.source == "stripe" else t("active_until", date=end)
+    return CurrentPlan(ent.plan_slug, ent.plan_name, "active", t("status_active"), "ok", help_text)
+
+
+def plan_card(plan: Plan, ent: Entitlement, language: str, *, has_portal: bool) -> PlanCard:
+    t = translator(language)
+    current = ent.plan is not None and ent.plan.id == plan.id
+    action: str | None = None
+    if not current and not plan.is_free:
+        # a paid subscriber changes plan in Stripe's portal (prorated there), never through a second checkout
+        action = ("portal" if has_portal else None) if ent.is_paid else "subscribe"
+    price = t("status_free") if plan.is_free else money(plan.price_cents, plan.currency, language)
+    return PlanCard(slug=plan.slug, name=plan.name, price=price,
+                    interval="" if plan.is_free else t("per_year" if plan.interval == "year" else "per_month"),
+                    description=plan.description, features=list(plan.features), current=current, action=action)
+
+
+def messages(query: Mapping[str, str], ent: Entitlement, language: str) -> list[tuple[str, str]]:
+    """Notices carried in the page URL after a redirect (codes only: the words come from the catalogue)."""
+    t = translator(language)
+    found: list[tuple[str, str]] = []
+    if query.get("notice") == "subscribed" and ent.is_paid:
+        found.append(("ok", t("notice_subscribed", plan=ent.plan_name)))
+    checkout_state = query.get("checkout")
+    if checkout_state == "canceled" and not ent.is_paid:
+        found.append(("info", t("notice_canceled", plan=ent.plan_name)))
+    elif checkout_state == "expired":
+        found.append(("info", t("checkout_expired")))
+    elif checkout_state == "unknown":
+        found.append(("error", t("unknown_checkout")))
+    error = query.get("error", "")
+    if error in ERROR_KEYS:
+        found.append(("error", t(ERROR_KEYS[error])))
+    return found
+
+
+async def billing_view(session: AsyncSession, billing: BillingSession, language: str,
+                       query: Mapping[str, str]) -> dict[str, Any]:
+    ent = await entitlements.current(session, billing.customer, billing.app)
+    plans = await catalog.plans_for_app(session, billing.app)
+    rows = await invoices.history(session, billing.customer)
+    t = translator(language)
+    has_portal = await has_stripe_billing(session, billing.customer)
+    return {
+        "current": describe_current(ent, language),
+        "plans": [plan_card(p, ent, language, has_portal=has_portal) for p in plans],
+        "invoices": [{"date": day(inv.paid_at or inv.created_at, language),
+                      "amount": money(inv.amount_cents, inv.currency, language),
+                      "status": t(f"invoice_{inv.status}")} for inv in rows],
+        "show_portal": has_portal,
+        "messages": messages(query, ent, language),
+    }

@@ -1,0 +1,167 @@
+"""The OpenAPI 3.1 document of the client API, served at /api/v1/openapi.json.
+
+Written by hand so it says exactly what the routes do; tests/api/test_openapi.py checks every route against it and
+schemathesis fuzzes the running API with it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from payment.config import Settings
+
+# No control characters; the same rules payment/billing/customers.py enforces.
+_NO_CONTROL = r"^[^\u0000-\u001f\u007f]*$"
+_NOT_BLANK = r"^[^\u0000-\u001f\u007f]*[^\s\u0000-\u001f\u007f][^\u0000-\u001f\u007f]*$"
+_EMAIL = r"^[^@\s\u0000-\u001f\u007f]+@[^@\s\u0000-\u001f\u007f]+\.[^@\s\u0000-\u001f\u007f]+$"
+_LOCALE = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$"
+
+ERROR_CODES: dict[int, list[str]] = {
+    400: ["invalid_json"],
+    401: ["missing_api_key", "invalid_api_key"],
+    403: ["app_mismatch"],
+    404: ["app_not_found"],
+    413: ["payload_too_large"],
+    415: ["unsupported_media_type"],
+    422: ["validation_error"],
+}
+
+_SCHEMAS: dict[str, Any] = {
+    "SessionRequest": {
+        "type": "object",
+        "required": ["externalUserId", "appSlug"],
+        "properties": {
+            "externalUserId": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": _NOT_BLANK,
+                               "description": "Your app's stable id for the user (the same across Aquoris apps).",
+                               "examples": ["user-42"]},
+            "appSlug": {"type": "string", "minLength": 1, "maxLength": 128,
+                        "description": "Slug of the app the API key belongs to.", "examples": ["vega"]},
+            "email": {"type": ["string", "null"], "maxLength": 320, "pattern": _EMAIL,
+                      "examples": ["ann@example.com"]},
+            "name": {"type": ["string", "null"], "maxLength": 1024, "pattern": _NO_CONTROL},
+            "locale": {"type": ["string", "null"], "maxLength": 16, "pattern": _LOCALE,
+                       "description": "Language of the billing page (en, th; others fall back to English).",
+                       "examples": ["th"]},
+        },
+    },
+    "Session": {
+        "type": "object",
+        "required": ["id", "url", "expiresAt"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "url": {"type": "string", "format": "uri", "description": "Send the user here (single purpose)."},
+            "expiresAt": {"type": "string", "format": "date-time"},
+        },
+    },
+    "Entitlement": {
+        "type": "object",
+        "required": ["externalUserId", "appSlug", "plan", "status", "source", "paid", "currentPeriodEnd",
+                     "cancelAtPeriodEnd"],
+        "additionalProperties": False,
+        "properties": {
+            "externalUserId": {"type": "string"},
+            "appSlug": {"type": "string"},
+            "plan": {"type": "object", "required": ["slug", "name"], "additionalProperties": False,
+                     "properties": {"slug": {"type": "string"}, "name": {"type": "string"}}},
+            "status": {"type": "string",
+                       "enum": ["free", "active", "trialing", "past_due"],
+                       "description": "`free` when there is no live paid subscription; `past_due` while Stripe "
+                                      "retries a failed renewal (keep access, ask the user to update the card)."},
+            "source": {"type": "string", "enum": ["free", "stripe", "manual", "grant"]},
+            "paid": {"type": "boolean", "description": "true when a live paid subscription unlocks the plan."},
+            "currentPeriodEnd": {"type": ["string", "null"], "format": "date-time"},
+            "cancelAtPeriodEnd": {"type": "boolean"},
+        },
+    },
+    "Problem": {
+        "type": "object",
+        "required": ["type", "title", "status", "detail", "code"],
+        "properties": {
+            "type": {"type": "string", "format": "uri"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "code": {"type": "string", "enum": sorted({c for codes in ERROR_CODES.values() for c in codes})},
+            "errors": {"type": "array", "items": {
+                "type": "object", "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
+        },
+    },
+}
+
+_DESCRIPTIONS = {
+    400: "The body is not valid JSON (`invalid_json`).",
+    401: "Missing or invalid API key (`missing_api_key`, `invalid_api_key`).",
+    403: "The API key belongs to another app (`app_mismatch`).",
+    404: "No app with that slug (`app_not_found`).",
+    413: "The body is larger than the limit (`payload_too_large`).",
+    415: "The body is not JSON (`unsupported_media_type`).",
+    422: "A field is missing, of the wrong type or out of bounds (`validation_error`); `errors` names it.",
+}
+
+
+def _problem(status: int) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": _DESCRIPTIONS[status],
+        "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    if status == 401:
+        response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+    return response
+
+
+def document(settings: Settings) -> dict[str, Any]:
+    """The OpenAPI 3.1 document, with this deployment's URL as its server."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Aquoris Payment client API",
+            "version": "1.0.0",
+            "description": "Open a hosted billing page for a signed-in user and read what the user may use. "
+                           "Authenticate with the app's API key (Admin > Apps) as a Bearer token. Errors are "
+                           "RFC 9457 problem details with a stable `code`.",
+        },
+        "servers": [{"url": f"{settings.base_url}/api/v1"}],
+        "security": [{"appKey": []}],
+        "paths": {
+            "/sessions": {"post": {
+                "operationId": "createBillingSession",
+                "summary": "Open a billing session for a user and get the hosted page's URL",
+                "description": "Creates the customer on first use (email, name and locale given replace the "
+                               "stored ones). The URL is valid until `expiresAt` (1 hour by default).",
+                "requestBody": {"required": True, "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/SessionRequest"}}}},
+                "responses": {
+                    "201": {"description": "The session", "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Session"}}}},
+                    **{str(s): _problem(s) for s in (400, 401, 403, 404, 413, 415, 422)},
+                },
+            }},
+            "/customers/{externalUserId}/subscription": {"get": {
+                "operationId": "getEntitlement",
+                "summary": "What the user may use in your app now",
+                "description": "The live paid subscription for your app (suite-wide plans included), or the free "
+                               "plan when there is none, also for users never seen before.",
+                "parameters": [{"name": "externalUserId", "in": "path", "required": True, "schema": {
+                    "type": "string", "minLength": 1, "maxLength": 255, "pattern": _NOT_BLANK}}],
+                "responses": {
+                    "200": {"description": "The entitlement", "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Entitlement"}}}},
+                    **{str(s): _problem(s) for s in (401, 422)},
+                },
+            }},
+            "/openapi.json": {"get": {
+                "operationId": "getOpenApiDocument",
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": {"description": "OpenAPI 3.1", "content": {
+                    "application/json": {"schema": {"type": "object"}}}}},
+            }},
+        },
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {"appKey": {"type": "http", "scheme": "bearer",
+                                           "description": "The app's API key (apk_...)."}},
+        },
+    }

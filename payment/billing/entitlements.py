@@ -1,0 +1,67 @@
+"""What a customer may use in an app right now: the rule client apps rely on to unlock paid features."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
+
+from payment.billing.catalog import free_plan
+from payment.models import App, Customer, Plan, Subscription, utcnow
+from payment.models.billing import LIVE_STATUSES
+
+FREE_STATUS = "free"
+FALLBACK_FREE_SLUG = "free"
+FALLBACK_FREE_NAME = "Free"
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    plan_slug: str
+    plan_name: str
+    status: str
+    source: str
+    current_period_end: datetime | None
+    cancel_at_period_end: bool
+    subscription: Subscription | None
+    plan: Plan | None
+
+    @property
+    def is_paid(self) -> bool:
+        return self.subscription is not None
+
+
+async def live_subscription(session: AsyncSession, customer: Customer, app: App, *,
+                            now: datetime | None = None) -> Subscription | None:
+    """The customer's live subscription to a plan of this app (suite-wide or the app's own), the best one first."""
+    now = now or utcnow()
+    query = (
+        select(Subscription).join(Plan, Subscription.plan_id == Plan.id)
+        .where(Subscription.customer_id == customer.id, Subscription.status.in_(LIVE_STATUSES),
+               or_(Plan.app_id.is_(None), Plan.app_id == app.id),
+               # manual and granted ones end by date even before the expiry job has run
+               or_(Subscription.source == "stripe", Subscription.current_period_end.is_(None),
+                   Subscription.current_period_end > now))
+        .options(joinedload(Subscription.plan))
+        # active beats past_due; then the dearer plan; then the newest
+        .order_by((Subscription.status == "past_due"), Plan.price_cents.desc(), Subscription.id.desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def current(session: AsyncSession, customer: Customer | None, app: App, *,
+                  now: datetime | None = None) -> Entitlement:
+    """The customer's live paid subscription for this app, or the app's free plan when there is none."""
+    sub = await live_subscription(session, customer, app, now=now) if customer is not None else None
+    if sub is not None:
+        return Entitlement(plan_slug=sub.plan.slug, plan_name=sub.plan.name, status=sub.status, source=sub.source,
+                           current_period_end=sub.current_period_end, cancel_at_period_end=sub.cancel_at_period_end,
+                           subscription=sub, plan=sub.plan)
+    free = await free_plan(session, app)
+    return Entitlement(plan_slug=free.slug if free else FALLBACK_FREE_SLUG,
+                       plan_name=free.name if free else FALLBACK_FREE_NAME, status=FREE_STATUS, source=FREE_STATUS,
+                       current_period_end=None, cancel_at_period_end=False, subscription=None, plan=free)
