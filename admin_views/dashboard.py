@@ -67,7 +67,8 @@ def dashboard_state(request: Request) -> DashboardState:
 def _money_lines(amounts: Mapping[str, int]) -> list[tuple[str, str]]:
     if not amounts:
         return [("", "0")]
-    return [(currency.upper(), charts.format_money(cents, currency)) for currency, cents in amounts.items()]
+    # the formatted amount names its currency already ("THB 1,146.18")
+    return [("", charts.format_money(cents, currency)) for currency, cents in amounts.items()]
 
 
 def card_views(dashboard: Dashboard) -> list[CardView]:
