@@ -1,0 +1,345 @@
+"""Admin billing actions in Debian's chromium, from the customer page, against the Stripe sandbox: each test checks
+what the page says, the rows in the database, the audit log and, for Stripe subscriptions, Stripe's own state."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+from sqlalchemy import select, text
+
+from payment import migrate
+from payment.config import Settings
+from payment.dburl import with_database
+from payment.models import StripeEvent
+from payment.runtime import Services
+from payment.sandbox import sign
+from payment.stripe.events import process_event
+from tests.operations.stripe_setup import StripeSetup, inject_fault, paid_stripe_subscription, sandbox_control
+from tests.support import factories
+from tests.support.app import ThreadServer, running_services, serve_service
+from tests.support.db import admin_execute, settings_for
+
+T = TypeVar("T")
+PASSWORD = "correct-horse-battery"
+
+
+DOUBLE_SUBMIT = """async () => {
+  const form = document.querySelector('#operation-confirm form');
+  const send = () => fetch(form.action, {method: 'POST', body: new URLSearchParams(new FormData(form))});
+  const answers = await Promise.all([send(), send()]);
+  return Promise.all(answers.map(async a => ({status: a.status, url: a.url, text: await a.text()})));
+}"""
+
+
+def in_thread(function: Callable[..., T], *args: Any) -> T:
+    """Asyncio and blocking work on a thread of its own: Playwright's sync API owns this thread's event loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(function, *args).result()
+
+
+@pytest.fixture(scope="module")
+def settings(pg_server_url: str, sandbox_server: ThreadServer) -> Iterator[Settings]:
+    name = f"e2e_operations_{os.getpid()}"
+    in_thread(asyncio.run, admin_execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    in_thread(asyncio.run, admin_execute(pg_server_url, f'CREATE DATABASE "{name}"'))
+    url = with_database(pg_server_url, name)
+    try:
+        in_thread(migrate.upgrade, url)
+        in_thread(sandbox_control, sandbox_server.url, "POST", "reset")
+        yield settings_for(url, stripe_api_base=sandbox_server.url)
+    finally:
+        in_thread(asyncio.run, admin_execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def run(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with running_services(settings) as services:
+            return await work(services)
+
+    return in_thread(asyncio.run, main())
+
+
+def sql(settings: Settings, query: str, **params: Any) -> list[dict[str, Any]]:
+    async def work(services: Services) -> list[dict[str, Any]]:
+        async with services.db.session() as session:
+            return [dict(r._mapping) for r in await session.execute(text(query), params)]
+
+    return run(settings, work)
+
+
+@pytest.fixture(scope="module")
+def admin_email(settings: Settings) -> str:
+    async def work(services: Services) -> str:
+        async with services.db.transaction() as session:
+            return (await factories.create_admin(session, password=PASSWORD)).email
+
+    return run(settings, work)
+
+
+@pytest.fixture(scope="module")
+def server(settings: Settings) -> Iterator[ThreadServer]:
+    server = serve_service(settings).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def admin_page(page: Page, server: ThreadServer, admin_email: str) -> Page:
+    page.goto(f"{server.url}/admin/login")
+    page.locator("#username").fill(admin_email)
+    page.locator("#password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{server.url}/admin/")
+    return page
+
+
+def stripe_customer(settings: Settings) -> StripeSetup:
+    async def work(services: Services) -> StripeSetup:
+        async with services.db.transaction() as session:
+            return await paid_stripe_subscription(session, services.stripe, settings.stripe_api_base or "")
+
+    return run(settings, work)
+
+
+def act(page: Page, opener: str, fields: dict[str, str | bool] | None = None) -> None:
+    """Open an action from the current page, fill its form, continue, confirm."""
+    page.locator(opener).first.click()
+    expect(page.locator("#operation-form")).to_be_visible()
+    for name, value in (fields or {}).items():
+        box = page.locator(f"#field-{name}")
+        if isinstance(value, bool):
+            box.set_checked(value)
+        elif box.evaluate("e => e.tagName") == "SELECT":
+            box.select_option(value)
+        else:
+            box.fill(value)
+    page.locator("#operation-submit").click()
+    expect(page.locator("#operation-summary")).to_be_visible()
+    page.locator("#operation-confirm-button").click()
+    expect(page.locator(".flash-messages")).to_be_visible()
+
+
+def customer_page(page: Page, server: ThreadServer, customer_id: int) -> None:
+    page.goto(f"{server.url}/admin/customer/details/{customer_id}")
+    expect(page.locator("#customer-actions")).to_be_visible()
+
+
+def audit_actions(settings: Settings, entity_type: str, entity_id: int) -> list[str]:
+    rows = sql(settings, "SELECT action, actor FROM audit_log WHERE entity_type = :t AND entity_id = :i ORDER BY id",
+               t=entity_type, i=str(entity_id))
+    assert all(r["actor"].startswith("admin:") for r in rows)
+    return [r["action"] for r in rows]
+
+
+def test_cancel_resume_and_extend_a_stripe_subscription(admin_page: Page, server: ThreadServer,
+                                                        settings: Settings) -> None:
+    setup = stripe_customer(settings)
+    sub_id, stripe_id = setup.subscription.id, setup.subscription.stripe_subscription_id or ""
+    customer_page(admin_page, server, setup.customer.id)
+    act(admin_page, "#action-cancel", {"reason": "Customer asked by email"})
+    expect(admin_page.locator(".flash-messages")).to_contain_text(f"Subscription #{sub_id} will cancel at period end")
+    expect(admin_page.locator(f'tr[data-subscription-id="{sub_id}"]')).to_contain_text("at period end")
+    assert sql(settings, "SELECT cancel_at_period_end FROM subscriptions WHERE id = :i", i=sub_id)[0][
+        "cancel_at_period_end"] is True
+    assert run(settings, lambda s: s.stripe.retrieve_subscription(stripe_id))["cancel_at_period_end"] is True
+
+    act(admin_page, "#action-resume")
+    expect(admin_page.locator(".flash-messages")).to_contain_text("resumed; it renews again")
+    assert run(settings, lambda s: s.stripe.retrieve_subscription(stripe_id))["cancel_at_period_end"] is False
+
+    before = sql(settings, "SELECT current_period_end FROM subscriptions WHERE id = :i", i=sub_id)[0]
+    act(admin_page, "#action-extend", {"days": "30", "reason": "Outage compensation"})
+    expect(admin_page.locator(".flash-messages")).to_contain_text("extended by 30 days")
+    after = sql(settings, "SELECT current_period_end FROM subscriptions WHERE id = :i", i=sub_id)[0]
+    assert (after["current_period_end"] - before["current_period_end"]).days == 30
+    adjustments = sql(settings, "SELECT kind, days, reason FROM subscription_adjustments WHERE subscription_id = :i "
+                      "ORDER BY id", i=sub_id)
+    assert [(a["kind"], a["days"]) for a in adjustments] == [("cancel", None), ("resume", None), ("extend", 30)]
+    assert adjustments[2]["reason"] == "Outage compensation"
+    assert audit_actions(settings, "subscription", sub_id) == [
+        "subscription.cancel_at_period_end", "subscription.resumed", "subscription.extended"]
+    expect(admin_page.locator("#customer-audit")).to_contain_text("subscription.extended")
+
+
+def test_grant_and_record_a_thb_bank_transfer(admin_page: Page, server: ThreadServer, settings: Settings) -> None:
+    async def work(services: Services) -> tuple[int, int, int, int]:
+        async with services.db.transaction() as session:
+            a, b = await factories.create_customer(session), await factories.create_customer(session)
+            plan = await factories.create_plan(session, name="Vega Pro")
+            return a.id, b.id, plan.id, 0
+
+    granted_to, payer, plan_id, _ = run(settings, work)
+    customer_page(admin_page, server, granted_to)
+    act(admin_page, "#action-grant", {"plan_id": str(plan_id), "duration": "3", "unit": "months",
+                                      "reason": "Conference partner"})
+    expect(admin_page.locator(".flash-messages")).to_contain_text("Granted Vega Pro as subscription")
+    expect(admin_page.locator("#customer-subscriptions")).to_contain_text("grant")
+    rows = sql(settings, "SELECT id, source, status FROM subscriptions WHERE customer_id = :c", c=granted_to)
+    assert [(r["source"], r["status"]) for r in rows] == [("grant", "active")]
+    assert sql(settings, "SELECT count(*) AS n FROM invoices WHERE customer_id = :c", c=granted_to)[0]["n"] == 0
+    assert audit_actions(settings, "subscription", rows[0]["id"]) == ["subscription.granted"]
+
+    customer_page(admin_page, server, payer)
+    act(admin_page, "#action-payment", {"amount": "299.00", "currency": "thb", "payment_method": "bank_transfer",
+                                        "reference_number": "KBANK-77-001", "plan_id": str(plan_id),
+                                        "duration": "1", "unit": "months"})
+    expect(admin_page.locator(".flash-messages")).to_contain_text("Recorded THB 299.00 (KBANK-77-001)")
+    expect(admin_page.locator("#customer-invoices")).to_contain_text("KBANK-77-001")
+    invoice = sql(settings, "SELECT id, source, amount_cents, currency, payment_method, status, subscription_id "
+                  "FROM invoices WHERE customer_id = :c", c=payer)[0]
+    assert (invoice["source"], invoice["amount_cents"], invoice["currency"], invoice["payment_method"],
+            invoice["status"]) == ("manual", 29900, "thb", "bank_transfer", "paid")
+    sub = sql(settings, "SELECT source, status, paid_amount_cents FROM subscriptions WHERE id = :i",
+              i=invoice["subscription_id"])[0]
+    assert (sub["source"], sub["status"], sub["paid_amount_cents"]) == ("manual", "active", 29900)
+    assert audit_actions(settings, "invoice", invoice["id"]) == ["payment.recorded_manual"]
+
+    # the same reference number again is refused on the form, nothing written
+    admin_page.locator("#action-payment").click()
+    for name, value in {"amount": "299.00", "reference_number": "kbank-77-001", "duration": "1"}.items():
+        admin_page.locator(f"#field-{name}").fill(value)
+    admin_page.locator("#field-plan_id").select_option(str(plan_id))
+    admin_page.locator("#operation-submit").click()
+    admin_page.locator("#operation-confirm-button").click()
+    expect(admin_page.locator('[data-error-for="reference_number"]')).to_contain_text("already recorded")
+    assert sql(settings, "SELECT count(*) AS n FROM invoices WHERE customer_id = :c", c=payer)[0]["n"] == 1
+
+
+def deliver_refund_events(settings: Settings, server: ThreadServer) -> None:
+    """What Stripe does after a refund: send `charge.refunded` to our webhook; then the job body applies it."""
+    events = run(settings, lambda s: s.stripe.list_events({"type": "charge.refunded", "limit": 100}))["data"]
+    for event in reversed(events):
+        payload = json.dumps(event).encode()
+        answer = httpx.post(f"{server.url}/api/v1/webhooks/stripe", content=payload, headers={
+            "Stripe-Signature": sign(payload, settings.stripe_webhook_secret), "Content-Type": "application/json"})
+        assert answer.status_code == 200, answer.text
+
+    async def apply(services: Services) -> None:
+        async with services.db.session() as session:
+            ids = list(await session.scalars(select(StripeEvent.id).where(StripeEvent.type == "charge.refunded",
+                                                                          StripeEvent.status == "pending")))
+        for event_id in ids:
+            await process_event(services, event_id)
+
+    run(settings, apply)
+
+
+def test_partial_then_full_refund_of_a_stripe_invoice(admin_page: Page, server: ThreadServer,
+                                                      settings: Settings) -> None:
+    setup = stripe_customer(settings)
+    invoice_id = setup.invoice.id
+    customer_page(admin_page, server, setup.customer.id)
+    act(admin_page, f'[data-refund-invoice="{invoice_id}"]', {"amount": "100.00", "reason": "Late delivery"})
+    expect(admin_page.locator(".flash-messages")).to_contain_text("of THB 100.00 pending until Stripe confirms it")
+    act(admin_page, f'[data-refund-invoice="{invoice_id}"]', {"reason": "Customer left"})  # default: the rest
+    expect(admin_page.locator(".flash-messages")).to_contain_text("of THB 199.00 pending")
+    statuses = admin_page.locator("#customer-refunds .refund-status")
+    expect(statuses).to_have_text(["pending", "pending"])
+    rows = sql(settings, "SELECT amount_cents, status, stripe_refund_id FROM refunds WHERE invoice_id = :i "
+               "ORDER BY id", i=invoice_id)
+    assert [(r["amount_cents"], r["status"]) for r in rows] == [(10000, "pending"), (19900, "pending")]
+    charge = run(settings, lambda s: s.stripe.retrieve_charge(setup.invoice.stripe_charge_id or ""))
+    assert charge["amount_refunded"] == 29900
+
+    deliver_refund_events(settings, server)
+    customer_page(admin_page, server, setup.customer.id)
+    expect(statuses).to_have_text(["succeeded", "succeeded"])
+    expect(admin_page.locator(f'tr[data-invoice-id="{invoice_id}"]')).to_contain_text("refunded")
+    invoice = sql(settings, "SELECT status, amount_refunded_cents FROM invoices WHERE id = :i", i=invoice_id)[0]
+    assert (invoice["status"], invoice["amount_refunded_cents"]) == ("refunded", 29900)
+    issued = sql(settings, "SELECT count(*) AS n FROM audit_log WHERE action = 'refund.issued' "
+                 "AND details->>'invoice_id' = :i", i=str(invoice_id))
+    assert issued[0]["n"] == 2
+
+
+def test_refund_of_a_manual_invoice_acts_once_on_a_second_click(admin_page: Page, server: ThreadServer,
+                                                               settings: Settings) -> None:
+    async def work(services: Services) -> tuple[int, int]:
+        async with services.db.transaction() as session:
+            customer = await factories.create_customer(session)
+            invoice = await factories.create_invoice(session, customer, source="manual", amount_cents=29900)
+            return customer.id, invoice.id
+
+    customer_id, invoice_id = run(settings, work)
+    customer_page(admin_page, server, customer_id)
+    admin_page.locator(f'[data-refund-invoice="{invoice_id}"]').click()
+    admin_page.locator("#field-amount").fill("50.00")
+    admin_page.locator("#field-reason").fill("Goodwill")
+    admin_page.locator("#operation-submit").click()
+    expect(admin_page.locator("#operation-summary")).to_contain_text("THB 50.00")
+    # two clicks on Confirm at the same moment: the same form (and one-time nonce) posted twice concurrently
+    pages = admin_page.evaluate(DOUBLE_SUBMIT)
+    assert all(p["status"] == 200 and p["url"].endswith(f"/admin/customer/details/{customer_id}") for p in pages)
+    flashes = sorted("Already done" in p["text"] for p in pages)
+    assert flashes == [False, True]
+    assert all("of THB 50.00 recorded" in p["text"] for p in pages)
+    customer_page(admin_page, server, customer_id)
+    expect(admin_page.locator("#customer-refunds .refund-status")).to_have_text(["succeeded"])
+    rows = sql(settings, "SELECT amount_cents, status FROM refunds WHERE invoice_id = :i", i=invoice_id)
+    assert [(r["amount_cents"], r["status"]) for r in rows] == [(5000, "succeeded")]
+    invoice = sql(settings, "SELECT status, amount_refunded_cents FROM invoices WHERE id = :i", i=invoice_id)[0]
+    assert (invoice["status"], invoice["amount_refunded_cents"]) == ("partially_refunded", 5000)
+
+    # over-refund: refused on the form, nothing written
+    admin_page.locator(f'[data-refund-invoice="{invoice_id}"]').click()
+    admin_page.locator("#field-amount").fill("249.01")
+    admin_page.locator("#field-reason").fill("Too much")
+    admin_page.locator("#operation-submit").click()
+    expect(admin_page.locator('[data-error-for="amount"]')).to_contain_text("cannot be more than THB 249.00")
+    assert len(sql(settings, "SELECT id FROM refunds WHERE invoice_id = :i", i=invoice_id)) == 1
+
+
+def test_refund_with_immediate_cancellation(admin_page: Page, server: ThreadServer, settings: Settings) -> None:
+    setup = stripe_customer(settings)
+    customer_page(admin_page, server, setup.customer.id)
+    act(admin_page, f'[data-refund-invoice="{setup.invoice.id}"]', {"reason": "Leaving", "also_cancel": True})
+    expect(admin_page.locator(".flash-messages")).to_contain_text("The subscription was canceled immediately.")
+    sub = sql(settings, "SELECT status, ended_at FROM subscriptions WHERE id = :i", i=setup.subscription.id)[0]
+    assert sub["status"] == "canceled" and sub["ended_at"] is not None
+    stripe_sub = run(settings, lambda s: s.stripe.retrieve_subscription(
+        setup.subscription.stripe_subscription_id or ""))
+    assert stripe_sub["status"] == "canceled"
+    refund = sql(settings, "SELECT id, status, cancel_outcome FROM refunds WHERE invoice_id = :i",
+                 i=setup.invoice.id)[0]
+    assert (refund["status"], refund["cancel_outcome"]) == ("pending", "succeeded")
+    assert audit_actions(settings, "refund", refund["id"]) == ["refund.issued", "refund.cancellation"]
+
+
+def test_failed_cancellation_keeps_the_refund_and_can_be_retried(admin_page: Page, server: ThreadServer,
+                                                                 settings: Settings) -> None:
+    setup = stripe_customer(settings)
+    sandbox = settings.stripe_api_base or ""
+    in_thread(lambda: inject_fault(sandbox, method="DELETE", path_prefix="/v1/subscriptions", status=503, times=5))
+    try:
+        customer_page(admin_page, server, setup.customer.id)
+        act(admin_page, f'[data-refund-invoice="{setup.invoice.id}"]', {"reason": "Leaving", "also_cancel": True})
+    finally:
+        in_thread(sandbox_control, sandbox, "DELETE", "faults")
+    flash = admin_page.locator(".flash-messages .alert-warning")
+    expect(flash).to_contain_text("The refund is recorded, but cancelling the subscription failed")
+    expect(flash).to_contain_text("Stripe had an internal error")
+    refund = sql(settings, "SELECT id, status, cancel_outcome, cancel_error FROM refunds WHERE invoice_id = :i",
+                 i=setup.invoice.id)[0]
+    assert (refund["status"], refund["cancel_outcome"]) == ("pending", "failed")
+    assert sql(settings, "SELECT status FROM subscriptions WHERE id = :i",
+               i=setup.subscription.id)[0]["status"] == "active"
+
+    customer_page(admin_page, server, setup.customer.id)
+    admin_page.locator(f'[data-retry-refund="{refund["id"]}"]').click()
+    expect(admin_page.locator(".flash-messages")).to_contain_text("The subscription was canceled immediately.")
+    assert sql(settings, "SELECT cancel_outcome FROM refunds WHERE id = :i", i=refund["id"])[0][
+        "cancel_outcome"] == "succeeded"
+    assert sql(settings, "SELECT status FROM subscriptions WHERE id = :i",
+               i=setup.subscription.id)[0]["status"] == "canceled"
+    assert audit_actions(settings, "refund", refund["id"]) == [
+        "refund.issued", "refund.cancellation", "refund.cancellation_retried"]
