@@ -1,11 +1,82 @@
-"""Admin: webhook_events (filled in by its issue)."""
+"""Admin: the "Webhook events" list (read-only, status filter, error) and the Retry action (POST + CSRF)."""
 
 from __future__ import annotations
 
-from sqladmin import Admin
+import logging
+from typing import Any
 
-from payment.runtime import Services
+from sqladmin import Admin, expose
+from sqladmin.flash import flash
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from admin_views.keyset import FilterSpec, KeysetModelView, plain_choices
+from payment.audit.service import admin_actor
+from payment.errors import PaymentError
+from payment.listing import Page
+from payment.models import StripeEvent
+from payment.models.ops import EVENT_STATUSES
+from payment.runtime import Services, services_of
+from payment.stripe import events
+
+log = logging.getLogger(__name__)
+
+
+def _actor(request: Request) -> str:
+    try:
+        from admin_views.auth import current_admin_actor
+    except ImportError:  # pragma: no cover - the admin sign-in module provides it
+        return admin_actor(int(request.session["admin_id"]))
+    return current_admin_actor(request)
+
+
+class WebhookEventView(KeysetModelView, model=StripeEvent):
+    name = "Webhook event"
+    name_plural = "Webhook events"
+    identity = "stripe-event"
+    icon = "fa-solid fa-plug-circle-bolt"
+    list_headers = ("ID", "Stripe event", "Type", "Status", "Attempts", "Received", "Handled", "Last error", "")
+    row_template = "webhook_events/row.html"
+    details_template = "webhook_events/details.html"
+    filter_names = ("status", "type")
+    empty_message = "No webhook events match these filters."
+
+    async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:
+        types = (await session.scalars(select(StripeEvent.type).distinct().order_by(StripeEvent.type)
+                                       .limit(100))).all()
+        return [FilterSpec("status", "Status", plain_choices(EVENT_STATUSES)),
+                FilterSpec("type", "Type", [(t, t) for t in types])]
+
+    async def fetch(self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int,
+                    with_total: bool) -> Page[Any]:
+        return await events.list_events(session, filters, after=after, limit=limit, with_total=with_total)
+
+    @expose("/retry/{pk:int}", methods=["POST"])
+    async def retry(self, request: Request) -> Response:
+        """Retry: POST only (the CSRF middleware has checked the token), one service call, back to the event."""
+        admin = getattr(request.state, "admin", None)
+        if admin is not None and getattr(admin, "role", "admin") != "admin":
+            raise HTTPException(status_code=403, detail="Only admins (not viewers) can retry webhook events.")
+        services = services_of(request)
+        pk = int(request.path_params["pk"])
+        try:
+            async with services.db.transaction() as session:
+                await events.retry(session, pk, actor=_actor(request))
+        except PaymentError as exc:
+            flash(request, exc.message, "error")
+        else:
+            # enqueued after the commit: a job must never run before the row says "pending"
+            queued = await events.enqueue_event(services, pk)
+            flash(request, "The event will be applied again shortly." if queued else
+                  "The event is pending again; the queue is unreachable, so the periodic sweep will apply it.",
+                  "success" if queued else "warning")
+        target = request.url_for("admin:details", identity=self.identity, pk=pk)
+        return RedirectResponse(str(target), status_code=303)
 
 
 def register(admin: Admin, services: Services) -> None:
     """Add this module's views to the admin."""
+    admin.add_view(WebhookEventView)

@@ -12,13 +12,15 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment.audit import service as audit
 from payment.errors import Conflict, NotFound, PaymentError
+from payment.listing import DEFAULT_PAGE_SIZE, Page, keyset_page
 from payment.models import StripeEvent, utcnow
+from payment.models.ops import EVENT_STATUSES
 from payment.stripe.gateway import StripeGateway
 from payment.stripe.handlers import HANDLED_TYPES, HANDLERS, lock_key
 from payment.stripe.sync import ts
@@ -182,3 +184,19 @@ async def catch_up(services: Services, *, now: datetime | None = None) -> int:
     if found:
         log.info("catch-up stored %s stripe events that had not been delivered", found)
     return found
+
+
+def event_filters(filters: dict[str, str]) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = []
+    if filters.get("status") in EVENT_STATUSES:
+        where.append(StripeEvent.status == filters["status"])
+    if filters.get("type"):
+        where.append(StripeEvent.type == filters["type"][:128])
+    return where
+
+
+async def list_events(session: AsyncSession, filters: dict[str, str], *, after: int | None = None,
+                      limit: int = DEFAULT_PAGE_SIZE, with_total: bool = True) -> Page[StripeEvent]:
+    """Stored Stripe events matching the filters (status, type), newest first, for the admin list."""
+    return await keyset_page(session, select(StripeEvent), key=StripeEvent.id, after=after, limit=limit,
+                             count_model=StripeEvent if with_total else None, where=event_filters(filters))
