@@ -61,7 +61,8 @@ async def run_until_signal(
     log.info("shutting down (grace %.0f s)", GRACE_SECONDS)
     for server in servers:
         server.should_exit = True
-    await asyncio.wait(server_tasks, timeout=GRACE_SECONDS)
+    if server_tasks:  # `payment worker` runs no server; asyncio.wait refuses an empty set
+        await asyncio.wait(server_tasks, timeout=GRACE_SECONDS)
     for task in worker_tasks:
         task.cancel()  # procrastinate: stop fetching, let running jobs finish
     if worker_tasks:
