@@ -15,6 +15,8 @@ from payment.models import Plan
 from payment.models.base import CURRENCIES, INTERVALS
 
 PRICE_ID_RE = re.compile(r"^price_[A-Za-z0-9_]+$")
+MAX_PRICE_CENTS = 100_000_000_000
+MAX_SORT_ORDER = 1_000_000
 
 
 @dataclass
@@ -40,6 +42,11 @@ class PlanInput:
             raise ValidationError("Name must be at most 1024 characters.", field="name")
         if self.price_cents < 0:
             raise ValidationError("Price must be 0 or more (in cents).", field="price_cents")
+        if self.price_cents > MAX_PRICE_CENTS:
+            raise ValidationError("Price is too large (at most 1,000,000,000.00).", field="price_cents")
+        if abs(self.sort_order) > MAX_SORT_ORDER:
+            raise ValidationError(f"Sort order must be between -{MAX_SORT_ORDER} and {MAX_SORT_ORDER}.",
+                                  field="sort_order")
         currency = self.currency.strip().lower()
         if currency not in CURRENCIES:
             raise ValidationError("Currency must be THB or USD.", field="currency")

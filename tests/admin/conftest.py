@@ -71,12 +71,14 @@ async def sign_in(client: httpx.AsyncClient, email: str = ADMIN_EMAIL, password:
                                                    "csrf_token": csrf_from(page.text)})
 
 
-@pytest.fixture
-async def admin(anon: httpx.AsyncClient, root_admin: int) -> httpx.AsyncClient:
-    """The same client, signed in as the module's admin."""
-    response = await sign_in(anon)
-    assert response.status_code == 302, response.text
-    return anon
+@pytest.fixture(scope="module")
+async def admin(admin_services: Services, root_admin: int) -> AsyncIterator[httpx.AsyncClient]:
+    """A client signed in as the module's admin once for the module (bcrypt is slow on purpose); tests that sign
+    out use `anon` and sign in themselves."""
+    async with asgi_client(create_app(services=admin_services)) as client:
+        response = await sign_in(client)
+        assert response.status_code == 302, response.text
+        yield client
 
 
 async def page_token(client: httpx.AsyncClient, path: str = "/admin/") -> str:

@@ -61,8 +61,10 @@ async def test_production_marks_the_session_cookie_secure(admin_services: Servic
         assert "; secure" in response.headers["set-cookie"].lower()
 
 
-async def test_sign_out_is_a_post_and_is_audited(admin: httpx.AsyncClient, root_admin: int,
+async def test_sign_out_is_a_post_and_is_audited(anon: httpx.AsyncClient, root_admin: int,
                                                  admin_services: Services) -> None:
+    await sign_in(anon)
+    admin = anon
     assert (await admin.get("/admin/logout")).status_code == 405
     assert (await admin.get("/admin/app/list")).status_code == 200  # still signed in after the GET
     token = await page_token(admin)

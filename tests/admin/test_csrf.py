@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.admin.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, page_token
+from tests.admin.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, page_token, sign_in
 
 
 async def test_a_form_post_without_a_token_is_refused_with_a_message(admin: httpx.AsyncClient) -> None:
@@ -25,9 +25,10 @@ async def test_a_forged_or_foreign_token_is_refused(admin: httpx.AsyncClient, an
     assert (await admin.get("/admin/app/list")).status_code == 200  # still signed in
 
 
-async def test_the_header_token_is_accepted_for_scripts(admin: httpx.AsyncClient) -> None:
-    token = await page_token(admin)
-    assert (await admin.post("/admin/logout", headers={"X-CSRF-Token": token})).status_code == 302
+async def test_the_header_token_is_accepted_for_scripts(anon: httpx.AsyncClient, root_admin: int) -> None:
+    await sign_in(anon)
+    token = await page_token(anon)
+    assert (await anon.post("/admin/logout", headers={"X-CSRF-Token": token})).status_code == 302
 
 
 async def test_the_login_form_is_protected_too(anon: httpx.AsyncClient, root_admin: int) -> None:
