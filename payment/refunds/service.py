@@ -163,10 +163,11 @@ async def cancel_after_refund(session: AsyncSession, refund_id: int, *, gateway:
 
 async def retry_cancellation(session: AsyncSession, refund_id: int, *, gateway: StripeGateway, actor: str,
                              ip: str | None = None) -> Refund:
-    """Try again to cancel the subscription of a refund whose immediate cancellation failed."""
+    """Try again to cancel the subscription of a refund whose immediate cancellation failed (or never ran)."""
     refund = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
     if refund is None:
         raise NotFound("This refund does not exist.")
-    if refund.cancel_outcome != "failed":
+    # None: the refund committed but the process stopped before its cancellation ran
+    if not refund.also_cancel or refund.cancel_outcome not in ("failed", None):
         raise Conflict("This refund has no failed cancellation to retry.")
     return await _cancel_subscription_of(session, refund, gateway=gateway, actor=actor, ip=ip, retry=True)

@@ -14,6 +14,7 @@ from payment.admins import service as admins
 from payment.app import create_app
 from payment.models import AuditLog, Customer, Invoice, Plan, Refund, Subscription
 from payment.runtime import Services
+from tests.operations.stripe_setup import inject_fault, paid_stripe_subscription
 from tests.support import factories
 from tests.support.app import asgi_client
 
@@ -140,3 +141,20 @@ async def test_forms_without_csrf_token_are_refused(admin: httpx.AsyncClient, se
                                            "reason": "x", "confirm": "yes"})
     assert refused.status_code == 403
     assert await _count(services, Subscription, Subscription.customer_id == customer.id) == 0
+
+
+async def test_stripe_refusal_is_shown_in_plain_words_and_nothing_is_written(
+        admin: httpx.AsyncClient, services: Services, sandbox: str) -> None:
+    async with services.db.transaction() as session:
+        setup = await paid_stripe_subscription(session, services.stripe, sandbox)
+    path = f"/admin/operations/invoice/{setup.invoice.id}/refund"
+    confirmation = await _submit(admin, path, {"amount": "10.00", "reason": "Duplicate charge"})
+    inject_fault(sandbox, method="POST", path_prefix="/v1/refunds", status=400, code="charge_already_refunded",
+                 message="Charge ch_1 has already been refunded.")
+    refused = await _confirm(admin, path, confirmation)
+    assert refused.status_code == 422
+    assert 'id="operation-error">This payment has already been refunded in full.' in refused.text
+    assert "ch_1" not in refused.text and "Traceback" not in refused.text
+    assert await _count(services, Refund, Refund.invoice_id == setup.invoice.id) == 0
+    assert await _count(services, AuditLog, AuditLog.action == "refund.issued",
+                        AuditLog.details["invoice_id"].as_integer() == setup.invoice.id) == 0

@@ -88,6 +88,19 @@ async def test_stripe_refusal_writes_nothing_and_says_why(db: AsyncSession, gate
     assert await db.scalar(select(func.count()).select_from(AuditLog).where(AuditLog.action == "refund.issued")) == 0
 
 
+async def test_stripe_unreachable_is_said_plainly_and_nothing_is_written(db: AsyncSession, gateway: StripeGateway,
+                                                                         settings: Settings, sandbox: str) -> None:
+    setup = await paid_stripe_subscription(db, gateway, sandbox)
+    from payment.embedded_pg import free_port
+
+    offline = StripeGateway(settings.replace(stripe_api_base=f"http://127.0.0.1:{free_port()}"),
+                            max_network_retries=0)
+    with pytest.raises(StripeError) as refused:
+        await refunds.issue(db, setup.invoice.id, reason="x", gateway=offline, actor=ACTOR)
+    assert refused.value.message == "Stripe could not be reached (network). Nothing was changed; try again."
+    assert await _refund_rows(db, setup.invoice.id) == []
+
+
 async def test_manual_refund_is_a_bookkeeping_entry_effective_at_once(db: AsyncSession,
                                                                       gateway: StripeGateway) -> None:
     customer = await factories.create_customer(db)
