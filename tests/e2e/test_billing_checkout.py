@@ -1,0 +1,190 @@
+"""The admin guide's "Test the Flow" in a real browser against the Stripe sandbox, webhooks and a worker included.
+
+A client app opens a billing session over HTTP, the user sees the plans, subscribes to `pro` on the sandbox's
+hosted Checkout page with 4242..., comes back, and sees the plan active once the webhook has been applied by a
+`payment worker` process; the entitlement endpoint then answers `pro`. A declined card leaves the user on free.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Page, expect
+
+from payment import migrate
+from payment.config import Settings
+from payment.dburl import with_database
+from tests.billing_ui.helpers import sandbox_price
+from tests.support import factories
+from tests.support.app import ThreadServer, run_sync, running_services, serve_service
+from tests.support.db import admin_execute, settings_for
+from tests.support.stripe import SANDBOX_KEY, register_webhook
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD_CARD = "4242 4242 4242 4242"
+DECLINED_CARD = "4000 0000 0000 0002"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    server: ThreadServer
+    settings: Settings
+    api_key: str
+
+
+async def _seed(settings: Settings) -> str:
+    async with running_services(settings) as services:
+        price = await sandbox_price(services, "Aquoris PRO", 29900, "thb")
+        async with services.db.transaction() as session:
+            _, key = await factories.create_app(session, slug="vega", name="Vega",
+                                                return_url="https://vega.example.com/settings")
+            await factories.create_plan(session, slug="free", name="Aquoris Free", price_cents=0,
+                                        features=["Core features"])
+            await factories.create_plan(session, slug="pro", name="Aquoris PRO", price_cents=29900,
+                                        stripe_price_id=price, sort_order=10,
+                                        features=["Everything in Free", "Unlimited projects"])
+        return key
+
+
+@pytest.fixture(scope="module")
+def database(pg_server_url: str) -> Iterator[str]:
+    name = f"e2e_billing_{os.getpid()}"
+    run_sync(admin_execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    run_sync(admin_execute(pg_server_url, f'CREATE DATABASE "{name}"'))
+    url = with_database(pg_server_url, name)
+    try:
+        run_sync(migrate.upgrade_async(url))
+        yield url
+    finally:
+        run_sync(admin_execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module")
+def deployment(database: str, sandbox_server: ThreadServer) -> Iterator[Deployment]:
+    """The service on loopback, the sandbox delivering signed webhooks to it, and a `payment worker` process."""
+    httpx.post(f"{sandbox_server.url}/_sandbox/reset",
+               headers={"Authorization": f"Bearer {SANDBOX_KEY}"}).raise_for_status()
+    # seed first: procrastinate binds blueprint tasks to the job app built last, which must be the server's
+    key = run_sync(_seed(settings_for(database, stripe_api_base=sandbox_server.url)))
+    server = serve_service(settings_for(database, stripe_api_base=sandbox_server.url))
+    settings = settings_for(database, stripe_api_base=sandbox_server.url, base_url=server.url)
+    server.start()
+    register_webhook(sandbox_server.url, f"{server.url}/api/v1/webhooks/stripe",
+                     secret=settings.stripe_webhook_secret)
+    env = {**os.environ, "APP_ENV": "test", "DATABASE_URL": database, "STRIPE_API_BASE": sandbox_server.url,
+           "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret, "LOG_LEVEL": "WARNING"}
+    worker = subprocess.Popen([sys.executable, "-m", "payment.cli", "worker", "--concurrency", "2"], cwd=ROOT,
+                              env=env)
+    try:
+        yield Deployment(server, settings, key)
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait(10)
+        server.stop()
+
+
+def open_session(deployment: Deployment, user: str) -> str:
+    """What the client app does (the admin guide's curl): POST /api/v1/sessions with its API key."""
+    response = httpx.post(f"{deployment.server.url}/api/v1/sessions",
+                          json={"externalUserId": user, "appSlug": "vega"},
+                          headers={"Authorization": f"Bearer {deployment.api_key}"})
+    assert response.status_code == 201, response.text
+    url: str = response.json()["url"]
+    return url
+
+
+def entitlement(deployment: Deployment, user: str) -> dict[str, Any]:
+    response = httpx.get(f"{deployment.server.url}/api/v1/customers/{user}/subscription",
+                         headers={"Authorization": f"Bearer {deployment.api_key}"})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def pay_on_checkout(page: Page, card: str, email: str) -> None:
+    expect(page.get_by_role("heading", name="Subscribe to Aquoris PRO")).to_be_visible()
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Card number").fill(card)
+    page.get_by_label("Expiration (MM / YY)").fill("12 / 34")
+    page.get_by_label("CVC").fill("123")
+    page.get_by_label("Cardholder name").fill("Test User")
+    page.get_by_role("button", name="Pay").click()
+
+
+def test_user_subscribes_to_pro_with_a_test_card_and_the_app_sees_pro(deployment: Deployment, page: Page) -> None:
+    url = open_session(deployment, "e2e-paying-user")
+    page.goto(url)
+    current = page.get_by_test_id("current-plan")
+    expect(current).to_contain_text("Aquoris Free")
+    expect(page.get_by_test_id("plan-free")).to_contain_text("Current plan")
+    pro = page.get_by_test_id("plan-pro")
+    expect(pro).to_contain_text("THB\u00a0299.00")
+    expect(pro).to_contain_text("Unlimited projects")
+
+    pro.get_by_role("button", name="Subscribe to Aquoris PRO").click()
+    page.wait_for_url(f"{deployment.settings.stripe_api_base}/c/pay/**")
+    pay_on_checkout(page, GOOD_CARD, "paying@example.com")
+
+    # back on our return page: "processing" until the worker has applied checkout.session.completed
+    page.wait_for_url(f"{url}?*notice=subscribed*", timeout=30_000)
+    expect(page.get_by_test_id("message-ok")).to_contain_text("You are subscribed to Aquoris PRO.")
+    expect(current).to_have_attribute("data-status", "active")
+    expect(current).to_contain_text("Renews on")
+    expect(page.get_by_role("button", name="Manage billing")).to_be_visible()
+    expect(page.get_by_test_id("invoices")).to_contain_text("THB\u00a0299.00")
+
+    body = entitlement(deployment, "e2e-paying-user")
+    assert (body["plan"]["slug"], body["status"], body["source"], body["paid"]) == ("pro", "active", "stripe", True)
+
+    # a second Subscribe is impossible from the page, and refused if forced
+    expect(page.get_by_role("button", name="Subscribe to Aquoris PRO")).to_have_count(0)
+
+
+def test_declined_card_leaves_the_user_on_free_with_a_clear_message(deployment: Deployment, page: Page) -> None:
+    url = open_session(deployment, "e2e-declined-user")
+    page.goto(url)
+    page.get_by_test_id("plan-pro").get_by_role("button", name="Subscribe to Aquoris PRO").click()
+    page.wait_for_url(f"{deployment.settings.stripe_api_base}/c/pay/**")
+    pay_on_checkout(page, DECLINED_CARD, "declined@example.com")
+    expect(page.get_by_role("alert")).to_have_text("Your card was declined.")
+
+    page.get_by_role("link", name="Back").click()
+    page.wait_for_url(f"{url}?checkout=canceled")
+    expect(page.get_by_role("status")).to_contain_text(
+        "Checkout was canceled and nothing was charged. You are still on Aquoris Free.")
+    expect(page.get_by_test_id("current-plan")).to_have_attribute("data-status", "free")
+    body = entitlement(deployment, "e2e-declined-user")
+    assert (body["plan"]["slug"], body["status"], body["paid"]) == ("free", "free", False)
+
+
+def test_the_page_reads_in_thai_and_fits_a_phone(deployment: Deployment, page: Page) -> None:
+    page.set_viewport_size({"width": 360, "height": 740})
+    page.goto(open_session(deployment, "e2e-thai-user") + "?lang=th")
+    expect(page.locator("html")).to_have_attribute("lang", "th")
+    expect(page.get_by_test_id("plan-pro")).to_contain_text("฿299.00")
+    expect(page.get_by_role("button", name="สมัครสมาชิก Aquoris PRO")).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.get_by_role("link", name="English").click()
+    expect(page.locator("html")).to_have_attribute("lang", "en")
+    expect(page.get_by_role("link", name="Back to Vega")).to_have_attribute("href", "https://vega.example.com/settings")
+
+
+def test_an_unknown_link_is_a_friendly_page(deployment: Deployment, page: Page) -> None:
+    response = page.goto(f"{deployment.server.url}/billing/not-a-real-token")
+    assert response is not None and response.status == 404
+    expect(page.get_by_role("heading", name="This billing link is not valid")).to_be_visible()
+
+
