@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -51,3 +52,9 @@ async def settle(session: AsyncSession, nonce: str, outcome: dict[str, Any]) -> 
     if row is not None:
         row.outcome = outcome
         await session.flush()
+
+
+async def purge(session: AsyncSession, *, older_than: datetime) -> int:
+    """Forget form nonces claimed before `older_than` (a form that old is no longer open anywhere)."""
+    result = await session.execute(delete(FormSubmission).where(FormSubmission.created_at < older_than))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -158,3 +158,19 @@ async def test_stripe_refusal_is_shown_in_plain_words_and_nothing_is_written(
     assert await _count(services, Refund, Refund.invoice_id == setup.invoice.id) == 0
     assert await _count(services, AuditLog, AuditLog.action == "refund.issued",
                         AuditLog.details["invoice_id"].as_integer() == setup.invoice.id) == 0
+
+
+async def test_viewers_cannot_open_billing_actions(services: Services) -> None:
+    customer, _ = await _customer_and_plan(services)
+    async with services.db.transaction() as session:
+        viewer = await admins.create_admin(session, email=f"viewer{customer.id}@aquoris.test", name="Viewer",
+                                           password=PASSWORD, actor="test")
+        viewer.role = "viewer"
+    async with asgi_client(create_app(services=services)) as client:
+        page = await client.get("/admin/login")
+        token = CSRF_RE.search(page.text)
+        assert token is not None
+        await client.post("/admin/login", data={"username": viewer.email, "password": PASSWORD,
+                                                "csrf_token": token.group(1)})
+        answer = await client.get(f"/admin/operations/customer/{customer.id}/grant")
+    assert answer.status_code == 403

@@ -3,13 +3,15 @@ refundable; "also cancel" keeps the refund when the cancellation fails and lets 
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment.config import Settings
 from payment.errors import Conflict, StripeError, ValidationError
-from payment.models import AuditLog, Refund
+from payment.models import AuditLog, Refund, utcnow
 from payment.refunds import service as refunds
 from payment.stripe.gateway import StripeGateway
 from payment.stripe.sync import reconcile_charge_refunds
@@ -165,3 +167,6 @@ async def test_a_form_nonce_acts_once_and_replays_its_outcome(db: AsyncSession) 
         "level": "success", "message": "Refund #1 recorded."}
     with pytest.raises(ValidationError, match="expired or was tampered"):
         await submissions.claim(db, "short", action="refund", actor=ACTOR)
+    assert await submissions.purge(db, older_than=utcnow() - timedelta(days=1)) == 0
+    assert await submissions.purge(db, older_than=utcnow() + timedelta(seconds=1)) == 1
+    assert await submissions.claim(db, nonce, action="refund", actor=ACTOR) is None  # forgotten: usable again
