@@ -90,6 +90,7 @@ class ManualPayment:
 
 
 async def reference_taken(session: AsyncSession, reference_number: str) -> bool:
+    """Whether a manual invoice already carries this reference number (case-insensitive)."""
     found = await session.execute(select(Invoice.id).where(
         Invoice.source == "manual", func.lower(Invoice.reference_number) == reference_number.strip().lower()))
     return found.first() is not None

@@ -23,6 +23,7 @@ REFUNDABLE_STATUSES = ("paid", "partially_refunded")
 
 
 async def lock_invoice(session: AsyncSession, invoice_id: int) -> Invoice:
+    """The invoice row, locked so two refunds of it are checked one after the other."""
     invoice = (await session.execute(
         select(Invoice).where(Invoice.id == invoice_id).with_for_update()
         .execution_options(populate_existing=True))).scalar_one_or_none()
@@ -32,6 +33,7 @@ async def lock_invoice(session: AsyncSession, invoice_id: int) -> Invoice:
 
 
 async def pending_cents(session: AsyncSession, invoice_id: int) -> int:
+    """What the invoice's refunds still waiting for Stripe's confirmation add up to."""
     total = await session.scalar(select(func.coalesce(func.sum(Refund.amount_cents), 0)).where(
         Refund.invoice_id == invoice_id, Refund.status == "pending"))
     return int(total or 0)

@@ -23,6 +23,7 @@ def new_nonce() -> str:
 
 
 def check_nonce(nonce: str | None) -> str:
+    """A nonce looks like one we issued (16-64 URL-safe characters), or the form is refused."""
     nonce = (nonce or "").strip()
     if not NONCE_RE.match(nonce):
         raise ValidationError("This form has expired or was tampered with; open it again.", field="nonce")

@@ -35,6 +35,7 @@ def check_reason(reason: str | None, *, default: str | None = None) -> str:
 
 
 def check_days(days: int, *, field: str = "days") -> int:
+    """Days added to a subscription are between 1 and 3650."""
     if days < 1 or days > MAX_DAYS:
         raise ValidationError(f"Days must be between 1 and {MAX_DAYS}.", field=field)
     return days
@@ -210,6 +211,7 @@ async def replace_live(session: AsyncSession, conflicts: list[Subscription], *, 
 
 
 def check_duration(months: int, days: int) -> None:
+    """A granted or paid duration is at least a day and at most 3650 days."""
     if months < 0 or days < 0 or (months == 0 and days == 0):
         raise ValidationError("Enter a duration of at least one day or one month.", field="duration")
     if months > 120 or months * 31 + days > MAX_DAYS:
@@ -217,6 +219,7 @@ def check_duration(months: int, days: int) -> None:
 
 
 def describe_conflicts(conflicts: list[Subscription]) -> str:
+    """Which live subscriptions stand in the way, in words for the admin."""
     listed = ", ".join(f"#{s.id} {s.plan.name} ({s.source}, {s.status})" for s in conflicts)
     return f"The customer already has a live subscription in this plan's scope: {listed}."
 
