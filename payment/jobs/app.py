@@ -15,7 +15,7 @@ def create_job_app(settings: Settings) -> procrastinate.App:
     connector = procrastinate.PsycopgConnector(conninfo=libpq_url(settings.database_url),
                                                kwargs={"application_name": "aquoris-payment-jobs"})
     app = procrastinate.App(connector=connector, import_paths=[])
-    from payment.jobs.tasks import blueprint
+    from payment.jobs.tasks import make_blueprint
 
-    app.add_tasks_from(blueprint, namespace="payment")
+    app.add_tasks_from(make_blueprint(), namespace="payment")
     return app

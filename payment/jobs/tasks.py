@@ -18,9 +18,7 @@ from payment.stripe import events
 
 log = logging.getLogger(__name__)
 
-blueprint = procrastinate.Blueprint()
-
-# 2, 4, 8 ... 1024 s between attempts (about 34 minutes in all), then the event is shown as failed to admins.
+# 10 retries 2, 4, 8 ... 1024 s apart (about 34 minutes in all), then the event is shown as failed to admins.
 EVENT_RETRY = procrastinate.RetryStrategy(max_attempts=10, exponential_wait=2)
 PERIODIC_RETRY = procrastinate.RetryStrategy(max_attempts=2, wait=5)
 STALLED_AFTER_SECONDS = 15.0
@@ -42,29 +40,23 @@ def services_of_job(context: procrastinate.JobContext) -> Services:
 
 
 def is_final_attempt(context: procrastinate.JobContext, strategy: procrastinate.RetryStrategy) -> bool:
-    return strategy.max_attempts is not None and context.job.attempts + 1 >= strategy.max_attempts
+    """Procrastinate retries while the previous attempts are fewer than `max_attempts`, so that many retries."""
+    return strategy.max_attempts is not None and context.job.attempts >= strategy.max_attempts
 
 
-@blueprint.task(name="apply_stripe_event", pass_context=True, retry=EVENT_RETRY)
 async def apply_stripe_event(context: procrastinate.JobContext, event_row_id: int) -> None:
     await events.process_event(services_of_job(context), event_row_id,
                                final_attempt=is_final_attempt(context, EVENT_RETRY))
 
 
-@blueprint.periodic(cron="*/10 * * * * *")
-@blueprint.task(name="sweep_stripe_events", pass_context=True, retry=PERIODIC_RETRY)
 async def sweep_stripe_events(context: procrastinate.JobContext, timestamp: int) -> None:
     await events.sweep(services_of_job(context))
 
 
-@blueprint.periodic(cron="*/5 * * * *")
-@blueprint.task(name="catch_up_stripe_events", pass_context=True, retry=PERIODIC_RETRY)
 async def catch_up_stripe_events(context: procrastinate.JobContext, timestamp: int) -> None:
     await events.catch_up(services_of_job(context))
 
 
-@blueprint.periodic(cron="* * * * *")
-@blueprint.task(name="expire_subscriptions", pass_context=True, retry=PERIODIC_RETRY)
 async def expire_subscriptions(context: procrastinate.JobContext, timestamp: int) -> None:
     async with services_of_job(context).db.transaction() as session:
         count = await expire_due_subscriptions(session, now=utcnow())
@@ -72,8 +64,6 @@ async def expire_subscriptions(context: procrastinate.JobContext, timestamp: int
         log.info("expired %s manual or granted subscriptions", count)
 
 
-@blueprint.periodic(cron="7,37 * * * *")
-@blueprint.task(name="purge_billing_sessions", pass_context=True, retry=PERIODIC_RETRY)
 async def purge_billing_sessions(context: procrastinate.JobContext, timestamp: int) -> None:
     from payment.billing_sessions.service import purge_expired
 
@@ -83,11 +73,30 @@ async def purge_billing_sessions(context: procrastinate.JobContext, timestamp: i
         log.info("purged %s expired billing sessions", count)
 
 
-@blueprint.periodic(cron="*/15 * * * * *")
-@blueprint.task(name="recover_stalled_jobs", pass_context=True, retry=PERIODIC_RETRY)
 async def recover_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
     """Jobs left `doing` by a worker that died (SIGKILL, OOM, lost machine) go back to the queue."""
     manager = context.app.job_manager
     for job in await manager.get_stalled_jobs(seconds_since_heartbeat=STALLED_AFTER_SECONDS):
         log.warning("retrying job %s (%s) left running by a dead worker", job.id, job.task_name)
         await manager.retry_job(job)
+
+
+# (name, cron, body): each periodic job also runs again on its next tick, so a short retry is enough
+PERIODIC: tuple[tuple[str, str, Any], ...] = (
+    ("sweep_stripe_events", "*/10 * * * * *", sweep_stripe_events),
+    ("catch_up_stripe_events", "*/5 * * * *", catch_up_stripe_events),
+    ("expire_subscriptions", "* * * * *", expire_subscriptions),
+    ("purge_billing_sessions", "7,37 * * * *", purge_billing_sessions),
+    ("recover_stalled_jobs", "*/15 * * * * *", recover_stalled_jobs),
+)
+
+
+def make_blueprint() -> procrastinate.Blueprint:
+    """A fresh blueprint for each app: `App.add_tasks_from` renames and re-binds a blueprint's tasks, so one shared
+    blueprint would break the second app of a process (web + in-process worker under `payment dev`, tests)."""
+    blueprint = procrastinate.Blueprint()
+    blueprint.task(name="apply_stripe_event", pass_context=True, retry=EVENT_RETRY)(apply_stripe_event)
+    for name, cron, body in PERIODIC:
+        task = blueprint.task(name=name, pass_context=True, retry=PERIODIC_RETRY)(body)
+        blueprint.periodic(cron=cron)(task)
+    return blueprint
