@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -18,10 +19,10 @@ from sqlalchemy import select, text
 from payment import migrate
 from payment.config import Settings
 from payment.dburl import with_database
+from payment.jobs.worker import run_worker
 from payment.models import StripeEvent
-from payment.runtime import Services
+from payment.runtime import Services, build_services
 from payment.sandbox import sign
-from payment.stripe.events import process_event
 from tests.operations.stripe_setup import StripeSetup, inject_fault, paid_stripe_subscription, sandbox_control
 from tests.support import factories
 from tests.support.app import ThreadServer, running_services, serve_service
@@ -224,14 +225,26 @@ def deliver_refund_events(settings: Settings, server: ThreadServer) -> None:
             "Stripe-Signature": sign(payload, settings.stripe_webhook_secret), "Content-Type": "application/json"})
         assert answer.status_code == 200, answer.text
 
-    async def apply(services: Services) -> None:
-        async with services.db.session() as session:
-            ids = list(await session.scalars(select(StripeEvent.id).where(StripeEvent.type == "charge.refunded",
-                                                                          StripeEvent.status == "pending")))
-        for event_id in ids:
-            await process_event(services, event_id)
+    async def work_off() -> None:
+        """A real Procrastinate worker applies the enqueued events; stop it once they are handled."""
+        services = build_services(settings)
+        worker = asyncio.create_task(run_worker(services, concurrency=2))
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                async with services.db.session() as session:
+                    statuses = list(await session.scalars(select(StripeEvent.status).where(
+                        StripeEvent.type == "charge.refunded")))
+                if statuses and all(status == "handled" for status in statuses):
+                    return
+                assert time.monotonic() < deadline, f"events not applied: {statuses}"
+                await asyncio.sleep(0.2)
+        finally:
+            worker.cancel()
+            await asyncio.wait([worker], timeout=30)
+            await services.db.dispose()
 
-    run(settings, apply)
+    in_thread(asyncio.run, work_off())
 
 
 def test_partial_then_full_refund_of_a_stripe_invoice(admin_page: Page, server: ThreadServer,
