@@ -79,9 +79,10 @@ errlog="$(mktemp)"
 notify_failure() {
   local reason="$1"
   [ -n "$WEBHOOK_URL" ] || return 0
-  local text="Aquoris Payment backup FAILED on $(hostname) for database '${PG_DATABASE_NAME:-?}': $reason"
-  local body
-  body="{\"text\":\"$(json_escape "$text")\",\"event\":\"backup_failed\",\"host\":\"$(json_escape "$(hostname)")\",\"database\":\"$(json_escape "${PG_DATABASE_NAME:-?}")\",\"error\":\"$(json_escape "$reason")\"}"
+  local host text body
+  host="$(hostname 2>/dev/null || uname -n)"
+  text="Aquoris Payment backup FAILED on $host for database '${PG_DATABASE_NAME:-?}': $reason"
+  body="{\"text\":\"$(json_escape "$text")\",\"event\":\"backup_failed\",\"host\":\"$(json_escape "$host")\",\"database\":\"$(json_escape "${PG_DATABASE_NAME:-?}")\",\"error\":\"$(json_escape "$reason")\"}"
   post_json "$WEBHOOK_URL" "$body" || echo "backup-db: could not deliver the failure notice to WEBHOOK_URL" >&2
 }
 
@@ -104,7 +105,9 @@ on_error() {
 trap 'on_error $LINENO' ERR
 
 [ -n "${DATABASE_URL:-}" ] || fail "DATABASE_URL is not set"
-[[ "$RETENTION_DAYS" =~ ^[0-9]+$ ]] && [ "$RETENTION_DAYS" -ge 1 ] || fail "RETENTION_DAYS must be a whole number >= 1"
+if ! [[ "$RETENTION_DAYS" =~ ^[1-9][0-9]*$ ]]; then
+  fail "RETENTION_DAYS must be a whole number >= 1"
+fi
 connection_from_url "$DATABASE_URL" || fail "DATABASE_URL must be a postgresql:// URL"
 PG_DUMP="$(pg_tool pg_dump)" || fail "pg_dump not found (install the PostgreSQL client or set PG_BIN)"
 export PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-10}"

@@ -6,7 +6,9 @@ import asyncio
 import json
 import os
 import pty
+import shutil
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from itertools import count
@@ -157,11 +159,27 @@ def _restore_on_terminal(backup: str, env: dict[str, str], answer: str) -> tuple
     return process.returncode, output
 
 
-async def test_backup_of_an_unreachable_database_fails_notifies_and_exits_non_zero(tmp_path: Path) -> None:
+def path_without_curl(folder: Path) -> str:
+    """A PATH with the tools the script needs but no curl, as in the toolbox image (python3 posts instead)."""
+    folder.mkdir()
+    for tool in ("bash", "env", "mktemp", "hostname", "uname", "rm", "tail", "tr", "date", "mkdir", "sleep", "gzip",
+                 "grep", "mv", "wc", "find", "sed", "cat"):
+        found = shutil.which(tool)
+        if found:
+            (folder / tool).symlink_to(found)
+    (folder / "python3").symlink_to(sys.executable)
+    return str(folder)
+
+
+@pytest.mark.parametrize("poster", ["curl", "python3"])
+async def test_backup_of_an_unreachable_database_fails_notifies_and_exits_non_zero(tmp_path: Path,
+                                                                                   poster: str) -> None:
     password = "s3cret-Backup-pw"
     url = f"postgresql://payment:{password}@127.0.0.1:{free_port()}/payment"
     with http_receiver() as receiver:
         env = script_env(url, BACKUP_DIR=str(tmp_path / "backups"), WEBHOOK_URL=f"{receiver.url}/hooks/ops")
+        if poster == "python3":
+            env["PATH"] = path_without_curl(tmp_path / "bin")
         result = await asyncio.to_thread(run, [str(BACKUP)], env)
         notices = receiver.wait_for(timeout=5)
 
