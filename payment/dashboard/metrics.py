@@ -1,43 +1,67 @@
 """The four dashboard cards: what each counts, stated once here and shown under each number.
 
 Every card is one read-only async function `card(session, *, now)` returning a typed result whose money is integer
-minor units per currency (never added across currencies) and whose `formula` is the line the admin sees. Time is
-UTC: callers run the cards with the session's TimeZone set to UTC (see service.py).
+minor units per currency (never added across currencies) and whose `formula` is the line the admin sees.
 
-Rounding: each currency's MRR is summed exactly (yearly prices and manual payments as exact fractions) and rounded
-once, half up, to a whole minor unit.
+The cards read the running totals that triggers keep exact (payment/models/dashboard.py, migration 0002e), plus the
+rows of the current UTC day where a window ends at `now`. Days and months are UTC.
+
+Definitions:
+- active: status 'active' (not trialing, not past_due).
+- MRR per currency: active Stripe subscriptions at their plan's price (yearly ÷ 12); active manual subscriptions at
+  paid_amount_cents (in paid_currency) over their current period's length in months (whole calendar months, plus
+  the rest as a fraction of 30 days); granted subscriptions and free plans count 0. Summed exactly per currency,
+  then rounded once, half up, to a whole minor unit.
+- churn: the last 30 days start at 00:00 UTC thirty days before today (t0). Active at t0 = created before t0, past
+  any trial before t0, not ended before t0, and not a never-started status (incomplete, incomplete_expired).
+  Rate = those of them that ended between t0 and now ÷ all of them.
+- revenue: from t0 to now, per currency: invoices paid (status paid, partially_refunded or refunded) by paid_at,
+  minus refunds succeeded by succeeded_at (a refund counts when it succeeds, whenever its invoice was paid).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-CHURN_WINDOW = timedelta(days=30)
-REVENUE_WINDOW = timedelta(days=30)
-COUNTED_INVOICE_STATUSES = ("paid", "partially_refunded", "refunded")
-# statuses of a subscription that never started: it was never active, so it cannot churn
-NEVER_STARTED = ("incomplete", "incomplete_expired")
+WINDOW_DAYS = 30
+# a manual subscription's period is measured in microseconds with whole calendar months counted as 30 days
+MONTH_US = 30 * 86_400 * 1_000_000
 
 MRR_FORMULA = ("Σ active subscriptions' monthly value, per currency: Stripe plan price (yearly ÷ 12); manual = amount "
                "paid ÷ period length in months; granted and free = 0; trialing and past-due excluded; summed exactly, "
                "rounded half up")
 ACTIVE_FORMULA = "Subscriptions with status active now, by source (trialing and past-due not counted)"
-CHURN_FORMULA = ("Subscriptions ended in the last 30 days ÷ subscriptions active 30 days ago (created by then, not "
-                 "ended, not trialing, ever started); the numerator counts only those in the denominator")
-REVENUE_FORMULA = ("Last 30 days, per currency: invoices paid (incl. later refunded) by payment date − refunds "
-                   "succeeded by refund date")
+CHURN_FORMULA = ("Of the subscriptions active at 00:00 UTC 30 days ago (started, past trial, not ended), the share "
+                 "that ended since")
+REVENUE_FORMULA = ("Since 00:00 UTC 30 days ago, per currency: invoices paid (incl. later refunded) by payment date − "
+                   "refunds succeeded by refund date")
 
 
 def round_half_up(value: Fraction) -> int:
-    """An exact amount rounded to a whole minor unit, halves away from zero."""
-    return int((Decimal(value.numerator) / Decimal(value.denominator)).quantize(Decimal(1), ROUND_HALF_UP)) \
-        if value.denominator != 1 else int(value)
+    """An exact amount rounded to a whole minor unit, halves away from zero (integer arithmetic, no floats)."""
+    magnitude = (2 * abs(value.numerator) + value.denominator) // (2 * value.denominator)
+    return magnitude if value >= 0 else -magnitude
+
+
+def day_start(at: datetime) -> datetime:
+    """00:00 UTC of the day holding `at`."""
+    return datetime.combine(at.astimezone(UTC).date(), time(), UTC)
+
+
+def window_start(now: datetime) -> datetime:
+    """Where "the last 30 days" start: 00:00 UTC thirty days before today."""
+    return day_start(now) - timedelta(days=WINDOW_DAYS)
+
+
+def manual_monthly(paid_cents: int, period_us: int) -> Fraction:
+    """What a manual payment is worth a month: the amount over the period's length in months, exactly."""
+    return Fraction(paid_cents * MONTH_US, period_us)
 
 
 @dataclass(frozen=True)
@@ -98,41 +122,19 @@ class RevenueResult:
         return {c: self.paid.get(c, 0) - self.refunded.get(c, 0) for c in currencies}
 
 
-# Stripe subscriptions: count per plan first (an index-only scan), then price the few plans.
 _STRIPE_MRR = text("""
-    SELECT p.currency, p.interval, sum(n.subs)::bigint AS subs, sum(n.subs * p.price_cents)::bigint AS cents
-    FROM (SELECT plan_id, count(*) AS subs FROM subscriptions
-          WHERE status = 'active' AND source = 'stripe' GROUP BY plan_id) n
-    JOIN plans p ON p.id = n.plan_id
-    WHERE p.price_cents > 0
-    GROUP BY p.currency, p.interval
+    SELECT p.currency, p.interval, sum(t.subscriptions)::bigint AS subs,
+           sum(t.subscriptions * p.price_cents)::bigint AS cents
+    FROM dashboard_subscription_totals t JOIN plans p ON p.id = t.plan_id
+    WHERE t.status = 'active' AND t.source = 'stripe' AND p.price_cents > 0
+    GROUP BY p.currency, p.interval HAVING sum(t.subscriptions) <> 0
 """)
-
-# Manual subscriptions: what was paid over the current period, in calendar months (whole months, plus the leftover
-# time as a fraction of 30 days). The period is measured in microseconds with whole months counted as 30 days
-# (MONTH_US each), so amount × MONTH_US / period is exact; rows are grouped by period so the division happens once
-# per distinct period, in Python, as a fraction.
-MONTH_US = 30 * 86_400 * 1_000_000
-_WHOLE_MONTHS = """(extract(year FROM age(s.current_period_end, s.current_period_start)) * 12
-                    + extract(month FROM age(s.current_period_end, s.current_period_start)))"""
-MANUAL_PERIOD_US_SQL = f"""
-    ({_WHOLE_MONTHS} * {MONTH_US}
-     + extract(epoch FROM s.current_period_end
-               - (s.current_period_start + make_interval(months => ({_WHOLE_MONTHS})::int))) * 1000000)::bigint
-"""
-_MANUAL_MRR = text(f"""
-    SELECT s.paid_currency AS currency, {MANUAL_PERIOD_US_SQL} AS period_us, count(*) AS subs,
-           sum(s.paid_amount_cents)::bigint AS paid
-    FROM subscriptions s
-    WHERE s.status = 'active' AND s.source = 'manual' AND s.paid_amount_cents > 0 AND s.paid_currency IS NOT NULL
-      AND s.current_period_end > s.current_period_start
-    GROUP BY 1, 2
-""")  # noqa: S608 - constant SQL fragments, no input
-
-
-def manual_monthly(paid_cents: int, period_us: int) -> Fraction:
-    """What a manual payment is worth a month: the amount over the period's length in months, exactly."""
-    return Fraction(paid_cents * MONTH_US, period_us)
+_MANUAL_MRR = text("""
+    SELECT paid_currency AS currency, period_us, sum(subscriptions)::bigint AS subs, sum(paid_cents)::bigint AS paid
+    FROM dashboard_subscription_totals
+    WHERE status = 'active' AND source = 'manual' AND paid_currency <> '' AND period_us > 0
+    GROUP BY 1, 2 HAVING sum(subscriptions) <> 0
+""")
 
 
 async def mrr(session: AsyncSession, *, now: datetime) -> MrrResult:
@@ -146,8 +148,8 @@ async def mrr(session: AsyncSession, *, now: datetime) -> MrrResult:
     manual: dict[str, tuple[int, Fraction]] = {}
     for row in (await session.execute(_MANUAL_MRR)).mappings():
         subs, value = manual.get(row["currency"], (0, Fraction(0)))
-        manual[row["currency"]] = (subs + int(row["subs"]), value + manual_monthly(int(row["paid"]),
-                                                                                     int(row["period_us"])))
+        manual[row["currency"]] = (subs + int(row["subs"]),
+                                   value + manual_monthly(int(row["paid"]), int(row["period_us"])))
     for currency, (subs, value) in manual.items():
         parts.append(MrrPart(currency=currency, source="manual", interval="period", subscriptions=subs,
                              monthly_cents=value))
@@ -164,45 +166,74 @@ async def mrr(session: AsyncSession, *, now: datetime) -> MrrResult:
 async def active_subscriptions(session: AsyncSession, *, now: datetime) -> ActiveResult:
     """Active subscriptions are those whose status is 'active' now, counted per source."""
     rows = await session.execute(text(
-        "SELECT source, count(*) FROM subscriptions WHERE status = 'active' GROUP BY source"))
+        "SELECT source, sum(subscriptions)::bigint FROM dashboard_subscription_totals WHERE status = 'active' "
+        "GROUP BY source"))
     counts = {str(source): int(n) for source, n in rows}
     return ActiveResult(by_source={s: counts.get(s, 0) for s in ("stripe", "manual", "grant")})
 
 
-# "Active at t" from the columns we keep: created by t, not ended by t, past any trial at t, and ever started.
-_CHURN = text("""
-    SELECT count(*) FILTER (WHERE ended_at <= :now) AS churned, count(*) AS base
-    FROM subscriptions
-    WHERE created_at <= :since AND (ended_at IS NULL OR ended_at > :since)
-      AND status NOT IN ('incomplete', 'incomplete_expired') AND (trial_end IS NULL OR trial_end <= :since)
+# active at t0 = the running sum of starts (+1) and ends (-1) on the days before t0
+_CHURN_BASE = text("SELECT coalesce(sum(delta), 0)::bigint FROM dashboard_subscription_days WHERE day < :day")
+_CHURNED = text("""
+    SELECT count(*) FROM subscriptions
+    WHERE ended_at >= :since AND ended_at <= :now AND ended_at IS NOT NULL
+      AND greatest(created_at, coalesce(trial_end, created_at)) < :since
+      AND status NOT IN ('incomplete', 'incomplete_expired')
 """)
 
 
 async def churn_rate(session: AsyncSession, *, now: datetime) -> ChurnResult:
-    """Churn is the share of the subscriptions active 30 days ago that have ended since."""
-    since = now - CHURN_WINDOW
-    row = (await session.execute(_CHURN, {"now": now, "since": since})).one()
-    return ChurnResult(churned=int(row.churned), active_at_start=int(row.base), since=since)
+    """Churn is the share of the subscriptions active at the start of the last 30 days that have ended since."""
+    since = window_start(now)
+    base = (await session.execute(_CHURN_BASE, {"day": since.date()})).scalar_one()
+    churned = (await session.execute(_CHURNED, {"since": since, "now": now})).scalar_one()
+    return ChurnResult(churned=int(churned), active_at_start=int(base), since=since)
 
 
-_PAID = text("""
+# whole days from the running totals, today's rows (up to now) from the tables themselves
+_REVENUE_DAYS = text("""
+    SELECT currency, sum(paid_cents)::bigint, sum(refunded_cents)::bigint FROM dashboard_revenue_days
+    WHERE day >= :first AND day < :today GROUP BY currency
+""")
+_PAID_TODAY = text("""
     SELECT currency, sum(amount_cents)::bigint FROM invoices
-    WHERE paid_at IS NOT NULL AND status IN ('paid', 'partially_refunded', 'refunded')
-      AND paid_at > :since AND paid_at <= :now
+    WHERE paid_at IS NOT NULL AND paid_at >= :today_start AND paid_at <= :now
+      AND status IN ('paid', 'partially_refunded', 'refunded')
     GROUP BY currency
 """)
-_REFUNDED = text("""
+_REFUNDED_TODAY = text("""
     SELECT currency, sum(amount_cents)::bigint FROM refunds
-    WHERE status = 'succeeded' AND succeeded_at > :since AND succeeded_at <= :now
+    WHERE status = 'succeeded' AND succeeded_at >= :today_start AND succeeded_at <= :now
     GROUP BY currency
 """)
+
+
+async def today_so_far(session: AsyncSession, now: datetime) -> tuple[dict[str, int], dict[str, int]]:
+    """Paid and refunded amounts per currency from 00:00 UTC today up to `now`, from the tables themselves."""
+    params = {"today_start": day_start(now), "now": now}
+    paid = {str(c): int(v) for c, v in await session.execute(_PAID_TODAY, params)}
+    refunded = {str(c): int(v) for c, v in await session.execute(_REFUNDED_TODAY, params)}
+    return paid, refunded
+
+
+def _add(into: dict[str, int], more: dict[str, int]) -> None:
+    for currency, cents in more.items():
+        into[currency] = into.get(currency, 0) + cents
 
 
 async def revenue(session: AsyncSession, *, now: datetime) -> RevenueResult:
     """Revenue over the last 30 days is what invoices paid in that window brought in, per currency, less the
     refunds that succeeded in that window (refunds count by refund date, whatever month their invoice was paid)."""
-    since = now - REVENUE_WINDOW
-    params = {"now": now, "since": since}
-    paid = {str(c): int(v) for c, v in await session.execute(_PAID, params)}
-    refunded = {str(c): int(v) for c, v in await session.execute(_REFUNDED, params)}
-    return RevenueResult(paid=dict(sorted(paid.items())), refunded=dict(sorted(refunded.items())), since=since)
+    since = window_start(now)
+    paid: dict[str, int] = {}
+    refunded: dict[str, int] = {}
+    for currency, paid_cents, refunded_cents in await session.execute(
+            _REVENUE_DAYS, {"first": since.date(), "today": day_start(now).date()}):
+        _add(paid, {str(currency): int(paid_cents)})
+        _add(refunded, {str(currency): int(refunded_cents)})
+    today_paid, today_refunded = await today_so_far(session, now)
+    _add(paid, today_paid)
+    _add(refunded, today_refunded)
+    return RevenueResult(paid={c: v for c, v in sorted(paid.items()) if v},
+                         refunded={c: v for c, v in sorted(refunded.items()) if v}, since=since)
+

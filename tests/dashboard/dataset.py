@@ -1,6 +1,6 @@
 """A known data set for the dashboard, at a fixed instant, with every figure computed by hand below.
 
-NOW = 2026-11-20 12:00 UTC. Churn window starts 2026-10-21 12:00 (t0). Charts: Dec 2025 .. Nov 2026.
+NOW = 2026-11-20 12:00 UTC. The 30-day windows start at 2026-10-21 00:00 UTC (t0). Charts: Dec 2025 .. Nov 2026.
 
 Plans: thb-month 29900, thb-year 299010 (24917.5 a month), usd-month 999, usd-year 9906 (825.5 a month), free 0.
 

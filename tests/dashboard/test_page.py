@@ -49,7 +49,7 @@ async def test_landing_page_shows_each_card_with_its_formula(admin_client: httpx
     active = card_text(html, "active")
     assert "11 Total" in active and "8 Stripe" in active and "2 Manual" in active and "1 Granted" in active
     churn = card_text(html, "churn")
-    assert "18.18%" in churn and "2 ended of 11 active" in churn and "active 30 days ago" in churn
+    assert "18.18%" in churn and "2 ended of 11 active" in churn and "active at 00:00 UTC 30 days ago" in churn
     revenue = card_text(html, "revenue")
     assert "THB 3,189.10" in revenue and "USD 50.00" in revenue and "refunds succeeded by refund date" in revenue
     assert "--" not in html.split('data-card="mrr"')[1].split("data-chart")[0]

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+from sqlalchemy import delete, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from payment.dashboard import history, metrics
 from payment.dashboard.metrics import round_half_up
 from payment.dashboard.service import as_json, compute_dashboard
+from payment.models import Invoice, Refund, Subscription
 from payment.runtime import Services
 from tests.dashboard import dataset
 from tests.dashboard.dataset import NOW
@@ -104,3 +110,32 @@ def test_round_half_up_rounds_exact_halves_up() -> None:
     assert [round_half_up(Fraction(n, 2)) for n in (1, 3, 5, 229235)] == [1, 2, 3, 114618]
     assert round_half_up(Fraction(10000, 3)) == 3333
     assert round_half_up(Fraction(20000, 3)) == 6667
+
+
+async def test_running_totals_follow_updates_and_deletes_and_match_a_rebuild(
+        db: AsyncSession, known_data: dict[str, Any]) -> None:
+    ids = {name: sub.id for name, sub in known_data["subs"].items()}
+    s1, s2, s3, s8 = [await db.get(Subscription, ids[n]) for n in ("S1", "S2", "S3", "S8")]
+    assert s1 and s2 and s3 and s8
+    s1.status, s1.ended_at = "canceled", dataset.at(2026, 11, 19)  # churns: was active at t0
+    s2.plan_id = s3.plan_id  # moves to the yearly THB plan: 24917.5 a month
+    assert s8.current_period_end is not None
+    s8.current_period_end += timedelta(days=15)  # 5000 USD now over 1 month 30 days = 2 months
+    await db.flush()
+    await db.execute(delete(Refund).where(Refund.amount_cents == 10000))  # the THB refund of Oct 28
+    await db.execute(update(Invoice).where(Invoice.amount_cents == 29900, Invoice.paid_at == dataset.at(2026, 11, 1))
+                     .values(status="void"))
+
+    async def figures() -> tuple[object, ...]:
+        mrr = await metrics.mrr(db, now=NOW)
+        active = await metrics.active_subscriptions(db, now=NOW)
+        churn = await metrics.churn_rate(db, now=NOW)
+        revenue = await metrics.revenue(db, now=NOW)
+        history_ = await history.mrr_by_month(db, now=NOW)
+        return mrr.amounts, active.by_source, churn.churned, churn.active_at_start, revenue.amounts, history_.values
+
+    after = await figures()
+    assert after[:5] == ({"thb": 79735, "usd": 6149}, {"stripe": 7, "manual": 2, "grant": 1}, 3, 11,
+                         {"thb": 299010, "usd": 5000})
+    await db.execute(text("SELECT dashboard_rebuild()"))
+    assert await figures() == after
