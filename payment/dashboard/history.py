@@ -90,7 +90,8 @@ async def mrr_by_month(session: AsyncSession, *, now: datetime, count: int = MON
 
 # whole days from the running totals; today's rows (up to now) come from the tables through today_so_far()
 _REVENUE_BY_MONTH = text("""
-    SELECT date_trunc('month', day::timestamp)::date AS month, currency, sum(paid_cents - refunded_cents)::bigint AS cents
+    SELECT date_trunc('month', day::timestamp)::date AS month, currency,
+           sum(paid_cents - refunded_cents)::bigint AS cents
     FROM dashboard_revenue_days WHERE day >= :first AND day < :today
     GROUP BY 1, 2
 """)
