@@ -234,3 +234,18 @@ async def test_return_with_someone_elses_checkout_shows_nothing_of_it(client: ht
     assert status.status_code == 404
     back = await client.get(f"{other_path}/return", params={"session_id": row.stripe_checkout_session_id})
     assert back.status_code == 303 and back.headers["location"].endswith("checkout=unknown")
+
+
+async def test_paid_checkout_awaiting_its_webhook_blocks_a_checkout_for_another_plan(
+        client: httpx.AsyncClient, scene: Scene, services: Services, sandbox_server: ThreadServer) -> None:
+    path, user = await open_billing(client, scene)
+    await subscribe(client, path, "pro")
+    [row] = await checkouts_of(services, user)
+    # paid on Stripe; no webhook is registered in this module, so our side still sees the checkout open
+    await sandbox_call("POST", f"{sandbox_server.url}/_sandbox/checkout_sessions/{row.stripe_checkout_session_id}/pay")
+    response = await subscribe(client, path, "vega-team")
+    assert response.status_code == 303
+    assert response.headers["location"].endswith("error=checkout_processing")
+    assert "Your payment is being processed" in text_of((await client.get(response.headers["location"])).text)
+    assert [r.stripe_checkout_session_id for r in await checkouts_of(services, user)] == [
+        row.stripe_checkout_session_id]
