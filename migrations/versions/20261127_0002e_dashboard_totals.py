@@ -238,6 +238,12 @@ def upgrade() -> None:
         sa.Column("refunded_cents", sa.BigInteger(), server_default="0", nullable=False),
         sa.PrimaryKeyConstraint("day", "currency", name=op.f("pk_dashboard_revenue_days")),
     )
+    # covering indexes for the two reads that still touch the source tables: recent endings, today's refunds
+    op.create_index("ix_subscriptions_dashboard_ended", "subscriptions", ["ended_at"], unique=False,
+                    postgresql_include=["created_at", "trial_end", "status"],
+                    postgresql_where=sa.text("ended_at IS NOT NULL"))
+    op.create_index("ix_refunds_dashboard_succeeded", "refunds", ["succeeded_at"], unique=False,
+                    postgresql_include=["currency", "amount_cents"], postgresql_where=sa.text("status = 'succeeded'"))
     for sql in FUNCTIONS:
         op.execute(sql)
     for table, function, when in TRIGGERS:
@@ -253,6 +259,8 @@ def downgrade() -> None:
                  "dashboard_subscription_rows(subscriptions, int)", "dashboard_month_ceiling(timestamptz)",
                  "dashboard_manual_period_us(text, bigint, text, timestamptz, timestamptz)"):
         op.execute(f"DROP FUNCTION {name}")
+    op.drop_index("ix_refunds_dashboard_succeeded", table_name="refunds")
+    op.drop_index("ix_subscriptions_dashboard_ended", table_name="subscriptions")
     for table in ("dashboard_revenue_days", "dashboard_mrr_deltas", "dashboard_subscription_days",
                   "dashboard_subscription_totals"):
         op.drop_table(table)

@@ -61,6 +61,9 @@ class Subscription(Timestamps, Base):
         Index("ix_subscriptions_expiry", "current_period_end",
               postgresql_where=text("source <> 'stripe' AND status IN ('active', 'trialing')")),
         Index("ix_subscriptions_ended_at", "ended_at", postgresql_where=text("ended_at IS NOT NULL")),
+        # dashboard churn: recent endings without visiting the table (migration 0002e)
+        Index("ix_subscriptions_dashboard_ended", "ended_at", postgresql_include=["created_at", "trial_end", "status"],
+              postgresql_where=text("ended_at IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
@@ -175,6 +178,9 @@ class Refund(Timestamps, Base):
                         name="cancel_outcome"),
         Index("ix_refunds_invoice_id", "invoice_id", "status"),
         Index("ix_refunds_status_id", "status", text("id DESC")),
+        # dashboard revenue: today's succeeded refunds (migration 0002e)
+        Index("ix_refunds_dashboard_succeeded", "succeeded_at", postgresql_include=["currency", "amount_cents"],
+              postgresql_where=text("status = 'succeeded'")),
     )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
