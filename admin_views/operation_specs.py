@@ -8,11 +8,10 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_views.formatting import money, when
-from payment.errors import NotFound, PaymentError, ValidationError
+from payment.errors import PaymentError, ValidationError
 from payment.models import Customer, Invoice, Plan, Refund, Subscription
 from payment.payments import service as payments
 from payment.refunds import service as refunds
@@ -119,6 +118,13 @@ class Operation:
 
     def fields(self, target: Target) -> list[Field]:
         return []
+
+    def unavailable(self, target: Target) -> str:
+        """Why this action cannot be done now ("" when it can); the form says so up front."""
+        sub = target.subscription
+        if self.kind == "subscription" and sub is not None and not sub.is_live:
+            return f"Subscription #{sub.id} is {sub.status}; only a live subscription can be changed."
+        return ""
 
     def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
         return {}
@@ -282,6 +288,11 @@ class RecordPayment(Operation):
 class IssueRefund(Operation):
     action, kind, title, button, danger = "refund", "invoice", "Refund invoice", "Refund", True
 
+    def unavailable(self, target: Target) -> str:
+        if target.refundable_cents <= 0:
+            return "Nothing is left to refund on this invoice (refunds already cover it or are pending)."
+        return ""
+
     def fields(self, target: Target) -> list[Field]:
         assert target.invoice is not None
         currency = target.invoice.currency.upper()
@@ -367,34 +378,5 @@ OPERATIONS: dict[str, Operation] = {op.action: op for op in (
     CancelAtPeriodEnd(), Resume(), Extend(), Grant(), RecordPayment(), IssueRefund(), RetryCancellation())}
 
 
-async def load_target(session: AsyncSession, op: Operation, pk: int) -> Target:
-    """The rows a form needs (read-only; the service re-reads and locks them when it acts)."""
-    from sqlalchemy.orm import selectinload
-
-    if op.kind == "customer":
-        customer = await session.get(Customer, pk)
-        if customer is None:
-            raise NotFound("This customer does not exist.")
-        plans = (await session.execute(select(Plan).options(selectinload(Plan.app))
-                                       .order_by(Plan.active.desc(), Plan.sort_order, Plan.id))).scalars()
-        return Target(customer=customer, plans=list(plans))
-    if op.kind == "subscription":
-        sub = await session.get(Subscription, pk, options=[selectinload(Subscription.plan),
-                                                           selectinload(Subscription.customer)])
-        if sub is None:
-            raise NotFound("This subscription does not exist.")
-        return Target(customer=sub.customer, subscription=sub)
-    if op.kind == "invoice":
-        invoice = await session.get(Invoice, pk, options=[selectinload(Invoice.customer)])
-        if invoice is None:
-            raise NotFound("This invoice does not exist.")
-        return Target(customer=invoice.customer, invoice=invoice,
-                      refundable_cents=await refunds.refundable_cents(session, invoice))
-    refund = await session.get(Refund, pk, options=[selectinload(Refund.invoice).selectinload(Invoice.customer)])
-    if refund is None:
-        raise NotFound("This refund does not exist.")
-    return Target(customer=refund.invoice.customer, invoice=refund.invoice, refund=refund)
-
-
 __all__ = ["OPERATIONS", "ActContext", "Field", "Operation", "Outcome", "PaymentError", "Target",
-           "cancellation_outcome", "load_target"]
+           "cancellation_outcome"]

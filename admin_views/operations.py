@@ -13,6 +13,9 @@ from typing import Any
 
 from sqladmin import Admin, BaseView, expose
 from sqladmin.flash import flash
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -25,10 +28,10 @@ from admin_views.operation_specs import (
     Outcome,
     Target,
     cancellation_outcome,
-    load_target,
 )
 from payment.audit.service import admin_actor
 from payment.errors import NotFound, PaymentError
+from payment.models import Customer, Invoice, Plan, Refund, Subscription
 from payment.refunds import service as refunds
 from payment.runtime import Services, services_of
 from payment.submissions import service as submissions
@@ -52,6 +55,33 @@ def _require_operator(request: Request) -> None:
     admin = getattr(request.state, "admin", None)
     if admin is not None and getattr(admin, "role", "admin") != "admin":
         raise HTTPException(status_code=403, detail="Only admins (not viewers) can change billing.")
+
+
+async def load_target(session: AsyncSession, op: Operation, pk: int) -> Target:
+    """The rows a form needs (read-only; the service re-reads and locks them when it acts)."""
+    if op.kind == "customer":
+        customer = await session.get(Customer, pk)
+        if customer is None:
+            raise NotFound("This customer does not exist.")
+        plans = (await session.execute(select(Plan).options(selectinload(Plan.app))
+                                       .order_by(Plan.active.desc(), Plan.sort_order, Plan.id))).scalars()
+        return Target(customer=customer, plans=list(plans))
+    if op.kind == "subscription":
+        sub = await session.get(Subscription, pk, options=[selectinload(Subscription.plan),
+                                                           selectinload(Subscription.customer)])
+        if sub is None:
+            raise NotFound("This subscription does not exist.")
+        return Target(customer=sub.customer, subscription=sub)
+    if op.kind == "invoice":
+        invoice = await session.get(Invoice, pk, options=[selectinload(Invoice.customer)])
+        if invoice is None:
+            raise NotFound("This invoice does not exist.")
+        return Target(customer=invoice.customer, invoice=invoice,
+                      refundable_cents=await refunds.refundable_cents(session, invoice))
+    refund = await session.get(Refund, pk, options=[selectinload(Refund.invoice).selectinload(Invoice.customer)])
+    if refund is None:
+        raise NotFound("This refund does not exist.")
+    return Target(customer=refund.invoice.customer, invoice=refund.invoice, refund=refund)
 
 
 def customer_url(request: Request, customer_id: int) -> str:
@@ -141,6 +171,7 @@ class OperationsView(BaseView):
             if error is not None and error.field == f.name:
                 f.error = error.message
         general = error.message if error is not None and error.field not in {f.name for f in fields} else ""
+        general = general or op.unavailable(target)
         # a grant refused because of a live subscription offers to replace it
         needs_replace = error is not None and error.code == "replace_needed"
         if needs_replace:

@@ -302,6 +302,8 @@ def test_refund_of_a_manual_invoice_acts_once_on_a_second_click(admin_page: Page
     assert [(r["amount_cents"], r["status"]) for r in rows] == [(5000, "succeeded")]
     invoice = sql(settings, "SELECT status, amount_refunded_cents FROM invoices WHERE id = :i", i=invoice_id)[0]
     assert (invoice["status"], invoice["amount_refunded_cents"]) == ("partially_refunded", 5000)
+    refund_id = sql(settings, "SELECT id FROM refunds WHERE invoice_id = :i", i=invoice_id)[0]["id"]
+    assert audit_actions(settings, "refund", refund_id) == ["refund.issued"]
 
     # over-refund: refused on the form, nothing written
     admin_page.locator(f'[data-refund-invoice="{invoice_id}"]').click()

@@ -130,6 +130,11 @@ async def test_over_refund_is_refused_without_side_effects(admin: httpx.AsyncCli
     refused = await _submit(admin, path, {"amount": "100.01", "reason": "Too much"})
     assert refused.status_code == 422 and "The refund cannot be more than THB 100.00." in refused.text
     assert await _count(services, Refund, Refund.invoice_id == invoice.id) == 0
+    async with services.db.transaction() as session:
+        spent = await factories.create_invoice(session, customer, source="manual", amount_cents=100,
+                                               status="refunded", amount_refunded_cents=100)
+    form = await admin.get(f"/admin/operations/invoice/{spent.id}/refund")
+    assert 'id="operation-error">Nothing is left to refund on this invoice' in form.text
 
 
 async def test_forms_without_csrf_token_are_refused(admin: httpx.AsyncClient, services: Services) -> None:
