@@ -48,8 +48,9 @@ class AquorisAdmin(Admin):
             return outcome
         if not outcome:
             # the same words whether the email is unknown, the password wrong or the account inactive
+            username = str((await request.form()).get("username", ""))[:320]
             return await self.templates.TemplateResponse(
-                request, "sqladmin/login.html", {"error": BAD_CREDENTIALS}, status_code=400)
+                request, "sqladmin/login.html", {"error": BAD_CREDENTIALS, "username": username}, status_code=400)
         return RedirectResponse(request.url_for("admin:index"), status_code=302)
 
     @login_required

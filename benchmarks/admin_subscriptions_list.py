@@ -1,0 +1,198 @@
+"""Admin subscriptions list at scale: ours (keyset + exact count) beside SQLAdmin's stock list (OFFSET + count).
+
+    python benchmarks/admin_subscriptions_list.py [--rows 1000000] [--runs 15] [--data-dir DIR] [--reuse]
+
+Seeds 1,000,000 subscriptions (60 % active) into its own database (an embedded PostgreSQL in a temporary folder,
+or `--data-dir` kept for `--reuse`, or a new database on TEST_DATABASE_URL's server), then times whole HTTP
+requests through the real app, signed in, each as the median of `--runs`:
+
+  ours:  the first page with the exact total, unfiltered and filtered by status; a deep infinite-scroll page
+         (the fragment after the cursor half-way down the table, ~10,000 scroll pages in)
+  stock: a plain sqladmin.ModelView of the same table on the same database: page 1 (count + LIMIT) and the page
+         at the same depth (count + OFFSET 500,000)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sqladmin import Admin, ModelView
+from starlette.applications import Starlette
+
+from payment import migrate
+from payment.app import create_app
+from payment.config import Settings
+from payment.dburl import libpq_url, with_database
+from payment.models import Subscription
+from payment.runtime import build_services
+
+DATABASE = "aquoris_admin_list_bench"
+ADMIN_EMAIL = "bench-admin@example.com"
+ADMIN_PASSWORD = "bench-admin-password"
+PAGE = 50
+
+SEED_SQL = """
+INSERT INTO plans (slug, name, price_cents, currency, interval, stripe_price_id, features)
+VALUES ('free', 'Free', 0, 'thb', 'month', NULL, '[]'), ('pro', 'PRO', 29900, 'thb', 'month', 'price_pro', '[]'),
+       ('pro-year', 'PRO yearly', 299000, 'usd', 'year', 'price_pro_year', '[]');
+INSERT INTO customers (external_user_id, email, stripe_customer_id)
+SELECT 'user-' || g, 'user' || g || '@example.com', 'cus_' || g FROM generate_series(1, {customers}) g;
+INSERT INTO subscriptions (customer_id, plan_id, status, source, stripe_subscription_id,
+                           current_period_start, current_period_end, created_at, updated_at)
+SELECT 1 + (g % {customers}),
+       (SELECT min(id) FROM plans) + (g % 3),
+       CASE WHEN g % 10 < 6 THEN 'active' WHEN g % 10 < 8 THEN 'canceled' WHEN g % 10 = 8 THEN 'past_due'
+            ELSE 'expired' END,
+       CASE WHEN g % 7 = 0 THEN 'manual' ELSE 'stripe' END,
+       CASE WHEN g % 7 = 0 THEN NULL ELSE 'sub_' || g END,
+       now() - interval '20 days', now() + interval '10 days', now(), now()
+FROM generate_series(1, {rows}) g;
+"""
+
+
+@contextmanager
+def server(data_dir: str | None) -> Iterator[str]:
+    """URL of a server's `postgres` database: TEST_DATABASE_URL, or an embedded one."""
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        yield libpq_url(configured)
+        return
+    from payment.embedded_pg import EmbeddedPostgres
+
+    with tempfile.TemporaryDirectory(prefix="aquoris-bench-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None
+                                     ) as scratch:
+        pg = EmbeddedPostgres(data_dir or scratch)
+        pg.start()
+        try:
+            yield pg.url("postgres")
+        finally:
+            pg.stop()
+
+
+async def prepare(server_url: str, rows: int, reuse: bool) -> str:
+    url = with_database(server_url, DATABASE)
+    admin = await asyncpg.connect(libpq_url(server_url))
+    try:
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
+        if exists and reuse:
+            return url
+        await admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{DATABASE}"')
+    finally:
+        await admin.close()
+    await asyncio.to_thread(migrate.upgrade, url)
+    started = time.perf_counter()
+    conn = await asyncpg.connect(libpq_url(url))
+    try:
+        await conn.execute(SEED_SQL.format(rows=rows, customers=max(1, rows // 10)))
+        await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
+    print(f"seeded {rows:,} subscriptions in {time.perf_counter() - started:.1f} s")
+    return url
+
+
+class StockSubscriptions(ModelView, model=Subscription):
+    """SQLAdmin's list as it comes: exact count(*) and LIMIT/OFFSET on every page."""
+
+    column_list = [Subscription.id, Subscription.customer, Subscription.plan, Subscription.status,
+                   Subscription.source, Subscription.current_period_end, Subscription.cancel_at_period_end,
+                   Subscription.created_at]
+    column_default_sort = [(Subscription.id, True)]
+    page_size = PAGE
+
+
+async def median_ms(runs: int, request: Callable[[], Awaitable[httpx.Response]]) -> float:
+    await request()  # warm the caches and the pool
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        response = await request()
+        times.append((time.perf_counter() - started) * 1000)
+        assert response.status_code == 200, response.status_code
+    return statistics.median(times)
+
+
+async def measure(url: str, rows: int, runs: int) -> None:
+    settings = Settings(app_env="test", database_url=url, login_rate_limit=1000)
+    services = build_services(settings)
+    ours = create_app(services=services)
+    stock = Starlette()
+    Admin(stock, session_maker=services.db.sessionmaker, base_url="/admin").add_view(StockSubscriptions)
+    async with services.db.transaction() as session:
+        from payment.admins import service as admins
+
+        if await admins.find_by_email(session, ADMIN_EMAIL) is None:
+            await admins.create_admin(session, email=ADMIN_EMAIL, name="Bench", password=ADMIN_PASSWORD,
+                                      actor="bench")
+    async with services.db.session() as session:
+        from sqlalchemy import func, select
+
+        ids = (await session.execute(select(Subscription.id).order_by(Subscription.id.desc())
+                                     .offset(rows // 2).limit(1))).scalar_one()
+    deep_page = rows // 2 // PAGE + 1
+    transport = httpx.ASGITransport(app=ours, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client, \
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=stock), base_url="http://bench") as plain:
+        login = await client.get("/admin/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
+        assert token is not None
+        signed_in = await client.post("/admin/login", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD,
+                                                            "csrf_token": token.group(1)})
+        assert signed_in.status_code == 302, signed_in.status_code
+        first = await client.get("/admin/subscription/list")
+        assert f'data-total-count="{rows}"' in first.text
+        deep = await client.get(f"/admin/subscription/list?after={ids}&fragment=1")
+        assert deep.text.count("<tr data-row-id") == PAGE
+
+        figures = [
+            ("ours  first page + exact count (all)", await median_ms(
+                runs, lambda: client.get("/admin/subscription/list"))),
+            ("ours  first page + exact count (status=active)", await median_ms(
+                runs, lambda: client.get("/admin/subscription/list?status=active"))),
+            ("ours  first page + exact count (status=past_due)", await median_ms(
+                runs, lambda: client.get("/admin/subscription/list?status=past_due"))),
+            (f"ours  deep scroll page (after id {ids}, ~{deep_page:,} pages in)", await median_ms(
+                runs, lambda: client.get(f"/admin/subscription/list?after={ids}&fragment=1"))),
+            ("stock page 1 (count + LIMIT 50)", await median_ms(
+                runs, lambda: plain.get(f"/admin/subscription/list?page=1&pageSize={PAGE}"))),
+            (f"stock page {deep_page:,} (count + OFFSET {(deep_page - 1) * PAGE:,})", await median_ms(
+                runs, lambda: plain.get(f"/admin/subscription/list?page={deep_page}&pageSize={PAGE}"))),
+        ]
+        async with services.db.session() as session:
+            total = (await session.execute(select(func.count()).select_from(Subscription))).scalar_one()
+    await services.db.dispose()
+    print(f"\nsubscriptions: {total:,}; median of {runs} requests each, whole HTTP request through the app")
+    for label, ms in figures:
+        print(f"  {label:<62} {ms:8.1f} ms")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--data-dir")
+    parser.add_argument("--reuse", action="store_true")
+    args = parser.parse_args()
+    with server(args.data_dir) as server_url:
+        url = asyncio.run(prepare(server_url, args.rows, args.reuse))
+        asyncio.run(measure(url, args.rows, args.runs))
+
+
+if __name__ == "__main__":
+    main()

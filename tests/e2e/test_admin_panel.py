@@ -1,0 +1,216 @@
+"""The admin panel in a real browser: sign in, apps and their keys, plans, the guide's limits, the subscriptions list
+with infinite scroll, and the audit log showing all of it. Tests run in file order on one database; the last one
+checks the audit trail the others left."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect
+
+from payment import migrate
+from payment.apps import service as apps
+from payment.dburl import with_database
+from payment.errors import Unauthorized
+from tests.support import factories
+from tests.support.app import ThreadServer, running_services, serve_service
+from tests.support.db import admin_execute, settings_for
+
+T = TypeVar("T")
+ADMIN_PASSWORD = "browser-admin-pass"
+ACTIVE, PAST_DUE = 120, 30
+
+
+def in_thread(function: Callable[..., T], *args: Any) -> T:
+    """Run asyncio work on a thread of its own: Playwright's sync API owns this thread's event loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(function, *args).result()
+
+
+async def _seed(url: str) -> str:
+    async with running_services(settings_for(url)) as services, services.db.transaction() as session:
+        admin = await factories.create_admin(session, password=ADMIN_PASSWORD)
+        plan = await factories.create_plan(session, slug="seed-plan", name="Seed plan")
+        for n in range(ACTIVE + PAST_DUE):
+            customer = await factories.create_customer(session)
+            await factories.create_subscription(session, customer, plan, status="active" if n < ACTIVE else "past_due")
+        return admin.email
+
+
+async def _check_key(url: str, key: str) -> str | None:
+    """The slug of the app this key opens, or None when it is refused."""
+    async with running_services(settings_for(url)) as services, services.db.session() as session:
+        try:
+            return (await apps.authenticate_key(session, key)).slug
+        except Unauthorized:
+            return None
+
+
+@pytest.fixture(scope="module")
+def seeded_database(pg_server_url: str) -> Iterator[tuple[str, str]]:
+    """A migrated database of its own with an admin and 150 subscriptions: (url, admin email)."""
+    name = f"e2e_admin_panel_{os.getpid()}"
+    in_thread(asyncio.run, admin_execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    in_thread(asyncio.run, admin_execute(pg_server_url, f'CREATE DATABASE "{name}"'))
+    url = with_database(pg_server_url, name)
+    try:
+        in_thread(migrate.upgrade, url)
+        yield url, in_thread(asyncio.run, _seed(url))
+    finally:
+        in_thread(asyncio.run, admin_execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="module")
+def server(seeded_database: tuple[str, str]) -> Iterator[ThreadServer]:
+    server = serve_service(settings_for(seeded_database[0])).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def sign_in(page: Page, server: ThreadServer, email: str) -> None:
+    page.goto(f"{server.url}/admin/")
+    page.wait_for_url("**/admin/login")
+    page.locator("#username").fill(email)
+    page.locator("#password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{server.url}/admin/")
+
+
+def submit(page: Page, fields: dict[str, str], selects: dict[str, str] | None = None) -> None:
+    for name, value in fields.items():
+        page.locator(f"#{name}").fill(value)
+    for name, value in (selects or {}).items():
+        page.locator(f"#{name}").select_option(value)
+    page.locator('input[type="submit"][value="Save"]').click()
+
+
+def test_wrong_password_is_refused_then_sign_in_works(server: ThreadServer, seeded_database: tuple[str, str],
+                                                      page: Page) -> None:
+    page.goto(f"{server.url}/admin/login")
+    page.locator("#username").fill(seeded_database[1])
+    page.locator("#password").fill("wrong-password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#login-error")).to_have_text("Invalid email or password.")
+    page.locator("#password").fill(ADMIN_PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{server.url}/admin/")
+
+
+def test_create_an_app_copy_its_key_and_rotate_it(server: ThreadServer, seeded_database: tuple[str, str],
+                                                  context: BrowserContext, page: Page) -> None:
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    sign_in(page, server, seeded_database[1])
+    page.get_by_role("link", name="Apps").click()
+    page.get_by_role("link", name="+ New App").click()
+    submit(page, {"slug": "vega", "name": "Vega", "return_url": "https://vega.aquoris.test/settings"})
+    page.wait_for_url("**/admin/app/list")
+    row = page.locator("tr", has=page.locator('code[data-app-slug="vega"]'))
+    expect(row).to_contain_text("apk_")
+    row.get_by_role("button", name="Copy key").click()
+    expect(row.get_by_role("button", name="Copied")).to_be_visible()
+    key = page.evaluate("navigator.clipboard.readText()")
+    assert re.fullmatch(r"apk_[A-Za-z0-9_-]{43}", key)
+    assert key not in page.content()  # the table only ever shows it masked
+    assert in_thread(asyncio.run, _check_key(seeded_database[0], key)) == "vega"
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Rotate key").click()
+    expect(page.locator(".flash-messages")).to_contain_text("the old key no longer works")
+    assert in_thread(asyncio.run, _check_key(seeded_database[0], key)) is None
+    page.locator("tr", has=page.locator('code[data-app-slug="vega"]')).get_by_role("button", name="Copy key").click()
+    expect(page.get_by_role("button", name="Copied")).to_be_visible()
+    new_key = page.evaluate("navigator.clipboard.readText()")
+    assert new_key != key and in_thread(asyncio.run, _check_key(seeded_database[0], new_key)) == "vega"
+
+
+def test_create_a_free_and_a_paid_plan(server: ThreadServer, seeded_database: tuple[str, str], page: Page) -> None:
+    sign_in(page, server, seeded_database[1])
+    for slug, name, price, price_id in (("free", "Aquoris Free", "0", ""),
+                                        ("pro", "Aquoris PRO", "29900", "price_1AquorisPro")):
+        page.goto(f"{server.url}/admin/plan/create")
+        submit(page, {"slug": slug, "name": name, "price_cents": price, "stripe_price_id": price_id,
+                      "features": "Core features\nSupport"}, {"currency": "thb", "interval": "month"})
+        page.wait_for_url("**/admin/plan/list")
+    table = page.locator("table")
+    expect(table).to_contain_text("Aquoris Free")
+    expect(table.locator("tr", has_text="Aquoris PRO")).to_contain_text("THB 299.00")
+
+
+@pytest.mark.parametrize(("path", "fields", "message"), [
+    ("app", {"slug": "long-name", "name": "n" * 1025, "return_url": "https://x.test"},
+     "Name must be at most 1024 characters."),
+    ("app", {"slug": "ftp", "name": "Ftp", "return_url": "ftp://x.test/"},
+     "Return URL must be an http:// or https:// address."),
+    ("plan", {"slug": "s" * 129, "name": "Too long", "price_cents": "0"}, "Slug must be at most 128 characters."),
+    ("plan", {"slug": "long-plan-name", "name": "n" * 1025, "price_cents": "0"},
+     "Name must be at most 1024 characters."),
+    ("plan", {"slug": "paid-no-price", "name": "Paid", "price_cents": "100"},
+     "A paid plan needs its Stripe Price ID"),
+    ("admin-user", {"email": "ops@aquoris.test", "name": "n" * 1025, "password": "good-password"},
+     "Name must be at most 1024 characters."),
+    ("admin-user", {"email": "not-an-email", "name": "Ops", "password": "good-password"},
+     "Enter a valid email address."),
+    ("admin-user", {"email": "ops@aquoris.test", "name": "Ops", "password": "p" * 73},
+     "Password must be at most 72 bytes"),
+])
+def test_each_limit_in_the_guide_shows_its_error(server: ThreadServer, seeded_database: tuple[str, str],
+                                                 page: Page, path: str, fields: dict[str, str],
+                                                 message: str) -> None:
+    sign_in(page, server, seeded_database[1])
+    page.goto(f"{server.url}/admin/{path}/create")
+    submit(page, fields)
+    alert = page.locator(".alert-danger")
+    expect(alert).to_contain_text(message)
+    for word in ("IntegrityError", "asyncpg", "Traceback", "violates"):
+        assert word not in page.content()
+
+
+def test_filter_subscriptions_and_scroll_past_the_first_page(server: ThreadServer,
+                                                             seeded_database: tuple[str, str], page: Page) -> None:
+    sign_in(page, server, seeded_database[1])
+    page.get_by_role("link", name="Subscriptions").click()
+    expect(page.locator("[data-total-count]")).to_have_attribute("data-total-count", str(ACTIVE + PAST_DUE))
+    page.locator("#filter-status").select_option("active")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**status=active**")
+    expect(page.locator("[data-total-count]")).to_have_text(f"{ACTIVE:,}")
+    rows = page.locator("tr[data-row-id]")
+    expect(rows).to_have_count(50)
+    page.locator("#scroll-sentinel").scroll_into_view_if_needed()
+    expect(rows).to_have_count(100)
+    page.locator("#scroll-sentinel").scroll_into_view_if_needed()
+    expect(rows).to_have_count(ACTIVE)
+    expect(page.locator("#scroll-sentinel")).to_have_text("End of list")
+    expect(page.locator("[data-shown-count]")).to_have_text(str(ACTIVE))
+    ids = [int(x) for x in rows.evaluate_all("rows => rows.map(r => r.dataset.rowId)")]
+    assert ids == sorted(ids, reverse=True) and len(set(ids)) == ACTIVE
+    assert "past_due" not in page.locator("tbody").inner_text()
+
+
+def test_the_audit_log_shows_every_action_and_sign_out(server: ThreadServer, seeded_database: tuple[str, str],
+                                                       page: Page) -> None:
+    sign_in(page, server, seeded_database[1])
+    page.get_by_role("link", name="Audit log").click()
+    table = page.locator("tbody")
+    for action in ("admin.sign_in_failed", "admin.signed_in", "app.created", "app.key_copied", "app.key_rotated",
+                   "plan.created"):
+        expect(table.locator(f'tr[data-action="{action}"]').first).to_be_visible()
+    page.locator("#filter-action").fill("plan.created")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("[data-total-count]")).to_have_text("3")  # the seed plan, free and pro
+    expect(table).to_contain_text('"slug": "pro"')
+    expect(table).to_contain_text('"stripe_price_id": "price_1AquorisPro"')
+
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url("**/admin/login")
+    sign_in(page, server, seeded_database[1])
+    page.goto(f"{server.url}/admin/audit-log/list?action=admin.signed_out")
+    expect(page.locator("tbody tr[data-action='admin.signed_out']").first).to_be_visible()
