@@ -17,8 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from payment.dashboard import charts
-from payment.dashboard.history import MonthlySeries
+from payment.dashboard import charts, metrics
+from payment.dashboard.history import MRR_HISTORY_FORMULA, REVENUE_HISTORY_FORMULA, MonthlySeries
 from payment.dashboard.service import TIMEOUT_SECONDS, Dashboard, Outcome, as_json, compute_dashboard
 from payment.runtime import Services
 
@@ -73,8 +73,6 @@ def _money_lines(amounts: Mapping[str, int]) -> list[tuple[str, str]]:
 
 def card_views(dashboard: Dashboard) -> list[CardView]:
     """The four cards in page order, formatted for people."""
-    from payment.dashboard import metrics
-
     mrr, active, churn, revenue = dashboard.mrr.value, dashboard.active.value, dashboard.churn.value, \
         dashboard.revenue.value
     cards = [
@@ -108,8 +106,6 @@ class ChartGroup:
 
 def chart_groups(dashboard: Dashboard) -> list[ChartGroup]:
     """The two monthly charts, one SVG per currency, or `--` when their query timed out or failed."""
-    from payment.dashboard.history import MRR_HISTORY_FORMULA, REVENUE_HISTORY_FORMULA
-
     def group(key: str, title: str, formula: str, outcome: Outcome[MonthlySeries], kind: str) -> ChartGroup:
         series = outcome.value
         if series is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -91,16 +91,11 @@ async def test_json_carries_every_figure_and_formula(services: Services, known_d
         assert body[key]["ok"] is True and body[key]["formula"]
 
 
-async def test_an_empty_database_gives_zeroes_and_no_churn_rate(database_url: str) -> None:
-    from tests.support.app import running_services
-    from tests.support.db import settings_for
+async def test_a_window_with_nothing_in_it_gives_no_revenue_and_no_churn_rate(services: Services,
+                                                                               known_data: dict[str, Any]) -> None:
+    # every row of the data set lies in 2025-2026: from the year 2000 nothing was paid, active or refunded
+    board = await compute_dashboard(services.db, now=datetime(2000, 6, 15, tzinfo=UTC))
 
-    # a fresh clone would be cleaner, but rows of this module's data set all lie in 2025-2026: a year 2000 clock sees
-    # nothing paid in the window, nothing active 30 days earlier and no month with revenue
-    async with running_services(settings_for(database_url)) as services:
-        from datetime import UTC, datetime
-
-        board = await compute_dashboard(services.db, now=datetime(2000, 6, 15, tzinfo=UTC))
     assert board.revenue.value is not None and board.revenue.value.amounts == {}
     assert board.churn.value is not None and board.churn.value.rate_percent is None
     assert board.revenue_history.value is not None and board.revenue_history.value.values == {}

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from payment.app import create_app
-from payment.dashboard.service import compute_dashboard
+from payment.dashboard.service import compute_dashboard, run_card
 from payment.runtime import Services
 from tests.dashboard import dataset
 from tests.dashboard.conftest import dashboard_state, sign_in
@@ -71,3 +71,16 @@ async def test_the_page_shows_dashes_for_the_timed_out_card_only(services: Servi
     assert 'data-chart="mrr-chart" data-available="yes"' in html
     # the formula is still stated under the dashes
     assert "refunds succeeded by refund date" in card_text(html, "revenue")
+
+
+async def test_a_failing_card_is_reported_as_failed_without_its_sql_or_message(
+        services: Services, caplog: pytest.LogCaptureFixture) -> None:
+    async def broken(session: Any) -> Any:
+        await session.execute(text("SELECT 1 / (SELECT count(*) - count(*) FROM plans WHERE slug = 'secret-slug')"))
+
+    caplog.set_level(logging.WARNING, logger="payment.dashboard.service")
+    outcome = await run_card(services.db, "broken", broken, timeout_seconds=5)
+
+    assert (outcome.value, outcome.error) == (None, "failed")
+    assert "dashboard card broken failed" in caplog.text
+    assert "secret-slug" not in caplog.text and "division" not in caplog.text
