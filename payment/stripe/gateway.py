@@ -162,3 +162,18 @@ class StripeGateway:
 
     async def list_checkout_sessions(self, params: Params) -> dict[str, Any]:
         return await self._call(self.client.v1.checkout.sessions.list_async, params=params)
+
+    def verify_webhook(self, payload: bytes, signature: str, *, tolerance: int = 300) -> dict[str, Any]:
+        """Like `construct_event` but returns the body's own JSON (no SDK objects to build and convert back):
+        the webhook endpoint's hot path. ValueError when the signature or the JSON does not hold."""
+        import json
+
+        try:
+            stripe.WebhookSignature.verify_header(payload.decode("utf-8"), signature, self.webhook_secret,
+                                                  tolerance)
+        except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
+            raise ValueError("bad Stripe signature") from exc
+        event = json.loads(payload)
+        if not isinstance(event, dict):
+            raise ValueError("not a Stripe event")
+        return event

@@ -40,7 +40,7 @@ def verify(gateway: StripeGateway, payload: bytes, signature: str | None) -> dic
     if not signature:
         raise SignatureInvalid("Missing Stripe-Signature header.")
     try:
-        event = gateway.construct_event(payload, signature, tolerance=SIGNATURE_TOLERANCE_SECONDS)
+        event = gateway.verify_webhook(payload, signature, tolerance=SIGNATURE_TOLERANCE_SECONDS)
     except ValueError:
         raise SignatureInvalid("Invalid or expired Stripe signature.") from None
     if not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
