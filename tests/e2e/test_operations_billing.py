@@ -258,6 +258,7 @@ def test_partial_then_full_refund_of_a_stripe_invoice(admin_page: Page, server: 
     expect(admin_page.locator(".flash-messages")).to_contain_text("of THB 199.00 pending")
     statuses = admin_page.locator("#customer-refunds .refund-status")
     expect(statuses).to_have_text(["pending", "pending"])
+    expect(admin_page.locator(f'[data-refund-invoice="{invoice_id}"]')).to_have_count(0)  # nothing left to refund
     rows = sql(settings, "SELECT amount_cents, status, stripe_refund_id FROM refunds WHERE invoice_id = :i "
                "ORDER BY id", i=invoice_id)
     assert [(r["amount_cents"], r["status"]) for r in rows] == [(10000, "pending"), (19900, "pending")]
