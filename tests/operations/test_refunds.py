@@ -154,6 +154,12 @@ async def test_also_cancel_of_a_manual_invoice_cancels_locally(db: AsyncSession,
     refund = await refunds.issue(db, invoice.id, reason="Leaving", also_cancel=True, gateway=gateway, actor=ACTOR)
     await refunds.cancel_after_refund(db, refund.id, gateway=gateway, actor=ACTOR)
     assert refund.cancel_outcome == "succeeded" and sub.status == "canceled" and sub.ended_at is not None
+    # a refund whose cancellation never ran (the process stopped in between) can be retried too
+    sub2 = await factories.create_subscription(db, customer, plan, source="manual")
+    invoice2 = await factories.create_invoice(db, customer, source="manual", subscription=sub2)
+    stuck = await refunds.issue(db, invoice2.id, reason="Leaving", also_cancel=True, gateway=gateway, actor=ACTOR)
+    await refunds.retry_cancellation(db, stuck.id, gateway=gateway, actor=ACTOR)
+    assert stuck.cancel_outcome == "succeeded" and sub2.status == "canceled"
     lonely = await factories.create_invoice(db, customer, source="manual")
     with pytest.raises(ValidationError, match="no subscription to cancel"):
         await refunds.issue(db, lonely.id, reason="x", also_cancel=True, gateway=gateway, actor=ACTOR)
