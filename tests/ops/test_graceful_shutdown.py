@@ -21,6 +21,11 @@ from tests.ops.processes import process_env, python_module, started
 
 pytestmark = pytest.mark.slow
 
+# A request sent this close to SIGTERM may still sit in the listener's backlog, or be accepted with its bytes not yet
+# read, when the server closes: it ends unanswered (the client may retry it), never with an error response.
+RACE_SECONDS = 1.0
+UNANSWERED = {"ReadError", "RemoteProtocolError"}
+
 
 @dataclass
 class Load:
@@ -44,6 +49,9 @@ class Load:
                     outcome = type(exc).__name__
                 self.results.append((began, outcome))
 
+    def answered(self) -> int:
+        return sum(1 for _, outcome in self.results if outcome == "200")
+
     def __enter__(self) -> Load:
         self.workers = [threading.Thread(target=self._run, daemon=True) for _ in range(self.threads)]
         for worker in self.workers:
@@ -62,23 +70,28 @@ def test_payment_serve_under_load_stops_on_sigterm_without_failing_a_request(dat
     with started(python_module("payment.cli", "serve"), env) as server:
         server.wait_for_http(f"http://127.0.0.1:{port}/api/health")
         with Load(f"http://127.0.0.1:{port}/api/health") as load:
-            time.sleep(1.5)
+            deadline = time.monotonic() + 30
+            while load.answered() < 10 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(RACE_SECONDS + 0.5)
             sent_at = time.monotonic()
             server.popen.send_signal(signal.SIGTERM)
             code = server.popen.wait(GRACE_SECONDS)
             exited_after = time.monotonic() - sent_at
             time.sleep(0.3)
-        server_log = server.output()[-3000:]
+        served = server.output().count('"GET /api/health HTTP/1.1" 200')
 
     assert code in (0, 143), server.output()[-2000:]
     assert exited_after < GRACE_SECONDS
-    before = [outcome for began, outcome in load.results if began < sent_at]
-    after = [outcome for began, outcome in load.results if began >= sent_at]
-    assert len(before) > 10, f"the load never got going: {load.results[:10]}\n{server_log}"
-    assert set(before) == {"200"}, f"requests sent before SIGTERM failed: {sorted(set(before))}"
-    # Once the listener is closed new connections are refused; none may get an error answer.
-    assert set(after) <= {"200", "refused"}, sorted(set(after))
-    assert "refused" in after
+    outcomes = [outcome for _, outcome in load.results]
+    settled = [outcome for began, outcome in load.results if began < sent_at - RACE_SECONDS]
+    assert len(settled) >= 10, f"the load never got going: {load.results[:10]}"
+    assert set(settled) == {"200"}, f"requests sent before SIGTERM failed: {sorted(set(settled))}"
+    # No request ever got an error answer, and every request the server handled reached its client. Requests
+    # racing the listener's close are refused, or closed unanswered before the app saw them (safe to retry).
+    assert set(outcomes) <= {"200", "refused", *UNANSWERED}, sorted(set(outcomes))
+    assert outcomes.count("200") == served - 1  # wait_for_http's request was the first one served
+    assert "refused" in outcomes  # it did stop accepting
 
 
 def test_a_request_in_flight_at_sigterm_completes_and_new_connections_are_refused(database_url: str) -> None:
