@@ -149,6 +149,9 @@ def document(settings: Settings) -> dict[str, Any]:
                     "200": {"description": "The entitlement", "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/Entitlement"}}}},
                     **{str(s): _problem(s) for s in (401, 422)},
+                    "404": {"description": "Only for an id holding a line break, which no route matches (plain "
+                                           "`Not Found`); such ids are invalid anyway.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}}},
                 },
             }},
             "/openapi.json": {"get": {
