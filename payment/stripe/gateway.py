@@ -41,14 +41,13 @@ def _plain(exc: Exception) -> StripeError:
         return StripeError("Stripe is rate limiting us; try again in a moment.", code="stripe_rate_limited")
     if isinstance(code, str) and code in _PLAIN_WORDS:
         return StripeError(_PLAIN_WORDS[code], code=code)
+    if isinstance(status, int) and status >= 500:
+        return StripeError("Stripe had an internal error. Nothing was changed; try again.",
+                           code="stripe_unavailable")
     message = getattr(exc, "user_message", None) or "Stripe refused the request."
     if isinstance(exc, stripe.InvalidRequestError) and getattr(exc, "_message", None):
         message = f"Stripe refused the request: {exc._message}"
-    result = StripeError(message, code=code if isinstance(code, str) else "stripe_error")
-    if isinstance(status, int) and status >= 500:
-        result.message = "Stripe had an internal error. Nothing was changed; try again."
-        result.code = "stripe_unavailable"
-    return result
+    return StripeError(message, code=code if isinstance(code, str) else "stripe_error")
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
