@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from payment import migrate
 from payment.apps import service as apps
@@ -75,6 +75,33 @@ def server(seeded_database: tuple[str, str]) -> Iterator[ThreadServer]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def signed_in_state(browser: Browser, server: ThreadServer, seeded_database: tuple[str, str],
+                    tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Cookies of one sign-in, reused by the tests that start signed in (bcrypt is slow on purpose)."""
+    context = browser.new_context()
+    try:
+        sign_in(context.new_page(), server, seeded_database[1])
+        path = str(tmp_path_factory.mktemp("admin-state") / "state.json")
+        context.storage_state(path=path)
+        return path
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def admin_page(browser: Browser, server: ThreadServer, signed_in_state: str) -> Iterator[Page]:
+    """A fresh browser context already signed in, allowed to use the clipboard."""
+    context = browser.new_context(storage_state=signed_in_state)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+    try:
+        page = context.new_page()
+        page.goto(f"{server.url}/admin/app/list")  # a cheap page (the landing page computes the dashboard)
+        yield page
+    finally:
+        context.close()
+
+
 def sign_in(page: Page, server: ThreadServer, email: str) -> None:
     page.goto(f"{server.url}/admin/")
     page.wait_for_url("**/admin/login")
@@ -105,9 +132,8 @@ def test_wrong_password_is_refused_then_sign_in_works(server: ThreadServer, seed
 
 
 def test_create_an_app_copy_its_key_and_rotate_it(server: ThreadServer, seeded_database: tuple[str, str],
-                                                  context: BrowserContext, page: Page) -> None:
-    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
-    sign_in(page, server, seeded_database[1])
+                                                  admin_page: Page) -> None:
+    page = admin_page
     page.get_by_role("link", name="Apps").click()
     page.get_by_role("link", name="+ New App").click()
     submit(page, {"slug": "vega", "name": "Vega", "return_url": "https://vega.aquoris.test/settings"})
@@ -131,8 +157,8 @@ def test_create_an_app_copy_its_key_and_rotate_it(server: ThreadServer, seeded_d
     assert new_key != key and in_thread(asyncio.run, _check_key(seeded_database[0], new_key)) == "vega"
 
 
-def test_create_a_free_and_a_paid_plan(server: ThreadServer, seeded_database: tuple[str, str], page: Page) -> None:
-    sign_in(page, server, seeded_database[1])
+def test_create_a_free_and_a_paid_plan(server: ThreadServer, admin_page: Page) -> None:
+    page = admin_page
     for slug, name, price, price_id in (("free", "Aquoris Free", "0", ""),
                                         ("pro", "Aquoris PRO", "29900", "price_1AquorisPro")):
         page.goto(f"{server.url}/admin/plan/create")
@@ -161,10 +187,9 @@ def test_create_a_free_and_a_paid_plan(server: ThreadServer, seeded_database: tu
     ("admin-user", {"email": "ops@aquoris.test", "name": "Ops", "password": "p" * 73},
      "Password must be at most 72 bytes"),
 ])
-def test_each_limit_in_the_guide_shows_its_error(server: ThreadServer, seeded_database: tuple[str, str],
-                                                 page: Page, path: str, fields: dict[str, str],
-                                                 message: str) -> None:
-    sign_in(page, server, seeded_database[1])
+def test_each_limit_in_the_guide_shows_its_error(server: ThreadServer, admin_page: Page, path: str,
+                                                 fields: dict[str, str], message: str) -> None:
+    page = admin_page
     page.goto(f"{server.url}/admin/{path}/create")
     submit(page, fields)
     alert = page.locator(".alert-danger")
@@ -173,9 +198,8 @@ def test_each_limit_in_the_guide_shows_its_error(server: ThreadServer, seeded_da
         assert word not in page.content()
 
 
-def test_filter_subscriptions_and_scroll_past_the_first_page(server: ThreadServer,
-                                                             seeded_database: tuple[str, str], page: Page) -> None:
-    sign_in(page, server, seeded_database[1])
+def test_filter_subscriptions_and_scroll_past_the_first_page(server: ThreadServer, admin_page: Page) -> None:
+    page = admin_page
     page.get_by_role("link", name="Subscriptions").click()
     expect(page.locator("[data-total-count]")).to_have_attribute("data-total-count", str(ACTIVE + PAST_DUE))
     page.locator("#filter-status").select_option("active")
