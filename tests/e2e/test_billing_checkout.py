@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +145,13 @@ def test_user_subscribes_to_pro_with_a_test_card_and_the_app_sees_pro(deployment
     expect(current).to_have_attribute("data-status", "active")
     expect(current).to_contain_text("Renews on")
     expect(page.get_by_role("button", name="Manage billing")).to_be_visible()
+    # invoice.paid may be applied a moment after the subscription: the user reloads to see the receipt
+    deadline = time.monotonic() + 30
+    while page.get_by_test_id("invoices").count() == 0 and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+        page.reload()
     expect(page.get_by_test_id("invoices")).to_contain_text("THB\u00a0299.00")
+    expect(page.get_by_test_id("invoices")).to_contain_text("Paid")
 
     body = entitlement(deployment, "e2e-paying-user")
     assert (body["plan"]["slug"], body["status"], body["source"], body["paid"]) == ("pro", "active", "stripe", True)
