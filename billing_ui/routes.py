@@ -112,7 +112,9 @@ async def _guarded_post(request: Request) -> tuple[dict[str, str], str] | Respon
     form = await _read_form(request, services.settings.max_body_bytes)
     language = language_of(request, None, supported((form or {}).get("lang")))
     if form is None:
-        return Response("Request body too large", status_code=413)
+        t = translator(language)
+        return render("message.html", language, status=413, heading=t("billing"), text=t("error_form_expired"),
+                      link_url=request.url.path.rsplit("/", 1)[0], link_text=t("back_to_billing"))
     return form, language
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -59,7 +60,7 @@ async def test_creates_a_session_with_a_url_that_expires_in_an_hour(
     assert before + timedelta(seconds=3590) < expires < datetime.now(UTC) + timedelta(seconds=3610)
     async with services.db.session() as session:
         row = (await session.execute(select(BillingSession).where(
-            BillingSession.id == __import__("uuid").UUID(body["id"])))).scalar_one()
+            BillingSession.id == uuid.UUID(body["id"])))).scalar_one()
         customer = await session.get(Customer, row.customer_id)
     assert row.token_hash == hashlib.sha256(token.encode()).digest()
     assert token.encode() not in row.token_hash

@@ -249,3 +249,13 @@ async def test_paid_checkout_awaiting_its_webhook_blocks_a_checkout_for_another_
     assert "Your payment is being processed" in text_of((await client.get(response.headers["location"])).text)
     assert [r.stripe_checkout_session_id for r in await checkouts_of(services, user)] == [
         row.stripe_checkout_session_id]
+
+
+async def test_oversized_form_is_refused_with_a_page(client: httpx.AsyncClient, scene: Scene,
+                                                    services: Services) -> None:
+    path, user = await open_billing(client, scene)
+    response = await client.post(f"{path}/subscribe",
+                                 data={"plan": "pro", "csrf": "x" * services.settings.max_body_bytes})
+    assert response.status_code == 413
+    assert "Reload it and try again." in text_of(response.text)
+    assert await checkouts_of(services, user) == []
