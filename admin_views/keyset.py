@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from sqladmin import ModelView
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import Response
 
+from admin_views.base import IntegerPkView
 from payment.listing import Page, clamp_page_size, parse_after
 from payment.runtime import services_of
 
@@ -31,7 +31,7 @@ def plain_choices(values: Sequence[str]) -> list[tuple[str, str]]:
     return [(v, v.replace("_", " ")) for v in values]
 
 
-class KeysetModelView(ModelView):
+class KeysetModelView(IntegerPkView):
     """A money or history table: listed newest first, filtered, read-only in SQLAdmin."""
 
     can_create = False
@@ -78,8 +78,3 @@ class KeysetModelView(ModelView):
             response.headers["Cache-Control"] = "no-store"
             return response
         return await self.templates.TemplateResponse(request, "admin/keyset_list.html", context)
-
-
-def no_store(response: HTMLResponse) -> HTMLResponse:
-    response.headers["Cache-Control"] = "no-store"
-    return response

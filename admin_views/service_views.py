@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from sqladmin import ModelView
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -20,6 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from wtforms import Form
 
 from admin_views.auth import client_ip, current_admin_actor, current_admin_id
+from admin_views.base import IntegerPkView
 from payment.errors import Conflict, PaymentError
 from payment.runtime import services_of
 
@@ -61,7 +61,7 @@ def redirect_to_list(request: Request, identity: str) -> Response:
     return RedirectResponse(request.url_for("admin:list", identity=identity), status_code=303)
 
 
-class ServiceModelView(ModelView):
+class ServiceModelView(IntegerPkView):
     """Create and edit through services; no delete (rows are deactivated instead)."""
 
     can_delete = False

@@ -57,6 +57,7 @@ async def seed_default_admin(session: AsyncSession, *, email: str, password: str
 
 
 async def get_admin(session: AsyncSession, admin_id: int) -> AdminUser:
+    """The admin with this id, or NotFound."""
     admin = await session.get(AdminUser, admin_id)
     if admin is None:
         raise NotFound("No such admin.")

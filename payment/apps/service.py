@@ -107,6 +107,7 @@ async def authenticate_key(session: AsyncSession, api_key: str) -> App:
 
 
 async def get_app(session: AsyncSession, app_id: int) -> App:
+    """The app with this id, or NotFound."""
     app = await session.get(App, app_id)
     if app is None:
         raise NotFound("No such app.")

@@ -129,6 +129,7 @@ async def upsert_plan(session: AsyncSession, data: PlanInput, *, actor: str) -> 
 
 
 async def get_plan(session: AsyncSession, plan_id: int) -> Plan:
+    """The plan with this id, or NotFound."""
     plan = await session.get(Plan, plan_id)
     if plan is None:
         raise NotFound("No such plan.")

@@ -167,3 +167,13 @@ async def test_customer_detail_hosts_the_operations_buttons(admin_services: Serv
             Subscription.customer_id == seeded["first_customer"]))).scalar_one()
     assert f"customer={seeded['first_customer']} live={sub_id}" in page.text
     assert f"sub={sub_id}" in page.text and f"invoice={seeded['invoice']}" in page.text
+
+
+@pytest.mark.parametrize("path", ["/admin/customer/details/abc", "/admin/subscription/details/abc",
+                                  "/admin/plan/edit/abc", "/admin/app/details/99999999999999999999",
+                                  "/admin/subscription/list?after=99999999999999999999999",
+                                  "/admin/customer/list?q=" + "x" * 5000])
+async def test_odd_urls_never_show_a_database_error(admin: httpx.AsyncClient, path: str) -> None:
+    response = await admin.get(path)
+    assert response.status_code in (200, 400, 404)
+    assert not any(word in response.text for word in RAW_DB_WORDS)
