@@ -62,14 +62,18 @@ def events(received: Received) -> list[dict[str, Any]]:
     return found
 
 
-def wait_for_event(ingest: Receiver, component: str) -> tuple[dict[str, Any], str]:
-    def matches(r: Received) -> bool:
-        return any(e.get("tags", {}).get("component") == component for e in events(r))
+def wait_for_event(ingest: Receiver, component: str, text: str) -> tuple[dict[str, Any], str]:
+    """The first event from `component` whose exception mentions `text` (the worker's periodic jobs may report
+    their own errors too), and the text of every envelope received so far."""
+    def ours(event: dict[str, Any]) -> bool:
+        return event.get("tags", {}).get("component") == component and any(
+            text in (value.get("value") or "") for value in event["exception"]["values"])
 
-    hits = ingest.wait_for(matches, timeout=30)
+    hits = ingest.wait_for(lambda r: any(ours(e) for e in events(r)), timeout=30)
     assert hits, f"no {component} event arrived; got {len(ingest.requests)} envelopes"
-    [event] = [e for e in events(hits[0]) if e["tags"]["component"] == component]
-    return event, hits[0].text()
+    with ingest.lock:
+        everything = "\n".join(r.text() for r in ingest.requests)
+    return next(e for e in events(hits[0]) if ours(e)), everything
 
 
 def secrets_in(payload: str, database_url: str) -> list[str]:
@@ -94,7 +98,7 @@ def test_an_error_in_a_request_reaches_sentry_without_secrets(sentry_env: dict[s
             params={"card": CARD, "password": QUERY_PASSWORD},
             headers={"Authorization": f"Bearer {API_KEY}", "Cookie": COOKIE, "X-Api-Key": API_KEY}, timeout=30,
         )
-        event, payload = wait_for_event(ingest, "web")
+        event, payload = wait_for_event(ingest, "web", "charge failed for card")
         web.popen.send_signal(signal.SIGTERM)
         web.popen.wait(30)
 
@@ -116,7 +120,7 @@ async def test_an_error_in_a_job_reaches_sentry_without_secrets(sentry_env: dict
         async with jobs.open_async():
             await jobs.configure_task("ops_test.explode", queue="ops_test").defer_async(api_key=API_KEY,
                                                                                          card=JOB_CARD)
-        event, payload = await asyncio.to_thread(wait_for_event, ingest, "worker")
+        event, payload = await asyncio.to_thread(wait_for_event, ingest, "worker", "job failed for card")
         worker.popen.send_signal(signal.SIGTERM)
         await asyncio.to_thread(worker.popen.wait, 30)
 
