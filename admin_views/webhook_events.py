@@ -7,7 +7,6 @@ from typing import Any
 
 from sqladmin import Admin, expose
 from sqladmin.flash import flash
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -21,6 +20,7 @@ from payment.models import StripeEvent
 from payment.models.ops import EVENT_STATUSES
 from payment.runtime import Services, services_of
 from payment.stripe import events
+from payment.stripe.handlers import HANDLED_TYPES
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +45,9 @@ class WebhookEventView(KeysetModelView, model=StripeEvent):
     empty_message = "No webhook events match these filters."
 
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:
-        types = (await session.scalars(select(StripeEvent.type).distinct().order_by(StripeEvent.type)
-                                       .limit(100))).all()
+        # the types we act on (a DISTINCT over the whole table would not scale)
         return [FilterSpec("status", "Status", plain_choices(EVENT_STATUSES)),
-                FilterSpec("type", "Type", [(t, t) for t in types])]
+                FilterSpec("type", "Type", [(t, t) for t in HANDLED_TYPES])]
 
     async def fetch(self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int,
                     with_total: bool) -> Page[Any]:
