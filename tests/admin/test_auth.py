@@ -36,8 +36,10 @@ async def test_wrong_password_and_unknown_email_look_the_same(anon: httpx.AsyncC
     unknown = await sign_in(anon, "nobody@aquoris.test", ADMIN_PASSWORD)
     assert wrong.status_code == unknown.status_code == 400
     assert "Invalid email or password." in wrong.text
-    assert csrf_from(wrong.text) and wrong.text.replace(csrf_from(wrong.text), "") == \
-        unknown.text.replace(csrf_from(unknown.text), "")
+    def page(response: httpx.Response, email: str) -> str:  # the page minus the echoed email and the token
+        return response.text.replace(csrf_from(response.text), "").replace(email, "")
+
+    assert page(wrong, ADMIN_EMAIL) == page(unknown, "nobody@aquoris.test")
     failed = await audit_actions(admin_services, action="admin.sign_in_failed")
     emails = [row.details["email"] for row in failed]
     assert ADMIN_EMAIL in emails and "nobody@aquoris.test" in emails
