@@ -29,7 +29,8 @@ _SENSITIVE_KEY_PARTS = (
 _SKIPPED_TOP_LEVEL = frozenset({"modules", "sdk", "debug_meta"})
 
 _KEY_VALUE = re.compile(
-    r"(?i)\b([\w-]*(?:password|passwd|secret|token|api[_-]?key|dsn|database_url|authorization|cookie)[\w-]*)"
+    r"(?i)\b([\w-]*(?:password|passwd|secret|token|api[_-]?key|dsn|database_url|authorization|cookie|card|cvc|cvv)"
+    r"[\w-]*)"
     r"([\"']?\s*[=:]\s*)"
     r"('[^']*'?|\"[^\"]*\"?|[^\s&,;)\]}]+)"
 )
@@ -42,7 +43,8 @@ _STRING_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.\-]*://[^\s:/@\"']*:)[^\s@/\"']*@"), r"\1" + FILTERED + "@"),
 )
 # 13 to 19 digits, optionally grouped by spaces or dashes, passing the Luhn check: a card number (PAN)
-_CARD_NUMBER = re.compile(r"(?<![A-Za-z0-9.])(?:\d[ \-]?){12,18}\d(?![A-Za-z0-9.])")
+# (separators as typed, or URL-encoded in a query string: '+' or %20)
+_CARD_NUMBER = re.compile(r"(?<![A-Za-z0-9.])(?:\d(?:[ \-+]|%20)?){12,18}\d(?![A-Za-z0-9.])")
 # Identifiers Sentry itself needs intact (hex, could hold a run of digits that looks like a card number).
 _SENTRY_IDS = frozenset({"event_id", "trace_id", "span_id", "parent_span_id", "replay_id", "profile_id"})
 _BILLING_PATH = re.compile(r"(/billing/)([^\s?#\"'<>]*)")
@@ -60,7 +62,7 @@ def _luhn_valid(digits: str) -> bool:
 
 
 def _card_numbers(match: re.Match[str]) -> str:
-    digits = re.sub(r"\D", "", match.group(0))
+    digits = re.sub(r"\D", "", match.group(0).replace("%20", " "))
     return FILTERED if _luhn_valid(digits) else match.group(0)
 
 

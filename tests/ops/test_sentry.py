@@ -81,7 +81,8 @@ def secrets_in(payload: str, database_url: str) -> list[str]:
     plain = {
         "SECRET_KEY": SECRET_KEY, "STRIPE_SECRET_KEY": STRIPE_KEY, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "ADMIN_PASSWORD": ADMIN_PASSWORD, "api key": API_KEY[4:], "billing token": BILLING_TOKEN,
-        "cookie": COOKIE.split("=")[1], "card": CARD, "card digits": CARD.replace(" ", ""), "job card": JOB_CARD,
+        "cookie": COOKIE.split("=")[1], "card": CARD, "card digits": CARD.replace(" ", ""),
+        "card in a query": CARD.replace(" ", "+"), "card in a url": CARD.replace(" ", "%20"), "job card": JOB_CARD,
         "password in the query": QUERY_PASSWORD, "database password": database_password,
         "database password (url-encoded)": quote(database_password, safe=""),
     }
@@ -143,6 +144,8 @@ def test_sentry_is_off_without_a_dsn() -> None:
     ("card 4242 4242 4242 4242 declined", "card "),
     ("card 4000-0000-0000-0002 declined", "card "),
     ("pan=378282246310005", "pan="),
+    ("GET /x?number=4242+4242+4242+4242&y=1", "GET /x?number="),
+    ("GET /x?n=4242%204242%204242%204242", "GET /x?n="),
     ("postgresql://payment:s3cr3t-pw@db:5432/payment", "postgresql://payment:"),
     ("login password=hunter22&next=/admin", "login password="),
     ("Settings(secret_key='abcdef0123456789abcdef', app_env='test')", "Settings(secret_key="),
