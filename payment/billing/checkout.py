@@ -65,7 +65,7 @@ async def ensure_stripe_customer(session: AsyncSession, gateway: StripeGateway, 
 
 
 async def _settle_open_checkouts(session: AsyncSession, gateway: StripeGateway, billing: BillingSession,
-                                 plan: Plan, now: datetime) -> CheckoutSession | None:
+                                 plan: Plan, now: datetime, actor: str) -> CheckoutSession | None:
     """The open checkout to reuse, if any; every other open one is expired at Stripe so it can never be paid."""
     rows = (await session.execute(
         select(CheckoutSession).where(CheckoutSession.customer_id == billing.customer_id,
@@ -90,6 +90,9 @@ async def _settle_open_checkouts(session: AsyncSession, gateway: StripeGateway, 
             if current.get("status") == "open":
                 raise
         row.status = "expired"
+        await audit.record(session, actor=actor, action="checkout.replaced", entity_type="customer",
+                           entity_id=billing.customer_id,
+                           details={"checkout_session": row.stripe_checkout_session_id, "for_plan": plan.slug})
     await session.flush()
     return reuse
 
@@ -109,7 +112,7 @@ async def subscribe(session: AsyncSession, gateway: StripeGateway, *, billing: B
     if live is not None:
         raise Conflict("You already have an active subscription. Change or cancel it under Manage billing.",
                        code="already_subscribed")
-    reuse = await _settle_open_checkouts(session, gateway, billing, plan, now)
+    reuse = await _settle_open_checkouts(session, gateway, billing, plan, now, actor)
     if reuse is not None:
         return CheckoutStart(url=reuse.url, reused=True, checkout=reuse)
     stripe_customer = await ensure_stripe_customer(session, gateway, customer, actor=actor)
