@@ -40,6 +40,7 @@ class Deployment:
     server: ThreadServer
     settings: Settings
     api_key: str
+    worker: subprocess.Popen[bytes]
 
 
 async def _seed(settings: Settings) -> str:
@@ -86,7 +87,7 @@ def deployment(database: str, sandbox_server: ThreadServer) -> Iterator[Deployme
     worker = subprocess.Popen([sys.executable, "-m", "payment.cli", "worker", "--concurrency", "2"], cwd=ROOT,
                               env=env)
     try:
-        yield Deployment(server, settings, key)
+        yield Deployment(server, settings, key, worker)
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
@@ -158,6 +159,28 @@ def test_user_subscribes_to_pro_with_a_test_card_and_the_app_sees_pro(deployment
 
     # a second Subscribe is impossible from the page, and refused if forced
     expect(page.get_by_role("button", name="Subscribe to Aquoris PRO")).to_have_count(0)
+
+
+def test_return_page_waits_while_the_webhook_is_pending_then_shows_the_plan(deployment: Deployment,
+                                                                           page: Page) -> None:
+    url = open_session(deployment, "e2e-waiting-user")
+    page.goto(url)
+    page.get_by_test_id("plan-pro").get_by_role("button", name="Subscribe to Aquoris PRO").click()
+    page.wait_for_url(f"{deployment.settings.stripe_api_base}/c/pay/**")
+    deployment.worker.send_signal(signal.SIGSTOP)  # Stripe's webhook arrives, but nobody applies it yet
+    try:
+        pay_on_checkout(page, GOOD_CARD, "waiting@example.com")
+        page.wait_for_url(f"{url}/return?*")
+        expect(page.get_by_role("heading", name="Processing your payment…")).to_be_visible()
+        page.wait_for_timeout(2000)
+        expect(page.get_by_role("heading", name="Processing your payment…")).to_be_visible()
+        assert entitlement(deployment, "e2e-waiting-user")["status"] == "free"
+    finally:
+        deployment.worker.send_signal(signal.SIGCONT)
+    # the page polls the status endpoint and moves on by itself once the worker has applied the event
+    page.wait_for_url(f"{url}?*notice=subscribed*", timeout=30_000)
+    expect(page.get_by_test_id("current-plan")).to_have_attribute("data-status", "active")
+    assert entitlement(deployment, "e2e-waiting-user")["plan"]["slug"] == "pro"
 
 
 def test_declined_card_leaves_the_user_on_free_with_a_clear_message(deployment: Deployment, page: Page) -> None:
