@@ -32,7 +32,7 @@ _KEY_VALUE = re.compile(
     r"(?i)\b([\w-]*(?:password|passwd|secret|token|api[_-]?key|dsn|database_url|authorization|cookie|card|cvc|cvv)"
     r"[\w-]*)"
     r"([\"']?\s*[=:]\s*)"
-    r"('[^']*'?|\"[^\"]*\"?|[^\s&,;)\]}]+)"
+    r"(\[Filtered\]|'[^']*'?|\"[^\"]*\"?|[^\s&,;)\]}]+)"
 )
 _STRING_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\b(Bearer|Basic)\s+[^\s\"',;]+"), r"\1 " + FILTERED),
