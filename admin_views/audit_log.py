@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_views.keyset import FilterSpec, KeysetModelView
 from payment.customers import records
 from payment.listing import Page
-from payment.models import AuditLog
+from payment.models import AdminUser, AuditLog
 
 
 class AuditLogView(KeysetModelView, model=AuditLog):
@@ -24,6 +25,15 @@ class AuditLogView(KeysetModelView, model=AuditLog):
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:
         return [FilterSpec("actor", "Actor (e.g. admin:1)"), FilterSpec("action", "Action (e.g. plan.created)"),
                 FilterSpec("entity_type", "Entity type"), FilterSpec("entity_id", "Entity id")]
+
+    async def row_context(self, session: AsyncSession, rows: list[Any]) -> dict[str, Any]:
+        """Admin actors ("admin:3") shown with their email."""
+        ids = {int(row.actor.split(":", 1)[1]) for row in rows
+               if row.actor.startswith("admin:") and row.actor.split(":", 1)[1].isdigit()}
+        if not ids:
+            return {"actor_names": {}}
+        found = await session.execute(select(AdminUser.id, AdminUser.email).where(AdminUser.id.in_(ids)))
+        return {"actor_names": {f"admin:{admin_id}": email for admin_id, email in found.all()}}
 
     async def fetch(self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int,
                     with_total: bool) -> Page[Any]:

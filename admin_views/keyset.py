@@ -53,6 +53,10 @@ class KeysetModelView(IntegerPkView):
                     with_total: bool) -> Page[Any]:
         raise NotImplementedError
 
+    async def row_context(self, session: AsyncSession, rows: list[Any]) -> dict[str, Any]:
+        """Extra template values computed once for a page of rows (e.g. names to show beside ids)."""
+        return {}
+
     def _filters(self, request: Request) -> dict[str, str]:
         return {n: request.query_params[n].strip()[:255] for n in self.filter_names
                 if request.query_params.get(n, "").strip()}
@@ -65,13 +69,14 @@ class KeysetModelView(IntegerPkView):
         async with services_of(request).db.session() as session:
             page = await self.fetch(session, filters, after=after, limit=limit, with_total=not fragment)
             specs = [] if fragment else await self.filter_specs(session)
+            extra = await self.row_context(session, page.rows)
         next_url = ""
         if page.next_after is not None:
             next_url = str(request.url.include_query_params(after=page.next_after, fragment=1))
         context = {"model_view": self, "rows": page.rows if can_list else [], "total": page.total,
                    "next_url": next_url if can_list else "", "filters": filters, "filter_specs": specs,
                    "title": self.name_plural or self.name, "headers": self.list_headers,
-                   "row_template": self.row_template, "can_list": can_list}
+                   "row_template": self.row_template, "can_list": can_list, **extra}
         if fragment:
             response: Response = await self.templates.TemplateResponse(request, "admin/keyset_rows.html", context)
             response.headers["X-Next-Page"] = next_url

@@ -121,6 +121,7 @@ async def test_audit_log_filters(admin: httpx.AsyncClient, root_admin: int, seed
     assert '"slug": "basic"' in page.text.replace("&#34;", '"') and 'data-action="plan.created"' in page.text
     signed_in = await admin.get("/admin/audit-log/list", params={"actor": f"admin:{root_admin}"})
     assert 'data-action="admin.signed_in"' in signed_in.text
+    assert "root@aquoris.test" in signed_in.text  # the actor's email beside its id
 
 
 async def test_concurrent_duplicate_saves_never_show_a_database_error(admin: httpx.AsyncClient,
