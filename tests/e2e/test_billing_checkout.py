@@ -147,10 +147,7 @@ def test_user_subscribes_to_pro_with_a_test_card_and_the_app_sees_pro(deployment
     expect(current).to_contain_text("Renews on")
     expect(page.get_by_role("button", name="Manage billing")).to_be_visible()
     # invoice.paid may be applied a moment after the subscription: the user reloads to see the receipt
-    deadline = time.monotonic() + 30
-    while page.get_by_test_id("invoices").count() == 0 and time.monotonic() < deadline:
-        page.wait_for_timeout(500)
-        page.reload()
+    reload_until(page, '[data-testid="invoices"]')
     expect(page.get_by_test_id("invoices")).to_contain_text("THB\u00a0299.00")
     expect(page.get_by_test_id("invoices")).to_contain_text("Paid")
 
@@ -181,6 +178,35 @@ def test_return_page_waits_while_the_webhook_is_pending_then_shows_the_plan(depl
     page.wait_for_url(f"{url}?*notice=subscribed*", timeout=30_000)
     expect(page.get_by_test_id("current-plan")).to_have_attribute("data-status", "active")
     assert entitlement(deployment, "e2e-waiting-user")["plan"]["slug"] == "pro"
+
+
+def reload_until(page: Page, selector: str, timeout: float = 30.0) -> None:
+    """Reload the billing page until `selector` matches (a webhook applied in the background)."""
+    deadline = time.monotonic() + timeout
+    while page.locator(selector).count() == 0 and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+        page.reload()
+    expect(page.locator(selector)).to_have_count(1)
+
+
+def test_cancel_in_the_stripe_portal_shows_cancels_on_date(deployment: Deployment, page: Page) -> None:
+    url = open_session(deployment, "e2e-canceling-user")
+    page.goto(url)
+    page.get_by_test_id("plan-pro").get_by_role("button", name="Subscribe to Aquoris PRO").click()
+    page.wait_for_url(f"{deployment.settings.stripe_api_base}/c/pay/**")
+    pay_on_checkout(page, GOOD_CARD, "canceling@example.com")
+    page.wait_for_url(f"{url}?*notice=subscribed*", timeout=30_000)
+
+    page.get_by_role("button", name="Manage billing").click()
+    page.wait_for_url(f"{deployment.settings.stripe_api_base}/p/session/**")
+    page.get_by_role("button", name="Cancel at period end").click()
+    expect(page.get_by_role("status")).to_have_text("Your plan has been canceled.")
+    page.get_by_role("link", name="Return to").click()
+    page.wait_for_url(f"{url}?*")
+    reload_until(page, '[data-testid="current-plan"][data-status="canceling"]')
+    expect(page.get_by_test_id("status")).to_contain_text("Cancels on")
+    body = entitlement(deployment, "e2e-canceling-user")
+    assert (body["plan"]["slug"], body["status"], body["cancelAtPeriodEnd"]) == ("pro", "active", True)
 
 
 def test_declined_card_leaves_the_user_on_free_with_a_clear_message(deployment: Deployment, page: Page) -> None:
