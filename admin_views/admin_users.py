@@ -13,6 +13,7 @@ from starlette.responses import Response
 from wtforms import Form, PasswordField, StringField
 
 from admin_views.csrf import token_for
+from admin_views.formatting import when
 from admin_views.service_views import FORM_CONTROL, Actor, ServiceModelView, redirect_to_list, run_service
 from payment.admins import service as admins
 from payment.errors import PaymentError
@@ -51,7 +52,8 @@ class AdminUserView(ServiceModelView, model=AdminUser):
     column_list = [AdminUser.id, AdminUser.email, AdminUser.name, AdminUser.role, AdminUser.last_login_at,
                    AdminUser.is_active]
     column_labels = {AdminUser.is_active: "Status", AdminUser.last_login_at: "Last sign-in"}
-    column_formatters = {AdminUser.is_active: actions_cell}
+    column_formatters = {AdminUser.is_active: actions_cell,
+                         AdminUser.last_login_at: lambda admin, attribute: when(admin.last_login_at)}
     column_details_exclude_list = [AdminUser.password_hash]
     column_default_sort = [(AdminUser.id, False)]
 

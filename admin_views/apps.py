@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from wtforms import BooleanField, Form, StringField
 
 from admin_views.csrf import token_for
+from admin_views.formatting import when
 from admin_views.service_views import FORM_CHECK, FORM_CONTROL, Actor, ServiceModelView, redirect_to_list, run_service
 from payment.apps import service as apps
 from payment.errors import PaymentError
@@ -56,8 +57,9 @@ class AppView(ServiceModelView, model=App):
     name_plural = "Apps"
     icon = "fa-solid fa-cubes"
     column_list = [App.id, App.slug, App.name, App.return_url, App.api_key_hint, App.is_active, App.created_at]
-    column_labels = {App.api_key_hint: "API key", App.return_url: "Return URL", App.is_active: "Active"}
-    column_formatters = {App.api_key_hint: api_key_cell}
+    column_labels = {App.api_key_hint: "API key", App.return_url: "Return URL", App.is_active: "Active",
+                     App.created_at: "Created"}
+    column_formatters = {App.api_key_hint: api_key_cell, App.created_at: lambda app, attribute: when(app.created_at)}
     column_searchable_list = [App.slug, App.name]
     column_default_sort = [(App.id, False)]
     column_details_exclude_list = [App.api_key_hash, App.api_key_encrypted]
