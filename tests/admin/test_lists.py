@@ -178,3 +178,23 @@ async def test_odd_urls_never_show_a_database_error(admin: httpx.AsyncClient, pa
     response = await admin.get(path)
     assert response.status_code in (200, 400, 404)
     assert not any(word in response.text for word in RAW_DB_WORDS)
+
+
+async def test_detail_pages_render_and_never_show_secrets(admin: httpx.AsyncClient, admin_services: Services,
+                                                          root_admin: int, seeded: dict[str, int]) -> None:
+    from payment.models import AdminUser, App, Invoice, Refund
+
+    async with admin_services.db.transaction() as session:
+        app, _ = await factories.create_app(session, slug="detail-app")
+        refund_id = (await session.execute(select(Refund.id))).scalars().first()
+        sub_id = (await session.execute(select(Subscription.id))).scalars().first()
+        invoice_id = (await session.execute(select(Invoice.id))).scalars().first()
+        secrets = [app.api_key_encrypted, app.api_key_hash.hex(),
+                   (await session.get(AdminUser, root_admin)).password_hash]  # type: ignore[union-attr]
+    assert isinstance(app, App)
+    for path in (f"/admin/app/details/{app.id}", f"/admin/admin-user/details/{root_admin}",
+                 f"/admin/subscription/details/{sub_id}", f"/admin/invoice/details/{invoice_id}",
+                 f"/admin/refund/details/{refund_id}", f"/admin/plan/details/{seeded['gold']}"):
+        page = await admin.get(path)
+        assert page.status_code == 200, path
+        assert not any(secret in page.text for secret in secrets), path
