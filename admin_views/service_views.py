@@ -84,9 +84,17 @@ class ServiceModelView(IntegerPkView):
         raise NotImplementedError
 
     async def insert_model(self, request: Request, data: dict[str, Any]) -> Any:
-        return await run_service(request, lambda session, who: self.create_with(session, data, who))
+        try:
+            return await run_service(request, lambda session, who: self.create_with(session, data, who))
+        except PaymentError as exc:
+            request.state.error_field = exc.field  # the form template marks that input
+            raise
 
     async def update_model(self, request: Request, pk: str, data: dict[str, Any]) -> Any:
         if not pk.isdigit():
             raise PaymentError("No such record.")
-        return await run_service(request, lambda session, who: self.update_with(session, int(pk), data, who))
+        try:
+            return await run_service(request, lambda session, who: self.update_with(session, int(pk), data, who))
+        except PaymentError as exc:
+            request.state.error_field = exc.field
+            raise

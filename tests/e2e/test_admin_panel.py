@@ -194,6 +194,7 @@ def test_each_limit_in_the_guide_shows_its_error(server: ThreadServer, admin_pag
     submit(page, fields)
     alert = page.locator(".alert-danger")
     expect(alert).to_contain_text(message)
+    expect(page.locator(".is-invalid")).to_have_count(1)  # the offending input is marked
     for word in ("IntegrityError", "asyncpg", "Traceback", "violates"):
         assert word not in page.content()
 
