@@ -11,6 +11,7 @@ secrets), and the tasks `ops_test.slow` and `ops_test.explode`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from payment.serving import make_server, run_until_signal
 
 
 async def slow(request: Request) -> PlainTextResponse:
+    print("slow request started", flush=True)  # the test signals only once the request is in the app
     await asyncio.sleep(float(request.query_params.get("seconds", "2")))
     return PlainTextResponse("slow done")
 
@@ -58,7 +60,7 @@ def web(port: int) -> None:
     init_sentry(settings, component="web")
     app = create_app(settings)
     app.router.routes[0:0] = [Route("/_ops/slow", slow), Route("/billing/{token}/explode", explode)]
-    server = make_server(app, "127.0.0.1", port, log_level="warning")
+    server = make_server(app, "127.0.0.1", port, log_level="info")
     asyncio.run(run_until_signal([server], on_started=lambda: print("READY", flush=True)))
 
 
@@ -83,6 +85,7 @@ def worker() -> None:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if sys.argv[1] == "web":
         web(int(sys.argv[2]))
     else:
