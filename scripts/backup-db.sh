@@ -7,13 +7,18 @@
 #   BACKUP_DIR      default /opt/aquoris-payment/backups
 #   RETENTION_DAYS  default 30
 #   WEBHOOK_URL     optional; receives {"text", "event", "host", "database", "error"} on failure
-#   PG_BIN          optional folder of pg_dump/psql (their major version must be >= the server's); else PATH
-#   ENV_FILE        optional .env to read DATABASE_URL/WEBHOOK_URL from when they are not set
+#   PG_BIN          optional folder of pg_dump (its major version must be >= the server's)
+#   ENV_FILE        .env to read DATABASE_URL/WEBHOOK_URL from when they are not set (default: ../.env beside
+#                   scripts/, i.e. /opt/aquoris-payment/.env on the server)
+#   PG_CONTAINER    the database container whose pg_dump to use when PG_BIN is unset and it runs (on the server:
+#                   aquoris-payment-db-1, the default); else pg_dump from PATH
 set -Eeuo pipefail
 umask 077
 
 BACKUP_DIR="${BACKUP_DIR:-/opt/aquoris-payment/backups}"
 RETENTION_DAYS="${RETENTION_DAYS:-30}"
+ENV_FILE="${ENV_FILE:-$(dirname "${BASH_SOURCE[0]}")/../.env}"
+PG_CONTAINER="${PG_CONTAINER:-aquoris-payment-db-1}"
 # --- helpers (kept in each script so one file can be copied to a server alone) ---
 load_env_file() {  # fill unset variables from ENV_FILE (KEY=value lines; quotes stripped)
   local file="${ENV_FILE:-}" name line value
@@ -42,11 +47,18 @@ connection_from_url() {  # URL -> PG_CONNINFO without the password, PGPASSWORD, 
   fi
 }
 
-pg_tool() {  # the path of a PostgreSQL client program: from PG_BIN when set, else from PATH
+pg_command() {  # PG_RUN=(how to run a PostgreSQL client program): PG_BIN, else the database container, else PATH
   if [ -n "${PG_BIN:-}" ]; then
-    [ -x "$PG_BIN/$1" ] && echo "$PG_BIN/$1"
+    [ -x "$PG_BIN/$1" ] || return 1
+    PG_RUN=("$PG_BIN/$1")
+  elif command -v docker >/dev/null 2>&1 \
+      && [ "$(docker inspect --format '{{.State.Running}}' "$PG_CONTAINER" 2>/dev/null)" = "true" ]; then
+    # On the server: the database container's own client (same major version as the server). The password goes
+    # in by name (-e PGPASSWORD), so it is on no command line.
+    PG_RUN=(docker exec -i -e PGPASSWORD -e PGCONNECT_TIMEOUT "$PG_CONTAINER" "$1")
   else
-    command -v "$1"
+    command -v "$1" >/dev/null || return 1
+    PG_RUN=("$1")
   fi
 }
 
@@ -82,7 +94,8 @@ notify_failure() {
   local host text body
   host="$(hostname 2>/dev/null || uname -n)"
   text="Aquoris Payment backup FAILED on $host for database '${PG_DATABASE_NAME:-?}': $reason"
-  body="{\"text\":\"$(json_escape "$text")\",\"event\":\"backup_failed\",\"host\":\"$(json_escape "$host")\",\"database\":\"$(json_escape "${PG_DATABASE_NAME:-?}")\",\"error\":\"$(json_escape "$reason")\"}"
+  body="{\"text\":\"$(json_escape "$text")\",\"event\":\"backup_failed\",\"host\":\"$(json_escape "$host")\","
+  body+="\"database\":\"$(json_escape "${PG_DATABASE_NAME:-?}")\",\"error\":\"$(json_escape "$reason")\"}"
   post_json "$WEBHOOK_URL" "$body" || echo "backup-db: could not deliver the failure notice to WEBHOOK_URL" >&2
 }
 
@@ -109,7 +122,7 @@ if ! [[ "$RETENTION_DAYS" =~ ^[1-9][0-9]*$ ]]; then
   fail "RETENTION_DAYS must be a whole number >= 1"
 fi
 connection_from_url "$DATABASE_URL" || fail "DATABASE_URL must be a postgresql:// URL"
-PG_DUMP="$(pg_tool pg_dump)" || fail "pg_dump not found (install the PostgreSQL client or set PG_BIN)"
+pg_command pg_dump || fail "pg_dump not found (install the PostgreSQL client, set PG_BIN, or start the db container)"
 export PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-10}"
 mkdir -p "$BACKUP_DIR" || fail "cannot create $BACKUP_DIR"
 
@@ -124,7 +137,7 @@ partial="$target.partial"
 
 # --clean --if-exists: the dump drops what it recreates, so it restores into an empty or an existing database;
 # --no-owner --no-privileges: it restores under whichever role restore-db.sh connects as.
-"$PG_DUMP" --dbname="$PG_CONNINFO" --format=plain --clean --if-exists --no-owner --no-privileges \
+"${PG_RUN[@]}" --dbname="$PG_CONNINFO" --format=plain --clean --if-exists --no-owner --no-privileges \
   2>"$errlog" | gzip -9 >"$partial"
 
 # Verified before it counts: a valid gzip, not empty, and pg_dump's own end marker present.

