@@ -27,6 +27,7 @@ class SubscriptionView(KeysetModelView, model=Subscription):
     icon = "fa-solid fa-repeat"
     list_headers = ("ID", "Customer", "Plan", "Status", "Source", "Current period ends", "Cancels", "Created")
     row_template = "admin/rows/subscription.html"
+    details_template = "admin/subscription_details.html"
     filter_names = ("status", "plan", "source", "customer")
 
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:

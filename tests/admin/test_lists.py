@@ -198,3 +198,15 @@ async def test_detail_pages_render_and_never_show_secrets(admin: httpx.AsyncClie
         page = await admin.get(path)
         assert page.status_code == 200, path
         assert not any(secret in page.text for secret in secrets), path
+
+
+async def test_subscription_detail_page_offers_the_billing_actions(admin: httpx.AsyncClient,
+                                                                   admin_services: Services) -> None:
+    async with admin_services.db.transaction() as session:
+        customer = await factories.create_customer(session)
+        plan = await factories.create_plan(session, slug="detail-actions-plan")
+        sub = await factories.create_subscription(session, customer, plan, status="active", source="grant")
+    page = await admin.get(f"/admin/subscription/details/{sub.id}")
+    assert page.status_code == 200
+    assert f"/admin/operations/subscription/{sub.id}/cancel" in page.text
+    assert f"/admin/operations/subscription/{sub.id}/extend" in page.text
