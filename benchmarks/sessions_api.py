@@ -184,7 +184,11 @@ async def load(url: str, key: str, *, seconds: float, concurrency: int, users: i
             while time.monotonic() < stop_at:
                 body = json.dumps({"externalUserId": f"bench-user-{rng.randrange(users)}", "appSlug": "vega"})
                 started = time.perf_counter()
-                response = await client.post("/api/v1/sessions", content=body)
+                try:
+                    response = await client.post("/api/v1/sessions", content=body)
+                except httpx.TransportError:  # counted, as a client would see it; the next request reconnects
+                    errors += record
+                    continue
                 elapsed = time.perf_counter() - started
                 if record:
                     if response.status_code == 201:
