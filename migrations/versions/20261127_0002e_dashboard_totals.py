@@ -14,7 +14,7 @@ Every time bucket is UTC whatever the session's TimeZone. Definitions (see payme
 - revenue counts invoices in paid / partially_refunded / refunded by paid_at, refunds succeeded by succeeded_at.
 
 Revision ID: 0002e
-Revises: 0001
+Revises: 0002d
 Create Date: 2026-11-27 07:30:00
 """
 
@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0002e"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002d"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
