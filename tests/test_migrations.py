@@ -58,3 +58,12 @@ async def test_models_match_migrated_schema(database_url: str) -> None:
         differences = await conn.run_sync(diff)
     await engine.dispose()
     assert differences == []
+
+
+def test_history_is_one_line() -> None:
+    from alembic.script import ScriptDirectory
+
+    from payment.migrate import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config("postgresql://unused/none"))
+    assert len(script.get_heads()) == 1, "merge or re-parent migrations so there is one head"
