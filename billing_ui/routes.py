@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -131,6 +132,20 @@ def _error_code(exc: PaymentError) -> str:
     return exc.code if exc.code in ERROR_KEYS else "stripe"
 
 
+async def _session_for_form(request: Request, session: AsyncSession, form: dict[str, str], language: str
+                            ) -> BillingSession | Response:
+    """The billing session a posted form acts for, or the page that says why it may not (stale link, bad token)."""
+    services = services_of(request)
+    resolved = await billing_sessions.resolve(session, request.path_params["token"])
+    if resolved is None or resolved.expired:
+        return link_problem(request, resolved, language)
+    billing = resolved.billing_session
+    if not csrf.valid(request, form.get("csrf", ""), secret_key=services.settings.secret_key,
+                      base_url=services.settings.base_url, billing_session_id=billing.id):
+        return _form_refused(request, language)
+    return billing
+
+
 async def subscribe(request: Request) -> Response:
     services = services_of(request)
     guarded = await _guarded_post(request)
@@ -139,13 +154,9 @@ async def subscribe(request: Request) -> Response:
     form, language = guarded
     token = request.path_params["token"]
     async with services.db.transaction() as session:
-        resolved = await billing_sessions.resolve(session, token)
-        if resolved is None or resolved.expired:
-            return link_problem(request, resolved, language)
-        billing = resolved.billing_session
-        if not csrf.valid(request, form.get("csrf", ""), secret_key=services.settings.secret_key,
-                          base_url=services.settings.base_url, billing_session_id=billing.id):
-            return _form_refused(request, language)
+        billing = await _session_for_form(request, session, form, language)
+        if isinstance(billing, Response):
+            return billing
         try:
             start = await checkout.subscribe(session, services.stripe, billing=billing,
                                              plan_slug=form.get("plan", ""), base_url=services.settings.base_url,
@@ -164,13 +175,9 @@ async def portal(request: Request) -> Response:
     form, language = guarded
     token = request.path_params["token"]
     async with services.db.transaction() as session:
-        resolved = await billing_sessions.resolve(session, token)
-        if resolved is None or resolved.expired:
-            return link_problem(request, resolved, language)
-        billing = resolved.billing_session
-        if not csrf.valid(request, form.get("csrf", ""), secret_key=services.settings.secret_key,
-                          base_url=services.settings.base_url, billing_session_id=billing.id):
-            return _form_refused(request, language)
+        billing = await _session_for_form(request, session, form, language)
+        if isinstance(billing, Response):
+            return billing
         back = f"{services.settings.base_url}{_page_url(token, language)}"
         try:
             url = await checkout.open_portal(session, services.stripe, billing=billing, back_url=back,
