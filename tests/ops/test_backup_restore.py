@@ -252,7 +252,7 @@ async def test_on_the_server_the_scripts_read_dotenv_and_use_the_database_contai
     """/opt/aquoris-payment/scripts/backup-db.sh as the admin guide runs it: no variables, .env beside scripts/."""
     opt = tmp_path / "opt"
     (opt / "scripts").mkdir(parents=True)
-    for script in (BACKUP, RESTORE):
+    for script in (BACKUP, RESTORE, BACKUP.parent / "pg-common.sh"):
         shutil.copy2(script, opt / "scripts")
     (opt / ".env").write_text(f'APP_ENV=production\nDATABASE_URL="{filled_database}"\nSECRET_KEY=x\n')
     bin_dir = tmp_path / "bin"

