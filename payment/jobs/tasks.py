@@ -81,13 +81,14 @@ async def recover_stalled_jobs(context: procrastinate.JobContext, timestamp: int
         await manager.retry_job(job)
 
 
-# (name, cron, body): each periodic job also runs again on its next tick, so a short retry is enough
+# (name, cron, body); a sixth cron field is seconds and comes LAST. Each periodic job also runs again on its next
+# tick, so a short retry is enough.
 PERIODIC: tuple[tuple[str, str, Any], ...] = (
-    ("sweep_stripe_events", "*/10 * * * * *", sweep_stripe_events),
+    ("sweep_stripe_events", "* * * * * */10", sweep_stripe_events),
     ("catch_up_stripe_events", "*/5 * * * *", catch_up_stripe_events),
     ("expire_subscriptions", "* * * * *", expire_subscriptions),
     ("purge_billing_sessions", "7,37 * * * *", purge_billing_sessions),
-    ("recover_stalled_jobs", "*/15 * * * * *", recover_stalled_jobs),
+    ("recover_stalled_jobs", "* * * * * */15", recover_stalled_jobs),
 )
 
 

@@ -75,7 +75,18 @@ async def test_worker_killed_mid_batch_then_restarted_applies_each_event_exactly
         async def all_applied() -> bool:
             return (await _counts(services, row_ids))[0] == len(row_ids)
 
-        await eventually(all_applied, timeout=90, every=0.5)
+        try:
+            await eventually(all_applied, timeout=90, every=0.5)
+        except AssertionError:  # say what is stuck
+            async with services.db.session() as session:
+                jobs = (await session.execute(text(
+                    "SELECT status, attempts, worker_id, task_name FROM procrastinate_jobs WHERE status <> 'todo'"
+                ))).all()
+                rows = (await session.execute(select(StripeEvent.status, StripeEvent.last_error, func.count())
+                                              .where(StripeEvent.id.in_(row_ids))
+                                              .group_by(StripeEvent.status, StripeEvent.last_error))).all()
+            second.signal(signal.SIGTERM)
+            raise AssertionError(f"jobs {jobs} events {rows} worker: {second.output()[-3000:]}") from None
 
         async def none_stalled() -> bool:  # the dead worker's jobs were recovered, not left "doing"
             async with services.db.session() as session:
