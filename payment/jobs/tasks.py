@@ -7,6 +7,7 @@ also run again on their next tick.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 import procrastinate
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 EVENT_RETRY = procrastinate.RetryStrategy(max_attempts=10, exponential_wait=2)
 PERIODIC_RETRY = procrastinate.RetryStrategy(max_attempts=2, wait=5)
 STALLED_AFTER_SECONDS = 15.0
+FORM_NONCE_RETENTION = timedelta(days=30)
 
 _current: dict[str, Services] = {}
 
@@ -73,6 +75,16 @@ async def purge_billing_sessions(context: procrastinate.JobContext, timestamp: i
         log.info("purged %s expired billing sessions", count)
 
 
+async def purge_form_submissions(context: procrastinate.JobContext, timestamp: int) -> None:
+    """One-time form nonces older than 30 days guard no open form any more."""
+    from payment.submissions.service import purge
+
+    async with services_of_job(context).db.transaction() as session:
+        count = await purge(session, older_than=utcnow() - FORM_NONCE_RETENTION)
+    if count:
+        log.info("purged %s old form nonces", count)
+
+
 async def recover_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
     """Jobs left `doing` by a worker that died (SIGKILL, OOM, lost machine) go back to the queue."""
     manager = context.app.job_manager
@@ -88,6 +100,7 @@ PERIODIC: tuple[tuple[str, str, Any], ...] = (
     ("catch_up_stripe_events", "*/5 * * * *", catch_up_stripe_events),
     ("expire_subscriptions", "* * * * *", expire_subscriptions),
     ("purge_billing_sessions", "7,37 * * * *", purge_billing_sessions),
+    ("purge_form_submissions", "17 3 * * *", purge_form_submissions),
     ("recover_stalled_jobs", "* * * * * */15", recover_stalled_jobs),
 )
 

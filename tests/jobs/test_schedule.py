@@ -28,3 +28,4 @@ def test_periodic_jobs_run_at_their_intervals() -> None:
         found[periodic.task.name] = gaps.pop() if len(gaps) == 1 else sorted(gaps)
     assert {name: found[name] for name in EXPECTED_SECONDS} == EXPECTED_SECONDS
     assert "payment:purge_billing_sessions" in found
+    assert found["payment:purge_form_submissions"] == 24 * 3600

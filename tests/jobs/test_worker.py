@@ -14,6 +14,7 @@ from sqlalchemy import func, select, text
 from payment.config import Settings
 from payment.embedded_pg import free_port
 from payment.models import BillingSession, StripeEvent, Subscription, SubscriptionAdjustment, utcnow
+from payment.models.ops import FormSubmission
 from payment.runtime import Services
 from payment.stripe.webhooks import store_event
 from tests.jobs.conftest import WorkerProcess, eventually, running_worker
@@ -109,6 +110,22 @@ async def test_purge_job_deletes_expired_billing_sessions(settings: Settings, se
                 BillingSession.customer_id == customer.id)) == 1
 
     await _run_task(services, settings, "payment:purge_billing_sessions", purged)
+
+
+async def test_purge_job_forgets_form_nonces_older_than_30_days(settings: Settings, services: Services,
+                                                                job_queue: None) -> None:
+    async with services.db.transaction() as session:
+        for nonce, days in (("old-nonce", 31), ("fresh-nonce", 1)):
+            session.add(FormSubmission(nonce=nonce, action="refund", actor="admin:1",
+                                       created_at=utcnow() - timedelta(days=days)))
+
+    async def purged() -> bool:
+        async with services.db.session() as session:
+            left = await session.scalars(select(FormSubmission.nonce).where(
+                FormSubmission.nonce.in_(("old-nonce", "fresh-nonce"))))
+            return set(left) == {"fresh-nonce"}
+
+    await _run_task(services, settings, "payment:purge_form_submissions", purged)
 
 
 class _Captured(sentry_sdk.transport.Transport):
