@@ -30,8 +30,8 @@ def _settings(**overrides: Any) -> Settings:
 
 def _logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # The SDK and httpx log every request at INFO; keep their warnings only.
-    for noisy in ("stripe", "httpx", "httpcore"):
+    # The SDK, httpx and Procrastinate log every request or job at INFO; keep their warnings only.
+    for noisy in ("stripe", "httpx", "httpcore", "procrastinate"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
 
 
