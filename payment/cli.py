@@ -30,8 +30,8 @@ def _settings(**overrides: Any) -> Settings:
 
 def _logging(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # The SDK, httpx and Procrastinate log every request or job at INFO; keep their warnings only.
-    for noisy in ("stripe", "httpx", "httpcore", "procrastinate"):
+    # The SDK and httpx log every request at INFO; keep their warnings only.
+    for noisy in ("stripe", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
 
 
@@ -199,6 +199,8 @@ def dev(host: str, port: int, data_dir: str, sandbox_port: int) -> None:
     if settings.is_deployed:
         raise click.ClickException("`payment dev` is for development; use `payment serve` in staging/production")
     _logging(settings)
+    # The in-process worker logs each periodic job at INFO; in the dev console that buries the banner.
+    logging.getLogger("procrastinate").setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     with database(settings, data_dir) as settings:
         _migrate(settings)
         run_dev(settings, host=host, port=port, data_dir=data_dir, sandbox_port=sandbox_port)
