@@ -21,13 +21,11 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from payment import migrate
 from payment.config import Settings
-from payment.dburl import with_database
 from tests.billing_ui.helpers import sandbox_price
 from tests.support import factories
 from tests.support.app import ThreadServer, run_sync, running_services, serve_service
-from tests.support.db import admin_execute, settings_for
+from tests.support.db import own_database, settings_for
 from tests.support.stripe import SANDBOX_KEY, register_webhook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,14 +58,8 @@ async def _seed(settings: Settings) -> str:
 @pytest.fixture(scope="module")
 def database(pg_server_url: str) -> Iterator[str]:
     name = f"e2e_billing_{os.getpid()}"
-    run_sync(admin_execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    run_sync(admin_execute(pg_server_url, f'CREATE DATABASE "{name}"'))
-    url = with_database(pg_server_url, name)
-    try:
-        run_sync(migrate.upgrade_async(url))
+    with own_database(pg_server_url, name) as url:
         yield url
-    finally:
-        run_sync(admin_execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="module")

@@ -4,28 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import TypeVar
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from payment import migrate
-from payment.dburl import with_database
 from tests.dashboard import dataset
 from tests.dashboard.conftest import ADMIN_PASSWORD, dashboard_state
 from tests.support import factories
 from tests.support.app import ThreadServer, running_services, serve_service
-from tests.support.db import admin_execute, settings_for
+from tests.support.db import in_thread, own_database, settings_for
 
 T = TypeVar("T")
 
-
-def in_thread(function: Callable[..., T], *args: Any) -> T:
-    """Run blocking or asyncio work on a thread of its own: Playwright's sync API owns this thread's event loop."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(function, *args).result()
 
 
 async def _seed(url: str) -> str:
@@ -39,14 +31,8 @@ async def _seed(url: str) -> str:
 def seeded_database(pg_server_url: str) -> Iterator[tuple[str, str]]:
     """A migrated database of its own with the hand-computed data set and an admin: (url, admin email)."""
     name = f"e2e_dashboard_{os.getpid()}"
-    in_thread(asyncio.run, admin_execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    in_thread(asyncio.run, admin_execute(pg_server_url, f'CREATE DATABASE "{name}"'))
-    url = with_database(pg_server_url, name)
-    try:
-        in_thread(migrate.upgrade, url)
+    with own_database(pg_server_url, name) as url:
         yield url, in_thread(asyncio.run, _seed(url))
-    finally:
-        in_thread(asyncio.run, admin_execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import httpx
@@ -16,9 +15,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select, text
 
-from payment import migrate
 from payment.config import Settings
-from payment.dburl import with_database
 from payment.jobs.worker import run_worker
 from payment.models import StripeEvent
 from payment.runtime import Services, build_services
@@ -26,7 +23,7 @@ from payment.sandbox import sign
 from tests.operations.stripe_setup import StripeSetup, inject_fault, paid_stripe_subscription, sandbox_control
 from tests.support import factories
 from tests.support.app import ThreadServer, running_services, serve_service
-from tests.support.db import admin_execute, settings_for
+from tests.support.db import in_thread, own_database, settings_for
 
 T = TypeVar("T")
 PASSWORD = "correct-horse-battery"
@@ -40,24 +37,13 @@ DOUBLE_SUBMIT = """async () => {
 }"""
 
 
-def in_thread(function: Callable[..., T], *args: Any) -> T:
-    """Asyncio and blocking work on a thread of its own: Playwright's sync API owns this thread's event loop."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(function, *args).result()
-
 
 @pytest.fixture(scope="module")
 def settings(pg_server_url: str, sandbox_server: ThreadServer) -> Iterator[Settings]:
     name = f"e2e_operations_{os.getpid()}"
-    in_thread(asyncio.run, admin_execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    in_thread(asyncio.run, admin_execute(pg_server_url, f'CREATE DATABASE "{name}"'))
-    url = with_database(pg_server_url, name)
-    try:
-        in_thread(migrate.upgrade, url)
+    with own_database(pg_server_url, name) as url:
         in_thread(sandbox_control, sandbox_server.url, "POST", "reset")
         yield settings_for(url, stripe_api_base=sandbox_server.url)
-    finally:
-        in_thread(asyncio.run, admin_execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 def run(settings: Settings, work: Callable[[Services], Awaitable[T]]) -> T:
@@ -294,8 +280,9 @@ def test_refund_of_a_manual_invoice_acts_once_on_a_second_click(admin_page: Page
     # two clicks on Confirm at the same moment: the same form (and one-time nonce) posted twice concurrently
     pages = admin_page.evaluate(DOUBLE_SUBMIT)
     assert all(p["status"] == 200 and p["url"].endswith(f"/admin/customer/details/{customer_id}") for p in pages)
-    flashes = sorted("Already done" in p["text"] for p in pages)
-    assert flashes == [False, True]
+    # Both answers share one session cookie, so which of them carries which message depends on timing; what is
+    # certain is that the repeat was recognised and said so, and (below) that one refund was recorded.
+    assert any("Already done" in p["text"] for p in pages)
     assert all("of THB 50.00 recorded" in p["text"] for p in pages)
     customer_page(admin_page, server, customer_id)
     expect(admin_page.locator("#customer-refunds .refund-status")).to_have_text(["succeeded"])

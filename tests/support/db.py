@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from itertools import count
 from pathlib import Path
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -18,6 +22,7 @@ from payment.config import Settings
 from payment.dburl import libpq_url, sqlalchemy_url, with_database
 
 _clone_numbers = count(1)
+T = TypeVar("T")
 
 
 def _tmp_root() -> str:
@@ -97,3 +102,23 @@ async def db(database_url: str) -> AsyncIterator[AsyncSession]:
 def settings_for(database_url: str, **overrides: object) -> Settings:
     """Settings for a test app: APP_ENV=test, the module's database, the sandbox when given."""
     return Settings(app_env="test", database_url=database_url, login_rate_limit=1000).replace(**overrides)
+
+
+def in_thread(function: Callable[..., T], *args: Any) -> T:
+    """Run blocking or asyncio work (`in_thread(asyncio.run, coro)`) on a thread of its own: browser tests run while
+    Playwright's sync API owns the main thread's event loop."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(function, *args).result()
+
+
+@contextmanager
+def own_database(pg_server_url: str, name: str) -> Iterator[str]:
+    """From sync code: a freshly migrated database `name` of this test's own, dropped afterwards; yields its URL."""
+    in_thread(asyncio.run, admin_execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    in_thread(asyncio.run, admin_execute(pg_server_url, f'CREATE DATABASE "{name}"'))
+    try:
+        url = with_database(pg_server_url, name)
+        in_thread(migrate.upgrade, url)
+        yield url
+    finally:
+        in_thread(asyncio.run, admin_execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
