@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -34,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqladmin import Admin, ModelView
 from starlette.applications import Starlette
 
+from benchmarks.pgserver import server
 from payment import migrate
 from payment.app import create_app
 from payment.config import Settings
@@ -67,24 +65,6 @@ FROM generate_series(1, {rows}) g;
 SET session_replication_role = DEFAULT;
 """
 
-
-@contextmanager
-def server(data_dir: str | None) -> Iterator[str]:
-    """URL of a server's `postgres` database: TEST_DATABASE_URL, or an embedded one."""
-    configured = os.environ.get("TEST_DATABASE_URL")
-    if configured:
-        yield libpq_url(configured)
-        return
-    from payment.embedded_pg import EmbeddedPostgres
-
-    with tempfile.TemporaryDirectory(prefix="aquoris-bench-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None
-                                     ) as scratch:
-        pg = EmbeddedPostgres(data_dir or scratch)
-        pg.start()
-        try:
-            yield pg.url("postgres")
-        finally:
-            pg.stop()
 
 
 async def prepare(server_url: str, rows: int, reuse: bool) -> str:

@@ -13,36 +13,22 @@ import argparse
 import asyncio
 import os
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.pgserver import server
 from payment import migrate
 from payment.dburl import libpq_url, with_database
 from payment.embedded_pg import binaries_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
-
-@contextmanager
-def server() -> Iterator[str]:
-    configured = os.environ.get("TEST_DATABASE_URL")
-    if configured:
-        yield libpq_url(configured)
-        return
-    from payment.embedded_pg import EmbeddedPostgres
-
-    with tempfile.TemporaryDirectory(prefix="aquoris-bench-backup-") as folder:
-        pg = EmbeddedPostgres(folder)
-        pg.start()
-        try:
-            yield pg.url("postgres")
-        finally:
-            pg.stop()
 
 
 async def execute(url: str, *statements: str) -> None:

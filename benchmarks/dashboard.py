@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
@@ -24,27 +20,11 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.dashboard_seed import INVOICES, STEPS, SUBSCRIPTIONS
+from benchmarks.pgserver import server
 from payment import migrate
-from payment.dburl import libpq_url, with_database
+from payment.dburl import with_database
 
 DATABASE = "aquoris_dashboard_bench"
-
-@contextmanager
-def server(data_dir: str | None) -> Iterator[str]:
-    """URL of a server's `postgres` database: TEST_DATABASE_URL, or an embedded one."""
-    configured = os.environ.get("TEST_DATABASE_URL")
-    if configured:
-        yield libpq_url(configured)
-        return
-    from payment.embedded_pg import EmbeddedPostgres
-
-    with tempfile.TemporaryDirectory(prefix="aquoris-bench-") as tmp:
-        pg = EmbeddedPostgres(data_dir or tmp)
-        pg.start()
-        try:
-            yield pg.url("postgres")
-        finally:
-            pg.stop()
 
 
 async def seeded(server_url: str, *, reuse: bool) -> str:

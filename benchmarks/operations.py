@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import asyncpg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.pgserver import server
 from payment import migrate
 from payment.config import Settings
 from payment.dburl import libpq_url, with_database
@@ -38,22 +35,6 @@ from tests.support import factories
 DATABASE = "aquoris_operations_bench"
 ACTOR = "admin:1"
 
-
-@contextmanager
-def server() -> Iterator[str]:
-    configured = os.environ.get("TEST_DATABASE_URL")
-    if configured:
-        yield libpq_url(configured)
-        return
-    from payment.embedded_pg import EmbeddedPostgres
-
-    with tempfile.TemporaryDirectory(prefix="aquoris-bench-") as tmp:
-        pg = EmbeddedPostgres(tmp)
-        pg.start()
-        try:
-            yield pg.url("postgres")
-        finally:
-            pg.stop()
 
 
 async def main(racers: int, payments: int) -> None:
