@@ -8,6 +8,7 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+import procrastinate
 from sqlalchemy import select
 
 from payment.db import Database
@@ -16,6 +17,8 @@ from payment.models import Document, Invoice, utcnow
 
 log = logging.getLogger(__name__)
 RENDER_BATCH = 50
+DOCUMENTS_TASK = "payment:issue_documents_now"
+DEFER_TIMEOUT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -71,3 +74,17 @@ async def run(db: Database, *, now: datetime | None = None) -> RunResult:
     if issued or rendered:
         log.info("documents: %s issued, %s rendered", issued, rendered)
     return RunResult(issued, rendered)
+
+
+async def request_run(jobs: procrastinate.App) -> bool:
+    """Ask a worker to issue and render now (after a commit); False when the queue is unreachable, and the
+    periodic run (every minute) does it anyway. One waiting request is enough: a second is a no-op."""
+    try:
+        await asyncio.wait_for(jobs.configure_task(DOCUMENTS_TASK, queueing_lock=DOCUMENTS_TASK.split(":")[1])
+                               .defer_async(), DEFER_TIMEOUT_SECONDS)
+    except procrastinate.exceptions.AlreadyEnqueued:
+        return True
+    except Exception as exc:
+        log.warning("could not enqueue document issuing (%s); the periodic run will", type(exc).__name__)
+        return False
+    return True

@@ -43,7 +43,7 @@ def install() -> None:
 
     base: Any = stream.Font
 
-    class ThaiTextFont(base):  # type: ignore[misc,valid-type]
+    class ThaiTextFont(base):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             try:
