@@ -1,0 +1,79 @@
+"""Admin: seller profiles with a checked tax id, document downloads and CSV exports, each audited."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import httpx
+from sqlalchemy import select
+
+from payment.documents import runner
+from payment.models import AuditLog, Document
+from payment.runtime import Services
+from tests.admin.conftest import page_token
+from tests.documents.helpers import SELLER_TAX_ID, logo_png, paid_invoice, suite_seller
+
+
+async def test_a_seller_profile_with_a_wrong_check_digit_is_refused_and_nothing_is_saved(
+        admin: httpx.AsyncClient) -> None:
+    token = await page_token(admin, "/admin/seller-profile/create")
+    bad_tax_id = SELLER_TAX_ID[:12] + str((int(SELLER_TAX_ID[12]) + 1) % 10)
+    response = await admin.post("/admin/seller-profile/create", data={
+        "csrf_token": token, "app_id": "", "legal_name": "บริษัท ทดสอบ จำกัด", "address": "1 Bangkok",
+        "tax_id": bad_tax_id, "branch_code": "00000", "vat_registered": "y", "vat_rate_percent": "7",
+        "prices_include_vat": "y"}, files={"logo": ("logo.png", logo_png(), "image/png")})
+    assert response.status_code == 400
+    assert "check digit is wrong" in response.text
+    listing = await admin.get("/admin/seller-profile/list")
+    assert bad_tax_id not in listing.text
+
+
+async def test_admin_downloads_a_document_from_the_invoice_page_and_it_is_audited(
+        admin: httpx.AsyncClient, admin_services: Services) -> None:
+    db = admin_services.db
+    await suite_seller(db)
+    _, invoice = await paid_invoice(db)
+    await runner.run(db)
+    page = await admin.get(f"/admin/invoice/details/{invoice.id}")
+    assert page.status_code == 200
+    async with db.session() as session:
+        doc = (await session.execute(select(Document).where(Document.invoice_id == invoice.id))).scalar_one()
+    assert doc.number in page.text and "Download PDF" in page.text
+    pdf = await admin.get(f"/admin/documents/{doc.id}/pdf")
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content == doc.pdf and pdf.content.startswith(b"%PDF")
+    async with db.session() as session:
+        audited = (await session.execute(select(AuditLog.actor).where(
+            AuditLog.action == "document.downloaded", AuditLog.entity_id == str(doc.id)))).scalars().all()
+    assert len(audited) == 1 and audited[0].startswith("admin:")
+    assert (await admin.get("/admin/documents/999999999/pdf")).status_code == 404
+
+
+async def test_the_invoice_list_exports_its_filter_as_csv_and_the_export_is_audited(
+        admin: httpx.AsyncClient, admin_services: Services) -> None:
+    db = admin_services.db
+    customer, invoice = await paid_invoice(db, name="+cmd|' /C calc'!A0")
+    listing = await admin.get(f"/admin/invoice/list?customer={customer.id}")
+    assert f"/admin/exports/invoices.csv?customer={customer.id}" in listing.text
+    response = await admin.get(f"/admin/exports/invoices.csv?customer={customer.id}")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    assert "attachment" in response.headers["content-disposition"]
+    assert response.content.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
+    assert [(r["id"], r["customer_name"]) for r in rows] == [(str(invoice.id), "'+cmd|' /C calc'!A0")]
+    async with db.session() as session:
+        audit = (await session.execute(select(AuditLog).where(AuditLog.action == "export.started")
+                                       .order_by(AuditLog.id.desc()).limit(1))).scalar_one()
+    assert audit.entity_id == "invoices" and audit.details == {"filters": {"customer": str(customer.id)}}
+    assert (await admin.get("/admin/exports/passwords.csv")).status_code == 404
+
+
+async def test_the_documents_page_shows_the_vat_summary(admin: httpx.AsyncClient, admin_services: Services) -> None:
+    await suite_seller(admin_services.db)
+    _, _ = await paid_invoice(admin_services.db)
+    await runner.run(admin_services.db)
+    page = await admin.get("/admin/documents")
+    assert page.status_code == 200
+    assert "Output VAT by month" in page.text and SELLER_TAX_ID in page.text
