@@ -15,27 +15,29 @@ from decimal import Decimal
 
 BOM = "\ufeff".encode()
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_FIRST = frozenset(FORMULA_STARTS)
 
 Cell = str | int | Decimal | date | datetime | bool | None
 
 
 def escape_text(value: str) -> str:
     """Text that a spreadsheet would take for a formula, prefixed with an apostrophe."""
-    return "'" + value if value.startswith(FORMULA_STARTS) else value
+    return "'" + value if value[:1] in _FORMULA_FIRST else value
 
 
 def cell_text(value: Cell) -> str:
+    """One cell: text escaped, numbers and dates as written (a non-negative amount never looks like a formula)."""
     if value is None:
         return ""
+    if type(value) is str:
+        return "'" + value if value[:1] in _FORMULA_FIRST else value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | Decimal):
         return str(value)
-    if isinstance(value, datetime):
+    if isinstance(value, datetime | date):
         return value.isoformat()
-    if isinstance(value, date):
-        return value.isoformat()
-    return escape_text(value)
+    return escape_text(str(value))
 
 
 def encode_rows(rows: Iterable[Sequence[Cell]]) -> bytes:
@@ -50,3 +52,11 @@ def encode_rows(rows: Iterable[Sequence[Cell]]) -> bytes:
 def minor_to_decimal(cents: int | None) -> Decimal | None:
     """Minor units as a decimal amount (both supported currencies have two decimals)."""
     return None if cents is None else Decimal(cents).scaleb(-2)
+
+
+def minor_text(cents: int | None) -> str | None:
+    """Minor units as the amount's text, "1234.50" (faster than a Decimal, for millions of export cells)."""
+    if cents is None:
+        return None
+    whole, frac = divmod(abs(cents), 100)
+    return f"{'-' if cents < 0 else ''}{whole}.{frac:02d}"

@@ -55,13 +55,13 @@ async def stream_table(db: Database, kind: str, filters: Mapping[str, str], *, b
         if after is not None:
             stmt = stmt.where(table.key < after)
         async with db.session() as session:
-            rows = (await session.execute(stmt.order_by(table.key.desc()).limit(batch))).all()
+            rows = (await session.execute(stmt.order_by(table.key.desc()).limit(batch))).tuples().all()
         if not rows:
             return
         yield encode_rows(table.cells(row) for row in rows)
         if len(rows) < batch:
             return
-        after = int(rows[-1].id)
+        after = int(rows[-1][0])
 
 
 VAT_HEADER = ("seller_id", "seller", "seller_tax_id", "branch_code", "month", "currency", "tax_invoices",

@@ -15,7 +15,7 @@ from sqlalchemy.orm import InstrumentedAttribute, aliased
 
 from payment.customers.records import audit_filters, invoice_filters, refund_filters, subscription_filters
 from payment.customers.service import search_conditions
-from payment.exports.csv_format import Cell, minor_to_decimal
+from payment.exports.csv_format import Cell, minor_text
 from payment.models import AuditLog, BuyerDetails, Customer, Document, Invoice, Plan, Refund, Subscription
 
 Filters = Mapping[str, str]
@@ -23,11 +23,23 @@ Filters = Mapping[str, str]
 
 @dataclass(frozen=True)
 class Table:
+    """An export: its query selects the columns in the header's order; `money` and `json` name the positions
+    written as amounts (minor units) and as JSON text."""
+
     kind: str
     header: Sequence[str]
     key: InstrumentedAttribute[int]
     query: Callable[[Filters], Select[*tuple[Any, ...]]]
-    cells: Callable[[Any], Sequence[Cell]]
+    money: tuple[int, ...] = ()
+    json: tuple[int, ...] = ()
+
+    def cells(self, row: Sequence[Any]) -> list[Cell]:
+        out = list(row)
+        for i in self.money:
+            out[i] = minor_text(out[i])
+        for i in self.json:
+            out[i] = json.dumps(out[i], ensure_ascii=False, sort_keys=True)
+        return out
 
 
 def _current(document: Any) -> ColumnElement[bool]:
@@ -86,44 +98,26 @@ def _audit(filters: Filters) -> Select[*tuple[Any, ...]]:
                    AuditLog.entity_id, AuditLog.details, AuditLog.ip).where(*audit_filters(filters)))
 
 
-def _money(row: Any, *names: str) -> list[Cell]:
-    return [minor_to_decimal(getattr(row, n)) for n in names]
-
-
-def _rate(bp: int | None) -> Cell:
-    return None if bp is None else minor_to_decimal(bp)
-
-
 TABLES: dict[str, Table] = {t.kind: t for t in (
     Table("subscriptions",
           ("id", "created_at", "status", "source", "plan_slug", "plan_name", "external_user_id", "email",
            "current_period_start", "current_period_end", "cancel_at_period_end", "canceled_at", "ended_at",
            "stripe_subscription_id"),
-          Subscription.id, _subscriptions, lambda r: tuple(r)),
+          Subscription.id, _subscriptions),
     Table("invoices",
           ("id", "created_at", "paid_at", "status", "source", "external_user_id", "email", "customer_name",
            "buyer_company", "buyer_tax_id", "currency", "amount", "refunded", "tax_invoice_number",
            "tax_invoice_date", "amount_before_vat", "vat", "vat_rate_percent", "credit_note_numbers",
            "payment_method", "reference_number", "stripe_invoice_id"),
-          Invoice.id, _invoices,
-          lambda r: (r.id, r.created_at, r.paid_at, r.status, r.source, r.external_user_id, r.email, r.name,
-                     r.company_name, r.tax_id, r.currency, *_money(r, "amount_cents", "amount_refunded_cents"),
-                     r.number, r.issue_date, *_money(r, "net_cents", "vat_cents"), _rate(r.vat_rate_bp),
-                     r.credit_notes, r.payment_method, r.reference_number, r.stripe_invoice_id)),
+          Invoice.id, _invoices, money=(11, 12, 15, 16, 17)),
     Table("refunds",
           ("id", "created_at", "succeeded_at", "status", "invoice_id", "external_user_id", "email", "currency",
            "amount", "credit_note_number", "amount_before_vat", "vat", "reason", "created_by", "stripe_refund_id"),
-          Refund.id, _refunds,
-          lambda r: (r.id, r.created_at, r.succeeded_at, r.status, r.invoice_id, r.external_user_id, r.email,
-                     r.currency, minor_to_decimal(r.amount_cents), r.number, *_money(r, "net_cents", "vat_cents"),
-                     r.reason, r.created_by, r.stripe_refund_id)),
+          Refund.id, _refunds, money=(8, 10, 11)),
     Table("customers",
           ("id", "created_at", "external_user_id", "email", "name", "locale", "stripe_customer_id", "buyer_company",
            "buyer_address", "buyer_tax_id", "buyer_branch_code"),
-          Customer.id, _customers, lambda r: tuple(r)),
-    Table("audit",
-          ("id", "at", "actor", "action", "entity_type", "entity_id", "details", "ip"),
-          AuditLog.id, _audit,
-          lambda r: (r.id, r.at, r.actor, r.action, r.entity_type, r.entity_id,
-                     json.dumps(r.details, ensure_ascii=False, sort_keys=True), r.ip)),
+          Customer.id, _customers),
+    Table("audit", ("id", "at", "actor", "action", "entity_type", "entity_id", "details", "ip"),
+          AuditLog.id, _audit, json=(6,)),
 )}
