@@ -20,7 +20,10 @@ async def _logo(value: Any) -> bytes | None:
     """The uploaded logo's bytes (at most one byte over the limit is read, so the service can refuse it)."""
     if value is None or not hasattr(value, "read"):
         return None
-    data: bytes = await value.read(LOGO_MAX_BYTES + 1)
+    try:
+        data: bytes = await value.read(LOGO_MAX_BYTES + 1)
+    finally:
+        await value.close()
     return data or None
 
 

@@ -55,7 +55,7 @@ async def stream_table(db: Database, kind: str, filters: Mapping[str, str], *, b
         if after is not None:
             stmt = stmt.where(table.key < after)
         async with db.session() as session:
-            rows = (await session.execute(stmt.order_by(table.key.desc()).limit(batch))).tuples().all()
+            rows = (await session.execute(stmt.order_by(table.key.desc()).limit(batch))).all()
         if not rows:
             return
         yield encode_rows(table.cells(row) for row in rows)
