@@ -9,7 +9,8 @@ import httpx
 from sqlalchemy import select
 
 from payment.documents import runner
-from payment.models import AuditLog, Document
+from payment.documents.sellers import seller_for_invoice
+from payment.models import AuditLog, Document, Invoice, Plan, Subscription
 from payment.runtime import Services
 from tests.admin.conftest import page_token
 from tests.documents.helpers import SELLER_TAX_ID, logo_png, paid_invoice, suite_seller
@@ -77,3 +78,33 @@ async def test_the_documents_page_shows_the_vat_summary(admin: httpx.AsyncClient
     page = await admin.get("/admin/documents")
     assert page.status_code == 200
     assert "Output VAT by month" in page.text and SELLER_TAX_ID in page.text
+
+
+async def test_an_app_gets_its_own_seller_profile_through_the_form(admin: httpx.AsyncClient,
+                                                                   admin_services: Services) -> None:
+    db = admin_services.db
+    await suite_seller(db)
+    _, invoice = await paid_invoice(db)  # its plan belongs to a fresh app
+    async with db.session() as session:
+        row = await session.get(Invoice, invoice.id)
+        assert row is not None
+        suite = await seller_for_invoice(session, row)
+        assert suite is not None and suite.app_id is None
+        app_id = (await session.execute(select(Plan.app_id).join(Subscription, Subscription.plan_id == Plan.id)
+                                        .where(Subscription.id == row.subscription_id))).scalar_one()
+    token = await page_token(admin, "/admin/seller-profile/create")
+    response = await admin.post("/admin/seller-profile/create", data={
+        "csrf_token": token, "app_id": str(app_id), "legal_name": "บริษัท เวก้า จำกัด", "address": "2 Bangkok",
+        "tax_id": "0994000165510", "branch_code": "2", "vat_registered": "y", "vat_rate_percent": "7",
+        "prices_include_vat": "y"}, files={"logo": ("logo.png", logo_png(), "image/png")})
+    assert response.status_code == 302, response.text
+    async with db.session() as session:
+        row = await session.get(Invoice, invoice.id)
+        assert row is not None
+        own = await seller_for_invoice(session, row)
+    assert own is not None and (own.app_id, own.legal_name, own.branch_code) == (app_id, "บริษัท เวก้า จำกัด", "00002")
+    assert own.logo == logo_png()
+    await runner.run(db)
+    async with db.session() as session:
+        doc = (await session.execute(select(Document).where(Document.invoice_id == invoice.id))).scalar_one()
+    assert doc.seller_id == own.id and doc.seller_snapshot["branch_code"] == "00002"
