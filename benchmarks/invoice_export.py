@@ -123,7 +123,7 @@ async def export(client: httpx.AsyncClient, query: str) -> tuple[int, int, float
             assert response.status_code == 200, response.status_code
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
-                lines += chunk.count(b"\r\n")
+                lines += chunk.count(b"\n")  # not "\r\n": a chunk may end between the two
     return lines - 1, size, time.perf_counter() - started, peak.peak
 
 

@@ -33,9 +33,12 @@ async def issue_due(db: Database, *, now: datetime | None = None) -> int:
         due = await issuance.due_issues(session)
     issued = 0
     for kind, object_id in due:
-        async with db.transaction() as session:
-            if await issuance.ISSUERS[kind](session, object_id, now=now or utcnow()) is not None:
-                issued += 1
+        try:
+            async with db.transaction() as session:
+                if await issuance.ISSUERS[kind](session, object_id, now=now or utcnow()) is not None:
+                    issued += 1
+        except Exception as exc:  # one bad row must not hold up the others; it is tried again next run
+            log.error("could not issue %s for %s (%s)", kind, object_id, type(exc).__name__)
     return issued
 
 
@@ -62,8 +65,11 @@ async def render_due(db: Database, *, limit: int = RENDER_BATCH) -> int:
                                      .limit(limit))).scalars().all()
     rendered = 0
     for document_id in ids:
-        if await render_one(db, document_id):
-            rendered += 1
+        try:
+            if await render_one(db, document_id):
+                rendered += 1
+        except Exception as exc:  # logged by type only (no document content in logs); retried next run
+            log.error("could not render document %s (%s)", document_id, type(exc).__name__)
     return rendered
 
 
