@@ -6,6 +6,7 @@ No network at render time: the only resources a document may load are `data:` UR
 from __future__ import annotations
 
 import hashlib
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ from payment.documents import thai_text
 from payment.documents.rules import amount_text, branch_label, thai_date
 from payment.models import Document
 
+_RENDER_LOCK = threading.Lock()
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
                         autoescape=select_autoescape(["html"]))
 TITLES = {
@@ -56,8 +58,10 @@ def render_pdf(html: str) -> Rendered:
     from weasyprint import HTML
     from weasyprint.urls import URLFetcher
 
-    thai_text.install()
-    fetcher = URLFetcher(allowed_protocols={"data"})
-    pdf = HTML(string=html, url_fetcher=fetcher).write_pdf()
+    # one rendering at a time per process: Pango and fontconfig keep process-wide state
+    with _RENDER_LOCK:
+        thai_text.install()
+        fetcher = URLFetcher(allowed_protocols={"data"})
+        pdf = HTML(string=html, url_fetcher=fetcher).write_pdf()
     assert isinstance(pdf, bytes)
     return Rendered(pdf=pdf, sha256=hashlib.sha256(pdf).hexdigest())
