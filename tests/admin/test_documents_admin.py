@@ -13,7 +13,7 @@ from payment.documents.sellers import seller_for_invoice
 from payment.models import AuditLog, Document, Invoice, Plan, Subscription
 from payment.runtime import Services
 from tests.admin.conftest import page_token
-from tests.documents.helpers import SELLER_TAX_ID, logo_png, paid_invoice, suite_seller
+from tests.documents.helpers import SELLER_TAX_ID, logo_png, paid_invoice, succeeded_refund, suite_seller
 
 
 async def test_a_seller_profile_with_a_wrong_check_digit_is_refused_and_nothing_is_saved(
@@ -108,3 +108,20 @@ async def test_an_app_gets_its_own_seller_profile_through_the_form(admin: httpx.
     async with db.session() as session:
         doc = (await session.execute(select(Document).where(Document.invoice_id == invoice.id))).scalar_one()
     assert doc.seller_id == own.id and doc.seller_snapshot["branch_code"] == "00002"
+
+
+async def test_the_refund_page_offers_its_credit_note(admin: httpx.AsyncClient, admin_services: Services) -> None:
+    db = admin_services.db
+    await suite_seller(db)
+    _, invoice = await paid_invoice(db, amount_cents=10700)
+    await runner.run(db)
+    refund = await succeeded_refund(db, invoice, 10700)
+    await runner.run(db)
+    page = await admin.get(f"/admin/refund/details/{refund.id}")
+    assert page.status_code == 200
+    async with db.session() as session:
+        note = (await session.execute(select(Document).where(Document.refund_id == refund.id))).scalar_one()
+    assert note.number in page.text and "Credit note" in page.text
+    pdf = await admin.get(f"/admin/documents/{note.id}/pdf")
+    assert pdf.status_code == 200 and pdf.content == note.pdf
+    assert f'filename="{note.number}.pdf"' in pdf.headers["content-disposition"]
