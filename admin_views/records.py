@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from admin_views.documents import WithDocuments
 from admin_views.keyset import FilterSpec, KeysetModelView, plain_choices
 from payment.customers import records
 from payment.listing import Page
@@ -28,6 +29,7 @@ class SubscriptionView(KeysetModelView, model=Subscription):
     list_headers = ("ID", "Customer", "Plan", "Status", "Source", "Current period ends", "Cancels", "Created")
     row_template = "admin/rows/subscription.html"
     details_template = "admin/subscription_details.html"
+    export_kind = "subscriptions"
     filter_names = ("status", "plan", "source", "customer")
 
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:
@@ -41,12 +43,14 @@ class SubscriptionView(KeysetModelView, model=Subscription):
         return await records.list_subscriptions(session, filters, after=after, limit=limit, with_total=with_total)
 
 
-class InvoiceView(KeysetModelView, model=Invoice):
+class InvoiceView(WithDocuments, KeysetModelView, model=Invoice):
     name = "Invoice"
     name_plural = "Invoices"
     icon = "fa-solid fa-file-invoice-dollar"
     list_headers = ("ID", "Customer", "Amount", "Refunded", "Status", "Source", "Method / reference", "Paid")
     row_template = "admin/rows/invoice.html"
+    details_template = "admin/record_with_documents.html"
+    export_kind = "invoices"
     filter_names = ("status", "source", "currency", "customer")
 
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:
@@ -59,12 +63,15 @@ class InvoiceView(KeysetModelView, model=Invoice):
         return await records.list_invoices(session, filters, after=after, limit=limit, with_total=with_total)
 
 
-class RefundView(KeysetModelView, model=Refund):
+class RefundView(WithDocuments, KeysetModelView, model=Refund):
     name = "Refund"
     name_plural = "Refunds"
     icon = "fa-solid fa-rotate-left"
     list_headers = ("ID", "Invoice", "Customer", "Amount", "Status", "Reason", "Also cancel", "By", "Created")
     row_template = "admin/rows/refund.html"
+    details_template = "admin/record_with_documents.html"
+    document_key = "refund_id"
+    export_kind = "refunds"
     filter_names = ("status", "currency", "invoice")
 
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:

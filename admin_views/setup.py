@@ -14,7 +14,19 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from admin_views import admin_users, apps, audit_log, customers, dashboard, operations, plans, records, webhook_events
+from admin_views import (
+    admin_users,
+    apps,
+    audit_log,
+    customers,
+    dashboard,
+    documents,
+    operations,
+    plans,
+    records,
+    sellers,
+    webhook_events,
+)
 from admin_views.auth import BAD_CREDENTIALS, AdminAuth
 from admin_views.csrf import install_template_globals
 from admin_views.formatting import install_filters
@@ -92,8 +104,9 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
     if not any(isinstance(f, _HideExpectedErrors) for f in sqladmin_log.filters):
         sqladmin_log.addFilter(_HideExpectedErrors())
     for view in (customers.CustomerView, records.SubscriptionView, records.InvoiceView, records.RefundView,
-                 plans.PlanView, apps.AppView, admin_users.AdminUserView, audit_log.AuditLogView):
+                 plans.PlanView, apps.AppView, admin_users.AdminUserView, audit_log.AuditLogView,
+                 sellers.SellerProfileView):
         admin.add_view(view)
-    for module in (dashboard, webhook_events, operations):
+    for module in (dashboard, webhook_events, operations, documents):
         module.register(admin, services)
     return admin

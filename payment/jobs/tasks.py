@@ -85,6 +85,20 @@ async def purge_form_submissions(context: procrastinate.JobContext, timestamp: i
         log.info("purged %s old form nonces", count)
 
 
+async def issue_documents(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Tax invoices, credit notes and replacements that are due get their numbers, then their PDFs."""
+    from payment.documents import runner
+
+    await runner.run(services_of_job(context).db)
+
+
+async def issue_documents_now(context: procrastinate.JobContext) -> None:
+    """The same work on demand (after buyer details change, or from the admin), without waiting for the tick."""
+    from payment.documents import runner
+
+    await runner.run(services_of_job(context).db)
+
+
 async def recover_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
     """Jobs left `doing` by a worker that died (SIGKILL, OOM, lost machine) go back to the queue."""
     manager = context.app.job_manager
@@ -102,6 +116,7 @@ PERIODIC: tuple[tuple[str, str, Any], ...] = (
     ("purge_billing_sessions", "7,37 * * * *", purge_billing_sessions),
     ("purge_form_submissions", "17 3 * * *", purge_form_submissions),
     ("recover_stalled_jobs", "* * * * * */15", recover_stalled_jobs),
+    ("issue_documents", "* * * * *", issue_documents),
 )
 
 
@@ -110,6 +125,8 @@ def make_blueprint() -> procrastinate.Blueprint:
     blueprint would break the second app of a process (web + in-process worker under `payment dev`, tests)."""
     blueprint = procrastinate.Blueprint()
     blueprint.task(name="apply_stripe_event", pass_context=True, retry=EVENT_RETRY)(apply_stripe_event)
+    blueprint.task(name="issue_documents_now", pass_context=True, retry=PERIODIC_RETRY,
+                   queueing_lock="issue_documents_now")(issue_documents_now)
     for name, cron, body in PERIODIC:
         task = blueprint.task(name=name, pass_context=True, retry=PERIODIC_RETRY)(body)
         blueprint.periodic(cron=cron)(task)

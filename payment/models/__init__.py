@@ -10,10 +10,12 @@ from payment.models.dashboard import (
     DashboardSubscriptionDay,
     DashboardSubscriptionTotal,
 )
+from payment.models.documents import BuyerDetails, Document, DocumentCounter, SellerProfile
 from payment.models.ops import AuditLog, BillingSession, CheckoutSession, FormSubmission, RateLimitHit, StripeEvent
 
 __all__ = [
-    "AdminUser", "App", "AuditLog", "Base", "BillingSession", "CheckoutSession", "Customer", "DashboardMrrDelta",
-    "DashboardRevenueDay", "DashboardSubscriptionDay", "DashboardSubscriptionTotal", "FormSubmission",
-    "Invoice", "Plan", "RateLimitHit", "Refund", "StripeEvent", "Subscription", "SubscriptionAdjustment", "utcnow",
+    "AdminUser", "App", "AuditLog", "Base", "BillingSession", "BuyerDetails", "CheckoutSession", "Customer",
+    "DashboardMrrDelta", "DashboardRevenueDay", "DashboardSubscriptionDay", "DashboardSubscriptionTotal", "Document",
+    "DocumentCounter", "FormSubmission", "Invoice", "Plan", "RateLimitHit", "Refund", "SellerProfile", "StripeEvent",
+    "Subscription", "SubscriptionAdjustment", "utcnow",
 ]
