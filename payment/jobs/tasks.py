@@ -12,6 +12,7 @@ from typing import Any
 
 import procrastinate
 
+from payment.app_webhooks import delivery as webhook_delivery
 from payment.jobs.periodic import expire_due_subscriptions
 from payment.models import utcnow
 from payment.runtime import Services
@@ -85,6 +86,12 @@ async def purge_form_submissions(context: procrastinate.JobContext, timestamp: i
         log.info("purged %s old form nonces", count)
 
 
+async def deliver_webhooks(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Client apps' webhooks that are due (new, or waiting for their retry) go out, in order per user."""
+    services = services_of_job(context)
+    await webhook_delivery.deliver(services.db, services.settings)
+
+
 async def recover_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
     """Jobs left `doing` by a worker that died (SIGKILL, OOM, lost machine) go back to the queue."""
     manager = context.app.job_manager
@@ -102,6 +109,8 @@ PERIODIC: tuple[tuple[str, str, Any], ...] = (
     ("purge_billing_sessions", "7,37 * * * *", purge_billing_sessions),
     ("purge_form_submissions", "17 3 * * *", purge_form_submissions),
     ("recover_stalled_jobs", "* * * * * */15", recover_stalled_jobs),
+    # every 2 s: a change reaches client apps within seconds; a run that finds nothing due is one indexed query
+    ("deliver_webhooks", "* * * * * */2", deliver_webhooks),
 )
 
 

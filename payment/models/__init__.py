@@ -11,9 +11,11 @@ from payment.models.dashboard import (
     DashboardSubscriptionTotal,
 )
 from payment.models.ops import AuditLog, BillingSession, CheckoutSession, FormSubmission, RateLimitHit, StripeEvent
+from payment.models.outbox import OutboxCounter, OutboxMessage, WebhookEndpoint
 
 __all__ = [
     "AdminUser", "App", "AuditLog", "Base", "BillingSession", "CheckoutSession", "Customer", "DashboardMrrDelta",
     "DashboardRevenueDay", "DashboardSubscriptionDay", "DashboardSubscriptionTotal", "FormSubmission",
-    "Invoice", "Plan", "RateLimitHit", "Refund", "StripeEvent", "Subscription", "SubscriptionAdjustment", "utcnow",
+    "Invoice", "OutboxCounter", "OutboxMessage", "Plan", "RateLimitHit", "Refund", "StripeEvent", "Subscription",
+    "SubscriptionAdjustment", "WebhookEndpoint", "utcnow",
 ]
