@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from admin_views import admin_users, apps, audit_log, customers, dashboard, operations, plans, records, webhook_events
+from admin_views.app_webhooks import register as register_app_webhooks
 from admin_views.auth import BAD_CREDENTIALS, AdminAuth
 from admin_views.csrf import install_template_globals
 from admin_views.formatting import install_filters
@@ -96,4 +97,5 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
         admin.add_view(view)
     for module in (dashboard, webhook_events, operations):
         module.register(admin, services)
+    register_app_webhooks(admin, services)
     return admin
