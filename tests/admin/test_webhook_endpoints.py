@@ -14,7 +14,7 @@ from payment.app_webhooks.delivery import webhook_channel
 from payment.models import WebhookEndpoint, utcnow
 from payment.outbox.delivery import deliver_due
 from payment.runtime import Services
-from tests.admin.conftest import admin, admin_services, admin_settings, page_token, root_admin  # noqa: F401
+from tests.admin.conftest import page_token
 from tests.app_webhooks.receiver import webhook_receiver
 from tests.support import factories
 
@@ -47,7 +47,7 @@ async def _post(admin: httpx.AsyncClient, endpoint: WebhookEndpoint, action: str
     return response
 
 
-async def test_add_test_event_log_and_replay(admin: httpx.AsyncClient, admin_services: Services) -> None:  # noqa: F811
+async def test_add_test_event_log_and_replay(admin: httpx.AsyncClient, admin_services: Services) -> None:
     with webhook_receiver() as receiver:
         receiver.answer = lambda d: 204
         endpoint, secret = await _add(admin, admin_services, receiver.url)
@@ -80,7 +80,7 @@ async def test_add_test_event_log_and_replay(admin: httpx.AsyncClient, admin_ser
 
 
 async def test_an_endpoint_failing_for_days_is_disabled_and_the_admin_sees_why(
-        admin: httpx.AsyncClient, admin_services: Services) -> None:  # noqa: F811
+        admin: httpx.AsyncClient, admin_services: Services) -> None:
     with webhook_receiver() as receiver:
         receiver.answer = lambda d: 500
         endpoint, _ = await _add(admin, admin_services, receiver.url)
@@ -102,7 +102,7 @@ async def test_an_endpoint_failing_for_days_is_disabled_and_the_admin_sees_why(
 
 
 async def test_a_bad_url_is_refused_with_a_message_and_nothing_saved(admin: httpx.AsyncClient,
-                                                                     admin_services: Services) -> None:  # noqa: F811
+                                                                     admin_services: Services) -> None:
     async with admin_services.db.transaction() as session:
         app, _ = await factories.create_app(session)
     token = await page_token(admin, "/admin/webhook-endpoints")
