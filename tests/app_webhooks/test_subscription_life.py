@@ -6,8 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import jsonschema_rs
 import pytest
 
+from payment.api import openapi
 from payment.config import Settings
 from payment.runtime import Services
 from tests.app_webhooks.conftest import client_app, messages
@@ -70,6 +72,10 @@ async def test_a_subscription_life_produces_the_expected_events_in_order(world: 
         ("subscription.canceled", "canceled"),       # the period ended
         ("entitlement.changed", "free"),
     ]
+    document = openapi.document(settings)
+    for body in bodies:  # each body matches its schema in the OpenAPI document's `webhooks`
+        schema = document["webhooks"][body["type"]]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        jsonschema_rs.Draft202012Validator({**schema, "components": document["components"]}).validate(body)
     assert len({d.id for d in accepted}) == len(accepted) == len(queued)
     assert [d.id for d in accepted] == [m.message_id for m in queued]
     sequences = [b["sequence"] for b in bodies if b["subscriptionId"] is not None]
