@@ -114,12 +114,17 @@ PERIODIC: tuple[tuple[str, str, Any], ...] = (
 )
 
 
+# one delivery run at a time, so slow client endpoints never fill every worker slot; ticks that find it running
+# wait without a slot (no queueing lock: a stalled run could then never be put back while a tick waits)
+SERIAL_LOCKS: dict[str, str] = {"deliver_webhooks": "deliver_webhooks"}
+
+
 def make_blueprint() -> procrastinate.Blueprint:
     """A fresh blueprint for each app: `App.add_tasks_from` renames and re-binds a blueprint's tasks, so one shared
     blueprint would break the second app of a process (web + in-process worker under `payment dev`, tests)."""
     blueprint = procrastinate.Blueprint()
     blueprint.task(name="apply_stripe_event", pass_context=True, retry=EVENT_RETRY)(apply_stripe_event)
     for name, cron, body in PERIODIC:
-        task = blueprint.task(name=name, pass_context=True, retry=PERIODIC_RETRY)(body)
+        task = blueprint.task(name=name, pass_context=True, retry=PERIODIC_RETRY, lock=SERIAL_LOCKS.get(name))(body)
         blueprint.periodic(cron=cron)(task)
     return blueprint
