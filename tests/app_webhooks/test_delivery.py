@@ -13,7 +13,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from payment.app_webhooks import delivery, endpoints
 from payment.config import Settings
-from payment.models import Customer, OutboxMessage
+from payment.models import Customer, OutboxMessage, WebhookEndpoint, utcnow
+from payment.outbox.delivery import deliver_due, retry_delay
 from payment.runtime import Services
 from tests.app_webhooks.conftest import ClientApp, client_app, messages
 from tests.app_webhooks.receiver import Delivery, webhook_receiver
@@ -129,3 +130,34 @@ async def test_a_worker_killed_mid_delivery_loses_nothing_and_duplicates_no_id(s
     rows: list[OutboxMessage] = await messages(services, vega.endpoint.id)
     assert [r.message_id for r in rows] == [d.id for d in accepted]  # the killed attempt's id, sent again
     assert [(r.status, r.attempts) for r in rows] == [("delivered", 2), ("delivered", 1), ("delivered", 1)]
+
+
+async def test_a_delivery_refused_for_three_days_is_failed_and_the_next_waits_for_the_endpoint(
+        services: Services) -> None:
+    with webhook_receiver() as receiver:
+        receiver.answer = lambda d: 410 if b'"Name 0"' in d.body else 200
+        vega = await client_app(services, receiver.url, event_types=("customer.updated",))
+        customer = await _customer(services)
+        await _renamings(services, customer, 2)
+        channel = delivery.webhook_channel(services.db, services.settings)
+        await deliver_due(services.db, channel)
+        later = utcnow() + timedelta(days=3, minutes=1)
+        await deliver_due(services.db, channel, clock=lambda: later)
+        rows = await messages(services, vega.endpoint.id)
+        # the first is given up (kept, replayable); the endpoint failed for three days, so it is disabled
+        assert [(r.status, r.attempts, r.last_status_code) for r in rows] == [("failed", 2, 410), ("pending", 0, None)]
+        assert rows[0].last_error == "HTTP 410: ok"
+        async with services.db.transaction() as session:
+            endpoint = await session.get_one(WebhookEndpoint, vega.endpoint.id)
+            assert not endpoint.enabled and endpoint.disabled_reason is not None
+            assert "HTTP 410" in endpoint.disabled_reason
+            await endpoints.set_enabled(session, vega.endpoint.id, True, actor="test")
+        await deliver_due(services.db, channel)
+        accepted = await receiver.wait_accepted(1)
+    assert _names(accepted, vega) == ["Name 1"]
+
+
+def test_retries_back_off_exponentially_up_to_eight_hours() -> None:
+    base = timedelta(seconds=5)
+    assert [retry_delay(n, base).total_seconds() for n in (1, 2, 3, 4)] == [5, 10, 20, 40]
+    assert retry_delay(40, base) == timedelta(hours=8)
