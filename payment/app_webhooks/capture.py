@@ -65,7 +65,8 @@ def _note_dirty(changes: Changes, obj: object) -> None:
         if new and new[-1] == "payment_failed":
             changes.setdefault(("invoice", obj.id), set()).add("payment_failed")
         old_attempts, new_attempts = _history(obj, "attempt_count")
-        if (not new and obj.status == "payment_failed" and new_attempts and old_attempts
+        status = inspect(obj).dict.get("status")  # what is loaded only: no SQL inside a flush
+        if (not new and status == "payment_failed" and new_attempts and old_attempts
                 and new_attempts[-1] > old_attempts[0]):  # failed again
             changes.setdefault(("invoice", obj.id), set()).add("payment_failed")
     elif isinstance(obj, Refund):
