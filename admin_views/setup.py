@@ -27,6 +27,7 @@ from admin_views import (
     sellers,
     webhook_events,
 )
+from admin_views.app_webhooks import register as register_app_webhooks
 from admin_views.auth import BAD_CREDENTIALS, AdminAuth
 from admin_views.csrf import install_template_globals
 from admin_views.formatting import install_filters
@@ -109,4 +110,5 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
         admin.add_view(view)
     for module in (dashboard, webhook_events, operations, documents):
         module.register(admin, services)
+    register_app_webhooks(admin, services)
     return admin

@@ -46,6 +46,8 @@ class Settings:
     db_pool_size: int = 10
     data_dir: str = ".data"
     log_level: str = "INFO"
+    outgoing_webhook_timeout_seconds: int = 10
+    outgoing_webhook_retry_base_ms: int = 5000
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -142,6 +144,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         session_ttl = _int(env, "BILLING_SESSION_TTL_SECONDS", 3600, minimum=60)
         admin_max_age = _int(env, "ADMIN_SESSION_MAX_AGE", 8 * 3600, minimum=60)
         pool_size = _int(env, "DB_POOL_SIZE", 10)
+        webhook_timeout = _int(env, "OUTGOING_WEBHOOK_TIMEOUT_SECONDS", 10)
+        webhook_retry_base = _int(env, "OUTGOING_WEBHOOK_RETRY_BASE_MS", 5000, minimum=10)
     except ConfigError as exc:
         raise ConfigError("; ".join([*problems, str(exc)])) from None
     if problems:
@@ -165,4 +169,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_pool_size=pool_size,
         data_dir=_str(env, "DATA_DIR") or ".data",
         log_level=(_str(env, "LOG_LEVEL") or "INFO").upper(),
+        outgoing_webhook_timeout_seconds=webhook_timeout,
+        outgoing_webhook_retry_base_ms=webhook_retry_base,
     )

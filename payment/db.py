@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from sqlalchemy import text
@@ -28,12 +28,16 @@ class Database:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(sqlalchemy_url(url), **kwargs)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # run at the end of every transaction, inside it, just before the commit (the outbox writers)
+        self.before_commit: list[Callable[[AsyncSession], Awaitable[None]]] = []
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed when the block ends, rolled back on error."""
         async with self.sessionmaker() as session, session.begin():
             yield session
+            for hook in self.before_commit:
+                await hook(session)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

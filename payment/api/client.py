@@ -147,16 +147,8 @@ async def customer_subscription(request: Request) -> Response:
             ent = await entitlements.current(session, customer, app)
     except PaymentError as exc:
         return from_error(exc)
-    return JSONResponse({
-        "externalUserId": external_id,
-        "appSlug": app.slug,
-        "plan": {"slug": ent.plan_slug, "name": ent.plan_name},
-        "status": ent.status,
-        "source": ent.source,
-        "paid": ent.is_paid,
-        "currentPeriodEnd": iso(ent.current_period_end),
-        "cancelAtPeriodEnd": ent.cancel_at_period_end,
-    }, headers={"Cache-Control": "no-store"})
+    return JSONResponse(entitlements.document(ent, external_user_id=external_id, app_slug=app.slug),
+                        headers={"Cache-Control": "no-store"})
 
 
 async def openapi_document(request: Request) -> Response:

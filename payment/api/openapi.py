@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from payment.app_webhooks import catalogue
 from payment.config import Settings
 
 # No control characters; the same rules payment/billing/customers.py enforces.
@@ -111,6 +112,39 @@ def _problem(status: int) -> dict[str, Any]:
     return response
 
 
+_SIGNATURE_HEADERS = [
+    {"name": "webhook-id", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "The message id: the same on every retry and replay of one message; store it to drop repeats."},
+    {"name": "webhook-timestamp", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "Unix seconds when this attempt was signed; refuse ones more than 5 minutes off."},
+    {"name": "webhook-signature", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "Standard Webhooks signatures, space-separated `v1,<base64>` (two during a secret rotation)."},
+]
+
+
+def _event_schema_name(event_type: str) -> str:
+    return "Event" + "".join(part.capitalize() for part in event_type.replace("_", ".").split("."))
+
+
+def _webhooks() -> dict[str, Any]:
+    """The outgoing webhooks a client app can receive (OpenAPI 3.1 `webhooks`), one per event type."""
+    return {event_type: {"post": {
+        "operationId": "on" + _event_schema_name(event_type)[len("Event"):],
+        "summary": event_type,
+        "description": catalogue.DESCRIPTIONS[event_type] + " Signed per Standard Webhooks; delivered in order per "
+                       "user, retried with back-off for about three days until your endpoint answers 2xx.",
+        "parameters": _SIGNATURE_HEADERS,
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{_event_schema_name(event_type)}"}}}},
+        "responses": {"2XX": {"description": "Received; anything else (or no answer within the timeout) is retried."}},
+    }} for event_type in (*catalogue.EVENT_TYPES, catalogue.TEST)}
+
+
+def _webhook_schemas() -> dict[str, Any]:
+    return {**catalogue.DATA_SCHEMAS, **{_event_schema_name(t): catalogue.event_schema(t)
+                                         for t in (*catalogue.EVENT_TYPES, catalogue.TEST)}}
+
+
 def document(settings: Settings) -> dict[str, Any]:
     """The OpenAPI 3.1 document, with this deployment's URL as its server."""
     return {
@@ -162,8 +196,9 @@ def document(settings: Settings) -> dict[str, Any]:
                     "application/json": {"schema": {"type": "object"}}}}},
             }},
         },
+        "webhooks": _webhooks(),
         "components": {
-            "schemas": _SCHEMAS,
+            "schemas": {**_SCHEMAS, **_webhook_schemas()},
             "securitySchemes": {"appKey": {"type": "http", "scheme": "bearer",
                                            "description": "The app's API key (apk_...)."}},
         },

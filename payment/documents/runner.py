@@ -84,12 +84,11 @@ async def run(db: Database, *, now: datetime | None = None) -> RunResult:
 
 async def request_run(jobs: procrastinate.App) -> bool:
     """Ask a worker to issue and render now (after a commit); False when the queue is unreachable, and the
-    periodic run (every minute) does it anyway. One waiting request is enough: a second is a no-op."""
+    periodic run (every minute) does it anyway. Requests run one at a time (the task's lock); a request that finds
+    nothing due is one query. No queueing lock: Procrastinate could then not put a stalled run back in the queue
+    while another request waits."""
     try:
-        await asyncio.wait_for(jobs.configure_task(DOCUMENTS_TASK, queueing_lock=DOCUMENTS_TASK.split(":")[1])
-                               .defer_async(), DEFER_TIMEOUT_SECONDS)
-    except procrastinate.exceptions.AlreadyEnqueued:
-        return True
+        await asyncio.wait_for(jobs.configure_task(DOCUMENTS_TASK).defer_async(), DEFER_TIMEOUT_SECONDS)
     except Exception as exc:
         log.warning("could not enqueue document issuing (%s); the periodic run will", type(exc).__name__)
         return False

@@ -12,6 +12,7 @@ from typing import Any
 
 import procrastinate
 
+from payment.app_webhooks import delivery as webhook_delivery
 from payment.jobs.periodic import expire_due_subscriptions
 from payment.models import utcnow
 from payment.runtime import Services
@@ -99,6 +100,12 @@ async def issue_documents_now(context: procrastinate.JobContext) -> None:
     await runner.run(services_of_job(context).db)
 
 
+async def deliver_webhooks(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Client apps' webhooks that are due (new, or waiting for their retry) go out, in order per user."""
+    services = services_of_job(context)
+    await webhook_delivery.deliver(services.db, services.settings)
+
+
 async def recover_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
     """Jobs left `doing` by a worker that died (SIGKILL, OOM, lost machine) go back to the queue."""
     manager = context.app.job_manager
@@ -117,7 +124,14 @@ PERIODIC: tuple[tuple[str, str, Any], ...] = (
     ("purge_form_submissions", "17 3 * * *", purge_form_submissions),
     ("recover_stalled_jobs", "* * * * * */15", recover_stalled_jobs),
     ("issue_documents", "* * * * *", issue_documents),
+    # every 2 s: a change reaches client apps within seconds; a run that finds nothing due is one indexed query
+    ("deliver_webhooks", "* * * * * */2", deliver_webhooks),
 )
+
+
+# one delivery run at a time, so slow client endpoints never fill every worker slot; ticks that find it running
+# wait without a slot (no queueing lock: a stalled run could then never be put back while a tick waits)
+SERIAL_LOCKS: dict[str, str] = {"deliver_webhooks": "deliver_webhooks"}
 
 
 def make_blueprint() -> procrastinate.Blueprint:
@@ -126,8 +140,8 @@ def make_blueprint() -> procrastinate.Blueprint:
     blueprint = procrastinate.Blueprint()
     blueprint.task(name="apply_stripe_event", pass_context=True, retry=EVENT_RETRY)(apply_stripe_event)
     blueprint.task(name="issue_documents_now", pass_context=True, retry=PERIODIC_RETRY,
-                   queueing_lock="issue_documents_now")(issue_documents_now)
+                   lock="issue_documents_now")(issue_documents_now)
     for name, cron, body in PERIODIC:
-        task = blueprint.task(name=name, pass_context=True, retry=PERIODIC_RETRY)(body)
+        task = blueprint.task(name=name, pass_context=True, retry=PERIODIC_RETRY, lock=SERIAL_LOCKS.get(name))(body)
         blueprint.periodic(cron=cron)(task)
     return blueprint

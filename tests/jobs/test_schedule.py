@@ -14,6 +14,7 @@ EXPECTED_SECONDS = {
     "payment:expire_subscriptions": 60,
     "payment:catch_up_stripe_events": 300,
     "payment:issue_documents": 60,
+    "payment:deliver_webhooks": 2,
 }
 
 
