@@ -85,6 +85,15 @@ async def purge_form_submissions(context: procrastinate.JobContext, timestamp: i
         log.info("purged %s old form nonces", count)
 
 
+async def verify_audit_chain(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Daily: a broken audit chain is logged as an error (Sentry) and shown on the dashboard."""
+    from payment.audit.chain import chain_key
+    from payment.audit.verify import check_and_record
+
+    services = services_of_job(context)
+    await check_and_record(services.db, key=chain_key(services.settings.secret_key))
+
+
 async def recover_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
     """Jobs left `doing` by a worker that died (SIGKILL, OOM, lost machine) go back to the queue."""
     manager = context.app.job_manager
@@ -101,6 +110,7 @@ PERIODIC: tuple[tuple[str, str, Any], ...] = (
     ("expire_subscriptions", "* * * * *", expire_subscriptions),
     ("purge_billing_sessions", "7,37 * * * *", purge_billing_sessions),
     ("purge_form_submissions", "17 3 * * *", purge_form_submissions),
+    ("verify_audit_chain", "43 2 * * *", verify_audit_chain),
     ("recover_stalled_jobs", "* * * * * */15", recover_stalled_jobs),
 )
 

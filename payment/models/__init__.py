@@ -10,10 +10,19 @@ from payment.models.dashboard import (
     DashboardSubscriptionDay,
     DashboardSubscriptionTotal,
 )
-from payment.models.ops import AuditLog, BillingSession, CheckoutSession, FormSubmission, RateLimitHit, StripeEvent
+from payment.models.ops import (
+    AuditChainHead,
+    AuditLog,
+    BillingSession,
+    CheckoutSession,
+    FormSubmission,
+    RateLimitHit,
+    StripeEvent,
+)
 
 __all__ = [
-    "AdminUser", "App", "AuditLog", "Base", "BillingSession", "CheckoutSession", "Customer", "DashboardMrrDelta",
-    "DashboardRevenueDay", "DashboardSubscriptionDay", "DashboardSubscriptionTotal", "FormSubmission",
-    "Invoice", "Plan", "RateLimitHit", "Refund", "StripeEvent", "Subscription", "SubscriptionAdjustment", "utcnow",
+    "AdminUser", "App", "AuditChainHead", "AuditLog", "Base", "BillingSession", "CheckoutSession", "Customer",
+    "DashboardMrrDelta", "DashboardRevenueDay", "DashboardSubscriptionDay", "DashboardSubscriptionTotal",
+    "FormSubmission", "Invoice", "Plan", "RateLimitHit", "Refund", "StripeEvent", "Subscription",
+    "SubscriptionAdjustment", "utcnow",
 ]

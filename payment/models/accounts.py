@@ -9,7 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from payment.models.base import Base, Timestamps, in_list
 
-ADMIN_ROLES = ("admin", "viewer")
+ADMIN_ROLES = ("owner", "finance", "support", "viewer")
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 SLUG_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 
@@ -28,7 +28,7 @@ class AdminUser(Timestamps, Base):
     email: Mapped[str] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(1024), default="")
     password_hash: Mapped[str] = mapped_column(String(100))
-    role: Mapped[str] = mapped_column(String(16), default="admin", server_default="admin")
+    role: Mapped[str] = mapped_column(String(16), default="viewer", server_default="viewer")
     is_active: Mapped[bool] = mapped_column(default=True, server_default="true")
     last_login_at: Mapped[datetime | None]
 

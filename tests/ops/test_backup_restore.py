@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from payment.audit.chain import chain_key
 from payment.db import Database
 from payment.dburl import libpq_url, with_database
 from payment.embedded_pg import binaries_dir, free_port
@@ -66,7 +67,7 @@ async def empty_database(pg_server_url: str) -> AsyncIterator[str]:
 @pytest.fixture(scope="module")
 async def filled_database(database_url: str) -> str:
     """The module's migrated database with committed rows in the main tables (Thai text and JSON included)."""
-    db = Database(database_url, null_pool=True)
+    db = Database(database_url, null_pool=True, audit_key=chain_key(factories.SECRET))
     try:
         async with db.transaction() as session:
             await factories.create_app(session, slug="vega", name="Vega — เวก้า")
