@@ -10,12 +10,15 @@ from sqladmin.flash import Flash
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
-from wtforms import Form, PasswordField, StringField
+from wtforms import Form, PasswordField, SelectField, StringField
 
+from admin_views.access import guard, role_allows
+from admin_views.auth import current_admin_id
 from admin_views.csrf import token_for
 from admin_views.formatting import when
-from admin_views.service_views import FORM_CONTROL, Actor, ServiceModelView, redirect_to_list, run_service
+from admin_views.service_views import FORM_CONTROL, FORM_SELECT, Actor, ServiceModelView, redirect_to_list, run_service
 from payment.admins import service as admins
+from payment.admins.permissions import ROLE_HELP, ROLE_LABELS, Permission, Role
 from payment.errors import PaymentError
 from payment.models import AdminUser
 from payment.runtime import services_of
@@ -23,8 +26,12 @@ from payment.runtime import services_of
 PASSWORD_HELP = "8 to 72 bytes (bcrypt's limit; accented and Thai letters take 2-3 bytes each)."
 
 
+ROLE_CHOICES = [(role.value, f"{ROLE_LABELS[role]}: {ROLE_HELP[role]}") for role in Role]
+
+
 class AdminCreateForm(Form):  # type: ignore[misc]
     email = StringField("Email", render_kw=FORM_CONTROL)
+    role = SelectField("Role", choices=ROLE_CHOICES, default=Role.VIEWER.value, render_kw=FORM_SELECT)
     name = StringField("Name", render_kw=FORM_CONTROL, description="Max 1024 characters.")
     password = PasswordField("Password", render_kw=FORM_CONTROL, description=PASSWORD_HELP)
 
@@ -35,7 +42,17 @@ def actions_cell(admin: AdminUser, attribute: Any, request: Request) -> Markup:
     badge = '<span class="badge bg-green-lt">active</span>' if admin.is_active else \
         '<span class="badge bg-secondary-lt">inactive</span>'
     label, value = ("Deactivate", "0") if admin.is_active else ("Reactivate", "1")
+    if not role_allows(request, Permission.MANAGE_ADMINS):
+        return Markup(badge)  # noqa: S704 (a constant)
+    role_url = request.url_for("admin:view-admin-user-role", pk=admin.id)
+    options = "".join(f'<option value="{role.value}"{" selected" if role == admin.role else ""}>'
+                      f'{ROLE_LABELS[role]}</option>' for role in Role)
     return Markup(  # noqa: S704 (every interpolated value is escaped)
+        f'<form method="post" action="{escape(role_url)}" class="d-inline-flex gap-1 me-2">'
+        f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
+        f'<select name="role" class="form-select form-select-sm w-auto" aria-label="Role of {escape(admin.email)}">'
+        f'{options}</select><button type="submit" class="btn btn-sm btn-outline-primary" '
+        f'data-role-admin="{escape(admin.email)}">Change role</button></form>') + Markup(  # noqa: S704 (every interpolated value is escaped)
         f'{badge} <form method="post" action="{escape(toggle_url)}" class="d-inline">'
         f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
         f'<input type="hidden" name="active" value="{value}">'
@@ -48,6 +65,7 @@ class AdminUserView(ServiceModelView, model=AdminUser):
     name = "Admin user"
     name_plural = "Admin users"
     icon = "fa-solid fa-user-shield"
+    write_permission = Permission.MANAGE_ADMINS
     can_edit = False
     column_list = [AdminUser.id, AdminUser.email, AdminUser.name, AdminUser.role, AdminUser.last_login_at,
                    AdminUser.is_active]
@@ -62,7 +80,23 @@ class AdminUserView(ServiceModelView, model=AdminUser):
 
     async def create_with(self, session: AsyncSession, data: dict[str, Any], who: Actor) -> Any:
         return await admins.create_admin(session, email=data.get("email") or "", name=data.get("name") or "",
-                                         password=data.get("password") or "", actor=who.actor, ip=who.ip)
+                                         password=data.get("password") or "", role=data.get("role") or Role.VIEWER,
+                                         actor=who.actor, ip=who.ip)
+
+    @expose("/{pk:int}/role", methods=["POST"])
+    async def role(self, request: Request) -> Response:
+        pk = int(request.path_params["pk"])
+        role = str((await request.form()).get("role", ""))
+
+        async def change(session: AsyncSession, who: Actor) -> str:
+            admin = await admins.set_role(session, pk, role, actor=who.actor, ip=who.ip)
+            return f"{admin.email} is now {ROLE_LABELS[Role(admin.role)].lower()}."
+
+        try:
+            Flash.success(request, await run_service(request, change))
+        except PaymentError as exc:
+            Flash.error(request, exc.message)
+        return redirect_to_list(request, self.identity)
 
     @expose("/{pk:int}/set-active", methods=["POST"])
     async def set_active(self, request: Request) -> Response:
@@ -85,6 +119,8 @@ class AdminUserView(ServiceModelView, model=AdminUser):
     @expose("/{pk:int}/password", methods=["GET", "POST"])
     async def password(self, request: Request) -> Response:
         pk = int(request.path_params["pk"])
+        if pk != current_admin_id(request):
+            await guard(request, Permission.MANAGE_ADMINS)
         async with services_of(request).db.session() as session:
             try:
                 admin = await admins.get_admin(session, pk)

@@ -12,9 +12,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from wtforms import BooleanField, Form, StringField
 
+from admin_views.access import role_allows
 from admin_views.csrf import token_for
 from admin_views.formatting import when
 from admin_views.service_views import FORM_CHECK, FORM_CONTROL, Actor, ServiceModelView, redirect_to_list, run_service
+from payment.admins.permissions import Permission
 from payment.apps import service as apps
 from payment.errors import PaymentError
 from payment.models import App
@@ -41,6 +43,9 @@ def api_key_cell(app: App, attribute: Any, request: Request) -> Markup:
     copy_url = request.url_for("admin:view-app-copy_key", pk=app.id)
     rotate_url = request.url_for("admin:view-app-rotate_key", pk=app.id)
     confirm = f"Rotate the API key of {app.name}? The current key stops working at once."
+    if not role_allows(request, Permission.REVEAL_API_KEY):
+        return Markup(f'<code class="api-key-masked" data-app-slug="{escape(app.slug)}">'  # noqa: S704 (escaped)
+                      f'{escape(app.api_key_hint)}</code>')
     return Markup(  # noqa: S704 (every interpolated value is escaped)
         '<span class="d-inline-flex align-items-center gap-2 flex-wrap">'
         f'<code class="api-key-masked" data-app-slug="{escape(app.slug)}">{escape(app.api_key_hint)}</code>'
@@ -56,6 +61,7 @@ class AppView(ServiceModelView, model=App):
     name = "App"
     name_plural = "Apps"
     icon = "fa-solid fa-cubes"
+    write_permission = Permission.MANAGE_APPS
     column_list = [App.id, App.slug, App.name, App.return_url, App.api_key_hint, App.is_active, App.created_at]
     column_labels = {App.api_key_hint: "API key", App.return_url: "Return URL", App.is_active: "Active",
                      App.created_at: "Created"}

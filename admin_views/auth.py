@@ -17,7 +17,7 @@ from starlette.responses import Response
 from admin_views import csrf
 from payment import ratelimit
 from payment.admins import service as admins
-from payment.audit.service import admin_actor
+from payment.admins.permissions import AdminActor
 from payment.models import AdminUser
 from payment.runtime import Services, services_of
 from payment.security import verify_password
@@ -39,9 +39,12 @@ def current_admin_id(request: HTTPConnection) -> int:
     return admin_id
 
 
-def current_admin_actor(request: HTTPConnection) -> str:
-    """The audit actor for the signed-in admin, e.g. "admin:3"."""
-    return admin_actor(current_admin_id(request))
+def current_admin_actor(request: HTTPConnection) -> AdminActor:
+    """The audit actor for the signed-in admin, e.g. "admin:3", carrying the role loaded on this request."""
+    admin = getattr(request.state, "admin", None)
+    if admin is None:
+        raise PermissionError("no admin is signed in")
+    return AdminActor(admin.id, admin.role)
 
 
 def rate_limit_message(retry_after: int) -> str:

@@ -14,7 +14,18 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from admin_views import admin_users, apps, audit_log, customers, dashboard, operations, plans, records, webhook_events
+from admin_views import (
+    access,
+    admin_users,
+    apps,
+    audit_log,
+    customers,
+    dashboard,
+    operations,
+    plans,
+    records,
+    webhook_events,
+)
 from admin_views.auth import BAD_CREDENTIALS, AdminAuth
 from admin_views.csrf import install_template_globals
 from admin_views.formatting import install_filters
@@ -87,6 +98,7 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
     admin.admin.state.services = services
     admin.admin.state.secret_key = services.settings.secret_key
     install_template_globals(admin.templates.env)
+    access.install_template_globals(admin.templates.env)
     install_filters(admin.templates.env)
     sqladmin_log = logging.getLogger("sqladmin.application")
     if not any(isinstance(f, _HideExpectedErrors) for f in sqladmin_log.filters):

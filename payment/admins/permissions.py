@@ -41,6 +41,12 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
 }
 
 ROLE_LABELS = {Role.OWNER: "Owner", Role.FINANCE: "Finance", Role.SUPPORT: "Support", Role.VIEWER: "Viewer"}
+ROLE_HELP = {
+    Role.OWNER: "everything, including admins, apps, API keys and plans",
+    Role.FINANCE: "refunds and manual payments",
+    Role.SUPPORT: "cancel, resume, extend and grant subscriptions; retry webhook events",
+    Role.VIEWER: "read only",
+}
 
 WHAT = {
     Permission.REFUND: "issue refunds",

@@ -70,7 +70,7 @@ async def test_a_rolled_back_transaction_leaves_no_gap(services: Services) -> No
 
 
 async def test_an_update_in_sql_is_named(services: Services, sql: asyncpg.Connection) -> None:
-    first, changed, last = await _write(services, "test.update", 3)
+    _, changed, _ = await _write(services, "test.update", 3)
     await sql.execute("UPDATE audit_log SET details = '{\"n\": 99}' WHERE id = $1", changed)
     try:
         verdict = await _verify(services)
