@@ -17,9 +17,9 @@ import hmac
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, event, select, update
+from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
 from payment.models import AuditChainHead, AuditLog
@@ -66,7 +66,8 @@ def _chain_pending(session: Session) -> None:
     if not isinstance(key, bytes):
         raise RuntimeError("this database handle has no audit chain key (pass audit_key to Database)")
     session.flush()
-    # only this transaction's rows, and only those still there (a rolled back savepoint may have removed some)
+    # only this transaction's rows, and only those still there (a rolled back savepoint may have removed some);
+    # read before the head is locked, so the lock covers two round trips and the commit
     rows: Sequence[Any] = session.execute(
         select(*COLUMNS).where(AuditLog.id.in_(pending), AuditLog.chain_seq.is_(None)).order_by(AuditLog.id)).all()
     if not rows:
@@ -74,19 +75,29 @@ def _chain_pending(session: Session) -> None:
     head = session.execute(select(AuditChainHead.last_seq, AuditChainHead.last_hash)
                            .where(AuditChainHead.id == 1).with_for_update()).one()
     seq, prev = head.last_seq, head.last_hash or GENESIS
-    updates = []
+    ids, seqs, prevs, hashes = [], [], [], []
     for row in rows:
         seq += 1
         digest = row_hash(key, prev, content(seq, row.id, row.at, row.actor, row.action, row.entity_type,
                                              row.entity_id, row.details, row.ip))
-        updates.append({"rid": row.id, "seq": seq, "prev": prev, "hash": digest})
+        ids.append(row.id)
+        seqs.append(seq)
+        prevs.append(prev)
+        hashes.append(digest)
         prev = digest
-    table = cast(Table, AuditLog.__table__)
-    session.connection().execute(
-        update(table).where(table.c.id == bindparam("rid"))
-        .values(chain_seq=bindparam("seq"), prev_hash=bindparam("prev"), row_hash=bindparam("hash")), updates)
-    session.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(last_seq=seq, last_hash=prev)
-                    .execution_options(synchronize_session=False))
+    session.execute(APPEND, {"ids": ids, "seqs": seqs, "prevs": prevs, "hashes": hashes, "seq": seq, "hash": prev})
+
+
+# the rows and the head in one statement
+APPEND = text("""
+    WITH chained AS (
+        UPDATE audit_log SET chain_seq = v.seq, prev_hash = v.prev, row_hash = v.hash
+        FROM unnest(CAST(:ids AS bigint[]), CAST(:seqs AS bigint[]), CAST(:prevs AS bytea[]),
+                    CAST(:hashes AS bytea[])) AS v(id, seq, prev, hash)
+        WHERE audit_log.id = v.id
+    )
+    UPDATE audit_chain_head SET last_seq = :seq, last_hash = :hash WHERE id = 1
+""")
 
 
 def _forget_pending(session: Session, *args: Any) -> None:

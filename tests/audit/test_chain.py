@@ -13,6 +13,8 @@ import asyncpg
 import pytest
 from sqlalchemy import func, select
 
+from payment.admins import service as admins
+from payment.app import create_app
 from payment.audit import service as audit
 from payment.audit.chain import chain_key
 from payment.audit.verify import Verdict, check_and_record, verify_chain
@@ -21,6 +23,8 @@ from payment.db import Database
 from payment.dburl import libpq_url
 from payment.models import AuditChainHead, AuditLog
 from payment.runtime import Services
+from tests.admin.conftest import sign_in
+from tests.support.app import asgi_client
 
 WRITERS = 50
 
@@ -190,3 +194,25 @@ async def test_the_command_passes_then_names_the_changed_row(services: Services,
         await sql.execute("UPDATE audit_log SET action = 'test.cli' WHERE id = $1", changed)
     assert broken.returncode == 1
     assert f"BROKEN row {changed}: its content was changed after it was written" in broken.stderr
+
+
+async def test_the_dashboard_shows_a_broken_chain(services: Services, sql: asyncpg.Connection) -> None:
+    async with services.db.transaction() as session:
+        await admins.create_admin(session, email="chain@aquoris.test", name="Chain", password="correct-horse-1",
+                                  actor="test")
+    changed = (await _write(services, "test.dashboard"))[0]
+    async with asgi_client(create_app(services=services)) as client:
+        assert (await sign_in(client, "chain@aquoris.test", "correct-horse-1")).status_code == 302
+        key = chain_key(services.settings.secret_key)
+        assert (await check_and_record(services.db, key=key)).ok
+        assert 'id="audit-chain-broken"' not in (await client.get("/admin/")).text
+        await sql.execute("UPDATE audit_log SET ip = '10.0.0.1' WHERE id = $1", changed)
+        try:
+            await check_and_record(services.db, key=key)
+            page = (await client.get("/admin/")).text
+        finally:
+            await sql.execute("UPDATE audit_log SET ip = NULL WHERE id = $1", changed)
+        assert 'id="audit-chain-broken"' in page
+        assert f"row {changed}: its content was changed after it was written" in page
+        await check_and_record(services.db, key=key)
+        assert 'id="audit-chain-broken"' not in (await client.get("/admin/")).text
