@@ -17,7 +17,9 @@ from admin_views.auth import current_admin_id
 from admin_views.csrf import token_for
 from admin_views.formatting import when
 from admin_views.service_views import FORM_CONTROL, FORM_SELECT, Actor, ServiceModelView, redirect_to_list, run_service
+from admin_views.two_factor import step_up_redirect
 from payment.admins import service as admins
+from payment.admins import two_factor
 from payment.admins.permissions import ROLE_HELP, ROLE_LABELS, Permission, Role
 from payment.errors import PaymentError
 from payment.models import AdminUser
@@ -39,6 +41,7 @@ class AdminCreateForm(Form):  # type: ignore[misc]
 def actions_cell(admin: AdminUser, attribute: Any, request: Request) -> Markup:
     toggle_url = request.url_for("admin:view-admin-user-set_active", pk=admin.id)
     password_url = request.url_for("admin:view-admin-user-password", pk=admin.id)
+    reset_url = request.url_for("admin:view-admin-user-reset_two_factor", pk=admin.id)
     badge = '<span class="badge bg-green-lt">active</span>' if admin.is_active else \
         '<span class="badge bg-secondary-lt">inactive</span>'
     label, value = ("Deactivate", "0") if admin.is_active else ("Reactivate", "1")
@@ -58,7 +61,11 @@ def actions_cell(admin: AdminUser, attribute: Any, request: Request) -> Markup:
         f'<input type="hidden" name="active" value="{value}">'
         f'<button type="submit" class="btn btn-sm btn-outline-secondary" data-admin-email="{escape(admin.email)}">'
         f'{label}</button></form> '
-        f'<a class="btn btn-sm btn-outline-primary" href="{escape(password_url)}">Change password</a>')
+        f'<a class="btn btn-sm btn-outline-primary" href="{escape(password_url)}">Change password</a>'
+        + (f' <form method="post" action="{escape(reset_url)}" class="d-inline">'
+           f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
+           f'<button type="submit" class="btn btn-sm btn-outline-warning" data-reset-2fa="{escape(admin.email)}">'
+           'Reset two-factor</button></form>' if admin.has_two_factor else ""))
 
 
 class AdminUserView(ServiceModelView, model=AdminUser):
@@ -87,6 +94,10 @@ class AdminUserView(ServiceModelView, model=AdminUser):
     async def role(self, request: Request) -> Response:
         pk = int(request.path_params["pk"])
         role = str((await request.form()).get("role", ""))
+        await guard(request, Permission.MANAGE_ADMINS)  # refuse a role before asking it to confirm its identity
+        back = str(request.url_for("admin:list", identity=self.identity))
+        if (stale := step_up_redirect(request, back)) is not None:
+            return stale
 
         async def change(session: AsyncSession, who: Actor) -> str:
             admin = await admins.set_role(session, pk, role, actor=who.actor, ip=who.ip)
@@ -96,6 +107,22 @@ class AdminUserView(ServiceModelView, model=AdminUser):
             Flash.success(request, await run_service(request, change))
         except PaymentError as exc:
             Flash.error(request, exc.message)
+        return redirect_to_list(request, self.identity)
+
+    @expose("/{pk:int}/reset-two-factor", methods=["POST"])
+    async def reset_two_factor(self, request: Request) -> Response:
+        pk = int(request.path_params["pk"])
+
+        async def reset(session: AsyncSession, who: Actor) -> str:
+            return (await two_factor.reset(session, pk, actor=who.actor, ip=who.ip)).email
+
+        try:
+            email = await run_service(request, reset)
+        except PaymentError as exc:
+            Flash.error(request, exc.message)
+        else:
+            Flash.success(request, f"Two-factor sign-in is off for {email}; they sign in with their password and "
+                                   "set it up again.")
         return redirect_to_list(request, self.identity)
 
     @expose("/{pk:int}/set-active", methods=["POST"])

@@ -12,10 +12,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from wtforms import BooleanField, Form, StringField
 
-from admin_views.access import role_allows
+from admin_views.access import guard, role_allows
 from admin_views.csrf import token_for
 from admin_views.formatting import when
 from admin_views.service_views import FORM_CHECK, FORM_CONTROL, Actor, ServiceModelView, redirect_to_list, run_service
+from admin_views.two_factor import step_up_json, step_up_redirect
 from payment.admins.permissions import Permission
 from payment.apps import service as apps
 from payment.errors import PaymentError
@@ -95,6 +96,9 @@ class AppView(ServiceModelView, model=App):
     @expose("/{pk:int}/copy-key", methods=["POST"])
     async def copy_key(self, request: Request) -> Response:
         pk = int(request.path_params["pk"])
+        await guard(request, Permission.REVEAL_API_KEY)  # refuse a role before asking it to confirm its identity
+        if (stale := step_up_json(request)) is not None:
+            return stale
         secret_key = services_of(request).settings.secret_key
 
         async def copy(session: AsyncSession, who: Actor) -> str:
@@ -111,6 +115,10 @@ class AppView(ServiceModelView, model=App):
     @expose("/{pk:int}/rotate-key", methods=["POST"])
     async def rotate_key(self, request: Request) -> Response:
         pk = int(request.path_params["pk"])
+        await guard(request, Permission.REVEAL_API_KEY)
+        back = str(request.url_for("admin:list", identity=self.identity))
+        if (stale := step_up_redirect(request, back)) is not None:
+            return stale
         secret_key = services_of(request).settings.secret_key
 
         async def rotate(session: AsyncSession, who: Actor) -> str:

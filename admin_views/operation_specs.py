@@ -113,6 +113,7 @@ class Operation:
     action = ""
     kind = ""  # customer | subscription | invoice | refund: what the URL's id names
     permission: Permission
+    step_up = False  # asks for a fresh two-factor code (or the password) first
     title = ""
     button = "Continue"
     confirm_button = "Confirm"
@@ -294,6 +295,7 @@ class RecordPayment(Operation):
 
 class IssueRefund(Operation):
     permission = Permission.REFUND
+    step_up = True
     action, kind, title, button, danger = "refund", "invoice", "Refund invoice", "Refund", True
 
     def unavailable(self, target: Target) -> str:

@@ -31,6 +31,7 @@ from admin_views.operation_specs import (
     Target,
     cancellation_outcome,
 )
+from admin_views.two_factor import step_up_redirect
 from payment.admins.permissions import PermissionDenied
 from payment.errors import NotFound, PaymentError
 from payment.models import Customer, Invoice, Plan, Refund, Subscription
@@ -89,6 +90,8 @@ class OperationsView(BaseView):
         if op is None or op.kind != request.path_params["kind"]:
             raise HTTPException(status_code=404, detail="No such action.")
         await guard(request, op.permission)
+        if op.step_up and (stale := step_up_redirect(request, request.url.path)) is not None:
+            return stale
         services = services_of(request)
         try:
             async with services.db.session() as session:

@@ -24,6 +24,7 @@ from admin_views import (
     operations,
     plans,
     records,
+    two_factor,
     webhook_events,
 )
 from admin_views.auth import BAD_CREDENTIALS, AdminAuth
@@ -106,6 +107,6 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
     for view in (customers.CustomerView, records.SubscriptionView, records.InvoiceView, records.RefundView,
                  plans.PlanView, apps.AppView, admin_users.AdminUserView, audit_log.AuditLogView):
         admin.add_view(view)
-    for module in (dashboard, webhook_events, operations):
+    for module in (dashboard, webhook_events, operations, two_factor):
         module.register(admin, services)
     return admin

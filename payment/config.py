@@ -41,6 +41,8 @@ class Settings:
     login_rate_limit: int = 50
     session_ttl_seconds: int = 3600
     admin_session_max_age: int = 8 * 3600
+    admin_require_2fa: bool = False
+    admin_step_up_seconds: int = 300
     max_body_bytes: int = 64 * 1024
     webhook_max_body_bytes: int = 1024 * 1024
     db_pool_size: int = 10
@@ -142,6 +144,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         session_ttl = _int(env, "BILLING_SESSION_TTL_SECONDS", 3600, minimum=60)
         admin_max_age = _int(env, "ADMIN_SESSION_MAX_AGE", 8 * 3600, minimum=60)
         pool_size = _int(env, "DB_POOL_SIZE", 10)
+        step_up_seconds = _int(env, "ADMIN_STEP_UP_SECONDS", 300, minimum=0)
     except ConfigError as exc:
         raise ConfigError("; ".join([*problems, str(exc)])) from None
     if problems:
@@ -162,6 +165,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         login_rate_limit=login_rate_limit,
         session_ttl_seconds=session_ttl,
         admin_session_max_age=admin_max_age,
+        admin_require_2fa=(_str(env, "ADMIN_REQUIRE_2FA") or ("true" if app_env == "production" else "false")
+                           ).lower() in ("1", "true", "yes"),
+        admin_step_up_seconds=step_up_seconds,
         db_pool_size=pool_size,
         data_dir=_str(env, "DATA_DIR") or ".data",
         log_level=(_str(env, "LOG_LEVEL") or "INFO").upper(),

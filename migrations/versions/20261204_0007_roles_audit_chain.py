@@ -1,4 +1,4 @@
-"""Admin roles (owner, finance, support, viewer) and the tamper-evident audit chain.
+"""Admin roles (owner, finance, support, viewer), two-factor sign-in and the tamper-evident audit chain.
 
 Existing `admin` accounts become owners. New admin rows default to the least privilege (viewer). Audit rows
 written before this revision stay outside the chain: `audit_chain_head.legacy_max_id` marks where it starts, so a
@@ -28,6 +28,20 @@ def upgrade() -> None:
     op.create_check_constraint(op.f("ck_admin_users_role"), "admin_users",
                                "role IN ('owner', 'finance', 'support', 'viewer')")
     op.alter_column("admin_users", "role", server_default="viewer")
+    op.add_column("admin_users", sa.Column("totp_secret_encrypted", sa.String(length=512), nullable=True))
+    op.add_column("admin_users", sa.Column("totp_enabled_at", sa.DateTime(timezone=True), nullable=True))
+    op.add_column("admin_users", sa.Column("totp_last_step", sa.BigInteger(), nullable=True))
+    op.create_table(
+        "admin_backup_codes",
+        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        sa.Column("admin_id", sa.BigInteger(), nullable=False),
+        sa.Column("code_hash", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(["admin_id"], ["admin_users.id"], ondelete="CASCADE",
+                                name=op.f("fk_admin_backup_codes_admin_id_admin_users")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_admin_backup_codes")),
+        sa.UniqueConstraint("admin_id", "code_hash", name="uq_admin_backup_codes_admin_code"),
+    )
 
     op.add_column("audit_log", sa.Column("chain_seq", sa.BigInteger(), nullable=True))
     op.add_column("audit_log", sa.Column("prev_hash", sa.LargeBinary(length=32), nullable=True))
@@ -55,6 +69,10 @@ def downgrade() -> None:
     op.drop_column("audit_log", "prev_hash")
     op.drop_column("audit_log", "chain_seq")
 
+    op.drop_table("admin_backup_codes")
+    op.drop_column("admin_users", "totp_last_step")
+    op.drop_column("admin_users", "totp_enabled_at")
+    op.drop_column("admin_users", "totp_secret_encrypted")
     op.alter_column("admin_users", "role", server_default="admin")
     op.drop_constraint(op.f("ck_admin_users_role"), "admin_users", type_="check")
     # finance and support could not be expressed before: they fall back to read-only rather than to full rights

@@ -144,11 +144,13 @@ async def change_password(session: AsyncSession, admin_id: int, password: str, *
     return admin
 
 
-async def record_sign_in(session: AsyncSession, admin: AdminUser, *, ip: str | None) -> None:
-    """Note a successful sign-in on the account and in the audit log."""
+async def record_sign_in(session: AsyncSession, admin: AdminUser, *, ip: str | None,
+                         method: str = "password") -> None:
+    """Note a successful sign-in (and its second factor: "totp" or "backup") on the account and in the audit log."""
     admin.last_login_at = utcnow()
     await audit.record(session, actor=audit.admin_actor(admin.id), action="admin.signed_in",
-                       entity_type="admin_user", entity_id=admin.id, details={"email": admin.email}, ip=ip)
+                       entity_type="admin_user", entity_id=admin.id, details={"email": admin.email,
+                                                                              "method": method}, ip=ip)
 
 
 async def record_failed_sign_in(session: AsyncSession, email: str, *, reason: str, ip: str | None) -> None:

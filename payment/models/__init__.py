@@ -1,6 +1,6 @@
 """All tables, importable from one place."""
 
-from payment.models.accounts import AdminUser, App
+from payment.models.accounts import AdminBackupCode, AdminUser, App
 from payment.models.base import Base, utcnow
 from payment.models.billing import Customer, Invoice, Refund, Subscription, SubscriptionAdjustment
 from payment.models.catalog import Plan
@@ -21,7 +21,8 @@ from payment.models.ops import (
 )
 
 __all__ = [
-    "AdminUser", "App", "AuditChainHead", "AuditLog", "Base", "BillingSession", "CheckoutSession", "Customer",
+    "AdminBackupCode", "AdminUser", "App", "AuditChainHead", "AuditLog", "Base", "BillingSession", "CheckoutSession",
+    "Customer",
     "DashboardMrrDelta", "DashboardRevenueDay", "DashboardSubscriptionDay", "DashboardSubscriptionTotal",
     "FormSubmission", "Invoice", "Plan", "RateLimitHit", "Refund", "StripeEvent", "Subscription",
     "SubscriptionAdjustment", "utcnow",
