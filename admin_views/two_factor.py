@@ -38,6 +38,9 @@ from payment.runtime import Services, services_of
 from payment.security import verify_password
 
 PENDING_MAX_AGE = 300
+# a confirmation also lets the action it was asked for finish (form, confirm page) even with no general grace period
+PASS_FOR = "step_up_pass"
+PASS_SECONDS = 120
 
 def mark_stepped_up(request: Request) -> None:
     request.session[STEPPED_UP] = int(time.time())
@@ -48,6 +51,10 @@ def step_up_redirect(request: Request, back_to: str) -> Response | None:
     max_age = services_of(request).settings.admin_step_up_seconds
     last = request.session.get(STEPPED_UP)
     if isinstance(last, int) and time.time() - last < max_age:
+        return None
+    granted = request.session.get(PASS_FOR)
+    if isinstance(granted, list) and len(granted) == 2 and granted[0] == urlsplit(back_to).path \
+            and isinstance(granted[1], int) and time.time() - granted[1] < PASS_SECONDS:
         return None
     url = f"{request.url_for('admin:view-step_up')}?next={quote(back_to, safe='')}"
     return RedirectResponse(url, status_code=303)
@@ -125,14 +132,15 @@ async def second_step(request: Request) -> Response:
 
 
 class TwoFactorView(BaseView):
-    """The menu entry opens the last exposed page (SQLAdmin takes a BaseView's identity from it): the set-up."""
+    """The menu entry opens the last exposed page in name order (SQLAdmin takes a BaseView's identity from it):
+    `setup`, after `confirm_identity`."""
 
     name = "Two-factor sign-in"
     identity = "two_factor_setup"
     icon = "fa-solid fa-key"
 
     @expose("/step-up", methods=["GET", "POST"], identity="step_up")
-    async def step_up(self, request: Request) -> Response:
+    async def confirm_identity(self, request: Request) -> Response:
         admin: AdminUser = request.state.admin
         next_url = _safe_next(request.query_params.get("next"), request)
         context = {"next_url": next_url, "with_code": admin.has_two_factor}
@@ -160,6 +168,7 @@ class TwoFactorView(BaseView):
             return await _render(request, "admin/step_up.html", {**context, "error": error},
                                  status_code=429 if not verdict.allowed else 400)
         mark_stepped_up(request)
+        request.session[PASS_FOR] = [urlsplit(next_url).path, int(time.time())]
         return RedirectResponse(next_url, status_code=303)
 
     @expose(TWO_FACTOR_SETUP, methods=["GET", "POST"], identity="two_factor_setup")
