@@ -100,7 +100,7 @@ async def _seed_admin(settings: Settings) -> tuple[str, bool]:
     from payment.seed import seed_admin
 
     assert settings.database_url is not None
-    db = Database(settings.database_url, null_pool=True, audit_key=chain_key(settings.secret_key))
+    db = Database(settings.database_url, null_pool=True, audit_key=chain_key(settings.audit_chain_secret))
     try:
         async with db.transaction() as session:
             result = await seed_admin(session, settings)
@@ -133,7 +133,7 @@ async def _verify_audit(settings: Settings) -> Any:
     from payment.db import Database
 
     assert settings.database_url is not None
-    key = chain_key(settings.secret_key)
+    key = chain_key(settings.audit_chain_secret)
     db = Database(settings.database_url, null_pool=True, audit_key=key)
     try:
         return await check_and_record(db, key=key)

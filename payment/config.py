@@ -43,12 +43,18 @@ class Settings:
     admin_session_max_age: int = 8 * 3600
     admin_require_2fa: bool = False
     admin_step_up_seconds: int = 300
+    audit_chain_key: str | None = None
     max_body_bytes: int = 64 * 1024
     webhook_max_body_bytes: int = 1024 * 1024
     db_pool_size: int = 10
     data_dir: str = ".data"
     log_level: str = "INFO"
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def audit_chain_secret(self) -> str:
+        """What keys the audit chain: AUDIT_CHAIN_KEY, else SECRET_KEY (then rotating it breaks old links)."""
+        return self.audit_chain_key or self.secret_key
 
     @property
     def is_production(self) -> bool:
@@ -168,6 +174,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         admin_require_2fa=(_str(env, "ADMIN_REQUIRE_2FA") or ("true" if app_env == "production" else "false")
                            ).lower() in ("1", "true", "yes"),
         admin_step_up_seconds=step_up_seconds,
+        audit_chain_key=_str(env, "AUDIT_CHAIN_KEY"),
         db_pool_size=pool_size,
         data_dir=_str(env, "DATA_DIR") or ".data",
         log_level=(_str(env, "LOG_LEVEL") or "INFO").upper(),

@@ -91,7 +91,7 @@ async def verify_audit_chain(context: procrastinate.JobContext, timestamp: int) 
     from payment.audit.verify import check_and_record
 
     services = services_of_job(context)
-    await check_and_record(services.db, key=chain_key(services.settings.secret_key))
+    await check_and_record(services.db, key=chain_key(services.settings.audit_chain_secret))
 
 
 async def recover_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> None:

@@ -38,7 +38,7 @@ async def _write(services: Services, action: str, count: int = 1) -> list[int]:
 
 async def _verify(services: Services) -> Verdict:
     async with services.db.session() as session:
-        return await verify_chain(session, key=chain_key(services.settings.secret_key))
+        return await verify_chain(session, key=chain_key(services.settings.audit_chain_secret))
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ async def test_an_insert_in_sql_is_named(services: Services, sql: asyncpg.Connec
 async def test_fifty_concurrent_writers_leave_a_valid_chain(services: Services) -> None:
     assert services.settings.database_url is not None
     db = Database(services.settings.database_url, null_pool=True,
-                  audit_key=chain_key(services.settings.secret_key))
+                  audit_key=chain_key(services.settings.audit_chain_secret))
     start = asyncio.Event()
 
     async def writer(n: int) -> None:
@@ -165,13 +165,13 @@ async def test_the_verdict_is_kept_for_the_dashboard(services: Services, sql: as
     changed = (await _write(services, "test.verdict"))[0]
     await sql.execute("UPDATE audit_log SET actor = 'admin:2' WHERE id = $1", changed)
     try:
-        verdict = await check_and_record(services.db, key=chain_key(services.settings.secret_key))
+        verdict = await check_and_record(services.db, key=chain_key(services.settings.audit_chain_secret))
         assert not verdict.ok
         head = await sql.fetchrow("SELECT verified_ok, verify_problem FROM audit_chain_head")
         assert head["verified_ok"] is False and head["verify_problem"] == verdict.first_problem
     finally:
         await sql.execute("UPDATE audit_log SET actor = 'system' WHERE id = $1", changed)
-    assert (await check_and_record(services.db, key=chain_key(services.settings.secret_key))).ok
+    assert (await check_and_record(services.db, key=chain_key(services.settings.audit_chain_secret))).ok
 
 
 def _cli(settings: Settings) -> subprocess.CompletedProcess[str]:
@@ -203,7 +203,7 @@ async def test_the_dashboard_shows_a_broken_chain(services: Services, sql: async
     changed = (await _write(services, "test.dashboard"))[0]
     async with asgi_client(create_app(services=services)) as client:
         assert (await sign_in(client, "chain@aquoris.test", "correct-horse-1")).status_code == 302
-        key = chain_key(services.settings.secret_key)
+        key = chain_key(services.settings.audit_chain_secret)
         assert (await check_and_record(services.db, key=key)).ok
         assert 'id="audit-chain-broken"' not in (await client.get("/admin/")).text
         await sql.execute("UPDATE audit_log SET ip = '10.0.0.1' WHERE id = $1", changed)
