@@ -10,7 +10,7 @@ from sqladmin.flash import Flash
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import Response
-from wtforms import Form, PasswordField, SelectField, StringField
+from wtforms import Form, SelectField, StringField
 
 from admin_views.access import guard, role_allows
 from admin_views.auth import current_admin_id
@@ -18,8 +18,8 @@ from admin_views.csrf import token_for
 from admin_views.formatting import when
 from admin_views.service_views import FORM_CONTROL, FORM_SELECT, Actor, ServiceModelView, redirect_to_list, run_service
 from admin_views.two_factor import step_up_redirect
+from payment.admins import password_links, two_factor
 from payment.admins import service as admins
-from payment.admins import two_factor
 from payment.admins.permissions import ROLE_HELP, ROLE_LABELS, Permission, Role
 from payment.errors import PaymentError
 from payment.models import AdminUser
@@ -34,14 +34,16 @@ ROLE_CHOICES = [(role.value, f"{ROLE_LABELS[role]}: {ROLE_HELP[role]}") for role
 class AdminCreateForm(Form):  # type: ignore[misc]
     email = StringField("Email", render_kw=FORM_CONTROL)
     role = SelectField("Role", choices=ROLE_CHOICES, default=Role.VIEWER.value, render_kw=FORM_SELECT)
-    name = StringField("Name", render_kw=FORM_CONTROL, description="Max 1024 characters.")
-    password = PasswordField("Password", render_kw=FORM_CONTROL, description=PASSWORD_HELP)
+    name = StringField("Name", render_kw=FORM_CONTROL,
+                       description="Max 1024 characters. After saving you get a one-time link (valid 48 hours) for "
+                                   "them to choose their own password.")
 
 
 def actions_cell(admin: AdminUser, attribute: Any, request: Request) -> Markup:
     toggle_url = request.url_for("admin:view-admin-user-set_active", pk=admin.id)
     password_url = request.url_for("admin:view-admin-user-password", pk=admin.id)
     reset_url = request.url_for("admin:view-admin-user-reset_two_factor", pk=admin.id)
+    link_url = request.url_for("admin:view-admin-user-password_link", pk=admin.id)
     badge = '<span class="badge bg-green-lt">active</span>' if admin.is_active else \
         '<span class="badge bg-secondary-lt">inactive</span>'
     label, value = ("Deactivate", "0") if admin.is_active else ("Reactivate", "1")
@@ -62,10 +64,20 @@ def actions_cell(admin: AdminUser, attribute: Any, request: Request) -> Markup:
         f'<button type="submit" class="btn btn-sm btn-outline-secondary" data-admin-email="{escape(admin.email)}">'
         f'{label}</button></form> '
         f'<a class="btn btn-sm btn-outline-primary" href="{escape(password_url)}">Change password</a>'
+        f' <form method="post" action="{escape(link_url)}" class="d-inline">'
+        f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
+        f'<button type="submit" class="btn btn-sm btn-outline-secondary" data-password-link="{escape(admin.email)}">'
+        'New set-password link</button></form>'
         + (f' <form method="post" action="{escape(reset_url)}" class="d-inline">'
            f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
            f'<button type="submit" class="btn btn-sm btn-outline-warning" data-reset-2fa="{escape(admin.email)}">'
            'Reset two-factor</button></form>' if admin.has_two_factor else ""))
+
+
+def _flash_link(request: Request, email: str, token: str) -> None:
+    url = request.url_for("admin:set_password", token=token)
+    Flash.success(request, f"Send {email} this one-time link to choose their password (valid 48 hours, shown only "
+                           f"now): {url}")
 
 
 class AdminUserView(ServiceModelView, model=AdminUser):
@@ -85,10 +97,36 @@ class AdminUserView(ServiceModelView, model=AdminUser):
     async def form_class(self, *, editing: bool) -> type[Form]:
         return AdminCreateForm
 
-    async def create_with(self, session: AsyncSession, data: dict[str, Any], who: Actor) -> Any:
-        return await admins.create_admin(session, email=data.get("email") or "", name=data.get("name") or "",
-                                         password=data.get("password") or "", role=data.get("role") or Role.VIEWER,
-                                         actor=who.actor, ip=who.ip)
+    async def insert_model(self, request: Request, data: dict[str, Any]) -> Any:
+        async def create(session: AsyncSession, who: Actor) -> tuple[AdminUser, str]:
+            admin = await admins.create_admin(session, email=data.get("email") or "", name=data.get("name") or "",
+                                              password=None, role=data.get("role") or Role.VIEWER, actor=who.actor,
+                                              ip=who.ip)
+            return admin, await password_links.issue(session, admin.id, actor=who.actor, ip=who.ip)
+
+        try:
+            admin, token = await run_service(request, create)
+        except PaymentError as exc:
+            request.state.error_field = exc.field
+            raise
+        _flash_link(request, admin.email, token)
+        return admin
+
+    @expose("/{pk:int}/password-link", methods=["POST"])
+    async def password_link(self, request: Request) -> Response:
+        pk = int(request.path_params["pk"])
+
+        async def issue(session: AsyncSession, who: Actor) -> tuple[str, str]:
+            admin = await admins.get_admin(session, pk)
+            return admin.email, await password_links.issue(session, pk, actor=who.actor, ip=who.ip)
+
+        try:
+            email, token = await run_service(request, issue)
+        except PaymentError as exc:
+            Flash.error(request, exc.message)
+        else:
+            _flash_link(request, email, token)
+        return redirect_to_list(request, self.identity)
 
     @expose("/{pk:int}/role", methods=["POST"])
     async def role(self, request: Request) -> Response:

@@ -22,6 +22,7 @@ from admin_views import (
     customers,
     dashboard,
     operations,
+    password_links,
     plans,
     records,
     two_factor,
@@ -107,6 +108,6 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
     for view in (customers.CustomerView, records.SubscriptionView, records.InvoiceView, records.RefundView,
                  plans.PlanView, apps.AppView, admin_users.AdminUserView, audit_log.AuditLogView):
         admin.add_view(view)
-    for module in (dashboard, webhook_events, operations, two_factor):
+    for module in (dashboard, webhook_events, operations, two_factor, password_links):
         module.register(admin, services)
     return admin

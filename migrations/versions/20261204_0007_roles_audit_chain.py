@@ -1,4 +1,5 @@
-"""Admin roles (owner, finance, support, viewer), two-factor sign-in and the tamper-evident audit chain.
+"""Admin roles (owner, finance, support, viewer), two-factor sign-in, set-password links and the tamper-evident
+audit chain.
 
 Existing `admin` accounts become owners. New admin rows default to the least privilege (viewer). Audit rows
 written before this revision stay outside the chain: `audit_chain_head.legacy_max_id` marks where it starts, so a
@@ -31,6 +32,9 @@ def upgrade() -> None:
     op.add_column("admin_users", sa.Column("totp_secret_encrypted", sa.String(length=512), nullable=True))
     op.add_column("admin_users", sa.Column("totp_enabled_at", sa.DateTime(timezone=True), nullable=True))
     op.add_column("admin_users", sa.Column("totp_last_step", sa.BigInteger(), nullable=True))
+    op.add_column("admin_users", sa.Column("password_token_hash", sa.LargeBinary(length=32), nullable=True))
+    op.add_column("admin_users", sa.Column("password_token_expires_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_unique_constraint(op.f("uq_admin_users_password_token_hash"), "admin_users", ["password_token_hash"])
     op.create_table(
         "admin_backup_codes",
         sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
@@ -70,6 +74,9 @@ def downgrade() -> None:
     op.drop_column("audit_log", "chain_seq")
 
     op.drop_table("admin_backup_codes")
+    op.drop_constraint(op.f("uq_admin_users_password_token_hash"), "admin_users", type_="unique")
+    op.drop_column("admin_users", "password_token_expires_at")
+    op.drop_column("admin_users", "password_token_hash")
     op.drop_column("admin_users", "totp_last_step")
     op.drop_column("admin_users", "totp_enabled_at")
     op.drop_column("admin_users", "totp_secret_encrypted")

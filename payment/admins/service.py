@@ -72,14 +72,20 @@ def check_role(role: str) -> Role:
         raise ValidationError("Choose one of the roles: owner, finance, support or viewer.", field="role") from None
 
 
-async def create_admin(session: AsyncSession, *, email: str, name: str, password: str, actor: str,
+# no bcrypt hash matches it: an admin created without a password cannot sign in until they set one by link
+NO_PASSWORD = "!"
+
+
+async def create_admin(session: AsyncSession, *, email: str, name: str, password: str | None, actor: str,
                        role: str = Role.OWNER, ip: str | None = None) -> AdminUser:
-    """Add an admin account with a role and a bcrypt-hashed password; emails are unique regardless of case."""
+    """Add an admin account with a role and a bcrypt-hashed password (or none yet: they set it through a one-time
+    link); emails are unique regardless of case."""
     require(actor, Permission.MANAGE_ADMINS)
     email, name, checked_role = normalise_email(email), check_name(name), check_role(role)
     if await find_by_email(session, email) is not None:
         raise Conflict(f"An admin with email {email} already exists.", field="email")
-    admin = AdminUser(email=email, name=name, password_hash=hash_password(password), role=checked_role)
+    admin = AdminUser(email=email, name=name, role=checked_role,
+                      password_hash=NO_PASSWORD if password is None else hash_password(password))
     session.add(admin)
     await session.flush()
     await audit.record(session, actor=actor, action="admin.created", entity_type="admin_user", entity_id=admin.id,

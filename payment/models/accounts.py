@@ -46,6 +46,9 @@ class AdminUser(Timestamps, Base):
     totp_secret_encrypted: Mapped[str | None] = mapped_column(String(512))
     totp_enabled_at: Mapped[datetime | None]
     totp_last_step: Mapped[int | None]
+    # a one-time set-password link (new admins choose their own password): only the token's SHA-256 is kept
+    password_token_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
+    password_token_expires_at: Mapped[datetime | None]
 
     def __str__(self) -> str:
         return self.email

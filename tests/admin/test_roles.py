@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins import password_links, two_factor
 from payment.admins import service as admins
 from payment.admins.permissions import PERMISSIONS, AdminActor, Permission, PermissionDenied, Role
 from payment.app import create_app
@@ -121,6 +122,10 @@ HTTP_ACTIONS = [
                lambda w: f"/admin/admin-user/{w.target_admin_id}/set-active", {"active": "1"}),
     HttpAction("admin role", Permission.MANAGE_ADMINS, "POST",
                lambda w: f"/admin/admin-user/{w.target_admin_id}/role", {"role": "viewer"}),
+    HttpAction("set-password link", Permission.MANAGE_ADMINS, "POST",
+               lambda w: f"/admin/admin-user/{w.target_admin_id}/password-link"),
+    HttpAction("reset two-factor", Permission.MANAGE_ADMINS, "POST",
+               lambda w: f"/admin/admin-user/{w.target_admin_id}/reset-two-factor"),
     HttpAction("another admin's password form", Permission.MANAGE_ADMINS, "GET",
                lambda w: f"/admin/admin-user/{w.target_admin_id}/password"),
 ]
@@ -226,6 +231,10 @@ SERVICE_CALLS: list[tuple[str, Permission, ServiceCall]] = [
      admins.set_active(s, w.target_admin_id, False, acting_admin_id=a.admin_id, actor=a)),
     ("admins.set_role", Permission.MANAGE_ADMINS, lambda s, sv, w, a:
      admins.set_role(s, w.target_admin_id, Role.FINANCE, actor=a)),
+    ("password_links.issue", Permission.MANAGE_ADMINS, lambda s, sv, w, a:
+     password_links.issue(s, w.target_admin_id, actor=a)),
+    ("two_factor.reset", Permission.MANAGE_ADMINS, lambda s, sv, w, a:
+     two_factor.reset(s, w.target_admin_id, actor=a)),
     ("admins.change_password (another admin)", Permission.MANAGE_ADMINS, lambda s, sv, w, a:
      admins.change_password(s, w.target_admin_id, "another-password-1", actor=a)),
 ]
