@@ -87,11 +87,15 @@ class AdminUserView(ServiceModelView, model=AdminUser):
     write_permission = Permission.MANAGE_ADMINS
     can_edit = False
     column_list = [AdminUser.id, AdminUser.email, AdminUser.name, AdminUser.role, AdminUser.last_login_at,
-                   AdminUser.is_active]
-    column_labels = {AdminUser.is_active: "Status", AdminUser.last_login_at: "Last sign-in"}
+                   AdminUser.totp_enabled_at, AdminUser.is_active]
+    column_labels = {AdminUser.is_active: "Status", AdminUser.last_login_at: "Last sign-in",
+                     AdminUser.totp_enabled_at: "Two-factor"}
     column_formatters = {AdminUser.is_active: actions_cell,
-                         AdminUser.last_login_at: lambda admin, attribute: when(admin.last_login_at)}
-    column_details_exclude_list = [AdminUser.password_hash]
+                         AdminUser.last_login_at: lambda admin, attribute: when(admin.last_login_at),
+                         AdminUser.totp_enabled_at: lambda admin, attribute: (
+                             f"on since {when(admin.totp_enabled_at)}" if admin.has_two_factor else "off")}
+    column_details_exclude_list = [AdminUser.password_hash, AdminUser.totp_secret_encrypted,
+                                   AdminUser.totp_last_step, AdminUser.password_token_hash]
     column_default_sort = [(AdminUser.id, False)]
 
     async def form_class(self, *, editing: bool) -> type[Form]:

@@ -34,7 +34,10 @@ async def verify_chain(session: AsyncSession, *, key: bytes, limit_problems: int
     """Recompute every chained row's hash in order; report changed rows, missing positions (deleted rows), a tail
     cut off after the head's last position, and rows inserted outside the chain (no position, after the start)."""
     verdict = Verdict()
-    head = (await session.execute(select(AuditChainHead).where(AuditChainHead.id == 1))).scalar_one()
+    head = (await session.execute(select(AuditChainHead).where(AuditChainHead.id == 1))).scalar_one_or_none()
+    if head is None:
+        verdict.problems.append("the chain head row (audit_chain_head) was deleted")
+        return verdict
     expected_seq, prev, last_id = 1, GENESIS, None
     while len(verdict.problems) < limit_problems:
         batch = (await session.execute(

@@ -216,3 +216,16 @@ async def test_the_dashboard_shows_a_broken_chain(services: Services, sql: async
         assert f"row {changed}: its content was changed after it was written" in page
         await check_and_record(services.db, key=key)
         assert 'id="audit-chain-broken"' not in (await client.get("/admin/")).text
+
+
+async def test_a_deleted_chain_head_is_named(services: Services, sql: asyncpg.Connection) -> None:
+    saved = await sql.fetchrow("SELECT * FROM audit_chain_head")
+    await sql.execute("DELETE FROM audit_chain_head")
+    try:
+        verdict = await _verify(services)
+    finally:
+        columns = list(saved.keys())
+        await sql.execute(f"INSERT INTO audit_chain_head ({', '.join(columns)}) VALUES "
+                          f"({', '.join(f'${i + 1}' for i in range(len(columns)))})", *saved.values())
+    assert verdict.problems == ["the chain head row (audit_chain_head) was deleted"]
+    assert (await _verify(services)).ok
