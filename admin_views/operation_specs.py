@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_views.formatting import money, when
+from payment.admins.permissions import AdminActor, Permission
 from payment.errors import PaymentError, ValidationError
 from payment.models import Customer, Invoice, Plan, Refund, Subscription
 from payment.payments import service as payments
@@ -49,7 +50,7 @@ class Target:
 @dataclass
 class ActContext:
     gateway: StripeGateway
-    actor: str
+    actor: AdminActor
     ip: str | None
     nonce: str
 
@@ -111,6 +112,8 @@ def _sub_label(sub: Subscription) -> str:
 class Operation:
     action = ""
     kind = ""  # customer | subscription | invoice | refund: what the URL's id names
+    permission: Permission
+    step_up = False  # asks for a fresh two-factor code (or the password) first
     title = ""
     button = "Continue"
     confirm_button = "Confirm"
@@ -140,6 +143,7 @@ class Operation:
 
 
 class CancelAtPeriodEnd(Operation):
+    permission = Permission.MANAGE_SUBSCRIPTIONS
     action, kind, title, button, danger = "cancel", "subscription", "Cancel subscription at period end", \
         "Cancel Sub", True
 
@@ -165,6 +169,7 @@ class CancelAtPeriodEnd(Operation):
 
 
 class Resume(Operation):
+    permission = Permission.MANAGE_SUBSCRIPTIONS
     action, kind, title, button = "resume", "subscription", "Resume subscription", "Resume"
 
     def fields(self, target: Target) -> list[Field]:
@@ -188,6 +193,7 @@ class Resume(Operation):
 
 
 class Extend(Operation):
+    permission = Permission.MANAGE_SUBSCRIPTIONS
     action, kind, title, button = "extend", "subscription", "Extend subscription", "Extend"
 
     def fields(self, target: Target) -> list[Field]:
@@ -215,6 +221,7 @@ class Extend(Operation):
 
 
 class Grant(Operation):
+    permission = Permission.MANAGE_SUBSCRIPTIONS
     action, kind, title, button = "grant", "customer", "Grant subscription", "Grant Subscription"
 
     def fields(self, target: Target) -> list[Field]:
@@ -241,6 +248,7 @@ class Grant(Operation):
 
 
 class RecordPayment(Operation):
+    permission = Permission.RECORD_PAYMENT
     action, kind, title, button = "payment", "customer", "Record manual payment", "Record Payment"
 
     def fields(self, target: Target) -> list[Field]:
@@ -286,6 +294,8 @@ class RecordPayment(Operation):
 
 
 class IssueRefund(Operation):
+    permission = Permission.REFUND
+    step_up = True
     action, kind, title, button, danger = "refund", "invoice", "Refund invoice", "Refund", True
 
     def unavailable(self, target: Target) -> str:
@@ -337,6 +347,7 @@ class IssueRefund(Operation):
 
 
 class RetryCancellation(Operation):
+    permission = Permission.REFUND
     action, kind, title, button, danger = "retry-cancellation", "refund", "Retry cancellation", \
         "Retry cancellation", True
 

@@ -20,6 +20,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from admin_views.access import guard, refuse
+from admin_views.auth import current_admin_actor
 from admin_views.operation_specs import (
     OPERATIONS,
     ActContext,
@@ -29,7 +31,8 @@ from admin_views.operation_specs import (
     Target,
     cancellation_outcome,
 )
-from payment.audit.service import admin_actor
+from admin_views.two_factor import step_up_redirect
+from payment.admins.permissions import PermissionDenied
 from payment.errors import NotFound, PaymentError
 from payment.models import Customer, Invoice, Plan, Refund, Subscription
 from payment.refunds import service as refunds
@@ -39,22 +42,8 @@ from payment.submissions import service as submissions
 log = logging.getLogger(__name__)
 
 
-def _actor(request: Request) -> str:
-    try:
-        from admin_views.auth import current_admin_actor
-    except ImportError:  # pragma: no cover - the admin sign-in module always provides it
-        return admin_actor(int(request.session["admin_id"]))
-    return current_admin_actor(request)
-
-
 def _ip(request: Request) -> str | None:
     return request.client.host if request.client else None
-
-
-def _require_operator(request: Request) -> None:
-    admin = getattr(request.state, "admin", None)
-    if admin is not None and getattr(admin, "role", "admin") != "admin":
-        raise HTTPException(status_code=403, detail="Only admins (not viewers) can change billing.")
 
 
 async def load_target(session: AsyncSession, op: Operation, pk: int) -> Target:
@@ -97,10 +86,12 @@ class OperationsView(BaseView):
 
     @expose("/operations/{kind}/{pk:int}/{action}", methods=["GET", "POST"], identity="operation")
     async def operation(self, request: Request) -> Response:
-        _require_operator(request)
         op = OPERATIONS.get(request.path_params["action"])
         if op is None or op.kind != request.path_params["kind"]:
             raise HTTPException(status_code=404, detail="No such action.")
+        await guard(request, op.permission)
+        if op.step_up and (stale := step_up_redirect(request, request.url.path)) is not None:
+            return stale
         services = services_of(request)
         try:
             async with services.db.session() as session:
@@ -122,7 +113,7 @@ class OperationsView(BaseView):
             return await self._form(request, op, target, values, exc, status_code=422)
         if values.get("confirm") != "yes":
             return await self._confirm(request, op, target, values, parsed)
-        ctx = ActContext(gateway=services.stripe, actor=_actor(request), ip=_ip(request), nonce=nonce)
+        ctx = ActContext(gateway=services.stripe, actor=current_admin_actor(request), ip=_ip(request), nonce=nonce)
         try:
             async with services.db.transaction() as session:
                 first = await submissions.claim(session, nonce, action=op.action, actor=ctx.actor)
@@ -130,6 +121,8 @@ class OperationsView(BaseView):
                     outcome = await op.act(session, target, parsed, ctx)
                     outcome.setdefault("redirect", customer_url(request, target.customer.id))
                     await submissions.settle(session, nonce, outcome)
+        except PermissionDenied as denied:
+            await refuse(request, denied)
         except PaymentError as exc:
             # nothing was written (the transaction rolled back, the nonce too): the same form can be sent again
             return await self._form(request, op, target, values, exc, status_code=422)

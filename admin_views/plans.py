@@ -14,6 +14,7 @@ from starlette.responses import Response
 from wtforms import BooleanField, Form, IntegerField, SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired
 
+from admin_views.access import role_allows
 from admin_views.csrf import token_for
 from admin_views.formatting import money
 from admin_views.service_views import (
@@ -25,6 +26,7 @@ from admin_views.service_views import (
     redirect_to_list,
     run_service,
 )
+from payment.admins.permissions import Permission
 from payment.errors import PaymentError
 from payment.models import App, Plan
 from payment.plans import service as plans
@@ -61,6 +63,8 @@ def active_cell(plan: Plan, attribute: Any, request: Request) -> Markup:
                                                                                          "btn-outline-success")
     badge = '<span class="badge bg-green-lt">active</span>' if plan.active else \
         '<span class="badge bg-secondary-lt">inactive</span>'
+    if not role_allows(request, Permission.MANAGE_PLANS):
+        return Markup(badge)  # noqa: S704 (a constant)
     return Markup(  # noqa: S704 (every interpolated value is escaped)
         f'{badge} <form method="post" action="{escape(url)}" class="d-inline">'
         f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
@@ -84,6 +88,7 @@ class PlanView(ServiceModelView, model=Plan):
     name = "Plan"
     name_plural = "Plans"
     icon = "fa-solid fa-tags"
+    write_permission = Permission.MANAGE_PLANS
     column_list = [Plan.id, Plan.slug, Plan.name, Plan.price_cents, Plan.interval, Plan.stripe_price_id, Plan.app,
                    Plan.sort_order, Plan.active]
     column_labels = {Plan.price_cents: "Price", Plan.stripe_price_id: "Stripe Price ID", Plan.app: "App scope",

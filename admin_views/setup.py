@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from admin_views import (
+    access,
     admin_users,
     apps,
     audit_log,
@@ -22,9 +23,11 @@ from admin_views import (
     dashboard,
     documents,
     operations,
+    password_links,
     plans,
     records,
     sellers,
+    two_factor,
     webhook_events,
 )
 from admin_views.app_webhooks import register as register_app_webhooks
@@ -100,6 +103,7 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
     admin.admin.state.services = services
     admin.admin.state.secret_key = services.settings.secret_key
     install_template_globals(admin.templates.env)
+    access.install_template_globals(admin.templates.env)
     install_filters(admin.templates.env)
     sqladmin_log = logging.getLogger("sqladmin.application")
     if not any(isinstance(f, _HideExpectedErrors) for f in sqladmin_log.filters):
@@ -108,7 +112,7 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
                  plans.PlanView, apps.AppView, admin_users.AdminUserView, audit_log.AuditLogView,
                  sellers.SellerProfileView):
         admin.add_view(view)
-    for module in (dashboard, webhook_events, operations, documents):
+    for module in (dashboard, webhook_events, operations, documents, two_factor, password_links):
         module.register(admin, services)
     register_app_webhooks(admin, services)
     return admin

@@ -8,12 +8,13 @@ from typing import Any
 from sqladmin import Admin, expose
 from sqladmin.flash import flash
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from admin_views.access import guard
+from admin_views.auth import current_admin_actor
 from admin_views.keyset import FilterSpec, KeysetModelView, plain_choices
-from payment.audit.service import admin_actor
+from payment.admins.permissions import Permission
 from payment.errors import PaymentError
 from payment.listing import Page
 from payment.models import StripeEvent
@@ -23,14 +24,6 @@ from payment.stripe import events
 from payment.stripe.handlers import HANDLED_TYPES
 
 log = logging.getLogger(__name__)
-
-
-def _actor(request: Request) -> str:
-    try:
-        from admin_views.auth import current_admin_actor
-    except ImportError:  # pragma: no cover - the admin sign-in module provides it
-        return admin_actor(int(request.session["admin_id"]))
-    return current_admin_actor(request)
 
 
 class WebhookEventView(KeysetModelView, model=StripeEvent):
@@ -56,14 +49,12 @@ class WebhookEventView(KeysetModelView, model=StripeEvent):
     @expose("/retry/{pk:int}", methods=["POST"])
     async def retry(self, request: Request) -> Response:
         """Retry: POST only (the CSRF middleware has checked the token), one service call, back to the event."""
-        admin = getattr(request.state, "admin", None)
-        if admin is not None and getattr(admin, "role", "admin") != "admin":
-            raise HTTPException(status_code=403, detail="Only admins (not viewers) can retry webhook events.")
+        await guard(request, Permission.RETRY_WEBHOOK)
         services = services_of(request)
         pk = int(request.path_params["pk"])
         try:
             async with services.db.transaction() as session:
-                await events.retry(session, pk, actor=_actor(request))
+                await events.retry(session, pk, actor=current_admin_actor(request))
         except PaymentError as exc:
             flash(request, exc.message, "error")
         else:

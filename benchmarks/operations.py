@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.pgserver import server
 from payment import migrate
+from payment.admins.permissions import AdminActor, Role
 from payment.config import Settings
 from payment.dburl import libpq_url, with_database
 from payment.errors import PaymentError
@@ -33,7 +34,7 @@ from payment.submissions import service as submissions
 from tests.support import factories
 
 DATABASE = "aquoris_operations_bench"
-ACTOR = "admin:1"
+ACTOR = AdminActor(1, Role.OWNER)
 
 
 

@@ -132,6 +132,7 @@ async def prepare(server_url: str) -> tuple[str, str]:
     """A fresh migrated database with the app `vega`: (database URL, API key)."""
     from payment import migrate
     from payment.apps import service as apps
+    from payment.audit.chain import chain_key
     from payment.config import DEV_SECRET_KEY
     from payment.db import Database
     from payment.dburl import libpq_url, with_database
@@ -142,7 +143,7 @@ async def prepare(server_url: str) -> tuple[str, str]:
     await admin.close()
     url = with_database(server_url, DATABASE)
     await migrate.upgrade_async(url)
-    db = Database(url, null_pool=True)
+    db = Database(url, null_pool=True, audit_key=chain_key(DEV_SECRET_KEY))
     async with db.transaction() as session:
         issued = await apps.create_app(session, slug="vega", name="Vega", return_url="https://vega.example.com/",
                                        secret_key=DEV_SECRET_KEY, actor="bench")

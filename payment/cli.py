@@ -95,17 +95,48 @@ def db_seed(data_dir: str | None) -> None:
 
 
 async def _seed_admin(settings: Settings) -> tuple[str, bool]:
+    from payment.audit.chain import chain_key
     from payment.db import Database
     from payment.seed import seed_admin
 
     assert settings.database_url is not None
-    db = Database(settings.database_url, null_pool=True)
+    db = Database(settings.database_url, null_pool=True, audit_key=chain_key(settings.audit_chain_secret))
     try:
         async with db.transaction() as session:
             result = await seed_admin(session, settings)
             return result.admin.email, result.created
     except PaymentError as exc:
         raise click.ClickException(exc.message) from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach the database: {exc.strerror or exc}") from None
+    finally:
+        await db.dispose()
+
+
+@main.command("audit:verify")
+@click.option("--data-dir", envvar="DATA_DIR", help="Embedded PostgreSQL folder when DATABASE_URL is unset.")
+def audit_verify(data_dir: str | None) -> None:
+    """Check the tamper-evident audit chain; exits 1 and names the first changed, deleted or inserted row."""
+    settings = _settings()
+    with database(settings, data_dir) as settings:
+        verdict = asyncio.run(_verify_audit(settings))
+    if not verdict.ok:
+        for problem in verdict.problems:
+            click.echo(f"BROKEN {problem}", err=True)
+        raise SystemExit(1)
+    click.echo(f"Audit chain intact: {verdict.rows} rows verified.")
+
+
+async def _verify_audit(settings: Settings) -> Any:
+    from payment.audit.chain import chain_key
+    from payment.audit.verify import check_and_record
+    from payment.db import Database
+
+    assert settings.database_url is not None
+    key = chain_key(settings.audit_chain_secret)
+    db = Database(settings.database_url, null_pool=True, audit_key=key)
+    try:
+        return await check_and_record(db, key=key)
     except OSError as exc:
         raise click.ClickException(f"cannot reach the database: {exc.strerror or exc}") from None
     finally:

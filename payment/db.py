@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from payment.audit.chain import KEY, ChainedSession
 from payment.dburl import sqlalchemy_url
 
 
@@ -17,7 +18,7 @@ class Database:
     """One engine per process; services receive sessions, adapters open transactions."""
 
     def __init__(self, url: str, *, pool_size: int = 10, null_pool: bool = False,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, audit_key: bytes | None = None) -> None:
         self.url = url
         kwargs: dict[str, object] = {
             "connect_args": {"timeout": connect_timeout, "server_settings": {"application_name": "aquoris-payment"}},
@@ -27,7 +28,9 @@ class Database:
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(sqlalchemy_url(url), **kwargs)
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
+        # audit rows join the tamper-evident chain at commit (payment/audit/chain.py), keyed by audit_key
+        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, sync_session_class=ChainedSession,
+                                               info={KEY: audit_key} if audit_key else {})
         # run at the end of every transaction, inside it, just before the commit (the outbox writers)
         self.before_commit: list[Callable[[AsyncSession], Awaitable[None]]] = []
 

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
 from payment.errors import Conflict, NotFound, Unauthorized, ValidationError
 from payment.models import App, utcnow
@@ -69,6 +70,7 @@ async def get_by_slug(session: AsyncSession, slug: str) -> App | None:
 async def create_app(session: AsyncSession, *, slug: str, name: str, return_url: str, secret_key: str,
                      actor: str, ip: str | None = None) -> IssuedKey:
     """Register a client app and issue its first API key."""
+    require(actor, Permission.MANAGE_APPS)
     slug, name, return_url = check_slug(slug), check_app_name(name), check_return_url(return_url)
     if await get_by_slug(session, slug) is not None:
         raise Conflict(f"An app with slug “{slug}” already exists.", field="slug")
@@ -84,6 +86,7 @@ async def create_app(session: AsyncSession, *, slug: str, name: str, return_url:
 async def rotate_key(session: AsyncSession, app: App, *, secret_key: str, actor: str,
                      ip: str | None = None) -> IssuedKey:
     """Issue a new API key; the old one stops working when the transaction commits."""
+    require(actor, Permission.REVEAL_API_KEY)
     key = _set_key(app, secret_key)
     app.api_key_rotated_at = utcnow()
     await session.flush()
@@ -117,6 +120,7 @@ async def get_app(session: AsyncSession, app_id: int) -> App:
 async def update_app(session: AsyncSession, app: App, *, name: str, return_url: str, is_active: bool, actor: str,
                      ip: str | None = None) -> App:
     """Change an app's name, return URL or active flag; the slug stays (client apps send it with every call)."""
+    require(actor, Permission.MANAGE_APPS)
     wanted = {"name": check_app_name(name), "return_url": check_return_url(return_url), "is_active": is_active}
     changes = {k: v for k, v in wanted.items() if getattr(app, k) != v}
     for k, v in changes.items():
@@ -130,6 +134,7 @@ async def update_app(session: AsyncSession, app: App, *, name: str, return_url: 
 
 async def copy_key(session: AsyncSession, app: App, *, secret_key: str, actor: str, ip: str | None = None) -> str:
     """The plaintext key for an admin to copy; each copy is audited."""
+    require(actor, Permission.REVEAL_API_KEY)
     key = reveal_key(app, secret_key)
     if key is None:
         raise Conflict("This key was encrypted with an earlier SECRET_KEY and cannot be shown; rotate it.")

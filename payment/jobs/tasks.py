@@ -106,6 +106,15 @@ async def deliver_webhooks(context: procrastinate.JobContext, timestamp: int) ->
     await webhook_delivery.deliver(services.db, services.settings)
 
 
+async def verify_audit_chain(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Daily: a broken audit chain is logged as an error (Sentry) and shown on the dashboard."""
+    from payment.audit.chain import chain_key
+    from payment.audit.verify import check_and_record
+
+    services = services_of_job(context)
+    await check_and_record(services.db, key=chain_key(services.settings.audit_chain_secret))
+
+
 async def recover_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
     """Jobs left `doing` by a worker that died (SIGKILL, OOM, lost machine) go back to the queue."""
     manager = context.app.job_manager
@@ -122,6 +131,7 @@ PERIODIC: tuple[tuple[str, str, Any], ...] = (
     ("expire_subscriptions", "* * * * *", expire_subscriptions),
     ("purge_billing_sessions", "7,37 * * * *", purge_billing_sessions),
     ("purge_form_submissions", "17 3 * * *", purge_form_submissions),
+    ("verify_audit_chain", "43 2 * * *", verify_audit_chain),
     ("recover_stalled_jobs", "* * * * * */15", recover_stalled_jobs),
     ("issue_documents", "* * * * *", issue_documents),
     # every 2 s: a change reaches client apps within seconds; a run that finds nothing due is one indexed query

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
 from payment.errors import Conflict, NotFound, ValidationError
 from payment.models import Invoice, Plan, Subscription, SubscriptionAdjustment, utcnow
@@ -105,6 +106,7 @@ async def record_manual(session: AsyncSession, customer_id: int, payment: Manual
                         ip: str | None = None) -> Invoice:
     """Record money received outside Stripe as a paid MANUAL invoice plus the manual subscription it pays for
     (extending the customer's live manual one on the same plan); a reference number is accepted once."""
+    require(actor, Permission.RECORD_PAYMENT)
     now = utcnow()
     payment = payment.validated(now.date())
     assert payment.paid_on is not None

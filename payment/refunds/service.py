@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
 from payment.errors import Conflict, NotFound, PaymentError, ValidationError
 from payment.models import Invoice, Refund, utcnow
@@ -82,6 +83,7 @@ async def issue(session: AsyncSession, invoice_id: int, *, reason: str, gateway:
                 ip: str | None = None) -> Refund:
     """Refund up to what remains refundable of a paid invoice (default all of it): through Stripe and pending
     until Stripe confirms, or at once for a manual invoice."""
+    require(actor, Permission.REFUND)
     reason = subscriptions.check_reason(reason)
     invoice = await lock_invoice(session, invoice_id)
     if invoice.status not in REFUNDABLE_STATUSES:
@@ -155,6 +157,7 @@ async def cancel_after_refund(session: AsyncSession, refund_id: int, *, gateway:
                               ip: str | None = None) -> Refund:
     """After a committed refund with "also cancel", end its subscription now and record whether that worked;
     a failed cancellation is recorded (not raised) so the refund stands and an admin can retry."""
+    require(actor, Permission.REFUND)
     refund = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
     if refund is None:
         raise NotFound("This refund does not exist.")
@@ -166,6 +169,7 @@ async def cancel_after_refund(session: AsyncSession, refund_id: int, *, gateway:
 async def retry_cancellation(session: AsyncSession, refund_id: int, *, gateway: StripeGateway, actor: str,
                              ip: str | None = None) -> Refund:
     """Try again to cancel the subscription of a refund whose immediate cancellation failed (or never ran)."""
+    require(actor, Permission.REFUND)
     refund = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
     if refund is None:
         raise NotFound("This refund does not exist.")

@@ -16,6 +16,7 @@ from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
 from payment.errors import Conflict, NotFound, PaymentError
 from payment.listing import DEFAULT_PAGE_SIZE, Page, keyset_page
@@ -110,6 +111,7 @@ async def _record_failure(services: Services, event_row_id: int, exc: Exception,
 async def retry(session: AsyncSession, event_row_id: int, *, actor: str) -> StripeEvent:
     """Put a failed (or stuck pending) event back to pending so it is applied again; handled events cannot be
     retried."""
+    require(actor, Permission.RETRY_WEBHOOK)
     row = await session.get(StripeEvent, event_row_id, with_for_update=True)
     if row is None:
         raise NotFound("No such webhook event.")

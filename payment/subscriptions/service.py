@@ -13,6 +13,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager
 
+from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
 from payment.errors import Conflict, NotFound, ValidationError
 from payment.models import Customer, Plan, Subscription, SubscriptionAdjustment, utcnow
@@ -98,6 +99,7 @@ async def cancel_at_period_end(session: AsyncSession, subscription_id: int, *, g
                                reason: str | None = None, actor: str, ip: str | None = None,
                                idempotency_key: str | None = None) -> Subscription:
     """A live subscription stops renewing and ends at its current period end (Stripe's through the Stripe API)."""
+    require(actor, Permission.MANAGE_SUBSCRIPTIONS)
     sub = await lock_subscription(session, subscription_id)
     _require_live(sub, "canceled")
     if sub.cancel_at_period_end:
@@ -120,6 +122,7 @@ async def cancel_at_period_end(session: AsyncSession, subscription_id: int, *, g
 async def resume(session: AsyncSession, subscription_id: int, *, gateway: StripeGateway, reason: str | None = None,
                  actor: str, ip: str | None = None, idempotency_key: str | None = None) -> Subscription:
     """A pending cancellation at period end is withdrawn; the subscription renews again."""
+    require(actor, Permission.MANAGE_SUBSCRIPTIONS)
     sub = await lock_subscription(session, subscription_id)
     _require_live(sub, "resumed")
     if not sub.cancel_at_period_end:
@@ -142,6 +145,7 @@ async def resume(session: AsyncSession, subscription_id: int, *, gateway: Stripe
 async def extend(session: AsyncSession, subscription_id: int, *, days: int, reason: str, gateway: StripeGateway,
                  actor: str, ip: str | None = None, idempotency_key: str | None = None) -> Subscription:
     """A live subscription's period end moves `days` later; a Stripe one through a trial to that date, unbilled."""
+    require(actor, Permission.MANAGE_SUBSCRIPTIONS)
     days = check_days(days)
     reason = check_reason(reason)
     sub = await lock_subscription(session, subscription_id)
@@ -229,6 +233,7 @@ async def grant(session: AsyncSession, customer_id: int, *, plan_id: int, reason
                 ip: str | None = None) -> Subscription:
     """Give the customer a free manual subscription to a plan for a duration, refused while a live subscription
     in the same scope exists unless `replace` ends it."""
+    require(actor, Permission.MANAGE_SUBSCRIPTIONS)
     reason = check_reason(reason)
     check_duration(months, days)
     customer = await lock_customer(session, customer_id)

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins.permissions import AdminActor, Role
 from payment.config import Settings
 from payment.errors import Conflict, StripeError, ValidationError
 from payment.models import AuditLog, Refund, utcnow
@@ -19,7 +20,7 @@ from payment.submissions import service as submissions
 from tests.operations.stripe_setup import inject_fault, paid_stripe_subscription, sandbox_control
 from tests.support import factories
 
-ACTOR = "admin:2"
+ACTOR = AdminActor(2, Role.OWNER)
 
 
 @pytest.fixture

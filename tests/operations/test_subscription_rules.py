@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins.permissions import AdminActor, Role
 from payment.config import Settings
 from payment.errors import Conflict, StripeError, ValidationError
 from payment.models import AuditLog, Subscription, SubscriptionAdjustment
@@ -17,7 +18,7 @@ from payment.subscriptions.stripe_state import stripe_period
 from tests.operations.stripe_setup import inject_fault, paid_stripe_subscription
 from tests.support import factories
 
-ACTOR = "admin:1"
+ACTOR = AdminActor(1, Role.OWNER)
 
 
 @pytest.fixture
