@@ -77,7 +77,6 @@ def complete_checkout(store: Store, session: JSON, card: JSON, email: str | None
         price = store.get("price", line["price"])
         assert price is not None
         sub["items"]["data"].append(sb.subscription_item(now, sub["id"], price, int(line["quantity"]), now, now))
-    sub["items"]["total_count"] = len(sub["items"]["data"])
     end = sub["_anchor"] if trial_days else period_end_after(sub, 1)
     sub["_cycles"] = 0 if trial_days else 1  # intervals from the anchor to the current period end
     set_period(sub, now, end)
