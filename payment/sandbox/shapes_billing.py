@@ -62,7 +62,7 @@ def subscription(now: int, customer_id: str, currency: str, **fields: Any) -> JS
         "automatic_tax": {"disabled_reason": None, "enabled": False, "liability": None},
         "billing_cycle_anchor": now,
         "billing_cycle_anchor_config": None,
-        "billing_mode": {"type": "classic"},
+        "billing_mode": {"flexible": None, "type": "classic"},
         "billing_schedules": [],
         "billing_thresholds": None,
         "cancel_at": None,
@@ -81,7 +81,13 @@ def subscription(now: int, customer_id: str, currency: str, **fields: Any) -> JS
         "description": None,
         "discounts": [],
         "ended_at": None,
-        "invoice_settings": {"account_tax_ids": None, "issuer": {"type": "self"}},
+        "invoice_settings": {
+            "account_tax_ids": None,
+            "custom_fields": None,
+            "description": None,
+            "footer": None,
+            "issuer": {"type": "self"},
+        },
         "items": {
             "object": "list",
             "data": [],
