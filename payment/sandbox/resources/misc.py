@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from .. import shapes, shapes_payments
+from .. import shapes, shapes_payments, versions
 from ..api import Ctx, route
 from ..billing import run_due
 from ..errors import invalid, missing, not_found
@@ -72,6 +72,9 @@ def create_webhook_endpoint(ctx: Ctx) -> JSON:
         api_version=get_str(ctx.params, "api_version"),
         metadata=merge_metadata({}, ctx.params),
     )
+    if endpoint["api_version"] not in (None, *versions.SUPPORTED):
+        supported = ", ".join(versions.SUPPORTED)
+        raise invalid("api_version", f"The sandbox renders events only in these API versions: {supported}.")
     ctx.store.add(endpoint)
     return {**endpoint, "secret": secret}
 
