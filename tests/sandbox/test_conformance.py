@@ -90,6 +90,9 @@ def _walk(sbx: Sandbox) -> Served:
     }
     session = keep("checkout session", c.checkout.sessions.create(params=session_params))
     keep("checkout line items", c.checkout.sessions.line_items.list(session.id))
+    guest_params = {k: v for k, v in session_params.items() if k != "customer"} | {"customer_email": "x@example.com"}
+    other = c.checkout.sessions.create(params=guest_params)
+    keep("checkout session expired", c.checkout.sessions.expire(other.id))
     assert sbx.pay(session.id)["status_code"] == 200
     expand = ["subscription", "invoice"]
     session = keep("checkout session paid", c.checkout.sessions.retrieve(session.id, params={"expand": expand}), expand)
