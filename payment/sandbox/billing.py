@@ -69,6 +69,7 @@ def complete_checkout(store: Store, session: JSON, card: JSON, email: str | None
         session["currency"],
         metadata=dict(sub_data.get("metadata") or {}),
         default_payment_method=pm["id"],
+        test_clock=cust.get("test_clock"),
         description=sub_data.get("description"),
     )
     sub["_anchor"] = now + trial_days * DAY if trial_days else now

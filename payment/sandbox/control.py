@@ -1,4 +1,17 @@
-"""Test controls under /_sandbox: clock, reset, state, faults, webhook flush, pay without a browser, Dashboard acts."""
+"""Test controls under /_sandbox: what a test does to Stripe that is not an API call of ours.
+
+- `GET clock`, `POST clock/advance` (seconds= or to=): the one sandbox clock; renewals, retries, `cancel_at` and
+  Checkout expiry happen as it passes them.
+- `POST reset`, `GET state`, `GET|POST|DELETE faults` (inject Stripe errors), `POST webhooks/flush`,
+  `GET webhooks/deliveries`.
+- `POST checkout_sessions/{id}/pay` (card=): pay like the hosted page; a declined card answers 402 and creates
+  nothing (no customer subscription, no invoice).
+- `POST customers/{id}/card` (card=): save a default card, like the portal. 4000000000000341 attaches but every
+  charge is declined ("Your card was declined."); 4000000000009995 attaches and is declined for insufficient funds:
+  the next renewal fails with that message in `charge.failure_message` and `payment_intent.last_payment_error`.
+- `POST invoices/{id}/dashboard_refund` (amount=, reason=): a refund made in Stripe's Dashboard on the charge that
+  paid the invoice, without metadata of ours (refund.created, charge.refunded).
+"""
 
 from __future__ import annotations
 

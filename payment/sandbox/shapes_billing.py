@@ -212,7 +212,7 @@ def invoice(now: int, cust: JSON, sub: JSON, number: str, billing_reason: str, *
         },
         "subtotal": 0,
         "subtotal_excluding_tax": 0,
-        "test_clock": None,
+        "test_clock": cust.get("test_clock"),
         "total": 0,
         "total_discount_amounts": [],
         "total_excluding_tax": 0,

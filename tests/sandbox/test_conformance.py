@@ -101,6 +101,7 @@ def _walk(sbx: Sandbox) -> Served:
     expand = ["latest_invoice", "items.data.price"]
     sub = keep("subscription", c.subscriptions.retrieve(sub_id, params={"expand": expand}), expand)
     invoice_id = sub.latest_invoice.id
+    assert sub.test_clock == sub.latest_invoice.test_clock == customer.test_clock == clock.id
     keep("invoice", c.invoices.retrieve(invoice_id))
     expand = ["payments", "payments.data.payment.payment_intent"]
     keep("invoice with payments", c.invoices.retrieve(invoice_id, params={"expand": expand}), expand)
