@@ -67,6 +67,17 @@ def _auth_error(header: str | None) -> StripeError | None:
     return None
 
 
+def _version_error(headers: Any) -> StripeError | None:
+    """Stripe answers in the version a request names; the sandbox knows only the pinned one, so it refuses others
+    rather than answer in shapes the caller did not ask for."""
+    asked = headers.get("stripe-version")
+    if asked is None or asked == API_VERSION:
+        return None
+    return StripeError(
+        400, f"The sandbox answers only in Stripe API version {API_VERSION}; this request asked for {asked!r}."
+    )
+
+
 def _take_fault(store: Store, method: str, path: str) -> JSON | None:
     for fault in store.faults:
         if fault.get("method", method).upper() == method and path.startswith(fault.get("path_prefix", "/v1/")):
@@ -101,7 +112,7 @@ def api_endpoint(handler: Handler) -> Any:
         request_id = new_id("req", 14)
         headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
         try:
-            error = _auth_error(request.headers.get("authorization"))
+            error = _auth_error(request.headers.get("authorization")) or _version_error(request.headers)
             if error:
                 raise error
             fault = _take_fault(store, request.method, request.url.path)

@@ -39,6 +39,11 @@ def test_every_answer_carries_the_pinned_version_and_the_key_is_taken_as_bearer_
     assert unreadable.status_code == 401 and encoded.split()[1] not in message and "-u YOUR_SECRET_KEY:" in message
     none = httpx.get(f"{sbx.url}/v1/customers")
     assert none.status_code == 401 and "You did not provide an API key" in none.json()["error"]["message"]
+    older = httpx.get(f"{sbx.url}/v1/customers", headers={**_basic(API_KEY), "Stripe-Version": PRE_BASIL_VERSION})
+    assert older.status_code == 400 and API_VERSION in older.json()["error"]["message"]
+    pinned = httpx.get(f"{sbx.url}/v1/customers", headers={**_basic(API_KEY), "Stripe-Version": API_VERSION})
+    assert pinned.status_code == 200
+    assert sbx.client.v1.customers.list().last_response.headers["Stripe-Version"] == API_VERSION  # the SDK's own
     unknown = httpx.get(f"{sbx.url}/v1/nothing_here", headers=_basic(API_KEY))
     assert unknown.status_code == 404 and unknown.headers["Stripe-Version"] == API_VERSION
 
