@@ -11,9 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payment.config import Settings
 from payment.errors import Conflict, StripeError, ValidationError
 from payment.models import AuditLog, Subscription, SubscriptionAdjustment
+from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
 from payment.subscriptions import service as subscriptions
-from payment.subscriptions.stripe_state import stripe_period
 from tests.operations.stripe_setup import inject_fault, paid_stripe_subscription
 from tests.support import factories
 
@@ -98,7 +98,7 @@ async def test_stripe_extend_moves_period_end_without_charging(db: AsyncSession,
     await subscriptions.extend(db, sub.id, days=30, reason="Outage compensation", gateway=gateway, actor=ACTOR)
     assert sub.current_period_end == before + timedelta(days=30)
     on_stripe = await gateway.retrieve_subscription(sub.stripe_subscription_id or "")
-    assert stripe_period(on_stripe)[1] == before + timedelta(days=30)
+    assert reader.subscription(on_stripe).period_end == before + timedelta(days=30)
     assert on_stripe["trial_end"] == int((before + timedelta(days=30)).timestamp())
     invoices = await gateway.list_invoices({"subscription": sub.stripe_subscription_id})
     assert [i["amount_paid"] for i in invoices["data"]] == [29900]  # nothing billed for the added days
