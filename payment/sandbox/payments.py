@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from . import shapes_billing as sb
@@ -180,6 +181,20 @@ def attempt_payment(store: Store, inv: JSON, cust: JSON, next_attempt: int | Non
     return False
 
 
+REFUND_REFERENCE_DELAY = 86400
+"""A card refund gets its acquirer reference number about a day later (refund.updated)."""
+
+
+def settle_refund(store: Store, re: JSON) -> None:
+    """The card network acknowledged the refund: its reference becomes available (refund.updated)."""
+    re.pop("_settles_at", None)
+    card = re["destination_details"]["card"]
+    previous = {"destination_details": {"card": {"reference": None, "reference_status": card["reference_status"]}}}
+    card["reference"] = f"{secrets.randbelow(10**23):023d}"
+    card["reference_status"] = "available"
+    store.emit("refund.updated", re, previous)
+
+
 def invoice_payments(store: Store, invoice_id: str) -> list[JSON]:
     """The invoice payments of an invoice, newest first."""
     return [p for p in store.all("invoice_payment") if p["invoice"] == invoice_id]
@@ -246,6 +261,7 @@ def create_refund(store: Store, params: dict[str, Any], amount: int | None, reas
     if reason not in (None, "duplicate", "fraudulent", "requested_by_customer"):
         raise invalid("reason", "Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer")
     re = store.add(sp.refund(store.now(), ch, amount, reason, metadata))
+    re["_settles_at"] = store.now() + REFUND_REFERENCE_DELAY
     previous = {"amount_refunded": ch["amount_refunded"], "refunded": ch["refunded"]}
     ch["amount_refunded"] = int(ch["amount_refunded"]) + amount
     ch["refunded"] = ch["amount_refunded"] >= ch["amount_captured"]

@@ -163,7 +163,12 @@ def refund(now: int, ch: JSON, amount: int, reason: str | None, metadata: JSON) 
         "customer": ch["customer"],
         "customer_account": None,
         "destination_details": {
-            "card": {"reference_status": "pending", "reference_type": "acquirer_reference_number", "type": "refund"},
+            "card": {
+                "reference": None,
+                "reference_status": "pending",
+                "reference_type": "acquirer_reference_number",
+                "type": "refund",
+            },
             "type": "card",
         },
         "metadata": metadata,

@@ -170,6 +170,7 @@ def test_webhook_events_carry_the_pinned_version(walk: Served) -> None:
     assert {e["api_version"] for e in events} == {API_VERSION}
     assert {
         "invoice.payment_failed",
+        "refund.updated",
         "charge.refunded",
         "invoice_payment.paid",
         "customer.subscription.deleted",

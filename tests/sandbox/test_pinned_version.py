@@ -133,6 +133,14 @@ def test_a_dashboard_refund_has_no_metadata_and_emits_what_stripe_emits(sbx: San
     assert charge.id == refund.charge and charge.amount_refunded == 4000 and charge.refunded is False
     assert "refunds" not in charge
     assert events[1].data.previous_attributes.amount_refunded == 0
+    sbx.receiver.requests.clear()
+    sbx.advance(DAY + 1)  # the card network acknowledges the refund about a day later
+    sbx.flush()
+    [updated] = [e for e in sbx.receiver.events() if e.type.startswith("refund.")]
+    assert updated.type == "refund.updated" and updated.data.object.id == refund.id
+    card = updated.data.object.destination_details.card
+    assert card.reference_status == "available" and len(card.reference) == 23
+    assert updated.data.previous_attributes.destination_details.card.reference_status == "pending"
     rest = sbx.http.post(f"/_sandbox/invoices/{sub.latest_invoice}/dashboard_refund")
     assert rest.status_code == 200 and rest.json()["refund"]["amount"] == 15900
     again = sbx.http.post(f"/_sandbox/invoices/{sub.latest_invoice}/dashboard_refund")
