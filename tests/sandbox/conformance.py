@@ -62,11 +62,14 @@ FIXTURE_STALE: dict[str, frozenset[str]] = {"invoice": frozenset({"subscription"
 The conformance test asserts this is exactly the set of such disagreements, so it cannot hide a new one."""
 
 OPTIONAL_NOTE = "(Stripe returns it only in cases we do not emulate)"
-LIST_FIELDS = frozenset({"object", "data", "has_more", "url"})
 
 
 def sdk_fields(cls: type) -> set[str]:
     return {name for name in inspect.get_annotations(cls) if name != "OBJECT_NAME"}
+
+
+LIST_FIELDS = frozenset(sdk_fields(stripe.ListObject) | {"object"})
+"""A list's fields: the SDK's ListObject annotations and its `object` ("list"), which the SDK reads untyped."""
 
 
 def _nested_class(annotation: Any) -> type | None:

@@ -18,7 +18,7 @@ import stripe
 
 from payment.stripe.version import API_VERSION
 
-from .conformance import FIXTURE_STALE, INCLUDABLE, SDK_CLASSES, Checker, sdk_fields
+from .conformance import FIXTURE_STALE, INCLUDABLE, LIST_FIELDS, SDK_CLASSES, Checker, sdk_fields
 from .conftest import Sandbox, load_fixtures
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
@@ -185,6 +185,7 @@ def test_fixture_and_sdk_disagree_only_where_documented(stripe_fixtures: dict[st
         if set(stripe_fixtures[kind]) - sdk_fields(cls)
     }
     assert stale == FIXTURE_STALE
+    assert set(stripe_fixtures["invoice"]["lines"]) == set(stripe_fixtures["subscription"]["items"]) == LIST_FIELDS
     for kind, fields in INCLUDABLE.items():
         assert fields <= sdk_fields(SDK_CLASSES[kind]), kind
 
@@ -241,4 +242,18 @@ def test_a_field_missing_or_a_sub_object_field_added_is_reported(walk: Served, s
         "invoice (invoice): missing field 'parent'",
         "invoice.lines.data[0] (line_item): extra field 'subscription_item' (not a field of the pinned version)",
         "invoice.status_transitions: extra field 'paid' (not a field of the pinned version)",
+    ]
+
+
+def test_an_includable_field_is_accepted_only_when_expand_named_it(
+    walk: Served, stripe_fixtures: dict[str, Any]
+) -> None:
+    body, expand = _served(walk, "invoice with payments")
+    assert "payments" in body and Checker(stripe_fixtures).check(body, expand, where="invoice") == []
+    assert Checker(stripe_fixtures).check(body, [], where="invoice") == [
+        f"invoice (invoice): extra field 'payments' {INCLUDABLE_ONLY}"
+    ]
+    body, _ = _served(walk, "charge")
+    assert Checker(stripe_fixtures).check(body, ["refunds"], where="charge") == [
+        "charge (charge): missing field 'refunds'"
     ]
