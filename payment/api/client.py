@@ -156,6 +156,7 @@ async def customer_subscription(request: Request) -> Response:
         "paid": ent.is_paid,
         "currentPeriodEnd": iso(ent.current_period_end),
         "cancelAtPeriodEnd": ent.cancel_at_period_end,
+        "cancelsAt": iso(ent.cancels_on),
     }, headers={"Cache-Control": "no-store"})
 
 
