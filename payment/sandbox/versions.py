@@ -12,6 +12,7 @@ import copy
 
 from payment.stripe.version import API_VERSION, PRE_BASIL_VERSION
 
+from . import shapes_billing as sb
 from .store import JSON, Store, public
 
 SUPPORTED = (API_VERSION, PRE_BASIL_VERSION)
@@ -60,7 +61,10 @@ def _acacia_invoice(store: Store, inv: JSON) -> None:
         pricing = line.pop("pricing", None) or {}
         price_id = (pricing.get("price_details") or {}).get("price")
         price = store.get("price", price_id) if price_id else None
+        line["invoice_item"] = item_details.get("invoice_item")
+        line["plan"] = sb.plan_of(price) if price else None
         line["price"] = public(price) if price else None
         line["proration"] = bool(item_details.get("proration"))
+        line["proration_details"] = copy.deepcopy(item_details.get("proration_details"))
         line["subscription_item"] = item_details.get("subscription_item")
         line["type"] = "subscription"

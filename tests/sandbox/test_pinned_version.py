@@ -194,7 +194,9 @@ def test_an_endpoint_on_the_pre_basil_version_receives_acacia_shapes(sbx: Sandbo
     pi = c.payment_intents.retrieve(payment.payment.payment_intent)
     assert paid["paid"] is True and paid["subscription"] == sub.id and "parent" not in paid
     assert paid["payment_intent"] == pi.id and paid["charge"] == pi.latest_charge
-    assert paid["lines"]["data"][0]["subscription_item"] == sub["items"].data[0].id
+    line = paid["lines"]["data"][0]
+    assert line["subscription_item"] == sub["items"].data[0].id and line["type"] == "subscription"
+    assert line["price"]["id"] == line["plan"]["id"] == sub["items"].data[0].price.id and "parent" not in line
     created = next(b for b in bodies if b["type"] == "customer.subscription.created")["data"]["object"]
     assert created["current_period_end"] == sub["items"].data[0].current_period_end
     pinned = next(e for e in sbx.receiver.events() if e.type == "invoice.paid")
