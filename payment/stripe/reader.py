@@ -75,12 +75,12 @@ def event_object(event: JSON, expected: str) -> JSON:
     data = event.get("data")
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict) or not obj:
-        raise UnusableObject(f"The event has no data.object (expected a {expected}).")
+        raise UnusableObject(f"The event has no data.object (expected {expected!r}).")
     kind = obj.get("object")
     if kind != expected:
-        raise UnusableObject(f"The event's data.object is a {kind or 'untyped object'}, not a {expected}.")
+        raise UnusableObject(f"The event's data.object is {kind or 'untyped'!r} where {expected!r} was expected.")
     if not isinstance(obj.get("id"), str) or not obj["id"]:
-        raise UnusableObject(f"The event's {expected} has no id.")
+        raise UnusableObject(f"The event's {expected!r} object has no id.")
     return dict(obj)
 
 
