@@ -65,4 +65,5 @@ async def current(session: AsyncSession, customer: Customer | None, app: App, *,
     free = await free_plan(session, app)
     return Entitlement(plan_slug=free.slug if free else FALLBACK_FREE_SLUG,
                        plan_name=free.name if free else FALLBACK_FREE_NAME, status=FREE_STATUS, source=FREE_STATUS,
-                       current_period_end=None, cancel_at_period_end=False, cancels_on=None, subscription=None, plan=free)
+                       current_period_end=None, cancel_at_period_end=False, cancels_on=None, subscription=None,
+                       plan=free)

@@ -188,5 +188,5 @@ def test_event_object_must_be_of_the_expected_type(fixtures: dict[str, Any], ver
         reader.event_object(event, "invoice")
     assert reader.event_object(event, "plan")["id"] == event["data"]["object"]["id"]
     event["data"] = {}
-    with pytest.raises(reader.UnusableObject, match="no data.object"):
+    with pytest.raises(reader.UnusableObject, match=r"no data\.object"):
         reader.event_object(event, "invoice")
