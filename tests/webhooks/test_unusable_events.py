@@ -10,7 +10,6 @@ from sqlalchemy import select
 
 from payment.config import DEV_STRIPE_WEBHOOK_SECRET
 from payment.models import AuditLog, StripeEvent
-from payment.runtime import Services
 from payment.stripe import events as stripe_events
 from payment.stripe.version import API_VERSION
 from tests.webhooks.world import World, event_body, sign
