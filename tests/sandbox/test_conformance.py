@@ -101,6 +101,8 @@ def _walk(sbx: Sandbox) -> Served:
     expand = ["latest_invoice", "items.data.price"]
     sub = keep("subscription", c.subscriptions.retrieve(sub_id, params={"expand": expand}), expand)
     invoice_id = sub.latest_invoice.id
+    items = keep("subscription items", c.subscription_items.list(params={"subscription": sub_id}))
+    keep("subscription item", c.subscription_items.retrieve(items.data[0].id))
     assert sub.test_clock == sub.latest_invoice.test_clock == customer.test_clock == clock.id
     keep("invoice", c.invoices.retrieve(invoice_id))
     expand = ["payments", "payments.data.payment.payment_intent"]

@@ -201,3 +201,23 @@ def cancel_subscription(ctx: Ctx) -> JSON:
     sub["canceled_at"] = now
     cancel_now(ctx.store, sub, now)
     return sub
+
+
+def _items(ctx: Ctx) -> list[JSON]:
+    return [item for sub in ctx.store.all("subscription") for item in sub["items"]["data"]]
+
+
+@route("GET", "/v1/subscription_items/{id}")
+def retrieve_subscription_item(ctx: Ctx) -> JSON:
+    item = next((i for i in _items(ctx) if i["id"] == ctx.path["id"]), None)
+    if item is None:
+        raise not_found("subscription_item", ctx.path["id"])
+    return item
+
+
+@route("GET", "/v1/subscription_items")
+def list_subscription_items(ctx: Ctx) -> JSON:
+    sub = ctx.store.get("subscription", get_str(ctx.params, "subscription", required=True) or "")
+    if sub is None:
+        raise not_found("subscription", str(ctx.params.get("subscription")), "subscription")
+    return paginate(sub["items"]["data"], ctx.params, "/v1/subscription_items")
