@@ -14,6 +14,7 @@ from payment.models import AuditLog, Subscription, SubscriptionAdjustment
 from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
 from payment.subscriptions import service as subscriptions
+from payment.subscriptions.stripe_sync import upsert_from_stripe
 from tests.operations.stripe_setup import inject_fault, paid_stripe_subscription
 from tests.support import factories
 
@@ -198,3 +199,22 @@ async def test_cancel_now_stripe_and_manual(db: AsyncSession, gateway: StripeGat
     with pytest.raises(Conflict, match="already ended"):
         await subscriptions.cancel_now(db, manual.id, gateway=gateway, actor=ACTOR)
     assert await _adjustments(db, manual) == [("cancel_now", None, ACTOR)]
+
+
+async def test_admin_actions_and_webhooks_map_cancel_at_the_same_way(db: AsyncSession, gateway: StripeGateway,
+                                                                     sandbox: str) -> None:
+    setup = await paid_stripe_subscription(db, gateway, sandbox)
+    sub, stripe_id = setup.subscription, setup.subscription.stripe_subscription_id or ""
+    # set in Stripe (Dashboard or API) with the enum of 2025-07-30.basil: cancel_at_period_end stays false
+    data = await gateway.update_subscription(stripe_id, {"cancel_at": "min_period_end"})
+    assert data["cancel_at_period_end"] is False
+    await upsert_from_stripe(db, gateway, data, actor="stripe")  # what the webhook does
+    assert sub.cancel_at is not None and sub.cancels_on == sub.cancel_at == sub.current_period_end
+    with pytest.raises(Conflict, match="already set to cancel on"):
+        await subscriptions.cancel_at_period_end(db, sub.id, gateway=gateway, actor=ACTOR)
+    await subscriptions.resume(db, sub.id, gateway=gateway, actor=ACTOR)
+    on_stripe = await gateway.retrieve_subscription(stripe_id)
+    assert (on_stripe["cancel_at"], on_stripe["cancel_at_period_end"]) == (None, False)
+    assert (sub.cancel_at, sub.cancel_at_period_end, sub.cancels_on) == (None, False, None)
+    await subscriptions.cancel_at_period_end(db, sub.id, gateway=gateway, actor=ACTOR)
+    assert sub.cancels_on == sub.current_period_end and sub.cancel_at_period_end
