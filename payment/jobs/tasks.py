@@ -20,7 +20,18 @@ from payment.stripe import events
 log = logging.getLogger(__name__)
 
 # 10 retries 2, 4, 8 ... 1024 s apart (about 34 minutes in all), then the event is shown as failed to admins.
-EVENT_RETRY = procrastinate.RetryStrategy(max_attempts=10, exponential_wait=2)
+
+
+class EventRetry(procrastinate.RetryStrategy):
+    """Retry a Stripe event with back-off, except one that can never apply (it has failed for good already)."""
+
+    def get_retry_exception(self, exception: BaseException, job: Any) -> Any:
+        if isinstance(exception, events.NeverApplies):
+            return None
+        return super().get_retry_exception(exception, job)
+
+
+EVENT_RETRY = EventRetry(max_attempts=10, exponential_wait=2)
 PERIODIC_RETRY = procrastinate.RetryStrategy(max_attempts=2, wait=5)
 STALLED_AFTER_SECONDS = 15.0
 FORM_NONCE_RETENTION = timedelta(days=30)

@@ -100,8 +100,9 @@ async def process_event(services: Services, event_row_id: int, *, final_attempt:
                 return False
             return await apply(session, services.stripe, row, actor=audit.STRIPE)
     except NeverApplies as exc:
+        # failed for good now, not after ten retries; raised so the job fails (and reaches Sentry) without a retry
         await _record_failure(services, event_row_id, exc, final=True)
-        return False
+        raise
     except Exception as exc:
         await _record_failure(services, event_row_id, exc, final=final_attempt)
         raise

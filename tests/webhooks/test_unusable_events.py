@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from payment.config import DEV_STRIPE_WEBHOOK_SECRET
@@ -36,7 +37,8 @@ async def _store_and_apply(world: World, event_type: str, obj: dict[str, object]
     if obj is None:
         event["data"] = {}
     stored = await _stored(world, event)
-    assert await stripe_events.process_event(world.services, stored) is False
+    with pytest.raises(stripe_events.NeverApplies):  # the job fails without a retry (and reaches Sentry)
+        await stripe_events.process_event(world.services, stored)
     async with world.services.db.session() as session:
         row = await session.get(StripeEvent, stored)
         assert row is not None
@@ -73,11 +75,10 @@ async def test_an_object_stripe_does_not_have_fails_after_a_few_attempts(world: 
     for _ in range(stripe_events.NOT_FOUND_ATTEMPTS):
         try:
             await stripe_events.process_event(world.services, row_id)
-        except Exception as exc:  # the job retries these
+        except Exception as exc:
             outcomes.append(type(exc).__name__)
-        else:
-            outcomes.append("final")
-    assert outcomes == ["StripeError"] * (stripe_events.NOT_FOUND_ATTEMPTS - 1) + ["final"]
+    # the job retries a StripeError; NeverApplies is final
+    assert outcomes == ["StripeError"] * (stripe_events.NOT_FOUND_ATTEMPTS - 1) + ["NeverApplies"]
     async with world.services.db.session() as session:
         row = await session.get(StripeEvent, row_id)
     assert row is not None and row.status == "failed"
