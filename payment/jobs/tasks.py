@@ -14,6 +14,7 @@ import procrastinate
 
 from payment.jobs.periodic import expire_due_subscriptions
 from payment.models import utcnow
+from payment.refunds import service as refunds
 from payment.runtime import Services
 from payment.stripe import events
 
@@ -70,6 +71,13 @@ async def catch_up_stripe_events(context: procrastinate.JobContext, timestamp: i
     await events.catch_up(services_of_job(context))
 
 
+async def send_unsent_refunds(context: procrastinate.JobContext, timestamp: int) -> None:
+    services = services_of_job(context)
+    count = await refunds.send_unsent(services.db, services.stripe)
+    if count:
+        log.info("sent %s Stripe refunds that were recorded but not sent", count)
+
+
 async def expire_subscriptions(context: procrastinate.JobContext, timestamp: int) -> None:
     async with services_of_job(context).db.transaction() as session:
         count = await expire_due_subscriptions(session, now=utcnow())
@@ -110,6 +118,7 @@ PERIODIC: tuple[tuple[str, str, Any], ...] = (
     ("sweep_stripe_events", "* * * * * */10", sweep_stripe_events),
     ("catch_up_stripe_events", "*/5 * * * *", catch_up_stripe_events),
     ("expire_subscriptions", "* * * * *", expire_subscriptions),
+    ("send_unsent_refunds", "* * * * *", send_unsent_refunds),
     ("purge_billing_sessions", "7,37 * * * *", purge_billing_sessions),
     ("purge_form_submissions", "17 3 * * *", purge_form_submissions),
     ("recover_stalled_jobs", "* * * * * */15", recover_stalled_jobs),

@@ -8,6 +8,7 @@ any transaction (`send_to_stripe`), and stays pending until the `charge.refunded
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -23,6 +24,9 @@ from payment.stripe.gateway import StripeGateway
 from payment.subscriptions import service as subscriptions
 
 REFUNDABLE_STATUSES = ("paid", "partially_refunded")
+# an admin's own send happens right after the commit; older unsent ones were interrupted
+RESEND_AFTER = timedelta(minutes=2)
+SEND_BATCH = 100
 
 
 async def lock_invoice(session: AsyncSession, invoice_id: int) -> Invoice:
@@ -133,6 +137,22 @@ async def send_to_stripe(db: Database, gateway: StripeGateway, refund_id: int, *
     except PaymentError as exc:
         return await _record_sent(db, refund_id, None, exc.message, actor=actor, ip=ip)
     return await _record_sent(db, refund_id, reader.refund(data).id, None, actor=actor, ip=ip)
+
+
+async def send_unsent(db: Database, gateway: StripeGateway, *, now: datetime | None = None,
+                      limit: int = SEND_BATCH) -> int:
+    """Send again the Stripe refunds recorded but never answered by Stripe (the process stopped between the commit
+    and the call); the idempotency key makes a resend of one that did reach Stripe return that same refund."""
+    before = (now or utcnow()) - RESEND_AFTER
+    async with db.session() as session:
+        ids = list(await session.scalars(
+            select(Refund.id).join(Invoice, Invoice.id == Refund.invoice_id)
+            .where(Invoice.source == "stripe", Refund.status == "pending", Refund.stripe_refund_id.is_(None),
+                   Refund.created_at < before)
+            .order_by(Refund.id).limit(limit)))
+    for refund_id in ids:
+        await send_to_stripe(db, gateway, refund_id, actor=audit.SYSTEM)
+    return len(ids)
 
 
 async def _record_sent(db: Database, refund_id: int, stripe_refund_id: str | None, error: str | None, *,

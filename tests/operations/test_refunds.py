@@ -233,3 +233,15 @@ async def test_a_form_nonce_acts_once_and_replays_its_outcome(db: AsyncSession) 
     assert await submissions.purge(db, older_than=utcnow() - timedelta(days=1)) == 0
     assert await submissions.purge(db, older_than=utcnow() + timedelta(seconds=1)) == 1
     assert await submissions.claim(db, nonce, action="refund", actor=ACTOR) is None  # forgotten: usable again
+
+
+async def test_a_refund_recorded_but_never_sent_is_sent_by_the_periodic_job(services: Services,
+                                                                           sandbox: str) -> None:
+    setup = await _paid(services, sandbox)
+    stuck = await _issue(services, setup.invoice.id, amount_cents=700)  # the process stopped before sending
+    assert await refunds.send_unsent(services.db, services.stripe) == 0  # too fresh: its admin is sending it
+    later = utcnow() + refunds.RESEND_AFTER + timedelta(seconds=1)
+    assert await refunds.send_unsent(services.db, services.stripe, now=later) == 1
+    listed = await services.stripe.list_refunds({"charge": setup.invoice.stripe_charge_id})
+    assert [(r["amount"], r["metadata"]["refund_id"]) for r in listed["data"]] == [(700, str(stuck.id))]
+    assert await refunds.send_unsent(services.db, services.stripe, now=later) == 0
