@@ -339,10 +339,11 @@ class IssueRefund(Operation):
         assert target.invoice is not None
         refund = await refunds.issue(
             session, target.invoice.id, amount_cents=parsed["amount_cents"], reason=parsed["reason"],
-            also_cancel=parsed["also_cancel"], gateway=ctx.gateway, actor=ctx.actor, ip=ctx.ip,
-            idempotency_key=self.idempotency_key(ctx, f"-{parsed['amount_cents']}"))
+            also_cancel=parsed["also_cancel"], actor=ctx.actor, ip=ctx.ip)
         state = "pending until Stripe confirms it" if refund.status == "pending" else "recorded"
+        # a Stripe refund is sent after this transaction commits (operations.py), never under its locks
         return {"level": "success", "refund_id": refund.id, "also_cancel": parsed["also_cancel"],
+                "send_to_stripe": refunds.needs_stripe(refund),
                 "message": f"Refund #{refund.id} of {money(refund.amount_cents, refund.currency)} {state}."}
 
 

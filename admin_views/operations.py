@@ -129,9 +129,26 @@ class OperationsView(BaseView):
         if first is not None:
             first = {**first, "message": "Already done (this form was submitted twice): " + first["message"]}
             return self._done(request, first, customer_url(request, target.customer.id))
+        if outcome.get("send_to_stripe"):
+            outcome = await self._send_refund(services, outcome, ctx)
         if outcome.get("also_cancel"):
             outcome = await self._cancel_after_refund(services, outcome, ctx)
         return self._done(request, outcome, outcome["redirect"])
+
+    @staticmethod
+    async def _send_refund(services: Services, outcome: Outcome, ctx: ActContext) -> Outcome:
+        """The pending refund is committed; now Stripe, outside any transaction. A refusal fails the refund (it no
+        longer counts as pending) and skips the cancellation that was to follow it."""
+        refund = await refunds.send_to_stripe(services.db, ctx.gateway, int(outcome["refund_id"]), actor=ctx.actor,
+                                              ip=ctx.ip)
+        if refund.status == "failed":
+            outcome = {**outcome, "level": "error", "also_cancel": False,
+                       "message": f"Stripe refused refund #{refund.id}: {refund.failure_reason} Nothing was refunded."}
+        else:
+            outcome = {**outcome, "send_to_stripe": False}
+        async with services.db.transaction() as session:
+            await submissions.settle(session, ctx.nonce, outcome)
+        return outcome
 
     @staticmethod
     async def _cancel_after_refund(services: Services, outcome: Outcome, ctx: ActContext) -> Outcome:

@@ -22,6 +22,7 @@ from payment.models.ops import EVENT_STATUSES
 from payment.runtime import Services, services_of
 from payment.stripe import events
 from payment.stripe.handlers import HANDLED_TYPES
+from payment.stripe.version import API_VERSION
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ class WebhookEventView(KeysetModelView, model=StripeEvent):
     name_plural = "Webhook events"
     identity = "stripe-event"
     icon = "fa-solid fa-plug-circle-bolt"
-    list_headers = ("ID", "Stripe event", "Type", "Status", "Attempts", "Received", "Handled", "Last error", "")
+    list_headers = ("ID", "Stripe event", "Type", "API version", "Status", "Attempts", "Received", "Handled",
+                    "Last error", "")
     row_template = "webhook_events/row.html"
     details_template = "webhook_events/details.html"
     filter_names = ("status", "type")
@@ -41,6 +43,10 @@ class WebhookEventView(KeysetModelView, model=StripeEvent):
         # the types we act on (a DISTINCT over the whole table would not scale)
         return [FilterSpec("status", "Status", plain_choices(EVENT_STATUSES)),
                 FilterSpec("type", "Type", [(t, t) for t in HANDLED_TYPES])]
+
+    async def row_context(self, session: AsyncSession, rows: list[Any]) -> dict[str, Any]:
+        # an event of another version is still applied (we re-read the object), but admins should see it
+        return {"pinned_api_version": API_VERSION}
 
     async def fetch(self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int,
                     with_total: bool) -> Page[Any]:

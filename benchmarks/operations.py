@@ -67,7 +67,7 @@ async def run(services: Services, racers: int, payments: int) -> None:
             async with db.transaction() as session:
                 if await submissions.claim(session, nonce, action="refund", actor=ACTOR) is not None:
                     return "replayed"
-                await refunds.issue(session, invoice_id, amount_cents=100, reason="bench", gateway=services.stripe,
+                await refunds.issue(session, invoice_id, amount_cents=100, reason="bench",
                                     actor=ACTOR)
                 await submissions.settle(session, nonce, {"level": "success", "message": "ok"})
                 return "refunded"

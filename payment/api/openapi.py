@@ -58,7 +58,7 @@ _SCHEMAS: dict[str, Any] = {
     "Entitlement": {
         "type": "object",
         "required": ["externalUserId", "appSlug", "plan", "status", "source", "paid", "currentPeriodEnd",
-                     "cancelAtPeriodEnd"],
+                     "cancelAtPeriodEnd", "cancelsAt"],
         "additionalProperties": False,
         "properties": {
             "externalUserId": {"type": "string"},
@@ -73,6 +73,9 @@ _SCHEMAS: dict[str, Any] = {
             "paid": {"type": "boolean", "description": "true when a live paid subscription unlocks the plan."},
             "currentPeriodEnd": {"type": ["string", "null"], "format": "date-time"},
             "cancelAtPeriodEnd": {"type": "boolean"},
+            "cancelsAt": {"type": ["string", "null"], "format": "date-time",
+                          "description": "When a subscription set to end stops (Stripe's cancel_at, or the period "
+                                         "end); null while it renews."},
         },
     },
     "Problem": {

@@ -27,6 +27,7 @@ class Entitlement:
     source: str
     current_period_end: datetime | None
     cancel_at_period_end: bool
+    cancels_on: datetime | None
     subscription: Subscription | None
     plan: Plan | None
 
@@ -61,11 +62,12 @@ async def current(session: AsyncSession, customer: Customer | None, app: App, *,
     if sub is not None:
         return Entitlement(plan_slug=sub.plan.slug, plan_name=sub.plan.name, status=sub.status, source=sub.source,
                            current_period_end=sub.current_period_end, cancel_at_period_end=sub.cancel_at_period_end,
-                           subscription=sub, plan=sub.plan)
+                           cancels_on=sub.cancels_on, subscription=sub, plan=sub.plan)
     free = await free_plan(session, app)
     return Entitlement(plan_slug=free.slug if free else FALLBACK_FREE_SLUG,
                        plan_name=free.name if free else FALLBACK_FREE_NAME, status=FREE_STATUS, source=FREE_STATUS,
-                       current_period_end=None, cancel_at_period_end=False, subscription=None, plan=free)
+                       current_period_end=None, cancel_at_period_end=False, cancels_on=None,
+                       subscription=None, plan=free)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -84,4 +86,5 @@ def document(ent: Entitlement, *, external_user_id: str, app_slug: str) -> dict[
         "paid": ent.is_paid,
         "currentPeriodEnd": iso(ent.current_period_end),
         "cancelAtPeriodEnd": ent.cancel_at_period_end,
+        "cancelsAt": iso(ent.cancels_on),
     }

@@ -80,6 +80,8 @@ class StripeEvent(Base):
     handled_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
+    # the version Stripe rendered the event in (the endpoint's); another than ours is applied all the same
+    api_version: Mapped[str | None] = mapped_column(String(32))
 
 
 class AuditLog(Base):

@@ -17,7 +17,7 @@ from payment.errors import Conflict, NotFound, ValidationError
 from payment.models import Invoice, Plan, Subscription, SubscriptionAdjustment, utcnow
 from payment.models.base import CURRENCIES
 from payment.subscriptions import service as subscriptions
-from payment.subscriptions.stripe_state import period_after
+from payment.subscriptions.periods import period_after
 
 MANUAL_METHODS = ("bank_transfer", "wire", "cash", "other")
 # Both currencies we sell in have two decimal places (satang, cents).

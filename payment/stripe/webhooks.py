@@ -16,7 +16,7 @@ from payment.errors import PaymentError
 from payment.models import StripeEvent, utcnow
 from payment.stripe.gateway import StripeGateway
 from payment.stripe.handlers import HANDLED_TYPES
-from payment.stripe.sync import id_of, ts
+from payment.stripe.reader import event_api_version, id_of, ts
 
 SIGNATURE_TOLERANCE_SECONDS = 300
 
@@ -39,11 +39,15 @@ def verify(gateway: StripeGateway, payload: bytes, signature: str | None) -> dic
     """The event, when `Stripe-Signature` signs this exact body with our secret within 5 minutes."""
     if not signature:
         raise SignatureInvalid("Missing Stripe-Signature header.")
+    if not gateway.verify_webhook(payload, signature, tolerance=SIGNATURE_TOLERANCE_SECONDS):
+        raise SignatureInvalid("Invalid or expired Stripe signature.")
+    # signed by Stripe (or whoever holds our secret), yet it may still not be an event
     try:
-        event = gateway.verify_webhook(payload, signature, tolerance=SIGNATURE_TOLERANCE_SECONDS)
+        event = json.loads(payload)
     except ValueError:
-        raise SignatureInvalid("Invalid or expired Stripe signature.") from None
-    if not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+        raise SignatureInvalid("Not a Stripe event.") from None
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str) \
+            or not isinstance(event.get("type"), str):
         raise SignatureInvalid("Not a Stripe event.")
     return event
 
@@ -61,14 +65,18 @@ def _plain_json(event: dict[str, Any]) -> dict[str, Any]:
 
 async def store_event(session: AsyncSession, event: dict[str, Any], *, via: str = "webhook",
                       now: datetime | None = None) -> Stored:
-    """Insert a Stripe event once (unique Stripe id); a type we do not handle is stored as ignored."""
+    """Insert a Stripe event once (unique Stripe id) with the API version it was rendered in; a type we do not
+    handle is stored as ignored."""
     now = now or utcnow()
     handled = event["type"] in HANDLED_TYPES
-    obj = (event.get("data") or {}).get("object") or {}
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    obj = obj if isinstance(obj, dict) else {}
     values = {
         "stripe_event_id": event["id"], "type": event["type"][:128], "object_id": id_of(obj.get("id")),
         "payload": _plain_json(event), "stripe_created_at": ts(event.get("created")) or now, "received_at": now,
-        "received_via": via, "status": "pending" if handled else "ignored", "handled_at": None if handled else now,
+        "received_via": via, "api_version": event_api_version(event), "status": "pending" if handled else "ignored",
+        "handled_at": None if handled else now,
     }
     statement = (insert(StripeEvent).values(**values)
                  .on_conflict_do_nothing(index_elements=[StripeEvent.stripe_event_id]).returning(StripeEvent.id))

@@ -148,7 +148,8 @@ async def test_a_job_failing_for_good_reaches_sentry(settings: Settings, service
     sentry_sdk.init(dsn="https://key@o0.ingest.sentry.io/1", transport=transport, default_integrations=False)
     try:
         event = {"id": "evt_sentry_1", "type": "customer.subscription.updated", "created": 1700000000,
-                 "data": {"object": {"id": "sub_missing_for_sentry", "customer": "cus_nobody"}}}
+                 "data": {"object": {"id": "sub_missing_for_sentry", "object": "subscription",
+                                     "customer": "cus_nobody"}}}
         async with services.db.transaction() as session:
             row_id = (await store_event(session, event)).id
         job_id = await services.jobs.configure_task("payment:apply_stripe_event").defer_async(event_row_id=row_id)
