@@ -16,13 +16,14 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import struct
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -58,8 +59,10 @@ _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
 def _ms(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()  # type: ignore[union-attr]
-    return float(number) * _UNITS[unit]
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
+    if match is None:  # wrk prints e.g. "-nan%" without samples
+        return float("nan")
+    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def wrk(url: str, script: Path, *, seconds: float, connections: int) -> WrkResult:
@@ -206,3 +209,71 @@ class RoundTripProxy:
         netloc_new = f"{netloc[0]}@{host}" if len(netloc) == 2 else host
         query = "&".join(q for q in [parts.query, "sslmode=disable"] if q)
         return urlunsplit((parts.scheme, netloc_new, parts.path, query, parts.fragment))
+
+
+# ---------------------------------------------------------------- comparing servers in one run
+
+@dataclass
+class Side:
+    """One server under test: how to start it on a port against a database URL, and the wrk script of a round."""
+
+    name: str
+    root: Path
+    command: Callable[[int], list[str]]
+    env: Callable[[str], dict[str, str]]
+    database_url: str
+    script: Callable[[int], Path]  # round number (0 = warm-up, -1 = round-trip count) -> Lua script
+
+
+def compare(sides: list[Side], *, title: str, rounds: int, seconds: float, connections: int, baseline: str,
+            free_port: Callable[[], int]) -> None:
+    """All sides up at once, measured in alternating rounds (the order rotates), then each counted for round
+    trips behind the proxy; prints each round and a summary with ratios to `baseline`."""
+    results: dict[str, list[dict[str, float]]] = {side.name: [] for side in sides}
+    with ExitStack() as running:
+        ports: dict[str, tuple[int, int]] = {}
+        for side in sides:
+            port = free_port()
+            pid = running.enter_context(server_process(side.command(port), port, side.env(side.database_url),
+                                                       side.root))
+            ports[side.name] = (port, pid)
+        for side in sides:
+            wrk(f"http://127.0.0.1:{ports[side.name][0]}", side.script(0), seconds=2, connections=connections)
+        for round_no in range(1, rounds + 1):
+            shift = round_no % len(sides)
+            for side in sides[shift:] + sides[:shift]:
+                port, pid = ports[side.name]
+                script = side.script(round_no)
+                cpu_before = tree_cpu_seconds(pid)
+                result = wrk(f"http://127.0.0.1:{port}", script, seconds=seconds, connections=connections)
+                cpu_ms = (tree_cpu_seconds(pid) - cpu_before) * 1000 / max(1, result.requests)
+                results[side.name].append({"rps": result.rps, "p50": result.p50_ms, "p99": result.p99_ms,
+                                           "cpu": cpu_ms, "failed": result.failed, "load1": os.getloadavg()[0]})
+                print(f"round {round_no} {side.name:8s} {result.rps:8.1f} req/s  p50 {result.p50_ms:6.1f} ms  "
+                      f"p99 {result.p99_ms:6.1f} ms  cpu {cpu_ms:5.2f} ms/req  {result.failed} failed  "
+                      f"[{load_average()}]", flush=True)
+    trips = {side.name: round_trips(side, free_port) for side in sides}
+    print(f"\n{title}, wrk -t1 -c{connections}, {seconds:.0f} s rounds, median of {rounds} "
+          f"(cores: {os.cpu_count()}; {load_average()} at the end):")
+    base_rps = statistics.median(r["rps"] for r in results[baseline])
+    for name, measured in results.items():
+        rps = statistics.median(r["rps"] for r in measured)
+        print(f"  {name:8s} {rps:8.1f} req/s ({rps / base_rps:4.2f}x {baseline})  "
+              f"p50 {statistics.median(r['p50'] for r in measured):6.1f} ms  "
+              f"p99 {statistics.median(r['p99'] for r in measured):6.1f} ms  "
+              f"cpu {statistics.median(r['cpu'] for r in measured):5.2f} ms/req  "
+              f"{trips[name]:4.1f} round trips/req  {int(sum(r['failed'] for r in measured))} failed  "
+              f"load1 {min(r['load1'] for r in measured):.2f}-{max(r['load1'] for r in measured):.2f}")
+
+
+def round_trips(side: Side, free_port: Callable[[], int]) -> float:
+    """The side once more, behind the counting proxy, lightly loaded: PostgreSQL round trips per request."""
+    parts = urlsplit(side.database_url)
+    with RoundTripProxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
+        port = free_port()
+        with server_process(side.command(port), port, side.env(proxy.url(side.database_url)), side.root):
+            target = f"http://127.0.0.1:{port}"
+            wrk(target, side.script(-1), seconds=1, connections=4)
+            proxy.reset()
+            result = wrk(target, side.script(-1), seconds=2, connections=4)
+            return proxy.count / max(1, result.requests)

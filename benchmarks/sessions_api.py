@@ -9,7 +9,7 @@ migrated database with the app `vega`, and all the servers at once, each a proce
   ours:      `payment serve` (the real app: key check, JSON and size checks, validation, customer upsert, billing
              session + audit rows), with `--web-workers` processes
   baseline:  this file's `baseline_app` under uvicorn: a bare Starlette endpoint running the same SQL statements
-             through an asyncpg pool, in one transaction
+             through an asyncpg pool of 20 (ours gets DB_POOL_SIZE=20), in one transaction
   before:    with `--before PATH`, `payment serve` from another checkout (e.g. `git worktree add /tmp/before main`),
              to measure a change against the code it replaces in the same run
 
@@ -29,13 +29,12 @@ import hashlib
 import json
 import os
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import ExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -173,7 +172,7 @@ def environment(side: str, root: Path, url: str) -> dict[str, str]:
 
     if side == "baseline":
         return {"BENCH_DSN": libpq_url(url), "PYTHONPATH": str(root)}
-    return {"APP_ENV": "development", "DATABASE_URL": url, "LOG_LEVEL": "WARNING", "DB_POOL_SIZE": "10",
+    return {"APP_ENV": "development", "DATABASE_URL": url, "LOG_LEVEL": "WARNING", "DB_POOL_SIZE": "20",
             "PYTHONPATH": str(root)}
 
 
@@ -192,70 +191,18 @@ def main() -> None:
     roots = {"ours": ROOT, "baseline": ROOT}
     if args.before:
         roots["before"] = args.before.resolve()
-    with pgserver.server() as server_url, tempfile.TemporaryDirectory() as scratch, ExitStack() as running:
-        sides: dict[str, dict[str, object]] = {}
-        for side, root in roots.items():
-            url, key = fresh_database(server_url, f"bench_sessions_{side}", root)
-            script = Path(scratch) / f"{side}.lua"
+    with pgserver.server() as server_url, tempfile.TemporaryDirectory() as scratch:
+        sides = []
+        for name, root in roots.items():
+            url, key = fresh_database(server_url, f"bench_sessions_{name}", root)
+            script = Path(scratch) / f"{name}.lua"
             script.write_text(_LUA % {"key": key, "users": args.users})
-            port = free_port()
-            pid = running.enter_context(loadgen.server_process(
-                command(side, root, port, args.web_workers), port, environment(side, root, url), root))
-            sides[side] = {"url": url, "script": script, "port": port, "pid": pid, "root": root}
-        for side in sides.values():  # warm-up: pools, caches, first customers
-            loadgen.wrk(f"http://127.0.0.1:{side['port']}", side["script"], seconds=2,  # type: ignore[arg-type]
-                        connections=args.connections)
-        results: dict[str, list[dict[str, float]]] = {name: [] for name in sides}
-        order = list(sides)
-        for round_no in range(1, args.rounds + 1):
-            for name in order[round_no % len(order):] + order[:round_no % len(order)]:
-                side = sides[name]
-                pid = int(side["pid"])  # type: ignore[call-overload]
-                cpu_before = loadgen.tree_cpu_seconds(pid)
-                result = loadgen.wrk(f"http://127.0.0.1:{side['port']}", side["script"],  # type: ignore[arg-type]
-                                     seconds=args.seconds, connections=args.connections)
-                cpu_ms = (loadgen.tree_cpu_seconds(pid) - cpu_before) * 1000 / max(1, result.requests)
-                load = loadgen.load_average()
-                results[name].append({"rps": result.rps, "p50": result.p50_ms, "p99": result.p99_ms,
-                                      "cpu": cpu_ms, "failed": result.failed, "load1": os.getloadavg()[0]})
-                print(f"round {round_no} {name:8s} {result.rps:8.1f} req/s  p50 {result.p50_ms:6.1f} ms  "
-                      f"p99 {result.p99_ms:6.1f} ms  cpu {cpu_ms:5.2f} ms/req  {result.failed} failed  [{load}]",
-                      flush=True)
-        running.close()  # the throughput servers stop before the round-trip count starts
-        trips = count_round_trips(sides, args, free_port)
-    print(f"\nPOST /api/v1/sessions, wrk -t1 -c{args.connections}, {args.seconds:.0f} s rounds, median of "
-          f"{args.rounds} (cores: {os.cpu_count()}; {loadgen.load_average()} at the end):")
-    base_rps = statistics.median(r["rps"] for r in results["baseline"])
-    for name, rounds in results.items():
-        rps = statistics.median(r["rps"] for r in rounds)
-        print(f"  {name:8s} {rps:8.1f} req/s ({rps / base_rps:4.2f}x baseline)  "
-              f"p50 {statistics.median(r['p50'] for r in rounds):6.1f} ms  "
-              f"p99 {statistics.median(r['p99'] for r in rounds):6.1f} ms  "
-              f"cpu {statistics.median(r['cpu'] for r in rounds):5.2f} ms/req  "
-              f"{trips[name]:4.1f} round trips/req  "
-              f"load1 during rounds {min(r['load1'] for r in rounds):.2f}-{max(r['load1'] for r in rounds):.2f}")
-
-
-def count_round_trips(sides: dict[str, dict[str, object]], args: argparse.Namespace, free_port: object
-                      ) -> dict[str, float]:
-    """Each side once more, behind the counting proxy, lightly loaded: PostgreSQL round trips per request."""
-    from urllib.parse import urlsplit
-
-    trips: dict[str, float] = {}
-    for name, side in sides.items():
-        url = str(side["url"])
-        parts = urlsplit(url)
-        root = Path(str(side["root"]))
-        with loadgen.RoundTripProxy(parts.hostname or "127.0.0.1", parts.port or 5432) as proxy:
-            port = free_port()  # type: ignore[operator]
-            with loadgen.server_process(command(name, root, port, 1), port,
-                                        environment(name, root, proxy.url(url)), root):
-                target = f"http://127.0.0.1:{port}"
-                loadgen.wrk(target, side["script"], seconds=1, connections=4)  # type: ignore[arg-type]
-                proxy.reset()
-                result = loadgen.wrk(target, side["script"], seconds=2, connections=4)  # type: ignore[arg-type]
-                trips[name] = proxy.count / max(1, result.requests)
-    return trips
+            sides.append(loadgen.Side(
+                name, root, lambda port, name=name, root=root: command(name, root, port, args.web_workers),  # type: ignore[misc]
+                lambda url, name=name, root=root: environment(name, root, url),  # type: ignore[misc]
+                url, lambda _round, script=script: script))  # type: ignore[misc]
+        loadgen.compare(sides, title="POST /api/v1/sessions", rounds=args.rounds, seconds=args.seconds,
+                        connections=args.connections, baseline="baseline", free_port=free_port)
 
 
 if __name__ == "__main__":

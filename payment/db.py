@@ -3,29 +3,44 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from payment.dburl import sqlalchemy_url
 
+T = TypeVar("T")
+
+# What a connection PostgreSQL dropped (restart, failover, idle kill) raises on its next use.
+DROPPED = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.AdminShutdownError,
+           asyncpg.CrashShutdownError, asyncpg.CannotConnectNowError, ConnectionError)
+
 
 class Database:
     """One engine per process; services receive sessions, adapters open transactions."""
 
     def __init__(self, url: str, *, pool_size: int = 10, null_pool: bool = False,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, statement_cache_size: int | None = None) -> None:
         self.url = url
         kwargs: dict[str, object] = {
             "connect_args": {"timeout": connect_timeout, "server_settings": {"application_name": "aquoris-payment"}},
         }
+        if statement_cache_size is not None:  # 0 behind PgBouncer in transaction pooling
+            kwargs["connect_args"]["statement_cache_size"] = statement_cache_size  # type: ignore[index]
+            kwargs["connect_args"]["prepared_statement_cache_size"] = statement_cache_size  # type: ignore[index]
         if null_pool:
             kwargs["poolclass"] = NullPool
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800)
+            # No pre-ping (a round trip per checkout): a connection PostgreSQL dropped fails once, SQLAlchemy then
+            # discards every connection older than the failure, and `on_driver`/`ping` retry on a fresh one.
+            # No overflow: an overflow connection is closed when returned, so a burst would open (fork, SCRAM) and
+            # close a PostgreSQL connection per request; requests wait for one of the pool's instead.
+            kwargs.update(pool_size=pool_size, max_overflow=0, pool_recycle=1800)
         self.engine: AsyncEngine = create_async_engine(sqlalchemy_url(url), **kwargs)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
 
@@ -41,11 +56,32 @@ class Database:
         async with self.sessionmaker() as session:
             yield session
 
-    async def ping(self, timeout: float = 2.0) -> bool:
-        """True when the database answers within the timeout."""
-        async def probe() -> None:
+    async def on_driver(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        """Run `work` on a pooled asyncpg connection outside any transaction (each statement commits on its own).
+        A connection PostgreSQL dropped is discarded and `work` runs once more on a new one, so `work` must be
+        safe to repeat when its statement may not have reached the server."""
+        for attempt in (1, 2):
             async with self.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
+                raw = await conn.get_raw_connection()
+                try:
+                    return await work(raw.driver_connection)
+                except DROPPED:
+                    await conn.invalidate()
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
+
+    async def ping(self, timeout: float = 2.0) -> bool:
+        """True when the database answers within the timeout (a dropped pooled connection is retried once)."""
+        async def probe() -> None:
+            for attempt in (1, 2):
+                try:
+                    async with self.engine.connect() as conn:
+                        await conn.execute(text("SELECT 1"))
+                    return
+                except Exception:
+                    if attempt == 2:
+                        raise
 
         try:
             await asyncio.wait_for(probe(), timeout)
