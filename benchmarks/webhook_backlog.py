@@ -1,6 +1,6 @@
-"""Webhooks at scale: deliveries accepted per second, and a 10,000-event backlog drained by one worker.
+"""Webhooks backlog: 10,000 signed deliveries posted, then drained by one worker (events applied per second).
 
-    python benchmarks/webhooks.py [--events 10000] [--customers 100] [--senders 16] [--concurrency 4]
+    python benchmarks/webhook_backlog.py [--events 10000] [--customers 100] [--senders 16] [--concurrency 4]
 
 Everything runs as in production, each in its own process: an embedded PostgreSQL in a temporary folder (or a new
 database on TEST_DATABASE_URL's server), `payment sandbox` as Stripe, `payment serve` as the web app and one
