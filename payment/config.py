@@ -44,6 +44,9 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     webhook_max_body_bytes: int = 1024 * 1024
     db_pool_size: int = 10
+    # "pgbouncer": DATABASE_URL is a PgBouncer in transaction pooling, so no prepared statement outlives a
+    # transaction (asyncpg's and psycopg's statement caches off, one-statement paths wrapped in a transaction)
+    database_pooler: str = "none"
     data_dir: str = ".data"
     log_level: str = "INFO"
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -142,6 +145,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         session_ttl = _int(env, "BILLING_SESSION_TTL_SECONDS", 3600, minimum=60)
         admin_max_age = _int(env, "ADMIN_SESSION_MAX_AGE", 8 * 3600, minimum=60)
         pool_size = _int(env, "DB_POOL_SIZE", 10)
+        pooler = (_str(env, "DATABASE_POOLER") or "none").lower()
+        if pooler not in ("none", "pgbouncer"):
+            raise ConfigError("DATABASE_POOLER must be none or pgbouncer (transaction pooling)")
     except ConfigError as exc:
         raise ConfigError("; ".join([*problems, str(exc)])) from None
     if problems:
@@ -163,6 +169,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         session_ttl_seconds=session_ttl,
         admin_session_max_age=admin_max_age,
         db_pool_size=pool_size,
+        database_pooler=pooler,
         data_dir=_str(env, "DATA_DIR") or ".data",
         log_level=(_str(env, "LOG_LEVEL") or "INFO").upper(),
     )

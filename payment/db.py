@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -25,14 +26,19 @@ class Database:
     """One engine per process; services receive sessions, adapters open transactions."""
 
     def __init__(self, url: str, *, pool_size: int = 10, null_pool: bool = False,
-                 connect_timeout: float = 5.0, statement_cache_size: int | None = None) -> None:
+                 connect_timeout: float = 5.0, behind_pgbouncer: bool = False) -> None:
         self.url = url
         kwargs: dict[str, object] = {
             "connect_args": {"timeout": connect_timeout, "server_settings": {"application_name": "aquoris-payment"}},
         }
-        if statement_cache_size is not None:  # 0 behind PgBouncer in transaction pooling
-            kwargs["connect_args"]["statement_cache_size"] = statement_cache_size  # type: ignore[index]
-            kwargs["connect_args"]["prepared_statement_cache_size"] = statement_cache_size  # type: ignore[index]
+        self.behind_pgbouncer = behind_pgbouncer
+        if behind_pgbouncer:
+            # PgBouncer in transaction pooling hands each transaction any server connection: no statement cache,
+            # and the statements SQLAlchemy prepares get names no other client can take
+            connect_args = kwargs["connect_args"]
+            assert isinstance(connect_args, dict)
+            connect_args.update(statement_cache_size=0, prepared_statement_cache_size=0,
+                                prepared_statement_name_func=lambda: f"__aquoris_{uuid.uuid4().hex}__")
         if null_pool:
             kwargs["poolclass"] = NullPool
         else:
@@ -63,8 +69,12 @@ class Database:
         for attempt in (1, 2):
             async with self.engine.connect() as conn:
                 raw = await conn.get_raw_connection()
+                driver: Any = raw.driver_connection
                 try:
-                    return await work(raw.driver_connection)
+                    if not self.behind_pgbouncer:
+                        return await work(driver)
+                    async with driver.transaction():  # keeps PgBouncer on one server connection throughout
+                        return await work(driver)
                 except DROPPED:
                     await conn.invalidate()
                     if attempt == 2:
