@@ -151,7 +151,9 @@ def worker(concurrency: int) -> None:
     from payment.serving import run, run_until_signal
 
     init_sentry(settings, component="worker")
-    services = build_services(settings)
+    # one connection per job slot (plus the periodic jobs'): the pool keeps no overflow, so fewer would make
+    # running jobs queue for a connection instead of for Stripe
+    services = build_services(settings.replace(db_pool_size=max(settings.db_pool_size, concurrency + 2)))
 
     async def go() -> None:
         async def work() -> None:
