@@ -110,10 +110,12 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 15.
             time.sleep(0.05)
 
 
-def _web(env: dict[str, str], stack: ExitStack) -> str:
+def _web(env: dict[str, str], stack: ExitStack, *extra: str) -> str:
     port = free_port()
     process: Process = stack.enter_context(started(
-        python_module("payment.cli", "serve", "--host", "127.0.0.1", "--port", str(port)), env))
+        python_module("payment.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *extra), env))
+    # SIGTERM first (run before `started` kills it): uvicorn's supervisor stops its worker processes with it
+    stack.callback(lambda: (process.popen.terminate(), process.popen.wait(40)))
     url = f"http://127.0.0.1:{port}"
     process.wait_for_http(f"{url}/api/health", timeout=60)
     return url
@@ -137,7 +139,7 @@ async def test_two_web_and_two_worker_processes_share_one_database(
         env = process_env(web_url, STRIPE_API_BASE=sandbox, STRIPE_WEBHOOK_SECRET=DEV_STRIPE_WEBHOOK_SECRET,
                           SECRET_KEY=DEV_SECRET_KEY, LOGIN_RATE_LIMIT="5", LOG_LEVEL="WARNING",
                           DATABASE_POOLER="pgbouncer" if topology == "pgbouncer" else "none")
-        webs = [_web(env, stack), _web(env, stack)]
+        webs = [_web(env, stack), _web(env, stack, "--workers", "2")]  # the second: uvicorn's supervisor
         workers = [WorkerProcess(settings, concurrency=2), WorkerProcess(settings, concurrency=2)]
         stack.callback(lambda: [w.stop() for w in workers])
 
