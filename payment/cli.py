@@ -146,19 +146,25 @@ async def _verify_audit(settings: Settings) -> Any:
 @main.command()
 @click.option("--host", envvar="HOST", default="0.0.0.0", show_default=True)  # noqa: S104 - in a container
 @click.option("--port", envvar="PORT", default=8000, show_default=True, type=click.IntRange(1, 65535))
-def serve(host: str, port: int) -> None:
+@click.option("--workers", envvar="WEB_WORKERS", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Web processes sharing the port (one per core).")
+def serve(host: str, port: int, workers: int) -> None:
     """Serve the web app with uvicorn (graceful shutdown: 30 s grace on SIGTERM)."""
     settings = _settings()
     _logging(settings)
     if settings.database_url is None:
         raise click.ClickException("DATABASE_URL is required for `payment serve` (use `payment dev` locally)")
+    from payment.serving import make_server, run, run_until_signal, serve_processes
+
+    if workers > 1:
+        serve_processes("payment.app:web_app", host, port, workers=workers, log_level=settings.log_level)
+        return
     from payment.app import create_app
     from payment.observability import init_sentry
-    from payment.serving import make_server, run_until_signal
 
     init_sentry(settings, component="web")
     server = make_server(create_app(settings), host, port, log_level=settings.log_level)
-    asyncio.run(run_until_signal([server]))
+    run(run_until_signal([server]))
 
 
 @main.command()
@@ -173,10 +179,12 @@ def worker(concurrency: int) -> None:
     from payment.jobs.worker import run_worker
     from payment.observability import init_sentry
     from payment.runtime import build_services
-    from payment.serving import run_until_signal
+    from payment.serving import run, run_until_signal
 
     init_sentry(settings, component="worker")
-    services = build_services(settings)
+    # one connection per job slot (plus the periodic jobs'): the pool keeps no overflow, so fewer would make
+    # running jobs queue for a connection instead of for Stripe
+    services = build_services(settings.replace(db_pool_size=max(settings.db_pool_size, concurrency + 2)))
 
     async def go() -> None:
         async def work() -> None:
@@ -187,7 +195,7 @@ def worker(concurrency: int) -> None:
         finally:
             await services.db.dispose()
 
-    asyncio.run(go())
+    run(go())
 
 
 @main.command()

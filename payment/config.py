@@ -47,6 +47,9 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     webhook_max_body_bytes: int = 1024 * 1024
     db_pool_size: int = 10
+    # "pgbouncer": DATABASE_URL is a PgBouncer in transaction pooling, so no prepared statement outlives a
+    # transaction (asyncpg's and psycopg's statement caches off, one-statement paths wrapped in a transaction)
+    database_pooler: str = "none"
     data_dir: str = ".data"
     log_level: str = "INFO"
     outgoing_webhook_timeout_seconds: int = 10
@@ -155,6 +158,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_timeout = _int(env, "OUTGOING_WEBHOOK_TIMEOUT_SECONDS", 10)
         webhook_retry_base = _int(env, "OUTGOING_WEBHOOK_RETRY_BASE_MS", 5000, minimum=10)
         step_up_seconds = _int(env, "ADMIN_STEP_UP_SECONDS", 300, minimum=0)
+        pooler = (_str(env, "DATABASE_POOLER") or "none").lower()
+        if pooler not in ("none", "pgbouncer"):
+            raise ConfigError("DATABASE_POOLER must be none or pgbouncer (transaction pooling)")
     except ConfigError as exc:
         raise ConfigError("; ".join([*problems, str(exc)])) from None
     if problems:
@@ -180,6 +186,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         admin_step_up_seconds=step_up_seconds,
         audit_chain_key=_str(env, "AUDIT_CHAIN_KEY"),
         db_pool_size=pool_size,
+        database_pooler=pooler,
         data_dir=_str(env, "DATA_DIR") or ".data",
         log_level=(_str(env, "LOG_LEVEL") or "INFO").upper(),
         outgoing_webhook_timeout_seconds=webhook_timeout,

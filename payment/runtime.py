@@ -30,7 +30,8 @@ def build_services(settings: Settings, *, null_pool: bool = False) -> Services:
     if settings.database_url is None:
         raise RuntimeError("DATABASE_URL is not set (the CLI starts the embedded PostgreSQL and sets it)")
     db = Database(settings.database_url, pool_size=settings.db_pool_size, null_pool=null_pool,
-                  audit_key=chain_key(settings.audit_chain_secret))
+                  audit_key=chain_key(settings.audit_chain_secret),
+                  behind_pgbouncer=settings.database_pooler == "pgbouncer")
     # every transaction's subscription, invoice, refund and customer changes become client apps' webhooks
     capture.install()
     db.before_commit.append(capture.record_changes)

@@ -16,6 +16,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +59,49 @@ class ChainedSession(Session):
     """The ORM session of the service: appends the transaction's audit rows to the chain at commit."""
 
 
+@dataclass
+class Links:
+    """The chain positions and hashes of a transaction's new rows, and where the head moves to."""
+
+    ids: list[int]
+    seqs: list[int]
+    prevs: list[bytes]
+    hashes: list[bytes]
+    seq: int
+    last_hash: bytes
+
+
+def link(key: bytes, head_seq: int, head_hash: bytes | None, rows: Sequence[Any]) -> Links:
+    """Give rows (in id order; each maps the audit column names to values) the positions after the head."""
+    seq, prev = head_seq, head_hash or GENESIS
+    links = Links([], [], [], [], seq, prev)
+    for row in rows:
+        seq += 1
+        details = row["details"]
+        if isinstance(details, str):  # a driver connection without a jsonb codec
+            details = json.loads(details)
+        digest = row_hash(key, prev, content(seq, row["id"], row["at"], row["actor"], row["action"],
+                                             row["entity_type"], row["entity_id"], details, row["ip"]))
+        links.ids.append(row["id"])
+        links.seqs.append(seq)
+        links.prevs.append(prev)
+        links.hashes.append(digest)
+        prev = digest
+    links.seq, links.last_hash = seq, prev
+    return links
+
+
+async def append_on_driver(conn: Any, rows: Sequence[Any], key: bytes) -> None:
+    """Chain audit rows that a one-statement hot path wrote on an asyncpg connection, inside its open transaction
+    (the same rule as the ORM sessions' commit hook, for code that has no ORM session)."""
+    if not rows:
+        return
+    head = await conn.fetchrow("SELECT last_seq, last_hash FROM audit_chain_head WHERE id = 1 FOR UPDATE")
+    links = link(key, head["last_seq"], head["last_hash"], sorted(rows, key=lambda r: r["id"]))
+    await conn.execute(APPEND_POSITIONAL, links.ids, links.seqs, links.prevs, links.hashes, links.seq,
+                       links.last_hash)
+
+
 def _chain_pending(session: Session) -> None:
     pending: list[int] = session.info.pop(PENDING, [])
     if not pending:
@@ -74,18 +118,9 @@ def _chain_pending(session: Session) -> None:
         return
     head = session.execute(select(AuditChainHead.last_seq, AuditChainHead.last_hash)
                            .where(AuditChainHead.id == 1).with_for_update()).one()
-    seq, prev = head.last_seq, head.last_hash or GENESIS
-    ids, seqs, prevs, hashes = [], [], [], []
-    for row in rows:
-        seq += 1
-        digest = row_hash(key, prev, content(seq, row.id, row.at, row.actor, row.action, row.entity_type,
-                                             row.entity_id, row.details, row.ip))
-        ids.append(row.id)
-        seqs.append(seq)
-        prevs.append(prev)
-        hashes.append(digest)
-        prev = digest
-    session.execute(APPEND, {"ids": ids, "seqs": seqs, "prevs": prevs, "hashes": hashes, "seq": seq, "hash": prev})
+    links = link(key, head.last_seq, head.last_hash, [row._mapping for row in rows])
+    session.execute(APPEND, {"ids": links.ids, "seqs": links.seqs, "prevs": links.prevs, "hashes": links.hashes,
+                             "seq": links.seq, "hash": links.last_hash})
 
 
 # the rows and the head in one statement
@@ -98,6 +133,16 @@ APPEND = text("""
     )
     UPDATE audit_chain_head SET last_seq = :seq, last_hash = :hash WHERE id = 1
 """)
+
+
+APPEND_POSITIONAL = """
+    WITH chained AS (
+        UPDATE audit_log SET chain_seq = v.seq, prev_hash = v.prev, row_hash = v.hash
+        FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[]) AS v(id, seq, prev, hash)
+        WHERE audit_log.id = v.id
+    )
+    UPDATE audit_chain_head SET last_seq = $5, last_hash = $6 WHERE id = 1
+"""
 
 
 def _forget_pending(session: Session, *args: Any) -> None:

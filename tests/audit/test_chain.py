@@ -24,6 +24,7 @@ from payment.dburl import libpq_url
 from payment.models import AuditChainHead, AuditLog
 from payment.runtime import Services
 from tests.admin.conftest import sign_in
+from tests.support import factories
 from tests.support.app import asgi_client
 
 WRITERS = 50
@@ -229,3 +230,25 @@ async def test_a_deleted_chain_head_is_named(services: Services, sql: asyncpg.Co
                           f"({', '.join(f'${i + 1}' for i in range(len(columns)))})", *saved.values())
     assert verdict.problems == ["the chain head row (audit_chain_head) was deleted"]
     assert (await _verify(services)).ok
+
+
+async def test_sessions_opened_on_the_one_statement_path_are_chained(services: Services) -> None:
+    """The API's hot path writes its audit rows without the ORM; they still join the chain in their transaction,
+    also when many open at once (new users, known users with a changed email, sessions only)."""
+    async with services.db.transaction() as session:
+        _, key = await factories.create_app(session, slug="chain-hot", name="Chain hot path")
+    async with asgi_client(create_app(services=services)) as client:
+        async def open_one(n: int) -> int:
+            body = {"externalUserId": f"hot-{n % 5}", "appSlug": "chain-hot", "email": f"u{n}@example.com"}
+            response = await client.post("/api/v1/sessions", json=body, headers={"Authorization": f"Bearer {key}"})
+            return response.status_code
+
+        assert await asyncio.gather(*(open_one(n) for n in range(20))) == [201] * 20
+    async with services.db.session() as session:
+        written = await session.scalar(select(func.count()).where(AuditLog.actor == "app:chain-hot",
+                                                                  AuditLog.action == "billing_session.created"))
+        unchained = await session.scalar(select(func.count()).where(AuditLog.actor == "app:chain-hot",
+                                                                    AuditLog.chain_seq.is_(None)))
+    assert written == 20 and unchained == 0
+    verdict = await _verify(services)
+    assert verdict.ok, verdict.problems
