@@ -206,7 +206,7 @@ def worker(concurrency: int) -> None:
 @click.option("--state-file", envvar="SANDBOX_STATE_FILE", help="Keep the sandbox's state in this JSON file.")
 def sandbox(host: str, port: int, webhooks: tuple[str, ...], state_file: str | None) -> None:
     """Run the offline Stripe sandbox alone (accepts any sk_test_ key)."""
-    from payment.sandbox import create_sandbox_app
+    from payment.devserver import sandbox_factory
     from payment.serving import make_server, run_until_signal
 
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -217,7 +217,7 @@ def sandbox(host: str, port: int, webhooks: tuple[str, ...], state_file: str | N
         if not sep or not secret.startswith("whsec_"):
             raise click.ClickException(f"--webhook wants URL=whsec_..., got {item!r}")
         endpoints.append((url, secret))
-    app = create_sandbox_app(base_url=f"http://{host}:{port}", webhook_endpoints=endpoints, state_file=state_file)
+    app = sandbox_factory()(base_url=f"http://{host}:{port}", webhook_endpoints=endpoints, state_file=state_file)
     server = make_server(app, host, port)
     click.echo(f"Stripe sandbox on http://{host}:{port} (STRIPE_API_BASE)")
     asyncio.run(run_until_signal([server]))

