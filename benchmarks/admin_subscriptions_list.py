@@ -33,11 +33,10 @@ from starlette.applications import Starlette
 
 from benchmarks.pgserver import server
 from payment import migrate
-from payment.app import create_app
+from payment.bootstrap import build_services, create_app
 from payment.config import Settings
 from payment.dburl import libpq_url, with_database
 from payment.models import Subscription
-from payment.runtime import build_services
 
 DATABASE = "aquoris_admin_list_bench"
 ADMIN_EMAIL = "bench-admin@example.com"

@@ -11,11 +11,10 @@ from typing import Any
 import httpx
 
 from payment.admins import service as admins
-from payment.app import create_app
+from payment.bootstrap import build_services, create_app
 from payment.config import Settings
 from payment.dashboard.service import CARDS, run_card
 from payment.models import utcnow
-from payment.runtime import build_services
 
 ADMIN_EMAIL = "bench-admin@example.com"
 ADMIN_PASSWORD = "bench-admin-password"

@@ -28,7 +28,7 @@ import uvicorn
 
 from benchmarks.pgserver import server
 from payment import migrate
-from payment.app import create_app
+from payment.bootstrap import create_app
 from payment.config import Settings
 from payment.dburl import libpq_url, with_database
 from payment.embedded_pg import free_port
@@ -156,7 +156,7 @@ def main() -> None:
 
         async def seed_admin() -> None:
             from payment.admins import service as admins
-            from payment.runtime import build_services
+            from payment.bootstrap import build_services
 
             services = build_services(settings)
             async with services.db.transaction() as session:

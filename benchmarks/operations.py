@@ -23,13 +23,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.pgserver import server
 from payment import migrate
 from payment.admins.permissions import AdminActor, Role
+from payment.bootstrap import build_services
 from payment.config import Settings
 from payment.dburl import libpq_url, with_database
 from payment.errors import PaymentError
 from payment.models import Invoice, Refund
 from payment.payments.service import ManualPayment, record_manual
 from payment.refunds import service as refunds
-from payment.runtime import Services, build_services
+from payment.runtime import Services
 from payment.submissions import service as submissions
 from tests.support import factories
 

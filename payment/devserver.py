@@ -10,8 +10,11 @@ from pathlib import Path
 import click
 from starlette.types import ASGIApp
 
+from payment.bootstrap import build_services, create_app
 from payment.config import Settings
+from payment.jobs.worker import run_worker
 from payment.seed import DemoData, admin_credentials, seed_admin, seed_demo
+from payment.serving import QuietServer, make_server, run_until_signal
 
 
 def sandbox_factory() -> Callable[..., ASGIApp]:
@@ -37,11 +40,6 @@ def run_dev(settings: Settings, *, host: str, port: int, data_dir: str, sandbox_
 
 
 async def _run(settings: Settings, *, host: str, port: int, data_dir: str, sandbox_port: int) -> None:
-    from payment.app import create_app
-    from payment.jobs.worker import run_worker
-    from payment.runtime import build_services
-    from payment.serving import QuietServer, make_server, run_until_signal
-
     shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104
     base_url = settings.base_url if settings.base_url != "http://127.0.0.1:8000" else f"http://{shown_host}:{port}"
     servers: list[QuietServer] = []

@@ -9,11 +9,16 @@ URLs such as DATABASE_URL, `password=...` pairs) and the configured secret value
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable, Iterable
 from importlib import metadata
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+import sentry_sdk
+from sentry_sdk.integrations.logging import LoggingIntegration
+from sentry_sdk.integrations.starlette import StarletteIntegration
 
 from payment.config import Settings
 
@@ -141,15 +146,8 @@ def init_sentry(settings: Settings, *, component: str) -> bool:
     """Start Sentry if configured (component: "web", "worker" or "jobs"); returns whether it is on."""
     if not settings.sentry_dsn:
         return False
-    import logging
-
-    import sentry_sdk
-    from sentry_sdk.integrations.logging import LoggingIntegration
-
     integrations: list[Any] = [LoggingIntegration(level=logging.INFO, event_level=logging.ERROR)]
     if component == "web":
-        from sentry_sdk.integrations.starlette import StarletteIntegration
-
         integrations.append(StarletteIntegration(transaction_style="url"))
     scrubber = Scrubber(secret_values(settings))
     before_send: Callable[[Any, Any], Any] = scrubber.event

@@ -14,6 +14,7 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 T = TypeVar("T")
 
@@ -53,8 +54,6 @@ def serve_processes(factory: str, host: str, port: int, *, workers: int, log_lev
     """Serve the app made by the `module:function` factory from `workers` processes sharing one socket (uvicorn's
     supervisor: SIGTERM reaches every worker, each finishes its in-flight requests, a dead one is replaced)."""
     config = server_config(factory, host, port, log_level=log_level, factory=True, workers=workers, loop="uvloop")
-    from uvicorn.supervisors import Multiprocess
-
     Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 

@@ -6,6 +6,7 @@ import procrastinate
 
 from payment.config import Settings
 from payment.dburl import libpq_url
+from payment.jobs.tasks import make_blueprint
 
 
 def create_job_app(settings: Settings) -> procrastinate.App:
@@ -17,7 +18,5 @@ def create_job_app(settings: Settings) -> procrastinate.App:
         kwargs["prepare_threshold"] = None
     connector = procrastinate.PsycopgConnector(conninfo=libpq_url(settings.database_url), kwargs=kwargs)
     app = procrastinate.App(connector=connector, import_paths=[])
-    from payment.jobs.tasks import make_blueprint
-
     app.add_tasks_from(make_blueprint(), namespace="payment")
     return app

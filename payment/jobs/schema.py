@@ -10,6 +10,7 @@ from typing import Any
 
 from procrastinate.schema import SchemaManager
 from sqlalchemy.engine import Connection
+from sqlalchemy.util import await_only
 
 # Everything procrastinate's schema.sql creates, dropped in dependency order.
 _DROP_SQL = """
@@ -31,8 +32,6 @@ def _run_script(connection: Connection, sql: str) -> None:
     raw: Any = connection.connection.driver_connection
     # The alembic connection is sync-wrapped asyncpg: run the coroutine on its loop.
     awaitable = raw.execute(sql)
-    from sqlalchemy.util import await_only
-
     await_only(awaitable)
 
 

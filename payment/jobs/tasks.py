@@ -13,11 +13,16 @@ from typing import Any
 import procrastinate
 
 from payment.app_webhooks import delivery as webhook_delivery
+from payment.audit.chain import chain_key
+from payment.audit.verify import check_and_record
+from payment.billing_sessions.service import purge_expired
+from payment.documents import runner
 from payment.jobs.periodic import expire_due_subscriptions
 from payment.models import utcnow
 from payment.refunds import service as refunds
 from payment.runtime import Services
 from payment.stripe import events
+from payment.submissions.service import purge
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +43,9 @@ PERIODIC_RETRY = procrastinate.RetryStrategy(max_attempts=2, wait=5)
 STALLED_AFTER_SECONDS = 15.0
 FORM_NONCE_RETENTION = timedelta(days=30)
 
-_current: dict[str, Services] = {}
-
-
-def use_services(services: Services) -> None:
-    """The worker's Services, for jobs run by a worker started without `additional_context`."""
-    _current["services"] = services
-
-
 def services_of_job(context: procrastinate.JobContext) -> Services:
-    found: Any = context.additional_context.get("services") or _current.get("services")
+    """The worker's Services, handed to every job through the worker's `additional_context` (run_worker)."""
+    found: Any = context.additional_context.get("services")
     if found is None:
         raise RuntimeError("jobs need the worker's Services (run them with payment.jobs.worker.run_worker)")
     services: Services = found
@@ -87,8 +85,6 @@ async def expire_subscriptions(context: procrastinate.JobContext, timestamp: int
 
 
 async def purge_billing_sessions(context: procrastinate.JobContext, timestamp: int) -> None:
-    from payment.billing_sessions.service import purge_expired
-
     async with services_of_job(context).db.transaction() as session:
         count = await purge_expired(session, now=utcnow())
     if count:
@@ -97,8 +93,6 @@ async def purge_billing_sessions(context: procrastinate.JobContext, timestamp: i
 
 async def purge_form_submissions(context: procrastinate.JobContext, timestamp: int) -> None:
     """One-time form nonces older than 30 days guard no open form any more."""
-    from payment.submissions.service import purge
-
     async with services_of_job(context).db.transaction() as session:
         count = await purge(session, older_than=utcnow() - FORM_NONCE_RETENTION)
     if count:
@@ -107,15 +101,11 @@ async def purge_form_submissions(context: procrastinate.JobContext, timestamp: i
 
 async def issue_documents(context: procrastinate.JobContext, timestamp: int) -> None:
     """Tax invoices, credit notes and replacements that are due get their numbers, then their PDFs."""
-    from payment.documents import runner
-
     await runner.run(services_of_job(context).db)
 
 
 async def issue_documents_now(context: procrastinate.JobContext) -> None:
     """The same work on demand (after buyer details change, or from the admin), without waiting for the tick."""
-    from payment.documents import runner
-
     await runner.run(services_of_job(context).db)
 
 
@@ -127,9 +117,6 @@ async def deliver_webhooks(context: procrastinate.JobContext, timestamp: int) ->
 
 async def verify_audit_chain(context: procrastinate.JobContext, timestamp: int) -> None:
     """Daily: a broken audit chain is logged as an error (Sentry) and shown on the dashboard."""
-    from payment.audit.chain import chain_key
-    from payment.audit.verify import check_and_record
-
     services = services_of_job(context)
     await check_and_record(services.db, key=chain_key(services.settings.audit_chain_secret))
 

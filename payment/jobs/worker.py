@@ -7,7 +7,7 @@ from typing import Any
 import procrastinate
 import sentry_sdk
 
-from payment.jobs.tasks import STALLED_AFTER_SECONDS, use_services
+from payment.jobs.tasks import STALLED_AFTER_SECONDS
 from payment.runtime import Services
 from payment.stripe.events import describe
 
@@ -35,7 +35,6 @@ async def report_final_failures(call_next: Any, context: procrastinate.JobContex
 
 async def run_worker(services: Services, *, concurrency: int = 4) -> None:
     """Process jobs until cancelled; on cancel, running jobs finish (within the grace) before returning."""
-    use_services(services)
     async with services.jobs.open_async():
         await services.jobs.run_worker_async(
             concurrency=concurrency,

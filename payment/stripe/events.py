@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,14 +22,12 @@ from payment.errors import Conflict, NotFound, PaymentError, StripeError
 from payment.listing import DEFAULT_PAGE_SIZE, Page, keyset_page
 from payment.models import StripeEvent, utcnow
 from payment.models.ops import EVENT_STATUSES
+from payment.runtime import Services
 from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
 from payment.stripe.handlers import HANDLED_TYPES, HANDLERS, lock_key
 from payment.stripe.reader import ts
 from payment.stripe.webhooks import store_event
-
-if TYPE_CHECKING:
-    from payment.runtime import Services
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 from sqlalchemy import select
 
-from payment.app import create_app
+from payment.bootstrap import create_app
 from payment.models import AuditLog
 from payment.runtime import Services
 from tests.admin.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, csrf_from, page_token, sign_in

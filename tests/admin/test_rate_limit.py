@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from payment.app import create_app
+from payment.bootstrap import create_app
 from payment.config import Settings
 from payment.runtime import Services
 from tests.admin.conftest import ADMIN_EMAIL, sign_in

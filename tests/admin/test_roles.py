@@ -16,8 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from payment.admins import password_links, two_factor
 from payment.admins import service as admins
 from payment.admins.permissions import PERMISSIONS, AdminActor, Permission, PermissionDenied, Role
-from payment.app import create_app
 from payment.apps import service as apps
+from payment.bootstrap import create_app
 from payment.errors import PaymentError
 from payment.models import AdminUser, App, AuditLog, Plan
 from payment.payments.service import ManualPayment, record_manual

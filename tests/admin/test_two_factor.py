@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 
 from payment.admins import service as admins
-from payment.app import create_app
+from payment.bootstrap import create_app
 from payment.config import Settings
 from payment.models import AuditLog
 from payment.runtime import Services

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from payment.app import create_app
+from payment.bootstrap import create_app
 from payment.models import AuditLog, BillingSession, Customer
 from payment.runtime import Services
 from tests.api.schema import conforms

@@ -8,7 +8,7 @@ import time
 import httpx
 
 from payment import migrate
-from payment.app import create_app
+from payment.bootstrap import create_app
 from payment.embedded_pg import EmbeddedPostgres
 from tests.support.app import asgi_client, running_services
 from tests.support.db import _tmp_root, settings_for

@@ -8,8 +8,8 @@ import tempfile
 from sqlalchemy import func, select
 
 from payment import migrate
-from payment.app import create_app
 from payment.apps import service as apps
+from payment.bootstrap import create_app
 from payment.config import DEV_SECRET_KEY
 from payment.embedded_pg import EmbeddedPostgres
 from payment.models import AuditLog, BillingSession

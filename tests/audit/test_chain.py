@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import func, select
 
 from payment.admins import service as admins
-from payment.app import create_app
 from payment.audit import service as audit
 from payment.audit.chain import chain_key
 from payment.audit.verify import Verdict, check_and_record, verify_chain
+from payment.bootstrap import create_app
 from payment.config import Settings
 from payment.db import Database
 from payment.dburl import libpq_url

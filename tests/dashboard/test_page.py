@@ -10,7 +10,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from payment.app import create_app
+from payment.bootstrap import create_app
 from payment.runtime import Services
 from tests.dashboard import dataset
 from tests.dashboard.conftest import dashboard_state, sign_in

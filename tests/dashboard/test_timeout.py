@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from payment.app import create_app
+from payment.bootstrap import create_app
 from payment.dashboard.service import compute_dashboard, run_card
 from payment.runtime import Services
 from tests.dashboard import dataset

@@ -15,10 +15,11 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select, text
 
+from payment.bootstrap import build_services
 from payment.config import Settings
 from payment.jobs.worker import run_worker
 from payment.models import StripeEvent
-from payment.runtime import Services, build_services
+from payment.runtime import Services
 from stripe_sandbox import sign
 from tests.operations.stripe_setup import StripeSetup, inject_fault, paid_stripe_subscription, sandbox_control
 from tests.support import factories

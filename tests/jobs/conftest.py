@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from payment.bootstrap import build_services
 from payment.config import Settings
 from payment.jobs.worker import run_worker
-from payment.runtime import Services, build_services
+from payment.runtime import Services
 from tests.webhooks.world import World
 
 ROOT = Path(__file__).resolve().parents[2]

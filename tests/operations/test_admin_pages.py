@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from payment.admins import service as admins
-from payment.app import create_app
+from payment.bootstrap import create_app
 from payment.models import AuditLog, Customer, Invoice, Plan, Refund, Subscription
 from payment.runtime import Services
 from tests.operations.stripe_setup import inject_fault, paid_stripe_subscription

@@ -19,9 +19,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from payment.bootstrap import build_services
 from payment.config import load_settings
 from payment.observability import init_sentry
-from payment.runtime import Services, build_services, services_of
+from payment.runtime import Services, services_of
 from payment.serving import make_server, run_until_signal
 
 
@@ -54,7 +55,7 @@ def add_test_tasks(services: Services) -> None:
 
 
 def web(port: int) -> None:
-    from payment.app import create_app
+    from payment.bootstrap import create_app
 
     settings = load_settings()
     init_sentry(settings, component="web")

@@ -13,10 +13,10 @@ import httpx
 import uvicorn
 from starlette.applications import Starlette
 
-from payment.app import create_app
+from payment.bootstrap import build_services, create_app
 from payment.config import Settings
 from payment.embedded_pg import free_port
-from payment.runtime import Services, build_services
+from payment.runtime import Services
 
 
 @asynccontextmanager

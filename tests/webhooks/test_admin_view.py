@@ -10,7 +10,7 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from payment.app import create_app
+from payment.bootstrap import create_app
 from payment.models import AuditLog, StripeEvent, utcnow
 from payment.runtime import Services
 from tests.admin.conftest import csrf_from, sign_in

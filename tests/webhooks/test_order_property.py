@@ -15,9 +15,9 @@ from hypothesis import settings as settings_
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
+from payment.bootstrap import build_services
 from payment.config import Settings
 from payment.models import AuditLog, Customer, StripeEvent
-from payment.runtime import build_services
 from payment.stripe import reader
 from payment.stripe.handlers import HANDLED_TYPES
 from tests.webhooks.world import FAILING_CARD, GOOD_CARD, World

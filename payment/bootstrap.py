@@ -1,7 +1,7 @@
-"""The composition root: one Starlette app with the API, the admin and the billing pages.
+"""The composition root: builds a process's Services and the one Starlette app (API, admin, billing pages).
 
-Domain code in `payment/` never imports `admin_views` or `billing_ui`; only this module (and the CLI that runs it)
-assembles the adapters.
+The only module of `payment/` that imports the adapters `admin_views` and `billing_ui` (tests/test_layering.py);
+everything else depends inward, so the import graph has no circle.
 """
 
 from __future__ import annotations
@@ -14,18 +14,36 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
 
+from admin_views.setup import mount_admin
+from billing_ui.routes import routes as billing_routes
 from payment.api import client, health, webhooks
+from payment.app_webhooks import capture
+from payment.audit.chain import chain_key
 from payment.config import Settings, load_settings
+from payment.db import Database
 from payment.http import SecurityHeadersMiddleware
-from payment.runtime import Services, build_services
+from payment.jobs.app import create_job_app
+from payment.observability import init_sentry
+from payment.runtime import Services
+from payment.stripe.gateway import StripeGateway
 
 log = logging.getLogger(__name__)
 
 
+def build_services(settings: Settings, *, null_pool: bool = False) -> Services:
+    if settings.database_url is None:
+        raise RuntimeError("DATABASE_URL is not set (the CLI starts the embedded PostgreSQL and sets it)")
+    db = Database(settings.database_url, pool_size=settings.db_pool_size, null_pool=null_pool,
+                  audit_key=chain_key(settings.audit_chain_secret),
+                  behind_pgbouncer=settings.database_pooler == "pgbouncer")
+    # every transaction's subscription, invoice, refund and customer changes become client apps' webhooks
+    capture.install()
+    db.before_commit.append(capture.record_changes)
+    return Services(settings=settings, db=db, stripe=StripeGateway(settings), jobs=create_job_app(settings))
+
+
 def web_app() -> Starlette:
     """The app of one `payment serve --workers N` process: settings from the environment, Sentry on."""
-    from payment.observability import init_sentry
-
     settings = load_settings()
     init_sentry(settings, component="web")
     return create_app(settings)
@@ -35,8 +53,6 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     """Build the web app; the database must already exist and be migrated."""
     if services is None:
         services = build_services(settings or load_settings())
-    from admin_views.setup import mount_admin
-    from billing_ui.routes import routes as billing_routes
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
