@@ -16,6 +16,7 @@ from admin_views.auth import current_admin_actor
 from admin_views.keyset import FilterSpec, KeysetModelView, plain_choices
 from payment.admins.permissions import Permission
 from payment.errors import PaymentError
+from payment.jobs import stripe_events
 from payment.listing import Page
 from payment.models import StripeEvent
 from payment.models.ops import EVENT_STATUSES
@@ -65,7 +66,7 @@ class WebhookEventView(KeysetModelView, model=StripeEvent):
             flash(request, exc.message, "error")
         else:
             # enqueued after the commit: a job must never run before the row says "pending"
-            queued = await events.enqueue_event(services, pk)
+            queued = await stripe_events.enqueue_event(services, pk)
             flash(request, "The event will be applied again shortly." if queued else
                   "The event is pending again; the queue is unreachable, so the periodic sweep will apply it.",
                   "success" if queued else "warning")

@@ -13,9 +13,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from payment.errors import PaymentError
+from payment.jobs.stripe_events import APPLY_TASK
 from payment.runtime import services_of
-from payment.stripe.events import APPLY_TASK
-from payment.stripe.webhooks import store_and_defer, verify
+from payment.stripe.inbox import store_and_defer, verify
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,7 @@ import procrastinate
 
 from payment.config import Settings
 from payment.dburl import libpq_url
+from payment.jobs import NAMESPACE
 from payment.jobs.tasks import make_blueprint
 
 
@@ -18,5 +19,5 @@ def create_job_app(settings: Settings) -> procrastinate.App:
         kwargs["prepare_threshold"] = None
     connector = procrastinate.PsycopgConnector(conninfo=libpq_url(settings.database_url), kwargs=kwargs)
     app = procrastinate.App(connector=connector, import_paths=[])
-    app.add_tasks_from(make_blueprint(), namespace="payment")
+    app.add_tasks_from(make_blueprint(), namespace=NAMESPACE)
     return app

@@ -17,57 +17,24 @@ from payment.audit.chain import chain_key
 from payment.audit.verify import check_and_record
 from payment.billing_sessions.service import purge_expired
 from payment.documents import runner
+from payment.jobs.context import services_of_job
 from payment.jobs.periodic import expire_due_subscriptions
+from payment.jobs.stripe_events import (
+    APPLY_EVENT,
+    EVENT_RETRY,
+    apply_stripe_event,
+    catch_up_stripe_events,
+    sweep_stripe_events,
+)
 from payment.models import utcnow
 from payment.refunds import service as refunds
-from payment.runtime import Services
-from payment.stripe import events
 from payment.submissions.service import purge
 
 log = logging.getLogger(__name__)
 
-# 10 retries 2, 4, 8 ... 1024 s apart (about 34 minutes in all), then the event is shown as failed to admins.
-
-
-class EventRetry(procrastinate.RetryStrategy):
-    """Retry a Stripe event with back-off, except one that can never apply (it has failed for good already)."""
-
-    def get_retry_exception(self, exception: BaseException, job: Any) -> Any:
-        if isinstance(exception, events.NeverApplies):
-            return None
-        return super().get_retry_exception(exception, job)
-
-
-EVENT_RETRY = EventRetry(max_attempts=10, exponential_wait=2)
 PERIODIC_RETRY = procrastinate.RetryStrategy(max_attempts=2, wait=5)
 STALLED_AFTER_SECONDS = 15.0
 FORM_NONCE_RETENTION = timedelta(days=30)
-
-def services_of_job(context: procrastinate.JobContext) -> Services:
-    """The worker's Services, handed to every job through the worker's `additional_context` (run_worker)."""
-    found: Any = context.additional_context.get("services")
-    if found is None:
-        raise RuntimeError("jobs need the worker's Services (run them with payment.jobs.worker.run_worker)")
-    services: Services = found
-    return services
-
-
-def is_final_attempt(context: procrastinate.JobContext, strategy: procrastinate.RetryStrategy) -> bool:
-    """Procrastinate retries while the previous attempts are fewer than `max_attempts`, so that many retries."""
-    return strategy.max_attempts is not None and context.job.attempts >= strategy.max_attempts
-
-
-async def apply_stripe_event(context: procrastinate.JobContext, event_row_id: int) -> None:
-    await events.process_event(services_of_job(context), event_row_id,
-                               final_attempt=is_final_attempt(context, EVENT_RETRY))
-
-
-async def sweep_stripe_events(context: procrastinate.JobContext, timestamp: int) -> None:
-    await events.sweep(services_of_job(context))
-
-
-async def catch_up_stripe_events(context: procrastinate.JobContext, timestamp: int) -> None:
-    await events.catch_up(services_of_job(context))
 
 
 async def send_unsent_refunds(context: procrastinate.JobContext, timestamp: int) -> None:
@@ -155,7 +122,7 @@ def make_blueprint() -> procrastinate.Blueprint:
     """A fresh blueprint for each app: `App.add_tasks_from` renames and re-binds a blueprint's tasks, so one shared
     blueprint would break the second app of a process (web + in-process worker under `payment dev`, tests)."""
     blueprint = procrastinate.Blueprint()
-    blueprint.task(name="apply_stripe_event", pass_context=True, retry=EVENT_RETRY)(apply_stripe_event)
+    blueprint.task(name=APPLY_EVENT, pass_context=True, retry=EVENT_RETRY)(apply_stripe_event)
     blueprint.task(name="issue_documents_now", pass_context=True, retry=PERIODIC_RETRY,
                    lock="issue_documents_now")(issue_documents_now)
     for name, cron, body in PERIODIC:

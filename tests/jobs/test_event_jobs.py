@@ -7,10 +7,11 @@ from sqlalchemy import select, text, update
 
 from payment.admins.permissions import AdminActor, Role
 from payment.errors import Conflict
+from payment.jobs import stripe_events
 from payment.models import AuditLog, StripeEvent
 from payment.runtime import Services
 from payment.stripe import events
-from payment.stripe.webhooks import store_event
+from payment.stripe.inbox import store_event
 from tests.webhooks.world import World
 
 pytestmark = pytest.mark.usefixtures("job_queue")
@@ -58,12 +59,12 @@ async def test_a_failing_event_stays_pending_with_its_error_then_fails_for_good(
                                    "WHERE stripe_price_id = :p"), {"p": plan_price})
     row_id = await _store(services, event)
     with pytest.raises(Exception, match="No"):
-        await events.process_event(services, row_id)
+        await stripe_events.process_event(services, row_id)
     row = await _row(services, row_id)
     assert (row.status, row.attempts) == ("pending", 1) and row.last_error and "No" in row.last_error
 
     with pytest.raises(Exception, match="No"):
-        await events.process_event(services, row_id, final_attempt=True)
+        await stripe_events.process_event(services, row_id, final_attempt=True)
     row = await _row(services, row_id)
     assert (row.status, row.attempts) == ("failed", 2)
     assert "SELECT" not in (row.last_error or "") and "sub_" in (row.last_error or "")
@@ -82,7 +83,7 @@ async def test_retry_puts_a_failed_event_back_and_it_applies_once_the_cause_is_f
     event["data"]["object"]["metadata"] = {}
     row_id = await _store(services, event)
     with pytest.raises(Exception):  # noqa: B017 - the message is checked on the row
-        await events.process_event(services, row_id, final_attempt=True)
+        await stripe_events.process_event(services, row_id, final_attempt=True)
     assert (await _row(services, row_id)).status == "failed"
 
     async with services.db.transaction() as session:  # fixed
@@ -90,9 +91,9 @@ async def test_retry_puts_a_failed_event_back_and_it_applies_once_the_cause_is_f
                               {"id": plan.id, "p": price})
     async with services.db.transaction() as session:
         await events.retry(session, row_id, actor=AdminActor(7, Role.SUPPORT))
-    assert await events.enqueue_event(services, row_id) is True
+    assert await stripe_events.enqueue_event(services, row_id) is True
     assert await _queued(services, row_id) == 1
-    assert await events.process_event(services, row_id) is True
+    assert await stripe_events.process_event(services, row_id) is True
     row = await _row(services, row_id)
     assert row.status == "handled" and row.last_error is None
     sub = await world.subscription(checkout["subscription"])
@@ -113,15 +114,15 @@ async def test_sweep_enqueues_stored_events_that_have_no_job(world: World) -> No
             "data": {"object": {"id": "in_sweep", "object": "invoice"}}}
     lost = await _store(services, body)  # stored, then the process died before deferring
     waiting = await _store(services, {**body, "id": "evt_sweep_2"})
-    await events.enqueue_event(services, waiting)
+    await stripe_events.enqueue_event(services, waiting)
     async with services.db.transaction() as session:  # both arrived a minute ago
         await session.execute(update(StripeEvent).where(StripeEvent.id.in_([lost, waiting]))
                               .values(received_at=StripeEvent.received_at - text("interval '1 minute'")))
     assert await _queued(services, lost) == 0
-    await events.sweep(services)
+    await stripe_events.sweep(services)
     assert await _queued(services, lost) == 1
     assert await _queued(services, waiting) == 1  # not enqueued twice
-    await events.sweep(services)
+    await stripe_events.sweep(services)
     assert await _queued(services, lost) == 1
 
 
@@ -131,7 +132,7 @@ async def test_catch_up_applies_an_event_stripe_never_delivered(world: World) ->
     customer = await world.customer()
     checkout = await world.subscribe(customer, plan)  # no webhook endpoint: nothing was delivered
     assert await world.subscription(checkout["subscription"]) is None
-    found = await events.catch_up(services)
+    found = await stripe_events.catch_up(services)
     assert found >= 3
     completed = next(e for e in await world.events() if e["type"] == "checkout.session.completed")
     row = await world.event_row(completed["id"])
@@ -140,7 +141,7 @@ async def test_catch_up_applies_an_event_stripe_never_delivered(world: World) ->
         pending = (await session.scalars(select(StripeEvent.id).where(StripeEvent.status == "pending",
                                                                        StripeEvent.received_via == "catchup"))).all()
     for row_id in pending:
-        await events.process_event(services, row_id)
+        await stripe_events.process_event(services, row_id)
     sub = await world.subscription(checkout["subscription"])
     assert sub is not None and sub.status == "active" and sub.customer_id == customer.id
-    assert await events.catch_up(services) == 0  # nothing new the second time
+    assert await stripe_events.catch_up(services) == 0  # nothing new the second time

@@ -18,11 +18,11 @@ from sqlalchemy import func, select, text
 from payment import migrate
 from payment.config import DEV_STRIPE_WEBHOOK_SECRET, Settings
 from payment.embedded_pg import EmbeddedPostgres
+from payment.jobs import stripe_events
 from payment.models import AuditLog, StripeEvent, Subscription
 from payment.runtime import Services
-from payment.stripe import events as stripe_events
 from payment.stripe.handlers import HANDLED_TYPES
-from payment.stripe.webhooks import store_event
+from payment.stripe.inbox import store_event
 from tests.jobs.conftest import WorkerProcess, eventually, running_worker
 from tests.support.app import running_services, serve_service
 from tests.support.db import settings_for

@@ -19,7 +19,7 @@ from payment.embedded_pg import free_port
 from payment.models import BillingSession, StripeEvent, Subscription, SubscriptionAdjustment, utcnow
 from payment.models.ops import FormSubmission
 from payment.runtime import Services
-from payment.stripe.webhooks import store_event
+from payment.stripe.inbox import store_event
 from tests.jobs.conftest import WorkerProcess, eventually, running_worker
 from tests.support import factories
 from tests.support.app import serve_service

@@ -16,9 +16,9 @@ from sqlalchemy import func, select
 from payment.admins.permissions import AdminActor, Role
 from payment.config import Settings
 from payment.embedded_pg import free_port
+from payment.jobs import stripe_events
 from payment.models import Customer, Invoice, Refund, StripeEvent
 from payment.refunds import service as refunds
-from payment.stripe import events as stripe_events
 from payment.stripe.version import API_VERSION, PRE_BASIL_VERSION
 from tests.admin.conftest import sign_in
 from tests.jobs.conftest import eventually, running_worker

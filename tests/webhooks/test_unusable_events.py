@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from payment.config import DEV_STRIPE_WEBHOOK_SECRET
+from payment.jobs import stripe_events
 from payment.models import AuditLog, StripeEvent
-from payment.stripe import events as stripe_events
+from payment.stripe import events as stripe_event_rules
 from payment.stripe.version import API_VERSION
 from tests.webhooks.world import World, event_body, sign
 
@@ -37,7 +38,7 @@ async def _store_and_apply(world: World, event_type: str, obj: dict[str, object]
     if obj is None:
         event["data"] = {}
     stored = await _stored(world, event)
-    with pytest.raises(stripe_events.NeverApplies):  # the job fails without a retry (and reaches Sentry)
+    with pytest.raises(stripe_event_rules.NeverApplies):  # the job fails without a retry (and reaches Sentry)
         await stripe_events.process_event(world.services, stored)
     async with world.services.db.session() as session:
         row = await session.get(StripeEvent, stored)
@@ -46,7 +47,7 @@ async def _store_and_apply(world: World, event_type: str, obj: dict[str, object]
 
 
 async def _stored(world: World, event: dict[str, object]) -> int:
-    from payment.stripe.webhooks import store_event
+    from payment.stripe.inbox import store_event
 
     async with world.services.db.transaction() as session:
         return (await store_event(session, event)).id
@@ -72,16 +73,16 @@ async def test_an_object_stripe_does_not_have_fails_after_a_few_attempts(world: 
                                   {"id": "sub_never_existed", "object": "subscription", "customer": None}))
     row_id = await _stored(world, event)
     outcomes: list[str] = []
-    for _ in range(stripe_events.NOT_FOUND_ATTEMPTS):
+    for _ in range(stripe_event_rules.NOT_FOUND_ATTEMPTS):
         try:
             await stripe_events.process_event(world.services, row_id)
         except Exception as exc:
             outcomes.append(type(exc).__name__)
     # the job retries a StripeError; NeverApplies is final
-    assert outcomes == ["StripeError"] * (stripe_events.NOT_FOUND_ATTEMPTS - 1) + ["NeverApplies"]
+    assert outcomes == ["StripeError"] * (stripe_event_rules.NOT_FOUND_ATTEMPTS - 1) + ["NeverApplies"]
     async with world.services.db.session() as session:
         row = await session.get(StripeEvent, row_id)
     assert row is not None and row.status == "failed"
     assert row.last_error == ("This customer.subscription.updated event can never apply: Stripe has no subscription "
-                              f"sub_never_existed (answered 'no such object' {stripe_events.NOT_FOUND_ATTEMPTS} "
+                              f"sub_never_existed (answered 'no such object' {stripe_event_rules.NOT_FOUND_ATTEMPTS} "
                               "times).")

@@ -13,11 +13,11 @@ import httpx
 import stripe
 from sqlalchemy import delete, select, update
 
+from payment.jobs import stripe_events
 from payment.models import Customer, Invoice, Plan, Refund, StripeEvent, Subscription
 from payment.runtime import Services
-from payment.stripe import events as stripe_events
+from payment.stripe.inbox import store_event
 from payment.stripe.version import API_VERSION
-from payment.stripe.webhooks import store_event
 from tests.support import factories
 
 SANDBOX_KEY = "sk_test_aquoris_sandbox"

@@ -1,4 +1,5 @@
-"""Receiving Stripe events: verify the signature over the raw body, store each event exactly once."""
+"""The Stripe inbox: verify a delivery's signature over the raw body, store each event exactly once (with the job
+that applies it, for webhook deliveries)."""
 
 from __future__ import annotations
 
