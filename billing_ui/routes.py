@@ -27,6 +27,7 @@ from payment.billing_sessions.service import Resolved
 from payment.documents import runner
 from payment.documents import service as documents
 from payment.errors import NotFound, PaymentError, StripeError
+from payment.http import BodyTooLarge, read_limited
 from payment.models import BillingSession
 from payment.runtime import services_of
 
@@ -98,14 +99,10 @@ async def billing_page(request: Request) -> Response:
 
 async def _read_form(request: Request, max_bytes: int) -> dict[str, str] | None:
     """The urlencoded form, or None when it is larger than the limit."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
+    try:
+        body = await read_limited(request, max_bytes)
+    except BodyTooLarge:
         return None
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            return None
     fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
     return {k: v[0] for k, v in fields.items() if v}
 

@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from admin_views.setup import mount_admin
 from billing_ui.routes import routes as billing_routes
-from payment.api import client, health, webhooks
+from payment.api import client, health, problems, webhooks
 from payment.app_webhooks import capture
 from payment.audit.chain import chain_key
 from payment.config import Settings, load_settings
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             Mount("/billing", routes=billing_routes),
         ],
         middleware=[Middleware(SecurityHeadersMiddleware)],
+        exception_handlers={HTTPException: problems.http_error},
         lifespan=lifespan,
     )
     app.state.services = services

@@ -1,7 +1,8 @@
-"""HTTP plumbing shared by every adapter: security headers."""
+"""HTTP plumbing shared by every adapter: security headers and the size-limited body reader."""
 
 from __future__ import annotations
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SECURITY_HEADERS = [
@@ -32,3 +33,22 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class BodyTooLarge(Exception):
+    """The request body is (or says it is) larger than the limit; nothing past the limit was read."""
+
+
+async def read_limited(request: Request, limit: int) -> bytes:
+    """The request body, read no further than `limit` bytes (a declared Content-Length over it is refused unread)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -24,6 +24,7 @@ from payment.billing import customers, entitlements
 from payment.billing_sessions import opening
 from payment.billing_sessions import service as billing_sessions
 from payment.errors import Forbidden, NotFound, PaymentError, Unauthorized, ValidationError
+from payment.http import BodyTooLarge, read_limited
 from payment.models import App
 from payment.runtime import services_of
 
@@ -58,18 +59,12 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     if not _JSON_MEDIA_RE.match(media_type):
         raise ApiProblem(415, "unsupported_media_type", "Send the body as JSON with `Content-Type: application/json`.")
     too_large = ApiProblem(413, "payload_too_large", f"The request body must be at most {max_bytes} bytes.")
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise too_large
-        chunks.append(chunk)
     try:
-        body = json.loads(b"".join(chunks))
+        raw = await read_limited(request, max_bytes)
+    except BodyTooLarge:
+        raise too_large from None
+    try:
+        body = json.loads(raw)
     except (ValueError, RecursionError):
         raise ApiProblem(400, "invalid_json", "The request body is not valid JSON.") from None
     if not isinstance(body, dict):

@@ -1,6 +1,6 @@
 """RFC 9457 problem details: the one shape every /api error takes, with a stable machine-readable `code`.
 
-The webhook endpoint may reuse it too. Only messages written for clients go out; never a database error or a trace.
+The Stripe webhook's errors take it too. Only messages written for clients go out; never a database error or a trace.
 """
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from starlette.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from payment.errors import PaymentError
 
@@ -72,3 +74,19 @@ def from_error(exc: PaymentError) -> JSONResponse:
     errors = [FieldError(exc.field, exc.message)] if exc.field else None
     headers = {"WWW-Authenticate": 'Bearer realm="aquoris-payment"'} if exc.status_code == 401 else None
     return problem(exc.status_code, exc.code, exc.message, errors=errors, headers=headers)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own HTTP errors (no such path, a method the route does not take): problem+json under /api, as
+    every other /api error; elsewhere Starlette's plain answer as before."""
+    assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if path == "/api" or path.startswith("/api/"):
+        return problem(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), exc.detail,
+                       headers=dict(exc.headers or {}))
+    if exc.status_code in {204, 304}:
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)

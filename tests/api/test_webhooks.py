@@ -74,7 +74,8 @@ async def test_bad_missing_or_stale_signature_is_400_and_nothing_stored(client: 
     for case, signature in cases.items():
         response = await _post(client, body, signature)
         assert response.status_code == 400, case
-        assert response.json()["error"]["code"] == "invalid_signature", case
+        assert response.headers["content-type"] == "application/problem+json", case
+        assert response.json()["code"] == "invalid_signature", case
     async with services.db.session() as session:
         assert await session.scalar(select(func.count()).select_from(StripeEvent)) == before
 
@@ -99,3 +100,17 @@ async def test_oversized_body_is_refused(client: httpx.AsyncClient) -> None:
     body = b"{" + b" " * (1024 * 1024 + 10) + b"}"
     response = await _post(client, body, sign(body, DEV_STRIPE_WEBHOOK_SECRET))
     assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "payload_too_large" and response.json()["status"] == 413
+
+
+async def test_other_methods_and_unknown_api_paths_are_problems(client: httpx.AsyncClient) -> None:
+    wrong_method = await client.get(URL)
+    assert wrong_method.status_code == 405 and wrong_method.headers["content-type"] == "application/problem+json"
+    assert wrong_method.json()["code"] == "method_not_allowed" and "POST" in wrong_method.headers["allow"]
+    unknown = await client.get("/api/v1/no-such-thing")
+    assert unknown.status_code == 404 and unknown.headers["content-type"] == "application/problem+json"
+    assert unknown.json()["code"] == "not_found"
+    # outside /api, Starlette's plain answer stays
+    elsewhere = await client.get("/no-such-page")
+    assert elsewhere.status_code == 404 and elsewhere.headers["content-type"].startswith("text/plain")

@@ -28,9 +28,9 @@ async def test_a_signed_body_that_is_not_an_event_is_not_a_stripe_event(client: 
     for body in (b"[1, 2, 3]", b'"evt_1"', b"not json at all", json.dumps({"id": "evt_x"}).encode()):
         response = await _post(client, body)
         assert response.status_code == 400, body
-        assert response.json()["error"]["message"] == "Not a Stripe event.", body
+        assert response.json()["detail"] == "Not a Stripe event.", body
     unsigned = await client.post(URL, content=b"[1]", headers={"Stripe-Signature": "t=1,v1=00"})
-    assert unsigned.json()["error"]["message"] == "Invalid or expired Stripe signature."
+    assert unsigned.json()["detail"] == "Invalid or expired Stripe signature."
 
 
 async def _store_and_apply(world: World, event_type: str, obj: dict[str, object] | None) -> StripeEvent:
