@@ -39,7 +39,7 @@ class AdminCreateForm(Form):  # type: ignore[misc]
                                    "them to choose their own password.")
 
 
-def actions_cell(admin: AdminUser, attribute: Any, request: Request) -> Markup:
+def actions_cell(admin: AdminUser, _attribute: Any, request: Request) -> Markup:
     toggle_url = request.url_for("admin:view-admin-user-set_active", pk=admin.id)
     password_url = request.url_for("admin:view-admin-user-password", pk=admin.id)
     reset_url = request.url_for("admin:view-admin-user-reset_two_factor", pk=admin.id)
@@ -91,8 +91,8 @@ class AdminUserView(ServiceModelView, model=AdminUser):
     column_labels = {AdminUser.is_active: "Status", AdminUser.last_login_at: "Last sign-in",
                      AdminUser.totp_enabled_at: "Two-factor"}
     column_formatters = {AdminUser.is_active: actions_cell,
-                         AdminUser.last_login_at: lambda admin, attribute: when(admin.last_login_at),
-                         AdminUser.totp_enabled_at: lambda admin, attribute: (
+                         AdminUser.last_login_at: lambda admin, _attribute: when(admin.last_login_at),
+                         AdminUser.totp_enabled_at: lambda admin, _attribute: (
                              f"on since {when(admin.totp_enabled_at)}" if admin.has_two_factor else "off")}
     column_details_exclude_list = [AdminUser.password_hash, AdminUser.totp_secret_encrypted,
                                    AdminUser.totp_last_step, AdminUser.password_token_hash]

@@ -39,7 +39,7 @@ class AppEditForm(Form):  # type: ignore[misc]
                              description="An inactive app's API key is refused.")
 
 
-def api_key_cell(app: App, attribute: Any, request: Request) -> Markup:
+def api_key_cell(app: App, _attribute: Any, request: Request) -> Markup:
     """The key masked, a Copy button (fetches it by POST) and a Rotate form."""
     copy_url = request.url_for("admin:view-app-copy_key", pk=app.id)
     rotate_url = request.url_for("admin:view-app-rotate_key", pk=app.id)
@@ -66,7 +66,7 @@ class AppView(ServiceModelView, model=App):
     column_list = [App.id, App.slug, App.name, App.return_url, App.api_key_hint, App.is_active, App.created_at]
     column_labels = {App.api_key_hint: "API key", App.return_url: "Return URL", App.is_active: "Active",
                      App.created_at: "Created"}
-    column_formatters = {App.api_key_hint: api_key_cell, App.created_at: lambda app, attribute: when(app.created_at)}
+    column_formatters = {App.api_key_hint: api_key_cell, App.created_at: lambda app, _attribute: when(app.created_at)}
     column_searchable_list = [App.slug, App.name]
     column_default_sort = [(App.id, False)]
     column_details_exclude_list = [App.api_key_hash, App.api_key_encrypted]

@@ -53,11 +53,11 @@ class PlanForm(Form):  # type: ignore[misc]
                           description="Inactive plans leave the pricing page; subscribers keep them.")
 
 
-def price_cell(plan: Plan, attribute: Any) -> str:
+def price_cell(plan: Plan, _attribute: Any) -> str:
     return "Free" if plan.price_cents == 0 else money(plan.price_cents, plan.currency)
 
 
-def active_cell(plan: Plan, attribute: Any, request: Request) -> Markup:
+def active_cell(plan: Plan, _attribute: Any, request: Request) -> Markup:
     url = request.url_for("admin:view-plan-set_active", pk=plan.id)
     label, value, style = ("Deactivate", "0", "btn-outline-danger") if plan.active else ("Activate", "1",
                                                                                          "btn-outline-success")
@@ -94,7 +94,7 @@ class PlanView(ServiceModelView, model=Plan):
     column_labels = {Plan.price_cents: "Price", Plan.stripe_price_id: "Stripe Price ID", Plan.app: "App scope",
                      Plan.sort_order: "Sort"}
     column_formatters = {Plan.price_cents: price_cell, Plan.active: active_cell,
-                         Plan.app: lambda plan, attribute: plan.app.name if plan.app else "All apps"}
+                         Plan.app: lambda plan, _attribute: plan.app.name if plan.app else "All apps"}
     column_default_sort = [(Plan.sort_order, False), (Plan.id, False)]
     non_link_related_fields = [Plan.app]
 

@@ -1,4 +1,4 @@
-"""Hosted billing pages under /billing/<token> (issue 5).
+"""Hosted billing pages under /billing/<token>.
 
 Adapters only: resolve the token, open a session or transaction, call the payment.billing rules, render. An expired
 or unknown token, a stale form or a Stripe failure becomes a friendly page or message, never a trace.

@@ -35,10 +35,6 @@ def with_database(url: str, database: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + database, parts.query, parts.fragment))
 
 
-def database_name(url: str) -> str:
-    return urlsplit(url).path.lstrip("/") or "postgres"
-
-
 def redact(url: str) -> str:
     """The URL without its password, fit for logs and messages."""
     parts = urlsplit(url)

@@ -107,10 +107,10 @@ class Scrubber:
             return [self.value(v) for v in value]
         return value
 
-    def event(self, event: dict[str, Any], hint: object = None) -> dict[str, Any]:
+    def event(self, event: dict[str, Any], _hint: object = None) -> dict[str, Any]:
         return {k: v if k in _SKIPPED_TOP_LEVEL else self.value(v) for k, v in event.items()}
 
-    def breadcrumb(self, crumb: dict[str, Any], hint: object = None) -> dict[str, Any]:
+    def breadcrumb(self, crumb: dict[str, Any], _hint: object = None) -> dict[str, Any]:
         return self.event(crumb)
 
 

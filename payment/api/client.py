@@ -1,4 +1,4 @@
-"""The client API under /api/v1: open a billing session for a user, read a user's entitlement (issue 5).
+"""The client API under /api/v1: open a billing session for a user, read a user's entitlement.
 
 Adapters only: parse and check the request, open the transaction, call the services, translate their errors into
 problem details. Cheap checks that need no database (missing key, media type, size, JSON) come first.

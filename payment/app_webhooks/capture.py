@@ -77,7 +77,7 @@ def _note_dirty(changes: Changes, obj: object) -> None:
         changes.setdefault(("customer", obj.id), set()).add("updated")
 
 
-def _collect(session: Session, flush_context: UOWTransaction) -> None:
+def _collect(session: Session, _flush_context: UOWTransaction) -> None:
     changes: Changes = session.info.setdefault(_CHANGES, {})
     for obj in session.new:
         _note_new(changes, obj)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -133,8 +132,3 @@ async def list_audit(session: AsyncSession, filters: Filters, *, after: int | No
     """Audit rows matching the filters (actor, action, entity type and id), newest first."""
     return await keyset_page(session, select(AuditLog), key=AuditLog.id, after=after, limit=limit,
                              count_model=AuditLog if with_total else None, where=audit_filters(filters))
-
-
-def as_filters(params: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, str]:
-    """The named, non-empty query parameters as a plain dict (for links that keep the current filter)."""
-    return {n: str(params[n]) for n in names if params.get(n)}

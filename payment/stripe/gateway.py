@@ -157,7 +157,7 @@ class StripeGateway:
             raise ValueError("bad Stripe signature") from exc
         return _as_dict(event)
 
-    # appended for webhook processing (issue 6): lookups that make each event self-sufficient
+    # lookups that make each event self-sufficient
     async def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
         return await self._call(self.client.v1.payment_intents.retrieve_async, payment_intent_id)
 
