@@ -21,6 +21,9 @@ OPTIONAL_IMPORTS = {
     ("payment/documents/thai_text.py", "weasyprint.pdf"),
     ("payment/documents/thai_text.py", "fontTools.ttLib"),
 }
+# The CLI imports each command's modules inside the command: `payment --help` stays fast. These imports are edges of
+# the import graph all the same, so they cannot hide a circle.
+COMMAND_SCOPED = {"payment/cli.py"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -148,5 +151,6 @@ def test_no_import_inside_a_function_except_the_optional_ones() -> None:
                              else [node.module or "."] if isinstance(node, ast.ImportFrom) else [])
                     rel = str(path.relative_to(ROOT))
                     offenders += [f"{rel}:{node.lineno} imports {name}" for name in names
-                                  if (rel, name) not in OPTIONAL_IMPORTS]
+                                  if (rel, name) not in OPTIONAL_IMPORTS
+                                  and not (rel in COMMAND_SCOPED and name.startswith("payment"))]
     assert offenders == []
