@@ -160,6 +160,14 @@ def worker(concurrency: int) -> None:
 
 
 @main.command()
+def secret() -> None:
+    """Print a fresh random secret for SECRET_KEY (or an admin password): 384 bits, URL-safe."""
+    from payment.secrets_policy import new_secret
+
+    click.echo(new_secret())
+
+
+@main.command()
 @click.option("--host", envvar="SANDBOX_HOST", default="127.0.0.1", show_default=True)
 @click.option("--port", envvar="SANDBOX_PORT", default=12111, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--webhook", "webhooks", multiple=True, metavar="URL=WHSEC",

@@ -13,6 +13,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from payment.errors import ConfigError
+from payment.secrets_policy import password_problem, secret_problem
 
 Environment = Literal["development", "test", "staging", "production"]
 ENVIRONMENTS: tuple[Environment, ...] = ("development", "test", "staging", "production")
@@ -22,6 +23,10 @@ DEV_STRIPE_SECRET_KEY = "sk_test_aquoris_sandbox"
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_aquoris_sandbox_dev_secret"
 DEV_ADMIN_EMAIL = "admin@aquoris.local"
 DEV_ADMIN_PASSWORD = "aquoris-dev-admin"
+# Values published in this repository (.env.example, README, development defaults): never a deployed secret.
+KNOWN_SECRET_KEYS = (DEV_SECRET_KEY, "change-me-to-64-random-characters")
+KNOWN_WEBHOOK_SECRETS = (DEV_STRIPE_WEBHOOK_SECRET, "whsec_change_me")
+KNOWN_ADMIN_PASSWORDS = (DEV_ADMIN_PASSWORD, "change-me")
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     secret_key = required_when_deployed("SECRET_KEY", DEV_SECRET_KEY)
     if deployed and len(secret_key) < 32:
-        problems.append("SECRET_KEY must be at least 32 characters")
+        problems.append("SECRET_KEY must be at least 32 characters; generate one with `payment secret`")
+    elif deployed and (problem := secret_problem("SECRET_KEY", secret_key, KNOWN_SECRET_KEYS)) is not None:
+        problems.append(problem)
     database_url = _str(env, "DATABASE_URL")
     if database_url is None and deployed:
         problems.append(f"DATABASE_URL is required when APP_ENV={app_env}")
@@ -122,6 +129,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         problems.append("STRIPE_SECRET_KEY must start with sk_test_ or sk_live_")
     if not stripe_webhook_secret.startswith("whsec_"):
         problems.append("STRIPE_WEBHOOK_SECRET must start with whsec_")
+    elif deployed and (problem := secret_problem(
+            "STRIPE_WEBHOOK_SECRET", stripe_webhook_secret, KNOWN_WEBHOOK_SECRETS, prefix="whsec_")) is not None:
+        problems.append(problem)
+    admin_password = env.get("ADMIN_PASSWORD") or None
+    if deployed and admin_password is not None and (
+            problem := password_problem("ADMIN_PASSWORD", admin_password, KNOWN_ADMIN_PASSWORDS)) is not None:
+        problems.append(problem)
     stripe_api_base = _str(env, "STRIPE_API_BASE")
     if app_env == "production":
         if "_test_" in stripe_secret_key:
@@ -152,7 +166,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_key=secret_key,
         base_url=base_url,
         admin_email=_str(env, "ADMIN_EMAIL"),
-        admin_password=env.get("ADMIN_PASSWORD") or None,
+        admin_password=admin_password,
         stripe_secret_key=stripe_secret_key,
         stripe_webhook_secret=stripe_webhook_secret,
         stripe_api_base=stripe_api_base.rstrip("/") if stripe_api_base else None,
