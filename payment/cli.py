@@ -126,7 +126,8 @@ def serve(host: str, port: int) -> None:
     from payment.serving import make_server, run_until_signal
 
     init_sentry(settings, component="web")
-    server = make_server(create_app(settings), host, port, log_level=settings.log_level)
+    server = make_server(create_app(settings), host, port, log_level=settings.log_level,
+                         forwarded_allow_ips=settings.forwarded_allow_ips)
     asyncio.run(run_until_signal([server]))
 
 

@@ -6,6 +6,7 @@ Every variable here is documented in the README's configuration table and in `.e
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,6 +52,8 @@ class Settings:
     db_pool_size: int = 10
     data_dir: str = ".data"
     log_level: str = "INFO"
+    # addresses whose X-Forwarded-For/-Proto uvicorn believes: the reverse proxy's, never "*" when deployed
+    forwarded_allow_ips: str = "127.0.0.1,::1"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -96,6 +99,24 @@ def _check_url(name: str, value: str, *, schemes: tuple[str, ...]) -> None:
         raise ConfigError(f"{name} must be a {' or '.join(schemes)} URL, got {value!r}")
 
 
+def _forwarded_allow_ips(env: Mapping[str, str], *, deployed: bool, problems: list[str]) -> str:
+    """The proxies trusted for the client address; every entry must be an address or a network."""
+    raw = _str(env, "FORWARDED_ALLOW_IPS") or "127.0.0.1,::1"
+    entries = [item.strip() for item in raw.split(",") if item.strip()]
+    if entries == ["*"]:
+        if deployed:
+            problems.append("FORWARDED_ALLOW_IPS=* lets any client write its own address into X-Forwarded-For "
+                            "(sign-in rate limit, audit log); name the reverse proxy's address, e.g. "
+                            "FORWARDED_ALLOW_IPS=172.31.240.1 for the compose files' network gateway")
+        return "*"
+    for item in entries:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            problems.append(f"FORWARDED_ALLOW_IPS must list IP addresses or networks, got {item!r}")
+    return ",".join(entries)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings; raise ConfigError with every problem found."""
     env = os.environ if env is None else env
@@ -136,6 +157,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if deployed and admin_password is not None and (
             problem := password_problem("ADMIN_PASSWORD", admin_password, KNOWN_ADMIN_PASSWORDS)) is not None:
         problems.append(problem)
+    forwarded_allow_ips = _forwarded_allow_ips(env, deployed=deployed, problems=problems)
     stripe_api_base = _str(env, "STRIPE_API_BASE")
     if app_env == "production":
         if "_test_" in stripe_secret_key:
@@ -179,4 +201,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         db_pool_size=pool_size,
         data_dir=_str(env, "DATA_DIR") or ".data",
         log_level=(_str(env, "LOG_LEVEL") or "INFO").upper(),
+        forwarded_allow_ips=forwarded_allow_ips,
     )

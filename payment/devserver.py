@@ -37,7 +37,8 @@ async def _run(settings: Settings, *, host: str, port: int, data_dir: str, sandb
         settings = settings.replace(stripe_api_base=sandbox_url)
     settings = settings.replace(base_url=base_url)
     services = build_services(settings)
-    web = make_server(create_app(services=services), host, port, log_level=settings.log_level)
+    web = make_server(create_app(services=services), host, port, log_level=settings.log_level,
+                      forwarded_allow_ips=settings.forwarded_allow_ips)
     servers.insert(0, web)
 
     demo: list[DemoData] = []

@@ -28,11 +28,14 @@ class QuietServer(uvicorn.Server):
         yield
 
 
-def make_server(app: Any, host: str, port: int, *, log_level: str = "info", access_log: bool = True
-                ) -> QuietServer:
+def make_server(app: Any, host: str, port: int, *, log_level: str = "info", access_log: bool = True,
+                forwarded_allow_ips: str = "127.0.0.1,::1") -> QuietServer:
+    """uvicorn believes X-Forwarded-For only from `forwarded_allow_ips` (the reverse proxy) and then takes the
+    right-most address that is not a trusted proxy: entries the client wrote itself, to the left, are ignored."""
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level.lower(), access_log=access_log, lifespan="on",
         timeout_graceful_shutdown=int(GRACE_SECONDS) - 5, proxy_headers=True, server_header=False,
+        forwarded_allow_ips=forwarded_allow_ips,
     )
     return QuietServer(config)
 

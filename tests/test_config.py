@@ -102,3 +102,13 @@ def test_development_keeps_its_defaults_and_a_strong_admin_password_is_accepted(
     assert load_settings({"ADMIN_PASSWORD": "change-me"}).admin_password == "change-me"
     strong = load_settings({**PRODUCTION, "ADMIN_PASSWORD": "Tq8-vanilla-Orbit-42-kettle"})
     assert strong.admin_password == "Tq8-vanilla-Orbit-42-kettle"
+
+
+def test_deployed_refuses_to_trust_every_peer_for_the_client_address() -> None:
+    with pytest.raises(ConfigError, match="FORWARDED_ALLOW_IPS=\\* lets any client") as refused:
+        load_settings({**PRODUCTION, "FORWARDED_ALLOW_IPS": "*"})
+    assert "172.31.240.1" in refused.value.message
+    assert load_settings({**PRODUCTION, "FORWARDED_ALLOW_IPS": "172.31.240.1"}).forwarded_allow_ips == "172.31.240.1"
+    assert load_settings({**PRODUCTION}).forwarded_allow_ips == "127.0.0.1,::1"
+    with pytest.raises(ConfigError, match="IP addresses or networks"):
+        load_settings({"FORWARDED_ALLOW_IPS": "proxy.local"})

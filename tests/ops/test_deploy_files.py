@@ -154,6 +154,17 @@ def test_deployed_compose_has_postgres_app_and_worker_on_the_internal_network(na
     assert services["worker"]["command"] == ["worker"]
 
 
+@pytest.mark.parametrize("name", DEPLOYED)
+def test_the_example_env_trusts_exactly_the_compose_networks_gateway_for_the_client_address(name: str) -> None:
+    from payment.config import load_settings
+
+    [ipam] = load(DOCKER / name)["networks"]["internal"]["ipam"]["config"]
+    example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#") and "=" in line)
+    assert example["FORWARDED_ALLOW_IPS"] == ipam["gateway"]
+    assert load_settings({"FORWARDED_ALLOW_IPS": example["FORWARDED_ALLOW_IPS"]}).forwarded_allow_ips == ipam["gateway"]
+
+
 def test_staging_and_production_compose_differ_only_in_their_comments() -> None:
     staging, production = (load(DOCKER / name) for name in DEPLOYED)
     assert staging == production
