@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from wtforms import Form, PasswordField, StringField
 
+from admin_views.auth import AdminAuth, current_admin_id
 from admin_views.csrf import token_for
 from admin_views.formatting import when
 from admin_views.service_views import FORM_CONTROL, Actor, ServiceModelView, redirect_to_list, run_service
@@ -32,6 +33,7 @@ class AdminCreateForm(Form):  # type: ignore[misc]
 def actions_cell(admin: AdminUser, attribute: Any, request: Request) -> Markup:
     toggle_url = request.url_for("admin:view-admin-user-set_active", pk=admin.id)
     password_url = request.url_for("admin:view-admin-user-password", pk=admin.id)
+    end_url = request.url_for("admin:view-admin-user-end_sessions", pk=admin.id)
     badge = '<span class="badge bg-green-lt">active</span>' if admin.is_active else \
         '<span class="badge bg-secondary-lt">inactive</span>'
     label, value = ("Deactivate", "0") if admin.is_active else ("Reactivate", "1")
@@ -41,7 +43,11 @@ def actions_cell(admin: AdminUser, attribute: Any, request: Request) -> Markup:
         f'<input type="hidden" name="active" value="{value}">'
         f'<button type="submit" class="btn btn-sm btn-outline-secondary" data-admin-email="{escape(admin.email)}">'
         f'{label}</button></form> '
-        f'<a class="btn btn-sm btn-outline-primary" href="{escape(password_url)}">Change password</a>')
+        f'<a class="btn btn-sm btn-outline-primary" href="{escape(password_url)}">Change password</a> '
+        f'<form method="post" action="{escape(end_url)}" class="d-inline">'
+        f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
+        f'<button type="submit" class="btn btn-sm btn-outline-danger" title="Sign this admin out in every browser">'
+        f'Sign out everywhere</button></form>')
 
 
 class AdminUserView(ServiceModelView, model=AdminUser):
@@ -101,13 +107,30 @@ class AdminUserView(ServiceModelView, model=AdminUser):
             context["error"] = "The two passwords differ."
             return await self.templates.TemplateResponse(request, "admin/password.html", context, status_code=400)
 
-        async def change(session: AsyncSession, who: Actor) -> None:
-            await admins.change_password(session, pk, password, actor=who.actor, ip=who.ip)
+        async def change(session: AsyncSession, who: Actor) -> int:
+            return (await admins.change_password(session, pk, password, actor=who.actor, ip=who.ip)).session_generation
 
         try:
-            await run_service(request, change)
+            generation = await run_service(request, change)
         except PaymentError as exc:
             context["error"] = exc.message
             return await self.templates.TemplateResponse(request, "admin/password.html", context, status_code=400)
-        Flash.success(request, f"Password changed for {admin.email}.")
+        if pk == current_admin_id(request):
+            AdminAuth.keep_this_session(request, generation)  # every other browser of this admin is signed out
+        Flash.success(request, f"Password changed for {admin.email}; every session of that admin has ended.")
+        return redirect_to_list(request, self.identity)
+
+    @expose("/{pk:int}/end-sessions", methods=["POST"])
+    async def end_sessions(self, request: Request) -> Response:
+        pk = int(request.path_params["pk"])
+
+        async def end(session: AsyncSession, who: Actor) -> str:
+            return (await admins.end_sessions(session, pk, actor=who.actor, ip=who.ip)).email
+
+        try:
+            email = await run_service(request, end)
+        except PaymentError as exc:
+            Flash.error(request, exc.message)
+        else:
+            Flash.success(request, f"Every session of {email} has ended.")
         return redirect_to_list(request, self.identity)

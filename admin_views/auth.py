@@ -24,6 +24,8 @@ from payment.security import verify_password
 
 SESSION_COOKIE = "aquoris_admin"
 ADMIN_ID = "admin_id"
+# the admin's session generation when the cookie was issued; a bump in the database ends every older cookie
+GENERATION = "gen"
 BAD_CREDENTIALS = "Invalid email or password."
 
 
@@ -81,10 +83,11 @@ class AdminAuth(AuthenticationBackend):
                 await admins.record_failed_sign_in(session, email, reason=reason, ip=ip)
                 return False
             await admins.record_sign_in(session, admin, ip=ip)
-            admin_id = admin.id
+            admin_id, generation = admin.id, admin.session_generation
         # a fresh session at sign-in: nothing planted before it (fixation) survives, the CSRF token changes
         request.session.clear()
         request.session[ADMIN_ID] = admin_id
+        request.session[GENERATION] = generation
         csrf.new_seed(request)
         return True
 
@@ -107,14 +110,20 @@ class AdminAuth(AuthenticationBackend):
         admin_id = request.session.get(ADMIN_ID)
         if not isinstance(admin_id, int):
             return False
-        # checked on every request so a deactivated admin is locked out at once, not when the cookie expires
+        # checked on every request so a deactivated admin, or a cookie of an ended session (sign-out, password
+        # change, "end sessions"), is locked out at once, not when the cookie expires
         async with services_of(request).db.session() as session:
             admin = await session.get(AdminUser, admin_id)
-            if admin is None or not admin.is_active:
+            if admin is None or not admin.is_active or request.session.get(GENERATION) != admin.session_generation:
                 request.session.clear()
                 return False
             request.state.admin = admin
         return True
+
+    @staticmethod
+    def keep_this_session(request: HTTPConnection, generation: int) -> None:
+        """After the signed-in admin ended their own sessions (own password change), keep this browser signed in."""
+        request.session[GENERATION] = generation
 
     async def get_user_id(self, request: Request) -> Any:
         return request.session.get(ADMIN_ID)

@@ -86,6 +86,8 @@ async def set_active(session: AsyncSession, admin_id: int, active: bool, *, acti
         raise ValidationError("You cannot deactivate your own account.", field="is_active")
     if admin.is_active != active:
         admin.is_active = active
+        if not active:
+            _end_sessions(admin)  # a later reactivation must not bring old cookies back
         await session.flush()
         await audit.record(session, actor=actor, action="admin.activated" if active else "admin.deactivated",
                            entity_type="admin_user", entity_id=admin.id, details={"email": admin.email}, ip=ip)
@@ -94,9 +96,11 @@ async def set_active(session: AsyncSession, admin_id: int, active: bool, *, acti
 
 async def change_password(session: AsyncSession, admin_id: int, password: str, *, actor: str,
                           ip: str | None = None) -> AdminUser:
-    """Replace an admin's password (8 to 72 bytes, bcrypt); the audit row never holds the password."""
+    """Replace an admin's password (8 to 72 bytes, bcrypt) and end every session of that admin; the audit row never
+    holds the password."""
     admin = await get_admin(session, admin_id)
     admin.password_hash = hash_password(password)
+    _end_sessions(admin)
     await session.flush()
     await audit.record(session, actor=actor, action="admin.password_changed", entity_type="admin_user",
                        entity_id=admin.id, details={"email": admin.email}, ip=ip)
@@ -116,7 +120,30 @@ async def record_failed_sign_in(session: AsyncSession, email: str, *, reason: st
                        details={"email": email.strip()[:320], "reason": reason}, ip=ip)
 
 
+def _end_sessions(admin: AdminUser) -> None:
+    admin.session_generation += 1  # two bumps at once both end generation n: enough
+
+
 async def record_sign_out(session: AsyncSession, admin_id: int, *, ip: str | None) -> None:
-    """Note a sign-out in the audit log."""
+    """Sign-out ends every session of the admin (a copied cookie included) and is noted in the audit log."""
+    admin = await session.get(AdminUser, admin_id)
+    if admin is not None:
+        _end_sessions(admin)
+        await session.flush()
     await audit.record(session, actor=audit.admin_actor(admin_id), action="admin.signed_out",
                        entity_type="admin_user", entity_id=admin_id, ip=ip)
+
+
+async def end_sessions(session: AsyncSession, admin_id: int, *, actor: str, ip: str | None = None) -> AdminUser:
+    """End every session of an admin at once ("sign out everywhere"), e.g. after a lost laptop."""
+    admin = await get_admin(session, admin_id)
+    _end_sessions(admin)
+    await session.flush()
+    await audit.record(session, actor=actor, action="admin.sessions_ended", entity_type="admin_user",
+                       entity_id=admin.id, details={"email": admin.email}, ip=ip)
+    return admin
+
+
+async def session_generation(session: AsyncSession, admin_id: int) -> int:
+    """The generation a cookie must carry to sign this admin in now."""
+    return (await get_admin(session, admin_id)).session_generation

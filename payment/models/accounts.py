@@ -31,6 +31,8 @@ class AdminUser(Timestamps, Base):
     role: Mapped[str] = mapped_column(String(16), default="admin", server_default="admin")
     is_active: Mapped[bool] = mapped_column(default=True, server_default="true")
     last_login_at: Mapped[datetime | None]
+    # bumped to end every session of this admin at once (cookies carry the generation they were issued under)
+    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
 
     def __str__(self) -> str:
         return self.email
