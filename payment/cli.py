@@ -157,7 +157,15 @@ def worker(concurrency: int) -> None:
         finally:
             await services.db.dispose()
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    except Exception as exc:  # database outages are waited out; this is an error waiting cannot cure
+        import sentry_sdk
+
+        from payment.stripe.events import describe
+
+        sentry_sdk.capture_exception(exc)  # scrubbed; the log gets the safe description only
+        raise click.ClickException(f"the worker gave up: {describe(exc)}") from None
 
 
 @main.command()

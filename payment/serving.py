@@ -73,6 +73,7 @@ async def run_until_signal(
     stopper.cancel()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)
-    for task in server_tasks:
+    # a server that failed, or a worker that gave up (it outlives database outages), makes the process fail
+    for task in [*server_tasks, *worker_tasks]:
         if task.done() and not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
