@@ -20,6 +20,7 @@ from admin_views.csrf import install_template_globals
 from admin_views.formatting import install_filters
 from admin_views.keyset import KeysetModelView
 from payment.errors import PaymentError
+from payment.http import UnavailableMiddleware
 from payment.runtime import Services
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -83,6 +84,9 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
         authentication_backend=auth,
     )
     auth.templates = admin.templates
+    # the admin is its own Starlette app with its own 500 handler: the 503 for an unreachable or busy database
+    # must sit inside it, around the session and sign-in middleware that already read the database
+    admin.admin.add_middleware(UnavailableMiddleware)
     # routes inside the mounted admin see the admin's Starlette as request.app
     admin.admin.state.services = services
     admin.admin.state.secret_key = services.settings.secret_key

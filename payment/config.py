@@ -50,6 +50,7 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     webhook_max_body_bytes: int = 1024 * 1024
     db_pool_size: int = 10
+    db_pool_timeout_seconds: int = 3
     data_dir: str = ".data"
     log_level: str = "INFO"
     # addresses whose X-Forwarded-For/-Proto uvicorn believes: the reverse proxy's, never "*" when deployed
@@ -178,6 +179,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         session_ttl = _int(env, "BILLING_SESSION_TTL_SECONDS", 3600, minimum=60)
         admin_max_age = _int(env, "ADMIN_SESSION_MAX_AGE", 8 * 3600, minimum=60)
         pool_size = _int(env, "DB_POOL_SIZE", 10)
+        pool_timeout = _int(env, "DB_POOL_TIMEOUT_SECONDS", 3)
     except ConfigError as exc:
         raise ConfigError("; ".join([*problems, str(exc)])) from None
     if problems:
@@ -199,6 +201,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         session_ttl_seconds=session_ttl,
         admin_session_max_age=admin_max_age,
         db_pool_size=pool_size,
+        db_pool_timeout_seconds=pool_timeout,
         data_dir=_str(env, "DATA_DIR") or ".data",
         log_level=(_str(env, "LOG_LEVEL") or "INFO").upper(),
         forwarded_allow_ips=forwarded_allow_ips,

@@ -27,7 +27,8 @@ def build_services(settings: Settings, *, null_pool: bool = False) -> Services:
 
     if settings.database_url is None:
         raise RuntimeError("DATABASE_URL is not set (the CLI starts the embedded PostgreSQL and sets it)")
-    db = Database(settings.database_url, pool_size=settings.db_pool_size, null_pool=null_pool)
+    db = Database(settings.database_url, pool_size=settings.db_pool_size, null_pool=null_pool,
+                  pool_timeout=settings.db_pool_timeout_seconds)
     return Services(settings=settings, db=db, stripe=StripeGateway(settings), jobs=create_job_app(settings))
 
 

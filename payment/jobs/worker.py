@@ -8,11 +8,10 @@ import time
 from typing import Any
 
 import procrastinate
-import psycopg
 import sentry_sdk
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from payment.jobs.tasks import STALLED_AFTER_SECONDS, use_services
+from payment.outage import is_outage
 from payment.runtime import Services
 from payment.stripe.events import describe
 
@@ -25,27 +24,6 @@ RESTART_FIRST_SECONDS = 1.0
 RESTART_MAX_SECONDS = 30.0
 # A run this long was healthy: the next outage starts the back-off from the beginning.
 HEALTHY_RUN_SECONDS = 60.0
-
-OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError, TimeoutError, psycopg.OperationalError, psycopg.InterfaceError, OperationalError, InterfaceError)
-
-
-def is_outage(exc: BaseException) -> bool:
-    """Whether the error means "the database is unreachable or went away" (worth waiting for), anywhere in its
-    chain or group; anything else (a missing table, a bug) is not cured by waiting."""
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, OUTAGE_ERRORS):
-            return True
-        if isinstance(current, BaseExceptionGroup):
-            return all(is_outage(inner) for inner in current.exceptions)
-        stack.extend(e for e in (current.__cause__, current.__context__) if e is not None)
-    return False
 
 
 class JobFailed(Exception):

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -107,19 +104,6 @@ async def test_worker_killed_mid_batch_then_restarted_applies_each_event_exactly
 
 async def _some_handled(services: Services, row_ids: list[int]) -> bool:
     return (await _counts(services, row_ids))[0] >= 3
-
-
-@pytest.fixture
-def own_postgres() -> Iterator[EmbeddedPostgres]:
-    root = "/dev/shm" if Path("/dev/shm").is_dir() else None
-    with tempfile.TemporaryDirectory(prefix="aquoris-fault-pg-", dir=root) as folder:
-        server = EmbeddedPostgres(folder)
-        server.start()
-        try:
-            server.create_database("payment")
-            yield server
-        finally:
-            server.stop()
 
 
 async def test_postgres_down_under_webhook_traffic_answers_5xx_then_loses_nothing(
