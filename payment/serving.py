@@ -15,9 +15,27 @@ from typing import Any
 
 import uvicorn
 
+from payment.http import redact_path
+
 log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 30.0
+
+
+class RedactedAccessLog(logging.Filter):
+    """uvicorn's access line shows `/billing/<redacted>/...`: a billing link's token is a credential."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], redact_path(args[2]), *args[3:])
+        return True
+
+
+def redact_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactedAccessLog) for f in access.filters):
+        access.addFilter(RedactedAccessLog())
 
 
 class QuietServer(uvicorn.Server):
@@ -37,6 +55,7 @@ def make_server(app: Any, host: str, port: int, *, log_level: str = "info", acce
         timeout_graceful_shutdown=int(GRACE_SECONDS) - 5, proxy_headers=True, server_header=False,
         forwarded_allow_ips=forwarded_allow_ips,
     )
+    redact_access_log()
     return QuietServer(config)
 
 
