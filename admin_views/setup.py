@@ -18,6 +18,7 @@ from admin_views import admin_users, apps, audit_log, customers, dashboard, oper
 from admin_views.auth import BAD_CREDENTIALS, AdminAuth
 from admin_views.csrf import install_template_globals
 from admin_views.formatting import install_filters
+from admin_views.headers import AdminHeadersMiddleware
 from admin_views.keyset import KeysetModelView
 from payment.errors import PaymentError
 from payment.http import UnavailableMiddleware
@@ -87,6 +88,7 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
     # the admin is its own Starlette app with its own 500 handler: the 503 for an unreachable or busy database
     # must sit inside it, around the session and sign-in middleware that already read the database
     admin.admin.add_middleware(UnavailableMiddleware)
+    admin.admin.add_middleware(AdminHeadersMiddleware)
     # routes inside the mounted admin see the admin's Starlette as request.app
     admin.admin.state.services = services
     admin.admin.state.secret_key = services.settings.secret_key

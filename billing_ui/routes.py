@@ -103,7 +103,10 @@ async def _read_form(request: Request, max_bytes: int) -> dict[str, str] | None:
         body += chunk
         if len(body) > max_bytes:
             return None
-    fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+    try:
+        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+    except ValueError:  # more fields than any of our forms has: refused like an oversized form
+        return None
     return {k: v[0] for k, v in fields.items() if v}
 
 

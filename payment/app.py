@@ -16,7 +16,7 @@ from starlette.routing import Mount
 
 from payment.api import client, health, webhooks
 from payment.config import Settings, load_settings
-from payment.http import SecurityHeadersMiddleware, UnavailableMiddleware
+from payment.http import RequestSanityMiddleware, SecurityHeadersMiddleware, UnavailableMiddleware
 from payment.runtime import Services, build_services
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,9 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             Mount("/api", routes=[*health.routes, Mount("/v1", routes=[*client.routes, *webhooks.routes])]),
             Mount("/billing", routes=billing_routes),
         ],
-        middleware=[Middleware(SecurityHeadersMiddleware), Middleware(UnavailableMiddleware)],
+        middleware=[Middleware(SecurityHeadersMiddleware, hsts=services.settings.is_production),
+                    Middleware(RequestSanityMiddleware),
+                    Middleware(UnavailableMiddleware)],
         lifespan=lifespan,
     )
     app.state.services = services

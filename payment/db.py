@@ -29,7 +29,8 @@ class Database:
             # a request waits this long for a pooled connection, then answers 503 (payment.http), not 30 s of queue
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_recycle=1800,
                           pool_timeout=pool_timeout)
-        self.engine: AsyncEngine = create_async_engine(sqlalchemy_url(url), **kwargs)
+        # hide_parameters: a failing statement's error (and any log of it) never carries the values bound to it
+        self.engine: AsyncEngine = create_async_engine(sqlalchemy_url(url), hide_parameters=True, **kwargs)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         self._probe_engine: AsyncEngine | None = None
         self._probe: asyncio.Future[bool] | None = None

@@ -43,13 +43,16 @@ SECURITY_HEADERS = [
     (b"referrer-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 ]
+HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 
 
 class SecurityHeadersMiddleware:
     """Adds the headers every page should carry (pure ASGI, so streaming responses pass through)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, hsts: bool = False) -> None:
         self.app = app
+        # production is HTTPS only (BASE_URL must be https://): browsers should never try plain HTTP again
+        self.headers = [*SECURITY_HEADERS, *([HSTS] if hsts else [])]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -60,7 +63,7 @@ class SecurityHeadersMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                headers.extend(h for h in SECURITY_HEADERS if h[0] not in present)
+                headers.extend(h for h in self.headers if h[0] not in present)
                 message["headers"] = headers
             await send(message)
 
@@ -111,4 +114,44 @@ async def send_unavailable(scope: Scope, send: Send, retry_after: int) -> None:
     await send({"type": "http.response.start", "status": 503, "headers": [
         (b"content-type", media), (b"content-length", str(len(body)).encode()),
         (b"retry-after", str(retry_after).encode()), (b"cache-control", b"no-store")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+# PostgreSQL's bigint: a larger id in a path can name no row (and must not reach the database as a parameter)
+MAX_ID = 2**63 - 1
+_DIGITS = re.compile(r"^[0-9]+$")
+
+
+class RequestSanityMiddleware:
+    """Refuses, before any route runs, what no route can serve: a NUL character in the query (PostgreSQL text cannot
+    hold it) is a 400, an all-digit path segment beyond bigint is a 404."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope.get("path", "")
+            query: bytes = scope.get("query_string", b"")
+            if b"%00" in query or b"\x00" in query:  # filters and searches go to PostgreSQL as text
+                await send_refusal(scope, send, 400, "bad_request", "The address contains a NUL character.")
+                return
+            if any(_DIGITS.match(part) and int(part) > MAX_ID for part in path.split("/") if len(part) > 18):
+                await send_refusal(scope, send, 404, "not_found", "No such record.")
+                return
+        await self.app(scope, receive, send)
+
+
+async def send_refusal(scope: Scope, send: Send, status: int, code: str, detail: str) -> None:
+    if scope.get("path", "").startswith("/api"):
+        body = json.dumps({"type": f"https://payment.aquoris.ai/problems/{code}", "status": status, "code": code,
+                           "title": "Bad request" if status == 400 else "Not found", "detail": detail}).encode()
+        media = b"application/problem+json"
+    else:
+        body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{detail}</title></head>'
+                f"<body><main><h1>{detail}</h1><p>Check the address and try again.</p></main>"
+                f"</body></html>").encode()
+        media = b"text/html; charset=utf-8"
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", media), (b"content-length", str(len(body)).encode()), (b"cache-control", b"no-store")]})
     await send({"type": "http.response.body", "body": body})

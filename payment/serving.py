@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 
 from payment.http import redact_path
+from payment.slow_clients import REQUEST_READ_SECONDS, DeadlineProtocol
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +48,15 @@ class QuietServer(uvicorn.Server):
 
 
 def make_server(app: Any, host: str, port: int, *, log_level: str = "info", access_log: bool = True,
-                forwarded_allow_ips: str = "127.0.0.1,::1") -> QuietServer:
+                forwarded_allow_ips: str = "127.0.0.1,::1", request_read_seconds: float = REQUEST_READ_SECONDS
+                ) -> QuietServer:
     """uvicorn believes X-Forwarded-For only from `forwarded_allow_ips` (the reverse proxy) and then takes the
     right-most address that is not a trusted proxy: entries the client wrote itself, to the left, are ignored."""
     config = uvicorn.Config(
         app, host=host, port=port, log_level=log_level.lower(), access_log=access_log, lifespan="on",
         timeout_graceful_shutdown=int(GRACE_SECONDS) - 5, proxy_headers=True, server_header=False,
         forwarded_allow_ips=forwarded_allow_ips,
+        http=type("DeadlineProtocol", (DeadlineProtocol,), {"read_seconds": request_read_seconds}),
     )
     redact_access_log()
     return QuietServer(config)

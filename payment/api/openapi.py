@@ -13,7 +13,9 @@ from payment.config import Settings
 # No control characters; the same rules payment/billing/customers.py enforces.
 _NO_CONTROL = r"^[^\u0000-\u001f\u007f]*$"
 _NOT_BLANK = r"^[^\u0000-\u001f\u007f]*[^\s\u0000-\u001f\u007f][^\u0000-\u001f\u007f]*$"
-_EMAIL = r"^[^@\s\u0000-\u001f\u007f]+@[^@\s\u0000-\u001f\u007f]+\.[^@\s\u0000-\u001f\u007f]+$"
+# \u0085 (NEL) is whitespace to the server (Python) but not to ECMAScript's \s: excluded here so both agree
+_EMAIL = (r"^[^@\s\u0000-\u001f\u007f\u0085]+@[^@\s\u0000-\u001f\u007f\u0085]+"
+          r"\.[^@\s\u0000-\u001f\u007f\u0085]+$")
 _LOCALE = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$"
 
 ERROR_CODES: dict[int, list[str]] = {

@@ -148,6 +148,9 @@ def test_sentry_is_off_without_a_dsn() -> None:
     ("GET /x?n=4242%204242%204242%204242", "GET /x?n="),
     ("postgresql://payment:s3cr3t-pw@db:5432/payment", "postgresql://payment:"),
     ("login password=hunter22&next=/admin", "login password="),
+    ("GET /admin/login?next=%2Fx%3Fpassword%3Dhunter22%26y%3D1", "GET /admin/login?next=%2Fx%3Fpassword%3D"),
+    ("redirect=%2Fcb%3Ftoken%3DAbCdEfGhIjKl", "redirect=%2Fcb%3Ftoken%3D"),
+    ("double password%253Dhunter22%2526z", "double password%253D"),
     ("Settings(secret_key='abcdef0123456789abcdef', app_env='test')", "Settings(secret_key="),
 ])
 def test_scrubber_removes_each_kind_of_secret_from_text(text: str, kept: str) -> None:
