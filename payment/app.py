@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
 
-from payment.api import client, health, webhooks
+from payment.api import client, client_errors, health, webhooks
 from payment.config import Settings, load_settings
 from payment.http import RequestSanityMiddleware, SecurityHeadersMiddleware, UnavailableMiddleware
 from payment.runtime import Services, build_services
@@ -37,7 +37,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     app = Starlette(
         routes=[
-            Mount("/api", routes=[*health.routes, Mount("/v1", routes=[*client.routes, *webhooks.routes])]),
+            Mount("/api", routes=[*health.routes, *client_errors.routes,
+                                  Mount("/v1", routes=[*client.routes, *webhooks.routes])]),
             Mount("/billing", routes=billing_routes),
         ],
         middleware=[Middleware(SecurityHeadersMiddleware, hsts=services.settings.is_production),

@@ -78,3 +78,11 @@ async def test_production_sends_hsts_on_every_surface_and_other_environments_do_
             assert (await client.get(path)).headers["strict-transport-security"].startswith("max-age=31536000")
     async with asgi_client(create_app(services=admin_services)) as client:
         assert "strict-transport-security" not in (await client.get("/admin/login")).headers
+
+
+async def test_admin_pages_report_browser_errors_through_our_own_origin(admin: httpx.AsyncClient) -> None:
+    page = await admin.get("/admin/app/list")
+    assert '<script src="/api/client-errors.js"></script>' in page.text
+    script = await admin.get("/api/client-errors.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert '"/api/client-errors"' in script.text and "unhandledrejection" in script.text

@@ -46,3 +46,11 @@ async def test_billing_links_of_a_deactivated_app_stop_working(client: httpx.Asy
     finally:
         async with services.db.transaction() as session:
             await session.execute(update(App).where(App.id == scene.app.id).values(is_active=True))
+
+
+async def test_billing_pages_report_browser_errors_through_our_own_origin(client: httpx.AsyncClient,
+                                                                          scene: Scene) -> None:
+    path, _ = await open_billing(client, scene)
+    page = await client.get(path)
+    assert '<script src="/api/client-errors.js"></script>' in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]  # unchanged: same origin
