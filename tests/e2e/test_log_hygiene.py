@@ -17,7 +17,7 @@ from payment.embedded_pg import free_port
 from tests.billing_ui.helpers import sandbox_price
 from tests.ops.processes import process_env, started
 from tests.support import factories
-from tests.support.app import ThreadServer, running_services
+from tests.support.app import running_services
 from tests.support.db import in_thread, own_database, settings_for
 from tests.support.stripe import register_webhook
 
@@ -37,13 +37,13 @@ async def _seed(url: str, sandbox_url: str) -> str:
 
 
 def test_no_token_key_or_password_reaches_the_logs_of_a_browser_walk(
-        browser: Browser, pg_server_url: str, sandbox_server: ThreadServer) -> None:
+        browser: Browser, pg_server_url: str, sandbox: str) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with own_database(pg_server_url, f"log_hygiene_{os.getpid()}") as url:
-        email = in_thread(asyncio.run, _seed(url, sandbox_server.url))
-        webhook_secret = register_webhook(sandbox_server.url, f"{base}/api/v1/webhooks/stripe")
-        env = process_env(url, STRIPE_API_BASE=sandbox_server.url, SECRET_KEY=SECRET_KEY, BASE_URL=base,
+        email = in_thread(asyncio.run, _seed(url, sandbox))
+        webhook_secret = register_webhook(sandbox, f"{base}/api/v1/webhooks/stripe")
+        env = process_env(url, STRIPE_API_BASE=sandbox, SECRET_KEY=SECRET_KEY, BASE_URL=base,
                           STRIPE_WEBHOOK_SECRET=webhook_secret)
         serve = [sys.executable, "-m", "payment.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
         with started(serve, env) as web, started([sys.executable, "-m", "payment.cli", "worker"], env) as worker:
@@ -75,7 +75,7 @@ def test_no_token_key_or_password_reaches_the_logs_of_a_browser_walk(
             token = billing_url.rstrip("/").rsplit("/", 1)[-1]
             page.goto(billing_url)
             page.get_by_role("button", name="Subscribe to Aquoris PRO").click()
-            page.wait_for_url(f"{sandbox_server.url}/**")
+            page.wait_for_url(f"{sandbox}/**")
             page.goto(f"{billing_url}/status")
             page.goto(billing_url)
             expect(page.get_by_role("heading", level=1)).to_be_visible()
