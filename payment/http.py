@@ -124,7 +124,7 @@ _DIGITS = re.compile(r"^[0-9]+$")
 
 class RequestSanityMiddleware:
     """Refuses, before any route runs, what no route can serve: a NUL character in the query (PostgreSQL text cannot
-    hold it) is a 400, an all-digit path segment beyond bigint is a 404."""
+    hold it) is a 400, an all-digit admin path segment beyond bigint is a 404."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -136,7 +136,9 @@ class RequestSanityMiddleware:
             if b"%00" in query or b"\x00" in query:  # filters and searches go to PostgreSQL as text
                 await send_refusal(scope, send, 400, "bad_request", "The address contains a NUL character.")
                 return
-            if any(_DIGITS.match(part) and int(part) > MAX_ID for part in path.split("/") if len(part) > 18):
+            # admin ids only: the API's externalUserId may well be a long number
+            if path.startswith("/admin/") and any(
+                    _DIGITS.match(part) and int(part) > MAX_ID for part in path.split("/") if len(part) > 18):
                 await send_refusal(scope, send, 404, "not_found", "No such record.")
                 return
         await self.app(scope, receive, send)

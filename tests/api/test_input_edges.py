@@ -1,5 +1,5 @@
-"""The OpenAPI document and the server agree on which emails are valid, whitespace look-alikes included: a client
-validating with the published pattern (ECMAScript regex semantics) never gets a 422 for an email it passed."""
+"""API inputs at the edges: the published email pattern (ECMAScript regex semantics) and the server agree, so a
+client validating with it never gets a 422 for an email it passed; a long numeric externalUserId is just an id."""
 
 from __future__ import annotations
 
@@ -37,3 +37,13 @@ async def test_the_published_email_pattern_and_the_server_agree(client: httpx.As
     response = await client.post("/api/v1/sessions", headers={"Authorization": f"Bearer {api_key}"},
                                  json={"externalUserId": f"user-{ord(char)}", "appSlug": "mail", "email": email})
     assert response.status_code == (201 if published_ok else 422), (published_ok, response.text)
+
+
+async def test_a_long_numeric_external_user_id_is_an_ordinary_id(client: httpx.AsyncClient, api_key: str) -> None:
+    user = str(2**64)  # beyond bigint, but an external id is text
+    opened = await client.post("/api/v1/sessions", headers={"Authorization": f"Bearer {api_key}"},
+                               json={"externalUserId": user, "appSlug": "mail"})
+    assert opened.status_code == 201
+    read = await client.get(f"/api/v1/customers/{user}/subscription?appSlug=mail",
+                            headers={"Authorization": f"Bearer {api_key}"})
+    assert read.status_code == 200, read.text
