@@ -58,7 +58,7 @@ async def test_page_is_not_cached_framed_or_pointing_at_a_cdn(client: httpx.Asyn
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert response.headers["x-content-type-options"] == "nosniff"
     assets = re.findall(r'(?:href|src)="([^"]+\.(?:css|js))"', response.text)
-    assert assets == ["/billing/static/billing.css", "/billing/static/billing.js"]
+    assert assets == ["/billing/static/billing.css", "/api/client-errors.js", "/billing/static/billing.js"]
     for asset in assets:
         served = await client.get(asset)
         assert served.status_code == 200 and len(served.content) > 200
