@@ -132,6 +132,9 @@ class Operation:
     def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
         return []
 
+    async def precheck(self, session: AsyncSession, target: Target, parsed: dict[str, Any]) -> None:
+        """Refusals the database can tell before the confirmation page (read-only; `act` checks again)."""
+
     async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
         raise NotImplementedError
 
@@ -232,6 +235,10 @@ class Grant(Operation):
                 ("Invoice", "none (free)"), ("Reason", parsed["reason"]),
                 *([("Replaces", "the customer's live subscription in this scope")] if parsed["replace"] else [])]
 
+    async def precheck(self, session: AsyncSession, target: Target, parsed: dict[str, Any]) -> None:
+        await subscriptions.check_grant(session, target.customer.id, plan_id=parsed["plan_id"],
+                                        replace=parsed["replace"])
+
     async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
         sub = await subscriptions.grant(session, target.customer.id, plan_id=parsed["plan_id"],
                                         months=parsed["months"], days=parsed["days"], reason=parsed["reason"],
@@ -275,6 +282,10 @@ class RecordPayment(Operation):
                 ("Payment method", METHOD_LABELS[parsed["payment_method"]]),
                 ("Reference number", parsed["reference_number"]), ("Plan", parsed["plan"]),
                 ("Duration", _span(parsed)), ("Paid date", parsed["paid_on"].isoformat())]
+
+    async def precheck(self, session: AsyncSession, target: Target, parsed: dict[str, Any]) -> None:
+        fields = {k: v for k, v in parsed.items() if k != "plan"}
+        await payments.check_manual(session, target.customer.id, payments.ManualPayment(**fields))
 
     async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
         fields = {k: v for k, v in parsed.items() if k != "plan"}

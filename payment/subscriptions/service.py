@@ -224,6 +224,23 @@ def describe_conflicts(conflicts: list[Subscription]) -> str:
     return f"The customer already has a live subscription in this plan's scope: {listed}."
 
 
+async def _grant_conflicts(session: AsyncSession, customer_id: int, plan_id: int, *, replace: bool
+                           ) -> tuple[Plan, list[Subscription]]:
+    plan = await session.get(Plan, plan_id)
+    if plan is None:
+        raise NotFound("This plan does not exist.", field="plan_id")
+    conflicts = await live_in_scope(session, customer_id, plan)
+    if conflicts and not replace:
+        raise Conflict(describe_conflicts(conflicts) + " Confirm replacing it to continue.", code="replace_needed")
+    return plan, conflicts
+
+
+async def check_grant(session: AsyncSession, customer_id: int, *, plan_id: int, replace: bool = False) -> None:
+    """What `grant` would refuse (a live subscription in the plan's scope, unless replacing), checked without
+    locking, so the admin is asked before the confirmation page."""
+    await _grant_conflicts(session, customer_id, plan_id, replace=replace)
+
+
 async def grant(session: AsyncSession, customer_id: int, *, plan_id: int, reason: str, gateway: StripeGateway,
                 actor: str, months: int = 0, days: int = 0, replace: bool = False,
                 ip: str | None = None) -> Subscription:
@@ -232,12 +249,7 @@ async def grant(session: AsyncSession, customer_id: int, *, plan_id: int, reason
     reason = check_reason(reason)
     check_duration(months, days)
     customer = await lock_customer(session, customer_id)
-    plan = await session.get(Plan, plan_id)
-    if plan is None:
-        raise NotFound("This plan does not exist.", field="plan_id")
-    conflicts = await live_in_scope(session, customer.id, plan)
-    if conflicts and not replace:
-        raise Conflict(describe_conflicts(conflicts) + " Confirm replacing it to continue.", code="replace_needed")
+    plan, conflicts = await _grant_conflicts(session, customer.id, plan_id, replace=replace)
     await replace_live(session, conflicts, reason=f"Replaced by a granted {plan.name}: {reason}", gateway=gateway,
                        actor=actor, ip=ip)
     start = utcnow()

@@ -191,15 +191,35 @@ def test_grant_and_record_a_thb_bank_transfer(admin_page: Page, server: ThreadSe
     assert (sub["source"], sub["status"], sub["paid_amount_cents"]) == ("manual", "active", 29900)
     assert audit_actions(settings, "invoice", invoice["id"]) == ["payment.recorded_manual"]
 
-    # the same reference number again is refused on the form, nothing written
+    # the same reference number again is refused on the form, before any confirmation page, nothing written
     admin_page.locator("#action-payment").click()
     for name, value in {"amount": "299.00", "reference_number": "kbank-77-001", "duration": "1"}.items():
         admin_page.locator(f"#field-{name}").fill(value)
     admin_page.locator("#field-plan_id").select_option(str(plan_id))
     admin_page.locator("#operation-submit").click()
-    admin_page.locator("#operation-confirm-button").click()
     expect(admin_page.locator('[data-error-for="reference_number"]')).to_contain_text("already recorded")
+    expect(admin_page.locator("#operation-summary")).to_have_count(0)
+    # a currency other than the plan's (THB) is refused on the form too
+    admin_page.locator("#field-reference_number").fill("WIRE-USD-1")
+    admin_page.locator("#field-currency").select_option("usd")
+    admin_page.locator("#field-amount").fill("3000.00")
+    admin_page.locator("#operation-submit").click()
+    expect(admin_page.locator('[data-error-for="currency"]')).to_contain_text("Vega Pro is sold in THB")
+    expect(admin_page.locator("#operation-summary")).to_have_count(0)
+    os.makedirs("/tmp/shots-21", exist_ok=True)
+    admin_page.screenshot(path="/tmp/shots-21/record-payment-currency-refused.png", full_page=True)
     assert sql(settings, "SELECT count(*) AS n FROM invoices WHERE customer_id = :c", c=payer)[0]["n"] == 1
+
+    # a second grant over the live one asks to replace it on the form, before the confirmation page
+    customer_page(admin_page, server, granted_to)
+    admin_page.locator("#action-grant").click()
+    admin_page.locator("#field-plan_id").select_option(str(plan_id))
+    admin_page.locator("#field-reason").fill("Again")
+    admin_page.locator("#operation-submit").click()
+    expect(admin_page.locator("#operation-form")).to_contain_text("already has a live subscription")
+    expect(admin_page.locator("#operation-summary")).to_have_count(0)
+    expect(admin_page.locator('input[name="replace"]')).to_be_visible()
+    admin_page.screenshot(path="/tmp/shots-21/grant-conflict-before-confirm.png", full_page=True)
 
 
 def deliver_refund_events(settings: Settings, server: ThreadServer) -> None:
