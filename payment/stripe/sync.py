@@ -19,6 +19,7 @@ from payment.models import Customer, Invoice, Plan, Refund, Subscription
 from payment.models.base import CURRENCIES
 from payment.models.billing import REFUND_STATUSES, SUBSCRIPTION_STATUSES
 from payment.stripe.gateway import StripeGateway
+from payment.subscriptions.paid_extension import as_seen_by_us
 
 JSON = dict[str, Any]
 # Once an invoice is refunded, a later (re)sync of the paid invoice must not put it back to "paid".
@@ -173,6 +174,7 @@ async def sync_subscription(session: AsyncSession, gateway: StripeGateway, sub: 
                             plan_hint: Plan | None = None) -> tuple[Subscription, Changes]:
     """Make our subscription row equal to Stripe's current subscription (status, plan by price, period,
     cancel at period end, cancellation), creating it the first time."""
+    sub = as_seen_by_us(sub)
     stripe_id = str(sub["id"])
     row: Subscription | None = await session.scalar(
         select(Subscription).where(Subscription.stripe_subscription_id == stripe_id).with_for_update())

@@ -18,6 +18,7 @@ from payment.errors import Conflict, NotFound, ValidationError
 from payment.models import Customer, Plan, Subscription, SubscriptionAdjustment, utcnow
 from payment.models.billing import LIVE_STATUSES
 from payment.stripe.gateway import StripeGateway
+from payment.subscriptions.paid_extension import is_paid_extension, marker
 from payment.subscriptions.stripe_state import apply_stripe_subscription, period_after, stripe_period
 
 MAX_DAYS = 3650
@@ -141,7 +142,8 @@ async def resume(session: AsyncSession, subscription_id: int, *, gateway: Stripe
 
 async def extend(session: AsyncSession, subscription_id: int, *, days: int, reason: str, gateway: StripeGateway,
                  actor: str, ip: str | None = None, idempotency_key: str | None = None) -> Subscription:
-    """A live subscription's period end moves `days` later; a Stripe one through a trial to that date, unbilled."""
+    """A live subscription's period end moves `days` later; a Stripe one through a trial to that date, unbilled,
+    and a paying one stays active (renewing on the new date), not trialing."""
     days = check_days(days)
     reason = check_reason(reason)
     sub = await lock_subscription(session, subscription_id)
@@ -151,10 +153,14 @@ async def extend(session: AsyncSession, subscription_id: int, *, days: int, reas
         current = await gateway.retrieve_subscription(sub.stripe_subscription_id)
         stripe_end = stripe_period(current)[1] or previous_end or utcnow()
         new_end = stripe_end + timedelta(days=days)
-        # A trial up to the new end is how Stripe moves the next charge without billing the added days.
-        data = await gateway.update_subscription(
-            sub.stripe_subscription_id, {"trial_end": int(new_end.timestamp()), "proration_behavior": "none"},
-            idempotency_key=idempotency_key)
+        trial_end = int(new_end.timestamp())
+        # A trial up to the new end is how Stripe moves the next charge without billing the added days; on a paying
+        # subscription the metadata marks it as an extension, so we keep calling it active (paid_extension).
+        params: dict[str, object] = {"trial_end": trial_end, "proration_behavior": "none"}
+        if current.get("status") == "active" or is_paid_extension(current):
+            params["metadata"] = marker(trial_end)
+        data = await gateway.update_subscription(sub.stripe_subscription_id, params,
+                                                 idempotency_key=idempotency_key)
         apply_stripe_subscription(sub, data)
         previous_end = stripe_end
     else:

@@ -8,6 +8,7 @@ from typing import Any
 
 from payment.models import Subscription
 from payment.models.billing import SUBSCRIPTION_STATUSES
+from payment.subscriptions.paid_extension import as_seen_by_us
 
 
 def from_timestamp(value: Any) -> datetime | None:
@@ -24,6 +25,7 @@ def stripe_period(data: dict[str, Any]) -> tuple[datetime | None, datetime | Non
 
 def apply_stripe_subscription(sub: Subscription, data: dict[str, Any]) -> None:
     """Set status, period and cancellation fields from a Stripe subscription object."""
+    data = as_seen_by_us(data)
     status = str(data.get("status") or sub.status)
     if status in SUBSCRIPTION_STATUSES:
         sub.status = status

@@ -156,6 +156,14 @@ def test_cancel_resume_and_extend_a_stripe_subscription(admin_page: Page, server
     assert audit_actions(settings, "subscription", sub_id) == [
         "subscription.cancel_at_period_end", "subscription.resumed", "subscription.extended"]
     expect(admin_page.locator("#customer-audit")).to_contain_text("subscription.extended")
+    # a paying subscription stays active (Stripe calls it trialing), and admins see the extension
+    row = admin_page.locator(f'tr[data-subscription-id="{sub_id}"]')
+    expect(row.locator(".status-badge")).to_have_text("Active")
+    expect(row.locator(".subscription-extended")).to_have_text("extended +30 days")
+    assert sql(settings, "SELECT status FROM subscriptions WHERE id = :i", i=sub_id)[0]["status"] == "active"
+    assert run(settings, lambda s: s.stripe.retrieve_subscription(stripe_id))["status"] == "trialing"
+    os.makedirs("/tmp/shots-21", exist_ok=True)
+    admin_page.screenshot(path="/tmp/shots-21/customer-extended-active.png", full_page=True)
 
 
 def test_grant_and_record_a_thb_bank_transfer(admin_page: Page, server: ThreadServer, settings: Settings) -> None:
@@ -263,7 +271,7 @@ def test_partial_then_full_refund_of_a_stripe_invoice(admin_page: Page, server: 
     act(admin_page, f'[data-refund-invoice="{invoice_id}"]', {"reason": "Customer left"})  # default: the rest
     expect(admin_page.locator(".flash-messages")).to_contain_text("of THB 199.00 pending")
     statuses = admin_page.locator("#customer-refunds .refund-status")
-    expect(statuses).to_have_text(["pending", "pending"])
+    expect(statuses).to_have_text(["Pending", "Pending"])
     expect(admin_page.locator(f'[data-refund-invoice="{invoice_id}"]')).to_have_count(0)  # nothing left to refund
     rows = sql(settings, "SELECT amount_cents, status, stripe_refund_id FROM refunds WHERE invoice_id = :i "
                "ORDER BY id", i=invoice_id)
@@ -273,8 +281,8 @@ def test_partial_then_full_refund_of_a_stripe_invoice(admin_page: Page, server: 
 
     deliver_refund_events(settings, server)
     customer_page(admin_page, server, setup.customer.id)
-    expect(statuses).to_have_text(["succeeded", "succeeded"])
-    expect(admin_page.locator(f'tr[data-invoice-id="{invoice_id}"]')).to_contain_text("refunded")
+    expect(statuses).to_have_text(["Succeeded", "Succeeded"])
+    expect(admin_page.locator(f'tr[data-invoice-id="{invoice_id}"]')).to_contain_text("Refunded")
     invoice = sql(settings, "SELECT status, amount_refunded_cents FROM invoices WHERE id = :i", i=invoice_id)[0]
     assert (invoice["status"], invoice["amount_refunded_cents"]) == ("refunded", 29900)
     issued = sql(settings, "SELECT count(*) AS n FROM audit_log WHERE action = 'refund.issued' "
@@ -305,7 +313,7 @@ def test_refund_of_a_manual_invoice_acts_once_on_a_second_click(admin_page: Page
     assert any("Already done" in p["text"] for p in pages)
     assert all("of THB 50.00 recorded" in p["text"] for p in pages)
     customer_page(admin_page, server, customer_id)
-    expect(admin_page.locator("#customer-refunds .refund-status")).to_have_text(["succeeded"])
+    expect(admin_page.locator("#customer-refunds .refund-status")).to_have_text(["Succeeded"])
     rows = sql(settings, "SELECT amount_cents, status FROM refunds WHERE invoice_id = :i", i=invoice_id)
     assert [(r["amount_cents"], r["status"]) for r in rows] == [(5000, "succeeded")]
     invoice = sql(settings, "SELECT status, amount_refunded_cents FROM invoices WHERE id = :i", i=invoice_id)[0]
