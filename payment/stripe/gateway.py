@@ -176,3 +176,12 @@ class StripeGateway:
         if not isinstance(event, dict):
             raise ValueError("not a Stripe event")
         return event
+
+    # appended for plans: create a plan's product and price once per admin submission
+    async def create_product_once(self, params: Params, *, idempotency_key: str) -> dict[str, Any]:
+        return await self._call(self.client.v1.products.create_async, params=params,
+                                options=self._options(idempotency_key))
+
+    async def create_price_once(self, params: Params, *, idempotency_key: str) -> dict[str, Any]:
+        return await self._call(self.client.v1.prices.create_async, params=params,
+                                options=self._options(idempotency_key))

@@ -129,7 +129,7 @@ async def test_concurrent_duplicate_saves_never_show_a_database_error(admin: htt
     from tests.admin.conftest import page_token
 
     token = await page_token(admin, "/admin/plan/create")
-    data = {"slug": "race", "name": "Race", "price_cents": "0", "currency": "thb", "interval": "month",
+    data = {"slug": "race", "name": "Race", "price": "0", "currency": "thb", "interval": "month",
             "stripe_price_id": "", "features": "", "sort_order": "0", "active": "y", "app_id": "",
             "description": "", "csrf_token": token, "save": "Save"}
     responses = await asyncio.gather(*(admin.post("/admin/plan/create", data=data) for _ in range(6)))
