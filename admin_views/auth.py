@@ -72,7 +72,7 @@ class AdminAuth(AuthenticationBackend):
             verdict = await ratelimit.hit(session, f"admin-login:{ip}", limit=services.settings.login_rate_limit)
             if not verdict.allowed:
                 await admins.record_failed_sign_in(session, email, reason="rate_limited", ip=ip)
-                return await self._rate_limited(request, verdict.retry_after_seconds)
+                return await self._rate_limited(request, verdict.retry_after_seconds, email)
             admin = await admins.find_by_email(session, email) if email.strip() else None
             ok = verify_password(password, admin.password_hash if admin else None)
             if not ok or admin is None or not admin.is_active:
@@ -88,10 +88,11 @@ class AdminAuth(AuthenticationBackend):
         csrf.new_seed(request)
         return True
 
-    async def _rate_limited(self, request: Request, retry_after: int) -> Response:
+    async def _rate_limited(self, request: Request, retry_after: int, email: str) -> Response:
+        # the email typed stays in the form, so trying again later is one field, not two
         response: Response = await self.templates.TemplateResponse(
-            request, "sqladmin/login.html", {"error": rate_limit_message(retry_after), "rate_limited": True},
-            status_code=429)
+            request, "sqladmin/login.html", {"error": rate_limit_message(retry_after), "rate_limited": True,
+                                             "username": email[:320]}, status_code=429)
         response.headers["Retry-After"] = str(retry_after)
         return response
 
