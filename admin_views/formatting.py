@@ -65,6 +65,10 @@ def status_badge(status: str | None) -> Markup:
 
 
 def install_filters(env: jinja2.Environment) -> None:
+    from admin_views.audit_text import actor_label, sentence
+
+    env.filters["audit_sentence"] = sentence
+    env.filters["actor_label"] = actor_label
     env.filters["status_badge"] = status_badge
     env.filters["status_label"] = status_label
     env.filters["money"] = money

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from admin_views.audit_text import actor_emails
 from admin_views.keyset import FilterSpec, KeysetModelView, plain_choices
 from payment.customers import records
 from payment.listing import Page
@@ -70,6 +71,9 @@ class RefundView(KeysetModelView, model=Refund):
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:
         return [FilterSpec("status", "Status", plain_choices(REFUND_STATUSES)),
                 FilterSpec("currency", "Currency", [(c, c.upper()) for c in CURRENCIES])]
+
+    async def row_context(self, session: AsyncSession, rows: list[Any]) -> dict[str, Any]:
+        return {"actor_names": await actor_emails(session, (row.created_by or "" for row in rows))}
 
     async def fetch(self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int,
                     with_total: bool) -> Page[Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -270,6 +271,18 @@ def test_partial_then_full_refund_of_a_stripe_invoice(admin_page: Page, server: 
     expect(admin_page.locator(".flash-messages")).to_contain_text("of THB 100.00 pending until Stripe confirms it")
     act(admin_page, f'[data-refund-invoice="{invoice_id}"]', {"reason": "Customer left"})  # default: the rest
     expect(admin_page.locator(".flash-messages")).to_contain_text("of THB 199.00 pending")
+    # the audit history reads as sentences with links, by the admin's email; the raw JSON behind a toggle
+    refund_row = admin_page.locator('#customer-audit tr[data-action="refund.issued"]').last
+    expect(refund_row.locator(".audit-sentence")).to_contain_text(
+        re.compile(rf"Refund #\d+ of THB 100\.00 on invoice #{invoice_id}, pending — “Late delivery”"))
+    expect(refund_row.locator(f'.audit-sentence a[href$="/admin/invoice/details/{invoice_id}"]')).to_be_visible()
+    expect(refund_row.locator(".audit-actor")).to_have_text(re.compile(r".+@.+"))
+    expect(refund_row.locator(".audit-raw code")).to_be_hidden()
+    refund_row.locator(".audit-raw summary").click()
+    expect(refund_row.locator(".audit-raw code")).to_contain_text('"amount_cents": 10000')
+    expect(admin_page.locator("#customer-refunds")).not_to_contain_text("admin:")
+    os.makedirs("/tmp/shots-21", exist_ok=True)
+    admin_page.screenshot(path="/tmp/shots-21/customer-audit-sentences.png", full_page=True)
     statuses = admin_page.locator("#customer-refunds .refund-status")
     expect(statuses).to_have_text(["Pending", "Pending"])
     expect(admin_page.locator(f'[data-refund-invoice="{invoice_id}"]')).to_have_count(0)  # nothing left to refund
@@ -374,3 +387,27 @@ def test_failed_cancellation_keeps_the_refund_and_can_be_retried(admin_page: Pag
                i=setup.subscription.id)[0]["status"] == "canceled"
     assert audit_actions(settings, "refund", refund["id"]) == [
         "refund.issued", "refund.cancellation", "refund.cancellation_retried"]
+
+
+def test_the_customer_pages_audit_history_is_paged(admin_page: Page, server: ThreadServer,
+                                                   settings: Settings) -> None:
+    from payment.audit import service as audit
+
+    async def work(services: Services) -> int:
+        async with services.db.transaction() as session:
+            customer = await factories.create_customer(session)
+            for n in range(25):
+                await audit.record(session, actor="stripe", action="customer.updated", entity_type="customer",
+                                   entity_id=customer.id, details={"n": n})
+            return customer.id
+
+    customer_id = run(settings, work)
+    customer_page(admin_page, server, customer_id)
+    rows = admin_page.locator("#customer-audit tbody tr")
+    expect(rows).to_have_count(20)
+    expect(admin_page.locator("#customer-audit-pages")).to_contain_text("Page 1 of 2")
+    expect(rows.first.locator(".audit-actor")).to_have_text("Stripe")
+    admin_page.locator("#customer-audit-pages a[rel=next]").click()
+    expect(rows).to_have_count(5)
+    expect(admin_page.locator("#customer-audit-pages")).to_contain_text("Page 2 of 2")
+    expect(rows.last.locator(".audit-raw code")).to_contain_text('"n": 0')
