@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from admin_views.formatting import money, when
+from admin_views.formatting import money, status_label, when
 from payment.errors import PaymentError, ValidationError
 from payment.models import Customer, Invoice, Plan, Refund, Subscription
 from payment.payments import service as payments
@@ -105,7 +105,7 @@ def _duration_fields() -> list[Field]:
 
 
 def _sub_label(sub: Subscription) -> str:
-    return f"#{sub.id} {sub.plan.name} ({sub.source}, {sub.status}, until {when(sub.current_period_end)})"
+    return f"#{sub.id} {sub.plan.name} ({sub.source}, {status_label(sub.status)}, until {when(sub.current_period_end)})"
 
 
 class Operation:

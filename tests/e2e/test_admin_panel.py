@@ -124,6 +124,7 @@ def test_create_an_app_copy_its_key_and_rotate_it(server: ThreadServer, seeded_d
     page.get_by_role("link", name="+ New App").click()
     submit(page, {"slug": "vega", "name": "Vega", "return_url": "https://vega.aquoris.test/settings"})
     page.wait_for_url("**/admin/app/list")
+    expect(page.locator(".flash-messages")).to_contain_text("App “Vega” created.")
     row = page.locator("tr", has=page.locator('code[data-app-slug="vega"]'))
     expect(row).to_contain_text("apk_")
     row.get_by_role("button", name="Copy key").click()
