@@ -27,11 +27,15 @@ class AppCreateForm(Form):  # type: ignore[misc]
     name = StringField("Name", render_kw=FORM_CONTROL, description="Display name, e.g. Vega (max 1024).")
     return_url = StringField("Return URL", render_kw=FORM_CONTROL,
                              description="Where users go back to after billing; http:// or https:// only.")
+    logo_url = StringField("Logo URL", render_kw=FORM_CONTROL,
+                           description="Optional https:// address of the app's logo, shown on its billing pages.")
 
 
 class AppEditForm(Form):  # type: ignore[misc]
     name = StringField("Name", render_kw=FORM_CONTROL, description="Display name (max 1024).")
     return_url = StringField("Return URL", render_kw=FORM_CONTROL, description="http:// or https:// only.")
+    logo_url = StringField("Logo URL", render_kw=FORM_CONTROL,
+                           description="Optional https:// address of the app's logo, shown on its billing pages.")
     is_active = BooleanField("Active", render_kw=FORM_CHECK,
                              description="An inactive app's API key is refused.")
 
@@ -68,12 +72,14 @@ class AppView(ServiceModelView, model=App):
         return AppEditForm if editing else AppCreateForm
 
     async def get_form_data_for_edit(self, obj: Any) -> dict[str, Any]:
-        return {"name": obj.name, "return_url": obj.return_url, "is_active": obj.is_active}
+        return {"name": obj.name, "return_url": obj.return_url, "logo_url": obj.logo_url or "",
+                "is_active": obj.is_active}
 
     async def create_with(self, session: AsyncSession, data: dict[str, Any], who: Actor) -> Any:
         secret_key = self._settings().secret_key
         issued = await apps.create_app(session, slug=data.get("slug") or "", name=data.get("name") or "",
                                        return_url=data.get("return_url") or "", secret_key=secret_key,
+                                       logo_url=data.get("logo_url") or None,
                                        actor=who.actor, ip=who.ip)
         return issued.app
 
@@ -81,6 +87,7 @@ class AppView(ServiceModelView, model=App):
         app = await apps.get_app(session, pk)
         return await apps.update_app(session, app, name=data.get("name") or "",
                                      return_url=data.get("return_url") or "", is_active=bool(data.get("is_active")),
+                                     logo_url=str(data.get("logo_url") or ""),
                                      actor=who.actor, ip=who.ip)
 
     def _settings(self) -> Any:

@@ -45,6 +45,7 @@ class App(Timestamps, Base):
         CheckConstraint("char_length(slug) <= 128", name="slug_length"),
         CheckConstraint("char_length(name) BETWEEN 1 AND 1024", name="name_length"),
         CheckConstraint("return_url ~* '^https?://[^\\s]+$'", name="return_url_scheme"),
+        CheckConstraint("logo_url IS NULL OR logo_url ~* '^https://[^\\s]+$'", name="logo_url_scheme"),
     )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
@@ -56,6 +57,8 @@ class App(Timestamps, Base):
     api_key_hint: Mapped[str] = mapped_column(String(32))
     api_key_rotated_at: Mapped[datetime | None]
     is_active: Mapped[bool] = mapped_column(default=True, server_default="true")
+    # shown at the top of the billing pages; https only (the pages' CSP allows https images)
+    logo_url: Mapped[str | None] = mapped_column(String(2048))
 
     def __str__(self) -> str:
         return f"{self.name} ({self.slug})"
