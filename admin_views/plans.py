@@ -93,7 +93,8 @@ def _whole(text: Any, label: str, field: str) -> int:
 
 
 def price_cell(plan: Plan, attribute: Any) -> str:
-    return "Free" if plan.price_cents == 0 else money(plan.price_cents, plan.currency)
+    every = "month" if plan.interval == "month" else "year"
+    return "Free" if plan.price_cents == 0 else f"{money(plan.price_cents, plan.currency)} / {every}"
 
 
 def stripe_price_cell(plan: Plan, attribute: Any) -> Markup:
@@ -101,10 +102,12 @@ def stripe_price_cell(plan: Plan, attribute: Any) -> Markup:
         return Markup("")
     warning = ""
     if plan.stripe_price_problem:
-        warning = (f'<div class="text-warning text-wrap plan-price-drift" style="max-width: 32rem" '
+        warning = (f'<div class="text-warning text-wrap plan-price-drift" style="max-width: 14rem" '
                    f'data-plan-slug="{escape(plan.slug)}">'
                    f'⚠ {escape(plan.stripe_price_problem)}</div>')
-    return Markup(f"<code>{escape(plan.stripe_price_id)}</code>{warning}")  # noqa: S704 (escaped)
+    return Markup(  # noqa: S704 (every interpolated value is escaped)
+        f'<code class="d-inline-block small" style="max-width: 12rem; word-break: break-all">'
+        f'{escape(plan.stripe_price_id)}</code>{warning}')
 
 
 def active_cell(plan: Plan, attribute: Any, request: Request) -> Markup:
@@ -147,13 +150,14 @@ class PlanView(ServiceModelView, model=Plan):
     name_plural = "Plans"
     icon = "fa-solid fa-tags"
     list_template = "admin/plan_list.html"
-    column_list = [Plan.id, Plan.slug, Plan.name, Plan.price_cents, Plan.interval, Plan.stripe_price_id, Plan.app,
-                   Plan.sort_order, Plan.active]
-    column_labels = {Plan.price_cents: "Price", Plan.stripe_price_id: "Stripe Price ID", Plan.app: "App scope",
-                     Plan.sort_order: "Sort"}
+    # few enough columns to fit the page beside the sidebar, as the other lists do (no sideways scrolling)
+    column_list = [Plan.slug, Plan.name, Plan.price_cents, Plan.stripe_price_id, Plan.app, Plan.sort_order,
+                   Plan.active]
+    column_labels = {Plan.slug: "Slug", Plan.name: "Name", Plan.price_cents: "Price", Plan.interval: "Interval",
+                     Plan.stripe_price_id: "Stripe Price ID", Plan.app: "App scope", Plan.sort_order: "Sort",
+                     Plan.active: "Status"}
     column_formatters = {Plan.price_cents: price_cell, Plan.active: active_cell,
                          Plan.stripe_price_id: stripe_price_cell,
-                         Plan.interval: lambda plan, attribute: "Monthly" if plan.interval == "month" else "Yearly",
                          Plan.app: lambda plan, attribute: plan.app.name if plan.app else "All apps"}
     column_default_sort = [(Plan.sort_order, False), (Plan.id, False)]
     non_link_related_fields = [Plan.app]

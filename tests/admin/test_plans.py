@@ -175,6 +175,6 @@ async def test_a_price_that_drifts_in_stripe_shows_a_warning_on_the_list(admin: 
     checked = await admin.post("/admin/plan/check-prices", data={"csrf_token": token})
     assert checked.status_code == 303
     listing = await admin.get("/admin/plan/list")
-    assert 'plan-price-drift" style="max-width: 32rem" data-plan-slug="drifting"' in listing.text
+    assert 'plan-price-drift" style="max-width: 14rem" data-plan-slug="drifting"' in listing.text
     assert "it is archived (inactive) in Stripe" in listing.text
     assert "no longer match their Stripe price" in listing.text

@@ -190,6 +190,10 @@ def test_create_a_free_and_a_paid_plan(server: ThreadServer, admin_page: Page) -
     expect(page.locator(".flash-messages")).to_contain_text("1 of 2 paid plans no longer match their Stripe price")
     expect(page.locator('.plan-price-drift[data-plan-slug="seed-plan"]')).to_contain_text("Stripe has no price")
     expect(page.locator('.plan-price-drift[data-plan-slug="pro"]')).to_have_count(0)
+    # the list fits beside the sidebar: nothing to scroll sideways, the last column's button in view
+    assert page.evaluate("() => { const t = document.querySelector('.table-responsive');"
+                         " return t.scrollWidth <= t.clientWidth; }")
+    expect(page.locator('button[data-plan-slug="pro"]')).to_be_in_viewport()
     page.screenshot(path="/tmp/shots-21/plans-list.png", full_page=True)
 
 
