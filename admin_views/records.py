@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_views.audit_text import actor_emails
+from admin_views.formatting import status_badge
 from admin_views.keyset import FilterSpec, KeysetModelView, plain_choices
 from payment.customers import records
 from payment.listing import Page
@@ -28,6 +29,7 @@ class SubscriptionView(KeysetModelView, model=Subscription):
     icon = "fa-solid fa-repeat"
     list_headers = ("ID", "Customer", "Plan", "Status", "Source", "Current period ends", "Cancels", "Created")
     row_template = "admin/rows/subscription.html"
+    column_formatters_detail = {Subscription.status: lambda row, attribute: status_badge(row.status)}
     details_template = "admin/subscription_details.html"
     filter_names = ("status", "plan", "source", "customer")
 
@@ -48,6 +50,7 @@ class InvoiceView(KeysetModelView, model=Invoice):
     icon = "fa-solid fa-file-invoice-dollar"
     list_headers = ("ID", "Customer", "Amount", "Refunded", "Status", "Source", "Method / reference", "Paid")
     row_template = "admin/rows/invoice.html"
+    column_formatters_detail = {Invoice.status: lambda row, attribute: status_badge(row.status)}
     filter_names = ("status", "source", "currency", "customer")
 
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:
@@ -66,6 +69,7 @@ class RefundView(KeysetModelView, model=Refund):
     icon = "fa-solid fa-rotate-left"
     list_headers = ("ID", "Invoice", "Customer", "Amount", "Status", "Reason", "Also cancel", "By", "Created")
     row_template = "admin/rows/refund.html"
+    column_formatters_detail = {Refund.status: lambda row, attribute: status_badge(row.status)}
     filter_names = ("status", "currency", "invoice")
 
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:

@@ -210,3 +210,16 @@ async def test_subscription_detail_page_offers_the_billing_actions(admin: httpx.
     assert page.status_code == 200
     assert f"/admin/operations/subscription/{sub.id}/cancel" in page.text
     assert f"/admin/operations/subscription/{sub.id}/extend" in page.text
+
+
+async def test_detail_pages_show_statuses_as_coloured_labels(admin: httpx.AsyncClient,
+                                                            admin_services: Services) -> None:
+    async with admin_services.db.transaction() as session:
+        customer = await factories.create_customer(session)
+        plan = await factories.create_plan(session, slug="badge-plan")
+        sub = await factories.create_subscription(session, customer, plan, status="past_due")
+    page = await admin.get(f"/admin/subscription/details/{sub.id}")
+    assert page.status_code == 200
+    assert '<span class="badge bg-orange-lt status-badge" data-status="past_due">Past due</span>' in page.text
+    listing = await admin.get("/admin/subscription/list?status=past_due")
+    assert 'data-status="past_due">Past due</span>' in listing.text
