@@ -12,9 +12,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from wtforms import BooleanField, Form, StringField
 
+from admin_views.access import guard, role_allows
 from admin_views.csrf import token_for
 from admin_views.formatting import when
 from admin_views.service_views import FORM_CHECK, FORM_CONTROL, Actor, ServiceModelView, redirect_to_list, run_service
+from admin_views.two_factor import step_up_json, step_up_redirect
+from payment.admins.permissions import Permission
 from payment.apps import service as apps
 from payment.errors import PaymentError
 from payment.models import App
@@ -45,6 +48,9 @@ def api_key_cell(app: App, attribute: Any, request: Request) -> Markup:
     copy_url = request.url_for("admin:view-app-copy_key", pk=app.id)
     rotate_url = request.url_for("admin:view-app-rotate_key", pk=app.id)
     confirm = f"Rotate the API key of {app.name}? The current key stops working at once."
+    if not role_allows(request, Permission.REVEAL_API_KEY):
+        return Markup(f'<code class="api-key-masked" data-app-slug="{escape(app.slug)}">'  # noqa: S704 (escaped)
+                      f'{escape(app.api_key_hint)}</code>')
     return Markup(  # noqa: S704 (every interpolated value is escaped)
         '<span class="d-inline-flex align-items-center gap-2 flex-wrap">'
         f'<code class="api-key-masked" data-app-slug="{escape(app.slug)}">{escape(app.api_key_hint)}</code>'
@@ -60,6 +66,7 @@ class AppView(ServiceModelView, model=App):
     name = "App"
     name_plural = "Apps"
     icon = "fa-solid fa-cubes"
+    write_permission = Permission.MANAGE_APPS
     column_list = [App.id, App.slug, App.name, App.return_url, App.api_key_hint, App.is_active, App.created_at]
     column_labels = {App.api_key_hint: "API key", App.return_url: "Return URL", App.is_active: "Active",
                      App.created_at: "Created"}
@@ -96,6 +103,9 @@ class AppView(ServiceModelView, model=App):
     @expose("/{pk:int}/copy-key", methods=["POST"])
     async def copy_key(self, request: Request) -> Response:
         pk = int(request.path_params["pk"])
+        await guard(request, Permission.REVEAL_API_KEY)  # refuse a role before asking it to confirm its identity
+        if (stale := step_up_json(request)) is not None:
+            return stale
         secret_key = services_of(request).settings.secret_key
 
         async def copy(session: AsyncSession, who: Actor) -> str:
@@ -112,6 +122,10 @@ class AppView(ServiceModelView, model=App):
     @expose("/{pk:int}/rotate-key", methods=["POST"])
     async def rotate_key(self, request: Request) -> Response:
         pk = int(request.path_params["pk"])
+        await guard(request, Permission.REVEAL_API_KEY)
+        back = str(request.url_for("admin:list", identity=self.identity))
+        if (stale := step_up_redirect(request, back)) is not None:
+            return stale
         secret_key = services_of(request).settings.secret_key
 
         async def rotate(session: AsyncSession, who: Actor) -> str:

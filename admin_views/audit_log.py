@@ -21,6 +21,7 @@ class AuditLogView(KeysetModelView, model=AuditLog):
     row_template = "admin/rows/audit.html"
     filter_names = ("actor", "action", "entity_type", "entity_id")
     can_view_details = False
+    export_kind = "audit"
 
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:
         return [FilterSpec("actor", "Actor (e.g. admin:1)"), FilterSpec("action", "Action (e.g. plan.created)"),

@@ -6,23 +6,28 @@ processes; every sign-in, refused sign-in and sign-out is audited.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqladmin.authentication import AuthenticationBackend
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from admin_views import csrf
 from payment import ratelimit
 from payment.admins import service as admins
-from payment.audit.service import admin_actor
+from payment.admins.permissions import AdminActor
 from payment.models import AdminUser
 from payment.runtime import Services, services_of
 from payment.security import verify_password
 
 SESSION_COOKIE = "aquoris_admin"
+STEPPED_UP = "stepped_up_at"
+PENDING_ID = "pending_admin_id"
+PENDING_AT = "pending_since"
+TWO_FACTOR_SETUP = "/two-factor/setup"
 ADMIN_ID = "admin_id"
 BAD_CREDENTIALS = "Invalid email or password."
 
@@ -39,9 +44,22 @@ def current_admin_id(request: HTTPConnection) -> int:
     return admin_id
 
 
-def current_admin_actor(request: HTTPConnection) -> str:
-    """The audit actor for the signed-in admin, e.g. "admin:3"."""
-    return admin_actor(current_admin_id(request))
+def current_admin_actor(request: HTTPConnection) -> AdminActor:
+    """The audit actor for the signed-in admin, e.g. "admin:3", carrying the role loaded on this request."""
+    admin = getattr(request.state, "admin", None)
+    if admin is None:
+        raise PermissionError("no admin is signed in")
+    return AdminActor(admin.id, admin.role)
+
+
+def begin_second_step(request: Request, admin_id: int) -> Response:
+    """The password was right and the account has two-factor: only "passed the password" is kept (for a few
+    minutes) until a code is given on /admin/two-factor."""
+    request.session.clear()
+    request.session[PENDING_ID] = admin_id
+    request.session[PENDING_AT] = int(time.time())
+    csrf.new_seed(request)
+    return RedirectResponse(request.url_for("admin:two_factor"), status_code=302)
 
 
 def rate_limit_message(retry_after: int) -> str:
@@ -80,11 +98,14 @@ class AdminAuth(AuthenticationBackend):
                 reason = "inactive" if ok and admin is not None else "bad_credentials"
                 await admins.record_failed_sign_in(session, email, reason=reason, ip=ip)
                 return False
-            await admins.record_sign_in(session, admin, ip=ip)
             admin_id = admin.id
+            if admin.has_two_factor:
+                return begin_second_step(request, admin_id)
+            await admins.record_sign_in(session, admin, ip=ip)
         # a fresh session at sign-in: nothing planted before it (fixation) survives, the CSRF token changes
         request.session.clear()
         request.session[ADMIN_ID] = admin_id
+        request.session[STEPPED_UP] = int(time.time())  # the password was just typed: fresh for step-up
         csrf.new_seed(request)
         return True
 
@@ -104,7 +125,7 @@ class AdminAuth(AuthenticationBackend):
         request.session.clear()
         return False  # SQLAdmin then redirects to the login page
 
-    async def authenticate(self, request: Request) -> bool:
+    async def authenticate(self, request: Request) -> bool | Response:
         admin_id = request.session.get(ADMIN_ID)
         if not isinstance(admin_id, int):
             return False
@@ -115,6 +136,10 @@ class AdminAuth(AuthenticationBackend):
                 request.session.clear()
                 return False
             request.state.admin = admin
+        if self.services.settings.admin_require_2fa and not admin.has_two_factor \
+                and not request.url.path.endswith(TWO_FACTOR_SETUP):
+            # this deployment requires two-factor: nothing else until it is set up
+            return RedirectResponse(request.url_for("admin:view-two_factor_setup"), status_code=303)
         return True
 
     async def get_user_id(self, request: Request) -> Any:

@@ -33,6 +33,7 @@ class CustomerView(KeysetModelView, model=Customer):
     filter_names = ("q",)
     details_template = "admin/customer_detail.html"
     empty_message = "No customer matches this search."
+    export_kind = "customers"
 
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:
         return [FilterSpec("q", "Search: external user id, email or Stripe id")]

@@ -17,10 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from payment.audit.verify import last_verdict
 from payment.dashboard import charts, metrics
 from payment.dashboard.history import MRR_HISTORY_FORMULA, REVENUE_HISTORY_FORMULA, MonthlySeries
 from payment.dashboard.service import TIMEOUT_SECONDS, Dashboard, Outcome, as_json, compute_dashboard
-from payment.runtime import Services
+from payment.runtime import Services, services_of
 
 UNAVAILABLE = "--"
 SOURCE_LABELS = {"stripe": "Stripe", "manual": "Manual", "grant": "Granted"}
@@ -147,7 +148,10 @@ class DashboardView(BaseView):
     @expose("/dashboard", methods=["GET"], identity="dashboard")
     async def page(self, request: Request) -> Response:
         dashboard = await dashboard_state(request).compute()
+        async with services_of(request).db.session() as session:
+            audit_chain = await last_verdict(session)
         context: dict[str, Any] = {
+            "audit_chain": audit_chain,
             "title": "Dashboard", "subtitle": f"As of {dashboard.now:%Y-%m-%d %H:%M} UTC",
             "cards": card_views(dashboard), "chart_groups": chart_groups(dashboard), "unavailable": UNAVAILABLE,
         }

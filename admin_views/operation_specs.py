@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_views.formatting import money, status_label, when
+from payment.admins.permissions import AdminActor, Permission
 from payment.errors import PaymentError, ValidationError
 from payment.models import Customer, Invoice, Plan, Refund, Subscription
 from payment.payments import service as payments
@@ -49,7 +50,7 @@ class Target:
 @dataclass
 class ActContext:
     gateway: StripeGateway
-    actor: str
+    actor: AdminActor
     ip: str | None
     nonce: str
 
@@ -111,6 +112,8 @@ def _sub_label(sub: Subscription) -> str:
 class Operation:
     action = ""
     kind = ""  # customer | subscription | invoice | refund: what the URL's id names
+    permission: Permission
+    step_up = False  # asks for a fresh two-factor code (or the password) first
     title = ""
     button = "Continue"
     confirm_button = "Confirm"
@@ -143,6 +146,7 @@ class Operation:
 
 
 class CancelAtPeriodEnd(Operation):
+    permission = Permission.MANAGE_SUBSCRIPTIONS
     action, kind, title, button, danger = "cancel", "subscription", "Cancel subscription at period end", \
         "Cancel Sub", True
 
@@ -168,6 +172,7 @@ class CancelAtPeriodEnd(Operation):
 
 
 class Resume(Operation):
+    permission = Permission.MANAGE_SUBSCRIPTIONS
     action, kind, title, button = "resume", "subscription", "Resume subscription", "Resume"
 
     def fields(self, target: Target) -> list[Field]:
@@ -191,6 +196,7 @@ class Resume(Operation):
 
 
 class Extend(Operation):
+    permission = Permission.MANAGE_SUBSCRIPTIONS
     action, kind, title, button = "extend", "subscription", "Extend subscription", "Extend"
 
     def fields(self, target: Target) -> list[Field]:
@@ -218,6 +224,7 @@ class Extend(Operation):
 
 
 class Grant(Operation):
+    permission = Permission.MANAGE_SUBSCRIPTIONS
     action, kind, title, button = "grant", "customer", "Grant subscription", "Grant Subscription"
 
     def fields(self, target: Target) -> list[Field]:
@@ -248,6 +255,7 @@ class Grant(Operation):
 
 
 class RecordPayment(Operation):
+    permission = Permission.RECORD_PAYMENT
     action, kind, title, button = "payment", "customer", "Record manual payment", "Record Payment"
 
     def fields(self, target: Target) -> list[Field]:
@@ -297,6 +305,8 @@ class RecordPayment(Operation):
 
 
 class IssueRefund(Operation):
+    permission = Permission.REFUND
+    step_up = True
     action, kind, title, button, danger = "refund", "invoice", "Refund invoice", "Refund", True
 
     def unavailable(self, target: Target) -> str:
@@ -340,14 +350,16 @@ class IssueRefund(Operation):
         assert target.invoice is not None
         refund = await refunds.issue(
             session, target.invoice.id, amount_cents=parsed["amount_cents"], reason=parsed["reason"],
-            also_cancel=parsed["also_cancel"], gateway=ctx.gateway, actor=ctx.actor, ip=ctx.ip,
-            idempotency_key=self.idempotency_key(ctx, f"-{parsed['amount_cents']}"))
+            also_cancel=parsed["also_cancel"], actor=ctx.actor, ip=ctx.ip)
         state = "pending until Stripe confirms it" if refund.status == "pending" else "recorded"
+        # a Stripe refund is sent after this transaction commits (operations.py), never under its locks
         return {"level": "success", "refund_id": refund.id, "also_cancel": parsed["also_cancel"],
+                "send_to_stripe": refunds.needs_stripe(refund),
                 "message": f"Refund #{refund.id} of {money(refund.amount_cents, refund.currency)} {state}."}
 
 
 class RetryCancellation(Operation):
+    permission = Permission.REFUND
     action, kind, title, button, danger = "retry-cancellation", "refund", "Retry cancellation", \
         "Retry cancellation", True
 

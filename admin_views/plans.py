@@ -21,6 +21,7 @@ from starlette.responses import Response
 from wtforms import BooleanField, Form, SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired
 
+from admin_views.access import role_allows
 from admin_views.csrf import token_for
 from admin_views.formatting import money
 from admin_views.service_views import (
@@ -32,6 +33,7 @@ from admin_views.service_views import (
     redirect_to_list,
     run_service,
 )
+from payment.admins.permissions import Permission
 from payment.errors import PaymentError, ValidationError
 from payment.models import App, Plan
 from payment.plans import service as plans
@@ -118,6 +120,8 @@ def active_cell(plan: Plan, attribute: Any, request: Request) -> Markup:
         '<span class="badge bg-secondary-lt">Inactive</span>'
     question = (f"Take “{plan.name}” off the pricing page? Current subscribers keep it; nobody new can choose it."
                 if plan.active else f"Show “{plan.name}” on the pricing page again, where anyone can choose it?")
+    if not role_allows(request, Permission.MANAGE_PLANS):
+        return Markup(badge)  # noqa: S704 (a constant)
     return Markup(  # noqa: S704 (every interpolated value is escaped)
         f'{badge} <form method="post" action="{escape(url)}" class="d-inline" data-confirm="{escape(question)}">'
         f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
@@ -156,6 +160,7 @@ class PlanView(ServiceModelView, model=Plan):
     column_labels = {Plan.slug: "Slug", Plan.name: "Name", Plan.price_cents: "Price", Plan.interval: "Interval",
                      Plan.stripe_price_id: "Stripe Price ID", Plan.app: "App scope", Plan.sort_order: "Sort",
                      Plan.active: "Status"}
+    write_permission = Permission.MANAGE_PLANS
     column_formatters = {Plan.price_cents: price_cell, Plan.active: active_cell,
                          Plan.stripe_price_id: stripe_price_cell,
                          Plan.app: lambda plan, attribute: plan.app.name if plan.app else "All apps"}

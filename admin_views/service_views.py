@@ -19,8 +19,10 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from wtforms import Form
 
+from admin_views.access import guard, refuse, role_allows
 from admin_views.auth import client_ip, current_admin_actor, current_admin_id
 from admin_views.base import IntegerPkView
+from payment.admins.permissions import Permission, PermissionDenied
 from payment.errors import Conflict, PaymentError
 from payment.runtime import services_of
 
@@ -45,6 +47,8 @@ async def run_service(request: Request, call: Callable[[AsyncSession, Actor], Aw
     try:
         async with services_of(request).db.transaction() as session:
             return await call(session, who)
+    except PermissionDenied as denied:
+        await refuse(request, denied)
     except PaymentError:
         raise
     except IntegrityError:
@@ -71,6 +75,22 @@ class ServiceModelView(IntegerPkView):
     # SQLAdmin passes these to scaffold_form; distinct values tell us which page is asking
     form_create_rules: ClassVar[list[str]] = ["create"]
     form_edit_rules: ClassVar[list[str]] = ["edit"]
+
+    # what creating or editing rows of this view needs; the list hides the buttons from other roles
+    write_permission: ClassVar[Permission]
+
+    async def check_can_create(self, request: Request) -> bool:
+        return await self._check_write(request, "/create")
+
+    async def check_can_edit(self, request: Request, model: Any) -> bool:
+        return await self._check_write(request, "/edit/")
+
+    async def _check_write(self, request: Request, route: str) -> bool:
+        if role_allows(request, self.write_permission):
+            return True
+        if route in request.url.path:  # the create/edit page itself, not a list deciding whether to show a button
+            await guard(request, self.write_permission)
+        return False
 
     async def scaffold_form(self, rules: list[str] | None = None) -> type[Form]:
         return await self.form_class(editing=rules == ["edit"])

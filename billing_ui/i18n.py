@@ -49,6 +49,21 @@ EN: dict[str, str] = {
     "invoice_partially_refunded": "Partly refunded",
     "invoice_void": "Void",
     "invoice_uncollectible": "Uncollectible",
+    "col_documents": "Tax invoice / receipt",
+    "doc_tax_invoice": "Tax invoice {number}",
+    "doc_credit_note": "Credit note {number}",
+    "doc_preparing": "Being prepared",
+    "buyer_heading": "Details for tax invoices",
+    "buyer_help": "Add your company's name, address and 13-digit tax id to have them printed on your tax invoices. "
+                  "Documents already issued are re-issued with these details.",
+    "buyer_company": "Company name",
+    "buyer_address": "Address",
+    "buyer_tax_id": "Tax id (13 digits)",
+    "buyer_branch": "Branch (00000 = head office)",
+    "buyer_save": "Save details",
+    "notice_buyer_saved": "Saved. Your tax invoices will show these details within a minute.",
+    "error_buyer_invalid": "Check the details: a tax id has 13 digits with a valid check digit, and needs the "
+                           "company name and address with it.",
     "back_to": "Back to {app}",
     "notice_canceled": "Checkout was canceled and nothing was charged. You are still on {plan}.",
     "notice_subscribed": "You are subscribed to {plan}. Thank you!",
@@ -117,6 +132,21 @@ TH: dict[str, str] = {
     "invoice_partially_refunded": "คืนเงินบางส่วน",
     "invoice_void": "ยกเลิก",
     "invoice_uncollectible": "เรียกเก็บไม่ได้",
+    "col_documents": "ใบกำกับภาษี / ใบเสร็จ",
+    "doc_tax_invoice": "ใบกำกับภาษี {number}",
+    "doc_credit_note": "ใบลดหนี้ {number}",
+    "doc_preparing": "กำลังจัดทำ",
+    "buyer_heading": "ข้อมูลสำหรับใบกำกับภาษี",
+    "buyer_help": "ระบุชื่อบริษัท ที่อยู่ และเลขประจำตัวผู้เสียภาษี 13 หลัก เพื่อพิมพ์ลงในใบกำกับภาษี "
+                  "เอกสารที่ออกไปแล้วจะออกใหม่แทนฉบับเดิมด้วยข้อมูลนี้",
+    "buyer_company": "ชื่อบริษัท",
+    "buyer_address": "ที่อยู่",
+    "buyer_tax_id": "เลขประจำตัวผู้เสียภาษี (13 หลัก)",
+    "buyer_branch": "สาขา (00000 = สำนักงานใหญ่)",
+    "buyer_save": "บันทึกข้อมูล",
+    "notice_buyer_saved": "บันทึกแล้ว ใบกำกับภาษีของคุณจะแสดงข้อมูลนี้ภายในหนึ่งนาที",
+    "error_buyer_invalid": "โปรดตรวจสอบข้อมูล: เลขประจำตัวผู้เสียภาษีมี 13 หลักและหลักสุดท้ายต้องถูกต้อง "
+                           "และต้องระบุชื่อบริษัทและที่อยู่ด้วย",
     "back_to": "กลับไปที่ {app}",
     "notice_canceled": "ยกเลิกการชำระเงินแล้ว ไม่มีการเรียกเก็บเงิน คุณยังใช้ {plan} อยู่",
     "notice_subscribed": "สมัครสมาชิก {plan} เรียบร้อยแล้ว ขอบคุณ",
@@ -143,6 +173,7 @@ TH: dict[str, str] = {
 
 CATALOGUES = {"en": EN, "th": TH}
 ERROR_KEYS = {
+    "buyer_invalid": "error_buyer_invalid",
     "already_subscribed": "error_already_subscribed",
     "checkout_processing": "error_checkout_processing",
     "plan_not_found": "error_plan_not_found",

@@ -72,3 +72,16 @@ def test_bad_values_are_refused_with_a_clear_message(env: dict[str, str], messag
 
 def test_login_rate_limit_is_configurable() -> None:
     assert load_settings({"LOGIN_RATE_LIMIT": "7"}).login_rate_limit == 7
+
+
+def test_production_requires_two_factor_unless_told_otherwise() -> None:
+    assert load_settings(PRODUCTION).admin_require_2fa is True
+    assert load_settings({**PRODUCTION, "ADMIN_REQUIRE_2FA": "false"}).admin_require_2fa is False
+    assert load_settings({}).admin_require_2fa is False
+    assert load_settings({"ADMIN_REQUIRE_2FA": "true"}).admin_require_2fa is True
+    assert load_settings({}).admin_step_up_seconds == 300
+
+
+def test_the_audit_chain_key_is_its_own_or_the_secret_key() -> None:
+    assert load_settings(PRODUCTION).audit_chain_secret == PRODUCTION["SECRET_KEY"]
+    assert load_settings({**PRODUCTION, "AUDIT_CHAIN_KEY": "k" * 64}).audit_chain_secret == "k" * 64

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005_admin_polish"
-down_revision: str | None = "0002e"
+down_revision: str | None = "0003_stripe_today"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
 from payment.errors import Conflict, NotFound, Unauthorized, ValidationError
 from payment.models import App, utcnow
@@ -82,6 +83,7 @@ def check_logo_url(url: str | None) -> str | None:
 async def create_app(session: AsyncSession, *, slug: str, name: str, return_url: str, secret_key: str,
                      actor: str, ip: str | None = None, logo_url: str | None = None) -> IssuedKey:
     """Register a client app and issue its first API key."""
+    require(actor, Permission.MANAGE_APPS)
     slug, name, return_url = check_slug(slug), check_app_name(name), check_return_url(return_url)
     logo = check_logo_url(logo_url)
     if await get_by_slug(session, slug) is not None:
@@ -98,6 +100,7 @@ async def create_app(session: AsyncSession, *, slug: str, name: str, return_url:
 async def rotate_key(session: AsyncSession, app: App, *, secret_key: str, actor: str,
                      ip: str | None = None) -> IssuedKey:
     """Issue a new API key; the old one stops working when the transaction commits."""
+    require(actor, Permission.REVEAL_API_KEY)
     key = _set_key(app, secret_key)
     app.api_key_rotated_at = utcnow()
     await session.flush()
@@ -136,6 +139,7 @@ async def update_app(session: AsyncSession, app: App, *, name: str, return_url: 
                                  "is_active": is_active}
     if logo_url is not None:
         wanted["logo_url"] = check_logo_url(logo_url)
+    require(actor, Permission.MANAGE_APPS)
     changes = {k: v for k, v in wanted.items() if getattr(app, k) != v}
     for k, v in changes.items():
         setattr(app, k, v)
@@ -148,6 +152,7 @@ async def update_app(session: AsyncSession, app: App, *, name: str, return_url: 
 
 async def copy_key(session: AsyncSession, app: App, *, secret_key: str, actor: str, ip: str | None = None) -> str:
     """The plaintext key for an admin to copy; each copy is audited."""
+    require(actor, Permission.REVEAL_API_KEY)
     key = reveal_key(app, secret_key)
     if key is None:
         raise Conflict("This key was encrypted with an earlier SECRET_KEY and cannot be shown; rotate it.")

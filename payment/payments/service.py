@@ -11,12 +11,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
 from payment.errors import Conflict, NotFound, ValidationError
 from payment.models import Invoice, Plan, Subscription, SubscriptionAdjustment, utcnow
 from payment.models.base import CURRENCIES
 from payment.subscriptions import service as subscriptions
-from payment.subscriptions.stripe_state import period_after
+from payment.subscriptions.periods import period_after
 
 MANUAL_METHODS = ("bank_transfer", "wire", "cash", "other")
 # Both currencies we sell in have two decimal places (satang, cents).
@@ -137,6 +138,7 @@ async def record_manual(session: AsyncSession, customer_id: int, payment: Manual
                         ip: str | None = None) -> Invoice:
     """Record money received outside Stripe as a paid MANUAL invoice plus the manual subscription it pays for
     (extending the customer's live manual one on the same plan); a reference number is accepted once."""
+    require(actor, Permission.RECORD_PAYMENT)
     now = utcnow()
     payment = payment.validated(now.date())
     assert payment.paid_on is not None

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins.permissions import Permission, require
 from payment.apps.service import check_slug
 from payment.audit import service as audit
 from payment.errors import Conflict, NotFound, ValidationError
@@ -96,6 +97,7 @@ def _apply(plan: Plan, data: PlanInput) -> dict[str, object]:
 
 async def create_plan(session: AsyncSession, data: PlanInput, *, actor: str, ip: str | None = None) -> Plan:
     """Add a plan after validating its fields and uniqueness."""
+    require(actor, Permission.MANAGE_PLANS)
     data = data.validated()
     await _check_unique(session, data, None)
     plan = Plan()
@@ -110,6 +112,7 @@ async def create_plan(session: AsyncSession, data: PlanInput, *, actor: str, ip:
 async def update_plan(session: AsyncSession, plan: Plan, data: PlanInput, *, actor: str,
                       ip: str | None = None) -> Plan:
     """Change a plan's fields; the audit row records what changed."""
+    require(actor, Permission.MANAGE_PLANS)
     data = data.validated()
     await _check_unique(session, data, plan.id)
     changes = _apply(plan, data)
@@ -138,6 +141,7 @@ async def get_plan(session: AsyncSession, plan_id: int) -> Plan:
 
 async def set_active(session: AsyncSession, plan: Plan, active: bool, *, actor: str, ip: str | None = None) -> Plan:
     """Take a plan off (or back onto) the pricing page; existing subscriptions keep it."""
+    require(actor, Permission.MANAGE_PLANS)
     if plan.active != active:
         plan.active = active
         await session.flush()

@@ -136,9 +136,11 @@ def test_cancel_resume_and_extend_a_stripe_subscription(admin_page: Page, server
     customer_page(admin_page, server, setup.customer.id)
     act(admin_page, "#action-cancel", {"reason": "Customer asked by email"})
     expect(admin_page.locator(".flash-messages")).to_contain_text(f"Subscription #{sub_id} will cancel at period end")
-    expect(admin_page.locator(f'tr[data-subscription-id="{sub_id}"]')).to_contain_text("at period end")
-    assert sql(settings, "SELECT cancel_at_period_end FROM subscriptions WHERE id = :i", i=sub_id)[0][
-        "cancel_at_period_end"] is True
+    row = sql(settings, "SELECT cancel_at_period_end, current_period_end FROM subscriptions WHERE id = :i",
+              i=sub_id)[0]
+    assert row["cancel_at_period_end"] is True
+    expect(admin_page.locator(f'tr[data-subscription-id="{sub_id}"]')).to_contain_text(
+        f"cancels on {row['current_period_end']:%Y-%m-%d}")
     assert run(settings, lambda s: s.stripe.retrieve_subscription(stripe_id))["cancel_at_period_end"] is True
 
     act(admin_page, "#action-resume")
@@ -356,7 +358,7 @@ def test_refund_with_immediate_cancellation(admin_page: Page, server: ThreadServ
     refund = sql(settings, "SELECT id, status, cancel_outcome FROM refunds WHERE invoice_id = :i",
                  i=setup.invoice.id)[0]
     assert (refund["status"], refund["cancel_outcome"]) == ("pending", "succeeded")
-    assert audit_actions(settings, "refund", refund["id"]) == ["refund.issued", "refund.cancellation"]
+    assert audit_actions(settings, "refund", refund["id"]) == ["refund.issued", "refund.sent", "refund.cancellation"]
 
 
 def test_failed_cancellation_keeps_the_refund_and_can_be_retried(admin_page: Page, server: ThreadServer,
@@ -386,7 +388,7 @@ def test_failed_cancellation_keeps_the_refund_and_can_be_retried(admin_page: Pag
     assert sql(settings, "SELECT status FROM subscriptions WHERE id = :i",
                i=setup.subscription.id)[0]["status"] == "canceled"
     assert audit_actions(settings, "refund", refund["id"]) == [
-        "refund.issued", "refund.cancellation", "refund.cancellation_retried"]
+        "refund.issued", "refund.sent", "refund.cancellation", "refund.cancellation_retried"]
 
 
 def test_the_customer_pages_audit_history_is_paged(admin_page: Page, server: ThreadServer,

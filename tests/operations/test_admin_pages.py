@@ -169,7 +169,7 @@ async def test_forms_without_csrf_token_are_refused(admin: httpx.AsyncClient, se
     assert await _count(services, Subscription, Subscription.customer_id == customer.id) == 0
 
 
-async def test_stripe_refusal_is_shown_in_plain_words_and_nothing_is_written(
+async def test_stripe_refusal_is_shown_in_plain_words_and_the_refund_is_failed(
         admin: httpx.AsyncClient, services: Services, sandbox: str) -> None:
     async with services.db.transaction() as session:
         setup = await paid_stripe_subscription(session, services.stripe, sandbox)
@@ -178,12 +178,17 @@ async def test_stripe_refusal_is_shown_in_plain_words_and_nothing_is_written(
     inject_fault(sandbox, method="POST", path_prefix="/v1/refunds", status=400, code="charge_already_refunded",
                  message="Charge ch_1 has already been refunded.")
     refused = await _confirm(admin, path, confirmation)
-    assert refused.status_code == 422
-    assert 'id="operation-error">This payment has already been refunded in full.' in refused.text
-    assert "ch_1" not in refused.text and "Traceback" not in refused.text
-    assert await _count(services, Refund, Refund.invoice_id == setup.invoice.id) == 0
-    assert await _count(services, AuditLog, AuditLog.action == "refund.issued",
-                        AuditLog.details["invoice_id"].as_integer() == setup.invoice.id) == 0
+    assert refused.status_code == 303
+    page = await admin.get(refused.headers["location"])
+    assert "This payment has already been refunded in full. Nothing was refunded." in page.text
+    assert "ch_1" not in page.text and "Traceback" not in page.text
+    # recorded before Stripe was called, then failed: it no longer holds back what is refundable
+    async with services.db.session() as session:
+        rows = (await session.execute(select(Refund.status, Refund.failure_reason)
+                                      .where(Refund.invoice_id == setup.invoice.id))).all()
+    assert [tuple(r) for r in rows] == [("failed", "This payment has already been refunded in full.")]
+    assert await _count(services, AuditLog, AuditLog.action == "refund.failed",
+                        AuditLog.details["invoice_id"].as_integer() == setup.invoice.id) == 1
 
 
 async def test_viewers_cannot_open_billing_actions(services: Services) -> None:

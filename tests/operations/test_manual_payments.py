@@ -8,12 +8,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins.permissions import AdminActor, Role
 from payment.errors import Conflict, ValidationError
 from payment.models import AuditLog, Invoice, Subscription, SubscriptionAdjustment, utcnow
 from payment.payments.service import ManualPayment, parse_amount, record_manual
 from tests.support import factories
 
-ACTOR = "admin:7"
+ACTOR = AdminActor(7, Role.OWNER)
 
 
 @pytest.mark.parametrize(("text", "currency", "cents"), [

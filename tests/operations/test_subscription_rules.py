@@ -8,16 +8,18 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins.permissions import AdminActor, Role
 from payment.config import Settings
 from payment.errors import Conflict, StripeError, ValidationError
 from payment.models import AuditLog, Subscription, SubscriptionAdjustment
+from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
 from payment.subscriptions import service as subscriptions
-from payment.subscriptions.stripe_state import stripe_period
+from payment.subscriptions.stripe_sync import upsert_from_stripe
 from tests.operations.stripe_setup import inject_fault, paid_stripe_subscription
 from tests.support import factories
 
-ACTOR = "admin:1"
+ACTOR = AdminActor(1, Role.OWNER)
 
 
 @pytest.fixture
@@ -98,7 +100,7 @@ async def test_stripe_extend_moves_period_end_without_charging(db: AsyncSession,
     await subscriptions.extend(db, sub.id, days=30, reason="Outage compensation", gateway=gateway, actor=ACTOR)
     assert sub.current_period_end == before + timedelta(days=30)
     on_stripe = await gateway.retrieve_subscription(sub.stripe_subscription_id or "")
-    assert stripe_period(on_stripe)[1] == before + timedelta(days=30)
+    assert reader.subscription(on_stripe).period_end == before + timedelta(days=30)
     assert on_stripe["trial_end"] == int((before + timedelta(days=30)).timestamp())
     invoices = await gateway.list_invoices({"subscription": sub.stripe_subscription_id})
     assert [i["amount_paid"] for i in invoices["data"]] == [29900]  # nothing billed for the added days
@@ -229,3 +231,22 @@ async def test_cancel_now_stripe_and_manual(db: AsyncSession, gateway: StripeGat
     with pytest.raises(Conflict, match="already ended"):
         await subscriptions.cancel_now(db, manual.id, gateway=gateway, actor=ACTOR)
     assert await _adjustments(db, manual) == [("cancel_now", None, ACTOR)]
+
+
+async def test_admin_actions_and_webhooks_map_cancel_at_the_same_way(db: AsyncSession, gateway: StripeGateway,
+                                                                     sandbox: str) -> None:
+    setup = await paid_stripe_subscription(db, gateway, sandbox)
+    sub, stripe_id = setup.subscription, setup.subscription.stripe_subscription_id or ""
+    # set in Stripe (Dashboard or API) with the enum of 2025-07-30.basil: cancel_at_period_end stays false
+    data = await gateway.update_subscription(stripe_id, {"cancel_at": "min_period_end"})
+    assert data["cancel_at_period_end"] is False
+    await upsert_from_stripe(db, gateway, data, actor="stripe")  # what the webhook does
+    assert sub.cancel_at is not None and sub.cancels_on == sub.cancel_at == sub.current_period_end
+    with pytest.raises(Conflict, match="already set to cancel on"):
+        await subscriptions.cancel_at_period_end(db, sub.id, gateway=gateway, actor=ACTOR)
+    await subscriptions.resume(db, sub.id, gateway=gateway, actor=ACTOR)
+    on_stripe = await gateway.retrieve_subscription(stripe_id)
+    assert (on_stripe["cancel_at"], on_stripe["cancel_at_period_end"]) == (None, False)
+    assert (sub.cancel_at, sub.cancel_at_period_end, sub.cancels_on) == (None, False, None)
+    await subscriptions.cancel_at_period_end(db, sub.id, gateway=gateway, actor=ACTOR)
+    assert sub.cancels_on == sub.current_period_end and sub.cancel_at_period_end
