@@ -89,13 +89,13 @@ async def store_event(session: AsyncSession, event: dict[str, Any], *, via: str 
 
 
 # $1 Stripe id, $2 type, $3 object id, $4 the verified body as text, $5 Stripe's created time, $6 status,
-# $7 job queue, $8 task name
+# $7 job queue, $8 task name, $9 the event's API version
 _STORE_AND_DEFER = """
 WITH inserted AS (
     INSERT INTO stripe_events (stripe_event_id, type, object_id, payload, stripe_created_at, received_at,
-                               received_via, status, handled_at)
+                               received_via, status, handled_at, api_version)
     VALUES ($1, $2, $3, $4::text::jsonb, $5, now(), 'webhook', $6::varchar,
-            CASE WHEN $6::varchar = 'ignored' THEN now() END)
+            CASE WHEN $6::varchar = 'ignored' THEN now() END, $9)
     ON CONFLICT (stripe_event_id) DO NOTHING
     RETURNING id, status
 ), stored AS (
@@ -120,7 +120,8 @@ async def store_and_defer(conn: Any, event: dict[str, Any], payload: bytes, *, t
     handled = event["type"] in HANDLED_TYPES
     obj = (event.get("data") or {}).get("object") or {}
     args = (event["id"], event["type"][:128], id_of(obj.get("id")), payload.decode("utf-8"),
-            ts(event.get("created")) or utcnow(), "pending" if handled else "ignored", queue, task)
+            ts(event.get("created")) or utcnow(), "pending" if handled else "ignored", queue, task,
+            event_api_version(event))
     for _ in range(2):  # a twin delivery committed after this statement's snapshot: look again
         row = await conn.fetchrow(_STORE_AND_DEFER, *args)
         if row is not None:
