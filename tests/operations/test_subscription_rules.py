@@ -117,7 +117,7 @@ async def test_extended_paying_subscription_stays_active_everywhere(db: AsyncSes
     from payment.billing import entitlements
     from payment.dashboard import metrics
     from payment.models import utcnow
-    from payment.stripe.sync import sync_subscription
+    from payment.subscriptions.stripe_sync import upsert_from_stripe
 
     setup = await paid_stripe_subscription(db, gateway, sandbox)
     sub = setup.subscription
@@ -130,7 +130,7 @@ async def test_extended_paying_subscription_stays_active_everywhere(db: AsyncSes
     # Stripe's own answer, as its webhook would bring it, keeps it active too
     on_stripe = await gateway.retrieve_subscription(sub.stripe_subscription_id or "")
     assert on_stripe["status"] == "trialing"  # how Stripe moves the charge; not what the customer is
-    await sync_subscription(db, gateway, on_stripe, actor="stripe")
+    await upsert_from_stripe(db, gateway, on_stripe, actor="stripe")
     await db.refresh(sub)
     assert (sub.status, sub.trial_end) == ("active", None)
     assert (await metrics.active_subscriptions(db, now=now)).by_source == active_before
