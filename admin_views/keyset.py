@@ -44,6 +44,8 @@ class KeysetModelView(IntegerPkView):
     row_template: ClassVar[str] = ""
     filter_names: ClassVar[tuple[str, ...]] = ()
     empty_message: ClassVar[str] = "Nothing matches these filters."
+    export_kind: ClassVar[str] = ""
+    """The CSV export of this list (payment.exports), offered with the current filters; empty = none."""
     page_size = 50
 
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:

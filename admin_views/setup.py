@@ -14,7 +14,23 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from admin_views import admin_users, apps, audit_log, customers, dashboard, operations, plans, records, webhook_events
+from admin_views import (
+    access,
+    admin_users,
+    apps,
+    audit_log,
+    customers,
+    dashboard,
+    documents,
+    operations,
+    password_links,
+    plans,
+    records,
+    sellers,
+    two_factor,
+    webhook_events,
+)
+from admin_views.app_webhooks import register as register_app_webhooks
 from admin_views.auth import BAD_CREDENTIALS, AdminAuth
 from admin_views.csrf import install_template_globals
 from admin_views.formatting import install_filters
@@ -93,13 +109,16 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
     admin.admin.state.services = services
     admin.admin.state.secret_key = services.settings.secret_key
     install_template_globals(admin.templates.env)
+    access.install_template_globals(admin.templates.env)
     install_filters(admin.templates.env)
     sqladmin_log = logging.getLogger("sqladmin.application")
     if not any(isinstance(f, _HideExpectedErrors) for f in sqladmin_log.filters):
         sqladmin_log.addFilter(_HideExpectedErrors())
     for view in (customers.CustomerView, records.SubscriptionView, records.InvoiceView, records.RefundView,
-                 plans.PlanView, apps.AppView, admin_users.AdminUserView, audit_log.AuditLogView):
+                 plans.PlanView, apps.AppView, admin_users.AdminUserView, audit_log.AuditLogView,
+                 sellers.SellerProfileView):
         admin.add_view(view)
-    for module in (dashboard, webhook_events, operations):
+    for module in (dashboard, webhook_events, operations, documents, two_factor, password_links):
         module.register(admin, services)
+    register_app_webhooks(admin, services)
     return admin

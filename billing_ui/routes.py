@@ -24,7 +24,9 @@ from payment.audit.service import app_actor
 from payment.billing import checkout
 from payment.billing_sessions import service as billing_sessions
 from payment.billing_sessions.service import Resolved
-from payment.errors import PaymentError, StripeError
+from payment.documents import runner
+from payment.documents import service as documents
+from payment.errors import NotFound, PaymentError, StripeError
 from payment.models import BillingSession
 from payment.runtime import services_of
 
@@ -34,7 +36,7 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "X-Robots-Tag": "noindex",
     # No form-action: Subscribe's redirect to Stripe Checkout must not be blocked.
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
                                "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'; object-src 'none'",
 }
 
@@ -84,12 +86,13 @@ async def billing_page(request: Request) -> Response:
             return link_problem(request, resolved, language_of(request))
         billing = resolved.billing_session
         language = language_of(request, billing)
-        view = await billing_view(session, billing, language, request.query_params)
+        view = await billing_view(session, billing, language, request.query_params, token=token)
     t = translator(language)
-    return render("billing.html", language, request=request, app_name=billing.app.name,
+    return render("billing.html", language, request=request, app_name=billing.app.name, app_logo=billing.app.logo_url,
                   back_url=billing.app.return_url,
                   csrf=csrf.token_for(services.settings.secret_key, billing.id),
                   subscribe_action=f"/billing/{token}/subscribe", portal_action=f"/billing/{token}/portal",
+                  buyer_action=f"/billing/{token}/buyer",
                   heading=t("your_plan"), **view)
 
 
@@ -227,6 +230,57 @@ async def checkout_status(request: Request) -> Response:
     return JSONResponse({"state": state.state, "plan": state.plan_slug}, headers=headers)
 
 
+async def save_buyer(request: Request) -> Response:
+    """The buyer's company details for tax invoices; documents already issued get replacements (by the job)."""
+    services = services_of(request)
+    guarded = await _guarded_post(request)
+    if isinstance(guarded, Response):
+        return guarded
+    form, language = guarded
+    token = request.path_params["token"]
+    try:
+        async with services.db.transaction() as session:
+            billing = await _session_for_form(request, session, form, language)
+            if isinstance(billing, Response):
+                return billing
+            await documents.save_buyer_details(
+                session, billing.customer, company_name=form.get("company_name", ""),
+                address=form.get("address", ""), tax_id=form.get("tax_id", ""),
+                branch_code=form.get("branch_code", ""), actor=f"customer:{billing.customer_id}",
+                ip=request.client.host if request.client else None)
+    except PaymentError:
+        return RedirectResponse(_page_url(token, language, error="buyer_invalid") + "#buyer", status_code=303)
+    await runner.request_run(services.jobs)
+    return RedirectResponse(_page_url(token, language, notice="buyer_saved") + "#buyer", status_code=303)
+
+
+async def download_document(request: Request) -> Response:
+    """A tax invoice or credit note of this billing session's customer, as a PDF (audited)."""
+    services = services_of(request)
+    token = request.path_params["token"]
+    raw_id = str(request.path_params["document_id"])
+    async with services.db.transaction() as session:
+        resolved = await billing_sessions.resolve(session, token)
+        if resolved is None or resolved.expired:
+            return link_problem(request, resolved, language_of(request))
+        billing = resolved.billing_session
+        language = language_of(request, billing)
+        try:
+            if not raw_id.isdigit() or len(raw_id) > 18:
+                raise NotFound("This document does not exist.")
+            doc = await documents.download(session, int(raw_id), actor=f"customer:{billing.customer_id}",
+                                           customer_id=billing.customer_id,
+                                           ip=request.client.host if request.client else None)
+        except PaymentError:
+            t = translator(language)
+            return render("message.html", language, status=404, request=request, heading=t("invoices"),
+                          text=t("doc_preparing"), link_url=f"/billing/{token}", link_text=t("back_to_billing"))
+    assert doc.pdf is not None
+    return Response(doc.pdf, media_type="application/pdf", headers={
+        "Content-Disposition": f'attachment; filename="{doc.number}.pdf"', "Cache-Control": "private, no-store",
+        "X-Content-Type-Options": "nosniff"})
+
+
 async def no_token(request: Request) -> Response:
     return link_problem(request, None, language_of(request))
 
@@ -239,5 +293,7 @@ routes: list[BaseRoute] = [
     Route("/{token}/portal", portal, methods=["POST"]),
     Route("/{token}/return", checkout_return, methods=["GET"]),
     Route("/{token}/status", checkout_status, methods=["GET"]),
+    Route("/{token}/buyer", save_buyer, methods=["POST"]),
+    Route("/{token}/documents/{document_id}", download_document, methods=["GET"]),
     Route("/{rest:path}", no_token, methods=["GET"]),
 ]

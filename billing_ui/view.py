@@ -13,6 +13,7 @@ from billing_ui.i18n import ERROR_KEYS, translator
 from payment.billing import catalog, entitlements, invoices
 from payment.billing.checkout import has_stripe_billing
 from payment.billing.entitlements import Entitlement
+from payment.documents import service as documents
 from payment.models import BillingSession, Plan
 
 
@@ -47,9 +48,10 @@ def describe_current(ent: Entitlement, language: str) -> CurrentPlan:
         help_key = "past_due_help" if ent.source == "stripe" else "past_due_help_manual"
         return CurrentPlan(ent.plan_slug, ent.plan_name, "past_due", t("status_past_due"), "bad",
                            t(help_key, plan=ent.plan_name))
-    if ent.cancel_at_period_end and end:
-        return CurrentPlan(ent.plan_slug, ent.plan_name, "canceling", t("status_cancels", date=end), "warn",
-                           t("cancels_on", date=end))
+    cancels = day(ent.cancels_on, language)
+    if cancels:
+        return CurrentPlan(ent.plan_slug, ent.plan_name, "canceling", t("status_cancels", date=cancels), "warn",
+                           t("cancels_on", date=cancels))
     if ent.status == "trialing":
         return CurrentPlan(ent.plan_slug, ent.plan_name, "trialing", t("status_trialing"), "ok",
                            t("trial_ends", date=end) if end else "")
@@ -78,6 +80,8 @@ def messages(query: Mapping[str, str], ent: Entitlement, language: str) -> list[
     found: list[tuple[str, str]] = []
     if query.get("notice") == "subscribed" and ent.is_paid:
         found.append(("ok", t("notice_subscribed", plan=ent.plan_name)))
+    if query.get("notice") == "buyer_saved":
+        found.append(("ok", t("notice_buyer_saved")))
     checkout_state = query.get("checkout")
     if checkout_state == "canceled" and not ent.is_paid:
         found.append(("info", t("notice_canceled", plan=ent.plan_name)))
@@ -91,19 +95,39 @@ def messages(query: Mapping[str, str], ent: Entitlement, language: str) -> list[
     return found
 
 
+async def invoice_documents(session: AsyncSession, billing: BillingSession, language: str, token: str
+                            ) -> dict[int, list[tuple[str, str | None]]]:
+    """Per invoice, the current version of each of its documents: (label, download URL or None while rendering)."""
+    t = translator(language)
+    docs = await documents.documents_for(session, customer_id=billing.customer_id, limit=200)
+    replaced = {d.replaces_id for d in docs if d.replaces_id}
+    found: dict[int, list[tuple[str, str | None]]] = {}
+    for doc in sorted(docs, key=lambda d: d.id):
+        if doc.id in replaced:
+            continue
+        label = t("doc_tax_invoice" if doc.kind == "tax_invoice" else "doc_credit_note", number=doc.number)
+        url = f"/billing/{token}/documents/{doc.id}" if doc.sha256 else None
+        found.setdefault(doc.invoice_id, []).append((label, url))
+    return found
+
+
 async def billing_view(session: AsyncSession, billing: BillingSession, language: str,
-                       query: Mapping[str, str]) -> dict[str, Any]:
+                       query: Mapping[str, str], *, token: str = "") -> dict[str, Any]:
     ent = await entitlements.current(session, billing.customer, billing.app)
     plans = await catalog.plans_for_app(session, billing.app)
     rows = await invoices.history(session, billing.customer)
     t = translator(language)
     has_portal = await has_stripe_billing(session, billing.customer)
+    docs = await invoice_documents(session, billing, language, token)
+    buyer = await documents.buyer_details_of(session, billing.customer_id)
     return {
         "current": describe_current(ent, language),
         "plans": [plan_card(p, ent, language, has_portal=has_portal) for p in plans],
         "invoices": [{"date": day(inv.paid_at or inv.created_at, language),
                       "amount": money(inv.amount_cents, inv.currency, language),
-                      "status": t(f"invoice_{inv.status}")} for inv in rows],
+                      "status": t(f"invoice_{inv.status}"), "documents": docs.get(inv.id, [])} for inv in rows],
+        "buyer": {"company_name": buyer.company_name if buyer else "", "address": buyer.address if buyer else "",
+                  "tax_id": buyer.tax_id if buyer else "", "branch_code": buyer.branch_code if buyer else ""},
         "show_portal": has_portal,
         "messages": messages(query, ent, language),
     }

@@ -22,6 +22,17 @@ from payment.runtime import Services, build_services
 log = logging.getLogger(__name__)
 
 
+def web_app() -> Starlette:
+    """The app of one `payment serve --workers N` process: settings from the environment, Sentry on."""
+    from payment.observability import init_sentry
+    from payment.serving import redact_access_log
+
+    settings = load_settings()
+    init_sentry(settings, component="web")
+    redact_access_log()  # this process's own uvicorn.access logger
+    return create_app(settings)
+
+
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Starlette:
     """Build the web app; the database must already exist and be migrated."""
     if services is None:

@@ -47,15 +47,28 @@ class Settings:
     login_rate_limit: int = 50
     session_ttl_seconds: int = 3600
     admin_session_max_age: int = 8 * 3600
+    admin_require_2fa: bool = False
+    admin_step_up_seconds: int = 300
+    audit_chain_key: str | None = None
     max_body_bytes: int = 64 * 1024
     webhook_max_body_bytes: int = 1024 * 1024
     db_pool_size: int = 10
     db_pool_timeout_seconds: int = 3
+    # "pgbouncer": DATABASE_URL is a PgBouncer in transaction pooling, so no prepared statement outlives a
+    # transaction (asyncpg's and psycopg's statement caches off, one-statement paths wrapped in a transaction)
+    database_pooler: str = "none"
     data_dir: str = ".data"
     log_level: str = "INFO"
     # addresses whose X-Forwarded-For/-Proto uvicorn believes: the reverse proxy's, never "*" when deployed
     forwarded_allow_ips: str = "127.0.0.1,::1"
+    outgoing_webhook_timeout_seconds: int = 10
+    outgoing_webhook_retry_base_ms: int = 5000
     extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def audit_chain_secret(self) -> str:
+        """What keys the audit chain: AUDIT_CHAIN_KEY, else SECRET_KEY (then rotating it breaks old links)."""
+        return self.audit_chain_key or self.secret_key
 
     @property
     def is_production(self) -> bool:
@@ -154,6 +167,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     elif deployed and (problem := secret_problem(
             "STRIPE_WEBHOOK_SECRET", stripe_webhook_secret, KNOWN_WEBHOOK_SECRETS, prefix="whsec_")) is not None:
         problems.append(problem)
+    audit_chain_key = _str(env, "AUDIT_CHAIN_KEY")
+    if deployed and audit_chain_key is not None and (
+            problem := secret_problem("AUDIT_CHAIN_KEY", audit_chain_key, KNOWN_SECRET_KEYS)) is not None:
+        problems.append(problem)
     admin_password = env.get("ADMIN_PASSWORD") or None
     if deployed and admin_password is not None and (
             problem := password_problem("ADMIN_PASSWORD", admin_password, KNOWN_ADMIN_PASSWORDS)) is not None:
@@ -180,6 +197,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         admin_max_age = _int(env, "ADMIN_SESSION_MAX_AGE", 8 * 3600, minimum=60)
         pool_size = _int(env, "DB_POOL_SIZE", 10)
         pool_timeout = _int(env, "DB_POOL_TIMEOUT_SECONDS", 3)
+        webhook_timeout = _int(env, "OUTGOING_WEBHOOK_TIMEOUT_SECONDS", 10)
+        webhook_retry_base = _int(env, "OUTGOING_WEBHOOK_RETRY_BASE_MS", 5000, minimum=10)
+        step_up_seconds = _int(env, "ADMIN_STEP_UP_SECONDS", 300, minimum=0)
+        pooler = (_str(env, "DATABASE_POOLER") or "none").lower()
+        if pooler not in ("none", "pgbouncer"):
+            raise ConfigError("DATABASE_POOLER must be none or pgbouncer (transaction pooling)")
     except ConfigError as exc:
         raise ConfigError("; ".join([*problems, str(exc)])) from None
     if problems:
@@ -200,9 +223,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         login_rate_limit=login_rate_limit,
         session_ttl_seconds=session_ttl,
         admin_session_max_age=admin_max_age,
+        admin_require_2fa=(_str(env, "ADMIN_REQUIRE_2FA") or ("true" if app_env == "production" else "false")
+                           ).lower() in ("1", "true", "yes"),
+        admin_step_up_seconds=step_up_seconds,
+        audit_chain_key=audit_chain_key,
         db_pool_size=pool_size,
         db_pool_timeout_seconds=pool_timeout,
         data_dir=_str(env, "DATA_DIR") or ".data",
         log_level=(_str(env, "LOG_LEVEL") or "INFO").upper(),
         forwarded_allow_ips=forwarded_allow_ips,
+        database_pooler=pooler,
+        outgoing_webhook_timeout_seconds=webhook_timeout,
+        outgoing_webhook_retry_base_ms=webhook_retry_base,
     )

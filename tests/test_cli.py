@@ -13,7 +13,7 @@ import pytest
 from payment.dburl import libpq_url
 from payment.security import verify_password
 
-COMMANDS = ["dev", "serve", "worker", "sandbox", "db:migrate", "db:seed", "secret"]
+COMMANDS = ["dev", "serve", "worker", "sandbox", "db:migrate", "db:seed", "audit:verify", "secret"]
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:

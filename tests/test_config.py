@@ -89,6 +89,8 @@ def test_login_rate_limit_is_configurable() -> None:
     ("ADMIN_PASSWORD", DEV_ADMIN_PASSWORD),
     ("ADMIN_PASSWORD", "password1234"),
     ("ADMIN_PASSWORD", "aaaaaaaaaaaaaaaaaaaa"),
+    ("AUDIT_CHAIN_KEY", "change-me-to-64-random-characters"),  # the .env.example placeholder
+    ("AUDIT_CHAIN_KEY", "k" * 64),
 ])
 def test_deployed_refuses_known_and_low_entropy_secrets(app_env: str, name: str, value: str) -> None:
     env = {**PRODUCTION, "APP_ENV": app_env, "STRIPE_SECRET_KEY": "sk_test_1" if app_env == "staging" else "sk_live_1"}
@@ -112,3 +114,17 @@ def test_deployed_refuses_to_trust_every_peer_for_the_client_address() -> None:
     assert load_settings({**PRODUCTION}).forwarded_allow_ips == "127.0.0.1,::1"
     with pytest.raises(ConfigError, match="IP addresses or networks"):
         load_settings({"FORWARDED_ALLOW_IPS": "proxy.local"})
+
+
+def test_production_requires_two_factor_unless_told_otherwise() -> None:
+    assert load_settings(PRODUCTION).admin_require_2fa is True
+    assert load_settings({**PRODUCTION, "ADMIN_REQUIRE_2FA": "false"}).admin_require_2fa is False
+    assert load_settings({}).admin_require_2fa is False
+    assert load_settings({"ADMIN_REQUIRE_2FA": "true"}).admin_require_2fa is True
+    assert load_settings({}).admin_step_up_seconds == 300
+
+
+def test_the_audit_chain_key_is_its_own_or_the_secret_key() -> None:
+    assert load_settings(PRODUCTION).audit_chain_secret == PRODUCTION["SECRET_KEY"]
+    chain_key = "Zq3vN8rT1wXb6Hc0Lp5Js9Gd2Fm7Ky4U"
+    assert load_settings({**PRODUCTION, "AUDIT_CHAIN_KEY": chain_key}).audit_chain_secret == chain_key

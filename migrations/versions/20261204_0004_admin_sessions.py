@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004_admin_sessions"
-down_revision: str | None = "0002e"
+down_revision: str | None = "0005_admin_polish"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from payment.app_webhooks import catalogue
 from payment.config import Settings
 
 # No control characters; the same rules payment/billing/customers.py enforces.
@@ -59,7 +60,7 @@ _SCHEMAS: dict[str, Any] = {
     "Entitlement": {
         "type": "object",
         "required": ["externalUserId", "appSlug", "plan", "status", "source", "paid", "currentPeriodEnd",
-                     "cancelAtPeriodEnd"],
+                     "cancelAtPeriodEnd", "cancelsAt"],
         "additionalProperties": False,
         "properties": {
             "externalUserId": {"type": "string"},
@@ -74,6 +75,9 @@ _SCHEMAS: dict[str, Any] = {
             "paid": {"type": "boolean", "description": "true when a live paid subscription unlocks the plan."},
             "currentPeriodEnd": {"type": ["string", "null"], "format": "date-time"},
             "cancelAtPeriodEnd": {"type": "boolean"},
+            "cancelsAt": {"type": ["string", "null"], "format": "date-time",
+                          "description": "When a subscription set to end stops (Stripe's cancel_at, or the period "
+                                         "end); null while it renews."},
         },
     },
     "Problem": {
@@ -111,6 +115,39 @@ def _problem(status: int) -> dict[str, Any]:
     if status == 401:
         response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
     return response
+
+
+_SIGNATURE_HEADERS = [
+    {"name": "webhook-id", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "The message id: the same on every retry and replay of one message; store it to drop repeats."},
+    {"name": "webhook-timestamp", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "Unix seconds when this attempt was signed; refuse ones more than 5 minutes off."},
+    {"name": "webhook-signature", "in": "header", "required": True, "schema": {"type": "string"},
+     "description": "Standard Webhooks signatures, space-separated `v1,<base64>` (two during a secret rotation)."},
+]
+
+
+def _event_schema_name(event_type: str) -> str:
+    return "Event" + "".join(part.capitalize() for part in event_type.replace("_", ".").split("."))
+
+
+def _webhooks() -> dict[str, Any]:
+    """The outgoing webhooks a client app can receive (OpenAPI 3.1 `webhooks`), one per event type."""
+    return {event_type: {"post": {
+        "operationId": "on" + _event_schema_name(event_type)[len("Event"):],
+        "summary": event_type,
+        "description": catalogue.DESCRIPTIONS[event_type] + " Signed per Standard Webhooks; delivered in order per "
+                       "user, retried with back-off for about three days until your endpoint answers 2xx.",
+        "parameters": _SIGNATURE_HEADERS,
+        "requestBody": {"required": True, "content": {"application/json": {
+            "schema": {"$ref": f"#/components/schemas/{_event_schema_name(event_type)}"}}}},
+        "responses": {"2XX": {"description": "Received; anything else (or no answer within the timeout) is retried."}},
+    }} for event_type in (*catalogue.EVENT_TYPES, catalogue.TEST)}
+
+
+def _webhook_schemas() -> dict[str, Any]:
+    return {**catalogue.DATA_SCHEMAS, **{_event_schema_name(t): catalogue.event_schema(t)
+                                         for t in (*catalogue.EVENT_TYPES, catalogue.TEST)}}
 
 
 def document(settings: Settings) -> dict[str, Any]:
@@ -164,8 +201,9 @@ def document(settings: Settings) -> dict[str, Any]:
                     "application/json": {"schema": {"type": "object"}}}}},
             }},
         },
+        "webhooks": _webhooks(),
         "components": {
-            "schemas": _SCHEMAS,
+            "schemas": {**_SCHEMAS, **_webhook_schemas()},
             "securitySchemes": {"appKey": {"type": "http", "scheme": "bearer",
                                            "description": "The app's API key (apk_...)."}},
         },

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +27,7 @@ class Entitlement:
     source: str
     current_period_end: datetime | None
     cancel_at_period_end: bool
+    cancels_on: datetime | None
     subscription: Subscription | None
     plan: Plan | None
 
@@ -60,8 +62,29 @@ async def current(session: AsyncSession, customer: Customer | None, app: App, *,
     if sub is not None:
         return Entitlement(plan_slug=sub.plan.slug, plan_name=sub.plan.name, status=sub.status, source=sub.source,
                            current_period_end=sub.current_period_end, cancel_at_period_end=sub.cancel_at_period_end,
-                           subscription=sub, plan=sub.plan)
+                           cancels_on=sub.cancels_on, subscription=sub, plan=sub.plan)
     free = await free_plan(session, app)
     return Entitlement(plan_slug=free.slug if free else FALLBACK_FREE_SLUG,
                        plan_name=free.name if free else FALLBACK_FREE_NAME, status=FREE_STATUS, source=FREE_STATUS,
-                       current_period_end=None, cancel_at_period_end=False, subscription=None, plan=free)
+                       current_period_end=None, cancel_at_period_end=False, cancels_on=None,
+                       subscription=None, plan=free)
+
+
+def iso(value: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a Z, as the OpenAPI `date-time` format expects."""
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def document(ent: Entitlement, *, external_user_id: str, app_slug: str) -> dict[str, Any]:
+    """The entitlement as client apps read it: the API's answer and the `entitlement.changed` webhook's data."""
+    return {
+        "externalUserId": external_user_id,
+        "appSlug": app_slug,
+        "plan": {"slug": ent.plan_slug, "name": ent.plan_name},
+        "status": ent.status,
+        "source": ent.source,
+        "paid": ent.is_paid,
+        "currentPeriodEnd": iso(ent.current_period_end),
+        "cancelAtPeriodEnd": ent.cancel_at_period_end,
+        "cancelsAt": iso(ent.cancels_on),
+    }

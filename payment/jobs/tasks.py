@@ -12,15 +12,28 @@ from typing import Any
 
 import procrastinate
 
+from payment.app_webhooks import delivery as webhook_delivery
 from payment.jobs.periodic import expire_due_subscriptions
 from payment.models import utcnow
+from payment.refunds import service as refunds
 from payment.runtime import Services
 from payment.stripe import events
 
 log = logging.getLogger(__name__)
 
 # 10 retries 2, 4, 8 ... 1024 s apart (about 34 minutes in all), then the event is shown as failed to admins.
-EVENT_RETRY = procrastinate.RetryStrategy(max_attempts=10, exponential_wait=2)
+
+
+class EventRetry(procrastinate.RetryStrategy):
+    """Retry a Stripe event with back-off, except one that can never apply (it has failed for good already)."""
+
+    def get_retry_exception(self, exception: BaseException, job: Any) -> Any:
+        if isinstance(exception, events.NeverApplies):
+            return None
+        return super().get_retry_exception(exception, job)
+
+
+EVENT_RETRY = EventRetry(max_attempts=10, exponential_wait=2)
 PERIODIC_RETRY = procrastinate.RetryStrategy(max_attempts=2, wait=5)
 STALLED_AFTER_SECONDS = 15.0
 FORM_NONCE_RETENTION = timedelta(days=30)
@@ -59,6 +72,13 @@ async def catch_up_stripe_events(context: procrastinate.JobContext, timestamp: i
     await events.catch_up(services_of_job(context))
 
 
+async def send_unsent_refunds(context: procrastinate.JobContext, timestamp: int) -> None:
+    services = services_of_job(context)
+    count = await refunds.send_unsent(services.db, services.stripe)
+    if count:
+        log.info("sent %s Stripe refunds that were recorded but not sent", count)
+
+
 async def expire_subscriptions(context: procrastinate.JobContext, timestamp: int) -> None:
     async with services_of_job(context).db.transaction() as session:
         count = await expire_due_subscriptions(session, now=utcnow())
@@ -85,6 +105,35 @@ async def purge_form_submissions(context: procrastinate.JobContext, timestamp: i
         log.info("purged %s old form nonces", count)
 
 
+async def issue_documents(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Tax invoices, credit notes and replacements that are due get their numbers, then their PDFs."""
+    from payment.documents import runner
+
+    await runner.run(services_of_job(context).db)
+
+
+async def issue_documents_now(context: procrastinate.JobContext) -> None:
+    """The same work on demand (after buyer details change, or from the admin), without waiting for the tick."""
+    from payment.documents import runner
+
+    await runner.run(services_of_job(context).db)
+
+
+async def deliver_webhooks(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Client apps' webhooks that are due (new, or waiting for their retry) go out, in order per user."""
+    services = services_of_job(context)
+    await webhook_delivery.deliver(services.db, services.settings)
+
+
+async def verify_audit_chain(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Daily: a broken audit chain is logged as an error (Sentry) and shown on the dashboard."""
+    from payment.audit.chain import chain_key
+    from payment.audit.verify import check_and_record
+
+    services = services_of_job(context)
+    await check_and_record(services.db, key=chain_key(services.settings.audit_chain_secret))
+
+
 async def recover_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
     """Jobs left `doing` by a worker that died (SIGKILL, OOM, lost machine) go back to the queue."""
     manager = context.app.job_manager
@@ -99,10 +148,20 @@ PERIODIC: tuple[tuple[str, str, Any], ...] = (
     ("sweep_stripe_events", "* * * * * */10", sweep_stripe_events),
     ("catch_up_stripe_events", "*/5 * * * *", catch_up_stripe_events),
     ("expire_subscriptions", "* * * * *", expire_subscriptions),
+    ("send_unsent_refunds", "* * * * *", send_unsent_refunds),
     ("purge_billing_sessions", "7,37 * * * *", purge_billing_sessions),
     ("purge_form_submissions", "17 3 * * *", purge_form_submissions),
+    ("verify_audit_chain", "43 2 * * *", verify_audit_chain),
     ("recover_stalled_jobs", "* * * * * */15", recover_stalled_jobs),
+    ("issue_documents", "* * * * *", issue_documents),
+    # every 2 s: a change reaches client apps within seconds; a run that finds nothing due is one indexed query
+    ("deliver_webhooks", "* * * * * */2", deliver_webhooks),
 )
+
+
+# one delivery run at a time, so slow client endpoints never fill every worker slot; ticks that find it running
+# wait without a slot (no queueing lock: a stalled run could then never be put back while a tick waits)
+SERIAL_LOCKS: dict[str, str] = {"deliver_webhooks": "deliver_webhooks"}
 
 
 def make_blueprint() -> procrastinate.Blueprint:
@@ -110,7 +169,9 @@ def make_blueprint() -> procrastinate.Blueprint:
     blueprint would break the second app of a process (web + in-process worker under `payment dev`, tests)."""
     blueprint = procrastinate.Blueprint()
     blueprint.task(name="apply_stripe_event", pass_context=True, retry=EVENT_RETRY)(apply_stripe_event)
+    blueprint.task(name="issue_documents_now", pass_context=True, retry=PERIODIC_RETRY,
+                   lock="issue_documents_now")(issue_documents_now)
     for name, cron, body in PERIODIC:
-        task = blueprint.task(name=name, pass_context=True, retry=PERIODIC_RETRY)(body)
+        task = blueprint.task(name=name, pass_context=True, retry=PERIODIC_RETRY, lock=SERIAL_LOCKS.get(name))(body)
         blueprint.periodic(cron=cron)(task)
     return blueprint

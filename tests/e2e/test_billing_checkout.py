@@ -236,3 +236,72 @@ def test_an_unknown_link_is_a_friendly_page(deployment: Deployment, page: Page) 
     expect(page.get_by_role("heading", name="This billing link is not valid")).to_be_visible()
 
 
+
+
+LOGO_SVG = ('<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" height="64" rx="12" '
+            'fill="#2563eb"/><text x="32" y="42" font-size="30" text-anchor="middle" fill="#fff">V</text></svg>')
+
+
+def test_the_apps_logo_heads_its_billing_page_and_dates_say_their_zone(deployment: Deployment, page: Page) -> None:
+    async def set_logo(url: str | None) -> None:
+        from sqlalchemy import text
+
+        async with running_services(deployment.settings) as services, services.db.transaction() as session:
+            await session.execute(text("UPDATE apps SET logo_url = :u WHERE slug = 'vega'"), {"u": url})
+
+    run_sync(set_logo("https://cdn.vega.example.com/logo.svg"))
+    try:
+        page.route("https://cdn.vega.example.com/**",
+                   lambda route: route.fulfill(status=200, content_type="image/svg+xml", body=LOGO_SVG))
+        page.goto(open_session(deployment, "e2e-logo-user"))
+        logo = page.get_by_test_id("app-logo")
+        expect(logo).to_have_attribute("src", "https://cdn.vega.example.com/logo.svg")
+        expect(logo).to_have_attribute("alt", "Vega")
+        page.wait_for_function("document.querySelector('[data-testid=app-logo]').naturalWidth > 0")
+        expect(page.get_by_test_id("time-zone")).to_have_text("Dates are in Bangkok time (UTC+7).")
+        os.makedirs("/tmp/shots-21", exist_ok=True)
+        page.screenshot(path="/tmp/shots-21/billing-logo-en.png", full_page=True)
+        page.get_by_role("link", name="ไทย").click()
+        expect(page.get_by_test_id("time-zone")).to_contain_text("เวลากรุงเทพฯ (UTC+7)")
+        page.screenshot(path="/tmp/shots-21/billing-logo-th.png", full_page=True)
+    finally:
+        run_sync(set_logo(None))
+
+
+async def _seller(settings: Settings) -> None:
+    from tests.documents.helpers import suite_seller
+
+    async with running_services(settings) as services:
+        await suite_seller(services.db)
+
+
+def test_a_stripe_payment_gets_a_tax_invoice_with_the_users_company_that_they_download(
+        deployment: Deployment, page: Page, tmp_path: Path) -> None:
+    from tests.documents.helpers import BUYER_TAX_ID
+    from tests.support.pdf import comparable, pdf_text
+
+    run_sync(_seller(deployment.settings))
+    url = open_session(deployment, "e2e-tax-invoice-user")
+    page.goto(url)
+    page.get_by_test_id("plan-pro").get_by_role("button", name="Subscribe to Aquoris PRO").click()
+    page.wait_for_url(f"{deployment.settings.stripe_api_base}/c/pay/**")
+    pay_on_checkout(page, GOOD_CARD, "tax@example.com")
+    page.wait_for_url(f"{url}?*notice=subscribed*", timeout=30_000)
+
+    # company details after paying; saving them asks the worker to issue what is due at once
+    page.get_by_label("Company name").fill("บริษัท ลูกค้าดี จำกัด")
+    page.get_by_label("Address").fill("1 ถนนพระราม 4 กรุงเทพมหานคร 10500")
+    page.get_by_label("Tax id (13 digits)").fill(BUYER_TAX_ID)
+    page.get_by_role("button", name="Save details").click()
+    expect(page.get_by_test_id("message-ok")).to_contain_text("Your tax invoices will show these details")
+    reload_until(page, '[data-testid="document-link"]', timeout=60.0)
+    link = page.get_by_test_id("document-link")
+    expect(link).to_contain_text("Tax invoice TI")
+    page.screenshot(path=str(Path(os.environ.get("DOCUMENT_SHOTS", "/tmp/aquoris-document-shots"))
+                             / "billing_page.png"), full_page=True)
+    with page.expect_download() as download:
+        link.click()
+    pdf = Path(download.value.path()).read_bytes()
+    words = comparable(pdf_text(pdf))
+    for required in ("ใบกำกับภาษี/ใบเสร็จรับเงิน", "บริษัท ลูกค้าดี จำกัด", BUYER_TAX_ID, "Total 299.00 THB"):
+        assert comparable(required) in words

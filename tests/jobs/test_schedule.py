@@ -13,6 +13,8 @@ EXPECTED_SECONDS = {
     "payment:recover_stalled_jobs": 15,
     "payment:expire_subscriptions": 60,
     "payment:catch_up_stripe_events": 300,
+    "payment:issue_documents": 60,
+    "payment:deliver_webhooks": 2,
 }
 
 

