@@ -58,7 +58,7 @@ _SCHEMAS: dict[str, Any] = {
     "Entitlement": {
         "type": "object",
         "required": ["externalUserId", "appSlug", "plan", "status", "source", "paid", "currentPeriodEnd",
-                     "cancelAtPeriodEnd"],
+                     "cancelAtPeriodEnd", "accessState", "graceEndsAt"],
         "additionalProperties": False,
         "properties": {
             "externalUserId": {"type": "string"},
@@ -73,6 +73,15 @@ _SCHEMAS: dict[str, Any] = {
             "paid": {"type": "boolean", "description": "true when a live paid subscription unlocks the plan."},
             "currentPeriodEnd": {"type": ["string", "null"], "format": "date-time"},
             "cancelAtPeriodEnd": {"type": "boolean"},
+            "accessState": {"type": "string", "enum": ["full", "grace", "blocked"],
+                            "description": "Unlock the plan's features on `full` and `grace`, not on `blocked`. "
+                                           "`grace`: a renewal failed and the user keeps access until `graceEndsAt` "
+                                           "while Stripe retries; `blocked`: the grace period is over and the "
+                                           "invoice is still unpaid (apps whose policy is `free` see the free plan "
+                                           "with `full` instead)."},
+            "graceEndsAt": {"type": ["string", "null"], "format": "date-time",
+                            "description": "When `grace` turns into `blocked`; null unless the state is `grace` or "
+                                           "`blocked` (and while the failed invoice is not yet known)."},
         },
     },
     "Problem": {

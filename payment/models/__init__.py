@@ -11,12 +11,14 @@ from payment.models.dashboard import (
     DashboardSubscriptionTotal,
 )
 from payment.models.documents import BuyerDetails, Document, DocumentCounter, SellerProfile
+from payment.models.dunning import DunningCase
 from payment.models.ops import AuditLog, BillingSession, CheckoutSession, FormSubmission, RateLimitHit, StripeEvent
 from payment.models.outbox import OutboxCounter, OutboxMessage, WebhookEndpoint
 
 __all__ = [
     "AdminUser", "App", "AuditLog", "Base", "BillingSession", "BuyerDetails", "CheckoutSession", "Customer",
     "DashboardMrrDelta", "DashboardRevenueDay", "DashboardSubscriptionDay", "DashboardSubscriptionTotal", "Document",
-    "DocumentCounter", "FormSubmission", "Invoice", "OutboxCounter", "OutboxMessage", "Plan", "RateLimitHit", "Refund",
-    "SellerProfile", "StripeEvent", "Subscription", "SubscriptionAdjustment", "WebhookEndpoint", "utcnow",
+    "DocumentCounter", "DunningCase", "FormSubmission", "Invoice", "OutboxCounter", "OutboxMessage", "Plan",
+    "RateLimitHit", "Refund", "SellerProfile", "StripeEvent", "Subscription", "SubscriptionAdjustment",
+    "WebhookEndpoint", "utcnow",
 ]
