@@ -1,0 +1,75 @@
+"""Mail transport against a real SMTP server: refused addresses fail at once, passing trouble is retried."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import select
+
+from payment.dunning import channel, notices, smtp
+from payment.errors import ConfigError
+from payment.models import Customer, OutboxMessage
+from payment.runtime import Services
+from tests.dunning.mailbox import SmtpServer
+from tests.support import factories
+
+
+async def _queue_receipt(services: Services, email: str) -> Customer:
+    async with services.db.transaction() as session:
+        customer = await factories.create_customer(session, email=email)
+        await notices.queue(session, customer, notices.RECEIPT, key="invoice:0",
+                            data={"amountCents": 1000, "currency": "usd", "paidAt": None})
+    return customer
+
+
+async def _message(services: Services, customer: Customer) -> OutboxMessage:
+    async with services.db.session() as session:
+        return (await session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "email",
+                                                                  OutboxMessage.target == str(customer.id)))).one()
+
+
+async def test_an_address_the_server_refuses_fails_at_once_and_says_why(services: Services,
+                                                                        smtp_server: SmtpServer) -> None:
+    smtp_server.mailbox.refuse["nobody@example.com"] = "550 5.1.1 No such user"
+    customer = await _queue_receipt(services, "nobody@example.com")
+    assert await channel.deliver(services.db, services.settings) == 1
+    row = await _message(services, customer)
+    assert (row.status, row.attempts, row.last_status_code) == ("failed", 1, 550)
+    assert row.last_error == "The mail server refused the address (550)."
+    assert await channel.deliver(services.db, services.settings) == 0
+
+
+async def test_a_temporary_refusal_is_retried_until_it_goes_through(services: Services,
+                                                                     smtp_server: SmtpServer) -> None:
+    smtp_server.mailbox.refuse["busy@example.com"] = "451 4.3.0 Try again later"
+    customer = await _queue_receipt(services, "busy@example.com")
+    await channel.deliver(services.db, services.settings)
+    row = await _message(services, customer)
+    assert (row.status, row.attempts, row.last_status_code) == ("pending", 1, 451)
+    del smtp_server.mailbox.refuse["busy@example.com"]
+    deadline = time.monotonic() + 10  # the retry is due after the 50 ms back-off of this module's settings
+    while (await _message(services, customer)).status == "pending" and time.monotonic() < deadline:
+        await channel.deliver(services.db, services.settings)
+    assert (await _message(services, customer)).status == "delivered"
+    assert len(smtp_server.mailbox.to("busy@example.com")) == 1
+
+
+async def test_an_unreachable_server_is_a_retry_not_a_failure(services: Services) -> None:
+    customer = await _queue_receipt(services, "later@example.com")
+    down = services.settings.replace(smtp_url="smtp://127.0.0.1:9")
+    await channel.deliver(services.db, down)
+    row = await _message(services, customer)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.last_error == "Could not reach the mail server (ConnectionRefusedError)."
+
+
+def test_smtp_urls_are_read_with_credentials_and_bad_ones_refused() -> None:
+    server = smtp.parse_smtp_url("smtps://mailer%40example.com:p%3Ass@mail.example.com")
+    assert (server.host, server.port, server.implicit_tls, server.username, server.password) == (
+        "mail.example.com", 465, True, "mailer@example.com", "p:ss")
+    assert "p:ss" not in repr(server)
+    assert smtp.parse_smtp_url("smtp://mail.example.com:587").implicit_tls is False
+    for bad in ("http://mail.example.com", "smtp://", "smtp://host:notaport"):
+        with pytest.raises(ConfigError):
+            smtp.parse_smtp_url(bad)
