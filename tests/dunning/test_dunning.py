@@ -72,7 +72,7 @@ def _iso(value: datetime) -> str:
 
 async def test_a_failed_renewal_gives_grace_one_notice_with_a_working_link_then_blocked_then_a_receipt(
         services: Services, client: httpx.AsyncClient, smtp_server: SmtpServer) -> None:
-    app, key, _plan, customer, _sub, invoice = await _world(services, email="dana@example.com", grace_days=5)
+    _app, key, _plan, customer, _sub, invoice = await _world(services, email="dana@example.com", grace_days=5)
     before = utcnow()
     await _fail(services, invoice.id, 1)
     case = await _case(services, invoice.id)
