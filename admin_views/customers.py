@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from admin_views import dunning
 from admin_views.keyset import FilterSpec, KeysetModelView
 from payment.customers import service as customers
 from payment.errors import NotFound
@@ -48,6 +49,7 @@ class CustomerView(KeysetModelView, model=Customer):
                 bundle = await customers.detail(session, int(raw))
             except NotFound as exc:
                 raise HTTPException(status_code=404, detail=exc.message) from None
-        return {"customer": bundle.customer, "live_subscription": bundle.live_subscription,
+            extra = await dunning.customer_context(session, bundle.customer.id)
+        return {**extra, "customer": bundle.customer, "live_subscription": bundle.live_subscription,
                 "subscriptions": bundle.subscriptions, "invoices": bundle.invoices, "refunds": bundle.refunds,
                 "adjustments": bundle.adjustments, "audit_rows": bundle.audit}

@@ -21,6 +21,7 @@ from admin_views import (
     customers,
     dashboard,
     documents,
+    dunning,
     operations,
     plans,
     records,
@@ -108,7 +109,7 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
                  plans.PlanView, apps.AppView, admin_users.AdminUserView, audit_log.AuditLogView,
                  sellers.SellerProfileView):
         admin.add_view(view)
-    for module in (dashboard, webhook_events, operations, documents):
+    for module in (dashboard, webhook_events, operations, documents, dunning):
         module.register(admin, services)
     register_app_webhooks(admin, services)
     return admin

@@ -76,13 +76,15 @@ async def close(session: AsyncSession, *, reason: str, invoice_id: int | None = 
     return len(result.all())
 
 
-async def extend_grace(session: AsyncSession, case_id: int, *, days: int, actor: str) -> DunningCase:
-    """An admin gives more days of full access on an open case (1 to 60 days at a time); audited."""
+async def extend_grace(session: AsyncSession, case_id: int, *, days: int, actor: str,
+                       customer_id: int | None = None) -> DunningCase:
+    """An admin gives more days of full access on an open case (1 to 60 days at a time, counted from the grace end
+    or from now if it has passed); audited. With `customer_id`, the case must be that customer's."""
     if not 1 <= days <= MAX_EXTENSION_DAYS:
-        raise ValidationError(f"Extend the grace period by 1 to {MAX_EXTENSION_DAYS} days.")
+        raise ValidationError(f"Extend the grace period by 1 to {MAX_EXTENSION_DAYS} days.", field="days")
     case = await session.get(DunningCase, case_id, with_for_update=True)
-    if case is None:
-        raise NotFound("No such dunning case.")
+    if case is None or (customer_id is not None and case.customer_id != customer_id):
+        raise NotFound("This customer has no such dunning case.")
     if not case.is_open:
         raise Conflict("This dunning case is closed: the invoice was paid or the subscription ended.")
     before = case.grace_ends_at
