@@ -17,10 +17,30 @@ from payment.audit import service as audit
 from payment.dunning import notices
 from payment.errors import Conflict, NotFound, ValidationError
 from payment.models import App, Customer, DunningCase, Invoice, Plan, Subscription, utcnow
-from payment.models.accounts import DEFAULT_GRACE_DAYS
+from payment.models.accounts import AFTER_GRACE, DEFAULT_GRACE_DAYS
 
 GRACE_ENDING_NOTICE = timedelta(days=2)
 MAX_EXTENSION_DAYS = 60
+
+
+MAX_GRACE_DAYS = 60
+
+
+async def set_grace_policy(session: AsyncSession, app: App, *, grace_days: int, after_grace: str,
+                           actor: str, ip: str | None = None) -> App:
+    """An app's dunning policy: 0 to 60 days of full access after a failed renewal, then `blocked` or the free
+    plan. It applies to cases opened from now on (an open case keeps its grace end); audited when it changes."""
+    if not 0 <= grace_days <= MAX_GRACE_DAYS:
+        raise ValidationError(f"Grace days must be between 0 and {MAX_GRACE_DAYS}.", field="grace_days")
+    if after_grace not in AFTER_GRACE:
+        raise ValidationError("After the grace period, choose blocked or free.", field="after_grace")
+    before = {"grace_days": app.grace_days, "after_grace": app.after_grace}
+    if before == {"grace_days": grace_days, "after_grace": after_grace}:
+        return app
+    app.grace_days, app.after_grace = grace_days, after_grace
+    await audit.record(session, actor=actor, action="app.grace_policy_changed", entity_type="app", entity_id=app.id,
+                       details={"from": before, "to": {"grace_days": grace_days, "after_grace": after_grace}}, ip=ip)
+    return app
 
 
 async def grace_days(session: AsyncSession, subscription: Subscription) -> int:

@@ -13,11 +13,12 @@ from sqlalchemy import select
 from payment.admins import service as admins
 from payment.app import create_app
 from payment.dunning import channel
-from payment.models import AuditLog
+from payment.models import App, AuditLog
 from payment.runtime import Services
 from tests.admin.conftest import csrf_from, sign_in
 from tests.dunning import world
 from tests.dunning.mailbox import SmtpServer
+from tests.support import factories
 from tests.support.app import asgi_client
 
 EMAIL, PASSWORD = "ops@aquoris.test", "correct-horse-battery"
@@ -111,3 +112,26 @@ async def test_the_outbox_lists_emails_and_shows_each_rendered_and_every_templat
         preview = await admin.get(f"/admin/outbox/preview/receipt/{language}")
         assert preview.status_code == 200 and words in preview.text
     assert (await admin.get("/admin/outbox/preview/nonsense/en")).status_code == 404
+
+
+async def test_an_admin_sets_an_apps_grace_policy_audited_and_a_bad_one_is_refused(
+        services: Services, admin: httpx.AsyncClient) -> None:
+    async with services.db.transaction() as session:
+        app, _key = await factories.create_app(session, name="Policy")
+    path = f"/admin/app/edit/{app.id}"
+    form = {"name": "Policy", "return_url": "https://app.example.com/settings", "is_active": "y"}
+    page = await admin.get(path)
+    assert re.search(r'name="grace_days"[^>]*value="7"', page.text)
+    bad = await admin.post(path, data={**form, "grace_days": "90", "after_grace": "free",
+                                       "csrf_token": csrf_from(page.text), "save": "Save"})
+    assert bad.status_code == 400 and "Grace days must be between 0 and 60." in bad.text
+    good = await admin.post(path, data={**form, "grace_days": "10", "after_grace": "free",
+                                        "csrf_token": csrf_from(page.text), "save": "Save"})
+    assert good.status_code == 302
+    async with services.db.session() as session:
+        saved = await session.get_one(App, app.id)
+        [row] = (await session.scalars(select(AuditLog).where(AuditLog.action == "app.grace_policy_changed",
+                                                              AuditLog.entity_id == str(app.id)))).all()
+    assert (saved.grace_days, saved.after_grace) == (10, "free")
+    assert row.details == {"from": {"grace_days": 7, "after_grace": "blocked"},
+                           "to": {"grace_days": 10, "after_grace": "free"}}
