@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
 from sqlalchemy import select
 
-from payment.dunning import channel, notices, smtp
+from payment.dunning import channel, devmail, notices, smtp
 from payment.errors import ConfigError
 from payment.models import Customer, OutboxMessage
 from payment.runtime import Services
@@ -73,3 +74,20 @@ def test_smtp_urls_are_read_with_credentials_and_bad_ones_refused() -> None:
     for bad in ("http://mail.example.com", "smtp://", "smtp://host:notaport"):
         with pytest.raises(ConfigError):
             smtp.parse_smtp_url(bad)
+
+
+async def test_the_dev_catcher_takes_every_mail_even_when_its_usual_port_is_taken(services: Services) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = int(taken.getsockname()[1])
+        controller, catcher = devmail.start_catcher(busy)
+    try:
+        assert controller.port != busy
+        customer = await _queue_receipt(services, "dev@example.com")
+        dev = services.settings.replace(smtp_url=f"smtp://127.0.0.1:{controller.port}")
+        await channel.deliver(services.db, dev)  # (with what earlier tests left waiting for their retry)
+        assert ("dev@example.com", "Receipt for your payment of $10.00") in catcher.caught
+        assert (await _message(services, customer)).status == "delivered"
+    finally:
+        controller.stop()
