@@ -42,7 +42,8 @@ async def customer_dunning(session: AsyncSession, customer_id: int) -> CustomerD
         select(DunningCase, Invoice).join(Invoice, Invoice.id == DunningCase.invoice_id)
         .where(DunningCase.customer_id == customer_id).order_by(DunningCase.id.desc()).limit(RECENT))).all()
     sent = (await session.scalars(
-        select(OutboxMessage).where(OutboxMessage.kind == notices.KIND, OutboxMessage.target == str(customer_id))
+        select(OutboxMessage)
+        .where(OutboxMessage.kind == notices.KIND, OutboxMessage.target == notices.target_of(customer_id))
         .order_by(OutboxMessage.id.desc()).limit(RECENT))).all()
     return CustomerDunning(cases=[CaseRow(case, invoice) for case, invoice in cases], notices=list(sent))
 
@@ -51,12 +52,12 @@ async def resend_notice(session: AsyncSession, customer_id: int, message_id: int
     """Send one of the customer's notices again (same message, same Message-ID; after a bounce was fixed, or at
     the user's request); audited. A notice being sent right now cannot be resent."""
     message = await session.get(OutboxMessage, message_id, with_for_update=True)
-    if message is None or message.kind != notices.KIND or message.target != str(customer_id):
+    if message is None or message.kind != notices.KIND or message.target != notices.target_of(customer_id):
         raise NotFound("This customer has no such notice.")
     if message.status == "sending":
         raise Conflict("This notice is being sent right now; try again in a minute.")
     previous = message.status
-    await outbox.requeue(session, kind=notices.KIND, target=str(customer_id), message_ids=[message.id])
+    await outbox.requeue(session, kind=notices.KIND, target=notices.target_of(customer_id), message_ids=[message.id])
     await audit.record(session, actor=actor, action="dunning.notice_resent", entity_type="customer",
                        entity_id=customer_id, details={"message_id": message.id, "notice": message.event_type,
                                                        "previous_status": previous})

@@ -22,6 +22,11 @@ NOTICES = (PAYMENT_FAILED, GRACE_ENDING, ACCESS_BLOCKED, RECEIPT, SUBSCRIPTION_C
 WITH_BILLING_LINK = (PAYMENT_FAILED, GRACE_ENDING, ACCESS_BLOCKED)
 
 
+def target_of(customer_id: int) -> str:
+    """The outbox target of a customer's mailbox (prefixed: outbox targets of other kinds are bare ids)."""
+    return f"customer:{customer_id}"
+
+
 async def link_app_id(session: AsyncSession, customer: Customer, subscription: Subscription | None) -> int | None:
     """The app a billing link for this customer opens in: the plan's own app, else the app the customer last used
     the billing page from, else the first active app."""
@@ -49,5 +54,5 @@ async def queue(session: AsyncSession, customer: Customer, notice: str, *, key: 
     position = await outbox.next_number(session, f"{KIND}:{ordering_key}")
     payload = {"notice": notice, "to": customer.email, "name": customer.name, "locale": customer.locale,
                "customerId": customer.id, "appId": app_id, "data": data}
-    return await outbox.add(session, kind=KIND, target=str(customer.id), dedupe_key=f"{notice}:{key}",
+    return await outbox.add(session, kind=KIND, target=target_of(customer.id), dedupe_key=f"{notice}:{key}",
                             event_type=notice, ordering_key=ordering_key, position=position, payload=payload)

@@ -26,8 +26,8 @@ async def _queue_receipt(services: Services, email: str) -> Customer:
 
 async def _message(services: Services, customer: Customer) -> OutboxMessage:
     async with services.db.session() as session:
-        return (await session.scalars(select(OutboxMessage).where(OutboxMessage.kind == "email",
-                                                                  OutboxMessage.target == str(customer.id)))).one()
+        return (await session.scalars(select(OutboxMessage).where(
+            OutboxMessage.kind == "email", OutboxMessage.target == f"customer:{customer.id}"))).one()
 
 
 async def test_an_address_the_server_refuses_fails_at_once_and_says_why(services: Services,

@@ -53,7 +53,7 @@ async def entitlement(client: httpx.AsyncClient, key: str, customer: Customer) -
 async def emails(services: Services, customer: Customer) -> list[OutboxMessage]:
     async with services.db.session() as session:
         return list((await session.scalars(select(OutboxMessage).where(
-            OutboxMessage.kind == "email", OutboxMessage.target == str(customer.id))
+            OutboxMessage.kind == "email", OutboxMessage.target == f"customer:{customer.id}")
             .order_by(OutboxMessage.position))).all())
 
 
