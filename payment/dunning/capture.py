@@ -8,6 +8,7 @@ closes dunning cases and queues the end user's notices in the same transaction a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import event, inspect
@@ -15,11 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
 from payment.dunning import cases, notices
-from payment.models import Customer, Invoice, Plan, Subscription
+from payment.models import Customer, Invoice, Plan, Subscription, utcnow
 
 _CHANGES = "dunning.changes"
 ENDED_STATUSES = ("canceled", "expired", "incomplete_expired")
 PAID_STATUSES = ("paid", "partially_refunded", "refunded")
+RECEIPT_WINDOW = timedelta(days=7)
 
 Changes = dict[tuple[str, int], set[str]]
 
@@ -43,10 +45,10 @@ def _note(changes: Changes, obj: object, *, new: bool) -> None:
             kinds.add("paid")
         elif added and status == "void":
             kinds.add("void")
-    elif isinstance(obj, Subscription):
+    elif isinstance(obj, Subscription) and not new:  # one first seen already ended or ending is history, not news
         kinds = changes.setdefault(("subscription", obj.id), set())
         old, added = _history(obj, "status")
-        if added and added[-1] in ENDED_STATUSES and (new or not (old and old[0] in ENDED_STATUSES)):
+        if added and added[-1] in ENDED_STATUSES and not (old and old[0] in ENDED_STATUSES):
             kinds.add("ended")
         elif added and added[-1] in ("active", "trialing") and old and old[0] == "past_due":
             kinds.add("recovered")
@@ -85,6 +87,8 @@ async def _invoice(session: AsyncSession, invoice_id: int, kinds: set[str]) -> N
         await cases.close(session, reason="voided", invoice_id=invoice.id)
     if "paid" in kinds:
         await cases.close(session, reason="paid", invoice_id=invoice.id)
+        if invoice.paid_at is not None and invoice.paid_at < utcnow() - RECEIPT_WINDOW:
+            return  # an old payment recorded late (an import, a catch-up): no receipt months afterwards
         customer = await session.get_one(Customer, invoice.customer_id)
         sub = await session.get(Subscription, invoice.subscription_id) if invoice.subscription_id else None
         plan = await session.get(Plan, sub.plan_id) if sub is not None else None

@@ -20,6 +20,7 @@ from payment.models import App, Customer, DunningCase, Invoice, Plan, Subscripti
 from payment.models.accounts import AFTER_GRACE, DEFAULT_GRACE_DAYS
 
 GRACE_ENDING_NOTICE = timedelta(days=2)
+TRIAL_ENDING_NOTICE = timedelta(days=3)
 MAX_EXTENSION_DAYS = 60
 
 
@@ -118,7 +119,8 @@ async def extend_grace(session: AsyncSession, case_id: int, *, days: int, actor:
 
 async def send_due_notices(session: AsyncSession, *, now: datetime | None = None) -> int:
     """Queue `grace_ending` (two days before) and `access_blocked` (at the grace end) for open cases whose
-    subscription is still past due; keyed by case and grace end, so an extension can warn again, nothing twice."""
+    subscription is still past due, keyed by case and grace end (an extension can warn again, nothing twice), and
+    `trial_ending` before a trial ends."""
     now = now or utcnow()
     rows = (await session.execute(
         select(DunningCase, Subscription, Customer)
@@ -135,5 +137,23 @@ async def send_due_notices(session: AsyncSession, *, now: datetime | None = None
         queued += await notices.queue(
             session, customer, notice, key=f"case:{case.id}:{case.grace_ends_at.isoformat()}",
             data={**_money(invoice), "plan": plan.name, "graceEndsAt": case.grace_ends_at.isoformat()},
+            app_id=await notices.link_app_id(session, customer, sub))
+    return queued + await _trials_ending(session, now)
+
+
+async def _trials_ending(session: AsyncSession, now: datetime) -> int:
+    """`trial_ending` three days before a trial that will be charged ends; keyed by its end date."""
+    rows = (await session.execute(
+        select(Subscription, Customer, Plan)
+        .join(Customer, Customer.id == Subscription.customer_id).join(Plan, Plan.id == Subscription.plan_id)
+        .where(Subscription.status == "trialing", ~Subscription.cancel_at_period_end,
+               Subscription.trial_end > now, Subscription.trial_end <= now + TRIAL_ENDING_NOTICE)
+        .order_by(Subscription.id))).all()
+    queued = 0
+    for sub, customer, plan in rows:
+        end = sub.trial_end.isoformat() if sub.trial_end is not None else ""
+        queued += await notices.queue(
+            session, customer, notices.TRIAL_ENDING, key=f"subscription:{sub.id}:{end}",
+            data={"plan": plan.name, "trialEnd": end, "amountCents": plan.price_cents, "currency": plan.currency},
             app_id=await notices.link_app_id(session, customer, sub))
     return queued

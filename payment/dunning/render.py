@@ -62,7 +62,7 @@ def render(payload: dict[str, Any], *, link: str | None = None) -> Email:
         "name": payload.get("name") or "", "brand": BRAND, "plan": data.get("plan") or "",
         "amount": money(data["amountCents"], data["currency"], language) if "amountCents" in data else "",
         "grace_end": day(data.get("graceEndsAt"), language),
-        "date": day(data.get("endedAt") or data.get("endsAt") or data.get("paidAt"), language),
+        "date": day(data.get("endedAt") or data.get("endsAt") or data.get("trialEnd") or data.get("paidAt"), language),
     }
 
     def t(key: str) -> str:

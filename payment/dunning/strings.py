@@ -36,11 +36,16 @@ EN: dict[str, str] = {
     "subscription_ending.subject": "Your {plan} subscription ends on {date}",
     "subscription_ending.lead": "Your {plan} subscription is set to end on {date}.",
     "subscription_ending.body": "You keep access until then. Changed your mind? Renew it from your billing page.",
+    "trial_ending.subject": "Your {plan} trial ends on {date}",
+    "trial_ending.lead": "Your free trial of {plan} ends on {date}.",
+    "trial_ending.body": "Then {amount} is charged to your card on file. To change your card or cancel, open your "
+                         "billing page.",
+    "trial_ending.button": "Manage billing",
 }
 
 TH: dict[str, str] = {
     "greeting": "สวัสดีคุณ {name}",
-    "greeting_anonymous": "สวัสดีค่ะ",
+    "greeting_anonymous": "สวัสดี",
     "footer": "คุณได้รับอีเมลนี้เนื่องจากคุณมีการสมัครสมาชิกกับ {brand} "
               "อีเมลนี้เกี่ยวกับการชำระเงินของคุณ จึงไม่สามารถยกเลิกการรับได้",
     "plan": "แพ็กเกจ",
@@ -61,7 +66,7 @@ TH: dict[str, str] = {
     "access_blocked.body": "อัปเดตบัตรของคุณเพื่อชำระเงิน แล้วคุณจะใช้งานได้อีกครั้งทันที",
     "access_blocked.button": "อัปเดตบัตรของคุณ",
     "receipt.subject": "ใบเสร็จสำหรับการชำระเงิน {amount}",
-    "receipt.lead": "ขอบคุณค่ะ เราได้รับการชำระเงิน {amount} ของคุณแล้ว",
+    "receipt.lead": "ขอบคุณ เราได้รับการชำระเงิน {amount} ของคุณแล้ว",
     "receipt.body": "โปรดเก็บอีเมลนี้ไว้เป็นหลักฐานการชำระเงิน ใบกำกับภาษีดาวน์โหลดได้จากหน้าการชำระเงินของคุณ",
     "subscription_canceled.subject": "การสมัครสมาชิก {plan} ของคุณสิ้นสุดแล้ว",
     "subscription_canceled.lead": "การสมัครสมาชิก {plan} ของคุณสิ้นสุดเมื่อวันที่ {date}",
@@ -69,6 +74,11 @@ TH: dict[str, str] = {
     "subscription_ending.subject": "การสมัครสมาชิก {plan} ของคุณจะสิ้นสุดในวันที่ {date}",
     "subscription_ending.lead": "การสมัครสมาชิก {plan} ของคุณถูกตั้งให้สิ้นสุดในวันที่ {date}",
     "subscription_ending.body": "คุณยังใช้งานได้จนถึงวันนั้น หากเปลี่ยนใจ สามารถต่ออายุได้จากหน้าการชำระเงินของคุณ",
+    "trial_ending.subject": "ช่วงทดลองใช้ {plan} ของคุณจะสิ้นสุดในวันที่ {date}",
+    "trial_ending.lead": "ช่วงทดลองใช้ฟรี {plan} ของคุณจะสิ้นสุดในวันที่ {date}",
+    "trial_ending.body": "หลังจากนั้นจะเรียกเก็บเงิน {amount} จากบัตรที่บันทึกไว้ "
+                         "หากต้องการเปลี่ยนบัตรหรือยกเลิก โปรดเปิดหน้าการชำระเงินของคุณ",
+    "trial_ending.button": "จัดการการชำระเงิน",
 }
 
 CATALOGUES = {"en": EN, "th": TH}

@@ -13,6 +13,7 @@ from payment.models import App, DunningCase, Subscription, utcnow
 from payment.runtime import Services
 from tests.dunning import world
 from tests.dunning.mailbox import SmtpServer, parts
+from tests.support import factories
 
 
 def _iso(value: datetime) -> str:
@@ -104,3 +105,31 @@ async def test_an_admin_extends_grace_and_it_is_audited(services: Services, clie
         extended = await cases.extend_grace(session, case.id, days=3, actor="admin:1")
     assert extended.grace_ends_at - utcnow() > timedelta(days=2, hours=23)
     assert (await world.entitlement(client, key, customer))["accessState"] == "grace"
+
+
+async def test_history_recorded_late_sends_nothing_but_a_manual_payment_gets_its_receipt(services: Services) -> None:
+    async with services.db.transaction() as session:
+        customer = await factories.create_customer(session, email="ivy@example.com")
+        plan = await factories.create_plan(session)
+        # first seen already ended, and a payment from months ago: an import or a catch-up, not news
+        await factories.create_subscription(session, customer, plan, status="canceled", ended_at=utcnow())
+        old = await factories.create_invoice(session, customer, status="paid")
+        old.paid_at = utcnow() - timedelta(days=90)
+    async with services.db.transaction() as session:
+        await factories.create_invoice(session, customer, source="manual", status="paid")
+    assert [m.event_type for m in await world.emails(services, customer)] == ["receipt"]
+
+
+async def test_a_trial_about_to_be_charged_is_announced_once(services: Services) -> None:
+    async with services.db.transaction() as session:
+        customer = await factories.create_customer(session, email="jo@example.com")
+        plan = await factories.create_plan(session, name="Vega Pro")
+        await factories.create_subscription(session, customer, plan, status="trialing",
+                                            trial_end=utcnow() + timedelta(days=2))
+        await factories.create_subscription(session, customer, plan, status="trialing",  # ends later: not yet
+                                            trial_end=utcnow() + timedelta(days=10))
+    for _ in range(2):
+        async with services.db.transaction() as session:
+            await cases.send_due_notices(session)
+    [notice] = await world.emails(services, customer)
+    assert (notice.event_type, notice.payload["data"]["amountCents"]) == ("trial_ending", 29900)
