@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.app_webhooks import capture as webhooks
 from payment.audit import service as audit
 from payment.dunning import notices
 from payment.errors import Conflict, NotFound, ValidationError
@@ -110,6 +111,7 @@ async def extend_grace(session: AsyncSession, case_id: int, *, days: int, actor:
         raise Conflict("This dunning case is closed: the invoice was paid or the subscription ended.")
     before = case.grace_ends_at
     case.grace_ends_at = max(before, utcnow()) + timedelta(days=days)
+    webhooks.note_entitlement_change(session, case.customer_id)  # blocked -> grace again
     await audit.record(session, actor=actor, action="dunning.grace_extended", entity_type="customer",
                        entity_id=case.customer_id, details={"case_id": case.id, "invoice_id": case.invoice_id,
                                                             "days": days, "from": before.isoformat(),
@@ -132,6 +134,8 @@ async def send_due_notices(session: AsyncSession, *, now: datetime | None = None
     queued = 0
     for case, sub, customer in rows:
         notice = notices.ACCESS_BLOCKED if now >= case.grace_ends_at else notices.GRACE_ENDING
+        if notice == notices.ACCESS_BLOCKED:
+            webhooks.note_entitlement_change(session, customer.id)  # grace -> blocked: client apps are told too
         invoice = await session.get_one(Invoice, case.invoice_id)
         plan = await session.get_one(Plan, sub.plan_id)
         queued += await notices.queue(

@@ -11,6 +11,7 @@ from sqlalchemy import update
 from payment.dunning import cases, channel
 from payment.models import App, DunningCase, Subscription, utcnow
 from payment.runtime import Services
+from tests.app_webhooks.conftest import client_app, messages
 from tests.dunning import world
 from tests.dunning.mailbox import SmtpServer, parts
 from tests.support import factories
@@ -133,3 +134,24 @@ async def test_a_trial_about_to_be_charged_is_announced_once(services: Services)
             await cases.send_due_notices(session)
     [notice] = await world.emails(services, customer)
     assert (notice.event_type, notice.payload["data"]["amountCents"]) == ("trial_ending", 29900)
+
+
+async def test_client_apps_hear_when_grace_runs_out_and_when_an_admin_extends_it(services: Services) -> None:
+    vega = await client_app(services, "http://127.0.0.1:9/hooks", event_types=("entitlement.changed",))
+    async with services.db.transaction() as session:
+        plan = await factories.create_plan(session, app_id=vega.app.id, name="Vega Pro")
+        customer = await factories.create_customer(session, email="kim@example.com")
+        sub = await factories.create_subscription(session, customer, plan)
+        invoice = await factories.create_invoice(session, customer, subscription=sub, status="open")
+    await world.fail(services, invoice.id, 1)
+    case = await world.case(services, invoice.id)
+    async with services.db.transaction() as session:
+        await session.execute(update(DunningCase).where(DunningCase.id == case.id)
+                              .values(grace_ends_at=utcnow() - timedelta(seconds=1)))
+    for _ in range(2):  # every tick looks; only a change is announced
+        await channel.queue_time_notices(services.db)
+    async with services.db.transaction() as session:
+        await cases.extend_grace(session, case.id, days=2, actor="admin:1")
+    states = [(m.payload["data"]["status"], m.payload["data"]["accessState"])
+              for m in await messages(services, vega.endpoint.id)]
+    assert states == [("active", "full"), ("past_due", "grace"), ("past_due", "blocked"), ("past_due", "grace")]
