@@ -8,6 +8,7 @@ import time
 import pytest
 from sqlalchemy import select
 
+from payment.config import load_settings
 from payment.dunning import channel, devmail, notices, smtp
 from payment.errors import ConfigError
 from payment.models import Customer, OutboxMessage
@@ -91,3 +92,10 @@ async def test_the_dev_catcher_takes_every_mail_even_when_its_usual_port_is_take
         assert (await _message(services, customer)).status == "delivered"
     finally:
         controller.stop()
+
+
+def test_smtp_settings_are_read_and_a_wrong_scheme_is_refused_at_start() -> None:
+    settings = load_settings({"SMTP_URL": "smtps://mailer:secret@mail.example.com", "MAIL_FROM": "Billing <b@x.io>"})
+    assert (settings.smtp_url, settings.mail_from) == ("smtps://mailer:secret@mail.example.com", "Billing <b@x.io>")
+    with pytest.raises(ConfigError, match="SMTP_URL must start with smtp://"):
+        load_settings({"SMTP_URL": "mailto:ops@example.com"})
