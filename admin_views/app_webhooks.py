@@ -16,7 +16,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from admin_views.access import guard
 from admin_views.service_views import Actor, run_service
+from payment.admins.permissions import Permission
 from payment.app_webhooks import catalogue, endpoints
 from payment.errors import PaymentError, ValidationError
 from payment.models import App, WebhookEndpoint
@@ -25,10 +27,8 @@ from payment.runtime import Services, services_of
 LOG_PAGE = 50
 
 
-def _require_admin(request: Request) -> None:
-    admin = getattr(request.state, "admin", None)
-    if admin is not None and getattr(admin, "role", "admin") != "admin":
-        raise HTTPException(status_code=403, detail="Only admins (not viewers) can change webhook endpoints.")
+async def _require_admin(request: Request) -> None:
+    await guard(request, Permission.MANAGE_WEBHOOK_ENDPOINTS)
 
 
 def _form_values(form: FormData) -> dict[str, Any]:
@@ -81,7 +81,7 @@ class WebhookEndpointsView(BaseView):
 
     @expose("/webhook-endpoints/add", methods=["POST"], identity="webhook-endpoint-create")
     async def create(self, request: Request) -> Response:
-        _require_admin(request)
+        await _require_admin(request)
         values = _form_values(await request.form())
         settings = services_of(request).settings
 
@@ -135,7 +135,7 @@ class WebhookEndpointsView(BaseView):
     async def _act(self, request: Request, call: Callable[[AsyncSession, Actor, FormData], Awaitable[str]]
                    ) -> Response:
         """One POST action: the service call, a flash with its outcome, back to the endpoint's page."""
-        _require_admin(request)
+        await _require_admin(request)
         pk = int(request.path_params["pk"])
         form = await request.form()
         try:
@@ -148,7 +148,7 @@ class WebhookEndpointsView(BaseView):
 
     @expose("/webhook-endpoints/{pk:int}/edit", methods=["POST"], identity="webhook-endpoint-edit")
     async def edit(self, request: Request) -> Response:
-        _require_admin(request)
+        await _require_admin(request)
         pk = int(request.path_params["pk"])
         values = _form_values(await request.form())
         production = services_of(request).settings.is_production
@@ -174,7 +174,7 @@ class WebhookEndpointsView(BaseView):
 
     @expose("/webhook-endpoints/{pk:int}/rotate", methods=["POST"], identity="webhook-endpoint-rotate")
     async def rotate(self, request: Request) -> Response:
-        _require_admin(request)
+        await _require_admin(request)
         form = await request.form()
         settings = services_of(request).settings
         hours = str(form.get("overlap_hours") or "24").strip()

@@ -13,9 +13,12 @@ from starlette.responses import JSONResponse, Response
 from wtforms import BooleanField, Form, IntegerField, SelectField, StringField
 from wtforms.validators import Optional
 
+from admin_views.access import guard, role_allows
 from admin_views.csrf import token_for
 from admin_views.formatting import when
 from admin_views.service_views import FORM_CHECK, FORM_CONTROL, Actor, ServiceModelView, redirect_to_list, run_service
+from admin_views.two_factor import step_up_json, step_up_redirect
+from payment.admins.permissions import Permission
 from payment.apps import service as apps
 from payment.dunning import cases as dunning
 from payment.errors import PaymentError
@@ -29,11 +32,15 @@ class AppCreateForm(Form):  # type: ignore[misc]
     name = StringField("Name", render_kw=FORM_CONTROL, description="Display name, e.g. Vega (max 1024).")
     return_url = StringField("Return URL", render_kw=FORM_CONTROL,
                              description="Where users go back to after billing; http:// or https:// only.")
+    logo_url = StringField("Logo URL", render_kw=FORM_CONTROL,
+                           description="Optional https:// address of the app's logo, shown on its billing pages.")
 
 
 class AppEditForm(Form):  # type: ignore[misc]
     name = StringField("Name", render_kw=FORM_CONTROL, description="Display name (max 1024).")
     return_url = StringField("Return URL", render_kw=FORM_CONTROL, description="http:// or https:// only.")
+    logo_url = StringField("Logo URL", render_kw=FORM_CONTROL,
+                           description="Optional https:// address of the app's logo, shown on its billing pages.")
     is_active = BooleanField("Active", render_kw=FORM_CHECK,
                              description="An inactive app's API key is refused.")
     grace_days = IntegerField("Grace days", render_kw=FORM_CONTROL, validators=[Optional()],
@@ -48,6 +55,9 @@ def api_key_cell(app: App, attribute: Any, request: Request) -> Markup:
     copy_url = request.url_for("admin:view-app-copy_key", pk=app.id)
     rotate_url = request.url_for("admin:view-app-rotate_key", pk=app.id)
     confirm = f"Rotate the API key of {app.name}? The current key stops working at once."
+    if not role_allows(request, Permission.REVEAL_API_KEY):
+        return Markup(f'<code class="api-key-masked" data-app-slug="{escape(app.slug)}">'  # noqa: S704 (escaped)
+                      f'{escape(app.api_key_hint)}</code>')
     return Markup(  # noqa: S704 (every interpolated value is escaped)
         '<span class="d-inline-flex align-items-center gap-2 flex-wrap">'
         f'<code class="api-key-masked" data-app-slug="{escape(app.slug)}">{escape(app.api_key_hint)}</code>'
@@ -63,6 +73,7 @@ class AppView(ServiceModelView, model=App):
     name = "App"
     name_plural = "Apps"
     icon = "fa-solid fa-cubes"
+    write_permission = Permission.MANAGE_APPS
     column_list = [App.id, App.slug, App.name, App.return_url, App.api_key_hint, App.is_active, App.created_at]
     column_labels = {App.api_key_hint: "API key", App.return_url: "Return URL", App.is_active: "Active",
                      App.created_at: "Created"}
@@ -75,13 +86,14 @@ class AppView(ServiceModelView, model=App):
         return AppEditForm if editing else AppCreateForm
 
     async def get_form_data_for_edit(self, obj: Any) -> dict[str, Any]:
-        return {"name": obj.name, "return_url": obj.return_url, "is_active": obj.is_active,
-                "grace_days": obj.grace_days, "after_grace": obj.after_grace}
+        return {"name": obj.name, "return_url": obj.return_url, "logo_url": obj.logo_url or "",
+                "is_active": obj.is_active, "grace_days": obj.grace_days, "after_grace": obj.after_grace}
 
     async def create_with(self, session: AsyncSession, data: dict[str, Any], who: Actor) -> Any:
         secret_key = self._settings().secret_key
         issued = await apps.create_app(session, slug=data.get("slug") or "", name=data.get("name") or "",
                                        return_url=data.get("return_url") or "", secret_key=secret_key,
+                                       logo_url=data.get("logo_url") or None,
                                        actor=who.actor, ip=who.ip)
         return issued.app
 
@@ -89,7 +101,7 @@ class AppView(ServiceModelView, model=App):
         app = await apps.get_app(session, pk)
         app = await apps.update_app(session, app, name=data.get("name") or "",
                                     return_url=data.get("return_url") or "", is_active=bool(data.get("is_active")),
-                                    actor=who.actor, ip=who.ip)
+                                    logo_url=str(data.get("logo_url") or ""), actor=who.actor, ip=who.ip)
         grace = data.get("grace_days")
         return await dunning.set_grace_policy(
             session, app, grace_days=app.grace_days if grace is None else int(grace),
@@ -101,6 +113,9 @@ class AppView(ServiceModelView, model=App):
     @expose("/{pk:int}/copy-key", methods=["POST"])
     async def copy_key(self, request: Request) -> Response:
         pk = int(request.path_params["pk"])
+        await guard(request, Permission.REVEAL_API_KEY)  # refuse a role before asking it to confirm its identity
+        if (stale := step_up_json(request)) is not None:
+            return stale
         secret_key = services_of(request).settings.secret_key
 
         async def copy(session: AsyncSession, who: Actor) -> str:
@@ -117,6 +132,10 @@ class AppView(ServiceModelView, model=App):
     @expose("/{pk:int}/rotate-key", methods=["POST"])
     async def rotate_key(self, request: Request) -> Response:
         pk = int(request.path_params["pk"])
+        await guard(request, Permission.REVEAL_API_KEY)
+        back = str(request.url_for("admin:list", identity=self.identity))
+        if (stale := step_up_redirect(request, back)) is not None:
+            return stale
         secret_key = services_of(request).settings.secret_key
 
         async def rotate(session: AsyncSession, who: Actor) -> str:

@@ -1,7 +1,7 @@
 """Admin: download a document's PDF, export CSVs (streamed), the monthly VAT summary, issue documents now.
 
 Downloads and exports are GET (they change nothing the admin sees) and each writes an audit row before any byte
-leaves. The export's permission is checked by payment.exports.service.require_export_permission.
+leaves. The export's permission is checked by the service (payment.exports.service.start_export).
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
+from admin_views.access import guard, refuse
 from admin_views.auth import client_ip, current_admin_actor
+from payment.admins.permissions import Permission, PermissionDenied
 from payment.documents import runner
 from payment.documents import service as documents
 from payment.errors import PaymentError
@@ -30,9 +32,6 @@ EXPORT_FILTERS = ("status", "plan", "source", "customer", "currency", "invoice",
                   "entity_type", "entity_id", "seller", "year")
 
 
-def _role(request: Request) -> str:
-    admin = getattr(request.state, "admin", None)
-    return str(getattr(admin, "role", "admin")) if admin is not None else "admin"
 
 
 def pdf_response(number: str, pdf: bytes, sha256: str | None) -> Response:
@@ -84,8 +83,10 @@ class DocumentsView(BaseView):
                    if request.query_params.get(n, "").strip()}
         try:
             async with services.db.transaction() as session:
-                filename = await exports.start_export(session, kind, filters, role=_role(request),
+                filename = await exports.start_export(session, kind, filters,
                                                       actor=current_admin_actor(request), ip=client_ip(request))
+        except PermissionDenied as denied:
+            await refuse(request, denied)
         except PaymentError as exc:
             raise HTTPException(status_code=exc.status_code, detail=exc.message) from None
         return StreamingResponse(exports.stream(services.db, kind, filters), media_type="text/csv; charset=utf-8",
@@ -94,8 +95,7 @@ class DocumentsView(BaseView):
 
     @expose("/documents/issue-now", methods=["POST"], identity="documents-issue-now")
     async def issue_now(self, request: Request) -> Response:
-        if _role(request) != "admin":
-            raise HTTPException(status_code=403, detail="Only admins (not viewers) can issue documents.")
+        await guard(request, Permission.MANAGE_DOCUMENTS)
         queued = await runner.request_run(services_of(request).jobs)
         if queued:
             Flash.success(request, "Documents that are due will be issued in a moment.")

@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from admin_views.formatting import money, when
+from admin_views.formatting import money, status_label, when
+from payment.admins.permissions import AdminActor, Permission
 from payment.errors import PaymentError, ValidationError
 from payment.models import Customer, Invoice, Plan, Refund, Subscription
 from payment.payments import service as payments
@@ -49,7 +50,7 @@ class Target:
 @dataclass
 class ActContext:
     gateway: StripeGateway
-    actor: str
+    actor: AdminActor
     ip: str | None
     nonce: str
 
@@ -105,12 +106,14 @@ def _duration_fields() -> list[Field]:
 
 
 def _sub_label(sub: Subscription) -> str:
-    return f"#{sub.id} {sub.plan.name} ({sub.source}, {sub.status}, until {when(sub.current_period_end)})"
+    return f"#{sub.id} {sub.plan.name} ({sub.source}, {status_label(sub.status)}, until {when(sub.current_period_end)})"
 
 
 class Operation:
     action = ""
     kind = ""  # customer | subscription | invoice | refund: what the URL's id names
+    permission: Permission
+    step_up = False  # asks for a fresh two-factor code (or the password) first
     title = ""
     button = "Continue"
     confirm_button = "Confirm"
@@ -132,6 +135,9 @@ class Operation:
     def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
         return []
 
+    async def precheck(self, session: AsyncSession, target: Target, parsed: dict[str, Any]) -> None:
+        """Refusals the database can tell before the confirmation page (read-only; `act` checks again)."""
+
     async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
         raise NotImplementedError
 
@@ -140,6 +146,7 @@ class Operation:
 
 
 class CancelAtPeriodEnd(Operation):
+    permission = Permission.MANAGE_SUBSCRIPTIONS
     action, kind, title, button, danger = "cancel", "subscription", "Cancel subscription at period end", \
         "Cancel Sub", True
 
@@ -165,6 +172,7 @@ class CancelAtPeriodEnd(Operation):
 
 
 class Resume(Operation):
+    permission = Permission.MANAGE_SUBSCRIPTIONS
     action, kind, title, button = "resume", "subscription", "Resume subscription", "Resume"
 
     def fields(self, target: Target) -> list[Field]:
@@ -188,6 +196,7 @@ class Resume(Operation):
 
 
 class Extend(Operation):
+    permission = Permission.MANAGE_SUBSCRIPTIONS
     action, kind, title, button = "extend", "subscription", "Extend subscription", "Extend"
 
     def fields(self, target: Target) -> list[Field]:
@@ -215,6 +224,7 @@ class Extend(Operation):
 
 
 class Grant(Operation):
+    permission = Permission.MANAGE_SUBSCRIPTIONS
     action, kind, title, button = "grant", "customer", "Grant subscription", "Grant Subscription"
 
     def fields(self, target: Target) -> list[Field]:
@@ -232,6 +242,10 @@ class Grant(Operation):
                 ("Invoice", "none (free)"), ("Reason", parsed["reason"]),
                 *([("Replaces", "the customer's live subscription in this scope")] if parsed["replace"] else [])]
 
+    async def precheck(self, session: AsyncSession, target: Target, parsed: dict[str, Any]) -> None:
+        await subscriptions.check_grant(session, target.customer.id, plan_id=parsed["plan_id"],
+                                        replace=parsed["replace"])
+
     async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
         sub = await subscriptions.grant(session, target.customer.id, plan_id=parsed["plan_id"],
                                         months=parsed["months"], days=parsed["days"], reason=parsed["reason"],
@@ -241,6 +255,7 @@ class Grant(Operation):
 
 
 class RecordPayment(Operation):
+    permission = Permission.RECORD_PAYMENT
     action, kind, title, button = "payment", "customer", "Record manual payment", "Record Payment"
 
     def fields(self, target: Target) -> list[Field]:
@@ -276,6 +291,10 @@ class RecordPayment(Operation):
                 ("Reference number", parsed["reference_number"]), ("Plan", parsed["plan"]),
                 ("Duration", _span(parsed)), ("Paid date", parsed["paid_on"].isoformat())]
 
+    async def precheck(self, session: AsyncSession, target: Target, parsed: dict[str, Any]) -> None:
+        fields = {k: v for k, v in parsed.items() if k != "plan"}
+        await payments.check_manual(session, target.customer.id, payments.ManualPayment(**fields))
+
     async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
         fields = {k: v for k, v in parsed.items() if k != "plan"}
         invoice = await payments.record_manual(session, target.customer.id, payments.ManualPayment(**fields),
@@ -286,6 +305,8 @@ class RecordPayment(Operation):
 
 
 class IssueRefund(Operation):
+    permission = Permission.REFUND
+    step_up = True
     action, kind, title, button, danger = "refund", "invoice", "Refund invoice", "Refund", True
 
     def unavailable(self, target: Target) -> str:
@@ -329,14 +350,16 @@ class IssueRefund(Operation):
         assert target.invoice is not None
         refund = await refunds.issue(
             session, target.invoice.id, amount_cents=parsed["amount_cents"], reason=parsed["reason"],
-            also_cancel=parsed["also_cancel"], gateway=ctx.gateway, actor=ctx.actor, ip=ctx.ip,
-            idempotency_key=self.idempotency_key(ctx, f"-{parsed['amount_cents']}"))
+            also_cancel=parsed["also_cancel"], actor=ctx.actor, ip=ctx.ip)
         state = "pending until Stripe confirms it" if refund.status == "pending" else "recorded"
+        # a Stripe refund is sent after this transaction commits (operations.py), never under its locks
         return {"level": "success", "refund_id": refund.id, "also_cancel": parsed["also_cancel"],
+                "send_to_stripe": refunds.needs_stripe(refund),
                 "message": f"Refund #{refund.id} of {money(refund.amount_cents, refund.currency)} {state}."}
 
 
 class RetryCancellation(Operation):
+    permission = Permission.REFUND
     action, kind, title, button, danger = "retry-cancellation", "refund", "Retry cancellation", \
         "Retry cancellation", True
 

@@ -20,6 +20,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from admin_views.access import guard, refuse
+from admin_views.auth import current_admin_actor
 from admin_views.operation_specs import (
     OPERATIONS,
     ActContext,
@@ -29,7 +31,8 @@ from admin_views.operation_specs import (
     Target,
     cancellation_outcome,
 )
-from payment.audit.service import admin_actor
+from admin_views.two_factor import step_up_redirect
+from payment.admins.permissions import PermissionDenied
 from payment.errors import NotFound, PaymentError
 from payment.models import Customer, Invoice, Plan, Refund, Subscription
 from payment.refunds import service as refunds
@@ -39,22 +42,8 @@ from payment.submissions import service as submissions
 log = logging.getLogger(__name__)
 
 
-def _actor(request: Request) -> str:
-    try:
-        from admin_views.auth import current_admin_actor
-    except ImportError:  # pragma: no cover - the admin sign-in module always provides it
-        return admin_actor(int(request.session["admin_id"]))
-    return current_admin_actor(request)
-
-
 def _ip(request: Request) -> str | None:
     return request.client.host if request.client else None
-
-
-def _require_operator(request: Request) -> None:
-    admin = getattr(request.state, "admin", None)
-    if admin is not None and getattr(admin, "role", "admin") != "admin":
-        raise HTTPException(status_code=403, detail="Only admins (not viewers) can change billing.")
 
 
 async def load_target(session: AsyncSession, op: Operation, pk: int) -> Target:
@@ -97,10 +86,12 @@ class OperationsView(BaseView):
 
     @expose("/operations/{kind}/{pk:int}/{action}", methods=["GET", "POST"], identity="operation")
     async def operation(self, request: Request) -> Response:
-        _require_operator(request)
         op = OPERATIONS.get(request.path_params["action"])
         if op is None or op.kind != request.path_params["kind"]:
             raise HTTPException(status_code=404, detail="No such action.")
+        await guard(request, op.permission)
+        if op.step_up and (stale := step_up_redirect(request, request.url.path)) is not None:
+            return stale
         services = services_of(request)
         try:
             async with services.db.session() as session:
@@ -118,11 +109,14 @@ class OperationsView(BaseView):
         try:
             nonce = submissions.check_nonce(values.get("nonce"))
             parsed = op.parse(target, values)
+            if values.get("confirm") != "yes":
+                async with services.db.session() as session:
+                    await op.precheck(session, target, parsed)
         except PaymentError as exc:
             return await self._form(request, op, target, values, exc, status_code=422)
         if values.get("confirm") != "yes":
             return await self._confirm(request, op, target, values, parsed)
-        ctx = ActContext(gateway=services.stripe, actor=_actor(request), ip=_ip(request), nonce=nonce)
+        ctx = ActContext(gateway=services.stripe, actor=current_admin_actor(request), ip=_ip(request), nonce=nonce)
         try:
             async with services.db.transaction() as session:
                 first = await submissions.claim(session, nonce, action=op.action, actor=ctx.actor)
@@ -130,15 +124,34 @@ class OperationsView(BaseView):
                     outcome = await op.act(session, target, parsed, ctx)
                     outcome.setdefault("redirect", customer_url(request, target.customer.id))
                     await submissions.settle(session, nonce, outcome)
+        except PermissionDenied as denied:
+            await refuse(request, denied)
         except PaymentError as exc:
             # nothing was written (the transaction rolled back, the nonce too): the same form can be sent again
             return await self._form(request, op, target, values, exc, status_code=422)
         if first is not None:
             first = {**first, "message": "Already done (this form was submitted twice): " + first["message"]}
             return self._done(request, first, customer_url(request, target.customer.id))
+        if outcome.get("send_to_stripe"):
+            outcome = await self._send_refund(services, outcome, ctx)
         if outcome.get("also_cancel"):
             outcome = await self._cancel_after_refund(services, outcome, ctx)
         return self._done(request, outcome, outcome["redirect"])
+
+    @staticmethod
+    async def _send_refund(services: Services, outcome: Outcome, ctx: ActContext) -> Outcome:
+        """The pending refund is committed; now Stripe, outside any transaction. A refusal fails the refund (it no
+        longer counts as pending) and skips the cancellation that was to follow it."""
+        refund = await refunds.send_to_stripe(services.db, ctx.gateway, int(outcome["refund_id"]), actor=ctx.actor,
+                                              ip=ctx.ip)
+        if refund.status == "failed":
+            outcome = {**outcome, "level": "error", "also_cancel": False,
+                       "message": f"Stripe refused refund #{refund.id}: {refund.failure_reason} Nothing was refunded."}
+        else:
+            outcome = {**outcome, "send_to_stripe": False}
+        async with services.db.transaction() as session:
+            await submissions.settle(session, ctx.nonce, outcome)
+        return outcome
 
     @staticmethod
     async def _cancel_after_refund(services: Services, outcome: Outcome, ctx: ActContext) -> Outcome:

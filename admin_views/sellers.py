@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from wtforms import BooleanField, FileField, Form, SelectField, StringField, TextAreaField
 
 from admin_views.service_views import FORM_CHECK, FORM_CONTROL, FORM_SELECT, Actor, ServiceModelView
+from payment.admins.permissions import Permission
 from payment.documents import sellers
 from payment.documents.sellers import LOGO_MAX_BYTES, SellerInput
 from payment.models import App, SellerProfile
@@ -32,6 +33,7 @@ class SellerProfileView(ServiceModelView, model=SellerProfile):
     name_plural = "Seller profiles"
     identity = "seller-profile"
     icon = "fa-solid fa-building"
+    write_permission = Permission.MANAGE_DOCUMENTS
     column_list = [SellerProfile.id, SellerProfile.legal_name, SellerProfile.tax_id, SellerProfile.branch_code,
                    SellerProfile.app, SellerProfile.vat_registered, SellerProfile.vat_rate_bp,
                    SellerProfile.prices_include_vat]

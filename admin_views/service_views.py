@@ -12,14 +12,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from sqladmin.flash import Flash
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from wtforms import Form
 
+from admin_views.access import guard, refuse, role_allows
 from admin_views.auth import client_ip, current_admin_actor, current_admin_id
 from admin_views.base import IntegerPkView
+from payment.admins.permissions import Permission, PermissionDenied
 from payment.errors import Conflict, PaymentError
 from payment.runtime import services_of
 
@@ -44,6 +47,8 @@ async def run_service(request: Request, call: Callable[[AsyncSession, Actor], Aw
     try:
         async with services_of(request).db.transaction() as session:
             return await call(session, who)
+    except PermissionDenied as denied:
+        await refuse(request, denied)
     except PaymentError:
         raise
     except IntegrityError:
@@ -71,6 +76,22 @@ class ServiceModelView(IntegerPkView):
     form_create_rules: ClassVar[list[str]] = ["create"]
     form_edit_rules: ClassVar[list[str]] = ["edit"]
 
+    # what creating or editing rows of this view needs; the list hides the buttons from other roles
+    write_permission: ClassVar[Permission]
+
+    async def check_can_create(self, request: Request) -> bool:
+        return await self._check_write(request, "/create")
+
+    async def check_can_edit(self, request: Request, model: Any) -> bool:
+        return await self._check_write(request, "/edit/")
+
+    async def _check_write(self, request: Request, route: str) -> bool:
+        if role_allows(request, self.write_permission):
+            return True
+        if route in request.url.path:  # the create/edit page itself, not a list deciding whether to show a button
+            await guard(request, self.write_permission)
+        return False
+
     async def scaffold_form(self, rules: list[str] | None = None) -> type[Form]:
         return await self.form_class(editing=rules == ["edit"])
 
@@ -85,16 +106,25 @@ class ServiceModelView(IntegerPkView):
 
     async def insert_model(self, request: Request, data: dict[str, Any]) -> Any:
         try:
-            return await run_service(request, lambda session, who: self.create_with(session, data, who))
+            obj = await run_service(request, lambda session, who: self.create_with(session, data, who))
         except PaymentError as exc:
             request.state.error_field = exc.field  # the form template marks that input
             raise
+        Flash.success(request, f"{self.name} “{saved_label(obj)}” created.")
+        return obj
 
     async def update_model(self, request: Request, pk: str, data: dict[str, Any]) -> Any:
         if not pk.isdigit():
             raise PaymentError("No such record.")
         try:
-            return await run_service(request, lambda session, who: self.update_with(session, int(pk), data, who))
+            obj = await run_service(request, lambda session, who: self.update_with(session, int(pk), data, who))
         except PaymentError as exc:
             request.state.error_field = exc.field
             raise
+        Flash.success(request, f"{self.name} “{saved_label(obj)}” saved.")
+        return obj
+
+
+def saved_label(obj: Any) -> str:
+    """How a success message names what was saved: its name, else its email, else its id."""
+    return str(getattr(obj, "name", None) or getattr(obj, "email", None) or f"#{getattr(obj, 'id', '')}")

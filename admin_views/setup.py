@@ -15,6 +15,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from admin_views import (
+    access,
     admin_users,
     apps,
     audit_log,
@@ -23,17 +24,21 @@ from admin_views import (
     documents,
     dunning,
     operations,
+    password_links,
     plans,
     records,
     sellers,
+    two_factor,
     webhook_events,
 )
 from admin_views.app_webhooks import register as register_app_webhooks
 from admin_views.auth import BAD_CREDENTIALS, AdminAuth
 from admin_views.csrf import install_template_globals
 from admin_views.formatting import install_filters
+from admin_views.headers import AdminHeadersMiddleware
 from admin_views.keyset import KeysetModelView
 from payment.errors import PaymentError
+from payment.http import UnavailableMiddleware
 from payment.runtime import Services
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -97,10 +102,15 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
         authentication_backend=auth,
     )
     auth.templates = admin.templates
+    # the admin is its own Starlette app with its own 500 handler: the 503 for an unreachable or busy database
+    # must sit inside it, around the session and sign-in middleware that already read the database
+    admin.admin.add_middleware(UnavailableMiddleware)
+    admin.admin.add_middleware(AdminHeadersMiddleware)
     # routes inside the mounted admin see the admin's Starlette as request.app
     admin.admin.state.services = services
     admin.admin.state.secret_key = services.settings.secret_key
     install_template_globals(admin.templates.env)
+    access.install_template_globals(admin.templates.env)
     install_filters(admin.templates.env)
     sqladmin_log = logging.getLogger("sqladmin.application")
     if not any(isinstance(f, _HideExpectedErrors) for f in sqladmin_log.filters):
@@ -109,7 +119,7 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
                  plans.PlanView, apps.AppView, admin_users.AdminUserView, audit_log.AuditLogView,
                  sellers.SellerProfileView):
         admin.add_view(view)
-    for module in (dashboard, webhook_events, operations, documents, dunning):
+    for module in (dashboard, webhook_events, operations, documents, dunning, two_factor, password_links):
         module.register(admin, services)
     register_app_webhooks(admin, services)
     return admin

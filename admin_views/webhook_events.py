@@ -8,12 +8,13 @@ from typing import Any
 from sqladmin import Admin, expose
 from sqladmin.flash import flash
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from admin_views.access import guard
+from admin_views.auth import current_admin_actor
 from admin_views.keyset import FilterSpec, KeysetModelView, plain_choices
-from payment.audit.service import admin_actor
+from payment.admins.permissions import Permission
 from payment.errors import PaymentError
 from payment.listing import Page
 from payment.models import StripeEvent
@@ -21,16 +22,9 @@ from payment.models.ops import EVENT_STATUSES
 from payment.runtime import Services, services_of
 from payment.stripe import events
 from payment.stripe.handlers import HANDLED_TYPES
+from payment.stripe.version import API_VERSION
 
 log = logging.getLogger(__name__)
-
-
-def _actor(request: Request) -> str:
-    try:
-        from admin_views.auth import current_admin_actor
-    except ImportError:  # pragma: no cover - the admin sign-in module provides it
-        return admin_actor(int(request.session["admin_id"]))
-    return current_admin_actor(request)
 
 
 class WebhookEventView(KeysetModelView, model=StripeEvent):
@@ -38,7 +32,8 @@ class WebhookEventView(KeysetModelView, model=StripeEvent):
     name_plural = "Webhook events"
     identity = "stripe-event"
     icon = "fa-solid fa-plug-circle-bolt"
-    list_headers = ("ID", "Stripe event", "Type", "Status", "Attempts", "Received", "Handled", "Last error", "")
+    list_headers = ("ID", "Stripe event", "Type", "API version", "Status", "Attempts", "Received", "Handled",
+                    "Last error", "")
     row_template = "webhook_events/row.html"
     details_template = "webhook_events/details.html"
     filter_names = ("status", "type")
@@ -49,6 +44,10 @@ class WebhookEventView(KeysetModelView, model=StripeEvent):
         return [FilterSpec("status", "Status", plain_choices(EVENT_STATUSES)),
                 FilterSpec("type", "Type", [(t, t) for t in HANDLED_TYPES])]
 
+    async def row_context(self, session: AsyncSession, rows: list[Any]) -> dict[str, Any]:
+        # an event of another version is still applied (we re-read the object), but admins should see it
+        return {"pinned_api_version": API_VERSION}
+
     async def fetch(self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int,
                     with_total: bool) -> Page[Any]:
         return await events.list_events(session, filters, after=after, limit=limit, with_total=with_total)
@@ -56,14 +55,12 @@ class WebhookEventView(KeysetModelView, model=StripeEvent):
     @expose("/retry/{pk:int}", methods=["POST"])
     async def retry(self, request: Request) -> Response:
         """Retry: POST only (the CSRF middleware has checked the token), one service call, back to the event."""
-        admin = getattr(request.state, "admin", None)
-        if admin is not None and getattr(admin, "role", "admin") != "admin":
-            raise HTTPException(status_code=403, detail="Only admins (not viewers) can retry webhook events.")
+        await guard(request, Permission.RETRY_WEBHOOK)
         services = services_of(request)
         pk = int(request.path_params["pk"])
         try:
             async with services.db.transaction() as session:
-                await events.retry(session, pk, actor=_actor(request))
+                await events.retry(session, pk, actor=current_admin_actor(request))
         except PaymentError as exc:
             flash(request, exc.message, "error")
         else:

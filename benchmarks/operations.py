@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.pgserver import server
 from payment import migrate
+from payment.admins.permissions import AdminActor, Role
 from payment.config import Settings
 from payment.dburl import libpq_url, with_database
 from payment.errors import PaymentError
@@ -33,7 +34,7 @@ from payment.submissions import service as submissions
 from tests.support import factories
 
 DATABASE = "aquoris_operations_bench"
-ACTOR = "admin:1"
+ACTOR = AdminActor(1, Role.OWNER)
 
 
 
@@ -66,7 +67,7 @@ async def run(services: Services, racers: int, payments: int) -> None:
             async with db.transaction() as session:
                 if await submissions.claim(session, nonce, action="refund", actor=ACTOR) is not None:
                     return "replayed"
-                await refunds.issue(session, invoice_id, amount_cents=100, reason="bench", gateway=services.stripe,
+                await refunds.issue(session, invoice_id, amount_cents=100, reason="bench",
                                     actor=ACTOR)
                 await submissions.settle(session, nonce, {"level": "success", "message": "ok"})
                 return "refunded"

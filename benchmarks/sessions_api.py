@@ -1,19 +1,24 @@
-"""POST /api/v1/sessions under load, beside a bare Starlette + asyncpg endpoint running the same SQL.
+"""POST /api/v1/sessions driven by wrk: the service beside a bare Starlette + asyncpg endpoint running the same SQL.
 
-    python benchmarks/sessions_api.py [--seconds 10] [--concurrency 32] [--users 2000] [--rounds 2]
+    python benchmarks/sessions_api.py [--seconds 10] [--connections 32] [--users 2000] [--rounds 3]
+                                      [--web-workers 1] [--before PATH]
 
-Starts PostgreSQL (embedded in a temporary folder, or a new database on TEST_DATABASE_URL's server), migrates it,
-creates the app `vega`, then serves, one after the other, each on its own loopback port in a process of its own
-under uvicorn (one worker, no access log):
+Starts PostgreSQL (embedded in a temporary folder, or TEST_DATABASE_URL's server), then for each side a fresh
+migrated database with the app `vega`, and all the servers at once, each a process of its own on loopback:
 
-  service:   the real app (`payment.app:create_app`): key check, JSON and size checks, validation, customer upsert,
-             billing session + audit rows, through SQLAlchemy's async ORM
-  baseline:  this file's `baseline_app`: a bare Starlette endpoint running the same SQL statements through an
-             asyncpg pool (key lookup; customer select FOR UPDATE, insert + audit when new; session insert; audit)
+  ours:      `payment serve` (the real app: key check, JSON and size checks, validation, customer upsert, billing
+             session + audit rows), with `--web-workers` processes
+  baseline:  this file's `baseline_app` under uvicorn: a bare Starlette endpoint running the same SQL statements
+             through an asyncpg pool of 20 (ours gets DB_POOL_SIZE=20), in one transaction
+  before:    with `--before PATH`, `payment serve` from another checkout (e.g. `git worktree add /tmp/before main`),
+             to measure a change against the code it replaces in the same run
 
-The load comes from this process: `--concurrency` requests in flight over keep-alive HTTP/1.1 connections for
-`--seconds` after a 2-second warm-up, users drawn at random from `--users` external ids (new ones at first, then
-mostly returning). Prints requests per second and p50/p99 latency per round and the median over the rounds.
+The rounds alternate between the sides (the order rotates each round) so a busy machine hurts them alike. Each
+round is `wrk -t1 -c<connections>` for `--seconds`, users drawn at random from `--users` external ids. Printed per
+round and side: requests per second, p50/p99, CPU milliseconds per request of the server process(es), and the load
+average at that moment. Then each side is started once more behind a counting proxy and driven lightly for a
+couple of seconds to count its round trips to PostgreSQL per request. The summary gives the medians and each
+side's ratio to the baseline.
 """
 
 from __future__ import annotations
@@ -23,21 +28,17 @@ import asyncio
 import hashlib
 import json
 import os
-import random
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -46,7 +47,8 @@ from starlette.routing import Route
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-DATABASE = "aquoris_sessions_bench"
+from benchmarks import loadgen, pgserver  # noqa: E402
+
 TTL = timedelta(hours=1)
 
 
@@ -109,138 +111,104 @@ def baseline_app() -> Starlette:
 
 # ---------------------------------------------------------------- harness
 
-@contextmanager
-def postgres() -> Iterator[str]:
-    """URL of a server's `postgres` database: TEST_DATABASE_URL, or an embedded one in a temporary folder."""
-    configured = os.environ.get("TEST_DATABASE_URL")
-    if configured:
-        yield configured
-        return
-    from payment.embedded_pg import EmbeddedPostgres
+# Run with the side's own code (PYTHONPATH), so `--before` migrates with its own migrations.
+_PREPARE = """
+import asyncio, sys
+from payment import migrate
+from payment.apps import service as apps
+from payment.config import DEV_SECRET_KEY
+from payment.db import Database
 
-    shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    with tempfile.TemporaryDirectory(prefix="aquoris-bench-", dir=shm) as folder:
-        pg = EmbeddedPostgres(folder)
-        pg.start()
-        try:
-            yield pg.url("postgres")
-        finally:
-            pg.stop()
+try:
+    from payment.audit.chain import chain_key
+    CHAIN = {"audit_key": chain_key(DEV_SECRET_KEY)}
+except ImportError:  # a checkout from before the audit chain (--before)
+    CHAIN = {}
 
-
-async def prepare(server_url: str) -> tuple[str, str]:
-    """A fresh migrated database with the app `vega`: (database URL, API key)."""
-    from payment import migrate
-    from payment.apps import service as apps
-    from payment.config import DEV_SECRET_KEY
-    from payment.db import Database
-    from payment.dburl import libpq_url, with_database
-
-    admin = await asyncpg.connect(libpq_url(server_url))
-    await admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-    await admin.execute(f'CREATE DATABASE "{DATABASE}"')
-    await admin.close()
-    url = with_database(server_url, DATABASE)
+async def main(url):
     await migrate.upgrade_async(url)
-    db = Database(url, null_pool=True)
+    db = Database(url, null_pool=True, **CHAIN)
     async with db.transaction() as session:
         issued = await apps.create_app(session, slug="vega", name="Vega", return_url="https://vega.example.com/",
                                        secret_key=DEV_SECRET_KEY, actor="bench")
     await db.dispose()
-    return url, issued.api_key
+    print(issued.api_key)
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+_LUA = """
+math.randomseed(7)
+local headers = {["Authorization"] = "Bearer %(key)s", ["Content-Type"] = "application/json"}
+request = function()
+  local body = '{"externalUserId":"bench-user-' .. math.random(0, %(users)d - 1) .. '","appSlug":"vega"}'
+  return wrk.format("POST", "/api/v1/sessions", headers, body)
+end
+"""
 
 
-@contextmanager
-def serve(target: list[str], port: int, env: dict[str, str]) -> Iterator[str]:
-    command = [sys.executable, "-m", "uvicorn", *target, "--host", "127.0.0.1", "--port", str(port),
-               "--log-level", "warning", "--no-access-log"]
-    process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/", timeout=1)
-                break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{target} did not start") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(30)
+def fresh_database(server_url: str, name: str, root: Path) -> tuple[str, str]:
+    """A new migrated database with the app `vega`, made by the code in `root`: (URL, API key)."""
+    from payment.dburl import with_database
+
+    async def recreate() -> None:
+        admin = await asyncpg.connect(server_url)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        await admin.close()
+
+    asyncio.run(recreate())
+    url = with_database(server_url, name)
+    key = subprocess.run([sys.executable, "-c", _PREPARE, url], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                         capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    return url, key
 
 
-async def load(url: str, key: str, *, seconds: float, concurrency: int, users: int) -> dict[str, float]:
-    latencies: list[float] = []
-    errors = 0
-    rng = random.Random(7)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as client:
-        async def worker(stop_at: float, record: bool) -> None:
-            nonlocal errors
-            while time.monotonic() < stop_at:
-                body = json.dumps({"externalUserId": f"bench-user-{rng.randrange(users)}", "appSlug": "vega"})
-                started = time.perf_counter()
-                try:
-                    response = await client.post("/api/v1/sessions", content=body)
-                except httpx.TransportError:  # counted, as a client would see it; the next request reconnects
-                    errors += record
-                    continue
-                elapsed = time.perf_counter() - started
-                if record:
-                    if response.status_code == 201:
-                        latencies.append(elapsed)
-                    else:
-                        errors += 1
+def command(side: str, root: Path, port: int, web_workers: int) -> list[str]:
+    if side == "baseline":
+        return [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.sessions_api:baseline_app",
+                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    extra = ["--workers", str(web_workers)] if web_workers > 1 else []
+    return [sys.executable, "-c", "from payment.cli import run; run()", "serve", "--host", "127.0.0.1",
+            "--port", str(port), *extra]
 
-        warm = time.monotonic() + 2
-        await asyncio.gather(*(worker(warm, False) for _ in range(concurrency)))
-        started = time.monotonic()
-        await asyncio.gather(*(worker(started + seconds, True) for _ in range(concurrency)))
-        wall = time.monotonic() - started
-    ordered = sorted(latencies)
-    return {"rps": len(ordered) / wall, "p50": ordered[len(ordered) // 2] * 1000,
-            "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000, "errors": errors,
-            "requests": len(ordered)}
+
+def environment(side: str, root: Path, url: str) -> dict[str, str]:
+    from payment.dburl import libpq_url
+
+    if side == "baseline":
+        return {"BENCH_DSN": libpq_url(url), "PYTHONPATH": str(root)}
+    return {"APP_ENV": "development", "DATABASE_URL": url, "LOG_LEVEL": "WARNING", "DB_POOL_SIZE": "20",
+            "PYTHONPATH": str(root)}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--users", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--web-workers", type=int, default=1, help="`payment serve --workers` for ours")
+    parser.add_argument("--before", type=Path, help="a checkout of the code to compare against")
     args = parser.parse_args()
-    from payment.dburl import libpq_url
+    loadgen.require_wrk()
     from payment.embedded_pg import free_port
 
-    with postgres() as server_url:
-        url, key = asyncio.run(prepare(server_url))
-        targets = {
-            "service": (["--factory", "payment.app:create_app"],
-                        {"APP_ENV": "development", "DATABASE_URL": url, "LOG_LEVEL": "WARNING",
-                         "DB_POOL_SIZE": "10"}),
-            "baseline": (["--factory", "benchmarks.sessions_api:baseline_app"], {"BENCH_DSN": libpq_url(url)}),
-        }
-        results: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
-        for round_no in range(1, args.rounds + 1):
-            for name, (target, env) in targets.items():
-                with serve(target, free_port(), env) as base:
-                    figures = asyncio.run(load(base, key, seconds=args.seconds, concurrency=args.concurrency,
-                                               users=args.users))
-                results[name].append(figures)
-                print(f"round {round_no} {name:9s} {figures['rps']:8.1f} req/s  p50 {figures['p50']:6.1f} ms  "
-                      f"p99 {figures['p99']:6.1f} ms  ({int(figures['requests'])} requests, "
-                      f"{int(figures['errors'])} errors)", flush=True)
-        print(f"\nPOST /api/v1/sessions, {args.concurrency} in flight, {args.seconds:.0f} s per round, "
-              f"median of {args.rounds} rounds (cores: {os.cpu_count()}):")
-        for name, rounds in results.items():
-            print(f"  {name:9s} {statistics.median(r['rps'] for r in rounds):8.1f} req/s  "
-                  f"p50 {statistics.median(r['p50'] for r in rounds):6.1f} ms  "
-                  f"p99 {statistics.median(r['p99'] for r in rounds):6.1f} ms")
+    roots = {"ours": ROOT, "baseline": ROOT}
+    if args.before:
+        roots["before"] = args.before.resolve()
+    with pgserver.server() as server_url, tempfile.TemporaryDirectory() as scratch:
+        sides = []
+        for name, root in roots.items():
+            url, key = fresh_database(server_url, f"bench_sessions_{name}", root)
+            script = Path(scratch) / f"{name}.lua"
+            script.write_text(_LUA % {"key": key, "users": args.users})
+            sides.append(loadgen.Side(
+                name, root, lambda port, name=name, root=root: command(name, root, port, args.web_workers),  # type: ignore[misc]
+                lambda url, name=name, root=root: environment(name, root, url),  # type: ignore[misc]
+                url, lambda _round, script=script: script))  # type: ignore[misc]
+        loadgen.compare(sides, title="POST /api/v1/sessions", rounds=args.rounds, seconds=args.seconds,
+                        connections=args.connections, baseline="baseline", free_port=free_port)
 
 
 if __name__ == "__main__":

@@ -1,196 +1,183 @@
-"""Webhooks at scale: deliveries accepted per second, and a 10,000-event backlog drained by one worker.
+"""Stripe webhook deliveries accepted per second, driven by wrk: the service beside a bare Starlette + asyncpg
+endpoint doing the same work.
 
-    python benchmarks/webhooks.py [--events 10000] [--customers 100] [--senders 16] [--concurrency 4]
+    python benchmarks/webhooks.py [--seconds 10] [--connections 32] [--rounds 3] [--web-workers 1] [--before PATH]
 
-Everything runs as in production, each in its own process: an embedded PostgreSQL in a temporary folder (or a new
-database on TEST_DATABASE_URL's server), `payment sandbox` as Stripe, `payment serve` as the web app and one
-`payment worker`. The sandbox first holds `--customers` real subscriptions (checkout paid, then one renewal); the
-backlog is `--events` signed deliveries of those subscriptions' real events (each with its own event id, as
-Stripe's stream of updates), posted by `--senders` concurrent clients while no worker runs. Then one worker starts
-and drains it; every event is a Stripe read plus a transaction, exactly as in production.
+For each side a fresh migrated database (PostgreSQL embedded in a temporary folder, or TEST_DATABASE_URL's server),
+and all the servers up at once, each a process of its own on loopback:
 
-Prints: deliveries accepted per second, events applied per second, and the failures (expected: none).
+  ours:      `payment serve` (`--web-workers` processes): signature check, the event stored once and its
+             Procrastinate job, as in production (no worker runs: the jobs wait)
+  baseline:  this file's `baseline_app` under uvicorn: HMAC check, JSON parse, then in one transaction the event
+             insert (ON CONFLICT DO NOTHING) and the job through Procrastinate's `procrastinate_defer_jobs_v1`
+  before:    with `--before PATH`, `payment serve` from another checkout (`git worktree add /tmp/before main`)
+
+Every round posts distinct events (a `customer.subscription.updated` with a real subscription object from
+../shared/stripe/fixtures3.json, about 4 KB), signed just before the round with the development webhook secret;
+wrk cycles through them, so a round longer than the events prepared repeats some (answered as duplicates).
+Printed like benchmarks/sessions_api.py: per round and side req/s, p50/p99, CPU ms per request, load average; then
+round trips per request counted by a proxy in front of PostgreSQL, and medians with ratios to the baseline.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import hashlib
+import hmac
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
-import stripe
-from sqlalchemy import func, select
+import asyncpg
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from payment import migrate  # noqa: E402
-from payment.config import DEV_STRIPE_WEBHOOK_SECRET  # noqa: E402
-from payment.embedded_pg import EmbeddedPostgres, free_port  # noqa: E402
-from payment.models import StripeEvent  # noqa: E402
-from payment.stripe.handlers import HANDLED_TYPES  # noqa: E402
-from tests.support.app import running_services  # noqa: E402
-from tests.support.db import settings_for  # noqa: E402
-from tests.webhooks.world import World  # noqa: E402
+from benchmarks import loadgen, pgserver  # noqa: E402
+from benchmarks.sessions_api import fresh_database  # noqa: E402
+
+# ../shared beside the checkout (a worktree one level deeper finds it further up)
+FIXTURES = next((p / "shared" / "stripe" / "fixtures3.json" for p in ROOT.parents
+                 if (p / "shared" / "stripe" / "fixtures3.json").exists()), ROOT.parent / "shared")
+_DEFER = ("SELECT procrastinate_defer_jobs_v1(ARRAY[ROW('default', 'payment:apply_stripe_event', 0, NULL, NULL, "
+          "jsonb_build_object('event_row_id', $1::bigint), NULL)::procrastinate_job_to_defer_v1])")
 
 
-@contextmanager
-def database() -> Iterator[str]:
-    configured = os.environ.get("TEST_DATABASE_URL")
-    if configured:
-        import asyncpg
+# ---------------------------------------------------------------- baseline server (runs in its own process)
 
-        name = f"bench_webhooks_{os.getpid()}"
+def baseline_app() -> Starlette:
+    """Verify, store the event, defer its job, one transaction: the floor for this endpoint."""
+    dsn = os.environ["BENCH_DSN"]
+    secret = os.environ["BENCH_WEBHOOK_SECRET"].encode()
+    pool: asyncpg.Pool | None = None
 
-        async def admin(sql: str) -> None:
-            conn = await asyncpg.connect(configured)
-            try:
-                await conn.execute(sql)
-            finally:
-                await conn.close()
+    async def webhook(request: Request) -> JSONResponse:
+        assert pool is not None
+        payload = await request.body()
+        parts = dict(p.split("=", 1) for p in request.headers.get("stripe-signature", "").split(",") if "=" in p)
+        expected = hmac.new(secret, parts.get("t", "").encode() + b"." + payload, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, parts.get("v1", "")) or abs(time.time() - int(parts["t"])) > 300:
+            return JSONResponse({"error": "invalid_signature"}, status_code=400)
+        event = json.loads(payload)
+        async with pool.acquire() as conn, conn.transaction():
+            row_id = await conn.fetchval(
+                "INSERT INTO stripe_events (stripe_event_id, type, object_id, payload, stripe_created_at, "
+                "received_at, received_via, status) VALUES ($1, $2, $3, $4::text::jsonb, to_timestamp($5), now(), "
+                "'webhook', 'pending') ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id",
+                event["id"], event["type"], event["data"]["object"]["id"], payload.decode(), event["created"])
+            if row_id is not None:
+                await conn.execute(_DEFER, row_id)
+        return JSONResponse({"received": True, "duplicate": row_id is None})
 
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-        try:
-            yield configured.rsplit("/", 1)[0] + "/" + name
-        finally:
-            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        return
-    root = "/dev/shm" if Path("/dev/shm").is_dir() else None
-    with tempfile.TemporaryDirectory(prefix="aquoris-bench-webhooks-", dir=root) as folder:
-        server = EmbeddedPostgres(folder)
-        server.start()
-        try:
-            server.create_database("payment")
-            yield server.url("payment")
-        finally:
-            server.stop()
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        nonlocal pool
+        pool = await asyncpg.create_pool(dsn, min_size=4, max_size=20)
+        yield
+        await pool.close()
 
-
-def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "payment.cli", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not come up")
+    return Starlette(routes=[Route("/api/v1/webhooks/stripe", webhook, methods=["POST"])], lifespan=lifespan)
 
 
-async def seed(settings: Any, sandbox_url: str, customers: int) -> list[dict[str, Any]]:
-    """Real subscriptions in the sandbox and our customers and plan; returns their handled events."""
-    async with running_services(settings) as services:
-        world = World(services, sandbox_url)
-        plan = await world.plan()
-        for _ in range(customers):
-            await world.subscribe(await world.customer(), plan)
-        await world.advance(31)
-        return [e for e in await world.events() if e["type"] in HANDLED_TYPES]
+# ---------------------------------------------------------------- harness
+
+_LUA = """
+local signatures, bodies = {}, {}
+for line in io.lines("%(file)s") do
+  local tab = line:find("\\t", 1, true)
+  signatures[#signatures + 1] = line:sub(1, tab - 1)
+  bodies[#bodies + 1] = line:sub(tab + 1)
+end
+local i = 0
+request = function()
+  i = i %% #bodies + 1
+  return wrk.format("POST", "/api/v1/webhooks/stripe",
+                    {["Content-Type"] = "application/json", ["Stripe-Signature"] = signatures[i]}, bodies[i])
+end
+"""
 
 
-async def deliver(web_url: str, bodies: list[bytes], senders: int) -> tuple[float, dict[int, int]]:
-    codes: dict[int, int] = {}
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
-
-    async def sender(http: httpx.AsyncClient) -> None:
-        while not queue.empty():
-            body = queue.get_nowait()
-            header = stripe.WebhookSignature.generate_signature_header(body.decode(), DEV_STRIPE_WEBHOOK_SECRET,
-                                                                        int(time.time()))
-            response = await http.post("/api/v1/webhooks/stripe", content=body, headers={
-                "Content-Type": "application/json", "Stripe-Signature": header})
-            codes[response.status_code] = codes.get(response.status_code, 0) + 1
-
-    limits = httpx.Limits(max_connections=senders)
-    async with httpx.AsyncClient(base_url=web_url, timeout=30, limits=limits) as http:
-        started = time.monotonic()
-        await asyncio.gather(*(sender(http) for _ in range(senders)))
-        return time.monotonic() - started, codes
+def subscription_object() -> dict[str, Any]:
+    resources = json.loads(FIXTURES.read_text())["resources"]
+    obj: dict[str, Any] = resources["subscription"]
+    return obj
 
 
-async def drain(settings: Any, total: int, timeout: float) -> tuple[float, dict[str, int]]:
-    async with running_services(settings) as services:
-        started = time.monotonic()
-        deadline = started + timeout
-        while True:
-            async with services.db.session() as session:
-                rows = (await session.execute(select(StripeEvent.status, func.count())
-                                              .group_by(StripeEvent.status))).all()
-            counts = {status: int(n) for status, n in rows}
-            if counts.get("handled", 0) + counts.get("ignored", 0) + counts.get("failed", 0) >= total:
-                return time.monotonic() - started, counts
-            if time.monotonic() > deadline:
-                return time.monotonic() - started, counts
-            await asyncio.sleep(0.5)
+def signed_deliveries(folder: Path, side: str, round_no: int, count: int, secret: str) -> Path:
+    """A wrk script posting `count` distinct events signed now."""
+    subscription = subscription_object()
+    now = int(time.time())
+    lines = []
+    for i in range(count):
+        event = {"id": f"evt_bench_{side}_{round_no}_{i}_{now}", "object": "event", "api_version": "2025-03-31.basil",
+                 "created": now, "livemode": False, "pending_webhooks": 1, "type": "customer.subscription.updated",
+                 "request": {"id": None, "idempotency_key": None},
+                 "data": {"object": {**subscription, "id": f"sub_bench_{i % 500}"}}}
+        body = json.dumps(event, separators=(",", ":"))
+        signature = hmac.new(secret.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
+        lines.append(f"t={now},v1={signature}\t{body}")
+    data = folder / f"{side}-{round_no}.txt"
+    data.write_text("\n".join(lines) + "\n")
+    script = folder / f"{side}-{round_no}.lua"
+    script.write_text(_LUA % {"file": data})
+    return script
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--events", type=int, default=10_000)
-    parser.add_argument("--customers", type=int, default=100)
-    parser.add_argument("--senders", type=int, default=16)
-    parser.add_argument("--concurrency", type=int, default=4, help="jobs the one worker runs at once")
-    parser.add_argument("--timeout", type=float, default=3600)
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--events", type=int, default=20000, help="distinct events prepared per round and side")
+    parser.add_argument("--web-workers", type=int, default=1, help="`payment serve --workers` for ours")
+    parser.add_argument("--before", type=Path, help="a checkout of the code to compare against")
     args = parser.parse_args()
-    with database() as url:
-        migrate.upgrade(url)
-        sandbox_port, web_port = free_port(), free_port()
-        sandbox_url, web_url = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{web_port}"
-        env = {**os.environ, "APP_ENV": "test", "DATABASE_URL": url, "STRIPE_API_BASE": sandbox_url,
-               "LOG_LEVEL": "WARNING", "DB_POOL_SIZE": "20"}
-        processes = [start(["sandbox", "--port", str(sandbox_port)], env)]
-        try:
-            wait_http(f"{sandbox_url}/_sandbox/clock")
-            settings = settings_for(url, stripe_api_base=sandbox_url)
-            t0 = time.monotonic()
-            real = asyncio.run(seed(settings, sandbox_url, args.customers))
-            print(f"seeded {args.customers} subscriptions ({len(real)} real events) in {time.monotonic() - t0:.1f} s")
-            bodies = []
-            for i in range(args.events):
-                event = dict(real[i % len(real)])
-                event["id"] = f"evt_bench_{i:06d}"
-                bodies.append(json.dumps(event, default=str).encode())
-            processes.append(start(["serve", "--host", "127.0.0.1", "--port", str(web_port)], env))
-            wait_http(f"{web_url}/api/health")
-            seconds, codes = asyncio.run(deliver(web_url, bodies, args.senders))
-            accepted = codes.get(200, 0)
-            print(f"deliveries: {accepted} accepted of {len(bodies)} in {seconds:.1f} s = "
-                  f"{accepted / seconds:.0f} accepted/s with {args.senders} concurrent senders; answers {codes}")
-            worker = start(["worker", "--concurrency", str(args.concurrency)], env)
-            processes.append(worker)
-            seconds, counts = asyncio.run(drain(settings, len(bodies), args.timeout))
-            applied = counts.get("handled", 0)
-            print(f"backlog: {applied} of {len(bodies)} events applied by one worker (concurrency "
-                  f"{args.concurrency}) in {seconds:.1f} s = {applied / seconds:.1f} events/s; statuses {counts}")
-            failures = counts.get("failed", 0) + counts.get("pending", 0)
-            print("drained without error" if failures == 0 and applied == len(bodies) else
-                  f"NOT drained: {failures} failed or pending")
-        finally:
-            for process in reversed(processes):
-                process.terminate()
-            for process in processes:
-                try:
-                    process.wait(40)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+    loadgen.require_wrk()
+    from payment.config import DEV_STRIPE_WEBHOOK_SECRET
+    from payment.dburl import libpq_url
+    from payment.embedded_pg import free_port
+
+    roots = {"ours": ROOT, "baseline": ROOT}
+    if args.before:
+        roots["before"] = args.before.resolve()
+
+    def command(name: str, port: int) -> list[str]:
+        if name == "baseline":
+            return [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.webhooks:baseline_app",
+                    "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+        extra = ["--workers", str(args.web_workers)] if name == "ours" and args.web_workers > 1 else []
+        return [sys.executable, "-c", "from payment.cli import run; run()", "serve", "--host", "127.0.0.1",
+                "--port", str(port), *extra]
+
+    def environment(name: str, url: str) -> dict[str, str]:
+        if name == "baseline":
+            return {"BENCH_DSN": libpq_url(url), "BENCH_WEBHOOK_SECRET": DEV_STRIPE_WEBHOOK_SECRET,
+                    "PYTHONPATH": str(ROOT)}
+        return {"APP_ENV": "development", "DATABASE_URL": url, "LOG_LEVEL": "WARNING", "DB_POOL_SIZE": "20",
+                "PYTHONPATH": str(roots[name])}
+
+    with pgserver.server() as server_url, tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        sides = []
+        for name, root in roots.items():
+            url, _key = fresh_database(server_url, f"bench_webhooks_{name}", root)
+            sides.append(loadgen.Side(
+                name, root, lambda port, name=name: command(name, port),  # type: ignore[misc]
+                lambda url, name=name: environment(name, url), url,  # type: ignore[misc]
+                lambda round_no, name=name: signed_deliveries(  # type: ignore[misc]
+                    folder, name, round_no, args.events if round_no > 0 else 3000, DEV_STRIPE_WEBHOOK_SECRET)))
+        loadgen.compare(sides, title="POST /api/v1/webhooks/stripe", rounds=args.rounds, seconds=args.seconds,
+                        connections=args.connections, baseline="baseline", free_port=free_port)
 
 
 if __name__ == "__main__":

@@ -48,9 +48,10 @@ def describe_current(ent: Entitlement, language: str) -> CurrentPlan:
         help_key = "past_due_help" if ent.source == "stripe" else "past_due_help_manual"
         return CurrentPlan(ent.plan_slug, ent.plan_name, "past_due", t("status_past_due"), "bad",
                            t(help_key, plan=ent.plan_name))
-    if ent.cancel_at_period_end and end:
-        return CurrentPlan(ent.plan_slug, ent.plan_name, "canceling", t("status_cancels", date=end), "warn",
-                           t("cancels_on", date=end))
+    cancels = day(ent.cancels_on, language)
+    if cancels:
+        return CurrentPlan(ent.plan_slug, ent.plan_name, "canceling", t("status_cancels", date=cancels), "warn",
+                           t("cancels_on", date=cancels))
     if ent.status == "trialing":
         return CurrentPlan(ent.plan_slug, ent.plan_name, "trialing", t("status_trialing"), "ok",
                            t("trial_ends", date=end) if end else "")

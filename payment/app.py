@@ -14,12 +14,23 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
 
-from payment.api import client, health, webhooks
+from payment.api import client, client_errors, health, webhooks
 from payment.config import Settings, load_settings
-from payment.http import SecurityHeadersMiddleware
+from payment.http import RequestSanityMiddleware, SecurityHeadersMiddleware, UnavailableMiddleware
 from payment.runtime import Services, build_services
 
 log = logging.getLogger(__name__)
+
+
+def web_app() -> Starlette:
+    """The app of one `payment serve --workers N` process: settings from the environment, Sentry on."""
+    from payment.observability import init_sentry
+    from payment.serving import redact_access_log
+
+    settings = load_settings()
+    init_sentry(settings, component="web")
+    redact_access_log()  # this process's own uvicorn.access logger
+    return create_app(settings)
 
 
 def create_app(settings: Settings | None = None, *, services: Services | None = None) -> Starlette:
@@ -37,10 +48,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     app = Starlette(
         routes=[
-            Mount("/api", routes=[*health.routes, Mount("/v1", routes=[*client.routes, *webhooks.routes])]),
+            Mount("/api", routes=[*health.routes, *client_errors.routes,
+                                  Mount("/v1", routes=[*client.routes, *webhooks.routes])]),
             Mount("/billing", routes=billing_routes),
         ],
-        middleware=[Middleware(SecurityHeadersMiddleware)],
+        middleware=[Middleware(SecurityHeadersMiddleware, hsts=services.settings.is_production),
+                    Middleware(RequestSanityMiddleware),
+                    Middleware(UnavailableMiddleware)],
         lifespan=lifespan,
     )
     app.state.services = services

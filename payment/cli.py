@@ -95,11 +95,12 @@ def db_seed(data_dir: str | None) -> None:
 
 
 async def _seed_admin(settings: Settings) -> tuple[str, bool]:
+    from payment.audit.chain import chain_key
     from payment.db import Database
     from payment.seed import seed_admin
 
     assert settings.database_url is not None
-    db = Database(settings.database_url, null_pool=True)
+    db = Database(settings.database_url, null_pool=True, audit_key=chain_key(settings.audit_chain_secret))
     try:
         async with db.transaction() as session:
             result = await seed_admin(session, settings)
@@ -112,22 +113,60 @@ async def _seed_admin(settings: Settings) -> tuple[str, bool]:
         await db.dispose()
 
 
+@main.command("audit:verify")
+@click.option("--data-dir", envvar="DATA_DIR", help="Embedded PostgreSQL folder when DATABASE_URL is unset.")
+def audit_verify(data_dir: str | None) -> None:
+    """Check the tamper-evident audit chain; exits 1 and names the first changed, deleted or inserted row."""
+    settings = _settings()
+    with database(settings, data_dir) as settings:
+        verdict = asyncio.run(_verify_audit(settings))
+    if not verdict.ok:
+        for problem in verdict.problems:
+            click.echo(f"BROKEN {problem}", err=True)
+        raise SystemExit(1)
+    click.echo(f"Audit chain intact: {verdict.rows} rows verified.")
+
+
+async def _verify_audit(settings: Settings) -> Any:
+    from payment.audit.chain import chain_key
+    from payment.audit.verify import check_and_record
+    from payment.db import Database
+
+    assert settings.database_url is not None
+    key = chain_key(settings.audit_chain_secret)
+    db = Database(settings.database_url, null_pool=True, audit_key=key)
+    try:
+        return await check_and_record(db, key=key)
+    except OSError as exc:
+        raise click.ClickException(f"cannot reach the database: {exc.strerror or exc}") from None
+    finally:
+        await db.dispose()
+
+
 @main.command()
 @click.option("--host", envvar="HOST", default="0.0.0.0", show_default=True)  # noqa: S104 - in a container
 @click.option("--port", envvar="PORT", default=8000, show_default=True, type=click.IntRange(1, 65535))
-def serve(host: str, port: int) -> None:
+@click.option("--workers", envvar="WEB_WORKERS", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Web processes sharing the port (one per core).")
+def serve(host: str, port: int, workers: int) -> None:
     """Serve the web app with uvicorn (graceful shutdown: 30 s grace on SIGTERM)."""
     settings = _settings()
     _logging(settings)
     if settings.database_url is None:
         raise click.ClickException("DATABASE_URL is required for `payment serve` (use `payment dev` locally)")
+    from payment.serving import make_server, run, run_until_signal, serve_processes
+
+    if workers > 1:
+        serve_processes("payment.app:web_app", host, port, workers=workers, log_level=settings.log_level,
+                        forwarded_allow_ips=settings.forwarded_allow_ips)
+        return
     from payment.app import create_app
     from payment.observability import init_sentry
-    from payment.serving import make_server, run_until_signal
 
     init_sentry(settings, component="web")
-    server = make_server(create_app(settings), host, port, log_level=settings.log_level)
-    asyncio.run(run_until_signal([server]))
+    server = make_server(create_app(settings), host, port, log_level=settings.log_level,
+                         forwarded_allow_ips=settings.forwarded_allow_ips)
+    run(run_until_signal([server]))
 
 
 @main.command()
@@ -142,10 +181,12 @@ def worker(concurrency: int) -> None:
     from payment.jobs.worker import run_worker
     from payment.observability import init_sentry
     from payment.runtime import build_services
-    from payment.serving import run_until_signal
+    from payment.serving import run, run_until_signal
 
     init_sentry(settings, component="worker")
-    services = build_services(settings)
+    # one connection per job slot (plus the periodic jobs'): the pool keeps no overflow, so fewer would make
+    # running jobs queue for a connection instead of for Stripe
+    services = build_services(settings.replace(db_pool_size=max(settings.db_pool_size, concurrency + 2)))
 
     async def go() -> None:
         async def work() -> None:
@@ -156,7 +197,23 @@ def worker(concurrency: int) -> None:
         finally:
             await services.db.dispose()
 
-    asyncio.run(go())
+    try:
+        run(go())
+    except Exception as exc:  # database outages are waited out; this is an error waiting cannot cure
+        import sentry_sdk
+
+        from payment.stripe.events import describe
+
+        sentry_sdk.capture_exception(exc)  # scrubbed; the log gets the safe description only
+        raise click.ClickException(f"the worker gave up: {describe(exc)}") from None
+
+
+@main.command()
+def secret() -> None:
+    """Print a fresh random secret for SECRET_KEY (or an admin password): 384 bits, URL-safe."""
+    from payment.secrets_policy import new_secret
+
+    click.echo(new_secret())
 
 
 @main.command()

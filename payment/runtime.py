@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from payment.app_webhooks import capture
+from payment.audit.chain import chain_key
 from payment.config import Settings
 from payment.db import Database
 from payment.dunning import capture as dunning
@@ -29,7 +30,9 @@ def build_services(settings: Settings, *, null_pool: bool = False) -> Services:
 
     if settings.database_url is None:
         raise RuntimeError("DATABASE_URL is not set (the CLI starts the embedded PostgreSQL and sets it)")
-    db = Database(settings.database_url, pool_size=settings.db_pool_size, null_pool=null_pool)
+    db = Database(settings.database_url, pool_size=settings.db_pool_size, null_pool=null_pool,
+                  pool_timeout=settings.db_pool_timeout_seconds, audit_key=chain_key(settings.audit_chain_secret),
+                  behind_pgbouncer=settings.database_pooler == "pgbouncer")
     # every transaction's subscription, invoice, refund and customer changes become client apps' webhooks
     capture.install()
     dunning.install()

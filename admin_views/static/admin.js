@@ -38,6 +38,7 @@
     }).then(function (response) {
       return response.json().then(function (body) { return { ok: response.ok, body: body }; });
     }).then(function (result) {
+      if (!result.ok && result.body.step_up) { window.location.assign(result.body.step_up); return; }
       if (!result.ok) throw new Error(result.body.error || 'Could not read the key.');
       var key = result.body.key;
       var shown = function () { button.textContent = 'Copied'; button.setAttribute('data-copied', 'true'); };

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_dunning_notices"
-down_revision: str | None = "0010_outgoing_webhooks"
+down_revision: str | None = "0004_admin_sessions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,4 +1,4 @@
-"""POST /api/v1/webhooks/stripe: verify, store once, enqueue, answer fast.
+"""POST /api/v1/webhooks/stripe: verify, store once with its job in the same transaction, answer fast.
 
 Stripe retries anything but a 2xx for days, so: a bad signature is a 400 (nothing stored), a database we cannot
 reach is a 503 (Stripe retries later), and a duplicate delivery is a 200 that changes nothing.
@@ -14,8 +14,8 @@ from starlette.routing import BaseRoute, Route
 
 from payment.errors import PaymentError
 from payment.runtime import services_of
-from payment.stripe.events import enqueue_event
-from payment.stripe.webhooks import store_event, verify
+from payment.stripe.events import APPLY_TASK
+from payment.stripe.webhooks import store_and_defer, verify
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +54,11 @@ async def stripe_webhook(request: Request) -> JSONResponse:
     except PaymentError as exc:
         return _problem(exc.status_code, exc.code, exc.message)
     try:
-        async with services.db.transaction() as session:
-            stored = await store_event(session, event)
+        # the event and the job applying it, one statement (one round trip, one transaction)
+        stored = await services.db.on_driver(lambda conn: store_and_defer(conn, event, payload, task=APPLY_TASK))
     except Exception as exc:  # database down or overloaded: a 5xx makes Stripe deliver it again later
         log.warning("stripe event %s not stored: %s", event["id"], type(exc).__name__)
         return _problem(503, "unavailable", "Temporarily unable to record the event; please retry.")
-    if stored.status == "pending":
-        # a redelivery of an event still pending also re-enqueues it (applying twice is a no-op)
-        await enqueue_event(services, stored.id)
     return JSONResponse({"received": True, "duplicate": not stored.created}, headers={"Cache-Control": "no-store"})
 
 

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins.permissions import Permission, require
 from payment.app_webhooks import catalogue as cat
 from payment.app_webhooks.addresses import is_public
 from payment.app_webhooks.capture import KIND
@@ -100,6 +101,7 @@ async def list_for_app(session: AsyncSession, app_id: int) -> list[WebhookEndpoi
 async def create(session: AsyncSession, *, app_id: int, url: str, event_types: list[str], description: str = "",
                  production: bool, secret_key: str, actor: str) -> IssuedSecret:
     """Add an endpoint to an app, enabled, with a new signing secret (returned once)."""
+    require(actor, Permission.MANAGE_WEBHOOK_ENDPOINTS)
     if await session.get(App, app_id) is None:
         raise NotFound("No such app.")
     secret = new_secret()
@@ -117,6 +119,7 @@ async def create(session: AsyncSession, *, app_id: int, url: str, event_types: l
 async def update(session: AsyncSession, endpoint_id: int, *, url: str, event_types: list[str], description: str,
                  production: bool, actor: str) -> WebhookEndpoint:
     """Change where an endpoint is and which events it wants (messages already queued keep going)."""
+    require(actor, Permission.MANAGE_WEBHOOK_ENDPOINTS)
     endpoint = await get(session, endpoint_id, for_update=True)
     endpoint.url = check_url(url, production=production)
     endpoint.event_types = check_event_types(event_types)
@@ -130,6 +133,7 @@ async def update(session: AsyncSession, endpoint_id: int, *, url: str, event_typ
 async def set_enabled(session: AsyncSession, endpoint_id: int, enabled: bool, *, actor: str) -> WebhookEndpoint:
     """Turn deliveries to an endpoint on or off; turning it on clears why it was disabled and restarts its
     failure clock (messages kept while it was off are sent, in order)."""
+    require(actor, Permission.MANAGE_WEBHOOK_ENDPOINTS)
     endpoint = await get(session, endpoint_id, for_update=True)
     endpoint.enabled = enabled
     if enabled:
@@ -146,6 +150,7 @@ async def rotate_secret(session: AsyncSession, endpoint_id: int, *, overlap: tim
                         actor: str, now: datetime | None = None) -> IssuedSecret:
     """Issue a new signing secret; until the overlap ends, deliveries carry a signature with each of the two so the
     app can switch its verifier at its own pace."""
+    require(actor, Permission.MANAGE_WEBHOOK_ENDPOINTS)
     if overlap < timedelta(0) or overlap > MAX_OVERLAP:
         raise ValidationError("The overlap is between 0 and 168 hours.", field="overlap_hours")
     endpoint = await get(session, endpoint_id, for_update=True)
@@ -173,6 +178,7 @@ def signing_secrets(endpoint: WebhookEndpoint, secret_key: str, now: datetime) -
 async def send_test(session: AsyncSession, endpoint_id: int, *, actor: str) -> str:
     """Queue a `webhook.test` event for one endpoint (it waits for nothing and nothing waits for it); returns its
     message id."""
+    require(actor, Permission.MANAGE_WEBHOOK_ENDPOINTS)
     endpoint = await get(session, endpoint_id)
     message_id = outbox.new_message_id()
     payload = cat.envelope(cat.TEST, utcnow(), {"message": "A test event from Aquoris Payment.",
@@ -189,6 +195,7 @@ async def replay(session: AsyncSession, endpoint_id: int, *, delivery_id: int | 
                  created_from: datetime | None = None, created_to: datetime | None = None, actor: str) -> int:
     """Send one delivery again, or every delivery of the endpoint created in [from, to), with the same ids and
     in their original order; returns how many."""
+    require(actor, Permission.MANAGE_WEBHOOK_ENDPOINTS)
     endpoint = await get(session, endpoint_id)
     if delivery_id is None and (created_from is None or created_to is None or created_from >= created_to):
         raise ValidationError("Give a time range whose start is before its end.", field="created_from")

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
 from payment.errors import Conflict, NotFound, Unauthorized, ValidationError
 from payment.models import App, utcnow
@@ -66,13 +67,28 @@ async def get_by_slug(session: AsyncSession, slug: str) -> App | None:
     return (await session.execute(select(App).where(App.slug == slug))).scalar_one_or_none()
 
 
+def check_logo_url(url: str | None) -> str | None:
+    """An optional https:// image address for the billing pages' header (empty: no logo)."""
+    url = (url or "").strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.netloc or any(c.isspace() for c in url):
+        raise ValidationError("Logo URL must be an https:// address of an image.", field="logo_url")
+    if len(url) > 2048:
+        raise ValidationError("Logo URL must be at most 2048 characters.", field="logo_url")
+    return url
+
+
 async def create_app(session: AsyncSession, *, slug: str, name: str, return_url: str, secret_key: str,
-                     actor: str, ip: str | None = None) -> IssuedKey:
+                     actor: str, ip: str | None = None, logo_url: str | None = None) -> IssuedKey:
     """Register a client app and issue its first API key."""
+    require(actor, Permission.MANAGE_APPS)
     slug, name, return_url = check_slug(slug), check_app_name(name), check_return_url(return_url)
+    logo = check_logo_url(logo_url)
     if await get_by_slug(session, slug) is not None:
         raise Conflict(f"An app with slug “{slug}” already exists.", field="slug")
-    app = App(slug=slug, name=name, return_url=return_url)
+    app = App(slug=slug, name=name, return_url=return_url, logo_url=logo)
     key = _set_key(app, secret_key)
     session.add(app)
     await session.flush()
@@ -84,6 +100,7 @@ async def create_app(session: AsyncSession, *, slug: str, name: str, return_url:
 async def rotate_key(session: AsyncSession, app: App, *, secret_key: str, actor: str,
                      ip: str | None = None) -> IssuedKey:
     """Issue a new API key; the old one stops working when the transaction commits."""
+    require(actor, Permission.REVEAL_API_KEY)
     key = _set_key(app, secret_key)
     app.api_key_rotated_at = utcnow()
     await session.flush()
@@ -115,9 +132,14 @@ async def get_app(session: AsyncSession, app_id: int) -> App:
 
 
 async def update_app(session: AsyncSession, app: App, *, name: str, return_url: str, is_active: bool, actor: str,
-                     ip: str | None = None) -> App:
-    """Change an app's name, return URL or active flag; the slug stays (client apps send it with every call)."""
-    wanted = {"name": check_app_name(name), "return_url": check_return_url(return_url), "is_active": is_active}
+                     ip: str | None = None, logo_url: str | None = None) -> App:
+    """Change an app's name, return URL, logo (None: unchanged, "": none) or active flag; the slug stays (client
+    apps send it with every call)."""
+    wanted: dict[str, object] = {"name": check_app_name(name), "return_url": check_return_url(return_url),
+                                 "is_active": is_active}
+    if logo_url is not None:
+        wanted["logo_url"] = check_logo_url(logo_url)
+    require(actor, Permission.MANAGE_APPS)
     changes = {k: v for k, v in wanted.items() if getattr(app, k) != v}
     for k, v in changes.items():
         setattr(app, k, v)
@@ -130,6 +152,7 @@ async def update_app(session: AsyncSession, app: App, *, name: str, return_url: 
 
 async def copy_key(session: AsyncSession, app: App, *, secret_key: str, actor: str, ip: str | None = None) -> str:
     """The plaintext key for an admin to copy; each copy is audited."""
+    require(actor, Permission.REVEAL_API_KEY)
     key = reveal_key(app, secret_key)
     if key is None:
         raise Conflict("This key was encrypted with an earlier SECRET_KEY and cannot be shown; rotate it.")

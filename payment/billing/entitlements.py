@@ -28,6 +28,7 @@ class Entitlement:
     source: str
     current_period_end: datetime | None
     cancel_at_period_end: bool
+    cancels_on: datetime | None
     subscription: Subscription | None
     plan: Plan | None
     access_state: str = FULL
@@ -81,12 +82,14 @@ async def current(session: AsyncSession, customer: Customer | None, app: App, *,
         if state != BLOCKED or app.after_grace == "blocked":
             return Entitlement(plan_slug=sub.plan.slug, plan_name=sub.plan.name, status=sub.status,
                                source=sub.source, current_period_end=sub.current_period_end,
-                               cancel_at_period_end=sub.cancel_at_period_end, subscription=sub, plan=sub.plan,
+                               cancel_at_period_end=sub.cancel_at_period_end, cancels_on=sub.cancels_on,
+                               subscription=sub, plan=sub.plan,
                                access_state=state, grace_ends_at=grace_ends_at)
     free = await free_plan(session, app)
     return Entitlement(plan_slug=free.slug if free else FALLBACK_FREE_SLUG,
                        plan_name=free.name if free else FALLBACK_FREE_NAME, status=FREE_STATUS, source=FREE_STATUS,
-                       current_period_end=None, cancel_at_period_end=False, subscription=None, plan=free)
+                       current_period_end=None, cancel_at_period_end=False, cancels_on=None,
+                       subscription=None, plan=free)
 
 
 def iso(value: datetime | None) -> str | None:
@@ -105,6 +108,7 @@ def document(ent: Entitlement, *, external_user_id: str, app_slug: str) -> dict[
         "paid": ent.is_paid,
         "currentPeriodEnd": iso(ent.current_period_end),
         "cancelAtPeriodEnd": ent.cancel_at_period_end,
+        "cancelsAt": iso(ent.cancels_on),
         "accessState": ent.access_state,
         "graceEndsAt": iso(ent.grace_ends_at),
     }

@@ -6,9 +6,10 @@ Filters arrive as plain strings from a query string; unknown values are ignored 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -22,6 +23,7 @@ from payment.models.billing import (
     SUBSCRIPTION_SOURCES,
     SUBSCRIPTION_STATUSES,
 )
+from payment.models.dashboard import DashboardSubscriptionTotal
 
 Filters = Mapping[str, str]
 
@@ -49,10 +51,31 @@ def subscription_filters(filters: Filters) -> list[ColumnElement[bool]]:
 
 async def list_subscriptions(session: AsyncSession, filters: Filters, *, after: int | None = None,
                              limit: int = DEFAULT_PAGE_SIZE, with_total: bool = True) -> Page[Subscription]:
-    """Subscriptions matching the filters (status, plan, source, customer), newest first."""
+    """Subscriptions matching the filters (status, plan, source, customer), newest first. Without a customer
+    filter the exact total comes from the dashboard's running totals (kept by triggers in each writing
+    transaction), a few rows instead of a count over every subscription."""
     stmt = select(Subscription).options(selectinload(Subscription.customer), selectinload(Subscription.plan))
-    return await keyset_page(session, stmt, key=Subscription.id, after=after, limit=limit,
-                             count_model=Subscription if with_total else None, where=subscription_filters(filters))
+    where = subscription_filters(filters)
+    from_totals = with_total and _int(filters.get("customer")) is None
+    page = await keyset_page(session, stmt, key=Subscription.id, after=after, limit=limit,
+                             count_model=Subscription if with_total and not from_totals else None, where=where)
+    if not from_totals:
+        return page
+    return replace(page, total=await _subscriptions_counted(session, filters))
+
+
+async def _subscriptions_counted(session: AsyncSession, filters: Filters) -> int:
+    """Subscriptions with this status, plan and source (each optional), from `dashboard_subscription_totals`."""
+    conditions: list[ColumnElement[bool]] = []
+    if status := _choice(filters.get("status"), SUBSCRIPTION_STATUSES):
+        conditions.append(DashboardSubscriptionTotal.status == status)
+    if (plan_id := _int(filters.get("plan"))) is not None:
+        conditions.append(DashboardSubscriptionTotal.plan_id == plan_id)
+    if source := _choice(filters.get("source"), SUBSCRIPTION_SOURCES):
+        conditions.append(DashboardSubscriptionTotal.source == source)
+    total = await session.scalar(select(func.coalesce(func.sum(DashboardSubscriptionTotal.subscriptions), 0))
+                                 .where(*conditions))
+    return int(total or 0)
 
 
 def invoice_filters(filters: Filters) -> list[ColumnElement[bool]]:

@@ -11,6 +11,7 @@ from PIL import Image
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
 from payment.documents.rules import DEFAULT_VAT_RATE_BP, check_branch_code, check_tax_id
 from payment.errors import Conflict, NotFound, ValidationError
@@ -86,6 +87,7 @@ async def save_seller(session: AsyncSession, data: SellerInput, *, seller_id: in
                       ip: str | None = None) -> SellerProfile:
     """A seller profile holds a legal name, an address and a valid 13-digit tax id; one per app plus at most one
     suite-wide. Documents already issued keep the details they were issued with."""
+    require(actor, Permission.MANAGE_DOCUMENTS)
     legal_name = _text(data.legal_name, "Legal name", "legal_name", 1024, required=True)
     address = _text(data.address, "Address", "address", 2000, required=True)
     tax_id = check_tax_id(data.tax_id)

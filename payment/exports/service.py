@@ -14,29 +14,23 @@ from sqlalchemy import ColumnElement, Integer, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
 from payment.db import Database
-from payment.errors import Forbidden, NotFound
+from payment.errors import NotFound
 from payment.exports.csv_format import BOM, encode_rows, minor_to_decimal
 from payment.exports.tables import TABLES
 from payment.models import Document, SellerProfile
 
 BATCH_ROWS = 2000
-EXPORT_ROLES = ("admin", "viewer")
 KINDS = (*TABLES, "vat_summary")
 
 
-def require_export_permission(role: str) -> None:
-    """Who may export: the single check every export goes through (roles may narrow it to an "export" right)."""
-    if role not in EXPORT_ROLES:
-        raise Forbidden("Your role may not export data.")
-
-
-async def start_export(session: AsyncSession, kind: str, filters: Mapping[str, str], *, role: str, actor: str,
+async def start_export(session: AsyncSession, kind: str, filters: Mapping[str, str], *, actor: str,
                        ip: str | None = None) -> str:
     """An export is allowed for the role and recorded (kind and filters) before any row leaves; returns the file
     name."""
-    require_export_permission(role)
+    require(actor, Permission.EXPORT)
     if kind not in KINDS:
         raise NotFound("There is no such export.")
     await audit.record(session, actor=actor, action="export.started", entity_type="export", entity_id=kind, ip=ip,

@@ -12,8 +12,10 @@ def create_job_app(settings: Settings) -> procrastinate.App:
     if settings.database_url is None:
         raise RuntimeError("DATABASE_URL is not set")
     # Procrastinate's pool checks each connection before use, so deferring recovers after PostgreSQL restarts.
-    connector = procrastinate.PsycopgConnector(conninfo=libpq_url(settings.database_url),
-                                               kwargs={"application_name": "aquoris-payment-jobs"})
+    kwargs: dict[str, object] = {"application_name": "aquoris-payment-jobs"}
+    if settings.database_pooler == "pgbouncer":  # no server-side prepared statements across transactions
+        kwargs["prepare_threshold"] = None
+    connector = procrastinate.PsycopgConnector(conninfo=libpq_url(settings.database_url), kwargs=kwargs)
     app = procrastinate.App(connector=connector, import_paths=[])
     from payment.jobs.tasks import make_blueprint
 

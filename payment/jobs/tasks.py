@@ -16,13 +16,25 @@ from payment.app_webhooks import delivery as webhook_delivery
 from payment.dunning import channel as email_delivery
 from payment.jobs.periodic import expire_due_subscriptions
 from payment.models import utcnow
+from payment.refunds import service as refunds
 from payment.runtime import Services
 from payment.stripe import events
 
 log = logging.getLogger(__name__)
 
 # 10 retries 2, 4, 8 ... 1024 s apart (about 34 minutes in all), then the event is shown as failed to admins.
-EVENT_RETRY = procrastinate.RetryStrategy(max_attempts=10, exponential_wait=2)
+
+
+class EventRetry(procrastinate.RetryStrategy):
+    """Retry a Stripe event with back-off, except one that can never apply (it has failed for good already)."""
+
+    def get_retry_exception(self, exception: BaseException, job: Any) -> Any:
+        if isinstance(exception, events.NeverApplies):
+            return None
+        return super().get_retry_exception(exception, job)
+
+
+EVENT_RETRY = EventRetry(max_attempts=10, exponential_wait=2)
 PERIODIC_RETRY = procrastinate.RetryStrategy(max_attempts=2, wait=5)
 STALLED_AFTER_SECONDS = 15.0
 FORM_NONCE_RETENTION = timedelta(days=30)
@@ -59,6 +71,13 @@ async def sweep_stripe_events(context: procrastinate.JobContext, timestamp: int)
 
 async def catch_up_stripe_events(context: procrastinate.JobContext, timestamp: int) -> None:
     await events.catch_up(services_of_job(context))
+
+
+async def send_unsent_refunds(context: procrastinate.JobContext, timestamp: int) -> None:
+    services = services_of_job(context)
+    count = await refunds.send_unsent(services.db, services.stripe)
+    if count:
+        log.info("sent %s Stripe refunds that were recorded but not sent", count)
 
 
 async def expire_subscriptions(context: procrastinate.JobContext, timestamp: int) -> None:
@@ -118,6 +137,15 @@ async def queue_dunning_notices(context: procrastinate.JobContext, timestamp: in
     await email_delivery.queue_time_notices(services_of_job(context).db)
 
 
+async def verify_audit_chain(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Daily: a broken audit chain is logged as an error (Sentry) and shown on the dashboard."""
+    from payment.audit.chain import chain_key
+    from payment.audit.verify import check_and_record
+
+    services = services_of_job(context)
+    await check_and_record(services.db, key=chain_key(services.settings.audit_chain_secret))
+
+
 async def recover_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
     """Jobs left `doing` by a worker that died (SIGKILL, OOM, lost machine) go back to the queue."""
     manager = context.app.job_manager
@@ -132,8 +160,10 @@ PERIODIC: tuple[tuple[str, str, Any], ...] = (
     ("sweep_stripe_events", "* * * * * */10", sweep_stripe_events),
     ("catch_up_stripe_events", "*/5 * * * *", catch_up_stripe_events),
     ("expire_subscriptions", "* * * * *", expire_subscriptions),
+    ("send_unsent_refunds", "* * * * *", send_unsent_refunds),
     ("purge_billing_sessions", "7,37 * * * *", purge_billing_sessions),
     ("purge_form_submissions", "17 3 * * *", purge_form_submissions),
+    ("verify_audit_chain", "43 2 * * *", verify_audit_chain),
     ("recover_stalled_jobs", "* * * * * */15", recover_stalled_jobs),
     ("issue_documents", "* * * * *", issue_documents),
     # every 2 s: a change reaches client apps within seconds; a run that finds nothing due is one indexed query

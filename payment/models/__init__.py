@@ -1,6 +1,6 @@
 """All tables, importable from one place."""
 
-from payment.models.accounts import AdminUser, App
+from payment.models.accounts import AdminBackupCode, AdminUser, App
 from payment.models.base import Base, utcnow
 from payment.models.billing import Customer, Invoice, Refund, Subscription, SubscriptionAdjustment
 from payment.models.catalog import Plan
@@ -12,13 +12,21 @@ from payment.models.dashboard import (
 )
 from payment.models.documents import BuyerDetails, Document, DocumentCounter, SellerProfile
 from payment.models.dunning import DunningCase
-from payment.models.ops import AuditLog, BillingSession, CheckoutSession, FormSubmission, RateLimitHit, StripeEvent
+from payment.models.ops import (
+    AuditChainHead,
+    AuditLog,
+    BillingSession,
+    CheckoutSession,
+    FormSubmission,
+    RateLimitHit,
+    StripeEvent,
+)
 from payment.models.outbox import OutboxCounter, OutboxMessage, WebhookEndpoint
 
 __all__ = [
-    "AdminUser", "App", "AuditLog", "Base", "BillingSession", "BuyerDetails", "CheckoutSession", "Customer",
-    "DashboardMrrDelta", "DashboardRevenueDay", "DashboardSubscriptionDay", "DashboardSubscriptionTotal", "Document",
-    "DocumentCounter", "DunningCase", "FormSubmission", "Invoice", "OutboxCounter", "OutboxMessage", "Plan",
-    "RateLimitHit", "Refund", "SellerProfile", "StripeEvent", "Subscription", "SubscriptionAdjustment",
-    "WebhookEndpoint", "utcnow",
+    "AdminBackupCode", "AdminUser", "App", "AuditChainHead", "AuditLog", "Base", "BillingSession", "BuyerDetails",
+    "CheckoutSession", "Customer", "DashboardMrrDelta", "DashboardRevenueDay", "DashboardSubscriptionDay",
+    "DashboardSubscriptionTotal", "Document", "DocumentCounter", "DunningCase", "FormSubmission", "Invoice",
+    "OutboxCounter", "OutboxMessage", "Plan", "RateLimitHit", "Refund", "SellerProfile", "StripeEvent", "Subscription",
+    "SubscriptionAdjustment", "WebhookEndpoint", "utcnow",
 ]

@@ -4,12 +4,22 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Identity, Index, String, func, text
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Identity,
+    Index,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from payment.models.base import Base, Timestamps, in_list
 
-ADMIN_ROLES = ("admin", "viewer")
+ADMIN_ROLES = ("owner", "finance", "support", "viewer")
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 SLUG_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 AFTER_GRACE = ("blocked", "free")
@@ -30,12 +40,38 @@ class AdminUser(Timestamps, Base):
     email: Mapped[str] = mapped_column(String(320))
     name: Mapped[str] = mapped_column(String(1024), default="")
     password_hash: Mapped[str] = mapped_column(String(100))
-    role: Mapped[str] = mapped_column(String(16), default="admin", server_default="admin")
+    role: Mapped[str] = mapped_column(String(16), default="viewer", server_default="viewer")
     is_active: Mapped[bool] = mapped_column(default=True, server_default="true")
     last_login_at: Mapped[datetime | None]
+    # two-factor (TOTP): the secret encrypted with SECRET_KEY, set at enrolment and in force once confirmed;
+    # the last accepted time step, so a code cannot be used twice
+    totp_secret_encrypted: Mapped[str | None] = mapped_column(String(512))
+    totp_enabled_at: Mapped[datetime | None]
+    totp_last_step: Mapped[int | None]
+    # a one-time set-password link (new admins choose their own password): only the token's SHA-256 is kept
+    password_token_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
+    password_token_expires_at: Mapped[datetime | None]
+    # bumped to end every session of this admin at once (cookies carry the generation they were issued under)
+    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
 
     def __str__(self) -> str:
         return self.email
+
+    @property
+    def has_two_factor(self) -> bool:
+        return self.totp_enabled_at is not None
+
+
+class AdminBackupCode(Base):
+    """A single-use two-factor backup code; only its SHA-256 is kept."""
+
+    __tablename__ = "admin_backup_codes"
+    __table_args__ = (UniqueConstraint("admin_id", "code_hash", name="uq_admin_backup_codes_admin_code"),)
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    admin_id: Mapped[int] = mapped_column(ForeignKey("admin_users.id", ondelete="CASCADE"))
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    used_at: Mapped[datetime | None]
 
 
 class App(Timestamps, Base):
@@ -49,6 +85,7 @@ class App(Timestamps, Base):
         CheckConstraint("return_url ~* '^https?://[^\\s]+$'", name="return_url_scheme"),
         CheckConstraint("grace_days BETWEEN 0 AND 60", name="grace_days_range"),
         CheckConstraint(in_list("after_grace", AFTER_GRACE), name="after_grace"),
+        CheckConstraint("logo_url IS NULL OR logo_url ~* '^https://[^\\s]+$'", name="logo_url_scheme"),
     )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
@@ -63,6 +100,8 @@ class App(Timestamps, Base):
     # dunning policy: days of full access after a failed renewal, then `blocked` or back to the `free` plan
     grace_days: Mapped[int] = mapped_column(default=DEFAULT_GRACE_DAYS, server_default=str(DEFAULT_GRACE_DAYS))
     after_grace: Mapped[str] = mapped_column(String(16), default="blocked", server_default="blocked")
+    # shown at the top of the billing pages; https only (the pages' CSP allows https images)
+    logo_url: Mapped[str | None] = mapped_column(String(2048))
 
     def __str__(self) -> str:
         return f"{self.name} ({self.slug})"

@@ -75,6 +75,8 @@ class Subscription(Timestamps, Base):
     current_period_start: Mapped[datetime | None]
     current_period_end: Mapped[datetime | None]
     cancel_at_period_end: Mapped[bool] = mapped_column(default=False, server_default="false")
+    # when Stripe will end it (`cancel_at`, which since 2025-07-30.basil comes with cancel_at_period_end false)
+    cancel_at: Mapped[datetime | None]
     canceled_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
     trial_end: Mapped[datetime | None]
@@ -89,6 +91,15 @@ class Subscription(Timestamps, Base):
     @property
     def is_live(self) -> bool:
         return self.status in LIVE_STATUSES
+
+    @property
+    def cancels_on(self) -> datetime | None:
+        """When a live subscription set to end stops: Stripe's `cancel_at`, else its period end; None if it renews."""
+        if not self.is_live:
+            return None
+        if self.cancel_at is not None:
+            return self.cancel_at
+        return self.current_period_end if self.cancel_at_period_end else None
 
     def __str__(self) -> str:
         return f"#{self.id} {self.status}"

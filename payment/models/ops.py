@@ -80,6 +80,8 @@ class StripeEvent(Base):
     handled_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
+    # the version Stripe rendered the event in (the endpoint's); another than ours is applied all the same
+    api_version: Mapped[str | None] = mapped_column(String(32))
 
 
 class AuditLog(Base):
@@ -99,6 +101,27 @@ class AuditLog(Base):
     entity_id: Mapped[str | None] = mapped_column(String(255))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     ip: Mapped[str | None] = mapped_column(String(64))
+    # The tamper-evident chain (payment/audit/chain.py): position, previous row's hash, this row's keyed hash.
+    chain_seq: Mapped[int | None] = mapped_column(unique=True)
+    prev_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    row_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+
+
+class AuditChainHead(Base):
+    """The one row that ends the audit chain (locked to append) and the last verification's verdict.
+
+    Rows with an id up to `legacy_max_id` were written before the chain existed and are not part of it."""
+
+    __tablename__ = "audit_chain_head"
+    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    last_seq: Mapped[int] = mapped_column(default=0, server_default="0")
+    last_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    legacy_max_id: Mapped[int] = mapped_column(default=0, server_default="0")
+    verified_at: Mapped[datetime | None]
+    verified_ok: Mapped[bool | None]
+    verify_problem: Mapped[str | None] = mapped_column(Text)
 
 
 class RateLimitHit(Base):

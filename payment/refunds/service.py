@@ -1,25 +1,33 @@
 """Refunds of paid invoices, and the optional immediate cancellation that follows one.
 
 refundable = amount - amount_refunded - pending refunds, checked with the invoice row locked so two submissions
-cannot both pass. A Stripe invoice's refund is issued through the Stripe API and stays `pending` until the
-`charge.refunded` webhook confirms it; a manual invoice's refund is a bookkeeping entry, effective at once.
+cannot both pass. A Stripe invoice's refund is first recorded `pending` and committed, then sent to Stripe outside
+any transaction (`send_to_stripe`), and stays pending until the `charge.refunded` webhook confirms it
+(`refunds.stripe_sync`); a manual invoice's refund is a bookkeeping entry, effective at once.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
+from payment.db import Database
 from payment.errors import Conflict, NotFound, PaymentError, ValidationError
 from payment.models import Invoice, Refund, utcnow
 from payment.payments.service import format_money
+from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
 from payment.subscriptions import service as subscriptions
 
 REFUNDABLE_STATUSES = ("paid", "partially_refunded")
+# an admin's own send happens right after the commit; older unsent ones were interrupted
+RESEND_AFTER = timedelta(minutes=2)
+SEND_BATCH = 100
 
 
 async def lock_invoice(session: AsyncSession, invoice_id: int) -> Invoice:
@@ -52,36 +60,12 @@ def apply_refunded(invoice: Invoice, amount_cents: int) -> None:
     invoice.status = "refunded" if invoice.amount_refunded_cents >= invoice.amount_cents else "partially_refunded"
 
 
-async def _stripe_target(invoice: Invoice, gateway: StripeGateway) -> dict[str, str]:
-    """What Stripe refunds: the invoice's charge or payment intent (asked from Stripe when we have neither)."""
-    if invoice.stripe_charge_id:
-        return {"charge": invoice.stripe_charge_id}
-    if invoice.stripe_payment_intent_id:
-        return {"payment_intent": invoice.stripe_payment_intent_id}
-    assert invoice.stripe_invoice_id is not None
-    data = await gateway.retrieve_invoice(invoice.stripe_invoice_id)
-    charge, intent = data.get("charge"), data.get("payment_intent")
-    payments = ((data.get("payments") or {}).get("data")) or []
-    if not intent and payments:
-        intent = (payments[0].get("payment") or {}).get("payment_intent")
-    if isinstance(charge, dict):
-        charge = charge.get("id")
-    if isinstance(intent, dict):
-        intent = intent.get("id")
-    if charge:
-        invoice.stripe_charge_id = str(charge)
-        return {"charge": str(charge)}
-    if intent:
-        invoice.stripe_payment_intent_id = str(intent)
-        return {"payment_intent": str(intent)}
-    raise Conflict("Stripe has no payment for this invoice to refund.")
-
-
-async def issue(session: AsyncSession, invoice_id: int, *, reason: str, gateway: StripeGateway, actor: str,
-                amount_cents: int | None = None, also_cancel: bool = False, idempotency_key: str | None = None,
-                ip: str | None = None) -> Refund:
-    """Refund up to what remains refundable of a paid invoice (default all of it): through Stripe and pending
-    until Stripe confirms, or at once for a manual invoice."""
+async def issue(session: AsyncSession, invoice_id: int, *, reason: str, actor: str, amount_cents: int | None = None,
+                also_cancel: bool = False, ip: str | None = None) -> Refund:
+    """Refund up to what remains refundable of a paid invoice (default all of it). A manual invoice's refund is
+    effective at once; a Stripe invoice's is recorded pending (it counts against what is refundable from now on) and
+    the caller, after committing, sends it with `send_to_stripe`."""
+    require(actor, Permission.REFUND)
     reason = subscriptions.check_reason(reason)
     invoice = await lock_invoice(session, invoice_id)
     if invoice.status not in REFUNDABLE_STATUSES:
@@ -100,30 +84,98 @@ async def issue(session: AsyncSession, invoice_id: int, *, reason: str, gateway:
         raise ValidationError("This invoice has no subscription to cancel.", field="also_cancel")
     details: dict[str, Any] = {"invoice_id": invoice.id, "amount_cents": amount, "currency": invoice.currency,
                                "reason": reason, "also_cancel": also_cancel, "source": invoice.source}
-    if invoice.source == "stripe":
-        params: dict[str, Any] = {**await _stripe_target(invoice, gateway), "amount": amount,
-                                  "metadata": {"invoice_id": str(invoice.id), "actor": actor}}
-        data = await gateway.create_refund(params, idempotency_key=idempotency_key)
-        stripe_refund_id = str(data["id"])
-        # The webhook may have recorded this refund already (it can arrive before we commit): adopt that row.
-        refund = (await session.execute(select(Refund).where(Refund.stripe_refund_id == stripe_refund_id))
-                  ).scalar_one_or_none()
-        if refund is None:
-            refund = Refund(invoice_id=invoice.id, amount_cents=amount, currency=invoice.currency,
-                            stripe_refund_id=stripe_refund_id, status="pending")
-            session.add(refund)
-        refund.reason, refund.created_by, refund.also_cancel = reason, actor, also_cancel
-        details["stripe_refund_id"] = stripe_refund_id
-    else:
-        refund = Refund(invoice_id=invoice.id, amount_cents=amount, currency=invoice.currency, reason=reason,
-                        status="succeeded", succeeded_at=utcnow(), created_by=actor, also_cancel=also_cancel)
-        session.add(refund)
+    refund = Refund(invoice_id=invoice.id, amount_cents=amount, currency=invoice.currency, reason=reason,
+                    status="pending", created_by=actor, also_cancel=also_cancel)
+    session.add(refund)
+    if invoice.source != "stripe":
+        refund.status, refund.succeeded_at = "succeeded", utcnow()
         apply_refunded(invoice, amount)
     await session.flush()
     details["status"] = refund.status
     await audit.record(session, actor=actor, action="refund.issued", entity_type="refund", entity_id=refund.id,
                        details=details, ip=ip)
     return refund
+
+
+def needs_stripe(refund: Refund) -> bool:
+    """A refund recorded for a Stripe invoice and not yet sent (or not yet answered)."""
+    return refund.status == "pending" and refund.stripe_refund_id is None and refund.succeeded_at is None
+
+
+async def _stripe_target(gateway: StripeGateway, invoice: Invoice) -> dict[str, str]:
+    """What Stripe refunds: the invoice's charge or payment intent, asked from Stripe (its invoice payments) when
+    we have neither yet."""
+    if invoice.stripe_charge_id:
+        return {"charge": invoice.stripe_charge_id}
+    if invoice.stripe_payment_intent_id:
+        return {"payment_intent": invoice.stripe_payment_intent_id}
+    assert invoice.stripe_invoice_id is not None
+    ids = reader.payment_ids(await gateway.retrieve_invoice(invoice.stripe_invoice_id))
+    if ids.charge_id:
+        return {"charge": ids.charge_id}
+    if ids.payment_intent_id:
+        return {"payment_intent": ids.payment_intent_id}
+    raise Conflict("Stripe has no payment for this invoice to refund.")
+
+
+async def send_to_stripe(db: Database, gateway: StripeGateway, refund_id: int, *, actor: str,
+                         ip: str | None = None) -> Refund:
+    """Send a committed pending refund to Stripe, outside any transaction or lock, with our refund id in its
+    metadata and an idempotency key derived from it (a resend cannot refund twice); a refusal marks our refund
+    failed with Stripe's words (safe to show), so it no longer counts against what is refundable."""
+    async with db.session() as session:
+        refund = await session.get(Refund, refund_id)
+        if refund is None:
+            raise NotFound("This refund does not exist.")
+        invoice = await session.get(Invoice, refund.invoice_id)
+        assert invoice is not None
+        session.expunge_all()
+    if invoice.source != "stripe" or not needs_stripe(refund):
+        return refund
+    try:
+        params: dict[str, Any] = {**await _stripe_target(gateway, invoice), "amount": refund.amount_cents,
+                                  "metadata": {"refund_id": str(refund.id), "invoice_id": str(invoice.id)}}
+        data = await gateway.create_refund(params, idempotency_key=f"aquoris-refund-{refund.id}")
+    except PaymentError as exc:
+        return await _record_sent(db, refund_id, None, exc.message, actor=actor, ip=ip)
+    return await _record_sent(db, refund_id, reader.refund(data).id, None, actor=actor, ip=ip)
+
+
+async def send_unsent(db: Database, gateway: StripeGateway, *, now: datetime | None = None,
+                      limit: int = SEND_BATCH) -> int:
+    """Send again the Stripe refunds recorded but never answered by Stripe (the process stopped between the commit
+    and the call); the idempotency key makes a resend of one that did reach Stripe return that same refund."""
+    before = (now or utcnow()) - RESEND_AFTER
+    async with db.session() as session:
+        ids = list(await session.scalars(
+            select(Refund.id).join(Invoice, Invoice.id == Refund.invoice_id)
+            .where(Invoice.source == "stripe", Refund.status == "pending", Refund.stripe_refund_id.is_(None),
+                   Refund.created_at < before)
+            .order_by(Refund.id).limit(limit)))
+    for refund_id in ids:
+        await send_to_stripe(db, gateway, refund_id, actor=audit.SYSTEM)
+    return len(ids)
+
+
+async def _record_sent(db: Database, refund_id: int, stripe_refund_id: str | None, error: str | None, *,
+                       actor: str, ip: str | None) -> Refund:
+    async with db.transaction() as session:
+        refund = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
+        assert refund is not None
+        details: dict[str, str | None]
+        if error is not None:
+            if needs_stripe(refund):
+                refund.status, refund.failure_reason = "failed", error[:1000]
+            action, details = "refund.failed", {"error": error}
+        else:
+            # the webhook may have adopted our row already (it can arrive before this answer)
+            refund.stripe_refund_id = refund.stripe_refund_id or stripe_refund_id
+            action, details = "refund.sent", {"stripe_refund_id": stripe_refund_id}
+        await session.flush()
+        await audit.record(session, actor=actor, action=action, entity_type="refund", entity_id=refund.id,
+                           details={"invoice_id": refund.invoice_id, **details}, ip=ip)
+        session.expunge(refund)
+        return refund
 
 
 async def _cancel_subscription_of(session: AsyncSession, refund: Refund, *, gateway: StripeGateway, actor: str,
@@ -155,6 +207,7 @@ async def cancel_after_refund(session: AsyncSession, refund_id: int, *, gateway:
                               ip: str | None = None) -> Refund:
     """After a committed refund with "also cancel", end its subscription now and record whether that worked;
     a failed cancellation is recorded (not raised) so the refund stands and an admin can retry."""
+    require(actor, Permission.REFUND)
     refund = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
     if refund is None:
         raise NotFound("This refund does not exist.")
@@ -166,6 +219,7 @@ async def cancel_after_refund(session: AsyncSession, refund_id: int, *, gateway:
 async def retry_cancellation(session: AsyncSession, refund_id: int, *, gateway: StripeGateway, actor: str,
                              ip: str | None = None) -> Refund:
     """Try again to cancel the subscription of a refund whose immediate cancellation failed (or never ran)."""
+    require(actor, Permission.REFUND)
     refund = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
     if refund is None:
         raise NotFound("This refund does not exist.")

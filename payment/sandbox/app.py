@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import hashlib
 import json
@@ -15,6 +17,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from payment.stripe.version import API_VERSION
+
 from . import control, pages
 from . import resources as _resources  # noqa: F401  (registers routes)
 from .api import ROUTES, Config, Ctx, Handler
@@ -25,20 +29,53 @@ from .listing import expand
 from .store import JSON, Store, new_id, public
 from .webhooks import Dispatcher
 
+NO_KEY = (
+    "You did not provide an API key. You need to provide your API key in the Authorization header, using Bearer "
+    "auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY') or HTTP Basic auth with the key as the username "
+    "(e.g. 'curl -u YOUR_SECRET_KEY:')."
+)
+
+
+def _masked(key: str) -> str:
+    return (key[:8] + "*" * 4 + key[-4:]) if len(key) > 12 else key
+
+
+def api_key_of(header: str) -> str | None:
+    """The API key of an Authorization header, sent as Bearer or as the user of HTTP Basic auth (as Stripe takes it);
+    None when the header is neither."""
+    scheme, _, credential = header.strip().partition(" ")
+    credential = credential.strip()
+    if scheme.lower() == "bearer":
+        return credential
+    if scheme.lower() == "basic":
+        try:
+            return base64.b64decode(credential, validate=True).decode().partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    return None
+
 
 def _auth_error(header: str | None) -> StripeError | None:
-    if not header:
-        return StripeError(
-            401,
-            "You did not provide an API key. You need to provide your API key in the "
-            "Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
-        )
-    scheme, _, key = header.partition(" ")
-    key = key.strip()
-    if scheme.lower() != "bearer" or not key.startswith("sk_test_") or len(key) <= len("sk_test_"):
-        shown = (key[:8] + "*" * 4 + key[-4:]) if len(key) > 12 else key
-        return StripeError(401, f"Invalid API Key provided: {shown}")
+    key = api_key_of(header) if header and header.strip() else ""
+    if key == "":
+        return StripeError(401, NO_KEY)
+    if key is None or not key.isprintable():
+        # An unreadable header is not a key: never echo it (it may be an encoded secret).
+        return StripeError(401, "Invalid API Key provided. " + NO_KEY.split(". ", 1)[1])
+    if not key.startswith("sk_test_") or len(key) <= len("sk_test_"):
+        return StripeError(401, f"Invalid API Key provided: {_masked(key)}")
     return None
+
+
+def _version_error(headers: Any) -> StripeError | None:
+    """Stripe answers in the version a request names; the sandbox knows only the pinned one, so it refuses others
+    rather than answer in shapes the caller did not ask for."""
+    asked = headers.get("stripe-version")
+    if asked is None or asked == API_VERSION:
+        return None
+    return StripeError(
+        400, f"The sandbox answers only in Stripe API version {API_VERSION}; this request asked for {asked!r}."
+    )
 
 
 def _take_fault(store: Store, method: str, path: str) -> JSON | None:
@@ -73,9 +110,9 @@ def api_endpoint(handler: Handler) -> Any:
         store: Store = request.app.state.store
         config: Config = request.app.state.config
         request_id = new_id("req", 14)
-        headers = {"Request-Id": request_id, "Stripe-Version": "2026-10-28.endive"}
+        headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
         try:
-            error = _auth_error(request.headers.get("authorization"))
+            error = _auth_error(request.headers.get("authorization")) or _version_error(request.headers)
             if error:
                 raise error
             fault = _take_fault(store, request.method, request.url.path)
@@ -134,7 +171,11 @@ def api_endpoint(handler: Handler) -> Any:
 
 async def unknown_route(request: Request) -> Response:
     message = f"Unrecognized request URL ({request.method}: {request.url.path})."
-    return JSONResponse({"error": {"message": message, "type": "invalid_request_error"}}, status_code=404)
+    return JSONResponse(
+        {"error": {"message": message, "type": "invalid_request_error"}},
+        status_code=404,
+        headers={"Request-Id": new_id("req", 14), "Stripe-Version": API_VERSION},
+    )
 
 
 def api_routes() -> list[BaseRoute]:

@@ -1,4 +1,5 @@
-"""Subscription lifecycle: checkout completion, renewals, failed payments and retries, cancellation."""
+"""Subscription lifecycle: checkout completion, renewals, failed payments and retries, cancellation; and the
+other things that happen as the clock passes (Checkout expiry, card refund references)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from . import shapes
 from . import shapes_billing as sb
-from .payments import attach_card, attempt_payment, create_invoice
+from .payments import attach_card, attempt_payment, create_invoice, settle_refund
 from .store import JSON, Store
 
 DAY = 86400
@@ -69,6 +70,7 @@ def complete_checkout(store: Store, session: JSON, card: JSON, email: str | None
         session["currency"],
         metadata=dict(sub_data.get("metadata") or {}),
         default_payment_method=pm["id"],
+        test_clock=cust.get("test_clock"),
         description=sub_data.get("description"),
     )
     sub["_anchor"] = now + trial_days * DAY if trial_days else now
@@ -77,7 +79,6 @@ def complete_checkout(store: Store, session: JSON, card: JSON, email: str | None
         price = store.get("price", line["price"])
         assert price is not None
         sub["items"]["data"].append(sb.subscription_item(now, sub["id"], price, int(line["quantity"]), now, now))
-    sub["items"]["total_count"] = len(sub["items"]["data"])
     end = sub["_anchor"] if trial_days else period_end_after(sub, 1)
     sub["_cycles"] = 0 if trial_days else 1  # intervals from the anchor to the current period end
     set_period(sub, now, end)
@@ -170,6 +171,9 @@ def next_due(store: Store) -> tuple[int, str, JSON] | None:
     for session in store.objects.get("checkout.session", {}).values():
         if session["status"] == "open" and (best is None or session["expires_at"] < best[0]):
             best = (int(session["expires_at"]), "expire", session)
+    for refund in store.objects.get("refund", {}).values():
+        if refund.get("_settles_at") and (best is None or refund["_settles_at"] < best[0]):
+            best = (int(refund["_settles_at"]), "settle", refund)
     for sub in store.objects.get("subscription", {}).values():
         candidates: list[tuple[int, str]] = []
         if sub["status"] in ("active", "trialing", "past_due") and sub.get("cancel_at"):
@@ -205,6 +209,8 @@ def run_due(store: Store, until: int | None = None, retry_days: tuple[int, ...] 
         at = max(when, 0)
         if action == "expire":
             expire_session(store, obj)
+        elif action == "settle":
+            settle_refund(store, obj)
         elif action == "cancel":
             cancel_now(store, obj, at)
         elif action == "renew":

@@ -1,4 +1,17 @@
-"""Test controls under /_sandbox: clock, reset, state, faults, webhook flush, pay without a browser."""
+"""Test controls under /_sandbox: what a test does to Stripe that is not an API call of ours.
+
+- `GET clock`, `POST clock/advance` (seconds= or to=): the one sandbox clock; renewals, retries, `cancel_at` and
+  Checkout expiry happen as it passes them.
+- `POST reset`, `GET state`, `GET|POST|DELETE faults` (inject Stripe errors), `POST webhooks/flush`,
+  `GET webhooks/deliveries`.
+- `POST checkout_sessions/{id}/pay` (card=): pay like the hosted page; a declined card answers 402 and creates
+  nothing (no customer subscription, no invoice).
+- `POST customers/{id}/card` (card=): save a default card, like the portal. 4000000000000341 attaches but every
+  charge is declined ("Your card was declined."); 4000000000009995 attaches and is declined for insufficient funds:
+  the next renewal fails with that message in `charge.failure_message` and `payment_intent.last_payment_error`.
+- `POST invoices/{id}/dashboard_refund` (amount=, reason=): a refund made in Stripe's Dashboard on the charge that
+  paid the invoice, without metadata of ours (refund.created, charge.refunded).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +25,8 @@ from starlette.routing import Route
 
 from .billing import complete_checkout, run_due
 from .cards import CardError, charge_error, parse_card
-from .payments import attach_card
+from .errors import StripeError
+from .payments import attach_card, create_refund, invoice_charge
 from .store import Store, public
 
 
@@ -169,6 +183,27 @@ async def set_card(request: Request) -> JSONResponse:
     return JSONResponse({"payment_method": public(pm)})
 
 
+async def dashboard_refund(request: Request) -> JSONResponse:
+    """Refund a paid invoice's charge the way an operator does in Stripe's Dashboard: no metadata of ours.
+
+    Emits what Stripe emits (refund.created, charge.refunded); pass `amount` for a partial refund."""
+    store = _store(request)
+    inv = store.get("invoice", request.path_params["id"])
+    ch = invoice_charge(store, inv) if inv else None
+    if ch is None:
+        message = "No such invoice, or it was not paid by a charge."
+        return JSONResponse({"error": {"type": "invalid_request_error", "message": message}}, 400)
+    params = await _params(request)
+    amount = int(params["amount"]) if params.get("amount") not in (None, "") else None
+    reason = str(params["reason"]) if params.get("reason") else None
+    try:
+        refund = create_refund(store, {"charge": ch["id"]}, amount, reason, {})
+    except StripeError as exc:
+        return JSONResponse(exc.body(), exc.status)
+    store.save()
+    return JSONResponse({"refund": public(refund)})
+
+
 ROUTES = [
     Route("/_sandbox/clock", clock, methods=["GET"]),
     Route("/_sandbox/clock/advance", advance, methods=["POST"]),
@@ -179,4 +214,5 @@ ROUTES = [
     Route("/_sandbox/webhooks/deliveries", deliveries, methods=["GET"]),
     Route("/_sandbox/checkout_sessions/{id}/pay", pay_session, methods=["POST"]),
     Route("/_sandbox/customers/{id}/card", set_card, methods=["POST"]),
+    Route("/_sandbox/invoices/{id}/dashboard_refund", dashboard_refund, methods=["POST"]),
 ]

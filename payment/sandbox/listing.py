@@ -54,12 +54,35 @@ def created_filter(params: dict[str, Any]) -> Callable[[JSON], bool]:
     return check
 
 
+def _sublist(items: list[JSON], url: str) -> JSON:
+    return {"object": "list", "data": [public(o) for o in items], "has_more": False, "url": url}
+
+
+def _invoice_payments(store: Store, inv: JSON) -> JSON:
+    payments = [p for p in store.all("invoice_payment") if p["invoice"] == inv["id"]]
+    return _sublist(payments, f"/v1/invoice_payments?invoice={inv['id']}")
+
+
+def _charge_refunds(store: Store, ch: JSON) -> JSON:
+    refunds = [r for r in store.all("refund") if r["charge"] == ch["id"]]
+    return _sublist(refunds, f"/v1/charges/{ch['id']}/refunds")
+
+
+INCLUDABLE: dict[tuple[str, str], Callable[[Store, JSON], JSON]] = {
+    ("invoice", "payments"): _invoice_payments,
+    ("charge", "refunds"): _charge_refunds,
+}
+"""Fields Stripe returns only when `expand[]` names them: (object type, field) -> builder of the field's value."""
+
+
 def _expand_one(store: Store, value: Any, rest: list[str], full_path: str) -> Any:
     if isinstance(value, list):
         return [_expand_one(store, v, rest, full_path) for v in value]
     if not rest:
         return value
     head, tail = rest[0], rest[1:]
+    if isinstance(value, dict) and head not in value and (value.get("object"), head) in INCLUDABLE:
+        value[head] = INCLUDABLE[(value["object"], head)](store, value)
     if not isinstance(value, dict) or head not in value:
         raise invalid("expand", f"This property cannot be expanded ({full_path}).")
     target = value[head]

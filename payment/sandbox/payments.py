@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from . import shapes_billing as sb
@@ -65,7 +66,6 @@ def create_invoice(
             description = f"Trial period for {name}"
         inv["lines"]["data"].append(sb.invoice_line(inv["id"], sub, item, amount, description, line_start, line_end))
         total += amount
-    inv["lines"]["total_count"] = len(inv["lines"]["data"])
     for key in ("amount_due", "amount_remaining", "subtotal", "subtotal_excluding_tax", "total", "total_excluding_tax"):
         inv[key] = total
     inv["default_payment_method"] = cust["invoice_settings"].get("default_payment_method")
@@ -100,7 +100,7 @@ def attempt_payment(store: Store, inv: JSON, cust: JSON, next_attempt: int | Non
         _mark_paid(store, inv)
         return True
     pm = default_payment_method(store, cust)
-    pi = store.get("payment_intent", inv["payment_intent"]) if inv.get("payment_intent") else None
+    pi = store.get("payment_intent", inv["_payment_intent"]) if inv.get("_payment_intent") else None
     if pi is None:
         pi = store.add(
             sp.payment_intent(
@@ -117,8 +117,9 @@ def attempt_payment(store: Store, inv: JSON, cust: JSON, next_attempt: int | Non
             )
         )
         pi["_invoice"] = inv["id"]
-        inv["payment_intent"] = pi["id"]
+        inv["_payment_intent"] = pi["id"]
         store.emit("payment_intent.created", pi)
+        store.add(sp.invoice_payment(now, inv, pi))
     pi["payment_method"] = pm["id"] if pm else None
     inv["attempted"] = True
     inv["attempt_count"] = int(inv["attempt_count"]) + 1
@@ -155,7 +156,11 @@ def attempt_payment(store: Store, inv: JSON, cust: JSON, next_attempt: int | Non
         pi["status"] = "succeeded"
         pi["amount_received"] = pi["amount"]
         store.emit("payment_intent.succeeded", pi)
-        inv["charge"] = pi["latest_charge"]
+        for payment in invoice_payments(store, inv["id"]):
+            if payment["payment"].get("payment_intent") == pi["id"]:
+                payment.update(status="paid", amount_paid=pi["amount"])
+                payment["status_transitions"]["paid_at"] = now
+                store.emit("invoice_payment.paid", payment)
         cust["delinquent"] = False
         _mark_paid(store, inv)
         return True
@@ -174,6 +179,34 @@ def attempt_payment(store: Store, inv: JSON, cust: JSON, next_attempt: int | Non
     cust["delinquent"] = True
     store.emit("invoice.payment_failed", inv)
     return False
+
+
+REFUND_REFERENCE_DELAY = 86400
+"""A card refund gets its acquirer reference number about a day later (refund.updated)."""
+
+
+def settle_refund(store: Store, re: JSON) -> None:
+    """The card network acknowledged the refund: its reference becomes available (refund.updated)."""
+    re.pop("_settles_at", None)
+    card = re["destination_details"]["card"]
+    previous = {"destination_details": {"card": {"reference": None, "reference_status": card["reference_status"]}}}
+    card["reference"] = f"{secrets.randbelow(10**23):023d}"
+    card["reference_status"] = "available"
+    store.emit("refund.updated", re, previous)
+
+
+def invoice_payments(store: Store, invoice_id: str) -> list[JSON]:
+    """The invoice payments of an invoice, newest first."""
+    return [p for p in store.all("invoice_payment") if p["invoice"] == invoice_id]
+
+
+def invoice_charge(store: Store, inv: JSON) -> JSON | None:
+    """The succeeded charge that paid an invoice (through its paid invoice payment's payment intent)."""
+    for payment in invoice_payments(store, inv["id"]):
+        pi = store.get("payment_intent", str(payment["payment"].get("payment_intent")))
+        if payment["status"] == "paid" and pi and pi.get("latest_charge"):
+            return store.get("charge", pi["latest_charge"])
+    return None
 
 
 def sb_public_pm(pm: JSON) -> dict[str, Any]:
@@ -228,15 +261,10 @@ def create_refund(store: Store, params: dict[str, Any], amount: int | None, reas
     if reason not in (None, "duplicate", "fraudulent", "requested_by_customer"):
         raise invalid("reason", "Invalid reason: must be one of duplicate, fraudulent, or requested_by_customer")
     re = store.add(sp.refund(store.now(), ch, amount, reason, metadata))
-    previous = {
-        "amount_refunded": ch["amount_refunded"],
-        "refunded": ch["refunded"],
-        "refunds": {"data": list(ch["refunds"]["data"]), "total_count": ch["refunds"]["total_count"]},
-    }
+    re["_settles_at"] = store.now() + REFUND_REFERENCE_DELAY
+    previous = {"amount_refunded": ch["amount_refunded"], "refunded": ch["refunded"]}
     ch["amount_refunded"] = int(ch["amount_refunded"]) + amount
     ch["refunded"] = ch["amount_refunded"] >= ch["amount_captured"]
-    ch["refunds"]["data"].insert(0, {k: v for k, v in re.items() if not k.startswith("_")})
-    ch["refunds"]["total_count"] = len(ch["refunds"]["data"])
     store.emit("refund.created", re)
     store.emit("charge.refunded", ch, previous)
     return re

@@ -1,4 +1,8 @@
-"""Builders for payment intent, charge and refund objects in the current API shapes."""
+"""Builders for payment intent, charge, refund, invoice payment and test clock objects in the current API shapes.
+
+`charge.refunds` and `invoice.payments` are includable: they are not stored on the object but built by `listing`
+when `expand[]` asks for them, as Stripe does since 2022-11-15 and 2025-03-31.basil.
+"""
 
 from __future__ import annotations
 
@@ -106,15 +110,27 @@ def charge(now: int, pi: JSON, pm: JSON, email: str | None) -> JSON:
         "payment_method_details": {
             "card": {
                 "amount_authorized": pi["amount"],
+                "authorization_code": None,
                 "brand": card["brand"],
                 "checks": card["checks"],
                 "country": "US",
                 "exp_month": card["exp_month"],
                 "exp_year": card["exp_year"],
+                "extended_authorization": {"status": "disabled"},
                 "fingerprint": card["fingerprint"],
                 "funding": "credit",
+                "incremental_authorization": {"status": "unavailable"},
+                "installments": None,
                 "last4": card["last4"],
+                "mandate": None,
+                "multicapture": {"status": "unavailable"},
                 "network": card["brand"],
+                "network_token": {"used": False},
+                "network_transaction_id": None,
+                "overcapture": {"maximum_amount_capturable": pi["amount"], "status": "unavailable"},
+                "regulated_status": "unregulated",
+                "three_d_secure": None,
+                "transaction_link_id": None,
                 "wallet": None,
             },
             "type": "card",
@@ -123,13 +139,6 @@ def charge(now: int, pi: JSON, pm: JSON, email: str | None) -> JSON:
         "receipt_number": None,
         "receipt_url": None,
         "refunded": False,
-        "refunds": {
-            "object": "list",
-            "data": [],
-            "has_more": False,
-            "total_count": 0,
-            "url": f"/v1/charges/{cid}/refunds",
-        },
         "review": None,
         "shipping": None,
         "source": None,
@@ -154,7 +163,12 @@ def refund(now: int, ch: JSON, amount: int, reason: str | None, metadata: JSON) 
         "customer": ch["customer"],
         "customer_account": None,
         "destination_details": {
-            "card": {"reference_status": "pending", "reference_type": "acquirer_reference_number", "type": "refund"},
+            "card": {
+                "reference": None,
+                "reference_status": "pending",
+                "reference_type": "acquirer_reference_number",
+                "type": "refund",
+            },
             "type": "card",
         },
         "metadata": metadata,
@@ -165,4 +179,36 @@ def refund(now: int, ch: JSON, amount: int, reason: str | None, metadata: JSON) 
         "source_transfer_reversal": None,
         "status": "succeeded",
         "transfer_reversal": None,
+    }
+
+
+def invoice_payment(now: int, inv: JSON, pi: JSON) -> JSON:
+    """The default payment of an invoice, open until its payment intent succeeds."""
+    return {
+        "id": new_id("inpay"),
+        "object": "invoice_payment",
+        "amount_paid": None,
+        "amount_requested": pi["amount"],
+        "created": now,
+        "currency": pi["currency"],
+        "invoice": inv["id"],
+        "is_default": True,
+        "livemode": False,
+        "payment": {"payment_intent": pi["id"], "type": "payment_intent"},
+        "status": "open",
+        "status_transitions": {"canceled_at": None, "paid_at": None},
+    }
+
+
+def test_clock(now: int, frozen_time: int, name: str | None) -> JSON:
+    return {
+        "id": new_id("clock"),
+        "object": "test_helpers.test_clock",
+        "created": now,
+        "deletes_after": now + 30 * 86400,
+        "frozen_time": frozen_time,
+        "livemode": False,
+        "name": name,
+        "status": "ready",
+        "status_details": {},
     }

@@ -12,10 +12,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from payment.stripe.version import API_VERSION
+
 JSON = dict[str, Any]
 
 ALPHABET = string.ascii_letters + string.digits
-API_VERSION = "2026-10-28.endive"
 
 # id prefix -> object kind (the value of "object")
 PREFIX_KIND: dict[str, str] = {
@@ -32,6 +33,8 @@ PREFIX_KIND: dict[str, str] = {
     "evt": "event",
     "we": "webhook_endpoint",
     "pm": "payment_method",
+    "inpay": "invoice_payment",
+    "clock": "test_helpers.test_clock",
 }
 KIND_PREFIX = {kind: prefix for prefix, kind in PREFIX_KIND.items()}
 

@@ -12,8 +12,9 @@ from collections import deque
 
 import httpx
 
+from . import versions
 from .api import Config
-from .store import JSON, Store, public
+from .store import JSON, Store
 
 USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
 
@@ -39,18 +40,26 @@ class Dispatcher:
         self.client: httpx.AsyncClient | None = None
         store.on_event = self.enqueue
 
-    def targets(self, event_type: str) -> list[tuple[str, str, str]]:
-        found = [(f"static{i}", url, secret) for i, (url, secret) in enumerate(self.config.webhook_endpoints)]
+    def targets(self, event_type: str) -> list[tuple[str, str, str, str | None]]:
+        """(queue key, url, secret, api_version) of every endpoint that receives this event type."""
+        found: list[tuple[str, str, str, str | None]] = [
+            (f"static{i}", url, secret, None) for i, (url, secret) in enumerate(self.config.webhook_endpoints)
+        ]
         for endpoint in self.store.all("webhook_endpoint")[::-1]:
-            if endpoint["status"] == "enabled" and _matches(endpoint["enabled_events"], event_type):
-                found.append((endpoint["id"], endpoint["url"], endpoint["_secret"]))
+            version = endpoint.get("api_version")
+            if (
+                endpoint["status"] == "enabled"
+                and _matches(endpoint["enabled_events"], event_type)
+                and versions.delivers(version, event_type)
+            ):
+                found.append((endpoint["id"], endpoint["url"], endpoint["_secret"], version))
         return found
 
     def enqueue(self, event: JSON) -> int:
         targets = self.targets(event["type"])
         event["pending_webhooks"] = len(targets)
-        payload = json.dumps(public(event), indent=2).encode()
-        for key, url, secret in targets:
+        for key, url, secret, version in targets:
+            payload = json.dumps(versions.render(self.store, event, version), indent=2).encode()
             self.queues.setdefault(key, deque()).append((event["id"], url, secret, payload))
             self._ensure_worker(key)
         return len(targets)

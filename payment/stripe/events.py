@@ -16,14 +16,16 @@ from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
-from payment.errors import Conflict, NotFound, PaymentError
+from payment.errors import Conflict, NotFound, PaymentError, StripeError
 from payment.listing import DEFAULT_PAGE_SIZE, Page, keyset_page
 from payment.models import StripeEvent, utcnow
 from payment.models.ops import EVENT_STATUSES
+from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
 from payment.stripe.handlers import HANDLED_TYPES, HANDLERS, lock_key
-from payment.stripe.sync import ts
+from payment.stripe.reader import ts
 from payment.stripe.webhooks import store_event
 
 if TYPE_CHECKING:
@@ -37,6 +39,14 @@ SWEEP_AFTER_SECONDS = 10
 CATCH_UP_OVERLAP = timedelta(hours=1)
 CATCH_UP_FIRST_WINDOW = timedelta(days=1)
 CATCH_UP_MAX_PAGES = 100
+# Stripe answering "no such object" can be a moment of replication lag; after this many attempts it is final.
+NOT_FOUND_ATTEMPTS = 3
+
+
+class NeverApplies(PaymentError):
+    """An event that no retry can apply (no object, an object of the wrong type, an object Stripe does not have)."""
+
+    code = "stripe_event_unusable"
 
 
 def describe(exc: BaseException) -> str:
@@ -59,11 +69,20 @@ async def apply(session: AsyncSession, gateway: StripeGateway, row: StripeEvent,
     if handler is None:
         row.status, row.handled_at = "ignored", utcnow()
         return False
+    try:
+        obj = reader.event_object(row.payload, handler.object_type)
+    except reader.UnusableObject as exc:
+        raise NeverApplies(f"This {row.type} event can never apply: {exc}") from None
     # serialise events of one Stripe customer across workers: each re-reads Stripe, then writes
     await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(lock_key(row.payload), 0))))
-    obj = (row.payload.get("data") or {}).get("object") or {}
     event_at = ts(row.payload.get("created")) or row.stripe_created_at
-    applied = await handler(session, gateway, obj, event_at, actor)
+    try:
+        applied = await handler.apply(session, gateway, obj, event_at, actor)
+    except StripeError as exc:
+        if exc.code == "resource_missing" and row.attempts + 1 >= NOT_FOUND_ATTEMPTS:
+            raise NeverApplies(f"This {row.type} event can never apply: Stripe has no {handler.object_type} "
+                               f"{obj['id']} (answered 'no such object' {row.attempts + 1} times).") from exc
+        raise
     row.status, row.handled_at, row.last_error = "handled", utcnow(), None
     row.attempts += 1
     await audit.record(session, actor=actor, action=f"stripe.{row.type}"[:64], entity_type=applied.entity_type,
@@ -74,13 +93,17 @@ async def apply(session: AsyncSession, gateway: StripeGateway, row: StripeEvent,
 
 async def process_event(services: Services, event_row_id: int, *, final_attempt: bool = False) -> bool:
     """The job body: apply the event in one transaction; on failure record the error (status `failed` once no
-    retry is left) and re-raise so the job is retried."""
+    retry is left, or at once for an event that can never apply) and re-raise so the job is retried."""
     try:
         async with services.db.transaction() as session:
             row = await session.get(StripeEvent, event_row_id, with_for_update=True)
             if row is None:
                 return False
             return await apply(session, services.stripe, row, actor=audit.STRIPE)
+    except NeverApplies as exc:
+        # failed for good now, not after ten retries; raised so the job fails (and reaches Sentry) without a retry
+        await _record_failure(services, event_row_id, exc, final=True)
+        raise
     except Exception as exc:
         await _record_failure(services, event_row_id, exc, final=final_attempt)
         raise
@@ -110,6 +133,7 @@ async def _record_failure(services: Services, event_row_id: int, exc: Exception,
 async def retry(session: AsyncSession, event_row_id: int, *, actor: str) -> StripeEvent:
     """Put a failed (or stuck pending) event back to pending so it is applied again; handled events cannot be
     retried."""
+    require(actor, Permission.RETRY_WEBHOOK)
     row = await session.get(StripeEvent, event_row_id, with_for_update=True)
     if row is None:
         raise NotFound("No such webhook event.")

@@ -13,6 +13,7 @@ import stripe
 
 from payment.config import Settings
 from payment.errors import StripeError
+from payment.stripe.version import API_VERSION
 
 T = TypeVar("T")
 Params = dict[str, Any]
@@ -66,6 +67,8 @@ class StripeGateway:
             base_addresses=addresses,
             http_client=stripe.HTTPXClient(timeout=timeout, allow_sync_methods=True),
             max_network_retries=max_network_retries,
+            # explicit, so an SDK upgrade cannot move the shapes we read (see payment/stripe/reader.py)
+            stripe_version=API_VERSION,
         )
         self.webhook_secret = settings.stripe_webhook_secret
 
@@ -118,7 +121,12 @@ class StripeGateway:
 
     # invoices, charges, refunds
     async def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
-        return await self._call(self.client.v1.invoices.retrieve_async, invoice_id)
+        """The invoice with its invoice payments (since basil the only place its charge and payment intent are)."""
+        return await self._call(self.client.v1.invoices.retrieve_async, invoice_id,
+                                params={"expand": ["payments"]})
+
+    async def list_invoice_payments(self, params: Params) -> dict[str, Any]:
+        return await self._call(self.client.v1.invoice_payments.list_async, params=params)
 
     async def retrieve_charge(self, charge_id: str) -> dict[str, Any]:
         return await self._call(self.client.v1.charges.retrieve_async, charge_id)
@@ -162,17 +170,21 @@ class StripeGateway:
     async def list_checkout_sessions(self, params: Params) -> dict[str, Any]:
         return await self._call(self.client.v1.checkout.sessions.list_async, params=params)
 
-    def verify_webhook(self, payload: bytes, signature: str, *, tolerance: int = 300) -> dict[str, Any]:
-        """Like `construct_event` but returns the body's own JSON (no SDK objects to build and convert back):
-        the webhook endpoint's hot path. ValueError when the signature or the JSON does not hold."""
-        import json
-
+    def verify_webhook(self, payload: bytes, signature: str, *, tolerance: int = 300) -> bool:
+        """Whether `signature` signs this exact body with our secret within `tolerance` seconds (the body is
+        parsed by the caller, as JSON, without building SDK objects: the webhook endpoint's hot path)."""
         try:
             stripe.WebhookSignature.verify_header(payload.decode("utf-8"), signature, self.webhook_secret,
                                                   tolerance)
-        except (stripe.SignatureVerificationError, UnicodeDecodeError) as exc:
-            raise ValueError("bad Stripe signature") from exc
-        event = json.loads(payload)
-        if not isinstance(event, dict):
-            raise ValueError("not a Stripe event")
-        return event
+        except (stripe.SignatureVerificationError, UnicodeDecodeError):
+            return False
+        return True
+
+    # a plan's product and price, created once per admin submission (the key makes a double submit one call)
+    async def create_product_once(self, params: Params, *, idempotency_key: str) -> dict[str, Any]:
+        return await self._call(self.client.v1.products.create_async, params=params,
+                                options=self._options(idempotency_key))
+
+    async def create_price_once(self, params: Params, *, idempotency_key: str) -> dict[str, Any]:
+        return await self._call(self.client.v1.prices.create_async, params=params,
+                                options=self._options(idempotency_key))

@@ -13,12 +13,16 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import contains_eager
 
+from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
 from payment.errors import Conflict, NotFound, ValidationError
 from payment.models import Customer, Plan, Subscription, SubscriptionAdjustment, utcnow
 from payment.models.billing import LIVE_STATUSES
+from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
-from payment.subscriptions.stripe_state import apply_stripe_subscription, period_after, stripe_period
+from payment.subscriptions.paid_extension import is_paid_extension, marker
+from payment.subscriptions.periods import period_after
+from payment.subscriptions.stripe_sync import upsert_from_stripe
 
 MAX_DAYS = 3650
 ENDED_STATUSES = ("canceled", "expired", "incomplete_expired")
@@ -85,6 +89,7 @@ async def _adjust(session: AsyncSession, sub: Subscription, kind: str, reason: s
 
 def _snapshot(sub: Subscription) -> dict[str, object]:
     return {"status": sub.status, "source": sub.source, "cancel_at_period_end": sub.cancel_at_period_end,
+            "cancel_at": sub.cancel_at.isoformat() if sub.cancel_at else None,
             "current_period_end": sub.current_period_end.isoformat() if sub.current_period_end else None,
             "stripe_subscription_id": sub.stripe_subscription_id}
 
@@ -98,15 +103,17 @@ async def cancel_at_period_end(session: AsyncSession, subscription_id: int, *, g
                                reason: str | None = None, actor: str, ip: str | None = None,
                                idempotency_key: str | None = None) -> Subscription:
     """A live subscription stops renewing and ends at its current period end (Stripe's through the Stripe API)."""
+    require(actor, Permission.MANAGE_SUBSCRIPTIONS)
     sub = await lock_subscription(session, subscription_id)
     _require_live(sub, "canceled")
-    if sub.cancel_at_period_end:
-        raise Conflict("This subscription is already set to cancel at the end of its period.")
+    if sub.cancels_on is not None:
+        raise Conflict("This subscription is already set to cancel on "
+                       f"{sub.cancels_on.date().isoformat()}.")
     reason = check_reason(reason, default="Canceled at period end by an admin.")
     if sub.stripe_subscription_id is not None:
         data = await gateway.update_subscription(sub.stripe_subscription_id, {"cancel_at_period_end": True},
                                                  idempotency_key=idempotency_key)
-        apply_stripe_subscription(sub, data)
+        await upsert_from_stripe(session, gateway, data, actor=actor)
     else:
         sub.cancel_at_period_end = True
         sub.canceled_at = utcnow()
@@ -120,15 +127,17 @@ async def cancel_at_period_end(session: AsyncSession, subscription_id: int, *, g
 async def resume(session: AsyncSession, subscription_id: int, *, gateway: StripeGateway, reason: str | None = None,
                  actor: str, ip: str | None = None, idempotency_key: str | None = None) -> Subscription:
     """A pending cancellation at period end is withdrawn; the subscription renews again."""
+    require(actor, Permission.MANAGE_SUBSCRIPTIONS)
     sub = await lock_subscription(session, subscription_id)
     _require_live(sub, "resumed")
-    if not sub.cancel_at_period_end:
+    if sub.cancels_on is None:
         raise Conflict("This subscription has no pending cancellation to undo.")
     reason = check_reason(reason, default="Cancellation withdrawn by an admin.")
     if sub.stripe_subscription_id is not None:
-        data = await gateway.update_subscription(sub.stripe_subscription_id, {"cancel_at_period_end": False},
+        # an empty cancel_at withdraws both ways Stripe ends a subscription (cancel_at and cancel_at_period_end)
+        data = await gateway.update_subscription(sub.stripe_subscription_id, {"cancel_at": ""},
                                                  idempotency_key=idempotency_key)
-        apply_stripe_subscription(sub, data)
+        await upsert_from_stripe(session, gateway, data, actor=actor)
     else:
         sub.cancel_at_period_end = False
         sub.canceled_at = None
@@ -141,7 +150,9 @@ async def resume(session: AsyncSession, subscription_id: int, *, gateway: Stripe
 
 async def extend(session: AsyncSession, subscription_id: int, *, days: int, reason: str, gateway: StripeGateway,
                  actor: str, ip: str | None = None, idempotency_key: str | None = None) -> Subscription:
-    """A live subscription's period end moves `days` later; a Stripe one through a trial to that date, unbilled."""
+    """A live subscription's period end moves `days` later; a Stripe one through a trial to that date, unbilled,
+    and a paying one stays active (renewing on the new date), not trialing."""
+    require(actor, Permission.MANAGE_SUBSCRIPTIONS)
     days = check_days(days)
     reason = check_reason(reason)
     sub = await lock_subscription(session, subscription_id)
@@ -149,13 +160,17 @@ async def extend(session: AsyncSession, subscription_id: int, *, days: int, reas
     previous_end = sub.current_period_end
     if sub.stripe_subscription_id is not None:
         current = await gateway.retrieve_subscription(sub.stripe_subscription_id)
-        stripe_end = stripe_period(current)[1] or previous_end or utcnow()
+        stripe_end = reader.subscription(current).period_end or previous_end or utcnow()
         new_end = stripe_end + timedelta(days=days)
-        # A trial up to the new end is how Stripe moves the next charge without billing the added days.
-        data = await gateway.update_subscription(
-            sub.stripe_subscription_id, {"trial_end": int(new_end.timestamp()), "proration_behavior": "none"},
-            idempotency_key=idempotency_key)
-        apply_stripe_subscription(sub, data)
+        trial_end = int(new_end.timestamp())
+        # A trial up to the new end is how Stripe moves the next charge without billing the added days; on a paying
+        # subscription the metadata marks it as an extension, so we keep calling it active (paid_extension).
+        params: dict[str, object] = {"trial_end": trial_end, "proration_behavior": "none"}
+        if current.get("status") == "active" or is_paid_extension(current):
+            params["metadata"] = marker(trial_end)
+        data = await gateway.update_subscription(sub.stripe_subscription_id, params,
+                                                 idempotency_key=idempotency_key)
+        await upsert_from_stripe(session, gateway, data, actor=actor)
         previous_end = stripe_end
     else:
         sub.current_period_end = (previous_end or utcnow()) + timedelta(days=days)
@@ -169,16 +184,17 @@ async def extend(session: AsyncSession, subscription_id: int, *, days: int, reas
 
 
 async def _end_now(session: AsyncSession, sub: Subscription, gateway: StripeGateway,
-                   idempotency_key: str | None) -> None:
+                   idempotency_key: str | None, actor: str) -> None:
     if sub.stripe_subscription_id is not None:
         data = await gateway.cancel_subscription(sub.stripe_subscription_id, idempotency_key=idempotency_key)
-        apply_stripe_subscription(sub, data)
+        await upsert_from_stripe(session, gateway, data, actor=actor)
     else:
         now = utcnow()
         sub.status = "canceled"
         sub.canceled_at = sub.canceled_at or now
         sub.ended_at = now
         sub.cancel_at_period_end = False
+        sub.cancel_at = None
     await session.flush()
 
 
@@ -191,7 +207,7 @@ async def cancel_now(session: AsyncSession, subscription_id: int, *, gateway: St
         raise Conflict(f"This subscription has already ended ({sub.status}).")
     reason = check_reason(reason, default="Canceled immediately by an admin.")
     previous_end = sub.current_period_end
-    await _end_now(session, sub, gateway, idempotency_key)
+    await _end_now(session, sub, gateway, idempotency_key, actor)
     await _adjust(session, sub, "cancel_now", reason, actor, previous_end=previous_end)
     await audit.record(session, actor=actor, action="subscription.canceled_now", entity_type="subscription",
                        entity_id=sub.id, details={"reason": reason, **_snapshot(sub)}, ip=ip)
@@ -204,7 +220,7 @@ async def replace_live(session: AsyncSession, conflicts: list[Subscription], *, 
     for old in conflicts:
         await lock_subscription(session, old.id)
         previous_end = old.current_period_end
-        await _end_now(session, old, gateway, None)
+        await _end_now(session, old, gateway, None, actor)
         await _adjust(session, old, "replace", reason, actor, previous_end=previous_end)
         await audit.record(session, actor=actor, action="subscription.replaced", entity_type="subscription",
                            entity_id=old.id, details={"reason": reason, **_snapshot(old)}, ip=ip)
@@ -224,20 +240,33 @@ def describe_conflicts(conflicts: list[Subscription]) -> str:
     return f"The customer already has a live subscription in this plan's scope: {listed}."
 
 
+async def _grant_conflicts(session: AsyncSession, customer_id: int, plan_id: int, *, replace: bool
+                           ) -> tuple[Plan, list[Subscription]]:
+    plan = await session.get(Plan, plan_id)
+    if plan is None:
+        raise NotFound("This plan does not exist.", field="plan_id")
+    conflicts = await live_in_scope(session, customer_id, plan)
+    if conflicts and not replace:
+        raise Conflict(describe_conflicts(conflicts) + " Confirm replacing it to continue.", code="replace_needed")
+    return plan, conflicts
+
+
+async def check_grant(session: AsyncSession, customer_id: int, *, plan_id: int, replace: bool = False) -> None:
+    """What `grant` would refuse (a live subscription in the plan's scope, unless replacing), checked without
+    locking, so the admin is asked before the confirmation page."""
+    await _grant_conflicts(session, customer_id, plan_id, replace=replace)
+
+
 async def grant(session: AsyncSession, customer_id: int, *, plan_id: int, reason: str, gateway: StripeGateway,
                 actor: str, months: int = 0, days: int = 0, replace: bool = False,
                 ip: str | None = None) -> Subscription:
     """Give the customer a free manual subscription to a plan for a duration, refused while a live subscription
     in the same scope exists unless `replace` ends it."""
+    require(actor, Permission.MANAGE_SUBSCRIPTIONS)
     reason = check_reason(reason)
     check_duration(months, days)
     customer = await lock_customer(session, customer_id)
-    plan = await session.get(Plan, plan_id)
-    if plan is None:
-        raise NotFound("This plan does not exist.", field="plan_id")
-    conflicts = await live_in_scope(session, customer.id, plan)
-    if conflicts and not replace:
-        raise Conflict(describe_conflicts(conflicts) + " Confirm replacing it to continue.", code="replace_needed")
+    plan, conflicts = await _grant_conflicts(session, customer.id, plan_id, replace=replace)
     await replace_live(session, conflicts, reason=f"Replaced by a granted {plan.name}: {reason}", gateway=gateway,
                        actor=actor, ip=ip)
     start = utcnow()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 from sqlalchemy import select
@@ -9,15 +11,35 @@ from sqlalchemy import select
 from payment.admins import service as admins
 from payment.models import AdminUser, AuditLog
 from payment.runtime import Services
-from tests.admin.conftest import page_token, sign_in
+from tests.admin.conftest import csrf_from, page_token, sign_in
 from tests.admin.test_apps import RAW_DB_WORDS
+from tests.support.app import asgi_client
+
+LINK_RE = re.compile(r"(/admin/set-password/[A-Za-z0-9_-]+)")
 
 
-async def create(client: httpx.AsyncClient, email: str, name: str = "Ops", password: str = "a-good-password"
+async def create(client: httpx.AsyncClient, email: str, name: str = "Ops", password: str | None = "a-good-password"
                  ) -> httpx.Response:
+    """Create an admin through the form; the owner gets a one-time link, which the new admin (another browser)
+    opens to choose `password` (unless None)."""
     token = await page_token(client, "/admin/admin-user/create")
-    return await client.post("/admin/admin-user/create", data={"email": email, "name": name, "password": password,
-                                                               "csrf_token": token, "save": "Save"})
+    created = await client.post("/admin/admin-user/create", data={"email": email, "name": name, "csrf_token": token,
+                                                                  "save": "Save"})
+    if created.status_code == 302 and password is not None:
+        link = await created_link(client)
+        async with asgi_client(client._transport.app) as newcomer:  # type: ignore[attr-defined]
+            page = await newcomer.get(link)
+            done = await newcomer.post(link, data={"password": password, "confirm": password,
+                                                   "csrf_token": csrf_from(page.text)})
+            assert done.status_code == 303, done.text
+    return created
+
+
+async def created_link(client: httpx.AsyncClient) -> str:
+    listing = await client.get("/admin/admin-user/list")
+    found = LINK_RE.search(listing.text)
+    assert found, "the list shows no set-password link"
+    return found.group(1)
 
 
 async def find(services: Services, email: str) -> AdminUser:
@@ -35,19 +57,53 @@ async def test_create_an_admin_who_can_then_sign_in(admin: httpx.AsyncClient, an
     assert (await sign_in(anon, "ops@aquoris.test", "a-good-password")).status_code == 302
 
 
-@pytest.mark.parametrize(("email", "name", "password", "message"), [
-    ("not-an-email", "Ops", "a-good-password", "Enter a valid email address."),
-    ("long@aquoris.test", "n" * 1025, "a-good-password", "Name must be at most 1024 characters."),
-    ("pw@aquoris.test", "Ops", "p" * 73, "Password must be at most 72 bytes"),
-    ("thai@aquoris.test", "Ops", "รหัส" * 7, "Password must be at most 72 bytes"),  # 28 characters, 84 bytes
-    ("short@aquoris.test", "Ops", "short", "Password must be at least 8 characters."),
+@pytest.mark.parametrize(("email", "name", "message"), [
+    ("not-an-email", "Ops", "Enter a valid email address."),
+    ("long@aquoris.test", "n" * 1025, "Name must be at most 1024 characters."),
 ])
 async def test_the_guides_limits_give_clear_errors(admin: httpx.AsyncClient, email: str, name: str,
-                                                   password: str, message: str) -> None:
-    response = await create(admin, email, name, password)
+                                                   message: str) -> None:
+    response = await create(admin, email, name)
     assert response.status_code == 400
     assert message in response.text
     assert not any(word in response.text for word in RAW_DB_WORDS)
+
+
+@pytest.mark.parametrize(("password", "message"), [
+    ("p" * 73, "Password must be at most 72 bytes"),
+    ("รหัส" * 7, "Password must be at most 72 bytes"),  # 28 characters, 84 bytes
+    ("short", "Password must be at least 8 characters."),
+])
+async def test_the_set_password_link_applies_the_password_limits(admin: httpx.AsyncClient, anon: httpx.AsyncClient,
+                                                                 password: str, message: str) -> None:
+    email = f"limits{len(password)}{password[0]}@aquoris.test"
+    assert (await create(admin, email, password=None)).status_code == 302
+    link = await created_link(admin)
+    page = await anon.get(link)
+    assert page.status_code == 200 and email in page.text
+    refused = await anon.post(link, data={"password": password, "confirm": password,
+                                          "csrf_token": csrf_from(page.text)})
+    assert refused.status_code == 400 and message in refused.text
+
+
+async def test_a_new_admin_chooses_their_password_once(admin: httpx.AsyncClient, anon: httpx.AsyncClient,
+                                                       admin_services: Services) -> None:
+    assert (await create(admin, "Newcomer@Aquoris.test", password=None)).status_code == 302
+    created = await find(admin_services, "newcomer@aquoris.test")
+    assert created.role == "viewer" and not created.password_hash.startswith("$2")
+    assert (await sign_in(anon, "newcomer@aquoris.test", "")).status_code == 400
+    link = await created_link(admin)
+    page = await anon.get(link)
+    done = await anon.post(link, data={"password": "my-own-secret-1", "confirm": "my-own-secret-1",
+                                       "csrf_token": csrf_from(page.text)})
+    assert done.status_code == 303
+    again = await anon.get(link)
+    assert again.status_code == 404 and "expired or was already used" in again.text
+    assert (await sign_in(anon, "newcomer@aquoris.test", "my-own-secret-1")).status_code == 302
+    async with admin_services.db.session() as session:
+        actions = (await session.execute(select(AuditLog.action).where(AuditLog.entity_id == str(created.id))
+                                         .order_by(AuditLog.id))).scalars().all()
+    assert actions[:3] == ["admin.created", "admin.password_link_issued", "admin.password_set_by_link"]
 
 
 async def test_a_duplicate_email_is_friendly(admin: httpx.AsyncClient) -> None:

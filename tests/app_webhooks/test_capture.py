@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 
+from payment.admins.permissions import AdminActor
 from payment.runtime import Services
 from payment.subscriptions import service as subscriptions
 from tests.app_webhooks.conftest import client_app, messages
@@ -31,7 +32,7 @@ async def test_a_granted_subscription_is_created_and_changes_the_entitlement_of_
         customer = await factories.create_customer(session)
     async with services.db.transaction() as session:
         await subscriptions.grant(session, customer.id, plan_id=plan.id, days=30, reason="Partner account",
-                                  gateway=services.stripe, actor="admin:1")
+                                  gateway=services.stripe, actor=AdminActor(1, "owner"))
     got = [(r.event_type, r.payload["data"]["status"]) for r in await messages(services, vega.endpoint.id)]
     assert got == [("subscription.created", "active"), ("entitlement.changed", "active")]
     assert await messages(services, other.endpoint.id) == []  # another app's plan: nothing for it

@@ -6,11 +6,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from payment.audit.chain import chain_key
 from payment.db import Database
+from tests.support.factories import SECRET
 
 
 @pytest.fixture(scope="module")
 async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(database_url, pool_size=30)
+    db = Database(database_url, pool_size=30, pool_timeout=60, audit_key=chain_key(SECRET))
     yield db
     await db.dispose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select, text, update
 
-from payment.audit.service import admin_actor
+from payment.admins.permissions import AdminActor, Role
 from payment.errors import Conflict
 from payment.models import AuditLog, StripeEvent
 from payment.runtime import Services
@@ -89,7 +89,7 @@ async def test_retry_puts_a_failed_event_back_and_it_applies_once_the_cause_is_f
         await session.execute(text("UPDATE plans SET stripe_price_id = :p, price_cents = 29900 WHERE id = :id"),
                               {"id": plan.id, "p": price})
     async with services.db.transaction() as session:
-        await events.retry(session, row_id, actor=admin_actor(7))
+        await events.retry(session, row_id, actor=AdminActor(7, Role.SUPPORT))
     assert await events.enqueue_event(services, row_id) is True
     assert await _queued(services, row_id) == 1
     assert await events.process_event(services, row_id) is True
@@ -104,7 +104,7 @@ async def test_retry_puts_a_failed_event_back_and_it_applies_once_the_cause_is_f
 
     async with services.db.transaction() as session:
         with pytest.raises(Conflict):
-            await events.retry(session, row_id, actor=admin_actor(7))
+            await events.retry(session, row_id, actor=AdminActor(7, Role.SUPPORT))
 
 
 async def test_sweep_enqueues_stored_events_that_have_no_job(world: World) -> None:

@@ -4,13 +4,16 @@ final failures reach Sentry; SIGTERM lets a running job finish."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from datetime import timedelta
 from typing import Any
 
 import sentry_sdk
+from sentry_sdk.integrations.logging import LoggingIntegration
 from sqlalchemy import func, select, text
 
+from payment.audit import service as audit
 from payment.config import Settings
 from payment.embedded_pg import free_port
 from payment.models import BillingSession, StripeEvent, Subscription, SubscriptionAdjustment, utcnow
@@ -145,7 +148,8 @@ async def test_a_job_failing_for_good_reaches_sentry(settings: Settings, service
     sentry_sdk.init(dsn="https://key@o0.ingest.sentry.io/1", transport=transport, default_integrations=False)
     try:
         event = {"id": "evt_sentry_1", "type": "customer.subscription.updated", "created": 1700000000,
-                 "data": {"object": {"id": "sub_missing_for_sentry", "customer": "cus_nobody"}}}
+                 "data": {"object": {"id": "sub_missing_for_sentry", "object": "subscription",
+                                     "customer": "cus_nobody"}}}
         async with services.db.transaction() as session:
             row_id = (await store_event(session, event)).id
         job_id = await services.jobs.configure_task("payment:apply_stripe_event").defer_async(event_row_id=row_id)
@@ -198,3 +202,30 @@ async def test_sigterm_lets_the_running_job_finish(settings: Settings, world: Wo
     assert row is not None and row.status == "handled"
     sub = await world.subscription(checkout["subscription"])
     assert sub is not None and sub.status == "active"
+
+
+async def test_the_daily_audit_check_reports_a_broken_chain_to_sentry(settings: Settings, services: Services,
+                                                                       job_queue: None) -> None:
+    transport = _Captured()
+    sentry_sdk.init(dsn="https://key@o0.ingest.sentry.io/1", transport=transport, default_integrations=False,
+                    integrations=[LoggingIntegration(level=logging.INFO, event_level=logging.ERROR)])
+    async with services.db.transaction() as session:
+        row = await audit.record(session, actor=audit.SYSTEM, action="test.daily_check")
+    async with services.db.transaction() as session:  # someone with database access rewrites history
+        await session.execute(text("UPDATE audit_log SET action = 'test.rewritten' WHERE id = :id"), {"id": row.id})
+
+    async def recorded() -> bool:
+        async with services.db.session() as session:
+            return bool(await session.scalar(text("SELECT verified_ok IS FALSE FROM audit_chain_head")))
+
+    try:
+        await _run_task(services, settings, "payment:verify_audit_chain", recorded)
+        await eventually(lambda: asyncio.sleep(0, result=bool(transport.events)), timeout=5)
+    finally:
+        sentry_sdk.get_client().close()
+        sentry_sdk.init(dsn=None)
+        async with services.db.transaction() as session:
+            await session.execute(text("UPDATE audit_log SET action = 'test.daily_check' WHERE id = :id"),
+                                  {"id": row.id})
+    assert any(f"row {row.id}: its content was changed" in str(event.get("logentry") or event.get("message"))
+               for event in transport.events), transport.events

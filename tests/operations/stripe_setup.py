@@ -9,9 +9,10 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.invoices.stripe_sync import upsert_from_stripe as upsert_invoice
 from payment.models import Customer, Invoice, Plan, Subscription
 from payment.stripe.gateway import StripeGateway
-from payment.subscriptions.stripe_state import apply_stripe_subscription, from_timestamp
+from payment.subscriptions.stripe_sync import upsert_from_stripe as upsert_subscription
 from tests.support import factories
 from tests.support.stripe import SANDBOX_KEY
 
@@ -71,18 +72,9 @@ async def paid_stripe_subscription(session: AsyncSession, gateway: StripeGateway
     paid = sandbox_control(sandbox_url, "POST", f"checkout_sessions/{checkout['id']}/pay",
                            data={"card": "4242424242424242"})
     stripe_sub = paid["subscription"]
-    sub = Subscription(customer_id=customer.id, plan_id=plan.id, status="incomplete", source="stripe",
-                       stripe_subscription_id=stripe_sub["id"])
-    apply_stripe_subscription(sub, stripe_sub)
-    session.add(sub)
-    await session.flush()
+    # the rows the webhooks would write, through the same mappings they use
+    sub, _ = await upsert_subscription(session, gateway, await gateway.retrieve_subscription(stripe_sub["id"]),
+                                       actor="stripe", customer=customer, plan_hint=plan)
     stripe_invoice = await gateway.retrieve_invoice(str(stripe_sub["latest_invoice"]))
-    invoice = Invoice(customer_id=customer.id, subscription_id=sub.id, source="stripe",
-                      stripe_invoice_id=stripe_invoice["id"], amount_cents=int(stripe_invoice["amount_paid"]),
-                      currency=str(stripe_invoice["currency"]), status="paid", payment_method="card",
-                      stripe_charge_id=stripe_invoice.get("charge"),
-                      stripe_payment_intent_id=stripe_invoice.get("payment_intent"),
-                      paid_at=from_timestamp(stripe_invoice["status_transitions"]["paid_at"]))
-    session.add(invoice)
-    await session.flush()
+    invoice, _ = await upsert_invoice(session, gateway, stripe_invoice, actor="stripe")
     return StripeSetup(customer, plan, sub, invoice, stripe_sub)

@@ -89,10 +89,11 @@ async def test_grant_over_a_live_subscription_asks_to_replace(admin: httpx.Async
     async with services.db.transaction() as session:
         await factories.create_subscription(session, customer, plan, source="grant")
     path = f"/admin/operations/customer/{customer.id}/grant"
-    confirmation = await _submit(admin, path, {"plan_id": str(plan.id), "duration": "1", "unit": "months",
-                                               "reason": "Upgrade"})
-    refused = await _confirm(admin, path, confirmation)
+    refused = await _submit(admin, path, {"plan_id": str(plan.id), "duration": "1", "unit": "months",
+                                          "reason": "Upgrade"})
+    # told on the form, before any confirmation page
     assert refused.status_code == 422 and "already has a live subscription" in refused.text
+    assert 'id="operation-summary"' not in refused.text
     assert 'name="replace"' in refused.text
     confirmation = await admin.post(path, data={**_hidden(refused.text), "plan_id": str(plan.id), "duration": "1",
                                                 "unit": "months", "reason": "Upgrade", "replace": "yes"})
@@ -110,14 +111,34 @@ async def test_duplicate_reference_is_a_form_error(admin: httpx.AsyncClient, ser
     assert (await _confirm(admin, path, await _submit(admin, path, fields))).status_code == 303
     other, _ = await _customer_and_plan(services)
     other_path = f"/admin/operations/customer/{other.id}/payment"
-    refused = await _confirm(admin, other_path, await _submit(admin, other_path,
-                                                              {**fields, "reference_number": "scb-0001"}))
-    assert refused.status_code == 422
+    refused = await _submit(admin, other_path, {**fields, "reference_number": "scb-0001"})
+    assert refused.status_code == 422 and 'id="operation-summary"' not in refused.text
     assert "A manual payment with reference number “scb-0001” is already recorded." in refused.text
     assert "IntegrityError" not in refused.text and "duplicate key" not in refused.text
     assert await _count(services, Invoice, Invoice.customer_id.in_([customer.id, other.id])) == 1
     bad_amount = await _submit(admin, path, {**fields, "amount": "2.999", "reference_number": "SCB-2"})
     assert bad_amount.status_code == 422 and "THB amounts have at most 2 decimals." in bad_amount.text
+
+
+async def test_payment_in_another_currency_than_the_plans_is_refused(admin: httpx.AsyncClient,
+                                                                     services: Services) -> None:
+    customer, plan = await _customer_and_plan(services)  # a THB plan
+    path = f"/admin/operations/customer/{customer.id}/payment"
+    fields = {"amount": "3000.00", "currency": "usd", "payment_method": "wire", "reference_number": "USD-1",
+              "plan_id": str(plan.id), "duration": "6", "unit": "months"}
+    refused = await _submit(admin, path, fields)
+    assert refused.status_code == 422 and 'id="operation-summary"' not in refused.text
+    assert 'data-error-for="currency">' in refused.text and "is sold in THB" in refused.text
+    # even a confirmation forged past the form changes nothing
+    forged = await admin.post(path, data={**_hidden(refused.text), **fields, "confirm": "yes"})
+    assert forged.status_code == 422
+    assert await _count(services, Invoice, Invoice.customer_id == customer.id) == 0
+    paid = await _confirm(admin, path, await _submit(admin, path, {**fields, "currency": "thb"}))
+    assert paid.status_code == 303
+    async with services.db.session() as session:
+        sub = (await session.execute(select(Subscription).where(Subscription.customer_id == customer.id))
+               ).scalar_one()
+    assert (sub.paid_amount_cents, sub.paid_currency) == (300000, "thb")
 
 
 async def test_over_refund_is_refused_without_side_effects(admin: httpx.AsyncClient, services: Services) -> None:
@@ -148,7 +169,7 @@ async def test_forms_without_csrf_token_are_refused(admin: httpx.AsyncClient, se
     assert await _count(services, Subscription, Subscription.customer_id == customer.id) == 0
 
 
-async def test_stripe_refusal_is_shown_in_plain_words_and_nothing_is_written(
+async def test_stripe_refusal_is_shown_in_plain_words_and_the_refund_is_failed(
         admin: httpx.AsyncClient, services: Services, sandbox: str) -> None:
     async with services.db.transaction() as session:
         setup = await paid_stripe_subscription(session, services.stripe, sandbox)
@@ -157,12 +178,17 @@ async def test_stripe_refusal_is_shown_in_plain_words_and_nothing_is_written(
     inject_fault(sandbox, method="POST", path_prefix="/v1/refunds", status=400, code="charge_already_refunded",
                  message="Charge ch_1 has already been refunded.")
     refused = await _confirm(admin, path, confirmation)
-    assert refused.status_code == 422
-    assert 'id="operation-error">This payment has already been refunded in full.' in refused.text
-    assert "ch_1" not in refused.text and "Traceback" not in refused.text
-    assert await _count(services, Refund, Refund.invoice_id == setup.invoice.id) == 0
-    assert await _count(services, AuditLog, AuditLog.action == "refund.issued",
-                        AuditLog.details["invoice_id"].as_integer() == setup.invoice.id) == 0
+    assert refused.status_code == 303
+    page = await admin.get(refused.headers["location"])
+    assert "This payment has already been refunded in full. Nothing was refunded." in page.text
+    assert "ch_1" not in page.text and "Traceback" not in page.text
+    # recorded before Stripe was called, then failed: it no longer holds back what is refundable
+    async with services.db.session() as session:
+        rows = (await session.execute(select(Refund.status, Refund.failure_reason)
+                                      .where(Refund.invoice_id == setup.invoice.id))).all()
+    assert [tuple(r) for r in rows] == [("failed", "This payment has already been refunded in full.")]
+    assert await _count(services, AuditLog, AuditLog.action == "refund.failed",
+                        AuditLog.details["invoice_id"].as_integer() == setup.invoice.id) == 1
 
 
 async def test_viewers_cannot_open_billing_actions(services: Services) -> None:

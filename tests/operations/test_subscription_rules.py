@@ -8,16 +8,18 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins.permissions import AdminActor, Role
 from payment.config import Settings
 from payment.errors import Conflict, StripeError, ValidationError
 from payment.models import AuditLog, Subscription, SubscriptionAdjustment
+from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
 from payment.subscriptions import service as subscriptions
-from payment.subscriptions.stripe_state import stripe_period
+from payment.subscriptions.stripe_sync import upsert_from_stripe
 from tests.operations.stripe_setup import inject_fault, paid_stripe_subscription
 from tests.support import factories
 
-ACTOR = "admin:1"
+ACTOR = AdminActor(1, Role.OWNER)
 
 
 @pytest.fixture
@@ -98,7 +100,7 @@ async def test_stripe_extend_moves_period_end_without_charging(db: AsyncSession,
     await subscriptions.extend(db, sub.id, days=30, reason="Outage compensation", gateway=gateway, actor=ACTOR)
     assert sub.current_period_end == before + timedelta(days=30)
     on_stripe = await gateway.retrieve_subscription(sub.stripe_subscription_id or "")
-    assert stripe_period(on_stripe)[1] == before + timedelta(days=30)
+    assert reader.subscription(on_stripe).period_end == before + timedelta(days=30)
     assert on_stripe["trial_end"] == int((before + timedelta(days=30)).timestamp())
     invoices = await gateway.list_invoices({"subscription": sub.stripe_subscription_id})
     assert [i["amount_paid"] for i in invoices["data"]] == [29900]  # nothing billed for the added days
@@ -107,6 +109,37 @@ async def test_stripe_extend_moves_period_end_without_charging(db: AsyncSession,
     assert (adjustment.kind, adjustment.days, adjustment.reason, adjustment.actor) == (
         "extend", 30, "Outage compensation", ACTOR)
     assert adjustment.previous_period_end == before and adjustment.new_period_end == sub.current_period_end
+
+
+async def test_extended_paying_subscription_stays_active_everywhere(db: AsyncSession, gateway: StripeGateway,
+                                                                    sandbox: str) -> None:
+    from billing_ui.view import describe_current
+    from payment.billing import entitlements
+    from payment.dashboard import metrics
+    from payment.models import utcnow
+    from payment.subscriptions.stripe_sync import upsert_from_stripe
+
+    setup = await paid_stripe_subscription(db, gateway, sandbox)
+    sub = setup.subscription
+    app, _ = await factories.create_app(db)
+    now = utcnow()
+    active_before = (await metrics.active_subscriptions(db, now=now)).by_source
+    mrr_before = (await metrics.mrr(db, now=now)).amounts
+    await subscriptions.extend(db, sub.id, days=30, reason="Outage compensation", gateway=gateway, actor=ACTOR)
+    assert (sub.status, sub.trial_end) == ("active", None)
+    # Stripe's own answer, as its webhook would bring it, keeps it active too
+    on_stripe = await gateway.retrieve_subscription(sub.stripe_subscription_id or "")
+    assert on_stripe["status"] == "trialing"  # how Stripe moves the charge; not what the customer is
+    await upsert_from_stripe(db, gateway, on_stripe, actor="stripe")
+    await db.refresh(sub)
+    assert (sub.status, sub.trial_end) == ("active", None)
+    assert (await metrics.active_subscriptions(db, now=now)).by_source == active_before
+    assert (await metrics.mrr(db, now=now)).amounts == mrr_before
+    shown = describe_current(await entitlements.current(db, setup.customer, app), "en")
+    assert shown.status == "active" and shown.help.startswith("Renews on ")
+    # a second extension stacks and stays active
+    await subscriptions.extend(db, sub.id, days=5, reason="More", gateway=gateway, actor=ACTOR)
+    assert sub.status == "active"
 
 
 async def test_manual_extend_and_its_validation(db: AsyncSession, gateway: StripeGateway) -> None:
@@ -198,3 +231,22 @@ async def test_cancel_now_stripe_and_manual(db: AsyncSession, gateway: StripeGat
     with pytest.raises(Conflict, match="already ended"):
         await subscriptions.cancel_now(db, manual.id, gateway=gateway, actor=ACTOR)
     assert await _adjustments(db, manual) == [("cancel_now", None, ACTOR)]
+
+
+async def test_admin_actions_and_webhooks_map_cancel_at_the_same_way(db: AsyncSession, gateway: StripeGateway,
+                                                                     sandbox: str) -> None:
+    setup = await paid_stripe_subscription(db, gateway, sandbox)
+    sub, stripe_id = setup.subscription, setup.subscription.stripe_subscription_id or ""
+    # set in Stripe (Dashboard or API) with the enum of 2025-07-30.basil: cancel_at_period_end stays false
+    data = await gateway.update_subscription(stripe_id, {"cancel_at": "min_period_end"})
+    assert data["cancel_at_period_end"] is False
+    await upsert_from_stripe(db, gateway, data, actor="stripe")  # what the webhook does
+    assert sub.cancel_at is not None and sub.cancels_on == sub.cancel_at == sub.current_period_end
+    with pytest.raises(Conflict, match="already set to cancel on"):
+        await subscriptions.cancel_at_period_end(db, sub.id, gateway=gateway, actor=ACTOR)
+    await subscriptions.resume(db, sub.id, gateway=gateway, actor=ACTOR)
+    on_stripe = await gateway.retrieve_subscription(stripe_id)
+    assert (on_stripe["cancel_at"], on_stripe["cancel_at_period_end"]) == (None, False)
+    assert (sub.cancel_at, sub.cancel_at_period_end, sub.cancels_on) == (None, False, None)
+    await subscriptions.cancel_at_period_end(db, sub.id, gateway=gateway, actor=ACTOR)
+    assert sub.cancels_on == sub.current_period_end and sub.cancel_at_period_end

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
+from payment.audit.chain import chain_key
+from payment.audit.verify import verify_chain
 from payment.db import Database
 from payment.dburl import libpq_url, with_database
 from payment.embedded_pg import binaries_dir, free_port
@@ -66,7 +68,7 @@ async def empty_database(pg_server_url: str) -> AsyncIterator[str]:
 @pytest.fixture(scope="module")
 async def filled_database(database_url: str) -> str:
     """The module's migrated database with committed rows in the main tables (Thai text and JSON included)."""
-    db = Database(database_url, null_pool=True)
+    db = Database(database_url, null_pool=True, audit_key=chain_key(factories.SECRET))
     try:
         async with db.transaction() as session:
             await factories.create_app(session, slug="vega", name="Vega — เวก้า")
@@ -99,6 +101,16 @@ async def test_backup_then_restore_into_an_empty_database_gives_identical_rows(
     assert "plans" in after and "procrastinate_jobs" in after and "alembic_version" in after
     assert sum(len(rows) for rows in after.values()) > 8
     assert after == before
+    # the tamper-evident audit chain travels with the rows: intact in the restored database
+    key = chain_key(factories.SECRET)
+    restored_db = Database(empty_database, null_pool=True, audit_key=key)
+    try:
+        async with restored_db.session() as session:
+            verdict = await verify_chain(session, key=key)
+    finally:
+        await restored_db.dispose()
+    assert verdict.ok, verdict.problems
+    assert verdict.rows > 0
 
 
 async def test_restore_replaces_the_data_of_a_database_in_use(filled_database: str, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ CHECKOUT_EVENTS = [
     "payment_intent.created",
     "charge.succeeded",
     "payment_intent.succeeded",
+    "invoice_payment.paid",
     "invoice.paid",
     "invoice.payment_succeeded",
     "customer.subscription.updated",
@@ -32,6 +33,7 @@ RENEWAL_EVENTS = [
     "payment_intent.created",
     "charge.succeeded",
     "payment_intent.succeeded",
+    "invoice_payment.paid",
     "invoice.paid",
     "invoice.payment_succeeded",
 ]
@@ -77,18 +79,21 @@ def test_checkout_creates_subscription_invoice_payment(sbx: Sandbox, fixtures: d
     item = sub["items"].data[0]
     assert_covers(item, fixtures["subscription_item"])
     assert item.price.id == price.id and item.current_period_end - item.current_period_start >= 28 * DAY
-    sub = c.subscriptions.retrieve(sub.id, params={"expand": ["latest_invoice.payment_intent"]})
+    sub = c.subscriptions.retrieve(sub.id, params={"expand": ["latest_invoice.payments.data.payment.payment_intent"]})
     invoice = sub.latest_invoice
-    assert_covers(invoice, fixtures["invoice"])
+    assert_covers(invoice, fixtures["invoice"], ignore={"subscription"})
     assert invoice.status == "paid" and invoice.amount_paid == 19900 and invoice.billing_reason == "subscription_create"
-    assert invoice.parent.subscription_details.subscription == sub.id and invoice.subscription == sub.id
+    assert invoice.parent.subscription_details.subscription == sub.id
+    assert not {"subscription", "charge", "payment_intent", "paid"} & set(invoice.to_dict())
     assert invoice.lines.data[0].period.end == item.current_period_end
-    pi = invoice.payment_intent
+    [payment] = invoice.payments.data
+    assert payment.status == "paid" and payment.amount_paid == 19900 and payment.payment.type == "payment_intent"
+    pi = payment.payment.payment_intent
     assert_covers(pi, fixtures["payment_intent"])
     assert pi.status == "succeeded" and pi.amount_received == 19900
     charge = c.charges.retrieve(pi.latest_charge)
-    assert_covers(charge, fixtures["charge"])
-    assert charge.status == "succeeded" and charge.paid and charge.amount_refunded == 0
+    assert_covers(charge, fixtures["charge"], ignore={"refunds"})
+    assert charge.status == "succeeded" and charge.paid and charge.amount_refunded == 0 and "refunds" not in charge
     pm = c.payment_methods.retrieve(charge.payment_method)
     assert_covers(pm, fixtures["payment_method"])
     assert pm.card.last4 == "4242"
@@ -161,6 +166,7 @@ def test_failed_renewal_recovers_after_card_update(sbx: Sandbox) -> None:
     assert sbx.receiver.types() == [
         "charge.succeeded",
         "payment_intent.succeeded",
+        "invoice_payment.paid",
         "invoice.paid",
         "invoice.payment_succeeded",
         "customer.subscription.updated",
@@ -262,7 +268,8 @@ def test_trial_checkout(sbx: Sandbox) -> None:
     _session, sub = sbx.subscribe(subscription_data={"trial_period_days": 14})
     assert sub.status == "trialing" and sub.trial_end - sub.trial_start == 14 * DAY
     invoice = c.invoices.retrieve(sub.latest_invoice)
-    assert invoice.amount_paid == 0 and invoice.status == "paid" and invoice.payment_intent is None
+    assert invoice.amount_paid == 0 and invoice.status == "paid"
+    assert c.invoice_payments.list(params={"invoice": invoice.id}).data == []
     sbx.advance(15 * DAY)
     sub = c.subscriptions.retrieve(sub.id, params={"expand": ["latest_invoice"]})
     assert sub.status == "active" and sub.latest_invoice.amount_paid == 19900
@@ -271,12 +278,12 @@ def test_trial_checkout(sbx: Sandbox) -> None:
 def test_refunds_partial_full_and_over(sbx: Sandbox, fixtures: dict[str, Any]) -> None:
     c = sbx.client.v1
     _, sub = sbx.subscribe()
-    invoice = c.invoices.retrieve(sub.latest_invoice)
+    [payment] = c.invoice_payments.list(params={"invoice": sub.latest_invoice}).data
     sbx.flush()
     sbx.receiver.requests.clear()
     partial = c.refunds.create(
         params={
-            "payment_intent": invoice.payment_intent,
+            "payment_intent": payment.payment.payment_intent,
             "amount": 5000,
             "reason": "requested_by_customer",
             "metadata": {"ticket": "t1"},
@@ -284,8 +291,9 @@ def test_refunds_partial_full_and_over(sbx: Sandbox, fixtures: dict[str, Any]) -
     )
     assert_covers(partial, fixtures["refund"])
     assert partial.amount == 5000 and partial.status == "succeeded" and partial.metadata["ticket"] == "t1"
-    charge = c.charges.retrieve(partial.charge)
+    charge = c.charges.retrieve(partial.charge, params={"expand": ["refunds"]})
     assert charge.amount_refunded == 5000 and not charge.refunded and charge.refunds.data[0].id == partial.id
+    assert "refunds" not in c.charges.retrieve(charge.id)
     with pytest.raises(stripe.InvalidRequestError) as err:
         c.refunds.create(params={"charge": charge.id, "amount": 20000})
     assert err.value.http_status == 400 and err.value.code == "amount_too_large"

@@ -78,9 +78,9 @@ async def create_invoice(session: AsyncSession, customer: Customer, *, amount_ce
 
 
 async def create_admin(session: AsyncSession, *, email: str | None = None, password: str = "correct-horse-1",
-                       active: bool = True) -> AdminUser:
+                       active: bool = True, role: str = "owner") -> AdminUser:
     admin = AdminUser(email=email or f"admin{next(_n)}@example.com", name="Test Admin",
-                      password_hash=hash_password(password), is_active=active)
+                      password_hash=hash_password(password), is_active=active, role=role)
     session.add(admin)
     await session.flush()
     return admin

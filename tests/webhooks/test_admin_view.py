@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from itertools import count
 
@@ -97,3 +98,21 @@ async def test_a_handled_event_cannot_be_retried(admin: httpx.AsyncClient, servi
     assert response.status_code == 303
     shown = await admin.get(response.headers["location"])
     assert "only failed or pending events can be retried" in shown.text
+
+
+async def test_an_event_of_another_api_version_shows_the_mismatch(admin: httpx.AsyncClient,
+                                                                  services: Services) -> None:
+    from payment.stripe.version import API_VERSION, PRE_BASIL_VERSION
+
+    old = await _event(services, "handled")
+    current = await _event(services, "handled")
+    async with services.db.transaction() as session:
+        await session.execute(text("UPDATE stripe_events SET api_version = :v WHERE id = :i"),
+                              {"v": PRE_BASIL_VERSION, "i": old.id})
+        await session.execute(text("UPDATE stripe_events SET api_version = :v WHERE id = :i"),
+                              {"v": API_VERSION, "i": current.id})
+    page = await admin.get("/admin/stripe-event/list")
+    rows = {m.group(1): m.group(2) for m in re.finditer(
+        r'<tr data-row-id="(\d+)".*?<td class="api-version">(.*?)</td>', page.text, re.S)}
+    assert f"{PRE_BASIL_VERSION} ≠ {API_VERSION}" in rows[str(old.id)]
+    assert rows[str(current.id)] == API_VERSION

@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from payment.models import AuditLog, CheckoutSession, utcnow
-from payment.stripe.sync import ts
+from payment.stripe.reader import ts
 from tests.webhooks.world import FAILING_CARD, GOOD_CARD, World
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import func, select
 from payment.config import Settings
 from payment.models import AuditLog, Customer, StripeEvent
 from payment.runtime import build_services
+from payment.stripe import reader
 from payment.stripe.handlers import HANDLED_TYPES
 from tests.webhooks.world import FAILING_CARD, GOOD_CARD, World
 
@@ -41,8 +42,9 @@ async def _history(world: World) -> tuple[list[dict[str, Any]], list[Customer]]:
     await gateway.update_subscription(ann_checkout["subscription"], {"cancel_at_period_end": True})
     invoices = (await gateway.list_invoices({"customer": bob_checkout["customer"], "limit": 10}))["data"]
     first_paid = [i for i in invoices if i["status"] == "paid"][-1]
-    await gateway.create_refund({"charge": first_paid["charge"], "amount": 5000})
-    await gateway.create_refund({"charge": first_paid["charge"]})
+    paid_by = reader.payment_ids(await gateway.retrieve_invoice(first_paid["id"]))
+    await gateway.create_refund({"payment_intent": paid_by.payment_intent_id, "amount": 5000})
+    await world.control("POST", f"invoices/{first_paid['id']}/dashboard_refund")  # the rest, no metadata of ours
     await world.advance(31)  # ann's subscription ends at period end
     await gateway.cancel_subscription(bob_checkout["subscription"])
     history = [e for e in await world.events() if e["type"] in HANDLED_TYPES or e["type"] == "customer.created"]

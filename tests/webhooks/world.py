@@ -16,6 +16,7 @@ from sqlalchemy import delete, select, update
 from payment.models import Customer, Invoice, Plan, Refund, StripeEvent, Subscription
 from payment.runtime import Services
 from payment.stripe import events as stripe_events
+from payment.stripe.version import API_VERSION
 from payment.stripe.webhooks import store_event
 from tests.support import factories
 
@@ -35,7 +36,7 @@ def sign(payload: bytes, secret: str, *, timestamp: int | None = None) -> str:
 def event_body(event_type: str, obj: dict[str, Any], *, event_id: str | None = None,
                created: int | None = None) -> bytes:
     event = {"id": event_id or f"evt_test_{next(_n)}_{int(time.time() * 1000)}", "object": "event",
-             "api_version": "2026-10-28.endive", "created": created or int(time.time()), "type": event_type,
+             "api_version": API_VERSION, "created": created or int(time.time()), "type": event_type,
              "data": {"object": obj}, "livemode": False, "pending_webhooks": 1,
              "request": {"id": None, "idempotency_key": None}}
     return json.dumps(event).encode()

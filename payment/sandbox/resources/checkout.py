@@ -121,12 +121,14 @@ def session_line_items(ctx: Ctx) -> JSON:
             {
                 "id": f"li_{session['id'][8:30]}{i}",
                 "object": "item",
+                "adjustable_quantity": None,
                 "amount_discount": 0,
                 "amount_subtotal": amount,
                 "amount_tax": 0,
                 "amount_total": amount,
                 "currency": price["currency"],
                 "description": product["name"] if product else "",
+                "metadata": {},
                 "price": {k: v for k, v in price.items() if not k.startswith("_")},
                 "quantity": line["quantity"],
             }

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from .. import shapes
 from ..api import Ctx, route
-from ..errors import invalid
+from ..errors import invalid, not_found
 from ..forms import get_dict, get_int, get_list, get_str, merge_metadata
 from ..listing import created_filter, paginate
 from ..store import JSON, public
@@ -69,6 +69,11 @@ def create_customer(ctx: Ctx) -> JSON:
     locales = get_list(ctx.params, "preferred_locales")
     if locales:
         fields["preferred_locales"] = [str(x) for x in locales]
+    clock = get_str(ctx.params, "test_clock")
+    if clock:
+        if ctx.store.get("test_helpers.test_clock", clock) is None:
+            raise not_found("test_helpers.test_clock", clock, "test_clock")
+        fields["test_clock"] = clock
     cust = ctx.store.add(shapes.customer(ctx.store.now(), **fields))
     ctx.store.emit("customer.created", cust)
     return cust

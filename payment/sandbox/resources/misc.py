@@ -1,13 +1,14 @@
-"""Billing portal sessions, events and webhook endpoints."""
+"""Billing portal sessions, events, webhook endpoints and test clocks (which all share the one sandbox clock)."""
 
 from __future__ import annotations
 
 import secrets
 
-from .. import shapes
+from .. import shapes, shapes_payments, versions
 from ..api import Ctx, route
+from ..billing import run_due
 from ..errors import invalid, missing, not_found
-from ..forms import get_bool, get_list, get_str, merge_metadata
+from ..forms import get_bool, get_int, get_list, get_str, merge_metadata
 from ..listing import created_filter, paginate
 from ..store import JSON
 
@@ -71,6 +72,9 @@ def create_webhook_endpoint(ctx: Ctx) -> JSON:
         api_version=get_str(ctx.params, "api_version"),
         metadata=merge_metadata({}, ctx.params),
     )
+    if endpoint["api_version"] not in (None, *versions.SUPPORTED):
+        supported = ", ".join(versions.SUPPORTED)
+        raise invalid("api_version", f"The sandbox renders events only in these API versions: {supported}.")
     ctx.store.add(endpoint)
     return {**endpoint, "secret": secret}
 
@@ -106,3 +110,46 @@ def delete_webhook_endpoint(ctx: Ctx) -> JSON:
 def list_webhook_endpoints(ctx: Ctx) -> JSON:
     keep = created_filter(ctx.params)
     return paginate([w for w in ctx.store.all("webhook_endpoint") if keep(w)], ctx.params, "/v1/webhook_endpoints")
+
+
+@route("POST", "/v1/test_helpers/test_clocks")
+def create_test_clock(ctx: Ctx) -> JSON:
+    frozen_time = get_int(ctx.params, "frozen_time", required=True)
+    assert frozen_time is not None
+    now = ctx.store.now()
+    if frozen_time < now:
+        # One clock drives the whole sandbox and only moves forward.
+        raise invalid("frozen_time", "The sandbox's test clocks cannot start before the sandbox clock.")
+    clock = ctx.store.add(shapes_payments.test_clock(now, frozen_time, get_str(ctx.params, "name")))
+    run_due(ctx.store, until=frozen_time, retry_days=ctx.config.retry_days)
+    return clock
+
+
+@route("GET", "/v1/test_helpers/test_clocks/{id}")
+def retrieve_test_clock(ctx: Ctx) -> JSON:
+    return ctx.load("test_helpers.test_clock", label="test_helpers.test_clock")
+
+
+@route("POST", "/v1/test_helpers/test_clocks/{id}/advance")
+def advance_test_clock(ctx: Ctx) -> JSON:
+    clock = ctx.load("test_helpers.test_clock", label="test_helpers.test_clock")
+    frozen_time = get_int(ctx.params, "frozen_time", required=True)
+    assert frozen_time is not None
+    if frozen_time < int(clock["frozen_time"]):
+        raise invalid("frozen_time", "Cannot advance a test clock to a time before its current frozen time.")
+    run_due(ctx.store, until=frozen_time, retry_days=ctx.config.retry_days)
+    clock["frozen_time"] = frozen_time
+    ctx.store.emit("test_helpers.test_clock.ready", clock)
+    return clock
+
+
+@route("DELETE", "/v1/test_helpers/test_clocks/{id}")
+def delete_test_clock(ctx: Ctx) -> JSON:
+    clock = ctx.load("test_helpers.test_clock", label="test_helpers.test_clock")
+    ctx.store.delete("test_helpers.test_clock", clock["id"])
+    return {"id": clock["id"], "object": "test_helpers.test_clock", "deleted": True}
+
+
+@route("GET", "/v1/test_helpers/test_clocks")
+def list_test_clocks(ctx: Ctx) -> JSON:
+    return paginate(ctx.store.all("test_helpers.test_clock"), ctx.params, "/v1/test_helpers/test_clocks")

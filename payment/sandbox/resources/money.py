@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..api import Ctx, route
-from ..forms import get_int, get_str, merge_metadata
+from ..forms import get_dict, get_int, get_str, merge_metadata
 from ..listing import created_filter, paginate
 from ..payments import create_refund
 from ..store import JSON
@@ -27,9 +27,44 @@ def invoice_lines(ctx: Ctx) -> JSON:
     return paginate(inv["lines"]["data"], ctx.params, f"/v1/invoices/{inv['id']}/lines")
 
 
+def _subscription_of(inv: JSON) -> str | None:
+    details = (inv.get("parent") or {}).get("subscription_details") or {}
+    return details.get("subscription")
+
+
 @route("GET", "/v1/invoices")
 def list_invoices(ctx: Ctx) -> JSON:
-    return _filtered(ctx, "invoice", "/v1/invoices", "customer", "subscription", "status")
+    subscription = get_str(ctx.params, "subscription")
+    wanted = {f: get_str(ctx.params, f) for f in ("customer", "status")}
+    keep = created_filter(ctx.params)
+    items = [
+        o
+        for o in ctx.store.all("invoice")
+        if all(v is None or o.get(f) == v for f, v in wanted.items())
+        and (subscription is None or _subscription_of(o) == subscription)
+        and keep(o)
+    ]
+    return paginate(items, ctx.params, "/v1/invoices")
+
+
+@route("GET", "/v1/invoice_payments/{id}")
+def retrieve_invoice_payment(ctx: Ctx) -> JSON:
+    return ctx.load("invoice_payment")
+
+
+@route("GET", "/v1/invoice_payments")
+def list_invoice_payments(ctx: Ctx) -> JSON:
+    invoice = get_str(ctx.params, "invoice")
+    payment = get_dict(ctx.params, "payment") or {}
+    status = get_str(ctx.params, "status")
+    items = [
+        p
+        for p in ctx.store.all("invoice_payment")
+        if (invoice is None or p["invoice"] == invoice)
+        and (status is None or p["status"] == status)
+        and all(p["payment"].get(k) == v for k, v in payment.items())
+    ]
+    return paginate(items, ctx.params, "/v1/invoice_payments")
 
 
 @route("GET", "/v1/payment_intents/{id}")

@@ -84,8 +84,25 @@ def _apply_items(ctx: Ctx, sub: JSON, previous: JSON) -> None:
             raise invalid(f"items[{i}]", "Each item needs an `id` or a `price`.")
     if not sub["items"]["data"]:
         raise invalid("items", "A subscription must have at least one active plan.")
-    sub["items"]["total_count"] = len(sub["items"]["data"])
     previous["items"] = before
+
+
+CANCEL_AT_ENUMS = ("min_period_end", "max_period_end")
+
+
+def _cancel_at(sub: JSON, raw: str | None, now: int) -> int | None:
+    """`cancel_at` as a timestamp, or an enum naming the end of the items' current periods (2025-07-30.basil)."""
+    if raw in (None, ""):
+        return None
+    if raw in CANCEL_AT_ENUMS:
+        ends = [int(item["current_period_end"]) for item in sub["items"]["data"]]
+        return min(ends) if raw == "min_period_end" else max(ends)
+    if not str(raw).lstrip("-").isdigit():
+        raise invalid("cancel_at", "Invalid cancel_at: must be a Unix timestamp, min_period_end or max_period_end.")
+    cancel_at = int(str(raw))
+    if cancel_at <= now:
+        raise invalid("cancel_at", "cancel_at must be in the future.")
+    return cancel_at
 
 
 @route("POST", "/v1/subscriptions/{id}")
@@ -123,15 +140,14 @@ def update_subscription(ctx: Ctx) -> JSON:
         sub["cancel_at"] = current_period(sub)[1] if cape else None
         sub["canceled_at"] = now if cape else None
     if "cancel_at" in p:
-        cancel_at = get_int(p, "cancel_at")
-        if cancel_at is not None and cancel_at <= now:
-            raise invalid("cancel_at", "cancel_at must be in the future.")
+        cancel_at = _cancel_at(sub, get_str(p, "cancel_at"), now)
         previous.setdefault("cancel_at", sub["cancel_at"])
         previous.setdefault("canceled_at", sub["canceled_at"])
         sub["cancel_at"] = cancel_at
         sub["canceled_at"] = now if cancel_at else None
-        if cancel_at is None:
-            previous.setdefault("cancel_at_period_end", sub["cancel_at_period_end"])
+        if sub["cancel_at_period_end"]:
+            # A `cancel_at` (even an enum meaning the period end) replaces cancel_at_period_end.
+            previous.setdefault("cancel_at_period_end", True)
             sub["cancel_at_period_end"] = False
     pm_id = get_str(p, "default_payment_method")
     if pm_id:
@@ -185,3 +201,23 @@ def cancel_subscription(ctx: Ctx) -> JSON:
     sub["canceled_at"] = now
     cancel_now(ctx.store, sub, now)
     return sub
+
+
+def _items(ctx: Ctx) -> list[JSON]:
+    return [item for sub in ctx.store.all("subscription") for item in sub["items"]["data"]]
+
+
+@route("GET", "/v1/subscription_items/{id}")
+def retrieve_subscription_item(ctx: Ctx) -> JSON:
+    item = next((i for i in _items(ctx) if i["id"] == ctx.path["id"]), None)
+    if item is None:
+        raise not_found("subscription_item", ctx.path["id"])
+    return item
+
+
+@route("GET", "/v1/subscription_items")
+def list_subscription_items(ctx: Ctx) -> JSON:
+    sub = ctx.store.get("subscription", get_str(ctx.params, "subscription", required=True) or "")
+    if sub is None:
+        raise not_found("subscription", str(ctx.params.get("subscription")), "subscription")
+    return paginate(sub["items"]["data"], ctx.params, "/v1/subscription_items")

@@ -1,0 +1,92 @@
+"""Opening a billing session for a client app in one statement: the API's hot path.
+
+Key lookup, customer creation, session insert and the audit rows run as a single SQL statement on the driver
+connection, then the audit rows join the tamper-evident chain, in one short transaction. The rules are those of
+`apps.authenticate_key`, `customers.upsert` and `billing_sessions.create`; anything off the happy path (unknown
+key, slug of another app, a known customer whose details this request changes) answers None and the caller takes
+the ORM path, which explains a refusal and sends a changed customer to client apps as `customer.updated`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from payment.audit import chain
+from payment.audit.service import app_actor
+from payment.billing.customers import CustomerInput
+from payment.billing_sessions.service import CreatedSession, billing_url
+from payment.models import utcnow
+from payment.security import digest, new_token
+
+# $1 key digest, $2 app slug, $3 external user id, $4 email, $5 name, $6 locale, $7 session id, $8 token digest,
+# $9 expires at, $10 actor, $11 expires at as ISO text (audit details)
+OPEN_SESSION = """
+WITH app AS (
+    SELECT id FROM apps WHERE api_key_hash = $1 AND is_active AND slug = $2
+), prior AS (
+    SELECT c.id FROM customers c WHERE c.external_user_id = $3 AND EXISTS (SELECT 1 FROM app)
+), changed AS (
+    -- a known customer whose email, name or locale this request changes: the ORM path applies it (so the change is
+    -- audited field by field and reaches client apps as customer.updated through the outbox)
+    SELECT 1 FROM customers c JOIN prior ON prior.id = c.id
+     WHERE ($4::text IS NOT NULL AND $4::text IS DISTINCT FROM c.email)
+        OR ($5::text IS NOT NULL AND $5::text IS DISTINCT FROM c.name)
+        OR ($6::text IS NOT NULL AND $6::text IS DISTINCT FROM c.locale)
+), created AS (
+    INSERT INTO customers (external_user_id, email, name, locale, created_at, updated_at)
+    SELECT $3, $4, $5, $6, now(), now() FROM app WHERE NOT EXISTS (SELECT 1 FROM prior)
+    ON CONFLICT (external_user_id) DO NOTHING
+    RETURNING id
+), customer AS (
+    SELECT id, true AS created FROM created
+    UNION ALL
+    SELECT id, false FROM prior WHERE NOT EXISTS (SELECT 1 FROM changed)
+), made AS (
+    INSERT INTO billing_sessions (id, token_hash, app_id, customer_id, locale, expires_at)
+    SELECT $7, $8, app.id, customer.id, $6, $9 FROM app, customer
+    RETURNING customer_id
+), audited AS (
+    INSERT INTO audit_log (actor, action, entity_type, entity_id, details)
+    SELECT $10, 'customer.created', 'customer', customer.id::text,
+           jsonb_build_object('external_user_id', $3::text)
+      FROM customer WHERE customer.created
+    UNION ALL
+    SELECT $10, 'billing_session.created', 'billing_session', $7::text,
+           jsonb_build_object('app', $2::text, 'customer_id', made.customer_id, 'expires_at', $11::text)
+      FROM made
+    RETURNING id, at, actor, action, entity_type, entity_id, details, ip
+)
+SELECT (SELECT customer_id FROM made) AS customer_id, EXISTS (SELECT 1 FROM changed) AS changes_customer, audited.*
+  FROM (SELECT 1) AS one LEFT JOIN audited ON true
+"""
+
+
+async def open_session(conn: Any, *, api_key: str, app_slug: str, data: CustomerInput, ttl_seconds: int,
+                       base_url: str, audit_key: bytes) -> CreatedSession | None:
+    """Open a billing session for this customer (created if new) in the app owning `api_key`, with its audit rows
+    chained, in one short transaction on an asyncpg connection. None when the key is not an active app's, the slug
+    is another app's, or the request changes a known customer's email, name or locale (the ORM path does that)."""
+    data = data.validated()
+    token = new_token()
+    session_id = uuid.uuid4()
+    expires_at = utcnow() + timedelta(seconds=ttl_seconds)
+    args = (digest(api_key), app_slug, data.external_user_id, data.email, data.name, data.locale, session_id,
+            digest(token), expires_at, app_actor(app_slug), expires_at.isoformat())
+    for _ in range(2):  # a first session of a user racing with another one: its snapshot missed the new row
+        async with conn.transaction():
+            rows = await conn.fetch(OPEN_SESSION, *args)
+            if rows[0]["changes_customer"]:
+                return None
+            customer_id = rows[0]["customer_id"]
+            if customer_id is not None:
+                # the audit rows join the tamper-evident chain in the same transaction, as an ORM commit does
+                await chain.append_on_driver(conn, [row for row in rows if row["id"] is not None], audit_key)
+        if customer_id is not None:
+            return CreatedSession(id=session_id, token=token, url=billing_url(base_url, token),
+                                  expires_at=expires_at)
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM apps WHERE api_key_hash = $1 AND is_active "
+                                   "AND slug = $2)", args[0], app_slug):
+            return None
+    return None

@@ -1,0 +1,317 @@
+"""The one reader of Stripe objects: every field the service takes from Stripe is read here.
+
+Written for the pinned API version (`payment.stripe.version.API_VERSION`) and for the last pre-basil version
+(`PRE_BASIL_VERSION`), because a webhook endpoint keeps the version it was created with and still delivers events in
+those shapes. The differences that matter to us:
+
+- the subscription's current period lives on its items since basil (on the subscription before);
+- an invoice names its subscription in `parent.subscription_details.subscription` since basil (top-level before);
+- an invoice's charge and payment intent come from its invoice payments since basil (`invoice.payments`, returned
+  only when expanded, or `GET /v1/invoice_payments?invoice=`); before, from `invoice.charge` / `invoice.payment_intent`;
+- a subscription may end at `cancel_at` (a timestamp; set through the `min_period_end` / `max_period_end` enums
+  since 2025-07-30.basil) with `cancel_at_period_end` false.
+
+Functions here are pure: they take the JSON Stripe sent and return plain values, so they are tested on payloads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+class UnusableObject(ValueError):
+    """A Stripe payload that can never be applied (missing or of the wrong type); the message says why."""
+
+
+def ts(value: Any) -> datetime | None:
+    """A Stripe unix timestamp as an aware UTC datetime."""
+    if value is None or value == "" or isinstance(value, bool):
+        return None
+    try:
+        return datetime.fromtimestamp(int(value), UTC)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def id_of(value: Any) -> str | None:
+    """An id from a field that is either an id or an expanded object."""
+    if isinstance(value, dict):
+        found = value.get("id")
+        return str(found) if found else None
+    return str(value) if value else None
+
+
+def as_int(value: Any) -> int | None:
+    """An integer from metadata or a reference field (Stripe metadata values are strings)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _data(listing: Any) -> list[JSON]:
+    if isinstance(listing, dict):
+        items = listing.get("data") or []
+        return [dict(i) for i in items if isinstance(i, dict)]
+    return []
+
+
+def metadata_int(obj: JSON, key: str) -> int | None:
+    """One of our ids that we put in an object's metadata (`customer_id`, `plan_id`, `refund_id`)."""
+    metadata = obj.get("metadata")
+    return as_int(metadata.get(key)) if isinstance(metadata, dict) else None
+
+
+# events
+
+def event_object(event: JSON, expected: str) -> JSON:
+    """The event's `data.object`, which must be a Stripe object of the `expected` type with an id."""
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict) or not obj:
+        raise UnusableObject(f"The event has no data.object (expected {expected!r}).")
+    kind = obj.get("object")
+    if kind != expected:
+        raise UnusableObject(f"The event's data.object is {kind or 'untyped'!r} where {expected!r} was expected.")
+    if not isinstance(obj.get("id"), str) or not obj["id"]:
+        raise UnusableObject(f"The event's {expected!r} object has no id.")
+    return dict(obj)
+
+
+def event_api_version(event: JSON) -> str | None:
+    """The API version Stripe rendered the event in (that of the webhook endpoint)."""
+    version = event.get("api_version")
+    return str(version)[:32] if version else None
+
+
+# customers and checkout
+
+def customer_id(obj: JSON) -> str | None:
+    """The Stripe customer of a subscription, invoice, charge or Checkout Session."""
+    return id_of(obj.get("customer"))
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """What a completed Checkout Session tells us."""
+
+    id: str
+    is_subscription: bool
+    our_customer_id: int | None
+    our_plan_id: int | None
+    stripe_customer_id: str | None
+    subscription_id: str | None
+
+
+def checkout(obj: JSON) -> Checkout:
+    """Our customer (client_reference_id, else metadata.customer_id), our plan, Stripe's customer and subscription."""
+    return Checkout(id=str(obj["id"]), is_subscription=obj.get("mode") in (None, "subscription"),
+                    our_customer_id=as_int(obj.get("client_reference_id")) or metadata_int(obj, "customer_id"),
+                    our_plan_id=metadata_int(obj, "plan_id"), stripe_customer_id=customer_id(obj),
+                    subscription_id=id_of(obj.get("subscription")))
+
+
+# subscriptions
+
+@dataclass(frozen=True)
+class SubscriptionState:
+    """A Stripe subscription as our row holds it."""
+
+    id: str
+    status: str
+    price_id: str | None
+    period_start: datetime | None
+    period_end: datetime | None
+    cancel_at_period_end: bool
+    cancel_at: datetime | None
+    canceled_at: datetime | None
+    ended_at: datetime | None
+    trial_end: datetime | None
+    stripe_customer_id: str | None
+    our_customer_id: int | None
+    our_plan_id: int | None
+
+
+def _items(sub: JSON) -> list[JSON]:
+    return _data(sub.get("items"))
+
+
+def subscription(sub: JSON) -> SubscriptionState:
+    """Status, price, period (items since basil, the subscription before), cancellation, trial, and our ids."""
+    items = _items(sub)
+    first = items[0] if items else {}
+    price = first.get("price") or sub.get("plan")
+    # since basil each item has its own period; the subscription's is the span the items share
+    starts = [t for t in (ts(i.get("current_period_start")) for i in items) if t is not None]
+    ends = [t for t in (ts(i.get("current_period_end")) for i in items) if t is not None]
+    start = min(starts) if starts else ts(sub.get("current_period_start"))
+    end = min(ends) if ends else ts(sub.get("current_period_end"))
+    return SubscriptionState(
+        id=str(sub["id"]), status=str(sub.get("status") or ""), price_id=id_of(price),
+        period_start=start, period_end=end, cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
+        cancel_at=ts(sub.get("cancel_at")), canceled_at=ts(sub.get("canceled_at")), ended_at=ts(sub.get("ended_at")),
+        trial_end=ts(sub.get("trial_end")), stripe_customer_id=customer_id(sub),
+        our_customer_id=metadata_int(sub, "customer_id"), our_plan_id=metadata_int(sub, "plan_id"))
+
+
+# invoices and their payments
+
+@dataclass(frozen=True)
+class InvoiceState:
+    """A Stripe invoice as our row holds it (payment ids come from `payment_ids`)."""
+
+    id: str
+    status: str
+    currency: str
+    amount_paid: int
+    amount_due: int
+    attempt_count: int
+    paid_at: datetime | None
+    period_start: datetime | None
+    period_end: datetime | None
+    subscription_id: str | None
+    stripe_customer_id: str | None
+
+
+def invoice_subscription_id(inv: JSON) -> str | None:
+    """`parent.subscription_details.subscription` since basil; the top-level `subscription` before."""
+    parent = inv.get("parent")
+    details = parent.get("subscription_details") if isinstance(parent, dict) else None
+    found = id_of(details.get("subscription")) if isinstance(details, dict) else None
+    return found or id_of(inv.get("subscription"))
+
+
+def _invoice_status(inv: JSON) -> str:
+    status = str(inv.get("status") or "open")
+    # an open invoice Stripe already tried to charge is a failed payment to us (Stripe retries it)
+    if status == "open" and (as_int(inv.get("attempt_count")) or 0) > 0:
+        return "payment_failed"
+    return status
+
+
+def invoice(inv: JSON) -> InvoiceState:
+    """Status, amounts, attempts, paid time, the period its first line pays for, subscription and customer."""
+    lines = _data(inv.get("lines"))
+    period = lines[0].get("period") if lines else None
+    period = period if isinstance(period, dict) else {}
+    # the line's period is the one paid for; the invoice's own period_* is the previous one on renewals
+    transitions = inv.get("status_transitions")
+    paid_at = transitions.get("paid_at") if isinstance(transitions, dict) else None
+    return InvoiceState(
+        id=str(inv["id"]), status=_invoice_status(inv), currency=str(inv.get("currency") or "").lower(),
+        amount_paid=as_int(inv.get("amount_paid")) or 0, amount_due=as_int(inv.get("amount_due")) or 0,
+        attempt_count=as_int(inv.get("attempt_count")) or 0, paid_at=ts(paid_at),
+        period_start=ts(period.get("start", inv.get("period_start"))),
+        period_end=ts(period.get("end", inv.get("period_end"))),
+        subscription_id=invoice_subscription_id(inv), stripe_customer_id=customer_id(inv))
+
+
+@dataclass(frozen=True)
+class PaymentIds:
+    """The charge and payment intent that paid (or tried to pay) an invoice."""
+
+    charge_id: str | None = None
+    payment_intent_id: str | None = None
+
+
+def _payment_rank(payment: JSON) -> tuple[int, int]:
+    # the paid one first, then the default (the one Stripe is collecting), then the newest
+    return (0 if payment.get("status") == "paid" else 1 if payment.get("is_default") else 2,
+            -(as_int(payment.get("created")) or 0))
+
+
+def payment_ids(inv: JSON, invoice_payments: list[JSON] | None = None) -> PaymentIds:
+    """Before basil: `invoice.charge` / `invoice.payment_intent`. Since basil: the invoice payments (expanded
+    `invoice.payments`, or the list given), the paid one preferred."""
+    charge, intent = id_of(inv.get("charge")), id_of(inv.get("payment_intent"))
+    payments = invoice_payments if invoice_payments is not None else _data(inv.get("payments"))
+    for payment in sorted(payments, key=_payment_rank):
+        detail = payment.get("payment")
+        if not isinstance(detail, dict):
+            continue
+        charge = charge or id_of(detail.get("charge"))
+        intent = intent or id_of(detail.get("payment_intent"))
+        if charge or intent:
+            break
+    return PaymentIds(charge, intent)
+
+
+def invoice_payment_invoice_id(payment: JSON) -> str | None:
+    """The invoice an invoice payment belongs to."""
+    return id_of(payment.get("invoice"))
+
+
+def decline_message(obj: JSON) -> str | None:
+    """Why the last payment failed, in the card network's words: a payment intent's `last_payment_error.message`
+    or a charge's `failure_message`."""
+    error = obj.get("last_payment_error")
+    message = error.get("message") if isinstance(error, dict) else None
+    message = message or obj.get("failure_message")
+    return str(message)[:1000] if message else None
+
+
+def latest_charge_id(intent: JSON) -> str | None:
+    """The charge a payment intent made last."""
+    return id_of(intent.get("latest_charge"))
+
+
+# charges and refunds
+
+@dataclass(frozen=True)
+class ChargeState:
+    id: str
+    payment_intent_id: str | None
+    invoice_id: str | None
+    stripe_customer_id: str | None
+    amount_refunded: int
+    refunds: list[JSON] | None
+
+
+def charge(obj: JSON) -> ChargeState:
+    """The charge's payment intent, refunded amount and (only when expanded since 2022-11-15) its refunds; `invoice`
+    is there only before basil."""
+    refunds = obj.get("refunds")
+    embedded = _data(refunds) if isinstance(refunds, dict) and not refunds.get("has_more") else None
+    return ChargeState(id=str(obj["id"]), payment_intent_id=id_of(obj.get("payment_intent")),
+                       invoice_id=id_of(obj.get("invoice")), stripe_customer_id=customer_id(obj),
+                       amount_refunded=as_int(obj.get("amount_refunded")) or 0, refunds=embedded)
+
+
+@dataclass(frozen=True)
+class RefundState:
+    id: str
+    amount: int
+    currency: str
+    status: str
+    our_refund_id: int | None
+    charge_id: str | None
+    payment_intent_id: str | None
+    reason: str | None
+    failure_reason: str | None
+    created: datetime | None
+
+
+def refund(obj: JSON) -> RefundState:
+    """Amount, status, our refund id (`metadata.refund_id`, absent for a Dashboard refund), what it refunds."""
+    return RefundState(id=str(obj["id"]), amount=as_int(obj.get("amount")) or 0,
+                       currency=str(obj.get("currency") or "").lower(), status=str(obj.get("status") or "pending"),
+                       our_refund_id=metadata_int(obj, "refund_id"), charge_id=id_of(obj.get("charge")),
+                       payment_intent_id=id_of(obj.get("payment_intent")),
+                       reason=str(obj["reason"]) if obj.get("reason") else None,
+                       failure_reason=str(obj["failure_reason"]) if obj.get("failure_reason") else None,
+                       created=ts(obj.get("created")))
+
+
+def list_data(listing: JSON) -> list[JSON]:
+    """The objects in a list object (`{"object": "list", "data": [...]}`)."""
+    return _data(listing)
+
+
+def has_more(listing: JSON) -> bool:
+    return bool(listing.get("has_more"))

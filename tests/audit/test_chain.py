@@ -1,0 +1,254 @@
+"""The tamper-evident audit chain: intact after normal and concurrent writes; `payment audit:verify` names the row
+changed, deleted or inserted directly in SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy import func, select
+
+from payment.admins import service as admins
+from payment.app import create_app
+from payment.audit import service as audit
+from payment.audit.chain import chain_key
+from payment.audit.verify import Verdict, check_and_record, verify_chain
+from payment.config import Settings
+from payment.db import Database
+from payment.dburl import libpq_url
+from payment.models import AuditChainHead, AuditLog
+from payment.runtime import Services
+from tests.admin.conftest import sign_in
+from tests.support import factories
+from tests.support.app import asgi_client
+
+WRITERS = 50
+
+
+async def _write(services: Services, action: str, count: int = 1) -> list[int]:
+    async with services.db.transaction() as session:
+        rows = [await audit.record(session, actor=audit.SYSTEM, action=action, entity_type="test", entity_id=i,
+                                   details={"n": i, "text": "ไทย é"}) for i in range(count)]
+    return [row.id for row in rows]
+
+
+async def _verify(services: Services) -> Verdict:
+    async with services.db.session() as session:
+        return await verify_chain(session, key=chain_key(services.settings.audit_chain_secret))
+
+
+@pytest.fixture
+async def sql(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """A direct database connection, as someone with database access (not the service) would use it."""
+    assert settings.database_url is not None
+    conn = await asyncpg.connect(libpq_url(settings.database_url))
+    yield conn
+    await conn.close()
+
+
+async def test_rows_are_chained_at_commit_and_verify(services: Services) -> None:
+    ids = await _write(services, "test.written", 3)
+    async with services.db.session() as session:
+        rows = (await session.execute(select(AuditLog).where(AuditLog.id.in_(ids)).order_by(AuditLog.id))
+                ).scalars().all()
+        head = await session.get(AuditChainHead, 1)
+    assert [r.chain_seq for r in rows] == [rows[0].chain_seq, rows[0].chain_seq + 1, rows[0].chain_seq + 2]
+    assert rows[1].prev_hash == rows[0].row_hash and rows[2].prev_hash == rows[1].row_hash
+    assert head is not None and head.last_hash == rows[2].row_hash
+    verdict = await _verify(services)
+    assert verdict.ok, verdict.problems
+    assert verdict.rows >= 3
+
+
+async def test_a_rolled_back_transaction_leaves_no_gap(services: Services) -> None:
+    with pytest.raises(RuntimeError):
+        async with services.db.transaction() as session:
+            await audit.record(session, actor=audit.SYSTEM, action="test.rolled_back")
+            raise RuntimeError("abandon")
+    await _write(services, "test.after_rollback")
+    assert (await _verify(services)).ok
+
+
+async def test_an_update_in_sql_is_named(services: Services, sql: asyncpg.Connection) -> None:
+    _, changed, _ = await _write(services, "test.update", 3)
+    await sql.execute("UPDATE audit_log SET details = '{\"n\": 99}' WHERE id = $1", changed)
+    try:
+        verdict = await _verify(services)
+        assert verdict.first_problem == f"row {changed}: its content was changed after it was written"
+        assert len(verdict.problems) == 1  # the rows after it still link to what was stored
+    finally:
+        await sql.execute("UPDATE audit_log SET details = '{\"n\": 1, \"text\": \"ไทย é\"}' WHERE id = $1", changed)
+    assert (await _verify(services)).ok
+
+
+async def test_a_delete_in_sql_is_named(services: Services, sql: asyncpg.Connection) -> None:
+    before, gone, after = await _write(services, "test.delete", 3)
+    saved = await sql.fetchrow("SELECT * FROM audit_log WHERE id = $1", gone)
+    await sql.execute("DELETE FROM audit_log WHERE id = $1", gone)
+    try:
+        verdict = await _verify(services)
+        assert verdict.first_problem is not None
+        assert verdict.first_problem.startswith(f"row {after}: 1 row(s) before it were deleted (after row {before}")
+    finally:
+        columns = list(saved.keys())
+        await sql.execute(f"INSERT INTO audit_log ({', '.join(columns)}) VALUES "
+                          f"({', '.join(f'${i + 1}' for i in range(len(columns)))})", *saved.values())
+    assert (await _verify(services)).ok
+
+
+async def test_deleting_the_latest_rows_is_named(services: Services, sql: asyncpg.Connection) -> None:
+    kept, gone = await _write(services, "test.tail", 2)
+    saved = await sql.fetchrow("SELECT * FROM audit_log WHERE id = $1", gone)
+    await sql.execute("DELETE FROM audit_log WHERE id = $1", gone)
+    try:
+        verdict = await _verify(services)
+        assert verdict.first_problem is not None and f"(row {kept}) but its head says" in verdict.first_problem
+    finally:
+        columns = list(saved.keys())
+        await sql.execute(f"INSERT INTO audit_log ({', '.join(columns)}) VALUES "
+                          f"({', '.join(f'${i + 1}' for i in range(len(columns)))})", *saved.values())
+
+
+async def test_an_insert_in_sql_is_named(services: Services, sql: asyncpg.Connection) -> None:
+    await _write(services, "test.insert")
+    planted = await sql.fetchval("INSERT INTO audit_log (actor, action) VALUES ('admin:1', 'refund.issued') "
+                                 "RETURNING id")
+    try:
+        verdict = await _verify(services)
+        assert verdict.problems == [f"row {planted}: inserted outside the chain (it has no chain position)"]
+        # copying a neighbour's chain fields onto the planted row does not make it fit
+        await sql.execute("UPDATE audit_log SET (chain_seq, prev_hash, row_hash) = "
+                          "(SELECT last_seq + 1, last_hash, last_hash FROM audit_chain_head) WHERE id = $1", planted)
+        await sql.execute("UPDATE audit_chain_head SET last_seq = last_seq + 1")
+        verdict = await _verify(services)
+        assert verdict.first_problem == f"row {planted}: its content was changed after it was written"
+    finally:
+        await sql.execute("DELETE FROM audit_log WHERE id = $1", planted)
+        await sql.execute("UPDATE audit_chain_head SET last_seq = (SELECT max(chain_seq) FROM audit_log)")
+    assert (await _verify(services)).ok
+
+
+async def test_fifty_concurrent_writers_leave_a_valid_chain(services: Services) -> None:
+    assert services.settings.database_url is not None
+    db = Database(services.settings.database_url, null_pool=True,
+                  audit_key=chain_key(services.settings.audit_chain_secret))
+    start = asyncio.Event()
+
+    async def writer(n: int) -> None:
+        await start.wait()
+        for round_ in range(4):
+            async with db.transaction() as session:
+                await audit.record(session, actor=audit.SYSTEM, action="test.concurrent", entity_id=n,
+                                   details={"round": round_})
+                await audit.record(session, actor=audit.SYSTEM, action="test.concurrent", entity_id=n,
+                                   details={"round": round_, "second": True})
+
+    tasks = [asyncio.create_task(writer(n)) for n in range(WRITERS)]
+    start.set()
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        await db.dispose()
+    async with services.db.session() as session:
+        written = await session.scalar(select(func.count()).where(AuditLog.action == "test.concurrent"))
+        unchained = await session.scalar(select(func.count()).where(AuditLog.chain_seq.is_(None)))
+    assert written == WRITERS * 4 * 2 and unchained == 0
+    verdict = await _verify(services)
+    assert verdict.ok, verdict.problems
+
+
+async def test_the_verdict_is_kept_for_the_dashboard(services: Services, sql: asyncpg.Connection) -> None:
+    changed = (await _write(services, "test.verdict"))[0]
+    await sql.execute("UPDATE audit_log SET actor = 'admin:2' WHERE id = $1", changed)
+    try:
+        verdict = await check_and_record(services.db, key=chain_key(services.settings.audit_chain_secret))
+        assert not verdict.ok
+        head = await sql.fetchrow("SELECT verified_ok, verify_problem FROM audit_chain_head")
+        assert head["verified_ok"] is False and head["verify_problem"] == verdict.first_problem
+    finally:
+        await sql.execute("UPDATE audit_log SET actor = 'system' WHERE id = $1", changed)
+    assert (await check_and_record(services.db, key=chain_key(services.settings.audit_chain_secret))).ok
+
+
+def _cli(settings: Settings) -> subprocess.CompletedProcess[str]:
+    assert settings.database_url is not None
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "APP_ENV", "SECRET_KEY"))}
+    return subprocess.run([sys.executable, "-m", "payment.cli", "audit:verify"], capture_output=True, text=True,
+                          env={**env, "DATABASE_URL": settings.database_url, "SECRET_KEY": settings.secret_key},
+                          timeout=120, check=False)
+
+
+async def test_the_command_passes_then_names_the_changed_row(services: Services, sql: asyncpg.Connection) -> None:
+    changed = (await _write(services, "test.cli"))[0]
+    clean = await asyncio.to_thread(_cli, services.settings)
+    assert clean.returncode == 0, clean.stderr
+    assert "Audit chain intact" in clean.stdout
+    await sql.execute("UPDATE audit_log SET action = 'test.rewritten' WHERE id = $1", changed)
+    try:
+        broken = await asyncio.to_thread(_cli, services.settings)
+    finally:
+        await sql.execute("UPDATE audit_log SET action = 'test.cli' WHERE id = $1", changed)
+    assert broken.returncode == 1
+    assert f"BROKEN row {changed}: its content was changed after it was written" in broken.stderr
+
+
+async def test_the_dashboard_shows_a_broken_chain(services: Services, sql: asyncpg.Connection) -> None:
+    async with services.db.transaction() as session:
+        await admins.create_admin(session, email="chain@aquoris.test", name="Chain", password="correct-horse-1",
+                                  actor="test")
+    changed = (await _write(services, "test.dashboard"))[0]
+    async with asgi_client(create_app(services=services)) as client:
+        assert (await sign_in(client, "chain@aquoris.test", "correct-horse-1")).status_code == 302
+        key = chain_key(services.settings.audit_chain_secret)
+        assert (await check_and_record(services.db, key=key)).ok
+        assert 'id="audit-chain-broken"' not in (await client.get("/admin/")).text
+        await sql.execute("UPDATE audit_log SET ip = '10.0.0.1' WHERE id = $1", changed)
+        try:
+            await check_and_record(services.db, key=key)
+            page = (await client.get("/admin/")).text
+        finally:
+            await sql.execute("UPDATE audit_log SET ip = NULL WHERE id = $1", changed)
+        assert 'id="audit-chain-broken"' in page
+        assert f"row {changed}: its content was changed after it was written" in page
+        await check_and_record(services.db, key=key)
+        assert 'id="audit-chain-broken"' not in (await client.get("/admin/")).text
+
+
+async def test_a_deleted_chain_head_is_named(services: Services, sql: asyncpg.Connection) -> None:
+    saved = await sql.fetchrow("SELECT * FROM audit_chain_head")
+    await sql.execute("DELETE FROM audit_chain_head")
+    try:
+        verdict = await _verify(services)
+    finally:
+        columns = list(saved.keys())
+        await sql.execute(f"INSERT INTO audit_chain_head ({', '.join(columns)}) VALUES "
+                          f"({', '.join(f'${i + 1}' for i in range(len(columns)))})", *saved.values())
+    assert verdict.problems == ["the chain head row (audit_chain_head) was deleted"]
+    assert (await _verify(services)).ok
+
+
+async def test_sessions_opened_on_the_one_statement_path_are_chained(services: Services) -> None:
+    """The API's hot path writes its audit rows without the ORM; they still join the chain in their transaction,
+    also when many open at once (new users, known users with a changed email, sessions only)."""
+    async with services.db.transaction() as session:
+        _, key = await factories.create_app(session, slug="chain-hot", name="Chain hot path")
+    async with asgi_client(create_app(services=services)) as client:
+        async def open_one(n: int) -> int:
+            body = {"externalUserId": f"hot-{n % 5}", "appSlug": "chain-hot", "email": f"u{n}@example.com"}
+            response = await client.post("/api/v1/sessions", json=body, headers={"Authorization": f"Bearer {key}"})
+            return response.status_code
+
+        assert await asyncio.gather(*(open_one(n) for n in range(20))) == [201] * 20
+    async with services.db.session() as session:
+        written = await session.scalar(select(func.count()).where(AuditLog.actor == "app:chain-hot",
+                                                                  AuditLog.action == "billing_session.created"))
+        unchained = await session.scalar(select(func.count()).where(AuditLog.actor == "app:chain-hot",
+                                                                    AuditLog.chain_seq.is_(None)))
+    assert written == 20 and unchained == 0
+    verdict = await _verify(services)
+    assert verdict.ok, verdict.problems

@@ -1,0 +1,261 @@
+"""The sandbox speaks the pinned API version exactly, held against the stripe SDK's types and Stripe's fixtures.
+
+A walk through everything the product does with Stripe (catalog, customer, test clock, Checkout, subscription,
+invoices and their payments, a failed renewal, refunds, the portal, `cancel_at`, cancellation), driven with the real
+SDK; every response body and every delivered webhook event is checked by `conformance.Checker` (see its docstring
+for the rule). The negative tests put back fields Stripe removed and show the checker names them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import stripe
+
+from payment.stripe.version import API_VERSION
+
+from .conformance import FIXTURE_STALE, INCLUDABLE, LIST_FIELDS, SDK_CLASSES, Checker, sdk_fields
+from .conftest import Sandbox, load_fixtures
+
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
+DAY = 86400
+PRODUCT_TYPES = {
+    "customer",
+    "product",
+    "price",
+    "checkout.session",
+    "subscription",
+    "subscription_item",
+    "invoice",
+    "line_item",
+    "invoice_payment",
+    "payment_intent",
+    "charge",
+    "refund",
+    "event",
+    "billing_portal.session",
+    "test_helpers.test_clock",
+    "deleted_test_helpers.test_clock",
+    "item",
+    "plan",
+    "payment_method",
+}
+Served = list[tuple[str, dict[str, Any], list[str]]]
+
+
+def raw(obj: stripe.StripeObject) -> dict[str, Any]:
+    """The JSON body the sandbox answered, exactly as sent (not the SDK's view of it)."""
+    response = obj.last_response
+    assert response is not None
+    assert response.headers["Stripe-Version"] == API_VERSION
+    body: dict[str, Any] = json.loads(response.body)
+    return body
+
+
+def _walk(sbx: Sandbox) -> Served:
+    c = sbx.client.v1
+    served: Served = []
+
+    def keep(label: str, obj: stripe.StripeObject, expand: list[str] | None = None) -> Any:
+        served.append((label, raw(obj), expand or []))
+        return obj
+
+    clock = keep("test clock", c.test_helpers.test_clocks.create(params={"frozen_time": sbx.now() + 60}))
+    keep("test clock advanced", c.test_helpers.test_clocks.advance(clock.id, params={"frozen_time": sbx.now() + 120}))
+    keep("test clocks", c.test_helpers.test_clocks.list())
+    product = keep("product", c.products.create(params={"name": "Aquoris Pro"}))
+    keep("product retrieved", c.products.retrieve(product.id))
+    recurring = {"interval": "month"}
+    price = keep(
+        "price",
+        c.prices.create(
+            params={"product": product.id, "currency": "thb", "unit_amount": 19900, "recurring": recurring}
+        ),
+    )
+    keep("prices", c.prices.list(params={"product": product.id}))
+    customer = keep("customer", c.customers.create(params={"email": "conf@example.com", "test_clock": clock.id}))
+    keep("customers", c.customers.list(params={"email": "conf@example.com"}))
+    session_params: Any = {
+        "mode": "subscription",
+        "customer": customer.id,
+        "success_url": "http://app.test/ok?s={CHECKOUT_SESSION_ID}",
+        "cancel_url": "http://app.test/no",
+        "line_items": [{"price": price.id, "quantity": 1}],
+        "metadata": {"user_id": "7"},
+        "subscription_data": {"metadata": {"user_id": "7"}},
+    }
+    session = keep("checkout session", c.checkout.sessions.create(params=session_params))
+    keep("checkout line items", c.checkout.sessions.line_items.list(session.id))
+    guest_params = {k: v for k, v in session_params.items() if k != "customer"} | {"customer_email": "x@example.com"}
+    other = c.checkout.sessions.create(params=guest_params)
+    keep("checkout session expired", c.checkout.sessions.expire(other.id))
+    assert sbx.pay(session.id)["status_code"] == 200
+    expand = ["subscription", "invoice"]
+    session = keep("checkout session paid", c.checkout.sessions.retrieve(session.id, params={"expand": expand}), expand)
+    keep("checkout sessions", c.checkout.sessions.list(params={"customer": customer.id}))
+    sub_id = session.subscription.id
+    expand = ["latest_invoice", "items.data.price"]
+    sub = keep("subscription", c.subscriptions.retrieve(sub_id, params={"expand": expand}), expand)
+    invoice_id = sub.latest_invoice.id
+    items = keep("subscription items", c.subscription_items.list(params={"subscription": sub_id}))
+    keep("subscription item", c.subscription_items.retrieve(items.data[0].id))
+    assert sub.test_clock == sub.latest_invoice.test_clock == customer.test_clock == clock.id
+    keep("invoice", c.invoices.retrieve(invoice_id))
+    expand = ["payments", "payments.data.payment.payment_intent"]
+    keep("invoice with payments", c.invoices.retrieve(invoice_id, params={"expand": expand}), expand)
+    keep("invoices", c.invoices.list(params={"subscription": sub_id}))
+    keep("invoice lines", c.invoices.line_items.list(invoice_id))
+    payments = keep("invoice payments", c.invoice_payments.list(params={"invoice": invoice_id}))
+    keep("invoice payment", c.invoice_payments.retrieve(payments.data[0].id))
+    pi_id = payments.data[0].payment.payment_intent
+    pi = keep("payment intent", c.payment_intents.retrieve(pi_id))
+    keep("charge", c.charges.retrieve(pi.latest_charge))
+    keep("payment method", c.payment_methods.retrieve(sub.default_payment_method))
+    refund = keep("refund", c.refunds.create(params={"payment_intent": pi_id, "amount": 5000, "metadata": {"r": "1"}}))
+    keep("refund retrieved", c.refunds.retrieve(refund.id))
+    keep("refunds", c.refunds.list(params={"charge": refund.charge}))
+    keep("charge with refunds", c.charges.retrieve(refund.charge, params={"expand": ["refunds"]}), ["refunds"])
+    keep("portal session", c.billing_portal.sessions.create(params={"customer": customer.id}))
+
+    sbx.set_card(customer.id, "4000000000000341")  # attaches, then every charge on it is declined
+    sbx.advance(sub["items"].data[0].current_period_end - sbx.now() + 60)
+    expand = ["latest_invoice.payments.data.payment.payment_intent.latest_charge"]
+    keep("subscription past due", c.subscriptions.retrieve(sub_id, params={"expand": expand}), expand)
+    keep(
+        "subscription cancel_at",
+        c.subscriptions.update(sub_id, params={"cancel_at": "max_period_end"}),  # type: ignore[typeddict-item]
+    )
+    keep("subscription canceled", c.subscriptions.cancel(sub_id))
+    keep("subscriptions", c.subscriptions.list(params={"customer": customer.id, "status": "all"}))
+    keep("events", c.events.list(params={"limit": 100}))
+    keep("event", c.events.retrieve(c.events.list(params={"limit": 1}).data[0].id))
+    keep("test clock deleted", c.test_helpers.test_clocks.delete(clock.id))
+    sbx.flush()
+    for request in sbx.receiver.requests:
+        event = json.loads(request["body"])
+        served.append((f"webhook {event['type']}", event, []))
+    return served
+
+
+@pytest.fixture(scope="module")
+def walk(emulator: Sandbox) -> Iterator[Served]:
+    fixtures = load_fixtures()  # skip early (or fail under CI) without the authority
+    assert fixtures
+    emulator.control("POST", "reset")
+    with emulator.receiver.lock:
+        emulator.receiver.requests.clear()
+    yield _walk(emulator)
+
+
+@pytest.fixture(scope="module")
+def stripe_fixtures() -> dict[str, Any]:
+    return load_fixtures()
+
+
+def test_every_served_object_has_exactly_the_pinned_versions_fields(
+    walk: Served, stripe_fixtures: dict[str, Any]
+) -> None:
+    checker = Checker(stripe_fixtures)
+    for label, body, expand in walk:
+        checker.check(body, expand, where=label)
+    assert checker.problems == [], "\n".join(checker.problems)
+    assert checker.seen >= PRODUCT_TYPES, f"never served: {sorted(PRODUCT_TYPES - checker.seen)}"
+
+
+def test_webhook_events_carry_the_pinned_version(walk: Served) -> None:
+    events = [body for label, body, _ in walk if label.startswith("webhook ")]
+    assert len(events) > 30
+    assert {e["api_version"] for e in events} == {API_VERSION}
+    assert {
+        "invoice.payment_failed",
+        "refund.updated",
+        "charge.refunded",
+        "invoice_payment.paid",
+        "customer.subscription.deleted",
+    } <= {e["type"] for e in events}
+
+
+def test_fixture_and_sdk_disagree_only_where_documented(stripe_fixtures: dict[str, Any]) -> None:
+    """fixtures3.json lags the SDK on removed fields; every such disagreement is listed, none is silently skipped."""
+    stale = {
+        kind: frozenset(set(stripe_fixtures[kind]) - sdk_fields(cls))
+        for kind, cls in SDK_CLASSES.items()
+        if set(stripe_fixtures[kind]) - sdk_fields(cls)
+    }
+    assert stale == FIXTURE_STALE
+    assert set(stripe_fixtures["invoice"]["lines"]) == set(stripe_fixtures["subscription"]["items"]) == LIST_FIELDS
+    for kind, fields in INCLUDABLE.items():
+        assert fields <= sdk_fields(SDK_CLASSES[kind]), kind
+
+
+def _served(walk: Served, label: str) -> tuple[dict[str, Any], list[str]]:
+    body, expand = next((b, e) for lab, b, e in walk if lab == label)
+    return copy.deepcopy(body), expand
+
+
+GONE = "(not a field of the pinned version)"
+INCLUDABLE_ONLY = "(includable: only when expand[] names it)"
+EMPTY_LIST = {"object": "list", "data": [], "has_more": False, "url": "/v1/x"}
+REMOVED = [
+    # (served object, field put back, value, why the checker refuses it)
+    ("invoice", "charge", "ch_123", GONE),  # removed in 2025-03-31.basil
+    ("invoice", "payment_intent", "pi_123", GONE),  # removed in 2025-03-31.basil
+    ("invoice", "paid", True, GONE),  # removed in 2025-03-31.basil
+    ("invoice", "subscription", "sub_123", GONE),  # now parent.subscription_details.subscription
+    ("subscription", "current_period_end", 1, GONE),  # now on subscription items
+    ("subscription", "current_period_start", 1, GONE),
+    ("payment intent", "charges", EMPTY_LIST, GONE),  # removed in 2022-11-15
+    ("charge", "refunds", EMPTY_LIST, INCLUDABLE_ONLY),  # includable since 2022-11-15
+    ("invoice", "payments", EMPTY_LIST, INCLUDABLE_ONLY),
+]
+
+
+@pytest.mark.parametrize(("label", "field", "value", "why"), REMOVED, ids=[f"{r[0]}.{r[1]}" for r in REMOVED])
+def test_a_removed_field_put_back_is_reported(
+    walk: Served, stripe_fixtures: dict[str, Any], label: str, field: str, value: Any, why: str
+) -> None:
+    body, expand = _served(walk, label)
+    assert Checker(stripe_fixtures).check(body, expand, where=label) == []
+    body[field] = value
+    problems = Checker(stripe_fixtures).check(body, expand, where=label)
+    assert problems == [f"{label} ({body['object']}): extra field {field!r} {why}"]
+
+
+def test_an_optional_field_stripe_returns_only_in_some_cases_is_reported(
+    walk: Served, stripe_fixtures: dict[str, Any]
+) -> None:
+    body, expand = _served(walk, "customer")
+    body["customer_account"] = None
+    assert Checker(stripe_fixtures).check(body, expand, where="customer") == [
+        "customer (customer): extra field 'customer_account' (Stripe returns it only in cases we do not emulate)"
+    ]
+
+
+def test_a_field_missing_or_a_sub_object_field_added_is_reported(walk: Served, stripe_fixtures: dict[str, Any]) -> None:
+    body, expand = _served(walk, "invoice")
+    del body["parent"]
+    body["lines"]["data"][0]["subscription_item"] = "si_123"  # removed from line items in 2025-03-31.basil
+    body["status_transitions"]["paid"] = True
+    assert Checker(stripe_fixtures).check(body, expand, where="invoice") == [
+        "invoice (invoice): missing field 'parent'",
+        "invoice.lines.data[0] (line_item): extra field 'subscription_item' (not a field of the pinned version)",
+        "invoice.status_transitions: extra field 'paid' (not a field of the pinned version)",
+    ]
+
+
+def test_an_includable_field_is_accepted_only_when_expand_named_it(
+    walk: Served, stripe_fixtures: dict[str, Any]
+) -> None:
+    body, expand = _served(walk, "invoice with payments")
+    assert "payments" in body and Checker(stripe_fixtures).check(body, expand, where="invoice") == []
+    assert Checker(stripe_fixtures).check(body, [], where="invoice") == [
+        f"invoice (invoice): extra field 'payments' {INCLUDABLE_ONLY}"
+    ]
+    body, _ = _served(walk, "charge")
+    assert Checker(stripe_fixtures).check(body, ["refunds"], where="charge") == [
+        "charge (charge): missing field 'refunds'"
+    ]
