@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
 from payment.dunning import notices
 from payment.errors import Conflict, NotFound
@@ -51,6 +52,7 @@ async def customer_dunning(session: AsyncSession, customer_id: int) -> CustomerD
 async def resend_notice(session: AsyncSession, customer_id: int, message_id: int, *, actor: str) -> OutboxMessage:
     """Send one of the customer's notices again (same message, same Message-ID; after a bounce was fixed, or at
     the user's request); audited. A notice being sent right now cannot be resent."""
+    require(actor, Permission.MANAGE_SUBSCRIPTIONS)
     message = await session.get(OutboxMessage, message_id, with_for_update=True)
     if message is None or message.kind != notices.KIND or message.target != notices.target_of(customer_id):
         raise NotFound("This customer has no such notice.")

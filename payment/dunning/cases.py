@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins.permissions import Permission, require
 from payment.app_webhooks import capture as webhooks
 from payment.audit import service as audit
 from payment.dunning import notices
@@ -32,6 +33,7 @@ async def set_grace_policy(session: AsyncSession, app: App, *, grace_days: int, 
                            actor: str, ip: str | None = None) -> App:
     """An app's dunning policy: 0 to 60 days of full access after a failed renewal, then `blocked` or the free
     plan. It applies to cases opened from now on (an open case keeps its grace end); audited when it changes."""
+    require(actor, Permission.MANAGE_APPS)
     if not 0 <= grace_days <= MAX_GRACE_DAYS:
         raise ValidationError(f"Grace days must be between 0 and {MAX_GRACE_DAYS}.", field="grace_days")
     if after_grace not in AFTER_GRACE:
@@ -102,6 +104,7 @@ async def extend_grace(session: AsyncSession, case_id: int, *, days: int, actor:
                        customer_id: int | None = None) -> DunningCase:
     """An admin gives more days of full access on an open case (1 to 60 days at a time, counted from the grace end
     or from now if it has passed); audited. With `customer_id`, the case must be that customer's."""
+    require(actor, Permission.MANAGE_SUBSCRIPTIONS)
     if not 1 <= days <= MAX_EXTENSION_DAYS:
         raise ValidationError(f"Extend the grace period by 1 to {MAX_EXTENSION_DAYS} days.", field="days")
     case = await session.get(DunningCase, case_id, with_for_update=True)

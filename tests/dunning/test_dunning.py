@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 import httpx
 from sqlalchemy import update
 
+from payment.admins.permissions import AdminActor
 from payment.dunning import cases, channel
 from payment.models import App, DunningCase, Subscription, utcnow
 from payment.runtime import Services
@@ -103,7 +104,7 @@ async def test_an_admin_extends_grace_and_it_is_audited(services: Services, clie
     assert (await world.entitlement(client, key, customer))["accessState"] == "blocked"
     case = await world.case(services, invoice.id)
     async with services.db.transaction() as session:
-        extended = await cases.extend_grace(session, case.id, days=3, actor="admin:1")
+        extended = await cases.extend_grace(session, case.id, days=3, actor=AdminActor(1, "owner"))
     assert extended.grace_ends_at - utcnow() > timedelta(days=2, hours=23)
     assert (await world.entitlement(client, key, customer))["accessState"] == "grace"
 
@@ -151,7 +152,7 @@ async def test_client_apps_hear_when_grace_runs_out_and_when_an_admin_extends_it
     for _ in range(2):  # every tick looks; only a change is announced
         await channel.queue_time_notices(services.db)
     async with services.db.transaction() as session:
-        await cases.extend_grace(session, case.id, days=2, actor="admin:1")
+        await cases.extend_grace(session, case.id, days=2, actor=AdminActor(1, "owner"))
     states = [(m.payload["data"]["status"], m.payload["data"]["accessState"])
               for m in await messages(services, vega.endpoint.id)]
     assert states == [("active", "full"), ("past_due", "grace"), ("past_due", "blocked"), ("past_due", "grace")]
