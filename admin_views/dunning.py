@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from admin_views.formatting import when
 from admin_views.operation_specs import OPERATIONS, ActContext, Field, Operation, Outcome, Target
+from payment.admins.permissions import Permission
 from payment.dunning import admin as dunning_admin
 from payment.dunning import cases, notices
 from payment.dunning.render import render
@@ -35,6 +36,7 @@ def _whole(values: dict[str, str], name: str, label: str) -> int:
 
 class ExtendGrace(Operation):
     action, kind, title, button = "extend-grace", "customer", "Extend grace period", "Extend grace"
+    permission = Permission.MANAGE_SUBSCRIPTIONS
 
     def fields(self, target: Target) -> list[Field]:
         return [Field("case", "Dunning case #", "number", required=True),
@@ -57,6 +59,7 @@ class ExtendGrace(Operation):
 
 class ResendNotice(Operation):
     action, kind, title, button = "resend-notice", "customer", "Resend notice", "Resend"
+    permission = Permission.MANAGE_SUBSCRIPTIONS
 
     def fields(self, target: Target) -> list[Field]:
         return [Field("message", "Notice #", "number", required=True)]
