@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from admin_views import dunning
 from admin_views.audit_text import actor_emails
 from admin_views.keyset import FilterSpec, KeysetModelView
 from payment.customers import service as customers
@@ -56,10 +57,11 @@ class CustomerView(KeysetModelView, model=Customer):
             actors = [row.actor for row in bundle.audit] + [r.created_by or "" for r in bundle.refunds] \
                 + [a.actor for a in bundle.adjustments]
             names = await actor_emails(session, actors)
+            extra = await dunning.customer_context(session, bundle.customer.id)
         pages = max(1, -(-len(bundle.audit) // AUDIT_PAGE_SIZE))
         audit_page = min(audit_page, pages)
         shown = bundle.audit[(audit_page - 1) * AUDIT_PAGE_SIZE:audit_page * AUDIT_PAGE_SIZE]
-        return {"customer": bundle.customer, "live_subscription": bundle.live_subscription,
+        return {**extra, "customer": bundle.customer, "live_subscription": bundle.live_subscription,
                 "subscriptions": bundle.subscriptions, "invoices": bundle.invoices, "refunds": bundle.refunds,
                 "adjustments": bundle.adjustments, "audit_rows": shown, "audit_page": audit_page,
                 "audit_pages": pages, "actor_names": names}

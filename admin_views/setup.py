@@ -22,6 +22,7 @@ from admin_views import (
     customers,
     dashboard,
     documents,
+    dunning,
     operations,
     password_links,
     plans,
@@ -118,7 +119,7 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
                  plans.PlanView, apps.AppView, admin_users.AdminUserView, audit_log.AuditLogView,
                  sellers.SellerProfileView):
         admin.add_view(view)
-    for module in (dashboard, webhook_events, operations, documents, two_factor, password_links):
+    for module in (dashboard, webhook_events, operations, documents, dunning, two_factor, password_links):
         module.register(admin, services)
     register_app_webhooks(admin, services)
     return admin

@@ -63,6 +63,9 @@ class Settings:
     forwarded_allow_ips: str = "127.0.0.1,::1"
     outgoing_webhook_timeout_seconds: int = 10
     outgoing_webhook_retry_base_ms: int = 5000
+    smtp_url: str | None = None
+    mail_from: str = "Aquoris Billing <billing@localhost>"
+    email_retry_base_ms: int = 30000
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -199,12 +202,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         pool_timeout = _int(env, "DB_POOL_TIMEOUT_SECONDS", 3)
         webhook_timeout = _int(env, "OUTGOING_WEBHOOK_TIMEOUT_SECONDS", 10)
         webhook_retry_base = _int(env, "OUTGOING_WEBHOOK_RETRY_BASE_MS", 5000, minimum=10)
+        email_retry_base = _int(env, "EMAIL_RETRY_BASE_MS", 30000, minimum=10)
         step_up_seconds = _int(env, "ADMIN_STEP_UP_SECONDS", 300, minimum=0)
         pooler = (_str(env, "DATABASE_POOLER") or "none").lower()
         if pooler not in ("none", "pgbouncer"):
             raise ConfigError("DATABASE_POOLER must be none or pgbouncer (transaction pooling)")
     except ConfigError as exc:
         raise ConfigError("; ".join([*problems, str(exc)])) from None
+    smtp_url = _str(env, "SMTP_URL")
+    if smtp_url is not None and urlsplit(smtp_url).scheme not in ("smtp", "smtps"):
+        problems.append("SMTP_URL must start with smtp:// (STARTTLS) or smtps:// (TLS)")
     if problems:
         raise ConfigError("; ".join(problems))
     return Settings(
@@ -235,4 +242,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_pooler=pooler,
         outgoing_webhook_timeout_seconds=webhook_timeout,
         outgoing_webhook_retry_base_ms=webhook_retry_base,
+        smtp_url=smtp_url,
+        mail_from=_str(env, "MAIL_FROM") or "Aquoris Billing <billing@localhost>",
+        email_retry_base_ms=email_retry_base,
     )

@@ -15,6 +15,8 @@ from starlette.routing import Route
 from payment.config import Settings
 from payment.seed import DEMO_RETURN_PATH, DemoData, admin_credentials, seed_admin, seed_demo
 
+DEV_SMTP_PORT = 8025
+
 
 def run_dev(settings: Settings, *, host: str, port: int, data_dir: str, sandbox_port: int) -> None:
     asyncio.run(_run(settings, host=host, port=port, data_dir=data_dir, sandbox_port=sandbox_port))
@@ -39,6 +41,13 @@ async def _run(settings: Settings, *, host: str, port: int, data_dir: str, sandb
                                          state_file=str(state_file))
         servers.append(make_server(sandbox_app, "127.0.0.1", sandbox_port, log_level="warning", access_log=False))
         settings = settings.replace(stripe_api_base=sandbox_url)
+    catcher = None
+    if settings.smtp_url is None:
+        from payment.dunning.devmail import start_catcher
+
+        # every end-user email is caught on loopback; the admin's Outbox page shows each one rendered
+        catcher, _ = start_catcher(DEV_SMTP_PORT)
+        settings = settings.replace(smtp_url=f"smtp://127.0.0.1:{catcher.port}")
     settings = settings.replace(base_url=base_url)
     services = build_services(settings)
     web_app = create_app(services=services)
@@ -73,6 +82,8 @@ async def _run(settings: Settings, *, host: str, port: int, data_dir: str, sandb
     finally:
         await services.db.dispose()
         await worker_services.db.dispose()
+        if catcher is not None:
+            catcher.stop()
 
 
 DEMO_PAGE = """<!doctype html>
@@ -115,7 +126,8 @@ def _banner(settings: Settings, admin_created: bool, demo: DemoData) -> None:
         "  Test card:      4242 4242 4242 4242\n"
         f"  Demo app:       {demo.app_slug}  API key: {demo.api_key}\n"
         f"  Its return URL: {settings.base_url}{DEMO_RETURN_PATH}  (a stand-in page served here)\n"
-        f"  Plans:          {', '.join(demo.plans)}\n\n"
+        f"  Plans:          {', '.join(demo.plans)}\n"
+        f"  Emails:         sent to {settings.smtp_url}; see {settings.base_url}/admin/outbox\n\n"
         f"  Open a billing session:\n    {curl}\n\n"
         "  Stop with Ctrl+C.\n"
     )

@@ -9,6 +9,7 @@ from payment.app_webhooks import capture
 from payment.audit.chain import chain_key
 from payment.config import Settings
 from payment.db import Database
+from payment.dunning import capture as dunning
 from payment.stripe.gateway import StripeGateway
 
 if TYPE_CHECKING:
@@ -34,6 +35,9 @@ def build_services(settings: Settings, *, null_pool: bool = False) -> Services:
                   behind_pgbouncer=settings.database_pooler == "pgbouncer")
     # every transaction's subscription, invoice, refund and customer changes become client apps' webhooks
     capture.install()
+    dunning.install()
+    # dunning first: a case it opens is part of the entitlement the webhook capture then announces
+    db.before_commit.append(dunning.record_changes)
     db.before_commit.append(capture.record_changes)
     return Services(settings=settings, db=db, stripe=StripeGateway(settings), jobs=create_job_app(settings))
 

@@ -13,6 +13,7 @@ from typing import Any
 import procrastinate
 
 from payment.app_webhooks import delivery as webhook_delivery
+from payment.dunning import channel as email_delivery
 from payment.jobs.periodic import expire_due_subscriptions
 from payment.models import utcnow
 from payment.refunds import service as refunds
@@ -125,6 +126,17 @@ async def deliver_webhooks(context: procrastinate.JobContext, timestamp: int) ->
     await webhook_delivery.deliver(services.db, services.settings)
 
 
+async def deliver_emails(context: procrastinate.JobContext, timestamp: int) -> None:
+    """End users' notices that are due go out through SMTP, with retries and back-off."""
+    services = services_of_job(context)
+    await email_delivery.deliver(services.db, services.settings)
+
+
+async def queue_dunning_notices(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Grace-ending and access-blocked notices are queued when their time comes."""
+    await email_delivery.queue_time_notices(services_of_job(context).db)
+
+
 async def verify_audit_chain(context: procrastinate.JobContext, timestamp: int) -> None:
     """Daily: a broken audit chain is logged as an error (Sentry) and shown on the dashboard."""
     from payment.audit.chain import chain_key
@@ -156,12 +168,14 @@ PERIODIC: tuple[tuple[str, str, Any], ...] = (
     ("issue_documents", "* * * * *", issue_documents),
     # every 2 s: a change reaches client apps within seconds; a run that finds nothing due is one indexed query
     ("deliver_webhooks", "* * * * * */2", deliver_webhooks),
+    ("deliver_emails", "* * * * * */5", deliver_emails),
+    ("queue_dunning_notices", "* * * * *", queue_dunning_notices),
 )
 
 
 # one delivery run at a time, so slow client endpoints never fill every worker slot; ticks that find it running
 # wait without a slot (no queueing lock: a stalled run could then never be put back while a tick waits)
-SERIAL_LOCKS: dict[str, str] = {"deliver_webhooks": "deliver_webhooks"}
+SERIAL_LOCKS: dict[str, str] = {"deliver_webhooks": "deliver_webhooks", "deliver_emails": "deliver_emails"}
 
 
 def make_blueprint() -> procrastinate.Blueprint:
