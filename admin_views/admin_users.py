@@ -13,7 +13,7 @@ from starlette.responses import Response
 from wtforms import Form, SelectField, StringField
 
 from admin_views.access import guard, role_allows
-from admin_views.auth import current_admin_id
+from admin_views.auth import AdminAuth, current_admin_id
 from admin_views.csrf import token_for
 from admin_views.formatting import when
 from admin_views.service_views import FORM_CONTROL, FORM_SELECT, Actor, ServiceModelView, redirect_to_list, run_service
@@ -42,6 +42,7 @@ class AdminCreateForm(Form):  # type: ignore[misc]
 def actions_cell(admin: AdminUser, _attribute: Any, request: Request) -> Markup:
     toggle_url = request.url_for("admin:view-admin-user-set_active", pk=admin.id)
     password_url = request.url_for("admin:view-admin-user-password", pk=admin.id)
+    end_url = request.url_for("admin:view-admin-user-end_sessions", pk=admin.id)
     reset_url = request.url_for("admin:view-admin-user-reset_two_factor", pk=admin.id)
     link_url = request.url_for("admin:view-admin-user-password_link", pk=admin.id)
     badge = '<span class="badge bg-green-lt">active</span>' if admin.is_active else \
@@ -71,7 +72,11 @@ def actions_cell(admin: AdminUser, _attribute: Any, request: Request) -> Markup:
         + (f' <form method="post" action="{escape(reset_url)}" class="d-inline">'
            f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
            f'<button type="submit" class="btn btn-sm btn-outline-warning" data-reset-2fa="{escape(admin.email)}">'
-           'Reset two-factor</button></form>' if admin.has_two_factor else ""))
+           'Reset two-factor</button></form>' if admin.has_two_factor else "")
+        + f' <form method="post" action="{escape(end_url)}" class="d-inline">'
+        f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
+        f'<button type="submit" class="btn btn-sm btn-outline-danger" title="Sign this admin out in every browser">'
+        'Sign out everywhere</button></form>')
 
 
 def _flash_link(request: Request, email: str, token: str) -> None:
@@ -206,13 +211,30 @@ class AdminUserView(ServiceModelView, model=AdminUser):
             context["error"] = "The two passwords differ."
             return await self.templates.TemplateResponse(request, "admin/password.html", context, status_code=400)
 
-        async def change(session: AsyncSession, who: Actor) -> None:
-            await admins.change_password(session, pk, password, actor=who.actor, ip=who.ip)
+        async def change(session: AsyncSession, who: Actor) -> int:
+            return (await admins.change_password(session, pk, password, actor=who.actor, ip=who.ip)).session_generation
 
         try:
-            await run_service(request, change)
+            generation = await run_service(request, change)
         except PaymentError as exc:
             context["error"] = exc.message
             return await self.templates.TemplateResponse(request, "admin/password.html", context, status_code=400)
-        Flash.success(request, f"Password changed for {admin.email}.")
+        if pk == current_admin_id(request):
+            AdminAuth.keep_this_session(request, generation)  # every other browser of this admin is signed out
+        Flash.success(request, f"Password changed for {admin.email}; every session of that admin has ended.")
+        return redirect_to_list(request, self.identity)
+
+    @expose("/{pk:int}/end-sessions", methods=["POST"])
+    async def end_sessions(self, request: Request) -> Response:
+        pk = int(request.path_params["pk"])
+
+        async def end(session: AsyncSession, who: Actor) -> str:
+            return (await admins.end_sessions(session, pk, actor=who.actor, ip=who.ip)).email
+
+        try:
+            email = await run_service(request, end)
+        except PaymentError as exc:
+            Flash.error(request, exc.message)
+        else:
+            Flash.success(request, f"Every session of {email} has ended.")
         return redirect_to_list(request, self.identity)

@@ -10,7 +10,8 @@ from sqladmin.flash import Flash
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from wtforms import BooleanField, Form, StringField
+from wtforms import BooleanField, Form, IntegerField, SelectField, StringField
+from wtforms.validators import Optional
 
 from admin_views.access import guard, role_allows
 from admin_views.csrf import token_for
@@ -19,6 +20,7 @@ from admin_views.service_views import FORM_CHECK, FORM_CONTROL, Actor, ServiceMo
 from admin_views.two_factor import step_up_json, step_up_redirect
 from payment.admins.permissions import Permission
 from payment.apps import service as apps
+from payment.dunning import cases as dunning
 from payment.errors import PaymentError
 from payment.models import App
 from payment.runtime import services_of
@@ -30,13 +32,22 @@ class AppCreateForm(Form):  # type: ignore[misc]
     name = StringField("Name", render_kw=FORM_CONTROL, description="Display name, e.g. Vega (max 1024).")
     return_url = StringField("Return URL", render_kw=FORM_CONTROL,
                              description="Where users go back to after billing; http:// or https:// only.")
+    logo_url = StringField("Logo URL", render_kw=FORM_CONTROL,
+                           description="Optional https:// address of the app's logo, shown on its billing pages.")
 
 
 class AppEditForm(Form):  # type: ignore[misc]
     name = StringField("Name", render_kw=FORM_CONTROL, description="Display name (max 1024).")
     return_url = StringField("Return URL", render_kw=FORM_CONTROL, description="http:// or https:// only.")
+    logo_url = StringField("Logo URL", render_kw=FORM_CONTROL,
+                           description="Optional https:// address of the app's logo, shown on its billing pages.")
     is_active = BooleanField("Active", render_kw=FORM_CHECK,
                              description="An inactive app's API key is refused.")
+    grace_days = IntegerField("Grace days", render_kw=FORM_CONTROL, validators=[Optional()],
+                              description="Days of full access after a failed renewal while Stripe retries (0-60).")
+    after_grace = SelectField("After the grace period", choices=[("blocked", "Blocked"), ("free", "Free plan")],
+                              render_kw=FORM_CONTROL, validate_choice=False,  # the service checks it
+                              description="What the entitlement API says once the grace period is over.")
 
 
 def api_key_cell(app: App, _attribute: Any, request: Request) -> Markup:
@@ -75,20 +86,26 @@ class AppView(ServiceModelView, model=App):
         return AppEditForm if editing else AppCreateForm
 
     async def get_form_data_for_edit(self, obj: Any) -> dict[str, Any]:
-        return {"name": obj.name, "return_url": obj.return_url, "is_active": obj.is_active}
+        return {"name": obj.name, "return_url": obj.return_url, "logo_url": obj.logo_url or "",
+                "is_active": obj.is_active, "grace_days": obj.grace_days, "after_grace": obj.after_grace}
 
     async def create_with(self, session: AsyncSession, data: dict[str, Any], who: Actor) -> Any:
         secret_key = self._settings().secret_key
         issued = await apps.create_app(session, slug=data.get("slug") or "", name=data.get("name") or "",
                                        return_url=data.get("return_url") or "", secret_key=secret_key,
+                                       logo_url=data.get("logo_url") or None,
                                        actor=who.actor, ip=who.ip)
         return issued.app
 
     async def update_with(self, session: AsyncSession, pk: int, data: dict[str, Any], who: Actor) -> Any:
         app = await apps.get_app(session, pk)
-        return await apps.update_app(session, app, name=data.get("name") or "",
-                                     return_url=data.get("return_url") or "", is_active=bool(data.get("is_active")),
-                                     actor=who.actor, ip=who.ip)
+        app = await apps.update_app(session, app, name=data.get("name") or "",
+                                    return_url=data.get("return_url") or "", is_active=bool(data.get("is_active")),
+                                    logo_url=str(data.get("logo_url") or ""), actor=who.actor, ip=who.ip)
+        grace = data.get("grace_days")
+        return await dunning.set_grace_policy(
+            session, app, grace_days=app.grace_days if grace is None else int(grace),
+            after_grace=str(data.get("after_grace") or app.after_grace), actor=who.actor, ip=who.ip)
 
     def _settings(self) -> Any:
         return self._admin_ref.admin.state.services.settings

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from admin_views.audit_text import actor_emails
 from admin_views.keyset import FilterSpec, KeysetModelView
 from payment.customers import records
 from payment.listing import Page
-from payment.models import AdminUser, AuditLog
+from payment.models import AuditLog
 
 
 class AuditLogView(KeysetModelView, model=AuditLog):
@@ -28,13 +28,8 @@ class AuditLogView(KeysetModelView, model=AuditLog):
                 FilterSpec("entity_type", "Entity type"), FilterSpec("entity_id", "Entity id")]
 
     async def row_context(self, session: AsyncSession, rows: list[Any]) -> dict[str, Any]:
-        """Admin actors ("admin:3") shown with their email."""
-        ids = {int(row.actor.split(":", 1)[1]) for row in rows
-               if row.actor.startswith("admin:") and row.actor.split(":", 1)[1].isdigit()}
-        if not ids:
-            return {"actor_names": {}}
-        found = await session.execute(select(AdminUser.id, AdminUser.email).where(AdminUser.id.in_(ids)))
-        return {"actor_names": {f"admin:{admin_id}": email for admin_id, email in found.all()}}
+        """Admin actors ("admin:3") shown by their email."""
+        return {"actor_names": await actor_emails(session, (row.actor for row in rows))}
 
     async def fetch(self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int,
                     with_total: bool) -> Page[Any]:

@@ -29,6 +29,8 @@ PENDING_ID = "pending_admin_id"
 PENDING_AT = "pending_since"
 TWO_FACTOR_SETUP = "/two-factor/setup"
 ADMIN_ID = "admin_id"
+# the admin's session generation when the cookie was issued; a bump in the database ends every older cookie
+GENERATION = "gen"
 BAD_CREDENTIALS = "Invalid email or password."
 
 
@@ -90,7 +92,7 @@ class AdminAuth(AuthenticationBackend):
             verdict = await ratelimit.hit(session, f"admin-login:{ip}", limit=services.settings.login_rate_limit)
             if not verdict.allowed:
                 await admins.record_failed_sign_in(session, email, reason="rate_limited", ip=ip)
-                return await self._rate_limited(request, verdict.retry_after_seconds)
+                return await self._rate_limited(request, verdict.retry_after_seconds, email)
             admin = await admins.find_by_email(session, email) if email.strip() else None
             ok = verify_password(password, admin.password_hash if admin else None)
             if not ok or admin is None or not admin.is_active:
@@ -98,21 +100,23 @@ class AdminAuth(AuthenticationBackend):
                 reason = "inactive" if ok and admin is not None else "bad_credentials"
                 await admins.record_failed_sign_in(session, email, reason=reason, ip=ip)
                 return False
-            admin_id = admin.id
+            admin_id, generation = admin.id, admin.session_generation
             if admin.has_two_factor:
                 return begin_second_step(request, admin_id)
             await admins.record_sign_in(session, admin, ip=ip)
         # a fresh session at sign-in: nothing planted before it (fixation) survives, the CSRF token changes
         request.session.clear()
         request.session[ADMIN_ID] = admin_id
+        request.session[GENERATION] = generation
         request.session[STEPPED_UP] = int(time.time())  # the password was just typed: fresh for step-up
         csrf.new_seed(request)
         return True
 
-    async def _rate_limited(self, request: Request, retry_after: int) -> Response:
+    async def _rate_limited(self, request: Request, retry_after: int, email: str) -> Response:
+        # the email typed stays in the form, so trying again later is one field, not two
         response: Response = await self.templates.TemplateResponse(
-            request, "sqladmin/login.html", {"error": rate_limit_message(retry_after), "rate_limited": True},
-            status_code=429)
+            request, "sqladmin/login.html", {"error": rate_limit_message(retry_after), "rate_limited": True,
+                                             "username": email[:320]}, status_code=429)
         response.headers["Retry-After"] = str(retry_after)
         return response
 
@@ -128,10 +132,11 @@ class AdminAuth(AuthenticationBackend):
         admin_id = request.session.get(ADMIN_ID)
         if not isinstance(admin_id, int):
             return False
-        # checked on every request so a deactivated admin is locked out at once, not when the cookie expires
+        # checked on every request so a deactivated admin, or a cookie of an ended session (sign-out, password
+        # change, "end sessions"), is locked out at once, not when the cookie expires
         async with services_of(request).db.session() as session:
             admin = await session.get(AdminUser, admin_id)
-            if admin is None or not admin.is_active:
+            if admin is None or not admin.is_active or request.session.get(GENERATION) != admin.session_generation:
                 request.session.clear()
                 return False
             request.state.admin = admin
@@ -140,6 +145,11 @@ class AdminAuth(AuthenticationBackend):
             # this deployment requires two-factor: nothing else until it is set up
             return RedirectResponse(request.url_for("admin:view-two_factor_setup"), status_code=303)
         return True
+
+    @staticmethod
+    def keep_this_session(request: HTTPConnection, generation: int) -> None:
+        """After the signed-in admin ended their own sessions (own password change), keep this browser signed in."""
+        request.session[GENERATION] = generation
 
     async def get_user_id(self, request: Request) -> Any:
         return request.session.get(ADMIN_ID)

@@ -81,7 +81,7 @@ def rejection_page() -> bytes:
 .box{{border:1px solid #d63939;border-radius:6px;padding:1rem 1.25rem;background:#fbebeb}}</style></head>
 <body><div class="box" role="alert"><h1>Security check failed</h1>
 <p id="csrf-error">{REJECTED_MESSAGE}</p>
-<p><a href="javascript:history.back()">Go back</a> · <a href="/admin/">Admin home</a></p></div></body></html>
+<p>Go back with your browser and reload the page, or open <a href="/admin/">Admin home</a>.</p></div></body></html>
 """.encode()
 
 

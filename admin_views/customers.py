@@ -13,12 +13,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
+from admin_views import dunning
+from admin_views.audit_text import actor_emails
 from admin_views.keyset import FilterSpec, KeysetModelView
 from payment.customers import service as customers
 from payment.errors import NotFound
 from payment.listing import Page
 from payment.models import Customer
 from payment.runtime import services_of
+
+AUDIT_PAGE_SIZE = 20
 
 
 class CustomerView(KeysetModelView, model=Customer):
@@ -43,11 +47,21 @@ class CustomerView(KeysetModelView, model=Customer):
         raw = str(request.path_params.get("pk", ""))
         if not raw.isdigit():
             raise HTTPException(status_code=404, detail="No such customer.")
+        raw_page = str(request.query_params.get("audit_page", "1"))
+        audit_page = int(raw_page) if raw_page.isdigit() and 0 < len(raw_page) < 6 else 1
         async with services_of(request).db.session() as session:
             try:
                 bundle = await customers.detail(session, int(raw))
             except NotFound as exc:
                 raise HTTPException(status_code=404, detail=exc.message) from None
-        return {"customer": bundle.customer, "live_subscription": bundle.live_subscription,
+            actors = [row.actor for row in bundle.audit] + [r.created_by or "" for r in bundle.refunds] \
+                + [a.actor for a in bundle.adjustments]
+            names = await actor_emails(session, actors)
+            extra = await dunning.customer_context(session, bundle.customer.id)
+        pages = max(1, -(-len(bundle.audit) // AUDIT_PAGE_SIZE))
+        audit_page = min(audit_page, pages)
+        shown = bundle.audit[(audit_page - 1) * AUDIT_PAGE_SIZE:audit_page * AUDIT_PAGE_SIZE]
+        return {**extra, "customer": bundle.customer, "live_subscription": bundle.live_subscription,
                 "subscriptions": bundle.subscriptions, "invoices": bundle.invoices, "refunds": bundle.refunds,
-                "adjustments": bundle.adjustments, "audit_rows": bundle.audit}
+                "adjustments": bundle.adjustments, "audit_rows": shown, "audit_page": audit_page,
+                "audit_pages": pages, "actor_names": names}

@@ -36,10 +36,26 @@ class CardView:
     lines: list[tuple[str, str]]
     formula: str
     note: str = ""
+    help: str = ""  # in plain words; the exact formula sits behind "How is this computed?"
 
     @property
     def available(self) -> bool:
         return bool(self.lines)
+
+
+HELP = {
+    "mrr": "What the paying subscriptions bring in each month, per currency.",
+    "active": "Subscriptions running and paid up right now (not in a trial, not overdue).",
+    "churn": "Of the subscriptions running 30 days ago, the share that has ended since.",
+    "revenue": "Money received in the last 30 days, minus refunds, per currency.",
+    "mrr-chart": "Monthly recurring revenue as it stood at the end of each month.",
+    "revenue-chart": "Money received in each month, minus that month's refunds.",
+}
+
+
+def count(n: int, one: str, many: str | None = None) -> str:
+    """1 -> "1 USD subscription", 3 -> "3 USD subscriptions"."""
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
 
 
 @dataclass
@@ -78,20 +94,21 @@ def card_views(dashboard: Dashboard) -> list[CardView]:
         dashboard.revenue.value
     cards = [
         CardView("mrr", "MRR", _money_lines(mrr.amounts) if mrr else [], metrics.MRR_FORMULA,
-                 ", ".join(f"{n:,} {c.upper()} subscriptions" for c, n in mrr.subscriptions.items()) if mrr else ""),
+                 ", ".join(count(n, f"{c.upper()} subscription") for c, n in mrr.subscriptions.items()) if mrr
+                 else "", HELP["mrr"]),
         CardView("active", "Active subscriptions",
                  [("Total", f"{active.total:,}")] + [(SOURCE_LABELS[s], f"{n:,}") for s, n in active.by_source.items()]
-                 if active else [], metrics.ACTIVE_FORMULA),
+                 if active else [], metrics.ACTIVE_FORMULA, help=HELP["active"]),
         CardView("churn", "Churn rate (30 days)",
                  [("", "n/a" if churn.rate_percent is None else f"{churn.rate_percent}%")] if churn else [],
                  metrics.CHURN_FORMULA,
                  f"{churn.churned:,} ended of {churn.active_at_start:,} active on "
-                 f"{churn.since:%Y-%m-%d %H:%M} UTC" if churn else ""),
+                 f"{churn.since:%Y-%m-%d %H:%M} UTC" if churn else "", HELP["churn"]),
         CardView("revenue", "Revenue (30 days)", _money_lines(revenue.amounts) if revenue else [],
                  metrics.REVENUE_FORMULA,
                  "; ".join(f"{c.upper()}: {charts.format_money(revenue.paid.get(c, 0), c)} paid − "
                            f"{charts.format_money(revenue.refunded.get(c, 0), c)} refunded"
-                           for c in revenue.amounts) if revenue else ""),
+                           for c in revenue.amounts) if revenue else "", HELP["revenue"]),
     ]
     return cards
 
@@ -103,6 +120,10 @@ class ChartGroup:
     formula: str
     svgs: list[str]
     available: bool
+
+    @property
+    def help(self) -> str:
+        return HELP.get(self.key, "")
 
 
 def chart_groups(dashboard: Dashboard) -> list[ChartGroup]:

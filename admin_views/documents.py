@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from admin_views.access import guard, refuse
 from admin_views.auth import client_ip, current_admin_actor
+from admin_views.two_factor import step_up_redirect
 from payment.admins.permissions import Permission, PermissionDenied
 from payment.documents import runner
 from payment.documents import service as documents
@@ -81,6 +82,11 @@ class DocumentsView(BaseView):
         kind = str(request.path_params["kind"]).replace("-", "_")
         filters = {n: request.query_params[n].strip()[:255] for n in EXPORT_FILTERS
                    if request.query_params.get(n, "").strip()}
+        await guard(request, Permission.EXPORT)
+        # an export takes every row out of the service: a fresh code (or password) first, as for refunds and keys
+        here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if (stale := step_up_redirect(request, here)) is not None:
+            return stale
         try:
             async with services.db.transaction() as session:
                 filename = await exports.start_export(session, kind, filters,

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from admin_views.formatting import money, when
+from admin_views.formatting import money, status_label, when
 from payment.admins.permissions import AdminActor, Permission
 from payment.errors import PaymentError, ValidationError
 from payment.models import Customer, Invoice, Plan, Refund, Subscription
@@ -106,7 +106,7 @@ def _duration_fields() -> list[Field]:
 
 
 def _sub_label(sub: Subscription) -> str:
-    return f"#{sub.id} {sub.plan.name} ({sub.source}, {sub.status}, until {when(sub.current_period_end)})"
+    return f"#{sub.id} {sub.plan.name} ({sub.source}, {status_label(sub.status)}, until {when(sub.current_period_end)})"
 
 
 class Operation:
@@ -134,6 +134,9 @@ class Operation:
 
     def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
         return []
+
+    async def precheck(self, session: AsyncSession, target: Target, parsed: dict[str, Any]) -> None:
+        """Refusals the database can tell before the confirmation page (read-only; `act` checks again)."""
 
     async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
         raise NotImplementedError
@@ -239,6 +242,10 @@ class Grant(Operation):
                 ("Invoice", "none (free)"), ("Reason", parsed["reason"]),
                 *([("Replaces", "the customer's live subscription in this scope")] if parsed["replace"] else [])]
 
+    async def precheck(self, session: AsyncSession, target: Target, parsed: dict[str, Any]) -> None:
+        await subscriptions.check_grant(session, target.customer.id, plan_id=parsed["plan_id"],
+                                        replace=parsed["replace"])
+
     async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
         sub = await subscriptions.grant(session, target.customer.id, plan_id=parsed["plan_id"],
                                         months=parsed["months"], days=parsed["days"], reason=parsed["reason"],
@@ -283,6 +290,10 @@ class RecordPayment(Operation):
                 ("Payment method", METHOD_LABELS[parsed["payment_method"]]),
                 ("Reference number", parsed["reference_number"]), ("Plan", parsed["plan"]),
                 ("Duration", _span(parsed)), ("Paid date", parsed["paid_on"].isoformat())]
+
+    async def precheck(self, session: AsyncSession, target: Target, parsed: dict[str, Any]) -> None:
+        fields = {k: v for k, v in parsed.items() if k != "plan"}
+        await payments.check_manual(session, target.customer.id, payments.ManualPayment(**fields))
 
     async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
         fields = {k: v for k, v in parsed.items() if k != "plan"}

@@ -109,6 +109,9 @@ class OperationsView(BaseView):
         try:
             nonce = submissions.check_nonce(values.get("nonce"))
             parsed = op.parse(target, values)
+            if values.get("confirm") != "yes":
+                async with services.db.session() as session:
+                    await op.precheck(session, target, parsed)
         except PaymentError as exc:
             return await self._form(request, op, target, values, exc, status_code=422)
         if values.get("confirm") != "yes":

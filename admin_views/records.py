@@ -7,7 +7,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from admin_views.audit_text import actor_emails
 from admin_views.documents import WithDocuments
+from admin_views.formatting import status_badge
 from admin_views.keyset import FilterSpec, KeysetModelView, plain_choices
 from payment.customers import records
 from payment.listing import Page
@@ -28,6 +30,7 @@ class SubscriptionView(KeysetModelView, model=Subscription):
     icon = "fa-solid fa-repeat"
     list_headers = ("ID", "Customer", "Plan", "Status", "Source", "Current period ends", "Cancels", "Created")
     row_template = "admin/rows/subscription.html"
+    column_formatters_detail = {Subscription.status: lambda row, _attribute: status_badge(row.status)}
     details_template = "admin/subscription_details.html"
     export_kind = "subscriptions"
     filter_names = ("status", "plan", "source", "customer")
@@ -49,6 +52,7 @@ class InvoiceView(WithDocuments, KeysetModelView, model=Invoice):
     icon = "fa-solid fa-file-invoice-dollar"
     list_headers = ("ID", "Customer", "Amount", "Refunded", "Status", "Source", "Method / reference", "Paid")
     row_template = "admin/rows/invoice.html"
+    column_formatters_detail = {Invoice.status: lambda row, _attribute: status_badge(row.status)}
     details_template = "admin/record_with_documents.html"
     export_kind = "invoices"
     filter_names = ("status", "source", "currency", "customer")
@@ -69,6 +73,7 @@ class RefundView(WithDocuments, KeysetModelView, model=Refund):
     icon = "fa-solid fa-rotate-left"
     list_headers = ("ID", "Invoice", "Customer", "Amount", "Status", "Reason", "Also cancel", "By", "Created")
     row_template = "admin/rows/refund.html"
+    column_formatters_detail = {Refund.status: lambda row, _attribute: status_badge(row.status)}
     details_template = "admin/record_with_documents.html"
     document_key = "refund_id"
     export_kind = "refunds"
@@ -77,6 +82,9 @@ class RefundView(WithDocuments, KeysetModelView, model=Refund):
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:
         return [FilterSpec("status", "Status", plain_choices(REFUND_STATUSES)),
                 FilterSpec("currency", "Currency", [(c, c.upper()) for c in CURRENCIES])]
+
+    async def row_context(self, session: AsyncSession, rows: list[Any]) -> dict[str, Any]:
+        return {"actor_names": await actor_emails(session, (row.created_by or "" for row in rows))}
 
     async def fetch(self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int,
                     with_total: bool) -> Page[Any]:

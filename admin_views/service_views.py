@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from sqladmin.flash import Flash
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -105,16 +106,25 @@ class ServiceModelView(IntegerPkView):
 
     async def insert_model(self, request: Request, data: dict[str, Any]) -> Any:
         try:
-            return await run_service(request, lambda session, who: self.create_with(session, data, who))
+            obj = await run_service(request, lambda session, who: self.create_with(session, data, who))
         except PaymentError as exc:
             request.state.error_field = exc.field  # the form template marks that input
             raise
+        Flash.success(request, f"{self.name} “{saved_label(obj)}” created.")
+        return obj
 
     async def update_model(self, request: Request, pk: str, data: dict[str, Any]) -> Any:
         if not pk.isdigit():
             raise PaymentError("No such record.")
         try:
-            return await run_service(request, lambda session, who: self.update_with(session, int(pk), data, who))
+            obj = await run_service(request, lambda session, who: self.update_with(session, int(pk), data, who))
         except PaymentError as exc:
             request.state.error_field = exc.field
             raise
+        Flash.success(request, f"{self.name} “{saved_label(obj)}” saved.")
+        return obj
+
+
+def saved_label(obj: Any) -> str:
+    """How a success message names what was saved: its name, else its email, else its id."""
+    return str(getattr(obj, "name", None) or getattr(obj, "email", None) or f"#{getattr(obj, 'id', '')}")

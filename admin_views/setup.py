@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import jinja2
 from sqladmin import Admin
 from sqladmin.authentication import login_required
 from starlette.applications import Starlette
@@ -22,6 +23,7 @@ from admin_views import (
     customers,
     dashboard,
     documents,
+    dunning,
     operations,
     password_links,
     plans,
@@ -31,11 +33,14 @@ from admin_views import (
     webhook_events,
 )
 from admin_views.app_webhooks import register as register_app_webhooks
+from admin_views.audit_text import actor_label, sentence
 from admin_views.auth import BAD_CREDENTIALS, AdminAuth
 from admin_views.csrf import install_template_globals
-from admin_views.formatting import install_filters
+from admin_views.formatting import details_json, money, status_badge, status_label, when
+from admin_views.headers import AdminHeadersMiddleware
 from admin_views.keyset import KeysetModelView
 from payment.errors import PaymentError
+from payment.http import UnavailableMiddleware
 from payment.runtime import Services
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -88,6 +93,17 @@ class _HideExpectedErrors(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], PaymentError))
 
 
+def install_filters(env: jinja2.Environment) -> None:
+    """The admin templates' filters: money, times, status badges and audit rows as sentences."""
+    env.filters["audit_sentence"] = sentence
+    env.filters["actor_label"] = actor_label
+    env.filters["status_badge"] = status_badge
+    env.filters["status_label"] = status_label
+    env.filters["money"] = money
+    env.filters["when"] = when
+    env.filters["details_json"] = details_json
+
+
 def mount_admin(app: Starlette, services: Services) -> Admin:
     auth = AdminAuth(services)
     admin = AquorisAdmin(
@@ -99,6 +115,10 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
         authentication_backend=auth,
     )
     auth.templates = admin.templates
+    # the admin is its own Starlette app with its own 500 handler: the 503 for an unreachable or busy database
+    # must sit inside it, around the session and sign-in middleware that already read the database
+    admin.admin.add_middleware(UnavailableMiddleware)
+    admin.admin.add_middleware(AdminHeadersMiddleware)
     # routes inside the mounted admin see the admin's Starlette as request.app
     admin.admin.state.services = services
     admin.admin.state.secret_key = services.settings.secret_key
@@ -112,7 +132,7 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
                  plans.PlanView, apps.AppView, admin_users.AdminUserView, audit_log.AuditLogView,
                  sellers.SellerProfileView):
         admin.add_view(view)
-    for module in (dashboard, webhook_events, operations, documents, two_factor, password_links):
+    for module in (dashboard, webhook_events, operations, documents, dunning, two_factor, password_links):
         module.register(admin, services)
     register_app_webhooks(admin, services)
     return admin

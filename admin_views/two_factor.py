@@ -20,6 +20,7 @@ from starlette.routing import Route
 from admin_views import csrf
 from admin_views.auth import (
     ADMIN_ID,
+    GENERATION,
     PENDING_AT,
     PENDING_ID,
     STEPPED_UP,
@@ -120,12 +121,14 @@ async def second_step(request: Request) -> Response:
             await admins.record_failed_sign_in(session, admin.email, reason="bad_code", ip=ip)
         else:
             await admins.record_sign_in(session, admin, ip=ip, method=method)
+            generation = admin.session_generation
     if method is None:
         return await _render(request, "admin/two_factor.html", {
             "error": "That code is not valid (or was already used). Enter the current code from your app, or "
                      "one of your backup codes."}, status_code=400)
     request.session.clear()
     request.session[ADMIN_ID] = admin_id
+    request.session[GENERATION] = generation  # signing out (or a password change) elsewhere ends this session too
     mark_stepped_up(request)
     csrf.new_seed(request)
     return RedirectResponse(request.url_for("admin:index"), status_code=302)

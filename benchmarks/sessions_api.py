@@ -116,13 +116,18 @@ _PREPARE = """
 import asyncio, sys
 from payment import migrate
 from payment.apps import service as apps
-from payment.audit.chain import chain_key
 from payment.config import DEV_SECRET_KEY
 from payment.db import Database
 
+try:
+    from payment.audit.chain import chain_key
+    CHAIN = {"audit_key": chain_key(DEV_SECRET_KEY)}
+except ImportError:  # a checkout from before the audit chain (--before)
+    CHAIN = {}
+
 async def main(url):
     await migrate.upgrade_async(url)
-    db = Database(url, null_pool=True, audit_key=chain_key(DEV_SECRET_KEY))
+    db = Database(url, null_pool=True, **CHAIN)
     async with db.transaction() as session:
         issued = await apps.create_app(session, slug="vega", name="Vega", return_url="https://vega.example.com/",
                                        secret_key=DEV_SECRET_KEY, actor="bench")

@@ -10,9 +10,9 @@ from babel.dates import format_date
 from babel.numbers import format_currency, get_currency_precision
 
 BABEL_LOCALES = {"en": "en_US", "th": "th_TH"}
-# We do not know the user's zone; Thai readers are almost all in Bangkok, others get UTC.
-ZONES = {"th": ZoneInfo("Asia/Bangkok")}
-UTC = ZoneInfo("UTC")
+# We do not know the user's zone. Our customers are almost all in Thailand, so every date on the billing page is a
+# Bangkok date, in both languages (the same day whichever language the user reads), and the page says so.
+BILLING_ZONE = ZoneInfo("Asia/Bangkok")
 
 
 def money(amount_cents: int, currency: str, language: str) -> str:
@@ -29,6 +29,6 @@ def money(amount_cents: int, currency: str, language: str) -> str:
 def day(value: datetime | None, language: str) -> str:
     if value is None:
         return ""
-    local = value.astimezone(ZONES.get(language, UTC))
+    local = value.astimezone(BILLING_ZONE)
     text: str = format_date(local.date(), "long", locale=BABEL_LOCALES.get(language, "en_US"))
     return text

@@ -37,7 +37,7 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "X-Robots-Tag": "noindex",
     # No form-action: Subscribe's redirect to Stripe Checkout must not be blocked.
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
                                "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'; object-src 'none'",
 }
 
@@ -89,7 +89,7 @@ async def billing_page(request: Request) -> Response:
         language = language_of(request, billing)
         view = await billing_view(session, billing, language, request.query_params, token=token)
     t = translator(language)
-    return render("billing.html", language, request=request, app_name=billing.app.name,
+    return render("billing.html", language, request=request, app_name=billing.app.name, app_logo=billing.app.logo_url,
                   back_url=billing.app.return_url,
                   csrf=csrf.token_for(services.settings.secret_key, billing.id),
                   subscribe_action=f"/billing/{token}/subscribe", portal_action=f"/billing/{token}/portal",
@@ -103,7 +103,10 @@ async def _read_form(request: Request, max_bytes: int) -> dict[str, str] | None:
         body = await read_limited(request, max_bytes)
     except BodyTooLarge:
         return None
-    fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+    try:
+        fields = parse_qs(body.decode("utf-8", "replace"), max_num_fields=20)
+    except ValueError:  # more fields than any of our forms has: refused like an oversized form
+        return None
     return {k: v[0] for k, v in fields.items() if v}
 
 

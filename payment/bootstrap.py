@@ -17,15 +17,17 @@ from starlette.routing import Mount
 
 from admin_views.setup import mount_admin
 from billing_ui.routes import routes as billing_routes
-from payment.api import client, health, problems, webhooks
+from payment.api import client, client_errors, health, problems, webhooks
 from payment.app_webhooks import capture
 from payment.audit.chain import chain_key
 from payment.config import Settings, load_settings
 from payment.db import Database
-from payment.http import SecurityHeadersMiddleware
+from payment.dunning import capture as dunning
+from payment.http import RequestSanityMiddleware, SecurityHeadersMiddleware, UnavailableMiddleware
 from payment.jobs.app import create_job_app
 from payment.observability import init_sentry
 from payment.runtime import Services
+from payment.serving import redact_access_log
 from payment.stripe.gateway import StripeGateway
 
 log = logging.getLogger(__name__)
@@ -35,10 +37,13 @@ def build_services(settings: Settings, *, null_pool: bool = False) -> Services:
     if settings.database_url is None:
         raise RuntimeError("DATABASE_URL is not set (the CLI starts the embedded PostgreSQL and sets it)")
     db = Database(settings.database_url, pool_size=settings.db_pool_size, null_pool=null_pool,
-                  audit_key=chain_key(settings.audit_chain_secret),
+                  pool_timeout=settings.db_pool_timeout_seconds, audit_key=chain_key(settings.audit_chain_secret),
                   behind_pgbouncer=settings.database_pooler == "pgbouncer")
     # every transaction's subscription, invoice, refund and customer changes become client apps' webhooks
     capture.install()
+    dunning.install()
+    # dunning first: a case it opens is part of the entitlement the webhook capture then announces
+    db.before_commit.append(dunning.record_changes)
     db.before_commit.append(capture.record_changes)
     return Services(settings=settings, db=db, stripe=StripeGateway(settings), jobs=create_job_app(settings))
 
@@ -47,6 +52,7 @@ def web_app() -> Starlette:
     """The app of one `payment serve --workers N` process: settings from the environment, Sentry on."""
     settings = load_settings()
     init_sentry(settings, component="web")
+    redact_access_log()  # this process's own uvicorn.access logger
     return create_app(settings)
 
 
@@ -63,10 +69,13 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     app = Starlette(
         routes=[
-            Mount("/api", routes=[*health.routes, Mount("/v1", routes=[*client.routes, *webhooks.routes])]),
+            Mount("/api", routes=[*health.routes, *client_errors.routes,
+                                  Mount("/v1", routes=[*client.routes, *webhooks.routes])]),
             Mount("/billing", routes=billing_routes),
         ],
-        middleware=[Middleware(SecurityHeadersMiddleware)],
+        middleware=[Middleware(SecurityHeadersMiddleware, hsts=services.settings.is_production),
+                    Middleware(RequestSanityMiddleware),
+                    Middleware(UnavailableMiddleware)],
         exception_handlers={HTTPException: problems.http_error},
         lifespan=lifespan,
     )

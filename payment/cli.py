@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import sentry_sdk
 
 from payment.config import Settings, load_settings
 from payment.dburl import redact
@@ -160,13 +161,15 @@ def serve(host: str, port: int, workers: int) -> None:
     from payment.serving import make_server, run, run_until_signal, serve_processes
 
     if workers > 1:
-        serve_processes("payment.bootstrap:web_app", host, port, workers=workers, log_level=settings.log_level)
+        serve_processes("payment.bootstrap:web_app", host, port, workers=workers, log_level=settings.log_level,
+                        forwarded_allow_ips=settings.forwarded_allow_ips)
         return
     from payment.bootstrap import create_app
     from payment.observability import init_sentry
 
     init_sentry(settings, component="web")
-    server = make_server(create_app(settings), host, port, log_level=settings.log_level)
+    server = make_server(create_app(settings), host, port, log_level=settings.log_level,
+                         forwarded_allow_ips=settings.forwarded_allow_ips)
     run(run_until_signal([server]))
 
 
@@ -198,7 +201,21 @@ def worker(concurrency: int) -> None:
         finally:
             await services.db.dispose()
 
-    run(go())
+    try:
+        run(go())
+    except Exception as exc:  # database outages are waited out; this is an error waiting cannot cure
+        from payment.stripe.events import describe
+
+        sentry_sdk.capture_exception(exc)  # scrubbed; the log gets the safe description only
+        raise click.ClickException(f"the worker gave up: {describe(exc)}") from None
+
+
+@main.command()
+def secret() -> None:
+    """Print a fresh random secret for SECRET_KEY (or an admin password): 384 bits, URL-safe."""
+    from payment.secrets_policy import new_secret
+
+    click.echo(new_secret())
 
 
 @main.command()

@@ -6,6 +6,7 @@ Every variable here is documented in the README's configuration table and in `.e
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from payment.errors import ConfigError
+from payment.secrets_policy import password_problem, secret_problem
 
 Environment = Literal["development", "test", "staging", "production"]
 ENVIRONMENTS: tuple[Environment, ...] = ("development", "test", "staging", "production")
@@ -22,6 +24,10 @@ DEV_STRIPE_SECRET_KEY = "sk_test_aquoris_sandbox"
 DEV_STRIPE_WEBHOOK_SECRET = "whsec_aquoris_sandbox_dev_secret"
 DEV_ADMIN_EMAIL = "admin@aquoris.local"
 DEV_ADMIN_PASSWORD = "aquoris-dev-admin"
+# Values published in this repository (.env.example, README, development defaults): never a deployed secret.
+KNOWN_SECRET_KEYS = (DEV_SECRET_KEY, "change-me-to-64-random-characters")
+KNOWN_WEBHOOK_SECRETS = (DEV_STRIPE_WEBHOOK_SECRET, "whsec_change_me")
+KNOWN_ADMIN_PASSWORDS = (DEV_ADMIN_PASSWORD, "change-me")
 
 
 @dataclass(frozen=True)
@@ -47,13 +53,19 @@ class Settings:
     max_body_bytes: int = 64 * 1024
     webhook_max_body_bytes: int = 1024 * 1024
     db_pool_size: int = 10
+    db_pool_timeout_seconds: int = 3
     # "pgbouncer": DATABASE_URL is a PgBouncer in transaction pooling, so no prepared statement outlives a
     # transaction (asyncpg's and psycopg's statement caches off, one-statement paths wrapped in a transaction)
     database_pooler: str = "none"
     data_dir: str = ".data"
     log_level: str = "INFO"
+    # addresses whose X-Forwarded-For/-Proto uvicorn believes: the reverse proxy's, never "*" when deployed
+    forwarded_allow_ips: str = "127.0.0.1,::1"
     outgoing_webhook_timeout_seconds: int = 10
     outgoing_webhook_retry_base_ms: int = 5000
+    smtp_url: str | None = None
+    mail_from: str = "Aquoris Billing <billing@localhost>"
+    email_retry_base_ms: int = 30000
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -104,6 +116,24 @@ def _check_url(name: str, value: str, *, schemes: tuple[str, ...]) -> None:
         raise ConfigError(f"{name} must be a {' or '.join(schemes)} URL, got {value!r}")
 
 
+def _forwarded_allow_ips(env: Mapping[str, str], *, deployed: bool, problems: list[str]) -> str:
+    """The proxies trusted for the client address; every entry must be an address or a network."""
+    raw = _str(env, "FORWARDED_ALLOW_IPS") or "127.0.0.1,::1"
+    entries = [item.strip() for item in raw.split(",") if item.strip()]
+    if entries == ["*"]:
+        if deployed:
+            problems.append("FORWARDED_ALLOW_IPS=* lets any client write its own address into X-Forwarded-For "
+                            "(sign-in rate limit, audit log); name the reverse proxy's address, e.g. "
+                            "FORWARDED_ALLOW_IPS=172.31.240.1 for the compose files' network gateway")
+        return "*"
+    for item in entries:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            problems.append(f"FORWARDED_ALLOW_IPS must list IP addresses or networks, got {item!r}")
+    return ",".join(entries)
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate the settings; raise ConfigError with every problem found."""
     env = os.environ if env is None else env
@@ -123,7 +153,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     secret_key = required_when_deployed("SECRET_KEY", DEV_SECRET_KEY)
     if deployed and len(secret_key) < 32:
-        problems.append("SECRET_KEY must be at least 32 characters")
+        problems.append("SECRET_KEY must be at least 32 characters; generate one with `payment secret`")
+    elif deployed and (problem := secret_problem("SECRET_KEY", secret_key, KNOWN_SECRET_KEYS)) is not None:
+        problems.append(problem)
     database_url = _str(env, "DATABASE_URL")
     if database_url is None and deployed:
         problems.append(f"DATABASE_URL is required when APP_ENV={app_env}")
@@ -135,6 +167,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         problems.append("STRIPE_SECRET_KEY must start with sk_test_ or sk_live_")
     if not stripe_webhook_secret.startswith("whsec_"):
         problems.append("STRIPE_WEBHOOK_SECRET must start with whsec_")
+    elif deployed and (problem := secret_problem(
+            "STRIPE_WEBHOOK_SECRET", stripe_webhook_secret, KNOWN_WEBHOOK_SECRETS, prefix="whsec_")) is not None:
+        problems.append(problem)
+    audit_chain_key = _str(env, "AUDIT_CHAIN_KEY")
+    if deployed and audit_chain_key is not None and (
+            problem := secret_problem("AUDIT_CHAIN_KEY", audit_chain_key, KNOWN_SECRET_KEYS)) is not None:
+        problems.append(problem)
+    admin_password = env.get("ADMIN_PASSWORD") or None
+    if deployed and admin_password is not None and (
+            problem := password_problem("ADMIN_PASSWORD", admin_password, KNOWN_ADMIN_PASSWORDS)) is not None:
+        problems.append(problem)
+    forwarded_allow_ips = _forwarded_allow_ips(env, deployed=deployed, problems=problems)
     stripe_api_base = _str(env, "STRIPE_API_BASE")
     if app_env == "production":
         if "_test_" in stripe_secret_key:
@@ -155,14 +199,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         session_ttl = _int(env, "BILLING_SESSION_TTL_SECONDS", 3600, minimum=60)
         admin_max_age = _int(env, "ADMIN_SESSION_MAX_AGE", 8 * 3600, minimum=60)
         pool_size = _int(env, "DB_POOL_SIZE", 10)
+        pool_timeout = _int(env, "DB_POOL_TIMEOUT_SECONDS", 3)
         webhook_timeout = _int(env, "OUTGOING_WEBHOOK_TIMEOUT_SECONDS", 10)
         webhook_retry_base = _int(env, "OUTGOING_WEBHOOK_RETRY_BASE_MS", 5000, minimum=10)
+        email_retry_base = _int(env, "EMAIL_RETRY_BASE_MS", 30000, minimum=10)
         step_up_seconds = _int(env, "ADMIN_STEP_UP_SECONDS", 300, minimum=0)
         pooler = (_str(env, "DATABASE_POOLER") or "none").lower()
         if pooler not in ("none", "pgbouncer"):
             raise ConfigError("DATABASE_POOLER must be none or pgbouncer (transaction pooling)")
     except ConfigError as exc:
         raise ConfigError("; ".join([*problems, str(exc)])) from None
+    smtp_url = _str(env, "SMTP_URL")
+    if smtp_url is not None and urlsplit(smtp_url).scheme not in ("smtp", "smtps"):
+        problems.append("SMTP_URL must start with smtp:// (STARTTLS) or smtps:// (TLS)")
     if problems:
         raise ConfigError("; ".join(problems))
     return Settings(
@@ -171,7 +220,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         secret_key=secret_key,
         base_url=base_url,
         admin_email=_str(env, "ADMIN_EMAIL"),
-        admin_password=env.get("ADMIN_PASSWORD") or None,
+        admin_password=admin_password,
         stripe_secret_key=stripe_secret_key,
         stripe_webhook_secret=stripe_webhook_secret,
         stripe_api_base=stripe_api_base.rstrip("/") if stripe_api_base else None,
@@ -184,11 +233,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         admin_require_2fa=(_str(env, "ADMIN_REQUIRE_2FA") or ("true" if app_env == "production" else "false")
                            ).lower() in ("1", "true", "yes"),
         admin_step_up_seconds=step_up_seconds,
-        audit_chain_key=_str(env, "AUDIT_CHAIN_KEY"),
+        audit_chain_key=audit_chain_key,
         db_pool_size=pool_size,
-        database_pooler=pooler,
+        db_pool_timeout_seconds=pool_timeout,
         data_dir=_str(env, "DATA_DIR") or ".data",
         log_level=(_str(env, "LOG_LEVEL") or "INFO").upper(),
+        forwarded_allow_ips=forwarded_allow_ips,
+        database_pooler=pooler,
         outgoing_webhook_timeout_seconds=webhook_timeout,
         outgoing_webhook_retry_base_ms=webhook_retry_base,
+        smtp_url=smtp_url,
+        mail_from=_str(env, "MAIL_FROM") or "Aquoris Billing <billing@localhost>",
+        email_retry_base_ms=email_retry_base,
     )

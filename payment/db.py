@@ -27,9 +27,10 @@ class Database:
     """One engine per process; services receive sessions, adapters open transactions."""
 
     def __init__(self, url: str, *, pool_size: int = 10, null_pool: bool = False,
-                 connect_timeout: float = 5.0, audit_key: bytes | None = None,
+                 connect_timeout: float = 5.0, pool_timeout: float = 3.0, audit_key: bytes | None = None,
                  behind_pgbouncer: bool = False) -> None:
         self.url = url
+        self.connect_timeout = connect_timeout
         kwargs: dict[str, object] = {
             "connect_args": {"timeout": connect_timeout, "server_settings": {"application_name": "aquoris-payment"}},
         }
@@ -47,15 +48,19 @@ class Database:
             # No pre-ping (a round trip per checkout): a connection PostgreSQL dropped fails once, SQLAlchemy then
             # discards every connection older than the failure, and `on_driver`/`ping` retry on a fresh one.
             # No overflow: an overflow connection is closed when returned, so a burst would open (fork, SCRAM) and
-            # close a PostgreSQL connection per request; requests wait for one of the pool's instead.
-            kwargs.update(pool_size=pool_size, max_overflow=0, pool_recycle=1800)
-        self.engine: AsyncEngine = create_async_engine(sqlalchemy_url(url), **kwargs)
+            # close a PostgreSQL connection per request; requests wait for one of the pool's instead, at most
+            # `pool_timeout` seconds, then answer 503 (payment.http) rather than queue for 30 s.
+            kwargs.update(pool_size=pool_size, max_overflow=0, pool_recycle=1800, pool_timeout=pool_timeout)
+        # hide_parameters: a failing statement's error (and any log of it) never carries the values bound to it
+        self.engine: AsyncEngine = create_async_engine(sqlalchemy_url(url), hide_parameters=True, **kwargs)
         self.audit_key = audit_key
         # audit rows join the tamper-evident chain at commit (payment/audit/chain.py), keyed by audit_key
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, sync_session_class=ChainedSession,
                                                info={KEY: audit_key} if audit_key else {})
         # run at the end of every transaction, inside it, just before the commit (the outbox writers)
         self.before_commit: list[Callable[[AsyncSession], Awaitable[None]]] = []
+        self._probe_engine: AsyncEngine | None = None
+        self._probe: asyncio.Future[bool] | None = None
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -91,16 +96,21 @@ class Database:
         raise AssertionError("unreachable")
 
     async def ping(self, timeout: float = 2.0) -> bool:
-        """True when the database answers within the timeout (a dropped pooled connection is retried once)."""
+        """True when the database answers within the timeout, on a connection of its own: a busy pool is not a
+        sick database. Concurrent pings share one probe, so a flood of health checks opens one connection."""
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.ensure_future(self._probe_once(timeout))
+        return await asyncio.shield(self._probe)
+
+    async def _probe_once(self, timeout: float) -> bool:
+        if self._probe_engine is None:
+            self._probe_engine = create_async_engine(sqlalchemy_url(self.url), poolclass=NullPool, connect_args={
+                "timeout": timeout, "server_settings": {"application_name": "aquoris-payment-health"}})
+        engine = self._probe_engine
+
         async def probe() -> None:
-            for attempt in (1, 2):
-                try:
-                    async with self.engine.connect() as conn:
-                        await conn.execute(text("SELECT 1"))
-                    return
-                except Exception:
-                    if attempt == 2:
-                        raise
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
 
         try:
             await asyncio.wait_for(probe(), timeout)
@@ -110,3 +120,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._probe_engine is not None:
+            await self._probe_engine.dispose()

@@ -8,12 +8,17 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from payment.bootstrap import build_services, create_app
 from payment.config import Settings
+from payment.dunning.devmail import start_catcher
 from payment.jobs.worker import run_worker
-from payment.seed import DemoData, admin_credentials, seed_admin, seed_demo
+from payment.seed import DEMO_RETURN_PATH, DemoData, admin_credentials, seed_admin, seed_demo
 from payment.serving import QuietServer, make_server, run_until_signal
 
 
@@ -35,6 +40,9 @@ def sandbox_factory() -> Callable[..., ASGIApp]:
     return create_sandbox_app
 
 
+DEV_SMTP_PORT = 8025
+
+
 def run_dev(settings: Settings, *, host: str, port: int, data_dir: str, sandbox_port: int) -> None:
     asyncio.run(_run(settings, host=host, port=port, data_dir=data_dir, sandbox_port=sandbox_port))
 
@@ -52,9 +60,17 @@ async def _run(settings: Settings, *, host: str, port: int, data_dir: str, sandb
                                          state_file=str(state_file))
         servers.append(make_server(sandbox_app, "127.0.0.1", sandbox_port, log_level="warning", access_log=False))
         settings = settings.replace(stripe_api_base=sandbox_url)
+    catcher = None
+    if settings.smtp_url is None:
+        # every end-user email is caught on loopback; the admin's Outbox page shows each one rendered
+        catcher, _ = start_catcher(DEV_SMTP_PORT)
+        settings = settings.replace(smtp_url=f"smtp://127.0.0.1:{catcher.port}")
     settings = settings.replace(base_url=base_url)
     services = build_services(settings)
-    web = make_server(create_app(services=services), host, port, log_level=settings.log_level)
+    web_app = create_app(services=services)
+    add_demo_pages(web_app)
+    web = make_server(web_app, host, port, log_level=settings.log_level,
+                      forwarded_allow_ips=settings.forwarded_allow_ips)
     servers.insert(0, web)
 
     demo: list[DemoData] = []
@@ -83,6 +99,28 @@ async def _run(settings: Settings, *, host: str, port: int, data_dir: str, sandb
     finally:
         await services.db.dispose()
         await worker_services.db.dispose()
+        if catcher is not None:
+            catcher.stop()
+
+
+DEMO_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Vega (demo app)</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#1e293b}</style>
+</head><body><h1>Vega</h1>
+<p>You are back in the demo app. In a real app this is the page its return URL names (here the settings page),
+where the user manages their plan.</p>
+<p>This page exists only under <code>payment dev</code>; set the app's return URL in Admin &rarr; Apps.</p>
+</body></html>
+"""
+
+
+async def _demo_return_page(request: Request) -> Response:
+    return HTMLResponse(DEMO_PAGE)
+
+
+def add_demo_pages(app: Starlette) -> None:
+    """The demo app's stand-in page, so "Back to Vega" on the billing page lands somewhere in development."""
+    app.router.routes.append(Route(DEMO_RETURN_PATH, _demo_return_page, methods=["GET"]))
 
 
 def _banner(settings: Settings, admin_created: bool, demo: DemoData) -> None:
@@ -96,13 +134,17 @@ def _banner(settings: Settings, admin_created: bool, demo: DemoData) -> None:
     note = "" if admin_created else " (existing admin: password unchanged by the seed)"
     click.echo(
         "\n"
-        "  Aquoris Payment is running (development)\n"
+        "  Aquoris Payment is running (development); both servers are up:\n"
+        f"  Web app:        {settings.base_url}  (admin, API, billing pages, webhooks; its access log follows)\n"
+        f"  Stripe sandbox: {settings.stripe_api_base}  (fake Stripe: API, Checkout and portal pages; quiet)\n\n"
         f"  Admin:          {settings.base_url}/admin/login\n"
         f"  Admin login:    {email} / {password}{note}\n"
         f"  Health:         {settings.base_url}/api/health\n"
-        f"  Stripe sandbox: {settings.stripe_api_base}  (test card 4242 4242 4242 4242)\n"
+        "  Test card:      4242 4242 4242 4242\n"
         f"  Demo app:       {demo.app_slug}  API key: {demo.api_key}\n"
-        f"  Plans:          {', '.join(demo.plans)}\n\n"
+        f"  Its return URL: {settings.base_url}{DEMO_RETURN_PATH}  (a stand-in page served here)\n"
+        f"  Plans:          {', '.join(demo.plans)}\n"
+        f"  Emails:         sent to {settings.smtp_url}; see {settings.base_url}/admin/outbox\n\n"
         f"  Open a billing session:\n    {curl}\n\n"
         "  Stop with Ctrl+C.\n"
     )

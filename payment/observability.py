@@ -4,7 +4,7 @@ Nothing secret leaves the process: request bodies are never sent, and every even
 `scrub` before it is queued: values under sensitive keys (authorization, cookies, passwords, secrets, tokens, keys,
 card fields) are replaced, and so are secrets found inside any string (Bearer credentials, app API keys `apk_...`,
 Stripe keys `sk_...`/`rk_...`/`whsec_...`, billing tokens in `/billing/<token>` URLs, card numbers, passwords in
-URLs such as DATABASE_URL, `password=...` pairs) and the configured secret values themselves.
+URLs such as DATABASE_URL, `password=...` pairs, also URL-encoded) and the configured secret values themselves.
 """
 
 from __future__ import annotations
@@ -38,6 +38,14 @@ _KEY_VALUE = re.compile(
     r"[\w-]*)"
     r"([\"']?\s*[=:]\s*)"
     r"(\[Filtered\]|'[^']*'?|\"[^\"]*\"?|[^\s&,;)\]}]+)"
+)
+# The same pairs URL-encoded once or twice (a `next=` or `redirect=` parameter, a logged query string):
+# password%3Dhunter22%26next%3D... -> the value runs to the encoded or plain separator
+_ENCODED_KEY_VALUE = re.compile(
+    r"(?i)\b([\w-]*(?:password|passwd|secret|token|api[_-]?key|dsn|database_url|authorization|cookie|card|cvc|cvv)"
+    r"[\w-]*)"
+    r"(%(?:25)?3[DdAa])"
+    r"(.*?)(?=%(?:25)?26|%(?:25)?3[Bb]|%(?:25)?20|[\s&;,\"')\]}]|$)"
 )
 _STRING_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)\b(Bearer|Basic)\s+[^\s\"',;]+"), r"\1 " + FILTERED),
@@ -91,6 +99,7 @@ class Scrubber:
         for pattern, replacement in _STRING_PATTERNS:
             value = pattern.sub(replacement, value)
         value = _CARD_NUMBER.sub(_card_numbers, value)
+        value = _ENCODED_KEY_VALUE.sub(lambda m: m.group(1) + m.group(2) + FILTERED, value)
         return _KEY_VALUE.sub(lambda m: m.group(1) + m.group(2) + FILTERED, value)
 
     def value(self, value: Any) -> Any:

@@ -51,12 +51,20 @@ async def _sandbox_price(gateway: StripeGateway, existing: str | None) -> str:
     return str(price["id"])
 
 
+DEMO_RETURN_PATH = "/dev/vega/settings"
+
+
+def demo_return_url(settings: Settings) -> str:
+    """Where "Back to Vega" leads in development: a small page the dev server itself serves."""
+    return settings.base_url.rstrip("/") + DEMO_RETURN_PATH
+
+
 async def seed_demo(session: AsyncSession, settings: Settings, gateway: StripeGateway) -> DemoData:
     """The demo app `vega` and the plans free and pro (29900 thb a month); idempotent."""
     app = await apps.get_by_slug(session, DEMO_APP_SLUG)
     if app is None:
         issued = await apps.create_app(session, slug=DEMO_APP_SLUG, name="Vega",
-                                       return_url="http://127.0.0.1:3000/settings",
+                                       return_url=demo_return_url(settings),
                                        secret_key=settings.secret_key, actor=SYSTEM)
         app, api_key = issued.app, issued.api_key
     else:

@@ -16,11 +16,30 @@ from typing import Any, TypeVar
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
+from payment.http import redact_path
+from payment.slow_clients import REQUEST_READ_SECONDS, DeadlineProtocol
+
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 30.0
+
+
+class RedactedAccessLog(logging.Filter):
+    """uvicorn's access line shows `/billing/<redacted>/...`: a billing link's token is a credential."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], redact_path(args[2]), *args[3:])
+        return True
+
+
+def redact_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactedAccessLog) for f in access.filters):
+        access.addFilter(RedactedAccessLog())
 
 
 class QuietServer(uvicorn.Server):
@@ -43,23 +62,38 @@ def run(main: Coroutine[Any, Any, T]) -> T:
 
 
 def server_config(app: Any, host: str, port: int, *, log_level: str = "info", access_log: bool = True,
+                  forwarded_allow_ips: str = "127.0.0.1,::1", request_read_seconds: float = REQUEST_READ_SECONDS,
                   **extra: Any) -> uvicorn.Config:
+    """uvicorn believes X-Forwarded-For only from `forwarded_allow_ips` (the reverse proxy) and then takes the
+    right-most address that is not a trusted proxy: entries the client wrote itself, to the left, are ignored.
+    Each request's headers and body must arrive within `request_read_seconds` (payment.slow_clients)."""
+    protocol = DeadlineProtocol if request_read_seconds == REQUEST_READ_SECONDS else type(
+        "DeadlineProtocol", (DeadlineProtocol,), {"read_seconds": request_read_seconds})
     return uvicorn.Config(
         app, host=host, port=port, log_level=log_level.lower(), access_log=access_log, lifespan="on",
-        timeout_graceful_shutdown=int(GRACE_SECONDS) - 5, proxy_headers=True, server_header=False, **extra,
+        timeout_graceful_shutdown=int(GRACE_SECONDS) - 5, proxy_headers=True, server_header=False,
+        forwarded_allow_ips=forwarded_allow_ips, http=protocol, **extra,
     )
 
 
-def serve_processes(factory: str, host: str, port: int, *, workers: int, log_level: str = "info") -> None:
+def serve_processes(factory: str, host: str, port: int, *, workers: int, log_level: str = "info",
+                    forwarded_allow_ips: str = "127.0.0.1,::1") -> None:
     """Serve the app made by the `module:function` factory from `workers` processes sharing one socket (uvicorn's
-    supervisor: SIGTERM reaches every worker, each finishes its in-flight requests, a dead one is replaced)."""
-    config = server_config(factory, host, port, log_level=log_level, factory=True, workers=workers, loop="uvloop")
+    supervisor: SIGTERM reaches every worker, each finishes its in-flight requests, a dead one is replaced). Each
+    worker redacts its own access log (the factory calls `redact_access_log`)."""
+    config = server_config(factory, host, port, log_level=log_level, forwarded_allow_ips=forwarded_allow_ips,
+                           factory=True, workers=workers, loop="uvloop")
+    redact_access_log()
     Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
-def make_server(app: Any, host: str, port: int, *, log_level: str = "info", access_log: bool = True
+def make_server(app: Any, host: str, port: int, *, log_level: str = "info", access_log: bool = True,
+                forwarded_allow_ips: str = "127.0.0.1,::1", request_read_seconds: float = REQUEST_READ_SECONDS
                 ) -> QuietServer:
-    return QuietServer(server_config(app, host, port, log_level=log_level, access_log=access_log))
+    config = server_config(app, host, port, log_level=log_level, access_log=access_log,
+                           forwarded_allow_ips=forwarded_allow_ips, request_read_seconds=request_read_seconds)
+    redact_access_log()
+    return QuietServer(config)
 
 
 async def run_until_signal(
@@ -95,6 +129,7 @@ async def run_until_signal(
     stopper.cancel()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.remove_signal_handler(sig)
-    for task in server_tasks:
+    # a server that failed, or a worker that gave up (it outlives database outages), makes the process fail
+    for task in [*server_tasks, *worker_tasks]:
         if task.done() and not task.cancelled() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]

@@ -13,7 +13,7 @@ import pytest
 from payment.dburl import libpq_url
 from payment.security import verify_password
 
-COMMANDS = ["dev", "serve", "worker", "sandbox", "db:migrate", "db:seed", "audit:verify"]
+COMMANDS = ["dev", "serve", "worker", "sandbox", "db:migrate", "db:seed", "audit:verify", "secret"]
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -42,8 +42,9 @@ def test_top_level_help_lists_every_command() -> None:
     (["serve", "--port", "0"], {}, "Invalid value for '--port'"),
     (["serve"], {"APP_ENV": "production"}, "SECRET_KEY is required"),
     (["db:migrate"], {"APP_ENV": "nonsense"}, "APP_ENV must be one of"),
-    (["db:seed"], {"APP_ENV": "staging", "SECRET_KEY": "s" * 40, "DATABASE_URL": "postgresql://u:p@127.0.0.1:1/x",
-                   "STRIPE_SECRET_KEY": "sk_test_1", "STRIPE_WEBHOOK_SECRET": "whsec_1"},
+    (["db:seed"], {"APP_ENV": "staging", "SECRET_KEY": "Kq3vR8xW2nZ5tY7uB1cD4eF6gH9jL0mP", "DATABASE_URL":
+                   "postgresql://u:p@127.0.0.1:1/x", "STRIPE_SECRET_KEY": "sk_test_1",
+                   "STRIPE_WEBHOOK_SECRET": "whsec_Qw2Er4Ty6Ui8Op0AsDfGhJkLzXcVbNm1"},
      "ADMIN_EMAIL and ADMIN_PASSWORD"),
     (["sandbox", "--host", "0.0.0.0"], {}, "loopback only"),
     (["no-such-command"], {}, "No such command"),
@@ -53,6 +54,18 @@ def test_bad_input_exits_non_zero_with_a_clear_message(args: list[str], env: dic
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_secret_prints_a_key_production_accepts() -> None:
+    from payment.config import load_settings
+
+    first, second = run("secret"), run("secret")
+    assert first.returncode == 0 and first.stdout.strip() != second.stdout.strip()
+    key = first.stdout.strip()
+    assert len(key) >= 64
+    assert load_settings({"APP_ENV": "production", "SECRET_KEY": key, "DATABASE_URL": "postgresql://u:p@db/x",
+                          "STRIPE_SECRET_KEY": "sk_live_1", "STRIPE_WEBHOOK_SECRET": "whsec_" + key[:32],
+                          "BASE_URL": "https://pay.example.com", "ADMIN_PASSWORD": key}).secret_key == key
 
 
 def test_unreachable_database_is_reported_without_its_password() -> None:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from payment.config import load_settings
+from payment.config import DEV_ADMIN_PASSWORD, DEV_SECRET_KEY, DEV_STRIPE_WEBHOOK_SECRET, load_settings
 from payment.errors import ConfigError
 
 PRODUCTION = {
     "APP_ENV": "production",
-    "SECRET_KEY": "s" * 40,
+    "SECRET_KEY": "Vb7-kQ2zR9xLm4Tn8Ws1Yc6Hd3Jf5Gp0Ua_e",
     "DATABASE_URL": "postgresql://u:p@db:5432/payment",
     "STRIPE_SECRET_KEY": "sk_live_abc",
-    "STRIPE_WEBHOOK_SECRET": "whsec_abc",
+    "STRIPE_WEBHOOK_SECRET": "whsec_N4vK8qT2mR7xW1zB5cY9dF3gH6jL0pS",
     "BASE_URL": "https://payment.aquoris.ai",
 }
 
@@ -74,6 +74,48 @@ def test_login_rate_limit_is_configurable() -> None:
     assert load_settings({"LOGIN_RATE_LIMIT": "7"}).login_rate_limit == 7
 
 
+@pytest.mark.parametrize("app_env", ["staging", "production"])
+@pytest.mark.parametrize(("name", "value"), [
+    ("SECRET_KEY", "change-me-to-64-random-characters"),  # the .env.example placeholder
+    ("SECRET_KEY", DEV_SECRET_KEY),
+    ("SECRET_KEY", "a" * 32),
+    ("SECRET_KEY", "abababababababababababababababab"),
+    ("SECRET_KEY", "0123456789012345678901234567890123456789"),
+    ("STRIPE_WEBHOOK_SECRET", "whsec_change_me"),
+    ("STRIPE_WEBHOOK_SECRET", DEV_STRIPE_WEBHOOK_SECRET),
+    ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
+    ("STRIPE_WEBHOOK_SECRET", "whsec_" + "a" * 32),
+    ("ADMIN_PASSWORD", "change-me"),
+    ("ADMIN_PASSWORD", DEV_ADMIN_PASSWORD),
+    ("ADMIN_PASSWORD", "password1234"),
+    ("ADMIN_PASSWORD", "aaaaaaaaaaaaaaaaaaaa"),
+    ("AUDIT_CHAIN_KEY", "change-me-to-64-random-characters"),  # the .env.example placeholder
+    ("AUDIT_CHAIN_KEY", "k" * 64),
+])
+def test_deployed_refuses_known_and_low_entropy_secrets(app_env: str, name: str, value: str) -> None:
+    env = {**PRODUCTION, "APP_ENV": app_env, "STRIPE_SECRET_KEY": "sk_test_1" if app_env == "staging" else "sk_live_1"}
+    with pytest.raises(ConfigError, match=name) as refused:
+        load_settings({**env, name: value})
+    hint = "Stripe dashboard" if name == "STRIPE_WEBHOOK_SECRET" else "payment secret"
+    assert hint in refused.value.message and value not in refused.value.message
+
+
+def test_development_keeps_its_defaults_and_a_strong_admin_password_is_accepted() -> None:
+    assert load_settings({"ADMIN_PASSWORD": "change-me"}).admin_password == "change-me"
+    strong = load_settings({**PRODUCTION, "ADMIN_PASSWORD": "Tq8-vanilla-Orbit-42-kettle"})
+    assert strong.admin_password == "Tq8-vanilla-Orbit-42-kettle"
+
+
+def test_deployed_refuses_to_trust_every_peer_for_the_client_address() -> None:
+    with pytest.raises(ConfigError, match="FORWARDED_ALLOW_IPS=\\* lets any client") as refused:
+        load_settings({**PRODUCTION, "FORWARDED_ALLOW_IPS": "*"})
+    assert "172.31.240.1" in refused.value.message
+    assert load_settings({**PRODUCTION, "FORWARDED_ALLOW_IPS": "172.31.240.1"}).forwarded_allow_ips == "172.31.240.1"
+    assert load_settings({**PRODUCTION}).forwarded_allow_ips == "127.0.0.1,::1"
+    with pytest.raises(ConfigError, match="IP addresses or networks"):
+        load_settings({"FORWARDED_ALLOW_IPS": "proxy.local"})
+
+
 def test_production_requires_two_factor_unless_told_otherwise() -> None:
     assert load_settings(PRODUCTION).admin_require_2fa is True
     assert load_settings({**PRODUCTION, "ADMIN_REQUIRE_2FA": "false"}).admin_require_2fa is False
@@ -84,4 +126,5 @@ def test_production_requires_two_factor_unless_told_otherwise() -> None:
 
 def test_the_audit_chain_key_is_its_own_or_the_secret_key() -> None:
     assert load_settings(PRODUCTION).audit_chain_secret == PRODUCTION["SECRET_KEY"]
-    assert load_settings({**PRODUCTION, "AUDIT_CHAIN_KEY": "k" * 64}).audit_chain_secret == "k" * 64
+    chain_key = "Zq3vN8rT1wXb6Hc0Lp5Js9Gd2Fm7Ky4U"
+    assert load_settings({**PRODUCTION, "AUDIT_CHAIN_KEY": chain_key}).audit_chain_secret == chain_key

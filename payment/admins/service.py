@@ -104,6 +104,8 @@ async def set_active(session: AsyncSession, admin_id: int, active: bool, *, acti
         await _keep_an_owner(session, admin)
     if admin.is_active != active:
         admin.is_active = active
+        if not active:
+            _end_sessions(admin)  # a later reactivation must not bring old cookies back
         await session.flush()
         await audit.record(session, actor=actor, action="admin.activated" if active else "admin.deactivated",
                            entity_type="admin_user", entity_id=admin.id, details={"email": admin.email}, ip=ip)
@@ -139,11 +141,12 @@ async def set_role(session: AsyncSession, admin_id: int, role: str, *, actor: st
 async def change_password(session: AsyncSession, admin_id: int, password: str, *, actor: str,
                           ip: str | None = None) -> AdminUser:
     """Replace an admin's password (8 to 72 bytes, bcrypt): one's own, or anyone's with the right to manage admins;
-    the audit row never holds the password."""
+    ends every session of that admin; the audit row never holds the password."""
     if not (isinstance(actor, AdminActor) and actor.admin_id == admin_id):
         require(actor, Permission.MANAGE_ADMINS)
     admin = await get_admin(session, admin_id)
     admin.password_hash = hash_password(password)
+    _end_sessions(admin)
     await session.flush()
     await audit.record(session, actor=actor, action="admin.password_changed", entity_type="admin_user",
                        entity_id=admin.id, details={"email": admin.email}, ip=ip)
@@ -165,7 +168,33 @@ async def record_failed_sign_in(session: AsyncSession, email: str, *, reason: st
                        details={"email": email.strip()[:320], "reason": reason}, ip=ip)
 
 
+def _end_sessions(admin: AdminUser) -> None:
+    admin.session_generation += 1  # two bumps at once both end generation n: enough
+
+
 async def record_sign_out(session: AsyncSession, admin_id: int, *, ip: str | None) -> None:
-    """Note a sign-out in the audit log."""
+    """Sign-out ends every session of the admin (a copied cookie included) and is noted in the audit log."""
+    admin = await session.get(AdminUser, admin_id)
+    if admin is not None:
+        _end_sessions(admin)
+        await session.flush()
     await audit.record(session, actor=audit.admin_actor(admin_id), action="admin.signed_out",
                        entity_type="admin_user", entity_id=admin_id, ip=ip)
+
+
+async def end_sessions(session: AsyncSession, admin_id: int, *, actor: str, ip: str | None = None) -> AdminUser:
+    """End every session of an admin at once ("sign out everywhere"), e.g. after a lost laptop: one's own, or
+    anyone's with the right to manage admins."""
+    if not (isinstance(actor, AdminActor) and actor.admin_id == admin_id):
+        require(actor, Permission.MANAGE_ADMINS)
+    admin = await get_admin(session, admin_id)
+    _end_sessions(admin)
+    await session.flush()
+    await audit.record(session, actor=actor, action="admin.sessions_ended", entity_type="admin_user",
+                       entity_id=admin.id, details={"email": admin.email}, ip=ip)
+    return admin
+
+
+async def session_generation(session: AsyncSession, admin_id: int) -> int:
+    """The generation a cookie must carry to sign this admin in now."""
+    return (await get_admin(session, admin_id)).session_generation

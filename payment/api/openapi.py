@@ -14,7 +14,9 @@ from payment.config import Settings
 # No control characters; the same rules payment/billing/customers.py enforces.
 _NO_CONTROL = r"^[^\u0000-\u001f\u007f]*$"
 _NOT_BLANK = r"^[^\u0000-\u001f\u007f]*[^\s\u0000-\u001f\u007f][^\u0000-\u001f\u007f]*$"
-_EMAIL = r"^[^@\s\u0000-\u001f\u007f]+@[^@\s\u0000-\u001f\u007f]+\.[^@\s\u0000-\u001f\u007f]+$"
+# \u0085 (NEL) is whitespace to the server (Python) but not to ECMAScript's \s: excluded here so both agree
+_EMAIL = (r"^[^@\s\u0000-\u001f\u007f\u0085]+@[^@\s\u0000-\u001f\u007f\u0085]+"
+          r"\.[^@\s\u0000-\u001f\u007f\u0085]+$")
 _LOCALE = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$"
 
 ERROR_CODES: dict[int, list[str]] = {
@@ -58,7 +60,7 @@ _SCHEMAS: dict[str, Any] = {
     "Entitlement": {
         "type": "object",
         "required": ["externalUserId", "appSlug", "plan", "status", "source", "paid", "currentPeriodEnd",
-                     "cancelAtPeriodEnd", "cancelsAt"],
+                     "cancelAtPeriodEnd", "cancelsAt", "accessState", "graceEndsAt"],
         "additionalProperties": False,
         "properties": {
             "externalUserId": {"type": "string"},
@@ -76,6 +78,15 @@ _SCHEMAS: dict[str, Any] = {
             "cancelsAt": {"type": ["string", "null"], "format": "date-time",
                           "description": "When a subscription set to end stops (Stripe's cancel_at, or the period "
                                          "end); null while it renews."},
+            "accessState": {"type": "string", "enum": ["full", "grace", "blocked"],
+                            "description": "Unlock the plan's features on `full` and `grace`, not on `blocked`. "
+                                           "`grace`: a renewal failed and the user keeps access until `graceEndsAt` "
+                                           "while Stripe retries; `blocked`: the grace period is over and the "
+                                           "invoice is still unpaid (apps whose policy is `free` see the free plan "
+                                           "with `full` instead)."},
+            "graceEndsAt": {"type": ["string", "null"], "format": "date-time",
+                            "description": "When `grace` turns into `blocked`; null unless the state is `grace` or "
+                                           "`blocked` (and while the failed invoice is not yet known)."},
         },
     },
     "Problem": {

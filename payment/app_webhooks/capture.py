@@ -90,6 +90,12 @@ def _forget(session: Session, *args: Any) -> None:
     session.info.pop(_CHANGES, None)
 
 
+def note_entitlement_change(session: AsyncSession, customer_id: int) -> None:
+    """A customer's entitlement may have changed with no row of theirs changing (a grace period ran out or was
+    extended): compare it with the last one sent at this transaction's end."""
+    session.info.setdefault(_CHANGES, {}).setdefault(("entitlement", customer_id), set()).add("changed")
+
+
 def install() -> None:
     """Listen to every ORM session's flushes (once per process)."""
     if not event.contains(Session, "after_flush", _collect):
@@ -112,7 +118,9 @@ async def _build_events(session: AsyncSession, changes: Changes) -> tuple[list[_
     found: list[tuple[int, _Event]] = []
     affected: set[int] = set()
     for (entity, pk), kinds in changes.items():
-        if entity == "customer":
+        if entity == "entitlement":
+            affected.add(pk)
+        elif entity == "customer":
             customer = await session.get(Customer, pk)
             if customer is not None:
                 found.append((0, _Event(cat.CUSTOMER_UPDATED, customer, cat.customer_data(customer),

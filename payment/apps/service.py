@@ -67,14 +67,28 @@ async def get_by_slug(session: AsyncSession, slug: str) -> App | None:
     return (await session.execute(select(App).where(App.slug == slug))).scalar_one_or_none()
 
 
+def check_logo_url(url: str | None) -> str | None:
+    """An optional https:// image address for the billing pages' header (empty: no logo)."""
+    url = (url or "").strip()
+    if not url:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.netloc or any(c.isspace() for c in url):
+        raise ValidationError("Logo URL must be an https:// address of an image.", field="logo_url")
+    if len(url) > 2048:
+        raise ValidationError("Logo URL must be at most 2048 characters.", field="logo_url")
+    return url
+
+
 async def create_app(session: AsyncSession, *, slug: str, name: str, return_url: str, secret_key: str,
-                     actor: str, ip: str | None = None) -> IssuedKey:
+                     actor: str, ip: str | None = None, logo_url: str | None = None) -> IssuedKey:
     """Register a client app and issue its first API key."""
     require(actor, Permission.MANAGE_APPS)
     slug, name, return_url = check_slug(slug), check_app_name(name), check_return_url(return_url)
+    logo = check_logo_url(logo_url)
     if await get_by_slug(session, slug) is not None:
         raise Conflict(f"An app with slug “{slug}” already exists.", field="slug")
-    app = App(slug=slug, name=name, return_url=return_url)
+    app = App(slug=slug, name=name, return_url=return_url, logo_url=logo)
     key = _set_key(app, secret_key)
     session.add(app)
     await session.flush()
@@ -118,10 +132,14 @@ async def get_app(session: AsyncSession, app_id: int) -> App:
 
 
 async def update_app(session: AsyncSession, app: App, *, name: str, return_url: str, is_active: bool, actor: str,
-                     ip: str | None = None) -> App:
-    """Change an app's name, return URL or active flag; the slug stays (client apps send it with every call)."""
+                     ip: str | None = None, logo_url: str | None = None) -> App:
+    """Change an app's name, return URL, logo (None: unchanged, "": none) or active flag; the slug stays (client
+    apps send it with every call)."""
+    wanted: dict[str, object] = {"name": check_app_name(name), "return_url": check_return_url(return_url),
+                                 "is_active": is_active}
+    if logo_url is not None:
+        wanted["logo_url"] = check_logo_url(logo_url)
     require(actor, Permission.MANAGE_APPS)
-    wanted = {"name": check_app_name(name), "return_url": check_return_url(return_url), "is_active": is_active}
     changes = {k: v for k, v in wanted.items() if getattr(app, k) != v}
     for k, v in changes.items():
         setattr(app, k, v)

@@ -21,7 +21,8 @@ LOCALE_MAX = 16
 # also passes the table's CHECK.
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _NOT_BLANK_RE = re.compile(r"\S")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# \ufeff is whitespace to ECMAScript (the OpenAPI pattern) but not to Python: refused here so both agree
+EMAIL_RE = re.compile(r"^[^@\s\ufeff]+@[^@\s\ufeff]+\.[^@\s\ufeff]+$")
 LOCALE_RE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$")
 
 

@@ -11,12 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 
 from payment.billing.catalog import free_plan
-from payment.models import App, Customer, Plan, Subscription, utcnow
+from payment.models import App, Customer, DunningCase, Plan, Subscription, utcnow
 from payment.models.billing import LIVE_STATUSES
 
 FREE_STATUS = "free"
 FALLBACK_FREE_SLUG = "free"
 FALLBACK_FREE_NAME = "Free"
+FULL, GRACE, BLOCKED = "full", "grace", "blocked"
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class Entitlement:
     cancels_on: datetime | None
     subscription: Subscription | None
     plan: Plan | None
+    access_state: str = FULL
+    grace_ends_at: datetime | None = None
 
     @property
     def is_paid(self) -> bool:
@@ -55,14 +58,33 @@ async def live_subscription(session: AsyncSession, customer: Customer, app: App,
     return (await session.execute(query)).scalar_one_or_none()
 
 
+async def open_case(session: AsyncSession, subscription_id: int) -> DunningCase | None:
+    """The subscription's open dunning case (the oldest failed invoice still unpaid), if any."""
+    return await session.scalar(
+        select(DunningCase).where(DunningCase.subscription_id == subscription_id, DunningCase.closed_at.is_(None))
+        .order_by(DunningCase.opened_at, DunningCase.id).limit(1))
+
+
 async def current(session: AsyncSession, customer: Customer | None, app: App, *,
                   now: datetime | None = None) -> Entitlement:
-    """The customer's live paid subscription for this app, or the app's free plan when there is none."""
+    """The customer's live paid subscription for this app, or the app's free plan when there is none. A past-due
+    subscription gives full access until its dunning case's grace end (`grace`), then none (`blocked`), or the
+    free plan when the app's policy says so."""
+    now = now or utcnow()
     sub = await live_subscription(session, customer, app, now=now) if customer is not None else None
     if sub is not None:
-        return Entitlement(plan_slug=sub.plan.slug, plan_name=sub.plan.name, status=sub.status, source=sub.source,
-                           current_period_end=sub.current_period_end, cancel_at_period_end=sub.cancel_at_period_end,
-                           cancels_on=sub.cancels_on, subscription=sub, plan=sub.plan)
+        state, grace_ends_at = FULL, None
+        if sub.status == "past_due":
+            case = await open_case(session, sub.id)
+            # past due with no case yet (its invoice not synced): grace, with no end known
+            grace_ends_at = case.grace_ends_at if case is not None else None
+            state = BLOCKED if grace_ends_at is not None and now >= grace_ends_at else GRACE
+        if state != BLOCKED or app.after_grace == "blocked":
+            return Entitlement(plan_slug=sub.plan.slug, plan_name=sub.plan.name, status=sub.status,
+                               source=sub.source, current_period_end=sub.current_period_end,
+                               cancel_at_period_end=sub.cancel_at_period_end, cancels_on=sub.cancels_on,
+                               subscription=sub, plan=sub.plan,
+                               access_state=state, grace_ends_at=grace_ends_at)
     free = await free_plan(session, app)
     return Entitlement(plan_slug=free.slug if free else FALLBACK_FREE_SLUG,
                        plan_name=free.name if free else FALLBACK_FREE_NAME, status=FREE_STATUS, source=FREE_STATUS,
@@ -87,4 +109,6 @@ def document(ent: Entitlement, *, external_user_id: str, app_slug: str) -> dict[
         "currentPeriodEnd": iso(ent.current_period_end),
         "cancelAtPeriodEnd": ent.cancel_at_period_end,
         "cancelsAt": iso(ent.cancels_on),
+        "accessState": ent.access_state,
+        "graceEndsAt": iso(ent.grace_ends_at),
     }

@@ -52,14 +52,15 @@ class Resolved:
 
 
 async def resolve(session: AsyncSession, token: str, *, now: datetime | None = None) -> Resolved | None:
-    """The billing session behind a token (with its app and customer), or None when the token is unknown."""
+    """The billing session behind a token (with its app and customer), or None when the token is unknown or its app
+    was deactivated (a deactivated app's links stop working at once, like its API key)."""
     if not token or len(token) > _TOKEN_MAX_LENGTH:
         return None
     row = (await session.execute(
         select(BillingSession).where(BillingSession.token_hash == digest(token))
         .options(joinedload(BillingSession.app), joinedload(BillingSession.customer))
     )).scalar_one_or_none()
-    if row is None:
+    if row is None or not row.app.is_active:
         return None
     return Resolved(row, expired=row.expires_at <= (now or utcnow()))
 

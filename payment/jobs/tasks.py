@@ -17,6 +17,7 @@ from payment.audit.chain import chain_key
 from payment.audit.verify import check_and_record
 from payment.billing_sessions.service import purge_expired
 from payment.documents import runner
+from payment.dunning import channel as email_delivery
 from payment.jobs.context import services_of_job
 from payment.jobs.periodic import expire_due_subscriptions
 from payment.jobs.stripe_events import (
@@ -82,6 +83,17 @@ async def deliver_webhooks(context: procrastinate.JobContext, timestamp: int) ->
     await webhook_delivery.deliver(services.db, services.settings)
 
 
+async def deliver_emails(context: procrastinate.JobContext, timestamp: int) -> None:
+    """End users' notices that are due go out through SMTP, with retries and back-off."""
+    services = services_of_job(context)
+    await email_delivery.deliver(services.db, services.settings)
+
+
+async def queue_dunning_notices(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Grace-ending and access-blocked notices are queued when their time comes."""
+    await email_delivery.queue_time_notices(services_of_job(context).db)
+
+
 async def verify_audit_chain(context: procrastinate.JobContext, timestamp: int) -> None:
     """Daily: a broken audit chain is logged as an error (Sentry) and shown on the dashboard."""
     services = services_of_job(context)
@@ -110,12 +122,14 @@ PERIODIC: tuple[tuple[str, str, Any], ...] = (
     ("issue_documents", "* * * * *", issue_documents),
     # every 2 s: a change reaches client apps within seconds; a run that finds nothing due is one indexed query
     ("deliver_webhooks", "* * * * * */2", deliver_webhooks),
+    ("deliver_emails", "* * * * * */5", deliver_emails),
+    ("queue_dunning_notices", "* * * * *", queue_dunning_notices),
 )
 
 
 # one delivery run at a time, so slow client endpoints never fill every worker slot; ticks that find it running
 # wait without a slot (no queueing lock: a stalled run could then never be put back while a tick waits)
-SERIAL_LOCKS: dict[str, str] = {"deliver_webhooks": "deliver_webhooks"}
+SERIAL_LOCKS: dict[str, str] = {"deliver_webhooks": "deliver_webhooks", "deliver_emails": "deliver_emails"}
 
 
 def make_blueprint() -> procrastinate.Blueprint:

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 from typing import Any
 
 import procrastinate
 import sentry_sdk
 
 from payment.jobs.tasks import STALLED_AFTER_SECONDS
+from payment.outage import is_outage
 from payment.runtime import Services
 from payment.stripe.events import describe
 
+log = logging.getLogger(__name__)
+
 GRACEFUL_SECONDS = 25.0
 HEARTBEAT_SECONDS = 5.0
+# After a database outage the worker starts again after 1, 2, 4 ... 30 s, for as long as the outage lasts.
+RESTART_FIRST_SECONDS = 1.0
+RESTART_MAX_SECONDS = 30.0
+# A run this long was healthy: the next outage starts the back-off from the beginning.
+HEALTHY_RUN_SECONDS = 60.0
 
 
 class JobFailed(Exception):
@@ -34,7 +45,33 @@ async def report_final_failures(call_next: Any, context: procrastinate.JobContex
 
 
 async def run_worker(services: Services, *, concurrency: int = 4) -> None:
-    """Process jobs until cancelled; on cancel, running jobs finish (within the grace) before returning."""
+    """Process jobs until cancelled; on cancel, running jobs finish (within the grace) before returning.
+
+    A database outage of any length does not end it: Procrastinate stops (or raises) when its connection goes away,
+    and the worker starts again with a growing pause until PostgreSQL answers. Any other error is raised: the worker
+    gives up, and `payment worker` exits non-zero."""
+    delay = RESTART_FIRST_SECONDS
+    while True:
+        began = time.monotonic()
+        try:
+            await _run_once(services, concurrency)
+            why = "stopped on its own (its database connection went away)"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            why = f"lost the database: {describe(exc)}"
+        if (task := asyncio.current_task()) is not None and task.cancelling():
+            return  # asked to stop while it was stopping anyway
+        if time.monotonic() - began > HEALTHY_RUN_SECONDS:
+            delay = RESTART_FIRST_SECONDS
+        log.warning("the worker %s; starting it again in %.0f s", why, delay)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, RESTART_MAX_SECONDS)
+
+
+async def _run_once(services: Services, concurrency: int) -> None:
     async with services.jobs.open_async():
         await services.jobs.run_worker_async(
             concurrency=concurrency,

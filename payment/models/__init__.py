@@ -11,6 +11,7 @@ from payment.models.dashboard import (
     DashboardSubscriptionTotal,
 )
 from payment.models.documents import BuyerDetails, Document, DocumentCounter, SellerProfile
+from payment.models.dunning import DunningCase
 from payment.models.ops import (
     AuditChainHead,
     AuditLog,
@@ -25,7 +26,7 @@ from payment.models.outbox import OutboxCounter, OutboxMessage, WebhookEndpoint
 __all__ = [
     "AdminBackupCode", "AdminUser", "App", "AuditChainHead", "AuditLog", "Base", "BillingSession", "BuyerDetails",
     "CheckoutSession", "Customer", "DashboardMrrDelta", "DashboardRevenueDay", "DashboardSubscriptionDay",
-    "DashboardSubscriptionTotal", "Document", "DocumentCounter", "FormSubmission", "Invoice", "OutboxCounter",
-    "OutboxMessage", "Plan", "RateLimitHit", "Refund", "SellerProfile", "StripeEvent", "Subscription",
+    "DashboardSubscriptionTotal", "Document", "DocumentCounter", "DunningCase", "FormSubmission", "Invoice",
+    "OutboxCounter", "OutboxMessage", "Plan", "RateLimitHit", "Refund", "SellerProfile", "StripeEvent", "Subscription",
     "SubscriptionAdjustment", "WebhookEndpoint", "utcnow",
 ]

@@ -22,6 +22,8 @@ from payment.models.base import Base, Timestamps, in_list
 ADMIN_ROLES = ("owner", "finance", "support", "viewer")
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 SLUG_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+AFTER_GRACE = ("blocked", "free")
+DEFAULT_GRACE_DAYS = 7
 
 
 class AdminUser(Timestamps, Base):
@@ -49,6 +51,8 @@ class AdminUser(Timestamps, Base):
     # a one-time set-password link (new admins choose their own password): only the token's SHA-256 is kept
     password_token_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
     password_token_expires_at: Mapped[datetime | None]
+    # bumped to end every session of this admin at once (cookies carry the generation they were issued under)
+    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
 
     def __str__(self) -> str:
         return self.email
@@ -79,6 +83,9 @@ class App(Timestamps, Base):
         CheckConstraint("char_length(slug) <= 128", name="slug_length"),
         CheckConstraint("char_length(name) BETWEEN 1 AND 1024", name="name_length"),
         CheckConstraint("return_url ~* '^https?://[^\\s]+$'", name="return_url_scheme"),
+        CheckConstraint("grace_days BETWEEN 0 AND 60", name="grace_days_range"),
+        CheckConstraint(in_list("after_grace", AFTER_GRACE), name="after_grace"),
+        CheckConstraint("logo_url IS NULL OR logo_url ~* '^https://[^\\s]+$'", name="logo_url_scheme"),
     )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
@@ -90,6 +97,11 @@ class App(Timestamps, Base):
     api_key_hint: Mapped[str] = mapped_column(String(32))
     api_key_rotated_at: Mapped[datetime | None]
     is_active: Mapped[bool] = mapped_column(default=True, server_default="true")
+    # dunning policy: days of full access after a failed renewal, then `blocked` or back to the `free` plan
+    grace_days: Mapped[int] = mapped_column(default=DEFAULT_GRACE_DAYS, server_default=str(DEFAULT_GRACE_DAYS))
+    after_grace: Mapped[str] = mapped_column(String(16), default="blocked", server_default="blocked")
+    # shown at the top of the billing pages; https only (the pages' CSP allows https images)
+    logo_url: Mapped[str | None] = mapped_column(String(2048))
 
     def __str__(self) -> str:
         return f"{self.name} ({self.slug})"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import CheckConstraint, ForeignKey, Identity, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -40,6 +42,9 @@ class Plan(Timestamps, Base):
     sort_order: Mapped[int] = mapped_column(default=0, server_default="0")
     features: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
     app_id: Mapped[int | None] = mapped_column(ForeignKey("apps.id", ondelete="RESTRICT"), index=True)
+    # the last comparison of the plan with its Stripe price: why they differ (NULL: they match, or never checked)
+    stripe_price_problem: Mapped[str | None] = mapped_column(String(2000))
+    stripe_price_checked_at: Mapped[datetime | None]
 
     app: Mapped[App | None] = relationship()
 

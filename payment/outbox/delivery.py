@@ -49,6 +49,7 @@ class Outcome:
     status_code: int | None = None
     duration_ms: int | None = None
     error: str | None = None
+    permanent: bool = False  # retrying cannot help (a mailbox that does not exist): failed at once
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ async def record(session: AsyncSession, channel: Channel, message: Claimed, outc
         row.status, row.delivered_at = "delivered", now
     else:
         next_at = now + retry_delay(row.attempts, channel.retry_base)
-        if next_at - row.created_at > MAX_AGE:
+        if outcome.permanent or next_at - row.created_at > MAX_AGE:
             row.status = "failed"
         else:
             row.status, row.next_attempt_at = "pending", next_at

@@ -102,6 +102,38 @@ def _duplicate(reference: str) -> Conflict:
                     field="reference_number", code="duplicate_reference")
 
 
+async def _checked(session: AsyncSession, customer_id: int, payment: ManualPayment
+                   ) -> tuple[Plan, Subscription | None]:
+    """The plan paid for and the live manual subscription this payment extends (None: a new one), or the error
+    that refuses the payment."""
+    plan = await session.get(Plan, payment.plan_id)
+    if plan is None:
+        raise NotFound("This plan does not exist.", field="plan_id")
+    if payment.currency != plan.currency:
+        # a subscription's paid amounts are added up and counted in MRR in one currency: the plan's
+        raise ValidationError(f"{plan.name} is sold in {plan.currency.upper()}; record the payment in "
+                              f"{plan.currency.upper()} (convert it first if the customer paid in another "
+                              "currency).", field="currency")
+    if await reference_taken(session, payment.reference_number):
+        raise _duplicate(payment.reference_number)
+    conflicts = await subscriptions.live_in_scope(session, customer_id, plan)
+    extendable = [s for s in conflicts if s.source == "manual" and s.plan_id == plan.id]
+    others = [s for s in conflicts if s not in extendable]
+    if others:
+        raise Conflict(subscriptions.describe_conflicts(others) + " Cancel it first, then record the payment.",
+                       code="live_subscription")
+    if extendable and extendable[0].paid_currency not in (None, payment.currency):
+        raise Conflict(f"Subscription #{extendable[0].id} was paid in {extendable[0].paid_currency.upper()}; one "
+                       "subscription never mixes currencies.", field="currency", code="currency_mismatch")
+    return plan, (extendable[0] if extendable else None)
+
+
+async def check_manual(session: AsyncSession, customer_id: int, payment: ManualPayment) -> None:
+    """Everything `record_manual` would refuse the payment for (currency, duplicate reference, a live subscription
+    in the way), checked without locking or writing, so the admin hears it before the confirmation page."""
+    await _checked(session, customer_id, payment.validated(utcnow().date()))
+
+
 async def record_manual(session: AsyncSession, customer_id: int, payment: ManualPayment, *, actor: str,
                         ip: str | None = None) -> Invoice:
     """Record money received outside Stripe as a paid MANUAL invoice plus the manual subscription it pays for
@@ -111,27 +143,15 @@ async def record_manual(session: AsyncSession, customer_id: int, payment: Manual
     payment = payment.validated(now.date())
     assert payment.paid_on is not None
     customer = await subscriptions.lock_customer(session, customer_id)
-    plan = await session.get(Plan, payment.plan_id)
-    if plan is None:
-        raise NotFound("This plan does not exist.", field="plan_id")
-    if await reference_taken(session, payment.reference_number):
-        raise _duplicate(payment.reference_number)
+    plan, extendable = await _checked(session, customer.id, payment)
     paid_at = now if payment.paid_on == now.date() else datetime.combine(payment.paid_on, time(), UTC)
-    conflicts = await subscriptions.live_in_scope(session, customer.id, plan)
-    extendable = [s for s in conflicts if s.source == "manual" and s.plan_id == plan.id]
-    others = [s for s in conflicts if s not in extendable]
-    if others:
-        raise Conflict(subscriptions.describe_conflicts(others) + " Cancel it first, then record the payment.",
-                       code="live_subscription")
     previous_end: datetime | None = None
-    if extendable:
-        sub = await subscriptions.lock_subscription(session, extendable[0].id)
+    if extendable is not None:
+        sub = await subscriptions.lock_subscription(session, extendable.id)
         previous_end = sub.current_period_end or now
         start = previous_end
         sub.current_period_end = period_after(start, months=payment.months, days=payment.days)
-        same_currency = sub.paid_currency in (None, payment.currency)
-        sub.paid_amount_cents = (sub.paid_amount_cents or 0) + payment.amount_cents if same_currency \
-            else payment.amount_cents
+        sub.paid_amount_cents = (sub.paid_amount_cents or 0) + payment.amount_cents
         sub.paid_currency = payment.currency
     else:
         start = paid_at

@@ -12,7 +12,7 @@ from payment.admins.permissions import Permission, require
 from payment.apps.service import check_slug
 from payment.audit import service as audit
 from payment.errors import Conflict, NotFound, ValidationError
-from payment.models import Plan
+from payment.models import Plan, utcnow
 from payment.models.base import CURRENCIES, INTERVALS
 
 PRICE_ID_RE = re.compile(r"^price_[A-Za-z0-9_]+$")
@@ -42,7 +42,7 @@ class PlanInput:
         if len(name) > 1024:
             raise ValidationError("Name must be at most 1024 characters.", field="name")
         if self.price_cents < 0:
-            raise ValidationError("Price must be 0 or more (in cents).", field="price_cents")
+            raise ValidationError("Price must be 0 or more.", field="price_cents")
         if self.price_cents > MAX_PRICE_CENTS:
             raise ValidationError("Price is too large (at most 1,000,000,000.00).", field="price_cents")
         if abs(self.sort_order) > MAX_SORT_ORDER:
@@ -148,3 +148,19 @@ async def set_active(session: AsyncSession, plan: Plan, active: bool, *, actor: 
         await audit.record(session, actor=actor, action="plan.activated" if active else "plan.deactivated",
                            entity_type="plan", entity_id=plan.id, details={"slug": plan.slug}, ip=ip)
     return plan
+
+
+def price_fingerprint(plan: Plan | PlanInput) -> tuple[str | None, int, str, str]:
+    """What a Stripe price check compared: the price id, amount, currency and interval."""
+    return plan.stripe_price_id, plan.price_cents, plan.currency, plan.interval
+
+
+async def record_price_check(session: AsyncSession, plan_id: int, checked: tuple[str | None, int, str, str],
+                             problem: str | None) -> None:
+    """Remember how the plan compared with its Stripe price just now (None: it matches), for the plans list's
+    warning; a plan edited since the check (another fingerprint) is left for the next check."""
+    plan = await session.get(Plan, plan_id, with_for_update=True)
+    if plan is not None and price_fingerprint(plan) == checked:
+        plan.stripe_price_problem = problem
+        plan.stripe_price_checked_at = utcnow()
+        await session.flush()

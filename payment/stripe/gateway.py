@@ -179,3 +179,12 @@ class StripeGateway:
         except (stripe.SignatureVerificationError, UnicodeDecodeError):
             return False
         return True
+
+    # a plan's product and price, created once per admin submission (the key makes a double submit one call)
+    async def create_product_once(self, params: Params, *, idempotency_key: str) -> dict[str, Any]:
+        return await self._call(self.client.v1.products.create_async, params=params,
+                                options=self._options(idempotency_key))
+
+    async def create_price_once(self, params: Params, *, idempotency_key: str) -> dict[str, Any]:
+        return await self._call(self.client.v1.prices.create_async, params=params,
+                                options=self._options(idempotency_key))

@@ -20,6 +20,7 @@ from payment.models import Customer, Plan, Subscription, SubscriptionAdjustment,
 from payment.models.billing import LIVE_STATUSES
 from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
+from payment.subscriptions.paid_extension import is_paid_extension, marker
 from payment.subscriptions.periods import period_after
 from payment.subscriptions.stripe_sync import upsert_from_stripe
 
@@ -149,7 +150,8 @@ async def resume(session: AsyncSession, subscription_id: int, *, gateway: Stripe
 
 async def extend(session: AsyncSession, subscription_id: int, *, days: int, reason: str, gateway: StripeGateway,
                  actor: str, ip: str | None = None, idempotency_key: str | None = None) -> Subscription:
-    """A live subscription's period end moves `days` later; a Stripe one through a trial to that date, unbilled."""
+    """A live subscription's period end moves `days` later; a Stripe one through a trial to that date, unbilled,
+    and a paying one stays active (renewing on the new date), not trialing."""
     require(actor, Permission.MANAGE_SUBSCRIPTIONS)
     days = check_days(days)
     reason = check_reason(reason)
@@ -160,10 +162,14 @@ async def extend(session: AsyncSession, subscription_id: int, *, days: int, reas
         current = await gateway.retrieve_subscription(sub.stripe_subscription_id)
         stripe_end = reader.subscription(current).period_end or previous_end or utcnow()
         new_end = stripe_end + timedelta(days=days)
-        # A trial up to the new end is how Stripe moves the next charge without billing the added days.
-        data = await gateway.update_subscription(
-            sub.stripe_subscription_id, {"trial_end": int(new_end.timestamp()), "proration_behavior": "none"},
-            idempotency_key=idempotency_key)
+        trial_end = int(new_end.timestamp())
+        # A trial up to the new end is how Stripe moves the next charge without billing the added days; on a paying
+        # subscription the metadata marks it as an extension, so we keep calling it active (paid_extension).
+        params: dict[str, object] = {"trial_end": trial_end, "proration_behavior": "none"}
+        if current.get("status") == "active" or is_paid_extension(current):
+            params["metadata"] = marker(trial_end)
+        data = await gateway.update_subscription(sub.stripe_subscription_id, params,
+                                                 idempotency_key=idempotency_key)
         await upsert_from_stripe(session, gateway, data, actor=actor)
         previous_end = stripe_end
     else:
@@ -234,6 +240,23 @@ def describe_conflicts(conflicts: list[Subscription]) -> str:
     return f"The customer already has a live subscription in this plan's scope: {listed}."
 
 
+async def _grant_conflicts(session: AsyncSession, customer_id: int, plan_id: int, *, replace: bool
+                           ) -> tuple[Plan, list[Subscription]]:
+    plan = await session.get(Plan, plan_id)
+    if plan is None:
+        raise NotFound("This plan does not exist.", field="plan_id")
+    conflicts = await live_in_scope(session, customer_id, plan)
+    if conflicts and not replace:
+        raise Conflict(describe_conflicts(conflicts) + " Confirm replacing it to continue.", code="replace_needed")
+    return plan, conflicts
+
+
+async def check_grant(session: AsyncSession, customer_id: int, *, plan_id: int, replace: bool = False) -> None:
+    """What `grant` would refuse (a live subscription in the plan's scope, unless replacing), checked without
+    locking, so the admin is asked before the confirmation page."""
+    await _grant_conflicts(session, customer_id, plan_id, replace=replace)
+
+
 async def grant(session: AsyncSession, customer_id: int, *, plan_id: int, reason: str, gateway: StripeGateway,
                 actor: str, months: int = 0, days: int = 0, replace: bool = False,
                 ip: str | None = None) -> Subscription:
@@ -243,12 +266,7 @@ async def grant(session: AsyncSession, customer_id: int, *, plan_id: int, reason
     reason = check_reason(reason)
     check_duration(months, days)
     customer = await lock_customer(session, customer_id)
-    plan = await session.get(Plan, plan_id)
-    if plan is None:
-        raise NotFound("This plan does not exist.", field="plan_id")
-    conflicts = await live_in_scope(session, customer.id, plan)
-    if conflicts and not replace:
-        raise Conflict(describe_conflicts(conflicts) + " Confirm replacing it to continue.", code="replace_needed")
+    plan, conflicts = await _grant_conflicts(session, customer.id, plan_id, replace=replace)
     await replace_live(session, conflicts, reason=f"Replaced by a granted {plan.name}: {reason}", gateway=gateway,
                        actor=actor, ip=ip)
     start = utcnow()

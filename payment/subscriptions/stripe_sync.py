@@ -18,6 +18,7 @@ from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
 from payment.stripe.reader import JSON
 from payment.stripe.sync import Changes, SyncError, later
+from payment.subscriptions.paid_extension import as_seen_by_us
 
 
 async def customer_by_stripe_id(session: AsyncSession, stripe_customer_id: str | None) -> Customer | None:
@@ -86,8 +87,9 @@ async def upsert_from_stripe(session: AsyncSession, gateway: StripeGateway, sub:
                              event_at: datetime | None = None, customer: Customer | None = None,
                              plan_hint: Plan | None = None) -> tuple[Subscription, Changes]:
     """Make our subscription row equal to Stripe's subscription (status, plan by price, period, when it cancels,
-    cancellation), creating it the first time; an unknown status is refused rather than guessed."""
-    state = reader.subscription(sub)
+    cancellation), creating it the first time; an unknown status is refused rather than guessed. An admin's
+    extension of a paying subscription (a marked trial) is read as active."""
+    state = reader.subscription(as_seen_by_us(sub))
     row: Subscription | None = await session.scalar(
         select(Subscription).where(Subscription.stripe_subscription_id == state.id).with_for_update())
     plan = await _plan_for(session, state) or plan_hint

@@ -129,7 +129,7 @@ async def test_concurrent_duplicate_saves_never_show_a_database_error(admin: htt
     from tests.admin.conftest import page_token
 
     token = await page_token(admin, "/admin/plan/create")
-    data = {"slug": "race", "name": "Race", "price_cents": "0", "currency": "thb", "interval": "month",
+    data = {"slug": "race", "name": "Race", "price": "0", "currency": "thb", "interval": "month",
             "stripe_price_id": "", "features": "", "sort_order": "0", "active": "y", "app_id": "",
             "description": "", "csrf_token": token, "save": "Save"}
     responses = await asyncio.gather(*(admin.post("/admin/plan/create", data=data) for _ in range(6)))
@@ -210,3 +210,16 @@ async def test_subscription_detail_page_offers_the_billing_actions(admin: httpx.
     assert page.status_code == 200
     assert f"/admin/operations/subscription/{sub.id}/cancel" in page.text
     assert f"/admin/operations/subscription/{sub.id}/extend" in page.text
+
+
+async def test_detail_pages_show_statuses_as_coloured_labels(admin: httpx.AsyncClient,
+                                                            admin_services: Services) -> None:
+    async with admin_services.db.transaction() as session:
+        customer = await factories.create_customer(session)
+        plan = await factories.create_plan(session, slug="badge-plan")
+        sub = await factories.create_subscription(session, customer, plan, status="past_due")
+    page = await admin.get(f"/admin/subscription/details/{sub.id}")
+    assert page.status_code == 200
+    assert '<span class="badge bg-orange-lt status-badge" data-status="past_due">Past due</span>' in page.text
+    listing = await admin.get("/admin/subscription/list?status=past_due")
+    assert 'data-status="past_due">Past due</span>' in listing.text

@@ -39,6 +39,7 @@ async def test_the_sixth_attempt_in_a_minute_is_refused_across_two_app_processes
     refused = await sign_in(second_process)  # right password, but the sixth attempt from this IP
     assert refused.status_code == 429
     assert "Too many sign-in attempts" in refused.text
+    assert f'value="{ADMIN_EMAIL}"' in refused.text  # the email typed is kept
     assert 1 <= int(refused.headers["retry-after"]) <= 60
     assert (await sign_in(anon)).status_code == 429
     assert (await anon.get("/admin/app/list")).status_code == 302  # nothing let it in

@@ -204,3 +204,18 @@ async def test_an_owner_resets_a_lost_two_factor(admin_services: Services, admin
     async with browser(admin_services, "10.1.0.7") as client:
         signed_in = await sign_in(client, email, ADMIN_PASSWORD)
         assert signed_in.headers["location"].endswith("/admin/")
+
+
+async def test_an_export_asks_for_a_fresh_confirmation_then_downloads(strict_services: Services) -> None:
+    email = await new_admin(strict_services)
+    async with browser(strict_services, "10.1.0.7") as client:
+        assert (await sign_in(client, email, ADMIN_PASSWORD)).status_code == 302
+        asked = await client.get("/admin/exports/customers.csv?currency=thb")
+        assert asked.status_code == 303 and "/admin/step-up?next=" in asked.headers["location"]
+        page = await client.get(asked.headers["location"])
+        confirmed = await client.post(asked.headers["location"], data={"password": ADMIN_PASSWORD,
+                                                                       "csrf_token": csrf_from(page.text)})
+        assert confirmed.status_code == 303
+        assert confirmed.headers["location"] == "/admin/exports/customers.csv?currency=thb"
+        exported = await client.get(confirmed.headers["location"])
+        assert exported.status_code == 200 and exported.content.startswith(b"\xef\xbb\xbf")  # the CSV, with its BOM

@@ -58,7 +58,7 @@ async def test_unknown_user_gets_the_free_plan(client: httpx.AsyncClient, world:
     body = await entitlement(client, world.key, "never-seen")
     assert body == {"externalUserId": "never-seen", "appSlug": "vega", "plan": {"slug": "free", "name": "Aquoris Free"},
                     "status": "free", "source": "free", "paid": False, "currentPeriodEnd": None,
-                    "cancelAtPeriodEnd": False, "cancelsAt": None}
+                    "cancelAtPeriodEnd": False, "cancelsAt": None, "accessState": "full", "graceEndsAt": None}
 
 
 async def test_active_stripe_subscription_unlocks_the_plan(client: httpx.AsyncClient, world: World,

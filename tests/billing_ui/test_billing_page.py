@@ -58,7 +58,7 @@ async def test_page_is_not_cached_framed_or_pointing_at_a_cdn(client: httpx.Asyn
     assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert response.headers["x-content-type-options"] == "nosniff"
     assets = re.findall(r'(?:href|src)="([^"]+\.(?:css|js))"', response.text)
-    assert assets == ["/billing/static/billing.css", "/billing/static/billing.js"]
+    assert assets == ["/billing/static/billing.css", "/api/client-errors.js", "/billing/static/billing.js"]
     for asset in assets:
         served = await client.get(asset)
         assert served.status_code == 200 and len(served.content) > 200
@@ -188,3 +188,28 @@ async def test_unknown_notice_codes_show_nothing(client: httpx.AsyncClient, scen
     path, _ = await open_billing(client, scene)
     html = (await client.get(path + "?error=%3Cscript%3E&notice=x")).text
     assert "msg-error" not in html and "<script>" not in html
+
+
+async def test_dates_are_bangkok_dates_in_both_languages_and_say_so(client: httpx.AsyncClient, scene: Scene,
+                                                                   services: Services) -> None:
+    path, user = await open_billing(client, scene)
+    async with services.db.transaction() as session:
+        cust = await session.get(Customer, (await customer(services, user)).id)
+        assert cust is not None
+        sub = await factories.create_subscription(session, cust, scene.pro)
+        # 20:00 UTC on the 5th is 03:00 on the 6th in Bangkok
+        sub.current_period_end = utcnow().replace(year=2031, month=1, day=5, hour=20, minute=0)
+    html = (await client.get(path)).text
+    english = text_of(html)
+    assert "Renews on January 6, 2031." in english and "Dates are in Bangkok time (UTC+7)." in english
+    switch = re.search(r'<a href="([^"]+)" lang="th"', html)
+    assert switch
+    thai = text_of((await client.get(switch.group(1).replace("&amp;", "&"))).text)
+    assert "6 มกราคม ค.ศ. 2031" in thai and "เวลากรุงเทพฯ (UTC+7)" in thai
+
+
+def test_one_currency_format_per_locale_as_stripe_checkout_shows_it() -> None:
+    from billing_ui.formatting import money
+
+    assert [money(29900, c, "en") for c in ("thb", "usd")] == ["THB\u00a0299.00", "$299.00"]
+    assert [money(29900, c, "th") for c in ("thb", "usd")] == ["฿299.00", "US$299.00"]

@@ -92,3 +92,11 @@ async def test_signed_out_admin_is_sent_to_login_and_json_is_refused(app: Starle
 
     assert page.status_code == 302 and page.headers["location"].endswith("/admin/login")
     assert data.status_code == 401 and "MRR" not in data.text and "amounts" not in data.text
+
+
+def test_counts_are_singular_or_plural() -> None:
+    from admin_views.dashboard import count
+
+    assert count(1, "USD subscription") == "1 USD subscription"
+    assert count(0, "USD subscription") == "0 USD subscriptions"
+    assert count(1234, "THB subscription") == "1,234 THB subscriptions"

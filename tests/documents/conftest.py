@@ -13,6 +13,6 @@ from tests.support.factories import SECRET
 
 @pytest.fixture(scope="module")
 async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(database_url, pool_size=30, audit_key=chain_key(SECRET))
+    db = Database(database_url, pool_size=30, pool_timeout=60, audit_key=chain_key(SECRET))
     yield db
     await db.dispose()

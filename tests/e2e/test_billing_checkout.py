@@ -238,6 +238,36 @@ def test_an_unknown_link_is_a_friendly_page(deployment: Deployment, page: Page) 
 
 
 
+LOGO_SVG = ('<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" height="64" rx="12" '
+            'fill="#2563eb"/><text x="32" y="42" font-size="30" text-anchor="middle" fill="#fff">V</text></svg>')
+
+
+def test_the_apps_logo_heads_its_billing_page_and_dates_say_their_zone(deployment: Deployment, page: Page) -> None:
+    async def set_logo(url: str | None) -> None:
+        from sqlalchemy import text
+
+        async with running_services(deployment.settings) as services, services.db.transaction() as session:
+            await session.execute(text("UPDATE apps SET logo_url = :u WHERE slug = 'vega'"), {"u": url})
+
+    run_sync(set_logo("https://cdn.vega.example.com/logo.svg"))
+    try:
+        page.route("https://cdn.vega.example.com/**",
+                   lambda route: route.fulfill(status=200, content_type="image/svg+xml", body=LOGO_SVG))
+        page.goto(open_session(deployment, "e2e-logo-user"))
+        logo = page.get_by_test_id("app-logo")
+        expect(logo).to_have_attribute("src", "https://cdn.vega.example.com/logo.svg")
+        expect(logo).to_have_attribute("alt", "Vega")
+        page.wait_for_function("document.querySelector('[data-testid=app-logo]').naturalWidth > 0")
+        expect(page.get_by_test_id("time-zone")).to_have_text("Dates are in Bangkok time (UTC+7).")
+        os.makedirs("/tmp/shots-21", exist_ok=True)
+        page.screenshot(path="/tmp/shots-21/billing-logo-en.png", full_page=True)
+        page.get_by_role("link", name="ไทย").click()
+        expect(page.get_by_test_id("time-zone")).to_contain_text("เวลากรุงเทพฯ (UTC+7)")
+        page.screenshot(path="/tmp/shots-21/billing-logo-th.png", full_page=True)
+    finally:
+        run_sync(set_logo(None))
+
+
 async def _seller(settings: Settings) -> None:
     from tests.documents.helpers import suite_seller
 

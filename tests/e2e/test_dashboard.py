@@ -58,12 +58,22 @@ def test_admin_signs_in_and_sees_cards_and_charts(server: ThreadServer, seeded_d
     mrr = page.locator('[data-card="mrr"]')
     expect(mrr).to_contain_text("THB 1,146.18")
     expect(mrr).to_contain_text("USD 69.82")
+    expect(mrr.locator("[data-help]")).to_have_text("What the paying subscriptions bring in each month, per "
+                                                     "currency.")
+    expect(mrr.locator("[data-formula]")).to_be_hidden()  # the exact formula waits behind its toggle
+    mrr.get_by_text("How is this computed?").click()
     expect(mrr.locator("[data-formula]")).to_contain_text("yearly ÷ 12")
+    expect(mrr).to_contain_text("4 THB subscriptions, 5 USD subscriptions")
     expect(page.locator('[data-card="active"]')).to_contain_text("11")
     expect(page.locator('[data-card="churn"]')).to_contain_text("18.18%")
     expect(page.locator('[data-card="revenue"]')).to_contain_text("THB 3,189.10")
     for card in page.locator("[data-card]").all():
+        expect(card.locator("[data-help]")).to_be_visible()
+        if card.get_attribute("data-card") != "mrr":  # the MRR card's toggle is open already
+            card.get_by_text("How is this computed?").click()
         expect(card.locator("[data-formula]")).to_be_visible()
+    os.makedirs("/tmp/shots-21", exist_ok=True)
+    page.screenshot(path="/tmp/shots-21/dashboard.png", full_page=True)
 
     charts = page.get_by_role("img")
     expect(page.locator("svg.dashboard-chart")).to_have_count(4)

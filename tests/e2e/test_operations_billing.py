@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
@@ -159,6 +160,14 @@ def test_cancel_resume_and_extend_a_stripe_subscription(admin_page: Page, server
     assert audit_actions(settings, "subscription", sub_id) == [
         "subscription.cancel_at_period_end", "subscription.resumed", "subscription.extended"]
     expect(admin_page.locator("#customer-audit")).to_contain_text("subscription.extended")
+    # a paying subscription stays active (Stripe calls it trialing), and admins see the extension
+    row = admin_page.locator(f'tr[data-subscription-id="{sub_id}"]')
+    expect(row.locator(".status-badge")).to_have_text("Active")
+    expect(row.locator(".subscription-extended")).to_have_text("extended +30 days")
+    assert sql(settings, "SELECT status FROM subscriptions WHERE id = :i", i=sub_id)[0]["status"] == "active"
+    assert run(settings, lambda s: s.stripe.retrieve_subscription(stripe_id))["status"] == "trialing"
+    os.makedirs("/tmp/shots-21", exist_ok=True)
+    admin_page.screenshot(path="/tmp/shots-21/customer-extended-active.png", full_page=True)
 
 
 def test_grant_and_record_a_thb_bank_transfer(admin_page: Page, server: ThreadServer, settings: Settings) -> None:
@@ -194,15 +203,35 @@ def test_grant_and_record_a_thb_bank_transfer(admin_page: Page, server: ThreadSe
     assert (sub["source"], sub["status"], sub["paid_amount_cents"]) == ("manual", "active", 29900)
     assert audit_actions(settings, "invoice", invoice["id"]) == ["payment.recorded_manual"]
 
-    # the same reference number again is refused on the form, nothing written
+    # the same reference number again is refused on the form, before any confirmation page, nothing written
     admin_page.locator("#action-payment").click()
     for name, value in {"amount": "299.00", "reference_number": "kbank-77-001", "duration": "1"}.items():
         admin_page.locator(f"#field-{name}").fill(value)
     admin_page.locator("#field-plan_id").select_option(str(plan_id))
     admin_page.locator("#operation-submit").click()
-    admin_page.locator("#operation-confirm-button").click()
     expect(admin_page.locator('[data-error-for="reference_number"]')).to_contain_text("already recorded")
+    expect(admin_page.locator("#operation-summary")).to_have_count(0)
+    # a currency other than the plan's (THB) is refused on the form too
+    admin_page.locator("#field-reference_number").fill("WIRE-USD-1")
+    admin_page.locator("#field-currency").select_option("usd")
+    admin_page.locator("#field-amount").fill("3000.00")
+    admin_page.locator("#operation-submit").click()
+    expect(admin_page.locator('[data-error-for="currency"]')).to_contain_text("Vega Pro is sold in THB")
+    expect(admin_page.locator("#operation-summary")).to_have_count(0)
+    os.makedirs("/tmp/shots-21", exist_ok=True)
+    admin_page.screenshot(path="/tmp/shots-21/record-payment-currency-refused.png", full_page=True)
     assert sql(settings, "SELECT count(*) AS n FROM invoices WHERE customer_id = :c", c=payer)[0]["n"] == 1
+
+    # a second grant over the live one asks to replace it on the form, before the confirmation page
+    customer_page(admin_page, server, granted_to)
+    admin_page.locator("#action-grant").click()
+    admin_page.locator("#field-plan_id").select_option(str(plan_id))
+    admin_page.locator("#field-reason").fill("Again")
+    admin_page.locator("#operation-submit").click()
+    expect(admin_page.locator("#operation-form")).to_contain_text("already has a live subscription")
+    expect(admin_page.locator("#operation-summary")).to_have_count(0)
+    expect(admin_page.locator('input[name="replace"]')).to_be_visible()
+    admin_page.screenshot(path="/tmp/shots-21/grant-conflict-before-confirm.png", full_page=True)
 
 
 def deliver_refund_events(settings: Settings, server: ThreadServer) -> None:
@@ -245,8 +274,20 @@ def test_partial_then_full_refund_of_a_stripe_invoice(admin_page: Page, server: 
     expect(admin_page.locator(".flash-messages")).to_contain_text("of THB 100.00 pending until Stripe confirms it")
     act(admin_page, f'[data-refund-invoice="{invoice_id}"]', {"reason": "Customer left"})  # default: the rest
     expect(admin_page.locator(".flash-messages")).to_contain_text("of THB 199.00 pending")
+    # the audit history reads as sentences with links, by the admin's email; the raw JSON behind a toggle
+    refund_row = admin_page.locator('#customer-audit tr[data-action="refund.issued"]').last
+    expect(refund_row.locator(".audit-sentence")).to_contain_text(
+        re.compile(rf"Refund #\d+ of THB 100\.00 on invoice #{invoice_id}, pending — “Late delivery”"))
+    expect(refund_row.locator(f'.audit-sentence a[href$="/admin/invoice/details/{invoice_id}"]')).to_be_visible()
+    expect(refund_row.locator(".audit-actor")).to_have_text(re.compile(r".+@.+"))
+    expect(refund_row.locator(".audit-raw code")).to_be_hidden()
+    refund_row.locator(".audit-raw summary").click()
+    expect(refund_row.locator(".audit-raw code")).to_contain_text('"amount_cents": 10000')
+    expect(admin_page.locator("#customer-refunds")).not_to_contain_text("admin:")
+    os.makedirs("/tmp/shots-21", exist_ok=True)
+    admin_page.screenshot(path="/tmp/shots-21/customer-audit-sentences.png", full_page=True)
     statuses = admin_page.locator("#customer-refunds .refund-status")
-    expect(statuses).to_have_text(["pending", "pending"])
+    expect(statuses).to_have_text(["Pending", "Pending"])
     expect(admin_page.locator(f'[data-refund-invoice="{invoice_id}"]')).to_have_count(0)  # nothing left to refund
     rows = sql(settings, "SELECT amount_cents, status, stripe_refund_id FROM refunds WHERE invoice_id = :i "
                "ORDER BY id", i=invoice_id)
@@ -256,8 +297,8 @@ def test_partial_then_full_refund_of_a_stripe_invoice(admin_page: Page, server: 
 
     deliver_refund_events(settings, server)
     customer_page(admin_page, server, setup.customer.id)
-    expect(statuses).to_have_text(["succeeded", "succeeded"])
-    expect(admin_page.locator(f'tr[data-invoice-id="{invoice_id}"]')).to_contain_text("refunded")
+    expect(statuses).to_have_text(["Succeeded", "Succeeded"])
+    expect(admin_page.locator(f'tr[data-invoice-id="{invoice_id}"]')).to_contain_text("Refunded")
     invoice = sql(settings, "SELECT status, amount_refunded_cents FROM invoices WHERE id = :i", i=invoice_id)[0]
     assert (invoice["status"], invoice["amount_refunded_cents"]) == ("refunded", 29900)
     issued = sql(settings, "SELECT count(*) AS n FROM audit_log WHERE action = 'refund.issued' "
@@ -288,7 +329,7 @@ def test_refund_of_a_manual_invoice_acts_once_on_a_second_click(admin_page: Page
     assert any("Already done" in p["text"] for p in pages)
     assert all("of THB 50.00 recorded" in p["text"] for p in pages)
     customer_page(admin_page, server, customer_id)
-    expect(admin_page.locator("#customer-refunds .refund-status")).to_have_text(["succeeded"])
+    expect(admin_page.locator("#customer-refunds .refund-status")).to_have_text(["Succeeded"])
     rows = sql(settings, "SELECT amount_cents, status FROM refunds WHERE invoice_id = :i", i=invoice_id)
     assert [(r["amount_cents"], r["status"]) for r in rows] == [(5000, "succeeded")]
     invoice = sql(settings, "SELECT status, amount_refunded_cents FROM invoices WHERE id = :i", i=invoice_id)[0]
@@ -349,3 +390,27 @@ def test_failed_cancellation_keeps_the_refund_and_can_be_retried(admin_page: Pag
                i=setup.subscription.id)[0]["status"] == "canceled"
     assert audit_actions(settings, "refund", refund["id"]) == [
         "refund.issued", "refund.sent", "refund.cancellation", "refund.cancellation_retried"]
+
+
+def test_the_customer_pages_audit_history_is_paged(admin_page: Page, server: ThreadServer,
+                                                   settings: Settings) -> None:
+    from payment.audit import service as audit
+
+    async def work(services: Services) -> int:
+        async with services.db.transaction() as session:
+            customer = await factories.create_customer(session)
+            for n in range(25):
+                await audit.record(session, actor="stripe", action="customer.updated", entity_type="customer",
+                                   entity_id=customer.id, details={"n": n})
+            return customer.id
+
+    customer_id = run(settings, work)
+    customer_page(admin_page, server, customer_id)
+    rows = admin_page.locator("#customer-audit tbody tr")
+    expect(rows).to_have_count(20)
+    expect(admin_page.locator("#customer-audit-pages")).to_contain_text("Page 1 of 2")
+    expect(rows.first.locator(".audit-actor")).to_have_text("Stripe")
+    admin_page.locator("#customer-audit-pages a[rel=next]").click()
+    expect(rows).to_have_count(5)
+    expect(admin_page.locator("#customer-audit-pages")).to_contain_text("Page 2 of 2")
+    expect(rows.last.locator(".audit-raw code")).to_contain_text('"n": 0')

@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -109,19 +106,6 @@ async def _some_handled(services: Services, row_ids: list[int]) -> bool:
     return (await _counts(services, row_ids))[0] >= 3
 
 
-@pytest.fixture
-def own_postgres() -> Iterator[EmbeddedPostgres]:
-    root = "/dev/shm" if Path("/dev/shm").is_dir() else None
-    with tempfile.TemporaryDirectory(prefix="aquoris-fault-pg-", dir=root) as folder:
-        server = EmbeddedPostgres(folder)
-        server.start()
-        try:
-            server.create_database("payment")
-            yield server
-        finally:
-            server.stop()
-
-
 async def test_postgres_down_under_webhook_traffic_answers_5xx_then_loses_nothing(
         own_postgres: EmbeddedPostgres, sandbox: str) -> None:
     url = own_postgres.url("payment")
@@ -183,3 +167,112 @@ async def test_postgres_down_under_webhook_traffic_answers_5xx_then_loses_nothin
     assert sorted(statuses) == ["active", "active"]
 
 
+
+
+OUTAGE_SECONDS = 30.0
+
+
+async def test_the_worker_outlives_a_30_s_postgres_outage_under_webhook_traffic_and_applies_every_event(
+        own_postgres: EmbeddedPostgres, sandbox: str) -> None:
+    url = own_postgres.url("payment")
+    await migrate.upgrade_async(url)
+    settings = settings_for(url, stripe_api_base=sandbox)
+    async with running_services(settings) as own:
+        history = await _history(World(own, sandbox), customers=2)
+    bodies = {e["id"]: json.dumps(e, default=str).encode() for e in history}
+    ids = list(bodies)
+    worker = WorkerProcess(settings, concurrency=2).start()  # `payment worker`, started once, never by hand again
+    server = serve_service(settings).start()
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=15) as http, running_services(settings) as own:
+            async def deliver(event_id: str) -> int:
+                body = bodies[event_id]
+                response = await http.post("/api/v1/webhooks/stripe", content=body, headers={
+                    "Content-Type": "application/json", "Stripe-Signature": sign(body, DEV_STRIPE_WEBHOOK_SECRET)})
+                return response.status_code
+
+            async def left() -> int:
+                async with own.db.session() as session:
+                    return int(await session.scalar(select(func.count()).select_from(StripeEvent).where(
+                        StripeEvent.status.in_(("pending", "failed")))) or 0)
+
+            half = len(ids) // 2
+            for event_id in ids[:half]:
+                assert await deliver(event_id) == 200
+            await own.db.dispose()
+            await asyncio.to_thread(own_postgres.stop)
+            stopped = time.monotonic()
+            # the outage: Stripe keeps sending (and gets 503s); the worker must still be running when it ends
+            refused = []
+            while time.monotonic() - stopped < OUTAGE_SECONDS:
+                assert worker.process is not None and worker.process.poll() is None, worker.output()
+                refused.append(await deliver(ids[half + len(refused) % (len(ids) - half)]))
+                await asyncio.sleep(0.5)
+            assert refused and set(refused) == {503}
+            await asyncio.to_thread(own_postgres.start)
+            for event_id in ids[half:]:  # Stripe's retries
+                deadline = time.monotonic() + 30
+                while await deliver(event_id) != 200:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.2)
+
+            async def all_applied() -> bool:
+                return await left() == 0
+
+            await eventually(all_applied, timeout=120, every=0.5)
+            async with own.db.session() as session:
+                statuses = (await session.scalars(select(Subscription.status))).all()
+                stored = await session.scalar(select(func.count()).select_from(StripeEvent))
+            assert sorted(statuses) == ["active", "active"] and stored == len(ids)
+        assert worker.process is not None and worker.process.poll() is None  # the same process did it all
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(40) == 0
+        assert "lost the database" in worker.output()
+    finally:
+        server.stop()
+        worker.stop()
+
+
+async def test_the_worker_exits_non_zero_when_waiting_cannot_help(own_postgres: EmbeddedPostgres,
+                                                                  sandbox: str) -> None:
+    # a database without the schema: no outage to wait out, so the worker gives up with a clear message
+    settings = settings_for(own_postgres.url("payment"), stripe_api_base=sandbox)
+    worker = WorkerProcess(settings, concurrency=1).start()
+    try:
+        code = worker.wait(60)
+        output = worker.output()
+        assert code != 0 and "the worker gave up" in output, output
+        assert "Traceback" not in output and "SELECT" not in output
+    finally:
+        worker.stop()
+
+
+async def test_the_in_process_worker_of_payment_dev_survives_a_database_blip(
+        own_postgres: EmbeddedPostgres, sandbox: str, caplog: pytest.LogCaptureFixture) -> None:
+    url = own_postgres.url("payment")
+    await migrate.upgrade_async(url)
+    settings = settings_for(url, stripe_api_base=sandbox)
+    async with running_services(settings) as own:
+        [event, *_] = await _history(World(own, sandbox), customers=1)
+    async with running_worker(settings, concurrency=1):
+        task = next(t for t in asyncio.all_tasks() if t.get_coro().__qualname__ == "run_worker")  # type: ignore[union-attr]
+        await asyncio.to_thread(own_postgres.stop)
+
+        async def noticed() -> bool:
+            return "lost the database" in caplog.text or "stopped on its own" in caplog.text
+
+        await eventually(noticed, timeout=60, every=0.2)
+        await asyncio.to_thread(own_postgres.start)
+        assert not task.done()
+        async with running_services(settings) as own, own.jobs.open_async():
+            async with own.db.transaction() as session:
+                row_id = (await store_event(session, event)).id
+            await stripe_events.enqueue_event(own, row_id)
+
+            async def applied() -> bool:
+                async with own.db.session() as session:
+                    row = await session.get(StripeEvent, row_id)
+                    return row is not None and row.status in ("handled", "ignored")
+
+            await eventually(applied, timeout=90, every=0.5)
+        assert not task.done()  # the worker that lost its database is the one that applied the event

@@ -89,10 +89,11 @@ async def test_grant_over_a_live_subscription_asks_to_replace(admin: httpx.Async
     async with services.db.transaction() as session:
         await factories.create_subscription(session, customer, plan, source="grant")
     path = f"/admin/operations/customer/{customer.id}/grant"
-    confirmation = await _submit(admin, path, {"plan_id": str(plan.id), "duration": "1", "unit": "months",
-                                               "reason": "Upgrade"})
-    refused = await _confirm(admin, path, confirmation)
+    refused = await _submit(admin, path, {"plan_id": str(plan.id), "duration": "1", "unit": "months",
+                                          "reason": "Upgrade"})
+    # told on the form, before any confirmation page
     assert refused.status_code == 422 and "already has a live subscription" in refused.text
+    assert 'id="operation-summary"' not in refused.text
     assert 'name="replace"' in refused.text
     confirmation = await admin.post(path, data={**_hidden(refused.text), "plan_id": str(plan.id), "duration": "1",
                                                 "unit": "months", "reason": "Upgrade", "replace": "yes"})
@@ -110,14 +111,34 @@ async def test_duplicate_reference_is_a_form_error(admin: httpx.AsyncClient, ser
     assert (await _confirm(admin, path, await _submit(admin, path, fields))).status_code == 303
     other, _ = await _customer_and_plan(services)
     other_path = f"/admin/operations/customer/{other.id}/payment"
-    refused = await _confirm(admin, other_path, await _submit(admin, other_path,
-                                                              {**fields, "reference_number": "scb-0001"}))
-    assert refused.status_code == 422
+    refused = await _submit(admin, other_path, {**fields, "reference_number": "scb-0001"})
+    assert refused.status_code == 422 and 'id="operation-summary"' not in refused.text
     assert "A manual payment with reference number “scb-0001” is already recorded." in refused.text
     assert "IntegrityError" not in refused.text and "duplicate key" not in refused.text
     assert await _count(services, Invoice, Invoice.customer_id.in_([customer.id, other.id])) == 1
     bad_amount = await _submit(admin, path, {**fields, "amount": "2.999", "reference_number": "SCB-2"})
     assert bad_amount.status_code == 422 and "THB amounts have at most 2 decimals." in bad_amount.text
+
+
+async def test_payment_in_another_currency_than_the_plans_is_refused(admin: httpx.AsyncClient,
+                                                                     services: Services) -> None:
+    customer, plan = await _customer_and_plan(services)  # a THB plan
+    path = f"/admin/operations/customer/{customer.id}/payment"
+    fields = {"amount": "3000.00", "currency": "usd", "payment_method": "wire", "reference_number": "USD-1",
+              "plan_id": str(plan.id), "duration": "6", "unit": "months"}
+    refused = await _submit(admin, path, fields)
+    assert refused.status_code == 422 and 'id="operation-summary"' not in refused.text
+    assert 'data-error-for="currency">' in refused.text and "is sold in THB" in refused.text
+    # even a confirmation forged past the form changes nothing
+    forged = await admin.post(path, data={**_hidden(refused.text), **fields, "confirm": "yes"})
+    assert forged.status_code == 422
+    assert await _count(services, Invoice, Invoice.customer_id == customer.id) == 0
+    paid = await _confirm(admin, path, await _submit(admin, path, {**fields, "currency": "thb"}))
+    assert paid.status_code == 303
+    async with services.db.session() as session:
+        sub = (await session.execute(select(Subscription).where(Subscription.customer_id == customer.id))
+               ).scalar_one()
+    assert (sub.paid_amount_cents, sub.paid_currency) == (300000, "thb")
 
 
 async def test_over_refund_is_refused_without_side_effects(admin: httpx.AsyncClient, services: Services) -> None:

@@ -104,9 +104,25 @@ async def test_payment_is_refused_while_another_live_subscription_covers_the_sco
     await factories.create_subscription(db, customer, plan, source="stripe")
     with pytest.raises(Conflict, match="already has a live subscription"):
         await record_manual(db, customer.id, ManualPayment(
-            amount_cents=100, currency="usd", payment_method="other", reference_number="X-1", plan_id=plan.id,
+            amount_cents=100, currency="thb", payment_method="other", reference_number="X-1", plan_id=plan.id,
             months=1), actor=ACTOR)
     assert await _count(db, Invoice, Invoice.customer_id == customer.id) == 0
+
+
+async def test_one_subscription_never_mixes_currencies(db: AsyncSession) -> None:
+    customer = await factories.create_customer(db)
+    plan = await factories.create_plan(db, currency="usd", price_cents=50000)
+    await record_manual(db, customer.id, ManualPayment(
+        amount_cents=300000, currency="usd", payment_method="wire", reference_number="USD-1", plan_id=plan.id,
+        months=6), actor=ACTOR)
+    with pytest.raises(ValidationError, match="is sold in USD") as refused:
+        await record_manual(db, customer.id, ManualPayment(
+            amount_cents=300000, currency="thb", payment_method="wire", reference_number="THB-1", plan_id=plan.id,
+            months=6), actor=ACTOR)
+    assert refused.value.field == "currency"
+    sub = (await db.execute(select(Subscription).where(Subscription.customer_id == customer.id))).scalar_one()
+    assert (sub.paid_amount_cents, sub.paid_currency) == (300000, "usd")
+    assert await _count(db, Invoice, Invoice.customer_id == customer.id) == 1
 
 
 @pytest.mark.parametrize(("change", "message"), [

@@ -111,6 +111,37 @@ async def test_stripe_extend_moves_period_end_without_charging(db: AsyncSession,
     assert adjustment.previous_period_end == before and adjustment.new_period_end == sub.current_period_end
 
 
+async def test_extended_paying_subscription_stays_active_everywhere(db: AsyncSession, gateway: StripeGateway,
+                                                                    sandbox: str) -> None:
+    from billing_ui.view import describe_current
+    from payment.billing import entitlements
+    from payment.dashboard import metrics
+    from payment.models import utcnow
+    from payment.subscriptions.stripe_sync import upsert_from_stripe
+
+    setup = await paid_stripe_subscription(db, gateway, sandbox)
+    sub = setup.subscription
+    app, _ = await factories.create_app(db)
+    now = utcnow()
+    active_before = (await metrics.active_subscriptions(db, now=now)).by_source
+    mrr_before = (await metrics.mrr(db, now=now)).amounts
+    await subscriptions.extend(db, sub.id, days=30, reason="Outage compensation", gateway=gateway, actor=ACTOR)
+    assert (sub.status, sub.trial_end) == ("active", None)
+    # Stripe's own answer, as its webhook would bring it, keeps it active too
+    on_stripe = await gateway.retrieve_subscription(sub.stripe_subscription_id or "")
+    assert on_stripe["status"] == "trialing"  # how Stripe moves the charge; not what the customer is
+    await upsert_from_stripe(db, gateway, on_stripe, actor="stripe")
+    await db.refresh(sub)
+    assert (sub.status, sub.trial_end) == ("active", None)
+    assert (await metrics.active_subscriptions(db, now=now)).by_source == active_before
+    assert (await metrics.mrr(db, now=now)).amounts == mrr_before
+    shown = describe_current(await entitlements.current(db, setup.customer, app), "en")
+    assert shown.status == "active" and shown.help.startswith("Renews on ")
+    # a second extension stacks and stays active
+    await subscriptions.extend(db, sub.id, days=5, reason="More", gateway=gateway, actor=ACTOR)
+    assert sub.status == "active"
+
+
 async def test_manual_extend_and_its_validation(db: AsyncSession, gateway: StripeGateway) -> None:
     sub = await _manual(db, source="manual")
     before = sub.current_period_end

@@ -5,7 +5,8 @@
 
 Configuration comes from the environment exactly as for the CLI (load_settings, init_sentry). The extras exist only
 here: `/_ops/slow?seconds=N` (a request that takes a while), `/billing/{token}/explode` (an unhandled error carrying
-secrets), and the tasks `ops_test.slow` and `ops_test.explode`.
+secrets), `/billing/{token}/throws` (a page whose script throws, for browser error reports), and the tasks
+`ops_test.slow` and `ops_test.explode`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from payment.bootstrap import build_services
@@ -40,6 +41,26 @@ async def explode(request: Request) -> PlainTextResponse:
                        f"({settings.stripe_secret_key}, {settings.stripe_webhook_secret}, {settings!r})")
 
 
+THROWING_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>throws</title>
+<script src="/api/client-errors.js"></script></head><body><p id="ready">ready</p>
+<script src="/_ops/throw.js"></script></body></html>"""
+
+# an uncaught error and an unhandled rejection, both carrying secrets the scrubber must take out
+THROW_JS = """
+Promise.reject(new Error("browser rejection with card 4242 4242 4242 4242"));
+throw new TypeError("browser boom password=" + new URLSearchParams(location.search).get("password")
+                    + " key " + new URLSearchParams(location.search).get("key"));
+"""
+
+
+async def throwing_page(request: Request) -> Response:
+    return HTMLResponse(THROWING_PAGE)
+
+
+async def throw_js(request: Request) -> Response:
+    return Response(THROW_JS, media_type="text/javascript")
+
+
 def add_test_tasks(services: Services) -> None:
     settings = services.settings
 
@@ -60,7 +81,8 @@ def web(port: int) -> None:
     settings = load_settings()
     init_sentry(settings, component="web")
     app = create_app(settings)
-    app.router.routes[0:0] = [Route("/_ops/slow", slow), Route("/billing/{token}/explode", explode)]
+    app.router.routes[0:0] = [Route("/_ops/slow", slow), Route("/billing/{token}/explode", explode),
+                              Route("/billing/{token}/throws", throwing_page), Route("/_ops/throw.js", throw_js)]
     server = make_server(app, "127.0.0.1", port, log_level="info")
     asyncio.run(run_until_signal([server], on_started=lambda: print("READY", flush=True)))
 

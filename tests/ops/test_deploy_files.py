@@ -112,6 +112,21 @@ def test_toolbox_image_runs_the_payment_cli_and_carries_the_backup_scripts() -> 
     assert "ALEMBIC_CONFIG=/app/alembic.ini" in runtime and "COPY migrations" in runtime
 
 
+def test_the_image_installs_exactly_the_uv_lock() -> None:
+    build = " ".join(dockerfile_stages()["build"])
+    assert "COPY pyproject.toml uv.lock" in build and "uv export --frozen" in build
+    assert "--require-hashes" in build
+
+
+def test_the_lock_matches_pyproject() -> None:
+    """uv.lock was regenerated after the last change to pyproject.toml's dependencies."""
+    uv = shutil.which("uv", path=str(ROOT / ".venv" / "bin")) or shutil.which("uv")
+    assert uv is not None, "uv is not installed (scripts/_venv.sh installs it into .venv)"
+    result = subprocess.run([uv, "lock", "--check", "--offline"], cwd=ROOT, capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+
+
 def test_everything_the_dockerfile_copies_exists_and_is_in_the_build_context() -> None:
     ignore = [line.strip() for line in (DOCKER / "Dockerfile.dockerignore").read_text().splitlines()
               if line.strip() and not line.startswith("#")]
@@ -156,6 +171,17 @@ def test_deployed_compose_has_postgres_app_and_worker_on_the_internal_network(na
     assert "/api/health" in " ".join(services["app"]["healthcheck"]["test"])
     assert all(port.startswith("127.0.0.1:") for port in services["app"]["ports"])
     assert services["worker"]["command"] == ["worker"]
+
+
+@pytest.mark.parametrize("name", DEPLOYED)
+def test_the_example_env_trusts_exactly_the_compose_networks_gateway_for_the_client_address(name: str) -> None:
+    from payment.config import load_settings
+
+    [ipam] = load(DOCKER / name)["networks"]["internal"]["ipam"]["config"]
+    example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#") and "=" in line)
+    assert example["FORWARDED_ALLOW_IPS"] == ipam["gateway"]
+    assert load_settings({"FORWARDED_ALLOW_IPS": example["FORWARDED_ALLOW_IPS"]}).forwarded_allow_ips == ipam["gateway"]
 
 
 def test_staging_and_production_compose_differ_only_in_their_comments() -> None:
@@ -272,12 +298,13 @@ def test_every_remote_deploy_script_is_valid_bash() -> None:
             assert result.returncode == 0, (s["name"], result.stderr)
 
 
-def test_dependabot_updates_pip_grouped_actions_and_docker_weekly() -> None:
+def test_dependabot_updates_the_uv_lock_grouped_actions_and_docker_weekly() -> None:
     config = load(ROOT / ".github" / "dependabot.yml")
     updates = {u["package-ecosystem"]: u for u in config["updates"]}
-    assert {"pip", "github-actions", "docker"} <= set(updates)
+    assert {"uv", "github-actions", "docker"} <= set(updates)
+    assert updates["uv"]["directory"] == "/" and (ROOT / "uv.lock").is_file()
     assert all(u["schedule"]["interval"] == "weekly" for u in updates.values())
-    [group] = updates["pip"]["groups"].values()
+    [group] = updates["uv"]["groups"].values()
     assert sorted(group["update-types"]) == ["minor", "patch"]
     assert updates["docker"]["directory"] == "/docker"
 

@@ -13,6 +13,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 import procrastinate
 import pytest
+from playwright.sync_api import Browser
 
 from payment.config import Settings
 from payment.dburl import libpq_url
@@ -131,6 +132,47 @@ async def test_an_error_in_a_job_reaches_sentry_without_secrets(sentry_env: dict
     assert secrets_in(payload, database_url) == []
 
 
+def test_errors_in_the_browser_reach_sentry_through_our_tunnel_without_secrets(
+        sentry_env: dict[str, str], ingest: Receiver, database_url: str, browser: Browser) -> None:
+    port = free_port()
+    with started(python_module("tests.ops.service_process", "web", str(port)), sentry_env) as web:
+        web.wait_for_output("READY")
+        page = browser.new_page()
+        requests: list[str] = []
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(f"http://127.0.0.1:{port}/billing/{BILLING_TOKEN}/throws?"
+                  f"password={QUERY_PASSWORD}&key={API_KEY}")
+        thrown, _ = wait_for_event(ingest, "browser", "browser boom")
+        rejected, payload = wait_for_event(ingest, "browser", "browser rejection")
+        page.close()
+        web.popen.send_signal(signal.SIGTERM)
+        web.popen.wait(30)
+
+    assert all(url.startswith(f"http://127.0.0.1:{port}/") for url in requests)  # nothing third-party
+    for event, kind in ((thrown, "error"), (rejected, "unhandledrejection")):
+        assert event["tags"]["component"] == "browser" and event["tags"]["surface"] == "billing"
+        assert event["tags"]["kind"] == kind
+        assert event["environment"] == "ops-test" and event["release"] == "aquoris-payment@ops-test"
+        assert event["extra"]["page"] == "/billing/[Filtered]/throws"
+    assert thrown["exception"]["values"][-1]["type"] == "TypeError"
+    assert secrets_in(payload, database_url) == []
+
+
+def test_the_error_tunnel_bounds_size_rate_and_origin(sentry_env: dict[str, str], ingest: Receiver) -> None:
+    port = free_port()
+    with started(python_module("tests.ops.service_process", "web", str(port)), sentry_env) as web:
+        web.wait_for_output("READY")
+        url = f"http://127.0.0.1:{port}/api/client-errors"
+        report = {"kind": "error", "surface": "admin", "type": "Error", "message": "tunnel-limit", "url": "/admin/"}
+        assert httpx.post(url, json={**report, "stack": "x" * 20_000}).status_code == 413
+        assert httpx.post(url, content=b"not json", headers={"Content-Type": "application/json"}).status_code == 400
+        assert httpx.post(url, json=report, headers={"Origin": "https://evil.example"}).status_code == 403
+        statuses = [httpx.post(url, json=report).status_code for _ in range(12)]
+        web.popen.send_signal(signal.SIGTERM)
+        web.popen.wait(30)
+    assert statuses[:10] == [204] * 10 and statuses[10:] == [429, 429]
+
+
 def test_sentry_is_off_without_a_dsn() -> None:
     assert init_sentry(Settings(app_env="test"), component="web") is False
 
@@ -148,6 +190,9 @@ def test_sentry_is_off_without_a_dsn() -> None:
     ("GET /x?n=4242%204242%204242%204242", "GET /x?n="),
     ("postgresql://payment:s3cr3t-pw@db:5432/payment", "postgresql://payment:"),
     ("login password=hunter22&next=/admin", "login password="),
+    ("GET /admin/login?next=%2Fx%3Fpassword%3Dhunter22%26y%3D1", "GET /admin/login?next=%2Fx%3Fpassword%3D"),
+    ("redirect=%2Fcb%3Ftoken%3DAbCdEfGhIjKl", "redirect=%2Fcb%3Ftoken%3D"),
+    ("double password%253Dhunter22%2526z", "double password%253D"),
     ("Settings(secret_key='abcdef0123456789abcdef', app_env='test')", "Settings(secret_key="),
 ])
 def test_scrubber_removes_each_kind_of_secret_from_text(text: str, kept: str) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from payment import migrate
 from payment.config import Settings
 from payment.dburl import libpq_url, sqlalchemy_url, with_database
+from payment.embedded_pg import EmbeddedPostgres
 
 _clone_numbers = count(1)
 T = TypeVar("T")
@@ -122,3 +123,17 @@ def own_database(pg_server_url: str, name: str) -> Iterator[str]:
         yield url
     finally:
         in_thread(asyncio.run, admin_execute(pg_server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[EmbeddedPostgres]:
+    """A PostgreSQL server of this test's own (with an empty database `payment`), to stop and start at will."""
+    root = "/dev/shm" if Path("/dev/shm").is_dir() else None
+    with tempfile.TemporaryDirectory(prefix="aquoris-fault-pg-", dir=root) as folder:
+        server = EmbeddedPostgres(folder)
+        server.start()
+        try:
+            server.create_database("payment")
+            yield server
+        finally:
+            server.stop()

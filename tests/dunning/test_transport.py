@@ -1,0 +1,101 @@
+"""Mail transport against a real SMTP server: refused addresses fail at once, passing trouble is retried."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from sqlalchemy import select
+
+from payment.config import load_settings
+from payment.dunning import channel, devmail, notices, smtp
+from payment.errors import ConfigError
+from payment.models import Customer, OutboxMessage
+from payment.runtime import Services
+from tests.dunning.mailbox import SmtpServer
+from tests.support import factories
+
+
+async def _queue_receipt(services: Services, email: str) -> Customer:
+    async with services.db.transaction() as session:
+        customer = await factories.create_customer(session, email=email)
+        await notices.queue(session, customer, notices.RECEIPT, key="invoice:0",
+                            data={"amountCents": 1000, "currency": "usd", "paidAt": None})
+    return customer
+
+
+async def _message(services: Services, customer: Customer) -> OutboxMessage:
+    async with services.db.session() as session:
+        return (await session.scalars(select(OutboxMessage).where(
+            OutboxMessage.kind == "email", OutboxMessage.target == f"customer:{customer.id}"))).one()
+
+
+async def test_an_address_the_server_refuses_fails_at_once_and_says_why(services: Services,
+                                                                        smtp_server: SmtpServer) -> None:
+    smtp_server.mailbox.refuse["nobody@example.com"] = "550 5.1.1 No such user"
+    customer = await _queue_receipt(services, "nobody@example.com")
+    assert await channel.deliver(services.db, services.settings) == 1
+    row = await _message(services, customer)
+    assert (row.status, row.attempts, row.last_status_code) == ("failed", 1, 550)
+    assert row.last_error == "The mail server refused the address (550)."
+    assert await channel.deliver(services.db, services.settings) == 0
+
+
+async def test_a_temporary_refusal_is_retried_until_it_goes_through(services: Services,
+                                                                     smtp_server: SmtpServer) -> None:
+    smtp_server.mailbox.refuse["busy@example.com"] = "451 4.3.0 Try again later"
+    customer = await _queue_receipt(services, "busy@example.com")
+    await channel.deliver(services.db, services.settings)
+    row = await _message(services, customer)
+    assert (row.status, row.attempts, row.last_status_code) == ("pending", 1, 451)
+    del smtp_server.mailbox.refuse["busy@example.com"]
+    deadline = time.monotonic() + 10  # the retry is due after the 50 ms back-off of this module's settings
+    while (await _message(services, customer)).status == "pending" and time.monotonic() < deadline:
+        await channel.deliver(services.db, services.settings)
+    assert (await _message(services, customer)).status == "delivered"
+    assert len(smtp_server.mailbox.to("busy@example.com")) == 1
+
+
+async def test_an_unreachable_server_is_a_retry_not_a_failure(services: Services) -> None:
+    customer = await _queue_receipt(services, "later@example.com")
+    down = services.settings.replace(smtp_url="smtp://127.0.0.1:9")
+    await channel.deliver(services.db, down)
+    row = await _message(services, customer)
+    assert (row.status, row.attempts) == ("pending", 1)
+    assert row.last_error == "Could not reach the mail server (ConnectionRefusedError)."
+
+
+def test_smtp_urls_are_read_with_credentials_and_bad_ones_refused() -> None:
+    server = smtp.parse_smtp_url("smtps://mailer%40example.com:p%3Ass@mail.example.com")
+    assert (server.host, server.port, server.implicit_tls, server.username, server.password) == (
+        "mail.example.com", 465, True, "mailer@example.com", "p:ss")
+    assert "p:ss" not in repr(server)
+    assert smtp.parse_smtp_url("smtp://mail.example.com:587").implicit_tls is False
+    for bad in ("http://mail.example.com", "smtp://", "smtp://host:notaport"):
+        with pytest.raises(ConfigError):
+            smtp.parse_smtp_url(bad)
+
+
+async def test_the_dev_catcher_takes_every_mail_even_when_its_usual_port_is_taken(services: Services) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = int(taken.getsockname()[1])
+        controller, catcher = devmail.start_catcher(busy)
+    try:
+        assert controller.port != busy
+        customer = await _queue_receipt(services, "dev@example.com")
+        dev = services.settings.replace(smtp_url=f"smtp://127.0.0.1:{controller.port}")
+        await channel.deliver(services.db, dev)  # (with what earlier tests left waiting for their retry)
+        assert ("dev@example.com", "Receipt for your payment of $10.00") in catcher.caught
+        assert (await _message(services, customer)).status == "delivered"
+    finally:
+        controller.stop()
+
+
+def test_smtp_settings_are_read_and_a_wrong_scheme_is_refused_at_start() -> None:
+    settings = load_settings({"SMTP_URL": "smtps://mailer:secret@mail.example.com", "MAIL_FROM": "Billing <b@x.io>"})
+    assert (settings.smtp_url, settings.mail_from) == ("smtps://mailer:secret@mail.example.com", "Billing <b@x.io>")
+    with pytest.raises(ConfigError, match="SMTP_URL must start with smtp://"):
+        load_settings({"SMTP_URL": "mailto:ops@example.com"})
