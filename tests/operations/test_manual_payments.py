@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment.admins.permissions import AdminActor, Role
 from payment.errors import Conflict, ValidationError
-from payment.models import AuditLog, Invoice, Subscription, SubscriptionAdjustment, utcnow
+from payment.models import AuditLog, Base, Invoice, Subscription, SubscriptionAdjustment, utcnow
 from payment.payments.service import ManualPayment, parse_amount, record_manual
 from tests.support import factories
 
@@ -33,7 +33,7 @@ def test_bad_amounts_are_refused_in_plain_words(text: str, message: str) -> None
         parse_amount(text, "thb")
 
 
-async def _count(db: AsyncSession, model: type, *where: object) -> int:
+async def _count(db: AsyncSession, model: type[Base], *where: ColumnElement[bool]) -> int:
     return int(await db.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
 

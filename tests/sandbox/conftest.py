@@ -20,8 +20,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from stripe.params.checkout import SessionCreateParams, SessionCreateParamsSubscriptionData
 
 from payment.sandbox import create_sandbox_app
+from tests.support.narrow import id_of
 
 API_KEY = "sk_test_sandbox123"
 WEBHOOK_SECRET = "whsec_test_receiver_secret"
@@ -149,8 +151,8 @@ class Sandbox:
         data["status_code"] = response.status_code
         return data
 
-    def set_card(self, customer_id: str, card: str) -> None:
-        self.control("POST", f"customers/{customer_id}/card", data={"card": card})
+    def set_card(self, customer: str | stripe.Customer, card: str) -> None:
+        self.control("POST", f"customers/{id_of(customer)}/card", data={"card": card})
 
     # catalog helpers ------------------------------------------------------------------
     def price(self, amount: int = 19900, currency: str = "thb", interval: str = "month") -> stripe.Price:
@@ -165,24 +167,25 @@ class Sandbox:
         )
 
     def subscribe(
-        self, email: str = "ann@example.com", card: str = "4242424242424242", **session_params: Any
+        self, email: str = "ann@example.com", card: str = "4242424242424242",
+        subscription_data: SessionCreateParamsSubscriptionData | None = None,
     ) -> tuple[stripe.checkout.Session, stripe.Subscription]:
         price = self.price()
         customer = self.client.v1.customers.create(params={"email": email})
-        session = self.client.v1.checkout.sessions.create(
-            params={
-                "mode": "subscription",
-                "customer": customer.id,
-                "success_url": "http://app.test/ok?s={CHECKOUT_SESSION_ID}",
-                "cancel_url": "http://app.test/cancel",
-                "line_items": [{"price": price.id, "quantity": 1}],
-                **session_params,
-            }
-        )
+        params: SessionCreateParams = {
+            "mode": "subscription",
+            "customer": customer.id,
+            "success_url": "http://app.test/ok?s={CHECKOUT_SESSION_ID}",
+            "cancel_url": "http://app.test/cancel",
+            "line_items": [{"price": price.id, "quantity": 1}],
+        }
+        if subscription_data is not None:
+            params["subscription_data"] = subscription_data
+        session = self.client.v1.checkout.sessions.create(params=params)
         paid = self.pay(session.id, card)
         assert paid["status_code"] == 200, paid
         session = self.client.v1.checkout.sessions.retrieve(session.id)
-        return session, self.client.v1.subscriptions.retrieve(session.subscription)
+        return session, self.client.v1.subscriptions.retrieve(id_of(session.subscription))
 
 
 @pytest.fixture(scope="session")
