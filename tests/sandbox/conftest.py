@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -24,31 +21,10 @@ from stripe.params.checkout import SessionCreateParams, SessionCreateParamsSubsc
 
 from payment.sandbox import create_sandbox_app
 from tests.support.narrow import id_of
+from tests.support.shared import stripe_fixtures
 
 API_KEY = "sk_test_sandbox123"
 WEBHOOK_SECRET = "whsec_test_receiver_secret"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-FIXTURES_NAME = Path("shared") / "stripe" / "fixtures3.json"
-
-
-def fixtures_path() -> Path | None:
-    """Stripe's example objects, in `../shared` next to the repository (or next to a parent folder of worktrees)."""
-    for folder in REPO_ROOT.parents:
-        if (folder / FIXTURES_NAME).is_file():
-            return folder / FIXTURES_NAME
-    return None
-
-
-def load_fixtures() -> dict[str, Any]:
-    """Stripe's fixtures3.json resources; skips with a hint when it is absent, fails under CI=true."""
-    path = fixtures_path()
-    if path is None:
-        hint = f"Stripe's fixtures3.json not found at {REPO_ROOT.parent / FIXTURES_NAME} (nor above it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(hint)
-        pytest.skip(hint + "; put a copy of stripe/openapi's fixtures3.json there to run the conformance tests")
-    data: dict[str, Any] = json.loads(path.read_text())["resources"]
-    return data
 
 
 def free_port() -> int:
@@ -190,7 +166,7 @@ class Sandbox:
 
 @pytest.fixture(scope="session")
 def fixtures() -> dict[str, Any]:
-    return load_fixtures()
+    return stripe_fixtures()
 
 
 @pytest.fixture(scope="session")

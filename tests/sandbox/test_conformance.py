@@ -19,9 +19,10 @@ from stripe.params import PriceCreateParamsRecurring
 from stripe.params.checkout import SessionCreateParams
 
 from payment.stripe.version import API_VERSION
+from tests.support import shared
 
 from .conformance import FIXTURE_STALE, INCLUDABLE, LIST_FIELDS, SDK_CLASSES, Checker, sdk_fields
-from .conftest import Sandbox, load_fixtures
+from .conftest import Sandbox
 
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 DAY = 86400
@@ -147,7 +148,7 @@ def _walk(sbx: Sandbox) -> Served:
 
 @pytest.fixture(scope="module")
 def walk(emulator: Sandbox) -> Iterator[Served]:
-    fixtures = load_fixtures()  # skip early (or fail under CI) without the authority
+    fixtures = shared.stripe_fixtures()  # skip early (or fail under CI) without the authority
     assert fixtures
     emulator.control("POST", "reset")
     with emulator.receiver.lock:
@@ -157,7 +158,7 @@ def walk(emulator: Sandbox) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def stripe_fixtures() -> dict[str, Any]:
-    return load_fixtures()
+    return shared.stripe_fixtures()
 
 
 def test_every_served_object_has_exactly_the_pinned_versions_fields(
