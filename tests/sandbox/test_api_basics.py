@@ -12,8 +12,6 @@ from tests.support.narrow import present
 
 from .conftest import API_KEY, Sandbox, assert_covers
 
-pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
-
 
 def test_bad_api_key_is_401(sbx: Sandbox) -> None:
     client = stripe.StripeClient(

@@ -11,7 +11,6 @@ from tests.support.narrow import expanded, id_of, present
 
 from .conftest import Sandbox, assert_covers
 
-pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 DAY = 86400
 CHECKOUT_EVENTS = [
     "payment_method.attached",

@@ -24,7 +24,6 @@ from tests.support import shared
 from .conformance import FIXTURE_STALE, INCLUDABLE, LIST_FIELDS, SDK_CLASSES, Checker, sdk_fields
 from .conftest import Sandbox
 
-pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 DAY = 86400
 PRODUCT_TYPES = {
     "customer",

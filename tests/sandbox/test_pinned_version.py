@@ -17,7 +17,6 @@ from tests.support.narrow import expanded, id_of, present
 
 from .conftest import API_KEY, Sandbox, ServerThread, free_port
 
-pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 DAY = 86400
 
 

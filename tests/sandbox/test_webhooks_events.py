@@ -17,7 +17,6 @@ from tests.support.narrow import present
 
 from .conftest import API_KEY, Sandbox, ServerThread, assert_covers, free_port
 
-pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
