@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -26,17 +27,20 @@ def hash_password(password: str) -> str:
     return bcrypt.hashpw(encoded, bcrypt.gensalt()).decode()
 
 
-_DUMMY_HASH = bcrypt.hashpw(b"timing-equaliser", bcrypt.gensalt()).decode()
+@functools.cache
+def _dummy_hash() -> str:
+    """Made on first use, not at import: one bcrypt round costs every process start a fraction of a second."""
+    return bcrypt.hashpw(b"timing-equaliser", bcrypt.gensalt()).decode()
 
 
 def verify_password(password: str, password_hash: str | None) -> bool:
     """Constant-ish time whether or not the user exists (a dummy hash is checked for unknown users)."""
     encoded = password.encode()
     if len(encoded) > BCRYPT_MAX_BYTES:
-        bcrypt.checkpw(b"x", _DUMMY_HASH.encode())
+        bcrypt.checkpw(b"x", _dummy_hash().encode())
         return False
     try:
-        return bcrypt.checkpw(encoded, (password_hash or _DUMMY_HASH).encode()) and password_hash is not None
+        return bcrypt.checkpw(encoded, (password_hash or _dummy_hash()).encode()) and password_hash is not None
     except ValueError:
         return False
 

@@ -14,10 +14,12 @@ from payment.dburl import libpq_url
 from payment.security import verify_password
 
 COMMANDS = ["dev", "serve", "worker", "sandbox", "db:migrate", "db:seed", "audit:verify", "secret"]
+# The `payment` script installed beside this interpreter (found without .venv/bin on PATH, e.g. `.venv/bin/pytest`).
+PAYMENT = shutil.which("payment", path=os.path.dirname(sys.executable)) or shutil.which("payment")
 
 
 def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    executable = shutil.which("payment") or sys.executable
+    executable = PAYMENT or sys.executable
     argv = [executable, *args] if executable != sys.executable else [sys.executable, "-m", "payment.cli", *args]
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "APP_ENV", "ADMIN_"))}
     return subprocess.run(argv, capture_output=True, text=True, env={**clean, **(env or {})}, timeout=timeout,
@@ -112,27 +114,28 @@ def test_sandbox_command_serves_the_stripe_api_on_loopback() -> None:
     from payment.embedded_pg import free_port
 
     port = free_port()
-    executable = shutil.which("payment")
+    executable = PAYMENT
     assert executable is not None
-    process = subprocess.Popen([executable, "sandbox", "--port", str(port)], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    try:
-        client = stripe.StripeClient("sk_test_cli", base_addresses={"api": f"http://127.0.0.1:{port}"},
-                                     max_network_retries=0)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                customer = client.v1.customers.create(params={"email": "cli@example.com"})
-                break
-            except stripe.APIConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
-        assert customer.id.startswith("cus_") and customer.email == "cli@example.com"
-        with pytest.raises(stripe.AuthenticationError):
-            stripe.StripeClient("sk_live_nope", base_addresses={"api": f"http://127.0.0.1:{port}"},
-                                max_network_retries=0).v1.customers.list()
-    finally:
-        process.terminate()
-        process.wait(20)
+    # the `with` closes the output pipe once the process is gone
+    with subprocess.Popen([executable, "sandbox", "--port", str(port)], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as process:
+        try:
+            client = stripe.StripeClient("sk_test_cli", base_addresses={"api": f"http://127.0.0.1:{port}"},
+                                         max_network_retries=0)
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    customer = client.v1.customers.create(params={"email": "cli@example.com"})
+                    break
+                except stripe.APIConnectionError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            assert customer.id.startswith("cus_") and customer.email == "cli@example.com"
+            with pytest.raises(stripe.AuthenticationError):
+                stripe.StripeClient("sk_live_nope", base_addresses={"api": f"http://127.0.0.1:{port}"},
+                                    max_network_retries=0).v1.customers.list()
+        finally:
+            process.terminate()
+            process.wait(20)
     assert process.returncode in (0, -15, 143)

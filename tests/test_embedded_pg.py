@@ -99,3 +99,5 @@ def test_postgres_stops_when_its_parent_is_killed() -> None:
         finally:
             if parent.poll() is None:
                 parent.kill()
+            if parent.stdout is not None:
+                parent.stdout.close()

@@ -147,6 +147,8 @@ def test_no_import_inside_a_function_except_the_optional_ones() -> None:
                 if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
                     continue
                 for node in ast.walk(function):
+                    if not isinstance(node, ast.Import | ast.ImportFrom):
+                        continue
                     names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
                              else [node.module or "."] if isinstance(node, ast.ImportFrom) else [])
                     rel = str(path.relative_to(ROOT))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from typing import Any
 
 import httpx
 import pytest
@@ -13,6 +14,7 @@ from payment.models import Plan, Subscription
 from payment.runtime import Services
 from tests.admin.test_apps import RAW_DB_WORDS
 from tests.support import factories
+from tests.support.narrow import present
 
 ROW_ID = re.compile(r'<tr data-row-id="(\d+)"')
 
@@ -31,10 +33,10 @@ async def seeded(admin_services: Services) -> dict[str, int]:
                                                        email=f"person{n:03}@example.com",
                                                        stripe_customer_id=f"cus_{n:03}")
             first = first or customer
+            extra: dict[str, Any] = {} if n % 2 else {"stripe_subscription_id": None}
             await factories.create_subscription(session, customer, gold if n % 3 == 0 else basic,
                                                 status="active" if n < 90 else "canceled",
-                                                source="stripe" if n % 2 else "manual",
-                                                **({} if n % 2 else {"stripe_subscription_id": None}))
+                                                source="stripe" if n % 2 else "manual", **extra)
         assert first is not None
         sub = (await session.execute(select(Subscription).where(Subscription.customer_id == first.id))).scalar_one()
         invoice = await factories.create_invoice(session, first, subscription=sub, amount_cents=29900)
@@ -159,7 +161,7 @@ async def test_customer_detail_hosts_the_operations_buttons(admin_services: Serv
         "operations/customer_actions.html": "<p id=ca>customer={{ customer.id }} live={{ live_subscription.id }}</p>",
         "operations/subscription_actions.html": "<i class=sa>sub={{ subscription.id }}</i>",
         "operations/invoice_actions.html": "<i class=ia>invoice={{ invoice.id }}</i>",
-    }), mounted.templates.env.loader])
+    }), present(mounted.templates.env.loader)])
     async with asgi_client(app) as client:
         assert (await sign_in(client)).status_code == 302
         page = await client.get(f"/admin/customer/details/{seeded['first_customer']}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -198,7 +199,7 @@ async def test_oversized_body_is_413(client: httpx.AsyncClient, apps: dict[str, 
 
 async def test_oversized_streamed_body_without_length_is_413(
         client: httpx.AsyncClient, apps: dict[str, tuple[str, str]], services: Services) -> None:
-    async def chunks():  # type: ignore[no-untyped-def]
+    async def chunks() -> AsyncIterator[bytes]:
         yield b'{"externalUserId": "u", "appSlug": "vega", "name": "'
         for _ in range(services.settings.max_body_bytes // 1024 + 1):
             yield b"x" * 1024

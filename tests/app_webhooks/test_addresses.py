@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import pytest
 
 from payment.app_webhooks import addresses, delivery, endpoints
-from payment.app_webhooks.addresses import is_public
 from payment.app_webhooks.sender import post
 from payment.config import Settings
 from payment.errors import ValidationError
@@ -30,17 +29,6 @@ def _resolver(table: dict[str, list[str]]) -> addresses.Resolver:
 def _message() -> Claimed:
     return Claimed(id=1, kind="webhook", target="1", message_id="msg_test", event_type="webhook.test",
                    payload={"type": "webhook.test", "data": {}}, attempts=1, created_at=datetime.now(UTC))
-
-
-@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "172.16.0.9", "192.168.1.1", "169.254.169.254",
-                                     "100.100.100.200", "0.0.0.0", "::1", "fe80::1", "fd00:ec2::254",
-                                     "::ffff:127.0.0.1", "::ffff:169.254.169.254"])
-def test_non_public_addresses_are_not_public(address: str) -> None:
-    assert not is_public(address)
-
-
-def test_public_addresses_are_public() -> None:
-    assert is_public("93.184.216.34") and is_public("2606:2800:220:1:248:1893:25c8:1946")
 
 
 @pytest.mark.parametrize("resolved", [["127.0.0.1"], ["169.254.169.254"], ["10.0.0.5"], ["93.184.216.34", "10.0.0.5"],

@@ -57,7 +57,8 @@ async def test_rows_are_chained_at_commit_and_verify(services: Services) -> None
         rows = (await session.execute(select(AuditLog).where(AuditLog.id.in_(ids)).order_by(AuditLog.id))
                 ).scalars().all()
         head = await session.get(AuditChainHead, 1)
-    assert [r.chain_seq for r in rows] == [rows[0].chain_seq, rows[0].chain_seq + 1, rows[0].chain_seq + 2]
+    first = rows[0].chain_seq
+    assert first is not None and [r.chain_seq for r in rows] == [first, first + 1, first + 2]
     assert rows[1].prev_hash == rows[0].row_hash and rows[2].prev_hash == rows[1].row_hash
     assert head is not None and head.last_hash == rows[2].row_hash
     verdict = await _verify(services)

@@ -11,7 +11,6 @@ from sqlalchemy import delete, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment.dashboard import history, metrics
-from payment.dashboard.metrics import round_half_up
 from payment.dashboard.service import as_json, compute_dashboard
 from payment.models import Invoice, Refund, Subscription
 from payment.runtime import Services
@@ -99,12 +98,6 @@ async def test_a_window_with_nothing_in_it_gives_no_revenue_and_no_churn_rate(se
     assert board.revenue.value is not None and board.revenue.value.amounts == {}
     assert board.churn.value is not None and board.churn.value.rate_percent is None
     assert board.revenue_history.value is not None and board.revenue_history.value.values == {}
-
-
-def test_round_half_up_rounds_exact_halves_up() -> None:
-    assert [round_half_up(Fraction(n, 2)) for n in (1, 3, 5, 229235)] == [1, 2, 3, 114618]
-    assert round_half_up(Fraction(10000, 3)) == 3333
-    assert round_half_up(Fraction(20000, 3)) == 6667
 
 
 async def test_running_totals_follow_updates_and_deletes_and_match_a_rebuild(

@@ -58,4 +58,4 @@ async def test_a_rolled_back_issue_gives_its_number_back(database: Database) -> 
         pass
     async with database.transaction() as session:
         again = await issuance.issue_tax_invoice(session, second.id, now=utcnow())
-    assert again is not None and again.number == taken.number
+    assert again is not None and taken is not None and again.number == taken.number

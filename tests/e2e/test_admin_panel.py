@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import TypeVar
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Dialog, Page, expect
 
 from payment.apps import service as apps
 from payment.errors import Unauthorized
@@ -174,7 +174,12 @@ def test_create_a_free_and_a_paid_plan(server: ThreadServer, admin_page: Page) -
 
     # deactivating asks first and says what the pricing page will show
     questions: list[str] = []
-    page.once("dialog", lambda dialog: (questions.append(dialog.message), dialog.dismiss()))
+
+    def answer(dialog: Dialog) -> None:
+        questions.append(dialog.message)
+        dialog.dismiss()
+
+    page.once("dialog", answer)
     page.locator('button[data-plan-slug="pro"]').click()
     expect(table.locator("tr", has_text="Aquoris PRO")).to_contain_text("Active")
     assert questions and "off the pricing page" in questions[0]

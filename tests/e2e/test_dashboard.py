@@ -9,6 +9,7 @@ from typing import TypeVar
 
 import pytest
 from playwright.sync_api import Page, expect
+from starlette.applications import Starlette
 
 from tests.dashboard import dataset
 from tests.dashboard.conftest import ADMIN_PASSWORD, dashboard_state
@@ -38,7 +39,9 @@ def seeded_database(pg_server_url: str) -> Iterator[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def server(seeded_database: tuple[str, str]) -> Iterator[ThreadServer]:
     server = serve_service(settings_for(seeded_database[0]))
-    dashboard_state(server.server.config.app).now = dataset.NOW
+    app = server.server.config.app
+    assert isinstance(app, Starlette)
+    dashboard_state(app).now = dataset.NOW
     server.start()
     try:
         yield server

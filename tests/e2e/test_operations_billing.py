@@ -161,9 +161,9 @@ def test_cancel_resume_and_extend_a_stripe_subscription(admin_page: Page, server
         "subscription.cancel_at_period_end", "subscription.resumed", "subscription.extended"]
     expect(admin_page.locator("#customer-audit")).to_contain_text("subscription.extended")
     # a paying subscription stays active (Stripe calls it trialing), and admins see the extension
-    row = admin_page.locator(f'tr[data-subscription-id="{sub_id}"]')
-    expect(row.locator(".status-badge")).to_have_text("Active")
-    expect(row.locator(".subscription-extended")).to_have_text("extended +30 days")
+    listed = admin_page.locator(f'tr[data-subscription-id="{sub_id}"]')
+    expect(listed.locator(".status-badge")).to_have_text("Active")
+    expect(listed.locator(".subscription-extended")).to_have_text("extended +30 days")
     assert sql(settings, "SELECT status FROM subscriptions WHERE id = :i", i=sub_id)[0]["status"] == "active"
     assert run(settings, lambda s: s.stripe.retrieve_subscription(stripe_id))["status"] == "trialing"
     os.makedirs("/tmp/shots-21", exist_ok=True)

@@ -66,6 +66,7 @@ class WorkerProcess:
                     "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret,
                     "LOG_LEVEL": "WARNING", "WORKER_CONCURRENCY": str(concurrency)}
         self.process: subprocess.Popen[bytes] | None = None
+        self.final_output: str | None = None
 
     def start(self) -> WorkerProcess:
         self.process = subprocess.Popen([sys.executable, "-m", "payment.cli", "worker"], cwd=ROOT, env=self.env,
@@ -81,10 +82,18 @@ class WorkerProcess:
         return self.process.wait(timeout)
 
     def output(self) -> str:
+        if self.final_output is not None:
+            return self.final_output
         assert self.process is not None and self.process.stdout is not None
         return self.process.stdout.read().decode(errors="replace")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        """Kill the worker if it still runs, keep what it printed and close the pipe (no file left to the GC)."""
+        if self.process is None or self.final_output is not None:
+            return
+        if self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
+        self.final_output = self.output()
+        assert self.process.stdout is not None
+        self.process.stdout.close()

@@ -203,7 +203,7 @@ async def test_the_worker_outlives_a_30_s_postgres_outage_under_webhook_traffic_
             await asyncio.to_thread(own_postgres.stop)
             stopped = time.monotonic()
             # the outage: Stripe keeps sending (and gets 503s); the worker must still be running when it ends
-            refused = []
+            refused: list[int] = []
             while time.monotonic() - stopped < OUTAGE_SECONDS:
                 assert worker.process is not None and worker.process.poll() is None, worker.output()
                 refused.append(await deliver(ids[half + len(refused) % (len(ids) - half)]))

@@ -8,11 +8,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from payment.admins import service as admins
 from payment.bootstrap import create_app
-from payment.models import AuditLog, Customer, Invoice, Plan, Refund, Subscription
+from payment.models import AuditLog, Base, Customer, Invoice, Plan, Refund, Subscription
 from payment.runtime import Services
 from tests.operations.stripe_setup import inject_fault, paid_stripe_subscription
 from tests.support import factories
@@ -59,7 +59,7 @@ async def _confirm(client: httpx.AsyncClient, path: str, confirmation: httpx.Res
     return await client.post(path, data=_hidden(confirmation.text))
 
 
-async def _count(services: Services, model: type, *where: object) -> int:
+async def _count(services: Services, model: type[Base], *where: ColumnElement[bool]) -> int:
     async with services.db.session() as session:
         return int(await session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 

@@ -27,7 +27,7 @@ class Received:
         elif encoding == "deflate":
             data = zlib.decompress(data)
         elif encoding == "br":
-            import brotli  # type: ignore[import-not-found]
+            import brotli
 
             data = brotli.decompress(data)
         return data.decode("utf-8", errors="replace")

@@ -29,7 +29,7 @@ def load(path: Path) -> dict[str, Any]:
     return data
 
 
-def triggers(workflow: dict[str, Any]) -> dict[str, Any]:
+def triggers(workflow: dict[Any, Any]) -> dict[str, Any]:
     # YAML 1.1 reads the key `on` as True
     value = workflow.get("on", workflow.get(True))
     assert isinstance(value, dict)

@@ -115,7 +115,11 @@ def _web(env: dict[str, str], stack: ExitStack, *extra: str) -> str:
     process: Process = stack.enter_context(started(
         python_module("payment.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *extra), env))
     # SIGTERM first (run before `started` kills it): uvicorn's supervisor stops its worker processes with it
-    stack.callback(lambda: (process.popen.terminate(), process.popen.wait(40)))
+    def stop() -> None:
+        process.popen.terminate()
+        process.popen.wait(40)
+
+    stack.callback(stop)
     url = f"http://127.0.0.1:{port}"
     process.wait_for_http(f"{url}/api/health", timeout=60)
     return url
@@ -141,7 +145,8 @@ async def test_two_web_and_two_worker_processes_share_one_database(
                           DATABASE_POOLER="pgbouncer" if topology == "pgbouncer" else "none")
         webs = [_web(env, stack), _web(env, stack, "--workers", "2")]  # the second: uvicorn's supervisor
         workers = [WorkerProcess(settings, concurrency=2), WorkerProcess(settings, concurrency=2)]
-        stack.callback(lambda: [w.stop() for w in workers])
+        for worker in workers:
+            stack.callback(worker.stop)
 
         async with httpx.AsyncClient(timeout=30) as http:
             async def deliver(index: int, body: bytes) -> int:
@@ -201,7 +206,7 @@ async def test_two_web_and_two_worker_processes_share_one_database(
 
 
 async def _stored_ids(server: EmbeddedPostgres, event_ids: list[str]) -> list[int]:
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 
     conn = await asyncpg.connect(server.url("payment"))
     try:

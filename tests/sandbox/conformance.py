@@ -20,6 +20,7 @@ from __future__ import annotations
 import inspect
 import types
 import typing
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import stripe
@@ -172,7 +173,7 @@ class Checker:
         for field, item in value.items():
             self._value(item, hints.get(field), fixture.get(field), f"{where}.{field}", _join(path, field), expand)
 
-    def _compare(self, where: str, served: set[str], required: set[str], allowed: set[str] | frozenset[str]) -> None:
+    def _compare(self, where: str, served: set[str], required: AbstractSet[str], allowed: AbstractSet[str]) -> None:
         for field in sorted(served - set(allowed)):
             self.problems.append(f"{where}: extra field {field!r} (not a field of the pinned version)")
         for field in sorted(set(required) - served):

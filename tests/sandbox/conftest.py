@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,33 +17,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from stripe.params.checkout import SessionCreateParams, SessionCreateParamsSubscriptionData
 
 from stripe_sandbox import create_sandbox_app
+from tests.support.narrow import id_of
+from tests.support.shared import stripe_fixtures
 
 API_KEY = "sk_test_sandbox123"
 WEBHOOK_SECRET = "whsec_test_receiver_secret"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-FIXTURES_NAME = Path("shared") / "stripe" / "fixtures3.json"
-
-
-def fixtures_path() -> Path | None:
-    """Stripe's example objects, in `../shared` next to the repository (or next to a parent folder of worktrees)."""
-    for folder in REPO_ROOT.parents:
-        if (folder / FIXTURES_NAME).is_file():
-            return folder / FIXTURES_NAME
-    return None
-
-
-def load_fixtures() -> dict[str, Any]:
-    """Stripe's fixtures3.json resources; skips with a hint when it is absent, fails under CI=true."""
-    path = fixtures_path()
-    if path is None:
-        hint = f"Stripe's fixtures3.json not found at {REPO_ROOT.parent / FIXTURES_NAME} (nor above it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(hint)
-        pytest.skip(hint + "; put a copy of stripe/openapi's fixtures3.json there to run the conformance tests")
-    data: dict[str, Any] = json.loads(path.read_text())["resources"]
-    return data
 
 
 def free_port() -> int:
@@ -149,8 +127,8 @@ class Sandbox:
         data["status_code"] = response.status_code
         return data
 
-    def set_card(self, customer_id: str, card: str) -> None:
-        self.control("POST", f"customers/{customer_id}/card", data={"card": card})
+    def set_card(self, customer: str | stripe.Customer, card: str) -> None:
+        self.control("POST", f"customers/{id_of(customer)}/card", data={"card": card})
 
     # catalog helpers ------------------------------------------------------------------
     def price(self, amount: int = 19900, currency: str = "thb", interval: str = "month") -> stripe.Price:
@@ -165,29 +143,30 @@ class Sandbox:
         )
 
     def subscribe(
-        self, email: str = "ann@example.com", card: str = "4242424242424242", **session_params: Any
+        self, email: str = "ann@example.com", card: str = "4242424242424242",
+        subscription_data: SessionCreateParamsSubscriptionData | None = None,
     ) -> tuple[stripe.checkout.Session, stripe.Subscription]:
         price = self.price()
         customer = self.client.v1.customers.create(params={"email": email})
-        session = self.client.v1.checkout.sessions.create(
-            params={
-                "mode": "subscription",
-                "customer": customer.id,
-                "success_url": "http://app.test/ok?s={CHECKOUT_SESSION_ID}",
-                "cancel_url": "http://app.test/cancel",
-                "line_items": [{"price": price.id, "quantity": 1}],
-                **session_params,
-            }
-        )
+        params: SessionCreateParams = {
+            "mode": "subscription",
+            "customer": customer.id,
+            "success_url": "http://app.test/ok?s={CHECKOUT_SESSION_ID}",
+            "cancel_url": "http://app.test/cancel",
+            "line_items": [{"price": price.id, "quantity": 1}],
+        }
+        if subscription_data is not None:
+            params["subscription_data"] = subscription_data
+        session = self.client.v1.checkout.sessions.create(params=params)
         paid = self.pay(session.id, card)
         assert paid["status_code"] == 200, paid
         session = self.client.v1.checkout.sessions.retrieve(session.id)
-        return session, self.client.v1.subscriptions.retrieve(session.subscription)
+        return session, self.client.v1.subscriptions.retrieve(id_of(session.subscription))
 
 
 @pytest.fixture(scope="session")
 def fixtures() -> dict[str, Any]:
-    return load_fixtures()
+    return stripe_fixtures()
 
 
 @pytest.fixture(scope="session")

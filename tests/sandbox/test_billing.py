@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 import stripe
 
+from tests.support.narrow import expanded, id_of, present
+
 from .conftest import Sandbox, assert_covers
 
-pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 DAY = 86400
 CHECKOUT_EVENTS = [
     "payment_method.attached",
@@ -72,38 +73,39 @@ def test_checkout_creates_subscription_invoice_payment(sbx: Sandbox, fixtures: d
     assert paid["redirect"] == f"http://app.test/ok?session_id={session.id}"
     session = c.checkout.sessions.retrieve(session.id, params={"expand": ["subscription", "customer"]})
     assert session.status == "complete" and session.payment_status == "paid"
-    assert session.customer.email == "new@example.com" and session.client_reference_id == "user-42"
-    sub = session.subscription
+    customer = expanded(session.customer)
+    assert customer.email == "new@example.com" and session.client_reference_id == "user-42"
+    sub = expanded(session.subscription)
     assert sub.status == "active" and sub.metadata["user_id"] == "42"
     assert_covers(sub, fixtures["subscription"])
     item = sub["items"].data[0]
     assert_covers(item, fixtures["subscription_item"])
     assert item.price.id == price.id and item.current_period_end - item.current_period_start >= 28 * DAY
     sub = c.subscriptions.retrieve(sub.id, params={"expand": ["latest_invoice.payments.data.payment.payment_intent"]})
-    invoice = sub.latest_invoice
+    invoice = expanded(sub.latest_invoice)
     assert_covers(invoice, fixtures["invoice"], ignore={"subscription"})
     assert invoice.status == "paid" and invoice.amount_paid == 19900 and invoice.billing_reason == "subscription_create"
-    assert invoice.parent.subscription_details.subscription == sub.id
+    assert present(present(invoice.parent).subscription_details).subscription == sub.id
     assert not {"subscription", "charge", "payment_intent", "paid"} & set(invoice.to_dict())
     assert invoice.lines.data[0].period.end == item.current_period_end
-    [payment] = invoice.payments.data
+    [payment] = present(invoice.payments).data
     assert payment.status == "paid" and payment.amount_paid == 19900 and payment.payment.type == "payment_intent"
-    pi = payment.payment.payment_intent
+    pi = expanded(payment.payment.payment_intent)
     assert_covers(pi, fixtures["payment_intent"])
     assert pi.status == "succeeded" and pi.amount_received == 19900
-    charge = c.charges.retrieve(pi.latest_charge)
+    charge = c.charges.retrieve(id_of(pi.latest_charge))
     assert_covers(charge, fixtures["charge"], ignore={"refunds"})
     assert charge.status == "succeeded" and charge.paid and charge.amount_refunded == 0 and "refunds" not in charge
-    pm = c.payment_methods.retrieve(charge.payment_method)
+    pm = c.payment_methods.retrieve(present(charge.payment_method))
     assert_covers(pm, fixtures["payment_method"])
-    assert pm.card.last4 == "4242"
-    listed = c.checkout.sessions.list(params={"customer": session.customer.id, "status": "complete"})
+    assert present(pm.card).last4 == "4242"
+    listed = c.checkout.sessions.list(params={"customer": customer.id, "status": "complete"})
     assert [s.id for s in listed.data] == [session.id]
-    assert [s.id for s in c.subscriptions.list(params={"customer": session.customer.id}).data] == [sub.id]
+    assert [s.id for s in c.subscriptions.list(params={"customer": customer.id}).data] == [sub.id]
     assert [s.id for s in c.subscriptions.list(params={"price": price.id}).data] == [sub.id]
     assert [i.id for i in c.invoices.list(params={"subscription": sub.id}).data] == [invoice.id]
-    expanded = c.invoices.list(params={"customer": session.customer.id, "expand": ["data.customer"]})
-    assert expanded.data[0].customer.email == "new@example.com"
+    with_customers = c.invoices.list(params={"customer": customer.id, "expand": ["data.customer"]})
+    assert expanded(with_customers.data[0].customer).email == "new@example.com"
 
     sbx.flush()
     events = sbx.receiver.events()
@@ -113,7 +115,7 @@ def test_checkout_creates_subscription_invoice_payment(sbx: Sandbox, fixtures: d
     assert_covers(completed, fixtures["event"])
     assert completed.livemode is False and completed.api_version
     updated = events[-2]
-    assert updated.data.previous_attributes.status == "incomplete"
+    assert present(updated.data.previous_attributes).status == "incomplete"
     assert sbx.receiver.requests[0]["headers"]["stripe-signature"].startswith("t=")
 
 
@@ -139,7 +141,7 @@ def test_renewal_by_advancing_clock(sbx: Sandbox) -> None:
     paid_event = next(e for e in events if e.type == "invoice.paid")
     assert paid_event.data.object.id == renewal.id
     sub_event = next(e for e in events if e.type == "customer.subscription.updated")
-    assert sub_event.data.previous_attributes["items"].data[0].current_period_end == end
+    assert present(sub_event.data.previous_attributes)["items"].data[0].current_period_end == end
     listed = c.events.list(params={"created": {"gte": end}, "type": "invoice.paid"})
     assert [e.id for e in listed.data] == [paid_event.id]
 
@@ -156,8 +158,9 @@ def test_failed_renewal_recovers_after_card_update(sbx: Sandbox) -> None:
     assert sbx.receiver.types() == FAILED_RENEWAL_EVENTS
     sub = c.subscriptions.retrieve(sub.id, params={"expand": ["latest_invoice"]})
     assert sub.status == "past_due"
-    assert sub.latest_invoice.status == "open" and sub.latest_invoice.attempt_count == 1
-    assert sub.latest_invoice.next_payment_attempt == end + 3 * DAY
+    latest = expanded(sub.latest_invoice)
+    assert latest.status == "open" and latest.attempt_count == 1
+    assert latest.next_payment_attempt == end + 3 * DAY
     sbx.set_card(sub.customer, "4242424242424242")
     sbx.flush()
     sbx.receiver.requests.clear()
@@ -172,8 +175,9 @@ def test_failed_renewal_recovers_after_card_update(sbx: Sandbox) -> None:
         "customer.subscription.updated",
     ]
     sub = c.subscriptions.retrieve(sub.id, params={"expand": ["latest_invoice"]})
-    assert sub.status == "active" and sub.latest_invoice.status == "paid"
-    assert sub.latest_invoice.attempt_count == 2
+    latest = expanded(sub.latest_invoice)
+    assert sub.status == "active" and latest.status == "paid"
+    assert latest.attempt_count == 2
 
 
 def test_failed_renewal_cancels_after_retries(sbx: Sandbox) -> None:
@@ -188,8 +192,8 @@ def test_failed_renewal_cancels_after_retries(sbx: Sandbox) -> None:
     assert types[-1] == "customer.subscription.deleted"
     sub = c.subscriptions.retrieve(sub.id)
     assert sub.status == "canceled" and sub.ended_at == end + 7 * DAY
-    assert c.subscriptions.list(params={"customer": sub.customer}).data == []
-    assert len(c.subscriptions.list(params={"customer": sub.customer, "status": "all"}).data) == 1
+    assert c.subscriptions.list(params={"customer": id_of(sub.customer)}).data == []
+    assert len(c.subscriptions.list(params={"customer": id_of(sub.customer), "status": "all"}).data) == 1
 
 
 def test_cancel_at_period_end_resume_and_end(sbx: Sandbox) -> None:
@@ -240,7 +244,7 @@ def test_trial_end_extends_period_without_charge(sbx: Sandbox) -> None:
     assert len(c.invoices.list(params={"subscription": sub.id}).data) == 1
     sbx.advance(30 * DAY)
     sub = c.subscriptions.retrieve(sub.id, params={"expand": ["latest_invoice"]})
-    assert sub.status == "active" and sub.latest_invoice.amount_paid == 19900
+    assert sub.status == "active" and expanded(sub.latest_invoice).amount_paid == 19900
     assert sub["items"].data[0].current_period_start == new_end
 
 
@@ -259,40 +263,40 @@ def test_price_change_and_metadata(sbx: Sandbox) -> None:
     )
     assert updated["items"].data[0].price.id == bigger.id and updated.metadata["tier"] == "max"
     sbx.advance(updated["items"].data[0].current_period_end - sbx.now() + 5)
-    invoice = c.invoices.retrieve(c.subscriptions.retrieve(sub.id).latest_invoice)
+    invoice = c.invoices.retrieve(id_of(c.subscriptions.retrieve(sub.id).latest_invoice))
     assert invoice.amount_paid == 29900
 
 
 def test_trial_checkout(sbx: Sandbox) -> None:
     c = sbx.client.v1
     _session, sub = sbx.subscribe(subscription_data={"trial_period_days": 14})
-    assert sub.status == "trialing" and sub.trial_end - sub.trial_start == 14 * DAY
-    invoice = c.invoices.retrieve(sub.latest_invoice)
+    assert sub.status == "trialing" and present(sub.trial_end) - present(sub.trial_start) == 14 * DAY
+    invoice = c.invoices.retrieve(id_of(sub.latest_invoice))
     assert invoice.amount_paid == 0 and invoice.status == "paid"
     assert c.invoice_payments.list(params={"invoice": invoice.id}).data == []
     sbx.advance(15 * DAY)
     sub = c.subscriptions.retrieve(sub.id, params={"expand": ["latest_invoice"]})
-    assert sub.status == "active" and sub.latest_invoice.amount_paid == 19900
+    assert sub.status == "active" and expanded(sub.latest_invoice).amount_paid == 19900
 
 
 def test_refunds_partial_full_and_over(sbx: Sandbox, fixtures: dict[str, Any]) -> None:
     c = sbx.client.v1
     _, sub = sbx.subscribe()
-    [payment] = c.invoice_payments.list(params={"invoice": sub.latest_invoice}).data
+    [payment] = c.invoice_payments.list(params={"invoice": id_of(sub.latest_invoice)}).data
     sbx.flush()
     sbx.receiver.requests.clear()
     partial = c.refunds.create(
         params={
-            "payment_intent": payment.payment.payment_intent,
+            "payment_intent": id_of(payment.payment.payment_intent),
             "amount": 5000,
             "reason": "requested_by_customer",
             "metadata": {"ticket": "t1"},
         }
     )
     assert_covers(partial, fixtures["refund"])
-    assert partial.amount == 5000 and partial.status == "succeeded" and partial.metadata["ticket"] == "t1"
-    charge = c.charges.retrieve(partial.charge, params={"expand": ["refunds"]})
-    assert charge.amount_refunded == 5000 and not charge.refunded and charge.refunds.data[0].id == partial.id
+    assert partial.amount == 5000 and partial.status == "succeeded" and present(partial.metadata)["ticket"] == "t1"
+    charge = c.charges.retrieve(id_of(partial.charge), params={"expand": ["refunds"]})
+    assert charge.amount_refunded == 5000 and not charge.refunded and present(charge.refunds).data[0].id == partial.id
     assert "refunds" not in c.charges.retrieve(charge.id)
     with pytest.raises(stripe.InvalidRequestError) as err:
         c.refunds.create(params={"charge": charge.id, "amount": 20000})
@@ -309,5 +313,6 @@ def test_refunds_partial_full_and_over(sbx: Sandbox, fixtures: dict[str, Any]) -
     sbx.flush()
     events = sbx.receiver.events()
     assert [e.type for e in events] == ["refund.created", "charge.refunded"] * 2
-    assert events[1].data.object.amount_refunded == 5000 and events[1].data.previous_attributes.amount_refunded == 0
+    assert events[1].data.object.amount_refunded == 5000
+    assert present(events[1].data.previous_attributes).amount_refunded == 0
     assert events[3].data.object.refunded is True

@@ -15,13 +15,15 @@ from typing import Any
 
 import pytest
 import stripe
+from stripe.params import PriceCreateParamsRecurring
+from stripe.params.checkout import SessionCreateParams
 
 from payment.stripe.version import API_VERSION
+from tests.support import shared
 
 from .conformance import FIXTURE_STALE, INCLUDABLE, LIST_FIELDS, SDK_CLASSES, Checker, sdk_fields
-from .conftest import Sandbox, load_fixtures
+from .conftest import Sandbox
 
-pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 DAY = 86400
 PRODUCT_TYPES = {
     "customer",
@@ -69,7 +71,7 @@ def _walk(sbx: Sandbox) -> Served:
     keep("test clocks", c.test_helpers.test_clocks.list())
     product = keep("product", c.products.create(params={"name": "Aquoris Pro"}))
     keep("product retrieved", c.products.retrieve(product.id))
-    recurring = {"interval": "month"}
+    recurring: PriceCreateParamsRecurring = {"interval": "month"}
     price = keep(
         "price",
         c.prices.create(
@@ -79,7 +81,7 @@ def _walk(sbx: Sandbox) -> Served:
     keep("prices", c.prices.list(params={"product": product.id}))
     customer = keep("customer", c.customers.create(params={"email": "conf@example.com", "test_clock": clock.id}))
     keep("customers", c.customers.list(params={"email": "conf@example.com"}))
-    session_params: Any = {
+    session_params: SessionCreateParams = {
         "mode": "subscription",
         "customer": customer.id,
         "success_url": "http://app.test/ok?s={CHECKOUT_SESSION_ID}",
@@ -90,7 +92,9 @@ def _walk(sbx: Sandbox) -> Served:
     }
     session = keep("checkout session", c.checkout.sessions.create(params=session_params))
     keep("checkout line items", c.checkout.sessions.line_items.list(session.id))
-    guest_params = {k: v for k, v in session_params.items() if k != "customer"} | {"customer_email": "x@example.com"}
+    guest_params = session_params.copy()
+    del guest_params["customer"]
+    guest_params["customer_email"] = "x@example.com"
     other = c.checkout.sessions.create(params=guest_params)
     keep("checkout session expired", c.checkout.sessions.expire(other.id))
     assert sbx.pay(session.id)["status_code"] == 200
@@ -127,7 +131,7 @@ def _walk(sbx: Sandbox) -> Served:
     keep("subscription past due", c.subscriptions.retrieve(sub_id, params={"expand": expand}), expand)
     keep(
         "subscription cancel_at",
-        c.subscriptions.update(sub_id, params={"cancel_at": "max_period_end"}),  # type: ignore[typeddict-item]
+        c.subscriptions.update(sub_id, params={"cancel_at": "max_period_end"}),
     )
     keep("subscription canceled", c.subscriptions.cancel(sub_id))
     keep("subscriptions", c.subscriptions.list(params={"customer": customer.id, "status": "all"}))
@@ -143,7 +147,7 @@ def _walk(sbx: Sandbox) -> Served:
 
 @pytest.fixture(scope="module")
 def walk(emulator: Sandbox) -> Iterator[Served]:
-    fixtures = load_fixtures()  # skip early (or fail under CI) without the authority
+    fixtures = shared.stripe_fixtures()  # skip early (or fail under CI) without the authority
     assert fixtures
     emulator.control("POST", "reset")
     with emulator.receiver.lock:
@@ -153,7 +157,7 @@ def walk(emulator: Sandbox) -> Iterator[Served]:
 
 @pytest.fixture(scope="module")
 def stripe_fixtures() -> dict[str, Any]:
-    return load_fixtures()
+    return shared.stripe_fixtures()
 
 
 def test_every_served_object_has_exactly_the_pinned_versions_fields(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from playwright.sync_api import Page, Route, expect
 
-from .conftest import Sandbox
+from tests.support.narrow import expanded, id_of, present
 
-pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
+from .conftest import Sandbox
 
 
 def _app_pages(page: Page) -> None:
@@ -33,7 +32,7 @@ def _open_session(sbx: Sandbox) -> tuple[str, str]:
             "cancel_url": "http://app.test/billing/cancel",
         }
     )
-    return session.id, session.url
+    return session.id, present(session.url)
 
 
 def _fill_card(page: Page, number: str) -> None:
@@ -54,7 +53,7 @@ def test_checkout_page_pays_and_redirects(sbx: Sandbox, page: Page) -> None:
     page.wait_for_url(f"http://app.test/billing/success?session_id={session_id}")
     session = sbx.client.v1.checkout.sessions.retrieve(session_id, params={"expand": ["subscription"]})
     assert session.status == "complete" and session.payment_status == "paid"
-    assert session.subscription.status == "active"
+    assert expanded(session.subscription).status == "active"
 
 
 def test_checkout_page_declined_card_stays(sbx: Sandbox, page: Page) -> None:
@@ -74,7 +73,7 @@ def test_portal_cancel_resume_and_update_card(sbx: Sandbox, page: Page) -> None:
     _app_pages(page)
     _, sub = sbx.subscribe()
     portal = sbx.client.v1.billing_portal.sessions.create(
-        params={"customer": sub.customer, "return_url": "http://app.test/account"}
+        params={"customer": id_of(sub.customer), "return_url": "http://app.test/account"}
     )
     page.goto(portal.url)
     expect(page.get_by_text("Visa •••• 4242")).to_be_visible()

@@ -13,10 +13,10 @@ import pytest
 import stripe
 
 from payment.stripe.version import API_VERSION, PRE_BASIL_VERSION
+from tests.support.narrow import expanded, id_of, present
 
 from .conftest import API_KEY, Sandbox, ServerThread, free_port
 
-pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
 DAY = 86400
 
 
@@ -43,7 +43,8 @@ def test_every_answer_carries_the_pinned_version_and_the_key_is_taken_as_bearer_
     assert older.status_code == 400 and API_VERSION in older.json()["error"]["message"]
     pinned = httpx.get(f"{sbx.url}/v1/customers", headers={**_basic(API_KEY), "Stripe-Version": API_VERSION})
     assert pinned.status_code == 200
-    assert sbx.client.v1.customers.list().last_response.headers["Stripe-Version"] == API_VERSION  # the SDK's own
+    sdk_response = present(sbx.client.v1.customers.list().last_response)
+    assert sdk_response.headers["Stripe-Version"] == API_VERSION  # the SDK's own
     unknown = httpx.get(f"{sbx.url}/v1/nothing_here", headers=_basic(API_KEY))
     assert unknown.status_code == 404 and unknown.headers["Stripe-Version"] == API_VERSION
 
@@ -74,21 +75,21 @@ def test_a_declined_card_in_checkout_creates_no_subscription(sbx: Sandbox) -> No
 def test_invoice_payments_name_the_payment_intent_and_charge(sbx: Sandbox) -> None:
     c = sbx.client.v1
     _, sub = sbx.subscribe()
-    invoice = c.invoices.retrieve(sub.latest_invoice)
+    invoice = c.invoices.retrieve(id_of(sub.latest_invoice))
     assert "payments" not in invoice and "charge" not in invoice and "payment_intent" not in invoice
     [payment] = c.invoice_payments.list(params={"invoice": invoice.id}).data
     assert payment.invoice == invoice.id and payment.status == "paid" and payment.is_default
     assert payment.amount_paid == payment.amount_requested == invoice.amount_paid == 19900
     assert payment.payment.type == "payment_intent" and payment.status_transitions.paid_at
     by_intent = c.invoice_payments.list(
-        params={"payment": {"type": "payment_intent", "payment_intent": payment.payment.payment_intent}}
+        params={"payment": {"type": "payment_intent", "payment_intent": id_of(payment.payment.payment_intent)}}
     )
     assert [p.id for p in by_intent.data] == [payment.id]
     assert c.invoice_payments.list(params={"invoice": invoice.id, "status": "open"}).data == []
-    expanded = c.invoices.retrieve(
+    with_charge = c.invoices.retrieve(
         invoice.id, params={"expand": ["payments.data.payment.payment_intent.latest_charge"]}
     )
-    charge = expanded.payments.data[0].payment.payment_intent.latest_charge
+    charge = expanded(expanded(present(with_charge.payments).data[0].payment.payment_intent).latest_charge)
     assert charge.paid and charge.amount == 19900
 
 
@@ -97,7 +98,7 @@ def test_cancel_at_takes_a_timestamp_or_the_period_end_enums(sbx: Sandbox) -> No
     _, sub = sbx.subscribe()
     end = sub["items"].data[0].current_period_end
     for enum in ("min_period_end", "max_period_end"):
-        updated = c.subscriptions.update(sub.id, params={"cancel_at": enum})  # type: ignore[typeddict-item]
+        updated = c.subscriptions.update(sub.id, params={"cancel_at": enum})
         assert updated.cancel_at == end and updated.cancel_at_period_end is False and updated.status == "active"
     flagged = c.subscriptions.update(sub.id, params={"cancel_at_period_end": True})
     assert flagged.cancel_at == end and flagged.cancel_at_period_end is True
@@ -105,11 +106,11 @@ def test_cancel_at_takes_a_timestamp_or_the_period_end_enums(sbx: Sandbox) -> No
     dated = c.subscriptions.update(sub.id, params={"cancel_at": when})
     assert dated.cancel_at == when and dated.cancel_at_period_end is False
     with pytest.raises(stripe.InvalidRequestError) as err:
-        c.subscriptions.update(sub.id, params={"cancel_at": "period_end"})  # type: ignore[typeddict-item]
+        c.subscriptions.update(sub.id, params={"cancel_at": "period_end"})
     assert err.value.param == "cancel_at"
     cleared = c.subscriptions.update(sub.id, params={"cancel_at": ""})
     assert cleared.cancel_at is None and cleared.canceled_at is None
-    c.subscriptions.update(sub.id, params={"cancel_at": "min_period_end"})  # type: ignore[typeddict-item]
+    c.subscriptions.update(sub.id, params={"cancel_at": "min_period_end"})
     sbx.advance(end - sbx.now() + 1)
     ended = c.subscriptions.retrieve(sub.id)
     assert ended.status == "canceled" and ended.ended_at == end
@@ -123,8 +124,8 @@ def test_a_dashboard_refund_has_no_metadata_and_emits_what_stripe_emits(sbx: San
     sbx.receiver.requests.clear()
     answer = sbx.control("POST", f"invoices/{sub.latest_invoice}/dashboard_refund", data={"amount": "4000"})
     refund = c.refunds.retrieve(answer["refund"]["id"])
-    assert refund.amount == 4000 and refund.metadata.to_dict() == {} and refund.status == "succeeded"
-    [payment] = c.invoice_payments.list(params={"invoice": sub.latest_invoice}).data
+    assert refund.amount == 4000 and present(refund.metadata).to_dict() == {} and refund.status == "succeeded"
+    [payment] = c.invoice_payments.list(params={"invoice": id_of(sub.latest_invoice)}).data
     assert refund.payment_intent == payment.payment.payment_intent
     sbx.flush()
     events = sbx.receiver.events()
@@ -132,15 +133,15 @@ def test_a_dashboard_refund_has_no_metadata_and_emits_what_stripe_emits(sbx: San
     charge = events[1].data.object
     assert charge.id == refund.charge and charge.amount_refunded == 4000 and charge.refunded is False
     assert "refunds" not in charge
-    assert events[1].data.previous_attributes.amount_refunded == 0
+    assert present(events[1].data.previous_attributes).amount_refunded == 0
     sbx.receiver.requests.clear()
     sbx.advance(DAY + 1)  # the card network acknowledges the refund about a day later
     sbx.flush()
     [updated] = [e for e in sbx.receiver.events() if e.type.startswith("refund.")]
     assert updated.type == "refund.updated" and updated.data.object.id == refund.id
-    card = updated.data.object.destination_details.card
+    card = present(updated.data.object.destination_details).card
     assert card.reference_status == "available" and len(card.reference) == 23
-    assert updated.data.previous_attributes.destination_details.card.reference_status == "pending"
+    assert present(updated.data.previous_attributes).destination_details.card.reference_status == "pending"
     rest = sbx.http.post(f"/_sandbox/invoices/{sub.latest_invoice}/dashboard_refund")
     assert rest.status_code == 200 and rest.json()["refund"]["amount"] == 15900
     again = sbx.http.post(f"/_sandbox/invoices/{sub.latest_invoice}/dashboard_refund")
@@ -159,12 +160,11 @@ def test_a_failed_renewal_carries_the_decline_message(sbx: Sandbox) -> None:
     assert failed.status == "open" and failed.attempt_count == 1
     [payment] = c.invoice_payments.list(params={"invoice": failed.id}).data
     assert payment.status == "open" and payment.amount_paid is None
-    pi = c.payment_intents.retrieve(payment.payment.payment_intent, params={"expand": ["latest_charge"]})
-    assert pi.last_payment_error.message == "Your card has insufficient funds."
-    assert pi.last_payment_error.decline_code == "insufficient_funds"
-    assert (
-        pi.latest_charge.failure_message == "Your card has insufficient funds." and pi.latest_charge.status == "failed"
-    )
+    pi = c.payment_intents.retrieve(id_of(payment.payment.payment_intent), params={"expand": ["latest_charge"]})
+    error = present(pi.last_payment_error)
+    assert error.message == "Your card has insufficient funds." and error.decline_code == "insufficient_funds"
+    charge = expanded(pi.latest_charge)
+    assert charge.failure_message == "Your card has insufficient funds." and charge.status == "failed"
 
 
 def test_an_endpoint_on_the_pre_basil_version_receives_acacia_shapes(sbx: Sandbox) -> None:
@@ -191,7 +191,7 @@ def test_an_endpoint_on_the_pre_basil_version_receives_acacia_shapes(sbx: Sandbo
     assert not [b for b in bodies if b["type"].startswith("invoice_payment.")]
     paid = next(b for b in bodies if b["type"] == "invoice.paid")["data"]["object"]
     [payment] = c.invoice_payments.list(params={"invoice": paid["id"]}).data
-    pi = c.payment_intents.retrieve(payment.payment.payment_intent)
+    pi = c.payment_intents.retrieve(id_of(payment.payment.payment_intent))
     assert paid["paid"] is True and paid["subscription"] == sub.id and "parent" not in paid
     assert paid["payment_intent"] == pi.id and paid["charge"] == pi.latest_charge
     line = paid["lines"]["data"][0]

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from itertools import count
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import ParamSpec, TypeVar
 
 import asyncpg
 import pytest
@@ -24,6 +24,7 @@ from payment.embedded_pg import EmbeddedPostgres
 
 _clone_numbers = count(1)
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 def _tmp_root() -> str:
@@ -105,11 +106,11 @@ def settings_for(database_url: str, **overrides: object) -> Settings:
     return Settings(app_env="test", database_url=database_url, login_rate_limit=1000).replace(**overrides)
 
 
-def in_thread(function: Callable[..., T], *args: Any) -> T:
+def in_thread(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run blocking or asyncio work (`in_thread(asyncio.run, coro)`) on a thread of its own: browser tests run while
     Playwright's sync API owns the main thread's event loop."""
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(function, *args).result()
+        return pool.submit(function, *args, **kwargs).result()
 
 
 @contextmanager

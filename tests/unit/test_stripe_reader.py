@@ -13,7 +13,7 @@ import pytest
 
 from payment.stripe import reader
 from payment.stripe.version import API_VERSION, PRE_BASIL_VERSION
-from tests.sandbox.conftest import load_fixtures
+from tests.support.shared import stripe_fixtures
 
 JAN_31 = int(datetime(2027, 1, 31, 9, tzinfo=UTC).timestamp())
 FEB_28 = int(datetime(2027, 2, 28, 9, tzinfo=UTC).timestamp())
@@ -21,7 +21,7 @@ FEB_28 = int(datetime(2027, 2, 28, 9, tzinfo=UTC).timestamp())
 
 @pytest.fixture(scope="module")
 def fixtures() -> dict[str, Any]:
-    return load_fixtures()
+    return stripe_fixtures()
 
 
 def _pinned(fixtures: dict[str, Any], kind: str) -> dict[str, Any]:
