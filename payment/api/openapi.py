@@ -23,7 +23,7 @@ ERROR_CODES: dict[int, list[str]] = {
     400: ["invalid_json"],
     401: ["missing_api_key", "invalid_api_key"],
     403: ["app_mismatch"],
-    404: ["app_not_found"],
+    404: ["app_not_found", "not_found"],  # not_found: a path no route matches (Starlette's own 404)
     413: ["payload_too_large"],
     415: ["unsupported_media_type"],
     422: ["validation_error"],
@@ -197,9 +197,8 @@ def document(settings: Settings) -> dict[str, Any]:
                     "200": {"description": "The entitlement", "content": {
                         "application/json": {"schema": {"$ref": "#/components/schemas/Entitlement"}}}},
                     **{str(s): _problem(s) for s in (401, 422)},
-                    "404": {"description": "Only for an id holding a line break, which no route matches (plain "
-                                           "`Not Found`); such ids are invalid anyway.",
-                            "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    "404": {**_problem(404), "description": "Only for an id holding a line break, which no route "
+                                                           "matches; such ids are invalid anyway."},
                 },
             }},
             "/openapi.json": {"get": {

@@ -54,7 +54,7 @@ async def test_every_error_status_of_an_operation_is_documented(client: httpx.As
     assert set(sessions) == {"201", "400", "401", "403", "404", "413", "415", "422"}
     codes = doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
     assert set(codes) == {"invalid_json", "missing_api_key", "invalid_api_key", "app_mismatch", "app_not_found",
-                          "payload_too_large", "unsupported_media_type", "validation_error"}
+                          "not_found", "payload_too_large", "unsupported_media_type", "validation_error"}
 
 
 @pytest.fixture(scope="module")

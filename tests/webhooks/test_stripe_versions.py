@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from billing_ui.formatting import BILLING_ZONE
 from payment.admins.permissions import AdminActor, Role
 from payment.config import Settings
 from payment.embedded_pg import free_port
@@ -142,7 +143,7 @@ async def test_a_life_in_each_api_version_applied_by_the_worker(world: World, se
     sub = await world.subscription(checkout["subscription"])
     assert sub is not None and sub.cancel_at is not None and sub.cancels_on == sub.cancel_at
     assert sub.cancel_at == sub.current_period_end and sub.status == "active"
-    cancels = _day(sub.cancel_at)
+    cancels = _day(sub.cancel_at.astimezone(BILLING_ZONE))  # the billing page shows Bangkok dates
 
     async with httpx.AsyncClient(base_url=served.url, timeout=30, follow_redirects=True) as http:
         auth = {"Authorization": f"Bearer {key}"}
