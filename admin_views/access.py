@@ -31,10 +31,15 @@ async def refuse(request: HTTPConnection, denied: PermissionDenied) -> NoReturn:
     """Audit the refusal in its own transaction (the refused one rolled back) and answer 403 with the reason."""
     ip = request.client.host if request.client else None
     async with services_of(request).db.transaction() as session:
-        await audit.record(session, actor=denied.actor, action="admin.forbidden", entity_type="permission",
-                           entity_id=denied.permission,
-                           details={"role": denied.role, "method": request.scope.get("method"),
-                                    "path": request.url.path}, ip=ip)
+        await audit.record(
+            session,
+            actor=denied.actor,
+            action="admin.forbidden",
+            entity_type="permission",
+            entity_id=denied.permission,
+            details={"role": denied.role, "method": request.scope.get("method"), "path": request.url.path},
+            ip=ip,
+        )
     log.info("refused %s to %s (%s)", denied.permission, denied.actor, denied.role)
     raise HTTPException(status_code=403, detail=denied.message)
 

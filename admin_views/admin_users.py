@@ -34,9 +34,12 @@ ROLE_CHOICES = [(role.value, f"{ROLE_LABELS[role]}: {ROLE_HELP[role]}") for role
 class AdminCreateForm(Form):  # type: ignore[misc]
     email = StringField("Email", render_kw=FORM_CONTROL)
     role = SelectField("Role", choices=ROLE_CHOICES, default=Role.VIEWER.value, render_kw=FORM_SELECT)
-    name = StringField("Name", render_kw=FORM_CONTROL,
-                       description="Max 1024 characters. After saving you get a one-time link (valid 48 hours) for "
-                                   "them to choose their own password.")
+    name = StringField(
+        "Name",
+        render_kw=FORM_CONTROL,
+        description="Max 1024 characters. After saving you get a one-time link (valid 48 hours) for "
+        "them to choose their own password.",
+    )
 
 
 def actions_cell(admin: AdminUser, _attribute: Any, request: Request) -> Markup:
@@ -45,44 +48,60 @@ def actions_cell(admin: AdminUser, _attribute: Any, request: Request) -> Markup:
     end_url = request.url_for("admin:view-admin-user-end_sessions", pk=admin.id)
     reset_url = request.url_for("admin:view-admin-user-reset_two_factor", pk=admin.id)
     link_url = request.url_for("admin:view-admin-user-password_link", pk=admin.id)
-    badge = '<span class="badge bg-green-lt">active</span>' if admin.is_active else \
-        '<span class="badge bg-secondary-lt">inactive</span>'
+    badge = (
+        '<span class="badge bg-green-lt">active</span>'
+        if admin.is_active
+        else '<span class="badge bg-secondary-lt">inactive</span>'
+    )
     label, value = ("Deactivate", "0") if admin.is_active else ("Reactivate", "1")
     if not role_allows(request, Permission.MANAGE_ADMINS):
         return Markup(badge)  # noqa: S704 (a constant)
     role_url = request.url_for("admin:view-admin-user-role", pk=admin.id)
-    options = "".join(f'<option value="{role.value}"{" selected" if role == admin.role else ""}>'
-                      f'{ROLE_LABELS[role]}</option>' for role in Role)
-    return Markup(  # noqa: S704 (every interpolated value is escaped)
-        f'<form method="post" action="{escape(role_url)}" class="d-inline-flex gap-1 me-2">'
-        f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
-        f'<select name="role" class="form-select form-select-sm w-auto" aria-label="Role of {escape(admin.email)}">'
-        f'{options}</select><button type="submit" class="btn btn-sm btn-outline-primary" '
-        f'data-role-admin="{escape(admin.email)}">Change role</button></form>') + Markup(  # noqa: S704 (every interpolated value is escaped)
-        f'{badge} <form method="post" action="{escape(toggle_url)}" class="d-inline">'
-        f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
-        f'<input type="hidden" name="active" value="{value}">'
-        f'<button type="submit" class="btn btn-sm btn-outline-secondary" data-admin-email="{escape(admin.email)}">'
-        f'{label}</button></form> '
-        f'<a class="btn btn-sm btn-outline-primary" href="{escape(password_url)}">Change password</a>'
-        f' <form method="post" action="{escape(link_url)}" class="d-inline">'
-        f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
-        f'<button type="submit" class="btn btn-sm btn-outline-secondary" data-password-link="{escape(admin.email)}">'
-        'New set-password link</button></form>'
-        + (f' <form method="post" action="{escape(reset_url)}" class="d-inline">'
-           f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
-           f'<button type="submit" class="btn btn-sm btn-outline-warning" data-reset-2fa="{escape(admin.email)}">'
-           'Reset two-factor</button></form>' if admin.has_two_factor else "")
-        + f' <form method="post" action="{escape(end_url)}" class="d-inline">'
-        f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
-        f'<button type="submit" class="btn btn-sm btn-outline-danger" title="Sign this admin out in every browser">'
-        'Sign out everywhere</button></form>')
+    options = "".join(
+        f'<option value="{role.value}"{" selected" if role == admin.role else ""}>{ROLE_LABELS[role]}</option>'
+        for role in Role
+    )
+    return (
+        Markup(  # noqa: S704 (every interpolated value is escaped)
+            f'<form method="post" action="{escape(role_url)}" class="d-inline-flex gap-1 me-2">'
+            f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
+            f'<select name="role" class="form-select form-select-sm w-auto" aria-label="Role of {escape(admin.email)}">'
+            f'{options}</select><button type="submit" class="btn btn-sm btn-outline-primary" '
+            f'data-role-admin="{escape(admin.email)}">Change role</button></form>'
+        )
+        + Markup(  # noqa: S704 (every interpolated value is escaped)
+            f'{badge} <form method="post" action="{escape(toggle_url)}" class="d-inline">'
+            f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
+            f'<input type="hidden" name="active" value="{value}">'
+            f'<button type="submit" class="btn btn-sm btn-outline-secondary" data-admin-email="{escape(admin.email)}">'
+            f"{label}</button></form> "
+            f'<a class="btn btn-sm btn-outline-primary" href="{escape(password_url)}">Change password</a>'
+            f' <form method="post" action="{escape(link_url)}" class="d-inline">'
+            f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
+            f'<button type="submit" class="btn btn-sm btn-outline-secondary" '
+            f'data-password-link="{escape(admin.email)}">'
+            "New set-password link</button></form>"
+            + (
+                f' <form method="post" action="{escape(reset_url)}" class="d-inline">'
+                f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
+                f'<button type="submit" class="btn btn-sm btn-outline-warning" data-reset-2fa="{escape(admin.email)}">'
+                "Reset two-factor</button></form>"
+                if admin.has_two_factor
+                else ""
+            )
+            + f' <form method="post" action="{escape(end_url)}" class="d-inline">'
+            f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
+            f'<button type="submit" class="btn btn-sm btn-outline-danger" title="Sign this admin out in every browser">'
+            "Sign out everywhere</button></form>"
+        )
+    )
 
 
 def _flash_link(request: Request, email: str, token: str) -> None:
     url = request.url_for("admin:set_password", token=token)
-    Flash.success(request, f"Send {email} this one-time link to choose their password (valid 48 hours, shown only "
-                           f"now): {url}")
+    Flash.success(
+        request, f"Send {email} this one-time link to choose their password (valid 48 hours, shown only now): {url}"
+    )
 
 
 class AdminUserView(ServiceModelView, model=AdminUser):
@@ -91,16 +110,33 @@ class AdminUserView(ServiceModelView, model=AdminUser):
     icon = "fa-solid fa-user-shield"
     write_permission = Permission.MANAGE_ADMINS
     can_edit = False
-    column_list = [AdminUser.id, AdminUser.email, AdminUser.name, AdminUser.role, AdminUser.last_login_at,
-                   AdminUser.totp_enabled_at, AdminUser.is_active]
-    column_labels = {AdminUser.is_active: "Status", AdminUser.last_login_at: "Last sign-in",
-                     AdminUser.totp_enabled_at: "Two-factor"}
-    column_formatters = {AdminUser.is_active: actions_cell,
-                         AdminUser.last_login_at: lambda admin, _attribute: when(admin.last_login_at),
-                         AdminUser.totp_enabled_at: lambda admin, _attribute: (
-                             f"on since {when(admin.totp_enabled_at)}" if admin.has_two_factor else "off")}
-    column_details_exclude_list = [AdminUser.password_hash, AdminUser.totp_secret_encrypted,
-                                   AdminUser.totp_last_step, AdminUser.password_token_hash]
+    column_list = [
+        AdminUser.id,
+        AdminUser.email,
+        AdminUser.name,
+        AdminUser.role,
+        AdminUser.last_login_at,
+        AdminUser.totp_enabled_at,
+        AdminUser.is_active,
+    ]
+    column_labels = {
+        AdminUser.is_active: "Status",
+        AdminUser.last_login_at: "Last sign-in",
+        AdminUser.totp_enabled_at: "Two-factor",
+    }
+    column_formatters = {
+        AdminUser.is_active: actions_cell,
+        AdminUser.last_login_at: lambda admin, _attribute: when(admin.last_login_at),
+        AdminUser.totp_enabled_at: lambda admin, _attribute: (
+            f"on since {when(admin.totp_enabled_at)}" if admin.has_two_factor else "off"
+        ),
+    }
+    column_details_exclude_list = [
+        AdminUser.password_hash,
+        AdminUser.totp_secret_encrypted,
+        AdminUser.totp_last_step,
+        AdminUser.password_token_hash,
+    ]
     column_default_sort = [(AdminUser.id, False)]
 
     async def form_class(self, *, editing: bool) -> type[Form]:
@@ -108,9 +144,15 @@ class AdminUserView(ServiceModelView, model=AdminUser):
 
     async def insert_model(self, request: Request, data: dict[str, Any]) -> Any:
         async def create(session: AsyncSession, who: Actor) -> tuple[AdminUser, str]:
-            admin = await admins.create_admin(session, email=data.get("email") or "", name=data.get("name") or "",
-                                              password=None, role=data.get("role") or Role.VIEWER, actor=who.actor,
-                                              ip=who.ip)
+            admin = await admins.create_admin(
+                session,
+                email=data.get("email") or "",
+                name=data.get("name") or "",
+                password=None,
+                role=data.get("role") or Role.VIEWER,
+                actor=who.actor,
+                ip=who.ip,
+            )
             return admin, await password_links.issue(session, admin.id, actor=who.actor, ip=who.ip)
 
         try:
@@ -168,8 +210,9 @@ class AdminUserView(ServiceModelView, model=AdminUser):
         except PaymentError as exc:
             Flash.error(request, exc.message)
         else:
-            Flash.success(request, f"Two-factor sign-in is off for {email}; they sign in with their password and "
-                                   "set it up again.")
+            Flash.success(
+                request, f"Two-factor sign-in is off for {email}; they sign in with their password and set it up again."
+            )
         return redirect_to_list(request, self.identity)
 
     @expose("/{pk:int}/set-active", methods=["POST"])
@@ -178,8 +221,9 @@ class AdminUserView(ServiceModelView, model=AdminUser):
         active = (await request.form()).get("active") == "1"
 
         async def change(session: AsyncSession, who: Actor) -> str:
-            admin = await admins.set_active(session, pk, active, acting_admin_id=who.admin_id, actor=who.actor,
-                                            ip=who.ip)
+            admin = await admins.set_active(
+                session, pk, active, acting_admin_id=who.admin_id, actor=who.actor, ip=who.ip
+            )
             return admin.email
 
         try:
@@ -200,9 +244,14 @@ class AdminUserView(ServiceModelView, model=AdminUser):
                 admin = await admins.get_admin(session, pk)
             except PaymentError as exc:
                 return await self.templates.TemplateResponse(
-                    request, "sqladmin/error.html", {"status_code": 404, "message": exc.message}, status_code=404)
-        context: dict[str, Any] = {"target": admin, "title": "Change password", "help": PASSWORD_HELP,
-                                   "model_view": self}
+                    request, "sqladmin/error.html", {"status_code": 404, "message": exc.message}, status_code=404
+                )
+        context: dict[str, Any] = {
+            "target": admin,
+            "title": "Change password",
+            "help": PASSWORD_HELP,
+            "model_view": self,
+        }
         if request.method == "GET":
             return await self.templates.TemplateResponse(request, "admin/password.html", context)
         form = await request.form()

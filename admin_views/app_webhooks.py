@@ -32,9 +32,12 @@ async def _require_admin(request: Request) -> None:
 
 
 def _form_values(form: FormData) -> dict[str, Any]:
-    return {"app_id": str(form.get("app_id") or ""), "url": str(form.get("url") or ""),
-            "description": str(form.get("description") or ""),
-            "event_types": [str(v) for v in form.getlist("event_types")]}
+    return {
+        "app_id": str(form.get("app_id") or ""),
+        "url": str(form.get("url") or ""),
+        "description": str(form.get("description") or ""),
+        "event_types": [str(v) for v in form.getlist("event_types")],
+    }
 
 
 def _utc(value: str, field: str) -> datetime:
@@ -54,26 +57,39 @@ class WebhookEndpointsView(BaseView):
             return str(request.url_for("admin:view-webhook-endpoints"))
         return str(request.url_for("admin:view-webhook-endpoint", pk=pk))
 
-    async def _render(self, request: Request, template: str, context: dict[str, Any], status: int = 200
-                      ) -> Response:
+    async def _render(self, request: Request, template: str, context: dict[str, Any], status: int = 200) -> Response:
         context.setdefault("event_types", catalogue.EVENT_TYPES)
         context.setdefault("descriptions", catalogue.DESCRIPTIONS)
         response: Response = await self.templates.TemplateResponse(request, template, context, status_code=status)
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    async def _list_page(self, request: Request, *, values: dict[str, Any] | None = None,
-                         error: PaymentError | None = None) -> Response:
+    async def _list_page(
+        self, request: Request, *, values: dict[str, Any] | None = None, error: PaymentError | None = None
+    ) -> Response:
         async with services_of(request).db.session() as session:
-            rows = (await session.execute(
-                select(WebhookEndpoint, App).join(App, App.id == WebhookEndpoint.app_id)
-                .order_by(App.slug, WebhookEndpoint.id))).all()
+            rows = (
+                await session.execute(
+                    select(WebhookEndpoint, App)
+                    .join(App, App.id == WebhookEndpoint.app_id)
+                    .order_by(App.slug, WebhookEndpoint.id)
+                )
+            ).all()
             apps = (await session.scalars(select(App).order_by(App.slug))).all()
         values = values or {"app_id": "", "url": "", "description": "", "event_types": list(catalogue.EVENT_TYPES)}
-        return await self._render(request, "app_webhooks/endpoints.html", {
-            "title": "Webhook endpoints", "rows": rows, "apps": apps, "values": values,
-            "error": error.message if error else None, "error_field": getattr(error, "field", None),
-        }, status=422 if error else 200)
+        return await self._render(
+            request,
+            "app_webhooks/endpoints.html",
+            {
+                "title": "Webhook endpoints",
+                "rows": rows,
+                "apps": apps,
+                "values": values,
+                "error": error.message if error else None,
+                "error_field": getattr(error, "field", None),
+            },
+            status=422 if error else 200,
+        )
 
     @expose("/webhook-endpoints", methods=["GET"], identity="webhook-endpoints")
     async def list_page(self, request: Request) -> Response:
@@ -88,10 +104,17 @@ class WebhookEndpointsView(BaseView):
         async def call(session: AsyncSession, who: Actor) -> endpoints.IssuedSecret:
             if not values["app_id"].isdigit():
                 raise ValidationError("Choose the app.", field="app_id")
-            return await endpoints.create(session, app_id=int(values["app_id"]), url=values["url"],
-                                          event_types=values["event_types"], description=values["description"],
-                                          production=settings.is_production, secret_key=settings.secret_key,
-                                          actor=who.actor)
+            return await endpoints.create(
+                session,
+                app_id=int(values["app_id"]),
+                url=values["url"],
+                event_types=values["event_types"],
+                description=values["description"],
+                production=settings.is_production,
+                secret_key=settings.secret_key,
+                actor=who.actor,
+            )
+
         try:
             issued = await run_service(request, call)
         except PaymentError as exc:
@@ -100,16 +123,24 @@ class WebhookEndpointsView(BaseView):
 
     async def _secret_page(self, request: Request, issued: endpoints.IssuedSecret, title: str) -> Response:
         # the secret is in this response only: never in a flash message, the session or a redirect URL
-        return await self._render(request, "app_webhooks/secret.html", {
-            "title": title, "secret": issued.secret, "endpoint": issued.endpoint,
-            "endpoint_url": self._url(request, issued.endpoint.id)})
+        return await self._render(
+            request,
+            "app_webhooks/secret.html",
+            {
+                "title": title,
+                "secret": issued.secret,
+                "endpoint": issued.endpoint,
+                "endpoint_url": self._url(request, issued.endpoint.id),
+            },
+        )
 
     @expose("/webhook-endpoints/{pk:int}", methods=["GET"], identity="webhook-endpoint")
     async def detail(self, request: Request) -> Response:
         return await self._detail(request, int(request.path_params["pk"]))
 
-    async def _detail(self, request: Request, pk: int, *, values: dict[str, Any] | None = None,
-                      error: PaymentError | None = None) -> Response:
+    async def _detail(
+        self, request: Request, pk: int, *, values: dict[str, Any] | None = None, error: PaymentError | None = None
+    ) -> Response:
         before = request.query_params.get("before")
         async with services_of(request).db.session() as session:
             try:
@@ -117,23 +148,38 @@ class WebhookEndpointsView(BaseView):
             except PaymentError:
                 raise HTTPException(status_code=404, detail="No such webhook endpoint.") from None
             app = await session.get_one(App, endpoint.app_id)
-            log = await endpoints.deliveries(session, pk, limit=LOG_PAGE,
-                                             before_id=int(before) if before and before.isdigit() else None)
-        values = values or {"url": endpoint.url, "description": endpoint.description,
-                            "event_types": endpoint.event_types}
+            log = await endpoints.deliveries(
+                session, pk, limit=LOG_PAGE, before_id=int(before) if before and before.isdigit() else None
+            )
+        values = values or {
+            "url": endpoint.url,
+            "description": endpoint.description,
+            "event_types": endpoint.event_types,
+        }
         now = datetime.now(UTC)
-        return await self._render(request, "app_webhooks/endpoint.html", {
-            "title": f"Webhook endpoint #{endpoint.id}", "endpoint": endpoint, "app": app, "log": log,
-            "values": values, "error": error.message if error else None,
-            "error_field": getattr(error, "field", None), "list_url": self._url(request),
-            "older": log[-1].id if len(log) == LOG_PAGE else None,
-            "overlap_active": bool(endpoint.previous_secret_expires_at and endpoint.previous_secret_expires_at > now),
-            "range_from": (now - timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M"),
-            "range_to": (now + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M"),
-        }, status=422 if error else 200)
+        return await self._render(
+            request,
+            "app_webhooks/endpoint.html",
+            {
+                "title": f"Webhook endpoint #{endpoint.id}",
+                "endpoint": endpoint,
+                "app": app,
+                "log": log,
+                "values": values,
+                "error": error.message if error else None,
+                "error_field": getattr(error, "field", None),
+                "list_url": self._url(request),
+                "older": log[-1].id if len(log) == LOG_PAGE else None,
+                "overlap_active": bool(
+                    endpoint.previous_secret_expires_at and endpoint.previous_secret_expires_at > now
+                ),
+                "range_from": (now - timedelta(hours=24)).strftime("%Y-%m-%dT%H:%M"),
+                "range_to": (now + timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M"),
+            },
+            status=422 if error else 200,
+        )
 
-    async def _act(self, request: Request, call: Callable[[AsyncSession, Actor, FormData], Awaitable[str]]
-                   ) -> Response:
+    async def _act(self, request: Request, call: Callable[[AsyncSession, Actor, FormData], Awaitable[str]]) -> Response:
         """One POST action: the service call, a flash with its outcome, back to the endpoint's page."""
         await _require_admin(request)
         pk = int(request.path_params["pk"])
@@ -154,9 +200,16 @@ class WebhookEndpointsView(BaseView):
         production = services_of(request).settings.is_production
 
         async def call(session: AsyncSession, who: Actor) -> WebhookEndpoint:
-            return await endpoints.update(session, pk, url=values["url"], event_types=values["event_types"],
-                                          description=values["description"], production=production,
-                                          actor=who.actor)
+            return await endpoints.update(
+                session,
+                pk,
+                url=values["url"],
+                event_types=values["event_types"],
+                description=values["description"],
+                production=production,
+                actor=who.actor,
+            )
+
         try:
             await run_service(request, call)
         except PaymentError as exc:
@@ -170,6 +223,7 @@ class WebhookEndpointsView(BaseView):
             on = form.get("enabled") == "yes"
             await endpoints.set_enabled(session, int(request.path_params["pk"]), on, actor=who.actor)
             return "Endpoint enabled; waiting deliveries go out in order." if on else "Endpoint disabled."
+
         return await self._act(request, call)
 
     @expose("/webhook-endpoints/{pk:int}/rotate", methods=["POST"], identity="webhook-endpoint-rotate")
@@ -182,9 +236,14 @@ class WebhookEndpointsView(BaseView):
         async def call(session: AsyncSession, who: Actor) -> endpoints.IssuedSecret:
             if not hours.isdigit():
                 raise ValidationError("The overlap is a whole number of hours.", field="overlap_hours")
-            return await endpoints.rotate_secret(session, int(request.path_params["pk"]),
-                                                 overlap=timedelta(hours=int(hours)),
-                                                 secret_key=settings.secret_key, actor=who.actor)
+            return await endpoints.rotate_secret(
+                session,
+                int(request.path_params["pk"]),
+                overlap=timedelta(hours=int(hours)),
+                secret_key=settings.secret_key,
+                actor=who.actor,
+            )
+
         try:
             issued = await run_service(request, call)
         except PaymentError as exc:
@@ -197,6 +256,7 @@ class WebhookEndpointsView(BaseView):
         async def call(session: AsyncSession, who: Actor, form: FormData) -> str:
             message_id = await endpoints.send_test(session, int(request.path_params["pk"]), actor=who.actor)
             return f"Test event {message_id} queued; it appears in the log below within seconds."
+
         return await self._act(request, call)
 
     @expose("/webhook-endpoints/{pk:int}/replay", methods=["POST"], identity="webhook-endpoint-replay")
@@ -207,9 +267,15 @@ class WebhookEndpointsView(BaseView):
             if delivery.isdigit():
                 count = await endpoints.replay(session, pk, delivery_id=int(delivery), actor=who.actor)
             else:
-                count = await endpoints.replay(session, pk, created_from=_utc(str(form.get("from") or ""), "from"),
-                                               created_to=_utc(str(form.get("to") or ""), "to"), actor=who.actor)
+                count = await endpoints.replay(
+                    session,
+                    pk,
+                    created_from=_utc(str(form.get("from") or ""), "from"),
+                    created_to=_utc(str(form.get("to") or ""), "to"),
+                    actor=who.actor,
+                )
             return f"{count} deliver{'y' if count == 1 else 'ies'} will be sent again, in order."
+
         return await self._act(request, call)
 
 

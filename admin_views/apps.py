@@ -27,27 +27,46 @@ from payment.runtime import services_of
 
 
 class AppCreateForm(Form):  # type: ignore[misc]
-    slug = StringField("Slug", render_kw=FORM_CONTROL,
-                       description="Stable identifier client apps send, e.g. vega (max 128; a-z, 0-9, hyphens).")
+    slug = StringField(
+        "Slug",
+        render_kw=FORM_CONTROL,
+        description="Stable identifier client apps send, e.g. vega (max 128; a-z, 0-9, hyphens).",
+    )
     name = StringField("Name", render_kw=FORM_CONTROL, description="Display name, e.g. Vega (max 1024).")
-    return_url = StringField("Return URL", render_kw=FORM_CONTROL,
-                             description="Where users go back to after billing; http:// or https:// only.")
-    logo_url = StringField("Logo URL", render_kw=FORM_CONTROL,
-                           description="Optional https:// address of the app's logo, shown on its billing pages.")
+    return_url = StringField(
+        "Return URL",
+        render_kw=FORM_CONTROL,
+        description="Where users go back to after billing; http:// or https:// only.",
+    )
+    logo_url = StringField(
+        "Logo URL",
+        render_kw=FORM_CONTROL,
+        description="Optional https:// address of the app's logo, shown on its billing pages.",
+    )
 
 
 class AppEditForm(Form):  # type: ignore[misc]
     name = StringField("Name", render_kw=FORM_CONTROL, description="Display name (max 1024).")
     return_url = StringField("Return URL", render_kw=FORM_CONTROL, description="http:// or https:// only.")
-    logo_url = StringField("Logo URL", render_kw=FORM_CONTROL,
-                           description="Optional https:// address of the app's logo, shown on its billing pages.")
-    is_active = BooleanField("Active", render_kw=FORM_CHECK,
-                             description="An inactive app's API key is refused.")
-    grace_days = IntegerField("Grace days", render_kw=FORM_CONTROL, validators=[Optional()],
-                              description="Days of full access after a failed renewal while Stripe retries (0-60).")
-    after_grace = SelectField("After the grace period", choices=[("blocked", "Blocked"), ("free", "Free plan")],
-                              render_kw=FORM_CONTROL, validate_choice=False,  # the service checks it
-                              description="What the entitlement API says once the grace period is over.")
+    logo_url = StringField(
+        "Logo URL",
+        render_kw=FORM_CONTROL,
+        description="Optional https:// address of the app's logo, shown on its billing pages.",
+    )
+    is_active = BooleanField("Active", render_kw=FORM_CHECK, description="An inactive app's API key is refused.")
+    grace_days = IntegerField(
+        "Grace days",
+        render_kw=FORM_CONTROL,
+        validators=[Optional()],
+        description="Days of full access after a failed renewal while Stripe retries (0-60).",
+    )
+    after_grace = SelectField(
+        "After the grace period",
+        choices=[("blocked", "Blocked"), ("free", "Free plan")],
+        render_kw=FORM_CONTROL,
+        validate_choice=False,  # the service checks it
+        description="What the entitlement API says once the grace period is over.",
+    )
 
 
 def api_key_cell(app: App, _attribute: Any, request: Request) -> Markup:
@@ -56,8 +75,9 @@ def api_key_cell(app: App, _attribute: Any, request: Request) -> Markup:
     rotate_url = request.url_for("admin:view-app-rotate_key", pk=app.id)
     confirm = f"Rotate the API key of {app.name}? The current key stops working at once."
     if not role_allows(request, Permission.REVEAL_API_KEY):
-        return Markup(f'<code class="api-key-masked" data-app-slug="{escape(app.slug)}">'  # noqa: S704 (escaped)
-                      f'{escape(app.api_key_hint)}</code>')
+        return Markup(  # noqa: S704 (escaped)
+            f'<code class="api-key-masked" data-app-slug="{escape(app.slug)}">{escape(app.api_key_hint)}</code>'
+        )
     return Markup(  # noqa: S704 (every interpolated value is escaped)
         '<span class="d-inline-flex align-items-center gap-2 flex-wrap">'
         f'<code class="api-key-masked" data-app-slug="{escape(app.slug)}">{escape(app.api_key_hint)}</code>'
@@ -66,7 +86,8 @@ def api_key_cell(app: App, _attribute: Any, request: Request) -> Markup:
         f'<form method="post" action="{escape(rotate_url)}" class="d-inline" data-confirm="{escape(confirm)}">'
         f'<input type="hidden" name="csrf_token" value="{escape(token_for(request))}">'
         f'<button type="submit" class="btn btn-sm btn-outline-danger" data-app-slug="{escape(app.slug)}">'
-        'Rotate key</button></form></span>')
+        "Rotate key</button></form></span>"
+    )
 
 
 class AppView(ServiceModelView, model=App):
@@ -75,8 +96,12 @@ class AppView(ServiceModelView, model=App):
     icon = "fa-solid fa-cubes"
     write_permission = Permission.MANAGE_APPS
     column_list = [App.id, App.slug, App.name, App.return_url, App.api_key_hint, App.is_active, App.created_at]
-    column_labels = {App.api_key_hint: "API key", App.return_url: "Return URL", App.is_active: "Active",
-                     App.created_at: "Created"}
+    column_labels = {
+        App.api_key_hint: "API key",
+        App.return_url: "Return URL",
+        App.is_active: "Active",
+        App.created_at: "Created",
+    }
     column_formatters = {App.api_key_hint: api_key_cell, App.created_at: lambda app, _attribute: when(app.created_at)}
     column_searchable_list = [App.slug, App.name]
     column_default_sort = [(App.id, False)]
@@ -86,26 +111,50 @@ class AppView(ServiceModelView, model=App):
         return AppEditForm if editing else AppCreateForm
 
     async def get_form_data_for_edit(self, obj: Any) -> dict[str, Any]:
-        return {"name": obj.name, "return_url": obj.return_url, "logo_url": obj.logo_url or "",
-                "is_active": obj.is_active, "grace_days": obj.grace_days, "after_grace": obj.after_grace}
+        return {
+            "name": obj.name,
+            "return_url": obj.return_url,
+            "logo_url": obj.logo_url or "",
+            "is_active": obj.is_active,
+            "grace_days": obj.grace_days,
+            "after_grace": obj.after_grace,
+        }
 
     async def create_with(self, session: AsyncSession, data: dict[str, Any], who: Actor) -> Any:
         secret_key = self._settings().secret_key
-        issued = await apps.create_app(session, slug=data.get("slug") or "", name=data.get("name") or "",
-                                       return_url=data.get("return_url") or "", secret_key=secret_key,
-                                       logo_url=data.get("logo_url") or None,
-                                       actor=who.actor, ip=who.ip)
+        issued = await apps.create_app(
+            session,
+            slug=data.get("slug") or "",
+            name=data.get("name") or "",
+            return_url=data.get("return_url") or "",
+            secret_key=secret_key,
+            logo_url=data.get("logo_url") or None,
+            actor=who.actor,
+            ip=who.ip,
+        )
         return issued.app
 
     async def update_with(self, session: AsyncSession, pk: int, data: dict[str, Any], who: Actor) -> Any:
         app = await apps.get_app(session, pk)
-        app = await apps.update_app(session, app, name=data.get("name") or "",
-                                    return_url=data.get("return_url") or "", is_active=bool(data.get("is_active")),
-                                    logo_url=str(data.get("logo_url") or ""), actor=who.actor, ip=who.ip)
+        app = await apps.update_app(
+            session,
+            app,
+            name=data.get("name") or "",
+            return_url=data.get("return_url") or "",
+            is_active=bool(data.get("is_active")),
+            logo_url=str(data.get("logo_url") or ""),
+            actor=who.actor,
+            ip=who.ip,
+        )
         grace = data.get("grace_days")
         return await dunning.set_grace_policy(
-            session, app, grace_days=app.grace_days if grace is None else int(grace),
-            after_grace=str(data.get("after_grace") or app.after_grace), actor=who.actor, ip=who.ip)
+            session,
+            app,
+            grace_days=app.grace_days if grace is None else int(grace),
+            after_grace=str(data.get("after_grace") or app.after_grace),
+            actor=who.actor,
+            ip=who.ip,
+        )
 
     def _settings(self) -> Any:
         return self._admin_ref.admin.state.services.settings
@@ -125,8 +174,9 @@ class AppView(ServiceModelView, model=App):
         try:
             key = await run_service(request, copy)
         except PaymentError as exc:
-            return JSONResponse({"error": exc.message}, status_code=exc.status_code,
-                                headers={"Cache-Control": "no-store"})
+            return JSONResponse(
+                {"error": exc.message}, status_code=exc.status_code, headers={"Cache-Control": "no-store"}
+            )
         return JSONResponse({"key": key}, headers={"Cache-Control": "no-store"})
 
     @expose("/{pk:int}/rotate-key", methods=["POST"])
@@ -148,6 +198,8 @@ class AppView(ServiceModelView, model=App):
         except PaymentError as exc:
             Flash.error(request, exc.message)
         else:
-            Flash.success(request, f"New API key issued for {name}; the old key no longer works. "
-                                   "Copy the new key into the client app.")
+            Flash.success(
+                request,
+                f"New API key issued for {name}; the old key no longer works. Copy the new key into the client app.",
+            )
         return redirect_to_list(request, self.identity)

@@ -24,13 +24,18 @@ class AuditLogView(KeysetModelView, model=AuditLog):
     export_kind = "audit"
 
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:
-        return [FilterSpec("actor", "Actor (e.g. admin:1)"), FilterSpec("action", "Action (e.g. plan.created)"),
-                FilterSpec("entity_type", "Entity type"), FilterSpec("entity_id", "Entity id")]
+        return [
+            FilterSpec("actor", "Actor (e.g. admin:1)"),
+            FilterSpec("action", "Action (e.g. plan.created)"),
+            FilterSpec("entity_type", "Entity type"),
+            FilterSpec("entity_id", "Entity id"),
+        ]
 
     async def row_context(self, session: AsyncSession, rows: list[Any]) -> dict[str, Any]:
         """Admin actors ("admin:3") shown by their email."""
         return {"actor_names": await actor_emails(session, (row.actor for row in rows))}
 
-    async def fetch(self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int,
-                    with_total: bool) -> Page[Any]:
+    async def fetch(
+        self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int, with_total: bool
+    ) -> Page[Any]:
         return await records.list_audit(session, filters, after=after, limit=limit, with_total=with_total)

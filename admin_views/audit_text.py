@@ -19,8 +19,11 @@ LINKED = {"customer", "subscription", "invoice", "refund", "plan", "app"}
 
 async def actor_emails(session: AsyncSession, actors: Iterable[str]) -> dict[str, str]:
     """{"admin:3": "ops@example.com"} for the admin actors among these."""
-    ids = {int(actor.split(":", 1)[1]) for actor in actors
-           if actor.startswith("admin:") and actor.split(":", 1)[1].isdigit()}
+    ids = {
+        int(actor.split(":", 1)[1])
+        for actor in actors
+        if actor.startswith("admin:") and actor.split(":", 1)[1].isdigit()
+    }
     if not ids:
         return {}
     found = await session.execute(select(AdminUser.id, AdminUser.email).where(AdminUser.id.in_(ids)))
@@ -61,14 +64,24 @@ def sentence(row: Any, url_for: UrlFor) -> Markup:
     until = f" until {str(d['current_period_end'])[:10]}" if d.get("current_period_end") else ""
     status = f", {status_label(str(d['status'])).lower()}" if d.get("status") else ""
     if action == "refund.issued":
-        return Markup("Refund {} of {} on {}{}").format(
-            _link(url_for, "refund", pk, f"#{pk}"), _amount(d), _link(url_for, "invoice", d.get("invoice_id")),
-            status) + reason
+        return (
+            Markup("Refund {} of {} on {}{}").format(
+                _link(url_for, "refund", pk, f"#{pk}"),
+                _amount(d),
+                _link(url_for, "invoice", d.get("invoice_id")),
+                status,
+            )
+            + reason
+        )
     if action == "payment.recorded_manual":
         method = str(d.get("payment_method") or "").replace("_", " ")
         return Markup("Manual payment of {} ({}, ref. {}) recorded as {} for {}").format(
-            _amount(d), method, d.get("reference_number", ""), _link(url_for, "invoice", pk),
-            _link(url_for, "subscription", d.get("subscription_id")))
+            _amount(d),
+            method,
+            d.get("reference_number", ""),
+            _link(url_for, "invoice", pk),
+            _link(url_for, "subscription", d.get("subscription_id")),
+        )
     if action == "subscription.extended":
         return Markup("{} extended by {}{}").format(this, _days(d.get("days")), until) + reason
     if action == "subscription.granted":
@@ -84,16 +97,23 @@ def sentence(row: Any, url_for: UrlFor) -> Markup:
         "plan.updated": "Plan {} changed",
         "plan.activated": "Plan {} activated: on the pricing page",
         "plan.deactivated": "Plan {} deactivated: off the pricing page",
-        "app.created": "App {} created", "app.updated": "App {} changed",
-        "app.key_rotated": "API key of app {} rotated", "app.key_copied": "API key of app {} copied",
-        "customer.created": "{} created", "customer.updated": "{} changed",
+        "app.created": "App {} created",
+        "app.updated": "App {} changed",
+        "app.key_rotated": "API key of app {} rotated",
+        "app.key_copied": "API key of app {} copied",
+        "customer.created": "{} created",
+        "customer.updated": "{} changed",
         "customer.stripe_linked": "{} linked to its Stripe customer",
     }
     if action in simple:
-        named = _link(url_for, kind, pk, str(d["slug"])) if kind in ("plan", "app") and d.get("slug") else \
-            _link(url_for, kind, pk, f"#{pk}") if kind in ("plan", "app") else this
+        named = (
+            _link(url_for, kind, pk, str(d["slug"]))
+            if kind in ("plan", "app") and d.get("slug")
+            else _link(url_for, kind, pk, f"#{pk}")
+            if kind in ("plan", "app")
+            else this
+        )
         # constant templates; the values are escaped by format
         return Markup(simple[action]).format(named, until) + reason  # noqa: S704
     words = action.replace("_", " ").replace(".", ": ", 1)
-    return Markup("{}{}{}").format(words[:1].upper() + words[1:], Markup(" — ") + this if kind else "", status) \
-        + reason
+    return Markup("{}{}{}").format(words[:1].upper() + words[1:], Markup(" — ") + this if kind else "", status) + reason

@@ -65,8 +65,10 @@ def begin_second_step(request: Request, admin_id: int) -> Response:
 
 
 def rate_limit_message(retry_after: int) -> str:
-    return (f"Too many sign-in attempts from your network. Wait {retry_after} seconds and try again "
-            f"(the limit protects admin accounts from password guessing).")
+    return (
+        f"Too many sign-in attempts from your network. Wait {retry_after} seconds and try again "
+        f"(the limit protects admin accounts from password guessing)."
+    )
 
 
 class AdminAuth(AuthenticationBackend):
@@ -75,9 +77,15 @@ class AdminAuth(AuthenticationBackend):
         # Our own middleware list instead of the base class's: the session must be configured (strict, secure in
         # production, expiring) and the CSRF check must run inside it, where the session is readable.
         self.middlewares = [
-            Middleware(SessionMiddleware, secret_key=settings.secret_key, session_cookie=SESSION_COOKIE,
-                       max_age=settings.admin_session_max_age, path="/admin", same_site="strict",
-                       https_only=settings.is_production),
+            Middleware(
+                SessionMiddleware,
+                secret_key=settings.secret_key,
+                session_cookie=SESSION_COOKIE,
+                max_age=settings.admin_session_max_age,
+                path="/admin",
+                same_site="strict",
+                https_only=settings.is_production,
+            ),
             Middleware(csrf.CsrfMiddleware, max_age=settings.admin_session_max_age),
         ]
         self.services = services
@@ -115,8 +123,11 @@ class AdminAuth(AuthenticationBackend):
     async def _rate_limited(self, request: Request, retry_after: int, email: str) -> Response:
         # the email typed stays in the form, so trying again later is one field, not two
         response: Response = await self.templates.TemplateResponse(
-            request, "sqladmin/login.html", {"error": rate_limit_message(retry_after), "rate_limited": True,
-                                             "username": email[:320]}, status_code=429)
+            request,
+            "sqladmin/login.html",
+            {"error": rate_limit_message(retry_after), "rate_limited": True, "username": email[:320]},
+            status_code=429,
+        )
         response.headers["Retry-After"] = str(retry_after)
         return response
 
@@ -140,8 +151,11 @@ class AdminAuth(AuthenticationBackend):
                 request.session.clear()
                 return False
             request.state.admin = admin
-        if self.services.settings.admin_require_2fa and not admin.has_two_factor \
-                and not request.url.path.endswith(TWO_FACTOR_SETUP):
+        if (
+            self.services.settings.admin_require_2fa
+            and not admin.has_two_factor
+            and not request.url.path.endswith(TWO_FACTOR_SETUP)
+        ):
             # this deployment requires two-factor: nothing else until it is set up
             return RedirectResponse(request.url_for("admin:view-two_factor_setup"), status_code=303)
         return True

@@ -25,8 +25,10 @@ SESSION_KEY = "csrf_seed"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 # Admin forms are small; a bigger body is not a form we issued (and must not be buffered whole).
 MAX_FORM_BYTES = 1024 * 1024
-REJECTED_MESSAGE = ("This form has expired or did not come from this admin panel, so nothing was changed. "
-                    "Go back, reload the page and try again.")
+REJECTED_MESSAGE = (
+    "This form has expired or did not come from this admin panel, so nothing was changed. "
+    "Go back, reload the page and try again."
+)
 
 
 def _serializer(secret_key: str) -> URLSafeTimedSerializer:
@@ -156,7 +158,15 @@ def _replayer(body: bytes, then: Receive) -> Receive:
 
 async def _reject(send: Send) -> None:
     page = rejection_page()
-    await send({"type": "http.response.start", "status": 403, "headers": [
-        (b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(page)).encode()),
-        (b"cache-control", b"no-store")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 403,
+            "headers": [
+                (b"content-type", b"text/html; charset=utf-8"),
+                (b"content-length", str(len(page)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": page})

@@ -39,8 +39,9 @@ class CustomerView(KeysetModelView, model=Customer):
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:
         return [FilterSpec("q", "Search: external user id, email or Stripe id")]
 
-    async def fetch(self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int,
-                    with_total: bool) -> Page[Any]:
+    async def fetch(
+        self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int, with_total: bool
+    ) -> Page[Any]:
         return await customers.search(session, filters.get("q"), after=after, limit=limit, with_total=with_total)
 
     async def details_context(self, request: Request) -> dict[str, Any]:
@@ -54,14 +55,26 @@ class CustomerView(KeysetModelView, model=Customer):
                 bundle = await customers.detail(session, int(raw))
             except NotFound as exc:
                 raise HTTPException(status_code=404, detail=exc.message) from None
-            actors = [row.actor for row in bundle.audit] + [r.created_by or "" for r in bundle.refunds] \
+            actors = (
+                [row.actor for row in bundle.audit]
+                + [r.created_by or "" for r in bundle.refunds]
                 + [a.actor for a in bundle.adjustments]
+            )
             names = await actor_emails(session, actors)
             extra = await dunning.customer_context(session, bundle.customer.id)
         pages = max(1, -(-len(bundle.audit) // AUDIT_PAGE_SIZE))
         audit_page = min(audit_page, pages)
-        shown = bundle.audit[(audit_page - 1) * AUDIT_PAGE_SIZE:audit_page * AUDIT_PAGE_SIZE]
-        return {**extra, "customer": bundle.customer, "live_subscription": bundle.live_subscription,
-                "subscriptions": bundle.subscriptions, "invoices": bundle.invoices, "refunds": bundle.refunds,
-                "adjustments": bundle.adjustments, "audit_rows": shown, "audit_page": audit_page,
-                "audit_pages": pages, "actor_names": names}
+        shown = bundle.audit[(audit_page - 1) * AUDIT_PAGE_SIZE : audit_page * AUDIT_PAGE_SIZE]
+        return {
+            **extra,
+            "customer": bundle.customer,
+            "live_subscription": bundle.live_subscription,
+            "subscriptions": bundle.subscriptions,
+            "invoices": bundle.invoices,
+            "refunds": bundle.refunds,
+            "adjustments": bundle.adjustments,
+            "audit_rows": shown,
+            "audit_page": audit_page,
+            "audit_pages": pages,
+            "actor_names": names,
+        }

@@ -70,8 +70,9 @@ class DashboardState:
     now: datetime | None = None  # None: the current time (tests pin it to a data set's instant)
 
     async def compute(self) -> Dashboard:
-        return await compute_dashboard(self.services.db, now=self.now, timeout_seconds=self.timeout_seconds,
-                                       timeouts=self.timeouts)
+        return await compute_dashboard(
+            self.services.db, now=self.now, timeout_seconds=self.timeout_seconds, timeouts=self.timeouts
+        )
 
 
 def dashboard_state(request: Request) -> DashboardState:
@@ -90,25 +91,54 @@ def _money_lines(amounts: Mapping[str, int]) -> list[tuple[str, str]]:
 
 def card_views(dashboard: Dashboard) -> list[CardView]:
     """The four cards in page order, formatted for people."""
-    mrr, active, churn, revenue = dashboard.mrr.value, dashboard.active.value, dashboard.churn.value, \
-        dashboard.revenue.value
+    mrr, active, churn, revenue = (
+        dashboard.mrr.value,
+        dashboard.active.value,
+        dashboard.churn.value,
+        dashboard.revenue.value,
+    )
     cards = [
-        CardView("mrr", "MRR", _money_lines(mrr.amounts) if mrr else [], metrics.MRR_FORMULA,
-                 ", ".join(count(n, f"{c.upper()} subscription") for c, n in mrr.subscriptions.items()) if mrr
-                 else "", HELP["mrr"]),
-        CardView("active", "Active subscriptions",
-                 [("Total", f"{active.total:,}")] + [(SOURCE_LABELS[s], f"{n:,}") for s, n in active.by_source.items()]
-                 if active else [], metrics.ACTIVE_FORMULA, help=HELP["active"]),
-        CardView("churn", "Churn rate (30 days)",
-                 [("", "n/a" if churn.rate_percent is None else f"{churn.rate_percent}%")] if churn else [],
-                 metrics.CHURN_FORMULA,
-                 f"{churn.churned:,} ended of {churn.active_at_start:,} active on "
-                 f"{churn.since:%Y-%m-%d %H:%M} UTC" if churn else "", HELP["churn"]),
-        CardView("revenue", "Revenue (30 days)", _money_lines(revenue.amounts) if revenue else [],
-                 metrics.REVENUE_FORMULA,
-                 "; ".join(f"{c.upper()}: {charts.format_money(revenue.paid.get(c, 0), c)} paid − "
-                           f"{charts.format_money(revenue.refunded.get(c, 0), c)} refunded"
-                           for c in revenue.amounts) if revenue else "", HELP["revenue"]),
+        CardView(
+            "mrr",
+            "MRR",
+            _money_lines(mrr.amounts) if mrr else [],
+            metrics.MRR_FORMULA,
+            ", ".join(count(n, f"{c.upper()} subscription") for c, n in mrr.subscriptions.items()) if mrr else "",
+            HELP["mrr"],
+        ),
+        CardView(
+            "active",
+            "Active subscriptions",
+            [("Total", f"{active.total:,}")] + [(SOURCE_LABELS[s], f"{n:,}") for s, n in active.by_source.items()]
+            if active
+            else [],
+            metrics.ACTIVE_FORMULA,
+            help=HELP["active"],
+        ),
+        CardView(
+            "churn",
+            "Churn rate (30 days)",
+            [("", "n/a" if churn.rate_percent is None else f"{churn.rate_percent}%")] if churn else [],
+            metrics.CHURN_FORMULA,
+            f"{churn.churned:,} ended of {churn.active_at_start:,} active on {churn.since:%Y-%m-%d %H:%M} UTC"
+            if churn
+            else "",
+            HELP["churn"],
+        ),
+        CardView(
+            "revenue",
+            "Revenue (30 days)",
+            _money_lines(revenue.amounts) if revenue else [],
+            metrics.REVENUE_FORMULA,
+            "; ".join(
+                f"{c.upper()}: {charts.format_money(revenue.paid.get(c, 0), c)} paid − "
+                f"{charts.format_money(revenue.refunded.get(c, 0), c)} refunded"
+                for c in revenue.amounts
+            )
+            if revenue
+            else "",
+            HELP["revenue"],
+        ),
     ]
     return cards
 
@@ -128,16 +158,21 @@ class ChartGroup:
 
 def chart_groups(dashboard: Dashboard) -> list[ChartGroup]:
     """The two monthly charts, one SVG per currency, or `--` when their query timed out or failed."""
+
     def group(key: str, title: str, formula: str, outcome: Outcome[MonthlySeries], kind: str) -> ChartGroup:
         series = outcome.value
         if series is None:
             return ChartGroup(key, title, formula, [], False)
-        svgs = [chart.svg(f"{key}-{chart.currency}")
-                for chart in charts.series_charts(title, series.months, series.values, kind=kind)]
+        svgs = [
+            chart.svg(f"{key}-{chart.currency}")
+            for chart in charts.series_charts(title, series.months, series.values, kind=kind)
+        ]
         return ChartGroup(key, title, series.formula, svgs, True)
 
-    return [group("mrr-chart", "MRR", MRR_HISTORY_FORMULA, dashboard.mrr_history, "line"),
-            group("revenue-chart", "Revenue", REVENUE_HISTORY_FORMULA, dashboard.revenue_history, "bar")]
+    return [
+        group("mrr-chart", "MRR", MRR_HISTORY_FORMULA, dashboard.mrr_history, "line"),
+        group("revenue-chart", "Revenue", REVENUE_HISTORY_FORMULA, dashboard.revenue_history, "bar"),
+    ]
 
 
 class DashboardView(BaseView):
@@ -152,8 +187,11 @@ class DashboardView(BaseView):
             audit_chain = await last_verdict(session)
         context: dict[str, Any] = {
             "audit_chain": audit_chain,
-            "title": "Dashboard", "subtitle": f"As of {dashboard.now:%Y-%m-%d %H:%M} UTC",
-            "cards": card_views(dashboard), "chart_groups": chart_groups(dashboard), "unavailable": UNAVAILABLE,
+            "title": "Dashboard",
+            "subtitle": f"As of {dashboard.now:%Y-%m-%d %H:%M} UTC",
+            "cards": card_views(dashboard),
+            "chart_groups": chart_groups(dashboard),
+            "unavailable": UNAVAILABLE,
         }
         response: Response = await self.templates.TemplateResponse(request, "sqladmin/index.html", context)
         response.headers["Cache-Control"] = "no-store"
@@ -164,8 +202,9 @@ async def dashboard_json(request: Request) -> Response:
     """GET /admin/dashboard.json: the same figures as the page, for a signed-in admin (401 otherwise)."""
     state = dashboard_state(request)
     if state.auth is not None and (await state.auth.authenticate(request)) is not True:
-        return JSONResponse({"error": "sign in to the admin first"}, status_code=401,
-                            headers={"Cache-Control": "no-store"})
+        return JSONResponse(
+            {"error": "sign in to the admin first"}, status_code=401, headers={"Cache-Control": "no-store"}
+        )
     dashboard = await state.compute()
     return JSONResponse(as_json(dashboard), headers={"Cache-Control": "no-store"})
 

@@ -29,18 +29,35 @@ from payment.models import SellerProfile
 from payment.runtime import Services, services_of
 
 log = logging.getLogger(__name__)
-EXPORT_FILTERS = ("status", "plan", "source", "customer", "currency", "invoice", "q", "actor", "action",
-                  "entity_type", "entity_id", "seller", "year")
-
-
+EXPORT_FILTERS = (
+    "status",
+    "plan",
+    "source",
+    "customer",
+    "currency",
+    "invoice",
+    "q",
+    "actor",
+    "action",
+    "entity_type",
+    "entity_id",
+    "seller",
+    "year",
+)
 
 
 def pdf_response(number: str, pdf: bytes, sha256: str | None) -> Response:
     """The PDF as an attachment named by its number; never cached by a shared cache."""
-    return Response(pdf, media_type="application/pdf", headers={
-        "Content-Disposition": f"attachment; filename=\"{quote(number)}.pdf\"",
-        "Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff",
-        "X-Document-SHA256": sha256 or ""})
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="{quote(number)}.pdf"',
+            "Cache-Control": "private, no-store",
+            "X-Content-Type-Options": "nosniff",
+            "X-Document-SHA256": sha256 or "",
+        },
+    )
 
 
 class DocumentsView(BaseView):
@@ -57,11 +74,17 @@ class DocumentsView(BaseView):
         year = request.query_params.get("year", "")
         async with services.db.session() as session:
             summary = await exports.vat_summary_rows(
-                session, year=int(year) if year.isdigit() and len(year) == 4 else None)
+                session, year=int(year) if year.isdigit() and len(year) == 4 else None
+            )
             sellers = (await session.execute(SellerProfile.__table__.select())).all()
-        context: dict[str, Any] = {"title": "Documents & exports", "summary": summary, "header": exports.VAT_HEADER,
-                                   "sellers": sellers, "year": year or str(date.today().year),
-                                   "kinds": exports.KINDS}
+        context: dict[str, Any] = {
+            "title": "Documents & exports",
+            "summary": summary,
+            "header": exports.VAT_HEADER,
+            "sellers": sellers,
+            "year": year or str(date.today().year),
+            "kinds": exports.KINDS,
+        }
         return await self.templates.TemplateResponse(request, "admin/documents.html", context)
 
     @expose("/documents/{pk:int}/pdf", methods=["GET"], identity="document-pdf")
@@ -69,8 +92,9 @@ class DocumentsView(BaseView):
         services = services_of(request)
         try:
             async with services.db.transaction() as session:
-                doc = await documents.download(session, int(request.path_params["pk"]),
-                                               actor=current_admin_actor(request), ip=client_ip(request))
+                doc = await documents.download(
+                    session, int(request.path_params["pk"]), actor=current_admin_actor(request), ip=client_ip(request)
+                )
         except PaymentError as exc:
             raise HTTPException(status_code=exc.status_code, detail=exc.message) from None
         assert doc.pdf is not None
@@ -80,8 +104,9 @@ class DocumentsView(BaseView):
     async def export(self, request: Request) -> Response:
         services = services_of(request)
         kind = str(request.path_params["kind"]).replace("-", "_")
-        filters = {n: request.query_params[n].strip()[:255] for n in EXPORT_FILTERS
-                   if request.query_params.get(n, "").strip()}
+        filters = {
+            n: request.query_params[n].strip()[:255] for n in EXPORT_FILTERS if request.query_params.get(n, "").strip()
+        }
         await guard(request, Permission.EXPORT)
         # an export takes every row out of the service: a fresh code (or password) first, as for refunds and keys
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -89,15 +114,22 @@ class DocumentsView(BaseView):
             return stale
         try:
             async with services.db.transaction() as session:
-                filename = await exports.start_export(session, kind, filters,
-                                                      actor=current_admin_actor(request), ip=client_ip(request))
+                filename = await exports.start_export(
+                    session, kind, filters, actor=current_admin_actor(request), ip=client_ip(request)
+                )
         except PermissionDenied as denied:
             await refuse(request, denied)
         except PaymentError as exc:
             raise HTTPException(status_code=exc.status_code, detail=exc.message) from None
-        return StreamingResponse(exports.stream(services.db, kind, filters), media_type="text/csv; charset=utf-8",
-                                 headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                                          "Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"})
+        return StreamingResponse(
+            exports.stream(services.db, kind, filters),
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="{filename}"',
+                "Cache-Control": "private, no-store",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
 
     @expose("/documents/issue-now", methods=["POST"], identity="documents-issue-now")
     async def issue_now(self, request: Request) -> Response:

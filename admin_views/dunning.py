@@ -22,9 +22,17 @@ from payment.errors import NotFound, ValidationError
 from payment.runtime import Services, services_of
 
 PREVIEW_LINK = "https://billing.example.com/billing/preview-link"
-SAMPLE = {"invoiceId": 0, "amountCents": 29900, "currency": "thb", "plan": "Aquoris PRO",
-          "graceEndsAt": "2026-12-11T09:00:00+00:00", "paidAt": "2026-12-04T09:00:00+00:00",
-          "endedAt": "2026-12-04T09:00:00+00:00", "endsAt": "2027-01-04T09:00:00+00:00", "reference": "INV-0001"}
+SAMPLE = {
+    "invoiceId": 0,
+    "amountCents": 29900,
+    "currency": "thb",
+    "plan": "Aquoris PRO",
+    "graceEndsAt": "2026-12-11T09:00:00+00:00",
+    "paidAt": "2026-12-04T09:00:00+00:00",
+    "endedAt": "2026-12-04T09:00:00+00:00",
+    "endsAt": "2027-01-04T09:00:00+00:00",
+    "reference": "INV-0001",
+}
 
 
 def _whole(values: dict[str, str], name: str, label: str) -> int:
@@ -39,22 +47,36 @@ class ExtendGrace(Operation):
     permission = Permission.MANAGE_SUBSCRIPTIONS
 
     def fields(self, target: Target) -> list[Field]:
-        return [Field("case", "Dunning case #", "number", required=True),
-                Field("days", "Extra days of full access", "number", required=True, value="7",
-                      help="Counted from the current grace end (or from now if it has passed); 1 to 60.")]
+        return [
+            Field("case", "Dunning case #", "number", required=True),
+            Field(
+                "days",
+                "Extra days of full access",
+                "number",
+                required=True,
+                value="7",
+                help="Counted from the current grace end (or from now if it has passed); 1 to 60.",
+            ),
+        ]
 
     def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
         return {"case": _whole(values, "case", "Dunning case"), "days": _whole(values, "days", "Days")}
 
     def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
-        return [("Customer", str(target.customer)), ("Dunning case", f"#{parsed['case']}"),
-                ("Extra days", str(parsed["days"]))]
+        return [
+            ("Customer", str(target.customer)),
+            ("Dunning case", f"#{parsed['case']}"),
+            ("Extra days", str(parsed["days"])),
+        ]
 
     async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
-        case = await cases.extend_grace(session, parsed["case"], days=parsed["days"], actor=ctx.actor,
-                                        customer_id=target.customer.id)
-        return {"level": "success", "message": f"Grace period of case #{case.id} extended to "
-                                               f"{when(case.grace_ends_at)}."}
+        case = await cases.extend_grace(
+            session, parsed["case"], days=parsed["days"], actor=ctx.actor, customer_id=target.customer.id
+        )
+        return {
+            "level": "success",
+            "message": f"Grace period of case #{case.id} extended to {when(case.grace_ends_at)}.",
+        }
 
 
 class ResendNotice(Operation):
@@ -68,8 +90,11 @@ class ResendNotice(Operation):
         return {"message": _whole(values, "message", "Notice")}
 
     def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
-        return [("Customer", str(target.customer)), ("Notice", f"#{parsed['message']}"),
-                ("To", target.customer.email or "—")]
+        return [
+            ("Customer", str(target.customer)),
+            ("Notice", f"#{parsed['message']}"),
+            ("To", target.customer.email or "—"),
+        ]
 
     async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
         message = await dunning_admin.resend_notice(session, target.customer.id, parsed["message"], actor=ctx.actor)
@@ -99,8 +124,9 @@ class OutboxView(BaseView):
     async def index(self, request: Request) -> Response:
         async with services_of(request).db.session() as session:
             rows = await dunning_admin.recent_emails(session)
-        return await self._page(request, "dunning/outbox.html", {
-            "rows": rows, "notices": notices.NOTICES, "languages": LANGUAGES})
+        return await self._page(
+            request, "dunning/outbox.html", {"rows": rows, "notices": notices.NOTICES, "languages": LANGUAGES}
+        )
 
     @expose("/outbox/{pk:int}", methods=["GET"], identity="outbox-email")
     async def email(self, request: Request) -> Response:
@@ -117,10 +143,20 @@ class OutboxView(BaseView):
         notice, language = request.path_params["notice"], request.path_params["language"]
         if notice not in notices.NOTICES or language not in LANGUAGES:
             raise HTTPException(status_code=404, detail="No such template.")
-        payload = {"notice": notice, "to": "user@example.com", "name": "Dana", "locale": language,
-                   "customerId": 0, "appId": None, "data": SAMPLE}
-        return await self._page(request, "dunning/email.html", {"message": None, "email": render(
-            payload, link=PREVIEW_LINK), "notice": notice})
+        payload = {
+            "notice": notice,
+            "to": "user@example.com",
+            "name": "Dana",
+            "locale": language,
+            "customerId": 0,
+            "appId": None,
+            "data": SAMPLE,
+        }
+        return await self._page(
+            request,
+            "dunning/email.html",
+            {"message": None, "email": render(payload, link=PREVIEW_LINK), "notice": notice},
+        )
 
 
 def register(admin: Admin, services: Services) -> None:

@@ -19,8 +19,7 @@ def money(amount_cents: int | None, currency: str | None) -> str:
     if amount_cents is None or not currency:
         return ""
     amount = Decimal(amount_cents) / MINOR_UNITS.get(currency.lower(), 100)
-    return str(format_currency(amount, currency.upper(), locale="en_US", format="¤¤ #,##0.00",
-                               currency_digits=False))
+    return str(format_currency(amount, currency.upper(), locale="en_US", format="¤¤ #,##0.00", currency_digits=False))
 
 
 def when(value: datetime | None) -> str:
@@ -35,15 +34,26 @@ def details_json(value: Any) -> str:
 
 # status -> (label an operator reads, Tabler colour class)
 STATUS_BADGES = {
-    "active": ("Active", "bg-green-lt"), "trialing": ("Trial", "bg-azure-lt"), "past_due": ("Past due", "bg-orange-lt"),
-    "canceled": ("Canceled", "bg-secondary-lt"), "expired": ("Expired", "bg-secondary-lt"),
-    "incomplete": ("Incomplete", "bg-yellow-lt"), "incomplete_expired": ("Incomplete, expired", "bg-secondary-lt"),
-    "unpaid": ("Unpaid", "bg-red-lt"), "paused": ("Paused", "bg-yellow-lt"),
-    "paid": ("Paid", "bg-green-lt"), "open": ("Open", "bg-blue-lt"), "draft": ("Draft", "bg-secondary-lt"),
-    "void": ("Void", "bg-secondary-lt"), "uncollectible": ("Uncollectible", "bg-red-lt"),
-    "payment_failed": ("Payment failed", "bg-red-lt"), "refunded": ("Refunded", "bg-purple-lt"),
-    "partially_refunded": ("Partially refunded", "bg-pink-lt"), "pending": ("Pending", "bg-yellow-lt"),
-    "succeeded": ("Succeeded", "bg-green-lt"), "failed": ("Failed", "bg-red-lt"),
+    "active": ("Active", "bg-green-lt"),
+    "trialing": ("Trial", "bg-azure-lt"),
+    "past_due": ("Past due", "bg-orange-lt"),
+    "canceled": ("Canceled", "bg-secondary-lt"),
+    "expired": ("Expired", "bg-secondary-lt"),
+    "incomplete": ("Incomplete", "bg-yellow-lt"),
+    "incomplete_expired": ("Incomplete, expired", "bg-secondary-lt"),
+    "unpaid": ("Unpaid", "bg-red-lt"),
+    "paused": ("Paused", "bg-yellow-lt"),
+    "paid": ("Paid", "bg-green-lt"),
+    "open": ("Open", "bg-blue-lt"),
+    "draft": ("Draft", "bg-secondary-lt"),
+    "void": ("Void", "bg-secondary-lt"),
+    "uncollectible": ("Uncollectible", "bg-red-lt"),
+    "payment_failed": ("Payment failed", "bg-red-lt"),
+    "refunded": ("Refunded", "bg-purple-lt"),
+    "partially_refunded": ("Partially refunded", "bg-pink-lt"),
+    "pending": ("Pending", "bg-yellow-lt"),
+    "succeeded": ("Succeeded", "bg-green-lt"),
+    "failed": ("Failed", "bg-red-lt"),
 }
 
 
@@ -60,4 +70,5 @@ def status_badge(status: str | None) -> Markup:
         return Markup("")
     label, colour = STATUS_BADGES.get(status, (status_label(status), "bg-secondary-lt"))
     return Markup('<span class="badge {} status-badge" data-status="{}">{}</span>').format(
-        colour, escape(status), label)
+        colour, escape(status), label
+    )

@@ -12,10 +12,12 @@ NONCE = "csp_nonce"
 
 def policy(nonce: str) -> str:
     # styles: Tabler's markup uses style attributes; scripts: our files and the inline ones carrying the nonce
-    return ("default-src 'self'; "
-            f"script-src 'self' 'nonce-{nonce}'; "
-            "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
-            "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'")
+    return (
+        "default-src 'self'; "
+        f"script-src 'self' 'nonce-{nonce}'; "
+        "style-src 'self' 'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+        "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"
+    )
 
 
 class AdminHeadersMiddleware:
@@ -34,8 +36,11 @@ class AdminHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", [])
-                           if static or k.lower() not in (b"cache-control", b"content-security-policy")]
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if static or k.lower() not in (b"cache-control", b"content-security-policy")
+                ]
                 headers.append((b"content-security-policy", policy(nonce).encode()))
                 if not static:
                     headers.append((b"cache-control", b"no-store"))

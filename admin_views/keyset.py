@@ -51,8 +51,9 @@ class KeysetModelView(IntegerPkView):
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:
         return []
 
-    async def fetch(self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int,
-                    with_total: bool) -> Page[Any]:
+    async def fetch(
+        self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int, with_total: bool
+    ) -> Page[Any]:
         raise NotImplementedError
 
     async def row_context(self, session: AsyncSession, rows: list[Any]) -> dict[str, Any]:
@@ -60,8 +61,11 @@ class KeysetModelView(IntegerPkView):
         return {}
 
     def _filters(self, request: Request) -> dict[str, str]:
-        return {n: request.query_params[n].strip()[:255] for n in self.filter_names
-                if request.query_params.get(n, "").strip()}
+        return {
+            n: request.query_params[n].strip()[:255]
+            for n in self.filter_names
+            if request.query_params.get(n, "").strip()
+        }
 
     async def keyset_list(self, request: Request, *, can_list: bool = True) -> Response:
         filters = self._filters(request)
@@ -75,10 +79,19 @@ class KeysetModelView(IntegerPkView):
         next_url = ""
         if page.next_after is not None:
             next_url = str(request.url.include_query_params(after=page.next_after, fragment=1))
-        context = {"model_view": self, "rows": page.rows if can_list else [], "total": page.total,
-                   "next_url": next_url if can_list else "", "filters": filters, "filter_specs": specs,
-                   "title": self.name_plural or self.name, "headers": self.list_headers,
-                   "row_template": self.row_template, "can_list": can_list, **extra}
+        context = {
+            "model_view": self,
+            "rows": page.rows if can_list else [],
+            "total": page.total,
+            "next_url": next_url if can_list else "",
+            "filters": filters,
+            "filter_specs": specs,
+            "title": self.name_plural or self.name,
+            "headers": self.list_headers,
+            "row_template": self.row_template,
+            "can_list": can_list,
+            **extra,
+        }
         if fragment:
             response: Response = await self.templates.TemplateResponse(request, "admin/keyset_rows.html", context)
             response.headers["X-Next-Page"] = next_url

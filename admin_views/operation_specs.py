@@ -91,18 +91,30 @@ def _reason(values: dict[str, str], *, required: bool) -> str:
 
 
 def _reason_field(required: bool) -> Field:
-    return Field("reason", "Reason" if required else "Reason (optional)", "textarea", required=required,
-                 attrs={"maxlength": "2000"})
+    return Field(
+        "reason",
+        "Reason" if required else "Reason (optional)",
+        "textarea",
+        required=required,
+        attrs={"maxlength": "2000"},
+    )
 
 
 def _plan_options(plans: list[Plan]) -> list[tuple[str, str]]:
-    return [(str(p.id), f"{p.name} ({p.slug}{', ' + p.app.slug if p.app else ', all apps'})"
-             + ("" if p.active else " — inactive")) for p in plans]
+    return [
+        (
+            str(p.id),
+            f"{p.name} ({p.slug}{', ' + p.app.slug if p.app else ', all apps'})" + ("" if p.active else " — inactive"),
+        )
+        for p in plans
+    ]
 
 
 def _duration_fields() -> list[Field]:
-    return [Field("duration", "Duration", "number", required=True, value="1", attrs={"min": "1", "max": "3650"}),
-            Field("unit", "Unit", "select", options=[("months", "months"), ("days", "days")], value="months")]
+    return [
+        Field("duration", "Duration", "number", required=True, value="1", attrs={"min": "1", "max": "3650"}),
+        Field("unit", "Unit", "select", options=[("months", "months"), ("days", "days")], value="months"),
+    ]
 
 
 def _sub_label(sub: Subscription) -> str:
@@ -147,8 +159,13 @@ class Operation:
 
 class CancelAtPeriodEnd(Operation):
     permission = Permission.MANAGE_SUBSCRIPTIONS
-    action, kind, title, button, danger = "cancel", "subscription", "Cancel subscription at period end", \
-        "Cancel Sub", True
+    action, kind, title, button, danger = (
+        "cancel",
+        "subscription",
+        "Cancel subscription at period end",
+        "Cancel Sub",
+        True,
+    )
 
     def fields(self, target: Target) -> list[Field]:
         return [_reason_field(False)]
@@ -158,17 +175,27 @@ class CancelAtPeriodEnd(Operation):
 
     def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
         assert target.subscription is not None
-        return [("Subscription", _sub_label(target.subscription)),
-                ("Effect", f"Stops renewing; ends {when(target.subscription.current_period_end)}"),
-                ("Reason", parsed["reason"] or "—")]
+        return [
+            ("Subscription", _sub_label(target.subscription)),
+            ("Effect", f"Stops renewing; ends {when(target.subscription.current_period_end)}"),
+            ("Reason", parsed["reason"] or "—"),
+        ]
 
     async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
         assert target.subscription is not None
         sub = await subscriptions.cancel_at_period_end(
-            session, target.subscription.id, gateway=ctx.gateway, reason=parsed["reason"], actor=ctx.actor,
-            ip=ctx.ip, idempotency_key=self.idempotency_key(ctx))
-        return {"level": "success",
-                "message": f"Subscription #{sub.id} will cancel at period end ({when(sub.current_period_end)})."}
+            session,
+            target.subscription.id,
+            gateway=ctx.gateway,
+            reason=parsed["reason"],
+            actor=ctx.actor,
+            ip=ctx.ip,
+            idempotency_key=self.idempotency_key(ctx),
+        )
+        return {
+            "level": "success",
+            "message": f"Subscription #{sub.id} will cancel at period end ({when(sub.current_period_end)}).",
+        }
 
 
 class Resume(Operation):
@@ -183,15 +210,23 @@ class Resume(Operation):
 
     def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
         assert target.subscription is not None
-        return [("Subscription", _sub_label(target.subscription)),
-                ("Effect", "The pending cancellation is withdrawn; it renews again"),
-                ("Reason", parsed["reason"] or "—")]
+        return [
+            ("Subscription", _sub_label(target.subscription)),
+            ("Effect", "The pending cancellation is withdrawn; it renews again"),
+            ("Reason", parsed["reason"] or "—"),
+        ]
 
     async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
         assert target.subscription is not None
-        sub = await subscriptions.resume(session, target.subscription.id, gateway=ctx.gateway,
-                                         reason=parsed["reason"], actor=ctx.actor, ip=ctx.ip,
-                                         idempotency_key=self.idempotency_key(ctx))
+        sub = await subscriptions.resume(
+            session,
+            target.subscription.id,
+            gateway=ctx.gateway,
+            reason=parsed["reason"],
+            actor=ctx.actor,
+            ip=ctx.ip,
+            idempotency_key=self.idempotency_key(ctx),
+        )
         return {"level": "success", "message": f"Subscription #{sub.id} resumed; it renews again."}
 
 
@@ -200,9 +235,17 @@ class Extend(Operation):
     action, kind, title, button = "extend", "subscription", "Extend subscription", "Extend"
 
     def fields(self, target: Target) -> list[Field]:
-        return [Field("days", "Days to add", "number", required=True, attrs={"min": "1", "max": "3650"},
-                      help="1 to 3650. A Stripe subscription is not charged for the added days."),
-                _reason_field(True)]
+        return [
+            Field(
+                "days",
+                "Days to add",
+                "number",
+                required=True,
+                attrs={"min": "1", "max": "3650"},
+                help="1 to 3650. A Stripe subscription is not charged for the added days.",
+            ),
+            _reason_field(True),
+        ]
 
     def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
         days = _int(values, "days", "Days")
@@ -211,16 +254,29 @@ class Extend(Operation):
 
     def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
         assert target.subscription is not None
-        return [("Subscription", _sub_label(target.subscription)), ("Days to add", str(parsed["days"])),
-                ("Reason", parsed["reason"])]
+        return [
+            ("Subscription", _sub_label(target.subscription)),
+            ("Days to add", str(parsed["days"])),
+            ("Reason", parsed["reason"]),
+        ]
 
     async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
         assert target.subscription is not None
-        sub = await subscriptions.extend(session, target.subscription.id, days=parsed["days"],
-                                         reason=parsed["reason"], gateway=ctx.gateway, actor=ctx.actor, ip=ctx.ip,
-                                         idempotency_key=self.idempotency_key(ctx))
-        return {"level": "success", "message": f"Subscription #{sub.id} extended by {parsed['days']} days; "
-                                               f"it now runs until {when(sub.current_period_end)}."}
+        sub = await subscriptions.extend(
+            session,
+            target.subscription.id,
+            days=parsed["days"],
+            reason=parsed["reason"],
+            gateway=ctx.gateway,
+            actor=ctx.actor,
+            ip=ctx.ip,
+            idempotency_key=self.idempotency_key(ctx),
+        )
+        return {
+            "level": "success",
+            "message": f"Subscription #{sub.id} extended by {parsed['days']} days; "
+            f"it now runs until {when(sub.current_period_end)}.",
+        }
 
 
 class Grant(Operation):
@@ -228,30 +284,56 @@ class Grant(Operation):
     action, kind, title, button = "grant", "customer", "Grant subscription", "Grant Subscription"
 
     def fields(self, target: Target) -> list[Field]:
-        return [Field("plan_id", "Plan", "select", required=True, options=_plan_options(target.plans)),
-                *_duration_fields(), _reason_field(True)]
+        return [
+            Field("plan_id", "Plan", "select", required=True, options=_plan_options(target.plans)),
+            *_duration_fields(),
+            _reason_field(True),
+        ]
 
     def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
         plan = _plan(target, values)
         months, days = _duration(values)
-        return {"plan_id": plan.id, "plan": plan.name, "months": months, "days": days,
-                "reason": _reason(values, required=True), "replace": values.get("replace") == "yes"}
+        return {
+            "plan_id": plan.id,
+            "plan": plan.name,
+            "months": months,
+            "days": days,
+            "reason": _reason(values, required=True),
+            "replace": values.get("replace") == "yes",
+        }
 
     def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
-        return [("Customer", str(target.customer)), ("Plan", parsed["plan"]), ("Duration", _span(parsed)),
-                ("Invoice", "none (free)"), ("Reason", parsed["reason"]),
-                *([("Replaces", "the customer's live subscription in this scope")] if parsed["replace"] else [])]
+        return [
+            ("Customer", str(target.customer)),
+            ("Plan", parsed["plan"]),
+            ("Duration", _span(parsed)),
+            ("Invoice", "none (free)"),
+            ("Reason", parsed["reason"]),
+            *([("Replaces", "the customer's live subscription in this scope")] if parsed["replace"] else []),
+        ]
 
     async def precheck(self, session: AsyncSession, target: Target, parsed: dict[str, Any]) -> None:
-        await subscriptions.check_grant(session, target.customer.id, plan_id=parsed["plan_id"],
-                                        replace=parsed["replace"])
+        await subscriptions.check_grant(
+            session, target.customer.id, plan_id=parsed["plan_id"], replace=parsed["replace"]
+        )
 
     async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
-        sub = await subscriptions.grant(session, target.customer.id, plan_id=parsed["plan_id"],
-                                        months=parsed["months"], days=parsed["days"], reason=parsed["reason"],
-                                        replace=parsed["replace"], gateway=ctx.gateway, actor=ctx.actor, ip=ctx.ip)
-        return {"level": "success", "message": f"Granted {parsed['plan']} as subscription #{sub.id} until "
-                                               f"{when(sub.current_period_end)}."}
+        sub = await subscriptions.grant(
+            session,
+            target.customer.id,
+            plan_id=parsed["plan_id"],
+            months=parsed["months"],
+            days=parsed["days"],
+            reason=parsed["reason"],
+            replace=parsed["replace"],
+            gateway=ctx.gateway,
+            actor=ctx.actor,
+            ip=ctx.ip,
+        )
+        return {
+            "level": "success",
+            "message": f"Granted {parsed['plan']} as subscription #{sub.id} until {when(sub.current_period_end)}.",
+        }
 
 
 class RecordPayment(Operation):
@@ -259,16 +341,28 @@ class RecordPayment(Operation):
     action, kind, title, button = "payment", "customer", "Record manual payment", "Record Payment"
 
     def fields(self, target: Target) -> list[Field]:
-        return [Field("amount", "Amount, in baht or dollars (e.g. 299.00)", required=True,
-                      attrs={"inputmode": "decimal", "autocomplete": "off"}),
-                Field("currency", "Currency", "select", options=[("thb", "THB"), ("usd", "USD")], value="thb"),
-                Field("payment_method", "Payment method", "select", options=list(METHOD_LABELS.items()),
-                      value="bank_transfer"),
-                Field("reference_number", "Reference number", required=True, attrs={"maxlength": "255"},
-                      help="The bank's or payer's reference; each can be recorded once."),
-                Field("plan_id", "Plan", "select", required=True, options=_plan_options(target.plans)),
-                *_duration_fields(),
-                Field("paid_on", "Paid date", "date", value=date.today().isoformat())]
+        return [
+            Field(
+                "amount",
+                "Amount, in baht or dollars (e.g. 299.00)",
+                required=True,
+                attrs={"inputmode": "decimal", "autocomplete": "off"},
+            ),
+            Field("currency", "Currency", "select", options=[("thb", "THB"), ("usd", "USD")], value="thb"),
+            Field(
+                "payment_method", "Payment method", "select", options=list(METHOD_LABELS.items()), value="bank_transfer"
+            ),
+            Field(
+                "reference_number",
+                "Reference number",
+                required=True,
+                attrs={"maxlength": "255"},
+                help="The bank's or payer's reference; each can be recorded once.",
+            ),
+            Field("plan_id", "Plan", "select", required=True, options=_plan_options(target.plans)),
+            *_duration_fields(),
+            Field("paid_on", "Paid date", "date", value=date.today().isoformat()),
+        ]
 
     def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
         currency = values.get("currency", "")
@@ -280,16 +374,28 @@ class RecordPayment(Operation):
             paid_on = date.fromisoformat(raw_date) if raw_date else date.today()
         except ValueError:
             raise ValidationError("Enter the paid date as YYYY-MM-DD.", field="paid_on") from None
-        payment = payments.ManualPayment(amount_cents=cents, currency=currency, reference_number=values.get(
-            "reference_number", ""), payment_method=values.get("payment_method", ""), plan_id=plan.id,
-            months=months, days=days, paid_on=paid_on).validated(date.today())
+        payment = payments.ManualPayment(
+            amount_cents=cents,
+            currency=currency,
+            reference_number=values.get("reference_number", ""),
+            payment_method=values.get("payment_method", ""),
+            plan_id=plan.id,
+            months=months,
+            days=days,
+            paid_on=paid_on,
+        ).validated(date.today())
         return {**payment.__dict__, "paid_on": payment.paid_on, "plan": plan.name}
 
     def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
-        return [("Customer", str(target.customer)), ("Amount", money(parsed["amount_cents"], parsed["currency"])),
-                ("Payment method", METHOD_LABELS[parsed["payment_method"]]),
-                ("Reference number", parsed["reference_number"]), ("Plan", parsed["plan"]),
-                ("Duration", _span(parsed)), ("Paid date", parsed["paid_on"].isoformat())]
+        return [
+            ("Customer", str(target.customer)),
+            ("Amount", money(parsed["amount_cents"], parsed["currency"])),
+            ("Payment method", METHOD_LABELS[parsed["payment_method"]]),
+            ("Reference number", parsed["reference_number"]),
+            ("Plan", parsed["plan"]),
+            ("Duration", _span(parsed)),
+            ("Paid date", parsed["paid_on"].isoformat()),
+        ]
 
     async def precheck(self, session: AsyncSession, target: Target, parsed: dict[str, Any]) -> None:
         fields = {k: v for k, v in parsed.items() if k != "plan"}
@@ -297,11 +403,15 @@ class RecordPayment(Operation):
 
     async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
         fields = {k: v for k, v in parsed.items() if k != "plan"}
-        invoice = await payments.record_manual(session, target.customer.id, payments.ManualPayment(**fields),
-                                               actor=ctx.actor, ip=ctx.ip)
-        return {"level": "success", "message": f"Recorded {money(invoice.amount_cents, invoice.currency)} "
-                                               f"({parsed['reference_number']}) as invoice #{invoice.id} for "
-                                               f"subscription #{invoice.subscription_id}."}
+        invoice = await payments.record_manual(
+            session, target.customer.id, payments.ManualPayment(**fields), actor=ctx.actor, ip=ctx.ip
+        )
+        return {
+            "level": "success",
+            "message": f"Recorded {money(invoice.amount_cents, invoice.currency)} "
+            f"({parsed['reference_number']}) as invoice #{invoice.id} for "
+            f"subscription #{invoice.subscription_id}.",
+        }
 
 
 class IssueRefund(Operation):
@@ -318,20 +428,34 @@ class IssueRefund(Operation):
         assert target.invoice is not None
         currency = target.invoice.currency.upper()
         default = str(Decimal(target.refundable_cents).scaleb(-2))
-        return [Field("amount", f"Amount, in {currency} (e.g. {default})", required=True, value=default,
-                      help=f"At most {money(target.refundable_cents, target.invoice.currency)} "
-                           "(what is not yet refunded or pending).", attrs={"inputmode": "decimal"}),
-                _reason_field(True),
-                Field("also_cancel", "Also cancel subscription immediately", "checkbox",
-                      help="The refund is made first; if the cancellation then fails you will see a warning, the "
-                           "refund stays recorded, and you can retry the cancellation.")]
+        return [
+            Field(
+                "amount",
+                f"Amount, in {currency} (e.g. {default})",
+                required=True,
+                value=default,
+                help=f"At most {money(target.refundable_cents, target.invoice.currency)} "
+                "(what is not yet refunded or pending).",
+                attrs={"inputmode": "decimal"},
+            ),
+            _reason_field(True),
+            Field(
+                "also_cancel",
+                "Also cancel subscription immediately",
+                "checkbox",
+                help="The refund is made first; if the cancellation then fails you will see a warning, the "
+                "refund stays recorded, and you can retry the cancellation.",
+            ),
+        ]
 
     def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
         assert target.invoice is not None
         cents = payments.parse_amount(values.get("amount", ""), target.invoice.currency)
         if cents > target.refundable_cents:
-            raise ValidationError(f"The refund cannot be more than "
-                                  f"{money(target.refundable_cents, target.invoice.currency)}.", field="amount")
+            raise ValidationError(
+                f"The refund cannot be more than {money(target.refundable_cents, target.invoice.currency)}.",
+                field="amount",
+            )
         also_cancel = values.get("also_cancel") in ("yes", "on", "true")
         if also_cancel and target.invoice.subscription_id is None:
             raise ValidationError("This invoice has no subscription to cancel.", field="also_cancel")
@@ -339,29 +463,50 @@ class IssueRefund(Operation):
 
     def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
         assert target.invoice is not None
-        how = "through Stripe; pending until Stripe confirms" if target.invoice.source == "stripe" \
+        how = (
+            "through Stripe; pending until Stripe confirms"
+            if target.invoice.source == "stripe"
             else "bookkeeping entry, effective at once"
-        return [("Invoice", f"#{target.invoice.id} ({target.invoice.source})"),
-                ("Refund", money(parsed["amount_cents"], target.invoice.currency)), ("How", how),
-                ("Reason", parsed["reason"]),
-                ("Also cancel subscription now", "yes" if parsed["also_cancel"] else "no")]
+        )
+        return [
+            ("Invoice", f"#{target.invoice.id} ({target.invoice.source})"),
+            ("Refund", money(parsed["amount_cents"], target.invoice.currency)),
+            ("How", how),
+            ("Reason", parsed["reason"]),
+            ("Also cancel subscription now", "yes" if parsed["also_cancel"] else "no"),
+        ]
 
     async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
         assert target.invoice is not None
         refund = await refunds.issue(
-            session, target.invoice.id, amount_cents=parsed["amount_cents"], reason=parsed["reason"],
-            also_cancel=parsed["also_cancel"], actor=ctx.actor, ip=ctx.ip)
+            session,
+            target.invoice.id,
+            amount_cents=parsed["amount_cents"],
+            reason=parsed["reason"],
+            also_cancel=parsed["also_cancel"],
+            actor=ctx.actor,
+            ip=ctx.ip,
+        )
         state = "pending until Stripe confirms it" if refund.status == "pending" else "recorded"
         # a Stripe refund is sent after this transaction commits (operations.py), never under its locks
-        return {"level": "success", "refund_id": refund.id, "also_cancel": parsed["also_cancel"],
-                "send_to_stripe": refunds.needs_stripe(refund),
-                "message": f"Refund #{refund.id} of {money(refund.amount_cents, refund.currency)} {state}."}
+        return {
+            "level": "success",
+            "refund_id": refund.id,
+            "also_cancel": parsed["also_cancel"],
+            "send_to_stripe": refunds.needs_stripe(refund),
+            "message": f"Refund #{refund.id} of {money(refund.amount_cents, refund.currency)} {state}.",
+        }
 
 
 class RetryCancellation(Operation):
     permission = Permission.REFUND
-    action, kind, title, button, danger = "retry-cancellation", "refund", "Retry cancellation", \
-        "Retry cancellation", True
+    action, kind, title, button, danger = (
+        "retry-cancellation",
+        "refund",
+        "Retry cancellation",
+        "Retry cancellation",
+        True,
+    )
 
     def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
         assert target.refund is not None
@@ -369,20 +514,28 @@ class RetryCancellation(Operation):
 
     async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
         assert target.refund is not None
-        refund = await refunds.retry_cancellation(session, target.refund.id, gateway=ctx.gateway, actor=ctx.actor,
-                                                  ip=ctx.ip)
+        refund = await refunds.retry_cancellation(
+            session, target.refund.id, gateway=ctx.gateway, actor=ctx.actor, ip=ctx.ip
+        )
         return cancellation_outcome(refund, {"level": "success", "message": ""})
 
 
 def cancellation_outcome(refund: Refund, outcome: Outcome) -> Outcome:
     """The outcome after the cancellation that follows a refund: a warning when it failed (the refund stands)."""
     if refund.cancel_outcome == "failed":
-        return {**outcome, "level": "warning", "retry_refund_id": refund.id,
-                "message": (outcome["message"] + " " if outcome["message"] else "")
-                + f"The refund is recorded, but cancelling the subscription failed: {refund.cancel_error} "
-                  "Use “Retry cancellation” on the refund."}
-    return {**outcome, "message": (outcome["message"] + " " if outcome["message"] else "")
-            + "The subscription was canceled immediately."}
+        return {
+            **outcome,
+            "level": "warning",
+            "retry_refund_id": refund.id,
+            "message": (outcome["message"] + " " if outcome["message"] else "")
+            + f"The refund is recorded, but cancelling the subscription failed: {refund.cancel_error} "
+            "Use “Retry cancellation” on the refund.",
+        }
+    return {
+        **outcome,
+        "message": (outcome["message"] + " " if outcome["message"] else "")
+        + "The subscription was canceled immediately.",
+    }
 
 
 def _plan(target: Target, values: dict[str, str]) -> Plan:
@@ -397,9 +550,19 @@ def _span(parsed: dict[str, Any]) -> str:
     return f"{parsed['months']} months" if parsed["months"] else f"{parsed['days']} days"
 
 
-OPERATIONS: dict[str, Operation] = {op.action: op for op in (
-    CancelAtPeriodEnd(), Resume(), Extend(), Grant(), RecordPayment(), IssueRefund(), RetryCancellation())}
+OPERATIONS: dict[str, Operation] = {
+    op.action: op
+    for op in (CancelAtPeriodEnd(), Resume(), Extend(), Grant(), RecordPayment(), IssueRefund(), RetryCancellation())
+}
 
 
-__all__ = ["OPERATIONS", "ActContext", "Field", "Operation", "Outcome", "PaymentError", "Target",
-           "cancellation_outcome"]
+__all__ = [
+    "OPERATIONS",
+    "ActContext",
+    "Field",
+    "Operation",
+    "Outcome",
+    "PaymentError",
+    "Target",
+    "cancellation_outcome",
+]

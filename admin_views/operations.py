@@ -52,12 +52,16 @@ async def load_target(session: AsyncSession, op: Operation, pk: int) -> Target:
         customer = await session.get(Customer, pk)
         if customer is None:
             raise NotFound("This customer does not exist.")
-        plans = (await session.execute(select(Plan).options(selectinload(Plan.app))
-                                       .order_by(Plan.active.desc(), Plan.sort_order, Plan.id))).scalars()
+        plans = (
+            await session.execute(
+                select(Plan).options(selectinload(Plan.app)).order_by(Plan.active.desc(), Plan.sort_order, Plan.id)
+            )
+        ).scalars()
         return Target(customer=customer, plans=list(plans))
     if op.kind == "subscription":
-        sub = await session.get(Subscription, pk, options=[selectinload(Subscription.plan),
-                                                           selectinload(Subscription.customer)])
+        sub = await session.get(
+            Subscription, pk, options=[selectinload(Subscription.plan), selectinload(Subscription.customer)]
+        )
         if sub is None:
             raise NotFound("This subscription does not exist.")
         return Target(customer=sub.customer, subscription=sub)
@@ -65,8 +69,11 @@ async def load_target(session: AsyncSession, op: Operation, pk: int) -> Target:
         invoice = await session.get(Invoice, pk, options=[selectinload(Invoice.customer)])
         if invoice is None:
             raise NotFound("This invoice does not exist.")
-        return Target(customer=invoice.customer, invoice=invoice,
-                      refundable_cents=await refunds.refundable_cents(session, invoice))
+        return Target(
+            customer=invoice.customer,
+            invoice=invoice,
+            refundable_cents=await refunds.refundable_cents(session, invoice),
+        )
     refund = await session.get(Refund, pk, options=[selectinload(Refund.invoice).selectinload(Invoice.customer)])
     if refund is None:
         raise NotFound("This refund does not exist.")
@@ -104,8 +111,9 @@ class OperationsView(BaseView):
         values = {k: v for k, v in form.items() if isinstance(v, str)}
         return await self._submit(request, services, op, target, values)
 
-    async def _submit(self, request: Request, services: Services, op: Operation, target: Target,
-                      values: dict[str, str]) -> Response:
+    async def _submit(
+        self, request: Request, services: Services, op: Operation, target: Target, values: dict[str, str]
+    ) -> Response:
         try:
             nonce = submissions.check_nonce(values.get("nonce"))
             parsed = op.parse(target, values)
@@ -142,11 +150,16 @@ class OperationsView(BaseView):
     async def _send_refund(services: Services, outcome: Outcome, ctx: ActContext) -> Outcome:
         """The pending refund is committed; now Stripe, outside any transaction. A refusal fails the refund (it no
         longer counts as pending) and skips the cancellation that was to follow it."""
-        refund = await refunds.send_to_stripe(services.db, ctx.gateway, int(outcome["refund_id"]), actor=ctx.actor,
-                                              ip=ctx.ip)
+        refund = await refunds.send_to_stripe(
+            services.db, ctx.gateway, int(outcome["refund_id"]), actor=ctx.actor, ip=ctx.ip
+        )
         if refund.status == "failed":
-            outcome = {**outcome, "level": "error", "also_cancel": False,
-                       "message": f"Stripe refused refund #{refund.id}: {refund.failure_reason} Nothing was refunded."}
+            outcome = {
+                **outcome,
+                "level": "error",
+                "also_cancel": False,
+                "message": f"Stripe refused refund #{refund.id}: {refund.failure_reason} Nothing was refunded.",
+            }
         else:
             outcome = {**outcome, "send_to_stripe": False}
         async with services.db.transaction() as session:
@@ -159,13 +172,18 @@ class OperationsView(BaseView):
         failure on the refund instead of undoing it."""
         try:
             async with services.db.transaction() as session:
-                refund = await refunds.cancel_after_refund(session, int(outcome["refund_id"]), gateway=ctx.gateway,
-                                                           actor=ctx.actor, ip=ctx.ip)
+                refund = await refunds.cancel_after_refund(
+                    session, int(outcome["refund_id"]), gateway=ctx.gateway, actor=ctx.actor, ip=ctx.ip
+                )
                 outcome = cancellation_outcome(refund, outcome)
                 await submissions.settle(session, ctx.nonce, outcome)
         except PaymentError as exc:
-            outcome = {**outcome, "level": "warning", "message": outcome["message"] + " The refund is recorded, "
-                       f"but cancelling the subscription failed: {exc.message}"}
+            outcome = {
+                **outcome,
+                "level": "warning",
+                "message": outcome["message"] + " The refund is recorded, "
+                f"but cancelling the subscription failed: {exc.message}",
+            }
         return outcome
 
     @staticmethod
@@ -175,8 +193,16 @@ class OperationsView(BaseView):
         request.session["_messages"] = list(request.session.get("_messages", []))
         return RedirectResponse(str(outcome.get("redirect") or redirect), status_code=303)
 
-    async def _form(self, request: Request, op: Operation, target: Target, values: dict[str, str],
-                    error: PaymentError | None = None, *, status_code: int = 200) -> Response:
+    async def _form(
+        self,
+        request: Request,
+        op: Operation,
+        target: Target,
+        values: dict[str, str],
+        error: PaymentError | None = None,
+        *,
+        status_code: int = 200,
+    ) -> Response:
         fields = op.fields(target)
         for f in fields:
             if f.name in values:
@@ -188,25 +214,50 @@ class OperationsView(BaseView):
         # a grant refused because of a live subscription offers to replace it
         needs_replace = error is not None and error.code == "replace_needed"
         if needs_replace:
-            fields.append(Field("replace", "Replace the customer's live subscription in this scope", "checkbox",
-                                help="It ends now (a Stripe subscription is canceled on Stripe)."))
+            fields.append(
+                Field(
+                    "replace",
+                    "Replace the customer's live subscription in this scope",
+                    "checkbox",
+                    help="It ends now (a Stripe subscription is canceled on Stripe).",
+                )
+            )
         elif values.get("replace") == "yes":
             fields.append(Field("replace", "", "hidden", value="yes"))
-        return await self._render(request, "operations/form.html", op, target, status_code, fields=fields,
-                                  general_error=general, nonce=values.get("nonce") or submissions.new_nonce())
+        return await self._render(
+            request,
+            "operations/form.html",
+            op,
+            target,
+            status_code,
+            fields=fields,
+            general_error=general,
+            nonce=values.get("nonce") or submissions.new_nonce(),
+        )
 
-    async def _confirm(self, request: Request, op: Operation, target: Target, values: dict[str, str],
-                       parsed: dict[str, Any]) -> Response:
+    async def _confirm(
+        self, request: Request, op: Operation, target: Target, values: dict[str, str], parsed: dict[str, Any]
+    ) -> Response:
         hidden = {k: v for k, v in values.items() if k not in ("confirm", "csrf_token")}
-        return await self._render(request, "operations/confirm.html", op, target, 200, hidden=hidden,
-                                  summary=op.summary(target, parsed))
+        return await self._render(
+            request, "operations/confirm.html", op, target, 200, hidden=hidden, summary=op.summary(target, parsed)
+        )
 
-    async def _render(self, request: Request, template: str, op: Operation, target: Target, status_code: int,
-                      **context: Any) -> Response:
+    async def _render(
+        self, request: Request, template: str, op: Operation, target: Target, status_code: int, **context: Any
+    ) -> Response:
         response: Response = await self.templates.TemplateResponse(
-            request, template, {"op": op, "target": target, "customer": target.customer,
-                                "back_url": customer_url(request, target.customer.id), **context},
-            status_code=status_code)
+            request,
+            template,
+            {
+                "op": op,
+                "target": target,
+                "customer": target.customer,
+                "back_url": customer_url(request, target.customer.id),
+                **context,
+            },
+            status_code=status_code,
+        )
         response.headers["Cache-Control"] = "no-store"
         return response
 

@@ -19,7 +19,8 @@ from payment.runtime import Services, services_of
 async def _render(request: Request, context: dict[str, Any], status_code: int = 200) -> Response:
     templates: Any = request.app.state.admin_templates
     response: Response = await templates.TemplateResponse(
-        request, "admin/set_password.html", {"help": PASSWORD_HELP, **context}, status_code=status_code)
+        request, "admin/set_password.html", {"help": PASSWORD_HELP, **context}, status_code=status_code
+    )
     response.headers["Cache-Control"] = "no-store"
     response.headers["Referrer-Policy"] = "no-referrer"  # the token is in the URL
     return response
@@ -51,5 +52,6 @@ async def set_password_page(request: Request) -> Response:
 def register(admin: Admin, services: Services) -> None:
     """The set-password page is reached without signing in (the link is the credential)."""
     admin.admin.state.admin_templates = admin.templates
-    admin.admin.router.routes.insert(0, Route("/set-password/{token}", endpoint=set_password_page,
-                                              name="set_password", methods=["GET", "POST"]))
+    admin.admin.router.routes.insert(
+        0, Route("/set-password/{token}", endpoint=set_password_page, name="set_password", methods=["GET", "POST"])
+    )

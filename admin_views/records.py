@@ -37,12 +37,15 @@ class SubscriptionView(KeysetModelView, model=Subscription):
 
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:
         plans = (await session.execute(select(Plan.id, Plan.name, Plan.slug).order_by(Plan.sort_order, Plan.id))).all()
-        return [FilterSpec("status", "Status", plain_choices(SUBSCRIPTION_STATUSES)),
-                FilterSpec("plan", "Plan", [(str(p.id), f"{p.name} ({p.slug})") for p in plans]),
-                FilterSpec("source", "Source", plain_choices(SUBSCRIPTION_SOURCES))]
+        return [
+            FilterSpec("status", "Status", plain_choices(SUBSCRIPTION_STATUSES)),
+            FilterSpec("plan", "Plan", [(str(p.id), f"{p.name} ({p.slug})") for p in plans]),
+            FilterSpec("source", "Source", plain_choices(SUBSCRIPTION_SOURCES)),
+        ]
 
-    async def fetch(self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int,
-                    with_total: bool) -> Page[Any]:
+    async def fetch(
+        self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int, with_total: bool
+    ) -> Page[Any]:
         return await records.list_subscriptions(session, filters, after=after, limit=limit, with_total=with_total)
 
 
@@ -58,12 +61,15 @@ class InvoiceView(WithDocuments, KeysetModelView, model=Invoice):
     filter_names = ("status", "source", "currency", "customer")
 
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:
-        return [FilterSpec("status", "Status", plain_choices(INVOICE_STATUSES)),
-                FilterSpec("source", "Source", plain_choices(INVOICE_SOURCES)),
-                FilterSpec("currency", "Currency", [(c, c.upper()) for c in CURRENCIES])]
+        return [
+            FilterSpec("status", "Status", plain_choices(INVOICE_STATUSES)),
+            FilterSpec("source", "Source", plain_choices(INVOICE_SOURCES)),
+            FilterSpec("currency", "Currency", [(c, c.upper()) for c in CURRENCIES]),
+        ]
 
-    async def fetch(self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int,
-                    with_total: bool) -> Page[Any]:
+    async def fetch(
+        self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int, with_total: bool
+    ) -> Page[Any]:
         return await records.list_invoices(session, filters, after=after, limit=limit, with_total=with_total)
 
 
@@ -80,12 +86,15 @@ class RefundView(WithDocuments, KeysetModelView, model=Refund):
     filter_names = ("status", "currency", "invoice")
 
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:
-        return [FilterSpec("status", "Status", plain_choices(REFUND_STATUSES)),
-                FilterSpec("currency", "Currency", [(c, c.upper()) for c in CURRENCIES])]
+        return [
+            FilterSpec("status", "Status", plain_choices(REFUND_STATUSES)),
+            FilterSpec("currency", "Currency", [(c, c.upper()) for c in CURRENCIES]),
+        ]
 
     async def row_context(self, session: AsyncSession, rows: list[Any]) -> dict[str, Any]:
         return {"actor_names": await actor_emails(session, (row.created_by or "" for row in rows))}
 
-    async def fetch(self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int,
-                    with_total: bool) -> Page[Any]:
+    async def fetch(
+        self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int, with_total: bool
+    ) -> Page[Any]:
         return await records.list_refunds(session, filters, after=after, limit=limit, with_total=with_total)

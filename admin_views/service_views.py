@@ -54,12 +54,15 @@ async def run_service(request: Request, call: Callable[[AsyncSession, Actor], Aw
     except IntegrityError:
         # a concurrent save won the race past the service's own uniqueness check
         log.warning("admin save refused by a database constraint (%s)", request.url.path)
-        raise Conflict("That value is already in use (someone may have just saved the same thing). "
-                       "Nothing was saved; check the form and try again.") from None
+        raise Conflict(
+            "That value is already in use (someone may have just saved the same thing). "
+            "Nothing was saved; check the form and try again."
+        ) from None
     except SQLAlchemyError:
         log.error("admin save failed in the database (%s)", request.url.path)
-        raise PaymentError("The change could not be saved because of a database problem. "
-                           "Nothing was saved; try again in a moment.") from None
+        raise PaymentError(
+            "The change could not be saved because of a database problem. Nothing was saved; try again in a moment."
+        ) from None
 
 
 def redirect_to_list(request: Request, identity: str) -> Response:

@@ -71,7 +71,8 @@ class AquorisAdmin(Admin):
             # the same words whether the email is unknown, the password wrong or the account inactive
             username = str((await request.form()).get("username", ""))[:320]
             return await self.templates.TemplateResponse(
-                request, "sqladmin/login.html", {"error": BAD_CREDENTIALS, "username": username}, status_code=400)
+                request, "sqladmin/login.html", {"error": BAD_CREDENTIALS, "username": username}, status_code=400
+            )
         return RedirectResponse(request.url_for("admin:index"), status_code=302)
 
     @login_required
@@ -128,9 +129,17 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
     sqladmin_log = logging.getLogger("sqladmin.application")
     if not any(isinstance(f, _HideExpectedErrors) for f in sqladmin_log.filters):
         sqladmin_log.addFilter(_HideExpectedErrors())
-    for view in (customers.CustomerView, records.SubscriptionView, records.InvoiceView, records.RefundView,
-                 plans.PlanView, apps.AppView, admin_users.AdminUserView, audit_log.AuditLogView,
-                 sellers.SellerProfileView):
+    for view in (
+        customers.CustomerView,
+        records.SubscriptionView,
+        records.InvoiceView,
+        records.RefundView,
+        plans.PlanView,
+        apps.AppView,
+        admin_users.AdminUserView,
+        audit_log.AuditLogView,
+        sellers.SellerProfileView,
+    ):
         admin.add_view(view)
     for module in (dashboard, webhook_events, operations, documents, dunning, two_factor, password_links):
         module.register(admin, services)

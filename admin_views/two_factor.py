@@ -43,6 +43,7 @@ PENDING_MAX_AGE = 300
 PASS_FOR = "step_up_pass"
 PASS_SECONDS = 120
 
+
 def mark_stepped_up(request: Request) -> None:
     request.session[STEPPED_UP] = int(time.time())
 
@@ -54,8 +55,13 @@ def step_up_redirect(request: Request, back_to: str) -> Response | None:
     if isinstance(last, int) and time.time() - last < max_age:
         return None
     granted = request.session.get(PASS_FOR)
-    if isinstance(granted, list) and len(granted) == 2 and granted[0] == urlsplit(back_to).path \
-            and isinstance(granted[1], int) and time.time() - granted[1] < PASS_SECONDS:
+    if (
+        isinstance(granted, list)
+        and len(granted) == 2
+        and granted[0] == urlsplit(back_to).path
+        and isinstance(granted[1], int)
+        and time.time() - granted[1] < PASS_SECONDS
+    ):
         return None
     url = f"{request.url_for('admin:view-step_up')}?next={quote(back_to, safe='')}"
     return RedirectResponse(url, status_code=303)
@@ -66,9 +72,14 @@ def step_up_json(request: Request) -> Response | None:
     redirect = step_up_redirect(request, str(request.url_for("admin:list", identity="app")))
     if redirect is None:
         return None
-    return JSONResponse({"error": "Confirm it is you first (a fresh two-factor code or your password), then copy "
-                                  "the key again.", "step_up": redirect.headers["location"]},
-                        status_code=403, headers={"Cache-Control": "no-store"})
+    return JSONResponse(
+        {
+            "error": "Confirm it is you first (a fresh two-factor code or your password), then copy the key again.",
+            "step_up": redirect.headers["location"],
+        },
+        status_code=403,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 def _pending_admin_id(request: Request) -> int | None:
@@ -112,10 +123,14 @@ async def second_step(request: Request) -> Response:
         if not verdict.allowed or admin is None or not admin.is_active:
             reason = "rate_limited" if not verdict.allowed else "inactive"
             await admins.record_failed_sign_in(session, admin.email if admin else "", reason=reason, ip=ip)
-            error = rate_limit_message(verdict.retry_after_seconds) if not verdict.allowed else \
-                "This account cannot sign in."
-            return await _render(request, "admin/two_factor.html", {"error": error}, status_code=429 if
-                                 not verdict.allowed else 400)
+            error = (
+                rate_limit_message(verdict.retry_after_seconds)
+                if not verdict.allowed
+                else "This account cannot sign in."
+            )
+            return await _render(
+                request, "admin/two_factor.html", {"error": error}, status_code=429 if not verdict.allowed else 400
+            )
         method = await two_factor.check_code(session, admin_id, code, secret_key=services.settings.secret_key)
         if method is None:
             await admins.record_failed_sign_in(session, admin.email, reason="bad_code", ip=ip)
@@ -123,9 +138,15 @@ async def second_step(request: Request) -> Response:
             await admins.record_sign_in(session, admin, ip=ip, method=method)
             generation = admin.session_generation
     if method is None:
-        return await _render(request, "admin/two_factor.html", {
-            "error": "That code is not valid (or was already used). Enter the current code from your app, or "
-                     "one of your backup codes."}, status_code=400)
+        return await _render(
+            request,
+            "admin/two_factor.html",
+            {
+                "error": "That code is not valid (or was already used). Enter the current code from your app, or "
+                "one of your backup codes."
+            },
+            status_code=400,
+        )
     request.session.clear()
     request.session[ADMIN_ID] = admin_id
     request.session[GENERATION] = generation  # signing out (or a password change) elsewhere ends this session too
@@ -157,19 +178,33 @@ class TwoFactorView(BaseView):
             if not verdict.allowed:
                 ok = False
             elif admin.has_two_factor:
-                ok = await two_factor.check_code(session, admin.id, answer,
-                                                 secret_key=services.settings.secret_key) is not None
+                ok = (
+                    await two_factor.check_code(session, admin.id, answer, secret_key=services.settings.secret_key)
+                    is not None
+                )
             else:
                 ok = verify_password(answer, admin.password_hash)
-            await audit.record(session, actor=current_admin_actor(request),
-                               action="admin.stepped_up" if ok else "admin.step_up_failed",
-                               entity_type="admin_user", entity_id=admin.id, ip=ip,
-                               details={} if ok else {"reason": "rate_limited" if not verdict.allowed else "bad"})
+            await audit.record(
+                session,
+                actor=current_admin_actor(request),
+                action="admin.stepped_up" if ok else "admin.step_up_failed",
+                entity_type="admin_user",
+                entity_id=admin.id,
+                ip=ip,
+                details={} if ok else {"reason": "rate_limited" if not verdict.allowed else "bad"},
+            )
         if not ok:
-            error = rate_limit_message(verdict.retry_after_seconds) if not verdict.allowed else (
-                "That code is not valid (or was already used)." if admin.has_two_factor else "Wrong password.")
-            return await _render(request, "admin/step_up.html", {**context, "error": error},
-                                 status_code=429 if not verdict.allowed else 400)
+            error = (
+                rate_limit_message(verdict.retry_after_seconds)
+                if not verdict.allowed
+                else ("That code is not valid (or was already used)." if admin.has_two_factor else "Wrong password.")
+            )
+            return await _render(
+                request,
+                "admin/step_up.html",
+                {**context, "error": error},
+                status_code=429 if not verdict.allowed else 400,
+            )
         mark_stepped_up(request)
         request.session[PASS_FOR] = [urlsplit(next_url).path, int(time.time())]
         return RedirectResponse(next_url, status_code=303)
@@ -189,8 +224,9 @@ class TwoFactorView(BaseView):
             code = str((await request.form()).get("code", ""))
             try:
                 async with services.db.transaction() as session:
-                    codes = await two_factor.confirm_enrolment(session, admin.id, code, secret_key=secret_key,
-                                                               actor=actor, ip=client_ip(request))
+                    codes = await two_factor.confirm_enrolment(
+                        session, admin.id, code, secret_key=secret_key, actor=actor, ip=client_ip(request)
+                    )
             except PaymentError as exc:
                 error = exc.message
             else:
@@ -201,13 +237,18 @@ class TwoFactorView(BaseView):
             if secret is None:
                 secret = await two_factor.start_enrolment(session, admin.id, secret_key=secret_key, actor=actor)
         uri = two_factor.provisioning_uri(secret, admin.email)
-        return await _render(request, "admin/two_factor_setup.html", {
-            "enabled": False, "secret": secret, "qr_svg": two_factor.qr_svg(uri), "error": error},
-            status_code=400 if error else 200)
+        return await _render(
+            request,
+            "admin/two_factor_setup.html",
+            {"enabled": False, "secret": secret, "qr_svg": two_factor.qr_svg(uri), "error": error},
+            status_code=400 if error else 200,
+        )
+
 
 def register(admin: Admin, services: Services) -> None:
     """The enrolment and step-up pages (signed in) and the second sign-in step (not signed in yet)."""
     admin.add_base_view(TwoFactorView)
     admin.admin.state.admin_templates = admin.templates
-    admin.admin.router.routes.insert(0, Route("/two-factor", endpoint=second_step, name="two_factor",
-                                              methods=["GET", "POST"]))
+    admin.admin.router.routes.insert(
+        0, Route("/two-factor", endpoint=second_step, name="two_factor", methods=["GET", "POST"])
+    )

@@ -33,8 +33,18 @@ class WebhookEventView(KeysetModelView, model=StripeEvent):
     name_plural = "Webhook events"
     identity = "stripe-event"
     icon = "fa-solid fa-plug-circle-bolt"
-    list_headers = ("ID", "Stripe event", "Type", "API version", "Status", "Attempts", "Received", "Handled",
-                    "Last error", "")
+    list_headers = (
+        "ID",
+        "Stripe event",
+        "Type",
+        "API version",
+        "Status",
+        "Attempts",
+        "Received",
+        "Handled",
+        "Last error",
+        "",
+    )
     row_template = "webhook_events/row.html"
     details_template = "webhook_events/details.html"
     filter_names = ("status", "type")
@@ -42,15 +52,18 @@ class WebhookEventView(KeysetModelView, model=StripeEvent):
 
     async def filter_specs(self, session: AsyncSession) -> list[FilterSpec]:
         # the types we act on (a DISTINCT over the whole table would not scale)
-        return [FilterSpec("status", "Status", plain_choices(EVENT_STATUSES)),
-                FilterSpec("type", "Type", [(t, t) for t in HANDLED_TYPES])]
+        return [
+            FilterSpec("status", "Status", plain_choices(EVENT_STATUSES)),
+            FilterSpec("type", "Type", [(t, t) for t in HANDLED_TYPES]),
+        ]
 
     async def row_context(self, session: AsyncSession, rows: list[Any]) -> dict[str, Any]:
         # an event of another version is still applied (we re-read the object), but admins should see it
         return {"pinned_api_version": API_VERSION}
 
-    async def fetch(self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int,
-                    with_total: bool) -> Page[Any]:
+    async def fetch(
+        self, session: AsyncSession, filters: dict[str, str], *, after: int | None, limit: int, with_total: bool
+    ) -> Page[Any]:
         return await events.list_events(session, filters, after=after, limit=limit, with_total=with_total)
 
     @expose("/retry/{pk:int}", methods=["POST"])
@@ -67,9 +80,13 @@ class WebhookEventView(KeysetModelView, model=StripeEvent):
         else:
             # enqueued after the commit: a job must never run before the row says "pending"
             queued = await stripe_events.enqueue_event(services, pk)
-            flash(request, "The event will be applied again shortly." if queued else
-                  "The event is pending again; the queue is unreachable, so the periodic sweep will apply it.",
-                  "success" if queued else "warning")
+            flash(
+                request,
+                "The event will be applied again shortly."
+                if queued
+                else "The event is pending again; the queue is unreachable, so the periodic sweep will apply it.",
+                "success" if queued else "warning",
+            )
         target = request.url_for("admin:details", identity=self.identity, pk=pk)
         return RedirectResponse(str(target), status_code=303)
 

@@ -66,7 +66,6 @@ SELECT dashboard_rebuild();  -- the running totals the triggers would have kept
 """
 
 
-
 async def prepare(server_url: str, rows: int, reuse: bool) -> str:
     url = with_database(server_url, DATABASE)
     admin = await asyncpg.connect(libpq_url(server_url))
@@ -86,7 +85,8 @@ async def prepare(server_url: str, rows: int, reuse: bool) -> str:
         indexes = await conn.fetch(
             "SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS definition "
             "FROM pg_index i LEFT JOIN pg_constraint c ON c.conindid = i.indexrelid "
-            "WHERE i.indrelid = 'subscriptions'::regclass AND c.oid IS NULL")
+            "WHERE i.indrelid = 'subscriptions'::regclass AND c.oid IS NULL"
+        )
         for index in indexes:
             await conn.execute(f"DROP INDEX {index['name']}")
         await conn.execute(SEED_SQL.format(rows=rows, customers=max(1, rows // 10)))
@@ -102,9 +102,16 @@ async def prepare(server_url: str, rows: int, reuse: bool) -> str:
 class StockSubscriptions(ModelView, model=Subscription):
     """SQLAdmin's list as it comes: exact count(*) and LIMIT/OFFSET on every page."""
 
-    column_list = [Subscription.id, Subscription.customer, Subscription.plan, Subscription.status,
-                   Subscription.source, Subscription.current_period_end, Subscription.cancel_at_period_end,
-                   Subscription.created_at]
+    column_list = [
+        Subscription.id,
+        Subscription.customer,
+        Subscription.plan,
+        Subscription.status,
+        Subscription.source,
+        Subscription.current_period_end,
+        Subscription.cancel_at_period_end,
+        Subscription.created_at,
+    ]
     column_default_sort = [(Subscription.id, True)]
     page_size = PAGE
 
@@ -130,22 +137,25 @@ async def measure(url: str, rows: int, runs: int) -> None:
         from payment.admins import service as admins
 
         if await admins.find_by_email(session, ADMIN_EMAIL) is None:
-            await admins.create_admin(session, email=ADMIN_EMAIL, name="Bench", password=ADMIN_PASSWORD,
-                                      actor="bench")
+            await admins.create_admin(session, email=ADMIN_EMAIL, name="Bench", password=ADMIN_PASSWORD, actor="bench")
     async with services.db.session() as session:
         from sqlalchemy import func, select
 
-        ids = (await session.execute(select(Subscription.id).order_by(Subscription.id.desc())
-                                     .offset(rows // 2).limit(1))).scalar_one()
+        ids = (
+            await session.execute(select(Subscription.id).order_by(Subscription.id.desc()).offset(rows // 2).limit(1))
+        ).scalar_one()
     deep_page = rows // 2 // PAGE + 1
     transport = httpx.ASGITransport(app=ours, client=("127.0.0.1", 50000))
-    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client, \
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=stock), base_url="http://bench") as plain:
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://bench") as client,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=stock), base_url="http://bench") as plain,
+    ):
         login = await client.get("/admin/login")
         token = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
         assert token is not None
-        signed_in = await client.post("/admin/login", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD,
-                                                            "csrf_token": token.group(1)})
+        signed_in = await client.post(
+            "/admin/login", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "csrf_token": token.group(1)}
+        )
         assert signed_in.status_code == 302, signed_in.status_code
         first = await client.get("/admin/subscription/list")
         assert f'data-total-count="{rows}"' in first.text
@@ -153,18 +163,30 @@ async def measure(url: str, rows: int, runs: int) -> None:
         assert deep.text.count("<tr data-row-id") == PAGE
 
         figures = [
-            ("ours  first page + exact count (all)", await median_ms(
-                runs, lambda: client.get("/admin/subscription/list"))),
-            ("ours  first page + exact count (status=active)", await median_ms(
-                runs, lambda: client.get("/admin/subscription/list?status=active"))),
-            ("ours  first page + exact count (status=past_due)", await median_ms(
-                runs, lambda: client.get("/admin/subscription/list?status=past_due"))),
-            (f"ours  deep scroll page (after id {ids}, ~{deep_page:,} pages in)", await median_ms(
-                runs, lambda: client.get(f"/admin/subscription/list?after={ids}&fragment=1"))),
-            ("stock page 1 (count + LIMIT 50)", await median_ms(
-                runs, lambda: plain.get(f"/admin/subscription/list?page=1&pageSize={PAGE}"))),
-            (f"stock page {deep_page:,} (count + OFFSET {(deep_page - 1) * PAGE:,})", await median_ms(
-                runs, lambda: plain.get(f"/admin/subscription/list?page={deep_page}&pageSize={PAGE}"))),
+            (
+                "ours  first page + exact count (all)",
+                await median_ms(runs, lambda: client.get("/admin/subscription/list")),
+            ),
+            (
+                "ours  first page + exact count (status=active)",
+                await median_ms(runs, lambda: client.get("/admin/subscription/list?status=active")),
+            ),
+            (
+                "ours  first page + exact count (status=past_due)",
+                await median_ms(runs, lambda: client.get("/admin/subscription/list?status=past_due")),
+            ),
+            (
+                f"ours  deep scroll page (after id {ids}, ~{deep_page:,} pages in)",
+                await median_ms(runs, lambda: client.get(f"/admin/subscription/list?after={ids}&fragment=1")),
+            ),
+            (
+                "stock page 1 (count + LIMIT 50)",
+                await median_ms(runs, lambda: plain.get(f"/admin/subscription/list?page=1&pageSize={PAGE}")),
+            ),
+            (
+                f"stock page {deep_page:,} (count + OFFSET {(deep_page - 1) * PAGE:,})",
+                await median_ms(runs, lambda: plain.get(f"/admin/subscription/list?page={deep_page}&pageSize={PAGE}")),
+            ),
         ]
         async with services.db.session() as session:
             total = (await session.execute(select(func.count()).select_from(Subscription))).scalar_one()
@@ -172,8 +194,9 @@ async def measure(url: str, rows: int, runs: int) -> None:
     import os
 
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    print(f"\nsubscriptions: {total:,}; median of {runs} requests each, whole HTTP request through the app "
-          f"(load {load})")
+    print(
+        f"\nsubscriptions: {total:,}; median of {runs} requests each, whole HTTP request through the app (load {load})"
+    )
     for label, ms in figures:
         print(f"  {label:<62} {ms:8.1f} ms")
 

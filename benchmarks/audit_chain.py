@@ -62,8 +62,10 @@ async def writers(db: Database, count: int, transactions: int, rows: int, *, cha
 def report(label: str, latencies: list[float], elapsed: float) -> None:
     ordered = sorted(latencies)
     p95 = ordered[int(len(ordered) * 0.95) - 1]
-    print(f"{label:>10}: {len(latencies) / elapsed:8.0f} commits/s   p50 {statistics.median(ordered) * 1000:6.1f} ms"
-          f"   p95 {p95 * 1000:6.1f} ms")
+    print(
+        f"{label:>10}: {len(latencies) / elapsed:8.0f} commits/s   p50 {statistics.median(ordered) * 1000:6.1f} ms"
+        f"   p95 {p95 * 1000:6.1f} ms"
+    )
 
 
 async def main(count: int, transactions: int, rows: int) -> None:
@@ -88,8 +90,10 @@ async def main(count: int, transactions: int, rows: int) -> None:
             async with db.session() as session:
                 verdict = await verify_chain(session, key=key)
             elapsed = time.perf_counter() - began
-            print(f"verify: {verdict.rows} rows in {elapsed:.2f} s ({verdict.rows / elapsed:.0f} rows/s), "
-                  f"intact={verdict.ok}")
+            print(
+                f"verify: {verdict.rows} rows in {elapsed:.2f} s ({verdict.rows / elapsed:.0f} rows/s), "
+                f"intact={verdict.ok}"
+            )
         finally:
             await db.dispose()
             conn = await asyncpg.connect(libpq_url(root))

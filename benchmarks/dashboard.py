@@ -56,8 +56,9 @@ async def seeded(server_url: str, *, reuse: bool) -> str:
         started = time.perf_counter()
         await conn.execute("VACUUM (ANALYZE)")
         print(f"  vacuum analyze in {time.perf_counter() - started:.1f} s", flush=True)
-        counts = await conn.fetchrow("SELECT (SELECT count(*) FROM subscriptions) AS s, "
-                                     "(SELECT count(*) FROM invoices) AS i")
+        counts = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM subscriptions) AS s, (SELECT count(*) FROM invoices) AS i"
+        )
         assert counts is not None and counts["s"] == SUBSCRIPTIONS and counts["i"] == INVOICES, counts
     finally:
         await conn.close()

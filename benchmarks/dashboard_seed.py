@@ -90,5 +90,10 @@ SELECT id, amount_refunded_cents, currency, 'succeeded', 'bench',
 FROM invoices WHERE status IN ('partially_refunded', 'refunded') ORDER BY id LIMIT {REFUNDS}
 """
 
-STEPS = [("plans", PLANS), ("customers", CUSTOMERS_SQL), ("subscriptions", SUBSCRIPTIONS_SQL),
-         ("invoices", INVOICES_SQL), ("refunds", REFUNDS_SQL)]
+STEPS = [
+    ("plans", PLANS),
+    ("customers", CUSTOMERS_SQL),
+    ("subscriptions", SUBSCRIPTIONS_SQL),
+    ("invoices", INVOICES_SQL),
+    ("refunds", REFUNDS_SQL),
+]

@@ -21,15 +21,18 @@ ADMIN_PASSWORD = "bench-admin-password"
 
 
 def _ms(values: list[float]) -> str:
-    return f"median {statistics.median(values) * 1000:7.1f} ms   (min {min(values) * 1000:7.1f}, " \
-           f"max {max(values) * 1000:7.1f})"
+    return (
+        f"median {statistics.median(values) * 1000:7.1f} ms   (min {min(values) * 1000:7.1f}, "
+        f"max {max(values) * 1000:7.1f})"
+    )
 
 
 async def _admin(services: Any) -> None:
     async with services.db.transaction() as session:
         if await admins.find_by_email(session, ADMIN_EMAIL) is None:
-            await admins.create_admin(session, email=ADMIN_EMAIL, name="Bench", password=ADMIN_PASSWORD,
-                                      actor="benchmark")
+            await admins.create_admin(
+                session, email=ADMIN_EMAIL, name="Bench", password=ADMIN_PASSWORD, actor="benchmark"
+            )
 
 
 async def _signed_in(client: httpx.AsyncClient) -> None:
@@ -76,6 +79,8 @@ async def measure(url: str, *, runs: int) -> None:
                 assert response.status_code == 200 and 'data-available="no"' not in response.text
                 if i:
                     times.append(elapsed)
-            print(f"\nwhole landing page GET /admin/ (signed in, all cards and charts, rendered HTML):\n"
-                  f"  {'page':16s} {_ms(times)}")
+            print(
+                f"\nwhole landing page GET /admin/ (signed in, all cards and charts, rendered HTML):\n"
+                f"  {'page':16s} {_ms(times)}"
+            )
     await services.db.dispose()

@@ -132,16 +132,19 @@ async def measure(base_url: str) -> None:
         login = await client.get("/admin/login")
         token = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
         assert token is not None
-        signed_in = await client.post("/admin/login", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD,
-                                                            "csrf_token": token.group(1)})
+        signed_in = await client.post(
+            "/admin/login", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "csrf_token": token.group(1)}
+        )
         assert signed_in.status_code == 302, signed_in.status_code
         await export(client, "?status=open&customer=1")  # warm-up: imports, pool, plans
         small = await export(client, "?status=open")
         full = await export(client, "")
     print(f"\nRSS before the exports: {rss_kib() / 1024:.0f} MiB (server and client in this process)")
     for label, (rows, size, seconds, peak) in (("baseline: status=open", small), ("full export", full)):
-        print(f"  {label:<24} {rows:>9,} rows {size / 1e6:8.1f} MB {seconds:7.1f} s "
-              f"{rows / max(seconds, 1e-9):>9,.0f} rows/s   peak RSS {peak / 1024:6.0f} MiB")
+        print(
+            f"  {label:<24} {rows:>9,} rows {size / 1e6:8.1f} MB {seconds:7.1f} s "
+            f"{rows / max(seconds, 1e-9):>9,.0f} rows/s   peak RSS {peak / 1024:6.0f} MiB"
+        )
 
 
 def main() -> None:
@@ -161,14 +164,22 @@ def main() -> None:
             services = build_services(settings)
             async with services.db.transaction() as session:
                 if await admins.find_by_email(session, ADMIN_EMAIL) is None:
-                    await admins.create_admin(session, email=ADMIN_EMAIL, name="Bench", password=ADMIN_PASSWORD,
-                                              actor="bench")
+                    await admins.create_admin(
+                        session, email=ADMIN_EMAIL, name="Bench", password=ADMIN_PASSWORD, actor="bench"
+                    )
             await services.db.dispose()
 
         asyncio.run(seed_admin())
         port = free_port()
-        web = uvicorn.Server(uvicorn.Config(create_app(settings.replace(base_url=f"http://127.0.0.1:{port}")),
-                                            host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+        web = uvicorn.Server(
+            uvicorn.Config(
+                create_app(settings.replace(base_url=f"http://127.0.0.1:{port}")),
+                host="127.0.0.1",
+                port=port,
+                log_level="warning",
+                lifespan="on",
+            )
+        )
         thread = threading.Thread(target=lambda: asyncio.run(web.serve()), daemon=True)
         thread.start()
         while not web.started:

@@ -45,6 +45,7 @@ def load_average() -> str:
 
 # ---------------------------------------------------------------- wrk
 
+
 @dataclass(frozen=True)
 class WrkResult:
     requests: int
@@ -67,9 +68,21 @@ def _ms(value: str) -> float:
 
 def wrk(url: str, script: Path, *, seconds: float, connections: int) -> WrkResult:
     out = subprocess.run(
-        [require_wrk(), "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency", "--timeout", "10s",
-         "-s", str(script), url],
-        capture_output=True, text=True, check=True,
+        [
+            require_wrk(),
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out)
     if done is None:
@@ -80,11 +93,18 @@ def wrk(url: str, script: Path, *, seconds: float, connections: int) -> WrkResul
     failed = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     failed += int(non2xx.group(1)) if non2xx else 0
-    return WrkResult(requests, wall, requests / wall if wall else 0.0, _ms(p50.group(1)) if p50 else 0.0,
-                     _ms(p99.group(1)) if p99 else 0.0, failed)
+    return WrkResult(
+        requests,
+        wall,
+        requests / wall if wall else 0.0,
+        _ms(p50.group(1)) if p50 else 0.0,
+        _ms(p99.group(1)) if p99 else 0.0,
+        failed,
+    )
 
 
 # ---------------------------------------------------------------- server processes
+
 
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its live children (uvicorn's worker processes)."""
@@ -132,6 +152,7 @@ def server_process(command: list[str], port: int, env: dict[str, str], cwd: Path
 
 
 # ---------------------------------------------------------------- round trips
+
 
 class RoundTripProxy:
     """A TCP proxy to PostgreSQL counting the client's Sync ('S') and Query ('Q') messages: its round trips."""
@@ -213,6 +234,7 @@ class RoundTripProxy:
 
 # ---------------------------------------------------------------- comparing servers in one run
 
+
 @dataclass
 class Side:
     """One server under test: how to start it on a port against a database URL, and the wrk script of a round."""
@@ -225,8 +247,16 @@ class Side:
     script: Callable[[int], Path]  # round number (0 = warm-up, -1 = round-trip count) -> Lua script
 
 
-def compare(sides: list[Side], *, title: str, rounds: int, seconds: float, connections: int, baseline: str,
-            free_port: Callable[[], int]) -> None:
+def compare(
+    sides: list[Side],
+    *,
+    title: str,
+    rounds: int,
+    seconds: float,
+    connections: int,
+    baseline: str,
+    free_port: Callable[[], int],
+) -> None:
     """All sides up at once, measured in alternating rounds (the order rotates), then each counted for round
     trips behind the proxy; prints each round and a summary with ratios to `baseline`."""
     results: dict[str, list[dict[str, float]]] = {side.name: [] for side in sides}
@@ -234,8 +264,9 @@ def compare(sides: list[Side], *, title: str, rounds: int, seconds: float, conne
         ports: dict[str, tuple[int, int]] = {}
         for side in sides:
             port = free_port()
-            pid = running.enter_context(server_process(side.command(port), port, side.env(side.database_url),
-                                                       side.root))
+            pid = running.enter_context(
+                server_process(side.command(port), port, side.env(side.database_url), side.root)
+            )
             ports[side.name] = (port, pid)
         for side in sides:
             wrk(f"http://127.0.0.1:{ports[side.name][0]}", side.script(0), seconds=2, connections=connections)
@@ -247,23 +278,38 @@ def compare(sides: list[Side], *, title: str, rounds: int, seconds: float, conne
                 cpu_before = tree_cpu_seconds(pid)
                 result = wrk(f"http://127.0.0.1:{port}", script, seconds=seconds, connections=connections)
                 cpu_ms = (tree_cpu_seconds(pid) - cpu_before) * 1000 / max(1, result.requests)
-                results[side.name].append({"rps": result.rps, "p50": result.p50_ms, "p99": result.p99_ms,
-                                           "cpu": cpu_ms, "failed": result.failed, "load1": os.getloadavg()[0]})
-                print(f"round {round_no} {side.name:8s} {result.rps:8.1f} req/s  p50 {result.p50_ms:6.1f} ms  "
-                      f"p99 {result.p99_ms:6.1f} ms  cpu {cpu_ms:5.2f} ms/req  {result.failed} failed  "
-                      f"[{load_average()}]", flush=True)
+                results[side.name].append(
+                    {
+                        "rps": result.rps,
+                        "p50": result.p50_ms,
+                        "p99": result.p99_ms,
+                        "cpu": cpu_ms,
+                        "failed": result.failed,
+                        "load1": os.getloadavg()[0],
+                    }
+                )
+                print(
+                    f"round {round_no} {side.name:8s} {result.rps:8.1f} req/s  p50 {result.p50_ms:6.1f} ms  "
+                    f"p99 {result.p99_ms:6.1f} ms  cpu {cpu_ms:5.2f} ms/req  {result.failed} failed  "
+                    f"[{load_average()}]",
+                    flush=True,
+                )
     trips = {side.name: round_trips(side, free_port) for side in sides}
-    print(f"\n{title}, wrk -t1 -c{connections}, {seconds:.0f} s rounds, median of {rounds} "
-          f"(cores: {os.cpu_count()}; {load_average()} at the end):")
+    print(
+        f"\n{title}, wrk -t1 -c{connections}, {seconds:.0f} s rounds, median of {rounds} "
+        f"(cores: {os.cpu_count()}; {load_average()} at the end):"
+    )
     base_rps = statistics.median(r["rps"] for r in results[baseline])
     for name, measured in results.items():
         rps = statistics.median(r["rps"] for r in measured)
-        print(f"  {name:8s} {rps:8.1f} req/s ({rps / base_rps:4.2f}x {baseline})  "
-              f"p50 {statistics.median(r['p50'] for r in measured):6.1f} ms  "
-              f"p99 {statistics.median(r['p99'] for r in measured):6.1f} ms  "
-              f"cpu {statistics.median(r['cpu'] for r in measured):5.2f} ms/req  "
-              f"{trips[name]:4.1f} round trips/req  {int(sum(r['failed'] for r in measured))} failed  "
-              f"load1 {min(r['load1'] for r in measured):.2f}-{max(r['load1'] for r in measured):.2f}")
+        print(
+            f"  {name:8s} {rps:8.1f} req/s ({rps / base_rps:4.2f}x {baseline})  "
+            f"p50 {statistics.median(r['p50'] for r in measured):6.1f} ms  "
+            f"p99 {statistics.median(r['p99'] for r in measured):6.1f} ms  "
+            f"cpu {statistics.median(r['cpu'] for r in measured):5.2f} ms/req  "
+            f"{trips[name]:4.1f} round trips/req  {int(sum(r['failed'] for r in measured))} failed  "
+            f"load1 {min(r['load1'] for r in measured):.2f}-{max(r['load1'] for r in measured):.2f}"
+        )
 
 
 def round_trips(side: Side, free_port: Callable[[], int]) -> float:

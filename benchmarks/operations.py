@@ -38,7 +38,6 @@ DATABASE = "aquoris_operations_bench"
 ACTOR = AdminActor(1, Role.OWNER)
 
 
-
 async def main(racers: int, payments: int) -> None:
     with server() as root:
         conn = await asyncpg.connect(libpq_url(root))
@@ -68,8 +67,7 @@ async def run(services: Services, racers: int, payments: int) -> None:
             async with db.transaction() as session:
                 if await submissions.claim(session, nonce, action="refund", actor=ACTOR) is not None:
                     return "replayed"
-                await refunds.issue(session, invoice_id, amount_cents=100, reason="bench",
-                                    actor=ACTOR)
+                await refunds.issue(session, invoice_id, amount_cents=100, reason="bench", actor=ACTOR)
                 await submissions.settle(session, nonce, {"level": "success", "message": "ok"})
                 return "refunded"
         except PaymentError:
@@ -79,13 +77,15 @@ async def run(services: Services, racers: int, payments: int) -> None:
     outcomes = await asyncio.gather(*(refund_once(submissions.new_nonce()) for _ in range(racers)))
     elapsed = time.perf_counter() - started
     async with db.session() as session:
-        refunded = (await session.get(Invoice, invoice_id))
+        refunded = await session.get(Invoice, invoice_id)
         assert refunded is not None
         rows = len(list(await session.scalars(Refund.__table__.select().where(Refund.invoice_id == invoice_id))))
-    print(f"refund race: {racers} admins refund 1.00 each on a {half}.00 invoice at once -> "
-          f"{outcomes.count('refunded')} refunded, {outcomes.count('refused')} refused; refunded total "
-          f"{refunded.amount_refunded_cents / 100:.2f}, {rows} refund rows; {elapsed * 1000:.0f} ms wall, "
-          f"{elapsed * 1000 / racers:.1f} ms per attempt")
+    print(
+        f"refund race: {racers} admins refund 1.00 each on a {half}.00 invoice at once -> "
+        f"{outcomes.count('refunded')} refunded, {outcomes.count('refused')} refused; refunded total "
+        f"{refunded.amount_refunded_cents / 100:.2f}, {rows} refund rows; {elapsed * 1000:.0f} ms wall, "
+        f"{elapsed * 1000 / racers:.1f} ms per attempt"
+    )
 
     async with db.transaction() as session:
         invoice2 = await factories.create_invoice(session, customer, source="manual", amount_cents=10_000)
@@ -94,8 +94,10 @@ async def run(services: Services, racers: int, payments: int) -> None:
     started = time.perf_counter()
     outcomes = await asyncio.gather(*(refund_once(nonce) for _ in range(racers)))
     elapsed = time.perf_counter() - started
-    print(f"double submission: the same form posted {racers} times at once -> {outcomes.count('refunded')} acted, "
-          f"{outcomes.count('replayed')} replayed the first outcome; {elapsed * 1000:.0f} ms wall")
+    print(
+        f"double submission: the same form posted {racers} times at once -> {outcomes.count('refunded')} acted, "
+        f"{outcomes.count('replayed')} replayed the first outcome; {elapsed * 1000:.0f} ms wall"
+    )
 
     times: list[float] = []
     async with db.transaction() as session:
@@ -103,13 +105,25 @@ async def run(services: Services, racers: int, payments: int) -> None:
     for i, payer in enumerate(payers):
         started = time.perf_counter()
         async with db.transaction() as session:
-            await record_manual(session, payer.id, ManualPayment(
-                amount_cents=29900, currency="thb", payment_method="bank_transfer", reference_number=f"BENCH-{i}",
-                plan_id=plan.id, months=1), actor=ACTOR)
+            await record_manual(
+                session,
+                payer.id,
+                ManualPayment(
+                    amount_cents=29900,
+                    currency="thb",
+                    payment_method="bank_transfer",
+                    reference_number=f"BENCH-{i}",
+                    plan_id=plan.id,
+                    months=1,
+                ),
+                actor=ACTOR,
+            )
         times.append((time.perf_counter() - started) * 1000)
     times.sort()
-    print(f"record manual payment: {payments} in a row -> median {statistics.median(times):.1f} ms, "
-          f"p95 {times[int(len(times) * 0.95) - 1]:.1f} ms, max {times[-1]:.1f} ms")
+    print(
+        f"record manual payment: {payments} in a row -> median {statistics.median(times):.1f} ms, "
+        f"p95 {times[int(len(times) * 0.95) - 1]:.1f} ms, max {times[-1]:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ TTL = timedelta(hours=1)
 
 # ---------------------------------------------------------------- baseline server (runs in its own process)
 
+
 def baseline_app() -> Starlette:
     """The same SQL as the service's happy path, with nothing else: the floor for this endpoint."""
     dsn = os.environ["BENCH_DSN"]
@@ -66,38 +67,59 @@ def baseline_app() -> Starlette:
         body = json.loads(await request.body())
         external_id, slug = body["externalUserId"], body["appSlug"]
         async with pool.acquire() as conn, conn.transaction():
-            app = await conn.fetchrow("SELECT id, slug, is_active FROM apps WHERE api_key_hash = $1",
-                                      hashlib.sha256(key.encode()).digest())
+            app = await conn.fetchrow(
+                "SELECT id, slug, is_active FROM apps WHERE api_key_hash = $1", hashlib.sha256(key.encode()).digest()
+            )
             if app is None or app["slug"] != slug:
                 return JSONResponse({"code": "invalid_api_key"}, status_code=401)
             actor = f"app:{slug}"
             customer = await conn.fetchval(
-                "SELECT id FROM customers WHERE external_user_id = $1 FOR UPDATE", external_id)
+                "SELECT id FROM customers WHERE external_user_id = $1 FOR UPDATE", external_id
+            )
             if customer is None:
                 inserted = await conn.fetchval(
                     "INSERT INTO customers (external_user_id, created_at, updated_at) VALUES ($1, now(), now()) "
-                    "ON CONFLICT (external_user_id) DO NOTHING RETURNING id", external_id)
+                    "ON CONFLICT (external_user_id) DO NOTHING RETURNING id",
+                    external_id,
+                )
                 customer = await conn.fetchval(
-                    "SELECT id FROM customers WHERE external_user_id = $1 FOR UPDATE", external_id)
+                    "SELECT id FROM customers WHERE external_user_id = $1 FOR UPDATE", external_id
+                )
                 if inserted is not None:
                     await conn.execute(
                         "INSERT INTO audit_log (actor, action, entity_type, entity_id, details) "
                         "VALUES ($1, 'customer.created', 'customer', $2, $3::jsonb)",
-                        actor, str(customer), json.dumps({"external_user_id": external_id}))
+                        actor,
+                        str(customer),
+                        json.dumps({"external_user_id": external_id}),
+                    )
             token = secrets.token_urlsafe(32)
             session_id = uuid.uuid4()
             expires = datetime.now(UTC) + TTL
             await conn.execute(
                 "INSERT INTO billing_sessions (id, token_hash, app_id, customer_id, locale, expires_at) "
                 "VALUES ($1, $2, $3, $4, NULL, $5)",
-                session_id, hashlib.sha256(token.encode()).digest(), app["id"], customer, expires)
+                session_id,
+                hashlib.sha256(token.encode()).digest(),
+                app["id"],
+                customer,
+                expires,
+            )
             await conn.execute(
                 "INSERT INTO audit_log (actor, action, entity_type, entity_id, details) "
                 "VALUES ($1, 'billing_session.created', 'billing_session', $2, $3::jsonb)",
-                actor, str(session_id), json.dumps({"app": slug, "customer_id": customer,
-                                                    "expires_at": expires.isoformat()}))
-        return JSONResponse({"id": str(session_id), "url": f"{base_url}/billing/{token}",
-                             "expiresAt": expires.isoformat().replace("+00:00", "Z")}, status_code=201)
+                actor,
+                str(session_id),
+                json.dumps({"app": slug, "customer_id": customer, "expires_at": expires.isoformat()}),
+            )
+        return JSONResponse(
+            {
+                "id": str(session_id),
+                "url": f"{base_url}/billing/{token}",
+                "expiresAt": expires.isoformat().replace("+00:00", "Z"),
+            },
+            status_code=201,
+        )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -159,18 +181,49 @@ def fresh_database(server_url: str, name: str, root: Path) -> tuple[str, str]:
 
     asyncio.run(recreate())
     url = with_database(server_url, name)
-    key = subprocess.run([sys.executable, "-c", _PREPARE, url], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
-                         capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    key = (
+        subprocess.run(
+            [sys.executable, "-c", _PREPARE, url],
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     return url, key
 
 
 def command(side: str, root: Path, port: int, web_workers: int) -> list[str]:
     if side == "baseline":
-        return [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.sessions_api:baseline_app",
-                "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "benchmarks.sessions_api:baseline_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
     extra = ["--workers", str(web_workers)] if web_workers > 1 else []
-    return [sys.executable, "-c", "from payment.cli import run; run()", "serve", "--host", "127.0.0.1",
-            "--port", str(port), *extra]
+    return [
+        sys.executable,
+        "-c",
+        "from payment.cli import run; run()",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        *extra,
+    ]
 
 
 def environment(side: str, root: Path, url: str) -> dict[str, str]:
@@ -178,8 +231,13 @@ def environment(side: str, root: Path, url: str) -> dict[str, str]:
 
     if side == "baseline":
         return {"BENCH_DSN": libpq_url(url), "PYTHONPATH": str(root)}
-    return {"APP_ENV": "development", "DATABASE_URL": url, "LOG_LEVEL": "WARNING", "DB_POOL_SIZE": "20",
-            "PYTHONPATH": str(root)}
+    return {
+        "APP_ENV": "development",
+        "DATABASE_URL": url,
+        "LOG_LEVEL": "WARNING",
+        "DB_POOL_SIZE": "20",
+        "PYTHONPATH": str(root),
+    }
 
 
 def main() -> None:
@@ -203,12 +261,25 @@ def main() -> None:
             url, key = fresh_database(server_url, f"bench_sessions_{name}", root)
             script = Path(scratch) / f"{name}.lua"
             script.write_text(_LUA % {"key": key, "users": args.users})
-            sides.append(loadgen.Side(
-                name, root, lambda port, name=name, root=root: command(name, root, port, args.web_workers),  # type: ignore[misc]
-                lambda url, name=name, root=root: environment(name, root, url),  # type: ignore[misc]
-                url, lambda _round, script=script: script))  # type: ignore[misc]
-        loadgen.compare(sides, title="POST /api/v1/sessions", rounds=args.rounds, seconds=args.seconds,
-                        connections=args.connections, baseline="baseline", free_port=free_port)
+            sides.append(
+                loadgen.Side(
+                    name,
+                    root,
+                    lambda port, name=name, root=root: command(name, root, port, args.web_workers),  # type: ignore[misc]
+                    lambda url, name=name, root=root: environment(name, root, url),  # type: ignore[misc]
+                    url,
+                    lambda _round, script=script: script,  # type: ignore[misc]
+                )
+            )
+        loadgen.compare(
+            sides,
+            title="POST /api/v1/sessions",
+            rounds=args.rounds,
+            seconds=args.seconds,
+            connections=args.connections,
+            baseline="baseline",
+            free_port=free_port,
+        )
 
 
 if __name__ == "__main__":

@@ -77,8 +77,13 @@ def database() -> Iterator[str]:
 
 
 def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "payment.cli", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "payment.cli", *args],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def wait_http(url: str, timeout: float = 60) -> None:
@@ -113,10 +118,14 @@ async def deliver(web_url: str, bodies: list[bytes], senders: int) -> tuple[floa
     async def sender(http: httpx.AsyncClient) -> None:
         while not queue.empty():
             body = queue.get_nowait()
-            header = stripe.WebhookSignature.generate_signature_header(body.decode(), DEV_STRIPE_WEBHOOK_SECRET,
-                                                                        int(time.time()))
-            response = await http.post("/api/v1/webhooks/stripe", content=body, headers={
-                "Content-Type": "application/json", "Stripe-Signature": header})
+            header = stripe.WebhookSignature.generate_signature_header(
+                body.decode(), DEV_STRIPE_WEBHOOK_SECRET, int(time.time())
+            )
+            response = await http.post(
+                "/api/v1/webhooks/stripe",
+                content=body,
+                headers={"Content-Type": "application/json", "Stripe-Signature": header},
+            )
             codes[response.status_code] = codes.get(response.status_code, 0) + 1
 
     limits = httpx.Limits(max_connections=senders)
@@ -132,8 +141,9 @@ async def drain(settings: Any, total: int, timeout: float) -> tuple[float, dict[
         deadline = started + timeout
         while True:
             async with services.db.session() as session:
-                rows = (await session.execute(select(StripeEvent.status, func.count())
-                                              .group_by(StripeEvent.status))).all()
+                rows = (
+                    await session.execute(select(StripeEvent.status, func.count()).group_by(StripeEvent.status))
+                ).all()
             counts = {status: int(n) for status, n in rows}
             if counts.get("handled", 0) + counts.get("ignored", 0) + counts.get("failed", 0) >= total:
                 return time.monotonic() - started, counts
@@ -154,8 +164,14 @@ def main() -> None:
         migrate.upgrade(url)
         sandbox_port, web_port = free_port(), free_port()
         sandbox_url, web_url = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{web_port}"
-        env = {**os.environ, "APP_ENV": "test", "DATABASE_URL": url, "STRIPE_API_BASE": sandbox_url,
-               "LOG_LEVEL": "WARNING", "DB_POOL_SIZE": "20"}
+        env = {
+            **os.environ,
+            "APP_ENV": "test",
+            "DATABASE_URL": url,
+            "STRIPE_API_BASE": sandbox_url,
+            "LOG_LEVEL": "WARNING",
+            "DB_POOL_SIZE": "20",
+        }
         processes = [start(["sandbox", "--port", str(sandbox_port)], env)]
         try:
             wait_http(f"{sandbox_url}/_sandbox/clock")
@@ -172,17 +188,24 @@ def main() -> None:
             wait_http(f"{web_url}/api/health")
             seconds, codes = asyncio.run(deliver(web_url, bodies, args.senders))
             accepted = codes.get(200, 0)
-            print(f"deliveries: {accepted} accepted of {len(bodies)} in {seconds:.1f} s = "
-                  f"{accepted / seconds:.0f} accepted/s with {args.senders} concurrent senders; answers {codes}")
+            print(
+                f"deliveries: {accepted} accepted of {len(bodies)} in {seconds:.1f} s = "
+                f"{accepted / seconds:.0f} accepted/s with {args.senders} concurrent senders; answers {codes}"
+            )
             worker = start(["worker", "--concurrency", str(args.concurrency)], env)
             processes.append(worker)
             seconds, counts = asyncio.run(drain(settings, len(bodies), args.timeout))
             applied = counts.get("handled", 0)
-            print(f"backlog: {applied} of {len(bodies)} events applied by one worker (concurrency "
-                  f"{args.concurrency}) in {seconds:.1f} s = {applied / seconds:.1f} events/s; statuses {counts}")
+            print(
+                f"backlog: {applied} of {len(bodies)} events applied by one worker (concurrency "
+                f"{args.concurrency}) in {seconds:.1f} s = {applied / seconds:.1f} events/s; statuses {counts}"
+            )
             failures = counts.get("failed", 0) + counts.get("pending", 0)
-            print("drained without error" if failures == 0 and applied == len(bodies) else
-                  f"NOT drained: {failures} failed or pending")
+            print(
+                "drained without error"
+                if failures == 0 and applied == len(bodies)
+                else f"NOT drained: {failures} failed or pending"
+            )
         finally:
             for process in reversed(processes):
                 process.terminate()

@@ -47,13 +47,22 @@ from benchmarks import loadgen, pgserver  # noqa: E402
 from benchmarks.sessions_api import fresh_database  # noqa: E402
 
 # ../shared beside the checkout (a worktree one level deeper finds it further up)
-FIXTURES = next((p / "shared" / "stripe" / "fixtures3.json" for p in ROOT.parents
-                 if (p / "shared" / "stripe" / "fixtures3.json").exists()), ROOT.parent / "shared")
-_DEFER = ("SELECT procrastinate_defer_jobs_v1(ARRAY[ROW('default', 'payment:apply_stripe_event', 0, NULL, NULL, "
-          "jsonb_build_object('event_row_id', $1::bigint), NULL)::procrastinate_job_to_defer_v1])")
+FIXTURES = next(
+    (
+        p / "shared" / "stripe" / "fixtures3.json"
+        for p in ROOT.parents
+        if (p / "shared" / "stripe" / "fixtures3.json").exists()
+    ),
+    ROOT.parent / "shared",
+)
+_DEFER = (
+    "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW('default', 'payment:apply_stripe_event', 0, NULL, NULL, "
+    "jsonb_build_object('event_row_id', $1::bigint), NULL)::procrastinate_job_to_defer_v1])"
+)
 
 
 # ---------------------------------------------------------------- baseline server (runs in its own process)
+
 
 def baseline_app() -> Starlette:
     """Verify, store the event, defer its job, one transaction: the floor for this endpoint."""
@@ -74,7 +83,12 @@ def baseline_app() -> Starlette:
                 "INSERT INTO stripe_events (stripe_event_id, type, object_id, payload, stripe_created_at, "
                 "received_at, received_via, status) VALUES ($1, $2, $3, $4::text::jsonb, to_timestamp($5), now(), "
                 "'webhook', 'pending') ON CONFLICT (stripe_event_id) DO NOTHING RETURNING id",
-                event["id"], event["type"], event["data"]["object"]["id"], payload.decode(), event["created"])
+                event["id"],
+                event["type"],
+                event["data"]["object"]["id"],
+                payload.decode(),
+                event["created"],
+            )
             if row_id is not None:
                 await conn.execute(_DEFER, row_id)
         return JSONResponse({"received": True, "duplicate": row_id is None})
@@ -119,10 +133,17 @@ def signed_deliveries(folder: Path, side: str, round_no: int, count: int, secret
     now = int(time.time())
     lines = []
     for i in range(count):
-        event = {"id": f"evt_bench_{side}_{round_no}_{i}_{now}", "object": "event", "api_version": "2025-03-31.basil",
-                 "created": now, "livemode": False, "pending_webhooks": 1, "type": "customer.subscription.updated",
-                 "request": {"id": None, "idempotency_key": None},
-                 "data": {"object": {**subscription, "id": f"sub_bench_{i % 500}"}}}
+        event = {
+            "id": f"evt_bench_{side}_{round_no}_{i}_{now}",
+            "object": "event",
+            "api_version": "2025-03-31.basil",
+            "created": now,
+            "livemode": False,
+            "pending_webhooks": 1,
+            "type": "customer.subscription.updated",
+            "request": {"id": None, "idempotency_key": None},
+            "data": {"object": {**subscription, "id": f"sub_bench_{i % 500}"}},
+        }
         body = json.dumps(event, separators=(",", ":"))
         signature = hmac.new(secret.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
         lines.append(f"t={now},v1={signature}\t{body}")
@@ -153,31 +174,74 @@ def main() -> None:
 
     def command(name: str, port: int) -> list[str]:
         if name == "baseline":
-            return [sys.executable, "-m", "uvicorn", "--factory", "benchmarks.webhooks:baseline_app",
-                    "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+            return [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "benchmarks.webhooks:baseline_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ]
         extra = ["--workers", str(args.web_workers)] if name == "ours" and args.web_workers > 1 else []
-        return [sys.executable, "-c", "from payment.cli import run; run()", "serve", "--host", "127.0.0.1",
-                "--port", str(port), *extra]
+        return [
+            sys.executable,
+            "-c",
+            "from payment.cli import run; run()",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            *extra,
+        ]
 
     def environment(name: str, url: str) -> dict[str, str]:
         if name == "baseline":
-            return {"BENCH_DSN": libpq_url(url), "BENCH_WEBHOOK_SECRET": DEV_STRIPE_WEBHOOK_SECRET,
-                    "PYTHONPATH": str(ROOT)}
-        return {"APP_ENV": "development", "DATABASE_URL": url, "LOG_LEVEL": "WARNING", "DB_POOL_SIZE": "20",
-                "PYTHONPATH": str(roots[name])}
+            return {
+                "BENCH_DSN": libpq_url(url),
+                "BENCH_WEBHOOK_SECRET": DEV_STRIPE_WEBHOOK_SECRET,
+                "PYTHONPATH": str(ROOT),
+            }
+        return {
+            "APP_ENV": "development",
+            "DATABASE_URL": url,
+            "LOG_LEVEL": "WARNING",
+            "DB_POOL_SIZE": "20",
+            "PYTHONPATH": str(roots[name]),
+        }
 
     with pgserver.server() as server_url, tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         sides = []
         for name, root in roots.items():
             url, _key = fresh_database(server_url, f"bench_webhooks_{name}", root)
-            sides.append(loadgen.Side(
-                name, root, lambda port, name=name: command(name, port),  # type: ignore[misc]
-                lambda url, name=name: environment(name, url), url,  # type: ignore[misc]
-                lambda round_no, name=name: signed_deliveries(  # type: ignore[misc]
-                    folder, name, round_no, args.events if round_no > 0 else 3000, DEV_STRIPE_WEBHOOK_SECRET)))
-        loadgen.compare(sides, title="POST /api/v1/webhooks/stripe", rounds=args.rounds, seconds=args.seconds,
-                        connections=args.connections, baseline="baseline", free_port=free_port)
+            sides.append(
+                loadgen.Side(
+                    name,
+                    root,
+                    lambda port, name=name: command(name, port),  # type: ignore[misc]
+                    lambda url, name=name: environment(name, url),  # type: ignore[misc]
+                    url,
+                    lambda round_no, name=name: signed_deliveries(  # type: ignore[misc]
+                        folder, name, round_no, args.events if round_no > 0 else 3000, DEV_STRIPE_WEBHOOK_SECRET
+                    ),
+                )
+            )
+        loadgen.compare(
+            sides,
+            title="POST /api/v1/webhooks/stripe",
+            rounds=args.rounds,
+            seconds=args.seconds,
+            connections=args.connections,
+            baseline="baseline",
+            free_port=free_port,
+        )
 
 
 if __name__ == "__main__":

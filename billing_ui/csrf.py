@@ -33,7 +33,6 @@ def same_origin(request: Request, base_url: str) -> bool:
     return origin.lower() in own
 
 
-def valid(request: Request, submitted: str, *, secret_key: str, base_url: str,
-          billing_session_id: uuid.UUID) -> bool:
+def valid(request: Request, submitted: str, *, secret_key: str, base_url: str, billing_session_id: uuid.UUID) -> bool:
     expected = token_for(secret_key, billing_session_id)
     return same_origin(request, base_url) and hmac.compare_digest(expected, submitted)

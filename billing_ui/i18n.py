@@ -22,7 +22,7 @@ EN: dict[str, str] = {
     "trial_ends": "Trial ends on {date}.",
     "cancels_on": "Your plan stays active until {date}, then ends. You can renew it under Manage billing.",
     "past_due_help": "Your last payment did not go through. Update your card under Manage billing to keep {plan}; "
-                     "we will retry the payment automatically.",
+    "we will retry the payment automatically.",
     "past_due_help_manual": "Your last payment did not go through. Please contact support to keep {plan}.",
     "free_help": "You are on the free plan. Upgrade any time below.",
     "plans": "Plans",
@@ -55,7 +55,7 @@ EN: dict[str, str] = {
     "doc_preparing": "Being prepared",
     "buyer_heading": "Details for tax invoices",
     "buyer_help": "Add your company's name, address and 13-digit tax id to have them printed on your tax invoices. "
-                  "Documents already issued are re-issued with these details.",
+    "Documents already issued are re-issued with these details.",
     "buyer_company": "Company name",
     "buyer_address": "Address",
     "buyer_tax_id": "Tax id (13 digits)",
@@ -63,20 +63,20 @@ EN: dict[str, str] = {
     "buyer_save": "Save details",
     "notice_buyer_saved": "Saved. Your tax invoices will show these details within a minute.",
     "error_buyer_invalid": "Check the details: a tax id has 13 digits with a valid check digit, and needs the "
-                           "company name and address with it.",
+    "company name and address with it.",
     "back_to": "Back to {app}",
     "notice_canceled": "Checkout was canceled and nothing was charged. You are still on {plan}.",
     "notice_subscribed": "You are subscribed to {plan}. Thank you!",
     "processing_title": "Processing your payment…",
     "processing_text": "This usually takes a few seconds. This page updates by itself.",
     "processing_slow": "This is taking longer than usual. You can leave this page: your plan changes as soon as the "
-                       "payment is confirmed.",
+    "payment is confirmed.",
     "processing_refresh": "Check again",
     "checkout_expired": "That checkout expired before it was paid. Nothing was charged.",
     "back_to_billing": "Back to billing",
     "link_expired_title": "This billing link has expired",
     "link_expired_text": "For your security, billing links work for a short time only. Go back to {app} and open "
-                         "Billing again.",
+    "Billing again.",
     "link_unknown_title": "This billing link is not valid",
     "link_unknown_text": "Go back to the app you came from and open Billing again.",
     "go_back": "Go back",
@@ -105,7 +105,7 @@ TH: dict[str, str] = {
     "trial_ends": "ช่วงทดลองใช้สิ้นสุดวันที่ {date}",
     "cancels_on": "แพ็กเกจของคุณใช้งานได้ถึงวันที่ {date} แล้วจะสิ้นสุด คุณต่ออายุได้ที่ “จัดการการชำระเงิน”",
     "past_due_help": "การชำระเงินครั้งล่าสุดไม่สำเร็จ โปรดอัปเดตบัตรที่ “จัดการการชำระเงิน” เพื่อใช้ {plan} ต่อ "
-                     "ระบบจะลองเรียกเก็บเงินอีกครั้งโดยอัตโนมัติ",
+    "ระบบจะลองเรียกเก็บเงินอีกครั้งโดยอัตโนมัติ",
     "past_due_help_manual": "การชำระเงินครั้งล่าสุดไม่สำเร็จ โปรดติดต่อฝ่ายสนับสนุนเพื่อใช้ {plan} ต่อ",
     "free_help": "คุณใช้แพ็กเกจฟรีอยู่ อัปเกรดได้ทุกเมื่อด้านล่าง",
     "plans": "แพ็กเกจ",
@@ -138,15 +138,14 @@ TH: dict[str, str] = {
     "doc_preparing": "กำลังจัดทำ",
     "buyer_heading": "ข้อมูลสำหรับใบกำกับภาษี",
     "buyer_help": "ระบุชื่อบริษัท ที่อยู่ และเลขประจำตัวผู้เสียภาษี 13 หลัก เพื่อพิมพ์ลงในใบกำกับภาษี "
-                  "เอกสารที่ออกไปแล้วจะออกใหม่แทนฉบับเดิมด้วยข้อมูลนี้",
+    "เอกสารที่ออกไปแล้วจะออกใหม่แทนฉบับเดิมด้วยข้อมูลนี้",
     "buyer_company": "ชื่อบริษัท",
     "buyer_address": "ที่อยู่",
     "buyer_tax_id": "เลขประจำตัวผู้เสียภาษี (13 หลัก)",
     "buyer_branch": "สาขา (00000 = สำนักงานใหญ่)",
     "buyer_save": "บันทึกข้อมูล",
     "notice_buyer_saved": "บันทึกแล้ว ใบกำกับภาษีของคุณจะแสดงข้อมูลนี้ภายในหนึ่งนาที",
-    "error_buyer_invalid": "โปรดตรวจสอบข้อมูล: เลขประจำตัวผู้เสียภาษีมี 13 หลักและหลักสุดท้ายต้องถูกต้อง "
-                           "และต้องระบุชื่อบริษัทและที่อยู่ด้วย",
+    "error_buyer_invalid": "โปรดตรวจสอบข้อมูล: เลขประจำตัวผู้เสียภาษีมี 13 หลักและหลักสุดท้ายต้องถูกต้อง และต้องระบุชื่อบริษัทและที่อยู่ด้วย",
     "back_to": "กลับไปที่ {app}",
     "notice_canceled": "ยกเลิกการชำระเงินแล้ว ไม่มีการเรียกเก็บเงิน คุณยังใช้ {plan} อยู่",
     "notice_subscribed": "สมัครสมาชิก {plan} เรียบร้อยแล้ว ขอบคุณ",

@@ -38,7 +38,7 @@ PAGE_HEADERS = {
     "X-Robots-Tag": "noindex",
     # No form-action: Subscribe's redirect to Stripe Checkout must not be blocked.
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
-                               "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'; object-src 'none'",
+    "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'; object-src 'none'",
 }
 
 
@@ -50,15 +50,17 @@ def _page_url(token: str, language: str, **query: str) -> str:
     return f"/billing/{token}?" + urlencode({"lang": language, **query})
 
 
-def render(name: str, language: str, *, status: int = 200, request: Request | None = None,
-           **context: Any) -> HTMLResponse:
+def render(
+    name: str, language: str, *, status: int = 200, request: Request | None = None, **context: Any
+) -> HTMLResponse:
     switch: list[tuple[str, str, str]] = []
     if request is not None:
         for code, label in LANGUAGES.items():
             params = {**request.query_params, "lang": code}
             switch.append((code, label, f"{request.url.path}?{urlencode(params)}"))
-    html = TEMPLATES.get_template(name).render(t=translator(language), lang=language, static=_static,
-                                              switch_links=switch, **context)
+    html = TEMPLATES.get_template(name).render(
+        t=translator(language), lang=language, static=_static, switch_links=switch, **context
+    )
     return HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
 
 
@@ -71,11 +73,25 @@ def link_problem(request: Request, resolved: Resolved | None, language: str) -> 
     """The friendly page for an expired or unknown link, with the way back to the app when we know it."""
     t = translator(language)
     if resolved is None:
-        return render("message.html", language, status=404, request=request, heading=t("link_unknown_title"),
-                      text=t("link_unknown_text"))
+        return render(
+            "message.html",
+            language,
+            status=404,
+            request=request,
+            heading=t("link_unknown_title"),
+            text=t("link_unknown_text"),
+        )
     app = resolved.billing_session.app
-    return render("message.html", language, status=410, request=request, heading=t("link_expired_title"),
-                  text=t("link_expired_text", app=app.name), app_name=app.name, back_url=app.return_url)
+    return render(
+        "message.html",
+        language,
+        status=410,
+        request=request,
+        heading=t("link_expired_title"),
+        text=t("link_expired_text", app=app.name),
+        app_name=app.name,
+        back_url=app.return_url,
+    )
 
 
 async def billing_page(request: Request) -> Response:
@@ -89,12 +105,20 @@ async def billing_page(request: Request) -> Response:
         language = language_of(request, billing)
         view = await billing_view(session, billing, language, request.query_params, token=token)
     t = translator(language)
-    return render("billing.html", language, request=request, app_name=billing.app.name, app_logo=billing.app.logo_url,
-                  back_url=billing.app.return_url,
-                  csrf=csrf.token_for(services.settings.secret_key, billing.id),
-                  subscribe_action=f"/billing/{token}/subscribe", portal_action=f"/billing/{token}/portal",
-                  buyer_action=f"/billing/{token}/buyer",
-                  heading=t("your_plan"), **view)
+    return render(
+        "billing.html",
+        language,
+        request=request,
+        app_name=billing.app.name,
+        app_logo=billing.app.logo_url,
+        back_url=billing.app.return_url,
+        csrf=csrf.token_for(services.settings.secret_key, billing.id),
+        subscribe_action=f"/billing/{token}/subscribe",
+        portal_action=f"/billing/{token}/portal",
+        buyer_action=f"/billing/{token}/buyer",
+        heading=t("your_plan"),
+        **view,
+    )
 
 
 async def _read_form(request: Request, max_bytes: int) -> dict[str, str] | None:
@@ -117,16 +141,30 @@ async def _guarded_post(request: Request) -> tuple[dict[str, str], str] | Respon
     language = language_of(request, None, supported((form or {}).get("lang")))
     if form is None:
         t = translator(language)
-        return render("message.html", language, status=413, heading=t("billing"), text=t("error_form_expired"),
-                      link_url=request.url.path.rsplit("/", 1)[0], link_text=t("back_to_billing"))
+        return render(
+            "message.html",
+            language,
+            status=413,
+            heading=t("billing"),
+            text=t("error_form_expired"),
+            link_url=request.url.path.rsplit("/", 1)[0],
+            link_text=t("back_to_billing"),
+        )
     return form, language
 
 
 def _form_refused(request: Request, language: str) -> HTMLResponse:
     t = translator(language)
-    return render("message.html", language, status=403, request=None, heading=t("billing"),
-                  text=t("error_form_expired"), link_url=request.url.path.rsplit("/", 1)[0],
-                  link_text=t("back_to_billing"))
+    return render(
+        "message.html",
+        language,
+        status=403,
+        request=None,
+        heading=t("billing"),
+        text=t("error_form_expired"),
+        link_url=request.url.path.rsplit("/", 1)[0],
+        link_text=t("back_to_billing"),
+    )
 
 
 def _error_code(exc: PaymentError) -> str:
@@ -135,16 +173,22 @@ def _error_code(exc: PaymentError) -> str:
     return exc.code if exc.code in ERROR_KEYS else "stripe"
 
 
-async def _session_for_form(request: Request, session: AsyncSession, form: dict[str, str], language: str
-                            ) -> BillingSession | Response:
+async def _session_for_form(
+    request: Request, session: AsyncSession, form: dict[str, str], language: str
+) -> BillingSession | Response:
     """The billing session a posted form acts for, or the page that says why it may not (stale link, bad token)."""
     services = services_of(request)
     resolved = await billing_sessions.resolve(session, request.path_params["token"])
     if resolved is None or resolved.expired:
         return link_problem(request, resolved, language)
     billing = resolved.billing_session
-    if not csrf.valid(request, form.get("csrf", ""), secret_key=services.settings.secret_key,
-                      base_url=services.settings.base_url, billing_session_id=billing.id):
+    if not csrf.valid(
+        request,
+        form.get("csrf", ""),
+        secret_key=services.settings.secret_key,
+        base_url=services.settings.base_url,
+        billing_session_id=billing.id,
+    ):
         return _form_refused(request, language)
     return billing
 
@@ -161,9 +205,16 @@ async def subscribe(request: Request) -> Response:
         if isinstance(billing, Response):
             return billing
         try:
-            start = await checkout.subscribe(session, services.stripe, billing=billing,
-                                             plan_slug=form.get("plan", ""), base_url=services.settings.base_url,
-                                             token=token, locale=language, actor=app_actor(billing.app.slug))
+            start = await checkout.subscribe(
+                session,
+                services.stripe,
+                billing=billing,
+                plan_slug=form.get("plan", ""),
+                base_url=services.settings.base_url,
+                token=token,
+                locale=language,
+                actor=app_actor(billing.app.slug),
+            )
         except PaymentError as exc:
             # what was done before the refusal (a linked Stripe customer, expired checkouts) is kept
             return RedirectResponse(_page_url(token, language, error=_error_code(exc)), status_code=303)
@@ -183,8 +234,9 @@ async def portal(request: Request) -> Response:
             return billing
         back = f"{services.settings.base_url}{_page_url(token, language)}"
         try:
-            url = await checkout.open_portal(session, services.stripe, billing=billing, back_url=back,
-                                             actor=app_actor(billing.app.slug))
+            url = await checkout.open_portal(
+                session, services.stripe, billing=billing, back_url=back, actor=app_actor(billing.app.slug)
+            )
         except PaymentError as exc:
             return RedirectResponse(_page_url(token, language, error=_error_code(exc)), status_code=303)
     return RedirectResponse(url, status_code=303)
@@ -209,8 +261,17 @@ async def checkout_return(request: Request) -> Response:
         return RedirectResponse(_page_url(token, language, checkout="expired"), status_code=303)
     here = f"/billing/{token}/return?" + urlencode({"session_id": checkout_id, "lang": language})
     status_url = f"/billing/{token}/status?" + urlencode({"session_id": checkout_id})
-    return render("processing.html", language, status=202, request=request, app_name=billing.app.name,
-                  back_url=billing.app.return_url, status_url=status_url, done_url=here, refresh_url=here)
+    return render(
+        "processing.html",
+        language,
+        status=202,
+        request=request,
+        app_name=billing.app.name,
+        back_url=billing.app.return_url,
+        status_url=status_url,
+        done_url=here,
+        refresh_url=here,
+    )
 
 
 async def checkout_status(request: Request) -> Response:
@@ -241,10 +302,15 @@ async def save_buyer(request: Request) -> Response:
             if isinstance(billing, Response):
                 return billing
             await documents.save_buyer_details(
-                session, billing.customer, company_name=form.get("company_name", ""),
-                address=form.get("address", ""), tax_id=form.get("tax_id", ""),
-                branch_code=form.get("branch_code", ""), actor=f"customer:{billing.customer_id}",
-                ip=request.client.host if request.client else None)
+                session,
+                billing.customer,
+                company_name=form.get("company_name", ""),
+                address=form.get("address", ""),
+                tax_id=form.get("tax_id", ""),
+                branch_code=form.get("branch_code", ""),
+                actor=f"customer:{billing.customer_id}",
+                ip=request.client.host if request.client else None,
+            )
     except PaymentError:
         return RedirectResponse(_page_url(token, language, error="buyer_invalid") + "#buyer", status_code=303)
     await runner.request_run(services.jobs)
@@ -265,17 +331,35 @@ async def download_document(request: Request) -> Response:
         try:
             if not raw_id.isdigit() or len(raw_id) > 18:
                 raise NotFound("This document does not exist.")
-            doc = await documents.download(session, int(raw_id), actor=f"customer:{billing.customer_id}",
-                                           customer_id=billing.customer_id,
-                                           ip=request.client.host if request.client else None)
+            doc = await documents.download(
+                session,
+                int(raw_id),
+                actor=f"customer:{billing.customer_id}",
+                customer_id=billing.customer_id,
+                ip=request.client.host if request.client else None,
+            )
         except PaymentError:
             t = translator(language)
-            return render("message.html", language, status=404, request=request, heading=t("invoices"),
-                          text=t("doc_preparing"), link_url=f"/billing/{token}", link_text=t("back_to_billing"))
+            return render(
+                "message.html",
+                language,
+                status=404,
+                request=request,
+                heading=t("invoices"),
+                text=t("doc_preparing"),
+                link_url=f"/billing/{token}",
+                link_text=t("back_to_billing"),
+            )
     assert doc.pdf is not None
-    return Response(doc.pdf, media_type="application/pdf", headers={
-        "Content-Disposition": f'attachment; filename="{doc.number}.pdf"', "Cache-Control": "private, no-store",
-        "X-Content-Type-Options": "nosniff"})
+    return Response(
+        doc.pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'attachment; filename="{doc.number}.pdf"',
+            "Cache-Control": "private, no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
 
 
 async def no_token(request: Request) -> Response:

@@ -46,15 +46,28 @@ def describe_current(ent: Entitlement, language: str) -> CurrentPlan:
         return CurrentPlan(ent.plan_slug, ent.plan_name, "free", t("status_free"), "muted", t("free_help"))
     if ent.status == "past_due":
         help_key = "past_due_help" if ent.source == "stripe" else "past_due_help_manual"
-        return CurrentPlan(ent.plan_slug, ent.plan_name, "past_due", t("status_past_due"), "bad",
-                           t(help_key, plan=ent.plan_name))
+        return CurrentPlan(
+            ent.plan_slug, ent.plan_name, "past_due", t("status_past_due"), "bad", t(help_key, plan=ent.plan_name)
+        )
     cancels = day(ent.cancels_on, language)
     if cancels:
-        return CurrentPlan(ent.plan_slug, ent.plan_name, "canceling", t("status_cancels", date=cancels), "warn",
-                           t("cancels_on", date=cancels))
+        return CurrentPlan(
+            ent.plan_slug,
+            ent.plan_name,
+            "canceling",
+            t("status_cancels", date=cancels),
+            "warn",
+            t("cancels_on", date=cancels),
+        )
     if ent.status == "trialing":
-        return CurrentPlan(ent.plan_slug, ent.plan_name, "trialing", t("status_trialing"), "ok",
-                           t("trial_ends", date=end) if end else "")
+        return CurrentPlan(
+            ent.plan_slug,
+            ent.plan_name,
+            "trialing",
+            t("status_trialing"),
+            "ok",
+            t("trial_ends", date=end) if end else "",
+        )
     help_text = ""
     if end:
         help_text = t("renews_on", date=end) if ent.source == "stripe" else t("active_until", date=end)
@@ -69,9 +82,16 @@ def plan_card(plan: Plan, ent: Entitlement, language: str, *, has_portal: bool) 
         # a paid subscriber changes plan in Stripe's portal (prorated there), never through a second checkout
         action = ("portal" if has_portal else None) if ent.is_paid else "subscribe"
     price = t("status_free") if plan.is_free else money(plan.price_cents, plan.currency, language)
-    return PlanCard(slug=plan.slug, name=plan.name, price=price,
-                    interval="" if plan.is_free else t("per_year" if plan.interval == "year" else "per_month"),
-                    description=plan.description, features=list(plan.features), current=current, action=action)
+    return PlanCard(
+        slug=plan.slug,
+        name=plan.name,
+        price=price,
+        interval="" if plan.is_free else t("per_year" if plan.interval == "year" else "per_month"),
+        description=plan.description,
+        features=list(plan.features),
+        current=current,
+        action=action,
+    )
 
 
 def messages(query: Mapping[str, str], ent: Entitlement, language: str) -> list[tuple[str, str]]:
@@ -95,8 +115,9 @@ def messages(query: Mapping[str, str], ent: Entitlement, language: str) -> list[
     return found
 
 
-async def invoice_documents(session: AsyncSession, billing: BillingSession, language: str, token: str
-                            ) -> dict[int, list[tuple[str, str | None]]]:
+async def invoice_documents(
+    session: AsyncSession, billing: BillingSession, language: str, token: str
+) -> dict[int, list[tuple[str, str | None]]]:
     """Per invoice, the current version of each of its documents: (label, download URL or None while rendering)."""
     t = translator(language)
     docs = await documents.documents_for(session, customer_id=billing.customer_id, limit=200)
@@ -111,8 +132,9 @@ async def invoice_documents(session: AsyncSession, billing: BillingSession, lang
     return found
 
 
-async def billing_view(session: AsyncSession, billing: BillingSession, language: str,
-                       query: Mapping[str, str], *, token: str = "") -> dict[str, Any]:
+async def billing_view(
+    session: AsyncSession, billing: BillingSession, language: str, query: Mapping[str, str], *, token: str = ""
+) -> dict[str, Any]:
     ent = await entitlements.current(session, billing.customer, billing.app)
     plans = await catalog.plans_for_app(session, billing.app)
     rows = await invoices.history(session, billing.customer)
@@ -123,11 +145,21 @@ async def billing_view(session: AsyncSession, billing: BillingSession, language:
     return {
         "current": describe_current(ent, language),
         "plans": [plan_card(p, ent, language, has_portal=has_portal) for p in plans],
-        "invoices": [{"date": day(inv.paid_at or inv.created_at, language),
-                      "amount": money(inv.amount_cents, inv.currency, language),
-                      "status": t(f"invoice_{inv.status}"), "documents": docs.get(inv.id, [])} for inv in rows],
-        "buyer": {"company_name": buyer.company_name if buyer else "", "address": buyer.address if buyer else "",
-                  "tax_id": buyer.tax_id if buyer else "", "branch_code": buyer.branch_code if buyer else ""},
+        "invoices": [
+            {
+                "date": day(inv.paid_at or inv.created_at, language),
+                "amount": money(inv.amount_cents, inv.currency, language),
+                "status": t(f"invoice_{inv.status}"),
+                "documents": docs.get(inv.id, []),
+            }
+            for inv in rows
+        ],
+        "buyer": {
+            "company_name": buyer.company_name if buyer else "",
+            "address": buyer.address if buyer else "",
+            "tax_id": buyer.tax_id if buyer else "",
+            "branch_code": buyer.branch_code if buyer else "",
+        },
         "show_portal": has_portal,
         "messages": messages(query, ent, language),
     }

@@ -36,9 +36,14 @@ log = logging.getLogger(__name__)
 def build_services(settings: Settings, *, null_pool: bool = False) -> Services:
     if settings.database_url is None:
         raise RuntimeError("DATABASE_URL is not set (the CLI starts the embedded PostgreSQL and sets it)")
-    db = Database(settings.database_url, pool_size=settings.db_pool_size, null_pool=null_pool,
-                  pool_timeout=settings.db_pool_timeout_seconds, audit_key=chain_key(settings.audit_chain_secret),
-                  behind_pgbouncer=settings.database_pooler == "pgbouncer")
+    db = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        null_pool=null_pool,
+        pool_timeout=settings.db_pool_timeout_seconds,
+        audit_key=chain_key(settings.audit_chain_secret),
+        behind_pgbouncer=settings.database_pooler == "pgbouncer",
+    )
     # every transaction's subscription, invoice, refund and customer changes become client apps' webhooks
     capture.install()
     dunning.install()
@@ -69,13 +74,17 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
 
     app = Starlette(
         routes=[
-            Mount("/api", routes=[*health.routes, *client_errors.routes,
-                                  Mount("/v1", routes=[*client.routes, *webhooks.routes])]),
+            Mount(
+                "/api",
+                routes=[*health.routes, *client_errors.routes, Mount("/v1", routes=[*client.routes, *webhooks.routes])],
+            ),
             Mount("/billing", routes=billing_routes),
         ],
-        middleware=[Middleware(SecurityHeadersMiddleware, hsts=services.settings.is_production),
-                    Middleware(RequestSanityMiddleware),
-                    Middleware(UnavailableMiddleware)],
+        middleware=[
+            Middleware(SecurityHeadersMiddleware, hsts=services.settings.is_production),
+            Middleware(RequestSanityMiddleware),
+            Middleware(UnavailableMiddleware),
+        ],
         exception_handlers={HTTPException: problems.http_error},
         lifespan=lifespan,
     )

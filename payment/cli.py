@@ -150,8 +150,14 @@ async def _verify_audit(settings: Settings) -> Any:
 @main.command()
 @click.option("--host", envvar="HOST", default="0.0.0.0", show_default=True)  # noqa: S104 - in a container
 @click.option("--port", envvar="PORT", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--workers", envvar="WEB_WORKERS", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Web processes sharing the port (one per core).")
+@click.option(
+    "--workers",
+    envvar="WEB_WORKERS",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Web processes sharing the port (one per core).",
+)
 def serve(host: str, port: int, workers: int) -> None:
     """Serve the web app with uvicorn (graceful shutdown: 30 s grace on SIGTERM)."""
     settings = _settings()
@@ -161,21 +167,34 @@ def serve(host: str, port: int, workers: int) -> None:
     from payment.serving import make_server, run, run_until_signal, serve_processes
 
     if workers > 1:
-        serve_processes("payment.bootstrap:web_app", host, port, workers=workers, log_level=settings.log_level,
-                        forwarded_allow_ips=settings.forwarded_allow_ips)
+        serve_processes(
+            "payment.bootstrap:web_app",
+            host,
+            port,
+            workers=workers,
+            log_level=settings.log_level,
+            forwarded_allow_ips=settings.forwarded_allow_ips,
+        )
         return
     from payment.bootstrap import create_app
     from payment.observability import init_sentry
 
     init_sentry(settings, component="web")
-    server = make_server(create_app(settings), host, port, log_level=settings.log_level,
-                         forwarded_allow_ips=settings.forwarded_allow_ips)
+    server = make_server(
+        create_app(settings), host, port, log_level=settings.log_level, forwarded_allow_ips=settings.forwarded_allow_ips
+    )
     run(run_until_signal([server]))
 
 
 @main.command()
-@click.option("--concurrency", envvar="WORKER_CONCURRENCY", default=4, show_default=True,
-              type=click.IntRange(1, 100), help="Jobs run at once.")
+@click.option(
+    "--concurrency",
+    envvar="WORKER_CONCURRENCY",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="Jobs run at once.",
+)
 def worker(concurrency: int) -> None:
     """Run the background job worker (Procrastinate) until SIGTERM; running jobs finish first."""
     settings = _settings()
@@ -221,8 +240,13 @@ def secret() -> None:
 @main.command()
 @click.option("--host", envvar="SANDBOX_HOST", default="127.0.0.1", show_default=True)
 @click.option("--port", envvar="SANDBOX_PORT", default=12111, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--webhook", "webhooks", multiple=True, metavar="URL=WHSEC",
-              help="Deliver events to URL signed with the whsec_ secret (repeatable).")
+@click.option(
+    "--webhook",
+    "webhooks",
+    multiple=True,
+    metavar="URL=WHSEC",
+    help="Deliver events to URL signed with the whsec_ secret (repeatable).",
+)
 @click.option("--state-file", envvar="SANDBOX_STATE_FILE", help="Keep the sandbox's state in this JSON file.")
 def sandbox(host: str, port: int, webhooks: tuple[str, ...], state_file: str | None) -> None:
     """Run the offline Stripe sandbox alone (accepts any sk_test_ key)."""
@@ -246,10 +270,14 @@ def sandbox(host: str, port: int, webhooks: tuple[str, ...], state_file: str | N
 @main.command()
 @click.option("--host", envvar="HOST", default="127.0.0.1", show_default=True)
 @click.option("--port", envvar="PORT", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--data-dir", envvar="DATA_DIR", default=".data", show_default=True,
-              help="Folder for the embedded PostgreSQL and the sandbox state.")
-@click.option("--sandbox-port", envvar="SANDBOX_PORT", default=12111, show_default=True,
-              type=click.IntRange(1, 65535))
+@click.option(
+    "--data-dir",
+    envvar="DATA_DIR",
+    default=".data",
+    show_default=True,
+    help="Folder for the embedded PostgreSQL and the sandbox state.",
+)
+@click.option("--sandbox-port", envvar="SANDBOX_PORT", default=12111, show_default=True, type=click.IntRange(1, 65535))
 def dev(host: str, port: int, data_dir: str, sandbox_port: int) -> None:
     """One-command demo: embedded PostgreSQL, migrations, seeded admin and demo app, Stripe sandbox, web + worker."""
     from payment.devserver import run_dev

@@ -122,9 +122,11 @@ def _forwarded_allow_ips(env: Mapping[str, str], *, deployed: bool, problems: li
     entries = [item.strip() for item in raw.split(",") if item.strip()]
     if entries == ["*"]:
         if deployed:
-            problems.append("FORWARDED_ALLOW_IPS=* lets any client write its own address into X-Forwarded-For "
-                            "(sign-in rate limit, audit log); name the reverse proxy's address, e.g. "
-                            "FORWARDED_ALLOW_IPS=172.31.240.1 for the compose files' network gateway")
+            problems.append(
+                "FORWARDED_ALLOW_IPS=* lets any client write its own address into X-Forwarded-For "
+                "(sign-in rate limit, audit log); name the reverse proxy's address, e.g. "
+                "FORWARDED_ALLOW_IPS=172.31.240.1 for the compose files' network gateway"
+            )
         return "*"
     for item in entries:
         try:
@@ -167,16 +169,29 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         problems.append("STRIPE_SECRET_KEY must start with sk_test_ or sk_live_")
     if not stripe_webhook_secret.startswith("whsec_"):
         problems.append("STRIPE_WEBHOOK_SECRET must start with whsec_")
-    elif deployed and (problem := secret_problem(
-            "STRIPE_WEBHOOK_SECRET", stripe_webhook_secret, KNOWN_WEBHOOK_SECRETS, prefix="whsec_")) is not None:
+    elif (
+        deployed
+        and (
+            problem := secret_problem(
+                "STRIPE_WEBHOOK_SECRET", stripe_webhook_secret, KNOWN_WEBHOOK_SECRETS, prefix="whsec_"
+            )
+        )
+        is not None
+    ):
         problems.append(problem)
     audit_chain_key = _str(env, "AUDIT_CHAIN_KEY")
-    if deployed and audit_chain_key is not None and (
-            problem := secret_problem("AUDIT_CHAIN_KEY", audit_chain_key, KNOWN_SECRET_KEYS)) is not None:
+    if (
+        deployed
+        and audit_chain_key is not None
+        and (problem := secret_problem("AUDIT_CHAIN_KEY", audit_chain_key, KNOWN_SECRET_KEYS)) is not None
+    ):
         problems.append(problem)
     admin_password = env.get("ADMIN_PASSWORD") or None
-    if deployed and admin_password is not None and (
-            problem := password_problem("ADMIN_PASSWORD", admin_password, KNOWN_ADMIN_PASSWORDS)) is not None:
+    if (
+        deployed
+        and admin_password is not None
+        and (problem := password_problem("ADMIN_PASSWORD", admin_password, KNOWN_ADMIN_PASSWORDS)) is not None
+    ):
         problems.append(problem)
     forwarded_allow_ips = _forwarded_allow_ips(env, deployed=deployed, problems=problems)
     stripe_api_base = _str(env, "STRIPE_API_BASE")
@@ -230,8 +245,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         login_rate_limit=login_rate_limit,
         session_ttl_seconds=session_ttl,
         admin_session_max_age=admin_max_age,
-        admin_require_2fa=(_str(env, "ADMIN_REQUIRE_2FA") or ("true" if app_env == "production" else "false")
-                           ).lower() in ("1", "true", "yes"),
+        admin_require_2fa=(_str(env, "ADMIN_REQUIRE_2FA") or ("true" if app_env == "production" else "false")).lower()
+        in ("1", "true", "yes"),
         admin_step_up_seconds=step_up_seconds,
         audit_chain_key=audit_chain_key,
         db_pool_size=pool_size,

@@ -19,16 +19,30 @@ from payment.dburl import sqlalchemy_url
 T = TypeVar("T")
 
 # What a connection PostgreSQL dropped (restart, failover, idle kill) raises on its next use.
-DROPPED = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.AdminShutdownError,
-           asyncpg.CrashShutdownError, asyncpg.CannotConnectNowError, ConnectionError)
+DROPPED = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    ConnectionError,
+)
 
 
 class Database:
     """One engine per process; services receive sessions, adapters open transactions."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, null_pool: bool = False,
-                 connect_timeout: float = 5.0, pool_timeout: float = 3.0, audit_key: bytes | None = None,
-                 behind_pgbouncer: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        null_pool: bool = False,
+        connect_timeout: float = 5.0,
+        pool_timeout: float = 3.0,
+        audit_key: bytes | None = None,
+        behind_pgbouncer: bool = False,
+    ) -> None:
         self.url = url
         self.connect_timeout = connect_timeout
         kwargs: dict[str, object] = {
@@ -40,8 +54,11 @@ class Database:
             # and the statements SQLAlchemy prepares get names no other client can take
             connect_args = kwargs["connect_args"]
             assert isinstance(connect_args, dict)
-            connect_args.update(statement_cache_size=0, prepared_statement_cache_size=0,
-                                prepared_statement_name_func=lambda: f"__aquoris_{uuid.uuid4().hex}__")
+            connect_args.update(
+                statement_cache_size=0,
+                prepared_statement_cache_size=0,
+                prepared_statement_name_func=lambda: f"__aquoris_{uuid.uuid4().hex}__",
+            )
         if null_pool:
             kwargs["poolclass"] = NullPool
         else:
@@ -55,8 +72,12 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(sqlalchemy_url(url), hide_parameters=True, **kwargs)
         self.audit_key = audit_key
         # audit rows join the tamper-evident chain at commit (payment/audit/chain.py), keyed by audit_key
-        self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False, sync_session_class=ChainedSession,
-                                               info={KEY: audit_key} if audit_key else {})
+        self.sessionmaker = async_sessionmaker(
+            self.engine,
+            expire_on_commit=False,
+            sync_session_class=ChainedSession,
+            info={KEY: audit_key} if audit_key else {},
+        )
         # run at the end of every transaction, inside it, just before the commit (the outbox writers)
         self.before_commit: list[Callable[[AsyncSession], Awaitable[None]]] = []
         self._probe_engine: AsyncEngine | None = None
@@ -104,8 +125,11 @@ class Database:
 
     async def _probe_once(self, timeout: float) -> bool:
         if self._probe_engine is None:
-            self._probe_engine = create_async_engine(sqlalchemy_url(self.url), poolclass=NullPool, connect_args={
-                "timeout": timeout, "server_settings": {"application_name": "aquoris-payment-health"}})
+            self._probe_engine = create_async_engine(
+                sqlalchemy_url(self.url),
+                poolclass=NullPool,
+                connect_args={"timeout": timeout, "server_settings": {"application_name": "aquoris-payment-health"}},
+            )
         engine = self._probe_engine
 
         async def probe() -> None:

@@ -36,7 +36,8 @@ def sandbox_factory() -> Callable[..., ASGIApp]:
         raise click.ClickException(
             "the offline Stripe sandbox (package stripe_sandbox) is not installed: it comes with the development "
             "install (scripts/dev) and is not part of the production image; set STRIPE_API_BASE to use another "
-            "Stripe endpoint") from None
+            "Stripe endpoint"
+        ) from None
     return create_sandbox_app
 
 
@@ -56,8 +57,7 @@ async def _run(settings: Settings, *, host: str, port: int, data_dir: str, sandb
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
         webhook = (f"http://127.0.0.1:{port}/api/v1/webhooks/stripe", settings.stripe_webhook_secret)
         state_file = Path(data_dir) / "stripe-sandbox.json"
-        sandbox_app = create_sandbox_app(base_url=sandbox_url, webhook_endpoints=[webhook],
-                                         state_file=str(state_file))
+        sandbox_app = create_sandbox_app(base_url=sandbox_url, webhook_endpoints=[webhook], state_file=str(state_file))
         servers.append(make_server(sandbox_app, "127.0.0.1", sandbox_port, log_level="warning", access_log=False))
         settings = settings.replace(stripe_api_base=sandbox_url)
     catcher = None
@@ -69,8 +69,9 @@ async def _run(settings: Settings, *, host: str, port: int, data_dir: str, sandb
     services = build_services(settings)
     web_app = create_app(services=services)
     add_demo_pages(web_app)
-    web = make_server(web_app, host, port, log_level=settings.log_level,
-                      forwarded_allow_ips=settings.forwarded_allow_ips)
+    web = make_server(
+        web_app, host, port, log_level=settings.log_level, forwarded_allow_ips=settings.forwarded_allow_ips
+    )
     servers.insert(0, web)
 
     demo: list[DemoData] = []
@@ -129,7 +130,7 @@ def _banner(settings: Settings, admin_created: bool, demo: DemoData) -> None:
         f"curl -sS -X POST {settings.base_url}/api/v1/sessions \\\n"
         f"    -H {shlex.quote('Authorization: Bearer ' + demo.api_key)} \\\n"
         f"    -H 'Content-Type: application/json' \\\n"
-        f"    -d '{{\"externalUserId\":\"test-user\",\"appSlug\":\"{demo.app_slug}\"}}'"
+        f'    -d \'{{"externalUserId":"test-user","appSlug":"{demo.app_slug}"}}\''
     )
     note = "" if admin_created else " (existing admin: password unchanged by the seed)"
     click.echo(

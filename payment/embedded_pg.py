@@ -61,7 +61,9 @@ def _user_namespace_works() -> bool:
         return False
     result = subprocess.run(
         ["unshare", "--user", f"--map-user={NOBODY}", f"--map-group={NOBODY}", "id", "-u"],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return result.returncode == 0 and result.stdout.strip() == str(NOBODY)
 
@@ -118,7 +120,10 @@ class EmbeddedPostgres:
 
     def _run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            self._runner.command(argv), capture_output=True, text=True, check=False,
+            self._runner.command(argv),
+            capture_output=True,
+            text=True,
+            check=False,
             preexec_fn=self._runner.preexec_user,
         )
 
@@ -136,10 +141,20 @@ class EmbeddedPostgres:
             os.chown(self.pgdata, self._runner.chown_to, self._runner.chown_to)
             os.chown(pwfile, self._runner.chown_to, self._runner.chown_to)
         try:
-            result = self._run([
-                str(self.bin / "initdb"), "-D", str(self.pgdata), "-U", SUPERUSER, "--locale=C", "-E", "UTF8",
-                "--auth=scram-sha-256", f"--pwfile={pwfile}",
-            ])
+            result = self._run(
+                [
+                    str(self.bin / "initdb"),
+                    "-D",
+                    str(self.pgdata),
+                    "-U",
+                    SUPERUSER,
+                    "--locale=C",
+                    "-E",
+                    "UTF8",
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                ]
+            )
         finally:
             pwfile.unlink(missing_ok=True)
         if result.returncode != 0:
@@ -160,13 +175,30 @@ class EmbeddedPostgres:
             if preexec_user is not None:
                 preexec_user()
 
-        argv = self._runner.command([
-            str(self.bin / "postgres"), "-D", str(self.pgdata), "-p", str(self.port),
-            "-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=",
-            "-c", "max_connections=200", "-c", "shared_buffers=128MB", "-c", "fsync=on",
-        ])
+        argv = self._runner.command(
+            [
+                str(self.bin / "postgres"),
+                "-D",
+                str(self.pgdata),
+                "-p",
+                str(self.port),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "unix_socket_directories=",
+                "-c",
+                "max_connections=200",
+                "-c",
+                "shared_buffers=128MB",
+                "-c",
+                "fsync=on",
+            ]
+        )
         self.process = subprocess.Popen(
-            argv, stdout=log_handle, stderr=subprocess.STDOUT, preexec_fn=preexec,
+            argv,
+            stdout=log_handle,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec,
         )
         log_handle.close()
         self._wait_ready(timeout)
@@ -194,7 +226,8 @@ class EmbeddedPostgres:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                 result = subprocess.run(
                     [str(self.bin / "pg_isready"), "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER],
-                    capture_output=True, check=False,
+                    capture_output=True,
+                    check=False,
                 )
                 if result.returncode == 0:
                     return
@@ -231,9 +264,25 @@ class EmbeddedPostgres:
     def psql(self, sql: str, database: str = "postgres") -> str:
         env = {**os.environ, "PGPASSWORD": self.password}
         result = subprocess.run(
-            [str(self.bin / "psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER, "-d", database,
-             "-v", "ON_ERROR_STOP=1", "-tAc", sql],
-            capture_output=True, text=True, env=env, check=False,
+            [
+                str(self.bin / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                SUPERUSER,
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-tAc",
+                sql,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
         )
         if result.returncode != 0:
             raise ConfigError(f"psql failed: {result.stderr.strip()}")

@@ -9,8 +9,9 @@ class PaymentError(Exception):
     status_code: int = 400
     code: str = "payment_error"
 
-    def __init__(self, message: str, status_code: int | None = None, *, code: str | None = None,
-                 field: str | None = None) -> None:
+    def __init__(
+        self, message: str, status_code: int | None = None, *, code: str | None = None, field: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if status_code is not None:

@@ -22,6 +22,7 @@ def redact_path(path: str) -> str:
     """The path as logs may show it: `/billing/<redacted>/subscribe` instead of the billing session's token."""
     return _BILLING_TOKEN.sub("/billing/<redacted>", path)
 
+
 # how long clients are told to wait: a busy pool frees up in seconds, an unreachable database takes longer
 RETRY_AFTER_BUSY_SECONDS = 2
 RETRY_AFTER_DOWN_SECONDS = 10
@@ -115,25 +116,43 @@ class UnavailableMiddleware:
             if started or not is_outage(exc):
                 raise
             busy = is_pool_wait(exc)
-            log.warning("%s %s answered 503: the database is %s (%s)", scope.get("method"),
-                        redact_path(scope.get("path", "")),
-                        "busy" if busy else "unreachable", type(exc).__name__)
+            log.warning(
+                "%s %s answered 503: the database is %s (%s)",
+                scope.get("method"),
+                redact_path(scope.get("path", "")),
+                "busy" if busy else "unreachable",
+                type(exc).__name__,
+            )
             await send_unavailable(scope, send, RETRY_AFTER_BUSY_SECONDS if busy else RETRY_AFTER_DOWN_SECONDS)
 
 
 async def send_unavailable(scope: Scope, send: Send, retry_after: int) -> None:
     path = scope.get("path", "")  # the full path, also inside a mounted app
     if path.startswith("/api"):
-        body = json.dumps({"type": "https://payment.aquoris.ai/problems/unavailable", "title": "Service unavailable",
-                           "status": 503, "code": "unavailable",
-                           "detail": f"The service is busy or its database unreachable; retry in {retry_after} s.",
-                           }).encode()
+        body = json.dumps(
+            {
+                "type": "https://payment.aquoris.ai/problems/unavailable",
+                "title": "Service unavailable",
+                "status": 503,
+                "code": "unavailable",
+                "detail": f"The service is busy or its database unreachable; retry in {retry_after} s.",
+            }
+        ).encode()
         media = b"application/problem+json"
     else:
         body, media = UNAVAILABLE_PAGE.encode(), b"text/html; charset=utf-8"
-    await send({"type": "http.response.start", "status": 503, "headers": [
-        (b"content-type", media), (b"content-length", str(len(body)).encode()),
-        (b"retry-after", str(retry_after).encode()), (b"cache-control", b"no-store")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", media),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(retry_after).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -158,7 +177,8 @@ class RequestSanityMiddleware:
                 return
             # admin ids only: the API's externalUserId may well be a long number
             if path.startswith("/admin/") and any(
-                    _DIGITS.match(part) and int(part) > MAX_ID for part in path.split("/") if len(part) > 18):
+                _DIGITS.match(part) and int(part) > MAX_ID for part in path.split("/") if len(part) > 18
+            ):
                 await send_refusal(scope, send, 404, "not_found", "No such record.")
                 return
         await self.app(scope, receive, send)
@@ -166,14 +186,32 @@ class RequestSanityMiddleware:
 
 async def send_refusal(scope: Scope, send: Send, status: int, code: str, detail: str) -> None:
     if scope.get("path", "").startswith("/api"):
-        body = json.dumps({"type": f"https://payment.aquoris.ai/problems/{code}", "status": status, "code": code,
-                           "title": "Bad request" if status == 400 else "Not found", "detail": detail}).encode()
+        body = json.dumps(
+            {
+                "type": f"https://payment.aquoris.ai/problems/{code}",
+                "status": status,
+                "code": code,
+                "title": "Bad request" if status == 400 else "Not found",
+                "detail": detail,
+            }
+        ).encode()
         media = b"application/problem+json"
     else:
-        body = (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{detail}</title></head>'
-                f"<body><main><h1>{detail}</h1><p>Check the address and try again.</p></main>"
-                f"</body></html>").encode()
+        body = (
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{detail}</title></head>'
+            f"<body><main><h1>{detail}</h1><p>Check the address and try again.</p></main>"
+            f"</body></html>"
+        ).encode()
         media = b"text/html; charset=utf-8"
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", media), (b"content-length", str(len(body)).encode()), (b"cache-control", b"no-store")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", media),
+                (b"content-length", str(len(body)).encode()),
+                (b"cache-control", b"no-store"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

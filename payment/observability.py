@@ -26,9 +26,26 @@ FILTERED = "[Filtered]"
 
 # A key is sensitive when its name contains one of these (case-insensitive; '-' and '_' are the same).
 _SENSITIVE_KEY_PARTS = (
-    "authorization", "cookie", "password", "passwd", "secret", "token", "apikey", "api_key", "privatekey",
-    "private_key", "credential", "signature", "csrf", "card", "cvc", "cvv", "dsn", "database_url",
-    "sessionid", "x_forwarded_for",
+    "authorization",
+    "cookie",
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "privatekey",
+    "private_key",
+    "credential",
+    "signature",
+    "csrf",
+    "card",
+    "cvc",
+    "cvv",
+    "dsn",
+    "database_url",
+    "sessionid",
+    "x_forwarded_for",
 )
 # Whole parts of the event that hold no user data and whose names would trip the key check.
 _SKIPPED_TOP_LEVEL = frozenset({"modules", "sdk", "debug_meta"})
@@ -106,9 +123,14 @@ class Scrubber:
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, dict):
-            return {k: v if k in _SENTRY_IDS else
-                    FILTERED if _sensitive_key(k) and v not in (None, "", [], {}) else self.value(v)
-                    for k, v in value.items()}
+            return {
+                k: v
+                if k in _SENTRY_IDS
+                else FILTERED
+                if _sensitive_key(k) and v not in (None, "", [], {})
+                else self.value(v)
+                for k, v in value.items()
+            }
         if isinstance(value, (list, tuple)):
             # headers and cookies also arrive as [name, value] pairs
             if len(value) == 2 and isinstance(value[0], str) and _sensitive_key(value[0]):
@@ -132,8 +154,12 @@ def _sensitive_key(key: object) -> bool:
 
 def secret_values(settings: Settings) -> list[str]:
     """The configured secrets, replaced wherever they appear (a repr of the settings, an error message)."""
-    values = [settings.secret_key, settings.stripe_secret_key, settings.stripe_webhook_secret,
-              settings.admin_password or ""]
+    values = [
+        settings.secret_key,
+        settings.stripe_secret_key,
+        settings.stripe_webhook_secret,
+        settings.admin_password or "",
+    ]
     if settings.database_url:
         password = urlsplit(settings.database_url).password
         if password:

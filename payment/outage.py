@@ -10,8 +10,14 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
-    OSError, TimeoutError, psycopg.OperationalError, psycopg.InterfaceError, OperationalError, InterfaceError,
-    PoolTimeout)
+    OSError,
+    TimeoutError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    OperationalError,
+    InterfaceError,
+    PoolTimeout,
+)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -30,11 +30,16 @@ async def hit(session: AsyncSession, key: str, *, limit: int, window_seconds: in
     since = func.now() - text(f"interval '{int(window_seconds)} seconds'")
     await session.execute(delete(RateLimitHit).where(RateLimitHit.key == key, RateLimitHit.at < since))
     if secrets.randbelow(SWEEP_ONE_IN) == 0:
-        await session.execute(delete(RateLimitHit).where(
-            RateLimitHit.at < func.now() - text(f"interval '{RETENTION_SECONDS} seconds'")))
-    row = (await session.execute(
-        select(func.count(), func.min(RateLimitHit.at), func.now())
-        .where(RateLimitHit.key == key, RateLimitHit.at >= since))).one()
+        await session.execute(
+            delete(RateLimitHit).where(RateLimitHit.at < func.now() - text(f"interval '{RETENTION_SECONDS} seconds'"))
+        )
+    row = (
+        await session.execute(
+            select(func.count(), func.min(RateLimitHit.at), func.now()).where(
+                RateLimitHit.key == key, RateLimitHit.at >= since
+            )
+        )
+    ).one()
     attempts, oldest, now = int(row[0]), row[1], row[2]
     if attempts >= limit:
         wait = window_seconds - int((now - oldest).total_seconds()) if oldest is not None else window_seconds

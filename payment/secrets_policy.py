@@ -31,7 +31,7 @@ def new_secret() -> str:
 def _period(value: str) -> str:
     """The shortest unit the value repeats ("abab" -> "ab"), else the value itself."""
     for size in range(1, len(value) // 2 + 1):
-        if (value[:size] * (len(value) // size + 1))[:len(value)] == value:
+        if (value[:size] * (len(value) // size + 1))[: len(value)] == value:
             return value[:size]
     return value
 
@@ -46,8 +46,9 @@ def entropy_bits(value: str) -> float:
     size = len(unit)
     per_char = -sum(n / size * math.log2(n / size) for n in counts.values())
     # a character continuing the step of the two before it (a, b, c / 1, 2, 3 / x, x, x) adds nothing new
-    surprising = sum(1 for i in range(size)
-                     if i < 2 or ord(unit[i]) - ord(unit[i - 1]) != ord(unit[i - 1]) - ord(unit[i - 2]))
+    surprising = sum(
+        1 for i in range(size) if i < 2 or ord(unit[i]) - ord(unit[i - 1]) != ord(unit[i - 1]) - ord(unit[i - 2])
+    )
     return per_char * surprising
 
 
@@ -59,7 +60,7 @@ def _looks_like_placeholder(value: str) -> bool:
 def secret_problem(name: str, value: str, known: tuple[str, ...], *, prefix: str = "") -> str | None:
     """Why a key-like secret (SECRET_KEY, STRIPE_WEBHOOK_SECRET) is unsafe to deploy with, or None."""
     hint = WEBHOOK_HINT if prefix == "whsec_" else GENERATE_HINT
-    body = value[len(prefix):] if prefix and value.startswith(prefix) else value
+    body = value[len(prefix) :] if prefix and value.startswith(prefix) else value
     if value in known or _looks_like_placeholder(body):
         return f"{name} is a published placeholder or development value; {hint}"
     if entropy_bits(body) < MIN_KEY_BITS:
@@ -72,6 +73,8 @@ def password_problem(name: str, value: str, known: tuple[str, ...]) -> str | Non
     if value in known or _looks_like_placeholder(value):
         return f"{name} is a published placeholder or development value; {PASSWORD_HINT}"
     if len(value) < MIN_PASSWORD_LENGTH or entropy_bits(value) < MIN_PASSWORD_BITS:
-        return (f"{name} is too weak (at least {MIN_PASSWORD_LENGTH} characters and about {MIN_PASSWORD_BITS} bits "
-                f"needed); {PASSWORD_HINT}")
+        return (
+            f"{name} is too weak (at least {MIN_PASSWORD_LENGTH} characters and about {MIN_PASSWORD_BITS} bits "
+            f"needed); {PASSWORD_HINT}"
+        )
     return None

@@ -46,8 +46,15 @@ async def _sandbox_price(gateway: StripeGateway, existing: str | None) -> str:
         except StripeError:
             pass
     product = await gateway.create_product({"name": "Aquoris PRO", "metadata": {"plan": "pro"}})
-    price = await gateway.create_price({"product": product["id"], "unit_amount": 29900, "currency": "thb",
-                                        "recurring": {"interval": "month"}, "lookup_key": "aquoris-pro-monthly"})
+    price = await gateway.create_price(
+        {
+            "product": product["id"],
+            "unit_amount": 29900,
+            "currency": "thb",
+            "recurring": {"interval": "month"},
+            "lookup_key": "aquoris-pro-monthly",
+        }
+    )
     return str(price["id"])
 
 
@@ -63,22 +70,47 @@ async def seed_demo(session: AsyncSession, settings: Settings, gateway: StripeGa
     """The demo app `vega` and the plans free and pro (29900 thb a month); idempotent."""
     app = await apps.get_by_slug(session, DEMO_APP_SLUG)
     if app is None:
-        issued = await apps.create_app(session, slug=DEMO_APP_SLUG, name="Vega",
-                                       return_url=demo_return_url(settings),
-                                       secret_key=settings.secret_key, actor=SYSTEM)
+        issued = await apps.create_app(
+            session,
+            slug=DEMO_APP_SLUG,
+            name="Vega",
+            return_url=demo_return_url(settings),
+            secret_key=settings.secret_key,
+            actor=SYSTEM,
+        )
         app, api_key = issued.app, issued.api_key
     else:
         revealed = apps.reveal_key(app, settings.secret_key)
         if revealed is None:  # SECRET_KEY changed since: issue a fresh key
             revealed = (await apps.rotate_key(session, app, secret_key=settings.secret_key, actor=SYSTEM)).api_key
         api_key = revealed
-    await upsert_plan(session, PlanInput(slug="free", name="Aquoris Free", price_cents=0, currency="thb",
-                                         interval="month", sort_order=0,
-                                         features=["Core features", "Community support"]), actor=SYSTEM)
+    await upsert_plan(
+        session,
+        PlanInput(
+            slug="free",
+            name="Aquoris Free",
+            price_cents=0,
+            currency="thb",
+            interval="month",
+            sort_order=0,
+            features=["Core features", "Community support"],
+        ),
+        actor=SYSTEM,
+    )
     pro = await get_by_slug(session, "pro")
     price_id = await _sandbox_price(gateway, pro.stripe_price_id if pro else None)
-    await upsert_plan(session, PlanInput(slug="pro", name="Aquoris PRO", price_cents=29900, currency="thb",
-                                         interval="month", stripe_price_id=price_id, sort_order=10,
-                                         features=["Everything in Free", "Unlimited projects",
-                                                   "Priority support"]), actor=SYSTEM)
+    await upsert_plan(
+        session,
+        PlanInput(
+            slug="pro",
+            name="Aquoris PRO",
+            price_cents=29900,
+            currency="thb",
+            interval="month",
+            stripe_price_id=price_id,
+            sort_order=10,
+            features=["Everything in Free", "Unlimited projects", "Priority support"],
+        ),
+        actor=SYSTEM,
+    )
     return DemoData(app_slug=DEMO_APP_SLUG, api_key=api_key, plans=["free", "pro"])

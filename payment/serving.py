@@ -61,37 +61,86 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
-def server_config(app: Any, host: str, port: int, *, log_level: str = "info", access_log: bool = True,
-                  forwarded_allow_ips: str = "127.0.0.1,::1", request_read_seconds: float = REQUEST_READ_SECONDS,
-                  **extra: Any) -> uvicorn.Config:
+def server_config(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    log_level: str = "info",
+    access_log: bool = True,
+    forwarded_allow_ips: str = "127.0.0.1,::1",
+    request_read_seconds: float = REQUEST_READ_SECONDS,
+    **extra: Any,
+) -> uvicorn.Config:
     """uvicorn believes X-Forwarded-For only from `forwarded_allow_ips` (the reverse proxy) and then takes the
     right-most address that is not a trusted proxy: entries the client wrote itself, to the left, are ignored.
     Each request's headers and body must arrive within `request_read_seconds` (payment.slow_clients)."""
-    protocol = DeadlineProtocol if request_read_seconds == REQUEST_READ_SECONDS else type(
-        "DeadlineProtocol", (DeadlineProtocol,), {"read_seconds": request_read_seconds})
+    protocol = (
+        DeadlineProtocol
+        if request_read_seconds == REQUEST_READ_SECONDS
+        else type("DeadlineProtocol", (DeadlineProtocol,), {"read_seconds": request_read_seconds})
+    )
     return uvicorn.Config(
-        app, host=host, port=port, log_level=log_level.lower(), access_log=access_log, lifespan="on",
-        timeout_graceful_shutdown=int(GRACE_SECONDS) - 5, proxy_headers=True, server_header=False,
-        forwarded_allow_ips=forwarded_allow_ips, http=protocol, **extra,
+        app,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        access_log=access_log,
+        lifespan="on",
+        timeout_graceful_shutdown=int(GRACE_SECONDS) - 5,
+        proxy_headers=True,
+        server_header=False,
+        forwarded_allow_ips=forwarded_allow_ips,
+        http=protocol,
+        **extra,
     )
 
 
-def serve_processes(factory: str, host: str, port: int, *, workers: int, log_level: str = "info",
-                    forwarded_allow_ips: str = "127.0.0.1,::1") -> None:
+def serve_processes(
+    factory: str,
+    host: str,
+    port: int,
+    *,
+    workers: int,
+    log_level: str = "info",
+    forwarded_allow_ips: str = "127.0.0.1,::1",
+) -> None:
     """Serve the app made by the `module:function` factory from `workers` processes sharing one socket (uvicorn's
     supervisor: SIGTERM reaches every worker, each finishes its in-flight requests, a dead one is replaced). Each
     worker redacts its own access log (the factory calls `redact_access_log`)."""
-    config = server_config(factory, host, port, log_level=log_level, forwarded_allow_ips=forwarded_allow_ips,
-                           factory=True, workers=workers, loop="uvloop")
+    config = server_config(
+        factory,
+        host,
+        port,
+        log_level=log_level,
+        forwarded_allow_ips=forwarded_allow_ips,
+        factory=True,
+        workers=workers,
+        loop="uvloop",
+    )
     redact_access_log()
     Multiprocess(config, sockets=[config.bind_socket()]).run()
 
 
-def make_server(app: Any, host: str, port: int, *, log_level: str = "info", access_log: bool = True,
-                forwarded_allow_ips: str = "127.0.0.1,::1", request_read_seconds: float = REQUEST_READ_SECONDS
-                ) -> QuietServer:
-    config = server_config(app, host, port, log_level=log_level, access_log=access_log,
-                           forwarded_allow_ips=forwarded_allow_ips, request_read_seconds=request_read_seconds)
+def make_server(
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    log_level: str = "info",
+    access_log: bool = True,
+    forwarded_allow_ips: str = "127.0.0.1,::1",
+    request_read_seconds: float = REQUEST_READ_SECONDS,
+) -> QuietServer:
+    config = server_config(
+        app,
+        host,
+        port,
+        log_level=log_level,
+        access_log=access_log,
+        forwarded_allow_ips=forwarded_allow_ips,
+        request_read_seconds=request_read_seconds,
+    )
     redact_access_log()
     return QuietServer(config)
 
@@ -99,7 +148,8 @@ def make_server(app: Any, host: str, port: int, *, log_level: str = "info", acce
 async def run_until_signal(
     servers: list[QuietServer],
     workers: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
-    *, on_started: Callable[[], None] | None = None,
+    *,
+    on_started: Callable[[], None] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM, then stop the servers first and the workers after them."""
     loop = asyncio.get_running_loop()

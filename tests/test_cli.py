@@ -22,8 +22,9 @@ def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> 
     executable = PAYMENT or sys.executable
     argv = [executable, *args] if executable != sys.executable else [sys.executable, "-m", "payment.cli", *args]
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "APP_ENV", "ADMIN_"))}
-    return subprocess.run(argv, capture_output=True, text=True, env={**clean, **(env or {})}, timeout=timeout,
-                          check=False)
+    return subprocess.run(
+        argv, capture_output=True, text=True, env={**clean, **(env or {})}, timeout=timeout, check=False
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -40,17 +41,27 @@ def test_top_level_help_lists_every_command() -> None:
         assert command in result.stdout
 
 
-@pytest.mark.parametrize(("args", "env", "message"), [
-    (["serve", "--port", "0"], {}, "Invalid value for '--port'"),
-    (["serve"], {"APP_ENV": "production"}, "SECRET_KEY is required"),
-    (["db:migrate"], {"APP_ENV": "nonsense"}, "APP_ENV must be one of"),
-    (["db:seed"], {"APP_ENV": "staging", "SECRET_KEY": "Kq3vR8xW2nZ5tY7uB1cD4eF6gH9jL0mP", "DATABASE_URL":
-                   "postgresql://u:p@127.0.0.1:1/x", "STRIPE_SECRET_KEY": "sk_test_1",
-                   "STRIPE_WEBHOOK_SECRET": "whsec_Qw2Er4Ty6Ui8Op0AsDfGhJkLzXcVbNm1"},
-     "ADMIN_EMAIL and ADMIN_PASSWORD"),
-    (["sandbox", "--host", "0.0.0.0"], {}, "loopback only"),
-    (["no-such-command"], {}, "No such command"),
-])
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["serve", "--port", "0"], {}, "Invalid value for '--port'"),
+        (["serve"], {"APP_ENV": "production"}, "SECRET_KEY is required"),
+        (["db:migrate"], {"APP_ENV": "nonsense"}, "APP_ENV must be one of"),
+        (
+            ["db:seed"],
+            {
+                "APP_ENV": "staging",
+                "SECRET_KEY": "Kq3vR8xW2nZ5tY7uB1cD4eF6gH9jL0mP",
+                "DATABASE_URL": "postgresql://u:p@127.0.0.1:1/x",
+                "STRIPE_SECRET_KEY": "sk_test_1",
+                "STRIPE_WEBHOOK_SECRET": "whsec_Qw2Er4Ty6Ui8Op0AsDfGhJkLzXcVbNm1",
+            },
+            "ADMIN_EMAIL and ADMIN_PASSWORD",
+        ),
+        (["sandbox", "--host", "0.0.0.0"], {}, "loopback only"),
+        (["no-such-command"], {}, "No such command"),
+    ],
+)
 def test_bad_input_exits_non_zero_with_a_clear_message(args: list[str], env: dict[str, str], message: str) -> None:
     result = run(*args, env=env)
     assert result.returncode != 0
@@ -65,9 +76,20 @@ def test_secret_prints_a_key_production_accepts() -> None:
     assert first.returncode == 0 and first.stdout.strip() != second.stdout.strip()
     key = first.stdout.strip()
     assert len(key) >= 64
-    assert load_settings({"APP_ENV": "production", "SECRET_KEY": key, "DATABASE_URL": "postgresql://u:p@db/x",
-                          "STRIPE_SECRET_KEY": "sk_live_1", "STRIPE_WEBHOOK_SECRET": "whsec_" + key[:32],
-                          "BASE_URL": "https://pay.example.com", "ADMIN_PASSWORD": key}).secret_key == key
+    assert (
+        load_settings(
+            {
+                "APP_ENV": "production",
+                "SECRET_KEY": key,
+                "DATABASE_URL": "postgresql://u:p@db/x",
+                "STRIPE_SECRET_KEY": "sk_live_1",
+                "STRIPE_WEBHOOK_SECRET": "whsec_" + key[:32],
+                "BASE_URL": "https://pay.example.com",
+                "ADMIN_PASSWORD": key,
+            }
+        ).secret_key
+        == key
+    )
 
 
 def test_unreachable_database_is_reported_without_its_password() -> None:
@@ -100,8 +122,9 @@ async def test_migrate_then_seed_twice_keeps_the_first_password(database_url: st
 
 
 def test_seed_refuses_an_overlong_password(database_url: str) -> None:
-    result = run("db:seed", env={"DATABASE_URL": database_url, "ADMIN_EMAIL": "long@example.com",
-                                 "ADMIN_PASSWORD": "x" * 73})
+    result = run(
+        "db:seed", env={"DATABASE_URL": database_url, "ADMIN_EMAIL": "long@example.com", "ADMIN_PASSWORD": "x" * 73}
+    )
     assert result.returncode != 0
     assert "72 bytes" in result.stderr and "Traceback" not in result.stderr
 
@@ -117,11 +140,13 @@ def test_sandbox_command_serves_the_stripe_api_on_loopback() -> None:
     executable = PAYMENT
     assert executable is not None
     # the `with` closes the output pipe once the process is gone
-    with subprocess.Popen([executable, "sandbox", "--port", str(port)], stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True) as process:
+    with subprocess.Popen(
+        [executable, "sandbox", "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as process:
         try:
-            client = stripe.StripeClient("sk_test_cli", base_addresses={"api": f"http://127.0.0.1:{port}"},
-                                         max_network_retries=0)
+            client = stripe.StripeClient(
+                "sk_test_cli", base_addresses={"api": f"http://127.0.0.1:{port}"}, max_network_retries=0
+            )
             deadline = time.monotonic() + 20
             while True:
                 try:
@@ -133,8 +158,9 @@ def test_sandbox_command_serves_the_stripe_api_on_loopback() -> None:
                     time.sleep(0.2)
             assert customer.id.startswith("cus_") and customer.email == "cli@example.com"
             with pytest.raises(stripe.AuthenticationError):
-                stripe.StripeClient("sk_live_nope", base_addresses={"api": f"http://127.0.0.1:{port}"},
-                                    max_network_retries=0).v1.customers.list()
+                stripe.StripeClient(
+                    "sk_live_nope", base_addresses={"api": f"http://127.0.0.1:{port}"}, max_network_retries=0
+                ).v1.customers.list()
         finally:
             process.terminate()
             process.wait(20)

@@ -13,8 +13,9 @@ from tests.support.app import asgi_client, running_services
 from tests.support.db import settings_for
 
 
-async def test_the_demo_apps_return_url_is_served_by_the_dev_server(db: AsyncSession, database_url: str,
-                                                                   sandbox: str) -> None:
+async def test_the_demo_apps_return_url_is_served_by_the_dev_server(
+    db: AsyncSession, database_url: str, sandbox: str
+) -> None:
     settings = settings_for(database_url, stripe_api_base=sandbox, base_url="http://127.0.0.1:8123")
     await seed_demo(db, settings, StripeGateway(settings))
     from payment.apps.service import get_by_slug

@@ -77,8 +77,9 @@ def test_postgres_stops_when_its_parent_is_killed() -> None:
             print(server.port, server.process.pid, flush=True)
             time.sleep(600)
         """)
-        parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                                  cwd=Path(__file__).resolve().parents[1])
+        parent = subprocess.Popen(
+            [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1]
+        )
         try:
             assert parent.stdout is not None
             port_text, pid_text = parent.stdout.readline().split()
@@ -95,6 +96,7 @@ def test_postgres_stops_when_its_parent_is_killed() -> None:
                     return True
                 # a zombie (reaped by init later) is gone too
                 return Path(f"/proc/{pid}/status").read_text().find("State:\tZ") >= 0
+
             assert _wait(gone, 20), "the postmaster process is still alive"
         finally:
             if parent.poll() is None:

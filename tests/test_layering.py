@@ -43,8 +43,10 @@ def _files(folder: str) -> list[Path]:
 def test_core_never_imports_the_adapters() -> None:
     offenders = [
         f"{path.relative_to(ROOT)} imports {name}"
-        for path in _files("payment") if str(path.relative_to(ROOT)) not in COMPOSITION_ROOTS
-        for name in _imports(path) if name.split(".")[0] in ("admin_views", "billing_ui")
+        for path in _files("payment")
+        if str(path.relative_to(ROOT)) not in COMPOSITION_ROOTS
+        for name in _imports(path)
+        if name.split(".")[0] in ("admin_views", "billing_ui")
     ]
     assert offenders == []
 
@@ -149,10 +151,18 @@ def test_no_import_inside_a_function_except_the_optional_ones() -> None:
                 for node in ast.walk(function):
                     if not isinstance(node, ast.Import | ast.ImportFrom):
                         continue
-                    names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                             else [node.module or "."] if isinstance(node, ast.ImportFrom) else [])
+                    names = (
+                        [alias.name for alias in node.names]
+                        if isinstance(node, ast.Import)
+                        else [node.module or "."]
+                        if isinstance(node, ast.ImportFrom)
+                        else []
+                    )
                     rel = str(path.relative_to(ROOT))
-                    offenders += [f"{rel}:{node.lineno} imports {name}" for name in names
-                                  if (rel, name) not in OPTIONAL_IMPORTS
-                                  and not (rel in COMMAND_SCOPED and name.startswith("payment"))]
+                    offenders += [
+                        f"{rel}:{node.lineno} imports {name}"
+                        for name in names
+                        if (rel, name) not in OPTIONAL_IMPORTS
+                        and not (rel in COMMAND_SCOPED and name.startswith("payment"))
+                    ]
     assert offenders == []

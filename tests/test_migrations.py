@@ -17,9 +17,11 @@ async def _tables(url: str) -> set[str]:
     conn = await asyncpg.connect(libpq_url(url))
     try:
         rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        types = await conn.fetch("SELECT typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
-                                 "WHERE n.nspname = 'public' AND t.typtype IN ('e', 'c') "
-                                 "AND typname LIKE 'procrastinate%'")
+        types = await conn.fetch(
+            "SELECT typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+            "WHERE n.nspname = 'public' AND t.typtype IN ('e', 'c') "
+            "AND typname LIKE 'procrastinate%'"
+        )
     finally:
         await conn.close()
     return {r["tablename"] for r in rows} | {f"type:{r['typname']}" for r in types}
@@ -48,10 +50,13 @@ async def test_models_match_migrated_schema(database_url: str) -> None:
     engine = create_async_engine(sqlalchemy_url(database_url))
 
     def diff(sync_conn: object) -> list[object]:
-        context = MigrationContext.configure(sync_conn, opts={  # type: ignore[arg-type]
-            "include_name": lambda name, type_, parent: not (type_ == "table" and name.startswith("procrastinate")),
-            "compare_type": True,
-        })
+        context = MigrationContext.configure(
+            sync_conn,  # type: ignore[arg-type]
+            opts={
+                "include_name": lambda name, type_, parent: not (type_ == "table" and name.startswith("procrastinate")),
+                "compare_type": True,
+            },
+        )
         return list(compare_metadata(context, Base.metadata))
 
     async with engine.connect() as conn:

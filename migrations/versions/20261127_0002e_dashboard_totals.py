@@ -191,11 +191,22 @@ FUNCTIONS = [
 ]
 
 TRIGGERS = [
-    ("subscriptions", "dashboard_track_subscription",
-     "AFTER INSERT OR DELETE OR UPDATE OF status, source, plan_id, created_at, trial_end, ended_at, "
-     "paid_amount_cents, paid_currency, current_period_start, current_period_end"),
-    ("invoices", "dashboard_track_invoice", "AFTER INSERT OR DELETE OR UPDATE OF status, paid_at, amount_cents, currency"),
-    ("refunds", "dashboard_track_refund", "AFTER INSERT OR DELETE OR UPDATE OF status, succeeded_at, amount_cents, currency"),
+    (
+        "subscriptions",
+        "dashboard_track_subscription",
+        "AFTER INSERT OR DELETE OR UPDATE OF status, source, plan_id, created_at, trial_end, ended_at, "
+        "paid_amount_cents, paid_currency, current_period_start, current_period_end",
+    ),
+    (
+        "invoices",
+        "dashboard_track_invoice",
+        "AFTER INSERT OR DELETE OR UPDATE OF status, paid_at, amount_cents, currency",
+    ),
+    (
+        "refunds",
+        "dashboard_track_refund",
+        "AFTER INSERT OR DELETE OR UPDATE OF status, succeeded_at, amount_cents, currency",
+    ),
 ]
 
 
@@ -209,8 +220,9 @@ def upgrade() -> None:
         sa.Column("period_us", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("subscriptions", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("paid_cents", sa.BigInteger(), server_default="0", nullable=False),
-        sa.PrimaryKeyConstraint("status", "source", "plan_id", "paid_currency", "period_us",
-                                name=op.f("pk_dashboard_subscription_totals")),
+        sa.PrimaryKeyConstraint(
+            "status", "source", "plan_id", "paid_currency", "period_us", name=op.f("pk_dashboard_subscription_totals")
+        ),
     )
     op.create_table(
         "dashboard_subscription_days",
@@ -227,8 +239,9 @@ def upgrade() -> None:
         sa.Column("period_us", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("subscriptions", sa.BigInteger(), server_default="0", nullable=False),
         sa.Column("paid_cents", sa.BigInteger(), server_default="0", nullable=False),
-        sa.PrimaryKeyConstraint("boundary", "plan_id", "source", "paid_currency", "period_us",
-                                name=op.f("pk_dashboard_mrr_deltas")),
+        sa.PrimaryKeyConstraint(
+            "boundary", "plan_id", "source", "paid_currency", "period_us", name=op.f("pk_dashboard_mrr_deltas")
+        ),
     )
     op.create_table(
         "dashboard_revenue_days",
@@ -239,11 +252,22 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("day", "currency", name=op.f("pk_dashboard_revenue_days")),
     )
     # covering indexes for the two reads that still touch the source tables: recent endings, today's refunds
-    op.create_index("ix_subscriptions_dashboard_ended", "subscriptions", ["ended_at"], unique=False,
-                    postgresql_include=["created_at", "trial_end", "status"],
-                    postgresql_where=sa.text("ended_at IS NOT NULL"))
-    op.create_index("ix_refunds_dashboard_succeeded", "refunds", ["succeeded_at"], unique=False,
-                    postgresql_include=["currency", "amount_cents"], postgresql_where=sa.text("status = 'succeeded'"))
+    op.create_index(
+        "ix_subscriptions_dashboard_ended",
+        "subscriptions",
+        ["ended_at"],
+        unique=False,
+        postgresql_include=["created_at", "trial_end", "status"],
+        postgresql_where=sa.text("ended_at IS NOT NULL"),
+    )
+    op.create_index(
+        "ix_refunds_dashboard_succeeded",
+        "refunds",
+        ["succeeded_at"],
+        unique=False,
+        postgresql_include=["currency", "amount_cents"],
+        postgresql_where=sa.text("status = 'succeeded'"),
+    )
     for sql in FUNCTIONS:
         op.execute(sql)
     for table, function, when in TRIGGERS:
@@ -254,13 +278,23 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table, function, _ in TRIGGERS:
         op.execute(f"DROP TRIGGER {function} ON {table}")
-    for name in ("dashboard_rebuild()", "dashboard_track_refund()", "dashboard_track_invoice()",
-                 "dashboard_track_subscription()", "dashboard_apply_subscription(subscriptions, subscriptions)",
-                 "dashboard_subscription_rows(subscriptions, int)", "dashboard_month_ceiling(timestamptz)",
-                 "dashboard_manual_period_us(text, bigint, text, timestamptz, timestamptz)"):
+    for name in (
+        "dashboard_rebuild()",
+        "dashboard_track_refund()",
+        "dashboard_track_invoice()",
+        "dashboard_track_subscription()",
+        "dashboard_apply_subscription(subscriptions, subscriptions)",
+        "dashboard_subscription_rows(subscriptions, int)",
+        "dashboard_month_ceiling(timestamptz)",
+        "dashboard_manual_period_us(text, bigint, text, timestamptz, timestamptz)",
+    ):
         op.execute(f"DROP FUNCTION {name}")
     op.drop_index("ix_refunds_dashboard_succeeded", table_name="refunds")
     op.drop_index("ix_subscriptions_dashboard_ended", table_name="subscriptions")
-    for table in ("dashboard_revenue_days", "dashboard_mrr_deltas", "dashboard_subscription_days",
-                  "dashboard_subscription_totals"):
+    for table in (
+        "dashboard_revenue_days",
+        "dashboard_mrr_deltas",
+        "dashboard_subscription_days",
+        "dashboard_subscription_totals",
+    ):
         op.drop_table(table)

@@ -26,8 +26,9 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.drop_constraint(op.f("ck_admin_users_role"), "admin_users", type_="check")
     op.execute("UPDATE admin_users SET role = 'owner' WHERE role = 'admin'")
-    op.create_check_constraint(op.f("ck_admin_users_role"), "admin_users",
-                               "role IN ('owner', 'finance', 'support', 'viewer')")
+    op.create_check_constraint(
+        op.f("ck_admin_users_role"), "admin_users", "role IN ('owner', 'finance', 'support', 'viewer')"
+    )
     op.alter_column("admin_users", "role", server_default="viewer")
     op.add_column("admin_users", sa.Column("totp_secret_encrypted", sa.String(length=512), nullable=True))
     op.add_column("admin_users", sa.Column("totp_enabled_at", sa.DateTime(timezone=True), nullable=True))
@@ -41,8 +42,12 @@ def upgrade() -> None:
         sa.Column("admin_id", sa.BigInteger(), nullable=False),
         sa.Column("code_hash", sa.LargeBinary(length=32), nullable=False),
         sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(["admin_id"], ["admin_users.id"], ondelete="CASCADE",
-                                name=op.f("fk_admin_backup_codes_admin_id_admin_users")),
+        sa.ForeignKeyConstraint(
+            ["admin_id"],
+            ["admin_users.id"],
+            ondelete="CASCADE",
+            name=op.f("fk_admin_backup_codes_admin_id_admin_users"),
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_admin_backup_codes")),
         sa.UniqueConstraint("admin_id", "code_hash", name="uq_admin_backup_codes_admin_code"),
     )

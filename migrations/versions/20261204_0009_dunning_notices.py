@@ -40,23 +40,32 @@ def upgrade() -> None:
         sa.Column("close_reason", sa.String(16), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
-        sa.CheckConstraint("close_reason IS NULL OR close_reason IN ('paid', 'recovered', 'ended', 'voided')",
-                           name="ck_dunning_cases_close_reason"),
+        sa.CheckConstraint(
+            "close_reason IS NULL OR close_reason IN ('paid', 'recovered', 'ended', 'voided')",
+            name="ck_dunning_cases_close_reason",
+        ),
         sa.CheckConstraint("(closed_at IS NULL) = (close_reason IS NULL)", name="ck_dunning_cases_closed_with_reason"),
         sa.CheckConstraint("attempts >= 0", name="ck_dunning_cases_attempts_not_negative"),
-        sa.ForeignKeyConstraint(["invoice_id"], ["invoices.id"], ondelete="CASCADE",
-                                name="fk_dunning_cases_invoice_id_invoices"),
-        sa.ForeignKeyConstraint(["subscription_id"], ["subscriptions.id"], ondelete="CASCADE",
-                                name="fk_dunning_cases_subscription_id_subscriptions"),
-        sa.ForeignKeyConstraint(["customer_id"], ["customers.id"], ondelete="CASCADE",
-                                name="fk_dunning_cases_customer_id_customers"),
+        sa.ForeignKeyConstraint(
+            ["invoice_id"], ["invoices.id"], ondelete="CASCADE", name="fk_dunning_cases_invoice_id_invoices"
+        ),
+        sa.ForeignKeyConstraint(
+            ["subscription_id"],
+            ["subscriptions.id"],
+            ondelete="CASCADE",
+            name="fk_dunning_cases_subscription_id_subscriptions",
+        ),
+        sa.ForeignKeyConstraint(
+            ["customer_id"], ["customers.id"], ondelete="CASCADE", name="fk_dunning_cases_customer_id_customers"
+        ),
         sa.PrimaryKeyConstraint("id", name="pk_dunning_cases"),
         sa.UniqueConstraint("invoice_id", name="uq_dunning_cases_invoice_id"),
     )
     op.create_index("ix_dunning_cases_subscription_id", "dunning_cases", ["subscription_id"])
     op.create_index("ix_dunning_cases_customer_id", "dunning_cases", ["customer_id", sa.text("id DESC")])
-    op.create_index("ix_dunning_cases_open", "dunning_cases", ["grace_ends_at"],
-                    postgresql_where=sa.text("closed_at IS NULL"))
+    op.create_index(
+        "ix_dunning_cases_open", "dunning_cases", ["grace_ends_at"], postgresql_where=sa.text("closed_at IS NULL")
+    )
 
 
 def downgrade() -> None:

@@ -42,10 +42,10 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
         sa.CheckConstraint("url ~* '^https?://[^\\s]+$'", name=op.f("ck_webhook_endpoints_url_scheme")),
-        sa.CheckConstraint("char_length(description) <= 255",
-                           name=op.f("ck_webhook_endpoints_description_length")),
-        sa.ForeignKeyConstraint(["app_id"], ["apps.id"], name=op.f("fk_webhook_endpoints_app_id_apps"),
-                                ondelete="CASCADE"),
+        sa.CheckConstraint("char_length(description) <= 255", name=op.f("ck_webhook_endpoints_description_length")),
+        sa.ForeignKeyConstraint(
+            ["app_id"], ["apps.id"], name=op.f("fk_webhook_endpoints_app_id_apps"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_endpoints")),
     )
     op.create_index("ix_webhook_endpoints_app_id", "webhook_endpoints", ["app_id", "id"])
@@ -71,14 +71,19 @@ def upgrade() -> None:
         sa.Column("last_error", sa.String(600), nullable=True),
         sa.Column("delivered_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.func.now(), nullable=False),
-        sa.CheckConstraint("status IN ('pending', 'sending', 'delivered', 'failed')",
-                           name=op.f("ck_outbox_messages_status")),
+        sa.CheckConstraint(
+            "status IN ('pending', 'sending', 'delivered', 'failed')", name=op.f("ck_outbox_messages_status")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox_messages")),
         sa.UniqueConstraint("kind", "target", "dedupe_key", name="uq_outbox_messages_kind_target_dedupe_key"),
         sa.UniqueConstraint("message_id", name=op.f("uq_outbox_messages_message_id")),
     )
-    op.create_index("ix_outbox_messages_due", "outbox_messages", ["next_attempt_at"],
-                    postgresql_where=sa.text("status IN ('pending', 'sending')"))
+    op.create_index(
+        "ix_outbox_messages_due",
+        "outbox_messages",
+        ["next_attempt_at"],
+        postgresql_where=sa.text("status IN ('pending', 'sending')"),
+    )
     op.create_index("ix_outbox_messages_queue", "outbox_messages", ["kind", "target", "ordering_key", "position"])
     op.create_index("ix_outbox_messages_target_id", "outbox_messages", ["kind", "target", sa.text("id DESC")])
     op.create_index("ix_outbox_messages_target_created", "outbox_messages", ["kind", "target", "created_at"])

@@ -30,15 +30,25 @@ async def issue(session: AsyncSession, admin_id: int, *, actor: str, ip: str | N
     admin.password_token_hash = digest(token)
     admin.password_token_expires_at = utcnow() + LINK_LIFETIME
     await session.flush()
-    await audit.record(session, actor=actor, action="admin.password_link_issued", entity_type="admin_user",
-                       entity_id=admin.id, details={"email": admin.email}, ip=ip)
+    await audit.record(
+        session,
+        actor=actor,
+        action="admin.password_link_issued",
+        entity_type="admin_user",
+        entity_id=admin.id,
+        details={"email": admin.email},
+        ip=ip,
+    )
     return token
 
 
 async def admin_for(session: AsyncSession, token: str, *, lock: bool = False) -> AdminUser:
     """The active admin a valid, unexpired link belongs to, or NotFound."""
-    query = select(AdminUser).where(AdminUser.password_token_hash == digest(token),
-                                    AdminUser.password_token_expires_at > utcnow(), AdminUser.is_active)
+    query = select(AdminUser).where(
+        AdminUser.password_token_hash == digest(token),
+        AdminUser.password_token_expires_at > utcnow(),
+        AdminUser.is_active,
+    )
     admin = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
     if admin is None:
         raise NotFound(EXPIRED)
@@ -51,6 +61,13 @@ async def set_password(session: AsyncSession, token: str, password: str, *, ip: 
     admin.password_hash = hash_password(password)
     admin.password_token_hash = admin.password_token_expires_at = None
     await session.flush()
-    await audit.record(session, actor=audit.admin_actor(admin.id), action="admin.password_set_by_link",
-                       entity_type="admin_user", entity_id=admin.id, details={"email": admin.email}, ip=ip)
+    await audit.record(
+        session,
+        actor=audit.admin_actor(admin.id),
+        action="admin.password_set_by_link",
+        entity_type="admin_user",
+        entity_id=admin.id,
+        details={"email": admin.email},
+        ip=ip,
+    )
     return admin

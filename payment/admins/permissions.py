@@ -38,8 +38,9 @@ class Permission(StrEnum):
 # The one table. Reading (lists, details, dashboard, audit log) is open to every signed-in admin.
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.OWNER: frozenset(Permission),
-    Role.FINANCE: frozenset({Permission.REFUND, Permission.RECORD_PAYMENT, Permission.EXPORT,
-                             Permission.MANAGE_DOCUMENTS}),
+    Role.FINANCE: frozenset(
+        {Permission.REFUND, Permission.RECORD_PAYMENT, Permission.EXPORT, Permission.MANAGE_DOCUMENTS}
+    ),
     Role.SUPPORT: frozenset({Permission.MANAGE_SUBSCRIPTIONS, Permission.RETRY_WEBHOOK}),
     Role.VIEWER: frozenset(),
 }

@@ -42,8 +42,9 @@ class SeedResult:
     created: bool
 
 
-async def seed_default_admin(session: AsyncSession, *, email: str, password: str, name: str = "Admin",
-                             actor: str = audit.SYSTEM) -> SeedResult:
+async def seed_default_admin(
+    session: AsyncSession, *, email: str, password: str, name: str = "Admin", actor: str = audit.SYSTEM
+) -> SeedResult:
     """Create the default admin once; an existing admin keeps its password (the seed is safe to re-run)."""
     email = normalise_email(email)
     existing = await find_by_email(session, email)
@@ -52,8 +53,14 @@ async def seed_default_admin(session: AsyncSession, *, email: str, password: str
     admin = AdminUser(email=email, name=check_name(name), password_hash=hash_password(password), role=Role.OWNER)
     session.add(admin)
     await session.flush()
-    await audit.record(session, actor=actor, action="admin.seeded", entity_type="admin_user", entity_id=admin.id,
-                       details={"email": email})
+    await audit.record(
+        session,
+        actor=actor,
+        action="admin.seeded",
+        entity_type="admin_user",
+        entity_id=admin.id,
+        details={"email": email},
+    )
     return SeedResult(admin, created=True)
 
 
@@ -76,25 +83,45 @@ def check_role(role: str) -> Role:
 NO_PASSWORD = "!"
 
 
-async def create_admin(session: AsyncSession, *, email: str, name: str, password: str | None, actor: str,
-                       role: str = Role.OWNER, ip: str | None = None) -> AdminUser:
+async def create_admin(
+    session: AsyncSession,
+    *,
+    email: str,
+    name: str,
+    password: str | None,
+    actor: str,
+    role: str = Role.OWNER,
+    ip: str | None = None,
+) -> AdminUser:
     """Add an admin account with a role and a bcrypt-hashed password (or none yet: they set it through a one-time
     link); emails are unique regardless of case."""
     require(actor, Permission.MANAGE_ADMINS)
     email, name, checked_role = normalise_email(email), check_name(name), check_role(role)
     if await find_by_email(session, email) is not None:
         raise Conflict(f"An admin with email {email} already exists.", field="email")
-    admin = AdminUser(email=email, name=name, role=checked_role,
-                      password_hash=NO_PASSWORD if password is None else hash_password(password))
+    admin = AdminUser(
+        email=email,
+        name=name,
+        role=checked_role,
+        password_hash=NO_PASSWORD if password is None else hash_password(password),
+    )
     session.add(admin)
     await session.flush()
-    await audit.record(session, actor=actor, action="admin.created", entity_type="admin_user", entity_id=admin.id,
-                       details={"email": email, "name": name, "role": checked_role}, ip=ip)
+    await audit.record(
+        session,
+        actor=actor,
+        action="admin.created",
+        entity_type="admin_user",
+        entity_id=admin.id,
+        details={"email": email, "name": name, "role": checked_role},
+        ip=ip,
+    )
     return admin
 
 
-async def set_active(session: AsyncSession, admin_id: int, active: bool, *, acting_admin_id: int, actor: str,
-                     ip: str | None = None) -> AdminUser:
+async def set_active(
+    session: AsyncSession, admin_id: int, active: bool, *, acting_admin_id: int, actor: str, ip: str | None = None
+) -> AdminUser:
     """Deactivate (or reactivate) an admin; nobody can deactivate themselves, and one active owner remains."""
     require(actor, Permission.MANAGE_ADMINS)
     admin = await get_admin(session, admin_id)
@@ -107,22 +134,38 @@ async def set_active(session: AsyncSession, admin_id: int, active: bool, *, acti
         if not active:
             _end_sessions(admin)  # a later reactivation must not bring old cookies back
         await session.flush()
-        await audit.record(session, actor=actor, action="admin.activated" if active else "admin.deactivated",
-                           entity_type="admin_user", entity_id=admin.id, details={"email": admin.email}, ip=ip)
+        await audit.record(
+            session,
+            actor=actor,
+            action="admin.activated" if active else "admin.deactivated",
+            entity_type="admin_user",
+            entity_id=admin.id,
+            details={"email": admin.email},
+            ip=ip,
+        )
     return admin
 
 
 async def _keep_an_owner(session: AsyncSession, leaving: AdminUser) -> None:
     """Refuse when `leaving` is the last active owner. The active owners are locked so two owners demoting each
     other at the same moment cannot both succeed."""
-    owners = (await session.execute(select(AdminUser.id).where(AdminUser.role == Role.OWNER, AdminUser.is_active)
-                                    .order_by(AdminUser.id).with_for_update())).scalars().all()
+    owners = (
+        (
+            await session.execute(
+                select(AdminUser.id)
+                .where(AdminUser.role == Role.OWNER, AdminUser.is_active)
+                .order_by(AdminUser.id)
+                .with_for_update()
+            )
+        )
+        .scalars()
+        .all()
+    )
     if [owner for owner in owners if owner != leaving.id] == []:
         raise Conflict("At least one active owner must remain: make another admin an owner first.", field="role")
 
 
-async def set_role(session: AsyncSession, admin_id: int, role: str, *, actor: str,
-                   ip: str | None = None) -> AdminUser:
+async def set_role(session: AsyncSession, admin_id: int, role: str, *, actor: str, ip: str | None = None) -> AdminUser:
     """Give an admin another role; the last active owner keeps theirs."""
     require(actor, Permission.MANAGE_ADMINS)
     new_role = check_role(role)
@@ -133,13 +176,21 @@ async def set_role(session: AsyncSession, admin_id: int, role: str, *, actor: st
         await _keep_an_owner(session, admin)
     previous, admin.role = admin.role, new_role
     await session.flush()
-    await audit.record(session, actor=actor, action="admin.role_changed", entity_type="admin_user",
-                       entity_id=admin.id, details={"email": admin.email, "from": previous, "to": new_role}, ip=ip)
+    await audit.record(
+        session,
+        actor=actor,
+        action="admin.role_changed",
+        entity_type="admin_user",
+        entity_id=admin.id,
+        details={"email": admin.email, "from": previous, "to": new_role},
+        ip=ip,
+    )
     return admin
 
 
-async def change_password(session: AsyncSession, admin_id: int, password: str, *, actor: str,
-                          ip: str | None = None) -> AdminUser:
+async def change_password(
+    session: AsyncSession, admin_id: int, password: str, *, actor: str, ip: str | None = None
+) -> AdminUser:
     """Replace an admin's password (8 to 72 bytes, bcrypt): one's own, or anyone's with the right to manage admins;
     ends every session of that admin; the audit row never holds the password."""
     if not (isinstance(actor, AdminActor) and actor.admin_id == admin_id):
@@ -148,24 +199,42 @@ async def change_password(session: AsyncSession, admin_id: int, password: str, *
     admin.password_hash = hash_password(password)
     _end_sessions(admin)
     await session.flush()
-    await audit.record(session, actor=actor, action="admin.password_changed", entity_type="admin_user",
-                       entity_id=admin.id, details={"email": admin.email}, ip=ip)
+    await audit.record(
+        session,
+        actor=actor,
+        action="admin.password_changed",
+        entity_type="admin_user",
+        entity_id=admin.id,
+        details={"email": admin.email},
+        ip=ip,
+    )
     return admin
 
 
-async def record_sign_in(session: AsyncSession, admin: AdminUser, *, ip: str | None,
-                         method: str = "password") -> None:
+async def record_sign_in(session: AsyncSession, admin: AdminUser, *, ip: str | None, method: str = "password") -> None:
     """Note a successful sign-in (and its second factor: "totp" or "backup") on the account and in the audit log."""
     admin.last_login_at = utcnow()
-    await audit.record(session, actor=audit.admin_actor(admin.id), action="admin.signed_in",
-                       entity_type="admin_user", entity_id=admin.id, details={"email": admin.email,
-                                                                              "method": method}, ip=ip)
+    await audit.record(
+        session,
+        actor=audit.admin_actor(admin.id),
+        action="admin.signed_in",
+        entity_type="admin_user",
+        entity_id=admin.id,
+        details={"email": admin.email, "method": method},
+        ip=ip,
+    )
 
 
 async def record_failed_sign_in(session: AsyncSession, email: str, *, reason: str, ip: str | None) -> None:
     """Note a refused sign-in (bad credentials, inactive account or rate limit); the password is never kept."""
-    await audit.record(session, actor="anonymous", action="admin.sign_in_failed", entity_type="admin_user",
-                       details={"email": email.strip()[:320], "reason": reason}, ip=ip)
+    await audit.record(
+        session,
+        actor="anonymous",
+        action="admin.sign_in_failed",
+        entity_type="admin_user",
+        details={"email": email.strip()[:320], "reason": reason},
+        ip=ip,
+    )
 
 
 def _end_sessions(admin: AdminUser) -> None:
@@ -178,8 +247,14 @@ async def record_sign_out(session: AsyncSession, admin_id: int, *, ip: str | Non
     if admin is not None:
         _end_sessions(admin)
         await session.flush()
-    await audit.record(session, actor=audit.admin_actor(admin_id), action="admin.signed_out",
-                       entity_type="admin_user", entity_id=admin_id, ip=ip)
+    await audit.record(
+        session,
+        actor=audit.admin_actor(admin_id),
+        action="admin.signed_out",
+        entity_type="admin_user",
+        entity_id=admin_id,
+        ip=ip,
+    )
 
 
 async def end_sessions(session: AsyncSession, admin_id: int, *, actor: str, ip: str | None = None) -> AdminUser:
@@ -190,8 +265,15 @@ async def end_sessions(session: AsyncSession, admin_id: int, *, actor: str, ip: 
     admin = await get_admin(session, admin_id)
     _end_sessions(admin)
     await session.flush()
-    await audit.record(session, actor=actor, action="admin.sessions_ended", entity_type="admin_user",
-                       entity_id=admin.id, details={"email": admin.email}, ip=ip)
+    await audit.record(
+        session,
+        actor=actor,
+        action="admin.sessions_ended",
+        entity_type="admin_user",
+        entity_id=admin.id,
+        details={"email": admin.email},
+        ip=ip,
+    )
     return admin
 
 

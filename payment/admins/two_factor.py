@@ -100,8 +100,16 @@ def _matching_step(secret: str, code: str, after: int | None, now: float) -> int
     return found
 
 
-async def confirm_enrolment(session: AsyncSession, admin_id: int, code: str, *, secret_key: str, actor: str,
-                            ip: str | None = None, now: float | None = None) -> list[str]:
+async def confirm_enrolment(
+    session: AsyncSession,
+    admin_id: int,
+    code: str,
+    *,
+    secret_key: str,
+    actor: str,
+    ip: str | None = None,
+    now: float | None = None,
+) -> list[str]:
     """Turn two-factor on with a first valid code; returns the ten backup codes (shown once, kept hashed)."""
     _self_only(actor, admin_id)
     admin = await _locked(session, admin_id)
@@ -115,13 +123,21 @@ async def confirm_enrolment(session: AsyncSession, admin_id: int, code: str, *, 
     codes = [new_backup_code() for _ in range(BACKUP_CODES)]
     session.add_all(AdminBackupCode(admin_id=admin.id, code_hash=_hash_code(normalise_code(c))) for c in codes)
     await session.flush()
-    await audit.record(session, actor=actor, action="admin.two_factor_enabled", entity_type="admin_user",
-                       entity_id=admin.id, details={"email": admin.email}, ip=ip)
+    await audit.record(
+        session,
+        actor=actor,
+        action="admin.two_factor_enabled",
+        entity_type="admin_user",
+        entity_id=admin.id,
+        details={"email": admin.email},
+        ip=ip,
+    )
     return codes
 
 
-async def check_code(session: AsyncSession, admin_id: int, code: str, *, secret_key: str,
-                     now: float | None = None) -> str | None:
+async def check_code(
+    session: AsyncSession, admin_id: int, code: str, *, secret_key: str, now: float | None = None
+) -> str | None:
     """Accept a TOTP code (once per step) or an unused backup code (then used up); returns "totp", "backup" or
     None when refused."""
     admin = await _locked(session, admin_id)
@@ -137,18 +153,24 @@ async def check_code(session: AsyncSession, admin_id: int, code: str, *, secret_
             return "totp"
     if len(code) == 10:
         used = await session.execute(
-            update(AdminBackupCode).where(AdminBackupCode.admin_id == admin.id,
-                                          AdminBackupCode.code_hash == _hash_code(code),
-                                          AdminBackupCode.used_at.is_(None))
-            .values(used_at=utcnow()).returning(AdminBackupCode.id))
+            update(AdminBackupCode)
+            .where(
+                AdminBackupCode.admin_id == admin.id,
+                AdminBackupCode.code_hash == _hash_code(code),
+                AdminBackupCode.used_at.is_(None),
+            )
+            .values(used_at=utcnow())
+            .returning(AdminBackupCode.id)
+        )
         if used.first() is not None:
             return "backup"
     return None
 
 
 async def backup_codes_left(session: AsyncSession, admin_id: int) -> int:
-    rows = await session.execute(select(AdminBackupCode.id).where(AdminBackupCode.admin_id == admin_id,
-                                                                  AdminBackupCode.used_at.is_(None)))
+    rows = await session.execute(
+        select(AdminBackupCode.id).where(AdminBackupCode.admin_id == admin_id, AdminBackupCode.used_at.is_(None))
+    )
     return len(rows.all())
 
 
@@ -159,6 +181,13 @@ async def reset(session: AsyncSession, admin_id: int, *, actor: str, ip: str | N
     admin.totp_secret_encrypted = admin.totp_enabled_at = admin.totp_last_step = None
     await session.execute(delete(AdminBackupCode).where(AdminBackupCode.admin_id == admin.id))
     await session.flush()
-    await audit.record(session, actor=actor, action="admin.two_factor_reset", entity_type="admin_user",
-                       entity_id=admin.id, details={"email": admin.email}, ip=ip)
+    await audit.record(
+        session,
+        actor=actor,
+        action="admin.two_factor_reset",
+        entity_type="admin_user",
+        entity_id=admin.id,
+        details={"email": admin.email},
+        ip=ip,
+    )
     return admin

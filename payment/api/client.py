@@ -68,8 +68,12 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
     except (ValueError, RecursionError):
         raise ApiProblem(400, "invalid_json", "The request body is not valid JSON.") from None
     if not isinstance(body, dict):
-        raise ApiProblem(422, "validation_error", "The request body must be a JSON object.",
-                         errors=[FieldError("body", "must be a JSON object")])
+        raise ApiProblem(
+            422,
+            "validation_error",
+            "The request body must be a JSON object.",
+            errors=[FieldError("body", "must be a JSON object")],
+        )
     return body
 
 
@@ -97,7 +101,9 @@ def session_input(body: dict[str, Any]) -> tuple[customers.CustomerInput, str]:
             raise ValidationError(f"appSlug must be 1 to {APP_SLUG_MAX} characters.", field="appSlug")
         data = customers.CustomerInput(
             external_user_id=_string(body, "externalUserId", required=True) or "",
-            email=_string(body, "email"), name=_string(body, "name"), locale=_string(body, "locale"),
+            email=_string(body, "email"),
+            name=_string(body, "name"),
+            locale=_string(body, "locale"),
         ).validated()
     except ValidationError as exc:
         raise _validation_problem(exc) from None
@@ -124,16 +130,23 @@ async def create_session(request: Request) -> Response:
                 raise Forbidden("This API key belongs to another app.", code="app_mismatch")
             actor = app_actor(app.slug)
             customer = await customers.upsert(session, data, actor=actor)
-            created = await billing_sessions.create(session, app=app, customer=customer, locale=data.locale,
-                                                    ttl_seconds=settings.session_ttl_seconds,
-                                                    base_url=settings.base_url, actor=actor)
+            created = await billing_sessions.create(
+                session,
+                app=app,
+                customer=customer,
+                locale=data.locale,
+                ttl_seconds=settings.session_ttl_seconds,
+                base_url=settings.base_url,
+                actor=actor,
+            )
     except PaymentError as exc:
         return from_error(exc)
     return _session_created(created)
 
 
-async def _open_in_one_statement(request: Request, key: str, body: dict[str, Any]
-                                 ) -> billing_sessions.CreatedSession | None:
+async def _open_in_one_statement(
+    request: Request, key: str, body: dict[str, Any]
+) -> billing_sessions.CreatedSession | None:
     """The hot path: a valid body for the key's own app opens the session in one round trip. None sends the
     request down the ORM path, which checks the key before the body and explains any refusal."""
     try:
@@ -147,14 +160,25 @@ async def _open_in_one_statement(request: Request, key: str, body: dict[str, Any
     audit_key = services.db.audit_key
     if audit_key is None:
         return None
-    return await services.db.on_driver(lambda conn: opening.open_session(
-        conn, api_key=key, app_slug=app_slug, data=data, ttl_seconds=settings.session_ttl_seconds,
-        base_url=settings.base_url, audit_key=audit_key))
+    return await services.db.on_driver(
+        lambda conn: opening.open_session(
+            conn,
+            api_key=key,
+            app_slug=app_slug,
+            data=data,
+            ttl_seconds=settings.session_ttl_seconds,
+            base_url=settings.base_url,
+            audit_key=audit_key,
+        )
+    )
 
 
 def _session_created(created: billing_sessions.CreatedSession) -> JSONResponse:
-    return JSONResponse({"id": str(created.id), "url": created.url, "expiresAt": iso(created.expires_at)},
-                        status_code=201, headers={"Cache-Control": "no-store"})
+    return JSONResponse(
+        {"id": str(created.id), "url": created.url, "expiresAt": iso(created.expires_at)},
+        status_code=201,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 async def customer_subscription(request: Request) -> Response:
@@ -170,8 +194,10 @@ async def customer_subscription(request: Request) -> Response:
             ent = await entitlements.current(session, customer, app)
     except PaymentError as exc:
         return from_error(exc)
-    return JSONResponse(entitlements.document(ent, external_user_id=external_id, app_slug=app.slug),
-                        headers={"Cache-Control": "no-store"})
+    return JSONResponse(
+        entitlements.document(ent, external_user_id=external_id, app_slug=app.slug),
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 async def openapi_document(request: Request) -> Response:

@@ -61,8 +61,11 @@ limiter = Limiter(PER_CLIENT_PER_MINUTE, ALL_CLIENTS_PER_MINUTE)
 
 
 async def script(request: Request) -> Response:
-    return Response(SCRIPT, media_type="text/javascript",
-                    headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"})
+    return Response(
+        SCRIPT,
+        media_type="text/javascript",
+        headers={"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 def _text(report: dict[str, Any], key: str, limit: int) -> str:
@@ -89,8 +92,9 @@ async def client_errors(request: Request) -> Response:
     if not isinstance(report, dict):
         return problem(400, "bad_request", "A report is a JSON object.")
     if not limiter.allow(request.client.host if request.client else "unknown"):
-        return problem(429, "rate_limited", "Too many error reports; later ones are dropped.",
-                       headers={"Retry-After": "60"})
+        return problem(
+            429, "rate_limited", "Too many error reports; later ones are dropped.", headers={"Retry-After": "60"}
+        )
     if sentry_sdk.get_client().is_active():
         settings = services_of(request).settings
         surface = report.get("surface") if report.get("surface") in _SURFACES else "billing"
@@ -99,12 +103,21 @@ async def client_errors(request: Request) -> Response:
             "level": "error",
             "platform": "javascript",
             "logger": "browser",
-            "exception": {"values": [{"type": _text(report, "type", 100) or "Error",
-                                      "value": _text(report, "message", 1000),
-                                      "mechanism": {"type": f"onerror.{kind}", "handled": False}}]},
+            "exception": {
+                "values": [
+                    {
+                        "type": _text(report, "type", 100) or "Error",
+                        "value": _text(report, "message", 1000),
+                        "mechanism": {"type": f"onerror.{kind}", "handled": False},
+                    }
+                ]
+            },
             # `request` is filled by the server's integration with this report's request; the page goes in extra
-            "extra": {"page": _text(report, "url", 500), "stack": _text(report, "stack", 6000),
-                      "user_agent": request.headers.get("user-agent", "")[:300]},
+            "extra": {
+                "page": _text(report, "url", 500),
+                "stack": _text(report, "stack", 6000),
+                "user_agent": request.headers.get("user-agent", "")[:300],
+            },
         }
         event = Scrubber(secret_values(settings)).event(event)
         with sentry_sdk.new_scope() as scope:
@@ -115,5 +128,4 @@ async def client_errors(request: Request) -> Response:
     return Response(status_code=204)
 
 
-routes = [Route("/client-errors", client_errors, methods=["POST"]),
-          Route("/client-errors.js", script, methods=["GET"])]
+routes = [Route("/client-errors", client_errors, methods=["POST"]), Route("/client-errors.js", script, methods=["GET"])]

@@ -15,8 +15,10 @@ from payment.config import Settings
 _NO_CONTROL = r"^[^\u0000-\u001f\u007f]*$"
 _NOT_BLANK = r"^[^\u0000-\u001f\u007f]*[^\s\u0000-\u001f\u007f][^\u0000-\u001f\u007f]*$"
 # \u0085 (NEL) is whitespace to the server (Python) but not to ECMAScript's \s: excluded here so both agree
-_EMAIL = (r"^[^@\s\u0000-\u001f\u007f\u0085]+@[^@\s\u0000-\u001f\u007f\u0085]+"
-          r"\.[^@\s\u0000-\u001f\u007f\u0085]+$")
+_EMAIL = (
+    r"^[^@\s\u0000-\u001f\u007f\u0085]+@[^@\s\u0000-\u001f\u007f\u0085]+"
+    r"\.[^@\s\u0000-\u001f\u007f\u0085]+$"
+)
 _LOCALE = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$"
 
 ERROR_CODES: dict[int, list[str]] = {
@@ -34,17 +36,30 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["externalUserId", "appSlug"],
         "properties": {
-            "externalUserId": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": _NOT_BLANK,
-                               "description": "Your app's stable id for the user (the same across Aquoris apps).",
-                               "examples": ["user-42"]},
-            "appSlug": {"type": "string", "minLength": 1, "maxLength": 128,
-                        "description": "Slug of the app the API key belongs to.", "examples": ["vega"]},
-            "email": {"type": ["string", "null"], "maxLength": 320, "pattern": _EMAIL,
-                      "examples": ["ann@example.com"]},
+            "externalUserId": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 255,
+                "pattern": _NOT_BLANK,
+                "description": "Your app's stable id for the user (the same across Aquoris apps).",
+                "examples": ["user-42"],
+            },
+            "appSlug": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 128,
+                "description": "Slug of the app the API key belongs to.",
+                "examples": ["vega"],
+            },
+            "email": {"type": ["string", "null"], "maxLength": 320, "pattern": _EMAIL, "examples": ["ann@example.com"]},
             "name": {"type": ["string", "null"], "maxLength": 1024, "pattern": _NO_CONTROL},
-            "locale": {"type": ["string", "null"], "maxLength": 16, "pattern": _LOCALE,
-                       "description": "Language of the billing page (en, th; others fall back to English).",
-                       "examples": ["th"]},
+            "locale": {
+                "type": ["string", "null"],
+                "maxLength": 16,
+                "pattern": _LOCALE,
+                "description": "Language of the billing page (en, th; others fall back to English).",
+                "examples": ["th"],
+            },
         },
     },
     "Session": {
@@ -59,34 +74,60 @@ _SCHEMAS: dict[str, Any] = {
     },
     "Entitlement": {
         "type": "object",
-        "required": ["externalUserId", "appSlug", "plan", "status", "source", "paid", "currentPeriodEnd",
-                     "cancelAtPeriodEnd", "cancelsAt", "accessState", "graceEndsAt"],
+        "required": [
+            "externalUserId",
+            "appSlug",
+            "plan",
+            "status",
+            "source",
+            "paid",
+            "currentPeriodEnd",
+            "cancelAtPeriodEnd",
+            "cancelsAt",
+            "accessState",
+            "graceEndsAt",
+        ],
         "additionalProperties": False,
         "properties": {
             "externalUserId": {"type": "string"},
             "appSlug": {"type": "string"},
-            "plan": {"type": "object", "required": ["slug", "name"], "additionalProperties": False,
-                     "properties": {"slug": {"type": "string"}, "name": {"type": "string"}}},
-            "status": {"type": "string",
-                       "enum": ["free", "active", "trialing", "past_due"],
-                       "description": "`free` when there is no live paid subscription; `past_due` while Stripe "
-                                      "retries a failed renewal (keep access, ask the user to update the card)."},
+            "plan": {
+                "type": "object",
+                "required": ["slug", "name"],
+                "additionalProperties": False,
+                "properties": {"slug": {"type": "string"}, "name": {"type": "string"}},
+            },
+            "status": {
+                "type": "string",
+                "enum": ["free", "active", "trialing", "past_due"],
+                "description": "`free` when there is no live paid subscription; `past_due` while Stripe "
+                "retries a failed renewal (keep access, ask the user to update the card).",
+            },
             "source": {"type": "string", "enum": ["free", "stripe", "manual", "grant"]},
             "paid": {"type": "boolean", "description": "true when a live paid subscription unlocks the plan."},
             "currentPeriodEnd": {"type": ["string", "null"], "format": "date-time"},
             "cancelAtPeriodEnd": {"type": "boolean"},
-            "cancelsAt": {"type": ["string", "null"], "format": "date-time",
-                          "description": "When a subscription set to end stops (Stripe's cancel_at, or the period "
-                                         "end); null while it renews."},
-            "accessState": {"type": "string", "enum": ["full", "grace", "blocked"],
-                            "description": "Unlock the plan's features on `full` and `grace`, not on `blocked`. "
-                                           "`grace`: a renewal failed and the user keeps access until `graceEndsAt` "
-                                           "while Stripe retries; `blocked`: the grace period is over and the "
-                                           "invoice is still unpaid (apps whose policy is `free` see the free plan "
-                                           "with `full` instead)."},
-            "graceEndsAt": {"type": ["string", "null"], "format": "date-time",
-                            "description": "When `grace` turns into `blocked`; null unless the state is `grace` or "
-                                           "`blocked` (and while the failed invoice is not yet known)."},
+            "cancelsAt": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "When a subscription set to end stops (Stripe's cancel_at, or the period "
+                "end); null while it renews.",
+            },
+            "accessState": {
+                "type": "string",
+                "enum": ["full", "grace", "blocked"],
+                "description": "Unlock the plan's features on `full` and `grace`, not on `blocked`. "
+                "`grace`: a renewal failed and the user keeps access until `graceEndsAt` "
+                "while Stripe retries; `blocked`: the grace period is over and the "
+                "invoice is still unpaid (apps whose policy is `free` see the free plan "
+                "with `full` instead).",
+            },
+            "graceEndsAt": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "When `grace` turns into `blocked`; null unless the state is `grace` or "
+                "`blocked` (and while the failed invoice is not yet known).",
+            },
         },
     },
     "Problem": {
@@ -98,9 +139,14 @@ _SCHEMAS: dict[str, Any] = {
             "status": {"type": "integer"},
             "detail": {"type": "string"},
             "code": {"type": "string", "enum": sorted({c for codes in ERROR_CODES.values() for c in codes})},
-            "errors": {"type": "array", "items": {
-                "type": "object", "required": ["field", "message"],
-                "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["field", "message"],
+                    "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+                },
+            },
         },
     },
 }
@@ -127,12 +173,27 @@ def _problem(status: int) -> dict[str, Any]:
 
 
 _SIGNATURE_HEADERS = [
-    {"name": "webhook-id", "in": "header", "required": True, "schema": {"type": "string"},
-     "description": "The message id: the same on every retry and replay of one message; store it to drop repeats."},
-    {"name": "webhook-timestamp", "in": "header", "required": True, "schema": {"type": "string"},
-     "description": "Unix seconds when this attempt was signed; refuse ones more than 5 minutes off."},
-    {"name": "webhook-signature", "in": "header", "required": True, "schema": {"type": "string"},
-     "description": "Standard Webhooks signatures, space-separated `v1,<base64>` (two during a secret rotation)."},
+    {
+        "name": "webhook-id",
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "The message id: the same on every retry and replay of one message; store it to drop repeats.",
+    },
+    {
+        "name": "webhook-timestamp",
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "Unix seconds when this attempt was signed; refuse ones more than 5 minutes off.",
+    },
+    {
+        "name": "webhook-signature",
+        "in": "header",
+        "required": True,
+        "schema": {"type": "string"},
+        "description": "Standard Webhooks signatures, space-separated `v1,<base64>` (two during a secret rotation).",
+    },
 ]
 
 
@@ -142,21 +203,37 @@ def _event_schema_name(event_type: str) -> str:
 
 def _webhooks() -> dict[str, Any]:
     """The outgoing webhooks a client app can receive (OpenAPI 3.1 `webhooks`), one per event type."""
-    return {event_type: {"post": {
-        "operationId": "on" + _event_schema_name(event_type)[len("Event"):],
-        "summary": event_type,
-        "description": catalogue.DESCRIPTIONS[event_type] + " Signed per Standard Webhooks; delivered in order per "
-                       "user, retried with back-off for about three days until your endpoint answers 2xx.",
-        "parameters": _SIGNATURE_HEADERS,
-        "requestBody": {"required": True, "content": {"application/json": {
-            "schema": {"$ref": f"#/components/schemas/{_event_schema_name(event_type)}"}}}},
-        "responses": {"2XX": {"description": "Received; anything else (or no answer within the timeout) is retried."}},
-    }} for event_type in (*catalogue.EVENT_TYPES, catalogue.TEST)}
+    return {
+        event_type: {
+            "post": {
+                "operationId": "on" + _event_schema_name(event_type)[len("Event") :],
+                "summary": event_type,
+                "description": catalogue.DESCRIPTIONS[event_type]
+                + " Signed per Standard Webhooks; delivered in order per "
+                "user, retried with back-off for about three days until your endpoint answers 2xx.",
+                "parameters": _SIGNATURE_HEADERS,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": f"#/components/schemas/{_event_schema_name(event_type)}"}
+                        }
+                    },
+                },
+                "responses": {
+                    "2XX": {"description": "Received; anything else (or no answer within the timeout) is retried."}
+                },
+            }
+        }
+        for event_type in (*catalogue.EVENT_TYPES, catalogue.TEST)
+    }
 
 
 def _webhook_schemas() -> dict[str, Any]:
-    return {**catalogue.DATA_SCHEMAS, **{_event_schema_name(t): catalogue.event_schema(t)
-                                         for t in (*catalogue.EVENT_TYPES, catalogue.TEST)}}
+    return {
+        **catalogue.DATA_SCHEMAS,
+        **{_event_schema_name(t): catalogue.event_schema(t) for t in (*catalogue.EVENT_TYPES, catalogue.TEST)},
+    }
 
 
 def document(settings: Settings) -> dict[str, Any]:
@@ -167,52 +244,78 @@ def document(settings: Settings) -> dict[str, Any]:
             "title": "Aquoris Payment client API",
             "version": "1.0.0",
             "description": "Open a hosted billing page for a signed-in user and read what the user may use. "
-                           "Authenticate with the app's API key (Admin > Apps) as a Bearer token. Errors are "
-                           "RFC 9457 problem details with a stable `code`.",
+            "Authenticate with the app's API key (Admin > Apps) as a Bearer token. Errors are "
+            "RFC 9457 problem details with a stable `code`.",
         },
         "servers": [{"url": f"{settings.base_url}/api/v1"}],
         "security": [{"appKey": []}],
         "paths": {
-            "/sessions": {"post": {
-                "operationId": "createBillingSession",
-                "summary": "Open a billing session for a user and get the hosted page's URL",
-                "description": "Creates the customer on first use (email, name and locale given replace the "
-                               "stored ones). The URL is valid until `expiresAt` (1 hour by default).",
-                "requestBody": {"required": True, "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/SessionRequest"}}}},
-                "responses": {
-                    "201": {"description": "The session", "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Session"}}}},
-                    **{str(s): _problem(s) for s in (400, 401, 403, 404, 413, 415, 422)},
-                },
-            }},
-            "/customers/{externalUserId}/subscription": {"get": {
-                "operationId": "getEntitlement",
-                "summary": "What the user may use in your app now",
-                "description": "The live paid subscription for your app (suite-wide plans included), or the free "
-                               "plan when there is none, also for users never seen before.",
-                "parameters": [{"name": "externalUserId", "in": "path", "required": True, "schema": {
-                    "type": "string", "minLength": 1, "maxLength": 255, "pattern": _NOT_BLANK}}],
-                "responses": {
-                    "200": {"description": "The entitlement", "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/Entitlement"}}}},
-                    **{str(s): _problem(s) for s in (401, 422)},
-                    "404": {**_problem(404), "description": "Only for an id holding a line break, which no route "
-                                                           "matches; such ids are invalid anyway."},
-                },
-            }},
-            "/openapi.json": {"get": {
-                "operationId": "getOpenApiDocument",
-                "summary": "This document",
-                "security": [],
-                "responses": {"200": {"description": "OpenAPI 3.1", "content": {
-                    "application/json": {"schema": {"type": "object"}}}}},
-            }},
+            "/sessions": {
+                "post": {
+                    "operationId": "createBillingSession",
+                    "summary": "Open a billing session for a user and get the hosted page's URL",
+                    "description": "Creates the customer on first use (email, name and locale given replace the "
+                    "stored ones). The URL is valid until `expiresAt` (1 hour by default).",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SessionRequest"}}},
+                    },
+                    "responses": {
+                        "201": {
+                            "description": "The session",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Session"}}},
+                        },
+                        **{str(s): _problem(s) for s in (400, 401, 403, 404, 413, 415, 422)},
+                    },
+                }
+            },
+            "/customers/{externalUserId}/subscription": {
+                "get": {
+                    "operationId": "getEntitlement",
+                    "summary": "What the user may use in your app now",
+                    "description": "The live paid subscription for your app (suite-wide plans included), or the free "
+                    "plan when there is none, also for users never seen before.",
+                    "parameters": [
+                        {
+                            "name": "externalUserId",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": _NOT_BLANK},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The entitlement",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Entitlement"}}},
+                        },
+                        **{str(s): _problem(s) for s in (401, 422)},
+                        "404": {
+                            **_problem(404),
+                            "description": "Only for an id holding a line break, which no route "
+                            "matches; such ids are invalid anyway.",
+                        },
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "getOpenApiDocument",
+                    "summary": "This document",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.1",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
         },
         "webhooks": _webhooks(),
         "components": {
             "schemas": {**_SCHEMAS, **_webhook_schemas()},
-            "securitySchemes": {"appKey": {"type": "http", "scheme": "bearer",
-                                           "description": "The app's API key (apk_...)."}},
+            "securitySchemes": {
+                "appKey": {"type": "http", "scheme": "bearer", "description": "The app's API key (apk_...)."}
+            },
         },
     }

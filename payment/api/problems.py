@@ -44,15 +44,28 @@ class FieldError:
 class ApiProblem(PaymentError):
     """An API-level failure (bad media type, oversized body, ...) carrying its own status and code."""
 
-    def __init__(self, status_code: int, code: str, message: str, *,
-                 errors: list[FieldError] | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        *,
+        errors: list[FieldError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message, status_code, code=code)
         self.errors = errors or []
         self.headers = headers or {}
 
 
-def problem(status: int, code: str, detail: str, *, errors: list[FieldError] | None = None,
-            headers: dict[str, str] | None = None) -> JSONResponse:
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    errors: list[FieldError] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
     """A problem+json response with `type`, `title`, `status`, `detail`, `code` and optional field `errors`."""
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_BASE + code,
@@ -85,8 +98,9 @@ async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     path = request.url.path
     if path == "/api" or path.startswith("/api/"):
-        return problem(exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), exc.detail,
-                       headers=dict(exc.headers or {}))
+        return problem(
+            exc.status_code, _HTTP_CODES.get(exc.status_code, "http_error"), exc.detail, headers=dict(exc.headers or {})
+        )
     if exc.status_code in {204, 304}:
         return Response(status_code=exc.status_code, headers=exc.headers)
     return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=exc.headers)

@@ -16,12 +16,15 @@ from payment.errors import PaymentError
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 # addresses that are not "private" to Python but must not be reached either
-_EXTRA_BLOCKED = [ipaddress.ip_network(n) for n in (
-    "100.64.0.0/10",      # carrier-grade NAT (shared address space)
-    "192.0.0.0/24",       # IETF protocol assignments
-    "198.18.0.0/15",      # benchmarking
-    "fd00:ec2::/32",      # AWS metadata over IPv6 (also inside fc00::/7)
-)]
+_EXTRA_BLOCKED = [
+    ipaddress.ip_network(n)
+    for n in (
+        "100.64.0.0/10",  # carrier-grade NAT (shared address space)
+        "192.0.0.0/24",  # IETF protocol assignments
+        "198.18.0.0/15",  # benchmarking
+        "fd00:ec2::/32",  # AWS metadata over IPv6 (also inside fc00::/7)
+    )
+]
 
 
 class AddressRefused(PaymentError):
@@ -39,8 +42,15 @@ def is_public(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    if (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_reserved
-            or ip.is_unspecified or not ip.is_global):
+    if (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global
+    ):
         return False
     return not any(ip in net for net in _EXTRA_BLOCKED if net.version == ip.version)
 
@@ -57,6 +67,8 @@ async def resolve_destination(host: str, port: int, *, allow_private: bool, reso
     if not allow_private:
         refused = [a for a in addresses if not is_public(a)]
         if refused:  # one bad answer is enough: a resolver may rotate between them
-            raise AddressRefused(f"The host {host} resolves to a non-public address ({refused[0]}); "
-                                 "deliveries go to public addresses only.")
+            raise AddressRefused(
+                f"The host {host} resolves to a non-public address ({refused[0]}); "
+                "deliveries go to public addresses only."
+            )
     return addresses[0]

@@ -25,8 +25,16 @@ KIND = "webhook"
 _CHANGES = "app_webhooks.changes"
 ENDED_STATUSES = ("canceled", "expired", "incomplete_expired")
 PAID_STATUSES = ("paid", "partially_refunded", "refunded")
-SUBSCRIPTION_FIELDS = ("status", "plan_id", "current_period_start", "current_period_end", "cancel_at_period_end",
-                       "canceled_at", "ended_at", "trial_end")
+SUBSCRIPTION_FIELDS = (
+    "status",
+    "plan_id",
+    "current_period_start",
+    "current_period_end",
+    "cancel_at_period_end",
+    "canceled_at",
+    "ended_at",
+    "trial_end",
+)
 CUSTOMER_FIELDS = ("email", "name", "locale")
 
 Changes = dict[tuple[str, int], set[str]]
@@ -66,8 +74,13 @@ def _note_dirty(changes: Changes, obj: object) -> None:
             changes.setdefault(("invoice", obj.id), set()).add("payment_failed")
         old_attempts, new_attempts = _history(obj, "attempt_count")
         status = inspect(obj).dict.get("status")  # what is loaded only: no SQL inside a flush
-        if (not new and status == "payment_failed" and new_attempts and old_attempts
-                and new_attempts[-1] > old_attempts[0]):  # failed again
+        if (
+            not new
+            and status == "payment_failed"
+            and new_attempts
+            and old_attempts
+            and new_attempts[-1] > old_attempts[0]
+        ):  # failed again
             changes.setdefault(("invoice", obj.id), set()).add("payment_failed")
     elif isinstance(obj, Refund):
         old, new = _history(obj, "status")
@@ -109,7 +122,7 @@ class _Event:
     customer: Customer
     data: dict[str, Any]
     key: str
-    app_id: int | None = None          # None: of interest to every app
+    app_id: int | None = None  # None: of interest to every app
     subscription_id: int | None = None
 
 
@@ -123,8 +136,7 @@ async def _build_events(session: AsyncSession, changes: Changes) -> tuple[list[_
         elif entity == "customer":
             customer = await session.get(Customer, pk)
             if customer is not None:
-                found.append((0, _Event(cat.CUSTOMER_UPDATED, customer, cat.customer_data(customer),
-                                        f"customer:{pk}")))
+                found.append((0, _Event(cat.CUSTOMER_UPDATED, customer, cat.customer_data(customer), f"customer:{pk}")))
         elif entity == "subscription":
             sub = await session.get(Subscription, pk)
             if sub is None:
@@ -148,14 +160,38 @@ async def _build_events(session: AsyncSession, changes: Changes) -> tuple[list[_
             sub = await session.get(Subscription, invoice.subscription_id) if invoice.subscription_id else None
             app_id = (await session.get_one(Plan, sub.plan_id)).app_id if sub is not None else None
             if refund is not None:
-                found.append((4, _Event(cat.REFUND_SUCCEEDED, customer, cat.refund_data(refund, invoice, customer),
-                                        f"refund:{pk}", app_id, invoice.subscription_id)))
+                found.append(
+                    (
+                        4,
+                        _Event(
+                            cat.REFUND_SUCCEEDED,
+                            customer,
+                            cat.refund_data(refund, invoice, customer),
+                            f"refund:{pk}",
+                            app_id,
+                            invoice.subscription_id,
+                        ),
+                    )
+                )
                 continue
-            for rank, kind, event_type in ((2, "payment_failed", cat.INVOICE_PAYMENT_FAILED),
-                                           (3, "paid", cat.INVOICE_PAID)):
+            for rank, kind, event_type in (
+                (2, "payment_failed", cat.INVOICE_PAYMENT_FAILED),
+                (3, "paid", cat.INVOICE_PAID),
+            ):
                 if kind in kinds:
-                    found.append((rank, _Event(event_type, customer, cat.invoice_data(invoice, customer),
-                                               f"invoice:{pk}", app_id, invoice.subscription_id)))
+                    found.append(
+                        (
+                            rank,
+                            _Event(
+                                event_type,
+                                customer,
+                                cat.invoice_data(invoice, customer),
+                                f"invoice:{pk}",
+                                app_id,
+                                invoice.subscription_id,
+                            ),
+                        )
+                    )
     found.sort(key=lambda item: (item[0], item[1].key))
     return [e for _, e in found], affected
 
@@ -170,39 +206,63 @@ async def _queue(session: AsyncSession, ev: _Event, endpoints: list[WebhookEndpo
         return
     ordering_key = f"customer:{ev.customer.id}"
     position = await outbox.next_number(session, ordering_key)
-    sequence = await outbox.next_number(session, f"subscription:{ev.subscription_id}") if ev.subscription_id \
-        else None
+    sequence = await outbox.next_number(session, f"subscription:{ev.subscription_id}") if ev.subscription_id else None
     payload = cat.envelope(ev.type, at, ev.data, subscription_id=ev.subscription_id, sequence=sequence)
     for endpoint in receivers:
-        await outbox.add(session, kind=KIND, target=str(endpoint.id), dedupe_key=f"{ev.type}:{ev.key}:{position}",
-                         event_type=ev.type, ordering_key=ordering_key, position=position, payload=payload)
+        await outbox.add(
+            session,
+            kind=KIND,
+            target=str(endpoint.id),
+            dedupe_key=f"{ev.type}:{ev.key}:{position}",
+            event_type=ev.type,
+            ordering_key=ordering_key,
+            position=position,
+            payload=payload,
+        )
 
 
-async def _entitlement_events(session: AsyncSession, customer_ids: set[int],
-                              endpoints: list[WebhookEndpoint]) -> list[tuple[_Event, list[WebhookEndpoint]]]:
+async def _entitlement_events(
+    session: AsyncSession, customer_ids: set[int], endpoints: list[WebhookEndpoint]
+) -> list[tuple[_Event, list[WebhookEndpoint]]]:
     """One `entitlement.changed` per customer and app whose entitlement differs from the last one sent."""
     wanting = [e for e in endpoints if cat.ENTITLEMENT_CHANGED in e.event_types]
     result: list[tuple[_Event, list[WebhookEndpoint]]] = []
     for app_id in sorted({e.app_id for e in wanting}):
         app = await session.get_one(App, app_id)
-        free = entitlements.document(await entitlements.current(session, None, app), external_user_id="",
-                                     app_slug=app.slug)
+        free = entitlements.document(
+            await entitlements.current(session, None, app), external_user_id="", app_slug=app.slug
+        )
         for customer_id in sorted(customer_ids):
             customer = await session.get_one(Customer, customer_id)
             ent = await entitlements.current(session, customer, app)
             doc = entitlements.document(ent, external_user_id=customer.external_user_id, app_slug=app.slug)
             changed: list[WebhookEndpoint] = []
             for endpoint in (e for e in wanting if e.app_id == app_id):
-                last = await outbox.latest_payload(session, kind=KIND, target=str(endpoint.id),
-                                                   ordering_key=f"customer:{customer_id}",
-                                                   event_type=cat.ENTITLEMENT_CHANGED)
+                last = await outbox.latest_payload(
+                    session,
+                    kind=KIND,
+                    target=str(endpoint.id),
+                    ordering_key=f"customer:{customer_id}",
+                    event_type=cat.ENTITLEMENT_CHANGED,
+                )
                 before = last["data"] if last else {**free, "externalUserId": customer.external_user_id}
                 if before != doc:
                     changed.append(endpoint)
             if changed:
                 sub_id = ent.subscription.id if ent.subscription is not None else None
-                result.append((_Event(cat.ENTITLEMENT_CHANGED, customer, doc, f"customer:{customer_id}:app:{app_id}",
-                                      app_id, sub_id), changed))
+                result.append(
+                    (
+                        _Event(
+                            cat.ENTITLEMENT_CHANGED,
+                            customer,
+                            doc,
+                            f"customer:{customer_id}:app:{app_id}",
+                            app_id,
+                            sub_id,
+                        ),
+                        changed,
+                    )
+                )
     return result
 
 
@@ -213,8 +273,11 @@ async def record_changes(session: AsyncSession) -> None:
     changes: Changes | None = session.info.pop(_CHANGES, None)
     if not changes:
         return
-    endpoints = list((await session.scalars(
-        select(WebhookEndpoint).where(WebhookEndpoint.enabled).order_by(WebhookEndpoint.id))).all())
+    endpoints = list(
+        (
+            await session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.enabled).order_by(WebhookEndpoint.id))
+        ).all()
+    )
     if not endpoints:
         return
     at = utcnow()

@@ -33,7 +33,8 @@ async def note_outcome(session: AsyncSession, target: str, outcome: Outcome, now
         endpoint.enabled, endpoint.disabled_at = False, now
         endpoint.disabled_reason = (
             f"Disabled automatically on {now:%Y-%m-%d %H:%M} UTC: every delivery has failed since "
-            f"{endpoint.failing_since:%Y-%m-%d %H:%M} UTC. Last error: {outcome.error or 'unknown'}"[:1000])
+            f"{endpoint.failing_since:%Y-%m-%d %H:%M} UTC. Last error: {outcome.error or 'unknown'}"[:1000]
+        )
 
 
 async def _paused(session: AsyncSession) -> set[str]:
@@ -52,12 +53,18 @@ def webhook_channel(db: Database, settings: Settings, *, resolver: Resolver = sy
         if settings.is_production and not endpoint.url.startswith("https://"):
             return Outcome(ok=False, error="Endpoints must use https in production.")
         secrets = signing_secrets(endpoint, settings.secret_key, utcnow())
-        return await sender.post(endpoint.url, secrets, message, allow_private=not settings.is_deployed,
-                                 timeout=timeout, resolver=resolver)
+        return await sender.post(
+            endpoint.url, secrets, message, allow_private=not settings.is_deployed, timeout=timeout, resolver=resolver
+        )
 
-    return Channel(kind=KIND, send=send, paused_targets=_paused, on_outcome=note_outcome,
-                   retry_base=timedelta(milliseconds=settings.outgoing_webhook_retry_base_ms),
-                   lease=timedelta(seconds=2 * timeout + 5))
+    return Channel(
+        kind=KIND,
+        send=send,
+        paused_targets=_paused,
+        on_outcome=note_outcome,
+        retry_base=timedelta(milliseconds=settings.outgoing_webhook_retry_base_ms),
+        lease=timedelta(seconds=2 * timeout + 5),
+    )
 
 
 async def deliver(db: Database, settings: Settings, *, resolver: Resolver = system_resolver) -> int:

@@ -47,8 +47,9 @@ def check_url(url: str, *, production: bool) -> str:
     url = (url or "").strip()
     parts = urlsplit(url)
     if not url or len(url) > URL_MAX or parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError("Enter the endpoint's full URL, e.g. https://vega.example.com/hooks/billing.",
-                              field="url")
+        raise ValidationError(
+            "Enter the endpoint's full URL, e.g. https://vega.example.com/hooks/billing.", field="url"
+        )
     if any(c.isspace() for c in url) or parts.username or parts.password:
         raise ValidationError("The URL must not contain spaces or a user name and password.", field="url")
     if production:
@@ -59,8 +60,11 @@ def check_url(url: str, *, production: bool) -> str:
             literal = ipaddress.ip_address(host)
         except ValueError:
             literal = None
-        if host == "localhost" or host.endswith((".localhost", ".local", ".internal")) or (
-                literal is not None and not is_public(str(literal))):
+        if (
+            host == "localhost"
+            or host.endswith((".localhost", ".local", ".internal"))
+            or (literal is not None and not is_public(str(literal)))
+        ):
             raise ValidationError("Deliveries go to public addresses only.", field="url")
     return url
 
@@ -94,30 +98,62 @@ async def get(session: AsyncSession, endpoint_id: int, *, for_update: bool = Fal
 
 
 async def list_for_app(session: AsyncSession, app_id: int) -> list[WebhookEndpoint]:
-    return list((await session.scalars(
-        select(WebhookEndpoint).where(WebhookEndpoint.app_id == app_id).order_by(WebhookEndpoint.id))).all())
+    return list(
+        (
+            await session.scalars(
+                select(WebhookEndpoint).where(WebhookEndpoint.app_id == app_id).order_by(WebhookEndpoint.id)
+            )
+        ).all()
+    )
 
 
-async def create(session: AsyncSession, *, app_id: int, url: str, event_types: list[str], description: str = "",
-                 production: bool, secret_key: str, actor: str) -> IssuedSecret:
+async def create(
+    session: AsyncSession,
+    *,
+    app_id: int,
+    url: str,
+    event_types: list[str],
+    description: str = "",
+    production: bool,
+    secret_key: str,
+    actor: str,
+) -> IssuedSecret:
     """Add an endpoint to an app, enabled, with a new signing secret (returned once)."""
     require(actor, Permission.MANAGE_WEBHOOK_ENDPOINTS)
     if await session.get(App, app_id) is None:
         raise NotFound("No such app.")
     secret = new_secret()
-    endpoint = WebhookEndpoint(app_id=app_id, url=check_url(url, production=production),
-                               event_types=check_event_types(event_types), description=check_description(description),
-                               secret_encrypted=encrypt_secret(secret, secret_key), secret_hint=_hint(secret))
+    endpoint = WebhookEndpoint(
+        app_id=app_id,
+        url=check_url(url, production=production),
+        event_types=check_event_types(event_types),
+        description=check_description(description),
+        secret_encrypted=encrypt_secret(secret, secret_key),
+        secret_hint=_hint(secret),
+    )
     session.add(endpoint)
     await session.flush()
-    await audit.record(session, actor=actor, action="webhook_endpoint.created", entity_type="webhook_endpoint",
-                       entity_id=endpoint.id, details={"app_id": app_id, "url": endpoint.url,
-                                                       "event_types": endpoint.event_types})
+    await audit.record(
+        session,
+        actor=actor,
+        action="webhook_endpoint.created",
+        entity_type="webhook_endpoint",
+        entity_id=endpoint.id,
+        details={"app_id": app_id, "url": endpoint.url, "event_types": endpoint.event_types},
+    )
     return IssuedSecret(endpoint, secret)
 
 
-async def update(session: AsyncSession, endpoint_id: int, *, url: str, event_types: list[str], description: str,
-                 production: bool, actor: str) -> WebhookEndpoint:
+async def update(
+    session: AsyncSession,
+    endpoint_id: int,
+    *,
+    url: str,
+    event_types: list[str],
+    description: str,
+    production: bool,
+    actor: str,
+) -> WebhookEndpoint:
     """Change where an endpoint is and which events it wants (messages already queued keep going)."""
     require(actor, Permission.MANAGE_WEBHOOK_ENDPOINTS)
     endpoint = await get(session, endpoint_id, for_update=True)
@@ -125,8 +161,14 @@ async def update(session: AsyncSession, endpoint_id: int, *, url: str, event_typ
     endpoint.event_types = check_event_types(event_types)
     endpoint.description = check_description(description)
     await session.flush()
-    await audit.record(session, actor=actor, action="webhook_endpoint.updated", entity_type="webhook_endpoint",
-                       entity_id=endpoint.id, details={"url": endpoint.url, "event_types": endpoint.event_types})
+    await audit.record(
+        session,
+        actor=actor,
+        action="webhook_endpoint.updated",
+        entity_type="webhook_endpoint",
+        entity_id=endpoint.id,
+        details={"url": endpoint.url, "event_types": endpoint.event_types},
+    )
     return endpoint
 
 
@@ -141,13 +183,25 @@ async def set_enabled(session: AsyncSession, endpoint_id: int, enabled: bool, *,
     else:
         endpoint.disabled_at, endpoint.disabled_reason = utcnow(), "Disabled by an admin."
     await session.flush()
-    await audit.record(session, actor=actor, action="webhook_endpoint." + ("enabled" if enabled else "disabled"),
-                       entity_type="webhook_endpoint", entity_id=endpoint.id)
+    await audit.record(
+        session,
+        actor=actor,
+        action="webhook_endpoint." + ("enabled" if enabled else "disabled"),
+        entity_type="webhook_endpoint",
+        entity_id=endpoint.id,
+    )
     return endpoint
 
 
-async def rotate_secret(session: AsyncSession, endpoint_id: int, *, overlap: timedelta, secret_key: str,
-                        actor: str, now: datetime | None = None) -> IssuedSecret:
+async def rotate_secret(
+    session: AsyncSession,
+    endpoint_id: int,
+    *,
+    overlap: timedelta,
+    secret_key: str,
+    actor: str,
+    now: datetime | None = None,
+) -> IssuedSecret:
     """Issue a new signing secret; until the overlap ends, deliveries carry a signature with each of the two so the
     app can switch its verifier at its own pace."""
     require(actor, Permission.MANAGE_WEBHOOK_ENDPOINTS)
@@ -160,17 +214,25 @@ async def rotate_secret(session: AsyncSession, endpoint_id: int, *, overlap: tim
     endpoint.previous_secret_expires_at = now + overlap if overlap else None
     endpoint.secret_encrypted, endpoint.secret_hint = encrypt_secret(secret, secret_key), _hint(secret)
     await session.flush()
-    await audit.record(session, actor=actor, action="webhook_endpoint.secret_rotated",
-                       entity_type="webhook_endpoint", entity_id=endpoint.id,
-                       details={"overlap_seconds": int(overlap.total_seconds()), "hint": endpoint.secret_hint})
+    await audit.record(
+        session,
+        actor=actor,
+        action="webhook_endpoint.secret_rotated",
+        entity_type="webhook_endpoint",
+        entity_id=endpoint.id,
+        details={"overlap_seconds": int(overlap.total_seconds()), "hint": endpoint.secret_hint},
+    )
     return IssuedSecret(endpoint, secret)
 
 
 def signing_secrets(endpoint: WebhookEndpoint, secret_key: str, now: datetime) -> list[str]:
     """The secrets that sign a delivery now: the current one, and the previous one during a rotation's overlap."""
     found = [decrypt_secret(endpoint.secret_encrypted, secret_key)]
-    if endpoint.previous_secret_encrypted and endpoint.previous_secret_expires_at and \
-            endpoint.previous_secret_expires_at > now:
+    if (
+        endpoint.previous_secret_encrypted
+        and endpoint.previous_secret_expires_at
+        and endpoint.previous_secret_expires_at > now
+    ):
         found.append(decrypt_secret(endpoint.previous_secret_encrypted, secret_key))
     return [s for s in found if s]
 
@@ -181,43 +243,85 @@ async def send_test(session: AsyncSession, endpoint_id: int, *, actor: str) -> s
     require(actor, Permission.MANAGE_WEBHOOK_ENDPOINTS)
     endpoint = await get(session, endpoint_id)
     message_id = outbox.new_message_id()
-    payload = cat.envelope(cat.TEST, utcnow(), {"message": "A test event from Aquoris Payment.",
-                                                "endpointId": endpoint.id})
-    await outbox.add(session, kind=KIND, target=str(endpoint.id), dedupe_key=f"test:{message_id}",
-                     event_type=cat.TEST, ordering_key=f"test:{message_id}", position=1, payload=payload,
-                     message_id=message_id)
-    await audit.record(session, actor=actor, action="webhook_endpoint.test_sent", entity_type="webhook_endpoint",
-                       entity_id=endpoint.id, details={"message_id": message_id})
+    payload = cat.envelope(
+        cat.TEST, utcnow(), {"message": "A test event from Aquoris Payment.", "endpointId": endpoint.id}
+    )
+    await outbox.add(
+        session,
+        kind=KIND,
+        target=str(endpoint.id),
+        dedupe_key=f"test:{message_id}",
+        event_type=cat.TEST,
+        ordering_key=f"test:{message_id}",
+        position=1,
+        payload=payload,
+        message_id=message_id,
+    )
+    await audit.record(
+        session,
+        actor=actor,
+        action="webhook_endpoint.test_sent",
+        entity_type="webhook_endpoint",
+        entity_id=endpoint.id,
+        details={"message_id": message_id},
+    )
     return message_id
 
 
-async def replay(session: AsyncSession, endpoint_id: int, *, delivery_id: int | None = None,
-                 created_from: datetime | None = None, created_to: datetime | None = None, actor: str) -> int:
+async def replay(
+    session: AsyncSession,
+    endpoint_id: int,
+    *,
+    delivery_id: int | None = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    actor: str,
+) -> int:
     """Send one delivery again, or every delivery of the endpoint created in [from, to), with the same ids and
     in their original order; returns how many."""
     require(actor, Permission.MANAGE_WEBHOOK_ENDPOINTS)
     endpoint = await get(session, endpoint_id)
     if delivery_id is None and (created_from is None or created_to is None or created_from >= created_to):
         raise ValidationError("Give a time range whose start is before its end.", field="created_from")
-    count = await outbox.requeue(session, kind=KIND, target=str(endpoint.id),
-                                 message_ids=[delivery_id] if delivery_id is not None else None,
-                                 created_from=created_from, created_to=created_to)
+    count = await outbox.requeue(
+        session,
+        kind=KIND,
+        target=str(endpoint.id),
+        message_ids=[delivery_id] if delivery_id is not None else None,
+        created_from=created_from,
+        created_to=created_to,
+    )
     details: dict[str, Any] = {"count": count}
     if delivery_id is not None:
         details["delivery_id"] = delivery_id
     else:
-        details.update({"from": created_from.isoformat() if created_from else None,
-                        "to": created_to.isoformat() if created_to else None})
-    await audit.record(session, actor=actor, action="webhook_endpoint.replayed", entity_type="webhook_endpoint",
-                       entity_id=endpoint.id, details=details)
+        details.update(
+            {
+                "from": created_from.isoformat() if created_from else None,
+                "to": created_to.isoformat() if created_to else None,
+            }
+        )
+    await audit.record(
+        session,
+        actor=actor,
+        action="webhook_endpoint.replayed",
+        entity_type="webhook_endpoint",
+        entity_id=endpoint.id,
+        details=details,
+    )
     return count
 
 
-async def deliveries(session: AsyncSession, endpoint_id: int, *, limit: int = 50,
-                     before_id: int | None = None) -> list[OutboxMessage]:
+async def deliveries(
+    session: AsyncSession, endpoint_id: int, *, limit: int = 50, before_id: int | None = None
+) -> list[OutboxMessage]:
     """The endpoint's delivery log, newest first."""
-    query = (select(OutboxMessage).where(OutboxMessage.kind == KIND, OutboxMessage.target == str(endpoint_id))
-             .order_by(OutboxMessage.id.desc()).limit(limit))
+    query = (
+        select(OutboxMessage)
+        .where(OutboxMessage.kind == KIND, OutboxMessage.target == str(endpoint_id))
+        .order_by(OutboxMessage.id.desc())
+        .limit(limit)
+    )
     if before_id is not None:
         query = query.where(OutboxMessage.id < before_id)
     return list((await session.scalars(query)).all())

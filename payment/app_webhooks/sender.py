@@ -46,17 +46,26 @@ def _pinned(url: str, address: str) -> tuple[str, str]:
     return urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")), host_header
 
 
-async def post(url: str, secrets: list[str], message: Claimed, *, allow_private: bool, timeout: float,
-               resolver: Resolver = system_resolver, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-               ) -> Outcome:
+async def post(
+    url: str,
+    secrets: list[str],
+    message: Claimed,
+    *,
+    allow_private: bool,
+    timeout: float,
+    resolver: Resolver = system_resolver,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> Outcome:
     """POST one message to an endpoint; any 2xx is success, anything else (also a timeout) is a failure."""
     parts = urlsplit(url)
     host = parts.hostname
     if not host or parts.scheme not in ("http", "https"):
         return Outcome(ok=False, error="The endpoint URL is not an http(s) URL.")
     if not secrets:
-        return Outcome(ok=False, error="The endpoint has no signing secret that can be read (SECRET_KEY changed?); "
-                                       "rotate its secret.")
+        return Outcome(
+            ok=False,
+            error="The endpoint has no signing secret that can be read (SECRET_KEY changed?); rotate its secret.",
+        )
     port = parts.port or (443 if parts.scheme == "https" else 80)
     started = time.monotonic()
     try:
@@ -77,10 +86,12 @@ async def post(url: str, secrets: list[str], message: Claimed, *, allow_private:
     extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
     try:
         async with asyncio.timeout(timeout):
-            async with httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
-                                         follow_redirects=False, trust_env=False) as client:
-                request = client.build_request("POST", pinned_url, content=body, headers=headers,
-                                               extensions=extensions)
+            async with httpx.AsyncClient(
+                timeout=httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout)),
+                follow_redirects=False,
+                trust_env=False,
+            ) as client:
+                request = client.build_request("POST", pinned_url, content=body, headers=headers, extensions=extensions)
                 response = await client.send(request, stream=True)
                 try:
                     raw = b""
@@ -93,11 +104,15 @@ async def post(url: str, secrets: list[str], message: Claimed, *, allow_private:
     except TimeoutError:
         return Outcome(ok=False, duration_ms=_ms(started), error=f"No answer within {timeout:g} s.")
     except httpx.HTTPError as exc:
-        return Outcome(ok=False, duration_ms=_ms(started),
-                       error=f"Could not reach the endpoint ({type(exc).__name__}).")
-    return Outcome(ok=200 <= response.status_code < 300, status_code=response.status_code,
-                   duration_ms=_ms(started), error=None if 200 <= response.status_code < 300 else
-                   f"HTTP {response.status_code}: {_excerpt(raw)}".strip())
+        return Outcome(
+            ok=False, duration_ms=_ms(started), error=f"Could not reach the endpoint ({type(exc).__name__})."
+        )
+    return Outcome(
+        ok=200 <= response.status_code < 300,
+        status_code=response.status_code,
+        duration_ms=_ms(started),
+        error=None if 200 <= response.status_code < 300 else f"HTTP {response.status_code}: {_excerpt(raw)}".strip(),
+    )
 
 
 def _ms(started: float) -> int:

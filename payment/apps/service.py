@@ -25,8 +25,7 @@ def check_slug(slug: str) -> str:
     if len(slug) > 128:
         raise ValidationError("Slug must be at most 128 characters.", field="slug")
     if not SLUG_RE.match(slug):
-        raise ValidationError("Slug may hold lowercase letters, digits and single hyphens (e.g. vega).",
-                              field="slug")
+        raise ValidationError("Slug may hold lowercase letters, digits and single hyphens (e.g. vega).", field="slug")
     return slug
 
 
@@ -80,8 +79,17 @@ def check_logo_url(url: str | None) -> str | None:
     return url
 
 
-async def create_app(session: AsyncSession, *, slug: str, name: str, return_url: str, secret_key: str,
-                     actor: str, ip: str | None = None, logo_url: str | None = None) -> IssuedKey:
+async def create_app(
+    session: AsyncSession,
+    *,
+    slug: str,
+    name: str,
+    return_url: str,
+    secret_key: str,
+    actor: str,
+    ip: str | None = None,
+    logo_url: str | None = None,
+) -> IssuedKey:
     """Register a client app and issue its first API key."""
     require(actor, Permission.MANAGE_APPS)
     slug, name, return_url = check_slug(slug), check_app_name(name), check_return_url(return_url)
@@ -92,20 +100,35 @@ async def create_app(session: AsyncSession, *, slug: str, name: str, return_url:
     key = _set_key(app, secret_key)
     session.add(app)
     await session.flush()
-    await audit.record(session, actor=actor, action="app.created", entity_type="app", entity_id=app.id,
-                       details={"slug": slug, "name": name, "return_url": return_url}, ip=ip)
+    await audit.record(
+        session,
+        actor=actor,
+        action="app.created",
+        entity_type="app",
+        entity_id=app.id,
+        details={"slug": slug, "name": name, "return_url": return_url},
+        ip=ip,
+    )
     return IssuedKey(app, key)
 
 
-async def rotate_key(session: AsyncSession, app: App, *, secret_key: str, actor: str,
-                     ip: str | None = None) -> IssuedKey:
+async def rotate_key(
+    session: AsyncSession, app: App, *, secret_key: str, actor: str, ip: str | None = None
+) -> IssuedKey:
     """Issue a new API key; the old one stops working when the transaction commits."""
     require(actor, Permission.REVEAL_API_KEY)
     key = _set_key(app, secret_key)
     app.api_key_rotated_at = utcnow()
     await session.flush()
-    await audit.record(session, actor=actor, action="app.key_rotated", entity_type="app", entity_id=app.id,
-                       details={"slug": app.slug, "hint": app.api_key_hint}, ip=ip)
+    await audit.record(
+        session,
+        actor=actor,
+        action="app.key_rotated",
+        entity_type="app",
+        entity_id=app.id,
+        details={"slug": app.slug, "hint": app.api_key_hint},
+        ip=ip,
+    )
     return IssuedKey(app, key)
 
 
@@ -131,12 +154,24 @@ async def get_app(session: AsyncSession, app_id: int) -> App:
     return app
 
 
-async def update_app(session: AsyncSession, app: App, *, name: str, return_url: str, is_active: bool, actor: str,
-                     ip: str | None = None, logo_url: str | None = None) -> App:
+async def update_app(
+    session: AsyncSession,
+    app: App,
+    *,
+    name: str,
+    return_url: str,
+    is_active: bool,
+    actor: str,
+    ip: str | None = None,
+    logo_url: str | None = None,
+) -> App:
     """Change an app's name, return URL, logo (None: unchanged, "": none) or active flag; the slug stays (client
     apps send it with every call)."""
-    wanted: dict[str, object] = {"name": check_app_name(name), "return_url": check_return_url(return_url),
-                                 "is_active": is_active}
+    wanted: dict[str, object] = {
+        "name": check_app_name(name),
+        "return_url": check_return_url(return_url),
+        "is_active": is_active,
+    }
     if logo_url is not None:
         wanted["logo_url"] = check_logo_url(logo_url)
     require(actor, Permission.MANAGE_APPS)
@@ -145,8 +180,9 @@ async def update_app(session: AsyncSession, app: App, *, name: str, return_url: 
         setattr(app, k, v)
     await session.flush()
     if changes:
-        await audit.record(session, actor=actor, action="app.updated", entity_type="app", entity_id=app.id,
-                           details=changes, ip=ip)
+        await audit.record(
+            session, actor=actor, action="app.updated", entity_type="app", entity_id=app.id, details=changes, ip=ip
+        )
     return app
 
 
@@ -156,6 +192,13 @@ async def copy_key(session: AsyncSession, app: App, *, secret_key: str, actor: s
     key = reveal_key(app, secret_key)
     if key is None:
         raise Conflict("This key was encrypted with an earlier SECRET_KEY and cannot be shown; rotate it.")
-    await audit.record(session, actor=actor, action="app.key_copied", entity_type="app", entity_id=app.id,
-                       details={"slug": app.slug, "hint": app.api_key_hint}, ip=ip)
+    await audit.record(
+        session,
+        actor=actor,
+        action="app.key_copied",
+        entity_type="app",
+        entity_id=app.id,
+        details={"slug": app.slug, "hint": app.api_key_hint},
+        ip=ip,
+    )
     return key

@@ -35,19 +35,40 @@ def chain_key(secret_key: str) -> bytes:
     return hmac.new(secret_key.encode(), b"aquoris-payment audit chain v1", hashlib.sha256).digest()
 
 
-def content(seq: int, row_id: int, at: datetime, actor: str, action: str, entity_type: str | None,
-            entity_id: str | None, details: Any, ip: str | None) -> bytes:
+def content(
+    seq: int,
+    row_id: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    entity_type: str | None,
+    entity_id: str | None,
+    details: Any,
+    ip: str | None,
+) -> bytes:
     """The bytes a row's hash covers, in one canonical form (sorted keys, no spaces, UTC time)."""
-    return json.dumps([seq, row_id, at.isoformat(), actor, action, entity_type, entity_id, details, ip],
-                      sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(
+        [seq, row_id, at.isoformat(), actor, action, entity_type, entity_id, details, ip],
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
 
 
 def row_hash(key: bytes, prev_hash: bytes, body: bytes) -> bytes:
     return hmac.new(key, prev_hash + body, hashlib.sha256).digest()
 
 
-COLUMNS = (AuditLog.id, AuditLog.at, AuditLog.actor, AuditLog.action, AuditLog.entity_type, AuditLog.entity_id,
-           AuditLog.details, AuditLog.ip)
+COLUMNS = (
+    AuditLog.id,
+    AuditLog.at,
+    AuditLog.actor,
+    AuditLog.action,
+    AuditLog.entity_type,
+    AuditLog.entity_id,
+    AuditLog.details,
+    AuditLog.ip,
+)
 
 
 def mark_pending(session: Session, row_id: int) -> None:
@@ -80,8 +101,21 @@ def link(key: bytes, head_seq: int, head_hash: bytes | None, rows: Sequence[Any]
         details = row["details"]
         if isinstance(details, str):  # a driver connection without a jsonb codec
             details = json.loads(details)
-        digest = row_hash(key, prev, content(seq, row["id"], row["at"], row["actor"], row["action"],
-                                             row["entity_type"], row["entity_id"], details, row["ip"]))
+        digest = row_hash(
+            key,
+            prev,
+            content(
+                seq,
+                row["id"],
+                row["at"],
+                row["actor"],
+                row["action"],
+                row["entity_type"],
+                row["entity_id"],
+                details,
+                row["ip"],
+            ),
+        )
         links.ids.append(row["id"])
         links.seqs.append(seq)
         links.prevs.append(prev)
@@ -98,8 +132,7 @@ async def append_on_driver(conn: Any, rows: Sequence[Any], key: bytes) -> None:
         return
     head = await conn.fetchrow("SELECT last_seq, last_hash FROM audit_chain_head WHERE id = 1 FOR UPDATE")
     links = link(key, head["last_seq"], head["last_hash"], sorted(rows, key=lambda r: r["id"]))
-    await conn.execute(APPEND_POSITIONAL, links.ids, links.seqs, links.prevs, links.hashes, links.seq,
-                       links.last_hash)
+    await conn.execute(APPEND_POSITIONAL, links.ids, links.seqs, links.prevs, links.hashes, links.seq, links.last_hash)
 
 
 def _chain_pending(session: Session) -> None:
@@ -113,14 +146,25 @@ def _chain_pending(session: Session) -> None:
     # only this transaction's rows, and only those still there (a rolled back savepoint may have removed some);
     # read before the head is locked, so the lock covers two round trips and the commit
     rows: Sequence[Any] = session.execute(
-        select(*COLUMNS).where(AuditLog.id.in_(pending), AuditLog.chain_seq.is_(None)).order_by(AuditLog.id)).all()
+        select(*COLUMNS).where(AuditLog.id.in_(pending), AuditLog.chain_seq.is_(None)).order_by(AuditLog.id)
+    ).all()
     if not rows:
         return
-    head = session.execute(select(AuditChainHead.last_seq, AuditChainHead.last_hash)
-                           .where(AuditChainHead.id == 1).with_for_update()).one()
+    head = session.execute(
+        select(AuditChainHead.last_seq, AuditChainHead.last_hash).where(AuditChainHead.id == 1).with_for_update()
+    ).one()
     links = link(key, head.last_seq, head.last_hash, [row._mapping for row in rows])
-    session.execute(APPEND, {"ids": links.ids, "seqs": links.seqs, "prevs": links.prevs, "hashes": links.hashes,
-                             "seq": links.seq, "hash": links.last_hash})
+    session.execute(
+        APPEND,
+        {
+            "ids": links.ids,
+            "seqs": links.seqs,
+            "prevs": links.prevs,
+            "hashes": links.hashes,
+            "seq": links.seq,
+            "hash": links.last_hash,
+        },
+    )
 
 
 # the rows and the head in one statement
@@ -151,4 +195,3 @@ def _forget_pending(session: Session, *args: Any) -> None:
 
 event.listen(ChainedSession, "before_commit", _chain_pending)
 event.listen(ChainedSession, "after_rollback", _forget_pending)
-

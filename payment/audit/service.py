@@ -22,12 +22,24 @@ def app_actor(slug: str) -> str:
 
 
 async def record(
-    session: AsyncSession, *, actor: str, action: str, entity_type: str | None = None,
-    entity_id: object | None = None, details: dict[str, Any] | None = None, ip: str | None = None,
+    session: AsyncSession,
+    *,
+    actor: str,
+    action: str,
+    entity_type: str | None = None,
+    entity_id: object | None = None,
+    details: dict[str, Any] | None = None,
+    ip: str | None = None,
 ) -> AuditLog:
     """Add an audit row to the current transaction; it joins the tamper-evident chain when the transaction commits."""
-    row = AuditLog(actor=str(actor), action=action, entity_type=entity_type,
-                   entity_id=None if entity_id is None else str(entity_id), details=details or {}, ip=ip)
+    row = AuditLog(
+        actor=str(actor),
+        action=action,
+        entity_type=entity_type,
+        entity_id=None if entity_id is None else str(entity_id),
+        details=details or {},
+        ip=ip,
+    )
     session.add(row)
     await session.flush()
     mark_pending(session.sync_session, row.id)

@@ -40,9 +40,14 @@ async def verify_chain(session: AsyncSession, *, key: bytes, limit_problems: int
         return verdict
     expected_seq, prev, last_id = 1, GENESIS, None
     while len(verdict.problems) < limit_problems:
-        batch = (await session.execute(
-            select(*COLUMNS, AuditLog.chain_seq, AuditLog.prev_hash, AuditLog.row_hash)
-            .where(AuditLog.chain_seq >= expected_seq).order_by(AuditLog.chain_seq).limit(BATCH))).all()
+        batch = (
+            await session.execute(
+                select(*COLUMNS, AuditLog.chain_seq, AuditLog.prev_hash, AuditLog.row_hash)
+                .where(AuditLog.chain_seq >= expected_seq)
+                .order_by(AuditLog.chain_seq)
+                .limit(BATCH)
+            )
+        ).all()
         if not batch:
             break
         for row in batch:
@@ -52,33 +57,60 @@ async def verify_chain(session: AsyncSession, *, key: bytes, limit_problems: int
                 where = f"after row {last_id}" if last_id is not None else "at the start of the chain"
                 verdict.problems.append(
                     f"row {row.id}: {row.chain_seq - expected_seq} row(s) before it were deleted ({where}; "
-                    f"chain positions {expected_seq}-{row.chain_seq - 1} are missing)")
+                    f"chain positions {expected_seq}-{row.chain_seq - 1} are missing)"
+                )
             elif row.prev_hash != prev:
-                verdict.problems.append(f"row {row.id}: its link to the previous row {last_id} does not match "
-                                        "(a row was changed, inserted or reordered before it)")
-            body = content(row.chain_seq, row.id, row.at, row.actor, row.action, row.entity_type, row.entity_id,
-                           row.details, row.ip)
+                verdict.problems.append(
+                    f"row {row.id}: its link to the previous row {last_id} does not match "
+                    "(a row was changed, inserted or reordered before it)"
+                )
+            body = content(
+                row.chain_seq,
+                row.id,
+                row.at,
+                row.actor,
+                row.action,
+                row.entity_type,
+                row.entity_id,
+                row.details,
+                row.ip,
+            )
             if row.row_hash != row_hash(key, row.prev_hash or GENESIS, body):
                 verdict.problems.append(f"row {row.id}: its content was changed after it was written")
             # continue from what is stored, so one changed row is reported once and not as a cascade
             expected_seq, prev, last_id = row.chain_seq + 1, row.row_hash or GENESIS, row.id
-    if len(verdict.problems) < limit_problems and (expected_seq - 1 != head.last_seq
-                                                  or prev != (head.last_hash or GENESIS)):
+    if len(verdict.problems) < limit_problems and (
+        expected_seq - 1 != head.last_seq or prev != (head.last_hash or GENESIS)
+    ):
         verdict.problems.append(
             f"the chain ends at position {expected_seq - 1} (row {last_id}) but its head says {head.last_seq}: "
-            "the latest rows were deleted or the head was changed")
-    outsiders = (await session.execute(
-        select(AuditLog.id).where(AuditLog.chain_seq.is_(None), AuditLog.id > head.legacy_max_id)
-        .order_by(AuditLog.id).limit(max(0, limit_problems - len(verdict.problems))))).scalars().all()
-    verdict.problems.extend(f"row {row_id}: inserted outside the chain (it has no chain position)"
-                            for row_id in outsiders)
+            "the latest rows were deleted or the head was changed"
+        )
+    outsiders = (
+        (
+            await session.execute(
+                select(AuditLog.id)
+                .where(AuditLog.chain_seq.is_(None), AuditLog.id > head.legacy_max_id)
+                .order_by(AuditLog.id)
+                .limit(max(0, limit_problems - len(verdict.problems)))
+            )
+        )
+        .scalars()
+        .all()
+    )
+    verdict.problems.extend(
+        f"row {row_id}: inserted outside the chain (it has no chain position)" for row_id in outsiders
+    )
     return verdict
 
 
 async def record_verdict(session: AsyncSession, verdict: Verdict) -> None:
     """Keep the last verification's outcome on the chain head, where the dashboard shows it."""
-    await session.execute(update(AuditChainHead).where(AuditChainHead.id == 1).values(
-        verified_at=utcnow(), verified_ok=verdict.ok, verify_problem=verdict.first_problem))
+    await session.execute(
+        update(AuditChainHead)
+        .where(AuditChainHead.id == 1)
+        .values(verified_at=utcnow(), verified_ok=verdict.ok, verify_problem=verdict.first_problem)
+    )
 
 
 async def last_verdict(session: AsyncSession) -> AuditChainHead | None:

@@ -45,13 +45,15 @@ async def _lock_customer(session: AsyncSession, customer_id: int) -> Customer:
     return (await session.execute(query.execution_options(populate_existing=True))).scalar_one()
 
 
-async def ensure_stripe_customer(session: AsyncSession, gateway: StripeGateway, customer: Customer, *,
-                                 actor: str) -> str:
+async def ensure_stripe_customer(
+    session: AsyncSession, gateway: StripeGateway, customer: Customer, *, actor: str
+) -> str:
     """The customer's Stripe customer id, creating the Stripe customer once (idempotently) when there is none."""
     if customer.stripe_customer_id:
         return customer.stripe_customer_id
-    params: dict[str, object] = {"metadata": {"customer_id": str(customer.id),
-                                              "external_user_id": customer.external_user_id}}
+    params: dict[str, object] = {
+        "metadata": {"customer_id": str(customer.id), "external_user_id": customer.external_user_id}
+    }
     if customer.email:
         params["email"] = customer.email
     if customer.name:
@@ -59,25 +61,44 @@ async def ensure_stripe_customer(session: AsyncSession, gateway: StripeGateway, 
     created = await gateway.create_customer(params, idempotency_key=f"aquoris-customer-{customer.id}")
     customer.stripe_customer_id = str(created["id"])
     await session.flush()
-    await audit.record(session, actor=actor, action="customer.stripe_linked", entity_type="customer",
-                       entity_id=customer.id, details={"stripe_customer_id": customer.stripe_customer_id})
+    await audit.record(
+        session,
+        actor=actor,
+        action="customer.stripe_linked",
+        entity_type="customer",
+        entity_id=customer.id,
+        details={"stripe_customer_id": customer.stripe_customer_id},
+    )
     return customer.stripe_customer_id
 
 
-async def _settle_open_checkouts(session: AsyncSession, gateway: StripeGateway, billing: BillingSession,
-                                 plan: Plan, now: datetime, actor: str) -> CheckoutSession | None:
+async def _settle_open_checkouts(
+    session: AsyncSession, gateway: StripeGateway, billing: BillingSession, plan: Plan, now: datetime, actor: str
+) -> CheckoutSession | None:
     """The open checkout to reuse, if any; every other open one is expired at Stripe so it can never be paid."""
-    rows = (await session.execute(
-        select(CheckoutSession).where(CheckoutSession.customer_id == billing.customer_id,
-                                      CheckoutSession.status == "open").order_by(CheckoutSession.id.desc())
-    )).scalars().all()
+    rows = (
+        (
+            await session.execute(
+                select(CheckoutSession)
+                .where(CheckoutSession.customer_id == billing.customer_id, CheckoutSession.status == "open")
+                .order_by(CheckoutSession.id.desc())
+            )
+        )
+        .scalars()
+        .all()
+    )
     reuse: CheckoutSession | None = None
     for row in rows:
         if row.expires_at <= now:
             row.status = "expired"
             continue
-        if (reuse is None and row.plan_id == plan.id and row.app_id == billing.app_id
-                and row.created_at >= billing.created_at and row.expires_at > now + REUSE_MARGIN):
+        if (
+            reuse is None
+            and row.plan_id == plan.id
+            and row.app_id == billing.app_id
+            and row.created_at >= billing.created_at
+            and row.expires_at > now + REUSE_MARGIN
+        ):
             reuse = row
             continue
         try:
@@ -85,21 +106,36 @@ async def _settle_open_checkouts(session: AsyncSession, gateway: StripeGateway, 
         except StripeError:
             current = await gateway.retrieve_checkout_session(row.stripe_checkout_session_id)
             if current.get("status") == "complete":
-                raise Conflict("Your payment is being processed; your plan will show here in a moment.",
-                               code="checkout_processing") from None
+                raise Conflict(
+                    "Your payment is being processed; your plan will show here in a moment.", code="checkout_processing"
+                ) from None
             if current.get("status") == "open":
                 raise
         row.status = "expired"
-        await audit.record(session, actor=actor, action="checkout.replaced", entity_type="customer",
-                           entity_id=billing.customer_id,
-                           details={"checkout_session": row.stripe_checkout_session_id, "for_plan": plan.slug})
+        await audit.record(
+            session,
+            actor=actor,
+            action="checkout.replaced",
+            entity_type="customer",
+            entity_id=billing.customer_id,
+            details={"checkout_session": row.stripe_checkout_session_id, "for_plan": plan.slug},
+        )
     await session.flush()
     return reuse
 
 
-async def subscribe(session: AsyncSession, gateway: StripeGateway, *, billing: BillingSession, plan_slug: str,
-                    base_url: str, token: str, locale: str | None, actor: str,
-                    now: datetime | None = None) -> CheckoutStart:
+async def subscribe(
+    session: AsyncSession,
+    gateway: StripeGateway,
+    *,
+    billing: BillingSession,
+    plan_slug: str,
+    base_url: str,
+    token: str,
+    locale: str | None,
+    actor: str,
+    now: datetime | None = None,
+) -> CheckoutStart:
     """Send the customer to a Stripe Checkout for a paid plan of this app, unless a live subscription exists."""
     now = now or utcnow()
     plan = next((p for p in await plans_for_app(session, billing.app) if p.slug == plan_slug), None)
@@ -110,14 +146,20 @@ async def subscribe(session: AsyncSession, gateway: StripeGateway, *, billing: B
     customer = await _lock_customer(session, billing.customer_id)
     live = await live_subscription(session, customer, billing.app, now=now)
     if live is not None:
-        raise Conflict("You already have an active subscription. Change or cancel it under Manage billing.",
-                       code="already_subscribed")
+        raise Conflict(
+            "You already have an active subscription. Change or cancel it under Manage billing.",
+            code="already_subscribed",
+        )
     reuse = await _settle_open_checkouts(session, gateway, billing, plan, now, actor)
     if reuse is not None:
         return CheckoutStart(url=reuse.url, reused=True, checkout=reuse)
     stripe_customer = await ensure_stripe_customer(session, gateway, customer, actor=actor)
-    metadata = {"customer_id": str(customer.id), "plan_id": str(plan.id), "app_id": str(billing.app_id),
-                "billing_session_id": str(billing.id)}
+    metadata = {
+        "customer_id": str(customer.id),
+        "plan_id": str(plan.id),
+        "app_id": str(billing.app_id),
+        "billing_session_id": str(billing.id),
+    }
     params: dict[str, object] = {
         "mode": "subscription",
         "customer": stripe_customer,
@@ -130,20 +172,34 @@ async def subscribe(session: AsyncSession, gateway: StripeGateway, *, billing: B
         "locale": STRIPE_LOCALES.get((locale or "").split("-")[0], "auto"),
     }
     # Counting this customer's checkouts (under the row lock) makes a retried request reuse Stripe's answer.
-    attempt = await session.scalar(select(func.count()).select_from(CheckoutSession)
-                                   .where(CheckoutSession.customer_id == customer.id))
+    attempt = await session.scalar(
+        select(func.count()).select_from(CheckoutSession).where(CheckoutSession.customer_id == customer.id)
+    )
     created = await gateway.create_checkout_session(
-        params, idempotency_key=f"aquoris-checkout-{billing.id}-{plan.id}-{attempt}")
+        params, idempotency_key=f"aquoris-checkout-{billing.id}-{plan.id}-{attempt}"
+    )
     stripe_expiry = created.get("expires_at")
     expires = datetime.fromtimestamp(int(stripe_expiry), UTC) if stripe_expiry else now + timedelta(hours=24)
-    row = CheckoutSession(stripe_checkout_session_id=str(created["id"]), customer_id=customer.id, plan_id=plan.id,
-                          app_id=billing.app_id, status="open", url=str(created["url"]), expires_at=expires,
-                          created_at=now)
+    row = CheckoutSession(
+        stripe_checkout_session_id=str(created["id"]),
+        customer_id=customer.id,
+        plan_id=plan.id,
+        app_id=billing.app_id,
+        status="open",
+        url=str(created["url"]),
+        expires_at=expires,
+        created_at=now,
+    )
     session.add(row)
     await session.flush()
-    await audit.record(session, actor=actor, action="checkout.started", entity_type="customer",
-                       entity_id=customer.id, details={"plan": plan.slug, "app_id": billing.app_id,
-                                                       "checkout_session": row.stripe_checkout_session_id})
+    await audit.record(
+        session,
+        actor=actor,
+        action="checkout.started",
+        entity_type="customer",
+        entity_id=customer.id,
+        details={"plan": plan.slug, "app_id": billing.app_id, "checkout_session": row.stripe_checkout_session_id},
+    )
     return CheckoutStart(url=row.url, reused=False, checkout=row)
 
 
@@ -153,12 +209,18 @@ class CheckoutState:
     plan_slug: str
 
 
-async def checkout_state(session: AsyncSession, billing: BillingSession, stripe_checkout_session_id: str, *,
-                         now: datetime | None = None) -> CheckoutState | None:
+async def checkout_state(
+    session: AsyncSession, billing: BillingSession, stripe_checkout_session_id: str, *, now: datetime | None = None
+) -> CheckoutState | None:
     """Where a checkout of this customer stands for the return page: still processing, live, or lapsed."""
-    row = (await session.execute(select(CheckoutSession).where(
-        CheckoutSession.stripe_checkout_session_id == stripe_checkout_session_id,
-        CheckoutSession.customer_id == billing.customer_id))).scalar_one_or_none()
+    row = (
+        await session.execute(
+            select(CheckoutSession).where(
+                CheckoutSession.stripe_checkout_session_id == stripe_checkout_session_id,
+                CheckoutSession.customer_id == billing.customer_id,
+            )
+        )
+    ).scalar_one_or_none()
     if row is None:
         return None
     plan = await session.get(Plan, row.plan_id)
@@ -175,18 +237,26 @@ async def has_stripe_billing(session: AsyncSession, customer: Customer) -> bool:
     """Whether the customer has anything to manage in the Stripe portal (a Stripe subscription, past or present)."""
     if not customer.stripe_customer_id:
         return False
-    found = await session.scalar(select(Subscription.id).where(Subscription.customer_id == customer.id,
-                                                               Subscription.source == "stripe").limit(1))
+    found = await session.scalar(
+        select(Subscription.id).where(Subscription.customer_id == customer.id, Subscription.source == "stripe").limit(1)
+    )
     return found is not None
 
 
-async def open_portal(session: AsyncSession, gateway: StripeGateway, *, billing: BillingSession, back_url: str,
-                      actor: str) -> str:
+async def open_portal(
+    session: AsyncSession, gateway: StripeGateway, *, billing: BillingSession, back_url: str, actor: str
+) -> str:
     """A Stripe billing portal link for a customer who pays through Stripe, returning to the billing page."""
     customer = billing.customer
     if not await has_stripe_billing(session, customer) or customer.stripe_customer_id is None:
         raise NotFound("There is no Stripe billing to manage yet.", code="no_stripe_billing")
     portal = await gateway.create_portal_session(customer=customer.stripe_customer_id, return_url=back_url)
-    await audit.record(session, actor=actor, action="billing_portal.opened", entity_type="customer",
-                       entity_id=customer.id, details={"app_id": billing.app_id})
+    await audit.record(
+        session,
+        actor=actor,
+        action="billing_portal.opened",
+        entity_type="customer",
+        entity_id=customer.id,
+        details={"app_id": billing.app_id},
+    )
     return str(portal["url"])

@@ -68,8 +68,9 @@ class CustomerInput:
 
 
 async def get_by_external_id(session: AsyncSession, external_user_id: str) -> Customer | None:
-    return (await session.execute(
-        select(Customer).where(Customer.external_user_id == external_user_id))).scalar_one_or_none()
+    return (
+        await session.execute(select(Customer).where(Customer.external_user_id == external_user_id))
+    ).scalar_one_or_none()
 
 
 async def upsert(session: AsyncSession, data: CustomerInput, *, actor: str) -> Customer:
@@ -79,14 +80,24 @@ async def upsert(session: AsyncSession, data: CustomerInput, *, actor: str) -> C
     customer = (await session.execute(query)).scalar_one_or_none()
     if customer is None:
         # ON CONFLICT DO NOTHING: two first sessions for the same user at once must not fail either request.
-        inserted = (await session.execute(
-            insert(Customer).values(external_user_id=data.external_user_id, email=data.email, name=data.name,
-                                    locale=data.locale)
-            .on_conflict_do_nothing(index_elements=["external_user_id"]).returning(Customer.id))).scalar()
+        inserted = (
+            await session.execute(
+                insert(Customer)
+                .values(external_user_id=data.external_user_id, email=data.email, name=data.name, locale=data.locale)
+                .on_conflict_do_nothing(index_elements=["external_user_id"])
+                .returning(Customer.id)
+            )
+        ).scalar()
         customer = (await session.execute(query.execution_options(populate_existing=True))).scalar_one()
         if inserted is not None:
-            await audit.record(session, actor=actor, action="customer.created", entity_type="customer",
-                               entity_id=customer.id, details={"external_user_id": data.external_user_id})
+            await audit.record(
+                session,
+                actor=actor,
+                action="customer.created",
+                entity_type="customer",
+                entity_id=customer.id,
+                details={"external_user_id": data.external_user_id},
+            )
             return customer
     changes: dict[str, object] = {}
     for name in ("email", "name", "locale"):
@@ -96,6 +107,12 @@ async def upsert(session: AsyncSession, data: CustomerInput, *, actor: str) -> C
             setattr(customer, name, new)
     if changes:
         await session.flush()
-        await audit.record(session, actor=actor, action="customer.updated", entity_type="customer",
-                           entity_id=customer.id, details=changes)
+        await audit.record(
+            session,
+            actor=actor,
+            action="customer.updated",
+            entity_type="customer",
+            entity_id=customer.id,
+            details=changes,
+        )
     return customer

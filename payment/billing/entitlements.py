@@ -39,17 +39,25 @@ class Entitlement:
         return self.subscription is not None
 
 
-async def live_subscription(session: AsyncSession, customer: Customer, app: App, *,
-                            now: datetime | None = None) -> Subscription | None:
+async def live_subscription(
+    session: AsyncSession, customer: Customer, app: App, *, now: datetime | None = None
+) -> Subscription | None:
     """The customer's live subscription to a plan of this app (suite-wide or the app's own), the best one first."""
     now = now or utcnow()
     query = (
-        select(Subscription).join(Plan, Subscription.plan_id == Plan.id)
-        .where(Subscription.customer_id == customer.id, Subscription.status.in_(LIVE_STATUSES),
-               or_(Plan.app_id.is_(None), Plan.app_id == app.id),
-               # manual and granted ones end by date even before the expiry job has run
-               or_(Subscription.source == "stripe", Subscription.current_period_end.is_(None),
-                   Subscription.current_period_end > now))
+        select(Subscription)
+        .join(Plan, Subscription.plan_id == Plan.id)
+        .where(
+            Subscription.customer_id == customer.id,
+            Subscription.status.in_(LIVE_STATUSES),
+            or_(Plan.app_id.is_(None), Plan.app_id == app.id),
+            # manual and granted ones end by date even before the expiry job has run
+            or_(
+                Subscription.source == "stripe",
+                Subscription.current_period_end.is_(None),
+                Subscription.current_period_end > now,
+            ),
+        )
         .options(joinedload(Subscription.plan))
         # active beats past_due; then the dearer plan; then the newest
         .order_by((Subscription.status == "past_due"), Plan.price_cents.desc(), Subscription.id.desc())
@@ -61,12 +69,16 @@ async def live_subscription(session: AsyncSession, customer: Customer, app: App,
 async def open_case(session: AsyncSession, subscription_id: int) -> DunningCase | None:
     """The subscription's open dunning case (the oldest failed invoice still unpaid), if any."""
     return await session.scalar(
-        select(DunningCase).where(DunningCase.subscription_id == subscription_id, DunningCase.closed_at.is_(None))
-        .order_by(DunningCase.opened_at, DunningCase.id).limit(1))
+        select(DunningCase)
+        .where(DunningCase.subscription_id == subscription_id, DunningCase.closed_at.is_(None))
+        .order_by(DunningCase.opened_at, DunningCase.id)
+        .limit(1)
+    )
 
 
-async def current(session: AsyncSession, customer: Customer | None, app: App, *,
-                  now: datetime | None = None) -> Entitlement:
+async def current(
+    session: AsyncSession, customer: Customer | None, app: App, *, now: datetime | None = None
+) -> Entitlement:
     """The customer's live paid subscription for this app, or the app's free plan when there is none. A past-due
     subscription gives full access until its dunning case's grace end (`grace`), then none (`blocked`), or the
     free plan when the app's policy says so."""
@@ -80,16 +92,31 @@ async def current(session: AsyncSession, customer: Customer | None, app: App, *,
             grace_ends_at = case.grace_ends_at if case is not None else None
             state = BLOCKED if grace_ends_at is not None and now >= grace_ends_at else GRACE
         if state != BLOCKED or app.after_grace == "blocked":
-            return Entitlement(plan_slug=sub.plan.slug, plan_name=sub.plan.name, status=sub.status,
-                               source=sub.source, current_period_end=sub.current_period_end,
-                               cancel_at_period_end=sub.cancel_at_period_end, cancels_on=sub.cancels_on,
-                               subscription=sub, plan=sub.plan,
-                               access_state=state, grace_ends_at=grace_ends_at)
+            return Entitlement(
+                plan_slug=sub.plan.slug,
+                plan_name=sub.plan.name,
+                status=sub.status,
+                source=sub.source,
+                current_period_end=sub.current_period_end,
+                cancel_at_period_end=sub.cancel_at_period_end,
+                cancels_on=sub.cancels_on,
+                subscription=sub,
+                plan=sub.plan,
+                access_state=state,
+                grace_ends_at=grace_ends_at,
+            )
     free = await free_plan(session, app)
-    return Entitlement(plan_slug=free.slug if free else FALLBACK_FREE_SLUG,
-                       plan_name=free.name if free else FALLBACK_FREE_NAME, status=FREE_STATUS, source=FREE_STATUS,
-                       current_period_end=None, cancel_at_period_end=False, cancels_on=None,
-                       subscription=None, plan=free)
+    return Entitlement(
+        plan_slug=free.slug if free else FALLBACK_FREE_SLUG,
+        plan_name=free.name if free else FALLBACK_FREE_NAME,
+        status=FREE_STATUS,
+        source=FREE_STATUS,
+        current_period_end=None,
+        cancel_at_period_end=False,
+        cancels_on=None,
+        subscription=None,
+        plan=free,
+    )
 
 
 def iso(value: datetime | None) -> str | None:

@@ -12,6 +12,10 @@ HISTORY_LIMIT = 24
 
 async def history(session: AsyncSession, customer: Customer, *, limit: int = HISTORY_LIMIT) -> list[Invoice]:
     """The customer's invoices, newest first, drafts left out."""
-    query = (select(Invoice).where(Invoice.customer_id == customer.id, Invoice.status != "draft")
-             .order_by(Invoice.id.desc()).limit(limit))
+    query = (
+        select(Invoice)
+        .where(Invoice.customer_id == customer.id, Invoice.status != "draft")
+        .order_by(Invoice.id.desc())
+        .limit(limit)
+    )
     return list((await session.execute(query)).scalars())

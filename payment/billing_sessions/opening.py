@@ -63,8 +63,9 @@ SELECT (SELECT customer_id FROM made) AS customer_id, EXISTS (SELECT 1 FROM chan
 """
 
 
-async def open_session(conn: Any, *, api_key: str, app_slug: str, data: CustomerInput, ttl_seconds: int,
-                       base_url: str, audit_key: bytes) -> CreatedSession | None:
+async def open_session(
+    conn: Any, *, api_key: str, app_slug: str, data: CustomerInput, ttl_seconds: int, base_url: str, audit_key: bytes
+) -> CreatedSession | None:
     """Open a billing session for this customer (created if new) in the app owning `api_key`, with its audit rows
     chained, in one short transaction on an asyncpg connection. None when the key is not an active app's, the slug
     is another app's, or the request changes a known customer's email, name or locale (the ORM path does that)."""
@@ -72,8 +73,19 @@ async def open_session(conn: Any, *, api_key: str, app_slug: str, data: Customer
     token = new_token()
     session_id = uuid.uuid4()
     expires_at = utcnow() + timedelta(seconds=ttl_seconds)
-    args = (digest(api_key), app_slug, data.external_user_id, data.email, data.name, data.locale, session_id,
-            digest(token), expires_at, app_actor(app_slug), expires_at.isoformat())
+    args = (
+        digest(api_key),
+        app_slug,
+        data.external_user_id,
+        data.email,
+        data.name,
+        data.locale,
+        session_id,
+        digest(token),
+        expires_at,
+        app_actor(app_slug),
+        expires_at.isoformat(),
+    )
     for _ in range(2):  # a first session of a user racing with another one: its snapshot missed the new row
         async with conn.transaction():
             rows = await conn.fetch(OPEN_SESSION, *args)
@@ -84,9 +96,9 @@ async def open_session(conn: Any, *, api_key: str, app_slug: str, data: Customer
                 # the audit rows join the tamper-evident chain in the same transaction, as an ORM commit does
                 await chain.append_on_driver(conn, [row for row in rows if row["id"] is not None], audit_key)
         if customer_id is not None:
-            return CreatedSession(id=session_id, token=token, url=billing_url(base_url, token),
-                                  expires_at=expires_at)
-        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM apps WHERE api_key_hash = $1 AND is_active "
-                                   "AND slug = $2)", args[0], app_slug):
+            return CreatedSession(id=session_id, token=token, url=billing_url(base_url, token), expires_at=expires_at)
+        if not await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM apps WHERE api_key_hash = $1 AND is_active AND slug = $2)", args[0], app_slug
+        ):
             return None
     return None

@@ -30,18 +30,38 @@ def billing_url(base_url: str, token: str) -> str:
     return f"{base_url.rstrip('/')}/billing/{token}"
 
 
-async def create(session: AsyncSession, *, app: App, customer: Customer, locale: str | None, ttl_seconds: int,
-                 base_url: str, actor: str, now: datetime | None = None) -> CreatedSession:
+async def create(
+    session: AsyncSession,
+    *,
+    app: App,
+    customer: Customer,
+    locale: str | None,
+    ttl_seconds: int,
+    base_url: str,
+    actor: str,
+    now: datetime | None = None,
+) -> CreatedSession:
     """Open a billing session for this customer in this app, valid for `ttl_seconds`; only the token's hash is kept."""
     token = new_token()
     expires_at = (now or utcnow()) + timedelta(seconds=ttl_seconds)
-    row = BillingSession(id=uuid.uuid4(), token_hash=digest(token), app_id=app.id, customer_id=customer.id,
-                         locale=locale, expires_at=expires_at)
+    row = BillingSession(
+        id=uuid.uuid4(),
+        token_hash=digest(token),
+        app_id=app.id,
+        customer_id=customer.id,
+        locale=locale,
+        expires_at=expires_at,
+    )
     session.add(row)
     await session.flush()
-    await audit.record(session, actor=actor, action="billing_session.created", entity_type="billing_session",
-                       entity_id=row.id, details={"app": app.slug, "customer_id": customer.id,
-                                                  "expires_at": expires_at.isoformat()})
+    await audit.record(
+        session,
+        actor=actor,
+        action="billing_session.created",
+        entity_type="billing_session",
+        entity_id=row.id,
+        details={"app": app.slug, "customer_id": customer.id, "expires_at": expires_at.isoformat()},
+    )
     return CreatedSession(id=row.id, token=token, url=billing_url(base_url, token), expires_at=expires_at)
 
 
@@ -56,10 +76,13 @@ async def resolve(session: AsyncSession, token: str, *, now: datetime | None = N
     was deactivated (a deactivated app's links stop working at once, like its API key)."""
     if not token or len(token) > _TOKEN_MAX_LENGTH:
         return None
-    row = (await session.execute(
-        select(BillingSession).where(BillingSession.token_hash == digest(token))
-        .options(joinedload(BillingSession.app), joinedload(BillingSession.customer))
-    )).scalar_one_or_none()
+    row = (
+        await session.execute(
+            select(BillingSession)
+            .where(BillingSession.token_hash == digest(token))
+            .options(joinedload(BillingSession.app), joinedload(BillingSession.customer))
+        )
+    ).scalar_one_or_none()
     if row is None or not row.app.is_active:
         return None
     return Resolved(row, expired=row.expires_at <= (now or utcnow()))
@@ -70,6 +93,11 @@ async def purge_expired(session: AsyncSession, *, now: datetime, actor: str = au
     result = await session.execute(delete(BillingSession).where(BillingSession.expires_at < now))
     count = int(getattr(result, "rowcount", 0) or 0)
     if count:
-        await audit.record(session, actor=actor, action="billing_session.purged", entity_type="billing_session",
-                           details={"count": count, "expired_before": now.isoformat()})
+        await audit.record(
+            session,
+            actor=actor,
+            action="billing_session.purged",
+            entity_type="billing_session",
+            details={"count": count, "expired_before": now.isoformat()},
+        )
     return count

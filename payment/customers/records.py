@@ -48,16 +48,29 @@ def subscription_filters(filters: Filters) -> list[ColumnElement[bool]]:
     return where
 
 
-async def list_subscriptions(session: AsyncSession, filters: Filters, *, after: int | None = None,
-                             limit: int = DEFAULT_PAGE_SIZE, with_total: bool = True) -> Page[Subscription]:
+async def list_subscriptions(
+    session: AsyncSession,
+    filters: Filters,
+    *,
+    after: int | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+    with_total: bool = True,
+) -> Page[Subscription]:
     """Subscriptions matching the filters (status, plan, source, customer), newest first. Without a customer
     filter the exact total comes from the dashboard's running totals (kept by triggers in each writing
     transaction), a few rows instead of a count over every subscription."""
     stmt = select(Subscription).options(selectinload(Subscription.customer), selectinload(Subscription.plan))
     where = subscription_filters(filters)
     from_totals = with_total and _int(filters.get("customer")) is None
-    page = await keyset_page(session, stmt, key=Subscription.id, after=after, limit=limit,
-                             count_model=Subscription if with_total and not from_totals else None, where=where)
+    page = await keyset_page(
+        session,
+        stmt,
+        key=Subscription.id,
+        after=after,
+        limit=limit,
+        count_model=Subscription if with_total and not from_totals else None,
+        where=where,
+    )
     if not from_totals:
         return page
     return replace(page, total=await _subscriptions_counted(session, filters))
@@ -72,8 +85,9 @@ async def _subscriptions_counted(session: AsyncSession, filters: Filters) -> int
         conditions.append(DashboardSubscriptionTotal.plan_id == plan_id)
     if source := _choice(filters.get("source"), SUBSCRIPTION_SOURCES):
         conditions.append(DashboardSubscriptionTotal.source == source)
-    total = await session.scalar(select(func.coalesce(func.sum(DashboardSubscriptionTotal.subscriptions), 0))
-                                 .where(*conditions))
+    total = await session.scalar(
+        select(func.coalesce(func.sum(DashboardSubscriptionTotal.subscriptions), 0)).where(*conditions)
+    )
     return int(total or 0)
 
 
@@ -90,12 +104,25 @@ def invoice_filters(filters: Filters) -> list[ColumnElement[bool]]:
     return where
 
 
-async def list_invoices(session: AsyncSession, filters: Filters, *, after: int | None = None,
-                        limit: int = DEFAULT_PAGE_SIZE, with_total: bool = True) -> Page[Invoice]:
+async def list_invoices(
+    session: AsyncSession,
+    filters: Filters,
+    *,
+    after: int | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+    with_total: bool = True,
+) -> Page[Invoice]:
     """Invoices matching the filters (status, source, currency, customer), newest first."""
     stmt = select(Invoice).options(selectinload(Invoice.customer))
-    return await keyset_page(session, stmt, key=Invoice.id, after=after, limit=limit,
-                             count_model=Invoice if with_total else None, where=invoice_filters(filters))
+    return await keyset_page(
+        session,
+        stmt,
+        key=Invoice.id,
+        after=after,
+        limit=limit,
+        count_model=Invoice if with_total else None,
+        where=invoice_filters(filters),
+    )
 
 
 def refund_filters(filters: Filters) -> list[ColumnElement[bool]]:
@@ -109,26 +136,56 @@ def refund_filters(filters: Filters) -> list[ColumnElement[bool]]:
     return where
 
 
-async def list_refunds(session: AsyncSession, filters: Filters, *, after: int | None = None,
-                       limit: int = DEFAULT_PAGE_SIZE, with_total: bool = True) -> Page[Refund]:
+async def list_refunds(
+    session: AsyncSession,
+    filters: Filters,
+    *,
+    after: int | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+    with_total: bool = True,
+) -> Page[Refund]:
     """Refunds matching the filters (status, currency, invoice), newest first."""
     stmt = select(Refund).options(selectinload(Refund.invoice).selectinload(Invoice.customer))
-    return await keyset_page(session, stmt, key=Refund.id, after=after, limit=limit,
-                             count_model=Refund if with_total else None, where=refund_filters(filters))
+    return await keyset_page(
+        session,
+        stmt,
+        key=Refund.id,
+        after=after,
+        limit=limit,
+        count_model=Refund if with_total else None,
+        where=refund_filters(filters),
+    )
 
 
 def audit_filters(filters: Filters) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = []
-    for name, column in (("actor", AuditLog.actor), ("action", AuditLog.action),
-                         ("entity_type", AuditLog.entity_type), ("entity_id", AuditLog.entity_id)):
+    for name, column in (
+        ("actor", AuditLog.actor),
+        ("action", AuditLog.action),
+        ("entity_type", AuditLog.entity_type),
+        ("entity_id", AuditLog.entity_id),
+    ):
         value = (filters.get(name) or "").strip()
         if value:
             where.append(column == value[:255])
     return where
 
 
-async def list_audit(session: AsyncSession, filters: Filters, *, after: int | None = None,
-                     limit: int = DEFAULT_PAGE_SIZE, with_total: bool = True) -> Page[AuditLog]:
+async def list_audit(
+    session: AsyncSession,
+    filters: Filters,
+    *,
+    after: int | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+    with_total: bool = True,
+) -> Page[AuditLog]:
     """Audit rows matching the filters (actor, action, entity type and id), newest first."""
-    return await keyset_page(session, select(AuditLog), key=AuditLog.id, after=after, limit=limit,
-                             count_model=AuditLog if with_total else None, where=audit_filters(filters))
+    return await keyset_page(
+        session,
+        select(AuditLog),
+        key=AuditLog.id,
+        after=after,
+        limit=limit,
+        count_model=AuditLog if with_total else None,
+        where=audit_filters(filters),
+    )

@@ -30,15 +30,26 @@ def to_major(cents: int, currency: str) -> Decimal:
 
 def format_money(cents: int, currency: str, locale: str = "en_US") -> str:
     """An amount for people, as the rest of the admin shows money: "THB 1,146.18" (Babel, exact, never a float)."""
-    return str(format_currency(to_major(cents, currency), currency.upper(), locale=locale, format="¤¤ #,##0.00",
-                               currency_digits=False))
+    return str(
+        format_currency(
+            to_major(cents, currency), currency.upper(), locale=locale, format="¤¤ #,##0.00", currency_digits=False
+        )
+    )
 
 
 def _compact(cents: int, currency: str) -> str:
     major = to_major(cents, currency)
     if abs(major) < 1000:
-        return str(format_currency(major, currency.upper(), locale="en_US", format_type="standard",
-                                   currency_digits=False, decimal_quantization=False)).replace(".00", "")
+        return str(
+            format_currency(
+                major,
+                currency.upper(),
+                locale="en_US",
+                format_type="standard",
+                currency_digits=False,
+                decimal_quantization=False,
+            )
+        ).replace(".00", "")
     return str(format_compact_currency(major, currency.upper(), locale="en_US", fraction_digits=1))
 
 
@@ -86,8 +97,10 @@ class Chart:
             return LEFT + slot * (index + 0.5)
 
         label = f"{self.metric} in {self.currency.upper()}"
-        desc = "; ".join(f"{m.strftime('%b %Y')}: {format_money(v, self.currency)}"
-                         for m, v in zip(self.months, self.values, strict=True))
+        desc = "; ".join(
+            f"{m.strftime('%b %Y')}: {format_money(v, self.currency)}"
+            for m, v in zip(self.months, self.values, strict=True)
+        )
         parts = [
             f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" '
             f'class="dashboard-chart" data-metric="{escape(self.metric)}" data-currency="{self.currency}" '
@@ -97,20 +110,29 @@ class Chart:
         ]
         for tick in ticks:
             ty = y(tick)
-            parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{ty:.1f}" y2="{ty:.1f}" '
-                         f'stroke="{AXIS if tick == 0 else GRID}" stroke-width="1"/>')
-            parts.append(f'<text x="{LEFT - 6}" y="{ty + 4:.1f}" text-anchor="end" fill="{AXIS}">'
-                         f'{escape(_compact(tick, self.currency))}</text>')
+            parts.append(
+                f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{ty:.1f}" y2="{ty:.1f}" '
+                f'stroke="{AXIS if tick == 0 else GRID}" stroke-width="1"/>'
+            )
+            parts.append(
+                f'<text x="{LEFT - 6}" y="{ty + 4:.1f}" text-anchor="end" fill="{AXIS}">'
+                f"{escape(_compact(tick, self.currency))}</text>"
+            )
         for i, month in enumerate(self.months):
-            parts.append(f'<text x="{x(i):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" fill="{AXIS}">'
-                         f'{month.strftime("%b")}</text>')
+            parts.append(
+                f'<text x="{x(i):.1f}" y="{HEIGHT - BOTTOM + 16}" text-anchor="middle" fill="{AXIS}">'
+                f"{month.strftime('%b')}</text>"
+            )
             if i == 0 or month.month == 1:
-                parts.append(f'<text x="{x(i):.1f}" y="{HEIGHT - BOTTOM + 30}" text-anchor="middle" '
-                             f'fill="{AXIS}">{month.year}</text>')
+                parts.append(
+                    f'<text x="{x(i):.1f}" y="{HEIGHT - BOTTOM + 30}" text-anchor="middle" '
+                    f'fill="{AXIS}">{month.year}</text>'
+                )
         parts.append(self._marks(x, y, slot, color))
         parts.append(
             f'<g class="legend"><rect x="{LEFT}" y="10" width="12" height="12" fill="{color}" rx="2"/>'
-            f'<text x="{LEFT + 18}" y="20" fill="#1d273b">{escape(label)} (per month, UTC)</text></g>')
+            f'<text x="{LEFT + 18}" y="20" fill="#1d273b">{escape(label)} (per month, UTC)</text></g>'
+        )
         parts.append("</svg>")
         return "\n".join(parts)
 
@@ -123,21 +145,31 @@ class Chart:
                 marks.append(
                     f'<rect x="{fx(i) - slot * 0.35:.1f}" y="{top:.1f}" width="{slot * 0.7:.1f}" '
                     f'height="{max(bottom - top, 0.5):.1f}" fill="{color}" rx="2">'
-                    f'<title>{self.months[i].strftime("%b %Y")}: {escape(format_money(value, self.currency))}'
-                    f'</title></rect>')
+                    f"<title>{self.months[i].strftime('%b %Y')}: {escape(format_money(value, self.currency))}"
+                    f"</title></rect>"
+                )
         else:
             points = " ".join(f"{fx(i):.1f},{fy(v):.1f}" for i, v in enumerate(self.values))
             marks.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2.5"/>')
             for i, value in enumerate(self.values):
                 marks.append(
                     f'<circle cx="{fx(i):.1f}" cy="{fy(value):.1f}" r="3.5" fill="{color}">'
-                    f'<title>{self.months[i].strftime("%b %Y")}: {escape(format_money(value, self.currency))}'
-                    f'</title></circle>')
+                    f"<title>{self.months[i].strftime('%b %Y')}: {escape(format_money(value, self.currency))}"
+                    f"</title></circle>"
+                )
         return "\n".join(marks)
 
 
 def series_charts(metric: str, months: list[datetime], values: dict[str, list[int]], *, kind: str) -> list[Chart]:
     """One chart per currency of a monthly series, titled by metric and currency."""
-    return [Chart(title=f"{metric} per month, {currency.upper()}", metric=metric, currency=currency,
-                  months=months, values=series, kind=kind)
-            for currency, series in values.items()]
+    return [
+        Chart(
+            title=f"{metric} per month, {currency.upper()}",
+            metric=metric,
+            currency=currency,
+            months=months,
+            values=series,
+            kind=kind,
+        )
+        for currency, series in values.items()
+    ]

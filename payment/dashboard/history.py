@@ -20,10 +20,13 @@ from payment.dashboard.metrics import day_start, manual_monthly, mrr, round_half
 
 MONTHS = 12
 
-MRR_HISTORY_FORMULA = ("MRR at each month end (UTC): subscriptions started by then (past any trial) and not yet ended, "
-                       "that are active now or have ended since, at today's monthly value; this month = the MRR card")
-REVENUE_HISTORY_FORMULA = ("Per UTC month: invoices paid in the month (incl. later refunded) − refunds succeeded in "
-                           "the month, per currency")
+MRR_HISTORY_FORMULA = (
+    "MRR at each month end (UTC): subscriptions started by then (past any trial) and not yet ended, "
+    "that are active now or have ended since, at today's monthly value; this month = the MRR card"
+)
+REVENUE_HISTORY_FORMULA = (
+    "Per UTC month: invoices paid in the month (incl. later refunded) − refunds succeeded in the month, per currency"
+)
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,10 @@ async def mrr_by_month(session: AsyncSession, *, now: datetime, count: int = MON
     times at today's monthly values; the current month's point is the MRR card at `now`."""
     starts = month_starts(now, count)
     boundaries = [_next_month(s) for s in starts[:-1]]
-    plans = {int(r.id): (str(r.currency), str(r.interval), int(r.price_cents))
-             for r in await session.execute(text("SELECT id, currency, interval, price_cents FROM plans"))}
+    plans = {
+        int(r.id): (str(r.currency), str(r.interval), int(r.price_cents))
+        for r in await session.execute(text("SELECT id, currency, interval, price_cents FROM plans"))
+    }
     exact: dict[str, list[Fraction]] = {}
     rows = await session.execute(_MRR_DELTAS, {"first": boundaries[0], "last": boundaries[-1]})
     for row in rows.mappings():
@@ -83,8 +88,10 @@ async def mrr_by_month(session: AsyncSession, *, now: datetime, count: int = MON
                 series[k] += value
     current = await mrr(session, now=now)
     currencies = sorted(set(exact) | set(current.amounts))
-    values = {c: [*(round_half_up(v) for v in exact.get(c, [Fraction(0)] * count)[:-1]), current.amounts.get(c, 0)]
-              for c in currencies}
+    values = {
+        c: [*(round_half_up(v) for v in exact.get(c, [Fraction(0)] * count)[:-1]), current.amounts.get(c, 0)]
+        for c in currencies
+    }
     return MonthlySeries(months=starts, values=values, formula=MRR_HISTORY_FORMULA)
 
 
@@ -109,5 +116,4 @@ async def revenue_by_month(session: AsyncSession, *, now: datetime, count: int =
     paid, refunded = await today_so_far(session, now)
     for currency in set(paid) | set(refunded):
         values.setdefault(currency, [0] * count)[-1] += paid.get(currency, 0) - refunded.get(currency, 0)
-    return MonthlySeries(months=starts, values={c: values[c] for c in sorted(values)},
-                         formula=REVENUE_HISTORY_FORMULA)
+    return MonthlySeries(months=starts, values={c: values[c] for c in sorted(values)}, formula=REVENUE_HISTORY_FORMULA)

@@ -33,14 +33,19 @@ WINDOW_DAYS = 30
 # a manual subscription's period is measured in microseconds with whole calendar months counted as 30 days
 MONTH_US = 30 * 86_400 * 1_000_000
 
-MRR_FORMULA = ("Σ active subscriptions' monthly value, per currency: Stripe plan price (yearly ÷ 12); manual = amount "
-               "paid ÷ period length in months; granted and free = 0; trialing and past-due excluded; summed exactly, "
-               "rounded half up")
+MRR_FORMULA = (
+    "Σ active subscriptions' monthly value, per currency: Stripe plan price (yearly ÷ 12); manual = amount "
+    "paid ÷ period length in months; granted and free = 0; trialing and past-due excluded; summed exactly, "
+    "rounded half up"
+)
 ACTIVE_FORMULA = "Subscriptions with status active now, by source (trialing and past-due not counted)"
-CHURN_FORMULA = ("Of the subscriptions active at 00:00 UTC 30 days ago (started, past trial, not ended), the share "
-                 "that ended since")
-REVENUE_FORMULA = ("Since 00:00 UTC 30 days ago, per currency: invoices paid (incl. later refunded) by payment date − "
-                   "refunds succeeded by refund date")
+CHURN_FORMULA = (
+    "Of the subscriptions active at 00:00 UTC 30 days ago (started, past trial, not ended), the share that ended since"
+)
+REVENUE_FORMULA = (
+    "Since 00:00 UTC 30 days ago, per currency: invoices paid (incl. later refunded) by payment date − "
+    "refunds succeeded by refund date"
+)
 
 
 def round_half_up(value: Fraction) -> int:
@@ -143,31 +148,47 @@ async def mrr(session: AsyncSession, *, now: datetime) -> MrrResult:
     parts: list[MrrPart] = []
     for row in (await session.execute(_STRIPE_MRR)).mappings():
         months = 12 if row["interval"] == "year" else 1
-        parts.append(MrrPart(currency=row["currency"], source="stripe", interval=row["interval"],
-                             subscriptions=int(row["subs"]), monthly_cents=Fraction(int(row["cents"]), months)))
+        parts.append(
+            MrrPart(
+                currency=row["currency"],
+                source="stripe",
+                interval=row["interval"],
+                subscriptions=int(row["subs"]),
+                monthly_cents=Fraction(int(row["cents"]), months),
+            )
+        )
     manual: dict[str, tuple[int, Fraction]] = {}
     for row in (await session.execute(_MANUAL_MRR)).mappings():
         subs, value = manual.get(row["currency"], (0, Fraction(0)))
-        manual[row["currency"]] = (subs + int(row["subs"]),
-                                   value + manual_monthly(int(row["paid"]), int(row["period_us"])))
+        manual[row["currency"]] = (
+            subs + int(row["subs"]),
+            value + manual_monthly(int(row["paid"]), int(row["period_us"])),
+        )
     for currency, (subs, value) in manual.items():
-        parts.append(MrrPart(currency=currency, source="manual", interval="period", subscriptions=subs,
-                             monthly_cents=value))
+        parts.append(
+            MrrPart(currency=currency, source="manual", interval="period", subscriptions=subs, monthly_cents=value)
+        )
     totals: dict[str, Fraction] = {}
     counts: dict[str, int] = {}
     for part in parts:
         totals[part.currency] = totals.get(part.currency, Fraction(0)) + part.monthly_cents
         counts[part.currency] = counts.get(part.currency, 0) + part.subscriptions
     amounts = {c: round_half_up(totals[c]) for c in sorted(totals)}
-    return MrrResult(amounts=amounts, subscriptions={c: counts[c] for c in sorted(counts)},
-                     parts=sorted(parts, key=lambda p: (p.currency, p.source, p.interval)))
+    return MrrResult(
+        amounts=amounts,
+        subscriptions={c: counts[c] for c in sorted(counts)},
+        parts=sorted(parts, key=lambda p: (p.currency, p.source, p.interval)),
+    )
 
 
 async def active_subscriptions(session: AsyncSession, *, now: datetime) -> ActiveResult:
     """Active subscriptions are those whose status is 'active' now, counted per source."""
-    rows = await session.execute(text(
-        "SELECT source, sum(subscriptions)::bigint FROM dashboard_subscription_totals WHERE status = 'active' "
-        "GROUP BY source"))
+    rows = await session.execute(
+        text(
+            "SELECT source, sum(subscriptions)::bigint FROM dashboard_subscription_totals WHERE status = 'active' "
+            "GROUP BY source"
+        )
+    )
     counts = {str(source): int(n) for source, n in rows}
     return ActiveResult(by_source={s: counts.get(s, 0) for s in ("stripe", "manual", "grant")})
 
@@ -228,12 +249,15 @@ async def revenue(session: AsyncSession, *, now: datetime) -> RevenueResult:
     paid: dict[str, int] = {}
     refunded: dict[str, int] = {}
     for currency, paid_cents, refunded_cents in await session.execute(
-            _REVENUE_DAYS, {"first": since.date(), "today": day_start(now).date()}):
+        _REVENUE_DAYS, {"first": since.date(), "today": day_start(now).date()}
+    ):
         _add(paid, {str(currency): int(paid_cents)})
         _add(refunded, {str(currency): int(refunded_cents)})
     today_paid, today_refunded = await today_so_far(session, now)
     _add(paid, today_paid)
     _add(refunded, today_refunded)
-    return RevenueResult(paid={c: v for c, v in sorted(paid.items()) if v},
-                         refunded={c: v for c, v in sorted(refunded.items()) if v}, since=since)
-
+    return RevenueResult(
+        paid={c: v for c, v in sorted(paid.items()) if v},
+        refunded={c: v for c, v in sorted(refunded.items()) if v},
+        since=since,
+    )

@@ -82,26 +82,34 @@ async def run_card(db: Database, name: str, card: Card, *, timeout_seconds: floa
     """
     started = time.perf_counter()
     try:
+
         async def compute() -> Any:
             async with db.sessionmaker() as session, session.begin():
                 # one round trip: the timeout bounds every statement of this card; months and windows are in UTC
                 await session.execute(
                     text("SELECT set_config('statement_timeout', :ms, true), set_config('TimeZone', 'UTC', true)"),
-                    {"ms": str(max(1, round(timeout_seconds * 1000)))})
+                    {"ms": str(max(1, round(timeout_seconds * 1000)))},
+                )
                 return await card(session)
 
         # the server enforces the timeout; this bound only covers a server that does not answer at all
         value = await asyncio.wait_for(compute(), timeout_seconds + 2)
     except Exception as exc:
         error = "timeout" if _is_timeout(exc) else "failed"
-        log.warning("dashboard card %s %s (%s)", name, "timed out" if error == "timeout" else "failed",
-                    type(exc).__name__)
+        log.warning(
+            "dashboard card %s %s (%s)", name, "timed out" if error == "timeout" else "failed", type(exc).__name__
+        )
         return Outcome(name, None, error, time.perf_counter() - started)
     return Outcome(name, value, None, time.perf_counter() - started)
 
 
-async def compute_dashboard(db: Database, *, now: datetime | None = None, timeout_seconds: float = TIMEOUT_SECONDS,
-                            timeouts: Mapping[str, float] | None = None) -> Dashboard:
+async def compute_dashboard(
+    db: Database,
+    *,
+    now: datetime | None = None,
+    timeout_seconds: float = TIMEOUT_SECONDS,
+    timeouts: Mapping[str, float] | None = None,
+) -> Dashboard:
     """Every card of the dashboard at `now`, concurrently, each bounded by its timeout (10 s unless told)."""
     at = now or utcnow()
     limits = timeouts or {}
@@ -109,16 +117,17 @@ async def compute_dashboard(db: Database, *, now: datetime | None = None, timeou
     def bind(card: Callable[..., Awaitable[Any]]) -> Card:
         return lambda session: card(session, now=at)
 
-    outcomes = await asyncio.gather(*(
-        run_card(db, name, bind(card), timeout_seconds=limits.get(name, timeout_seconds))
-        for name, card in CARDS.items()
-    ))
+    outcomes = await asyncio.gather(
+        *(
+            run_card(db, name, bind(card), timeout_seconds=limits.get(name, timeout_seconds))
+            for name, card in CARDS.items()
+        )
+    )
     return Dashboard(at, *outcomes)
 
 
 def _series(series: history.MonthlySeries) -> dict[str, Any]:
-    return {"months": [m.strftime("%Y-%m") for m in series.months], "values": series.values,
-            "formula": series.formula}
+    return {"months": [m.strftime("%Y-%m") for m in series.months], "values": series.values, "formula": series.formula}
 
 
 def _card(outcome: Outcome[Any], body: Callable[[Any], dict[str, Any]]) -> dict[str, Any]:
@@ -130,6 +139,7 @@ def _card(outcome: Outcome[Any], body: Callable[[Any], dict[str, Any]]) -> dict[
 
 def as_json(dashboard: Dashboard) -> dict[str, Any]:
     """The dashboard as plain JSON: amounts in minor units per currency, each card with its formula."""
+
     def mrr(v: metrics.MrrResult) -> dict[str, Any]:
         return {"amounts": v.amounts, "subscriptions": v.subscriptions, "formula": v.formula}
 
@@ -138,12 +148,22 @@ def as_json(dashboard: Dashboard) -> dict[str, Any]:
 
     def churn(v: metrics.ChurnResult) -> dict[str, Any]:
         rate = v.rate_percent
-        return {"rate_percent": None if rate is None else str(rate), "churned": v.churned,
-                "active_at_start": v.active_at_start, "since": v.since.isoformat(), "formula": v.formula}
+        return {
+            "rate_percent": None if rate is None else str(rate),
+            "churned": v.churned,
+            "active_at_start": v.active_at_start,
+            "since": v.since.isoformat(),
+            "formula": v.formula,
+        }
 
     def revenue(v: metrics.RevenueResult) -> dict[str, Any]:
-        return {"amounts": v.amounts, "paid": v.paid, "refunded": v.refunded, "since": v.since.isoformat(),
-                "formula": v.formula}
+        return {
+            "amounts": v.amounts,
+            "paid": v.paid,
+            "refunded": v.refunded,
+            "since": v.since.isoformat(),
+            "formula": v.formula,
+        }
 
     return {
         "now": dashboard.now.isoformat(),

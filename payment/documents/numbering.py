@@ -13,12 +13,21 @@ from payment.models import DocumentCounter
 
 async def lock_counter(session: AsyncSession, *, seller_id: int, series: str, year: int) -> DocumentCounter:
     """The counter row, created when missing and locked until the end of the caller's transaction."""
-    await session.execute(insert(DocumentCounter).values(seller_id=seller_id, series=series, year=year,
-                                                         next_number=1).on_conflict_do_nothing())
-    counter = (await session.execute(
-        select(DocumentCounter).where(DocumentCounter.seller_id == seller_id, DocumentCounter.series == series,
-                                      DocumentCounter.year == year)
-        .with_for_update().execution_options(populate_existing=True))).scalar_one()
+    await session.execute(
+        insert(DocumentCounter)
+        .values(seller_id=seller_id, series=series, year=year, next_number=1)
+        .on_conflict_do_nothing()
+    )
+    counter = (
+        await session.execute(
+            select(DocumentCounter)
+            .where(
+                DocumentCounter.seller_id == seller_id, DocumentCounter.series == series, DocumentCounter.year == year
+            )
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one()
     return counter
 
 

@@ -18,8 +18,9 @@ from payment.documents.rules import amount_text, branch_label, thai_date
 from payment.models import Document
 
 _RENDER_LOCK = threading.Lock()
-TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                        autoescape=select_autoescape(["html"]))
+TEMPLATES = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"])
+)
 TITLES = {
     ("tax_invoice", True): ("ใบกำกับภาษี/ใบเสร็จรับเงิน", "Tax invoice/Receipt"),
     ("tax_invoice", False): ("ใบเสร็จรับเงิน", "Receipt"),
@@ -34,8 +35,9 @@ class Rendered:
     sha256: str
 
 
-def document_html(document: Document, *, original: Document | None, replaces: Document | None,
-                  paid_at: datetime | None) -> str:
+def document_html(
+    document: Document, *, original: Document | None, replaces: Document | None, paid_at: datetime | None
+) -> str:
     """The HTML of a document: everything comes from its snapshot and the documents it references."""
     seller = document.seller_snapshot
     vat_registered = bool(seller.get("vat_registered"))
@@ -43,14 +45,23 @@ def document_html(document: Document, *, original: Document | None, replaces: Do
     rate = f"{document.vat_rate_bp / 100:g}"
     credit = document.kind == "credit_note"
     return TEMPLATES.get_template("document.html").render(
-        doc=document, seller=seller, original=original, replaces=replaces, title_th=title_th, title_en=title_en,
+        doc=document,
+        seller=seller,
+        original=original,
+        replaces=replaces,
+        title_th=title_th,
+        title_en=title_en,
         seller_branch=branch_label(str(seller.get("branch_code") or "")),
-        buyer_branch=branch_label(document.buyer_branch_code or "00000"), vat_registered=vat_registered, rate=rate,
-        issue_date=document.issue_date.isoformat(), paid_date=thai_date(paid_at).isoformat() if paid_at else None,
-        currency=document.currency.upper(), amount=amount_text,
-        net_label=("มูลค่าที่ลดลงก่อนภาษี / Reduction before VAT" if credit
-                   else "มูลค่าก่อนภาษีมูลค่าเพิ่ม / Amount before VAT"),
-        total_label="รวมเงินที่ลดลง / Total credited" if credit else "จำนวนเงินรวมทั้งสิ้น / Total")
+        buyer_branch=branch_label(document.buyer_branch_code or "00000"),
+        vat_registered=vat_registered,
+        rate=rate,
+        issue_date=document.issue_date.isoformat(),
+        paid_date=thai_date(paid_at).isoformat() if paid_at else None,
+        currency=document.currency.upper(),
+        amount=amount_text,
+        net_label=("มูลค่าที่ลดลงก่อนภาษี / Reduction before VAT" if credit else "มูลค่าก่อนภาษีมูลค่าเพิ่ม / Amount before VAT"),
+        total_label="รวมเงินที่ลดลง / Total credited" if credit else "จำนวนเงินรวมทั้งสิ้น / Total",
+    )
 
 
 def render_pdf(html: str) -> Rendered:

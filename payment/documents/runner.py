@@ -51,8 +51,9 @@ async def render_one(db: Database, document_id: int) -> bool:
         replaces = await session.get(Document, document.replaces_id) if document.replaces_id else None
         paid_at = None
         if document.kind == "tax_invoice":
-            paid_at = (await session.execute(select(Invoice.paid_at).where(Invoice.id == document.invoice_id))
-                       ).scalar_one_or_none()
+            paid_at = (
+                await session.execute(select(Invoice.paid_at).where(Invoice.id == document.invoice_id))
+            ).scalar_one_or_none()
         html = rendering.document_html(document, original=original, replaces=replaces, paid_at=paid_at)
     rendered = await asyncio.to_thread(rendering.render_pdf, html)
     async with db.transaction() as session:
@@ -61,8 +62,15 @@ async def render_one(db: Database, document_id: int) -> bool:
 
 async def render_due(db: Database, *, limit: int = RENDER_BATCH) -> int:
     async with db.session() as session:
-        ids = (await session.execute(select(Document.id).where(Document.pdf.is_(None)).order_by(Document.id)
-                                     .limit(limit))).scalars().all()
+        ids = (
+            (
+                await session.execute(
+                    select(Document.id).where(Document.pdf.is_(None)).order_by(Document.id).limit(limit)
+                )
+            )
+            .scalars()
+            .all()
+        )
     rendered = 0
     for document_id in ids:
         try:

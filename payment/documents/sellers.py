@@ -83,8 +83,9 @@ async def get_seller(session: AsyncSession, seller_id: int) -> SellerProfile:
     return seller
 
 
-async def save_seller(session: AsyncSession, data: SellerInput, *, seller_id: int | None = None, actor: str,
-                      ip: str | None = None) -> SellerProfile:
+async def save_seller(
+    session: AsyncSession, data: SellerInput, *, seller_id: int | None = None, actor: str, ip: str | None = None
+) -> SellerProfile:
     """A seller profile holds a legal name, an address and a valid 13-digit tax id; one per app plus at most one
     suite-wide. Documents already issued keep the details they were issued with."""
     require(actor, Permission.MANAGE_DOCUMENTS)
@@ -96,7 +97,8 @@ async def save_seller(session: AsyncSession, data: SellerInput, *, seller_id: in
     if data.app_id is not None and await session.get(App, data.app_id) is None:
         raise ValidationError("Choose an existing app, or none for a suite-wide seller.", field="app_id")
     clash = select(SellerProfile.id).where(
-        SellerProfile.app_id.is_(None) if data.app_id is None else SellerProfile.app_id == data.app_id)
+        SellerProfile.app_id.is_(None) if data.app_id is None else SellerProfile.app_id == data.app_id
+    )
     if seller_id is not None:
         clash = clash.where(SellerProfile.id != seller_id)
     if (await session.execute(clash)).first() is not None:
@@ -120,10 +122,21 @@ async def save_seller(session: AsyncSession, data: SellerInput, *, seller_id: in
     if seller_id is None:
         session.add(seller)
     await session.flush()
-    await audit.record(session, actor=actor, action="seller.created" if seller_id is None else "seller.updated",
-                       entity_type="seller_profile", entity_id=seller.id, ip=ip,
-                       details={"legal_name": seller.legal_name, "tax_id": seller.tax_id, "app_id": seller.app_id,
-                                "branch_code": seller.branch_code, "vat_rate_bp": seller.vat_rate_bp})
+    await audit.record(
+        session,
+        actor=actor,
+        action="seller.created" if seller_id is None else "seller.updated",
+        entity_type="seller_profile",
+        entity_id=seller.id,
+        ip=ip,
+        details={
+            "legal_name": seller.legal_name,
+            "tax_id": seller.tax_id,
+            "app_id": seller.app_id,
+            "branch_code": seller.branch_code,
+            "vat_rate_bp": seller.vat_rate_bp,
+        },
+    )
     return seller
 
 
@@ -131,9 +144,13 @@ async def seller_for_invoice(session: AsyncSession, invoice: Invoice) -> SellerP
     """The profile of the invoice's plan's app when it has one, else the suite-wide profile, else None."""
     app_id = None
     if invoice.subscription_id is not None:
-        app_id = (await session.execute(
-            select(Plan.app_id).join(Subscription, Subscription.plan_id == Plan.id)
-            .where(Subscription.id == invoice.subscription_id))).scalar_one_or_none()
+        app_id = (
+            await session.execute(
+                select(Plan.app_id)
+                .join(Subscription, Subscription.plan_id == Plan.id)
+                .where(Subscription.id == invoice.subscription_id)
+            )
+        ).scalar_one_or_none()
     if app_id is not None:
         own = (await session.execute(select(SellerProfile).where(SellerProfile.app_id == app_id))).scalar_one_or_none()
         if own is not None:
@@ -146,7 +163,14 @@ def snapshot(seller: SellerProfile) -> dict[str, Any]:
     logo = None
     if seller.logo and seller.logo_mime:
         logo = f"data:{seller.logo_mime};base64,{base64.b64encode(seller.logo).decode('ascii')}"
-    return {"legal_name": seller.legal_name, "legal_name_en": seller.legal_name_en, "address": seller.address,
-            "address_en": seller.address_en, "tax_id": seller.tax_id, "branch_code": seller.branch_code,
-            "vat_registered": seller.vat_registered, "prices_include_vat": seller.prices_include_vat,
-            "logo": logo}
+    return {
+        "legal_name": seller.legal_name,
+        "legal_name_en": seller.legal_name_en,
+        "address": seller.address,
+        "address_en": seller.address_en,
+        "tax_id": seller.tax_id,
+        "branch_code": seller.branch_code,
+        "vat_registered": seller.vat_registered,
+        "prices_include_vat": seller.prices_include_vat,
+        "logo": logo,
+    }

@@ -19,9 +19,17 @@ def _optional(value: str, label: str, field: str, limit: int) -> str | None:
     return value or None
 
 
-async def save_buyer_details(session: AsyncSession, customer: Customer, *, company_name: str, address: str,
-                             tax_id: str, branch_code: str = "", actor: str, ip: str | None = None
-                             ) -> BuyerDetails:
+async def save_buyer_details(
+    session: AsyncSession,
+    customer: Customer,
+    *,
+    company_name: str,
+    address: str,
+    tax_id: str,
+    branch_code: str = "",
+    actor: str,
+    ip: str | None = None,
+) -> BuyerDetails:
     """A buyer may give a company name, address and tax id (valid check digit) at any time; a change makes the
     documents already issued to them due for re-issue as replacements (the issuing job does it)."""
     company = _optional(company_name, "Company name", "company_name", 1024)
@@ -29,8 +37,10 @@ async def save_buyer_details(session: AsyncSession, customer: Customer, *, compa
     tax = check_tax_id(tax_id) if (tax_id or "").strip() else None
     branch = check_branch_code(branch_code) if tax else None
     if tax and not (company and addr):
-        raise ValidationError("With a tax id, give the company name and address too (both are printed).",
-                              field="company_name" if not company else "address")
+        raise ValidationError(
+            "With a tax id, give the company name and address too (both are printed).",
+            field="company_name" if not company else "address",
+        )
     details = await session.get(BuyerDetails, customer.id, with_for_update=True)
     if details is None:
         details = BuyerDetails(customer_id=customer.id, version=1)
@@ -42,9 +52,15 @@ async def save_buyer_details(session: AsyncSession, customer: Customer, *, compa
     details.company_name, details.address, details.tax_id, details.branch_code = company, addr, tax, branch
     details.updated_at = utcnow()
     await session.flush()
-    await audit.record(session, actor=actor, action="buyer_details.saved", entity_type="customer",
-                       entity_id=customer.id, ip=ip,
-                       details={"company_name": company, "tax_id": tax, "version": details.version})
+    await audit.record(
+        session,
+        actor=actor,
+        action="buyer_details.saved",
+        entity_type="customer",
+        entity_id=customer.id,
+        ip=ip,
+        details={"company_name": company, "tax_id": tax, "version": details.version},
+    )
     return details
 
 
@@ -52,8 +68,14 @@ async def buyer_details_of(session: AsyncSession, customer_id: int) -> BuyerDeta
     return await session.get(BuyerDetails, customer_id)
 
 
-async def documents_for(session: AsyncSession, *, invoice_id: int | None = None, refund_id: int | None = None,
-                        customer_id: int | None = None, limit: int = 200) -> list[Document]:
+async def documents_for(
+    session: AsyncSession,
+    *,
+    invoice_id: int | None = None,
+    refund_id: int | None = None,
+    customer_id: int | None = None,
+    limit: int = 200,
+) -> list[Document]:
     """Documents of an invoice (its tax invoice and credit notes), a refund or a customer, newest first."""
     query = select(Document).order_by(Document.id.desc()).limit(limit)
     if invoice_id is not None:
@@ -65,8 +87,9 @@ async def documents_for(session: AsyncSession, *, invoice_id: int | None = None,
     return list((await session.execute(query)).scalars())
 
 
-async def download(session: AsyncSession, document_id: int, *, actor: str, customer_id: int | None = None,
-                   ip: str | None = None) -> Document:
+async def download(
+    session: AsyncSession, document_id: int, *, actor: str, customer_id: int | None = None, ip: str | None = None
+) -> Document:
     """A rendered document, for an admin or for the customer it was issued to (anyone else: not found); each
     download is audited."""
     document = await session.get(Document, document_id)
@@ -74,8 +97,15 @@ async def download(session: AsyncSession, document_id: int, *, actor: str, custo
         raise NotFound("This document does not exist.")
     if document.pdf is None:
         raise Conflict("This document is being prepared; try again in a minute.")
-    await audit.record(session, actor=actor, action="document.downloaded", entity_type="document",
-                       entity_id=document.id, ip=ip, details={"number": document.number, "sha256": document.sha256})
+    await audit.record(
+        session,
+        actor=actor,
+        action="document.downloaded",
+        entity_type="document",
+        entity_id=document.id,
+        ip=ip,
+        details={"number": document.number, "sha256": document.sha256},
+    )
     return document
 
 

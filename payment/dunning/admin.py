@@ -39,13 +39,23 @@ class CustomerDunning:
 
 async def customer_dunning(session: AsyncSession, customer_id: int) -> CustomerDunning:
     """The customer's dunning cases (newest first) and the notices queued for them (newest first)."""
-    cases = (await session.execute(
-        select(DunningCase, Invoice).join(Invoice, Invoice.id == DunningCase.invoice_id)
-        .where(DunningCase.customer_id == customer_id).order_by(DunningCase.id.desc()).limit(RECENT))).all()
-    sent = (await session.scalars(
-        select(OutboxMessage)
-        .where(OutboxMessage.kind == notices.KIND, OutboxMessage.target == notices.target_of(customer_id))
-        .order_by(OutboxMessage.id.desc()).limit(RECENT))).all()
+    cases = (
+        await session.execute(
+            select(DunningCase, Invoice)
+            .join(Invoice, Invoice.id == DunningCase.invoice_id)
+            .where(DunningCase.customer_id == customer_id)
+            .order_by(DunningCase.id.desc())
+            .limit(RECENT)
+        )
+    ).all()
+    sent = (
+        await session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.kind == notices.KIND, OutboxMessage.target == notices.target_of(customer_id))
+            .order_by(OutboxMessage.id.desc())
+            .limit(RECENT)
+        )
+    ).all()
     return CustomerDunning(cases=[CaseRow(case, invoice) for case, invoice in cases], notices=list(sent))
 
 
@@ -60,16 +70,29 @@ async def resend_notice(session: AsyncSession, customer_id: int, message_id: int
         raise Conflict("This notice is being sent right now; try again in a minute.")
     previous = message.status
     await outbox.requeue(session, kind=notices.KIND, target=notices.target_of(customer_id), message_ids=[message.id])
-    await audit.record(session, actor=actor, action="dunning.notice_resent", entity_type="customer",
-                       entity_id=customer_id, details={"message_id": message.id, "notice": message.event_type,
-                                                       "previous_status": previous})
+    await audit.record(
+        session,
+        actor=actor,
+        action="dunning.notice_resent",
+        entity_type="customer",
+        entity_id=customer_id,
+        details={"message_id": message.id, "notice": message.event_type, "previous_status": previous},
+    )
     return message
 
 
 async def recent_emails(session: AsyncSession, *, limit: int = RECENT) -> list[OutboxMessage]:
     """The newest notices of every customer, for the admin's Outbox page."""
-    return list((await session.scalars(select(OutboxMessage).where(OutboxMessage.kind == notices.KIND)
-                                       .order_by(OutboxMessage.id.desc()).limit(limit))).all())
+    return list(
+        (
+            await session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.kind == notices.KIND)
+                .order_by(OutboxMessage.id.desc())
+                .limit(limit)
+            )
+        ).all()
+    )
 
 
 async def email(session: AsyncSession, message_id: int) -> OutboxMessage:

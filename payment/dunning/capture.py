@@ -93,13 +93,22 @@ async def _invoice(session: AsyncSession, invoice_id: int, kinds: set[str]) -> N
         sub = await session.get(Subscription, invoice.subscription_id) if invoice.subscription_id else None
         plan = await session.get(Plan, sub.plan_id) if sub is not None else None
         paid_at = invoice.paid_at.isoformat() if invoice.paid_at else None
-        await notices.queue(session, customer, notices.RECEIPT, key=f"invoice:{invoice.id}",
-                            data={"invoiceId": invoice.id, "amountCents": invoice.amount_cents,
-                                  "currency": invoice.currency, "paidAt": paid_at,
-                                  "plan": plan.name if plan else None,
-                                  "reference": invoice.reference_number or invoice.stripe_invoice_id,
-                                  "periodEnd": invoice.period_end.isoformat() if invoice.period_end else None},
-                            app_id=await notices.link_app_id(session, customer, sub))
+        await notices.queue(
+            session,
+            customer,
+            notices.RECEIPT,
+            key=f"invoice:{invoice.id}",
+            data={
+                "invoiceId": invoice.id,
+                "amountCents": invoice.amount_cents,
+                "currency": invoice.currency,
+                "paidAt": paid_at,
+                "plan": plan.name if plan else None,
+                "reference": invoice.reference_number or invoice.stripe_invoice_id,
+                "periodEnd": invoice.period_end.isoformat() if invoice.period_end else None,
+            },
+            app_id=await notices.link_app_id(session, customer, sub),
+        )
 
 
 async def _subscription(session: AsyncSession, subscription_id: int, kinds: set[str]) -> None:
@@ -116,13 +125,24 @@ async def _subscription(session: AsyncSession, subscription_id: int, kinds: set[
     if "ended" in kinds:
         await cases.close(session, reason="ended", subscription_id=sub.id)
         ended = sub.ended_at or sub.canceled_at
-        await notices.queue(session, customer, notices.SUBSCRIPTION_CANCELED, key=f"subscription:{sub.id}",
-                            data={"plan": plan.name, "endedAt": ended.isoformat() if ended else None},
-                            app_id=app_id)
+        await notices.queue(
+            session,
+            customer,
+            notices.SUBSCRIPTION_CANCELED,
+            key=f"subscription:{sub.id}",
+            data={"plan": plan.name, "endedAt": ended.isoformat() if ended else None},
+            app_id=app_id,
+        )
     elif "ending" in kinds and sub.cancel_at_period_end and sub.current_period_end is not None:
         end = sub.current_period_end.isoformat()
-        await notices.queue(session, customer, notices.SUBSCRIPTION_ENDING, key=f"subscription:{sub.id}:{end}",
-                            data={"plan": plan.name, "endsAt": end}, app_id=app_id)
+        await notices.queue(
+            session,
+            customer,
+            notices.SUBSCRIPTION_ENDING,
+            key=f"subscription:{sub.id}:{end}",
+            data={"plan": plan.name, "endsAt": end},
+            app_id=app_id,
+        )
 
 
 async def record_changes(session: AsyncSession) -> None:

@@ -29,8 +29,9 @@ MAX_EXTENSION_DAYS = 60
 MAX_GRACE_DAYS = 60
 
 
-async def set_grace_policy(session: AsyncSession, app: App, *, grace_days: int, after_grace: str,
-                           actor: str, ip: str | None = None) -> App:
+async def set_grace_policy(
+    session: AsyncSession, app: App, *, grace_days: int, after_grace: str, actor: str, ip: str | None = None
+) -> App:
     """An app's dunning policy: 0 to 60 days of full access after a failed renewal, then `blocked` or the free
     plan. It applies to cases opened from now on (an open case keeps its grace end); audited when it changes."""
     require(actor, Permission.MANAGE_APPS)
@@ -42,15 +43,23 @@ async def set_grace_policy(session: AsyncSession, app: App, *, grace_days: int, 
     if before == {"grace_days": grace_days, "after_grace": after_grace}:
         return app
     app.grace_days, app.after_grace = grace_days, after_grace
-    await audit.record(session, actor=actor, action="app.grace_policy_changed", entity_type="app", entity_id=app.id,
-                       details={"from": before, "to": {"grace_days": grace_days, "after_grace": after_grace}}, ip=ip)
+    await audit.record(
+        session,
+        actor=actor,
+        action="app.grace_policy_changed",
+        entity_type="app",
+        entity_id=app.id,
+        details={"from": before, "to": {"grace_days": grace_days, "after_grace": after_grace}},
+        ip=ip,
+    )
     return app
 
 
 async def grace_days(session: AsyncSession, subscription: Subscription) -> int:
     """Days of full access after a failed renewal: the plan's app's policy (suite-wide plans get the default)."""
-    days = await session.scalar(select(App.grace_days).join(Plan, Plan.app_id == App.id)
-                                .where(Plan.id == subscription.plan_id))
+    days = await session.scalar(
+        select(App.grace_days).join(Plan, Plan.app_id == App.id).where(Plan.id == subscription.plan_id)
+    )
     return int(days) if days is not None else DEFAULT_GRACE_DAYS
 
 
@@ -67,29 +76,61 @@ async def record_failure(session: AsyncSession, invoice: Invoice, *, now: dateti
     sub = await session.get_one(Subscription, invoice.subscription_id)
     grace_ends_at = now + timedelta(days=await grace_days(session, sub))
     attempts = max(invoice.attempt_count, 1)
-    created = (await session.execute(
-        insert(DunningCase).values(invoice_id=invoice.id, subscription_id=sub.id, customer_id=invoice.customer_id,
-                                   opened_at=now, grace_ends_at=grace_ends_at, attempts=attempts,
-                                   last_failed_at=now, last_error=invoice.last_payment_error)
-        .on_conflict_do_nothing(index_elements=[DunningCase.invoice_id]).returning(DunningCase.id))).scalar()
-    case = (await session.scalars(select(DunningCase).where(DunningCase.invoice_id == invoice.id)
-                                  .with_for_update().execution_options(populate_existing=True))).one()
+    created = (
+        await session.execute(
+            insert(DunningCase)
+            .values(
+                invoice_id=invoice.id,
+                subscription_id=sub.id,
+                customer_id=invoice.customer_id,
+                opened_at=now,
+                grace_ends_at=grace_ends_at,
+                attempts=attempts,
+                last_failed_at=now,
+                last_error=invoice.last_payment_error,
+            )
+            .on_conflict_do_nothing(index_elements=[DunningCase.invoice_id])
+            .returning(DunningCase.id)
+        )
+    ).scalar()
+    case = (
+        await session.scalars(
+            select(DunningCase)
+            .where(DunningCase.invoice_id == invoice.id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).one()
     if created is None and attempts > case.attempts:  # a retry of a known case: count it, keep the grace end
         case.attempts, case.last_failed_at, case.last_error = attempts, now, invoice.last_payment_error
     if case.is_open:
         customer = await session.get_one(Customer, invoice.customer_id)
         plan = await session.get_one(Plan, sub.plan_id)
-        await notices.queue(session, customer, notices.PAYMENT_FAILED, key=f"invoice:{invoice.id}",
-                            data={**_money(invoice), "plan": plan.name, "graceEndsAt": case.grace_ends_at.isoformat()},
-                            app_id=await notices.link_app_id(session, customer, sub))
+        await notices.queue(
+            session,
+            customer,
+            notices.PAYMENT_FAILED,
+            key=f"invoice:{invoice.id}",
+            data={**_money(invoice), "plan": plan.name, "graceEndsAt": case.grace_ends_at.isoformat()},
+            app_id=await notices.link_app_id(session, customer, sub),
+        )
     return case
 
 
-async def close(session: AsyncSession, *, reason: str, invoice_id: int | None = None,
-                subscription_id: int | None = None, now: datetime | None = None) -> int:
+async def close(
+    session: AsyncSession,
+    *,
+    reason: str,
+    invoice_id: int | None = None,
+    subscription_id: int | None = None,
+    now: datetime | None = None,
+) -> int:
     """Close the open case of an invoice (paid, voided) or all of a subscription's (recovered, ended)."""
-    statement = update(DunningCase).where(DunningCase.closed_at.is_(None)).values(
-        closed_at=now or utcnow(), close_reason=reason)
+    statement = (
+        update(DunningCase)
+        .where(DunningCase.closed_at.is_(None))
+        .values(closed_at=now or utcnow(), close_reason=reason)
+    )
     if invoice_id is not None:
         statement = statement.where(DunningCase.invoice_id == invoice_id)
     elif subscription_id is not None:
@@ -100,8 +141,9 @@ async def close(session: AsyncSession, *, reason: str, invoice_id: int | None = 
     return len(result.all())
 
 
-async def extend_grace(session: AsyncSession, case_id: int, *, days: int, actor: str,
-                       customer_id: int | None = None) -> DunningCase:
+async def extend_grace(
+    session: AsyncSession, case_id: int, *, days: int, actor: str, customer_id: int | None = None
+) -> DunningCase:
     """An admin gives more days of full access on an open case (1 to 60 days at a time, counted from the grace end
     or from now if it has passed); audited. With `customer_id`, the case must be that customer's."""
     require(actor, Permission.MANAGE_SUBSCRIPTIONS)
@@ -115,10 +157,20 @@ async def extend_grace(session: AsyncSession, case_id: int, *, days: int, actor:
     before = case.grace_ends_at
     case.grace_ends_at = max(before, utcnow()) + timedelta(days=days)
     webhooks.note_entitlement_change(session, case.customer_id)  # blocked -> grace again
-    await audit.record(session, actor=actor, action="dunning.grace_extended", entity_type="customer",
-                       entity_id=case.customer_id, details={"case_id": case.id, "invoice_id": case.invoice_id,
-                                                            "days": days, "from": before.isoformat(),
-                                                            "to": case.grace_ends_at.isoformat()})
+    await audit.record(
+        session,
+        actor=actor,
+        action="dunning.grace_extended",
+        entity_type="customer",
+        entity_id=case.customer_id,
+        details={
+            "case_id": case.id,
+            "invoice_id": case.invoice_id,
+            "days": days,
+            "from": before.isoformat(),
+            "to": case.grace_ends_at.isoformat(),
+        },
+    )
     return case
 
 
@@ -127,13 +179,19 @@ async def send_due_notices(session: AsyncSession, *, now: datetime | None = None
     subscription is still past due, keyed by case and grace end (an extension can warn again, nothing twice), and
     `trial_ending` before a trial ends."""
     now = now or utcnow()
-    rows = (await session.execute(
-        select(DunningCase, Subscription, Customer)
-        .join(Subscription, Subscription.id == DunningCase.subscription_id)
-        .join(Customer, Customer.id == DunningCase.customer_id)
-        .where(DunningCase.closed_at.is_(None), Subscription.status == "past_due",
-               DunningCase.grace_ends_at <= now + GRACE_ENDING_NOTICE)
-        .order_by(DunningCase.id))).all()
+    rows = (
+        await session.execute(
+            select(DunningCase, Subscription, Customer)
+            .join(Subscription, Subscription.id == DunningCase.subscription_id)
+            .join(Customer, Customer.id == DunningCase.customer_id)
+            .where(
+                DunningCase.closed_at.is_(None),
+                Subscription.status == "past_due",
+                DunningCase.grace_ends_at <= now + GRACE_ENDING_NOTICE,
+            )
+            .order_by(DunningCase.id)
+        )
+    ).all()
     queued = 0
     for case, sub, customer in rows:
         notice = notices.ACCESS_BLOCKED if now >= case.grace_ends_at else notices.GRACE_ENDING
@@ -142,25 +200,41 @@ async def send_due_notices(session: AsyncSession, *, now: datetime | None = None
         invoice = await session.get_one(Invoice, case.invoice_id)
         plan = await session.get_one(Plan, sub.plan_id)
         queued += await notices.queue(
-            session, customer, notice, key=f"case:{case.id}:{case.grace_ends_at.isoformat()}",
+            session,
+            customer,
+            notice,
+            key=f"case:{case.id}:{case.grace_ends_at.isoformat()}",
             data={**_money(invoice), "plan": plan.name, "graceEndsAt": case.grace_ends_at.isoformat()},
-            app_id=await notices.link_app_id(session, customer, sub))
+            app_id=await notices.link_app_id(session, customer, sub),
+        )
     return queued + await _trials_ending(session, now)
 
 
 async def _trials_ending(session: AsyncSession, now: datetime) -> int:
     """`trial_ending` three days before a trial that will be charged ends; keyed by its end date."""
-    rows = (await session.execute(
-        select(Subscription, Customer, Plan)
-        .join(Customer, Customer.id == Subscription.customer_id).join(Plan, Plan.id == Subscription.plan_id)
-        .where(Subscription.status == "trialing", ~Subscription.cancel_at_period_end,
-               Subscription.trial_end > now, Subscription.trial_end <= now + TRIAL_ENDING_NOTICE)
-        .order_by(Subscription.id))).all()
+    rows = (
+        await session.execute(
+            select(Subscription, Customer, Plan)
+            .join(Customer, Customer.id == Subscription.customer_id)
+            .join(Plan, Plan.id == Subscription.plan_id)
+            .where(
+                Subscription.status == "trialing",
+                ~Subscription.cancel_at_period_end,
+                Subscription.trial_end > now,
+                Subscription.trial_end <= now + TRIAL_ENDING_NOTICE,
+            )
+            .order_by(Subscription.id)
+        )
+    ).all()
     queued = 0
     for sub, customer, plan in rows:
         end = sub.trial_end.isoformat() if sub.trial_end is not None else ""
         queued += await notices.queue(
-            session, customer, notices.TRIAL_ENDING, key=f"subscription:{sub.id}:{end}",
+            session,
+            customer,
+            notices.TRIAL_ENDING,
+            key=f"subscription:{sub.id}:{end}",
             data={"plan": plan.name, "trialEnd": end, "amountCents": plan.price_cents, "currency": plan.currency},
-            app_id=await notices.link_app_id(session, customer, sub))
+            app_id=await notices.link_app_id(session, customer, sub),
+        )
     return queued

@@ -30,9 +30,15 @@ async def fresh_link(db: Database, settings: Settings, payload: dict[str, object
         app, customer = await session.get(App, app_id), await session.get(Customer, customer_id)
         if app is None or customer is None or not app.is_active:
             return None
-        created = await billing_sessions.create(session, app=app, customer=customer, locale=customer.locale,
-                                                ttl_seconds=int(LINK_TTL.total_seconds()),
-                                                base_url=settings.base_url, actor=audit.SYSTEM)
+        created = await billing_sessions.create(
+            session,
+            app=app,
+            customer=customer,
+            locale=customer.locale,
+            ttl_seconds=int(LINK_TTL.total_seconds()),
+            base_url=settings.base_url,
+            actor=audit.SYSTEM,
+        )
     return created.url
 
 
@@ -54,12 +60,19 @@ def email_channel(db: Database, settings: Settings) -> Channel:
         payload = message.payload
         link = await fresh_link(db, settings, payload) if payload["notice"] in notices.WITH_BILLING_LINK else None
         email = render(payload, link=link)
-        sent = await smtp.send(server, smtp.build_message(email, sender=settings.mail_from,
-                                                          message_id=message.message_id))
+        sent = await smtp.send(
+            server, smtp.build_message(email, sender=settings.mail_from, message_id=message.message_id)
+        )
         return Outcome(ok=sent.ok, permanent=sent.permanent, status_code=sent.code, error=sent.error)
 
-    return Channel(kind=notices.KIND, send=send, paused_targets=_nothing_paused, on_outcome=_no_health,
-                   retry_base=timedelta(milliseconds=settings.email_retry_base_ms), lease=timedelta(seconds=60))
+    return Channel(
+        kind=notices.KIND,
+        send=send,
+        paused_targets=_nothing_paused,
+        on_outcome=_no_health,
+        retry_base=timedelta(milliseconds=settings.email_retry_base_ms),
+        lease=timedelta(seconds=60),
+    )
 
 
 async def deliver(db: Database, settings: Settings) -> int:

@@ -24,7 +24,7 @@ class Catcher:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         message = message_from_bytes(envelope.content, policy=default)
         to, subject = str(message.get("To", "")), str(message.get("Subject", ""))
-        self.caught = [*self.caught[-(self.keep - 1):], (to, subject)]
+        self.caught = [*self.caught[-(self.keep - 1) :], (to, subject)]
         log.info("caught mail to %s: %s", to, subject)
         return "250 Message accepted"
 

@@ -18,8 +18,15 @@ RECEIPT = "receipt"
 SUBSCRIPTION_CANCELED = "subscription_canceled"
 SUBSCRIPTION_ENDING = "subscription_ending"
 TRIAL_ENDING = "trial_ending"
-NOTICES = (PAYMENT_FAILED, GRACE_ENDING, ACCESS_BLOCKED, RECEIPT, SUBSCRIPTION_CANCELED, SUBSCRIPTION_ENDING,
-           TRIAL_ENDING)
+NOTICES = (
+    PAYMENT_FAILED,
+    GRACE_ENDING,
+    ACCESS_BLOCKED,
+    RECEIPT,
+    SUBSCRIPTION_CANCELED,
+    SUBSCRIPTION_ENDING,
+    TRIAL_ENDING,
+)
 # notices whose button opens a fresh billing link (made when the mail is sent, so it is valid when read)
 WITH_BILLING_LINK = (PAYMENT_FAILED, GRACE_ENDING, ACCESS_BLOCKED, TRIAL_ENDING)
 
@@ -36,16 +43,21 @@ async def link_app_id(session: AsyncSession, customer: Customer, subscription: S
         app_id = await session.scalar(select(Plan.app_id).where(Plan.id == subscription.plan_id))
         if app_id is not None:
             return int(app_id)
-    last = await session.scalar(select(BillingSession.app_id).where(BillingSession.customer_id == customer.id)
-                                .order_by(BillingSession.created_at.desc()).limit(1))
+    last = await session.scalar(
+        select(BillingSession.app_id)
+        .where(BillingSession.customer_id == customer.id)
+        .order_by(BillingSession.created_at.desc())
+        .limit(1)
+    )
     if last is not None:
         return int(last)
     first = await session.scalar(select(App.id).where(App.is_active).order_by(App.id).limit(1))
     return int(first) if first is not None else None
 
 
-async def queue(session: AsyncSession, customer: Customer, notice: str, *, key: str, data: dict[str, Any],
-                app_id: int | None = None) -> bool:
+async def queue(
+    session: AsyncSession, customer: Customer, notice: str, *, key: str, data: dict[str, Any], app_id: int | None = None
+) -> bool:
     """Queue `notice` about object `key` for the customer; False when it was queued before (never twice) or the
     customer has no email address."""
     if notice not in NOTICES:
@@ -54,7 +66,22 @@ async def queue(session: AsyncSession, customer: Customer, notice: str, *, key: 
         return False
     ordering_key = f"customer:{customer.id}"
     position = await outbox.next_number(session, f"{KIND}:{ordering_key}")
-    payload = {"notice": notice, "to": customer.email, "name": customer.name, "locale": customer.locale,
-               "customerId": customer.id, "appId": app_id, "data": data}
-    return await outbox.add(session, kind=KIND, target=target_of(customer.id), dedupe_key=f"{notice}:{key}",
-                            event_type=notice, ordering_key=ordering_key, position=position, payload=payload)
+    payload = {
+        "notice": notice,
+        "to": customer.email,
+        "name": customer.name,
+        "locale": customer.locale,
+        "customerId": customer.id,
+        "appId": app_id,
+        "data": data,
+    }
+    return await outbox.add(
+        session,
+        kind=KIND,
+        target=target_of(customer.id),
+        dedupe_key=f"{notice}:{key}",
+        event_type=notice,
+        ordering_key=ordering_key,
+        position=position,
+        payload=payload,
+    )

@@ -21,9 +21,12 @@ BABEL_LOCALES = {"en": "en_US", "th": "th_TH"}
 # we do not know the user's zone; Thai readers are almost all in Bangkok, others get UTC
 ZONES = {"th": ZoneInfo("Asia/Bangkok")}
 
-_env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"),
-                   autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
-                   undefined=StrictUndefined, keep_trailing_newline=True)
+_env = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+)
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,9 @@ def render(payload: dict[str, Any], *, link: str | None = None) -> Email:
     language = language_of(payload.get("locale"))
     words = CATALOGUES[language]
     values = {
-        "name": payload.get("name") or "", "brand": BRAND, "plan": data.get("plan") or "",
+        "name": payload.get("name") or "",
+        "brand": BRAND,
+        "plan": data.get("plan") or "",
         "amount": money(data["amountCents"], data["currency"], language) if "amountCents" in data else "",
         "grace_end": day(data.get("graceEndsAt"), language),
         "date": day(data.get("endedAt") or data.get("endsAt") or data.get("trialEnd") or data.get("paidAt"), language),
@@ -79,11 +84,21 @@ def render(payload: dict[str, Any], *, link: str | None = None) -> Email:
             details.append((t("reference"), str(data["reference"])))
     subject = t(f"{notice}.subject")
     context: dict[str, Any] = {
-        "language": language, "brand": BRAND, "subject": subject,
+        "language": language,
+        "brand": BRAND,
+        "subject": subject,
         "greeting": t("greeting") if values["name"] else t("greeting_anonymous"),
-        "lead": t(f"{notice}.lead"), "body": t(f"{notice}.body"), "details": details,
+        "lead": t(f"{notice}.lead"),
+        "body": t(f"{notice}.body"),
+        "details": details,
         "button": t(f"{notice}.button") if link and notice in notices.WITH_BILLING_LINK else None,
-        "link": link, "footer": t("footer"),
+        "link": link,
+        "footer": t("footer"),
     }
-    return Email(to=payload["to"], subject=subject, html=_env.get_template("email.html").render(context),
-                 text=_env.get_template("email.txt").render(context), language=language)
+    return Email(
+        to=payload["to"],
+        subject=subject,
+        html=_env.get_template("email.html").render(context),
+        text=_env.get_template("email.txt").render(context),
+        language=language,
+    )

@@ -47,9 +47,13 @@ def parse_smtp_url(url: str) -> SmtpServer:
         port = parts.port or DEFAULT_PORTS[parts.scheme]
     except ValueError:
         raise ConfigError("SMTP_URL has an invalid port") from None
-    return SmtpServer(host=parts.hostname, port=port, implicit_tls=parts.scheme == "smtps",
-                      username=unquote(parts.username) if parts.username else None,
-                      password=unquote(parts.password) if parts.password else None)
+    return SmtpServer(
+        host=parts.hostname,
+        port=port,
+        implicit_tls=parts.scheme == "smtps",
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password else None,
+    )
 
 
 def build_message(email: Email, *, sender: str, message_id: str) -> EmailMessage:
@@ -93,11 +97,19 @@ async def send(server: SmtpServer, message: EmailMessage, *, timeout: float = 20
     except smtplib.SMTPRecipientsRefused as exc:
         codes = [code for code, _ in exc.recipients.values()]
         code = codes[0] if codes else None
-        return Sent(ok=False, permanent=code is not None and code >= 500, code=code,
-                    error=f"The mail server refused the address ({code}).")
+        return Sent(
+            ok=False,
+            permanent=code is not None and code >= 500,
+            code=code,
+            error=f"The mail server refused the address ({code}).",
+        )
     except smtplib.SMTPResponseException as exc:
-        return Sent(ok=False, permanent=exc.smtp_code >= 500, code=exc.smtp_code,
-                    error=f"The mail server answered {exc.smtp_code}.")
+        return Sent(
+            ok=False,
+            permanent=exc.smtp_code >= 500,
+            code=exc.smtp_code,
+            error=f"The mail server answered {exc.smtp_code}.",
+        )
     except smtplib.SMTPNotSupportedError as exc:
         return Sent(ok=False, error=f"Mail server: {exc}")
     except (OSError, smtplib.SMTPException) as exc:

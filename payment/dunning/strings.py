@@ -9,7 +9,7 @@ EN: dict[str, str] = {
     "greeting": "Hello {name},",
     "greeting_anonymous": "Hello,",
     "footer": "You receive this email because you have a subscription with {brand}. "
-              "It is about your billing and cannot be unsubscribed from.",
+    "It is about your billing and cannot be unsubscribed from.",
     "plan": "Plan",
     "amount": "Amount",
     "date": "Date",
@@ -17,7 +17,7 @@ EN: dict[str, str] = {
     "payment_failed.subject": "Your payment for {plan} did not go through",
     "payment_failed.lead": "We could not charge your card {amount} for {plan}.",
     "payment_failed.body": "You keep full access until {grace_end}. Update your card and we will retry the "
-                           "payment automatically.",
+    "payment automatically.",
     "payment_failed.button": "Update your card",
     "grace_ending.subject": "Your access to {plan} ends on {grace_end}",
     "grace_ending.lead": "Your payment of {amount} for {plan} is still unpaid.",
@@ -39,23 +39,21 @@ EN: dict[str, str] = {
     "trial_ending.subject": "Your {plan} trial ends on {date}",
     "trial_ending.lead": "Your free trial of {plan} ends on {date}.",
     "trial_ending.body": "Then {amount} is charged to your card on file. To change your card or cancel, open your "
-                         "billing page.",
+    "billing page.",
     "trial_ending.button": "Manage billing",
 }
 
 TH: dict[str, str] = {
     "greeting": "สวัสดีคุณ {name}",
     "greeting_anonymous": "สวัสดี",
-    "footer": "คุณได้รับอีเมลนี้เนื่องจากคุณมีการสมัครสมาชิกกับ {brand} "
-              "อีเมลนี้เกี่ยวกับการชำระเงินของคุณ จึงไม่สามารถยกเลิกการรับได้",
+    "footer": "คุณได้รับอีเมลนี้เนื่องจากคุณมีการสมัครสมาชิกกับ {brand} อีเมลนี้เกี่ยวกับการชำระเงินของคุณ จึงไม่สามารถยกเลิกการรับได้",
     "plan": "แพ็กเกจ",
     "amount": "จำนวนเงิน",
     "date": "วันที่",
     "reference": "เลขที่อ้างอิง",
     "payment_failed.subject": "การชำระเงินสำหรับ {plan} ไม่สำเร็จ",
     "payment_failed.lead": "เราไม่สามารถตัดเงิน {amount} จากบัตรของคุณสำหรับ {plan} ได้",
-    "payment_failed.body": "คุณยังใช้งานได้เต็มรูปแบบจนถึง {grace_end} "
-                           "โปรดอัปเดตบัตรของคุณ แล้วเราจะลองชำระเงินอีกครั้งโดยอัตโนมัติ",
+    "payment_failed.body": "คุณยังใช้งานได้เต็มรูปแบบจนถึง {grace_end} โปรดอัปเดตบัตรของคุณ แล้วเราจะลองชำระเงินอีกครั้งโดยอัตโนมัติ",
     "payment_failed.button": "อัปเดตบัตรของคุณ",
     "grace_ending.subject": "สิทธิ์การใช้งาน {plan} ของคุณจะสิ้นสุดในวันที่ {grace_end}",
     "grace_ending.lead": "ยอดชำระ {amount} สำหรับ {plan} ยังไม่ได้รับการชำระ",
@@ -77,7 +75,7 @@ TH: dict[str, str] = {
     "trial_ending.subject": "ช่วงทดลองใช้ {plan} ของคุณจะสิ้นสุดในวันที่ {date}",
     "trial_ending.lead": "ช่วงทดลองใช้ฟรี {plan} ของคุณจะสิ้นสุดในวันที่ {date}",
     "trial_ending.body": "หลังจากนั้นจะเรียกเก็บเงิน {amount} จากบัตรที่บันทึกไว้ "
-                         "หากต้องการเปลี่ยนบัตรหรือยกเลิก โปรดเปิดหน้าการชำระเงินของคุณ",
+    "หากต้องการเปลี่ยนบัตรหรือยกเลิก โปรดเปิดหน้าการชำระเงินของคุณ",
     "trial_ending.button": "จัดการการชำระเงิน",
 }
 

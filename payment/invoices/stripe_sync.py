@@ -38,21 +38,23 @@ def status_with_refunds(status: str, amount_cents: int, amount_refunded_cents: i
     return status
 
 
-async def upsert_from_stripe(session: AsyncSession, gateway: StripeGateway, inv: JSON, *, actor: str,
-                             event_at: datetime | None = None) -> tuple[Invoice, Changes]:
+async def upsert_from_stripe(
+    session: AsyncSession, gateway: StripeGateway, inv: JSON, *, actor: str, event_at: datetime | None = None
+) -> tuple[Invoice, Changes]:
     """Make our invoice equal to Stripe's (amount, currency, period paid for, status, attempts, the charge and
     payment intent behind it, the decline message of a failed payment), creating it the first time; a refunded
     invoice stays refunded."""
     state = reader.invoice(inv)
     row: Invoice | None = await session.scalar(
-        select(Invoice).where(Invoice.stripe_invoice_id == state.id).with_for_update())
+        select(Invoice).where(Invoice.stripe_invoice_id == state.id).with_for_update()
+    )
     subscription: Subscription | None = None
     if state.subscription_id:
         subscription = await session.scalar(
-            select(Subscription).where(Subscription.stripe_subscription_id == state.subscription_id))
+            select(Subscription).where(Subscription.stripe_subscription_id == state.subscription_id)
+        )
     if state.currency not in CURRENCIES:
-        raise SyncError(f"Stripe invoice {state.id} is in {state.currency or 'no currency'}, "
-                        "which we do not bill in.")
+        raise SyncError(f"Stripe invoice {state.id} is in {state.currency or 'no currency'}, which we do not bill in.")
     amount = state.amount_paid if state.status == "paid" else state.amount_due
     changes = Changes()
     if row is None:
@@ -60,9 +62,17 @@ async def upsert_from_stripe(session: AsyncSession, gateway: StripeGateway, inv:
         customer_id = customer.id if customer else subscription.customer_id if subscription else None
         if customer_id is None:
             raise SyncError(f"No customer of ours matches Stripe invoice {state.id}.")
-        row = Invoice(customer_id=customer_id, source="stripe", stripe_invoice_id=state.id, amount_cents=amount,
-                      currency=state.currency, status=state.status, payment_method="card",
-                      amount_refunded_cents=0, attempt_count=0)
+        row = Invoice(
+            customer_id=customer_id,
+            source="stripe",
+            stripe_invoice_id=state.id,
+            amount_cents=amount,
+            currency=state.currency,
+            status=state.status,
+            payment_method="card",
+            amount_refunded_cents=0,
+            attempt_count=0,
+        )
         session.add(row)
         changes.values["created"] = True
     ids = reader.payment_ids(inv, await _payments(gateway, inv))
@@ -91,8 +101,9 @@ async def upsert_from_stripe(session: AsyncSession, gateway: StripeGateway, inv:
     return row, changes
 
 
-async def apply_current(session: AsyncSession, gateway: StripeGateway, invoice_id: str, *, actor: str,
-                        event_at: datetime | None = None) -> tuple[Invoice, Changes]:
+async def apply_current(
+    session: AsyncSession, gateway: StripeGateway, invoice_id: str, *, actor: str, event_at: datetime | None = None
+) -> tuple[Invoice, Changes]:
     """Re-read a Stripe invoice and map it, its subscription first (a renewal's period and a failed payment's
     past_due live there, and the invoice links to our subscription row)."""
     current = await gateway.retrieve_invoice(invoice_id)
@@ -103,8 +114,14 @@ async def apply_current(session: AsyncSession, gateway: StripeGateway, invoice_i
     return await upsert_from_stripe(session, gateway, current, actor=actor, event_at=event_at)
 
 
-async def paid_by(session: AsyncSession, gateway: StripeGateway, charge: reader.ChargeState, *, actor: str,
-                  event_at: datetime | None = None) -> Invoice | None:
+async def paid_by(
+    session: AsyncSession,
+    gateway: StripeGateway,
+    charge: reader.ChargeState,
+    *,
+    actor: str,
+    event_at: datetime | None = None,
+) -> Invoice | None:
     """Our invoice paid by this charge, locked: by its charge or payment intent id, else found on Stripe (through
     the payment intent's invoice payment, or the charge's invoice before basil) and recorded first, since a refund
     can arrive before invoice.paid. None when no invoice paid it (a one-off charge, not ours to book)."""
@@ -117,7 +134,8 @@ async def paid_by(session: AsyncSession, gateway: StripeGateway, charge: reader.
     invoice_id = charge.invoice_id
     if invoice_id is None and charge.payment_intent_id:
         listing = await gateway.list_invoice_payments(
-            {"payment": {"type": "payment_intent", "payment_intent": charge.payment_intent_id}, "limit": 1})
+            {"payment": {"type": "payment_intent", "payment_intent": charge.payment_intent_id}, "limit": 1}
+        )
         payments = reader.list_data(listing)
         invoice_id = reader.invoice_payment_invoice_id(payments[0]) if payments else None
     if invoice_id is None:

@@ -93,21 +93,30 @@ async def record_failure(services: Services, event_row_id: int, exc: Exception, 
             row.last_error = message
             row.status = "failed" if final else "pending"
             if final:
-                await audit.record(session, actor=audit.SYSTEM, action="stripe_event.failed",
-                                   entity_type="stripe_event", entity_id=row.id,
-                                   details={"stripe_event_id": row.stripe_event_id, "type": row.type,
-                                            "error": message, "attempts": row.attempts})
+                await audit.record(
+                    session,
+                    actor=audit.SYSTEM,
+                    action="stripe_event.failed",
+                    entity_type="stripe_event",
+                    entity_id=row.id,
+                    details={
+                        "stripe_event_id": row.stripe_event_id,
+                        "type": row.type,
+                        "error": message,
+                        "attempts": row.attempts,
+                    },
+                )
     except Exception as second:  # the database itself is down: the job retry and the sweep will come back
-        log.warning("could not record the failure of stripe event row %s (%s)", event_row_id,
-                    type(second).__name__)
+        log.warning("could not record the failure of stripe event row %s (%s)", event_row_id, type(second).__name__)
 
 
 async def enqueue_event(services: Services, event_id: int) -> bool:
     """Defer the job that applies stored event row `event_id` (after its transaction committed). False when the
     queue is unreachable: the sweep enqueues it later."""
     try:
-        await asyncio.wait_for(services.jobs.configure_task(APPLY_TASK).defer_async(event_row_id=event_id),
-                               DEFER_TIMEOUT_SECONDS)
+        await asyncio.wait_for(
+            services.jobs.configure_task(APPLY_TASK).defer_async(event_row_id=event_id), DEFER_TIMEOUT_SECONDS
+        )
     except Exception as exc:
         log.warning("could not enqueue stripe event row %s (%s); the sweep will", event_id, type(exc).__name__)
         return False
@@ -142,8 +151,7 @@ async def catch_up(services: Services, *, now: datetime | None = None) -> int:
     async with services.db.session() as session:
         newest = await session.scalar(select(func.max(StripeEvent.stripe_created_at)))
     since = newest - CATCH_UP_OVERLAP if newest else (now or utcnow()) - CATCH_UP_FIRST_WINDOW
-    params: dict[str, Any] = {"created": {"gte": int(since.timestamp())}, "types": list(HANDLED_TYPES),
-                              "limit": 100}
+    params: dict[str, Any] = {"created": {"gte": int(since.timestamp())}, "types": list(HANDLED_TYPES), "limit": 100}
     found = 0
     for _ in range(CATCH_UP_MAX_PAGES):
         page = await services.stripe.list_events(params)

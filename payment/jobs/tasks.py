@@ -137,8 +137,9 @@ def make_blueprint() -> procrastinate.Blueprint:
     blueprint would break the second app of a process (web + in-process worker under `payment dev`, tests)."""
     blueprint = procrastinate.Blueprint()
     blueprint.task(name=APPLY_EVENT, pass_context=True, retry=EVENT_RETRY)(apply_stripe_event)
-    blueprint.task(name="issue_documents_now", pass_context=True, retry=PERIODIC_RETRY,
-                   lock="issue_documents_now")(issue_documents_now)
+    blueprint.task(name="issue_documents_now", pass_context=True, retry=PERIODIC_RETRY, lock="issue_documents_now")(
+        issue_documents_now
+    )
     for name, cron, body in PERIODIC:
         task = blueprint.task(name=name, pass_context=True, retry=PERIODIC_RETRY, lock=SERIAL_LOCKS.get(name))(body)
         blueprint.periodic(cron=cron)(task)

@@ -11,14 +11,30 @@ from payment.models.base import CURRENCIES, Base, Timestamps, in_list
 from payment.models.catalog import Plan
 
 SUBSCRIPTION_STATUSES = (
-    "incomplete", "incomplete_expired", "trialing", "active", "past_due", "canceled", "unpaid", "paused", "expired",
+    "incomplete",
+    "incomplete_expired",
+    "trialing",
+    "active",
+    "past_due",
+    "canceled",
+    "unpaid",
+    "paused",
+    "expired",
 )
 LIVE_STATUSES = ("trialing", "active", "past_due")
 SUBSCRIPTION_SOURCES = ("stripe", "manual", "grant")
 ADJUSTMENT_KINDS = ("extend", "grant", "cancel", "resume", "cancel_now", "manual_payment", "replace", "expire")
 INVOICE_SOURCES = ("stripe", "manual")
-INVOICE_STATUSES = ("draft", "open", "paid", "payment_failed", "partially_refunded", "refunded", "void",
-                    "uncollectible")
+INVOICE_STATUSES = (
+    "draft",
+    "open",
+    "paid",
+    "payment_failed",
+    "partially_refunded",
+    "refunded",
+    "void",
+    "uncollectible",
+)
 PAYMENT_METHODS = ("card", "bank_transfer", "wire", "cash", "other")
 REFUND_STATUSES = ("pending", "succeeded", "failed", "canceled")
 CANCEL_OUTCOMES = ("succeeded", "failed", "retried")
@@ -50,20 +66,29 @@ class Subscription(Timestamps, Base):
         CheckConstraint(in_list("status", SUBSCRIPTION_STATUSES), name="status"),
         CheckConstraint(in_list("source", SUBSCRIPTION_SOURCES), name="source"),
         CheckConstraint("(source = 'stripe') = (stripe_subscription_id IS NOT NULL)", name="stripe_id_for_stripe"),
-        CheckConstraint("current_period_end IS NULL OR current_period_start IS NULL "
-                        "OR current_period_end >= current_period_start", name="period_order"),
+        CheckConstraint(
+            "current_period_end IS NULL OR current_period_start IS NULL OR current_period_end >= current_period_start",
+            name="period_order",
+        ),
         # keyset pagination of the admin list, newest first, with and without filters
         Index("ix_subscriptions_status_id", "status", text("id DESC")),
         Index("ix_subscriptions_plan_id_id", "plan_id", text("id DESC")),
         Index("ix_subscriptions_source_id", "source", text("id DESC")),
         Index("ix_subscriptions_customer_id", "customer_id", "status"),
         # periodic expiry of manual and granted subscriptions
-        Index("ix_subscriptions_expiry", "current_period_end",
-              postgresql_where=text("source <> 'stripe' AND status IN ('active', 'trialing')")),
+        Index(
+            "ix_subscriptions_expiry",
+            "current_period_end",
+            postgresql_where=text("source <> 'stripe' AND status IN ('active', 'trialing')"),
+        ),
         Index("ix_subscriptions_ended_at", "ended_at", postgresql_where=text("ended_at IS NOT NULL")),
         # dashboard churn: recent endings without visiting the table (migration 0002e)
-        Index("ix_subscriptions_dashboard_ended", "ended_at", postgresql_include=["created_at", "trial_end", "status"],
-              postgresql_where=text("ended_at IS NOT NULL")),
+        Index(
+            "ix_subscriptions_dashboard_ended",
+            "ended_at",
+            postgresql_include=["created_at", "trial_end", "status"],
+            postgresql_where=text("ended_at IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
@@ -132,15 +157,22 @@ class Invoice(Timestamps, Base):
         CheckConstraint(in_list("source", INVOICE_SOURCES), name="source"),
         CheckConstraint(in_list("status", INVOICE_STATUSES), name="status"),
         CheckConstraint(in_list("currency", CURRENCIES), name="currency"),
-        CheckConstraint("payment_method IS NULL OR " + in_list("payment_method", PAYMENT_METHODS),
-                        name="payment_method"),
+        CheckConstraint(
+            "payment_method IS NULL OR " + in_list("payment_method", PAYMENT_METHODS), name="payment_method"
+        ),
         CheckConstraint("amount_cents >= 0", name="amount_not_negative"),
         CheckConstraint("amount_refunded_cents BETWEEN 0 AND amount_cents", name="refunded_within_amount"),
         CheckConstraint("(source = 'stripe') = (stripe_invoice_id IS NOT NULL)", name="stripe_id_for_stripe"),
-        CheckConstraint("source = 'stripe' OR (reference_number IS NOT NULL AND payment_method IS NOT NULL)",
-                        name="manual_reference"),
-        Index("uq_invoices_manual_reference", func.lower(text("reference_number")), unique=True,
-              postgresql_where=text("source = 'manual'")),
+        CheckConstraint(
+            "source = 'stripe' OR (reference_number IS NOT NULL AND payment_method IS NOT NULL)",
+            name="manual_reference",
+        ),
+        Index(
+            "uq_invoices_manual_reference",
+            func.lower(text("reference_number")),
+            unique=True,
+            postgresql_where=text("source = 'manual'"),
+        ),
         Index("ix_invoices_customer_id", "customer_id", text("id DESC")),
         Index("ix_invoices_status_id", "status", text("id DESC")),
         Index("ix_invoices_paid_at", "paid_at", "currency", postgresql_where=text("paid_at IS NOT NULL")),
@@ -148,8 +180,7 @@ class Invoice(Timestamps, Base):
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="RESTRICT"))
-    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id", ondelete="SET NULL"),
-                                                        index=True)
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id", ondelete="SET NULL"), index=True)
     source: Mapped[str] = mapped_column(String(16))
     stripe_invoice_id: Mapped[str | None] = mapped_column(String(255), unique=True)
     stripe_charge_id: Mapped[str | None] = mapped_column(String(255), index=True)
@@ -185,13 +216,18 @@ class Refund(Timestamps, Base):
         CheckConstraint("amount_cents > 0", name="amount_positive"),
         CheckConstraint(in_list("currency", CURRENCIES), name="currency"),
         CheckConstraint(in_list("status", REFUND_STATUSES), name="status"),
-        CheckConstraint("cancel_outcome IS NULL OR " + in_list("cancel_outcome", CANCEL_OUTCOMES),
-                        name="cancel_outcome"),
+        CheckConstraint(
+            "cancel_outcome IS NULL OR " + in_list("cancel_outcome", CANCEL_OUTCOMES), name="cancel_outcome"
+        ),
         Index("ix_refunds_invoice_id", "invoice_id", "status"),
         Index("ix_refunds_status_id", "status", text("id DESC")),
         # dashboard revenue: today's succeeded refunds (migration 0002e)
-        Index("ix_refunds_dashboard_succeeded", "succeeded_at", postgresql_include=["currency", "amount_cents"],
-              postgresql_where=text("status = 'succeeded'")),
+        Index(
+            "ix_refunds_dashboard_succeeded",
+            "succeeded_at",
+            postgresql_include=["currency", "amount_cents"],
+            postgresql_where=text("status = 'succeeded'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)

@@ -24,8 +24,9 @@ class Plan(Timestamps, Base):
             "(price_cents = 0 AND stripe_price_id IS NULL) OR (price_cents > 0 AND stripe_price_id IS NOT NULL)",
             name="stripe_price_for_paid_only",
         ),
-        CheckConstraint("stripe_price_id IS NULL OR stripe_price_id ~ '^price_[A-Za-z0-9_]+$'",
-                        name="stripe_price_id_format"),
+        CheckConstraint(
+            "stripe_price_id IS NULL OR stripe_price_id ~ '^price_[A-Za-z0-9_]+$'", name="stripe_price_id_format"
+        ),
         CheckConstraint("jsonb_typeof(features) = 'array'", name="features_array"),
         Index("ix_plans_listing", "active", "sort_order", "id"),
     )

@@ -32,8 +32,12 @@ class SellerProfile(Timestamps, Base):
         CheckConstraint("char_length(btrim(address)) BETWEEN 1 AND 2000", name="address_length"),
         CheckConstraint("logo IS NULL OR octet_length(logo) <= 524288", name="logo_size"),
         # at most one suite-wide profile
-        Index("uq_seller_profiles_suite_wide", text("(app_id IS NULL)"), unique=True,
-              postgresql_where=text("app_id IS NULL")),
+        Index(
+            "uq_seller_profiles_suite_wide",
+            text("(app_id IS NULL)"),
+            unique=True,
+            postgresql_where=text("app_id IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
@@ -103,10 +107,13 @@ class Document(Base):
         CheckConstraint(in_list("series", SERIES), name="series"),
         CheckConstraint(in_list("currency", CURRENCIES), name="currency"),
         CheckConstraint("(kind = 'credit_note') = (refund_id IS NOT NULL)", name="refund_for_credit_note"),
-        CheckConstraint("(kind = 'credit_note') = (original_document_id IS NOT NULL)",
-                        name="credit_note_references_invoice"),
-        CheckConstraint("total_cents >= 0 AND net_cents >= 0 AND vat_cents >= 0 "
-                        "AND net_cents + vat_cents = total_cents", name="amounts_add_up"),
+        CheckConstraint(
+            "(kind = 'credit_note') = (original_document_id IS NOT NULL)", name="credit_note_references_invoice"
+        ),
+        CheckConstraint(
+            "total_cents >= 0 AND net_cents >= 0 AND vat_cents >= 0 AND net_cents + vat_cents = total_cents",
+            name="amounts_add_up",
+        ),
         CheckConstraint("(pdf IS NULL) = (sha256 IS NULL)", name="pdf_with_hash"),
         Index("uq_documents_seller_number", "seller_id", "number", unique=True),
         Index("ix_documents_invoice_id", "invoice_id", "kind"),

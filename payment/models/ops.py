@@ -23,8 +23,9 @@ class BillingSession(Base):
     __tablename__ = "billing_sessions"
     __table_args__ = (Index("ix_billing_sessions_expires_at", "expires_at"),)
 
-    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, server_default=text("gen_random_uuid()"),
-                                          default=uuid.uuid4)
+    id: Mapped[uuid.UUID] = mapped_column(
+        primary_key=True, server_default=text("gen_random_uuid()"), default=uuid.uuid4
+    )
     token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)

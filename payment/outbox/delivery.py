@@ -69,21 +69,30 @@ def retry_delay(attempts: int, base: timedelta) -> timedelta:
     return min(base * (1 << min(max(attempts - 1, 0), 30)), MAX_DELAY)
 
 
-async def claim(session: AsyncSession, channel: Channel, *, now: datetime, limit: int = CLAIM_BATCH
-                ) -> list[Claimed]:
+async def claim(session: AsyncSession, channel: Channel, *, now: datetime, limit: int = CLAIM_BATCH) -> list[Claimed]:
     """Take the due heads of queues (skipping ones another worker holds) and lease them for one attempt."""
     earlier = aliased(OutboxMessage)
-    blocked = exists().where(earlier.kind == OutboxMessage.kind, earlier.target == OutboxMessage.target,
-                             earlier.ordering_key == OutboxMessage.ordering_key,
-                             earlier.position < OutboxMessage.position,
-                             earlier.status.in_(("pending", "sending")))
-    query = (select(OutboxMessage)
-             .where(OutboxMessage.kind == channel.kind,
-                    or_(and_(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now),
-                        and_(OutboxMessage.status == "sending", OutboxMessage.lease_until < now)),
-                    ~blocked)
-             .order_by(OutboxMessage.next_attempt_at).limit(limit)
-             .with_for_update(skip_locked=True))
+    blocked = exists().where(
+        earlier.kind == OutboxMessage.kind,
+        earlier.target == OutboxMessage.target,
+        earlier.ordering_key == OutboxMessage.ordering_key,
+        earlier.position < OutboxMessage.position,
+        earlier.status.in_(("pending", "sending")),
+    )
+    query = (
+        select(OutboxMessage)
+        .where(
+            OutboxMessage.kind == channel.kind,
+            or_(
+                and_(OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= now),
+                and_(OutboxMessage.status == "sending", OutboxMessage.lease_until < now),
+            ),
+            ~blocked,
+        )
+        .order_by(OutboxMessage.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
     paused = await channel.paused_targets(session)
     if paused:
         query = query.where(OutboxMessage.target.not_in(paused))
@@ -97,15 +106,23 @@ async def claim(session: AsyncSession, channel: Channel, *, now: datetime, limit
         seen.add(queue)
         row.status, row.lease_until, row.last_attempt_at = "sending", now + channel.lease, now
         row.attempts += 1
-        claimed.append(Claimed(id=row.id, kind=row.kind, target=row.target, message_id=row.message_id,
-                               event_type=row.event_type, payload=row.payload, attempts=row.attempts,
-                               created_at=row.created_at))
+        claimed.append(
+            Claimed(
+                id=row.id,
+                kind=row.kind,
+                target=row.target,
+                message_id=row.message_id,
+                event_type=row.event_type,
+                payload=row.payload,
+                attempts=row.attempts,
+                created_at=row.created_at,
+            )
+        )
     await session.flush()
     return claimed
 
 
-async def record(session: AsyncSession, channel: Channel, message: Claimed, outcome: Outcome, *,
-                 now: datetime) -> None:
+async def record(session: AsyncSession, channel: Channel, message: Claimed, outcome: Outcome, *, now: datetime) -> None:
     """Note an attempt's outcome, unless the message was claimed again meanwhile (its lease ran out)."""
     row = await session.get(OutboxMessage, message.id, with_for_update=True)
     if row is None or row.status != "sending" or row.attempts != message.attempts:
@@ -131,8 +148,9 @@ async def _send(channel: Channel, message: Claimed) -> Outcome:
         return Outcome(ok=False, error=f"Unexpected error ({type(exc).__name__}).")
 
 
-async def deliver_due(db: Database, channel: Channel, *, budget_seconds: float = 50.0,
-                      clock: Callable[[], datetime] = utcnow) -> int:
+async def deliver_due(
+    db: Database, channel: Channel, *, budget_seconds: float = 50.0, clock: Callable[[], datetime] = utcnow
+) -> int:
     """Send what is due, queue heads in parallel, until nothing is due or the time budget is spent; returns how
     many attempts were made. Safe to run in several workers at once."""
     started, attempts = time.monotonic(), 0

@@ -28,8 +28,7 @@ MAX_AMOUNT_CENTS = 10**12
 def format_money(amount_cents: int, currency: str) -> str:
     """29900, "thb" -> "THB 299.00" (Babel, exact)."""
     amount = Decimal(amount_cents).scaleb(-MINOR_UNITS.get(currency.lower(), 2))
-    return str(format_currency(amount, currency.upper(), locale="en_US", format="¤¤ #,##0.00",
-                               currency_digits=False))
+    return str(format_currency(amount, currency.upper(), locale="en_US", format="¤¤ #,##0.00", currency_digits=False))
 
 
 def parse_amount(text: str, currency: str) -> int:
@@ -46,8 +45,9 @@ def parse_amount(text: str, currency: str) -> int:
         raise ValidationError("Enter the amount as a number, e.g. 299.00.", field="amount")
     minor = value.scaleb(MINOR_UNITS[currency])
     if minor != minor.to_integral_value():
-        raise ValidationError(f"{currency.upper()} amounts have at most {MINOR_UNITS[currency]} decimals.",
-                              field="amount")
+        raise ValidationError(
+            f"{currency.upper()} amounts have at most {MINOR_UNITS[currency]} decimals.", field="amount"
+        )
     cents = int(minor)
     if cents <= 0:
         raise ValidationError("The amount must be more than zero.", field="amount")
@@ -74,8 +74,7 @@ class ManualPayment:
         if self.amount_cents <= 0 or self.amount_cents > MAX_AMOUNT_CENTS:
             raise ValidationError("The amount must be more than zero.", field="amount")
         if self.payment_method not in MANUAL_METHODS:
-            raise ValidationError("Payment method must be bank transfer, wire, cash or other.",
-                                  field="payment_method")
+            raise ValidationError("Payment method must be bank transfer, wire, cash or other.", field="payment_method")
         reference = self.reference_number.strip()
         if not reference:
             raise ValidationError("The reference number is required.", field="reference_number")
@@ -85,25 +84,37 @@ class ManualPayment:
         paid_on = self.paid_on or today
         if paid_on > today:
             raise ValidationError("The paid date cannot be in the future.", field="paid_on")
-        return ManualPayment(amount_cents=self.amount_cents, currency=currency, payment_method=self.payment_method,
-                             reference_number=reference, plan_id=self.plan_id, months=self.months, days=self.days,
-                             paid_on=paid_on)
+        return ManualPayment(
+            amount_cents=self.amount_cents,
+            currency=currency,
+            payment_method=self.payment_method,
+            reference_number=reference,
+            plan_id=self.plan_id,
+            months=self.months,
+            days=self.days,
+            paid_on=paid_on,
+        )
 
 
 async def reference_taken(session: AsyncSession, reference_number: str) -> bool:
     """Whether a manual invoice already carries this reference number (case-insensitive)."""
-    found = await session.execute(select(Invoice.id).where(
-        Invoice.source == "manual", func.lower(Invoice.reference_number) == reference_number.strip().lower()))
+    found = await session.execute(
+        select(Invoice.id).where(
+            Invoice.source == "manual", func.lower(Invoice.reference_number) == reference_number.strip().lower()
+        )
+    )
     return found.first() is not None
 
 
 def _duplicate(reference: str) -> Conflict:
-    return Conflict(f"A manual payment with reference number “{reference}” is already recorded.",
-                    field="reference_number", code="duplicate_reference")
+    return Conflict(
+        f"A manual payment with reference number “{reference}” is already recorded.",
+        field="reference_number",
+        code="duplicate_reference",
+    )
 
 
-async def _checked(session: AsyncSession, customer_id: int, payment: ManualPayment
-                   ) -> tuple[Plan, Subscription | None]:
+async def _checked(session: AsyncSession, customer_id: int, payment: ManualPayment) -> tuple[Plan, Subscription | None]:
     """The plan paid for and the live manual subscription this payment extends (None: a new one), or the error
     that refuses the payment."""
     plan = await session.get(Plan, payment.plan_id)
@@ -111,20 +122,29 @@ async def _checked(session: AsyncSession, customer_id: int, payment: ManualPayme
         raise NotFound("This plan does not exist.", field="plan_id")
     if payment.currency != plan.currency:
         # a subscription's paid amounts are added up and counted in MRR in one currency: the plan's
-        raise ValidationError(f"{plan.name} is sold in {plan.currency.upper()}; record the payment in "
-                              f"{plan.currency.upper()} (convert it first if the customer paid in another "
-                              "currency).", field="currency")
+        raise ValidationError(
+            f"{plan.name} is sold in {plan.currency.upper()}; record the payment in "
+            f"{plan.currency.upper()} (convert it first if the customer paid in another "
+            "currency).",
+            field="currency",
+        )
     if await reference_taken(session, payment.reference_number):
         raise _duplicate(payment.reference_number)
     conflicts = await subscriptions.live_in_scope(session, customer_id, plan)
     extendable = [s for s in conflicts if s.source == "manual" and s.plan_id == plan.id]
     others = [s for s in conflicts if s not in extendable]
     if others:
-        raise Conflict(subscriptions.describe_conflicts(others) + " Cancel it first, then record the payment.",
-                       code="live_subscription")
+        raise Conflict(
+            subscriptions.describe_conflicts(others) + " Cancel it first, then record the payment.",
+            code="live_subscription",
+        )
     if extendable and extendable[0].paid_currency not in (None, payment.currency):
-        raise Conflict(f"Subscription #{extendable[0].id} was paid in {extendable[0].paid_currency.upper()}; one "
-                       "subscription never mixes currencies.", field="currency", code="currency_mismatch")
+        raise Conflict(
+            f"Subscription #{extendable[0].id} was paid in {extendable[0].paid_currency.upper()}; one "
+            "subscription never mixes currencies.",
+            field="currency",
+            code="currency_mismatch",
+        )
     return plan, (extendable[0] if extendable else None)
 
 
@@ -134,8 +154,9 @@ async def check_manual(session: AsyncSession, customer_id: int, payment: ManualP
     await _checked(session, customer_id, payment.validated(utcnow().date()))
 
 
-async def record_manual(session: AsyncSession, customer_id: int, payment: ManualPayment, *, actor: str,
-                        ip: str | None = None) -> Invoice:
+async def record_manual(
+    session: AsyncSession, customer_id: int, payment: ManualPayment, *, actor: str, ip: str | None = None
+) -> Invoice:
     """Record money received outside Stripe as a paid MANUAL invoice plus the manual subscription it pays for
     (extending the customer's live manual one on the same plan); a reference number is accepted once."""
     require(actor, Permission.RECORD_PAYMENT)
@@ -155,19 +176,36 @@ async def record_manual(session: AsyncSession, customer_id: int, payment: Manual
         sub.paid_currency = payment.currency
     else:
         start = paid_at
-        sub = Subscription(customer_id=customer.id, plan_id=plan.id, status="active", source="manual",
-                           current_period_start=start,
-                           current_period_end=period_after(start, months=payment.months, days=payment.days),
-                           paid_amount_cents=payment.amount_cents, paid_currency=payment.currency)
+        sub = Subscription(
+            customer_id=customer.id,
+            plan_id=plan.id,
+            status="active",
+            source="manual",
+            current_period_start=start,
+            current_period_end=period_after(start, months=payment.months, days=payment.days),
+            paid_amount_cents=payment.amount_cents,
+            paid_currency=payment.currency,
+        )
         session.add(sub)
     if sub.current_period_end is not None and sub.current_period_end <= now:
-        raise ValidationError("This payment's period has already ended; check the paid date and duration.",
-                              field="paid_on")
+        raise ValidationError(
+            "This payment's period has already ended; check the paid date and duration.", field="paid_on"
+        )
     await session.flush()
-    invoice = Invoice(customer_id=customer.id, subscription_id=sub.id, source="manual", status="paid",
-                      amount_cents=payment.amount_cents, currency=payment.currency, paid_at=paid_at,
-                      payment_method=payment.payment_method, reference_number=payment.reference_number,
-                      period_start=start, period_end=sub.current_period_end, recorded_by=actor)
+    invoice = Invoice(
+        customer_id=customer.id,
+        subscription_id=sub.id,
+        source="manual",
+        status="paid",
+        amount_cents=payment.amount_cents,
+        currency=payment.currency,
+        paid_at=paid_at,
+        payment_method=payment.payment_method,
+        reference_number=payment.reference_number,
+        period_start=start,
+        period_end=sub.current_period_end,
+        recorded_by=actor,
+    )
     try:
         # A concurrent recording of the same reference loses here on the unique index, not with a raw error.
         async with session.begin_nested():
@@ -177,16 +215,37 @@ async def record_manual(session: AsyncSession, customer_id: int, payment: Manual
         raise _duplicate(payment.reference_number) from None
     assert sub.current_period_end is not None and start is not None
     days = max(1, min(subscriptions.MAX_DAYS, (sub.current_period_end - start).days))
-    session.add(SubscriptionAdjustment(
-        subscription_id=sub.id, kind="manual_payment", days=days, actor=actor, previous_period_end=previous_end,
-        new_period_end=sub.current_period_end,
-        reason=f"Manual payment {payment.reference_number} ({payment.payment_method.replace('_', ' ')})"))
+    session.add(
+        SubscriptionAdjustment(
+            subscription_id=sub.id,
+            kind="manual_payment",
+            days=days,
+            actor=actor,
+            previous_period_end=previous_end,
+            new_period_end=sub.current_period_end,
+            reason=f"Manual payment {payment.reference_number} ({payment.payment_method.replace('_', ' ')})",
+        )
+    )
     await session.flush()
-    await audit.record(session, actor=actor, action="payment.recorded_manual", entity_type="invoice",
-                       entity_id=invoice.id, details={
-                           "customer_id": customer.id, "subscription_id": sub.id, "plan": plan.slug,
-                           "amount_cents": payment.amount_cents, "currency": payment.currency,
-                           "payment_method": payment.payment_method, "reference_number": payment.reference_number,
-                           "paid_on": payment.paid_on.isoformat(), "months": payment.months, "days": payment.days,
-                           "extended": previous_end is not None}, ip=ip)
+    await audit.record(
+        session,
+        actor=actor,
+        action="payment.recorded_manual",
+        entity_type="invoice",
+        entity_id=invoice.id,
+        details={
+            "customer_id": customer.id,
+            "subscription_id": sub.id,
+            "plan": plan.slug,
+            "amount_cents": payment.amount_cents,
+            "currency": payment.currency,
+            "payment_method": payment.payment_method,
+            "reference_number": payment.reference_number,
+            "paid_on": payment.paid_on.isoformat(),
+            "months": payment.months,
+            "days": payment.days,
+            "extended": previous_end is not None,
+        },
+        ip=ip,
+    )
     return invoice

@@ -46,8 +46,9 @@ class PlanInput:
         if self.price_cents > MAX_PRICE_CENTS:
             raise ValidationError("Price is too large (at most 1,000,000,000.00).", field="price_cents")
         if abs(self.sort_order) > MAX_SORT_ORDER:
-            raise ValidationError(f"Sort order must be between -{MAX_SORT_ORDER} and {MAX_SORT_ORDER}.",
-                                  field="sort_order")
+            raise ValidationError(
+                f"Sort order must be between -{MAX_SORT_ORDER} and {MAX_SORT_ORDER}.", field="sort_order"
+            )
         currency = self.currency.strip().lower()
         if currency not in CURRENCIES:
             raise ValidationError("Currency must be THB or USD.", field="currency")
@@ -63,9 +64,19 @@ class PlanInput:
         features = [line.strip() for line in self.features if line.strip()]
         if any(len(line) > 200 for line in features) or len(features) > 30:
             raise ValidationError("Up to 30 feature lines of at most 200 characters each.", field="features")
-        return PlanInput(slug=check_slug(self.slug), name=name, price_cents=self.price_cents, currency=currency,
-                         interval=self.interval, stripe_price_id=price_id, description=self.description.strip(),
-                         features=features, sort_order=self.sort_order, active=self.active, app_id=self.app_id)
+        return PlanInput(
+            slug=check_slug(self.slug),
+            name=name,
+            price_cents=self.price_cents,
+            currency=currency,
+            interval=self.interval,
+            stripe_price_id=price_id,
+            description=self.description.strip(),
+            features=features,
+            sort_order=self.sort_order,
+            active=self.active,
+            app_id=self.app_id,
+        )
 
 
 async def get_by_slug(session: AsyncSession, slug: str) -> Plan | None:
@@ -77,17 +88,31 @@ async def _check_unique(session: AsyncSession, data: PlanInput, plan_id: int | N
     if same_slug is not None and same_slug.id != plan_id:
         raise Conflict(f"A plan with slug “{data.slug}” already exists.", field="slug")
     if data.stripe_price_id is not None:
-        same_price = (await session.execute(
-            select(Plan).where(Plan.stripe_price_id == data.stripe_price_id))).scalar_one_or_none()
+        same_price = (
+            await session.execute(select(Plan).where(Plan.stripe_price_id == data.stripe_price_id))
+        ).scalar_one_or_none()
         if same_price is not None and same_price.id != plan_id:
-            raise Conflict(f"Stripe price {data.stripe_price_id} is already used by plan “{same_price.slug}”.",
-                           field="stripe_price_id")
+            raise Conflict(
+                f"Stripe price {data.stripe_price_id} is already used by plan “{same_price.slug}”.",
+                field="stripe_price_id",
+            )
 
 
 def _apply(plan: Plan, data: PlanInput) -> dict[str, object]:
     changes: dict[str, object] = {}
-    for name in ("slug", "name", "price_cents", "currency", "interval", "stripe_price_id", "description",
-                 "features", "sort_order", "active", "app_id"):
+    for name in (
+        "slug",
+        "name",
+        "price_cents",
+        "currency",
+        "interval",
+        "stripe_price_id",
+        "description",
+        "features",
+        "sort_order",
+        "active",
+        "app_id",
+    ):
         new = getattr(data, name)
         if getattr(plan, name, None) != new:
             changes[name] = new
@@ -104,13 +129,13 @@ async def create_plan(session: AsyncSession, data: PlanInput, *, actor: str, ip:
     changes = _apply(plan, data)
     session.add(plan)
     await session.flush()
-    await audit.record(session, actor=actor, action="plan.created", entity_type="plan", entity_id=plan.id,
-                       details=changes, ip=ip)
+    await audit.record(
+        session, actor=actor, action="plan.created", entity_type="plan", entity_id=plan.id, details=changes, ip=ip
+    )
     return plan
 
 
-async def update_plan(session: AsyncSession, plan: Plan, data: PlanInput, *, actor: str,
-                      ip: str | None = None) -> Plan:
+async def update_plan(session: AsyncSession, plan: Plan, data: PlanInput, *, actor: str, ip: str | None = None) -> Plan:
     """Change a plan's fields; the audit row records what changed."""
     require(actor, Permission.MANAGE_PLANS)
     data = data.validated()
@@ -118,8 +143,9 @@ async def update_plan(session: AsyncSession, plan: Plan, data: PlanInput, *, act
     changes = _apply(plan, data)
     await session.flush()
     if changes:
-        await audit.record(session, actor=actor, action="plan.updated", entity_type="plan", entity_id=plan.id,
-                           details=changes, ip=ip)
+        await audit.record(
+            session, actor=actor, action="plan.updated", entity_type="plan", entity_id=plan.id, details=changes, ip=ip
+        )
     return plan
 
 
@@ -145,8 +171,15 @@ async def set_active(session: AsyncSession, plan: Plan, active: bool, *, actor: 
     if plan.active != active:
         plan.active = active
         await session.flush()
-        await audit.record(session, actor=actor, action="plan.activated" if active else "plan.deactivated",
-                           entity_type="plan", entity_id=plan.id, details={"slug": plan.slug}, ip=ip)
+        await audit.record(
+            session,
+            actor=actor,
+            action="plan.activated" if active else "plan.deactivated",
+            entity_type="plan",
+            entity_id=plan.id,
+            details={"slug": plan.slug},
+            ip=ip,
+        )
     return plan
 
 
@@ -155,8 +188,9 @@ def price_fingerprint(plan: Plan | PlanInput) -> tuple[str | None, int, str, str
     return plan.stripe_price_id, plan.price_cents, plan.currency, plan.interval
 
 
-async def record_price_check(session: AsyncSession, plan_id: int, checked: tuple[str | None, int, str, str],
-                             problem: str | None) -> None:
+async def record_price_check(
+    session: AsyncSession, plan_id: int, checked: tuple[str | None, int, str, str], problem: str | None
+) -> None:
     """Remember how the plan compared with its Stripe price just now (None: it matches), for the plans list's
     warning; a plan edited since the check (another fingerprint) is left for the next check."""
     plan = await session.get(Plan, plan_id, with_for_update=True)

@@ -63,15 +63,20 @@ async def verify(gateway: StripeGateway, plan: PricedPlan) -> None:
         price = await gateway.retrieve_price(plan.stripe_price_id)
     except StripeError as exc:
         if exc.code == "resource_missing":
-            raise ValidationError(f"Stripe has no price {plan.stripe_price_id} (check the id, and that it comes "
-                                  "from the same Stripe account and mode as STRIPE_SECRET_KEY).",
-                                  field="stripe_price_id") from None
-        raise ValidationError(f"The Stripe price could not be checked: {exc.message}",
-                              field="stripe_price_id") from None
+            raise ValidationError(
+                f"Stripe has no price {plan.stripe_price_id} (check the id, and that it comes "
+                "from the same Stripe account and mode as STRIPE_SECRET_KEY).",
+                field="stripe_price_id",
+            ) from None
+        raise ValidationError(
+            f"The Stripe price could not be checked: {exc.message}", field="stripe_price_id"
+        ) from None
     problems = price_problems(plan, price)
     if problems:
-        raise ValidationError(f"Stripe price {plan.stripe_price_id} does not match this plan: "
-                              + "; ".join(problems) + ".", field="stripe_price_id")
+        raise ValidationError(
+            f"Stripe price {plan.stripe_price_id} does not match this plan: " + "; ".join(problems) + ".",
+            field="stripe_price_id",
+        )
 
 
 async def create_for(gateway: StripeGateway, plan: PricedPlan, *, idempotency_key: str) -> str:
@@ -80,11 +85,18 @@ async def create_for(gateway: StripeGateway, plan: PricedPlan, *, idempotency_ke
     if plan.price_cents == 0:
         raise ValidationError("A free plan has no Stripe price to create.", field="stripe_price_id")
     product = await gateway.create_product_once(
-        {"name": plan.name, "metadata": {"aquoris_plan": plan.slug}}, idempotency_key=f"{idempotency_key}-product")
+        {"name": plan.name, "metadata": {"aquoris_plan": plan.slug}}, idempotency_key=f"{idempotency_key}-product"
+    )
     price = await gateway.create_price_once(
-        {"product": product["id"], "unit_amount": plan.price_cents, "currency": plan.currency,
-         "recurring": {"interval": plan.interval}, "metadata": {"aquoris_plan": plan.slug}},
-        idempotency_key=f"{idempotency_key}-price")
+        {
+            "product": product["id"],
+            "unit_amount": plan.price_cents,
+            "currency": plan.currency,
+            "recurring": {"interval": plan.interval},
+            "metadata": {"aquoris_plan": plan.slug},
+        },
+        idempotency_key=f"{idempotency_key}-price",
+    )
     return str(price["id"])
 
 

@@ -32,9 +32,11 @@ SEND_BATCH = 100
 
 async def lock_invoice(session: AsyncSession, invoice_id: int) -> Invoice:
     """The invoice row, locked so two refunds of it are checked one after the other."""
-    invoice = (await session.execute(
-        select(Invoice).where(Invoice.id == invoice_id).with_for_update()
-        .execution_options(populate_existing=True))).scalar_one_or_none()
+    invoice = (
+        await session.execute(
+            select(Invoice).where(Invoice.id == invoice_id).with_for_update().execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
     if invoice is None:
         raise NotFound("This invoice does not exist.")
     return invoice
@@ -42,8 +44,11 @@ async def lock_invoice(session: AsyncSession, invoice_id: int) -> Invoice:
 
 async def pending_cents(session: AsyncSession, invoice_id: int) -> int:
     """What the invoice's refunds still waiting for Stripe's confirmation add up to."""
-    total = await session.scalar(select(func.coalesce(func.sum(Refund.amount_cents), 0)).where(
-        Refund.invoice_id == invoice_id, Refund.status == "pending"))
+    total = await session.scalar(
+        select(func.coalesce(func.sum(Refund.amount_cents), 0)).where(
+            Refund.invoice_id == invoice_id, Refund.status == "pending"
+        )
+    )
     return int(total or 0)
 
 
@@ -60,8 +65,16 @@ def apply_refunded(invoice: Invoice, amount_cents: int) -> None:
     invoice.status = "refunded" if invoice.amount_refunded_cents >= invoice.amount_cents else "partially_refunded"
 
 
-async def issue(session: AsyncSession, invoice_id: int, *, reason: str, actor: str, amount_cents: int | None = None,
-                also_cancel: bool = False, ip: str | None = None) -> Refund:
+async def issue(
+    session: AsyncSession,
+    invoice_id: int,
+    *,
+    reason: str,
+    actor: str,
+    amount_cents: int | None = None,
+    also_cancel: bool = False,
+    ip: str | None = None,
+) -> Refund:
     """Refund up to what remains refundable of a paid invoice (default all of it). A manual invoice's refund is
     effective at once; a Stripe invoice's is recorded pending (it counts against what is refundable from now on) and
     the caller, after committing, sends it with `send_to_stripe`."""
@@ -72,28 +85,46 @@ async def issue(session: AsyncSession, invoice_id: int, *, reason: str, actor: s
         raise Conflict(f"Only a paid invoice can be refunded; this one is {invoice.status.replace('_', ' ')}.")
     refundable = await refundable_cents(session, invoice)
     if refundable <= 0:
-        raise Conflict("Nothing is left to refund on this invoice (refunds already cover it or are pending).",
-                       field="amount")
+        raise Conflict(
+            "Nothing is left to refund on this invoice (refunds already cover it or are pending).", field="amount"
+        )
     amount = refundable if amount_cents is None else amount_cents
     if amount <= 0:
         raise ValidationError("The refund amount must be more than zero.", field="amount")
     if amount > refundable:
-        raise ValidationError(f"The refund amount cannot be more than {format_money(refundable, invoice.currency)}, "
-                              "what remains refundable.", field="amount")
+        raise ValidationError(
+            f"The refund amount cannot be more than {format_money(refundable, invoice.currency)}, "
+            "what remains refundable.",
+            field="amount",
+        )
     if also_cancel and invoice.subscription_id is None:
         raise ValidationError("This invoice has no subscription to cancel.", field="also_cancel")
-    details: dict[str, Any] = {"invoice_id": invoice.id, "amount_cents": amount, "currency": invoice.currency,
-                               "reason": reason, "also_cancel": also_cancel, "source": invoice.source}
-    refund = Refund(invoice_id=invoice.id, amount_cents=amount, currency=invoice.currency, reason=reason,
-                    status="pending", created_by=actor, also_cancel=also_cancel)
+    details: dict[str, Any] = {
+        "invoice_id": invoice.id,
+        "amount_cents": amount,
+        "currency": invoice.currency,
+        "reason": reason,
+        "also_cancel": also_cancel,
+        "source": invoice.source,
+    }
+    refund = Refund(
+        invoice_id=invoice.id,
+        amount_cents=amount,
+        currency=invoice.currency,
+        reason=reason,
+        status="pending",
+        created_by=actor,
+        also_cancel=also_cancel,
+    )
     session.add(refund)
     if invoice.source != "stripe":
         refund.status, refund.succeeded_at = "succeeded", utcnow()
         apply_refunded(invoice, amount)
     await session.flush()
     details["status"] = refund.status
-    await audit.record(session, actor=actor, action="refund.issued", entity_type="refund", entity_id=refund.id,
-                       details=details, ip=ip)
+    await audit.record(
+        session, actor=actor, action="refund.issued", entity_type="refund", entity_id=refund.id, details=details, ip=ip
+    )
     return refund
 
 
@@ -118,8 +149,9 @@ async def _stripe_target(gateway: StripeGateway, invoice: Invoice) -> dict[str, 
     raise Conflict("Stripe has no payment for this invoice to refund.")
 
 
-async def send_to_stripe(db: Database, gateway: StripeGateway, refund_id: int, *, actor: str,
-                         ip: str | None = None) -> Refund:
+async def send_to_stripe(
+    db: Database, gateway: StripeGateway, refund_id: int, *, actor: str, ip: str | None = None
+) -> Refund:
     """Send a committed pending refund to Stripe, outside any transaction or lock, with our refund id in its
     metadata and an idempotency key derived from it (a resend cannot refund twice); a refusal marks our refund
     failed with Stripe's words (safe to show), so it no longer counts against what is refundable."""
@@ -133,32 +165,46 @@ async def send_to_stripe(db: Database, gateway: StripeGateway, refund_id: int, *
     if invoice.source != "stripe" or not needs_stripe(refund):
         return refund
     try:
-        params: dict[str, Any] = {**await _stripe_target(gateway, invoice), "amount": refund.amount_cents,
-                                  "metadata": {"refund_id": str(refund.id), "invoice_id": str(invoice.id)}}
+        params: dict[str, Any] = {
+            **await _stripe_target(gateway, invoice),
+            "amount": refund.amount_cents,
+            "metadata": {"refund_id": str(refund.id), "invoice_id": str(invoice.id)},
+        }
         data = await gateway.create_refund(params, idempotency_key=f"aquoris-refund-{refund.id}")
     except PaymentError as exc:
         return await _record_sent(db, refund_id, None, exc.message, actor=actor, ip=ip)
     return await _record_sent(db, refund_id, reader.refund(data).id, None, actor=actor, ip=ip)
 
 
-async def send_unsent(db: Database, gateway: StripeGateway, *, now: datetime | None = None,
-                      limit: int = SEND_BATCH) -> int:
+async def send_unsent(
+    db: Database, gateway: StripeGateway, *, now: datetime | None = None, limit: int = SEND_BATCH
+) -> int:
     """Send again the Stripe refunds recorded but never answered by Stripe (the process stopped between the commit
     and the call); the idempotency key makes a resend of one that did reach Stripe return that same refund."""
     before = (now or utcnow()) - RESEND_AFTER
     async with db.session() as session:
-        ids = list(await session.scalars(
-            select(Refund.id).join(Invoice, Invoice.id == Refund.invoice_id)
-            .where(Invoice.source == "stripe", Refund.status == "pending", Refund.stripe_refund_id.is_(None),
-                   Refund.created_at < before)
-            .order_by(Refund.id).limit(limit)))
+        ids = list(
+            await session.scalars(
+                select(Refund.id)
+                .join(Invoice, Invoice.id == Refund.invoice_id)
+                .where(
+                    Invoice.source == "stripe",
+                    Refund.status == "pending",
+                    Refund.stripe_refund_id.is_(None),
+                    Refund.created_at < before,
+                )
+                .order_by(Refund.id)
+                .limit(limit)
+            )
+        )
     for refund_id in ids:
         await send_to_stripe(db, gateway, refund_id, actor=audit.SYSTEM)
     return len(ids)
 
 
-async def _record_sent(db: Database, refund_id: int, stripe_refund_id: str | None, error: str | None, *,
-                       actor: str, ip: str | None) -> Refund:
+async def _record_sent(
+    db: Database, refund_id: int, stripe_refund_id: str | None, error: str | None, *, actor: str, ip: str | None
+) -> Refund:
     async with db.transaction() as session:
         refund = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
         assert refund is not None
@@ -172,14 +218,22 @@ async def _record_sent(db: Database, refund_id: int, stripe_refund_id: str | Non
             refund.stripe_refund_id = refund.stripe_refund_id or stripe_refund_id
             action, details = "refund.sent", {"stripe_refund_id": stripe_refund_id}
         await session.flush()
-        await audit.record(session, actor=actor, action=action, entity_type="refund", entity_id=refund.id,
-                           details={"invoice_id": refund.invoice_id, **details}, ip=ip)
+        await audit.record(
+            session,
+            actor=actor,
+            action=action,
+            entity_type="refund",
+            entity_id=refund.id,
+            details={"invoice_id": refund.invoice_id, **details},
+            ip=ip,
+        )
         session.expunge(refund)
         return refund
 
 
-async def _cancel_subscription_of(session: AsyncSession, refund: Refund, *, gateway: StripeGateway, actor: str,
-                                  ip: str | None, retry: bool) -> Refund:
+async def _cancel_subscription_of(
+    session: AsyncSession, refund: Refund, *, gateway: StripeGateway, actor: str, ip: str | None, retry: bool
+) -> Refund:
     invoice = await session.get(Invoice, refund.invoice_id)
     if invoice is None or invoice.subscription_id is None:
         raise Conflict("This refund's invoice has no subscription to cancel.")
@@ -189,8 +243,14 @@ async def _cancel_subscription_of(session: AsyncSession, refund: Refund, *, gate
         try:
             # A savepoint: a failed cancellation leaves the refund and the outcome we record below intact.
             async with session.begin_nested():
-                await subscriptions.cancel_now(session, sub.id, gateway=gateway, actor=actor, ip=ip,
-                                               reason=f"Canceled with refund #{refund.id}: {refund.reason}")
+                await subscriptions.cancel_now(
+                    session,
+                    sub.id,
+                    gateway=gateway,
+                    actor=actor,
+                    ip=ip,
+                    reason=f"Canceled with refund #{refund.id}: {refund.reason}",
+                )
         except PaymentError as exc:
             error = exc.message
     refund.cancel_outcome = "failed" if error else "succeeded"
@@ -198,13 +258,21 @@ async def _cancel_subscription_of(session: AsyncSession, refund: Refund, *, gate
     refund.updated_at = utcnow()  # a new attempt is a new state, even when it failed the same way again
     await session.flush()
     action = "refund.cancellation_retried" if retry else "refund.cancellation"
-    await audit.record(session, actor=actor, action=action, entity_type="refund", entity_id=refund.id,
-                       details={"subscription_id": sub.id, "outcome": refund.cancel_outcome, "error": error}, ip=ip)
+    await audit.record(
+        session,
+        actor=actor,
+        action=action,
+        entity_type="refund",
+        entity_id=refund.id,
+        details={"subscription_id": sub.id, "outcome": refund.cancel_outcome, "error": error},
+        ip=ip,
+    )
     return refund
 
 
-async def cancel_after_refund(session: AsyncSession, refund_id: int, *, gateway: StripeGateway, actor: str,
-                              ip: str | None = None) -> Refund:
+async def cancel_after_refund(
+    session: AsyncSession, refund_id: int, *, gateway: StripeGateway, actor: str, ip: str | None = None
+) -> Refund:
     """After a committed refund with "also cancel", end its subscription now and record whether that worked;
     a failed cancellation is recorded (not raised) so the refund stands and an admin can retry."""
     require(actor, Permission.REFUND)
@@ -216,8 +284,9 @@ async def cancel_after_refund(session: AsyncSession, refund_id: int, *, gateway:
     return await _cancel_subscription_of(session, refund, gateway=gateway, actor=actor, ip=ip, retry=False)
 
 
-async def retry_cancellation(session: AsyncSession, refund_id: int, *, gateway: StripeGateway, actor: str,
-                             ip: str | None = None) -> Refund:
+async def retry_cancellation(
+    session: AsyncSession, refund_id: int, *, gateway: StripeGateway, actor: str, ip: str | None = None
+) -> Refund:
     """Try again to cancel the subscription of a refund whose immediate cancellation failed (or never ran)."""
     require(actor, Permission.REFUND)
     refund = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)

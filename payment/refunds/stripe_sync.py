@@ -24,34 +24,52 @@ from payment.stripe.sync import Changes, SyncError
 
 async def _row_for(session: AsyncSession, invoice: Invoice, state: reader.RefundState, *, actor: str) -> Refund:
     row: Refund | None = await session.scalar(
-        select(Refund).where(Refund.stripe_refund_id == state.id).with_for_update())
+        select(Refund).where(Refund.stripe_refund_id == state.id).with_for_update()
+    )
     if row is not None:
         return row
     if state.our_refund_id is not None:
         row = await session.scalar(select(Refund).where(Refund.id == state.our_refund_id).with_for_update())
         if row is not None:
             if row.invoice_id != invoice.id:
-                raise SyncError(f"Stripe refund {state.id} names our refund #{row.id}, which is for another "
-                                "invoice.")
+                raise SyncError(f"Stripe refund {state.id} names our refund #{row.id}, which is for another invoice.")
             if row.stripe_refund_id is None:
                 row.stripe_refund_id = state.id
                 return row
-            raise SyncError(f"Stripe refund {state.id} names our refund #{row.id}, already linked to "
-                            f"{row.stripe_refund_id}.")
+            raise SyncError(
+                f"Stripe refund {state.id} names our refund #{row.id}, already linked to {row.stripe_refund_id}."
+            )
     # made outside our admin (Stripe's Dashboard): record it so the books match Stripe
-    row = Refund(invoice_id=invoice.id, amount_cents=state.amount, currency=invoice.currency,
-                 reason=(state.reason or "Refunded in Stripe's Dashboard")[:2000], status="pending",
-                 stripe_refund_id=state.id, created_by=actor)
+    row = Refund(
+        invoice_id=invoice.id,
+        amount_cents=state.amount,
+        currency=invoice.currency,
+        reason=(state.reason or "Refunded in Stripe's Dashboard")[:2000],
+        status="pending",
+        stripe_refund_id=state.id,
+        created_by=actor,
+    )
     session.add(row)
     await session.flush()
-    await audit.record(session, actor=actor, action="refund.recorded_from_stripe", entity_type="refund",
-                       entity_id=row.id, details={"invoice_id": invoice.id, "stripe_refund_id": state.id,
-                                                  "amount_cents": state.amount, "currency": invoice.currency})
+    await audit.record(
+        session,
+        actor=actor,
+        action="refund.recorded_from_stripe",
+        entity_type="refund",
+        entity_id=row.id,
+        details={
+            "invoice_id": invoice.id,
+            "stripe_refund_id": state.id,
+            "amount_cents": state.amount,
+            "currency": invoice.currency,
+        },
+    )
     return row
 
 
-async def upsert_from_stripe(session: AsyncSession, refund: JSON, invoice: Invoice, *, actor: str
-                             ) -> tuple[Refund, Changes]:
+async def upsert_from_stripe(
+    session: AsyncSession, refund: JSON, invoice: Invoice, *, actor: str
+) -> tuple[Refund, Changes]:
     """Make our refund of this invoice equal to Stripe's refund: adopt ours by `metadata.refund_id`, else record
     a new one (a Dashboard refund); status, success time and failure reason follow Stripe."""
     state = reader.refund(refund)
@@ -68,8 +86,9 @@ async def upsert_from_stripe(session: AsyncSession, refund: JSON, invoice: Invoi
     return row, changes
 
 
-async def reconcile_charge(session: AsyncSession, gateway: StripeGateway, charge: JSON, *, actor: str,
-                           event_at: datetime | None = None) -> Invoice | None:
+async def reconcile_charge(
+    session: AsyncSession, gateway: StripeGateway, charge: JSON, *, actor: str, event_at: datetime | None = None
+) -> Invoice | None:
     """Make our refunds of the invoice this charge paid, and the invoice's refunded amount and status, equal to
     the charge's refunds on Stripe; None when no invoice of ours was paid by the charge."""
     state = reader.charge(charge)
@@ -90,8 +109,17 @@ async def reconcile_charge(session: AsyncSession, gateway: StripeGateway, charge
     invoice.status = invoices_sync.status_with_refunds(invoice.status, invoice.amount_cents, refunded)
     await session.flush()
     if changed or before != (invoice.amount_refunded_cents, invoice.status):
-        await audit.record(session, actor=actor, action="invoice.refunds_reconciled", entity_type="invoice",
-                           entity_id=invoice.id, details={"stripe_charge_id": state.id, "refunds": changed,
-                                                          "amount_refunded_cents": refunded,
-                                                          "status": invoice.status})
+        await audit.record(
+            session,
+            actor=actor,
+            action="invoice.refunds_reconciled",
+            entity_type="invoice",
+            entity_id=invoice.id,
+            details={
+                "stripe_charge_id": state.id,
+                "refunds": changed,
+                "amount_refunded_cents": refunded,
+                "status": invoice.status,
+            },
+        )
     return invoice

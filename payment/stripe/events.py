@@ -67,14 +67,21 @@ async def apply(session: AsyncSession, gateway: StripeGateway, row: StripeEvent,
         applied = await handler.apply(session, gateway, obj, event_at, actor)
     except StripeError as exc:
         if exc.code == "resource_missing" and row.attempts + 1 >= NOT_FOUND_ATTEMPTS:
-            raise NeverApplies(f"This {row.type} event can never apply: Stripe has no {handler.object_type} "
-                               f"{obj['id']} (answered 'no such object' {row.attempts + 1} times).") from exc
+            raise NeverApplies(
+                f"This {row.type} event can never apply: Stripe has no {handler.object_type} "
+                f"{obj['id']} (answered 'no such object' {row.attempts + 1} times)."
+            ) from exc
         raise
     row.status, row.handled_at, row.last_error = "handled", utcnow(), None
     row.attempts += 1
-    await audit.record(session, actor=actor, action=f"stripe.{row.type}"[:64], entity_type=applied.entity_type,
-                       entity_id=applied.entity_id,
-                       details={"stripe_event_id": row.stripe_event_id, "event_row_id": row.id, **applied.details})
+    await audit.record(
+        session,
+        actor=actor,
+        action=f"stripe.{row.type}"[:64],
+        entity_type=applied.entity_type,
+        entity_id=applied.entity_id,
+        details={"stripe_event_id": row.stripe_event_id, "event_row_id": row.id, **applied.details},
+    )
     return True
 
 
@@ -89,9 +96,19 @@ async def retry(session: AsyncSession, event_row_id: int, *, actor: str) -> Stri
         raise Conflict(f"This event is {row.status}; only failed or pending events can be retried.")
     previous = row.status
     row.status = "pending"
-    await audit.record(session, actor=actor, action="stripe_event.retry", entity_type="stripe_event",
-                       entity_id=row.id, details={"stripe_event_id": row.stripe_event_id, "type": row.type,
-                                                  "previous_status": previous, "last_error": row.last_error})
+    await audit.record(
+        session,
+        actor=actor,
+        action="stripe_event.retry",
+        entity_type="stripe_event",
+        entity_id=row.id,
+        details={
+            "stripe_event_id": row.stripe_event_id,
+            "type": row.type,
+            "previous_status": previous,
+            "last_error": row.last_error,
+        },
+    )
     return row
 
 
@@ -104,8 +121,21 @@ def event_filters(filters: dict[str, str]) -> list[ColumnElement[bool]]:
     return where
 
 
-async def list_events(session: AsyncSession, filters: dict[str, str], *, after: int | None = None,
-                      limit: int = DEFAULT_PAGE_SIZE, with_total: bool = True) -> Page[StripeEvent]:
+async def list_events(
+    session: AsyncSession,
+    filters: dict[str, str],
+    *,
+    after: int | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+    with_total: bool = True,
+) -> Page[StripeEvent]:
     """Stored Stripe events matching the filters (status, type), newest first, for the admin list."""
-    return await keyset_page(session, select(StripeEvent), key=StripeEvent.id, after=after, limit=limit,
-                             count_model=StripeEvent if with_total else None, where=event_filters(filters))
+    return await keyset_page(
+        session,
+        select(StripeEvent),
+        key=StripeEvent.id,
+        after=after,
+        limit=limit,
+        count_model=StripeEvent if with_total else None,
+        where=event_filters(filters),
+    )

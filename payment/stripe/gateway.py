@@ -34,8 +34,9 @@ def _plain(exc: Exception) -> StripeError:
     code = getattr(exc, "code", None)
     status = getattr(exc, "http_status", None)
     if isinstance(exc, stripe.APIConnectionError):
-        return StripeError("Stripe could not be reached (network). Nothing was changed; try again.",
-                           code="stripe_unreachable")
+        return StripeError(
+            "Stripe could not be reached (network). Nothing was changed; try again.", code="stripe_unreachable"
+        )
     if isinstance(exc, stripe.AuthenticationError):
         return StripeError("Stripe refused our API key; check STRIPE_SECRET_KEY.", code="stripe_auth")
     if isinstance(exc, stripe.RateLimitError):
@@ -43,8 +44,7 @@ def _plain(exc: Exception) -> StripeError:
     if isinstance(code, str) and code in _PLAIN_WORDS:
         return StripeError(_PLAIN_WORDS[code], code=code)
     if isinstance(status, int) and status >= 500:
-        return StripeError("Stripe had an internal error. Nothing was changed; try again.",
-                           code="stripe_unavailable")
+        return StripeError("Stripe had an internal error. Nothing was changed; try again.", code="stripe_unavailable")
     message = getattr(exc, "user_message", None) or "Stripe refused the request."
     if isinstance(exc, stripe.InvalidRequestError) and getattr(exc, "_message", None):
         message = f"Stripe refused the request: {exc._message}"
@@ -84,16 +84,18 @@ class StripeGateway:
 
     # customers
     async def create_customer(self, params: Params, *, idempotency_key: str | None = None) -> dict[str, Any]:
-        return await self._call(self.client.v1.customers.create_async, params=params,
-                                options=self._options(idempotency_key))
+        return await self._call(
+            self.client.v1.customers.create_async, params=params, options=self._options(idempotency_key)
+        )
 
     async def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
         return await self._call(self.client.v1.customers.retrieve_async, customer_id)
 
     # checkout and portal
     async def create_checkout_session(self, params: Params, *, idempotency_key: str | None = None) -> dict[str, Any]:
-        return await self._call(self.client.v1.checkout.sessions.create_async, params=params,
-                                options=self._options(idempotency_key))
+        return await self._call(
+            self.client.v1.checkout.sessions.create_async, params=params, options=self._options(idempotency_key)
+        )
 
     async def retrieve_checkout_session(self, session_id: str) -> dict[str, Any]:
         return await self._call(self.client.v1.checkout.sessions.retrieve_async, session_id)
@@ -102,28 +104,33 @@ class StripeGateway:
         return await self._call(self.client.v1.checkout.sessions.expire_async, session_id)
 
     async def create_portal_session(self, *, customer: str, return_url: str) -> dict[str, Any]:
-        return await self._call(self.client.v1.billing_portal.sessions.create_async,
-                                params={"customer": customer, "return_url": return_url})
+        return await self._call(
+            self.client.v1.billing_portal.sessions.create_async, params={"customer": customer, "return_url": return_url}
+        )
 
     # subscriptions
     async def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
         return await self._call(self.client.v1.subscriptions.retrieve_async, subscription_id)
 
-    async def update_subscription(self, subscription_id: str, params: Params, *,
-                                  idempotency_key: str | None = None) -> dict[str, Any]:
-        return await self._call(self.client.v1.subscriptions.update_async, subscription_id, params=params,
-                                options=self._options(idempotency_key))
+    async def update_subscription(
+        self, subscription_id: str, params: Params, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        return await self._call(
+            self.client.v1.subscriptions.update_async,
+            subscription_id,
+            params=params,
+            options=self._options(idempotency_key),
+        )
 
-    async def cancel_subscription(self, subscription_id: str, *, idempotency_key: str | None = None
-                                  ) -> dict[str, Any]:
-        return await self._call(self.client.v1.subscriptions.cancel_async, subscription_id,
-                                options=self._options(idempotency_key))
+    async def cancel_subscription(self, subscription_id: str, *, idempotency_key: str | None = None) -> dict[str, Any]:
+        return await self._call(
+            self.client.v1.subscriptions.cancel_async, subscription_id, options=self._options(idempotency_key)
+        )
 
     # invoices, charges, refunds
     async def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
         """The invoice with its invoice payments (since basil the only place its charge and payment intent are)."""
-        return await self._call(self.client.v1.invoices.retrieve_async, invoice_id,
-                                params={"expand": ["payments"]})
+        return await self._call(self.client.v1.invoices.retrieve_async, invoice_id, params={"expand": ["payments"]})
 
     async def list_invoice_payments(self, params: Params) -> dict[str, Any]:
         return await self._call(self.client.v1.invoice_payments.list_async, params=params)
@@ -132,8 +139,9 @@ class StripeGateway:
         return await self._call(self.client.v1.charges.retrieve_async, charge_id)
 
     async def create_refund(self, params: Params, *, idempotency_key: str | None = None) -> dict[str, Any]:
-        return await self._call(self.client.v1.refunds.create_async, params=params,
-                                options=self._options(idempotency_key))
+        return await self._call(
+            self.client.v1.refunds.create_async, params=params, options=self._options(idempotency_key)
+        )
 
     # products and prices (seeding the demo)
     async def create_product(self, params: Params) -> dict[str, Any]:
@@ -174,17 +182,18 @@ class StripeGateway:
         """Whether `signature` signs this exact body with our secret within `tolerance` seconds (the body is
         parsed by the caller, as JSON, without building SDK objects: the webhook endpoint's hot path)."""
         try:
-            stripe.WebhookSignature.verify_header(payload.decode("utf-8"), signature, self.webhook_secret,
-                                                  tolerance)
+            stripe.WebhookSignature.verify_header(payload.decode("utf-8"), signature, self.webhook_secret, tolerance)
         except (stripe.SignatureVerificationError, UnicodeDecodeError):
             return False
         return True
 
     # a plan's product and price, created once per admin submission (the key makes a double submit one call)
     async def create_product_once(self, params: Params, *, idempotency_key: str) -> dict[str, Any]:
-        return await self._call(self.client.v1.products.create_async, params=params,
-                                options=self._options(idempotency_key))
+        return await self._call(
+            self.client.v1.products.create_async, params=params, options=self._options(idempotency_key)
+        )
 
     async def create_price_once(self, params: Params, *, idempotency_key: str) -> dict[str, Any]:
-        return await self._call(self.client.v1.prices.create_async, params=params,
-                                options=self._options(idempotency_key))
+        return await self._call(
+            self.client.v1.prices.create_async, params=params, options=self._options(idempotency_key)
+        )

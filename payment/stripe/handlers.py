@@ -44,19 +44,30 @@ async def _checkout(session: AsyncSession, gateway: StripeGateway, obj: JSON, at
     return Applied("subscription", sub.id, {"checkout_session": obj["id"], "status": sub.status})
 
 
-async def _subscription(session: AsyncSession, gateway: StripeGateway, obj: JSON, at: datetime,
-                        actor: str) -> Applied:
+async def _subscription(session: AsyncSession, gateway: StripeGateway, obj: JSON, at: datetime, actor: str) -> Applied:
     current = await gateway.retrieve_subscription(str(obj["id"]))
     row, changes = await subscriptions.upsert_from_stripe(session, gateway, current, actor=actor, event_at=at)
-    return Applied("subscription", row.id, {"stripe_subscription_id": row.stripe_subscription_id,
-                                            "status": row.status, "changes": changes.values})
+    return Applied(
+        "subscription",
+        row.id,
+        {"stripe_subscription_id": row.stripe_subscription_id, "status": row.status, "changes": changes.values},
+    )
 
 
 async def _invoice(session: AsyncSession, gateway: StripeGateway, obj: JSON, at: datetime, actor: str) -> Applied:
     row, changes = await invoices.apply_current(session, gateway, str(obj["id"]), actor=actor, event_at=at)
-    return Applied("invoice", row.id, {"stripe_invoice_id": row.stripe_invoice_id, "status": row.status,
-                                       "amount_cents": row.amount_cents, "currency": row.currency,
-                                       "attempt_count": row.attempt_count, "changes": changes.values})
+    return Applied(
+        "invoice",
+        row.id,
+        {
+            "stripe_invoice_id": row.stripe_invoice_id,
+            "status": row.status,
+            "amount_cents": row.amount_cents,
+            "currency": row.currency,
+            "attempt_count": row.attempt_count,
+            "changes": changes.values,
+        },
+    )
 
 
 async def _charge(session: AsyncSession, gateway: StripeGateway, obj: JSON, at: datetime, actor: str) -> Applied:
@@ -64,8 +75,15 @@ async def _charge(session: AsyncSession, gateway: StripeGateway, obj: JSON, at: 
     invoice = await refunds.reconcile_charge(session, gateway, current, actor=actor, event_at=at)
     if invoice is None:
         return Applied(details={"skipped": f"no invoice of ours was paid by charge {obj['id']}"})
-    return Applied("invoice", invoice.id, {"stripe_charge_id": obj["id"], "status": invoice.status,
-                                           "amount_refunded_cents": invoice.amount_refunded_cents})
+    return Applied(
+        "invoice",
+        invoice.id,
+        {
+            "stripe_charge_id": obj["id"],
+            "status": invoice.status,
+            "amount_refunded_cents": invoice.amount_refunded_cents,
+        },
+    )
 
 
 @dataclass(frozen=True)

@@ -47,14 +47,14 @@ def verify(gateway: StripeGateway, payload: bytes, signature: str | None) -> dic
         event = json.loads(payload)
     except ValueError:
         raise SignatureInvalid("Not a Stripe event.") from None
-    if not isinstance(event, dict) or not isinstance(event.get("id"), str) \
-            or not isinstance(event.get("type"), str):
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
         raise SignatureInvalid("Not a Stripe event.")
     return event
 
 
 def _plain_json(event: dict[str, Any]) -> dict[str, Any]:
     """The event as JSON types only (the SDK decodes `*_decimal` fields as Decimal)."""
+
     def default(value: object) -> str:
         if isinstance(value, Decimal):
             return str(value)
@@ -64,8 +64,9 @@ def _plain_json(event: dict[str, Any]) -> dict[str, Any]:
     return plain
 
 
-async def store_event(session: AsyncSession, event: dict[str, Any], *, via: str = "webhook",
-                      now: datetime | None = None) -> Stored:
+async def store_event(
+    session: AsyncSession, event: dict[str, Any], *, via: str = "webhook", now: datetime | None = None
+) -> Stored:
     """Insert a Stripe event once (unique Stripe id) with the API version it was rendered in; a type we do not
     handle is stored as ignored."""
     now = now or utcnow()
@@ -74,18 +75,31 @@ async def store_event(session: AsyncSession, event: dict[str, Any], *, via: str 
     obj = data.get("object") if isinstance(data, dict) else None
     obj = obj if isinstance(obj, dict) else {}
     values = {
-        "stripe_event_id": event["id"], "type": event["type"][:128], "object_id": id_of(obj.get("id")),
-        "payload": _plain_json(event), "stripe_created_at": ts(event.get("created")) or now, "received_at": now,
-        "received_via": via, "api_version": event_api_version(event), "status": "pending" if handled else "ignored",
+        "stripe_event_id": event["id"],
+        "type": event["type"][:128],
+        "object_id": id_of(obj.get("id")),
+        "payload": _plain_json(event),
+        "stripe_created_at": ts(event.get("created")) or now,
+        "received_at": now,
+        "received_via": via,
+        "api_version": event_api_version(event),
+        "status": "pending" if handled else "ignored",
         "handled_at": None if handled else now,
     }
-    statement = (insert(StripeEvent).values(**values)
-                 .on_conflict_do_nothing(index_elements=[StripeEvent.stripe_event_id]).returning(StripeEvent.id))
+    statement = (
+        insert(StripeEvent)
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=[StripeEvent.stripe_event_id])
+        .returning(StripeEvent.id)
+    )
     new_id = await session.scalar(statement)
     if new_id is not None:
         return Stored(int(new_id), True, str(values["status"]))
-    existing = (await session.execute(select(StripeEvent.id, StripeEvent.status)
-                                      .where(StripeEvent.stripe_event_id == event["id"]))).one()
+    existing = (
+        await session.execute(
+            select(StripeEvent.id, StripeEvent.status).where(StripeEvent.stripe_event_id == event["id"])
+        )
+    ).one()
     return Stored(int(existing.id), False, str(existing.status))
 
 
@@ -113,16 +127,25 @@ SELECT stored.id, stored.status, stored.created, (SELECT count(*) FROM deferred)
 """
 
 
-async def store_and_defer(conn: Any, event: dict[str, Any], payload: bytes, *, task: str,
-                          queue: str = "default") -> Stored:
+async def store_and_defer(
+    conn: Any, event: dict[str, Any], payload: bytes, *, task: str, queue: str = "default"
+) -> Stored:
     """Store a verified delivery once (its body as sent, parsed by PostgreSQL only) and, while it is pending, defer
     the job that applies it, in one statement on an asyncpg connection: the event and its job commit together, so
     no delivery is stored without a job (a redelivery of a pending event defers another; applying is idempotent)."""
     handled = event["type"] in HANDLED_TYPES
     obj = (event.get("data") or {}).get("object") or {}
-    args = (event["id"], event["type"][:128], id_of(obj.get("id")), payload.decode("utf-8"),
-            ts(event.get("created")) or utcnow(), "pending" if handled else "ignored", queue, task,
-            event_api_version(event))
+    args = (
+        event["id"],
+        event["type"][:128],
+        id_of(obj.get("id")),
+        payload.decode("utf-8"),
+        ts(event.get("created")) or utcnow(),
+        "pending" if handled else "ignored",
+        queue,
+        task,
+        event_api_version(event),
+    )
     for _ in range(2):  # a twin delivery committed after this statement's snapshot: look again
         row = await conn.fetchrow(_STORE_AND_DEFER, *args)
         if row is not None:

@@ -70,6 +70,7 @@ def metadata_int(obj: JSON, key: str) -> int | None:
 
 # events
 
+
 def event_object(event: JSON, expected: str) -> JSON:
     """The event's `data.object`, which must be a Stripe object of the `expected` type with an id."""
     data = event.get("data")
@@ -92,6 +93,7 @@ def event_api_version(event: JSON) -> str | None:
 
 # customers and checkout
 
+
 def customer_id(obj: JSON) -> str | None:
     """The Stripe customer of a subscription, invoice, charge or Checkout Session."""
     return id_of(obj.get("customer"))
@@ -111,13 +113,18 @@ class Checkout:
 
 def checkout(obj: JSON) -> Checkout:
     """Our customer (client_reference_id, else metadata.customer_id), our plan, Stripe's customer and subscription."""
-    return Checkout(id=str(obj["id"]), is_subscription=obj.get("mode") in (None, "subscription"),
-                    our_customer_id=as_int(obj.get("client_reference_id")) or metadata_int(obj, "customer_id"),
-                    our_plan_id=metadata_int(obj, "plan_id"), stripe_customer_id=customer_id(obj),
-                    subscription_id=id_of(obj.get("subscription")))
+    return Checkout(
+        id=str(obj["id"]),
+        is_subscription=obj.get("mode") in (None, "subscription"),
+        our_customer_id=as_int(obj.get("client_reference_id")) or metadata_int(obj, "customer_id"),
+        our_plan_id=metadata_int(obj, "plan_id"),
+        stripe_customer_id=customer_id(obj),
+        subscription_id=id_of(obj.get("subscription")),
+    )
 
 
 # subscriptions
+
 
 @dataclass(frozen=True)
 class SubscriptionState:
@@ -153,14 +160,24 @@ def subscription(sub: JSON) -> SubscriptionState:
     start = min(starts) if starts else ts(sub.get("current_period_start"))
     end = min(ends) if ends else ts(sub.get("current_period_end"))
     return SubscriptionState(
-        id=str(sub["id"]), status=str(sub.get("status") or ""), price_id=id_of(price),
-        period_start=start, period_end=end, cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
-        cancel_at=ts(sub.get("cancel_at")), canceled_at=ts(sub.get("canceled_at")), ended_at=ts(sub.get("ended_at")),
-        trial_end=ts(sub.get("trial_end")), stripe_customer_id=customer_id(sub),
-        our_customer_id=metadata_int(sub, "customer_id"), our_plan_id=metadata_int(sub, "plan_id"))
+        id=str(sub["id"]),
+        status=str(sub.get("status") or ""),
+        price_id=id_of(price),
+        period_start=start,
+        period_end=end,
+        cancel_at_period_end=bool(sub.get("cancel_at_period_end")),
+        cancel_at=ts(sub.get("cancel_at")),
+        canceled_at=ts(sub.get("canceled_at")),
+        ended_at=ts(sub.get("ended_at")),
+        trial_end=ts(sub.get("trial_end")),
+        stripe_customer_id=customer_id(sub),
+        our_customer_id=metadata_int(sub, "customer_id"),
+        our_plan_id=metadata_int(sub, "plan_id"),
+    )
 
 
 # invoices and their payments
+
 
 @dataclass(frozen=True)
 class InvoiceState:
@@ -204,12 +221,18 @@ def invoice(inv: JSON) -> InvoiceState:
     transitions = inv.get("status_transitions")
     paid_at = transitions.get("paid_at") if isinstance(transitions, dict) else None
     return InvoiceState(
-        id=str(inv["id"]), status=_invoice_status(inv), currency=str(inv.get("currency") or "").lower(),
-        amount_paid=as_int(inv.get("amount_paid")) or 0, amount_due=as_int(inv.get("amount_due")) or 0,
-        attempt_count=as_int(inv.get("attempt_count")) or 0, paid_at=ts(paid_at),
+        id=str(inv["id"]),
+        status=_invoice_status(inv),
+        currency=str(inv.get("currency") or "").lower(),
+        amount_paid=as_int(inv.get("amount_paid")) or 0,
+        amount_due=as_int(inv.get("amount_due")) or 0,
+        attempt_count=as_int(inv.get("attempt_count")) or 0,
+        paid_at=ts(paid_at),
         period_start=ts(period.get("start", inv.get("period_start"))),
         period_end=ts(period.get("end", inv.get("period_end"))),
-        subscription_id=invoice_subscription_id(inv), stripe_customer_id=customer_id(inv))
+        subscription_id=invoice_subscription_id(inv),
+        stripe_customer_id=customer_id(inv),
+    )
 
 
 @dataclass(frozen=True)
@@ -222,8 +245,10 @@ class PaymentIds:
 
 def _payment_rank(payment: JSON) -> tuple[int, int]:
     # the paid one first, then the default (the one Stripe is collecting), then the newest
-    return (0 if payment.get("status") == "paid" else 1 if payment.get("is_default") else 2,
-            -(as_int(payment.get("created")) or 0))
+    return (
+        0 if payment.get("status") == "paid" else 1 if payment.get("is_default") else 2,
+        -(as_int(payment.get("created")) or 0),
+    )
 
 
 def payment_ids(inv: JSON, invoice_payments: list[JSON] | None = None) -> PaymentIds:
@@ -263,6 +288,7 @@ def latest_charge_id(intent: JSON) -> str | None:
 
 # charges and refunds
 
+
 @dataclass(frozen=True)
 class ChargeState:
     id: str
@@ -278,9 +304,14 @@ def charge(obj: JSON) -> ChargeState:
     is there only before basil."""
     refunds = obj.get("refunds")
     embedded = _data(refunds) if isinstance(refunds, dict) and not refunds.get("has_more") else None
-    return ChargeState(id=str(obj["id"]), payment_intent_id=id_of(obj.get("payment_intent")),
-                       invoice_id=id_of(obj.get("invoice")), stripe_customer_id=customer_id(obj),
-                       amount_refunded=as_int(obj.get("amount_refunded")) or 0, refunds=embedded)
+    return ChargeState(
+        id=str(obj["id"]),
+        payment_intent_id=id_of(obj.get("payment_intent")),
+        invoice_id=id_of(obj.get("invoice")),
+        stripe_customer_id=customer_id(obj),
+        amount_refunded=as_int(obj.get("amount_refunded")) or 0,
+        refunds=embedded,
+    )
 
 
 @dataclass(frozen=True)
@@ -299,13 +330,18 @@ class RefundState:
 
 def refund(obj: JSON) -> RefundState:
     """Amount, status, our refund id (`metadata.refund_id`, absent for a Dashboard refund), what it refunds."""
-    return RefundState(id=str(obj["id"]), amount=as_int(obj.get("amount")) or 0,
-                       currency=str(obj.get("currency") or "").lower(), status=str(obj.get("status") or "pending"),
-                       our_refund_id=metadata_int(obj, "refund_id"), charge_id=id_of(obj.get("charge")),
-                       payment_intent_id=id_of(obj.get("payment_intent")),
-                       reason=str(obj["reason"]) if obj.get("reason") else None,
-                       failure_reason=str(obj["failure_reason"]) if obj.get("failure_reason") else None,
-                       created=ts(obj.get("created")))
+    return RefundState(
+        id=str(obj["id"]),
+        amount=as_int(obj.get("amount")) or 0,
+        currency=str(obj.get("currency") or "").lower(),
+        status=str(obj.get("status") or "pending"),
+        our_refund_id=metadata_int(obj, "refund_id"),
+        charge_id=id_of(obj.get("charge")),
+        payment_intent_id=id_of(obj.get("payment_intent")),
+        reason=str(obj["reason"]) if obj.get("reason") else None,
+        failure_reason=str(obj["failure_reason"]) if obj.get("failure_reason") else None,
+        created=ts(obj.get("created")),
+    )
 
 
 def list_data(listing: JSON) -> list[JSON]:

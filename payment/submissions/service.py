@@ -37,13 +37,17 @@ async def claim(session: AsyncSession, nonce: str, *, action: str, actor: str) -
     the other reads what the first did (or acts itself if the first rolled back).
     """
     nonce = check_nonce(nonce)
-    inserted = (await session.execute(
-        insert(FormSubmission).values(nonce=nonce, action=action, actor=actor, outcome={})
-        .on_conflict_do_nothing(index_elements=["nonce"]).returning(FormSubmission.nonce))).scalar_one_or_none()
+    inserted = (
+        await session.execute(
+            insert(FormSubmission)
+            .values(nonce=nonce, action=action, actor=actor, outcome={})
+            .on_conflict_do_nothing(index_elements=["nonce"])
+            .returning(FormSubmission.nonce)
+        )
+    ).scalar_one_or_none()
     if inserted is not None:
         return None
-    outcome = (await session.execute(
-        select(FormSubmission.outcome).where(FormSubmission.nonce == nonce))).scalar_one()
+    outcome = (await session.execute(select(FormSubmission.outcome).where(FormSubmission.nonce == nonce))).scalar_one()
     return dict(outcome) or {"level": "info", "message": "This form was already submitted."}
 
 

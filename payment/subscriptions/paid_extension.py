@@ -22,8 +22,11 @@ def is_paid_extension(data: dict[str, Any]) -> bool:
     """Stripe says trialing only because an admin extended a paying subscription up to this trial end."""
     trial_end = data.get("trial_end")
     metadata = data.get("metadata") or {}
-    return (data.get("status") == "trialing" and trial_end is not None
-            and str(metadata.get(EXTENDED_UNTIL) or "") == str(int(trial_end)))
+    return (
+        data.get("status") == "trialing"
+        and trial_end is not None
+        and str(metadata.get(EXTENDED_UNTIL) or "") == str(int(trial_end))
+    )
 
 
 def as_seen_by_us(data: dict[str, Any]) -> dict[str, Any]:

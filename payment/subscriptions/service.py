@@ -47,9 +47,14 @@ def check_days(days: int, *, field: str = "days") -> int:
 
 async def lock_subscription(session: AsyncSession, subscription_id: int) -> Subscription:
     """The subscription row, locked for this transaction so two admin actions on it run one after the other."""
-    sub = (await session.execute(
-        select(Subscription).where(Subscription.id == subscription_id).with_for_update()
-        .execution_options(populate_existing=True))).scalar_one_or_none()
+    sub = (
+        await session.execute(
+            select(Subscription)
+            .where(Subscription.id == subscription_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
     if sub is None:
         raise NotFound("This subscription does not exist.")
     return sub
@@ -57,9 +62,14 @@ async def lock_subscription(session: AsyncSession, subscription_id: int) -> Subs
 
 async def lock_customer(session: AsyncSession, customer_id: int) -> Customer:
     """The customer row, locked so grants and manual payments for one customer run one after the other."""
-    customer = (await session.execute(
-        select(Customer).where(Customer.id == customer_id).with_for_update()
-        .execution_options(populate_existing=True))).scalar_one_or_none()
+    customer = (
+        await session.execute(
+            select(Customer)
+            .where(Customer.id == customer_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
     if customer is None:
         raise NotFound("This customer does not exist.")
     return customer
@@ -70,28 +80,51 @@ async def live_in_scope(session: AsyncSession, customer_id: int, plan: Plan) -> 
 
     A suite-wide plan (no app) overlaps everything; an app-scoped plan overlaps that app's plans and suite-wide ones.
     """
-    query = (select(Subscription).join(Plan, Plan.id == Subscription.plan_id)
-             .where(Subscription.customer_id == customer_id, Subscription.status.in_(LIVE_STATUSES))
-             .options(contains_eager(Subscription.plan)).order_by(Subscription.id))
+    query = (
+        select(Subscription)
+        .join(Plan, Plan.id == Subscription.plan_id)
+        .where(Subscription.customer_id == customer_id, Subscription.status.in_(LIVE_STATUSES))
+        .options(contains_eager(Subscription.plan))
+        .order_by(Subscription.id)
+    )
     if plan.app_id is not None:
         query = query.where(or_(Plan.app_id.is_(None), Plan.app_id == plan.app_id))
     return list((await session.execute(query)).scalars())
 
 
-async def _adjust(session: AsyncSession, sub: Subscription, kind: str, reason: str, actor: str, *,
-                  days: int | None = None, previous_end: datetime | None = None) -> SubscriptionAdjustment:
-    row = SubscriptionAdjustment(subscription_id=sub.id, kind=kind, days=days, reason=reason, actor=actor,
-                                 previous_period_end=previous_end, new_period_end=sub.current_period_end)
+async def _adjust(
+    session: AsyncSession,
+    sub: Subscription,
+    kind: str,
+    reason: str,
+    actor: str,
+    *,
+    days: int | None = None,
+    previous_end: datetime | None = None,
+) -> SubscriptionAdjustment:
+    row = SubscriptionAdjustment(
+        subscription_id=sub.id,
+        kind=kind,
+        days=days,
+        reason=reason,
+        actor=actor,
+        previous_period_end=previous_end,
+        new_period_end=sub.current_period_end,
+    )
     session.add(row)
     await session.flush()
     return row
 
 
 def _snapshot(sub: Subscription) -> dict[str, object]:
-    return {"status": sub.status, "source": sub.source, "cancel_at_period_end": sub.cancel_at_period_end,
-            "cancel_at": sub.cancel_at.isoformat() if sub.cancel_at else None,
-            "current_period_end": sub.current_period_end.isoformat() if sub.current_period_end else None,
-            "stripe_subscription_id": sub.stripe_subscription_id}
+    return {
+        "status": sub.status,
+        "source": sub.source,
+        "cancel_at_period_end": sub.cancel_at_period_end,
+        "cancel_at": sub.cancel_at.isoformat() if sub.cancel_at else None,
+        "current_period_end": sub.current_period_end.isoformat() if sub.current_period_end else None,
+        "stripe_subscription_id": sub.stripe_subscription_id,
+    }
 
 
 def _require_live(sub: Subscription, verb: str) -> None:
@@ -99,33 +132,55 @@ def _require_live(sub: Subscription, verb: str) -> None:
         raise Conflict(f"Only a live subscription can be {verb}; this one is {sub.status}.")
 
 
-async def cancel_at_period_end(session: AsyncSession, subscription_id: int, *, gateway: StripeGateway,
-                               reason: str | None = None, actor: str, ip: str | None = None,
-                               idempotency_key: str | None = None) -> Subscription:
+async def cancel_at_period_end(
+    session: AsyncSession,
+    subscription_id: int,
+    *,
+    gateway: StripeGateway,
+    reason: str | None = None,
+    actor: str,
+    ip: str | None = None,
+    idempotency_key: str | None = None,
+) -> Subscription:
     """A live subscription stops renewing and ends at its current period end (Stripe's through the Stripe API)."""
     require(actor, Permission.MANAGE_SUBSCRIPTIONS)
     sub = await lock_subscription(session, subscription_id)
     _require_live(sub, "canceled")
     if sub.cancels_on is not None:
-        raise Conflict("This subscription is already set to cancel on "
-                       f"{sub.cancels_on.date().isoformat()}.")
+        raise Conflict(f"This subscription is already set to cancel on {sub.cancels_on.date().isoformat()}.")
     reason = check_reason(reason, default="Canceled at period end by an admin.")
     if sub.stripe_subscription_id is not None:
-        data = await gateway.update_subscription(sub.stripe_subscription_id, {"cancel_at_period_end": True},
-                                                 idempotency_key=idempotency_key)
+        data = await gateway.update_subscription(
+            sub.stripe_subscription_id, {"cancel_at_period_end": True}, idempotency_key=idempotency_key
+        )
         await upsert_from_stripe(session, gateway, data, actor=actor)
     else:
         sub.cancel_at_period_end = True
         sub.canceled_at = utcnow()
     await session.flush()
     await _adjust(session, sub, "cancel", reason, actor, previous_end=sub.current_period_end)
-    await audit.record(session, actor=actor, action="subscription.cancel_at_period_end", entity_type="subscription",
-                       entity_id=sub.id, details={"reason": reason, **_snapshot(sub)}, ip=ip)
+    await audit.record(
+        session,
+        actor=actor,
+        action="subscription.cancel_at_period_end",
+        entity_type="subscription",
+        entity_id=sub.id,
+        details={"reason": reason, **_snapshot(sub)},
+        ip=ip,
+    )
     return sub
 
 
-async def resume(session: AsyncSession, subscription_id: int, *, gateway: StripeGateway, reason: str | None = None,
-                 actor: str, ip: str | None = None, idempotency_key: str | None = None) -> Subscription:
+async def resume(
+    session: AsyncSession,
+    subscription_id: int,
+    *,
+    gateway: StripeGateway,
+    reason: str | None = None,
+    actor: str,
+    ip: str | None = None,
+    idempotency_key: str | None = None,
+) -> Subscription:
     """A pending cancellation at period end is withdrawn; the subscription renews again."""
     require(actor, Permission.MANAGE_SUBSCRIPTIONS)
     sub = await lock_subscription(session, subscription_id)
@@ -135,21 +190,38 @@ async def resume(session: AsyncSession, subscription_id: int, *, gateway: Stripe
     reason = check_reason(reason, default="Cancellation withdrawn by an admin.")
     if sub.stripe_subscription_id is not None:
         # an empty cancel_at withdraws both ways Stripe ends a subscription (cancel_at and cancel_at_period_end)
-        data = await gateway.update_subscription(sub.stripe_subscription_id, {"cancel_at": ""},
-                                                 idempotency_key=idempotency_key)
+        data = await gateway.update_subscription(
+            sub.stripe_subscription_id, {"cancel_at": ""}, idempotency_key=idempotency_key
+        )
         await upsert_from_stripe(session, gateway, data, actor=actor)
     else:
         sub.cancel_at_period_end = False
         sub.canceled_at = None
     await session.flush()
     await _adjust(session, sub, "resume", reason, actor, previous_end=sub.current_period_end)
-    await audit.record(session, actor=actor, action="subscription.resumed", entity_type="subscription",
-                       entity_id=sub.id, details={"reason": reason, **_snapshot(sub)}, ip=ip)
+    await audit.record(
+        session,
+        actor=actor,
+        action="subscription.resumed",
+        entity_type="subscription",
+        entity_id=sub.id,
+        details={"reason": reason, **_snapshot(sub)},
+        ip=ip,
+    )
     return sub
 
 
-async def extend(session: AsyncSession, subscription_id: int, *, days: int, reason: str, gateway: StripeGateway,
-                 actor: str, ip: str | None = None, idempotency_key: str | None = None) -> Subscription:
+async def extend(
+    session: AsyncSession,
+    subscription_id: int,
+    *,
+    days: int,
+    reason: str,
+    gateway: StripeGateway,
+    actor: str,
+    ip: str | None = None,
+    idempotency_key: str | None = None,
+) -> Subscription:
     """A live subscription's period end moves `days` later; a Stripe one through a trial to that date, unbilled,
     and a paying one stays active (renewing on the new date), not trialing."""
     require(actor, Permission.MANAGE_SUBSCRIPTIONS)
@@ -168,23 +240,33 @@ async def extend(session: AsyncSession, subscription_id: int, *, days: int, reas
         params: dict[str, object] = {"trial_end": trial_end, "proration_behavior": "none"}
         if current.get("status") == "active" or is_paid_extension(current):
             params["metadata"] = marker(trial_end)
-        data = await gateway.update_subscription(sub.stripe_subscription_id, params,
-                                                 idempotency_key=idempotency_key)
+        data = await gateway.update_subscription(sub.stripe_subscription_id, params, idempotency_key=idempotency_key)
         await upsert_from_stripe(session, gateway, data, actor=actor)
         previous_end = stripe_end
     else:
         sub.current_period_end = (previous_end or utcnow()) + timedelta(days=days)
     await session.flush()
     await _adjust(session, sub, "extend", reason, actor, days=days, previous_end=previous_end)
-    await audit.record(session, actor=actor, action="subscription.extended", entity_type="subscription",
-                       entity_id=sub.id, details={"days": days, "reason": reason,
-                                                  "previous_period_end": previous_end.isoformat()
-                                                  if previous_end else None, **_snapshot(sub)}, ip=ip)
+    await audit.record(
+        session,
+        actor=actor,
+        action="subscription.extended",
+        entity_type="subscription",
+        entity_id=sub.id,
+        details={
+            "days": days,
+            "reason": reason,
+            "previous_period_end": previous_end.isoformat() if previous_end else None,
+            **_snapshot(sub),
+        },
+        ip=ip,
+    )
     return sub
 
 
-async def _end_now(session: AsyncSession, sub: Subscription, gateway: StripeGateway,
-                   idempotency_key: str | None, actor: str) -> None:
+async def _end_now(
+    session: AsyncSession, sub: Subscription, gateway: StripeGateway, idempotency_key: str | None, actor: str
+) -> None:
     if sub.stripe_subscription_id is not None:
         data = await gateway.cancel_subscription(sub.stripe_subscription_id, idempotency_key=idempotency_key)
         await upsert_from_stripe(session, gateway, data, actor=actor)
@@ -198,9 +280,16 @@ async def _end_now(session: AsyncSession, sub: Subscription, gateway: StripeGate
     await session.flush()
 
 
-async def cancel_now(session: AsyncSession, subscription_id: int, *, gateway: StripeGateway,
-                     reason: str | None = None, actor: str, ip: str | None = None,
-                     idempotency_key: str | None = None) -> Subscription:
+async def cancel_now(
+    session: AsyncSession,
+    subscription_id: int,
+    *,
+    gateway: StripeGateway,
+    reason: str | None = None,
+    actor: str,
+    ip: str | None = None,
+    idempotency_key: str | None = None,
+) -> Subscription:
     """A subscription that has not ended ends now (Stripe's is deleted through the Stripe API)."""
     sub = await lock_subscription(session, subscription_id)
     if sub.status in ENDED_STATUSES:
@@ -209,21 +298,42 @@ async def cancel_now(session: AsyncSession, subscription_id: int, *, gateway: St
     previous_end = sub.current_period_end
     await _end_now(session, sub, gateway, idempotency_key, actor)
     await _adjust(session, sub, "cancel_now", reason, actor, previous_end=previous_end)
-    await audit.record(session, actor=actor, action="subscription.canceled_now", entity_type="subscription",
-                       entity_id=sub.id, details={"reason": reason, **_snapshot(sub)}, ip=ip)
+    await audit.record(
+        session,
+        actor=actor,
+        action="subscription.canceled_now",
+        entity_type="subscription",
+        entity_id=sub.id,
+        details={"reason": reason, **_snapshot(sub)},
+        ip=ip,
+    )
     return sub
 
 
-async def replace_live(session: AsyncSession, conflicts: list[Subscription], *, reason: str,
-                       gateway: StripeGateway, actor: str, ip: str | None = None) -> None:
+async def replace_live(
+    session: AsyncSession,
+    conflicts: list[Subscription],
+    *,
+    reason: str,
+    gateway: StripeGateway,
+    actor: str,
+    ip: str | None = None,
+) -> None:
     """End the given live subscriptions because a new one replaces them (adjustment kind 'replace')."""
     for old in conflicts:
         await lock_subscription(session, old.id)
         previous_end = old.current_period_end
         await _end_now(session, old, gateway, None, actor)
         await _adjust(session, old, "replace", reason, actor, previous_end=previous_end)
-        await audit.record(session, actor=actor, action="subscription.replaced", entity_type="subscription",
-                           entity_id=old.id, details={"reason": reason, **_snapshot(old)}, ip=ip)
+        await audit.record(
+            session,
+            actor=actor,
+            action="subscription.replaced",
+            entity_type="subscription",
+            entity_id=old.id,
+            details={"reason": reason, **_snapshot(old)},
+            ip=ip,
+        )
 
 
 def check_duration(months: int, days: int) -> None:
@@ -240,8 +350,9 @@ def describe_conflicts(conflicts: list[Subscription]) -> str:
     return f"The customer already has a live subscription in this plan's scope: {listed}."
 
 
-async def _grant_conflicts(session: AsyncSession, customer_id: int, plan_id: int, *, replace: bool
-                           ) -> tuple[Plan, list[Subscription]]:
+async def _grant_conflicts(
+    session: AsyncSession, customer_id: int, plan_id: int, *, replace: bool
+) -> tuple[Plan, list[Subscription]]:
     plan = await session.get(Plan, plan_id)
     if plan is None:
         raise NotFound("This plan does not exist.", field="plan_id")
@@ -257,9 +368,19 @@ async def check_grant(session: AsyncSession, customer_id: int, *, plan_id: int, 
     await _grant_conflicts(session, customer_id, plan_id, replace=replace)
 
 
-async def grant(session: AsyncSession, customer_id: int, *, plan_id: int, reason: str, gateway: StripeGateway,
-                actor: str, months: int = 0, days: int = 0, replace: bool = False,
-                ip: str | None = None) -> Subscription:
+async def grant(
+    session: AsyncSession,
+    customer_id: int,
+    *,
+    plan_id: int,
+    reason: str,
+    gateway: StripeGateway,
+    actor: str,
+    months: int = 0,
+    days: int = 0,
+    replace: bool = False,
+    ip: str | None = None,
+) -> Subscription:
     """Give the customer a free manual subscription to a plan for a duration, refused while a live subscription
     in the same scope exists unless `replace` ends it."""
     require(actor, Permission.MANAGE_SUBSCRIPTIONS)
@@ -267,18 +388,38 @@ async def grant(session: AsyncSession, customer_id: int, *, plan_id: int, reason
     check_duration(months, days)
     customer = await lock_customer(session, customer_id)
     plan, conflicts = await _grant_conflicts(session, customer.id, plan_id, replace=replace)
-    await replace_live(session, conflicts, reason=f"Replaced by a granted {plan.name}: {reason}", gateway=gateway,
-                       actor=actor, ip=ip)
+    await replace_live(
+        session, conflicts, reason=f"Replaced by a granted {plan.name}: {reason}", gateway=gateway, actor=actor, ip=ip
+    )
     start = utcnow()
     end = period_after(start, months=months, days=days)
-    sub = Subscription(customer_id=customer.id, plan_id=plan.id, status="active", source="grant",
-                       current_period_start=start, current_period_end=end)
+    sub = Subscription(
+        customer_id=customer.id,
+        plan_id=plan.id,
+        status="active",
+        source="grant",
+        current_period_start=start,
+        current_period_end=end,
+    )
     session.add(sub)
     await session.flush()
     total_days = max(1, min(MAX_DAYS, (end - start).days))
     await _adjust(session, sub, "grant", reason, actor, days=total_days)
-    await audit.record(session, actor=actor, action="subscription.granted", entity_type="subscription",
-                       entity_id=sub.id, details={"customer_id": customer.id, "plan": plan.slug, "months": months,
-                                                  "days": days, "reason": reason,
-                                                  "replaced": [s.id for s in conflicts], **_snapshot(sub)}, ip=ip)
+    await audit.record(
+        session,
+        actor=actor,
+        action="subscription.granted",
+        entity_type="subscription",
+        entity_id=sub.id,
+        details={
+            "customer_id": customer.id,
+            "plan": plan.slug,
+            "months": months,
+            "days": days,
+            "reason": reason,
+            "replaced": [s.id for s in conflicts],
+            **_snapshot(sub),
+        },
+        ip=ip,
+    )
     return sub

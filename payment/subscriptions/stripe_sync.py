@@ -26,12 +26,14 @@ async def customer_by_stripe_id(session: AsyncSession, stripe_customer_id: str |
     if not stripe_customer_id:
         return None
     found: Customer | None = await session.scalar(
-        select(Customer).where(Customer.stripe_customer_id == stripe_customer_id))
+        select(Customer).where(Customer.stripe_customer_id == stripe_customer_id)
+    )
     return found
 
 
-async def link_customer(session: AsyncSession, customer: Customer, stripe_customer_id: str | None, *,
-                        actor: str) -> None:
+async def link_customer(
+    session: AsyncSession, customer: Customer, stripe_customer_id: str | None, *, actor: str
+) -> None:
     """Remember the customer's Stripe customer id the first time Stripe tells us; never re-point it."""
     if not stripe_customer_id or customer.stripe_customer_id == stripe_customer_id:
         return
@@ -41,12 +43,19 @@ async def link_customer(session: AsyncSession, customer: Customer, stripe_custom
     if other is not None and other.id != customer.id:
         raise SyncError(f"Stripe customer {stripe_customer_id} is already linked to customer #{other.id}.")
     customer.stripe_customer_id = stripe_customer_id
-    await audit.record(session, actor=actor, action="customer.stripe_linked", entity_type="customer",
-                       entity_id=customer.id, details={"stripe_customer_id": stripe_customer_id})
+    await audit.record(
+        session,
+        actor=actor,
+        action="customer.stripe_linked",
+        entity_type="customer",
+        entity_id=customer.id,
+        details={"stripe_customer_id": stripe_customer_id},
+    )
 
 
-async def _customer_from_checkout(session: AsyncSession, gateway: StripeGateway,
-                                  subscription_id: str) -> Customer | None:
+async def _customer_from_checkout(
+    session: AsyncSession, gateway: StripeGateway, subscription_id: str
+) -> Customer | None:
     """The subscription came from one of our Checkout Sessions: it names our customer."""
     listing = await gateway.list_checkout_sessions({"subscription": subscription_id, "limit": 3})
     for obj in listing.get("data") or []:
@@ -58,8 +67,9 @@ async def _customer_from_checkout(session: AsyncSession, gateway: StripeGateway,
     return None
 
 
-async def _resolve_customer(session: AsyncSession, gateway: StripeGateway, state: reader.SubscriptionState, *,
-                            actor: str) -> Customer | None:
+async def _resolve_customer(
+    session: AsyncSession, gateway: StripeGateway, state: reader.SubscriptionState, *, actor: str
+) -> Customer | None:
     """By the linked Stripe customer, else our id in metadata or in the Checkout Session that created the
     subscription (so events arriving before checkout.session.completed still map)."""
     customer = await customer_by_stripe_id(session, state.stripe_customer_id)
@@ -83,15 +93,23 @@ async def _plan_for(session: AsyncSession, state: reader.SubscriptionState) -> P
     return await session.get(Plan, state.our_plan_id) if state.our_plan_id is not None else None
 
 
-async def upsert_from_stripe(session: AsyncSession, gateway: StripeGateway, sub: JSON, *, actor: str,
-                             event_at: datetime | None = None, customer: Customer | None = None,
-                             plan_hint: Plan | None = None) -> tuple[Subscription, Changes]:
+async def upsert_from_stripe(
+    session: AsyncSession,
+    gateway: StripeGateway,
+    sub: JSON,
+    *,
+    actor: str,
+    event_at: datetime | None = None,
+    customer: Customer | None = None,
+    plan_hint: Plan | None = None,
+) -> tuple[Subscription, Changes]:
     """Make our subscription row equal to Stripe's subscription (status, plan by price, period, when it cancels,
     cancellation), creating it the first time; an unknown status is refused rather than guessed. An admin's
     extension of a paying subscription (a marked trial) is read as active."""
     state = reader.subscription(as_seen_by_us(sub))
     row: Subscription | None = await session.scalar(
-        select(Subscription).where(Subscription.stripe_subscription_id == state.id).with_for_update())
+        select(Subscription).where(Subscription.stripe_subscription_id == state.id).with_for_update()
+    )
     plan = await _plan_for(session, state) or plan_hint
     if state.status not in SUBSCRIPTION_STATUSES or state.status == "expired":  # expired is ours, not Stripe's
         raise SyncError(f"Stripe subscription {state.id} has a status we do not know ({state.status!r}).")
@@ -99,12 +117,19 @@ async def upsert_from_stripe(session: AsyncSession, gateway: StripeGateway, sub:
     if row is None:
         customer = customer or await _resolve_customer(session, gateway, state, actor=actor)
         if customer is None:
-            raise SyncError(f"No customer of ours matches Stripe subscription {state.id} "
-                            f"(Stripe customer {state.stripe_customer_id}).")
+            raise SyncError(
+                f"No customer of ours matches Stripe subscription {state.id} "
+                f"(Stripe customer {state.stripe_customer_id})."
+            )
         if plan is None:
             raise SyncError(f"No plan has the Stripe price {state.price_id} of subscription {state.id}.")
-        row = Subscription(customer_id=customer.id, plan_id=plan.id, status=state.status, source="stripe",
-                           stripe_subscription_id=state.id)
+        row = Subscription(
+            customer_id=customer.id,
+            plan_id=plan.id,
+            status=state.status,
+            source="stripe",
+            stripe_subscription_id=state.id,
+        )
         session.add(row)
         changes.values["created"] = True
     elif plan is not None:
@@ -113,8 +138,12 @@ async def upsert_from_stripe(session: AsyncSession, gateway: StripeGateway, sub:
     changes.set(row, "current_period_start", state.period_start)
     changes.set(row, "current_period_end", state.period_end)
     # `cancel_at` at the period end is what cancel_at_period_end means; both say "stops renewing"
-    changes.set(row, "cancel_at_period_end", state.cancel_at_period_end or (
-        state.cancel_at is not None and state.period_end is not None and state.cancel_at >= state.period_end))
+    changes.set(
+        row,
+        "cancel_at_period_end",
+        state.cancel_at_period_end
+        or (state.cancel_at is not None and state.period_end is not None and state.cancel_at >= state.period_end),
+    )
     changes.set(row, "cancel_at", state.cancel_at)
     changes.set(row, "canceled_at", state.canceled_at)
     changes.set(row, "ended_at", state.ended_at)
@@ -124,8 +153,9 @@ async def upsert_from_stripe(session: AsyncSession, gateway: StripeGateway, sub:
     return row, changes
 
 
-async def upsert_from_checkout(session: AsyncSession, gateway: StripeGateway, obj: JSON, *, actor: str,
-                               event_at: datetime | None = None) -> tuple[Customer, Subscription | None]:
+async def upsert_from_checkout(
+    session: AsyncSession, gateway: StripeGateway, obj: JSON, *, actor: str, event_at: datetime | None = None
+) -> tuple[Customer, Subscription | None]:
     """A completed Checkout Session: link the Stripe customer to ours, close our checkout record, and map the
     subscription it created as Stripe has it now."""
     done = reader.checkout(obj)
@@ -135,13 +165,15 @@ async def upsert_from_checkout(session: AsyncSession, gateway: StripeGateway, ob
         raise SyncError(f"Checkout Session {done.id} names no customer of ours.")
     await link_customer(session, customer, done.stripe_customer_id, actor=actor)
     checkout: CheckoutSession | None = await session.scalar(
-        select(CheckoutSession).where(CheckoutSession.stripe_checkout_session_id == done.id).with_for_update())
+        select(CheckoutSession).where(CheckoutSession.stripe_checkout_session_id == done.id).with_for_update()
+    )
     if checkout is not None and checkout.status != "complete":
         checkout.status = "complete"
     if done.subscription_id is None:
         return customer, None
     plan_hint = await session.get(Plan, done.our_plan_id) if done.our_plan_id is not None else None
     current = await gateway.retrieve_subscription(done.subscription_id)
-    sub, _ = await upsert_from_stripe(session, gateway, current, actor=actor, event_at=event_at, customer=customer,
-                                      plan_hint=plan_hint)
+    sub, _ = await upsert_from_stripe(
+        session, gateway, current, actor=actor, event_at=event_at, customer=customer, plan_hint=plan_hint
+    )
     return customer, sub

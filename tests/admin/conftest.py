@@ -45,8 +45,9 @@ async def root_admin(admin_services: Services) -> int:
         existing = await admins.find_by_email(session, ADMIN_EMAIL)
         if existing is not None:
             return existing.id
-        admin = await admins.create_admin(session, email=ADMIN_EMAIL, name="Root", password=ADMIN_PASSWORD,
-                                          actor="test")
+        admin = await admins.create_admin(
+            session, email=ADMIN_EMAIL, name="Root", password=ADMIN_PASSWORD, actor="test"
+        )
         return admin.id
 
 
@@ -64,11 +65,13 @@ async def anon_other(admin_services: Services) -> AsyncIterator[httpx.AsyncClien
         yield client
 
 
-async def sign_in(client: httpx.AsyncClient, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD
-                  ) -> httpx.Response:
+async def sign_in(
+    client: httpx.AsyncClient, email: str = ADMIN_EMAIL, password: str = ADMIN_PASSWORD
+) -> httpx.Response:
     page = await client.get("/admin/login")
-    return await client.post("/admin/login", data={"username": email, "password": password,
-                                                   "csrf_token": csrf_from(page.text)})
+    return await client.post(
+        "/admin/login", data={"username": email, "password": password, "csrf_token": csrf_from(page.text)}
+    )
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,9 @@ async def post_form(client: httpx.AsyncClient, path: str, data: dict[str, str]) 
     return await client.post(path, data={**data, "csrf_token": token, "save": "Save"})
 
 
-async def create(client: httpx.AsyncClient, slug: str, name: str = "Vega", url: str = "https://vega.example/settings"
-                 ) -> httpx.Response:
+async def create(
+    client: httpx.AsyncClient, slug: str, name: str = "Vega", url: str = "https://vega.example/settings"
+) -> httpx.Response:
     return await post_form(client, "/admin/app/create", {"slug": slug, "name": name, "return_url": url})
 
 
@@ -42,8 +43,9 @@ async def copy_key(client: httpx.AsyncClient, app: App) -> str:
     return str(response.json()["key"])
 
 
-async def test_create_an_app_then_copy_its_working_key(admin: httpx.AsyncClient, admin_services: Services,
-                                                       root_admin: int) -> None:
+async def test_create_an_app_then_copy_its_working_key(
+    admin: httpx.AsyncClient, admin_services: Services, root_admin: int
+) -> None:
     response = await create(admin, "vega")
     assert response.status_code == 302
     listing = await admin.get("/admin/app/list")
@@ -53,20 +55,32 @@ async def test_create_an_app_then_copy_its_working_key(admin: httpx.AsyncClient,
     assert key not in listing.text  # the list shows only the masked key
     async with admin_services.db.session() as session:
         assert (await apps.authenticate_key(session, key)).slug == "vega"
-        actions = (await session.execute(select(AuditLog.action).where(
-            AuditLog.entity_type == "app", AuditLog.entity_id == str(app.id),
-            AuditLog.actor == f"admin:{root_admin}"))).scalars().all()
+        actions = (
+            (
+                await session.execute(
+                    select(AuditLog.action).where(
+                        AuditLog.entity_type == "app",
+                        AuditLog.entity_id == str(app.id),
+                        AuditLog.actor == f"admin:{root_admin}",
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert {"app.created", "app.key_copied"} <= set(actions)
 
 
-async def test_a_database_copy_does_not_reveal_usable_keys(admin: httpx.AsyncClient, admin_services: Services
-                                                           ) -> None:
+async def test_a_database_copy_does_not_reveal_usable_keys(admin: httpx.AsyncClient, admin_services: Services) -> None:
     await create(admin, "leak-check")
     app = await get_app(admin_services, "leak-check")
     key = await copy_key(admin, app)
     async with admin_services.db.session() as session:
-        dump = str((await session.execute(text("SELECT row_to_json(apps)::text FROM apps WHERE slug = 'leak-check'")
-                    )).scalar_one())
+        dump = str(
+            (
+                await session.execute(text("SELECT row_to_json(apps)::text FROM apps WHERE slug = 'leak-check'"))
+            ).scalar_one()
+        )
     assert key not in dump and key[4:] not in dump
 
 
@@ -85,8 +99,11 @@ async def test_rotating_a_key_stops_the_old_one_at_once(admin: httpx.AsyncClient
         with pytest.raises(Unauthorized):
             await apps.authenticate_key(session, old)
         assert (await apps.authenticate_key(session, new)).slug == "rotor"
-        rotated = (await session.execute(select(AuditLog).where(AuditLog.action == "app.key_rotated",
-                                                                AuditLog.entity_id == str(app.id)))).scalar_one()
+        rotated = (
+            await session.execute(
+                select(AuditLog).where(AuditLog.action == "app.key_rotated", AuditLog.entity_id == str(app.id))
+            )
+        ).scalar_one()
     assert old not in str(rotated.details) and new not in str(rotated.details)
 
 
@@ -98,15 +115,19 @@ async def test_rotation_is_never_a_get(admin: httpx.AsyncClient, admin_services:
     assert (await get_app(admin_services, "no-get")).api_key_hash == app.api_key_hash
 
 
-@pytest.mark.parametrize(("slug", "name", "url", "message"), [
-    ("s" * 129, "Vega", "https://v.example", "Slug must be at most 128 characters."),
-    ("Bad Slug!", "Vega", "https://v.example", "Slug may hold lowercase letters"),
-    ("long-name", "n" * 1025, "https://v.example", "Name must be at most 1024 characters."),
-    ("ftp-url", "Vega", "ftp://v.example/settings", "Return URL must be an http:// or https:// address."),
-    ("js-url", "Vega", "javascript:alert(1)", "Return URL must be an http:// or https:// address."),
-])
-async def test_invalid_input_gets_a_clear_error(admin: httpx.AsyncClient, slug: str, name: str, url: str,
-                                                message: str) -> None:
+@pytest.mark.parametrize(
+    ("slug", "name", "url", "message"),
+    [
+        ("s" * 129, "Vega", "https://v.example", "Slug must be at most 128 characters."),
+        ("Bad Slug!", "Vega", "https://v.example", "Slug may hold lowercase letters"),
+        ("long-name", "n" * 1025, "https://v.example", "Name must be at most 1024 characters."),
+        ("ftp-url", "Vega", "ftp://v.example/settings", "Return URL must be an http:// or https:// address."),
+        ("js-url", "Vega", "javascript:alert(1)", "Return URL must be an http:// or https:// address."),
+    ],
+)
+async def test_invalid_input_gets_a_clear_error(
+    admin: httpx.AsyncClient, slug: str, name: str, url: str, message: str
+) -> None:
     response = await create(admin, slug, name, url)
     assert response.status_code == 400
     assert message in response.text
@@ -121,8 +142,9 @@ async def test_a_duplicate_slug_is_a_friendly_error(admin: httpx.AsyncClient) ->
     assert not any(word in response.text for word in RAW_DB_WORDS)
 
 
-async def test_editing_goes_through_the_service_and_is_audited(admin: httpx.AsyncClient,
-                                                               admin_services: Services) -> None:
+async def test_editing_goes_through_the_service_and_is_audited(
+    admin: httpx.AsyncClient, admin_services: Services
+) -> None:
     await create(admin, "editme")
     app = await get_app(admin_services, "editme")
     path = f"/admin/app/edit/{app.id}"
@@ -133,6 +155,9 @@ async def test_editing_goes_through_the_service_and_is_audited(admin: httpx.Asyn
     good = await post_form(admin, path, {"name": "Vega 2", "return_url": "https://vega2.example", "is_active": "y"})
     assert good.status_code == 302
     async with admin_services.db.session() as session:
-        row = (await session.execute(select(AuditLog).where(AuditLog.action == "app.updated",
-                                                            AuditLog.entity_id == str(app.id)))).scalar_one()
+        row = (
+            await session.execute(
+                select(AuditLog).where(AuditLog.action == "app.updated", AuditLog.entity_id == str(app.id))
+            )
+        ).scalar_one()
     assert row.details == {"name": "Vega 2", "return_url": "https://vega2.example"}

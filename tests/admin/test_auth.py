@@ -20,8 +20,9 @@ async def audit_actions(services: Services, **where: str) -> list[AuditLog]:
         return list((await session.execute(stmt)).scalars().all())
 
 
-async def test_sign_in_opens_the_admin_and_is_audited(anon: httpx.AsyncClient, root_admin: int,
-                                                      admin_services: Services) -> None:
+async def test_sign_in_opens_the_admin_and_is_audited(
+    anon: httpx.AsyncClient, root_admin: int, admin_services: Services
+) -> None:
     assert (await anon.get("/admin/app/list")).status_code == 302  # to the login page
     response = await sign_in(anon)
     assert response.status_code == 302
@@ -30,12 +31,14 @@ async def test_sign_in_opens_the_admin_and_is_audited(anon: httpx.AsyncClient, r
     assert rows and rows[-1].ip == "127.0.0.1"
 
 
-async def test_wrong_password_and_unknown_email_look_the_same(anon: httpx.AsyncClient, root_admin: int,
-                                                              admin_services: Services) -> None:
+async def test_wrong_password_and_unknown_email_look_the_same(
+    anon: httpx.AsyncClient, root_admin: int, admin_services: Services
+) -> None:
     wrong = await sign_in(anon, ADMIN_EMAIL, "not-the-password")
     unknown = await sign_in(anon, "nobody@aquoris.test", ADMIN_PASSWORD)
     assert wrong.status_code == unknown.status_code == 400
     assert "Invalid email or password." in wrong.text
+
     def page(response: httpx.Response, email: str) -> str:  # the page minus the echoed email and the token
         return response.text.replace(csrf_from(response.text), "").replace(email, "")
 
@@ -56,15 +59,18 @@ async def test_session_cookie_is_httponly_strict_and_expires(anon: httpx.AsyncCl
 
 async def test_production_marks_the_session_cookie_secure(admin_services: Services, root_admin: int) -> None:
     settings = admin_services.settings.replace(app_env="production", login_rate_limit=5)
-    async with running_services(settings) as services, \
-            asgi_client(create_app(services=services), base_url="https://testserver") as client:
+    async with (
+        running_services(settings) as services,
+        asgi_client(create_app(services=services), base_url="https://testserver") as client,
+    ):
         response = await sign_in(client)
         assert response.status_code == 302
         assert "; secure" in response.headers["set-cookie"].lower()
 
 
-async def test_sign_out_is_a_post_and_is_audited(anon: httpx.AsyncClient, root_admin: int,
-                                                 admin_services: Services) -> None:
+async def test_sign_out_is_a_post_and_is_audited(
+    anon: httpx.AsyncClient, root_admin: int, admin_services: Services
+) -> None:
     await sign_in(anon)
     admin = anon
     assert (await admin.get("/admin/logout")).status_code == 405
@@ -80,8 +86,9 @@ async def test_a_deactivated_admin_is_signed_out_at_once(anon: httpx.AsyncClient
     from payment.admins import service as admins
 
     async with admin_services.db.transaction() as session:
-        other = await admins.create_admin(session, email="temp@aquoris.test", name="Temp",
-                                          password="temporary-pass-1", actor="test")
+        other = await admins.create_admin(
+            session, email="temp@aquoris.test", name="Temp", password="temporary-pass-1", actor="test"
+        )
     assert (await sign_in(anon, "temp@aquoris.test", "temporary-pass-1")).status_code == 302
     async with admin_services.db.transaction() as session:
         await admins.set_active(session, other.id, False, acting_admin_id=0, actor="test")

@@ -36,8 +36,13 @@ def admin_settings(database_url: str) -> Settings:
 def served(settings: Settings, forwarded_allow_ips: str) -> Iterator[str]:
     """`payment serve`'s uvicorn (proxy headers on, trusting `forwarded_allow_ips`) in a thread; yields its URL."""
     port = free_port()
-    server = make_server(create_app(settings.replace(base_url=f"http://127.0.0.1:{port}")), "127.0.0.1", port,
-                         log_level="warning", forwarded_allow_ips=forwarded_allow_ips)
+    server = make_server(
+        create_app(settings.replace(base_url=f"http://127.0.0.1:{port}")),
+        "127.0.0.1",
+        port,
+        log_level="warning",
+        forwarded_allow_ips=forwarded_allow_ips,
+    )
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
@@ -63,8 +68,11 @@ async def attempts(url: str, forwarded_for: list[str]) -> list[int]:
     for value in forwarded_for:
         async with httpx.AsyncClient(base_url=url) as browser:
             page = await browser.get("/admin/login")
-            response = await browser.post("/admin/login", headers={"X-Forwarded-For": value}, data={
-                "username": ADMIN_EMAIL, "password": "wrong-password", "csrf_token": csrf_from(page.text)})
+            response = await browser.post(
+                "/admin/login",
+                headers={"X-Forwarded-For": value},
+                data={"username": ADMIN_EMAIL, "password": "wrong-password", "csrf_token": csrf_from(page.text)},
+            )
             statuses.append(response.status_code)
     return statuses
 
@@ -76,7 +84,8 @@ async def recorded_ips(services: Services) -> set[str | None]:
 
 
 async def test_a_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing(
-        admin_settings: Settings, admin_services: Services, root_admin: int) -> None:
+    admin_settings: Settings, admin_services: Services, root_admin: int
+) -> None:
     await fresh_limits(admin_services)
     forged = [f"198.51.100.{n}" for n in range(LIMIT + 3)]
     with served(admin_settings, forwarded_allow_ips="10.255.255.1") as url:  # a proxy that is not us
@@ -86,7 +95,8 @@ async def test_a_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing(
 
 
 async def test_behind_a_trusted_proxy_that_appends_the_limit_holds_on_the_real_client(
-        admin_settings: Settings, admin_services: Services, root_admin: int) -> None:
+    admin_settings: Settings, admin_services: Services, root_admin: int
+) -> None:
     await fresh_limits(admin_services)
     # the client writes whatever it likes; the proxy (127.0.0.1 here) appends the address it saw
     headers = [f"198.51.100.{n}, 203.0.113.9" for n in range(LIMIT + 3)]

@@ -17,13 +17,25 @@ from tests.documents.helpers import SELLER_TAX_ID, logo_png, paid_invoice, succe
 
 
 async def test_a_seller_profile_with_a_wrong_check_digit_is_refused_and_nothing_is_saved(
-        admin: httpx.AsyncClient) -> None:
+    admin: httpx.AsyncClient,
+) -> None:
     token = await page_token(admin, "/admin/seller-profile/create")
     bad_tax_id = SELLER_TAX_ID[:12] + str((int(SELLER_TAX_ID[12]) + 1) % 10)
-    response = await admin.post("/admin/seller-profile/create", data={
-        "csrf_token": token, "app_id": "", "legal_name": "บริษัท ทดสอบ จำกัด", "address": "1 Bangkok",
-        "tax_id": bad_tax_id, "branch_code": "00000", "vat_registered": "y", "vat_rate_percent": "7",
-        "prices_include_vat": "y"}, files={"logo": ("logo.png", logo_png(), "image/png")})
+    response = await admin.post(
+        "/admin/seller-profile/create",
+        data={
+            "csrf_token": token,
+            "app_id": "",
+            "legal_name": "บริษัท ทดสอบ จำกัด",
+            "address": "1 Bangkok",
+            "tax_id": bad_tax_id,
+            "branch_code": "00000",
+            "vat_registered": "y",
+            "vat_rate_percent": "7",
+            "prices_include_vat": "y",
+        },
+        files={"logo": ("logo.png", logo_png(), "image/png")},
+    )
     assert response.status_code == 400
     assert "check digit is wrong" in response.text
     listing = await admin.get("/admin/seller-profile/list")
@@ -31,7 +43,8 @@ async def test_a_seller_profile_with_a_wrong_check_digit_is_refused_and_nothing_
 
 
 async def test_admin_downloads_a_document_from_the_invoice_page_and_it_is_audited(
-        admin: httpx.AsyncClient, admin_services: Services) -> None:
+    admin: httpx.AsyncClient, admin_services: Services
+) -> None:
     db = admin_services.db
     await suite_seller(db)
     _, invoice = await paid_invoice(db)
@@ -45,14 +58,24 @@ async def test_admin_downloads_a_document_from_the_invoice_page_and_it_is_audite
     assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
     assert pdf.content == doc.pdf and pdf.content.startswith(b"%PDF")
     async with db.session() as session:
-        audited = (await session.execute(select(AuditLog.actor).where(
-            AuditLog.action == "document.downloaded", AuditLog.entity_id == str(doc.id)))).scalars().all()
+        audited = (
+            (
+                await session.execute(
+                    select(AuditLog.actor).where(
+                        AuditLog.action == "document.downloaded", AuditLog.entity_id == str(doc.id)
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert len(audited) == 1 and audited[0].startswith("admin:")
     assert (await admin.get("/admin/documents/999999999/pdf")).status_code == 404
 
 
 async def test_the_invoice_list_exports_its_filter_as_csv_and_the_export_is_audited(
-        admin: httpx.AsyncClient, admin_services: Services) -> None:
+    admin: httpx.AsyncClient, admin_services: Services
+) -> None:
     db = admin_services.db
     customer, invoice = await paid_invoice(db, name="+cmd|' /C calc'!A0")
     listing = await admin.get(f"/admin/invoice/list?customer={customer.id}")
@@ -65,8 +88,11 @@ async def test_the_invoice_list_exports_its_filter_as_csv_and_the_export_is_audi
     rows = list(csv.DictReader(io.StringIO(response.content.decode("utf-8-sig"))))
     assert [(r["id"], r["customer_name"]) for r in rows] == [(str(invoice.id), "'+cmd|' /C calc'!A0")]
     async with db.session() as session:
-        audit = (await session.execute(select(AuditLog).where(AuditLog.action == "export.started")
-                                       .order_by(AuditLog.id.desc()).limit(1))).scalar_one()
+        audit = (
+            await session.execute(
+                select(AuditLog).where(AuditLog.action == "export.started").order_by(AuditLog.id.desc()).limit(1)
+            )
+        ).scalar_one()
     assert audit.entity_id == "invoices" and audit.details == {"filters": {"customer": str(customer.id)}}
     assert (await admin.get("/admin/exports/passwords.csv")).status_code == 404
 
@@ -80,8 +106,9 @@ async def test_the_documents_page_shows_the_vat_summary(admin: httpx.AsyncClient
     assert "Output VAT by month" in page.text and SELLER_TAX_ID in page.text
 
 
-async def test_an_app_gets_its_own_seller_profile_through_the_form(admin: httpx.AsyncClient,
-                                                                   admin_services: Services) -> None:
+async def test_an_app_gets_its_own_seller_profile_through_the_form(
+    admin: httpx.AsyncClient, admin_services: Services
+) -> None:
     db = admin_services.db
     await suite_seller(db)
     _, invoice = await paid_invoice(db)  # its plan belongs to a fresh app
@@ -90,13 +117,29 @@ async def test_an_app_gets_its_own_seller_profile_through_the_form(admin: httpx.
         assert row is not None
         suite = await seller_for_invoice(session, row)
         assert suite is not None and suite.app_id is None
-        app_id = (await session.execute(select(Plan.app_id).join(Subscription, Subscription.plan_id == Plan.id)
-                                        .where(Subscription.id == row.subscription_id))).scalar_one()
+        app_id = (
+            await session.execute(
+                select(Plan.app_id)
+                .join(Subscription, Subscription.plan_id == Plan.id)
+                .where(Subscription.id == row.subscription_id)
+            )
+        ).scalar_one()
     token = await page_token(admin, "/admin/seller-profile/create")
-    response = await admin.post("/admin/seller-profile/create", data={
-        "csrf_token": token, "app_id": str(app_id), "legal_name": "บริษัท เวก้า จำกัด", "address": "2 Bangkok",
-        "tax_id": "0994000165510", "branch_code": "2", "vat_registered": "y", "vat_rate_percent": "7",
-        "prices_include_vat": "y"}, files={"logo": ("logo.png", logo_png(), "image/png")})
+    response = await admin.post(
+        "/admin/seller-profile/create",
+        data={
+            "csrf_token": token,
+            "app_id": str(app_id),
+            "legal_name": "บริษัท เวก้า จำกัด",
+            "address": "2 Bangkok",
+            "tax_id": "0994000165510",
+            "branch_code": "2",
+            "vat_registered": "y",
+            "vat_rate_percent": "7",
+            "prices_include_vat": "y",
+        },
+        files={"logo": ("logo.png", logo_png(), "image/png")},
+    )
     assert response.status_code == 302, response.text
     async with db.session() as session:
         row = await session.get(Invoice, invoice.id)

@@ -23,14 +23,13 @@ def admin_settings(database_url: str) -> Settings:
 @pytest.fixture
 async def second_process(admin_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     """Another app instance with its own engine and pools, on the same database (as a second process would be)."""
-    async with running_services(admin_settings) as services, \
-            asgi_client(create_app(services=services)) as client:
+    async with running_services(admin_settings) as services, asgi_client(create_app(services=services)) as client:
         yield client
 
 
 async def test_the_sixth_attempt_in_a_minute_is_refused_across_two_app_processes(
-        anon: httpx.AsyncClient, second_process: httpx.AsyncClient, root_admin: int,
-        admin_services: Services) -> None:
+    anon: httpx.AsyncClient, second_process: httpx.AsyncClient, root_admin: int, admin_services: Services
+) -> None:
     outcomes = []
     for attempt in range(5):
         client = anon if attempt % 2 == 0 else second_process
@@ -45,8 +44,9 @@ async def test_the_sixth_attempt_in_a_minute_is_refused_across_two_app_processes
     assert (await anon.get("/admin/app/list")).status_code == 302  # nothing let it in
 
 
-async def test_attempts_older_than_a_minute_no_longer_count(anon: httpx.AsyncClient, root_admin: int,
-                                                            admin_services: Services) -> None:
+async def test_attempts_older_than_a_minute_no_longer_count(
+    anon: httpx.AsyncClient, root_admin: int, admin_services: Services
+) -> None:
     from sqlalchemy import text
 
     async with admin_services.db.transaction() as session:

@@ -37,8 +37,9 @@ async def test_keyset_pages_walk_every_row_once_newest_first_with_the_total(db: 
     seen: list[int] = []
     after = None
     while True:
-        page = await keyset_page(db, select(Customer), key=Customer.id, after=after, limit=3,
-                                 count_model=Customer, where=where)
+        page = await keyset_page(
+            db, select(Customer), key=Customer.id, after=after, limit=3, count_model=Customer, where=where
+        )
         assert page.total == 7
         seen += [c.id for c in page.rows]
         if page.next_after is None:
@@ -49,5 +50,13 @@ async def test_keyset_pages_walk_every_row_once_newest_first_with_the_total(db: 
 
 
 def test_cursors_from_the_query_string_are_checked() -> None:
-    assert [parse_after(v) for v in ("42", " 7 ", "", "-1", "0", "x", "9" * 30, None)] == \
-        [42, 7, None, None, None, None, None, None]
+    assert [parse_after(v) for v in ("42", " 7 ", "", "-1", "0", "x", "9" * 30, None)] == [
+        42,
+        7,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]

@@ -50,17 +50,25 @@ async def world(admin_services: Services) -> World:
     async with admin_services.db.transaction() as session:
         accounts = {}
         for role in Role:
-            admin = await admins.create_admin(session, email=f"{role.value}@roles.test", name=role.value,
-                                              password=ADMIN_PASSWORD, role=role, actor="test")
+            admin = await admins.create_admin(
+                session,
+                email=f"{role.value}@roles.test",
+                name=role.value,
+                password=ADMIN_PASSWORD,
+                role=role,
+                actor="test",
+            )
             accounts[role] = admin.id
-        target = await admins.create_admin(session, email="target@roles.test", name="Target",
-                                           password=ADMIN_PASSWORD, role=Role.VIEWER, actor="test")
+        target = await admins.create_admin(
+            session, email="target@roles.test", name="Target", password=ADMIN_PASSWORD, role=Role.VIEWER, actor="test"
+        )
         customer = await factories.create_customer(session)
         plan = await factories.create_plan(session)
         sub = await factories.create_subscription(session, customer, plan, source="manual")
         invoice = await factories.create_invoice(session, customer, source="manual", subscription=sub)
-        refund = await refunds.issue(session, invoice.id, reason="test", actor="test", amount_cents=100,
-                                     also_cancel=True)
+        refund = await refunds.issue(
+            session, invoice.id, reason="test", actor="test", amount_cents=100, also_cancel=True
+        )
         app, _ = await factories.create_app(session)
     return World(accounts, customer.id, sub.id, invoice.id, refund.id, app.id, plan.id, target.id)
 
@@ -91,23 +99,42 @@ def _op(kind: str, action: str, pk: Callable[[World], int]) -> Callable[[World],
 
 
 HTTP_ACTIONS = [
-    HttpAction("cancel form", Permission.MANAGE_SUBSCRIPTIONS, "GET",
-               _op("subscription", "cancel", lambda w: w.subscription_id)),
-    HttpAction("resume form", Permission.MANAGE_SUBSCRIPTIONS, "GET",
-               _op("subscription", "resume", lambda w: w.subscription_id)),
-    HttpAction("extend form", Permission.MANAGE_SUBSCRIPTIONS, "GET",
-               _op("subscription", "extend", lambda w: w.subscription_id)),
-    HttpAction("extend post", Permission.MANAGE_SUBSCRIPTIONS, "POST",
-               _op("subscription", "extend", lambda w: w.subscription_id), {"days": "1", "reason": "matrix"}),
-    HttpAction("grant form", Permission.MANAGE_SUBSCRIPTIONS, "GET",
-               _op("customer", "grant", lambda w: w.customer_id)),
-    HttpAction("record payment form", Permission.RECORD_PAYMENT, "GET",
-               _op("customer", "payment", lambda w: w.customer_id)),
+    HttpAction(
+        "cancel form",
+        Permission.MANAGE_SUBSCRIPTIONS,
+        "GET",
+        _op("subscription", "cancel", lambda w: w.subscription_id),
+    ),
+    HttpAction(
+        "resume form",
+        Permission.MANAGE_SUBSCRIPTIONS,
+        "GET",
+        _op("subscription", "resume", lambda w: w.subscription_id),
+    ),
+    HttpAction(
+        "extend form",
+        Permission.MANAGE_SUBSCRIPTIONS,
+        "GET",
+        _op("subscription", "extend", lambda w: w.subscription_id),
+    ),
+    HttpAction(
+        "extend post",
+        Permission.MANAGE_SUBSCRIPTIONS,
+        "POST",
+        _op("subscription", "extend", lambda w: w.subscription_id),
+        {"days": "1", "reason": "matrix"},
+    ),
+    HttpAction("grant form", Permission.MANAGE_SUBSCRIPTIONS, "GET", _op("customer", "grant", lambda w: w.customer_id)),
+    HttpAction(
+        "record payment form", Permission.RECORD_PAYMENT, "GET", _op("customer", "payment", lambda w: w.customer_id)
+    ),
     HttpAction("refund form", Permission.REFUND, "GET", _op("invoice", "refund", lambda w: w.invoice_id)),
-    HttpAction("refund post", Permission.REFUND, "POST", _op("invoice", "refund", lambda w: w.invoice_id),
-               {"reason": "matrix"}),
-    HttpAction("retry cancellation", Permission.REFUND, "GET",
-               _op("refund", "retry-cancellation", lambda w: w.refund_id)),
+    HttpAction(
+        "refund post", Permission.REFUND, "POST", _op("invoice", "refund", lambda w: w.invoice_id), {"reason": "matrix"}
+    ),
+    HttpAction(
+        "retry cancellation", Permission.REFUND, "GET", _op("refund", "retry-cancellation", lambda w: w.refund_id)
+    ),
     HttpAction("webhook retry", Permission.RETRY_WEBHOOK, "POST", lambda w: "/admin/stripe-event/retry/999999"),
     HttpAction("new app form", Permission.MANAGE_APPS, "GET", lambda w: "/admin/app/create"),
     HttpAction("edit app form", Permission.MANAGE_APPS, "GET", lambda w: f"/admin/app/edit/{w.app_id}"),
@@ -115,33 +142,70 @@ HTTP_ACTIONS = [
     HttpAction("rotate API key", Permission.REVEAL_API_KEY, "POST", lambda w: f"/admin/app/{w.app_id}/rotate-key"),
     HttpAction("new plan form", Permission.MANAGE_PLANS, "GET", lambda w: "/admin/plan/create"),
     HttpAction("edit plan form", Permission.MANAGE_PLANS, "GET", lambda w: f"/admin/plan/edit/{w.plan_id}"),
-    HttpAction("plan activation", Permission.MANAGE_PLANS, "POST", lambda w: f"/admin/plan/{w.plan_id}/set-active",
-               {"active": "1"}),
+    HttpAction(
+        "plan activation",
+        Permission.MANAGE_PLANS,
+        "POST",
+        lambda w: f"/admin/plan/{w.plan_id}/set-active",
+        {"active": "1"},
+    ),
     HttpAction("new admin form", Permission.MANAGE_ADMINS, "GET", lambda w: "/admin/admin-user/create"),
-    HttpAction("admin activation", Permission.MANAGE_ADMINS, "POST",
-               lambda w: f"/admin/admin-user/{w.target_admin_id}/set-active", {"active": "1"}),
-    HttpAction("admin role", Permission.MANAGE_ADMINS, "POST",
-               lambda w: f"/admin/admin-user/{w.target_admin_id}/role", {"role": "viewer"}),
-    HttpAction("set-password link", Permission.MANAGE_ADMINS, "POST",
-               lambda w: f"/admin/admin-user/{w.target_admin_id}/password-link"),
-    HttpAction("reset two-factor", Permission.MANAGE_ADMINS, "POST",
-               lambda w: f"/admin/admin-user/{w.target_admin_id}/reset-two-factor"),
-    HttpAction("another admin's password form", Permission.MANAGE_ADMINS, "GET",
-               lambda w: f"/admin/admin-user/{w.target_admin_id}/password"),
+    HttpAction(
+        "admin activation",
+        Permission.MANAGE_ADMINS,
+        "POST",
+        lambda w: f"/admin/admin-user/{w.target_admin_id}/set-active",
+        {"active": "1"},
+    ),
+    HttpAction(
+        "admin role",
+        Permission.MANAGE_ADMINS,
+        "POST",
+        lambda w: f"/admin/admin-user/{w.target_admin_id}/role",
+        {"role": "viewer"},
+    ),
+    HttpAction(
+        "set-password link",
+        Permission.MANAGE_ADMINS,
+        "POST",
+        lambda w: f"/admin/admin-user/{w.target_admin_id}/password-link",
+    ),
+    HttpAction(
+        "reset two-factor",
+        Permission.MANAGE_ADMINS,
+        "POST",
+        lambda w: f"/admin/admin-user/{w.target_admin_id}/reset-two-factor",
+    ),
+    HttpAction(
+        "another admin's password form",
+        Permission.MANAGE_ADMINS,
+        "GET",
+        lambda w: f"/admin/admin-user/{w.target_admin_id}/password",
+    ),
 ]
 
 
 async def _forbidden_rows(services: Services, admin_id: int, permission: Permission) -> int:
     async with services.db.session() as session:
-        return int(await session.scalar(select(func.count()).select_from(AuditLog).where(
-            AuditLog.action == "admin.forbidden", AuditLog.actor == f"admin:{admin_id}",
-            AuditLog.entity_id == permission.value)) or 0)
+        return int(
+            await session.scalar(
+                select(func.count())
+                .select_from(AuditLog)
+                .where(
+                    AuditLog.action == "admin.forbidden",
+                    AuditLog.actor == f"admin:{admin_id}",
+                    AuditLog.entity_id == permission.value,
+                )
+            )
+            or 0
+        )
 
 
 @pytest.mark.parametrize("role", list(Role), ids=[r.value for r in Role])
 @pytest.mark.parametrize("action", HTTP_ACTIONS, ids=[a.name for a in HTTP_ACTIONS])
-async def test_http_action_as_role(admin_services: Services, world: World, clients: dict[Role, httpx.AsyncClient],
-                                   role: Role, action: HttpAction) -> None:
+async def test_http_action_as_role(
+    admin_services: Services, world: World, clients: dict[Role, httpx.AsyncClient], role: Role, action: HttpAction
+) -> None:
     client = clients[role]
     token = csrf_from((await client.get("/admin/")).text)
     before = await _forbidden_rows(admin_services, world.accounts[role], action.permission)
@@ -149,8 +213,9 @@ async def test_http_action_as_role(admin_services: Services, world: World, clien
     if action.method == "GET":
         response = await client.get(path)
     else:
-        response = await client.post(path, data={**(action.data or {}), "csrf_token": token},
-                                     headers={"X-CSRF-Token": token})
+        response = await client.post(
+            path, data={**(action.data or {}), "csrf_token": token}, headers={"X-CSRF-Token": token}
+        )
     after = await _forbidden_rows(admin_services, world.accounts[role], action.permission)
     if action.permission in PERMISSIONS[role]:
         assert response.status_code != 403, response.text
@@ -165,8 +230,9 @@ async def test_http_action_as_role(admin_services: Services, world: World, clien
 
 
 @pytest.mark.parametrize("role", list(Role), ids=[r.value for r in Role])
-async def test_the_admin_hides_what_a_role_cannot_do(world: World, clients: dict[Role, httpx.AsyncClient],
-                                                    role: Role) -> None:
+async def test_the_admin_hides_what_a_role_cannot_do(
+    world: World, clients: dict[Role, httpx.AsyncClient], role: Role
+) -> None:
     client = clients[role]
     customer = (await client.get(f"/admin/customer/details/{world.customer_id}")).text
     apps_page = (await client.get("/admin/app/list")).text
@@ -192,51 +258,130 @@ async def _plan(session: AsyncSession, world: World) -> Plan:
 
 
 SERVICE_CALLS: list[tuple[str, Permission, ServiceCall]] = [
-    ("subscriptions.cancel_at_period_end", Permission.MANAGE_SUBSCRIPTIONS, lambda s, sv, w, a:
-     subscriptions.cancel_at_period_end(s, w.subscription_id, gateway=sv.stripe, actor=a)),
-    ("subscriptions.resume", Permission.MANAGE_SUBSCRIPTIONS, lambda s, sv, w, a:
-     subscriptions.resume(s, w.subscription_id, gateway=sv.stripe, actor=a)),
-    ("subscriptions.extend", Permission.MANAGE_SUBSCRIPTIONS, lambda s, sv, w, a:
-     subscriptions.extend(s, w.subscription_id, days=1, reason="matrix", gateway=sv.stripe, actor=a)),
-    ("subscriptions.grant", Permission.MANAGE_SUBSCRIPTIONS, lambda s, sv, w, a:
-     subscriptions.grant(s, w.customer_id, plan_id=w.plan_id, reason="matrix", gateway=sv.stripe, actor=a,
-                         days=1)),
-    ("payments.record_manual", Permission.RECORD_PAYMENT, lambda s, sv, w, a:
-     record_manual(s, w.customer_id, ManualPayment(100, "thb", "cash", f"M-{a}", w.plan_id, days=1), actor=a)),
-    ("refunds.issue", Permission.REFUND, lambda s, sv, w, a:
-     refunds.issue(s, w.invoice_id, reason="matrix", actor=a, amount_cents=1)),
-    ("refunds.retry_cancellation", Permission.REFUND, lambda s, sv, w, a:
-     refunds.retry_cancellation(s, w.refund_id, gateway=sv.stripe, actor=a)),
-    ("refunds.cancel_after_refund", Permission.REFUND, lambda s, sv, w, a:
-     refunds.cancel_after_refund(s, w.refund_id, gateway=sv.stripe, actor=a)),
+    (
+        "subscriptions.cancel_at_period_end",
+        Permission.MANAGE_SUBSCRIPTIONS,
+        lambda s, sv, w, a: subscriptions.cancel_at_period_end(s, w.subscription_id, gateway=sv.stripe, actor=a),
+    ),
+    (
+        "subscriptions.resume",
+        Permission.MANAGE_SUBSCRIPTIONS,
+        lambda s, sv, w, a: subscriptions.resume(s, w.subscription_id, gateway=sv.stripe, actor=a),
+    ),
+    (
+        "subscriptions.extend",
+        Permission.MANAGE_SUBSCRIPTIONS,
+        lambda s, sv, w, a: subscriptions.extend(
+            s, w.subscription_id, days=1, reason="matrix", gateway=sv.stripe, actor=a
+        ),
+    ),
+    (
+        "subscriptions.grant",
+        Permission.MANAGE_SUBSCRIPTIONS,
+        lambda s, sv, w, a: subscriptions.grant(
+            s, w.customer_id, plan_id=w.plan_id, reason="matrix", gateway=sv.stripe, actor=a, days=1
+        ),
+    ),
+    (
+        "payments.record_manual",
+        Permission.RECORD_PAYMENT,
+        lambda s, sv, w, a: record_manual(
+            s, w.customer_id, ManualPayment(100, "thb", "cash", f"M-{a}", w.plan_id, days=1), actor=a
+        ),
+    ),
+    (
+        "refunds.issue",
+        Permission.REFUND,
+        lambda s, sv, w, a: refunds.issue(s, w.invoice_id, reason="matrix", actor=a, amount_cents=1),
+    ),
+    (
+        "refunds.retry_cancellation",
+        Permission.REFUND,
+        lambda s, sv, w, a: refunds.retry_cancellation(s, w.refund_id, gateway=sv.stripe, actor=a),
+    ),
+    (
+        "refunds.cancel_after_refund",
+        Permission.REFUND,
+        lambda s, sv, w, a: refunds.cancel_after_refund(s, w.refund_id, gateway=sv.stripe, actor=a),
+    ),
     ("events.retry", Permission.RETRY_WEBHOOK, lambda s, sv, w, a: events.retry(s, 999999, actor=a)),
-    ("apps.create_app", Permission.MANAGE_APPS, lambda s, sv, w, a:
-     apps.create_app(s, slug="matrix", name="Matrix", return_url="https://m.example/", secret_key=SECRET, actor=a)),
-    ("apps.update_app", Permission.MANAGE_APPS, lambda s, sv, w, a: _then(_app(s, w), lambda app:
-     apps.update_app(s, app, name="Renamed", return_url="https://m.example/", is_active=True, actor=a))),
-    ("apps.copy_key", Permission.REVEAL_API_KEY, lambda s, sv, w, a: _then(_app(s, w), lambda app:
-     apps.copy_key(s, app, secret_key=SECRET, actor=a))),
-    ("apps.rotate_key", Permission.REVEAL_API_KEY, lambda s, sv, w, a: _then(_app(s, w), lambda app:
-     apps.rotate_key(s, app, secret_key=SECRET, actor=a))),
-    ("plans.create_plan", Permission.MANAGE_PLANS, lambda s, sv, w, a:
-     plans.create_plan(s, PlanInput(slug="matrix", name="Matrix", price_cents=100, currency="thb"), actor=a)),
-    ("plans.update_plan", Permission.MANAGE_PLANS, lambda s, sv, w, a: _then(_plan(s, w), lambda plan:
-     plans.update_plan(s, plan, PlanInput(slug=plan.slug, name="Renamed", price_cents=100, currency="thb"),
-                       actor=a))),
-    ("plans.set_active", Permission.MANAGE_PLANS, lambda s, sv, w, a: _then(_plan(s, w), lambda plan:
-     plans.set_active(s, plan, False, actor=a))),
-    ("admins.create_admin", Permission.MANAGE_ADMINS, lambda s, sv, w, a:
-     admins.create_admin(s, email="new@roles.test", name="New", password=ADMIN_PASSWORD, actor=a)),
-    ("admins.set_active", Permission.MANAGE_ADMINS, lambda s, sv, w, a:
-     admins.set_active(s, w.target_admin_id, False, acting_admin_id=a.admin_id, actor=a)),
-    ("admins.set_role", Permission.MANAGE_ADMINS, lambda s, sv, w, a:
-     admins.set_role(s, w.target_admin_id, Role.FINANCE, actor=a)),
-    ("password_links.issue", Permission.MANAGE_ADMINS, lambda s, sv, w, a:
-     password_links.issue(s, w.target_admin_id, actor=a)),
-    ("two_factor.reset", Permission.MANAGE_ADMINS, lambda s, sv, w, a:
-     two_factor.reset(s, w.target_admin_id, actor=a)),
-    ("admins.change_password (another admin)", Permission.MANAGE_ADMINS, lambda s, sv, w, a:
-     admins.change_password(s, w.target_admin_id, "another-password-1", actor=a)),
+    (
+        "apps.create_app",
+        Permission.MANAGE_APPS,
+        lambda s, sv, w, a: apps.create_app(
+            s, slug="matrix", name="Matrix", return_url="https://m.example/", secret_key=SECRET, actor=a
+        ),
+    ),
+    (
+        "apps.update_app",
+        Permission.MANAGE_APPS,
+        lambda s, sv, w, a: _then(
+            _app(s, w),
+            lambda app: apps.update_app(
+                s, app, name="Renamed", return_url="https://m.example/", is_active=True, actor=a
+            ),
+        ),
+    ),
+    (
+        "apps.copy_key",
+        Permission.REVEAL_API_KEY,
+        lambda s, sv, w, a: _then(_app(s, w), lambda app: apps.copy_key(s, app, secret_key=SECRET, actor=a)),
+    ),
+    (
+        "apps.rotate_key",
+        Permission.REVEAL_API_KEY,
+        lambda s, sv, w, a: _then(_app(s, w), lambda app: apps.rotate_key(s, app, secret_key=SECRET, actor=a)),
+    ),
+    (
+        "plans.create_plan",
+        Permission.MANAGE_PLANS,
+        lambda s, sv, w, a: plans.create_plan(
+            s, PlanInput(slug="matrix", name="Matrix", price_cents=100, currency="thb"), actor=a
+        ),
+    ),
+    (
+        "plans.update_plan",
+        Permission.MANAGE_PLANS,
+        lambda s, sv, w, a: _then(
+            _plan(s, w),
+            lambda plan: plans.update_plan(
+                s, plan, PlanInput(slug=plan.slug, name="Renamed", price_cents=100, currency="thb"), actor=a
+            ),
+        ),
+    ),
+    (
+        "plans.set_active",
+        Permission.MANAGE_PLANS,
+        lambda s, sv, w, a: _then(_plan(s, w), lambda plan: plans.set_active(s, plan, False, actor=a)),
+    ),
+    (
+        "admins.create_admin",
+        Permission.MANAGE_ADMINS,
+        lambda s, sv, w, a: admins.create_admin(
+            s, email="new@roles.test", name="New", password=ADMIN_PASSWORD, actor=a
+        ),
+    ),
+    (
+        "admins.set_active",
+        Permission.MANAGE_ADMINS,
+        lambda s, sv, w, a: admins.set_active(s, w.target_admin_id, False, acting_admin_id=a.admin_id, actor=a),
+    ),
+    (
+        "admins.set_role",
+        Permission.MANAGE_ADMINS,
+        lambda s, sv, w, a: admins.set_role(s, w.target_admin_id, Role.FINANCE, actor=a),
+    ),
+    (
+        "password_links.issue",
+        Permission.MANAGE_ADMINS,
+        lambda s, sv, w, a: password_links.issue(s, w.target_admin_id, actor=a),
+    ),
+    ("two_factor.reset", Permission.MANAGE_ADMINS, lambda s, sv, w, a: two_factor.reset(s, w.target_admin_id, actor=a)),
+    (
+        "admins.change_password (another admin)",
+        Permission.MANAGE_ADMINS,
+        lambda s, sv, w, a: admins.change_password(s, w.target_admin_id, "another-password-1", actor=a),
+    ),
 ]
 
 
@@ -253,8 +398,15 @@ async def rolled_back(admin_services: Services) -> AsyncIterator[AsyncSession]:
 
 @pytest.mark.parametrize("role", list(Role), ids=[r.value for r in Role])
 @pytest.mark.parametrize(("name", "permission", "call"), SERVICE_CALLS, ids=[c[0] for c in SERVICE_CALLS])
-async def test_service_as_role(admin_services: Services, world: World, rolled_back: AsyncSession, role: Role,
-                               name: str, permission: Permission, call: ServiceCall) -> None:
+async def test_service_as_role(
+    admin_services: Services,
+    world: World,
+    rolled_back: AsyncSession,
+    role: Role,
+    name: str,
+    permission: Permission,
+    call: ServiceCall,
+) -> None:
     actor = AdminActor(world.accounts[role], role)
     if permission in PERMISSIONS[role]:
         try:
@@ -269,17 +421,20 @@ async def test_service_as_role(admin_services: Services, world: World, rolled_ba
         assert refused.value.permission == permission
 
 
-async def test_an_admin_actor_without_a_role_is_refused(admin_services: Services, world: World,
-                                                        rolled_back: AsyncSession) -> None:
+async def test_an_admin_actor_without_a_role_is_refused(
+    admin_services: Services, world: World, rolled_back: AsyncSession
+) -> None:
     with pytest.raises(PermissionDenied):
-        await admins.set_role(rolled_back, world.target_admin_id, Role.OWNER,
-                              actor=f"admin:{world.accounts[Role.OWNER]}")
+        await admins.set_role(
+            rolled_back, world.target_admin_id, Role.OWNER, actor=f"admin:{world.accounts[Role.OWNER]}"
+        )
 
 
 async def test_the_last_active_owner_cannot_leave(admin_services: Services, rolled_back: AsyncSession) -> None:
     # only one owner in this transaction's view: demote every other owner first
-    owners = (await rolled_back.execute(select(AdminUser.id).where(AdminUser.role == "owner",
-                                                                            AdminUser.is_active))).scalars()
+    owners = (
+        await rolled_back.execute(select(AdminUser.id).where(AdminUser.role == "owner", AdminUser.is_active))
+    ).scalars()
     owner_ids = list(owners)
     system = "test"
     for other in owner_ids[1:]:

@@ -26,6 +26,7 @@ def browser(admin_services: Services) -> Browser:
     async def open_browser() -> AsyncIterator[httpx.AsyncClient]:
         async with asgi_client(create_app(services=admin_services)) as client:
             yield client
+
     return open_browser
 
 
@@ -74,15 +75,17 @@ async def test_a_cookie_copied_before_sign_out_no_longer_works(browser: Browser,
 
 
 async def test_a_password_change_ends_the_other_sessions_but_keeps_the_changers(
-        browser: Browser, victim: str, admin_services: Services) -> None:
+    browser: Browser, victim: str, admin_services: Services
+) -> None:
     async with browser() as own, browser() as laptop:
         await signed_in(own, victim)
         elsewhere = await signed_in(laptop, victim)
         pk = await admin_id(admin_services, victim)
         token = await page_token(own, f"/admin/admin-user/{pk}/password")
-        changed = await own.post(f"/admin/admin-user/{pk}/password",
-                                 data={"password": "another-long-password", "confirm": "another-long-password",
-                                       "csrf_token": token})
+        changed = await own.post(
+            f"/admin/admin-user/{pk}/password",
+            data={"password": "another-long-password", "confirm": "another-long-password", "csrf_token": token},
+        )
         assert changed.status_code in (302, 303)
         assert (await own.get("/admin/app/list")).status_code == 200  # the browser that changed it stays in
         assert (await laptop.get("/admin/app/list")).status_code == 302
@@ -90,31 +93,35 @@ async def test_a_password_change_ends_the_other_sessions_but_keeps_the_changers(
 
 
 async def test_another_admin_changing_the_password_ends_every_session(
-        admin: httpx.AsyncClient, browser: Browser, victim: str, admin_services: Services) -> None:
+    admin: httpx.AsyncClient, browser: Browser, victim: str, admin_services: Services
+) -> None:
     async with browser() as own:
         cookie = await signed_in(own, victim)
     pk = await admin_id(admin_services, victim)
     token = await page_token(admin, f"/admin/admin-user/{pk}/password")
-    await admin.post(f"/admin/admin-user/{pk}/password",
-                     data={"password": "reset-by-root-1234", "confirm": "reset-by-root-1234", "csrf_token": token})
+    await admin.post(
+        f"/admin/admin-user/{pk}/password",
+        data={"password": "reset-by-root-1234", "confirm": "reset-by-root-1234", "csrf_token": token},
+    )
     assert not await works(browser, cookie)
 
 
 async def test_deactivation_ends_sessions_for_good_even_after_reactivation(
-        admin: httpx.AsyncClient, browser: Browser, victim: str, admin_services: Services) -> None:
+    admin: httpx.AsyncClient, browser: Browser, victim: str, admin_services: Services
+) -> None:
     async with browser() as own:
         cookie = await signed_in(own, victim)
     pk = await admin_id(admin_services, victim)
     for active in ("0", "1"):
         token = await page_token(admin, "/admin/admin-user/list")
-        response = await admin.post(f"/admin/admin-user/{pk}/set-active", data={"active": active,
-                                                                                "csrf_token": token})
+        response = await admin.post(f"/admin/admin-user/{pk}/set-active", data={"active": active, "csrf_token": token})
         assert response.status_code in (302, 303)
     assert not await works(browser, cookie)
 
 
 async def test_sign_out_everywhere_ends_every_session_of_that_admin(
-        admin: httpx.AsyncClient, browser: Browser, victim: str, admin_services: Services) -> None:
+    admin: httpx.AsyncClient, browser: Browser, victim: str, admin_services: Services
+) -> None:
     async with browser() as one, browser() as two:
         cookies = [await signed_in(one, victim), await signed_in(two, victim)]
     pk = await admin_id(admin_services, victim)

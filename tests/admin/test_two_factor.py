@@ -55,7 +55,8 @@ async def enrol(client: httpx.AsyncClient) -> tuple[pyotp.TOTP, list[str]]:
     page = await client.get("/admin/two-factor/setup")
     assert page.status_code == 200
     assert "<svg" in page.text and "http" not in page.text.split('id="totp-qr"')[1].split("</div>")[0].replace(
-        "http://www.w3.org/2000/svg", "")  # the QR is drawn inline, not fetched from anywhere
+        "http://www.w3.org/2000/svg", ""
+    )  # the QR is drawn inline, not fetched from anywhere
     found = SECRET_RE.search(page.text)
     assert found, page.text
     totp = pyotp.TOTP(found.group(1))
@@ -109,14 +110,33 @@ async def test_enrol_then_sign_in_with_a_code_a_backup_code_and_never_twice(admi
     async with admin_services.db.session() as session:
         admin = await admins.find_by_email(session, email)
         assert admin is not None
-        rows = (await session.execute(select(AuditLog.action, AuditLog.details).where(
-            AuditLog.entity_id == str(admin.id), AuditLog.action.in_(
-                ["admin.two_factor_enabled", "admin.signed_in"])).order_by(AuditLog.id))).all()
-        failed = (await session.execute(select(AuditLog.details).where(
-            AuditLog.action == "admin.sign_in_failed", AuditLog.details["email"].astext == email))).scalars().all()
+        rows = (
+            await session.execute(
+                select(AuditLog.action, AuditLog.details)
+                .where(
+                    AuditLog.entity_id == str(admin.id),
+                    AuditLog.action.in_(["admin.two_factor_enabled", "admin.signed_in"]),
+                )
+                .order_by(AuditLog.id)
+            )
+        ).all()
+        failed = (
+            (
+                await session.execute(
+                    select(AuditLog.details).where(
+                        AuditLog.action == "admin.sign_in_failed", AuditLog.details["email"].astext == email
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert [(a, d.get("method")) for a, d in rows] == [
-        ("admin.signed_in", "password"), ("admin.two_factor_enabled", None), ("admin.signed_in", "totp"),
-        ("admin.signed_in", "backup")]
+        ("admin.signed_in", "password"),
+        ("admin.two_factor_enabled", None),
+        ("admin.signed_in", "totp"),
+        ("admin.signed_in", "backup"),
+    ]
     assert [d["reason"] for d in failed] == ["bad_code", "bad_code"]
 
 
@@ -129,8 +149,10 @@ async def test_codes_count_against_the_sign_in_limit(strict_services: Services) 
         first = await sign_in(client, email, ADMIN_PASSWORD)  # 2nd attempt from this IP
         assert first.status_code == 302
         page = await client.get("/admin/two-factor")
-        answers = [await client.post("/admin/two-factor", data={"code": "000000", "csrf_token": csrf_from(page.text)})
-                   for _ in range(5)]
+        answers = [
+            await client.post("/admin/two-factor", data={"code": "000000", "csrf_token": csrf_from(page.text)})
+            for _ in range(5)
+        ]
     assert [a.status_code for a in answers] == [400, 400, 400, 400, 429]
     assert "Too many sign-in attempts" in answers[-1].text
 
@@ -147,17 +169,20 @@ async def test_refund_and_keys_ask_for_a_fresh_code(strict_services: Services) -
         form_path = f"/admin/operations/invoice/{invoice.id}/refund"
         asked = await client.get(form_path)
         assert asked.status_code == 303 and "/admin/step-up?next=" in asked.headers["location"]
-        copy = await client.post(f"/admin/app/{app.id}/copy-key",
-                                 headers={"X-CSRF-Token": csrf_from((await client.get("/admin/")).text)})
+        copy = await client.post(
+            f"/admin/app/{app.id}/copy-key", headers={"X-CSRF-Token": csrf_from((await client.get("/admin/")).text)}
+        )
         assert copy.status_code == 403 and "step_up" in copy.json() and "key" not in copy.json()
 
         step_up = await client.get(asked.headers["location"])
         assert 'name="code"' in step_up.text and 'name="password"' not in step_up.text
-        wrong = await client.post(asked.headers["location"], data={"code": "123456",
-                                                                   "csrf_token": csrf_from(step_up.text)})
+        wrong = await client.post(
+            asked.headers["location"], data={"code": "123456", "csrf_token": csrf_from(step_up.text)}
+        )
         assert wrong.status_code == 400
-        confirmed = await client.post(asked.headers["location"], data={"code": totp.at(time.time() + 30),
-                                                                       "csrf_token": csrf_from(step_up.text)})
+        confirmed = await client.post(
+            asked.headers["location"], data={"code": totp.at(time.time() + 30), "csrf_token": csrf_from(step_up.text)}
+        )
         assert confirmed.status_code == 303 and confirmed.headers["location"] == form_path
 
 
@@ -172,8 +197,9 @@ async def test_without_two_factor_the_password_confirms(strict_services: Service
         assert asked.status_code == 303 and "/admin/step-up" in asked.headers["location"]
         page = await client.get(asked.headers["location"])
         assert 'name="password"' in page.text
-        confirmed = await client.post(asked.headers["location"], data={"password": ADMIN_PASSWORD,
-                                                                       "csrf_token": csrf_from(page.text)})
+        confirmed = await client.post(
+            asked.headers["location"], data={"password": ADMIN_PASSWORD, "csrf_token": csrf_from(page.text)}
+        )
         assert confirmed.status_code == 303 and confirmed.headers["location"] == "/admin/app/list"
 
 
@@ -198,8 +224,9 @@ async def test_an_owner_resets_a_lost_two_factor(admin_services: Services, admin
     assert target is not None
     listing = await admin.get("/admin/admin-user/list")
     assert f'data-reset-2fa="{email}"' in listing.text
-    reset = await admin.post(f"/admin/admin-user/{target.id}/reset-two-factor",
-                             data={"csrf_token": csrf_from(listing.text)})
+    reset = await admin.post(
+        f"/admin/admin-user/{target.id}/reset-two-factor", data={"csrf_token": csrf_from(listing.text)}
+    )
     assert reset.status_code == 303
     async with browser(admin_services, "10.1.0.7") as client:
         signed_in = await sign_in(client, email, ADMIN_PASSWORD)
@@ -213,8 +240,9 @@ async def test_an_export_asks_for_a_fresh_confirmation_then_downloads(strict_ser
         asked = await client.get("/admin/exports/customers.csv?currency=thb")
         assert asked.status_code == 303 and "/admin/step-up?next=" in asked.headers["location"]
         page = await client.get(asked.headers["location"])
-        confirmed = await client.post(asked.headers["location"], data={"password": ADMIN_PASSWORD,
-                                                                       "csrf_token": csrf_from(page.text)})
+        confirmed = await client.post(
+            asked.headers["location"], data={"password": ADMIN_PASSWORD, "csrf_token": csrf_from(page.text)}
+        )
         assert confirmed.status_code == 303
         assert confirmed.headers["location"] == "/admin/exports/customers.csv?currency=thb"
         exported = await client.get(confirmed.headers["location"])

@@ -25,9 +25,16 @@ async def _add(admin: httpx.AsyncClient, services: Services, url: str) -> tuple[
     async with services.db.transaction() as session:
         app, _ = await factories.create_app(session)
     token = await page_token(admin, "/admin/webhook-endpoints")
-    response = await admin.post("/admin/webhook-endpoints/add", data={
-        "csrf_token": token, "app_id": str(app.id), "url": url, "description": "Vega billing hooks",
-        "event_types": ["entitlement.changed", "customer.updated"]})
+    response = await admin.post(
+        "/admin/webhook-endpoints/add",
+        data={
+            "csrf_token": token,
+            "app_id": str(app.id),
+            "url": url,
+            "description": "Vega billing hooks",
+            "event_types": ["entitlement.changed", "customer.updated"],
+        },
+    )
     assert response.status_code == 200, response.text
     assert response.headers["cache-control"] == "no-store"
     match = SECRET_RE.search(response.text)
@@ -38,11 +45,13 @@ async def _add(admin: httpx.AsyncClient, services: Services, url: str) -> tuple[
     return endpoint, match.group(1)
 
 
-async def _post(admin: httpx.AsyncClient, endpoint: WebhookEndpoint, action: str,
-                data: dict[str, str] | None = None) -> httpx.Response:
+async def _post(
+    admin: httpx.AsyncClient, endpoint: WebhookEndpoint, action: str, data: dict[str, str] | None = None
+) -> httpx.Response:
     token = await page_token(admin, f"/admin/webhook-endpoints/{endpoint.id}")
-    response = await admin.post(f"/admin/webhook-endpoints/{endpoint.id}/{action}",
-                                data={"csrf_token": token, **(data or {})})
+    response = await admin.post(
+        f"/admin/webhook-endpoints/{endpoint.id}/{action}", data={"csrf_token": token, **(data or {})}
+    )
     assert response.status_code in (200, 303), response.text
     return response
 
@@ -69,8 +78,15 @@ async def test_add_test_event_log_and_replay(admin: httpx.AsyncClient, admin_ser
         assert again.id == first.id  # a replay is the same message: the client can tell it has it already
 
         now = utcnow()
-        await _post(admin, endpoint, "replay", {"from": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
-                                                "to": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M")})
+        await _post(
+            admin,
+            endpoint,
+            "replay",
+            {
+                "from": (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+                "to": (now + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"),
+            },
+        )
         await delivery.deliver(admin_services.db, admin_services.settings)
         assert (await receiver.wait_accepted(3))[2].id == first.id
 
@@ -80,7 +96,8 @@ async def test_add_test_event_log_and_replay(admin: httpx.AsyncClient, admin_ser
 
 
 async def test_an_endpoint_failing_for_days_is_disabled_and_the_admin_sees_why(
-        admin: httpx.AsyncClient, admin_services: Services) -> None:
+    admin: httpx.AsyncClient, admin_services: Services
+) -> None:
     with webhook_receiver() as receiver:
         receiver.answer = lambda d: 500
         endpoint, _ = await _add(admin, admin_services, receiver.url)
@@ -101,13 +118,16 @@ async def test_an_endpoint_failing_for_days_is_disabled_and_the_admin_sees_why(
     assert row.enabled and row.disabled_reason is None
 
 
-async def test_a_bad_url_is_refused_with_a_message_and_nothing_saved(admin: httpx.AsyncClient,
-                                                                     admin_services: Services) -> None:
+async def test_a_bad_url_is_refused_with_a_message_and_nothing_saved(
+    admin: httpx.AsyncClient, admin_services: Services
+) -> None:
     async with admin_services.db.transaction() as session:
         app, _ = await factories.create_app(session)
     token = await page_token(admin, "/admin/webhook-endpoints")
-    response = await admin.post("/admin/webhook-endpoints/add", data={
-        "csrf_token": token, "app_id": str(app.id), "url": "ftp://nope", "event_types": ["customer.updated"]})
+    response = await admin.post(
+        "/admin/webhook-endpoints/add",
+        data={"csrf_token": token, "app_id": str(app.id), "url": "ftp://nope", "event_types": ["customer.updated"]},
+    )
     assert response.status_code == 422 and "Enter the endpoint" in response.text
     async with admin_services.db.session() as session:
         assert await session.scalar(select(WebhookEndpoint).where(WebhookEndpoint.app_id == app.id)) is None

@@ -16,8 +16,16 @@ async def test_token_resolves_until_it_expires(db: AsyncSession) -> None:
     app, _ = await factories.create_app(db)
     customer = await factories.create_customer(db)
     now = utcnow()
-    created = await billing_sessions.create(db, app=app, customer=customer, locale="th", ttl_seconds=600,
-                                            base_url="https://pay.example.com", actor="app:test", now=now)
+    created = await billing_sessions.create(
+        db,
+        app=app,
+        customer=customer,
+        locale="th",
+        ttl_seconds=600,
+        base_url="https://pay.example.com",
+        actor="app:test",
+        now=now,
+    )
     assert created.url == f"https://pay.example.com/billing/{created.token}"
     live = await billing_sessions.resolve(db, created.token, now=now + timedelta(seconds=599))
     assert live is not None and not live.expired
@@ -32,16 +40,26 @@ async def test_purge_expired_deletes_only_expired_sessions_and_audits(db: AsyncS
     app, _ = await factories.create_app(db)
     customer = await factories.create_customer(db)
     now = utcnow()
-    old = await billing_sessions.create(db, app=app, customer=customer, locale=None, ttl_seconds=60,
-                                        base_url="http://x", actor="test", now=now - timedelta(hours=2))
-    fresh = await billing_sessions.create(db, app=app, customer=customer, locale=None, ttl_seconds=3600,
-                                          base_url="http://x", actor="test", now=now)
+    old = await billing_sessions.create(
+        db,
+        app=app,
+        customer=customer,
+        locale=None,
+        ttl_seconds=60,
+        base_url="http://x",
+        actor="test",
+        now=now - timedelta(hours=2),
+    )
+    fresh = await billing_sessions.create(
+        db, app=app, customer=customer, locale=None, ttl_seconds=3600, base_url="http://x", actor="test", now=now
+    )
     assert await billing_sessions.purge_expired(db, now=now) == 1
     assert await billing_sessions.resolve(db, old.token) is None
     assert await billing_sessions.resolve(db, fresh.token) is not None
     assert await billing_sessions.purge_expired(db, now=now) == 0
-    purged = await db.scalar(select(func.count()).select_from(AuditLog).where(
-        AuditLog.action == "billing_session.purged"))
+    purged = await db.scalar(
+        select(func.count()).select_from(AuditLog).where(AuditLog.action == "billing_session.purged")
+    )
     assert purged == 1
     remaining = await db.scalar(select(func.count()).select_from(BillingSession))
     assert remaining == 1

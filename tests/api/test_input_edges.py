@@ -28,22 +28,30 @@ def as_ecmascript(pattern: str) -> re.Pattern[str]:
 
 
 @pytest.mark.parametrize("char", TRICKY, ids=[f"U+{ord(c):04X}" for c in TRICKY])
-async def test_the_published_email_pattern_and_the_server_agree(client: httpx.AsyncClient, api_key: str,
-                                                                char: str) -> None:
+async def test_the_published_email_pattern_and_the_server_agree(
+    client: httpx.AsyncClient, api_key: str, char: str
+) -> None:
     document = (await client.get("/api/v1/openapi.json")).json()
     schema = document["components"]["schemas"]["SessionRequest"]["properties"]["email"]
     email = f"ann{char}lee@example.com"
     published_ok = as_ecmascript(schema["pattern"]).search(email) is not None
-    response = await client.post("/api/v1/sessions", headers={"Authorization": f"Bearer {api_key}"},
-                                 json={"externalUserId": f"user-{ord(char)}", "appSlug": "mail", "email": email})
+    response = await client.post(
+        "/api/v1/sessions",
+        headers={"Authorization": f"Bearer {api_key}"},
+        json={"externalUserId": f"user-{ord(char)}", "appSlug": "mail", "email": email},
+    )
     assert response.status_code == (201 if published_ok else 422), (published_ok, response.text)
 
 
 async def test_a_long_numeric_external_user_id_is_an_ordinary_id(client: httpx.AsyncClient, api_key: str) -> None:
     user = str(2**64)  # beyond bigint, but an external id is text
-    opened = await client.post("/api/v1/sessions", headers={"Authorization": f"Bearer {api_key}"},
-                               json={"externalUserId": user, "appSlug": "mail"})
+    opened = await client.post(
+        "/api/v1/sessions",
+        headers={"Authorization": f"Bearer {api_key}"},
+        json={"externalUserId": user, "appSlug": "mail"},
+    )
     assert opened.status_code == 201
-    read = await client.get(f"/api/v1/customers/{user}/subscription?appSlug=mail",
-                            headers={"Authorization": f"Bearer {api_key}"})
+    read = await client.get(
+        f"/api/v1/customers/{user}/subscription?appSlug=mail", headers={"Authorization": f"Bearer {api_key}"}
+    )
     assert read.status_code == 200, read.text

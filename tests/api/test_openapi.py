@@ -53,8 +53,17 @@ async def test_every_error_status_of_an_operation_is_documented(client: httpx.As
     sessions = doc["paths"]["/sessions"]["post"]["responses"]
     assert set(sessions) == {"201", "400", "401", "403", "404", "413", "415", "422"}
     codes = doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
-    assert set(codes) == {"invalid_json", "missing_api_key", "invalid_api_key", "app_mismatch", "app_not_found",
-                          "not_found", "payload_too_large", "unsupported_media_type", "validation_error"}
+    assert set(codes) == {
+        "invalid_json",
+        "missing_api_key",
+        "invalid_api_key",
+        "app_mismatch",
+        "app_not_found",
+        "not_found",
+        "payload_too_large",
+        "unsupported_media_type",
+        "validation_error",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +106,9 @@ def for_own_app(case: Any) -> Any:
 
 
 @pytest.mark.parametrize("variant", ["positive", "positive-own-app", "negative"])
-def test_fuzz_finds_no_server_error_and_no_response_outside_the_schema(api_schema: Any, vega_key: str,
-                                                                       variant: str) -> None:
+def test_fuzz_finds_no_server_error_and_no_response_outside_the_schema(
+    api_schema: Any, vega_key: str, variant: str
+) -> None:
     mode = GenerationMode.NEGATIVE if variant == "negative" else GenerationMode.POSITIVE
     for result in api_schema.get_all_operations():
         operation = result.ok()
@@ -107,8 +117,7 @@ def test_fuzz_finds_no_server_error_and_no_response_outside_the_schema(api_schem
             strategy = strategy.map(for_own_app)
 
         @given(case=strategy)
-        @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         def run(case: Any) -> None:
             case.call_and_validate(headers={"Authorization": f"Bearer {vega_key}"}, checks=FUZZ_CHECKS)
 

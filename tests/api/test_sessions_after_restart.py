@@ -27,8 +27,14 @@ async def test_the_first_session_after_a_postgres_restart_is_created_once() -> N
             settings = settings_for(server.url("payment"))
             async with running_services(settings) as services, asgi_client(create_app(services=services)) as client:
                 async with services.db.transaction() as session:
-                    issued = await apps.create_app(session, slug="vega", name="Vega", return_url="https://v.example/",
-                                                   secret_key=DEV_SECRET_KEY, actor="test")
+                    issued = await apps.create_app(
+                        session,
+                        slug="vega",
+                        name="Vega",
+                        return_url="https://v.example/",
+                        secret_key=DEV_SECRET_KEY,
+                        actor="test",
+                    )
                 headers = {"Authorization": f"Bearer {issued.api_key}"}
                 body = {"externalUserId": "restart-user", "appSlug": "vega"}
                 assert (await client.post("/api/v1/sessions", json=body, headers=headers)).status_code == 201
@@ -40,8 +46,9 @@ async def test_the_first_session_after_a_postgres_restart_is_created_once() -> N
 
                 async with services.db.session() as session:
                     sessions = await session.scalar(select(func.count()).select_from(BillingSession))
-                    audited = await session.scalar(select(func.count()).select_from(AuditLog).where(
-                        AuditLog.action == "billing_session.created"))
+                    audited = await session.scalar(
+                        select(func.count()).select_from(AuditLog).where(AuditLog.action == "billing_session.created")
+                    )
                 assert (sessions, audited) == (2, 2)
         finally:
             server.stop()

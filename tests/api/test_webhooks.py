@@ -30,20 +30,29 @@ async def _rows(services: Services, event_id: str) -> list[StripeEvent]:
 
 async def _jobs_for(services: Services, row_id: int) -> int:
     async with services.db.session() as session:
-        count = await session.scalar(text(
-            "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'payment:apply_stripe_event' "
-            "AND (args->>'event_row_id')::bigint = :id"), {"id": row_id})
+        count = await session.scalar(
+            text(
+                "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'payment:apply_stripe_event' "
+                "AND (args->>'event_row_id')::bigint = :id"
+            ),
+            {"id": row_id},
+        )
     return int(count or 0)
 
 
-async def test_signed_event_is_stored_once_enqueued_and_acknowledged(client: httpx.AsyncClient,
-                                                                     services: Services) -> None:
+async def test_signed_event_is_stored_once_enqueued_and_acknowledged(
+    client: httpx.AsyncClient, services: Services
+) -> None:
     body = event_body("customer.subscription.updated", SUBSCRIPTION, event_id="evt_api_ok")
     response = await _post(client, body, sign(body, DEV_STRIPE_WEBHOOK_SECRET))
     assert response.status_code == 200 and response.json() == {"received": True, "duplicate": False}
     [row] = await _rows(services, "evt_api_ok")
     assert (row.type, row.status, row.object_id, row.received_via) == (
-        "customer.subscription.updated", "pending", "sub_webhooktest", "webhook")
+        "customer.subscription.updated",
+        "pending",
+        "sub_webhooktest",
+        "webhook",
+    )
     assert row.payload["data"]["object"] == SUBSCRIPTION
     assert await _jobs_for(services, row.id) == 1
 
@@ -58,8 +67,9 @@ async def test_duplicate_delivery_is_a_200_no_op(client: httpx.AsyncClient, serv
     assert len(await _rows(services, "evt_api_dup")) == 1
 
 
-async def test_bad_missing_or_stale_signature_is_400_and_nothing_stored(client: httpx.AsyncClient,
-                                                                        services: Services) -> None:
+async def test_bad_missing_or_stale_signature_is_400_and_nothing_stored(
+    client: httpx.AsyncClient, services: Services
+) -> None:
     async with services.db.session() as session:
         before = await session.scalar(select(func.count()).select_from(StripeEvent))
     body = event_body("invoice.paid", {"id": "in_bad", "object": "invoice"}, event_id="evt_api_bad")
@@ -86,8 +96,7 @@ async def test_signature_within_five_minutes_is_accepted(client: httpx.AsyncClie
     assert response.status_code == 200
 
 
-async def test_unknown_type_is_acknowledged_and_not_processed(client: httpx.AsyncClient,
-                                                              services: Services) -> None:
+async def test_unknown_type_is_acknowledged_and_not_processed(client: httpx.AsyncClient, services: Services) -> None:
     body = event_body("customer.tax_id.created", {"id": "txi_1", "object": "tax_id"}, event_id="evt_api_unknown")
     response = await _post(client, body, sign(body, DEV_STRIPE_WEBHOOK_SECRET))
     assert response.status_code == 200

@@ -27,19 +27,33 @@ class ClientApp:
     secret: str
 
 
-async def client_app(services: Services, url: str, *, event_types: tuple[str, ...] = catalogue.EVENT_TYPES
-                     ) -> ClientApp:
+async def client_app(
+    services: Services, url: str, *, event_types: tuple[str, ...] = catalogue.EVENT_TYPES
+) -> ClientApp:
     """A new app with one endpoint wanting `event_types`, created as the admin creates it."""
     async with services.db.transaction() as session:
         app, key = await factories.create_app(session)
-        issued = await endpoints.create(session, app_id=app.id, url=url, event_types=list(event_types),
-                                        production=False, secret_key=services.settings.secret_key, actor="test")
+        issued = await endpoints.create(
+            session,
+            app_id=app.id,
+            url=url,
+            event_types=list(event_types),
+            production=False,
+            secret_key=services.settings.secret_key,
+            actor="test",
+        )
     return ClientApp(app, key, issued.endpoint, issued.secret)
 
 
 async def messages(services: Services, endpoint_id: int) -> list[OutboxMessage]:
     """The endpoint's outbox rows in queue order."""
     async with services.db.session() as session:
-        return list((await session.scalars(
-            select(OutboxMessage).where(OutboxMessage.target == str(endpoint_id))
-            .order_by(OutboxMessage.position, OutboxMessage.id))).all())
+        return list(
+            (
+                await session.scalars(
+                    select(OutboxMessage)
+                    .where(OutboxMessage.target == str(endpoint_id))
+                    .order_by(OutboxMessage.position, OutboxMessage.id)
+                )
+            ).all()
+        )

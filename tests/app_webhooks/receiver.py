@@ -39,7 +39,7 @@ class Delivery:
 class Receiver:
     url: str
     answer: Callable[[Delivery], int] = lambda d: 200
-    hold: threading.Event | None = None   # when set to an unset Event, requests wait on it before answering
+    hold: threading.Event | None = None  # when set to an unset Event, requests wait on it before answering
     held: threading.Event = field(default_factory=threading.Event)
     deliveries: list[Delivery] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -58,8 +58,9 @@ class Receiver:
         deadline = time.monotonic() + timeout
         while len(found := self.accepted()) < count:
             if time.monotonic() > deadline:
-                raise AssertionError(f"{len(found)} of {count} deliveries accepted within {timeout} s: "
-                                     f"{[d.type for d in found]}")
+                raise AssertionError(
+                    f"{len(found)} of {count} deliveries accepted within {timeout} s: {[d.type for d in found]}"
+                )
             await asyncio.sleep(0.05)
         return found
 

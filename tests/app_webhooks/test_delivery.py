@@ -39,8 +39,9 @@ def _names(accepted: list[Delivery], app: ClientApp) -> list[str]:
     return [d.verified(app.secret)["data"]["name"] for d in accepted]
 
 
-async def test_a_failing_receiver_gets_everything_in_order_once_it_recovers(services: Services,
-                                                                            settings: Settings) -> None:
+async def test_a_failing_receiver_gets_everything_in_order_once_it_recovers(
+    services: Services, settings: Settings
+) -> None:
     with webhook_receiver() as receiver:
         failures = {"left": 4}
         answered_before: list[str] = []
@@ -71,8 +72,13 @@ async def test_both_secrets_sign_during_a_rotation_overlap_and_only_the_new_one_
     with webhook_receiver() as receiver:
         vega = await client_app(services, receiver.url)
         async with services.db.transaction() as session:
-            rotated = await endpoints.rotate_secret(session, vega.endpoint.id, overlap=timedelta(hours=24),
-                                                    secret_key=services.settings.secret_key, actor="test")
+            rotated = await endpoints.rotate_secret(
+                session,
+                vega.endpoint.id,
+                overlap=timedelta(hours=24),
+                secret_key=services.settings.secret_key,
+                actor="test",
+            )
             await endpoints.send_test(session, vega.endpoint.id, actor="test")
         await delivery.deliver(services.db, services.settings)
         during = (await receiver.wait_accepted(1))[0]
@@ -80,8 +86,9 @@ async def test_both_secrets_sign_during_a_rotation_overlap_and_only_the_new_one_
         assert during.verified(rotated.secret)["data"]["endpointId"] == vega.endpoint.id
 
         async with services.db.transaction() as session:
-            final = await endpoints.rotate_secret(session, vega.endpoint.id, overlap=timedelta(0),
-                                                  secret_key=services.settings.secret_key, actor="test")
+            final = await endpoints.rotate_secret(
+                session, vega.endpoint.id, overlap=timedelta(0), secret_key=services.settings.secret_key, actor="test"
+            )
             await endpoints.send_test(session, vega.endpoint.id, actor="test")
         await delivery.deliver(services.db, services.settings)
         after = (await receiver.wait_accepted(2))[1]
@@ -92,8 +99,9 @@ async def test_both_secrets_sign_during_a_rotation_overlap_and_only_the_new_one_
 
 
 @pytest.mark.slow
-async def test_a_worker_killed_mid_delivery_loses_nothing_and_duplicates_no_id(services: Services,
-                                                                              settings: Settings) -> None:
+async def test_a_worker_killed_mid_delivery_loses_nothing_and_duplicates_no_id(
+    services: Services, settings: Settings
+) -> None:
     with webhook_receiver() as receiver:
         receiver.hold = threading.Event()  # the first request hangs: the worker is killed while it waits
         vega = await client_app(services, receiver.url, event_types=("customer.updated",))
@@ -133,7 +141,8 @@ async def test_a_worker_killed_mid_delivery_loses_nothing_and_duplicates_no_id(s
 
 
 async def test_a_delivery_refused_for_three_days_is_failed_and_the_next_waits_for_the_endpoint(
-        services: Services) -> None:
+    services: Services,
+) -> None:
     with webhook_receiver() as receiver:
         receiver.answer = lambda d: 410 if b'"Name 0"' in d.body else 200
         vega = await client_app(services, receiver.url, event_types=("customer.updated",))

@@ -26,28 +26,28 @@ async def _apply_new(world: World, seen: int) -> int:
     return seen + len(events)
 
 
-async def test_a_subscription_life_produces_the_expected_events_in_order(world: World, services: Services,
-                                                                        settings: Settings,
-                                                                        client: httpx.AsyncClient) -> None:
+async def test_a_subscription_life_produces_the_expected_events_in_order(
+    world: World, services: Services, settings: Settings, client: httpx.AsyncClient
+) -> None:
     with webhook_receiver() as receiver:
         vega = await client_app(services, receiver.url)
         plan = await world.plan(amount=29900)
         customer = await world.customer()
 
-        checkout = await world.subscribe(customer, plan)                 # subscribe
+        checkout = await world.subscribe(customer, plan)  # subscribe
         seen = await _apply_new(world, 0)
         await world.set_card(checkout["customer"], FAILING_CARD)
-        await world.advance(31)                                          # the renewal fails
+        await world.advance(31)  # the renewal fails
         seen = await _apply_new(world, seen)
         await world.set_card(checkout["customer"], GOOD_CARD)
-        await world.advance(4)                                           # Stripe's retry succeeds: recovered
+        await world.advance(4)  # Stripe's retry succeeds: recovered
         seen = await _apply_new(world, seen)
         first = (await world.invoices(customer))[0]
         await world.services.stripe.create_refund({"charge": first.stripe_charge_id, "amount": 9900})
-        seen = await _apply_new(world, seen)                             # a partial refund
+        seen = await _apply_new(world, seen)  # a partial refund
         await world.services.stripe.update_subscription(checkout["subscription"], {"cancel_at_period_end": True})
-        seen = await _apply_new(world, seen)                             # cancel at period end
-        await world.advance(31)                                          # the period ends
+        seen = await _apply_new(world, seen)  # cancel at period end
+        await world.advance(31)  # the period ends
         seen = await _apply_new(world, seen)
 
         queued = await messages(services, vega.endpoint.id)
@@ -57,19 +57,19 @@ async def test_a_subscription_life_produces_the_expected_events_in_order(world: 
     bodies: list[dict[str, Any]] = [d.verified(vega.secret) for d in accepted]
     summary = [(b["type"], b["data"].get("status")) for b in bodies]
     assert summary == [
-        ("subscription.created", "active"),          # checkout completed
+        ("subscription.created", "active"),  # checkout completed
         ("entitlement.changed", "active"),
         ("invoice.paid", "paid"),
-        ("subscription.updated", "past_due"),        # the renewal failed
+        ("subscription.updated", "past_due"),  # the renewal failed
         ("entitlement.changed", "past_due"),
         ("invoice.payment_failed", "payment_failed"),
-        ("subscription.updated", "active"),          # the retry paid: a new period
+        ("subscription.updated", "active"),  # the retry paid: a new period
         ("invoice.paid", "paid"),
         ("entitlement.changed", "active"),
         ("refund.succeeded", None),
-        ("subscription.updated", "active"),          # set to cancel at period end
+        ("subscription.updated", "active"),  # set to cancel at period end
         ("entitlement.changed", "active"),
-        ("subscription.canceled", "canceled"),       # the period ended
+        ("subscription.canceled", "canceled"),  # the period ended
         ("entitlement.changed", "free"),
     ]
     document = openapi.document(settings)
@@ -83,7 +83,9 @@ async def test_a_subscription_life_produces_the_expected_events_in_order(world: 
     refund = next(b for b in bodies if b["type"] == "refund.succeeded")
     assert (refund["data"]["amount"], refund["data"]["currency"]) == (9900, "thb")
     assert (bodies[-1]["data"]["status"], bodies[-1]["data"]["paid"]) == ("free", False)
-    api = await client.get(f"/api/v1/customers/{customer.external_user_id}/subscription",
-                           headers={"Authorization": f"Bearer {vega.api_key}"})
+    api = await client.get(
+        f"/api/v1/customers/{customer.external_user_id}/subscription",
+        headers={"Authorization": f"Bearer {vega.api_key}"},
+    )
     assert api.json() == bodies[-1]["data"]  # the same body as the entitlement API
     assert bodies[-2]["data"]["endedAt"] is not None

@@ -32,8 +32,17 @@ WRITERS = 50
 
 async def _write(services: Services, action: str, count: int = 1) -> list[int]:
     async with services.db.transaction() as session:
-        rows = [await audit.record(session, actor=audit.SYSTEM, action=action, entity_type="test", entity_id=i,
-                                   details={"n": i, "text": "ไทย é"}) for i in range(count)]
+        rows = [
+            await audit.record(
+                session,
+                actor=audit.SYSTEM,
+                action=action,
+                entity_type="test",
+                entity_id=i,
+                details={"n": i, "text": "ไทย é"},
+            )
+            for i in range(count)
+        ]
     return [row.id for row in rows]
 
 
@@ -54,8 +63,9 @@ async def sql(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
 async def test_rows_are_chained_at_commit_and_verify(services: Services) -> None:
     ids = await _write(services, "test.written", 3)
     async with services.db.session() as session:
-        rows = (await session.execute(select(AuditLog).where(AuditLog.id.in_(ids)).order_by(AuditLog.id))
-                ).scalars().all()
+        rows = (
+            (await session.execute(select(AuditLog).where(AuditLog.id.in_(ids)).order_by(AuditLog.id))).scalars().all()
+        )
         head = await session.get(AuditChainHead, 1)
     first = rows[0].chain_seq
     assert first is not None and [r.chain_seq for r in rows] == [first, first + 1, first + 2]
@@ -83,7 +93,7 @@ async def test_an_update_in_sql_is_named(services: Services, sql: asyncpg.Connec
         assert verdict.first_problem == f"row {changed}: its content was changed after it was written"
         assert len(verdict.problems) == 1  # the rows after it still link to what was stored
     finally:
-        await sql.execute("UPDATE audit_log SET details = '{\"n\": 1, \"text\": \"ไทย é\"}' WHERE id = $1", changed)
+        await sql.execute('UPDATE audit_log SET details = \'{"n": 1, "text": "ไทย é"}\' WHERE id = $1', changed)
     assert (await _verify(services)).ok
 
 
@@ -97,8 +107,11 @@ async def test_a_delete_in_sql_is_named(services: Services, sql: asyncpg.Connect
         assert verdict.first_problem.startswith(f"row {after}: 1 row(s) before it were deleted (after row {before}")
     finally:
         columns = list(saved.keys())
-        await sql.execute(f"INSERT INTO audit_log ({', '.join(columns)}) VALUES "
-                          f"({', '.join(f'${i + 1}' for i in range(len(columns)))})", *saved.values())
+        await sql.execute(
+            f"INSERT INTO audit_log ({', '.join(columns)}) VALUES "
+            f"({', '.join(f'${i + 1}' for i in range(len(columns)))})",
+            *saved.values(),
+        )
     assert (await _verify(services)).ok
 
 
@@ -111,20 +124,27 @@ async def test_deleting_the_latest_rows_is_named(services: Services, sql: asyncp
         assert verdict.first_problem is not None and f"(row {kept}) but its head says" in verdict.first_problem
     finally:
         columns = list(saved.keys())
-        await sql.execute(f"INSERT INTO audit_log ({', '.join(columns)}) VALUES "
-                          f"({', '.join(f'${i + 1}' for i in range(len(columns)))})", *saved.values())
+        await sql.execute(
+            f"INSERT INTO audit_log ({', '.join(columns)}) VALUES "
+            f"({', '.join(f'${i + 1}' for i in range(len(columns)))})",
+            *saved.values(),
+        )
 
 
 async def test_an_insert_in_sql_is_named(services: Services, sql: asyncpg.Connection) -> None:
     await _write(services, "test.insert")
-    planted = await sql.fetchval("INSERT INTO audit_log (actor, action) VALUES ('admin:1', 'refund.issued') "
-                                 "RETURNING id")
+    planted = await sql.fetchval(
+        "INSERT INTO audit_log (actor, action) VALUES ('admin:1', 'refund.issued') RETURNING id"
+    )
     try:
         verdict = await _verify(services)
         assert verdict.problems == [f"row {planted}: inserted outside the chain (it has no chain position)"]
         # copying a neighbour's chain fields onto the planted row does not make it fit
-        await sql.execute("UPDATE audit_log SET (chain_seq, prev_hash, row_hash) = "
-                          "(SELECT last_seq + 1, last_hash, last_hash FROM audit_chain_head) WHERE id = $1", planted)
+        await sql.execute(
+            "UPDATE audit_log SET (chain_seq, prev_hash, row_hash) = "
+            "(SELECT last_seq + 1, last_hash, last_hash FROM audit_chain_head) WHERE id = $1",
+            planted,
+        )
         await sql.execute("UPDATE audit_chain_head SET last_seq = last_seq + 1")
         verdict = await _verify(services)
         assert verdict.first_problem == f"row {planted}: its content was changed after it was written"
@@ -136,18 +156,25 @@ async def test_an_insert_in_sql_is_named(services: Services, sql: asyncpg.Connec
 
 async def test_fifty_concurrent_writers_leave_a_valid_chain(services: Services) -> None:
     assert services.settings.database_url is not None
-    db = Database(services.settings.database_url, null_pool=True,
-                  audit_key=chain_key(services.settings.audit_chain_secret))
+    db = Database(
+        services.settings.database_url, null_pool=True, audit_key=chain_key(services.settings.audit_chain_secret)
+    )
     start = asyncio.Event()
 
     async def writer(n: int) -> None:
         await start.wait()
         for round_ in range(4):
             async with db.transaction() as session:
-                await audit.record(session, actor=audit.SYSTEM, action="test.concurrent", entity_id=n,
-                                   details={"round": round_})
-                await audit.record(session, actor=audit.SYSTEM, action="test.concurrent", entity_id=n,
-                                   details={"round": round_, "second": True})
+                await audit.record(
+                    session, actor=audit.SYSTEM, action="test.concurrent", entity_id=n, details={"round": round_}
+                )
+                await audit.record(
+                    session,
+                    actor=audit.SYSTEM,
+                    action="test.concurrent",
+                    entity_id=n,
+                    details={"round": round_, "second": True},
+                )
 
     tasks = [asyncio.create_task(writer(n)) for n in range(WRITERS)]
     start.set()
@@ -179,9 +206,14 @@ async def test_the_verdict_is_kept_for_the_dashboard(services: Services, sql: as
 def _cli(settings: Settings) -> subprocess.CompletedProcess[str]:
     assert settings.database_url is not None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "APP_ENV", "SECRET_KEY"))}
-    return subprocess.run([sys.executable, "-m", "payment.cli", "audit:verify"], capture_output=True, text=True,
-                          env={**env, "DATABASE_URL": settings.database_url, "SECRET_KEY": settings.secret_key},
-                          timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "payment.cli", "audit:verify"],
+        capture_output=True,
+        text=True,
+        env={**env, "DATABASE_URL": settings.database_url, "SECRET_KEY": settings.secret_key},
+        timeout=120,
+        check=False,
+    )
 
 
 async def test_the_command_passes_then_names_the_changed_row(services: Services, sql: asyncpg.Connection) -> None:
@@ -200,8 +232,9 @@ async def test_the_command_passes_then_names_the_changed_row(services: Services,
 
 async def test_the_dashboard_shows_a_broken_chain(services: Services, sql: asyncpg.Connection) -> None:
     async with services.db.transaction() as session:
-        await admins.create_admin(session, email="chain@aquoris.test", name="Chain", password="correct-horse-1",
-                                  actor="test")
+        await admins.create_admin(
+            session, email="chain@aquoris.test", name="Chain", password="correct-horse-1", actor="test"
+        )
     changed = (await _write(services, "test.dashboard"))[0]
     async with asgi_client(create_app(services=services)) as client:
         assert (await sign_in(client, "chain@aquoris.test", "correct-horse-1")).status_code == 302
@@ -227,8 +260,11 @@ async def test_a_deleted_chain_head_is_named(services: Services, sql: asyncpg.Co
         verdict = await _verify(services)
     finally:
         columns = list(saved.keys())
-        await sql.execute(f"INSERT INTO audit_chain_head ({', '.join(columns)}) VALUES "
-                          f"({', '.join(f'${i + 1}' for i in range(len(columns)))})", *saved.values())
+        await sql.execute(
+            f"INSERT INTO audit_chain_head ({', '.join(columns)}) VALUES "
+            f"({', '.join(f'${i + 1}' for i in range(len(columns)))})",
+            *saved.values(),
+        )
     assert verdict.problems == ["the chain head row (audit_chain_head) was deleted"]
     assert (await _verify(services)).ok
 
@@ -239,6 +275,7 @@ async def test_sessions_opened_on_the_one_statement_path_are_chained(services: S
     async with services.db.transaction() as session:
         _, key = await factories.create_app(session, slug="chain-hot", name="Chain hot path")
     async with asgi_client(create_app(services=services)) as client:
+
         async def open_one(n: int) -> int:
             body = {"externalUserId": f"hot-{n % 5}", "appSlug": "chain-hot", "email": f"u{n}@example.com"}
             response = await client.post("/api/v1/sessions", json=body, headers={"Authorization": f"Bearer {key}"})
@@ -246,10 +283,12 @@ async def test_sessions_opened_on_the_one_statement_path_are_chained(services: S
 
         assert await asyncio.gather(*(open_one(n) for n in range(20))) == [201] * 20
     async with services.db.session() as session:
-        written = await session.scalar(select(func.count()).where(AuditLog.actor == "app:chain-hot",
-                                                                  AuditLog.action == "billing_session.created"))
-        unchained = await session.scalar(select(func.count()).where(AuditLog.actor == "app:chain-hot",
-                                                                    AuditLog.chain_seq.is_(None)))
+        written = await session.scalar(
+            select(func.count()).where(AuditLog.actor == "app:chain-hot", AuditLog.action == "billing_session.created")
+        )
+        unchained = await session.scalar(
+            select(func.count()).where(AuditLog.actor == "app:chain-hot", AuditLog.chain_seq.is_(None))
+        )
     assert written == 20 and unchained == 0
     verdict = await _verify(services)
     assert verdict.ok, verdict.problems

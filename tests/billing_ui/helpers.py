@@ -42,8 +42,9 @@ async def sandbox_call(method: str, url: str, **kwargs: object) -> httpx.Respons
 
 async def sandbox_price(services: Services, name: str, amount: int, currency: str, interval: str = "month") -> str:
     product = await services.stripe.create_product({"name": name})
-    price = await services.stripe.create_price({"product": product["id"], "unit_amount": amount, "currency": currency,
-                                                "recurring": {"interval": interval}})
+    price = await services.stripe.create_price(
+        {"product": product["id"], "unit_amount": amount, "currency": currency, "recurring": {"interval": interval}}
+    )
     return str(price["id"])
 
 
@@ -54,30 +55,64 @@ async def build_scene(services: Services, *, slug: str = "vega") -> Scene:
     other_price = await sandbox_price(services, "Orion Max", 50000, "thb")
     retired_price = await sandbox_price(services, "Old", 10000, "thb")
     async with services.db.transaction() as session:
-        app, key = await factories.create_app(session, slug=slug, name="Vega",
-                                              return_url="https://vega.example.com/settings")
+        app, key = await factories.create_app(
+            session, slug=slug, name="Vega", return_url="https://vega.example.com/settings"
+        )
         other, _ = await factories.create_app(session, slug=f"orion-{next(_n)}", name="Orion")
-        free = await factories.create_plan(session, slug="free", name="Aquoris Free", price_cents=0, sort_order=0,
-                                           features=["Core features"])
-        pro = await factories.create_plan(session, slug="pro", name="Aquoris PRO", price_cents=29900,
-                                          stripe_price_id=pro_price, sort_order=10,
-                                          features=["Everything in Free", "Unlimited projects"])
-        team = await factories.create_plan(session, slug="vega-team", name="Vega Team", price_cents=1999,
-                                           currency="usd", interval="year", stripe_price_id=team_price,
-                                           app_id=app.id, sort_order=20)
-        other_plan = await factories.create_plan(session, slug="orion-max", name="Orion Max", price_cents=50000,
-                                                 stripe_price_id=other_price, app_id=other.id, sort_order=5)
-        retired = await factories.create_plan(session, slug="retired", name="Retired Plan", price_cents=10000,
-                                              stripe_price_id=retired_price, active=False, sort_order=1)
+        free = await factories.create_plan(
+            session, slug="free", name="Aquoris Free", price_cents=0, sort_order=0, features=["Core features"]
+        )
+        pro = await factories.create_plan(
+            session,
+            slug="pro",
+            name="Aquoris PRO",
+            price_cents=29900,
+            stripe_price_id=pro_price,
+            sort_order=10,
+            features=["Everything in Free", "Unlimited projects"],
+        )
+        team = await factories.create_plan(
+            session,
+            slug="vega-team",
+            name="Vega Team",
+            price_cents=1999,
+            currency="usd",
+            interval="year",
+            stripe_price_id=team_price,
+            app_id=app.id,
+            sort_order=20,
+        )
+        other_plan = await factories.create_plan(
+            session,
+            slug="orion-max",
+            name="Orion Max",
+            price_cents=50000,
+            stripe_price_id=other_price,
+            app_id=other.id,
+            sort_order=5,
+        )
+        retired = await factories.create_plan(
+            session,
+            slug="retired",
+            name="Retired Plan",
+            price_cents=10000,
+            stripe_price_id=retired_price,
+            active=False,
+            sort_order=1,
+        )
     return Scene(app, key, other, free, pro, team, other_plan, retired)
 
 
-async def open_billing(client: httpx.AsyncClient, scene: Scene, user: str | None = None,
-                       **extra: str) -> tuple[str, str]:
+async def open_billing(
+    client: httpx.AsyncClient, scene: Scene, user: str | None = None, **extra: str
+) -> tuple[str, str]:
     """A billing link for a (new) user through the client API: (path of the page, externalUserId)."""
     user = user or f"user-{next(_n)}"
-    response = await client.post("/api/v1/sessions", json={"externalUserId": user, "appSlug": scene.app.slug, **extra},
-                                 headers={"Authorization": f"Bearer {scene.api_key}"})
+    response = await client.post(
+        "/api/v1/sessions",
+        json={"externalUserId": user, "appSlug": scene.app.slug, **extra},
+        headers={"Authorization": f"Bearer {scene.api_key}"},
+    )
     assert response.status_code == 201, response.text
     return httpx.URL(response.json()["url"]).path, user
 

@@ -31,8 +31,7 @@ async def customer(services: Services, user: str) -> Customer:
     return found
 
 
-async def test_new_user_sees_free_plan_and_the_apps_plans_with_prices(client: httpx.AsyncClient,
-                                                                      scene: Scene) -> None:
+async def test_new_user_sees_free_plan_and_the_apps_plans_with_prices(client: httpx.AsyncClient, scene: Scene) -> None:
     path, _ = await open_billing(client, scene)
     response = await client.get(path)
     assert response.status_code == 200
@@ -64,8 +63,7 @@ async def test_page_is_not_cached_framed_or_pointing_at_a_cdn(client: httpx.Asyn
         assert served.status_code == 200 and len(served.content) > 200
 
 
-async def test_thai_from_the_session_locale_with_a_switch_to_english(client: httpx.AsyncClient,
-                                                                    scene: Scene) -> None:
+async def test_thai_from_the_session_locale_with_a_switch_to_english(client: httpx.AsyncClient, scene: Scene) -> None:
     path, _ = await open_billing(client, scene, locale="th-TH")
     html = (await client.get(path)).text
     page = text_of(html)
@@ -80,8 +78,7 @@ async def test_thai_from_the_session_locale_with_a_switch_to_english(client: htt
     assert "Your plan" in english and "THB\u00a0299.00" in english
 
 
-async def test_language_from_accept_language_when_the_app_sent_none(client: httpx.AsyncClient,
-                                                                    scene: Scene) -> None:
+async def test_language_from_accept_language_when_the_app_sent_none(client: httpx.AsyncClient, scene: Scene) -> None:
     path, _ = await open_billing(client, scene)
     thai = await client.get(path, headers={"Accept-Language": "fr;q=0.9, th;q=0.8, en;q=0.1"})
     assert '<html lang="th">' in thai.text
@@ -90,7 +87,8 @@ async def test_language_from_accept_language_when_the_app_sent_none(client: http
 
 
 async def test_active_stripe_subscription_shows_renewal_portal_and_invoices(
-        client: httpx.AsyncClient, scene: Scene, services: Services) -> None:
+    client: httpx.AsyncClient, scene: Scene, services: Services
+) -> None:
     path, user = await open_billing(client, scene)
     async with services.db.transaction() as session:
         cust = await session.get(Customer, (await customer(services, user)).id)
@@ -111,8 +109,9 @@ async def test_active_stripe_subscription_shows_renewal_portal_and_invoices(
     assert re.search(r"THB\u00a0299\.00 Paid", page)
 
 
-async def test_cancel_at_period_end_shows_the_end_date(client: httpx.AsyncClient, scene: Scene,
-                                                       services: Services) -> None:
+async def test_cancel_at_period_end_shows_the_end_date(
+    client: httpx.AsyncClient, scene: Scene, services: Services
+) -> None:
     path, user = await open_billing(client, scene)
     async with services.db.transaction() as session:
         cust = await session.get(Customer, (await customer(services, user)).id)
@@ -140,8 +139,9 @@ async def test_past_due_says_what_to_do(client: httpx.AsyncClient, scene: Scene,
     assert "Update your card under Manage billing to keep Aquoris PRO" in english
 
 
-async def test_manual_subscription_shows_active_until_without_portal(client: httpx.AsyncClient, scene: Scene,
-                                                                     services: Services) -> None:
+async def test_manual_subscription_shows_active_until_without_portal(
+    client: httpx.AsyncClient, scene: Scene, services: Services
+) -> None:
     path, user = await open_billing(client, scene)
     async with services.db.transaction() as session:
         cust = await session.get(Customer, (await customer(services, user)).id)
@@ -153,13 +153,17 @@ async def test_manual_subscription_shows_active_until_without_portal(client: htt
     assert "Manage billing" not in page
 
 
-async def test_expired_link_is_a_friendly_page_with_the_way_back(client: httpx.AsyncClient, scene: Scene,
-                                                                 services: Services) -> None:
+async def test_expired_link_is_a_friendly_page_with_the_way_back(
+    client: httpx.AsyncClient, scene: Scene, services: Services
+) -> None:
     path, user = await open_billing(client, scene)
     cust = await customer(services, user)
     async with services.db.transaction() as session:
-        await session.execute(update(BillingSession).where(BillingSession.customer_id == cust.id)
-                              .values(expires_at=utcnow() - timedelta(seconds=1)))
+        await session.execute(
+            update(BillingSession)
+            .where(BillingSession.customer_id == cust.id)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
     response = await client.get(path)
     assert response.status_code == 410
     page = text_of(response.text)
@@ -190,8 +194,9 @@ async def test_unknown_notice_codes_show_nothing(client: httpx.AsyncClient, scen
     assert "msg-error" not in html and "<script>" not in html
 
 
-async def test_dates_are_bangkok_dates_in_both_languages_and_say_so(client: httpx.AsyncClient, scene: Scene,
-                                                                   services: Services) -> None:
+async def test_dates_are_bangkok_dates_in_both_languages_and_say_so(
+    client: httpx.AsyncClient, scene: Scene, services: Services
+) -> None:
     path, user = await open_billing(client, scene)
     async with services.db.transaction() as session:
         cust = await session.get(Customer, (await customer(services, user)).id)

@@ -39,8 +39,9 @@ async def paying_user(client: httpx.AsyncClient, scene: Scene, services: Service
     return path, cust
 
 
-async def test_the_user_downloads_their_tax_invoice_and_only_theirs(client: httpx.AsyncClient, scene: Scene,
-                                                                    services: Services) -> None:
+async def test_the_user_downloads_their_tax_invoice_and_only_theirs(
+    client: httpx.AsyncClient, scene: Scene, services: Services
+) -> None:
     path, cust = await paying_user(client, scene, services)
     other_path, _ = await paying_user(client, scene, services)
     html = (await client.get(path)).text
@@ -50,8 +51,15 @@ async def test_the_user_downloads_their_tax_invoice_and_only_theirs(client: http
     assert response.status_code == 200 and response.headers["content-type"] == "application/pdf"
     async with services.db.session() as session:
         doc = await session.get(Document, int(doc_id))
-        audited = (await session.execute(select(AuditLog.actor).where(
-            AuditLog.action == "document.downloaded", AuditLog.entity_id == doc_id))).scalars().all()
+        audited = (
+            (
+                await session.execute(
+                    select(AuditLog.actor).where(AuditLog.action == "document.downloaded", AuditLog.entity_id == doc_id)
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert doc is not None and response.content == doc.pdf and doc.customer_id == cust.id
     assert audited == [f"customer:{cust.id}"]
     # another user's link with this document's id finds nothing
@@ -59,19 +67,35 @@ async def test_the_user_downloads_their_tax_invoice_and_only_theirs(client: http
     assert (await client.get(f"/billing/{other_token}/documents/{doc_id}")).status_code == 404
 
 
-async def test_company_details_after_paying_reissue_the_tax_invoice(client: httpx.AsyncClient, scene: Scene,
-                                                                   services: Services) -> None:
+async def test_company_details_after_paying_reissue_the_tax_invoice(
+    client: httpx.AsyncClient, scene: Scene, services: Services
+) -> None:
     path, cust = await paying_user(client, scene, services)
     page = (await client.get(path)).text
     [(_, first_id)] = LINK.findall(page)
-    bad = await client.post(f"{path}/buyer", data={"csrf": csrf_of(page), "lang": "en", "company_name": "Acme",
-                                                   "address": "1 Silom", "tax_id": "1234567890123"})
+    bad = await client.post(
+        f"{path}/buyer",
+        data={
+            "csrf": csrf_of(page),
+            "lang": "en",
+            "company_name": "Acme",
+            "address": "1 Silom",
+            "tax_id": "1234567890123",
+        },
+    )
     assert bad.status_code == 303
     assert "13 digits with a valid check digit" in text_of((await client.get(bad.headers["location"])).text)
 
-    good = await client.post(f"{path}/buyer", data={"csrf": csrf_of(page), "lang": "en",
-                                                    "company_name": "Acme Thailand Co., Ltd.",
-                                                    "address": "1 Silom Road, Bangkok", "tax_id": BUYER_TAX_ID})
+    good = await client.post(
+        f"{path}/buyer",
+        data={
+            "csrf": csrf_of(page),
+            "lang": "en",
+            "company_name": "Acme Thailand Co., Ltd.",
+            "address": "1 Silom Road, Bangkok",
+            "tax_id": BUYER_TAX_ID,
+        },
+    )
     assert good.status_code == 303
     after = (await client.get(good.headers["location"])).text
     assert "Your tax invoices will show these details" in text_of(after)

@@ -22,7 +22,8 @@ async def scene(services: Services, sandbox_server: ThreadServer) -> AsyncIterat
 
 
 async def test_a_post_with_more_fields_than_any_form_is_refused_not_a_500(
-        client: httpx.AsyncClient, scene: Scene, caplog: pytest.LogCaptureFixture) -> None:
+    client: httpx.AsyncClient, scene: Scene, caplog: pytest.LogCaptureFixture
+) -> None:
     path, _ = await open_billing(client, scene)
     fields = {f"f{n}": "x" for n in range(25)}
     response = await client.post(f"{path}/subscribe", data={"plan": "pro", **fields})
@@ -31,8 +32,9 @@ async def test_a_post_with_more_fields_than_any_form_is_refused_not_a_500(
     assert not [r for r in caplog.records if r.exc_info and r.levelno >= logging.ERROR]
 
 
-async def test_billing_links_of_a_deactivated_app_stop_working(client: httpx.AsyncClient, scene: Scene,
-                                                               services: Services) -> None:
+async def test_billing_links_of_a_deactivated_app_stop_working(
+    client: httpx.AsyncClient, scene: Scene, services: Services
+) -> None:
     path, _ = await open_billing(client, scene)
     assert (await client.get(path)).status_code == 200
     async with services.db.transaction() as session:
@@ -48,8 +50,9 @@ async def test_billing_links_of_a_deactivated_app_stop_working(client: httpx.Asy
             await session.execute(update(App).where(App.id == scene.app.id).values(is_active=True))
 
 
-async def test_billing_pages_report_browser_errors_through_our_own_origin(client: httpx.AsyncClient,
-                                                                          scene: Scene) -> None:
+async def test_billing_pages_report_browser_errors_through_our_own_origin(
+    client: httpx.AsyncClient, scene: Scene
+) -> None:
     path, _ = await open_billing(client, scene)
     page = await client.get(path)
     assert '<script src="/api/client-errors.js"></script>' in page.text

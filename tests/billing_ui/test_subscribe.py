@@ -23,20 +23,27 @@ async def scene(services: Services, sandbox_server: ThreadServer) -> AsyncIterat
     yield await build_scene(services)
 
 
-async def subscribe(client: httpx.AsyncClient, path: str, plan: str, *, csrf: str | None = None,
-                    headers: dict[str, str] | None = None) -> httpx.Response:
+async def subscribe(
+    client: httpx.AsyncClient, path: str, plan: str, *, csrf: str | None = None, headers: dict[str, str] | None = None
+) -> httpx.Response:
     if csrf is None:
         csrf = csrf_of((await client.get(path)).text)
-    return await client.post(f"{path}/subscribe", data={"plan": plan, "csrf": csrf, "lang": "en"},
-                             headers=headers or {})
+    return await client.post(
+        f"{path}/subscribe", data={"plan": plan, "csrf": csrf, "lang": "en"}, headers=headers or {}
+    )
 
 
 async def checkouts_of(services: Services, user: str) -> list[CheckoutSession]:
     async with services.db.session() as session:
         cust = await get_by_external_id(session, user)
         assert cust is not None
-        return list((await session.execute(select(CheckoutSession).where(CheckoutSession.customer_id == cust.id)
-                                           .order_by(CheckoutSession.id))).scalars())
+        return list(
+            (
+                await session.execute(
+                    select(CheckoutSession).where(CheckoutSession.customer_id == cust.id).order_by(CheckoutSession.id)
+                )
+            ).scalars()
+        )
 
 
 async def stripe_checkout(sandbox_url: str, checkout_id: str) -> dict[str, object]:
@@ -45,7 +52,8 @@ async def stripe_checkout(sandbox_url: str, checkout_id: str) -> dict[str, objec
 
 
 async def test_subscribe_redirects_to_stripe_checkout_for_the_plans_price(
-        client: httpx.AsyncClient, scene: Scene, services: Services, sandbox_server: ThreadServer) -> None:
+    client: httpx.AsyncClient, scene: Scene, services: Services, sandbox_server: ThreadServer
+) -> None:
     path, user = await open_billing(client, scene, email="buyer@example.com", name="Buyer")
     response = await subscribe(client, path, "pro")
     assert response.status_code == 303
@@ -63,16 +71,16 @@ async def test_subscribe_redirects_to_stripe_checkout_for_the_plans_price(
     assert metadata["customer_id"] == str(cust.id)
     assert metadata["plan_id"] == str(scene.pro.id) and metadata["app_id"] == str(scene.app.id)
     assert metadata["billing_session_id"]
-    assert stripe["success_url"] == (f"{services.settings.base_url}{path}/return"
-                                     "?session_id={CHECKOUT_SESSION_ID}")
+    assert stripe["success_url"] == (f"{services.settings.base_url}{path}/return?session_id={{CHECKOUT_SESSION_ID}}")
     assert stripe["cancel_url"] == f"{services.settings.base_url}{path}?checkout=canceled"
     customer = (await sandbox_call("GET", f"{sandbox_server.url}/v1/customers/{cust.stripe_customer_id}")).json()
     assert customer["email"] == "buyer@example.com"
     assert customer["metadata"]["customer_id"] == str(cust.id)
 
 
-async def test_second_subscribe_reuses_the_open_checkout(client: httpx.AsyncClient, scene: Scene,
-                                                         services: Services) -> None:
+async def test_second_subscribe_reuses_the_open_checkout(
+    client: httpx.AsyncClient, scene: Scene, services: Services
+) -> None:
     path, user = await open_billing(client, scene)
     first = await subscribe(client, path, "pro")
     second = await subscribe(client, path, "pro")
@@ -80,8 +88,9 @@ async def test_second_subscribe_reuses_the_open_checkout(client: httpx.AsyncClie
     assert len(await checkouts_of(services, user)) == 1
 
 
-async def test_concurrent_subscribes_open_one_checkout(client: httpx.AsyncClient, scene: Scene,
-                                                       services: Services) -> None:
+async def test_concurrent_subscribes_open_one_checkout(
+    client: httpx.AsyncClient, scene: Scene, services: Services
+) -> None:
     path, user = await open_billing(client, scene)
     csrf = csrf_of((await client.get(path)).text)
     responses = await asyncio.gather(*(subscribe(client, path, "pro", csrf=csrf) for _ in range(4)))
@@ -90,9 +99,9 @@ async def test_concurrent_subscribes_open_one_checkout(client: httpx.AsyncClient
     assert len(await checkouts_of(services, user)) == 1
 
 
-async def test_switching_plan_expires_the_other_open_checkout(client: httpx.AsyncClient, scene: Scene,
-                                                              services: Services,
-                                                              sandbox_server: ThreadServer) -> None:
+async def test_switching_plan_expires_the_other_open_checkout(
+    client: httpx.AsyncClient, scene: Scene, services: Services, sandbox_server: ThreadServer
+) -> None:
     path, user = await open_billing(client, scene)
     await subscribe(client, path, "pro")
     second = await subscribe(client, path, "vega-team")
@@ -103,7 +112,8 @@ async def test_switching_plan_expires_the_other_open_checkout(client: httpx.Asyn
 
 
 async def test_subscribe_with_a_live_subscription_is_refused_without_a_checkout(
-        client: httpx.AsyncClient, scene: Scene, services: Services) -> None:
+    client: httpx.AsyncClient, scene: Scene, services: Services
+) -> None:
     path, user = await open_billing(client, scene)
     csrf = csrf_of((await client.get(path)).text)
     async with services.db.transaction() as session:
@@ -119,8 +129,9 @@ async def test_subscribe_with_a_live_subscription_is_refused_without_a_checkout(
 
 
 @pytest.mark.parametrize("plan", ["free", "orion-max", "retired", "nope"])
-async def test_only_paid_plans_of_the_app_can_be_bought(client: httpx.AsyncClient, scene: Scene,
-                                                        services: Services, plan: str) -> None:
+async def test_only_paid_plans_of_the_app_can_be_bought(
+    client: httpx.AsyncClient, scene: Scene, services: Services, plan: str
+) -> None:
     path, user = await open_billing(client, scene)
     response = await subscribe(client, path, plan)
     assert response.status_code == 303
@@ -128,8 +139,9 @@ async def test_only_paid_plans_of_the_app_can_be_bought(client: httpx.AsyncClien
     assert await checkouts_of(services, user) == []
 
 
-async def test_subscribe_without_the_csrf_token_is_refused(client: httpx.AsyncClient, scene: Scene,
-                                                           services: Services) -> None:
+async def test_subscribe_without_the_csrf_token_is_refused(
+    client: httpx.AsyncClient, scene: Scene, services: Services
+) -> None:
     path, user = await open_billing(client, scene)
     other_path, _ = await open_billing(client, scene)
     other_token = csrf_of((await client.get(other_path)).text)
@@ -140,8 +152,9 @@ async def test_subscribe_without_the_csrf_token_is_refused(client: httpx.AsyncCl
     assert await checkouts_of(services, user) == []
 
 
-async def test_subscribe_from_another_origin_is_refused(client: httpx.AsyncClient, scene: Scene,
-                                                        services: Services) -> None:
+async def test_subscribe_from_another_origin_is_refused(
+    client: httpx.AsyncClient, scene: Scene, services: Services
+) -> None:
     path, user = await open_billing(client, scene)
     response = await subscribe(client, path, "pro", headers={"Origin": "https://evil.example"})
     assert response.status_code == 403
@@ -150,19 +163,22 @@ async def test_subscribe_from_another_origin_is_refused(client: httpx.AsyncClien
     assert same.status_code == 303
 
 
-async def test_subscribe_on_an_expired_link_shows_the_expired_page(client: httpx.AsyncClient, scene: Scene,
-                                                                   services: Services) -> None:
+async def test_subscribe_on_an_expired_link_shows_the_expired_page(
+    client: httpx.AsyncClient, scene: Scene, services: Services
+) -> None:
     response = await client.post("/billing/unknown-token/subscribe", data={"plan": "pro", "csrf": "x"})
     assert response.status_code == 404
     assert "This billing link is not valid" in text_of(response.text)
 
 
-async def test_stripe_down_is_a_message_not_an_error(client: httpx.AsyncClient, scene: Scene,
-                                                     services: Services, sandbox_server: ThreadServer) -> None:
+async def test_stripe_down_is_a_message_not_an_error(
+    client: httpx.AsyncClient, scene: Scene, services: Services, sandbox_server: ThreadServer
+) -> None:
     path, user = await open_billing(client, scene)
     csrf = csrf_of((await client.get(path)).text)
-    await sandbox_call("POST", f"{sandbox_server.url}/_sandbox/faults",
-                       json={"path_prefix": "/v1/", "status": 500, "times": 10})
+    await sandbox_call(
+        "POST", f"{sandbox_server.url}/_sandbox/faults", json={"path_prefix": "/v1/", "status": 500, "times": 10}
+    )
     try:
         response = await subscribe(client, path, "pro", csrf=csrf)
     finally:
@@ -174,8 +190,9 @@ async def test_stripe_down_is_a_message_not_an_error(client: httpx.AsyncClient, 
     assert await checkouts_of(services, user) == []
 
 
-async def test_manage_billing_opens_the_stripe_portal(client: httpx.AsyncClient, scene: Scene,
-                                                      services: Services, sandbox_server: ThreadServer) -> None:
+async def test_manage_billing_opens_the_stripe_portal(
+    client: httpx.AsyncClient, scene: Scene, services: Services, sandbox_server: ThreadServer
+) -> None:
     path, user = await open_billing(client, scene)
     await subscribe(client, path, "pro")  # creates the Stripe customer
     async with services.db.transaction() as session:
@@ -188,8 +205,11 @@ async def test_manage_billing_opens_the_stripe_portal(client: httpx.AsyncClient,
     assert response.status_code == 303
     assert response.headers["location"].startswith(f"{sandbox_server.url}/p/session/")
     async with services.db.session() as session:
-        opened = await session.scalar(select(func.count()).select_from(AuditLog).where(
-            AuditLog.action == "billing_portal.opened", AuditLog.entity_id == str(cust.id)))
+        opened = await session.scalar(
+            select(func.count())
+            .select_from(AuditLog)
+            .where(AuditLog.action == "billing_portal.opened", AuditLog.entity_id == str(cust.id))
+        )
     assert opened == 1
 
 
@@ -201,8 +221,9 @@ async def test_manage_billing_without_stripe_billing_is_refused(client: httpx.As
     assert response.headers["location"].endswith("error=no_stripe_billing")
 
 
-async def test_return_page_waits_for_the_webhook_then_shows_the_plan(client: httpx.AsyncClient, scene: Scene,
-                                                                     services: Services) -> None:
+async def test_return_page_waits_for_the_webhook_then_shows_the_plan(
+    client: httpx.AsyncClient, scene: Scene, services: Services
+) -> None:
     path, user = await open_billing(client, scene)
     await subscribe(client, path, "pro")
     [row] = await checkouts_of(services, user)
@@ -224,8 +245,9 @@ async def test_return_page_waits_for_the_webhook_then_shows_the_plan(client: htt
     assert "You are subscribed to Aquoris PRO." in page
 
 
-async def test_return_with_someone_elses_checkout_shows_nothing_of_it(client: httpx.AsyncClient, scene: Scene,
-                                                                      services: Services) -> None:
+async def test_return_with_someone_elses_checkout_shows_nothing_of_it(
+    client: httpx.AsyncClient, scene: Scene, services: Services
+) -> None:
     path, user = await open_billing(client, scene)
     await subscribe(client, path, "pro")
     [row] = await checkouts_of(services, user)
@@ -237,7 +259,8 @@ async def test_return_with_someone_elses_checkout_shows_nothing_of_it(client: ht
 
 
 async def test_paid_checkout_awaiting_its_webhook_blocks_a_checkout_for_another_plan(
-        client: httpx.AsyncClient, scene: Scene, services: Services, sandbox_server: ThreadServer) -> None:
+    client: httpx.AsyncClient, scene: Scene, services: Services, sandbox_server: ThreadServer
+) -> None:
     path, user = await open_billing(client, scene)
     await subscribe(client, path, "pro")
     [row] = await checkouts_of(services, user)
@@ -248,14 +271,17 @@ async def test_paid_checkout_awaiting_its_webhook_blocks_a_checkout_for_another_
     assert response.headers["location"].endswith("error=checkout_processing")
     assert "Your payment is being processed" in text_of((await client.get(response.headers["location"])).text)
     assert [r.stripe_checkout_session_id for r in await checkouts_of(services, user)] == [
-        row.stripe_checkout_session_id]
+        row.stripe_checkout_session_id
+    ]
 
 
-async def test_oversized_form_is_refused_with_a_page(client: httpx.AsyncClient, scene: Scene,
-                                                    services: Services) -> None:
+async def test_oversized_form_is_refused_with_a_page(
+    client: httpx.AsyncClient, scene: Scene, services: Services
+) -> None:
     path, user = await open_billing(client, scene)
-    response = await client.post(f"{path}/subscribe",
-                                 data={"plan": "pro", "csrf": "x" * services.settings.max_body_bytes})
+    response = await client.post(
+        f"{path}/subscribe", data={"plan": "pro", "csrf": "x" * services.settings.max_body_bytes}
+    )
     assert response.status_code == 413
     assert "Reload it and try again." in text_of(response.text)
     assert await checkouts_of(services, user) == []

@@ -53,8 +53,20 @@ REVENUE = {"thb": 318910, "usd": 5000}
 REVENUE_PAID = {"thb": 328910, "usd": 5999}
 REVENUE_REFUNDED = {"thb": 10000, "usd": 999}
 
-MONTHS = ["2025-12", "2026-01", "2026-02", "2026-03", "2026-04", "2026-05", "2026-06", "2026-07", "2026-08",
-          "2026-09", "2026-10", "2026-11"]
+MONTHS = [
+    "2025-12",
+    "2026-01",
+    "2026-02",
+    "2026-03",
+    "2026-04",
+    "2026-05",
+    "2026-06",
+    "2026-07",
+    "2026-08",
+    "2026-09",
+    "2026-10",
+    "2026-11",
+]
 # MRR at each month end (the instant the next month starts), November at NOW
 MRR_BY_MONTH = {
     "thb": [0, 29900, 84718, 84718, 84718, 84718, 114618, 134618, 134618, 114618, 144518, 114618],
@@ -79,12 +91,27 @@ async def build(session: AsyncSession) -> dict[str, Any]:
     free = await factories.create_plan(session, price_cents=0, currency="thb", interval="month")
     customer = await factories.create_customer(session)
 
-    async def sub(plan: Any, created: datetime, *, status: str = "active", source: str = "stripe",
-                  end: datetime | None = None, **extra: Any) -> Any:
+    async def sub(
+        plan: Any,
+        created: datetime,
+        *,
+        status: str = "active",
+        source: str = "stripe",
+        end: datetime | None = None,
+        **extra: Any,
+    ) -> Any:
         end = end or created + timedelta(days=30)
-        return await factories.create_subscription(session, customer, plan, status=status, source=source,
-                                                   start=created, days=(end - created).days, created_at=created,
-                                                   **extra)
+        return await factories.create_subscription(
+            session,
+            customer,
+            plan,
+            status=status,
+            source=source,
+            start=created,
+            days=(end - created).days,
+            created_at=created,
+            **extra,
+        )
 
     subs = {
         "S1": await sub(thb_m, at(2026, 1, 10)),
@@ -93,19 +120,33 @@ async def build(session: AsyncSession) -> dict[str, Any]:
         "S4": await sub(usd_m, at(2025, 12, 15)),
         "S5": await sub(usd_y, at(2026, 11, 1, 9)),
         "S6": await sub(usd_y, at(2026, 9, 10)),
-        "S7": await sub(thb_m, at(2026, 11, 1, 9), source="manual", end=at(2027, 2, 1, 9),
-                        paid_amount_cents=89700, paid_currency="thb"),
-        "S8": await sub(thb_m, at(2026, 11, 5), source="manual", end=at(2026, 12, 20),
-                        paid_amount_cents=5000, paid_currency="usd"),
+        "S7": await sub(
+            thb_m,
+            at(2026, 11, 1, 9),
+            source="manual",
+            end=at(2027, 2, 1, 9),
+            paid_amount_cents=89700,
+            paid_currency="thb",
+        ),
+        "S8": await sub(
+            thb_m, at(2026, 11, 5), source="manual", end=at(2026, 12, 20), paid_amount_cents=5000, paid_currency="usd"
+        ),
         "S9": await sub(thb_m, at(2026, 5, 1), source="grant"),
         "S10": await sub(free, at(2026, 2, 1)),
         "S11": await sub(thb_m, at(2026, 11, 10), status="trialing", trial_end=at(2026, 11, 24)),
         "S12": await sub(usd_m, at(2026, 4, 1), status="past_due"),
         "S13": await sub(thb_m, at(2026, 2, 10), status="canceled", ended_at=at(2026, 11, 5)),
         "S14": await sub(usd_y, at(2026, 1, 20), status="canceled", ended_at=at(2026, 8, 31)),
-        "S15": await sub(thb_m, at(2026, 7, 1, 10), status="expired", source="manual",
-                         end=datetime(2026, 10, 1, 10, tzinfo=UTC), paid_amount_cents=60000, paid_currency="thb",
-                         ended_at=datetime(2026, 10, 1, tzinfo=UTC)),
+        "S15": await sub(
+            thb_m,
+            at(2026, 7, 1, 10),
+            status="expired",
+            source="manual",
+            end=datetime(2026, 10, 1, 10, tzinfo=UTC),
+            paid_amount_cents=60000,
+            paid_currency="thb",
+            ended_at=datetime(2026, 10, 1, tzinfo=UTC),
+        ),
         "S16": await sub(thb_m, at(2026, 10, 25), status="canceled", ended_at=at(2026, 11, 10)),
         "S17": await sub(thb_m, at(2026, 9, 1), status="incomplete_expired", ended_at=at(2026, 9, 2)),
         "S18": await sub(thb_m, at(2026, 3, 1), status="canceled", source="grant", ended_at=at(2026, 11, 15)),
@@ -114,8 +155,9 @@ async def build(session: AsyncSession) -> dict[str, Any]:
     }
 
     async def invoice(amount: int, currency: str, status: str, paid_at: datetime | None, **extra: Any) -> Any:
-        row = await factories.create_invoice(session, customer, amount_cents=amount, currency=currency,
-                                             status=status, **extra)
+        row = await factories.create_invoice(
+            session, customer, amount_cents=amount, currency=currency, status=status, **extra
+        )
         row.paid_at = paid_at
         await session.flush()
         return row
@@ -133,15 +175,24 @@ async def build(session: AsyncSession) -> dict[str, Any]:
     await invoice(999, "usd", "paid", at(2025, 11, 30))  # before the charts' first month
 
     def refund(inv: Any, amount: int, status: str, when: datetime) -> Refund:
-        return Refund(invoice_id=inv.id, amount_cents=amount, currency=inv.currency, status=status,
-                      created_by="test", succeeded_at=when if status == "succeeded" else None, created_at=when)
+        return Refund(
+            invoice_id=inv.id,
+            amount_cents=amount,
+            currency=inv.currency,
+            status=status,
+            created_by="test",
+            succeeded_at=when if status == "succeeded" else None,
+            created_at=when,
+        )
 
-    session.add_all([
-        refund(i2, 10000, "succeeded", at(2026, 10, 28)),
-        refund(i3, 999, "succeeded", at(2026, 11, 19)),
-        refund(i5, 5000, "succeeded", at(2026, 10, 10)),
-        refund(i1, 3000, "pending", at(2026, 11, 18)),
-        refund(i3, 500, "failed", at(2026, 11, 18)),
-    ])
+    session.add_all(
+        [
+            refund(i2, 10000, "succeeded", at(2026, 10, 28)),
+            refund(i3, 999, "succeeded", at(2026, 11, 19)),
+            refund(i5, 5000, "succeeded", at(2026, 10, 10)),
+            refund(i1, 3000, "pending", at(2026, 11, 18)),
+            refund(i3, 500, "failed", at(2026, 11, 18)),
+        ]
+    )
     await session.flush()
     return subs

@@ -33,8 +33,9 @@ async def admin_client(app: Starlette, known_data: dict[str, Any]) -> AsyncItera
 
 def card_text(html: str, key: str) -> str:
     """The visible text of one card (tags stripped, whitespace collapsed)."""
-    match = re.search(rf'<div class="card dashboard-card[^"]*" data-card="{key}".*?</div>\s*</div>\s*</div>', html,
-                      re.S)
+    match = re.search(
+        rf'<div class="card dashboard-card[^"]*" data-card="{key}".*?</div>\s*</div>\s*</div>', html, re.S
+    )
     assert match, f"card {key} not on the page"
     return " ".join(re.sub(r"<[^>]+>", " ", match.group(0)).split())
 

@@ -19,7 +19,8 @@ from tests.dashboard.dataset import NOW
 
 
 async def test_mrr_per_currency_counts_active_paid_subscriptions_summed_then_rounded_half_up(
-        services: Services, known_data: dict[str, Any]) -> None:
+    services: Services, known_data: dict[str, Any]
+) -> None:
     board = await compute_dashboard(services.db, now=NOW)
 
     assert board.mrr.ok and board.mrr.value is not None
@@ -54,8 +55,9 @@ async def test_churn_is_ended_since_over_active_thirty_days_ago(services: Servic
     assert churn.rate_percent == Decimal(dataset.CHURN_PERCENT)
 
 
-async def test_revenue_is_paid_invoices_minus_refunds_by_refund_date(services: Services,
-                                                                     known_data: dict[str, Any]) -> None:
+async def test_revenue_is_paid_invoices_minus_refunds_by_refund_date(
+    services: Services, known_data: dict[str, Any]
+) -> None:
     board = await compute_dashboard(services.db, now=NOW)
 
     revenue = board.revenue.value
@@ -81,8 +83,11 @@ async def test_json_carries_every_figure_and_formula(services: Services, known_d
 
     assert body["mrr"]["amounts"] == dataset.MRR
     assert body["active_subscriptions"] == {**body["active_subscriptions"], "total": 11, "by_source": dataset.ACTIVE}
-    assert (body["churn"]["rate_percent"], body["churn"]["churned"], body["churn"]["active_at_start"]) == \
-        (dataset.CHURN_PERCENT, dataset.CHURNED, dataset.CHURN_BASE)
+    assert (body["churn"]["rate_percent"], body["churn"]["churned"], body["churn"]["active_at_start"]) == (
+        dataset.CHURN_PERCENT,
+        dataset.CHURNED,
+        dataset.CHURN_BASE,
+    )
     assert body["revenue"]["amounts"] == dataset.REVENUE
     assert body["mrr_by_month"]["months"] == dataset.MONTHS
     assert body["revenue_by_month"]["values"] == dataset.REVENUE_BY_MONTH
@@ -90,8 +95,9 @@ async def test_json_carries_every_figure_and_formula(services: Services, known_d
         assert body[key]["ok"] is True and body[key]["formula"]
 
 
-async def test_a_window_with_nothing_in_it_gives_no_revenue_and_no_churn_rate(services: Services,
-                                                                               known_data: dict[str, Any]) -> None:
+async def test_a_window_with_nothing_in_it_gives_no_revenue_and_no_churn_rate(
+    services: Services, known_data: dict[str, Any]
+) -> None:
     # every row of the data set lies in 2025-2026: from the year 2000 nothing was paid, active or refunded
     board = await compute_dashboard(services.db, now=datetime(2000, 6, 15, tzinfo=UTC))
 
@@ -101,7 +107,8 @@ async def test_a_window_with_nothing_in_it_gives_no_revenue_and_no_churn_rate(se
 
 
 async def test_running_totals_follow_updates_and_deletes_and_match_a_rebuild(
-        db: AsyncSession, known_data: dict[str, Any]) -> None:
+    db: AsyncSession, known_data: dict[str, Any]
+) -> None:
     ids = {name: sub.id for name, sub in known_data["subs"].items()}
     s1, s2, s3, s8 = [await db.get(Subscription, ids[n]) for n in ("S1", "S2", "S3", "S8")]
     assert s1 and s2 and s3 and s8
@@ -111,8 +118,11 @@ async def test_running_totals_follow_updates_and_deletes_and_match_a_rebuild(
     s8.current_period_end += timedelta(days=15)  # 5000 USD now over 1 month 30 days = 2 months
     await db.flush()
     await db.execute(delete(Refund).where(Refund.amount_cents == 10000))  # the THB refund of Oct 28
-    await db.execute(update(Invoice).where(Invoice.amount_cents == 29900, Invoice.paid_at == dataset.at(2026, 11, 1))
-                     .values(status="void"))
+    await db.execute(
+        update(Invoice)
+        .where(Invoice.amount_cents == 29900, Invoice.paid_at == dataset.at(2026, 11, 1))
+        .values(status="void")
+    )
 
     async def figures() -> tuple[object, ...]:
         mrr = await metrics.mrr(db, now=NOW)
@@ -123,7 +133,12 @@ async def test_running_totals_follow_updates_and_deletes_and_match_a_rebuild(
         return mrr.amounts, active.by_source, churn.churned, churn.active_at_start, revenue.amounts, history_.values
 
     after = await figures()
-    assert after[:5] == ({"thb": 79735, "usd": 6149}, {"stripe": 7, "manual": 2, "grant": 1}, 3, 11,
-                         {"thb": 299010, "usd": 5000})
+    assert after[:5] == (
+        {"thb": 79735, "usd": 6149},
+        {"stripe": 7, "manual": 2, "grant": 1},
+        3,
+        11,
+        {"thb": 299010, "usd": 5000},
+    )
     await db.execute(text("SELECT dashboard_rebuild()"))
     assert await figures() == after

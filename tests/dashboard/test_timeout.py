@@ -33,8 +33,9 @@ async def refunds_locked(services: Services) -> AsyncIterator[None]:
             await transaction.rollback()
 
 
-async def test_a_timed_out_card_has_no_value_and_the_others_do(services: Services, known_data: dict[str, Any],
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_timed_out_card_has_no_value_and_the_others_do(
+    services: Services, known_data: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="payment.dashboard.service")
     async with refunds_locked(services):
         board = await compute_dashboard(services.db, now=dataset.NOW, timeouts=SHORT)
@@ -49,8 +50,9 @@ async def test_a_timed_out_card_has_no_value_and_the_others_do(services: Service
     assert "SELECT" not in logged and "2026-10-21" not in logged  # no SQL text, no parameters
 
 
-async def test_the_page_shows_dashes_for_the_timed_out_card_only(services: Services,
-                                                                 known_data: dict[str, Any]) -> None:
+async def test_the_page_shows_dashes_for_the_timed_out_card_only(
+    services: Services, known_data: dict[str, Any]
+) -> None:
     app = create_app(services=services)
     state = dashboard_state(app)
     state.now, state.timeouts = dataset.NOW, SHORT
@@ -74,7 +76,8 @@ async def test_the_page_shows_dashes_for_the_timed_out_card_only(services: Servi
 
 
 async def test_a_failing_card_is_reported_as_failed_without_its_sql_or_message(
-        services: Services, caplog: pytest.LogCaptureFixture) -> None:
+    services: Services, caplog: pytest.LogCaptureFixture
+) -> None:
     async def broken(session: Any) -> Any:
         await session.execute(text("SELECT 1 / (SELECT count(*) - count(*) FROM plans WHERE slug = 'secret-slug')"))
 

@@ -28,35 +28,58 @@ def logo_png() -> bytes:
 async def suite_seller(db: Database) -> SellerProfile:
     """The suite-wide seller profile (made once per database)."""
     async with db.transaction() as session:
-        found = (await session.execute(select(SellerProfile).where(SellerProfile.app_id.is_(None)))
-                 ).scalar_one_or_none()
+        found = (
+            await session.execute(select(SellerProfile).where(SellerProfile.app_id.is_(None)))
+        ).scalar_one_or_none()
         if found is not None:
             return found
-        return await save_seller(session, SellerInput(
-            legal_name="บริษัท อควอริส จำกัด", legal_name_en="Aquoris Co., Ltd.",
-            address="99/1 ถนนสุขุมวิท แขวงคลองเตยเหนือ เขตวัฒนา กรุงเทพมหานคร 10110",
-            address_en="99/1 Sukhumvit Road, Khlong Toei Nuea, Watthana, Bangkok 10110",
-            tax_id=SELLER_TAX_ID, branch_code="00000", logo=logo_png()), actor="test")
+        return await save_seller(
+            session,
+            SellerInput(
+                legal_name="บริษัท อควอริส จำกัด",
+                legal_name_en="Aquoris Co., Ltd.",
+                address="99/1 ถนนสุขุมวิท แขวงคลองเตยเหนือ เขตวัฒนา กรุงเทพมหานคร 10110",
+                address_en="99/1 Sukhumvit Road, Khlong Toei Nuea, Watthana, Bangkok 10110",
+                tax_id=SELLER_TAX_ID,
+                branch_code="00000",
+                logo=logo_png(),
+            ),
+            actor="test",
+        )
 
 
-async def paid_invoice(db: Database, *, amount_cents: int = 29900, name: str = "สมชาย ใจดี",
-                       plan_name: str = "Aquoris PRO") -> tuple[Customer, Invoice]:
+async def paid_invoice(
+    db: Database, *, amount_cents: int = 29900, name: str = "สมชาย ใจดี", plan_name: str = "Aquoris PRO"
+) -> tuple[Customer, Invoice]:
     async with db.transaction() as session:
         app, _ = await create_app(session)
         plan = await create_plan(session, name=plan_name, app_id=app.id)
         customer = await create_customer(session)
         customer.name = name
         sub = await create_subscription(session, customer, plan)
-        invoice = await create_invoice(session, customer, amount_cents=amount_cents, subscription=sub,
-                                       period_start=sub.current_period_start, period_end=sub.current_period_end)
+        invoice = await create_invoice(
+            session,
+            customer,
+            amount_cents=amount_cents,
+            subscription=sub,
+            period_start=sub.current_period_start,
+            period_end=sub.current_period_end,
+        )
     return customer, invoice
 
 
 async def succeeded_refund(db: Database, invoice: Invoice, amount_cents: int, reason: str = "Service outage") -> Refund:
     async with db.transaction() as session:
-        refund = Refund(invoice_id=invoice.id, amount_cents=amount_cents, currency=invoice.currency, reason=reason,
-                        status="succeeded", created_by="test", succeeded_at=utcnow(),
-                        stripe_refund_id=f"re_test{next(_n)}")
+        refund = Refund(
+            invoice_id=invoice.id,
+            amount_cents=amount_cents,
+            currency=invoice.currency,
+            reason=reason,
+            status="succeeded",
+            created_by="test",
+            succeeded_at=utcnow(),
+            stripe_refund_id=f"re_test{next(_n)}",
+        )
         session.add(refund)
         row = await session.get(Invoice, invoice.id)
         assert row is not None

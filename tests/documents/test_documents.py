@@ -24,8 +24,11 @@ SHOTS.mkdir(parents=True, exist_ok=True)
 
 async def documents_of(db: Database, invoice_id: int) -> list[Document]:
     async with db.session() as session:
-        return list((await session.execute(select(Document).where(Document.invoice_id == invoice_id)
-                                           .order_by(Document.id))).scalars())
+        return list(
+            (
+                await session.execute(select(Document).where(Document.invoice_id == invoice_id).order_by(Document.id))
+            ).scalars()
+        )
 
 
 async def test_a_paid_invoice_gets_a_tax_invoice_with_every_field_of_section_86_4(database: Database) -> None:
@@ -34,9 +37,15 @@ async def test_a_paid_invoice_gets_a_tax_invoice_with_every_field_of_section_86_
     async with database.transaction() as session:
         row = await session.get(Customer, customer.id)
         assert row is not None
-        await save_buyer_details(session, row, company_name="บริษัท ลูกค้าดี จำกัด",
-                                 address="1 ถนนพระราม 4 กรุงเทพมหานคร 10500", tax_id=BUYER_TAX_ID,
-                                 branch_code="00001", actor="test")
+        await save_buyer_details(
+            session,
+            row,
+            company_name="บริษัท ลูกค้าดี จำกัด",
+            address="1 ถนนพระราม 4 กรุงเทพมหานคร 10500",
+            tax_id=BUYER_TAX_ID,
+            branch_code="00001",
+            actor="test",
+        )
     await runner.run(database)
 
     [doc] = await documents_of(database, invoice.id)
@@ -45,15 +54,24 @@ async def test_a_paid_invoice_gets_a_tax_invoice_with_every_field_of_section_86_
     assert (doc.net_cents, doc.vat_cents, doc.total_cents) == (27944, 1956, 29900)
     words = comparable(pdf_text(doc.pdf))
     for required in (
-        "ใบกำกับภาษี/ใบเสร็จรับเงิน", "Tax invoice/Receipt",          # the words
-        "บริษัท อควอริส จำกัด", "Aquoris Co., Ltd.",                     # seller's name
-        "99/1 ถนนสุขุมวิท", "Sukhumvit Road",                              # seller's address
-        SELLER_TAX_ID, "สำนักงานใหญ่ / Head office",                      # seller's tax id and branch
-        "บริษัท ลูกค้าดี จำกัด", "1 ถนนพระราม 4", BUYER_TAX_ID,            # buyer's name, address, tax id
+        "ใบกำกับภาษี/ใบเสร็จรับเงิน",
+        "Tax invoice/Receipt",  # the words
+        "บริษัท อควอริส จำกัด",
+        "Aquoris Co., Ltd.",  # seller's name
+        "99/1 ถนนสุขุมวิท",
+        "Sukhumvit Road",  # seller's address
+        SELLER_TAX_ID,
+        "สำนักงานใหญ่ / Head office",  # seller's tax id and branch
+        "บริษัท ลูกค้าดี จำกัด",
+        "1 ถนนพระราม 4",
+        BUYER_TAX_ID,  # buyer's name, address, tax id
         "สาขาที่ 00001 / Branch 00001",
-        doc.number, doc.issue_date.isoformat(),                          # number and date
-        "Aquoris PRO subscription",                                      # description
-        "Amount before VAT 279.44", "VAT 7% 19.56", "Total 299.00 THB",  # amounts, VAT separate
+        doc.number,
+        doc.issue_date.isoformat(),  # number and date
+        "Aquoris PRO subscription",  # description
+        "Amount before VAT 279.44",
+        "VAT 7% 19.56",
+        "Total 299.00 THB",  # amounts, VAT separate
         "Prices include VAT",
     ):
         assert comparable(required) in words, f"{required!r} missing from the tax invoice"
@@ -74,10 +92,22 @@ async def test_a_refund_gets_a_credit_note_that_references_its_tax_invoice(datab
     assert note.pdf is not None
     assert re.fullmatch(r"CN\d{4}-\d{6}", note.number)
     words = comparable(pdf_text(note.pdf))
-    for required in ("ใบลดหนี้", "Credit note", SELLER_TAX_ID, note.number, tax_invoice.number,
-                     "Refers to tax invoice No.", tax_invoice.issue_date.isoformat(),
-                     "Original value: 107.00 THB", "Correct value: 53.50 THB", "Difference: 53.50 THB",
-                     "Reduction before VAT 50.00", "VAT 7% 3.50", "Total credited 53.50 THB", "Outage 3 days"):
+    for required in (
+        "ใบลดหนี้",
+        "Credit note",
+        SELLER_TAX_ID,
+        note.number,
+        tax_invoice.number,
+        "Refers to tax invoice No.",
+        tax_invoice.issue_date.isoformat(),
+        "Original value: 107.00 THB",
+        "Correct value: 53.50 THB",
+        "Difference: 53.50 THB",
+        "Reduction before VAT 50.00",
+        "VAT 7% 3.50",
+        "Total credited 53.50 THB",
+        "Outage 3 days",
+    ):
         assert comparable(required) in words, f"{required!r} missing from the credit note"
     pdf_page_png(note.pdf, SHOTS / "credit_note.png")
 
@@ -92,8 +122,14 @@ async def test_changed_buyer_details_reissue_a_replacement_that_references_the_f
     async with database.transaction() as session:
         row = await session.get(Customer, customer.id)
         assert row is not None
-        await save_buyer_details(session, row, company_name="Ann Trading Co., Ltd.", address="5 Silom Road, Bangkok",
-                                 tax_id=BUYER_TAX_ID, actor="test")
+        await save_buyer_details(
+            session,
+            row,
+            company_name="Ann Trading Co., Ltd.",
+            address="5 Silom Road, Bangkok",
+            tax_id=BUYER_TAX_ID,
+            actor="test",
+        )
     result = await runner.run(database)
     assert result.issued == 1
     first_again, replacement = await documents_of(database, invoice.id)
@@ -102,8 +138,13 @@ async def test_changed_buyer_details_reissue_a_replacement_that_references_the_f
     assert replacement.number != first.number
     assert replacement.pdf is not None
     words = comparable(pdf_text(replacement.pdf))
-    for required in ("ฉบับแทน / Replacement", f"Issued in place of No. {first.number}", "Ann Trading Co., Ltd.",
-                     BUYER_TAX_ID, "สำนักงานใหญ่ / Head office"):
+    for required in (
+        "ฉบับแทน / Replacement",
+        f"Issued in place of No. {first.number}",
+        "Ann Trading Co., Ltd.",
+        BUYER_TAX_ID,
+        "สำนักงานใหญ่ / Head office",
+    ):
         assert comparable(required) in words
     pdf_page_png(replacement.pdf, SHOTS / "replacement.png")
     assert (await runner.run(database)).issued == 0  # nothing more is due
@@ -122,9 +163,11 @@ async def test_an_issued_document_cannot_be_changed_or_deleted(database: Databas
     _, invoice = await paid_invoice(database)
     await runner.run(database)
     [doc] = await documents_of(database, invoice.id)
-    for statement in ("UPDATE documents SET total_cents = 1, net_cents = 1, vat_cents = 0 WHERE id = :id",
-                      "UPDATE documents SET pdf = 'x', sha256 = 'y' WHERE id = :id",
-                      "DELETE FROM documents WHERE id = :id"):
+    for statement in (
+        "UPDATE documents SET total_cents = 1, net_cents = 1, vat_cents = 0 WHERE id = :id",
+        "UPDATE documents SET pdf = 'x', sha256 = 'y' WHERE id = :id",
+        "DELETE FROM documents WHERE id = :id",
+    ):
         with pytest.raises(DBAPIError, match=r"cannot be (changed|deleted)"):
             async with database.transaction() as session:
                 await session.execute(text(statement), {"id": doc.id})
@@ -145,6 +188,13 @@ async def test_downloads_are_audited_and_only_the_buyer_may_download(database: D
         async with database.transaction() as session:
             await download(session, doc.id, actor=f"customer:{other.id}", customer_id=other.id)
     async with database.session() as session:
-        rows = (await session.execute(select(AuditLog).where(AuditLog.action == "document.downloaded",
-                                                             AuditLog.entity_id == str(doc.id)))).scalars().all()
+        rows = (
+            (
+                await session.execute(
+                    select(AuditLog).where(AuditLog.action == "document.downloaded", AuditLog.entity_id == str(doc.id))
+                )
+            )
+            .scalars()
+            .all()
+        )
     assert [r.actor for r in rows] == [f"customer:{customer.id}"]

@@ -22,13 +22,14 @@ async def read_csv(db: Database, kind: str, filters: dict[str, str], *, batch: i
         chunks = [c async for c in exports.stream_table(db, kind, filters, batch=batch)]
     body = b"".join(chunks)
     assert body.startswith(BOM)
-    return list(csv.DictReader(io.StringIO(body[len(BOM):].decode("utf-8"))))
+    return list(csv.DictReader(io.StringIO(body[len(BOM) :].decode("utf-8"))))
 
 
 async def test_invoice_export_has_document_numbers_vat_and_escaped_names(database: Database) -> None:
     await suite_seller(database)
-    customer, invoice = await paid_invoice(database, name='=HYPERLINK("http://evil.example","click")',
-                                           amount_cents=10700)
+    customer, invoice = await paid_invoice(
+        database, name='=HYPERLINK("http://evil.example","click")', amount_cents=10700
+    )
     await runner.run(database)
     await succeeded_refund(database, invoice, 1070)
     await runner.run(database)
@@ -39,7 +40,11 @@ async def test_invoice_export_has_document_numbers_vat_and_escaped_names(databas
     assert row["customer_name"] == "'" + '=HYPERLINK("http://evil.example","click")'
     assert row["tax_invoice_number"].startswith("TI") and row["credit_note_numbers"].startswith("CN")
     assert (row["amount"], row["amount_before_vat"], row["vat"], row["vat_rate_percent"]) == (
-        "107.00", "100.00", "7.00", "7.00")
+        "107.00",
+        "100.00",
+        "7.00",
+        "7.00",
+    )
     assert row["refunded"] == "10.70" and row["status"] == "partially_refunded"
 
     customers = await read_csv(database, "customers", {"q": customer.external_user_id})
@@ -65,8 +70,9 @@ async def test_batches_follow_each_other_without_loss_or_repeat(database: Databa
 async def test_vat_summary_is_output_vat_by_month_less_credit_notes(database: Database) -> None:
     seller = await suite_seller(database)
     await runner.run(database)  # whatever earlier tests left due
-    before = {(r["month"], r["currency"]): r for r in await read_csv(database, "vat_summary",
-                                                                      {"seller": str(seller.id)})}
+    before = {
+        (r["month"], r["currency"]): r for r in await read_csv(database, "vat_summary", {"seller": str(seller.id)})
+    }
     _, invoice = await paid_invoice(database, amount_cents=21400)
     await runner.run(database)
     await succeeded_refund(database, invoice, 10700)
@@ -80,4 +86,8 @@ async def test_vat_summary_is_output_vat_by_month_less_credit_notes(database: Da
         return str(Decimal(row[name]) - (Decimal(old[name]) if old else Decimal(0)))
 
     assert (grew("sales_before_vat"), grew("output_vat"), grew("vat_credited"), grew("net_output_vat")) == (
-        "200.00", "14.00", "7.00", "7.00")
+        "200.00",
+        "14.00",
+        "7.00",
+        "7.00",
+    )

@@ -16,8 +16,13 @@ async def test_fifty_concurrent_payments_get_fifty_consecutive_numbers(database:
     seller = await suite_seller(database)
     invoices: list[Invoice] = [(await paid_invoice(database))[1] for _ in range(50)]
     async with database.session() as session:
-        before = set((await session.execute(select(Document.sequence).where(Document.seller_id == seller.id,
-                                                                            Document.series == "TI"))).scalars())
+        before = set(
+            (
+                await session.execute(
+                    select(Document.sequence).where(Document.seller_id == seller.id, Document.series == "TI")
+                )
+            ).scalars()
+        )
     start = asyncio.Event()
 
     async def issue(invoice_id: int) -> str | None:
@@ -34,8 +39,11 @@ async def test_fifty_concurrent_payments_get_fifty_consecutive_numbers(database:
     numbers = [n for n in results if n is not None]
     assert len(numbers) == 50 and len(set(numbers)) == 50
     async with database.session() as session:
-        rows = (await session.execute(select(Document).where(Document.seller_id == seller.id,
-                                                             Document.series == "TI"))).scalars().all()
+        rows = (
+            (await session.execute(select(Document).where(Document.seller_id == seller.id, Document.series == "TI")))
+            .scalars()
+            .all()
+        )
     sequences = sorted(d.sequence for d in rows if d.sequence not in before)
     assert sequences == list(range(len(before) + 1, len(before) + 51))  # no gap, no duplicate
     assert {d.invoice_id for d in rows} >= {i.id for i in invoices}

@@ -21,8 +21,9 @@ def smtp_server() -> Iterator[SmtpServer]:
 
 @pytest.fixture(scope="module")
 def settings(database_url: str, sandbox_server: ThreadServer, smtp_server: SmtpServer) -> Settings:
-    return settings_for(database_url, stripe_api_base=sandbox_server.url, smtp_url=smtp_server.url,
-                        email_retry_base_ms=50)
+    return settings_for(
+        database_url, stripe_api_base=sandbox_server.url, smtp_url=smtp_server.url, email_retry_base_ms=50
+    )
 
 
 @pytest.fixture(scope="module")

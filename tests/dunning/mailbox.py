@@ -28,8 +28,7 @@ class Mailbox:
     refuse: dict[str, str] = field(default_factory=dict)
     arrived: threading.Condition = field(default_factory=threading.Condition)
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]) -> str:
         if address in self.refuse:
             return self.refuse[address]
         envelope.rcpt_tos.append(address)

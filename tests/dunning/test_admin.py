@@ -33,8 +33,9 @@ async def admin(services: Services) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-async def _operate(admin: httpx.AsyncClient, page_path: str, action_path: str, values: dict[str, str]
-                   ) -> httpx.Response:
+async def _operate(
+    admin: httpx.AsyncClient, page_path: str, action_path: str, values: dict[str, str]
+) -> httpx.Response:
     """Submit a panel form, then confirm it, as an admin does."""
     token = csrf_from((await admin.get(page_path)).text)
     first = await admin.post(action_path, data={**values, "csrf_token": token})
@@ -48,7 +49,8 @@ async def _audit(services: Services, action: str) -> list[AuditLog]:
 
 
 async def test_the_customer_page_shows_the_case_a_bounce_and_lets_an_admin_resend_and_extend(
-        services: Services, admin: httpx.AsyncClient, smtp_server: SmtpServer) -> None:
+    services: Services, admin: httpx.AsyncClient, smtp_server: SmtpServer
+) -> None:
     smtp_server.mailbox.refuse["typo@exmaple.com"] = "550 5.1.1 Mailbox unavailable"
     _app, _key, _plan, customer, _sub, invoice = await world.renewal(services, email="typo@exmaple.com")
     for attempt in (1, 2):
@@ -61,8 +63,10 @@ async def test_the_customer_page_shows_the_case_a_bounce_and_lets_an_admin_resen
     page = (await admin.get(path)).text
     assert "Dunning and notices" in page
     assert re.search(rf'data-case-id="{case.id}".*?class="case-attempts">2<', page, re.S)
-    assert (f"Notice #{notice.id} (payment_failed) to typo@exmaple.com could not be delivered: "
-            "The mail server refused the address (550).") in page
+    assert (
+        f"Notice #{notice.id} (payment_failed) to typo@exmaple.com could not be delivered: "
+        "The mail server refused the address (550)."
+    ) in page
 
     # the address is fixed at the mail provider; the admin resends
     del smtp_server.mailbox.refuse["typo@exmaple.com"]
@@ -71,13 +75,15 @@ async def test_the_customer_page_shows_the_case_a_bounce_and_lets_an_admin_resen
     assert done.status_code == 303
     await channel.deliver(services.db, services.settings)
     assert [m["Subject"] for m in smtp_server.mailbox.to("typo@exmaple.com")] == [
-        "Your payment for Vega Pro did not go through"]
+        "Your payment for Vega Pro did not go through"
+    ]
     [resent] = [a for a in await _audit(services, "dunning.notice_resent") if a.entity_id == str(customer.id)]
     assert (resent.actor.startswith("admin:"), resent.details["previous_status"]) == (True, "failed")
 
     action = f"/admin/operations/customer/{customer.id}/extend-grace"
-    done = await _operate(admin, path, action,
-                          {"nonce": f"grace-{case.id}-1764864001", "case": str(case.id), "days": "10"})
+    done = await _operate(
+        admin, path, action, {"nonce": f"grace-{case.id}-1764864001", "case": str(case.id), "days": "10"}
+    )
     assert done.status_code == 303
     extended = await world.case(services, invoice.id)
     assert 9 <= (extended.grace_ends_at - case.grace_ends_at).days <= 10
@@ -85,8 +91,9 @@ async def test_the_customer_page_shows_the_case_a_bounce_and_lets_an_admin_resen
     assert audit.details["days"] == 10
 
     # a case number of another customer is refused, nothing changes
-    bad = await _operate_error(admin, path, action,
-                               {"nonce": f"grace-{case.id}-1764864002", "case": "999999", "days": "3"})
+    bad = await _operate_error(
+        admin, path, action, {"nonce": f"grace-{case.id}-1764864002", "case": "999999", "days": "3"}
+    )
     assert "This customer has no such dunning case." in bad
 
 
@@ -99,7 +106,8 @@ async def _operate_error(admin: httpx.AsyncClient, page_path: str, action_path: 
 
 
 async def test_the_outbox_lists_emails_and_shows_each_rendered_and_every_template_previews(
-        services: Services, admin: httpx.AsyncClient) -> None:
+    services: Services, admin: httpx.AsyncClient
+) -> None:
     _app, _key, _plan, customer, _sub, invoice = await world.renewal(services, email="hana@example.com", locale="th")
     await world.fail(services, invoice.id, 1)
     [notice] = await world.emails(services, customer)
@@ -115,23 +123,33 @@ async def test_the_outbox_lists_emails_and_shows_each_rendered_and_every_templat
 
 
 async def test_an_admin_sets_an_apps_grace_policy_audited_and_a_bad_one_is_refused(
-        services: Services, admin: httpx.AsyncClient) -> None:
+    services: Services, admin: httpx.AsyncClient
+) -> None:
     async with services.db.transaction() as session:
         app, _key = await factories.create_app(session, name="Policy")
     path = f"/admin/app/edit/{app.id}"
     form = {"name": "Policy", "return_url": "https://app.example.com/settings", "is_active": "y"}
     page = await admin.get(path)
     assert re.search(r'name="grace_days"[^>]*value="7"', page.text)
-    bad = await admin.post(path, data={**form, "grace_days": "90", "after_grace": "free",
-                                       "csrf_token": csrf_from(page.text), "save": "Save"})
+    bad = await admin.post(
+        path,
+        data={**form, "grace_days": "90", "after_grace": "free", "csrf_token": csrf_from(page.text), "save": "Save"},
+    )
     assert bad.status_code == 400 and "Grace days must be between 0 and 60." in bad.text
-    good = await admin.post(path, data={**form, "grace_days": "10", "after_grace": "free",
-                                        "csrf_token": csrf_from(page.text), "save": "Save"})
+    good = await admin.post(
+        path,
+        data={**form, "grace_days": "10", "after_grace": "free", "csrf_token": csrf_from(page.text), "save": "Save"},
+    )
     assert good.status_code == 302
     async with services.db.session() as session:
         saved = await session.get_one(App, app.id)
-        [row] = (await session.scalars(select(AuditLog).where(AuditLog.action == "app.grace_policy_changed",
-                                                              AuditLog.entity_id == str(app.id)))).all()
+        [row] = (
+            await session.scalars(
+                select(AuditLog).where(AuditLog.action == "app.grace_policy_changed", AuditLog.entity_id == str(app.id))
+            )
+        ).all()
     assert (saved.grace_days, saved.after_grace) == (10, "free")
-    assert row.details == {"from": {"grace_days": 7, "after_grace": "blocked"},
-                           "to": {"grace_days": 10, "after_grace": "free"}}
+    assert row.details == {
+        "from": {"grace_days": 7, "after_grace": "blocked"},
+        "to": {"grace_days": 10, "after_grace": "free"},
+    }

@@ -22,8 +22,9 @@ PASSWORD = "dunning-admin-pw"
 
 async def _seed(url: str) -> tuple[str, int]:
     async with running_services(settings_for(url)) as services:
-        _app, _key, _plan, customer, _sub, invoice = await world.renewal(services, email="mali@example.com",
-                                                                         locale="th")
+        _app, _key, _plan, customer, _sub, invoice = await world.renewal(
+            services, email="mali@example.com", locale="th"
+        )
         await world.fail(services, invoice.id, 1)
         await world.fail(services, invoice.id, 2)
         async with services.db.transaction() as session:
@@ -49,8 +50,9 @@ def server(seeded: tuple[str, str, int]) -> Iterator[ThreadServer]:
         server.stop()
 
 
-def test_an_admin_extends_grace_and_reads_the_email_in_the_outbox(server: ThreadServer, seeded: tuple[str, str, int],
-                                                                  page: Page, tmp_path: Path) -> None:
+def test_an_admin_extends_grace_and_reads_the_email_in_the_outbox(
+    server: ThreadServer, seeded: tuple[str, str, int], page: Page, tmp_path: Path
+) -> None:
     _url, email, customer_id = seeded
     page.goto(f"{server.url}/admin/login")
     page.locator("#username").fill(email)

@@ -23,15 +23,15 @@ def _iso(value: datetime) -> str:
 
 
 async def test_a_failed_renewal_gives_grace_one_notice_with_a_working_link_then_blocked_then_a_receipt(
-        services: Services, client: httpx.AsyncClient, smtp_server: SmtpServer) -> None:
+    services: Services, client: httpx.AsyncClient, smtp_server: SmtpServer
+) -> None:
     _app, key, _plan, customer, _sub, invoice = await world.renewal(services, email="dana@example.com", grace_days=5)
     before = utcnow()
     await world.fail(services, invoice.id, 1)
     case = await world.case(services, invoice.id)
     assert case.grace_ends_at - before >= timedelta(days=5) > case.grace_ends_at - utcnow() - timedelta(seconds=5)
     body = await world.entitlement(client, key, customer)
-    assert (body["status"], body["accessState"], body["graceEndsAt"]) == ("past_due", "grace",
-                                                                          _iso(case.grace_ends_at))
+    assert (body["status"], body["accessState"], body["graceEndsAt"]) == ("past_due", "grace", _iso(case.grace_ends_at))
 
     # Stripe retries twice (and one webhook comes twice): the grace end stays, the notice is not queued again
     for attempt in (2, 2, 3):
@@ -53,15 +53,17 @@ async def test_a_failed_renewal_gives_grace_one_notice_with_a_working_link_then_
 
     # the grace period runs out: blocked, and the user is told once
     async with services.db.transaction() as session:
-        await session.execute(update(DunningCase).where(DunningCase.id == case.id)
-                              .values(grace_ends_at=utcnow() - timedelta(minutes=1)))
+        await session.execute(
+            update(DunningCase).where(DunningCase.id == case.id).values(grace_ends_at=utcnow() - timedelta(minutes=1))
+        )
     body = await world.entitlement(client, key, customer)
     assert (body["status"], body["accessState"], body["paid"]) == ("past_due", "blocked", True)
     for _ in range(2):
         await channel.queue_time_notices(services.db)
     await channel.deliver(services.db, services.settings)
     assert [m["Subject"] for m in smtp_server.mailbox.to("dana@example.com")][1:] == [
-        "Your access to Vega Pro is paused"]
+        "Your access to Vega Pro is paused"
+    ]
 
     # the card is updated and the retry succeeds: closed, full access, a receipt
     await world.pay(services, invoice.id)
@@ -72,13 +74,17 @@ async def test_a_failed_renewal_gives_grace_one_notice_with_a_working_link_then_
     assert (body["status"], body["accessState"], body["graceEndsAt"]) == ("active", "full", None)
     await channel.deliver(services.db, services.settings)
     subjects = [m["Subject"] for m in smtp_server.mailbox.to("dana@example.com")]
-    assert subjects == ["Your payment for Vega Pro did not go through", "Your access to Vega Pro is paused",
-                        "Receipt for your payment of THB\u00a0299.00"]
+    assert subjects == [
+        "Your payment for Vega Pro did not go through",
+        "Your access to Vega Pro is paused",
+        "Receipt for your payment of THB\u00a0299.00",
+    ]
     assert [m.status for m in await world.emails(services, customer)] == ["delivered"] * 3
 
 
 async def test_an_app_whose_policy_is_free_falls_back_to_the_free_plan_after_grace(
-        services: Services, client: httpx.AsyncClient) -> None:
+    services: Services, client: httpx.AsyncClient
+) -> None:
     app, key, _plan, customer, _sub, invoice = await world.renewal(services, email="eli@example.com", grace_days=0)
     async with services.db.transaction() as session:
         (await session.get_one(App, app.id)).after_grace = "free"
@@ -126,10 +132,16 @@ async def test_a_trial_about_to_be_charged_is_announced_once(services: Services)
     async with services.db.transaction() as session:
         customer = await factories.create_customer(session, email="jo@example.com")
         plan = await factories.create_plan(session, name="Vega Pro")
-        await factories.create_subscription(session, customer, plan, status="trialing",
-                                            trial_end=utcnow() + timedelta(days=2))
-        await factories.create_subscription(session, customer, plan, status="trialing",  # ends later: not yet
-                                            trial_end=utcnow() + timedelta(days=10))
+        await factories.create_subscription(
+            session, customer, plan, status="trialing", trial_end=utcnow() + timedelta(days=2)
+        )
+        await factories.create_subscription(
+            session,
+            customer,
+            plan,
+            status="trialing",  # ends later: not yet
+            trial_end=utcnow() + timedelta(days=10),
+        )
     for _ in range(2):
         async with services.db.transaction() as session:
             await cases.send_due_notices(session)
@@ -147,12 +159,15 @@ async def test_client_apps_hear_when_grace_runs_out_and_when_an_admin_extends_it
     await world.fail(services, invoice.id, 1)
     case = await world.case(services, invoice.id)
     async with services.db.transaction() as session:
-        await session.execute(update(DunningCase).where(DunningCase.id == case.id)
-                              .values(grace_ends_at=utcnow() - timedelta(seconds=1)))
+        await session.execute(
+            update(DunningCase).where(DunningCase.id == case.id).values(grace_ends_at=utcnow() - timedelta(seconds=1))
+        )
     for _ in range(2):  # every tick looks; only a change is announced
         await channel.queue_time_notices(services.db)
     async with services.db.transaction() as session:
         await cases.extend_grace(session, case.id, days=2, actor=AdminActor(1, "owner"))
-    states = [(m.payload["data"]["status"], m.payload["data"]["accessState"])
-              for m in await messages(services, vega.endpoint.id)]
+    states = [
+        (m.payload["data"]["status"], m.payload["data"]["accessState"])
+        for m in await messages(services, vega.endpoint.id)
+    ]
     assert states == [("active", "full"), ("past_due", "grace"), ("past_due", "blocked"), ("past_due", "grace")]

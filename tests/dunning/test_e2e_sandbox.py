@@ -40,8 +40,9 @@ def _subjects(smtp_server: SmtpServer, address: str) -> list[str]:
     return [str(m["Subject"]) for m in smtp_server.mailbox.to(address)]
 
 
-async def test_a_failed_renewal_from_email_to_recovery(world: World, services: Services, client: httpx.AsyncClient,
-                                                       smtp_server: SmtpServer) -> None:
+async def test_a_failed_renewal_from_email_to_recovery(
+    world: World, services: Services, client: httpx.AsyncClient, smtp_server: SmtpServer
+) -> None:
     async with services.db.transaction() as session:
         app, key = await factories.create_app(session, name="Vega")
         app.grace_days = 3
@@ -59,7 +60,7 @@ async def test_a_failed_renewal_from_email_to_recovery(world: World, services: S
     assert _subjects(smtp_server, address) == ["Receipt for your payment of THB\u00a0299.00"]
 
     await world.set_card(checkout["customer"], FAILING_CARD)
-    await world.advance(31)                                           # the renewal fails
+    await world.advance(31)  # the renewal fails
     seen, events = await _apply_new(world, seen)
     all_events += events
     renewal = (await world.invoices(customer))[-1]
@@ -96,8 +97,8 @@ async def test_a_failed_renewal_from_email_to_recovery(world: World, services: S
     assert await delivery.deliver_due(services.db, email_channel, clock=lambda: later) == 1
     assert smtp_server.mailbox.to(address)[-1]["Subject"] == "Your access to Vega Pro is paused"
 
-    await world.set_card(checkout["customer"], GOOD_CARD)            # the user updates the card in the portal
-    await world.advance(4)                                            # Stripe's retry succeeds
+    await world.set_card(checkout["customer"], GOOD_CARD)  # the user updates the card in the portal
+    await world.advance(4)  # Stripe's retry succeeds
     seen, events = await _apply_new(world, seen)
     all_events += events
     assert (await dw.case(services, renewal.id)).close_reason == "paid"
@@ -112,7 +113,10 @@ async def test_a_failed_renewal_from_email_to_recovery(world: World, services: S
         await cases.send_due_notices(session, now=case.grace_ends_at + timedelta(days=1))
     await channel.deliver(services.db, services.settings)
     assert _subjects(smtp_server, address) == [
-        "Receipt for your payment of THB\u00a0299.00", "Your payment for Vega Pro did not go through",
-        "Your access to Vega Pro is paused", "Receipt for your payment of THB\u00a0299.00"]
+        "Receipt for your payment of THB\u00a0299.00",
+        "Your payment for Vega Pro did not go through",
+        "Your access to Vega Pro is paused",
+        "Receipt for your payment of THB\u00a0299.00",
+    ]
     assert [m.status for m in await dw.emails(services, customer)] == ["delivered"] * 4
     assert (await dw.entitlement(client, key, customer))["accessState"] == "full"

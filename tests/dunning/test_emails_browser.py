@@ -12,22 +12,41 @@ from payment.dunning import notices
 from payment.dunning.render import render
 
 LINK = "http://127.0.0.1:8000/billing/tok_example"
-DATA = {"invoiceId": 7, "amountCents": 29900, "currency": "thb", "plan": "Vega Pro",
-        "graceEndsAt": "2026-12-11T09:00:00+00:00", "paidAt": "2026-12-04T09:00:00+00:00",
-        "endedAt": "2026-12-04T09:00:00+00:00", "endsAt": "2027-01-04T09:00:00+00:00", "reference": "in_123"}
+DATA = {
+    "invoiceId": 7,
+    "amountCents": 29900,
+    "currency": "thb",
+    "plan": "Vega Pro",
+    "graceEndsAt": "2026-12-11T09:00:00+00:00",
+    "paidAt": "2026-12-04T09:00:00+00:00",
+    "endedAt": "2026-12-04T09:00:00+00:00",
+    "endsAt": "2027-01-04T09:00:00+00:00",
+    "reference": "in_123",
+}
 
 
 def _payload(notice: str, locale: str | None, name: str | None = "Dana") -> dict[str, object]:
-    return {"notice": notice, "to": "dana@example.com", "name": name, "locale": locale, "customerId": 1,
-            "appId": 1, "data": DATA}
+    return {
+        "notice": notice,
+        "to": "dana@example.com",
+        "name": name,
+        "locale": locale,
+        "customerId": 1,
+        "appId": 1,
+        "data": DATA,
+    }
 
 
-@pytest.mark.parametrize(("locale", "subject", "button", "amount"), [
-    ("en", "Your payment for Vega Pro did not go through", "Update your card", "THB\u00a0299.00"),
-    ("th-TH", "การชำระเงินสำหรับ Vega Pro ไม่สำเร็จ", "อัปเดตบัตรของคุณ", "฿299.00"),
-])
-def test_the_payment_failed_email_renders_in_the_users_language(page: Page, tmp_path: Path, locale: str,
-                                                                subject: str, button: str, amount: str) -> None:
+@pytest.mark.parametrize(
+    ("locale", "subject", "button", "amount"),
+    [
+        ("en", "Your payment for Vega Pro did not go through", "Update your card", "THB\u00a0299.00"),
+        ("th-TH", "การชำระเงินสำหรับ Vega Pro ไม่สำเร็จ", "อัปเดตบัตรของคุณ", "฿299.00"),
+    ],
+)
+def test_the_payment_failed_email_renders_in_the_users_language(
+    page: Page, tmp_path: Path, locale: str, subject: str, button: str, amount: str
+) -> None:
     email = render(_payload(notices.PAYMENT_FAILED, locale), link=LINK)
     assert email.subject == subject
     page.set_viewport_size({"width": 640, "height": 720})

@@ -20,19 +20,30 @@ from tests.support import factories
 async def _queue_receipt(services: Services, email: str) -> Customer:
     async with services.db.transaction() as session:
         customer = await factories.create_customer(session, email=email)
-        await notices.queue(session, customer, notices.RECEIPT, key="invoice:0",
-                            data={"amountCents": 1000, "currency": "usd", "paidAt": None})
+        await notices.queue(
+            session,
+            customer,
+            notices.RECEIPT,
+            key="invoice:0",
+            data={"amountCents": 1000, "currency": "usd", "paidAt": None},
+        )
     return customer
 
 
 async def _message(services: Services, customer: Customer) -> OutboxMessage:
     async with services.db.session() as session:
-        return (await session.scalars(select(OutboxMessage).where(
-            OutboxMessage.kind == "email", OutboxMessage.target == f"customer:{customer.id}"))).one()
+        return (
+            await session.scalars(
+                select(OutboxMessage).where(
+                    OutboxMessage.kind == "email", OutboxMessage.target == f"customer:{customer.id}"
+                )
+            )
+        ).one()
 
 
-async def test_an_address_the_server_refuses_fails_at_once_and_says_why(services: Services,
-                                                                        smtp_server: SmtpServer) -> None:
+async def test_an_address_the_server_refuses_fails_at_once_and_says_why(
+    services: Services, smtp_server: SmtpServer
+) -> None:
     smtp_server.mailbox.refuse["nobody@example.com"] = "550 5.1.1 No such user"
     customer = await _queue_receipt(services, "nobody@example.com")
     assert await channel.deliver(services.db, services.settings) == 1
@@ -42,8 +53,9 @@ async def test_an_address_the_server_refuses_fails_at_once_and_says_why(services
     assert await channel.deliver(services.db, services.settings) == 0
 
 
-async def test_a_temporary_refusal_is_retried_until_it_goes_through(services: Services,
-                                                                     smtp_server: SmtpServer) -> None:
+async def test_a_temporary_refusal_is_retried_until_it_goes_through(
+    services: Services, smtp_server: SmtpServer
+) -> None:
     smtp_server.mailbox.refuse["busy@example.com"] = "451 4.3.0 Try again later"
     customer = await _queue_receipt(services, "busy@example.com")
     await channel.deliver(services.db, services.settings)
@@ -69,7 +81,12 @@ async def test_an_unreachable_server_is_a_retry_not_a_failure(services: Services
 def test_smtp_urls_are_read_with_credentials_and_bad_ones_refused() -> None:
     server = smtp.parse_smtp_url("smtps://mailer%40example.com:p%3Ass@mail.example.com")
     assert (server.host, server.port, server.implicit_tls, server.username, server.password) == (
-        "mail.example.com", 465, True, "mailer@example.com", "p:ss")
+        "mail.example.com",
+        465,
+        True,
+        "mailer@example.com",
+        "p:ss",
+    )
     assert "p:ss" not in repr(server)
     assert smtp.parse_smtp_url("smtp://mail.example.com:587").implicit_tls is False
     for bad in ("http://mail.example.com", "smtp://", "smtp://host:notaport"):

@@ -12,8 +12,9 @@ from payment.runtime import Services
 from tests.support import factories
 
 
-async def renewal(services: Services, *, email: str, locale: str | None = None, grace_days: int = 7
-                 ) -> tuple[App, str, Plan, Customer, Subscription, Invoice]:
+async def renewal(
+    services: Services, *, email: str, locale: str | None = None, grace_days: int = 7
+) -> tuple[App, str, Plan, Customer, Subscription, Invoice]:
     async with services.db.transaction() as session:
         app, key = await factories.create_app(session)
         app.grace_days = grace_days
@@ -43,8 +44,10 @@ async def pay(services: Services, invoice_id: int) -> None:
 
 
 async def entitlement(client: httpx.AsyncClient, key: str, customer: Customer) -> dict[str, object]:
-    response = await client.get(f"/api/v1/customers/{quote(customer.external_user_id, safe='')}/subscription",
-                                headers={"Authorization": f"Bearer {key}"})
+    response = await client.get(
+        f"/api/v1/customers/{quote(customer.external_user_id, safe='')}/subscription",
+        headers={"Authorization": f"Bearer {key}"},
+    )
     assert response.status_code == 200, response.text
     body: dict[str, object] = response.json()
     return body
@@ -52,9 +55,15 @@ async def entitlement(client: httpx.AsyncClient, key: str, customer: Customer) -
 
 async def emails(services: Services, customer: Customer) -> list[OutboxMessage]:
     async with services.db.session() as session:
-        return list((await session.scalars(select(OutboxMessage).where(
-            OutboxMessage.kind == "email", OutboxMessage.target == f"customer:{customer.id}")
-            .order_by(OutboxMessage.position))).all())
+        return list(
+            (
+                await session.scalars(
+                    select(OutboxMessage)
+                    .where(OutboxMessage.kind == "email", OutboxMessage.target == f"customer:{customer.id}")
+                    .order_by(OutboxMessage.position)
+                )
+            ).all()
+        )
 
 
 async def case(services: Services, invoice_id: int) -> DunningCase:

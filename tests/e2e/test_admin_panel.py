@@ -24,7 +24,6 @@ ADMIN_PASSWORD = "browser-admin-pass"
 ACTIVE, PAST_DUE = 120, 30
 
 
-
 async def _seed(url: str) -> str:
     async with running_services(settings_for(url)) as services, services.db.transaction() as session:
         admin = await factories.create_admin(session, password=ADMIN_PASSWORD)
@@ -62,8 +61,9 @@ def server(seeded_database: tuple[str, str], sandbox_server: ThreadServer) -> It
 
 
 @pytest.fixture(scope="module")
-def signed_in_state(browser: Browser, server: ThreadServer, seeded_database: tuple[str, str],
-                    tmp_path_factory: pytest.TempPathFactory) -> str:
+def signed_in_state(
+    browser: Browser, server: ThreadServer, seeded_database: tuple[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> str:
     """Cookies of one sign-in, reused by the tests that start signed in (bcrypt is slow on purpose)."""
     context = browser.new_context()
     try:
@@ -105,8 +105,9 @@ def submit(page: Page, fields: dict[str, str], selects: dict[str, str] | None = 
     page.locator('input[type="submit"][value="Save"]').click()
 
 
-def test_wrong_password_is_refused_then_sign_in_works(server: ThreadServer, seeded_database: tuple[str, str],
-                                                      page: Page) -> None:
+def test_wrong_password_is_refused_then_sign_in_works(
+    server: ThreadServer, seeded_database: tuple[str, str], page: Page
+) -> None:
     page.goto(f"{server.url}/admin/login")
     page.locator("#username").fill(seeded_database[1])
     page.locator("#password").fill("wrong-password")
@@ -117,8 +118,9 @@ def test_wrong_password_is_refused_then_sign_in_works(server: ThreadServer, seed
     page.wait_for_url(f"{server.url}/admin/")
 
 
-def test_create_an_app_copy_its_key_and_rotate_it(server: ThreadServer, seeded_database: tuple[str, str],
-                                                  admin_page: Page) -> None:
+def test_create_an_app_copy_its_key_and_rotate_it(
+    server: ThreadServer, seeded_database: tuple[str, str], admin_page: Page
+) -> None:
     page = admin_page
     page.get_by_role("link", name="Apps").click()
     page.get_by_role("link", name="+ New App").click()
@@ -147,15 +149,27 @@ def test_create_an_app_copy_its_key_and_rotate_it(server: ThreadServer, seeded_d
 def test_create_a_free_and_a_paid_plan(server: ThreadServer, admin_page: Page) -> None:
     page = admin_page
     page.goto(f"{server.url}/admin/plan/create")
-    submit(page, {"slug": "free", "name": "Aquoris Free", "price": "0", "features": "Core features\nSupport"},
-           {"currency": "thb", "interval": "month"})
+    submit(
+        page,
+        {"slug": "free", "name": "Aquoris Free", "price": "0", "features": "Core features\nSupport"},
+        {"currency": "thb", "interval": "month"},
+    )
     page.wait_for_url("**/admin/plan/list")
     expect(page.locator(".flash-messages")).to_contain_text("Plan “Aquoris Free” created.")
 
     # a Stripe Price ID that Stripe does not know is a field error, nothing saved
     page.goto(f"{server.url}/admin/plan/create")
-    submit(page, {"slug": "pro", "name": "Aquoris PRO", "price": "299.00", "stripe_price_id": "price_nope123",
-                  "features": "Core features\nSupport"}, {"currency": "thb", "interval": "month"})
+    submit(
+        page,
+        {
+            "slug": "pro",
+            "name": "Aquoris PRO",
+            "price": "299.00",
+            "stripe_price_id": "price_nope123",
+            "features": "Core features\nSupport",
+        },
+        {"currency": "thb", "interval": "month"},
+    )
     expect(page.locator(".alert-danger")).to_contain_text("Stripe has no price price_nope123")
     expect(page.locator("#stripe_price_id.is-invalid")).to_be_visible()
     os.makedirs("/tmp/shots-21", exist_ok=True)
@@ -196,28 +210,37 @@ def test_create_a_free_and_a_paid_plan(server: ThreadServer, admin_page: Page) -
     expect(page.locator('.plan-price-drift[data-plan-slug="seed-plan"]')).to_contain_text("Stripe has no price")
     expect(page.locator('.plan-price-drift[data-plan-slug="pro"]')).to_have_count(0)
     # the list fits beside the sidebar: nothing to scroll sideways, the last column's button in view
-    assert page.evaluate("() => { const t = document.querySelector('.table-responsive');"
-                         " return t.scrollWidth <= t.clientWidth; }")
+    assert page.evaluate(
+        "() => { const t = document.querySelector('.table-responsive'); return t.scrollWidth <= t.clientWidth; }"
+    )
     expect(page.locator('button[data-plan-slug="pro"]')).to_be_in_viewport()
     page.screenshot(path="/tmp/shots-21/plans-list.png", full_page=True)
 
 
-@pytest.mark.parametrize(("path", "fields", "message"), [
-    ("app", {"slug": "long-name", "name": "n" * 1025, "return_url": "https://x.test"},
-     "Name must be at most 1024 characters."),
-    ("app", {"slug": "ftp", "name": "Ftp", "return_url": "ftp://x.test/"},
-     "Return URL must be an http:// or https:// address."),
-    ("plan", {"slug": "s" * 129, "name": "Too long", "price": "0"}, "Slug must be at most 128 characters."),
-    ("plan", {"slug": "long-plan-name", "name": "n" * 1025, "price": "0"},
-     "Name must be at most 1024 characters."),
-    ("plan", {"slug": "paid-no-price", "name": "Paid", "price": "1.00"},
-     "A paid plan needs its Stripe Price ID"),
-    # (a new admin's password limits are on the set-password page: tests/admin/test_admin_users.py)
-    ("admin-user", {"email": "ops@aquoris.test", "name": "n" * 1025}, "Name must be at most 1024 characters."),
-    ("admin-user", {"email": "not-an-email", "name": "Ops"}, "Enter a valid email address."),
-])
-def test_each_limit_in_the_guide_shows_its_error(server: ThreadServer, admin_page: Page, path: str,
-                                                 fields: dict[str, str], message: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "fields", "message"),
+    [
+        (
+            "app",
+            {"slug": "long-name", "name": "n" * 1025, "return_url": "https://x.test"},
+            "Name must be at most 1024 characters.",
+        ),
+        (
+            "app",
+            {"slug": "ftp", "name": "Ftp", "return_url": "ftp://x.test/"},
+            "Return URL must be an http:// or https:// address.",
+        ),
+        ("plan", {"slug": "s" * 129, "name": "Too long", "price": "0"}, "Slug must be at most 128 characters."),
+        ("plan", {"slug": "long-plan-name", "name": "n" * 1025, "price": "0"}, "Name must be at most 1024 characters."),
+        ("plan", {"slug": "paid-no-price", "name": "Paid", "price": "1.00"}, "A paid plan needs its Stripe Price ID"),
+        # (a new admin's password limits are on the set-password page: tests/admin/test_admin_users.py)
+        ("admin-user", {"email": "ops@aquoris.test", "name": "n" * 1025}, "Name must be at most 1024 characters."),
+        ("admin-user", {"email": "not-an-email", "name": "Ops"}, "Enter a valid email address."),
+    ],
+)
+def test_each_limit_in_the_guide_shows_its_error(
+    server: ThreadServer, admin_page: Page, path: str, fields: dict[str, str], message: str
+) -> None:
     page = admin_page
     page.goto(f"{server.url}/admin/{path}/create")
     submit(page, fields)
@@ -266,13 +289,20 @@ def test_filter_subscriptions_and_scroll_past_the_first_page(server: ThreadServe
     assert "past_due" not in page.locator("tbody").inner_text()
 
 
-def test_the_audit_log_shows_every_action_and_sign_out(server: ThreadServer, seeded_database: tuple[str, str],
-                                                       page: Page) -> None:
+def test_the_audit_log_shows_every_action_and_sign_out(
+    server: ThreadServer, seeded_database: tuple[str, str], page: Page
+) -> None:
     sign_in(page, server, seeded_database[1])
     page.get_by_role("link", name="Audit log").click()
     table = page.locator("tbody")
-    for action in ("admin.sign_in_failed", "admin.signed_in", "app.created", "app.key_copied", "app.key_rotated",
-                   "plan.created"):
+    for action in (
+        "admin.sign_in_failed",
+        "admin.signed_in",
+        "app.created",
+        "app.key_copied",
+        "app.key_rotated",
+        "plan.created",
+    ):
         expect(table.locator(f'tr[data-action="{action}"]').first).to_be_visible()
     page.locator("#filter-action").fill("plan.created")
     page.get_by_role("button", name="Filter").click()

@@ -45,13 +45,21 @@ async def _seed(settings: Settings) -> str:
     async with running_services(settings) as services:
         price = await sandbox_price(services, "Aquoris PRO", 29900, "thb")
         async with services.db.transaction() as session:
-            _, key = await factories.create_app(session, slug="vega", name="Vega",
-                                                return_url="https://vega.example.com/settings")
-            await factories.create_plan(session, slug="free", name="Aquoris Free", price_cents=0,
-                                        features=["Core features"])
-            await factories.create_plan(session, slug="pro", name="Aquoris PRO", price_cents=29900,
-                                        stripe_price_id=price, sort_order=10,
-                                        features=["Everything in Free", "Unlimited projects"])
+            _, key = await factories.create_app(
+                session, slug="vega", name="Vega", return_url="https://vega.example.com/settings"
+            )
+            await factories.create_plan(
+                session, slug="free", name="Aquoris Free", price_cents=0, features=["Core features"]
+            )
+            await factories.create_plan(
+                session,
+                slug="pro",
+                name="Aquoris PRO",
+                price_cents=29900,
+                stripe_price_id=price,
+                sort_order=10,
+                features=["Everything in Free", "Unlimited projects"],
+            )
         return key
 
 
@@ -65,19 +73,24 @@ def database(pg_server_url: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def deployment(database: str, sandbox_server: ThreadServer) -> Iterator[Deployment]:
     """The service on loopback, the sandbox delivering signed webhooks to it, and a `payment worker` process."""
-    httpx.post(f"{sandbox_server.url}/_sandbox/reset",
-               headers={"Authorization": f"Bearer {SANDBOX_KEY}"}).raise_for_status()
+    httpx.post(
+        f"{sandbox_server.url}/_sandbox/reset", headers={"Authorization": f"Bearer {SANDBOX_KEY}"}
+    ).raise_for_status()
     # seed first: procrastinate binds blueprint tasks to the job app built last, which must be the server's
     key = run_sync(_seed(settings_for(database, stripe_api_base=sandbox_server.url)))
     server = serve_service(settings_for(database, stripe_api_base=sandbox_server.url))
     settings = settings_for(database, stripe_api_base=sandbox_server.url, base_url=server.url)
     server.start()
-    register_webhook(sandbox_server.url, f"{server.url}/api/v1/webhooks/stripe",
-                     secret=settings.stripe_webhook_secret)
-    env = {**os.environ, "APP_ENV": "test", "DATABASE_URL": database, "STRIPE_API_BASE": sandbox_server.url,
-           "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret, "LOG_LEVEL": "WARNING"}
-    worker = subprocess.Popen([sys.executable, "-m", "payment.cli", "worker", "--concurrency", "2"], cwd=ROOT,
-                              env=env)
+    register_webhook(sandbox_server.url, f"{server.url}/api/v1/webhooks/stripe", secret=settings.stripe_webhook_secret)
+    env = {
+        **os.environ,
+        "APP_ENV": "test",
+        "DATABASE_URL": database,
+        "STRIPE_API_BASE": sandbox_server.url,
+        "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret,
+        "LOG_LEVEL": "WARNING",
+    }
+    worker = subprocess.Popen([sys.executable, "-m", "payment.cli", "worker", "--concurrency", "2"], cwd=ROOT, env=env)
     try:
         yield Deployment(server, settings, key, worker)
     finally:
@@ -92,17 +105,21 @@ def deployment(database: str, sandbox_server: ThreadServer) -> Iterator[Deployme
 
 def open_session(deployment: Deployment, user: str) -> str:
     """What the client app does (the admin guide's curl): POST /api/v1/sessions with its API key."""
-    response = httpx.post(f"{deployment.server.url}/api/v1/sessions",
-                          json={"externalUserId": user, "appSlug": "vega"},
-                          headers={"Authorization": f"Bearer {deployment.api_key}"})
+    response = httpx.post(
+        f"{deployment.server.url}/api/v1/sessions",
+        json={"externalUserId": user, "appSlug": "vega"},
+        headers={"Authorization": f"Bearer {deployment.api_key}"},
+    )
     assert response.status_code == 201, response.text
     url: str = response.json()["url"]
     return url
 
 
 def entitlement(deployment: Deployment, user: str) -> dict[str, Any]:
-    response = httpx.get(f"{deployment.server.url}/api/v1/customers/{user}/subscription",
-                         headers={"Authorization": f"Bearer {deployment.api_key}"})
+    response = httpx.get(
+        f"{deployment.server.url}/api/v1/customers/{user}/subscription",
+        headers={"Authorization": f"Bearer {deployment.api_key}"},
+    )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -150,8 +167,7 @@ def test_user_subscribes_to_pro_with_a_test_card_and_the_app_sees_pro(deployment
     expect(page.get_by_role("button", name="Subscribe to Aquoris PRO")).to_have_count(0)
 
 
-def test_return_page_waits_while_the_webhook_is_pending_then_shows_the_plan(deployment: Deployment,
-                                                                           page: Page) -> None:
+def test_return_page_waits_while_the_webhook_is_pending_then_shows_the_plan(deployment: Deployment, page: Page) -> None:
     url = open_session(deployment, "e2e-waiting-user")
     page.goto(url)
     page.get_by_test_id("plan-pro").get_by_role("button", name="Subscribe to Aquoris PRO").click()
@@ -212,7 +228,8 @@ def test_declined_card_leaves_the_user_on_free_with_a_clear_message(deployment: 
     page.get_by_role("link", name="Back").click()
     page.wait_for_url(f"{url}?checkout=canceled")
     expect(page.get_by_role("status")).to_contain_text(
-        "Checkout was canceled and nothing was charged. You are still on Aquoris Free.")
+        "Checkout was canceled and nothing was charged. You are still on Aquoris Free."
+    )
     expect(page.get_by_test_id("current-plan")).to_have_attribute("data-status", "free")
     body = entitlement(deployment, "e2e-declined-user")
     assert (body["plan"]["slug"], body["status"], body["paid"]) == ("free", "free", False)
@@ -236,10 +253,10 @@ def test_an_unknown_link_is_a_friendly_page(deployment: Deployment, page: Page) 
     expect(page.get_by_role("heading", name="This billing link is not valid")).to_be_visible()
 
 
-
-
-LOGO_SVG = ('<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" height="64" rx="12" '
-            'fill="#2563eb"/><text x="32" y="42" font-size="30" text-anchor="middle" fill="#fff">V</text></svg>')
+LOGO_SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" height="64" rx="12" '
+    'fill="#2563eb"/><text x="32" y="42" font-size="30" text-anchor="middle" fill="#fff">V</text></svg>'
+)
 
 
 def test_the_apps_logo_heads_its_billing_page_and_dates_say_their_zone(deployment: Deployment, page: Page) -> None:
@@ -251,8 +268,10 @@ def test_the_apps_logo_heads_its_billing_page_and_dates_say_their_zone(deploymen
 
     run_sync(set_logo("https://cdn.vega.example.com/logo.svg"))
     try:
-        page.route("https://cdn.vega.example.com/**",
-                   lambda route: route.fulfill(status=200, content_type="image/svg+xml", body=LOGO_SVG))
+        page.route(
+            "https://cdn.vega.example.com/**",
+            lambda route: route.fulfill(status=200, content_type="image/svg+xml", body=LOGO_SVG),
+        )
         page.goto(open_session(deployment, "e2e-logo-user"))
         logo = page.get_by_test_id("app-logo")
         expect(logo).to_have_attribute("src", "https://cdn.vega.example.com/logo.svg")
@@ -276,7 +295,8 @@ async def _seller(settings: Settings) -> None:
 
 
 def test_a_stripe_payment_gets_a_tax_invoice_with_the_users_company_that_they_download(
-        deployment: Deployment, page: Page, tmp_path: Path) -> None:
+    deployment: Deployment, page: Page, tmp_path: Path
+) -> None:
     from tests.documents.helpers import BUYER_TAX_ID
     from tests.support.pdf import comparable, pdf_text
 
@@ -297,8 +317,10 @@ def test_a_stripe_payment_gets_a_tax_invoice_with_the_users_company_that_they_do
     reload_until(page, '[data-testid="document-link"]', timeout=60.0)
     link = page.get_by_test_id("document-link")
     expect(link).to_contain_text("Tax invoice TI")
-    page.screenshot(path=str(Path(os.environ.get("DOCUMENT_SHOTS", "/tmp/aquoris-document-shots"))
-                             / "billing_page.png"), full_page=True)
+    page.screenshot(
+        path=str(Path(os.environ.get("DOCUMENT_SHOTS", "/tmp/aquoris-document-shots")) / "billing_page.png"),
+        full_page=True,
+    )
     with page.expect_download() as download:
         link.click()
     pdf = Path(download.value.path()).read_bytes()

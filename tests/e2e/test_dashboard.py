@@ -20,7 +20,6 @@ from tests.support.db import in_thread, own_database, settings_for
 T = TypeVar("T")
 
 
-
 async def _seed(url: str) -> str:
     async with running_services(settings_for(url)) as services, services.db.transaction() as session:
         await dataset.build(session)
@@ -49,8 +48,9 @@ def server(seeded_database: tuple[str, str]) -> Iterator[ThreadServer]:
         server.stop()
 
 
-def test_admin_signs_in_and_sees_cards_and_charts(server: ThreadServer, seeded_database: tuple[str, str],
-                                                  page: Page) -> None:
+def test_admin_signs_in_and_sees_cards_and_charts(
+    server: ThreadServer, seeded_database: tuple[str, str], page: Page
+) -> None:
     page.goto(f"{server.url}/admin/")
     page.wait_for_url("**/admin/login")
     page.locator("#username").fill(seeded_database[1])
@@ -61,8 +61,7 @@ def test_admin_signs_in_and_sees_cards_and_charts(server: ThreadServer, seeded_d
     mrr = page.locator('[data-card="mrr"]')
     expect(mrr).to_contain_text("THB 1,146.18")
     expect(mrr).to_contain_text("USD 69.82")
-    expect(mrr.locator("[data-help]")).to_have_text("What the paying subscriptions bring in each month, per "
-                                                     "currency.")
+    expect(mrr.locator("[data-help]")).to_have_text("What the paying subscriptions bring in each month, per currency.")
     expect(mrr.locator("[data-formula]")).to_be_hidden()  # the exact formula waits behind its toggle
     mrr.get_by_text("How is this computed?").click()
     expect(mrr.locator("[data-formula]")).to_contain_text("yearly ÷ 12")

@@ -31,20 +31,23 @@ async def _seed(url: str, sandbox_url: str) -> str:
         price = await sandbox_price(services, "Aquoris PRO", 29900, "thb")
         async with services.db.transaction() as session:
             admin = await factories.create_admin(session, password=ADMIN_PASSWORD)
-            await factories.create_plan(session, slug="pro", name="Aquoris PRO", price_cents=29900,
-                                        stripe_price_id=price)
+            await factories.create_plan(
+                session, slug="pro", name="Aquoris PRO", price_cents=29900, stripe_price_id=price
+            )
             return admin.email
 
 
 def test_no_token_key_or_password_reaches_the_logs_of_a_browser_walk(
-        browser: Browser, pg_server_url: str, sandbox: str) -> None:
+    browser: Browser, pg_server_url: str, sandbox: str
+) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with own_database(pg_server_url, f"log_hygiene_{os.getpid()}") as url:
         email = in_thread(asyncio.run, _seed(url, sandbox))
         webhook_secret = register_webhook(sandbox, f"{base}/api/v1/webhooks/stripe")
-        env = process_env(url, STRIPE_API_BASE=sandbox, SECRET_KEY=SECRET_KEY, BASE_URL=base,
-                          STRIPE_WEBHOOK_SECRET=webhook_secret)
+        env = process_env(
+            url, STRIPE_API_BASE=sandbox, SECRET_KEY=SECRET_KEY, BASE_URL=base, STRIPE_WEBHOOK_SECRET=webhook_secret
+        )
         serve = [sys.executable, "-m", "payment.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
         with started(serve, env) as web, started([sys.executable, "-m", "payment.cli", "worker"], env) as worker:
             web.wait_for_http(f"{base}/api/health")
@@ -68,8 +71,12 @@ def test_no_token_key_or_password_reaches_the_logs_of_a_browser_walk(
             api_key = str(page.evaluate("navigator.clipboard.readText()"))
             assert api_key.startswith("apk_")
             # the client app opens a billing link; the user subscribes through Checkout
-            opened = httpx.post(f"{base}/api/v1/sessions", headers={"Authorization": f"Bearer {api_key}"},
-                                json={"externalUserId": "walker", "appSlug": "vega"}, timeout=30)
+            opened = httpx.post(
+                f"{base}/api/v1/sessions",
+                headers={"Authorization": f"Bearer {api_key}"},
+                json={"externalUserId": "walker", "appSlug": "vega"},
+                timeout=30,
+            )
             assert opened.status_code == 201, opened.text
             billing_url = opened.json()["url"]
             token = billing_url.rstrip("/").rsplit("/", 1)[-1]
@@ -96,9 +103,17 @@ def test_no_token_key_or_password_reaches_the_logs_of_a_browser_walk(
             logs = web.output() + worker.output()
 
     assert "/billing/<redacted>" in logs
-    leaked = {name: value for name, value in {
-        "billing token": token, "API key": api_key[4:], "admin password": ADMIN_PASSWORD, "new password": NEW_PASSWORD,
-        "SECRET_KEY": SECRET_KEY, "webhook secret": webhook_secret[6:], **{f"cookie {n}": c for n, c in
-                                                                          enumerate(cookies)},
-    }.items() if value in logs}
+    leaked = {
+        name: value
+        for name, value in {
+            "billing token": token,
+            "API key": api_key[4:],
+            "admin password": ADMIN_PASSWORD,
+            "new password": NEW_PASSWORD,
+            "SECRET_KEY": SECRET_KEY,
+            "webhook secret": webhook_secret[6:],
+            **{f"cookie {n}": c for n, c in enumerate(cookies)},
+        }.items()
+        if value in logs
+    }
     assert leaked == {}, f"found in the logs: {sorted(leaked)}"

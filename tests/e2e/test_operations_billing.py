@@ -39,7 +39,6 @@ DOUBLE_SUBMIT = """async () => {
 }"""
 
 
-
 @pytest.fixture(scope="module")
 def settings(pg_server_url: str, sandbox_server: ThreadServer) -> Iterator[Settings]:
     name = f"e2e_operations_{os.getpid()}"
@@ -124,24 +123,29 @@ def customer_page(page: Page, server: ThreadServer, customer_id: int) -> None:
 
 
 def audit_actions(settings: Settings, entity_type: str, entity_id: int) -> list[str]:
-    rows = sql(settings, "SELECT action, actor FROM audit_log WHERE entity_type = :t AND entity_id = :i ORDER BY id",
-               t=entity_type, i=str(entity_id))
+    rows = sql(
+        settings,
+        "SELECT action, actor FROM audit_log WHERE entity_type = :t AND entity_id = :i ORDER BY id",
+        t=entity_type,
+        i=str(entity_id),
+    )
     assert all(r["actor"].startswith("admin:") for r in rows)
     return [r["action"] for r in rows]
 
 
-def test_cancel_resume_and_extend_a_stripe_subscription(admin_page: Page, server: ThreadServer,
-                                                        settings: Settings) -> None:
+def test_cancel_resume_and_extend_a_stripe_subscription(
+    admin_page: Page, server: ThreadServer, settings: Settings
+) -> None:
     setup = stripe_customer(settings)
     sub_id, stripe_id = setup.subscription.id, setup.subscription.stripe_subscription_id or ""
     customer_page(admin_page, server, setup.customer.id)
     act(admin_page, "#action-cancel", {"reason": "Customer asked by email"})
     expect(admin_page.locator(".flash-messages")).to_contain_text(f"Subscription #{sub_id} will cancel at period end")
-    row = sql(settings, "SELECT cancel_at_period_end, current_period_end FROM subscriptions WHERE id = :i",
-              i=sub_id)[0]
+    row = sql(settings, "SELECT cancel_at_period_end, current_period_end FROM subscriptions WHERE id = :i", i=sub_id)[0]
     assert row["cancel_at_period_end"] is True
     expect(admin_page.locator(f'tr[data-subscription-id="{sub_id}"]')).to_contain_text(
-        f"cancels on {row['current_period_end']:%Y-%m-%d}")
+        f"cancels on {row['current_period_end']:%Y-%m-%d}"
+    )
     assert run(settings, lambda s: s.stripe.retrieve_subscription(stripe_id))["cancel_at_period_end"] is True
 
     act(admin_page, "#action-resume")
@@ -153,12 +157,18 @@ def test_cancel_resume_and_extend_a_stripe_subscription(admin_page: Page, server
     expect(admin_page.locator(".flash-messages")).to_contain_text("extended by 30 days")
     after = sql(settings, "SELECT current_period_end FROM subscriptions WHERE id = :i", i=sub_id)[0]
     assert (after["current_period_end"] - before["current_period_end"]).days == 30
-    adjustments = sql(settings, "SELECT kind, days, reason FROM subscription_adjustments WHERE subscription_id = :i "
-                      "ORDER BY id", i=sub_id)
+    adjustments = sql(
+        settings,
+        "SELECT kind, days, reason FROM subscription_adjustments WHERE subscription_id = :i ORDER BY id",
+        i=sub_id,
+    )
     assert [(a["kind"], a["days"]) for a in adjustments] == [("cancel", None), ("resume", None), ("extend", 30)]
     assert adjustments[2]["reason"] == "Outage compensation"
     assert audit_actions(settings, "subscription", sub_id) == [
-        "subscription.cancel_at_period_end", "subscription.resumed", "subscription.extended"]
+        "subscription.cancel_at_period_end",
+        "subscription.resumed",
+        "subscription.extended",
+    ]
     expect(admin_page.locator("#customer-audit")).to_contain_text("subscription.extended")
     # a paying subscription stays active (Stripe calls it trialing), and admins see the extension
     listed = admin_page.locator(f'tr[data-subscription-id="{sub_id}"]')
@@ -179,8 +189,11 @@ def test_grant_and_record_a_thb_bank_transfer(admin_page: Page, server: ThreadSe
 
     granted_to, payer, plan_id, _ = run(settings, work)
     customer_page(admin_page, server, granted_to)
-    act(admin_page, "#action-grant", {"plan_id": str(plan_id), "duration": "3", "unit": "months",
-                                      "reason": "Conference partner"})
+    act(
+        admin_page,
+        "#action-grant",
+        {"plan_id": str(plan_id), "duration": "3", "unit": "months", "reason": "Conference partner"},
+    )
     expect(admin_page.locator(".flash-messages")).to_contain_text("Granted Vega Pro as subscription")
     expect(admin_page.locator("#customer-subscriptions")).to_contain_text("grant")
     rows = sql(settings, "SELECT id, source, status FROM subscriptions WHERE customer_id = :c", c=granted_to)
@@ -189,17 +202,39 @@ def test_grant_and_record_a_thb_bank_transfer(admin_page: Page, server: ThreadSe
     assert audit_actions(settings, "subscription", rows[0]["id"]) == ["subscription.granted"]
 
     customer_page(admin_page, server, payer)
-    act(admin_page, "#action-payment", {"amount": "299.00", "currency": "thb", "payment_method": "bank_transfer",
-                                        "reference_number": "KBANK-77-001", "plan_id": str(plan_id),
-                                        "duration": "1", "unit": "months"})
+    act(
+        admin_page,
+        "#action-payment",
+        {
+            "amount": "299.00",
+            "currency": "thb",
+            "payment_method": "bank_transfer",
+            "reference_number": "KBANK-77-001",
+            "plan_id": str(plan_id),
+            "duration": "1",
+            "unit": "months",
+        },
+    )
     expect(admin_page.locator(".flash-messages")).to_contain_text("Recorded THB 299.00 (KBANK-77-001)")
     expect(admin_page.locator("#customer-invoices")).to_contain_text("KBANK-77-001")
-    invoice = sql(settings, "SELECT id, source, amount_cents, currency, payment_method, status, subscription_id "
-                  "FROM invoices WHERE customer_id = :c", c=payer)[0]
-    assert (invoice["source"], invoice["amount_cents"], invoice["currency"], invoice["payment_method"],
-            invoice["status"]) == ("manual", 29900, "thb", "bank_transfer", "paid")
-    sub = sql(settings, "SELECT source, status, paid_amount_cents FROM subscriptions WHERE id = :i",
-              i=invoice["subscription_id"])[0]
+    invoice = sql(
+        settings,
+        "SELECT id, source, amount_cents, currency, payment_method, status, subscription_id "
+        "FROM invoices WHERE customer_id = :c",
+        c=payer,
+    )[0]
+    assert (
+        invoice["source"],
+        invoice["amount_cents"],
+        invoice["currency"],
+        invoice["payment_method"],
+        invoice["status"],
+    ) == ("manual", 29900, "thb", "bank_transfer", "paid")
+    sub = sql(
+        settings,
+        "SELECT source, status, paid_amount_cents FROM subscriptions WHERE id = :i",
+        i=invoice["subscription_id"],
+    )[0]
     assert (sub["source"], sub["status"], sub["paid_amount_cents"]) == ("manual", "active", 29900)
     assert audit_actions(settings, "invoice", invoice["id"]) == ["payment.recorded_manual"]
 
@@ -239,8 +274,14 @@ def deliver_refund_events(settings: Settings, server: ThreadServer) -> None:
     events = run(settings, lambda s: s.stripe.list_events({"type": "charge.refunded", "limit": 100}))["data"]
     for event in reversed(events):
         payload = json.dumps(event).encode()
-        answer = httpx.post(f"{server.url}/api/v1/webhooks/stripe", content=payload, headers={
-            "Stripe-Signature": sign(payload, settings.stripe_webhook_secret), "Content-Type": "application/json"})
+        answer = httpx.post(
+            f"{server.url}/api/v1/webhooks/stripe",
+            content=payload,
+            headers={
+                "Stripe-Signature": sign(payload, settings.stripe_webhook_secret),
+                "Content-Type": "application/json",
+            },
+        )
         assert answer.status_code == 200, answer.text
 
     async def work_off() -> None:
@@ -251,8 +292,9 @@ def deliver_refund_events(settings: Settings, server: ThreadServer) -> None:
             deadline = time.monotonic() + 30
             while True:
                 async with services.db.session() as session:
-                    statuses = list(await session.scalars(select(StripeEvent.status).where(
-                        StripeEvent.type == "charge.refunded")))
+                    statuses = list(
+                        await session.scalars(select(StripeEvent.status).where(StripeEvent.type == "charge.refunded"))
+                    )
                 if statuses and all(status == "handled" for status in statuses):
                     return
                 assert time.monotonic() < deadline, f"events not applied: {statuses}"
@@ -265,8 +307,9 @@ def deliver_refund_events(settings: Settings, server: ThreadServer) -> None:
     in_thread(asyncio.run, work_off())
 
 
-def test_partial_then_full_refund_of_a_stripe_invoice(admin_page: Page, server: ThreadServer,
-                                                      settings: Settings) -> None:
+def test_partial_then_full_refund_of_a_stripe_invoice(
+    admin_page: Page, server: ThreadServer, settings: Settings
+) -> None:
     setup = stripe_customer(settings)
     invoice_id = setup.invoice.id
     customer_page(admin_page, server, setup.customer.id)
@@ -277,7 +320,8 @@ def test_partial_then_full_refund_of_a_stripe_invoice(admin_page: Page, server: 
     # the audit history reads as sentences with links, by the admin's email; the raw JSON behind a toggle
     refund_row = admin_page.locator('#customer-audit tr[data-action="refund.issued"]').last
     expect(refund_row.locator(".audit-sentence")).to_contain_text(
-        re.compile(rf"Refund #\d+ of THB 100\.00 on invoice #{invoice_id}, pending — “Late delivery”"))
+        re.compile(rf"Refund #\d+ of THB 100\.00 on invoice #{invoice_id}, pending — “Late delivery”")
+    )
     expect(refund_row.locator(f'.audit-sentence a[href$="/admin/invoice/details/{invoice_id}"]')).to_be_visible()
     expect(refund_row.locator(".audit-actor")).to_have_text(re.compile(r".+@.+"))
     expect(refund_row.locator(".audit-raw code")).to_be_hidden()
@@ -289,8 +333,11 @@ def test_partial_then_full_refund_of_a_stripe_invoice(admin_page: Page, server: 
     statuses = admin_page.locator("#customer-refunds .refund-status")
     expect(statuses).to_have_text(["Pending", "Pending"])
     expect(admin_page.locator(f'[data-refund-invoice="{invoice_id}"]')).to_have_count(0)  # nothing left to refund
-    rows = sql(settings, "SELECT amount_cents, status, stripe_refund_id FROM refunds WHERE invoice_id = :i "
-               "ORDER BY id", i=invoice_id)
+    rows = sql(
+        settings,
+        "SELECT amount_cents, status, stripe_refund_id FROM refunds WHERE invoice_id = :i ORDER BY id",
+        i=invoice_id,
+    )
     assert [(r["amount_cents"], r["status"]) for r in rows] == [(10000, "pending"), (19900, "pending")]
     charge = run(settings, lambda s: s.stripe.retrieve_charge(setup.invoice.stripe_charge_id or ""))
     assert charge["amount_refunded"] == 29900
@@ -301,13 +348,17 @@ def test_partial_then_full_refund_of_a_stripe_invoice(admin_page: Page, server: 
     expect(admin_page.locator(f'tr[data-invoice-id="{invoice_id}"]')).to_contain_text("Refunded")
     invoice = sql(settings, "SELECT status, amount_refunded_cents FROM invoices WHERE id = :i", i=invoice_id)[0]
     assert (invoice["status"], invoice["amount_refunded_cents"]) == ("refunded", 29900)
-    issued = sql(settings, "SELECT count(*) AS n FROM audit_log WHERE action = 'refund.issued' "
-                 "AND details->>'invoice_id' = :i", i=str(invoice_id))
+    issued = sql(
+        settings,
+        "SELECT count(*) AS n FROM audit_log WHERE action = 'refund.issued' AND details->>'invoice_id' = :i",
+        i=str(invoice_id),
+    )
     assert issued[0]["n"] == 2
 
 
-def test_refund_of_a_manual_invoice_acts_once_on_a_second_click(admin_page: Page, server: ThreadServer,
-                                                               settings: Settings) -> None:
+def test_refund_of_a_manual_invoice_acts_once_on_a_second_click(
+    admin_page: Page, server: ThreadServer, settings: Settings
+) -> None:
     async def work(services: Services) -> tuple[int, int]:
         async with services.db.transaction() as session:
             customer = await factories.create_customer(session)
@@ -353,17 +404,20 @@ def test_refund_with_immediate_cancellation(admin_page: Page, server: ThreadServ
     expect(admin_page.locator(".flash-messages")).to_contain_text("The subscription was canceled immediately.")
     sub = sql(settings, "SELECT status, ended_at FROM subscriptions WHERE id = :i", i=setup.subscription.id)[0]
     assert sub["status"] == "canceled" and sub["ended_at"] is not None
-    stripe_sub = run(settings, lambda s: s.stripe.retrieve_subscription(
-        setup.subscription.stripe_subscription_id or ""))
+    stripe_sub = run(
+        settings, lambda s: s.stripe.retrieve_subscription(setup.subscription.stripe_subscription_id or "")
+    )
     assert stripe_sub["status"] == "canceled"
-    refund = sql(settings, "SELECT id, status, cancel_outcome FROM refunds WHERE invoice_id = :i",
-                 i=setup.invoice.id)[0]
+    refund = sql(settings, "SELECT id, status, cancel_outcome FROM refunds WHERE invoice_id = :i", i=setup.invoice.id)[
+        0
+    ]
     assert (refund["status"], refund["cancel_outcome"]) == ("pending", "succeeded")
     assert audit_actions(settings, "refund", refund["id"]) == ["refund.issued", "refund.sent", "refund.cancellation"]
 
 
-def test_failed_cancellation_keeps_the_refund_and_can_be_retried(admin_page: Page, server: ThreadServer,
-                                                                 settings: Settings) -> None:
+def test_failed_cancellation_keeps_the_refund_and_can_be_retried(
+    admin_page: Page, server: ThreadServer, settings: Settings
+) -> None:
     setup = stripe_customer(settings)
     sandbox = settings.stripe_api_base or ""
     in_thread(lambda: inject_fault(sandbox, method="DELETE", path_prefix="/v1/subscriptions", status=503, times=5))
@@ -375,33 +429,51 @@ def test_failed_cancellation_keeps_the_refund_and_can_be_retried(admin_page: Pag
     flash = admin_page.locator(".flash-messages .alert-warning")
     expect(flash).to_contain_text("The refund is recorded, but cancelling the subscription failed")
     expect(flash).to_contain_text("Stripe had an internal error")
-    refund = sql(settings, "SELECT id, status, cancel_outcome, cancel_error FROM refunds WHERE invoice_id = :i",
-                 i=setup.invoice.id)[0]
+    refund = sql(
+        settings,
+        "SELECT id, status, cancel_outcome, cancel_error FROM refunds WHERE invoice_id = :i",
+        i=setup.invoice.id,
+    )[0]
     assert (refund["status"], refund["cancel_outcome"]) == ("pending", "failed")
-    assert sql(settings, "SELECT status FROM subscriptions WHERE id = :i",
-               i=setup.subscription.id)[0]["status"] == "active"
+    assert (
+        sql(settings, "SELECT status FROM subscriptions WHERE id = :i", i=setup.subscription.id)[0]["status"]
+        == "active"
+    )
 
     customer_page(admin_page, server, setup.customer.id)
     admin_page.locator(f'[data-retry-refund="{refund["id"]}"]').click()
     expect(admin_page.locator(".flash-messages")).to_contain_text("The subscription was canceled immediately.")
-    assert sql(settings, "SELECT cancel_outcome FROM refunds WHERE id = :i", i=refund["id"])[0][
-        "cancel_outcome"] == "succeeded"
-    assert sql(settings, "SELECT status FROM subscriptions WHERE id = :i",
-               i=setup.subscription.id)[0]["status"] == "canceled"
+    assert (
+        sql(settings, "SELECT cancel_outcome FROM refunds WHERE id = :i", i=refund["id"])[0]["cancel_outcome"]
+        == "succeeded"
+    )
+    assert (
+        sql(settings, "SELECT status FROM subscriptions WHERE id = :i", i=setup.subscription.id)[0]["status"]
+        == "canceled"
+    )
     assert audit_actions(settings, "refund", refund["id"]) == [
-        "refund.issued", "refund.sent", "refund.cancellation", "refund.cancellation_retried"]
+        "refund.issued",
+        "refund.sent",
+        "refund.cancellation",
+        "refund.cancellation_retried",
+    ]
 
 
-def test_the_customer_pages_audit_history_is_paged(admin_page: Page, server: ThreadServer,
-                                                   settings: Settings) -> None:
+def test_the_customer_pages_audit_history_is_paged(admin_page: Page, server: ThreadServer, settings: Settings) -> None:
     from payment.audit import service as audit
 
     async def work(services: Services) -> int:
         async with services.db.transaction() as session:
             customer = await factories.create_customer(session)
             for n in range(25):
-                await audit.record(session, actor="stripe", action="customer.updated", entity_type="customer",
-                                   entity_id=customer.id, details={"n": n})
+                await audit.record(
+                    session,
+                    actor="stripe",
+                    action="customer.updated",
+                    entity_type="customer",
+                    entity_id=customer.id,
+                    details={"n": n},
+                )
             return customer.id
 
     customer_id = run(settings, work)

@@ -73,8 +73,9 @@ def enrol(page: Page, server: ThreadServer) -> tuple[pyotp.TOTP, list[str]]:
     return totp, [code.strip() for code in page.locator("#backup-codes li").all_inner_texts()]
 
 
-def test_enrol_and_sign_in_with_a_code_a_backup_code_but_not_a_replayed_code(page: Page, server: ThreadServer,
-                                                                            settings: Settings) -> None:
+def test_enrol_and_sign_in_with_a_code_a_backup_code_but_not_a_replayed_code(
+    page: Page, server: ThreadServer, settings: Settings
+) -> None:
     email = new_admin(settings)
     password_step(page, server, email)
     page.wait_for_url(f"{server.url}/admin/")
@@ -96,8 +97,15 @@ def test_enrol_and_sign_in_with_a_code_a_backup_code_but_not_a_replayed_code(pag
     code_step(page, backup_codes[3])
     page.wait_for_url(f"{server.url}/admin/")
     expect(page.locator("#sign-out-form")).to_be_visible()
-    methods = [r["method"] for r in sql(settings, "SELECT details->>'method' AS method FROM audit_log WHERE "
-                                        "action = 'admin.signed_in' AND details->>'email' = :e ORDER BY id", e=email)]
+    methods = [
+        r["method"]
+        for r in sql(
+            settings,
+            "SELECT details->>'method' AS method FROM audit_log WHERE "
+            "action = 'admin.signed_in' AND details->>'email' = :e ORDER BY id",
+            e=email,
+        )
+    ]
     assert methods == ["password", "totp", "backup"]
 
 
@@ -129,6 +137,10 @@ def test_a_refund_asks_for_a_fresh_code_first(page: Page, server: ThreadServer, 
     expect(page.locator(".flash-messages")).to_be_visible()
     refunds = sql(settings, "SELECT amount_cents, status FROM refunds WHERE invoice_id = :i", i=invoice_id)
     assert refunds == [{"amount_cents": 50000, "status": "succeeded"}]
-    stepped = sql(settings, "SELECT count(*) AS n FROM audit_log WHERE action = 'admin.stepped_up' "
-                  "AND entity_id = (SELECT id::text FROM admin_users WHERE email = :e)", e=email)
+    stepped = sql(
+        settings,
+        "SELECT count(*) AS n FROM audit_log WHERE action = 'admin.stepped_up' "
+        "AND entity_id = (SELECT id::text FROM admin_users WHERE email = :e)",
+        e=email,
+    )
     assert stepped == [{"n": 1}]

@@ -61,16 +61,26 @@ class WorkerProcess:
 
     def __init__(self, settings: Settings, *, concurrency: int = 4) -> None:
         assert settings.database_url is not None and settings.stripe_api_base is not None
-        self.env = {**os.environ, "APP_ENV": "test", "DATABASE_URL": settings.database_url,
-                    "STRIPE_API_BASE": settings.stripe_api_base,
-                    "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret,
-                    "LOG_LEVEL": "WARNING", "WORKER_CONCURRENCY": str(concurrency)}
+        self.env = {
+            **os.environ,
+            "APP_ENV": "test",
+            "DATABASE_URL": settings.database_url,
+            "STRIPE_API_BASE": settings.stripe_api_base,
+            "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret,
+            "LOG_LEVEL": "WARNING",
+            "WORKER_CONCURRENCY": str(concurrency),
+        }
         self.process: subprocess.Popen[bytes] | None = None
         self.final_output: str | None = None
 
     def start(self) -> WorkerProcess:
-        self.process = subprocess.Popen([sys.executable, "-m", "payment.cli", "worker"], cwd=ROOT, env=self.env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "payment.cli", "worker"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         return self
 
     def signal(self, sig: int) -> None:

@@ -31,9 +31,13 @@ async def _row(services: Services, row_id: int) -> StripeEvent:
 
 async def _queued(services: Services, row_id: int) -> int:
     async with services.db.session() as session:
-        count = await session.scalar(text(
-            "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'payment:apply_stripe_event' "
-            "AND status = 'todo' AND (args->>'event_row_id')::bigint = :id"), {"id": row_id})
+        count = await session.scalar(
+            text(
+                "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'payment:apply_stripe_event' "
+                "AND status = 'todo' AND (args->>'event_row_id')::bigint = :id"
+            ),
+            {"id": row_id},
+        )
     return int(count or 0)
 
 
@@ -55,8 +59,10 @@ async def test_a_failing_event_stays_pending_with_its_error_then_fails_for_good(
     plan_price = event["data"]["object"]["items"]["data"][0]["price"]["id"]  # type: ignore[index]
     # an unknown price cannot be mapped to a plan, whatever the customer
     async with services.db.transaction() as session:
-        await session.execute(text("UPDATE plans SET stripe_price_id = NULL, price_cents = 0 "
-                                   "WHERE stripe_price_id = :p"), {"p": plan_price})
+        await session.execute(
+            text("UPDATE plans SET stripe_price_id = NULL, price_cents = 0 WHERE stripe_price_id = :p"),
+            {"p": plan_price},
+        )
     row_id = await _store(services, event)
     with pytest.raises(Exception, match="No"):
         await stripe_events.process_event(services, row_id)
@@ -78,8 +84,9 @@ async def test_retry_puts_a_failed_event_back_and_it_applies_once_the_cause_is_f
     price = plan.stripe_price_id
     event = next(e for e in await world.events() if e["type"] == "customer.subscription.created")
     async with services.db.transaction() as session:  # an admin deactivated the price mapping by mistake
-        await session.execute(text("UPDATE plans SET stripe_price_id = NULL, price_cents = 0 WHERE id = :id"),
-                              {"id": plan.id})
+        await session.execute(
+            text("UPDATE plans SET stripe_price_id = NULL, price_cents = 0 WHERE id = :id"), {"id": plan.id}
+        )
     event["data"]["object"]["metadata"] = {}
     row_id = await _store(services, event)
     with pytest.raises(Exception):  # noqa: B017 - the message is checked on the row
@@ -87,8 +94,10 @@ async def test_retry_puts_a_failed_event_back_and_it_applies_once_the_cause_is_f
     assert (await _row(services, row_id)).status == "failed"
 
     async with services.db.transaction() as session:  # fixed
-        await session.execute(text("UPDATE plans SET stripe_price_id = :p, price_cents = 29900 WHERE id = :id"),
-                              {"id": plan.id, "p": price})
+        await session.execute(
+            text("UPDATE plans SET stripe_price_id = :p, price_cents = 29900 WHERE id = :id"),
+            {"id": plan.id, "p": price},
+        )
     async with services.db.transaction() as session:
         await events.retry(session, row_id, actor=AdminActor(7, Role.SUPPORT))
     assert await stripe_events.enqueue_event(services, row_id) is True
@@ -99,8 +108,13 @@ async def test_retry_puts_a_failed_event_back_and_it_applies_once_the_cause_is_f
     sub = await world.subscription(checkout["subscription"])
     assert sub is not None and sub.status == "active"
     async with services.db.session() as session:
-        actions = (await session.scalars(select(AuditLog.action).where(
-            AuditLog.entity_type == "stripe_event", AuditLog.entity_id == str(row_id)).order_by(AuditLog.id))).all()
+        actions = (
+            await session.scalars(
+                select(AuditLog.action)
+                .where(AuditLog.entity_type == "stripe_event", AuditLog.entity_id == str(row_id))
+                .order_by(AuditLog.id)
+            )
+        ).all()
     assert list(actions) == ["stripe_event.failed", "stripe_event.retry"]
 
     async with services.db.transaction() as session:
@@ -110,14 +124,21 @@ async def test_retry_puts_a_failed_event_back_and_it_applies_once_the_cause_is_f
 
 async def test_sweep_enqueues_stored_events_that_have_no_job(world: World) -> None:
     services = world.services
-    body = {"id": "evt_sweep_1", "type": "invoice.paid", "created": 1700000000,
-            "data": {"object": {"id": "in_sweep", "object": "invoice"}}}
+    body = {
+        "id": "evt_sweep_1",
+        "type": "invoice.paid",
+        "created": 1700000000,
+        "data": {"object": {"id": "in_sweep", "object": "invoice"}},
+    }
     lost = await _store(services, body)  # stored, then the process died before deferring
     waiting = await _store(services, {**body, "id": "evt_sweep_2"})
     await stripe_events.enqueue_event(services, waiting)
     async with services.db.transaction() as session:  # both arrived a minute ago
-        await session.execute(update(StripeEvent).where(StripeEvent.id.in_([lost, waiting]))
-                              .values(received_at=StripeEvent.received_at - text("interval '1 minute'")))
+        await session.execute(
+            update(StripeEvent)
+            .where(StripeEvent.id.in_([lost, waiting]))
+            .values(received_at=StripeEvent.received_at - text("interval '1 minute'"))
+        )
     assert await _queued(services, lost) == 0
     await stripe_events.sweep(services)
     assert await _queued(services, lost) == 1
@@ -138,8 +159,11 @@ async def test_catch_up_applies_an_event_stripe_never_delivered(world: World) ->
     row = await world.event_row(completed["id"])
     assert row is not None and row.received_via == "catchup" and await _queued(services, row.id) == 1
     async with services.db.session() as session:
-        pending = (await session.scalars(select(StripeEvent.id).where(StripeEvent.status == "pending",
-                                                                       StripeEvent.received_via == "catchup"))).all()
+        pending = (
+            await session.scalars(
+                select(StripeEvent.id).where(StripeEvent.status == "pending", StripeEvent.received_via == "catchup")
+            )
+        ).all()
     for row_id in pending:
         await stripe_events.process_event(services, row_id)
     sub = await world.subscription(checkout["subscription"])

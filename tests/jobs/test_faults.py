@@ -40,15 +40,22 @@ async def _history(world: World, customers: int) -> list[dict[str, Any]]:
 async def _counts(services: Services, row_ids: list[int]) -> tuple[int, int]:
     """(events handled, audit rows of applied events) for these stored events."""
     async with services.db.session() as session:
-        handled = await session.scalar(select(func.count()).select_from(StripeEvent).where(
-            StripeEvent.id.in_(row_ids), StripeEvent.status == "handled"))
-        applied = await session.scalar(select(func.count()).select_from(AuditLog).where(
-            AuditLog.action.like("stripe.%"), AuditLog.details["event_row_id"].as_integer().in_(row_ids)))
+        handled = await session.scalar(
+            select(func.count())
+            .select_from(StripeEvent)
+            .where(StripeEvent.id.in_(row_ids), StripeEvent.status == "handled")
+        )
+        applied = await session.scalar(
+            select(func.count())
+            .select_from(AuditLog)
+            .where(AuditLog.action.like("stripe.%"), AuditLog.details["event_row_id"].as_integer().in_(row_ids))
+        )
     return int(handled or 0), int(applied or 0)
 
 
 async def test_worker_killed_mid_batch_then_restarted_applies_each_event_exactly_once(
-        settings: Settings, world: World, job_queue: None) -> None:
+    settings: Settings, world: World, job_queue: None
+) -> None:
     services = world.services
     history = await _history(world, customers=6)
     row_ids: list[int] = []
@@ -69,6 +76,7 @@ async def test_worker_killed_mid_batch_then_restarted_applies_each_event_exactly
 
     second = WorkerProcess(settings, concurrency=2).start()
     try:
+
         async def all_applied() -> bool:
             return (await _counts(services, row_ids))[0] == len(row_ids)
 
@@ -76,12 +84,21 @@ async def test_worker_killed_mid_batch_then_restarted_applies_each_event_exactly
             await eventually(all_applied, timeout=90, every=0.5)
         except AssertionError:  # say what is stuck
             async with services.db.session() as session:
-                jobs = (await session.execute(text(
-                    "SELECT status, attempts, worker_id, task_name FROM procrastinate_jobs WHERE status <> 'todo'"
-                ))).all()
-                rows = (await session.execute(select(StripeEvent.status, StripeEvent.last_error, func.count())
-                                              .where(StripeEvent.id.in_(row_ids))
-                                              .group_by(StripeEvent.status, StripeEvent.last_error))).all()
+                jobs = (
+                    await session.execute(
+                        text(
+                            "SELECT status, attempts, worker_id, task_name FROM procrastinate_jobs"
+                            " WHERE status <> 'todo'"
+                        )
+                    )
+                ).all()
+                rows = (
+                    await session.execute(
+                        select(StripeEvent.status, StripeEvent.last_error, func.count())
+                        .where(StripeEvent.id.in_(row_ids))
+                        .group_by(StripeEvent.status, StripeEvent.last_error)
+                    )
+                ).all()
             second.signal(signal.SIGTERM)
             raise AssertionError(f"jobs {jobs} events {rows} worker: {second.output()[-3000:]}") from None
 
@@ -97,8 +114,15 @@ async def test_worker_killed_mid_batch_then_restarted_applies_each_event_exactly
     handled, applied = await _counts(services, row_ids)
     assert handled == applied == len(row_ids)  # exactly once each
     async with services.db.session() as session:
-        subs = (await session.scalars(select(Subscription.status).where(Subscription.stripe_subscription_id.in_(
-            {e["data"]["object"]["id"] for e in history if e["type"].startswith("customer.subscription")})))).all()
+        subs = (
+            await session.scalars(
+                select(Subscription.status).where(
+                    Subscription.stripe_subscription_id.in_(
+                        {e["data"]["object"]["id"] for e in history if e["type"].startswith("customer.subscription")}
+                    )
+                )
+            )
+        ).all()
     assert sorted(subs) == ["active"] * 6
 
 
@@ -107,24 +131,40 @@ async def _some_handled(services: Services, row_ids: list[int]) -> bool:
 
 
 async def test_postgres_down_under_webhook_traffic_answers_5xx_then_loses_nothing(
-        own_postgres: EmbeddedPostgres, sandbox: str) -> None:
+    own_postgres: EmbeddedPostgres, sandbox: str
+) -> None:
     url = own_postgres.url("payment")
     await migrate.upgrade_async(url)
     settings = settings_for(url, stripe_api_base=sandbox)
     async with running_services(settings) as own:  # customers and plans of this database
         history = await _history(World(own, sandbox), customers=2)
-    filler = [{"id": f"evt_fault_fill_{i}", "object": "event", "type": "customer.updated", "created": int(time.time()),
-               "data": {"object": {"id": f"cus_fill_{i}", "object": "customer"}}} for i in range(30)]
+    filler = [
+        {
+            "id": f"evt_fault_fill_{i}",
+            "object": "event",
+            "type": "customer.updated",
+            "created": int(time.time()),
+            "data": {"object": {"id": f"cus_fill_{i}", "object": "customer"}},
+        }
+        for i in range(30)
+    ]
     traffic = [*history, *filler]
     bodies = {e["id"]: json.dumps(e, default=str).encode() for e in traffic}
     server = serve_service(settings).start()
     answers: dict[str, list[int]] = {e["id"]: [] for e in traffic}
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=15) as http:
+
             async def deliver(event_id: str) -> int:
                 body = bodies[event_id]
-                response = await http.post("/api/v1/webhooks/stripe", content=body, headers={
-                    "Content-Type": "application/json", "Stripe-Signature": sign(body, DEV_STRIPE_WEBHOOK_SECRET)})
+                response = await http.post(
+                    "/api/v1/webhooks/stripe",
+                    content=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        "Stripe-Signature": sign(body, DEV_STRIPE_WEBHOOK_SECRET),
+                    },
+                )
                 answers[event_id].append(response.status_code)
                 return response.status_code
 
@@ -151,14 +191,18 @@ async def test_postgres_down_under_webhook_traffic_answers_5xx_then_loses_nothin
 
     async with running_worker(settings, concurrency=2) as services:
         async with services.db.session() as session:
-            stored = (await session.execute(select(StripeEvent.stripe_event_id, func.count())
-                                            .group_by(StripeEvent.stripe_event_id))).all()
+            stored = (
+                await session.execute(
+                    select(StripeEvent.stripe_event_id, func.count()).group_by(StripeEvent.stripe_event_id)
+                )
+            ).all()
         assert {event_id: n for event_id, n in stored} == dict.fromkeys(bodies, 1)
 
         async def applied() -> bool:
             async with services.db.session() as session:
-                left = await session.scalar(select(func.count()).select_from(StripeEvent).where(
-                    StripeEvent.status.in_(("pending", "failed"))))
+                left = await session.scalar(
+                    select(func.count()).select_from(StripeEvent).where(StripeEvent.status.in_(("pending", "failed")))
+                )
             return left == 0
 
         await eventually(applied, timeout=60, every=0.5)
@@ -167,13 +211,12 @@ async def test_postgres_down_under_webhook_traffic_answers_5xx_then_loses_nothin
     assert sorted(statuses) == ["active", "active"]
 
 
-
-
 OUTAGE_SECONDS = 30.0
 
 
 async def test_the_worker_outlives_a_30_s_postgres_outage_under_webhook_traffic_and_applies_every_event(
-        own_postgres: EmbeddedPostgres, sandbox: str) -> None:
+    own_postgres: EmbeddedPostgres, sandbox: str
+) -> None:
     url = own_postgres.url("payment")
     await migrate.upgrade_async(url)
     settings = settings_for(url, stripe_api_base=sandbox)
@@ -185,16 +228,29 @@ async def test_the_worker_outlives_a_30_s_postgres_outage_under_webhook_traffic_
     server = serve_service(settings).start()
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=15) as http, running_services(settings) as own:
+
             async def deliver(event_id: str) -> int:
                 body = bodies[event_id]
-                response = await http.post("/api/v1/webhooks/stripe", content=body, headers={
-                    "Content-Type": "application/json", "Stripe-Signature": sign(body, DEV_STRIPE_WEBHOOK_SECRET)})
+                response = await http.post(
+                    "/api/v1/webhooks/stripe",
+                    content=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        "Stripe-Signature": sign(body, DEV_STRIPE_WEBHOOK_SECRET),
+                    },
+                )
                 return response.status_code
 
             async def left() -> int:
                 async with own.db.session() as session:
-                    return int(await session.scalar(select(func.count()).select_from(StripeEvent).where(
-                        StripeEvent.status.in_(("pending", "failed")))) or 0)
+                    return int(
+                        await session.scalar(
+                            select(func.count())
+                            .select_from(StripeEvent)
+                            .where(StripeEvent.status.in_(("pending", "failed")))
+                        )
+                        or 0
+                    )
 
             half = len(ids) // 2
             for event_id in ids[:half]:
@@ -233,8 +289,7 @@ async def test_the_worker_outlives_a_30_s_postgres_outage_under_webhook_traffic_
         worker.stop()
 
 
-async def test_the_worker_exits_non_zero_when_waiting_cannot_help(own_postgres: EmbeddedPostgres,
-                                                                  sandbox: str) -> None:
+async def test_the_worker_exits_non_zero_when_waiting_cannot_help(own_postgres: EmbeddedPostgres, sandbox: str) -> None:
     # a database without the schema: no outage to wait out, so the worker gives up with a clear message
     settings = settings_for(own_postgres.url("payment"), stripe_api_base=sandbox)
     worker = WorkerProcess(settings, concurrency=1).start()
@@ -248,7 +303,8 @@ async def test_the_worker_exits_non_zero_when_waiting_cannot_help(own_postgres: 
 
 
 async def test_the_in_process_worker_of_payment_dev_survives_a_database_blip(
-        own_postgres: EmbeddedPostgres, sandbox: str, caplog: pytest.LogCaptureFixture) -> None:
+    own_postgres: EmbeddedPostgres, sandbox: str, caplog: pytest.LogCaptureFixture
+) -> None:
     url = own_postgres.url("payment")
     await migrate.upgrade_async(url)
     settings = settings_for(url, stripe_api_base=sandbox)

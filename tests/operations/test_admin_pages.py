@@ -36,8 +36,9 @@ async def admin(services: Services) -> AsyncIterator[httpx.AsyncClient]:
         page = await client.get("/admin/login")
         token = CSRF_RE.search(page.text)
         assert token is not None
-        signed_in = await client.post("/admin/login", data={"username": EMAIL, "password": PASSWORD,
-                                                            "csrf_token": token.group(1)})
+        signed_in = await client.post(
+            "/admin/login", data={"username": EMAIL, "password": PASSWORD, "csrf_token": token.group(1)}
+        )
         assert signed_in.status_code == 302, signed_in.text
         yield client
 
@@ -67,11 +68,11 @@ async def _count(services: Services, model: type[Base], *where: ColumnElement[bo
 async def test_grant_form_validates_confirms_acts_once(admin: httpx.AsyncClient, services: Services) -> None:
     customer, plan = await _customer_and_plan(services)
     path = f"/admin/operations/customer/{customer.id}/grant"
-    refused = await _submit(admin, path, {"plan_id": str(plan.id), "duration": "1", "unit": "months",
-                                          "reason": "  "})
+    refused = await _submit(admin, path, {"plan_id": str(plan.id), "duration": "1", "unit": "months", "reason": "  "})
     assert refused.status_code == 422 and 'data-error-for="reason">A reason is required.' in refused.text
-    confirmation = await _submit(admin, path, {"plan_id": str(plan.id), "duration": "14", "unit": "days",
-                                               "reason": "Beta tester"})
+    confirmation = await _submit(
+        admin, path, {"plan_id": str(plan.id), "duration": "14", "unit": "days", "reason": "Beta tester"}
+    )
     assert "14 days" in confirmation.text and "none (free)" in confirmation.text
     assert await _count(services, Subscription, Subscription.customer_id == customer.id) == 0  # nothing yet
     done = await _confirm(admin, path, confirmation)
@@ -89,25 +90,44 @@ async def test_grant_over_a_live_subscription_asks_to_replace(admin: httpx.Async
     async with services.db.transaction() as session:
         await factories.create_subscription(session, customer, plan, source="grant")
     path = f"/admin/operations/customer/{customer.id}/grant"
-    refused = await _submit(admin, path, {"plan_id": str(plan.id), "duration": "1", "unit": "months",
-                                          "reason": "Upgrade"})
+    refused = await _submit(
+        admin, path, {"plan_id": str(plan.id), "duration": "1", "unit": "months", "reason": "Upgrade"}
+    )
     # told on the form, before any confirmation page
     assert refused.status_code == 422 and "already has a live subscription" in refused.text
     assert 'id="operation-summary"' not in refused.text
     assert 'name="replace"' in refused.text
-    confirmation = await admin.post(path, data={**_hidden(refused.text), "plan_id": str(plan.id), "duration": "1",
-                                                "unit": "months", "reason": "Upgrade", "replace": "yes"})
+    confirmation = await admin.post(
+        path,
+        data={
+            **_hidden(refused.text),
+            "plan_id": str(plan.id),
+            "duration": "1",
+            "unit": "months",
+            "reason": "Upgrade",
+            "replace": "yes",
+        },
+    )
     assert "Replaces" in confirmation.text
     assert (await _confirm(admin, path, confirmation)).status_code == 303
-    assert await _count(services, Subscription, Subscription.customer_id == customer.id,
-                        Subscription.status == "active") == 1
+    assert (
+        await _count(services, Subscription, Subscription.customer_id == customer.id, Subscription.status == "active")
+        == 1
+    )
 
 
 async def test_duplicate_reference_is_a_form_error(admin: httpx.AsyncClient, services: Services) -> None:
     customer, plan = await _customer_and_plan(services)
     path = f"/admin/operations/customer/{customer.id}/payment"
-    fields = {"amount": "299.00", "currency": "thb", "payment_method": "bank_transfer",
-              "reference_number": "SCB-0001", "plan_id": str(plan.id), "duration": "1", "unit": "months"}
+    fields = {
+        "amount": "299.00",
+        "currency": "thb",
+        "payment_method": "bank_transfer",
+        "reference_number": "SCB-0001",
+        "plan_id": str(plan.id),
+        "duration": "1",
+        "unit": "months",
+    }
     assert (await _confirm(admin, path, await _submit(admin, path, fields))).status_code == 303
     other, _ = await _customer_and_plan(services)
     other_path = f"/admin/operations/customer/{other.id}/payment"
@@ -120,12 +140,20 @@ async def test_duplicate_reference_is_a_form_error(admin: httpx.AsyncClient, ser
     assert bad_amount.status_code == 422 and "THB amounts have at most 2 decimals." in bad_amount.text
 
 
-async def test_payment_in_another_currency_than_the_plans_is_refused(admin: httpx.AsyncClient,
-                                                                     services: Services) -> None:
+async def test_payment_in_another_currency_than_the_plans_is_refused(
+    admin: httpx.AsyncClient, services: Services
+) -> None:
     customer, plan = await _customer_and_plan(services)  # a THB plan
     path = f"/admin/operations/customer/{customer.id}/payment"
-    fields = {"amount": "3000.00", "currency": "usd", "payment_method": "wire", "reference_number": "USD-1",
-              "plan_id": str(plan.id), "duration": "6", "unit": "months"}
+    fields = {
+        "amount": "3000.00",
+        "currency": "usd",
+        "payment_method": "wire",
+        "reference_number": "USD-1",
+        "plan_id": str(plan.id),
+        "duration": "6",
+        "unit": "months",
+    }
     refused = await _submit(admin, path, fields)
     assert refused.status_code == 422 and 'id="operation-summary"' not in refused.text
     assert 'data-error-for="currency">' in refused.text and "is sold in THB" in refused.text
@@ -136,8 +164,7 @@ async def test_payment_in_another_currency_than_the_plans_is_refused(admin: http
     paid = await _confirm(admin, path, await _submit(admin, path, {**fields, "currency": "thb"}))
     assert paid.status_code == 303
     async with services.db.session() as session:
-        sub = (await session.execute(select(Subscription).where(Subscription.customer_id == customer.id))
-               ).scalar_one()
+        sub = (await session.execute(select(Subscription).where(Subscription.customer_id == customer.id))).scalar_one()
     assert (sub.paid_amount_cents, sub.paid_currency) == (300000, "thb")
 
 
@@ -152,8 +179,9 @@ async def test_over_refund_is_refused_without_side_effects(admin: httpx.AsyncCli
     assert refused.status_code == 422 and "The refund cannot be more than THB 100.00." in refused.text
     assert await _count(services, Refund, Refund.invoice_id == invoice.id) == 0
     async with services.db.transaction() as session:
-        spent = await factories.create_invoice(session, customer, source="manual", amount_cents=100,
-                                               status="refunded", amount_refunded_cents=100)
+        spent = await factories.create_invoice(
+            session, customer, source="manual", amount_cents=100, status="refunded", amount_refunded_cents=100
+        )
     form = await admin.get(f"/admin/operations/invoice/{spent.id}/refund")
     assert 'id="operation-error">Nothing is left to refund on this invoice' in form.text
 
@@ -163,20 +191,29 @@ async def test_forms_without_csrf_token_are_refused(admin: httpx.AsyncClient, se
     path = f"/admin/operations/customer/{customer.id}/grant"
     form = await admin.get(path)
     fields = {k: v for k, v in _hidden(form.text).items() if k != "csrf_token"}
-    refused = await admin.post(path, data={**fields, "plan_id": str(plan.id), "duration": "1", "unit": "months",
-                                           "reason": "x", "confirm": "yes"})
+    refused = await admin.post(
+        path,
+        data={**fields, "plan_id": str(plan.id), "duration": "1", "unit": "months", "reason": "x", "confirm": "yes"},
+    )
     assert refused.status_code == 403
     assert await _count(services, Subscription, Subscription.customer_id == customer.id) == 0
 
 
 async def test_stripe_refusal_is_shown_in_plain_words_and_the_refund_is_failed(
-        admin: httpx.AsyncClient, services: Services, sandbox: str) -> None:
+    admin: httpx.AsyncClient, services: Services, sandbox: str
+) -> None:
     async with services.db.transaction() as session:
         setup = await paid_stripe_subscription(session, services.stripe, sandbox)
     path = f"/admin/operations/invoice/{setup.invoice.id}/refund"
     confirmation = await _submit(admin, path, {"amount": "10.00", "reason": "Duplicate charge"})
-    inject_fault(sandbox, method="POST", path_prefix="/v1/refunds", status=400, code="charge_already_refunded",
-                 message="Charge ch_1 has already been refunded.")
+    inject_fault(
+        sandbox,
+        method="POST",
+        path_prefix="/v1/refunds",
+        status=400,
+        code="charge_already_refunded",
+        message="Charge ch_1 has already been refunded.",
+    )
     refused = await _confirm(admin, path, confirmation)
     assert refused.status_code == 303
     page = await admin.get(refused.headers["location"])
@@ -184,24 +221,36 @@ async def test_stripe_refusal_is_shown_in_plain_words_and_the_refund_is_failed(
     assert "ch_1" not in page.text and "Traceback" not in page.text
     # recorded before Stripe was called, then failed: it no longer holds back what is refundable
     async with services.db.session() as session:
-        rows = (await session.execute(select(Refund.status, Refund.failure_reason)
-                                      .where(Refund.invoice_id == setup.invoice.id))).all()
+        rows = (
+            await session.execute(
+                select(Refund.status, Refund.failure_reason).where(Refund.invoice_id == setup.invoice.id)
+            )
+        ).all()
     assert [tuple(r) for r in rows] == [("failed", "This payment has already been refunded in full.")]
-    assert await _count(services, AuditLog, AuditLog.action == "refund.failed",
-                        AuditLog.details["invoice_id"].as_integer() == setup.invoice.id) == 1
+    assert (
+        await _count(
+            services,
+            AuditLog,
+            AuditLog.action == "refund.failed",
+            AuditLog.details["invoice_id"].as_integer() == setup.invoice.id,
+        )
+        == 1
+    )
 
 
 async def test_viewers_cannot_open_billing_actions(services: Services) -> None:
     customer, _ = await _customer_and_plan(services)
     async with services.db.transaction() as session:
-        viewer = await admins.create_admin(session, email=f"viewer{customer.id}@aquoris.test", name="Viewer",
-                                           password=PASSWORD, actor="test")
+        viewer = await admins.create_admin(
+            session, email=f"viewer{customer.id}@aquoris.test", name="Viewer", password=PASSWORD, actor="test"
+        )
         viewer.role = "viewer"
     async with asgi_client(create_app(services=services)) as client:
         page = await client.get("/admin/login")
         token = CSRF_RE.search(page.text)
         assert token is not None
-        await client.post("/admin/login", data={"username": viewer.email, "password": PASSWORD,
-                                                "csrf_token": token.group(1)})
+        await client.post(
+            "/admin/login", data={"username": viewer.email, "password": PASSWORD, "csrf_token": token.group(1)}
+        )
         answer = await client.get(f"/admin/operations/customer/{customer.id}/grant")
     assert answer.status_code == 403

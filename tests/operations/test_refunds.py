@@ -33,8 +33,9 @@ def gateway(settings: Settings) -> StripeGateway:
 
 
 async def _refund_rows(db: AsyncSession, invoice_id: int) -> list[tuple[int, str]]:
-    rows = await db.execute(select(Refund.amount_cents, Refund.status).where(Refund.invoice_id == invoice_id)
-                            .order_by(Refund.id))
+    rows = await db.execute(
+        select(Refund.amount_cents, Refund.status).where(Refund.invoice_id == invoice_id).order_by(Refund.id)
+    )
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
@@ -60,8 +61,9 @@ async def _invoice(services: Services, invoice_id: int) -> Invoice:
         return found
 
 
-async def test_stripe_refund_pending_sent_with_our_id_then_confirmed_by_the_charge(services: Services,
-                                                                                  sandbox: str) -> None:
+async def test_stripe_refund_pending_sent_with_our_id_then_confirmed_by_the_charge(
+    services: Services, sandbox: str
+) -> None:
     setup = await _paid(services, sandbox)
     invoice_id = setup.invoice.id
     assert setup.invoice.stripe_charge_id is not None and setup.invoice.stripe_payment_intent_id is not None
@@ -76,7 +78,8 @@ async def test_stripe_refund_pending_sent_with_our_id_then_confirmed_by_the_char
     assert sent.status == "pending" and sent.stripe_refund_id is not None
     on_stripe = await services.stripe.list_refunds({"charge": setup.invoice.stripe_charge_id})
     assert [(r["id"], r["amount"], r["metadata"]["refund_id"]) for r in on_stripe["data"]] == [
-        (sent.stripe_refund_id, 10000, str(first.id))]
+        (sent.stripe_refund_id, 10000, str(first.id))
+    ]
     second = await _issue(services, invoice_id, reason="Rest of it")
     assert second.amount_cents == 19900
     await refunds.send_to_stripe(services.db, services.stripe, second.id, actor=ACTOR)
@@ -90,8 +93,13 @@ async def test_stripe_refund_pending_sent_with_our_id_then_confirmed_by_the_char
     invoice = await _invoice(services, invoice_id)
     assert (invoice.amount_refunded_cents, invoice.status) == (29900, "refunded")
     async with services.db.session() as session:
-        actions = list(await session.scalars(select(AuditLog.action).where(
-            AuditLog.entity_type == "refund", AuditLog.entity_id == str(first.id)).order_by(AuditLog.id)))
+        actions = list(
+            await session.scalars(
+                select(AuditLog.action)
+                .where(AuditLog.entity_type == "refund", AuditLog.entity_id == str(first.id))
+                .order_by(AuditLog.id)
+            )
+        )
     assert actions == ["refund.issued", "refund.sent"]
 
 
@@ -103,9 +111,13 @@ async def test_sending_twice_makes_one_stripe_refund(services: Services, sandbox
     assert a.stripe_refund_id == b.stripe_refund_id is not None
     # the key is derived from our refund id: a resend whose first answer was lost gets the same refund back
     again = await services.stripe.create_refund(
-        {"charge": setup.invoice.stripe_charge_id, "amount": 500,
-         "metadata": {"refund_id": str(refund.id), "invoice_id": str(setup.invoice.id)}},
-        idempotency_key=f"aquoris-refund-{refund.id}")
+        {
+            "charge": setup.invoice.stripe_charge_id,
+            "amount": 500,
+            "metadata": {"refund_id": str(refund.id), "invoice_id": str(setup.invoice.id)},
+        },
+        idempotency_key=f"aquoris-refund-{refund.id}",
+    )
     assert again["id"] == a.stripe_refund_id
     listed = await services.stripe.list_refunds({"charge": setup.invoice.stripe_charge_id})
     assert len(listed["data"]) == 1
@@ -114,35 +126,58 @@ async def test_sending_twice_makes_one_stripe_refund(services: Services, sandbox
 
 async def test_stripe_refusal_fails_our_refund_with_a_safe_message(services: Services, sandbox: str) -> None:
     setup = await _paid(services, sandbox)
-    inject_fault(sandbox, method="POST", path_prefix="/v1/refunds", status=400, code="charge_already_refunded",
-                 message="Charge ch_x has already been refunded.")
-    refused = await refunds.send_to_stripe(services.db, services.stripe,
-                                           (await _issue(services, setup.invoice.id)).id, actor=ACTOR)
+    inject_fault(
+        sandbox,
+        method="POST",
+        path_prefix="/v1/refunds",
+        status=400,
+        code="charge_already_refunded",
+        message="Charge ch_x has already been refunded.",
+    )
+    refused = await refunds.send_to_stripe(
+        services.db, services.stripe, (await _issue(services, setup.invoice.id)).id, actor=ACTOR
+    )
     assert (refused.status, refused.failure_reason) == ("failed", "This payment has already been refunded in full.")
-    inject_fault(sandbox, method="POST", path_prefix="/v1/refunds", status=402, code="card_declined",
-                 message="Your card was declined.", type="card_error")
-    declined = await refunds.send_to_stripe(services.db, services.stripe,
-                                            (await _issue(services, setup.invoice.id)).id, actor=ACTOR)
+    inject_fault(
+        sandbox,
+        method="POST",
+        path_prefix="/v1/refunds",
+        status=402,
+        code="card_declined",
+        message="Your card was declined.",
+        type="card_error",
+    )
+    declined = await refunds.send_to_stripe(
+        services.db, services.stripe, (await _issue(services, setup.invoice.id)).id, actor=ACTOR
+    )
     assert (declined.status, declined.failure_reason) == ("failed", "The card was declined.")
     # a failed refund no longer holds back what is refundable
     assert await _rows(services, setup.invoice.id) == [(29900, "failed"), (29900, "failed")]
     async with services.db.session() as session:
-        failed = list(await session.scalars(select(AuditLog.details["error"].astext).where(
-            AuditLog.action == "refund.failed", AuditLog.entity_id == str(refused.id))))
+        failed = list(
+            await session.scalars(
+                select(AuditLog.details["error"].astext).where(
+                    AuditLog.action == "refund.failed", AuditLog.entity_id == str(refused.id)
+                )
+            )
+        )
     assert failed == ["This payment has already been refunded in full."]
 
 
-async def test_stripe_unreachable_fails_the_refund_plainly(services: Services, settings: Settings,
-                                                            sandbox: str) -> None:
+async def test_stripe_unreachable_fails_the_refund_plainly(
+    services: Services, settings: Settings, sandbox: str
+) -> None:
     setup = await _paid(services, sandbox)
     from payment.embedded_pg import free_port
 
-    offline = StripeGateway(settings.replace(stripe_api_base=f"http://127.0.0.1:{free_port()}"),
-                            max_network_retries=0)
-    refund = await refunds.send_to_stripe(services.db, offline, (await _issue(services, setup.invoice.id)).id,
-                                          actor=ACTOR)
+    offline = StripeGateway(settings.replace(stripe_api_base=f"http://127.0.0.1:{free_port()}"), max_network_retries=0)
+    refund = await refunds.send_to_stripe(
+        services.db, offline, (await _issue(services, setup.invoice.id)).id, actor=ACTOR
+    )
     assert (refund.status, refund.failure_reason) == (
-        "failed", "Stripe could not be reached (network). Nothing was changed; try again.")
+        "failed",
+        "Stripe could not be reached (network). Nothing was changed; try again.",
+    )
 
 
 async def test_fifty_concurrent_refunds_never_exceed_what_was_paid(services: Services, sandbox: str) -> None:
@@ -162,8 +197,7 @@ async def test_fifty_concurrent_refunds_never_exceed_what_was_paid(services: Ser
     assert on_stripe["amount_refunded"] == 29000 <= on_stripe["amount"]
 
 
-async def test_manual_refund_is_a_bookkeeping_entry_effective_at_once(db: AsyncSession,
-                                                                      gateway: StripeGateway) -> None:
+async def test_manual_refund_is_a_bookkeeping_entry_effective_at_once(db: AsyncSession, gateway: StripeGateway) -> None:
     customer = await factories.create_customer(db)
     invoice = await factories.create_invoice(db, customer, source="manual", amount_cents=29900)
     with pytest.raises(ValidationError, match="more than zero"):
@@ -182,15 +216,16 @@ async def test_manual_refund_is_a_bookkeeping_entry_effective_at_once(db: AsyncS
     assert await _refund_rows(db, invoice.id) == [(9900, "succeeded"), (20000, "succeeded")]
 
 
-async def test_also_cancel_keeps_refund_when_cancellation_fails_then_retry(db: AsyncSession,
-                                                                          gateway: StripeGateway,
-                                                                          sandbox: str) -> None:
+async def test_also_cancel_keeps_refund_when_cancellation_fails_then_retry(
+    db: AsyncSession, gateway: StripeGateway, sandbox: str
+) -> None:
     setup = await paid_stripe_subscription(db, gateway, sandbox)
     refund = await refunds.issue(db, setup.invoice.id, reason="Leaving", also_cancel=True, actor=ACTOR)
     inject_fault(sandbox, method="DELETE", path_prefix="/v1/subscriptions", status=500, times=5)
     await refunds.cancel_after_refund(db, refund.id, gateway=gateway, actor=ACTOR)
     assert refund.cancel_outcome == "failed" and refund.cancel_error == (
-        "Stripe had an internal error. Nothing was changed; try again.")
+        "Stripe had an internal error. Nothing was changed; try again."
+    )
     assert refund.status == "pending" and setup.subscription.status == "active"
     sandbox_control(sandbox, "DELETE", "faults")
     await refunds.retry_cancellation(db, refund.id, gateway=gateway, actor=ACTOR)
@@ -198,9 +233,11 @@ async def test_also_cancel_keeps_refund_when_cancellation_fails_then_retry(db: A
     assert setup.subscription.status == "canceled"
     with pytest.raises(Conflict, match="no failed cancellation"):
         await refunds.retry_cancellation(db, refund.id, gateway=gateway, actor=ACTOR)
-    actions = await db.scalars(select(AuditLog.action).where(AuditLog.entity_type == "refund",
-                                                             AuditLog.entity_id == str(refund.id))
-                               .order_by(AuditLog.id))
+    actions = await db.scalars(
+        select(AuditLog.action)
+        .where(AuditLog.entity_type == "refund", AuditLog.entity_id == str(refund.id))
+        .order_by(AuditLog.id)
+    )
     assert list(actions) == ["refund.issued", "refund.cancellation", "refund.cancellation_retried"]
 
 
@@ -228,7 +265,9 @@ async def test_a_form_nonce_acts_once_and_replays_its_outcome(db: AsyncSession) 
     assert await submissions.claim(db, nonce, action="refund", actor=ACTOR) is None
     await submissions.settle(db, nonce, {"level": "success", "message": "Refund #1 recorded."})
     assert await submissions.claim(db, nonce, action="refund", actor=ACTOR) == {
-        "level": "success", "message": "Refund #1 recorded."}
+        "level": "success",
+        "message": "Refund #1 recorded.",
+    }
     with pytest.raises(ValidationError, match="expired or was tampered"):
         await submissions.claim(db, "short", action="refund", actor=ACTOR)
     assert await submissions.purge(db, older_than=utcnow() - timedelta(days=1)) == 0
@@ -236,8 +275,7 @@ async def test_a_form_nonce_acts_once_and_replays_its_outcome(db: AsyncSession) 
     assert await submissions.claim(db, nonce, action="refund", actor=ACTOR) is None  # forgotten: usable again
 
 
-async def test_a_refund_recorded_but_never_sent_is_sent_by_the_periodic_job(services: Services,
-                                                                           sandbox: str) -> None:
+async def test_a_refund_recorded_but_never_sent_is_sent_by_the_periodic_job(services: Services, sandbox: str) -> None:
     setup = await _paid(services, sandbox)
     stuck = await _issue(services, setup.invoice.id, amount_cents=700)  # the process stopped before sending
     assert await refunds.send_unsent(services.db, services.stripe) == 0  # too fresh: its admin is sending it

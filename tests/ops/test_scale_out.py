@@ -88,8 +88,9 @@ def pgbouncer(server: EmbeddedPostgres) -> Iterator[str]:
                 os.setgroups([])
                 os.setuid(NOBODY)
 
-        process = subprocess.Popen([binary, str(config)], preexec_fn=as_nobody, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [binary, str(config)], preexec_fn=as_nobody, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
         try:
             _wait_port(port, process)
             yield f"postgresql://postgres@127.0.0.1:{port}/payment"
@@ -112,8 +113,10 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], timeout: float = 15.
 
 def _web(env: dict[str, str], stack: ExitStack, *extra: str) -> str:
     port = free_port()
-    process: Process = stack.enter_context(started(
-        python_module("payment.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *extra), env))
+    process: Process = stack.enter_context(
+        started(python_module("payment.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *extra), env)
+    )
+
     # SIGTERM first (run before `started` kills it): uvicorn's supervisor stops its worker processes with it
     def stop() -> None:
         process.popen.terminate()
@@ -127,42 +130,66 @@ def _web(env: dict[str, str], stack: ExitStack, *extra: str) -> str:
 
 @pytest.mark.parametrize("topology", ["direct", "pgbouncer"])
 async def test_two_web_and_two_worker_processes_share_one_database(
-        topology: str, own_postgres: EmbeddedPostgres, sandbox: str) -> None:
+    topology: str, own_postgres: EmbeddedPostgres, sandbox: str
+) -> None:
     url = own_postgres.url("payment")
     await migrate.upgrade_async(url)
     settings = settings_for(url, stripe_api_base=sandbox)
     async with running_services(settings) as own:
         history = await _history(World(own, sandbox), customers=6)
         async with own.db.transaction() as session:
-            issued = await apps.create_app(session, slug="vega", name="Vega", return_url="https://vega.example/",
-                                           secret_key=DEV_SECRET_KEY, actor="test")
+            issued = await apps.create_app(
+                session,
+                slug="vega",
+                name="Vega",
+                return_url="https://vega.example/",
+                secret_key=DEV_SECRET_KEY,
+                actor="test",
+            )
     bodies = [json.dumps(event, default=str).encode() for event in history]
 
     with ExitStack() as stack:
         web_url = stack.enter_context(pgbouncer(own_postgres)) if topology == "pgbouncer" else url
-        env = process_env(web_url, STRIPE_API_BASE=sandbox, STRIPE_WEBHOOK_SECRET=DEV_STRIPE_WEBHOOK_SECRET,
-                          SECRET_KEY=DEV_SECRET_KEY, LOGIN_RATE_LIMIT="5", LOG_LEVEL="WARNING",
-                          DATABASE_POOLER="pgbouncer" if topology == "pgbouncer" else "none")
+        env = process_env(
+            web_url,
+            STRIPE_API_BASE=sandbox,
+            STRIPE_WEBHOOK_SECRET=DEV_STRIPE_WEBHOOK_SECRET,
+            SECRET_KEY=DEV_SECRET_KEY,
+            LOGIN_RATE_LIMIT="5",
+            LOG_LEVEL="WARNING",
+            DATABASE_POOLER="pgbouncer" if topology == "pgbouncer" else "none",
+        )
         webs = [_web(env, stack), _web(env, stack, "--workers", "2")]  # the second: uvicorn's supervisor
         workers = [WorkerProcess(settings, concurrency=2), WorkerProcess(settings, concurrency=2)]
         for worker in workers:
             stack.callback(worker.stop)
 
         async with httpx.AsyncClient(timeout=30) as http:
+
             async def deliver(index: int, body: bytes) -> int:
-                response = await http.post(f"{webs[index % 2]}/api/v1/webhooks/stripe", content=body, headers={
-                    "Content-Type": "application/json", "Stripe-Signature": sign(body, DEV_STRIPE_WEBHOOK_SECRET)})
+                response = await http.post(
+                    f"{webs[index % 2]}/api/v1/webhooks/stripe",
+                    content=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        "Stripe-Signature": sign(body, DEV_STRIPE_WEBHOOK_SECRET),
+                    },
+                )
                 return response.status_code
 
             async def open_session(index: int) -> int:
-                response = await http.post(f"{webs[index % 2]}/api/v1/sessions", json={
-                    "externalUserId": f"scale-user-{index % 7}", "appSlug": "vega"},
-                    headers={"Authorization": f"Bearer {issued.api_key}"})
+                response = await http.post(
+                    f"{webs[index % 2]}/api/v1/sessions",
+                    json={"externalUserId": f"scale-user-{index % 7}", "appSlug": "vega"},
+                    headers={"Authorization": f"Bearer {issued.api_key}"},
+                )
                 return response.status_code
 
             # every event twice, once through each web process, at once; API traffic beside it
-            answers = await asyncio.gather(*(deliver(i + copy, body) for i, body in enumerate(bodies)
-                                             for copy in (0, 1)), *(open_session(i) for i in range(40)))
+            answers = await asyncio.gather(
+                *(deliver(i + copy, body) for i, body in enumerate(bodies) for copy in (0, 1)),
+                *(open_session(i) for i in range(40)),
+            )
             assert answers == [200] * (2 * len(bodies)) + [201] * 40
 
             for worker in workers:
@@ -178,8 +205,9 @@ async def test_two_web_and_two_worker_processes_share_one_database(
                 # the sign-in limit is one count across both web processes
                 clients = [httpx.AsyncClient(base_url=web, timeout=30) for web in webs]
                 try:
-                    outcomes = [(await sign_in(clients[i % 2], "ops@example.com", f"wrong-{i}")).status_code
-                                for i in range(5)]
+                    outcomes = [
+                        (await sign_in(clients[i % 2], "ops@example.com", f"wrong-{i}")).status_code for i in range(5)
+                    ]
                     assert outcomes == [400] * 5
                     assert [(await sign_in(c, "ops@example.com", "again")).status_code for c in clients] == [429] * 2
                 finally:
@@ -192,12 +220,20 @@ async def test_two_web_and_two_worker_processes_share_one_database(
                 await eventually(all_applied, timeout=120, every=0.5)
                 assert await _counts(services, row_ids) == (len(row_ids), len(row_ids))  # exactly once each
                 async with services.db.session() as session:
-                    stored = (await session.execute(select(StripeEvent.stripe_event_id, func.count())
-                                                    .group_by(StripeEvent.stripe_event_id))).all()
+                    stored = (
+                        await session.execute(
+                            select(StripeEvent.stripe_event_id, func.count()).group_by(StripeEvent.stripe_event_id)
+                        )
+                    ).all()
                     sessions = await session.scalar(select(func.count()).select_from(BillingSession))
-                    ticks = (await session.execute(text(
-                        "SELECT task_name, defer_timestamp, count(*) FROM procrastinate_periodic_defers "
-                        "GROUP BY task_name, defer_timestamp"))).all()
+                    ticks = (
+                        await session.execute(
+                            text(
+                                "SELECT task_name, defer_timestamp, count(*) FROM procrastinate_periodic_defers "
+                                "GROUP BY task_name, defer_timestamp"
+                            )
+                        )
+                    ).all()
                 assert {event_id: n for event_id, n in stored} == dict.fromkeys((e["id"] for e in history), 1)
                 assert sessions == 40
                 # both workers ran the periodic scheduler; each tick was deferred by one of them only
@@ -210,8 +246,12 @@ async def _stored_ids(server: EmbeddedPostgres, event_ids: list[str]) -> list[in
 
     conn = await asyncpg.connect(server.url("payment"))
     try:
-        return [int(r["id"]) for r in await conn.fetch(
-            "SELECT id FROM stripe_events WHERE stripe_event_id = ANY($1::text[]) AND status = 'pending'", event_ids)]
+        return [
+            int(r["id"])
+            for r in await conn.fetch(
+                "SELECT id FROM stripe_events WHERE stripe_event_id = ANY($1::text[]) AND status = 'pending'", event_ids
+            )
+        ]
     finally:
         await conn.close()
 

@@ -44,9 +44,14 @@ def ingest() -> Iterator[Receiver]:
 def sentry_env(database_url: str, ingest: Receiver) -> dict[str, str]:
     port = urlsplit(ingest.url).port
     return process_env(
-        database_url, SENTRY_DSN=f"http://publickey@127.0.0.1:{port}/1", SENTRY_ENVIRONMENT="ops-test",
-        SENTRY_RELEASE="aquoris-payment@ops-test", SECRET_KEY=SECRET_KEY, STRIPE_SECRET_KEY=STRIPE_KEY,
-        STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET, ADMIN_PASSWORD=ADMIN_PASSWORD,
+        database_url,
+        SENTRY_DSN=f"http://publickey@127.0.0.1:{port}/1",
+        SENTRY_ENVIRONMENT="ops-test",
+        SENTRY_RELEASE="aquoris-payment@ops-test",
+        SECRET_KEY=SECRET_KEY,
+        STRIPE_SECRET_KEY=STRIPE_KEY,
+        STRIPE_WEBHOOK_SECRET=WEBHOOK_SECRET,
+        ADMIN_PASSWORD=ADMIN_PASSWORD,
     )
 
 
@@ -66,9 +71,11 @@ def events(received: Received) -> list[dict[str, Any]]:
 def wait_for_event(ingest: Receiver, component: str, text: str) -> tuple[dict[str, Any], str]:
     """The first event from `component` whose exception mentions `text` (the worker's periodic jobs may report
     their own errors too), and the text of every envelope received so far."""
+
     def ours(event: dict[str, Any]) -> bool:
         return event.get("tags", {}).get("component") == component and any(
-            text in (value.get("value") or "") for value in event["exception"]["values"])
+            text in (value.get("value") or "") for value in event["exception"]["values"]
+        )
 
     hits = ingest.wait_for(lambda r: any(ours(e) for e in events(r)), timeout=30)
     assert hits, f"no {component} event arrived; got {len(ingest.requests)} envelopes"
@@ -80,25 +87,36 @@ def wait_for_event(ingest: Receiver, component: str, text: str) -> tuple[dict[st
 def secrets_in(payload: str, database_url: str) -> list[str]:
     database_password = urlsplit(database_url).password or "no-password"
     plain = {
-        "SECRET_KEY": SECRET_KEY, "STRIPE_SECRET_KEY": STRIPE_KEY, "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "ADMIN_PASSWORD": ADMIN_PASSWORD, "api key": API_KEY[4:], "billing token": BILLING_TOKEN,
-        "cookie": COOKIE.split("=")[1], "card": CARD, "card digits": CARD.replace(" ", ""),
-        "card in a query": CARD.replace(" ", "+"), "card in a url": CARD.replace(" ", "%20"), "job card": JOB_CARD,
-        "password in the query": QUERY_PASSWORD, "database password": database_password,
+        "SECRET_KEY": SECRET_KEY,
+        "STRIPE_SECRET_KEY": STRIPE_KEY,
+        "STRIPE_WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "api key": API_KEY[4:],
+        "billing token": BILLING_TOKEN,
+        "cookie": COOKIE.split("=")[1],
+        "card": CARD,
+        "card digits": CARD.replace(" ", ""),
+        "card in a query": CARD.replace(" ", "+"),
+        "card in a url": CARD.replace(" ", "%20"),
+        "job card": JOB_CARD,
+        "password in the query": QUERY_PASSWORD,
+        "database password": database_password,
         "database password (url-encoded)": quote(database_password, safe=""),
     }
     return [name for name, value in plain.items() if value in payload]
 
 
-def test_an_error_in_a_request_reaches_sentry_without_secrets(sentry_env: dict[str, str], ingest: Receiver,
-                                                              database_url: str) -> None:
+def test_an_error_in_a_request_reaches_sentry_without_secrets(
+    sentry_env: dict[str, str], ingest: Receiver, database_url: str
+) -> None:
     port = free_port()
     with started(python_module("tests.ops.service_process", "web", str(port)), sentry_env) as web:
         web.wait_for_output("READY")
         response = httpx.get(
             f"http://127.0.0.1:{port}/billing/{BILLING_TOKEN}/explode",
             params={"card": CARD, "password": QUERY_PASSWORD},
-            headers={"Authorization": f"Bearer {API_KEY}", "Cookie": COOKIE, "X-Api-Key": API_KEY}, timeout=30,
+            headers={"Authorization": f"Bearer {API_KEY}", "Cookie": COOKIE, "X-Api-Key": API_KEY},
+            timeout=30,
         )
         event, payload = wait_for_event(ingest, "web", "charge failed for card")
         web.popen.send_signal(signal.SIGTERM)
@@ -114,14 +132,14 @@ def test_an_error_in_a_request_reaches_sentry_without_secrets(sentry_env: dict[s
     assert secrets_in(payload, database_url) == []
 
 
-async def test_an_error_in_a_job_reaches_sentry_without_secrets(sentry_env: dict[str, str], ingest: Receiver,
-                                                                database_url: str) -> None:
+async def test_an_error_in_a_job_reaches_sentry_without_secrets(
+    sentry_env: dict[str, str], ingest: Receiver, database_url: str
+) -> None:
     jobs = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=libpq_url(database_url)))
     with started(python_module("tests.ops.service_process", "worker"), sentry_env) as worker:
         await asyncio.to_thread(worker.wait_for_output, "READY")
         async with jobs.open_async():
-            await jobs.configure_task("ops_test.explode", queue="ops_test").defer_async(api_key=API_KEY,
-                                                                                         card=JOB_CARD)
+            await jobs.configure_task("ops_test.explode", queue="ops_test").defer_async(api_key=API_KEY, card=JOB_CARD)
         event, payload = await asyncio.to_thread(wait_for_event, ingest, "worker", "job failed for card")
         worker.popen.send_signal(signal.SIGTERM)
         await asyncio.to_thread(worker.popen.wait, 30)
@@ -133,15 +151,15 @@ async def test_an_error_in_a_job_reaches_sentry_without_secrets(sentry_env: dict
 
 
 def test_errors_in_the_browser_reach_sentry_through_our_tunnel_without_secrets(
-        sentry_env: dict[str, str], ingest: Receiver, database_url: str, browser: Browser) -> None:
+    sentry_env: dict[str, str], ingest: Receiver, database_url: str, browser: Browser
+) -> None:
     port = free_port()
     with started(python_module("tests.ops.service_process", "web", str(port)), sentry_env) as web:
         web.wait_for_output("READY")
         page = browser.new_page()
         requests: list[str] = []
         page.on("request", lambda r: requests.append(r.url))
-        page.goto(f"http://127.0.0.1:{port}/billing/{BILLING_TOKEN}/throws?"
-                  f"password={QUERY_PASSWORD}&key={API_KEY}")
+        page.goto(f"http://127.0.0.1:{port}/billing/{BILLING_TOKEN}/throws?password={QUERY_PASSWORD}&key={API_KEY}")
         thrown, _ = wait_for_event(ingest, "browser", "browser boom")
         rejected, payload = wait_for_event(ingest, "browser", "browser rejection")
         page.close()
@@ -177,45 +195,72 @@ def test_sentry_is_off_without_a_dsn() -> None:
     assert init_sentry(Settings(app_env="test"), component="web") is False
 
 
-@pytest.mark.parametrize(("text", "kept"), [
-    ("Authorization: Bearer apk_abcdefghijklmnop", "Authorization: "),
-    ("key apk_Zx9_-abcdefghijklmnop used", "key apk_"),
-    ("stripe sk_live_51HxYzAbC and rk_test_51Abc", "stripe sk_live_"),
-    ("signing whsec_AbCdEf0123456789", "signing whsec_"),
-    ("GET https://pay.example/billing/AbCdEfGhIjKlMnOpQrStUvWxYz012345/plans", "GET https://pay.example/billing/"),
-    ("card 4242 4242 4242 4242 declined", "card "),
-    ("card 4000-0000-0000-0002 declined", "card "),
-    ("pan=378282246310005", "pan="),
-    ("GET /x?number=4242+4242+4242+4242&y=1", "GET /x?number="),
-    ("GET /x?n=4242%204242%204242%204242", "GET /x?n="),
-    ("postgresql://payment:s3cr3t-pw@db:5432/payment", "postgresql://payment:"),
-    ("login password=hunter22&next=/admin", "login password="),
-    ("GET /admin/login?next=%2Fx%3Fpassword%3Dhunter22%26y%3D1", "GET /admin/login?next=%2Fx%3Fpassword%3D"),
-    ("redirect=%2Fcb%3Ftoken%3DAbCdEfGhIjKl", "redirect=%2Fcb%3Ftoken%3D"),
-    ("double password%253Dhunter22%2526z", "double password%253D"),
-    ("Settings(secret_key='abcdef0123456789abcdef', app_env='test')", "Settings(secret_key="),
-])
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("Authorization: Bearer apk_abcdefghijklmnop", "Authorization: "),
+        ("key apk_Zx9_-abcdefghijklmnop used", "key apk_"),
+        ("stripe sk_live_51HxYzAbC and rk_test_51Abc", "stripe sk_live_"),
+        ("signing whsec_AbCdEf0123456789", "signing whsec_"),
+        ("GET https://pay.example/billing/AbCdEfGhIjKlMnOpQrStUvWxYz012345/plans", "GET https://pay.example/billing/"),
+        ("card 4242 4242 4242 4242 declined", "card "),
+        ("card 4000-0000-0000-0002 declined", "card "),
+        ("pan=378282246310005", "pan="),
+        ("GET /x?number=4242+4242+4242+4242&y=1", "GET /x?number="),
+        ("GET /x?n=4242%204242%204242%204242", "GET /x?n="),
+        ("postgresql://payment:s3cr3t-pw@db:5432/payment", "postgresql://payment:"),
+        ("login password=hunter22&next=/admin", "login password="),
+        ("GET /admin/login?next=%2Fx%3Fpassword%3Dhunter22%26y%3D1", "GET /admin/login?next=%2Fx%3Fpassword%3D"),
+        ("redirect=%2Fcb%3Ftoken%3DAbCdEfGhIjKl", "redirect=%2Fcb%3Ftoken%3D"),
+        ("double password%253Dhunter22%2526z", "double password%253D"),
+        ("Settings(secret_key='abcdef0123456789abcdef', app_env='test')", "Settings(secret_key="),
+    ],
+)
 def test_scrubber_removes_each_kind_of_secret_from_text(text: str, kept: str) -> None:
     scrubbed = Scrubber().text(text)
     assert FILTERED in scrubbed and scrubbed.startswith(kept)
-    for word in ("abcdefghijklmnop", "51HxYzAbC", "AbCdEf0123", "AbCdEfGhIj", "4242", "0002", "378282",
-                 "s3cr3t", "hunter22", "abcdef0123"):
+    for word in (
+        "abcdefghijklmnop",
+        "51HxYzAbC",
+        "AbCdEf0123",
+        "AbCdEfGhIj",
+        "4242",
+        "0002",
+        "378282",
+        "s3cr3t",
+        "hunter22",
+        "abcdef0123",
+    ):
         assert word not in scrubbed
 
 
 def test_scrubber_keeps_ordinary_numbers_and_sentry_ids() -> None:
-    event = {"event_id": "1234567890123456789012345678abcd", "message": "took 1764226801.123456 s for 12 rows",
-             "extra": {"order": "1234567890123"}}  # 13 digits failing the Luhn check: not a card number
+    event = {
+        "event_id": "1234567890123456789012345678abcd",
+        "message": "took 1764226801.123456 s for 12 rows",
+        "extra": {"order": "1234567890123"},
+    }  # 13 digits failing the Luhn check: not a card number
     assert Scrubber().event(event) == event
 
 
 def test_scrubber_blanks_sensitive_keys_and_configured_secrets() -> None:
-    settings = Settings(app_env="test", secret_key="a-configured-secret-key-0123456789abcdef",
-                        database_url="postgresql://u:db%40pass@h/d")
-    event = {"request": {"headers": {"Authorization": "x", "Cookie": "y", "Accept": "text/html"},
-                         "cookies": {"session": "z"}},
-             "extra": {"note": "key was a-configured-secret-key-0123456789abcdef", "dsn": "http://k@h/1",
-                       "pair": ["x-api-key", "v"], "url": "postgresql://u:db@pass@h/d"}}
+    settings = Settings(
+        app_env="test",
+        secret_key="a-configured-secret-key-0123456789abcdef",
+        database_url="postgresql://u:db%40pass@h/d",
+    )
+    event = {
+        "request": {
+            "headers": {"Authorization": "x", "Cookie": "y", "Accept": "text/html"},
+            "cookies": {"session": "z"},
+        },
+        "extra": {
+            "note": "key was a-configured-secret-key-0123456789abcdef",
+            "dsn": "http://k@h/1",
+            "pair": ["x-api-key", "v"],
+            "url": "postgresql://u:db@pass@h/d",
+        },
+    }
     scrubbed = Scrubber(secret_values(settings)).event(event)
     assert scrubbed["request"]["headers"] == {"Authorization": FILTERED, "Cookie": FILTERED, "Accept": "text/html"}
     assert scrubbed["request"]["cookies"] == FILTERED

@@ -69,7 +69,7 @@ def trickle(port: int, parts: list[bytes], *, every: float = 0.25, limit: float 
 
 def test_slow_headers_are_cut_off_at_the_deadline(server: int) -> None:
     request = b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
-    held, received = trickle(server, [request[i:i + 1] for i in range(len(request))])
+    held, received = trickle(server, [request[i : i + 1] for i in range(len(request))])
     assert held < DEADLINE + 2 and b"HTTP/1.1 200" not in received
 
 

@@ -143,7 +143,9 @@ class Sandbox:
         )
 
     def subscribe(
-        self, email: str = "ann@example.com", card: str = "4242424242424242",
+        self,
+        email: str = "ann@example.com",
+        card: str = "4242424242424242",
         subscription_data: SessionCreateParamsSubscriptionData | None = None,
     ) -> tuple[stripe.checkout.Session, stripe.Subscription]:
         price = self.price()

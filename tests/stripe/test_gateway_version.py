@@ -15,8 +15,9 @@ async def test_every_call_sends_the_pinned_stripe_version(settings: Settings) ->
     with http_receiver() as receiver:
         gateway = StripeGateway(settings.replace(stripe_api_base=receiver.url), max_network_retries=0)
         with contextlib.suppress(StripeError):  # the receiver is not Stripe; only the request matters here
-            await gateway.create_refund({"charge": "ch_1", "metadata": {"refund_id": "1"}},
-                                        idempotency_key="aquoris-refund-1")
+            await gateway.create_refund(
+                {"charge": "ch_1", "metadata": {"refund_id": "1"}}, idempotency_key="aquoris-refund-1"
+            )
         [request] = receiver.wait_for()
     assert request.path == "/v1/refunds"
     assert request.headers["stripe-version"] == API_VERSION

@@ -78,8 +78,9 @@ async def clone_database(pg_server_url: str, template: str, label: str) -> str:
 
 
 @pytest.fixture(scope="module")
-async def database_url(pg_server_url: str, template_database: str, request: pytest.FixtureRequest
-                       ) -> AsyncIterator[str]:
+async def database_url(
+    pg_server_url: str, template_database: str, request: pytest.FixtureRequest
+) -> AsyncIterator[str]:
     """A fresh, migrated database for this test module."""
     name = await clone_database(pg_server_url, template_database, request.module.__name__)
     yield with_database(pg_server_url, name)

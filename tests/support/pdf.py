@@ -28,8 +28,9 @@ def require_poppler() -> None:
 def pdf_text(pdf: bytes) -> str:
     """The text of a PDF in content order (pdftotext -raw: Thai marks stay with their letters)."""
     require_poppler()
-    result = subprocess.run(["pdftotext", "-raw", "-enc", "UTF-8", "-", "-"], input=pdf, capture_output=True,
-                            check=True, timeout=60)
+    result = subprocess.run(
+        ["pdftotext", "-raw", "-enc", "UTF-8", "-", "-"], input=pdf, capture_output=True, check=True, timeout=60
+    )
     return result.stdout.decode("utf-8")
 
 
@@ -47,8 +48,23 @@ def pdf_page_png(pdf: bytes, target: Path, *, dpi: int = 80) -> Path:
     with tempfile.TemporaryDirectory() as folder:
         source = Path(folder) / "doc.pdf"
         source.write_bytes(pdf)
-        subprocess.run(["pdftoppm", "-png", "-r", str(dpi), "-f", "1", "-l", "1", "-singlefile", str(source),
-                        str(target.with_suffix(""))], check=True, timeout=60)
+        subprocess.run(
+            [
+                "pdftoppm",
+                "-png",
+                "-r",
+                str(dpi),
+                "-f",
+                "1",
+                "-l",
+                "1",
+                "-singlefile",
+                str(source),
+                str(target.with_suffix("")),
+            ],
+            check=True,
+            timeout=60,
+        )
     return target
 
 
@@ -58,5 +74,4 @@ def pdf_fonts(pdf: bytes) -> str:
     with tempfile.NamedTemporaryFile(suffix=".pdf") as handle:
         handle.write(pdf)
         handle.flush()
-        return subprocess.run(["pdffonts", handle.name], capture_output=True, check=True, timeout=60,
-                              text=True).stdout
+        return subprocess.run(["pdffonts", handle.name], capture_output=True, check=True, timeout=60, text=True).stdout

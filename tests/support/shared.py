@@ -25,8 +25,9 @@ def find_shared(relative: str, *, start: Path = REPO_ROOT) -> Path | None:
     return None
 
 
-def require_shared(relative: str, why: str, *, start: Path = REPO_ROOT,
-                   environ: Mapping[str, str] = os.environ) -> Path:
+def require_shared(
+    relative: str, why: str, *, start: Path = REPO_ROOT, environ: Mapping[str, str] = os.environ
+) -> Path:
     """The path of `shared/<relative>`; skips the calling test with a hint when it is missing, fails under CI=true."""
     found = find_shared(relative, start=start)
     if found is not None:

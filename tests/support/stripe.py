@@ -40,7 +40,8 @@ def register_webhook(sandbox_url: str, url: str, secret: str | None = None) -> s
     data: dict[str, str] = {"url": url, "enabled_events[]": "*"}
     if secret is not None:
         data["secret"] = secret
-    response = httpx.post(f"{sandbox_url}/v1/webhook_endpoints", data=data,
-                          headers={"Authorization": f"Bearer {SANDBOX_KEY}"})
+    response = httpx.post(
+        f"{sandbox_url}/v1/webhook_endpoints", data=data, headers={"Authorization": f"Bearer {SANDBOX_KEY}"}
+    )
     response.raise_for_status()
     return str(response.json()["secret"])

@@ -56,15 +56,18 @@ def test_staging_accepts_test_keys_but_needs_secrets() -> None:
         load_settings({k: v for k, v in staging.items() if k != "SECRET_KEY"})
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"APP_ENV": "prod"}, "APP_ENV must be one of"),
-    ({"LOGIN_RATE_LIMIT": "many"}, "LOGIN_RATE_LIMIT must be a whole number"),
-    ({"LOGIN_RATE_LIMIT": "0"}, "at least 1"),
-    ({"DATABASE_URL": "mysql://x/y"}, "postgresql"),
-    ({"STRIPE_SECRET_KEY": "pk_test_1"}, "sk_test_"),
-    ({"STRIPE_WEBHOOK_SECRET": "secret"}, "whsec_"),
-    ({"BASE_URL": "not a url"}, "BASE_URL"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"APP_ENV": "prod"}, "APP_ENV must be one of"),
+        ({"LOGIN_RATE_LIMIT": "many"}, "LOGIN_RATE_LIMIT must be a whole number"),
+        ({"LOGIN_RATE_LIMIT": "0"}, "at least 1"),
+        ({"DATABASE_URL": "mysql://x/y"}, "postgresql"),
+        ({"STRIPE_SECRET_KEY": "pk_test_1"}, "sk_test_"),
+        ({"STRIPE_WEBHOOK_SECRET": "secret"}, "whsec_"),
+        ({"BASE_URL": "not a url"}, "BASE_URL"),
+    ],
+)
 def test_bad_values_are_refused_with_a_clear_message(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
@@ -75,23 +78,26 @@ def test_login_rate_limit_is_configurable() -> None:
 
 
 @pytest.mark.parametrize("app_env", ["staging", "production"])
-@pytest.mark.parametrize(("name", "value"), [
-    ("SECRET_KEY", "change-me-to-64-random-characters"),  # the .env.example placeholder
-    ("SECRET_KEY", DEV_SECRET_KEY),
-    ("SECRET_KEY", "a" * 32),
-    ("SECRET_KEY", "abababababababababababababababab"),
-    ("SECRET_KEY", "0123456789012345678901234567890123456789"),
-    ("STRIPE_WEBHOOK_SECRET", "whsec_change_me"),
-    ("STRIPE_WEBHOOK_SECRET", DEV_STRIPE_WEBHOOK_SECRET),
-    ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
-    ("STRIPE_WEBHOOK_SECRET", "whsec_" + "a" * 32),
-    ("ADMIN_PASSWORD", "change-me"),
-    ("ADMIN_PASSWORD", DEV_ADMIN_PASSWORD),
-    ("ADMIN_PASSWORD", "password1234"),
-    ("ADMIN_PASSWORD", "aaaaaaaaaaaaaaaaaaaa"),
-    ("AUDIT_CHAIN_KEY", "change-me-to-64-random-characters"),  # the .env.example placeholder
-    ("AUDIT_CHAIN_KEY", "k" * 64),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SECRET_KEY", "change-me-to-64-random-characters"),  # the .env.example placeholder
+        ("SECRET_KEY", DEV_SECRET_KEY),
+        ("SECRET_KEY", "a" * 32),
+        ("SECRET_KEY", "abababababababababababababababab"),
+        ("SECRET_KEY", "0123456789012345678901234567890123456789"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_change_me"),
+        ("STRIPE_WEBHOOK_SECRET", DEV_STRIPE_WEBHOOK_SECRET),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_" + "a" * 32),
+        ("ADMIN_PASSWORD", "change-me"),
+        ("ADMIN_PASSWORD", DEV_ADMIN_PASSWORD),
+        ("ADMIN_PASSWORD", "password1234"),
+        ("ADMIN_PASSWORD", "aaaaaaaaaaaaaaaaaaaa"),
+        ("AUDIT_CHAIN_KEY", "change-me-to-64-random-characters"),  # the .env.example placeholder
+        ("AUDIT_CHAIN_KEY", "k" * 64),
+    ],
+)
 def test_deployed_refuses_known_and_low_entropy_secrets(app_env: str, name: str, value: str) -> None:
     env = {**PRODUCTION, "APP_ENV": app_env, "STRIPE_SECRET_KEY": "sk_test_1" if app_env == "staging" else "sk_live_1"}
     with pytest.raises(ConfigError, match=name) as refused:

@@ -14,16 +14,19 @@ def at(year: int, month: int, day: int, hour: int = 9) -> datetime:
     return datetime(year, month, day, hour, 30, tzinfo=UTC)
 
 
-@pytest.mark.parametrize(("start", "months", "end"), [
-    (at(2027, 1, 31), 1, at(2027, 2, 28)),    # clamped to February's last day
-    (at(2028, 1, 31), 1, at(2028, 2, 29)),    # a leap year's
-    (at(2027, 3, 31), 1, at(2027, 4, 30)),
-    (at(2027, 2, 28), 1, at(2027, 3, 28)),    # the same day, not the month's last day
-    (at(2026, 12, 31), 2, at(2027, 2, 28)),   # across the year
-    (at(2026, 8, 31), 12, at(2027, 8, 31)),
-    (at(2027, 5, 15), 0, at(2027, 5, 15)),
-    (at(2027, 3, 31), -1, at(2027, 2, 28)),   # backwards too
-])
+@pytest.mark.parametrize(
+    ("start", "months", "end"),
+    [
+        (at(2027, 1, 31), 1, at(2027, 2, 28)),  # clamped to February's last day
+        (at(2028, 1, 31), 1, at(2028, 2, 29)),  # a leap year's
+        (at(2027, 3, 31), 1, at(2027, 4, 30)),
+        (at(2027, 2, 28), 1, at(2027, 3, 28)),  # the same day, not the month's last day
+        (at(2026, 12, 31), 2, at(2027, 2, 28)),  # across the year
+        (at(2026, 8, 31), 12, at(2027, 8, 31)),
+        (at(2027, 5, 15), 0, at(2027, 5, 15)),
+        (at(2027, 3, 31), -1, at(2027, 2, 28)),  # backwards too
+    ],
+)
 def test_a_month_later_is_the_same_day_clamped_to_the_month(start: datetime, months: int, end: datetime) -> None:
     assert add_months(start, months) == end
 

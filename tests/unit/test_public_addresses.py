@@ -7,9 +7,23 @@ import pytest
 from payment.app_webhooks.addresses import is_public
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "172.16.0.9", "192.168.1.1", "169.254.169.254",
-                                     "100.100.100.200", "0.0.0.0", "::1", "fe80::1", "fd00:ec2::254",
-                                     "::ffff:127.0.0.1", "::ffff:169.254.169.254"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.9",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.100.100.200",
+        "0.0.0.0",
+        "::1",
+        "fe80::1",
+        "fd00:ec2::254",
+        "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254",
+    ],
+)
 def test_non_public_addresses_are_not_public(address: str) -> None:
     assert not is_public(address)
 

@@ -34,18 +34,41 @@ def pinned_subscription(fixtures: dict[str, Any], **changes: Any) -> dict[str, A
     item = sub["items"]["data"][0]
     item.update(current_period_start=JAN_31, current_period_end=FEB_28)
     item["price"]["id"] = "price_pro"
-    sub.update(id="sub_pinned", status="active", cancel_at=None, cancel_at_period_end=False, canceled_at=None,
-               ended_at=None, trial_end=None, customer="cus_pinned", metadata={"customer_id": "7", "plan_id": "3"})
+    sub.update(
+        id="sub_pinned",
+        status="active",
+        cancel_at=None,
+        cancel_at_period_end=False,
+        canceled_at=None,
+        ended_at=None,
+        trial_end=None,
+        customer="cus_pinned",
+        metadata={"customer_id": "7", "plan_id": "3"},
+    )
     sub.update(changes)
     return sub
 
 
 def acacia_subscription(**changes: Any) -> dict[str, Any]:
-    sub = {"id": "sub_acacia", "object": "subscription", "status": "past_due", "customer": "cus_acacia",
-           "current_period_start": JAN_31, "current_period_end": FEB_28, "cancel_at": None,
-           "cancel_at_period_end": True, "canceled_at": JAN_31, "ended_at": None, "trial_end": None, "metadata": {},
-           "items": {"object": "list", "has_more": False, "data": [
-               {"id": "si_1", "object": "subscription_item", "price": {"id": "price_pro", "object": "price"}}]}}
+    sub = {
+        "id": "sub_acacia",
+        "object": "subscription",
+        "status": "past_due",
+        "customer": "cus_acacia",
+        "current_period_start": JAN_31,
+        "current_period_end": FEB_28,
+        "cancel_at": None,
+        "cancel_at_period_end": True,
+        "canceled_at": JAN_31,
+        "ended_at": None,
+        "trial_end": None,
+        "metadata": {},
+        "items": {
+            "object": "list",
+            "has_more": False,
+            "data": [{"id": "si_1", "object": "subscription_item", "price": {"id": "price_pro", "object": "price"}}],
+        },
+    }
     sub.update(changes)
     return sub
 
@@ -53,27 +76,63 @@ def acacia_subscription(**changes: Any) -> dict[str, Any]:
 def pinned_invoice(fixtures: dict[str, Any], *, expand_payments: bool = True) -> dict[str, Any]:
     inv = _pinned(fixtures, "invoice")
     inv.pop("subscription", None)  # fixtures3.json still shows it; the pinned version has no such field
-    inv.update(id="in_pinned", status="paid", currency="thb", amount_paid=29900, amount_due=29900, attempt_count=1,
-               customer="cus_pinned", status_transitions={"paid_at": FEB_28, "finalized_at": None,
-                                                          "marked_uncollectible_at": None, "voided_at": None})
-    inv["parent"] = {"type": "subscription_details", "quote_details": None,
-                     "subscription_details": {"metadata": {}, "subscription": "sub_pinned"}}
+    inv.update(
+        id="in_pinned",
+        status="paid",
+        currency="thb",
+        amount_paid=29900,
+        amount_due=29900,
+        attempt_count=1,
+        customer="cus_pinned",
+        status_transitions={
+            "paid_at": FEB_28,
+            "finalized_at": None,
+            "marked_uncollectible_at": None,
+            "voided_at": None,
+        },
+    )
+    inv["parent"] = {
+        "type": "subscription_details",
+        "quote_details": None,
+        "subscription_details": {"metadata": {}, "subscription": "sub_pinned"},
+    }
     inv["lines"]["data"][0]["period"] = {"start": JAN_31, "end": FEB_28}
     if expand_payments:
         payment = _pinned(fixtures, "invoice_payment")
-        payment.update(id="inpay_1", invoice="in_pinned", status="paid", is_default=True,
-                       payment={"type": "payment_intent", "payment_intent": "pi_pinned"})
+        payment.update(
+            id="inpay_1",
+            invoice="in_pinned",
+            status="paid",
+            is_default=True,
+            payment={"type": "payment_intent", "payment_intent": "pi_pinned"},
+        )
         inv["payments"] = {"object": "list", "data": [payment], "has_more": False, "url": "/v1/invoice_payments"}
     return inv
 
 
 def acacia_invoice(**changes: Any) -> dict[str, Any]:
-    inv = {"id": "in_acacia", "object": "invoice", "status": "paid", "paid": True, "currency": "usd",
-           "amount_paid": 1000, "amount_due": 1000, "attempt_count": 1, "customer": "cus_acacia",
-           "subscription": "sub_acacia", "charge": "ch_acacia", "payment_intent": "pi_acacia",
-           "period_start": 1, "period_end": 2, "status_transitions": {"paid_at": FEB_28},
-           "lines": {"object": "list", "has_more": False, "data": [
-               {"id": "il_1", "object": "line_item", "period": {"start": JAN_31, "end": FEB_28}}]}}
+    inv = {
+        "id": "in_acacia",
+        "object": "invoice",
+        "status": "paid",
+        "paid": True,
+        "currency": "usd",
+        "amount_paid": 1000,
+        "amount_due": 1000,
+        "attempt_count": 1,
+        "customer": "cus_acacia",
+        "subscription": "sub_acacia",
+        "charge": "ch_acacia",
+        "payment_intent": "pi_acacia",
+        "period_start": 1,
+        "period_end": 2,
+        "status_transitions": {"paid_at": FEB_28},
+        "lines": {
+            "object": "list",
+            "has_more": False,
+            "data": [{"id": "il_1", "object": "line_item", "period": {"start": JAN_31, "end": FEB_28}}],
+        },
+    }
     inv.update(changes)
     return inv
 
@@ -101,24 +160,44 @@ def test_acacia_subscription_reads_its_period_from_the_subscription() -> None:
 
 
 def test_pinned_invoice_names_its_subscription_in_parent_and_its_payment_in_invoice_payments(
-        fixtures: dict[str, Any]) -> None:
+    fixtures: dict[str, Any],
+) -> None:
     inv = pinned_invoice(fixtures)
     assert not {"charge", "payment_intent", "paid", "subscription"} & set(inv)
     state = reader.invoice(inv)
     assert (state.subscription_id, state.status, state.currency, state.amount_paid) == (
-        "sub_pinned", "paid", "thb", 29900)
+        "sub_pinned",
+        "paid",
+        "thb",
+        29900,
+    )
     assert (state.period_start, state.period_end, state.paid_at) == (
-        reader.ts(JAN_31), reader.ts(FEB_28), reader.ts(FEB_28))
+        reader.ts(JAN_31),
+        reader.ts(FEB_28),
+        reader.ts(FEB_28),
+    )
     assert reader.payment_ids(inv) == reader.PaymentIds(None, "pi_pinned")
 
 
 def test_pinned_invoice_without_expansion_takes_the_listed_invoice_payments(fixtures: dict[str, Any]) -> None:
     inv = pinned_invoice(fixtures, expand_payments=False)
     assert reader.payment_ids(inv) == reader.PaymentIds(None, None)
-    failed = {"id": "inpay_old", "invoice": "in_pinned", "status": "failed", "is_default": False, "created": 1,
-              "payment": {"type": "payment_intent", "payment_intent": "pi_failed"}}
-    paid = {"id": "inpay_new", "invoice": "in_pinned", "status": "paid", "is_default": True, "created": 2,
-            "payment": {"type": "charge", "charge": "ch_paid"}}
+    failed = {
+        "id": "inpay_old",
+        "invoice": "in_pinned",
+        "status": "failed",
+        "is_default": False,
+        "created": 1,
+        "payment": {"type": "payment_intent", "payment_intent": "pi_failed"},
+    }
+    paid = {
+        "id": "inpay_new",
+        "invoice": "in_pinned",
+        "status": "paid",
+        "is_default": True,
+        "created": 2,
+        "payment": {"type": "charge", "charge": "ch_paid"},
+    }
     assert reader.payment_ids(inv, [failed, paid]) == reader.PaymentIds("ch_paid", None)
     assert reader.invoice_payment_invoice_id(paid) == "in_pinned"
 
@@ -139,8 +218,7 @@ def test_an_open_invoice_already_attempted_is_a_failed_payment(fixtures: dict[st
 
 def test_decline_message_from_the_payment_intent_or_the_charge(fixtures: dict[str, Any]) -> None:
     intent = _pinned(fixtures, "payment_intent")
-    intent["last_payment_error"] = {"type": "card_error", "code": "card_declined",
-                                    "message": "Your card was declined."}
+    intent["last_payment_error"] = {"type": "card_error", "code": "card_declined", "message": "Your card was declined."}
     assert reader.decline_message(intent) == "Your card was declined."
     charge = _pinned(fixtures, "charge")
     charge.update(failure_message="Your card has insufficient funds.")
@@ -155,14 +233,25 @@ def test_pinned_charge_has_no_invoice_and_refunds_only_when_expanded(fixtures: d
     charge.update(id="ch_pinned", payment_intent="pi_pinned", amount_refunded=5000)
     state = reader.charge(charge)
     assert (state.payment_intent_id, state.invoice_id, state.amount_refunded, state.refunds) == (
-        "pi_pinned", None, 5000, None)
+        "pi_pinned",
+        None,
+        5000,
+        None,
+    )
 
 
 def test_acacia_charge_names_its_invoice_and_embeds_refunds() -> None:
     refund = {"id": "re_1", "object": "refund", "amount": 1000, "status": "succeeded", "metadata": {}}
-    state = reader.charge({"id": "ch_acacia", "object": "charge", "invoice": "in_acacia", "payment_intent": None,
-                           "amount_refunded": 1000,
-                           "refunds": {"object": "list", "data": [refund], "has_more": False}})
+    state = reader.charge(
+        {
+            "id": "ch_acacia",
+            "object": "charge",
+            "invoice": "in_acacia",
+            "payment_intent": None,
+            "amount_refunded": 1000,
+            "refunds": {"object": "list", "data": [refund], "has_more": False},
+        }
+    )
     assert (state.invoice_id, state.refunds) == ("in_acacia", [refund])
     paged = reader.charge({"id": "ch_x", "refunds": {"object": "list", "data": [refund], "has_more": True}})
     assert paged.refunds is None  # a partial page is not the whole story: list them
@@ -170,11 +259,21 @@ def test_acacia_charge_names_its_invoice_and_embeds_refunds() -> None:
 
 def test_refund_with_our_id_and_a_dashboard_refund(fixtures: dict[str, Any]) -> None:
     ours = _pinned(fixtures, "refund")
-    ours.update(id="re_ours", amount=2500, currency="THB", metadata={"refund_id": "41", "invoice_id": "9"},
-                payment_intent="pi_pinned")
+    ours.update(
+        id="re_ours",
+        amount=2500,
+        currency="THB",
+        metadata={"refund_id": "41", "invoice_id": "9"},
+        payment_intent="pi_pinned",
+    )
     state = reader.refund(ours)
     assert (state.id, state.amount, state.currency, state.status, state.our_refund_id) == (
-        "re_ours", 2500, "thb", "succeeded", 41)
+        "re_ours",
+        2500,
+        "thb",
+        "succeeded",
+        41,
+    )
     dashboard = _pinned(fixtures, "refund")
     assert reader.refund(dashboard).our_refund_id is None and reader.refund(dashboard).charge_id
 

@@ -38,18 +38,25 @@ async def admin(services: Services, admin_id: int) -> AsyncIterator[httpx.AsyncC
 
 async def _event(services: Services, status: str, error: str | None = None) -> StripeEvent:
     n = next(_n)
-    row = StripeEvent(stripe_event_id=f"evt_admin_{n}", type="invoice.paid", object_id=f"in_admin_{n}",
-                      payload={"id": f"evt_admin_{n}", "type": "invoice.paid",
-                               "data": {"object": {"id": f"in_admin_{n}"}}},
-                      stripe_created_at=utcnow(), status=status, attempts=10 if error else 1, last_error=error,
-                      handled_at=utcnow() if status == "handled" else None)
+    row = StripeEvent(
+        stripe_event_id=f"evt_admin_{n}",
+        type="invoice.paid",
+        object_id=f"in_admin_{n}",
+        payload={"id": f"evt_admin_{n}", "type": "invoice.paid", "data": {"object": {"id": f"in_admin_{n}"}}},
+        stripe_created_at=utcnow(),
+        status=status,
+        attempts=10 if error else 1,
+        last_error=error,
+        handled_at=utcnow() if status == "handled" else None,
+    )
     async with services.db.transaction() as session:
         session.add(row)
     return row
 
 
-async def test_failed_events_are_listed_with_their_error_and_a_retry_form(admin: httpx.AsyncClient,
-                                                                         services: Services) -> None:
+async def test_failed_events_are_listed_with_their_error_and_a_retry_form(
+    admin: httpx.AsyncClient, services: Services
+) -> None:
     failed = await _event(services, "failed", "No customer of ours matches Stripe invoice in_x.")
     handled = await _event(services, "handled")
     page = await admin.get("/admin/stripe-event/list", params={"status": "failed"})
@@ -63,9 +70,9 @@ async def test_failed_events_are_listed_with_their_error_and_a_retry_form(admin:
     assert details.status_code == 200 and 'id="retry-form"' in details.text and "in_admin_" in details.text
 
 
-async def test_retry_is_a_post_with_csrf_that_puts_the_event_back_in_the_queue(admin: httpx.AsyncClient,
-                                                                             services: Services,
-                                                                             admin_id: int) -> None:
+async def test_retry_is_a_post_with_csrf_that_puts_the_event_back_in_the_queue(
+    admin: httpx.AsyncClient, services: Services, admin_id: int
+) -> None:
     failed = await _event(services, "failed", "Stripe could not be reached (network).")
     url = f"/admin/stripe-event/retry/{failed.id}"
     assert (await admin.get(url)).status_code == 405  # never a state change on GET
@@ -80,11 +87,20 @@ async def test_retry_is_a_post_with_csrf_that_puts_the_event_back_in_the_queue(a
     async with services.db.session() as session:
         row = await session.get(StripeEvent, failed.id)
         assert row is not None and row.status == "pending"
-        actors = (await session.scalars(select(AuditLog.actor).where(
-            AuditLog.action == "stripe_event.retry", AuditLog.entity_id == str(failed.id)))).all()
-        queued = await session.scalar(text(
-            "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'payment:apply_stripe_event' "
-            "AND (args->>'event_row_id')::bigint = :id"), {"id": failed.id})
+        actors = (
+            await session.scalars(
+                select(AuditLog.actor).where(
+                    AuditLog.action == "stripe_event.retry", AuditLog.entity_id == str(failed.id)
+                )
+            )
+        ).all()
+        queued = await session.scalar(
+            text(
+                "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'payment:apply_stripe_event' "
+                "AND (args->>'event_row_id')::bigint = :id"
+            ),
+            {"id": failed.id},
+        )
     assert list(actors) == [f"admin:{admin_id}"] and queued == 1
     shown = await admin.get(f"/admin/stripe-event/details/{failed.id}")
     assert "applied again shortly" in shown.text
@@ -100,19 +116,22 @@ async def test_a_handled_event_cannot_be_retried(admin: httpx.AsyncClient, servi
     assert "only failed or pending events can be retried" in shown.text
 
 
-async def test_an_event_of_another_api_version_shows_the_mismatch(admin: httpx.AsyncClient,
-                                                                  services: Services) -> None:
+async def test_an_event_of_another_api_version_shows_the_mismatch(admin: httpx.AsyncClient, services: Services) -> None:
     from payment.stripe.version import API_VERSION, PRE_BASIL_VERSION
 
     old = await _event(services, "handled")
     current = await _event(services, "handled")
     async with services.db.transaction() as session:
-        await session.execute(text("UPDATE stripe_events SET api_version = :v WHERE id = :i"),
-                              {"v": PRE_BASIL_VERSION, "i": old.id})
-        await session.execute(text("UPDATE stripe_events SET api_version = :v WHERE id = :i"),
-                              {"v": API_VERSION, "i": current.id})
+        await session.execute(
+            text("UPDATE stripe_events SET api_version = :v WHERE id = :i"), {"v": PRE_BASIL_VERSION, "i": old.id}
+        )
+        await session.execute(
+            text("UPDATE stripe_events SET api_version = :v WHERE id = :i"), {"v": API_VERSION, "i": current.id}
+        )
     page = await admin.get("/admin/stripe-event/list")
-    rows = {m.group(1): m.group(2) for m in re.finditer(
-        r'<tr data-row-id="(\d+)".*?<td class="api-version">(.*?)</td>', page.text, re.S)}
+    rows = {
+        m.group(1): m.group(2)
+        for m in re.finditer(r'<tr data-row-id="(\d+)".*?<td class="api-version">(.*?)</td>', page.text, re.S)
+    }
     assert f"{PRE_BASIL_VERSION} ≠ {API_VERSION}" in rows[str(old.id)]
     assert rows[str(current.id)] == API_VERSION

@@ -16,9 +16,16 @@ async def test_checkout_completed_links_customer_and_makes_the_subscription_live
     customer = await world.customer()
     checkout = await world.subscribe(customer, plan)
     async with world.services.db.transaction() as session:
-        session.add(CheckoutSession(stripe_checkout_session_id=checkout["id"], customer_id=customer.id,
-                                    plan_id=plan.id, app_id=(await _app_id(world)), url="http://x",
-                                    expires_at=utcnow() + timedelta(hours=1)))
+        session.add(
+            CheckoutSession(
+                stripe_checkout_session_id=checkout["id"],
+                customer_id=customer.id,
+                plan_id=plan.id,
+                app_id=(await _app_id(world)),
+                url="http://x",
+                expires_at=utcnow() + timedelta(hours=1),
+            )
+        )
     completed = [e for e in await world.events() if e["type"] == "checkout.session.completed"]
     assert len(completed) == 1
     assert await world.apply(completed[0]) is True
@@ -31,11 +38,15 @@ async def test_checkout_completed_links_customer_and_makes_the_subscription_live
     async with world.services.db.session() as session:
         linked = await session.get(type(customer), customer.id)
         assert linked is not None and linked.stripe_customer_id == checkout["customer"]
-        row = await session.scalar(select(CheckoutSession).where(
-            CheckoutSession.stripe_checkout_session_id == checkout["id"]))
+        row = await session.scalar(
+            select(CheckoutSession).where(CheckoutSession.stripe_checkout_session_id == checkout["id"])
+        )
         assert row is not None and row.status == "complete"
-        audit = (await session.scalars(select(AuditLog.action).where(
-            AuditLog.entity_type == "subscription", AuditLog.entity_id == str(sub.id)))).all()
+        audit = (
+            await session.scalars(
+                select(AuditLog.action).where(AuditLog.entity_type == "subscription", AuditLog.entity_id == str(sub.id))
+            )
+        ).all()
     assert "stripe.checkout.session.completed" in audit
 
 
@@ -109,9 +120,13 @@ async def test_subscription_updated_cancel_at_period_end_and_plan_change(world: 
     seen = len(await world.events())
     gateway = world.services.stripe
     current = await gateway.retrieve_subscription(checkout["subscription"])
-    await gateway.update_subscription(current["id"], {
-        "cancel_at_period_end": True,
-        "items": [{"id": current["items"]["data"][0]["id"], "price": bigger.stripe_price_id}]})
+    await gateway.update_subscription(
+        current["id"],
+        {
+            "cancel_at_period_end": True,
+            "items": [{"id": current["items"]["data"][0]["id"], "price": bigger.stripe_price_id}],
+        },
+    )
     updates = [e for e in await world.events(after=seen) if e["type"] == "customer.subscription.updated"]
     assert updates
     await world.apply_all(updates)
@@ -150,13 +165,23 @@ async def test_charge_refunded_reconciles_partial_then_full_refund(world: World)
     from payment.models import Refund
 
     async with world.services.db.transaction() as session:
-        session.add(Refund(invoice_id=invoice.id, amount_cents=10000, currency="thb", reason="goodwill",
-                           status="pending", stripe_refund_id=refund["id"], created_by="admin:1"))
+        session.add(
+            Refund(
+                invoice_id=invoice.id,
+                amount_cents=10000,
+                currency="thb",
+                reason="goodwill",
+                status="pending",
+                stripe_refund_id=refund["id"],
+                created_by="admin:1",
+            )
+        )
     seen = len(await world.events())
     await world.apply_all([e for e in await world.events(after=seen - 2) if e["type"] == "charge.refunded"])
     refunds = await world.refunds(customer)
     assert [(r.amount_cents, r.status, r.created_by, r.reason) for r in refunds] == [
-        (10000, "succeeded", "admin:1", "goodwill")]
+        (10000, "succeeded", "admin:1", "goodwill")
+    ]
     partial = (await world.invoices(customer))[0]
     assert (partial.status, partial.amount_refunded_cents) == ("partially_refunded", 10000)
 

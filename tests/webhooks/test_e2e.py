@@ -37,8 +37,9 @@ async def _settled(world: World) -> None:
 
     async def nothing_pending() -> bool:
         async with world.services.db.session() as session:
-            return not await session.scalar(select(func.count()).select_from(StripeEvent).where(
-                StripeEvent.status.in_(("pending", "failed"))))
+            return not await session.scalar(
+                select(func.count()).select_from(StripeEvent).where(StripeEvent.status.in_(("pending", "failed")))
+            )
 
     await eventually(nothing_pending, timeout=60)
 
@@ -70,7 +71,9 @@ async def test_a_whole_subscription_life_delivered_over_http(world: World, deliv
     assert sub is not None and (sub.status, sub.cancel_at_period_end) == ("active", True)
     invoices = await world.invoices(customer)
     assert [(i.status, i.amount_refunded_cents, i.attempt_count) for i in invoices] == [
-        ("partially_refunded", 9900, 1), ("paid", 0, 2)]
+        ("partially_refunded", 9900, 1),
+        ("paid", 0, 2),
+    ]
     assert [(r.amount_cents, r.status) for r in await world.refunds(customer)] == [(9900, "succeeded")]
 
     await world.advance(31)  # the period ends: Stripe cancels it

@@ -37,8 +37,9 @@ async def _history(world: World) -> tuple[list[dict[str, Any]], list[Customer]]:
     await world.set_card(ann_checkout["customer"], GOOD_CARD)
     await world.advance(4)  # ann recovers on Stripe's retry
     bob_sub = await gateway.retrieve_subscription(bob_checkout["subscription"])
-    await gateway.update_subscription(bob_sub["id"], {
-        "items": [{"id": bob_sub["items"]["data"][0]["id"], "price": bigger.stripe_price_id}]})
+    await gateway.update_subscription(
+        bob_sub["id"], {"items": [{"id": bob_sub["items"]["data"][0]["id"], "price": bigger.stripe_price_id}]}
+    )
     await gateway.update_subscription(ann_checkout["subscription"], {"cancel_at_period_end": True})
     invoices = (await gateway.list_invoices({"customer": bob_checkout["customer"], "limit": 10}))["data"]
     first_paid = [i for i in invoices if i["status"] == "paid"][-1]
@@ -51,15 +52,19 @@ async def _history(world: World) -> tuple[list[dict[str, Any]], list[Customer]]:
     return history, [ann, bob]
 
 
-async def _apply_in(world: World, events: list[dict[str, Any]], customers: list[Customer]
-                    ) -> tuple[dict[str, Any], int]:
+async def _apply_in(
+    world: World, events: list[dict[str, Any]], customers: list[Customer]
+) -> tuple[dict[str, Any], int]:
     await world.forget(customers, [e["id"] for e in events])
     await world.apply_all(events)
     snapshot = await world.snapshot(customers)
     async with world.services.db.session() as session:
         rows = select(StripeEvent.id).where(StripeEvent.stripe_event_id.in_([e["id"] for e in events]))
-        applied = await session.scalar(select(func.count()).select_from(AuditLog).where(
-            AuditLog.action.like("stripe.%"), AuditLog.details["event_row_id"].as_integer().in_(rows)))
+        applied = await session.scalar(
+            select(func.count())
+            .select_from(AuditLog)
+            .where(AuditLog.action.like("stripe.%"), AuditLog.details["event_row_id"].as_integer().in_(rows))
+        )
     return snapshot, int(applied or 0)
 
 
@@ -71,8 +76,14 @@ def test_any_order_and_duplicates_give_the_natural_final_state(settings: Setting
     try:
         events, customers = loop.run_until_complete(_history(world))
         handled = sum(1 for e in events if e["type"] in HANDLED_TYPES)
-        assert {"checkout.session.completed", "customer.subscription.updated", "customer.subscription.deleted",
-                "invoice.paid", "invoice.payment_failed", "charge.refunded"} <= {e["type"] for e in events}
+        assert {
+            "checkout.session.completed",
+            "customer.subscription.updated",
+            "customer.subscription.deleted",
+            "invoice.paid",
+            "invoice.payment_failed",
+            "charge.refunded",
+        } <= {e["type"] for e in events}
         natural, applied = loop.run_until_complete(_apply_in(world, events, customers))
         assert applied == handled
         assert sorted(s[3] for s in natural["subscriptions"]) == ["canceled", "canceled"]
@@ -81,8 +92,10 @@ def test_any_order_and_duplicates_give_the_natural_final_state(settings: Setting
         n = len(events)
 
         @settings_(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
-        @given(order=st.permutations(range(n)),
-               duplicates=st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n)), max_size=6))
+        @given(
+            order=st.permutations(range(n)),
+            duplicates=st.lists(st.tuples(st.integers(0, n - 1), st.integers(0, n)), max_size=6),
+        )
         def same_final_state(order: list[int], duplicates: list[tuple[int, int]]) -> None:
             sequence = [events[i] for i in order]
             for which, where in duplicates:

@@ -29,8 +29,14 @@ from tests.support.stripe import SANDBOX_KEY
 from tests.webhooks.world import FAILING_CARD, GOOD_CARD, World
 
 pytestmark = pytest.mark.slow
-SIX = {"checkout.session.completed", "customer.subscription.updated", "customer.subscription.deleted",
-       "invoice.paid", "invoice.payment_failed", "charge.refunded"}
+SIX = {
+    "checkout.session.completed",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "invoice.paid",
+    "invoice.payment_failed",
+    "charge.refunded",
+}
 ADMIN_PASSWORD = "correct-horse-versions"
 _n = count(1)
 
@@ -38,8 +44,11 @@ OWNER = AdminActor(1, Role.OWNER)
 
 
 def _endpoint(sandbox_url: str, url: str, version: str) -> str:
-    response = httpx.post(f"{sandbox_url}/v1/webhook_endpoints", headers={"Authorization": f"Bearer {SANDBOX_KEY}"},
-                          data={"url": url, "enabled_events[]": "*", "api_version": version})
+    response = httpx.post(
+        f"{sandbox_url}/v1/webhook_endpoints",
+        headers={"Authorization": f"Bearer {SANDBOX_KEY}"},
+        data={"url": url, "enabled_events[]": "*", "api_version": version},
+    )
     response.raise_for_status()
     return str(response.json()["secret"])
 
@@ -73,8 +82,9 @@ async def _settled(world: World) -> None:
 
     async def nothing_pending() -> bool:
         async with world.services.db.session() as session:
-            return not await session.scalar(select(func.count()).select_from(StripeEvent).where(
-                StripeEvent.status.in_(("pending", "failed"))))
+            return not await session.scalar(
+                select(func.count()).select_from(StripeEvent).where(StripeEvent.status.in_(("pending", "failed")))
+            )
 
     await eventually(nothing_pending, timeout=60)
 
@@ -85,8 +95,7 @@ async def _invoices(world: World, customer: Customer) -> list[Invoice]:
 
 async def _refunds(world: World, invoice_id: int) -> list[tuple[int, str, str, bool]]:
     async with world.services.db.session() as session:
-        rows = (await session.scalars(select(Refund).where(Refund.invoice_id == invoice_id).order_by(Refund.id))
-                ).all()
+        rows = (await session.scalars(select(Refund).where(Refund.invoice_id == invoice_id).order_by(Refund.id))).all()
     return [(r.amount_cents, r.status, r.created_by, r.stripe_refund_id is not None) for r in rows]
 
 
@@ -100,16 +109,16 @@ def _day(value: datetime) -> str:
     return f"{value:%B} {value.day}, {value.year}"
 
 
-async def test_a_life_in_each_api_version_applied_by_the_worker(world: World, served: ThreadServer,
-                                                                settings: Settings, version: str) -> None:
+async def test_a_life_in_each_api_version_applied_by_the_worker(
+    world: World, served: ThreadServer, settings: Settings, version: str
+) -> None:
     gateway = world.services.stripe
     before = await _last_event_id(world)
     plan = await world.plan(amount=29900)
     customer = await world.customer()
     async with world.services.db.transaction() as session:
         app, key = await factories.create_app(session)
-        admin = await factories.create_admin(session, email=f"versions{next(_n)}@aquoris.test",
-                                             password=ADMIN_PASSWORD)
+        admin = await factories.create_admin(session, email=f"versions{next(_n)}@aquoris.test", password=ADMIN_PASSWORD)
     async with running_worker(settings):
         checkout = await world.subscribe(customer, plan)
         await world.set_card(checkout["customer"], FAILING_CARD)
@@ -117,9 +126,15 @@ async def test_a_life_in_each_api_version_applied_by_the_worker(world: World, se
         await _settled(world)
         first, renewal = await _invoices(world, customer)
         assert (first.status, first.stripe_charge_id is not None, first.stripe_payment_intent_id is not None) == (
-            "paid", True, True)
+            "paid",
+            True,
+            True,
+        )
         assert (renewal.status, renewal.last_payment_error, renewal.stripe_payment_intent_id is not None) == (
-            "payment_failed", "Your card was declined.", True)
+            "payment_failed",
+            "Your card was declined.",
+            True,
+        )
 
         await world.set_card(checkout["customer"], GOOD_CARD)
         await world.advance(4)  # Stripe's retry succeeds
@@ -147,12 +162,22 @@ async def test_a_life_in_each_api_version_applied_by_the_worker(world: World, se
 
     async with httpx.AsyncClient(base_url=served.url, timeout=30, follow_redirects=True) as http:
         auth = {"Authorization": f"Bearer {key}"}
-        entitlement = (await http.get(f"/api/v1/customers/{customer.external_user_id}/subscription",
-                                      params={"appSlug": app.slug}, headers=auth)).json()
+        entitlement = (
+            await http.get(
+                f"/api/v1/customers/{customer.external_user_id}/subscription",
+                params={"appSlug": app.slug},
+                headers=auth,
+            )
+        ).json()
         assert entitlement["cancelsAt"] == sub.cancel_at.isoformat().replace("+00:00", "Z")
         assert entitlement["cancelAtPeriodEnd"] is True
-        opened = (await http.post("/api/v1/sessions", headers=auth, json={
-            "externalUserId": customer.external_user_id, "appSlug": app.slug})).json()
+        opened = (
+            await http.post(
+                "/api/v1/sessions",
+                headers=auth,
+                json={"externalUserId": customer.external_user_id, "appSlug": app.slug},
+            )
+        ).json()
         page = await http.get(opened["url"], params={"lang": "en"})
         assert f"Cancels on {cancels}" in page.text
         assert (await sign_in(http, admin.email, ADMIN_PASSWORD)).status_code == 200
@@ -165,13 +190,21 @@ async def test_a_life_in_each_api_version_applied_by_the_worker(world: World, se
     sub = await world.subscription(checkout["subscription"])
     assert sub is not None and sub.status == "canceled"
     async with world.services.db.session() as session:
-        seen = dict((await session.execute(select(StripeEvent.type, StripeEvent.api_version)
-                                           .where(StripeEvent.status == "handled", StripeEvent.id > before))).all())
+        seen = dict(
+            (
+                await session.execute(
+                    select(StripeEvent.type, StripeEvent.api_version).where(
+                        StripeEvent.status == "handled", StripeEvent.id > before
+                    )
+                )
+            ).all()
+        )
     assert set(seen) >= SIX and set(seen.values()) == {version}
 
 
-async def test_out_of_order_in_each_api_version_gives_the_natural_state(world: World, served: ThreadServer,
-                                                                        version: str) -> None:
+async def test_out_of_order_in_each_api_version_gives_the_natural_state(
+    world: World, served: ThreadServer, version: str
+) -> None:
     gateway = world.services.stripe
     before = await _last_event_id(world)
     plan = await world.plan(amount=29900)
@@ -188,9 +221,13 @@ async def test_out_of_order_in_each_api_version_gives_the_natural_state(world: W
     await gateway.cancel_subscription(bob_checkout["subscription"])
     await _delivered(world)
     async with world.services.db.session() as session:
-        stored = (await session.execute(select(StripeEvent.id, StripeEvent.type, StripeEvent.api_version,
-                                               StripeEvent.payload).where(StripeEvent.id > before)
-                                   .order_by(StripeEvent.id))).all()
+        stored = (
+            await session.execute(
+                select(StripeEvent.id, StripeEvent.type, StripeEvent.api_version, StripeEvent.payload)
+                .where(StripeEvent.id > before)
+                .order_by(StripeEvent.id)
+            )
+        ).all()
     ours = [s for s in stored if s.type in SIX | {"customer.subscription.created"}]
     assert {s.type for s in ours} >= SIX and {s.api_version for s in ours} == {version}
     if version == PRE_BASIL_VERSION:  # really the old shapes: the invoice names its charge and subscription

@@ -20,8 +20,11 @@ URL = "/api/v1/webhooks/stripe"
 
 
 async def _post(client: httpx.AsyncClient, body: bytes) -> httpx.Response:
-    return await client.post(URL, content=body, headers={"Content-Type": "application/json",
-                                                         "Stripe-Signature": sign(body, DEV_STRIPE_WEBHOOK_SECRET)})
+    return await client.post(
+        URL,
+        content=body,
+        headers={"Content-Type": "application/json", "Stripe-Signature": sign(body, DEV_STRIPE_WEBHOOK_SECRET)},
+    )
 
 
 async def test_a_signed_body_that_is_not_an_event_is_not_a_stripe_event(client: httpx.AsyncClient) -> None:
@@ -56,21 +59,31 @@ async def _stored(world: World, event: dict[str, object]) -> int:
 async def test_events_that_can_never_apply_fail_at_once_with_the_reason(world: World) -> None:
     empty = await _store_and_apply(world, "invoice.paid", None)
     assert (empty.status, empty.attempts) == ("failed", 1)
-    assert empty.last_error == "This invoice.paid event can never apply: The event has no data.object " \
-                               "(expected 'invoice')."
+    assert (
+        empty.last_error == "This invoice.paid event can never apply: The event has no data.object "
+        "(expected 'invoice')."
+    )
     wrong = await _store_and_apply(world, "charge.refunded", {"id": "in_1", "object": "invoice"})
     assert wrong.status == "failed" and wrong.last_error is not None
     assert "is 'invoice' where 'charge' was expected" in wrong.last_error
     assert wrong.api_version == API_VERSION
     async with world.services.db.session() as session:
-        audited = (await session.scalars(select(AuditLog.details["error"].astext).where(
-            AuditLog.action == "stripe_event.failed", AuditLog.entity_id == str(wrong.id)))).all()
+        audited = (
+            await session.scalars(
+                select(AuditLog.details["error"].astext).where(
+                    AuditLog.action == "stripe_event.failed", AuditLog.entity_id == str(wrong.id)
+                )
+            )
+        ).all()
     assert list(audited) == [wrong.last_error]
 
 
 async def test_an_object_stripe_does_not_have_fails_after_a_few_attempts(world: World) -> None:
-    event = json.loads(event_body("customer.subscription.updated",
-                                  {"id": "sub_never_existed", "object": "subscription", "customer": None}))
+    event = json.loads(
+        event_body(
+            "customer.subscription.updated", {"id": "sub_never_existed", "object": "subscription", "customer": None}
+        )
+    )
     row_id = await _stored(world, event)
     outcomes: list[str] = []
     for _ in range(stripe_event_rules.NOT_FOUND_ATTEMPTS):
@@ -83,6 +96,8 @@ async def test_an_object_stripe_does_not_have_fails_after_a_few_attempts(world: 
     async with world.services.db.session() as session:
         row = await session.get(StripeEvent, row_id)
     assert row is not None and row.status == "failed"
-    assert row.last_error == ("This customer.subscription.updated event can never apply: Stripe has no subscription "
-                              f"sub_never_existed (answered 'no such object' {stripe_event_rules.NOT_FOUND_ATTEMPTS} "
-                              "times).")
+    assert row.last_error == (
+        "This customer.subscription.updated event can never apply: Stripe has no subscription "
+        f"sub_never_existed (answered 'no such object' {stripe_event_rules.NOT_FOUND_ATTEMPTS} "
+        "times)."
+    )
