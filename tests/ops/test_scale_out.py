@@ -41,19 +41,6 @@ from tests.webhooks.world import World, sign
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def own_postgres() -> Iterator[EmbeddedPostgres]:
-    root = "/dev/shm" if Path("/dev/shm").is_dir() else None
-    with tempfile.TemporaryDirectory(prefix="aquoris-scale-pg-", dir=root) as folder:
-        server = EmbeddedPostgres(folder)
-        server.start()
-        try:
-            server.create_database("payment")
-            yield server
-        finally:
-            server.stop()
-
-
 def _pgbouncer_binary() -> str:
     path = shutil.which("pgbouncer") or ("/usr/sbin/pgbouncer" if Path("/usr/sbin/pgbouncer").exists() else None)
     if path is None:
