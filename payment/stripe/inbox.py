@@ -27,6 +27,13 @@ class SignatureInvalid(PaymentError):
     code = "invalid_signature"
 
 
+class NotAnEvent(PaymentError):
+    """Correctly signed, but not a Stripe event (not a JSON object with an id and a type)."""
+
+    status_code = 400
+    code = "not_an_event"
+
+
 @dataclass(frozen=True)
 class Stored:
     """The stored event's row id, whether this delivery stored it, and its status."""
@@ -46,9 +53,9 @@ def verify(gateway: StripeGateway, payload: bytes, signature: str | None) -> dic
     try:
         event = json.loads(payload)
     except ValueError:
-        raise SignatureInvalid("Not a Stripe event.") from None
+        raise NotAnEvent("Not a Stripe event.") from None
     if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
-        raise SignatureInvalid("Not a Stripe event.")
+        raise NotAnEvent("Not a Stripe event.")
     return event
 
 

@@ -32,8 +32,10 @@ async def test_a_signed_body_that_is_not_an_event_is_not_a_stripe_event(client: 
         response = await _post(client, body)
         assert response.status_code == 400, body
         assert response.json()["detail"] == "Not a Stripe event.", body
+        assert response.json()["code"] == "not_an_event", body
     unsigned = await client.post(URL, content=b"[1]", headers={"Stripe-Signature": "t=1,v1=00"})
     assert unsigned.json()["detail"] == "Invalid or expired Stripe signature."
+    assert unsigned.json()["code"] == "invalid_signature"
 
 
 async def _store_and_apply(world: World, event_type: str, obj: dict[str, object] | None) -> StripeEvent:
