@@ -28,6 +28,7 @@ SAMPLE = {
     "currency": "thb",
     "plan": "Aquoris PRO",
     "graceEndsAt": "2026-12-11T09:00:00+00:00",
+    "nextAttemptAt": "2026-12-07T09:00:00+00:00",
     "paidAt": "2026-12-04T09:00:00+00:00",
     "endedAt": "2026-12-04T09:00:00+00:00",
     "endsAt": "2027-01-04T09:00:00+00:00",

@@ -18,7 +18,8 @@ def default_payment_method(store: Store, cust: JSON) -> JSON | None:
 
 
 def attach_card(store: Store, cust: JSON, card: JSON) -> JSON:
-    """Save a card as the customer's default payment method (events: payment_method.attached, customer.updated)."""
+    """Save a card as the customer's default payment method, as the portal's "Update payment method" does (events:
+    payment_method.attached, then customer.updated with the new `invoice_settings.default_payment_method`)."""
     pm = store.add(sb.payment_method(store.now(), card, cust["id"], cust.get("email")))
     pm["_number"] = card["number"]
     store.emit("payment_method.attached", pm)
@@ -93,13 +94,16 @@ def _mark_paid(store: Store, inv: JSON) -> None:
     store.emit("invoice.payment_succeeded", inv)
 
 
-def attempt_payment(store: Store, inv: JSON, cust: JSON, next_attempt: int | None = None) -> bool:
-    """Charge the customer's default card for an open invoice. Emits the payment events; True when paid."""
+def attempt_payment(
+    store: Store, inv: JSON, cust: JSON, next_attempt: int | None = None, card: JSON | None = None
+) -> bool:
+    """Charge the customer's default card (or `card`) for an open invoice. Emits the payment events; True when
+    paid."""
     now = store.now()
     if inv["amount_due"] == 0:
         _mark_paid(store, inv)
         return True
-    pm = default_payment_method(store, cust)
+    pm = card or default_payment_method(store, cust)
     pi = store.get("payment_intent", inv["_payment_intent"]) if inv.get("_payment_intent") else None
     if pi is None:
         pi = store.add(

@@ -104,6 +104,8 @@ async def record_failure(session: AsyncSession, invoice: Invoice, *, now: dateti
     if created is None and attempts > case.attempts:  # a retry of a known case: count it, keep the grace end
         case.attempts, case.last_failed_at, case.last_error = attempts, now, invoice.last_payment_error
     if case.is_open:
+        # a retry already past (an event applied late) is not announced
+        retry_at = invoice.next_payment_attempt_at if (invoice.next_payment_attempt_at or now) > now else None
         customer = await session.get_one(Customer, invoice.customer_id)
         plan = await session.get_one(Plan, sub.plan_id)
         await notices.queue(
@@ -111,7 +113,12 @@ async def record_failure(session: AsyncSession, invoice: Invoice, *, now: dateti
             customer,
             notices.PAYMENT_FAILED,
             key=f"invoice:{invoice.id}",
-            data={**_money(invoice), "plan": plan.name, "graceEndsAt": case.grace_ends_at.isoformat()},
+            data={
+                **_money(invoice),
+                "plan": plan.name,
+                "graceEndsAt": case.grace_ends_at.isoformat(),
+                "nextAttemptAt": retry_at.isoformat() if retry_at else None,
+            },
             app_id=await notices.link_app_id(session, customer, sub),
         )
     return case

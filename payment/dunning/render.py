@@ -67,6 +67,7 @@ def render(payload: dict[str, Any], *, link: str | None = None) -> Email:
         "plan": data.get("plan") or "",
         "amount": money(data["amountCents"], data["currency"], language) if "amountCents" in data else "",
         "grace_end": day(data.get("graceEndsAt"), language),
+        "retry_date": day(data.get("nextAttemptAt"), language),
         "date": day(data.get("endedAt") or data.get("endsAt") or data.get("trialEnd") or data.get("paidAt"), language),
     }
 
@@ -83,13 +84,16 @@ def render(payload: dict[str, Any], *, link: str | None = None) -> Email:
         if data.get("reference"):
             details.append((t("reference"), str(data["reference"])))
     subject = t(f"{notice}.subject")
+    body = t(f"{notice}.body")
+    if notice == notices.PAYMENT_FAILED and values["retry_date"]:  # Stripe has scheduled a retry
+        body = f"{body} {t('payment_failed.retry')}"
     context: dict[str, Any] = {
         "language": language,
         "brand": BRAND,
         "subject": subject,
         "greeting": t("greeting") if values["name"] else t("greeting_anonymous"),
         "lead": t(f"{notice}.lead"),
-        "body": t(f"{notice}.body"),
+        "body": body,
         "details": details,
         "button": t(f"{notice}.button") if link and notice in notices.WITH_BILLING_LINK else None,
         "link": link,

@@ -18,6 +18,7 @@ EN: dict[str, str] = {
     "payment_failed.lead": "We could not charge your card {amount} for {plan}.",
     "payment_failed.body": "You keep full access until {grace_end}. Update your card and we will retry the "
     "payment automatically.",
+    "payment_failed.retry": "Otherwise we will try your card again on {retry_date}.",
     "payment_failed.button": "Update your card",
     "grace_ending.subject": "Your access to {plan} ends on {grace_end}",
     "grace_ending.lead": "Your payment of {amount} for {plan} is still unpaid.",
@@ -54,6 +55,7 @@ TH: dict[str, str] = {
     "payment_failed.subject": "การชำระเงินสำหรับ {plan} ไม่สำเร็จ",
     "payment_failed.lead": "เราไม่สามารถตัดเงิน {amount} จากบัตรของคุณสำหรับ {plan} ได้",
     "payment_failed.body": "คุณยังใช้งานได้เต็มรูปแบบจนถึง {grace_end} โปรดอัปเดตบัตรของคุณ แล้วเราจะลองชำระเงินอีกครั้งโดยอัตโนมัติ",
+    "payment_failed.retry": "หากไม่อัปเดต เราจะลองตัดเงินจากบัตรของคุณอีกครั้งในวันที่ {retry_date}",
     "payment_failed.button": "อัปเดตบัตรของคุณ",
     "grace_ending.subject": "สิทธิ์การใช้งาน {plan} ของคุณจะสิ้นสุดในวันที่ {grace_end}",
     "grace_ending.lead": "ยอดชำระ {amount} สำหรับ {plan} ยังไม่ได้รับการชำระ",

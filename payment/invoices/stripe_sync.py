@@ -91,11 +91,16 @@ async def upsert_from_stripe(
     changes.set(row, "period_start", state.period_start)
     changes.set(row, "period_end", state.period_end)
     changes.set(row, "attempt_count", state.attempt_count)
+    retry_at = state.next_payment_attempt if state.status == "payment_failed" else None
+    changes.set(row, "next_payment_attempt_at", retry_at)
     changes.set(row, "stripe_charge_id", charge_id or row.stripe_charge_id)
     changes.set(row, "stripe_payment_intent_id", ids.payment_intent_id or row.stripe_payment_intent_id)
     decline = reader.decline_message(intent) if intent is not None and failed else None
     if decline:
         changes.set(row, "last_payment_error", decline)
+    if intent is not None and failed and state.status == "payment_failed":
+        declined_card = reader.failed_payment_method_id(intent) or row.failed_payment_method_id
+        changes.set(row, "failed_payment_method_id", declined_card)
     row.last_stripe_event_at = later(row.last_stripe_event_at, event_at)
     await session.flush()
     return row, changes

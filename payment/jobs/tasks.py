@@ -17,6 +17,7 @@ from payment.audit.chain import chain_key
 from payment.audit.verify import check_and_record
 from payment.billing_sessions.service import purge_expired
 from payment.documents import runner
+from payment.dunning import card_retry
 from payment.dunning import channel as email_delivery
 from payment.jobs.context import services_of_job
 from payment.jobs.periodic import expire_due_subscriptions
@@ -89,6 +90,12 @@ async def deliver_emails(context: procrastinate.JobContext, timestamp: int) -> N
     await email_delivery.deliver(services.db, services.settings)
 
 
+async def retry_updated_cards(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Open failed invoices are charged again at once when the end user saved a new card."""
+    services = services_of_job(context)
+    await card_retry.retry_now(services.db, services.stripe)
+
+
 async def queue_dunning_notices(context: procrastinate.JobContext, timestamp: int) -> None:
     """Grace-ending and access-blocked notices are queued when their time comes."""
     await email_delivery.queue_time_notices(services_of_job(context).db)
@@ -123,13 +130,18 @@ PERIODIC: tuple[tuple[str, str, Any], ...] = (
     # every 2 s: a change reaches client apps within seconds; a run that finds nothing due is one indexed query
     ("deliver_webhooks", "* * * * * */2", deliver_webhooks),
     ("deliver_emails", "* * * * * */5", deliver_emails),
+    ("retry_updated_cards", "* * * * * */5", retry_updated_cards),
     ("queue_dunning_notices", "* * * * *", queue_dunning_notices),
 )
 
 
 # one delivery run at a time, so slow client endpoints never fill every worker slot; ticks that find it running
 # wait without a slot (no queueing lock: a stalled run could then never be put back while a tick waits)
-SERIAL_LOCKS: dict[str, str] = {"deliver_webhooks": "deliver_webhooks", "deliver_emails": "deliver_emails"}
+SERIAL_LOCKS: dict[str, str] = {
+    "deliver_webhooks": "deliver_webhooks",
+    "deliver_emails": "deliver_emails",
+    "retry_updated_cards": "retry_updated_cards",
+}
 
 
 def make_blueprint() -> procrastinate.Blueprint:

@@ -196,6 +196,10 @@ class Invoice(Timestamps, Base):
     period_end: Mapped[datetime | None]
     attempt_count: Mapped[int] = mapped_column(default=0, server_default="0")
     last_payment_error: Mapped[str | None] = mapped_column(String(1000))
+    # when Stripe will charge a failed invoice again (Smart Retries / retry schedule); None when no retry is scheduled
+    next_payment_attempt_at: Mapped[datetime | None]
+    # the card the last failed attempt was declined on: a new default card is worth an immediate retry, this one not
+    failed_payment_method_id: Mapped[str | None] = mapped_column(String(255))
     recorded_by: Mapped[str | None] = mapped_column(String(255))
     last_stripe_event_at: Mapped[datetime | None]
 

@@ -10,7 +10,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from payment.models.base import Base, Timestamps, in_list
 
-OUTBOX_STATUSES = ("pending", "sending", "delivered", "failed")
+# `in_doubt`: the worker died after handing the message over (SMTP DATA) and before recording the answer; it may
+# have arrived, so it is not resent by itself, only by an admin's "Send again"
+OUTBOX_STATUSES = ("pending", "sending", "delivered", "failed", "in_doubt")
 
 
 class OutboxMessage(Base):
@@ -48,6 +50,8 @@ class OutboxMessage(Base):
     last_duration_ms: Mapped[int | None]
     last_error: Mapped[str | None] = mapped_column(String(600))
     delivered_at: Mapped[datetime | None]
+    # set (in its own commit) just before the current attempt hands the message over for good (SMTP DATA)
+    handed_off_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
 
 

@@ -132,6 +132,12 @@ class StripeGateway:
         """The invoice with its invoice payments (since basil the only place its charge and payment intent are)."""
         return await self._call(self.client.v1.invoices.retrieve_async, invoice_id, params={"expand": ["payments"]})
 
+    async def pay_invoice(self, invoice_id: str, params: Params, *, idempotency_key: str) -> dict[str, Any]:
+        """Charge an open invoice now (`POST /v1/invoices/{id}/pay`); a decline raises StripeError(card_declined...)."""
+        return await self._call(
+            self.client.v1.invoices.pay_async, invoice_id, params=params, options=self._options(idempotency_key)
+        )
+
     async def list_invoice_payments(self, params: Params) -> dict[str, Any]:
         return await self._call(self.client.v1.invoice_payments.list_async, params=params)
 

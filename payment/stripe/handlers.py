@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.dunning import card_retry
 from payment.invoices import stripe_sync as invoices
 from payment.refunds import stripe_sync as refunds
 from payment.stripe import reader
@@ -86,6 +87,13 @@ async def _charge(session: AsyncSession, gateway: StripeGateway, obj: JSON, at: 
     )
 
 
+async def _customer(session: AsyncSession, gateway: StripeGateway, obj: JSON, at: datetime, actor: str) -> Applied:
+    # the portal's card update: a new invoice_settings.default_payment_method retries open failed invoices at once
+    current = await gateway.retrieve_customer(str(obj["id"]))
+    queued = await card_retry.card_updated(session, current, actor=actor)
+    return Applied(details={"stripe_customer_id": obj["id"], "card_retries_queued": queued})
+
+
 @dataclass(frozen=True)
 class Handler:
     """The Stripe object type an event of this type carries, and the domain call that applies it."""
@@ -102,6 +110,7 @@ HANDLERS: dict[str, Handler] = {
     "invoice.paid": Handler("invoice", _invoice),
     "invoice.payment_failed": Handler("invoice", _invoice),
     "charge.refunded": Handler("charge", _charge),
+    "customer.updated": Handler("customer", _customer),
 }
 HANDLED_TYPES = tuple(HANDLERS)
 

@@ -194,6 +194,7 @@ class InvoiceState:
     period_end: datetime | None
     subscription_id: str | None
     stripe_customer_id: str | None
+    next_payment_attempt: datetime | None = None
 
 
 def invoice_subscription_id(inv: JSON) -> str | None:
@@ -232,6 +233,8 @@ def invoice(inv: JSON) -> InvoiceState:
         period_end=ts(period.get("end", inv.get("period_end"))),
         subscription_id=invoice_subscription_id(inv),
         stripe_customer_id=customer_id(inv),
+        # null when no retry is scheduled (paid, void, retries exhausted); a time under Smart Retries or a schedule
+        next_payment_attempt=ts(inv.get("next_payment_attempt")),
     )
 
 
@@ -279,6 +282,20 @@ def decline_message(obj: JSON) -> str | None:
     message = error.get("message") if isinstance(error, dict) else None
     message = message or obj.get("failure_message")
     return str(message)[:1000] if message else None
+
+
+def failed_payment_method_id(intent: JSON) -> str | None:
+    """The card a payment intent's last attempt was declined on (`last_payment_error.payment_method`; Stripe
+    clears `payment_method` itself after a decline)."""
+    error = intent.get("last_payment_error")
+    found = id_of(error.get("payment_method")) if isinstance(error, dict) else None
+    return found or id_of(intent.get("payment_method"))
+
+
+def default_payment_method_id(cust: JSON) -> str | None:
+    """A customer's default payment method for invoices (`invoice_settings.default_payment_method`)."""
+    settings = cust.get("invoice_settings")
+    return id_of(settings.get("default_payment_method")) if isinstance(settings, dict) else None
 
 
 def latest_charge_id(intent: JSON) -> str | None:

@@ -63,6 +63,7 @@ async def test_the_customer_page_shows_the_case_a_bounce_and_lets_an_admin_resen
     page = (await admin.get(path)).text
     assert "Dunning and notices" in page
     assert re.search(rf'data-case-id="{case.id}".*?class="case-attempts">2<', page, re.S)
+    assert "Stripe retries on 2031-01-07 02:30 UTC" in page
     assert (
         f"Notice #{notice.id} (payment_failed) to typo@exmaple.com could not be delivered: "
         "The mail server refused the address (550)."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import httpx
@@ -10,6 +11,9 @@ from sqlalchemy import select
 from payment.models import App, Customer, DunningCase, Invoice, OutboxMessage, Plan, Subscription, utcnow
 from payment.runtime import Services
 from tests.support import factories
+
+
+RETRY_AT = datetime(2031, 1, 7, 2, 30, tzinfo=UTC)  # Stripe's next retry, as the sync stores it
 
 
 async def renewal(
@@ -32,6 +36,7 @@ async def fail(services: Services, invoice_id: int, attempt: int, *, past_due: b
         invoice = await session.get_one(Invoice, invoice_id)
         invoice.status, invoice.attempt_count = "payment_failed", attempt
         invoice.last_payment_error = "Your card has insufficient funds."
+        invoice.next_payment_attempt_at = RETRY_AT
         if past_due:
             (await session.get_one(Subscription, invoice.subscription_id)).status = "past_due"
 

@@ -128,7 +128,12 @@ def _walk(sbx: Sandbox) -> Served:
     sbx.set_card(customer.id, "4000000000000341")  # attaches, then every charge on it is declined
     sbx.advance(sub["items"].data[0].current_period_end - sbx.now() + 60)
     expand = ["latest_invoice.payments.data.payment.payment_intent.latest_charge"]
-    keep("subscription past due", c.subscriptions.retrieve(sub_id, params={"expand": expand}), expand)
+    past_due = keep("subscription past due", c.subscriptions.retrieve(sub_id, params={"expand": expand}), expand)
+    sbx.set_card(customer.id, "4242424242424242")  # the portal's card update; we retry the invoice at once
+    settings = c.customers.retrieve(customer.id).invoice_settings
+    assert settings is not None and isinstance(settings.default_payment_method, str)
+    card = settings.default_payment_method
+    keep("invoice paid now", c.invoices.pay(past_due.latest_invoice.id, params={"payment_method": card}))
     keep(
         "subscription cancel_at",
         c.subscriptions.update(sub_id, params={"cancel_at": "max_period_end"}),

@@ -216,6 +216,27 @@ def test_an_open_invoice_already_attempted_is_a_failed_payment(fixtures: dict[st
     assert reader.invoice(acacia_invoice(status="open", paid=False, attempt_count=0)).status == "open"
 
 
+def test_stripes_next_retry_of_a_failed_invoice_and_none_when_no_retry_is_scheduled(fixtures: dict[str, Any]) -> None:
+    inv = pinned_invoice(fixtures)
+    inv.update(status="open", amount_paid=0, attempt_count=1, next_payment_attempt=FEB_28)
+    assert reader.invoice(inv).next_payment_attempt == datetime(2027, 2, 28, 9, tzinfo=UTC)
+    inv.update(next_payment_attempt=None)
+    assert reader.invoice(inv).next_payment_attempt is None
+    assert reader.invoice(acacia_invoice(next_payment_attempt=JAN_31)).next_payment_attempt is not None
+
+
+def test_the_declined_card_and_the_customers_default_card(fixtures: dict[str, Any]) -> None:
+    intent = _pinned(fixtures, "payment_intent")
+    # after a decline Stripe clears payment_method and names the card in last_payment_error
+    intent.update(payment_method=None, last_payment_error={"type": "card_error", "payment_method": {"id": "pm_old"}})
+    assert reader.failed_payment_method_id(intent) == "pm_old"
+    customer = _pinned(fixtures, "customer")
+    customer["invoice_settings"] = {"default_payment_method": "pm_new", "custom_fields": None, "footer": None}
+    assert reader.default_payment_method_id(customer) == "pm_new"
+    customer["invoice_settings"]["default_payment_method"] = None
+    assert reader.default_payment_method_id(customer) is None
+
+
 def test_decline_message_from_the_payment_intent_or_the_charge(fixtures: dict[str, Any]) -> None:
     intent = _pinned(fixtures, "payment_intent")
     intent["last_payment_error"] = {"type": "card_error", "code": "card_declined", "message": "Your card was declined."}
