@@ -12,7 +12,6 @@ from payment.models import App, Customer, DunningCase, Invoice, OutboxMessage, P
 from payment.runtime import Services
 from tests.support import factories
 
-
 RETRY_AT = datetime(2031, 1, 7, 2, 30, tzinfo=UTC)  # Stripe's next retry, as the sync stores it
 
 
