@@ -36,6 +36,11 @@ class CustomerDunning:
     def failed_notices(self) -> list[OutboxMessage]:
         return [m for m in self.notices if m.status == "failed"]
 
+    @property
+    def in_doubt_notices(self) -> list[OutboxMessage]:
+        """Handed to the mail server when the worker died, before the answer was recorded: may have arrived."""
+        return [m for m in self.notices if m.status == "in_doubt"]
+
 
 async def customer_dunning(session: AsyncSession, customer_id: int) -> CustomerDunning:
     """The customer's dunning cases (newest first) and the notices queued for them (newest first)."""
@@ -60,8 +65,9 @@ async def customer_dunning(session: AsyncSession, customer_id: int) -> CustomerD
 
 
 async def resend_notice(session: AsyncSession, customer_id: int, message_id: int, *, actor: str) -> OutboxMessage:
-    """Send one of the customer's notices again (same message, same Message-ID; after a bounce was fixed, or at
-    the user's request); audited. A notice being sent right now cannot be resent."""
+    """Send one of the customer's notices again (same message, same Message-ID; after a bounce was fixed, a notice
+    in doubt the user did not get, or at the user's request); audited. A notice being sent right now cannot be
+    resent."""
     require(actor, Permission.MANAGE_SUBSCRIPTIONS)
     message = await session.get(OutboxMessage, message_id, with_for_update=True)
     if message is None or message.kind != notices.KIND or message.target != notices.target_of(customer_id):

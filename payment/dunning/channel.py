@@ -1,8 +1,9 @@
 """The email channel of the outbox: render a notice, add a fresh billing link, hand it to the SMTP server.
 
-At least once, like every outbox channel: a worker killed after the server accepted a mail but before the outcome
-was recorded sends it again when the lease runs out, with the same Message-ID, so mail readers that thread by it
-show one mail. A unique key per (notice, object) means no second notice is ever queued.
+Never lost, never twice: a unique key per (notice, object) means no second notice is ever queued; a worker killed
+before the DATA hand-off leaves the mail to be sent again when its lease runs out; one killed after the hand-off
+began (committed just before DATA) leaves it `in_doubt`, not resent by itself, shown on the customer page and the
+Outbox page with a "Send again" action for an admin who knows it did not arrive.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from payment.db import Database
 from payment.dunning import cases, notices, smtp
 from payment.dunning.render import render
 from payment.models import App, Customer
-from payment.outbox.delivery import Channel, Claimed, Outcome, deliver_due
+from payment.outbox.delivery import Channel, Claimed, Outcome, deliver_due, mark_handed_off
 
 LINK_TTL = timedelta(days=3)  # long enough to act on the email for a few days; the next notice brings a new one
 
@@ -55,15 +56,25 @@ def email_channel(db: Database, settings: Settings) -> Channel:
     if settings.smtp_url is None:
         raise ValueError("SMTP_URL is not set")
     server = smtp.parse_smtp_url(settings.smtp_url)
+    fault = smtp.FaultPoint.from_environment() if settings.app_env == "test" else None
 
     async def send(message: Claimed) -> Outcome:
         payload = message.payload
         link = await fresh_link(db, settings, payload) if payload["notice"] in notices.WITH_BILLING_LINK else None
         email = render(payload, link=link)
+
+        async def before_data() -> bool:
+            return await mark_handed_off(db, message)
+
         sent = await smtp.send(
-            server, smtp.build_message(email, sender=settings.mail_from, message_id=message.message_id)
+            server,
+            smtp.build_message(email, sender=settings.mail_from, message_id=message.message_id),
+            before_data=before_data,
+            fault=fault,
         )
-        return Outcome(ok=sent.ok, permanent=sent.permanent, status_code=sent.code, error=sent.error)
+        return Outcome(
+            ok=sent.ok, permanent=sent.permanent, in_doubt=sent.in_doubt, status_code=sent.code, error=sent.error
+        )
 
     return Channel(
         kind=notices.KIND,

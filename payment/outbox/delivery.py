@@ -5,6 +5,11 @@ and once the lease runs out the next run sends it again with the same message id
 claimed when no earlier message of its (kind, target, ordering_key) queue is still pending or being sent, so a
 later message for a user waits while an earlier one is retried. Retries back off exponentially until the
 message is `max_age` old; then it is `failed` (kept, visible, replayable) and the queue moves on.
+
+Never twice across a crash after the hand-off: a channel whose last step cannot be taken back (SMTP DATA) marks the
+attempt `handed_off_at` in its own commit just before that step (`mark_handed_off`). A message whose lease ran out
+after that mark may have arrived: it becomes `in_doubt` (kept, shown, sent again only by an admin), never resent
+by itself; one whose worker died before the mark is sent again as before.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -27,6 +32,10 @@ MAX_DELAY = timedelta(hours=8)
 MAX_AGE = timedelta(days=3)
 CLAIM_BATCH = 20
 ERROR_EXCERPT = 500
+IN_DOUBT_ERROR = (
+    "The worker stopped after handing this message over, before the answer was recorded: it may have arrived, "
+    "so it is not sent again by itself. Send it again if the recipient did not get it."
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,7 @@ class Outcome:
     duration_ms: int | None = None
     error: str | None = None
     permanent: bool = False  # retrying cannot help (a mailbox that does not exist): failed at once
+    in_doubt: bool = False  # the hand-off began and no answer came (connection lost in DATA): may have arrived
 
 
 @dataclass(frozen=True)
@@ -69,8 +79,43 @@ def retry_delay(attempts: int, base: timedelta) -> timedelta:
     return min(base * (1 << min(max(attempts - 1, 0), 30)), MAX_DELAY)
 
 
+async def mark_in_doubt(session: AsyncSession, channel: Channel, *, now: datetime) -> int:
+    """Messages whose worker died after the hand-off began (lease run out, `handed_off_at` set) are `in_doubt`."""
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.kind == channel.kind,
+            OutboxMessage.status == "sending",
+            OutboxMessage.lease_until < now,
+            OutboxMessage.handed_off_at.is_not(None),
+        )
+        .values(status="in_doubt", lease_until=None, last_error=IN_DOUBT_ERROR)
+        .returning(OutboxMessage.id)
+    )
+    return len(result.all())
+
+
+async def mark_handed_off(db: Database, message: Claimed) -> bool:
+    """Commit that this attempt is about to hand the message over for good; False when the attempt is no longer
+    the message's current one (its lease ran out and it was claimed again): then it must not be handed over."""
+    async with db.transaction() as session:
+        result = await session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.id == message.id,
+                OutboxMessage.status == "sending",
+                OutboxMessage.attempts == message.attempts,
+            )
+            .values(handed_off_at=utcnow())
+            .returning(OutboxMessage.id)
+        )
+        return result.first() is not None
+
+
 async def claim(session: AsyncSession, channel: Channel, *, now: datetime, limit: int = CLAIM_BATCH) -> list[Claimed]:
-    """Take the due heads of queues (skipping ones another worker holds) and lease them for one attempt."""
+    """Take the due heads of queues (skipping ones another worker holds) and lease them for one attempt; first put
+    aside as `in_doubt` the leased messages whose worker died after their hand-off began."""
+    await mark_in_doubt(session, channel, now=now)
     earlier = aliased(OutboxMessage)
     blocked = exists().where(
         earlier.kind == OutboxMessage.kind,
@@ -105,6 +150,7 @@ async def claim(session: AsyncSession, channel: Channel, *, now: datetime, limit
             continue
         seen.add(queue)
         row.status, row.lease_until, row.last_attempt_at = "sending", now + channel.lease, now
+        row.handed_off_at = None
         row.attempts += 1
         claimed.append(
             Claimed(
@@ -132,6 +178,8 @@ async def record(session: AsyncSession, channel: Channel, message: Claimed, outc
     row.last_error = outcome.error[:ERROR_EXCERPT] if outcome.error else None
     if outcome.ok:
         row.status, row.delivered_at = "delivered", now
+    elif outcome.in_doubt:
+        row.status = "in_doubt"
     else:
         next_at = now + retry_delay(row.attempts, channel.retry_base)
         if outcome.permanent or next_at - row.created_at > MAX_AGE:

@@ -77,7 +77,7 @@ async def requeue(
     statement = (
         update(OutboxMessage)
         .where(OutboxMessage.kind == kind, OutboxMessage.target == target, OutboxMessage.status != "sending")
-        .values(status="pending", next_attempt_at=utcnow(), lease_until=None, delivered_at=None)
+        .values(status="pending", next_attempt_at=utcnow(), lease_until=None, delivered_at=None, handed_off_at=None)
     )
     if message_ids is not None:
         statement = statement.where(OutboxMessage.id.in_(message_ids))

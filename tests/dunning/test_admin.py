@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 
 from payment.admins import service as admins
 from payment.bootstrap import create_app
 from payment.dunning import channel
-from payment.models import App, AuditLog
+from payment.models import App, AuditLog, OutboxMessage
+from payment.outbox import delivery
 from payment.runtime import Services
 from tests.admin.conftest import csrf_from, sign_in
 from tests.dunning import world
@@ -104,6 +105,38 @@ async def _operate_error(admin: httpx.AsyncClient, page_path: str, action_path: 
     response = await admin.post(action_path, data={**values, "csrf_token": csrf_from(first.text), "confirm": "yes"})
     assert response.status_code == 422
     return response.text
+
+
+async def test_a_notice_in_doubt_is_shown_and_an_admin_sends_it_again_from_the_outbox_audited(
+    services: Services, admin: httpx.AsyncClient, smtp_server: SmtpServer
+) -> None:
+    address = "doubt@example.com"
+    _app, _key, _plan, customer, _sub, invoice = await world.renewal(services, email=address)
+    await world.fail(services, invoice.id, 1)
+    [notice] = await world.emails(services, customer)
+    # what a worker killed after the SMTP hand-off leaves (tests/dunning/test_handoff_crash.py makes it for real)
+    async with services.db.transaction() as session:
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == notice.id)
+            .values(status="in_doubt", attempts=1, handed_off_at=func.now(), last_error=delivery.IN_DOUBT_ERROR)
+        )
+    await channel.deliver(services.db, services.settings)
+    assert smtp_server.mailbox.to(address) == []  # not sent again by itself
+
+    page = (await admin.get(f"/admin/customer/details/{customer.id}")).text
+    assert f"Notice #{notice.id} (payment_failed) to {address} is in doubt" in page
+    assert re.search(rf'data-resend="{notice.id}">Send again<', page)
+    listing = (await admin.get("/admin/outbox")).text
+    assert re.search(rf'data-email-id="{notice.id}".*?in doubt.*?data-send-again="{notice.id}"', listing, re.S)
+
+    action = f"/admin/operations/customer/{customer.id}/resend-notice"
+    values = {"nonce": f"resend-{notice.id}-1-in_doubt", "message": str(notice.id)}
+    assert (await _operate(admin, "/admin/outbox", action, values)).status_code == 303
+    await channel.deliver(services.db, services.settings)
+    assert len(smtp_server.mailbox.to(address)) == 1
+    [audit] = [a for a in await _audit(services, "dunning.notice_resent") if a.entity_id == str(customer.id)]
+    assert audit.details["previous_status"] == "in_doubt"
 
 
 async def test_the_outbox_lists_emails_and_shows_each_rendered_and_every_template_previews(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 import pytest
@@ -116,3 +117,54 @@ def test_smtp_settings_are_read_and_a_wrong_scheme_is_refused_at_start() -> None
     assert (settings.smtp_url, settings.mail_from) == ("smtps://mailer:secret@mail.example.com", "Billing <b@x.io>")
     with pytest.raises(ConfigError, match="SMTP_URL must start with smtp://"):
         load_settings({"SMTP_URL": "mailto:ops@example.com"})
+
+
+class _DropsAfterData:
+    """An SMTP server on loopback that reads the whole message after DATA, then drops the connection without an
+    answer: the mail may or may not have been delivered, as when a network breaks at the worst moment."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.received = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn, conn.makefile("rwb") as stream:
+                stream.write(b"220 drops.example ESMTP\r\n")
+                stream.flush()
+                while line := stream.readline():
+                    verb = line[:4].upper()
+                    if verb == b"DATA":
+                        stream.write(b"354 go ahead\r\n")
+                        stream.flush()
+                        while stream.readline() not in (b".\r\n", b""):
+                            pass
+                        self.received += 1
+                        break  # no "250": the connection just ends
+                    stream.write(b"221 bye\r\n" if verb == b"QUIT" else b"250 ok\r\n")
+                    stream.flush()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+async def test_a_connection_lost_after_the_message_was_sent_is_in_doubt_not_retried(services: Services) -> None:
+    customer = await _queue_receipt(services, "maybe@example.com")
+    server = _DropsAfterData()
+    try:
+        dropping = services.settings.replace(smtp_url=f"smtp://127.0.0.1:{server.port}")
+        await channel.deliver(services.db, dropping)
+        row = await _message(services, customer)
+        assert (row.status, row.attempts, server.received) == ("in_doubt", 1, 1)
+        assert row.last_error is not None and "the mail may have arrived" in row.last_error
+        await channel.deliver(services.db, dropping)  # nothing is due: it is not sent again by itself
+        assert (await _message(services, customer)).attempts == 1
+    finally:
+        server.close()
