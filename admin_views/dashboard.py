@@ -21,6 +21,7 @@ from payment.audit.verify import last_verdict
 from payment.dashboard import charts, metrics
 from payment.dashboard.history import MRR_HISTORY_FORMULA, REVENUE_HISTORY_FORMULA, MonthlySeries
 from payment.dashboard.service import TIMEOUT_SECONDS, Dashboard, Outcome, as_json, compute_dashboard
+from payment.dunning import admin as dunning_admin
 from payment.runtime import Services, services_of
 
 UNAVAILABLE = "--"
@@ -183,10 +184,15 @@ class DashboardView(BaseView):
     @expose("/dashboard", methods=["GET"], identity="dashboard")
     async def page(self, request: Request) -> Response:
         dashboard = await dashboard_state(request).compute()
-        async with services_of(request).db.session() as session:
+        services = services_of(request)
+        mail_warning = services.settings.mail_warning
+        async with services.db.session() as session:
             audit_chain = await last_verdict(session)
+            waiting = await dunning_admin.waiting_emails(session) if mail_warning else 0
         context: dict[str, Any] = {
             "audit_chain": audit_chain,
+            "mail_warning": mail_warning,
+            "emails_waiting": waiting,
             "title": "Dashboard",
             "subtitle": f"As of {dashboard.now:%Y-%m-%d %H:%M} UTC",
             "cards": card_views(dashboard),

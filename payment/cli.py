@@ -164,6 +164,8 @@ def serve(host: str, port: int, workers: int) -> None:
     _logging(settings)
     if settings.database_url is None:
         raise click.ClickException("DATABASE_URL is required for `payment serve` (use `payment dev` locally)")
+    if settings.mail_warning:
+        log.warning(settings.mail_warning)
     from payment.serving import make_server, run, run_until_signal, serve_processes
 
     if workers > 1:
@@ -201,6 +203,8 @@ def worker(concurrency: int) -> None:
     _logging(settings)
     if settings.database_url is None:
         raise click.ClickException("DATABASE_URL is required for `payment worker`")
+    if settings.mail_warning:
+        log.warning(settings.mail_warning)
     from payment.bootstrap import build_services
     from payment.jobs.worker import run_worker
     from payment.observability import init_sentry

@@ -83,6 +83,18 @@ class Settings:
         return self.app_env in ("staging", "production")
 
     @property
+    def mail_warning(self) -> str | None:
+        """Why end users get no email, or None. Production refuses to start without SMTP_URL; staging and a plain
+        `payment serve` / `payment worker` in development start, and say so (log, /api/health, the dashboard);
+        `payment dev` catches mail itself."""
+        if self.smtp_url is not None:
+            return None
+        return (
+            "SMTP_URL is not set: end users' notices (payment failed, access paused, receipts) wait in the outbox "
+            "and nobody is emailed until it is set"
+        )
+
+    @property
     def uses_sandbox(self) -> bool:
         return self.stripe_api_base is not None
 
@@ -227,6 +239,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     smtp_url = _str(env, "SMTP_URL")
     if smtp_url is not None and urlsplit(smtp_url).scheme not in ("smtp", "smtps"):
         problems.append("SMTP_URL must start with smtp:// (STARTTLS) or smtps:// (TLS)")
+    if smtp_url is None and app_env == "production":
+        # a failed payment nobody is told about costs the subscription: production does not run mute
+        problems.append(
+            "SMTP_URL is required in production: end users are emailed when a payment fails and for receipts "
+            "(smtp://user:password@smtp.example.com:587)"
+        )
     if problems:
         raise ConfigError("; ".join(problems))
     return Settings(

@@ -86,6 +86,7 @@ def test_secret_prints_a_key_production_accepts() -> None:
                 "STRIPE_WEBHOOK_SECRET": "whsec_" + key[:32],
                 "BASE_URL": "https://pay.example.com",
                 "ADMIN_PASSWORD": key,
+                "SMTP_URL": "smtp://smtp.example.com:587",
             }
         ).secret_key
         == key

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment.admins.permissions import Permission, require
@@ -106,3 +106,13 @@ async def email(session: AsyncSession, message_id: int) -> OutboxMessage:
     if message is None or message.kind != notices.KIND:
         raise NotFound("No such email.")
     return message
+
+
+async def waiting_emails(session: AsyncSession) -> int:
+    """How many notices wait to be sent (shown beside the warning when SMTP_URL is not set)."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(OutboxMessage.kind == notices.KIND, OutboxMessage.status == "pending")
+    )
+    return int(count or 0)

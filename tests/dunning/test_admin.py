@@ -3,6 +3,7 @@ and reads every email rendered in the Outbox."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import AsyncIterator
 
@@ -187,3 +188,17 @@ async def test_an_admin_sets_an_apps_grace_policy_audited_and_a_bad_one_is_refus
         "from": {"grace_days": 7, "after_grace": "blocked"},
         "to": {"grace_days": 10, "after_grace": "free"},
     }
+
+
+async def test_the_dashboard_warns_when_end_users_cannot_be_emailed(
+    services: Services, admin: httpx.AsyncClient
+) -> None:
+    assert 'id="mail-not-configured"' not in (await admin.get("/admin/")).text  # this module's SMTP_URL is set
+    mute = dataclasses.replace(services, settings=services.settings.replace(smtp_url=None))
+    _app, _key, _plan, _customer, _sub, invoice = await world.renewal(services, email="waiting@example.com")
+    await world.fail(services, invoice.id, 1)
+    async with asgi_client(create_app(services=mute)) as client:
+        assert (await sign_in(client, EMAIL, PASSWORD)).status_code == 302
+        page = (await client.get("/admin/")).text
+    assert 'id="mail-not-configured"' in page and "End users are not being emailed." in page
+    assert re.search(r"[1-9]\d* notices? waiting", page)

@@ -14,6 +14,7 @@ PRODUCTION = {
     "STRIPE_SECRET_KEY": "sk_live_abc",
     "STRIPE_WEBHOOK_SECRET": "whsec_N4vK8qT2mR7xW1zB5cY9dF3gH6jL0pS",
     "BASE_URL": "https://payment.aquoris.ai",
+    "SMTP_URL": "smtp://billing:s3cret@smtp.example.com:587",
 }
 
 
@@ -30,11 +31,23 @@ def test_production_with_everything_set_loads() -> None:
     assert settings.is_production and settings.login_rate_limit == 5
 
 
-@pytest.mark.parametrize("missing", ["SECRET_KEY", "DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"])
+@pytest.mark.parametrize(
+    "missing", ["SECRET_KEY", "DATABASE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "SMTP_URL"]
+)
 def test_production_refuses_to_start_without_a_secret(missing: str) -> None:
     env = {k: v for k, v in PRODUCTION.items() if k != missing}
     with pytest.raises(ConfigError, match=missing):
         load_settings(env)
+
+
+def test_without_smtp_production_refuses_to_start_and_staging_starts_with_a_warning() -> None:
+    with pytest.raises(ConfigError, match="SMTP_URL is required in production"):
+        load_settings({k: v for k, v in PRODUCTION.items() if k != "SMTP_URL"})
+    assert load_settings(PRODUCTION).mail_warning is None
+    staging = {k: v for k, v in PRODUCTION.items() if k != "SMTP_URL"} | {"APP_ENV": "staging"}
+    warning = load_settings(staging).mail_warning
+    assert warning is not None and warning.startswith("SMTP_URL is not set")
+    assert load_settings({}).mail_warning is not None  # development: `payment dev` starts its own catcher
 
 
 def test_production_refuses_a_test_stripe_key() -> None:
