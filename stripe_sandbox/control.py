@@ -6,8 +6,9 @@
   `GET webhooks/deliveries`.
 - `POST checkout_sessions/{id}/pay` (card=): pay like the hosted page; a declined card answers 402 and creates
   nothing (no customer subscription, no invoice).
-- `POST customers/{id}/card` (card=): save a default card, like the portal. 4000000000000341 attaches but every
-  charge is declined ("Your card was declined."); 4000000000009995 attaches and is declined for insufficient funds:
+- `POST customers/{id}/card` (card=): save a default card, like the portal (setup_intent.created,
+  payment_method.attached, setup_intent.succeeded, customer.updated). 4000000000000341 attaches but every charge is
+  declined ("Your card was declined."); 4000000000009995 attaches and is declined for insufficient funds:
   the next renewal fails with that message in `charge.failure_message` and `payment_intent.last_payment_error`.
 - `POST invoices/{id}/dashboard_refund` (amount=, reason=): a refund made in Stripe's Dashboard on the charge that
   paid the invoice, without metadata of ours (refund.created, charge.refunded).
@@ -26,7 +27,8 @@ from starlette.routing import Route
 from .billing import complete_checkout, run_due
 from .cards import CardError, charge_error, parse_card
 from .errors import StripeError
-from .payments import attach_card, create_refund, invoice_charge
+from .payments import create_refund, invoice_charge
+from .portal_card import update_card
 from .store import Store, public
 
 
@@ -178,7 +180,7 @@ async def set_card(request: Request) -> JSONResponse:
         card = _card(store, await _params(request))
     except CardError as exc:
         return JSONResponse({"error": {"type": "card_error", "code": exc.code, "message": exc.message}}, 402)
-    pm = attach_card(store, cust, card)
+    pm = update_card(store, cust, card)
     store.save()
     return JSONResponse({"payment_method": public(pm)})
 

@@ -14,7 +14,8 @@ from starlette.routing import Route
 
 from .billing import complete_checkout, current_period, run_due
 from .cards import CardError, charge_error, parse_card
-from .payments import attach_card, default_payment_method
+from .payments import default_payment_method
+from .portal_card import update_card
 from .store import JSON, Store
 
 ENV = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"]))
@@ -219,7 +220,7 @@ async def portal_action(request: Request) -> Response:
             return render("portal.html", status=402, error=exc.message, **_portal_context(store, portal))
         cust = store.get("customer", portal["customer"])
         assert cust is not None
-        attach_card(store, cust, card)
+        update_card(store, cust, card)
         store.save()
         return RedirectResponse(f"{back}?done=card", status_code=303)
     if action not in ("cancel", "resume"):

@@ -18,18 +18,28 @@ def default_payment_method(store: Store, cust: JSON) -> JSON | None:
 
 
 def attach_card(store: Store, cust: JSON, card: JSON) -> JSON:
-    """Save a card as the customer's default payment method, as the portal's "Update payment method" does (events:
-    payment_method.attached, then customer.updated with the new `invoice_settings.default_payment_method`)."""
+    """Save a card as the customer's default payment method (events: payment_method.attached, customer.updated)."""
+    pm = save_card(store, cust, card)
+    make_default(store, cust, pm)
+    return pm
+
+
+def save_card(store: Store, cust: JSON, card: JSON) -> JSON:
+    """Attach a new card to the customer (payment_method.attached)."""
     pm = store.add(sb.payment_method(store.now(), card, cust["id"], cust.get("email")))
     pm["_number"] = card["number"]
     store.emit("payment_method.attached", pm)
+    return pm
+
+
+def make_default(store: Store, cust: JSON, pm: JSON) -> None:
+    """The card becomes the default for invoices (customer.updated) and for the customer's live subscriptions."""
     previous = {"invoice_settings": dict(cust["invoice_settings"])}
     cust["invoice_settings"]["default_payment_method"] = pm["id"]
     store.emit("customer.updated", cust, previous)
     for sub in store.all("subscription"):
         if sub["customer"] == cust["id"] and sub["status"] not in ("canceled", "incomplete_expired"):
             sub["default_payment_method"] = pm["id"]
-    return pm
 
 
 def next_invoice_number(cust: JSON) -> str:

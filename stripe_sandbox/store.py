@@ -35,6 +35,7 @@ PREFIX_KIND: dict[str, str] = {
     "pm": "payment_method",
     "inpay": "invoice_payment",
     "clock": "test_helpers.test_clock",
+    "seti": "setup_intent",
 }
 KIND_PREFIX = {kind: prefix for prefix, kind in PREFIX_KIND.items()}
 

@@ -42,6 +42,7 @@ SDK_CLASSES: dict[str, type[stripe.StripeObject]] = {
     "price": stripe.Price,
     "product": stripe.Product,
     "refund": stripe.Refund,
+    "setup_intent": stripe.SetupIntent,
     "subscription": stripe.Subscription,
     "subscription_item": stripe.SubscriptionItem,
     "test_helpers.test_clock": stripe.test_helpers.TestClock,
