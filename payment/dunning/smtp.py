@@ -166,8 +166,13 @@ async def send(
         await asyncio.to_thread(_envelope_blocking, client, message)
         if fault is not None:
             await asyncio.to_thread(fault, "before_data")
-        if before_data is not None and not await before_data():
-            return Sent(ok=False, error="This attempt was superseded by another worker; not handed over.")
+        if before_data is not None:
+            try:
+                proceed = await before_data()
+            except Exception as exc:  # the hand-off could not be recorded: do not hand over, retry later
+                return Sent(ok=False, error=f"Could not record the hand-off ({type(exc).__name__}); not sent yet.")
+            if not proceed:
+                return Sent(ok=False, error="This attempt was superseded by another worker; not handed over.")
         handed_off = True
         await asyncio.to_thread(_data_blocking, client, message)
         if fault is not None:

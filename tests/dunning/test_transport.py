@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -12,7 +13,8 @@ from sqlalchemy import select
 from payment.config import load_settings
 from payment.dunning import channel, devmail, notices, smtp
 from payment.errors import ConfigError
-from payment.models import Customer, OutboxMessage
+from payment.models import Customer, OutboxMessage, utcnow
+from payment.outbox import delivery
 from payment.runtime import Services
 from tests.dunning.mailbox import SmtpServer
 from tests.support import factories
@@ -168,3 +170,26 @@ async def test_a_connection_lost_after_the_message_was_sent_is_in_doubt_not_retr
         assert (await _message(services, customer)).attempts == 1
     finally:
         server.close()
+
+
+async def test_an_attempt_whose_lease_ran_out_and_was_claimed_again_does_not_hand_the_mail_over(
+    services: Services, smtp_server: SmtpServer
+) -> None:
+    address = "late-worker@example.com"
+    customer = await _queue_receipt(services, address)
+    email_channel = channel.email_channel(services.db, services.settings)
+
+    async def claim(now: datetime) -> delivery.Claimed:
+        async with services.db.transaction() as session:
+            claimed = await delivery.claim(session, email_channel, now=now)
+        [mine] = [m for m in claimed if m.payload["to"] == address]
+        return mine
+
+    first = await claim(utcnow())
+    second = await claim(utcnow() + email_channel.lease + timedelta(seconds=1))  # the first worker seemed dead
+    late = await email_channel.send(first)  # ... but only slept: it must not send the mail the second one sends
+    assert not late.ok and late.error is not None and "superseded" in late.error
+    assert smtp_server.mailbox.to(address) == []
+    assert (await email_channel.send(second)).ok
+    assert len(smtp_server.mailbox.to(address)) == 1
+    assert (await _message(services, customer)).handed_off_at is not None
