@@ -24,6 +24,7 @@ EN: dict[str, str] = {
     "past_due_help": "Your last payment did not go through. Update your card under Manage billing to keep {plan}; "
     "we will retry the payment automatically.",
     "past_due_help_manual": "Your last payment did not go through. Please contact support to keep {plan}.",
+    "past_due_retry": "Stripe will try your card again on {date}.",
     "free_help": "You are on the free plan. Upgrade any time below.",
     "plans": "Plans",
     "per_month": "per month",
@@ -107,6 +108,7 @@ TH: dict[str, str] = {
     "past_due_help": "การชำระเงินครั้งล่าสุดไม่สำเร็จ โปรดอัปเดตบัตรที่ “จัดการการชำระเงิน” เพื่อใช้ {plan} ต่อ "
     "ระบบจะลองเรียกเก็บเงินอีกครั้งโดยอัตโนมัติ",
     "past_due_help_manual": "การชำระเงินครั้งล่าสุดไม่สำเร็จ โปรดติดต่อฝ่ายสนับสนุนเพื่อใช้ {plan} ต่อ",
+    "past_due_retry": "ระบบจะลองตัดเงินจากบัตรของคุณอีกครั้งในวันที่ {date}",
     "free_help": "คุณใช้แพ็กเกจฟรีอยู่ อัปเกรดได้ทุกเมื่อด้านล่าง",
     "plans": "แพ็กเกจ",
     "per_month": "ต่อเดือน",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +15,7 @@ from payment.billing import catalog, entitlements, invoices
 from payment.billing.checkout import has_stripe_billing
 from payment.billing.entitlements import Entitlement
 from payment.documents import service as documents
+from payment.dunning import cases
 from payment.models import BillingSession, Plan
 
 
@@ -39,16 +41,17 @@ class PlanCard:
     action: str | None = None  # subscribe | portal | None
 
 
-def describe_current(ent: Entitlement, language: str) -> CurrentPlan:
+def describe_current(ent: Entitlement, language: str, *, retry_at: datetime | None = None) -> CurrentPlan:
     t = translator(language)
     end = day(ent.current_period_end, language)
     if not ent.is_paid:
         return CurrentPlan(ent.plan_slug, ent.plan_name, "free", t("status_free"), "muted", t("free_help"))
     if ent.status == "past_due":
         help_key = "past_due_help" if ent.source == "stripe" else "past_due_help_manual"
-        return CurrentPlan(
-            ent.plan_slug, ent.plan_name, "past_due", t("status_past_due"), "bad", t(help_key, plan=ent.plan_name)
-        )
+        help_text = t(help_key, plan=ent.plan_name)
+        if retry_at is not None:  # Stripe's next scheduled retry of the failed invoice
+            help_text = f"{help_text} {t('past_due_retry', date=day(retry_at, language))}"
+        return CurrentPlan(ent.plan_slug, ent.plan_name, "past_due", t("status_past_due"), "bad", help_text)
     cancels = day(ent.cancels_on, language)
     if cancels:
         return CurrentPlan(
@@ -142,8 +145,11 @@ async def billing_view(
     has_portal = await has_stripe_billing(session, billing.customer)
     docs = await invoice_documents(session, billing, language, token)
     buyer = await documents.buyer_details_of(session, billing.customer_id)
+    retry_at = None
+    if ent.status == "past_due" and ent.subscription is not None:
+        retry_at = await cases.next_retry(session, ent.subscription.id)
     return {
-        "current": describe_current(ent, language),
+        "current": describe_current(ent, language, retry_at=retry_at),
         "plans": [plan_card(p, ent, language, has_portal=has_portal) for p in plans],
         "invoices": [
             {

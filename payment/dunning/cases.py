@@ -148,6 +148,19 @@ async def close(
     return len(result.all())
 
 
+async def next_retry(session: AsyncSession, subscription_id: int, *, now: datetime | None = None) -> datetime | None:
+    """When Stripe will next charge the failed invoice of the subscription's open case (None when no retry is
+    scheduled or none is open)."""
+    retry_at = await session.scalar(
+        select(Invoice.next_payment_attempt_at)
+        .join(DunningCase, DunningCase.invoice_id == Invoice.id)
+        .where(DunningCase.subscription_id == subscription_id, DunningCase.closed_at.is_(None))
+        .order_by(DunningCase.id.desc())
+        .limit(1)
+    )
+    return retry_at if retry_at is not None and retry_at > (now or utcnow()) else None
+
+
 async def extend_grace(
     session: AsyncSession, case_id: int, *, days: int, actor: str, customer_id: int | None = None
 ) -> DunningCase:

@@ -4,8 +4,10 @@ keeps it open with the new decline and no second payment-failed notice), and rep
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -83,7 +85,7 @@ async def _audits(services: Services, action: str, customer: Customer) -> list[A
 
 
 async def test_stripes_next_retry_is_stored_shown_and_told_in_the_email(
-    world: World, services: Services, smtp_server: SmtpServer
+    world: World, services: Services, client: httpx.AsyncClient, smtp_server: SmtpServer
 ) -> None:
     _key, customer, renewal, _seen = await _failed_renewal(world, services)
     assert renewal.stripe_invoice_id is not None
@@ -98,6 +100,14 @@ async def test_stripes_next_retry_is_stored_shown_and_told_in_the_email(
     day = f"{expected:%B} {expected.day}, {expected.year}"
     assert f"Otherwise we will try your card again on {day}." in text
     assert "try your card again" in html
+
+    # the billing page the email's button opens says it too, in Bangkok time like its other dates
+    link = re.search(r'href="([^"]+/billing/[^"]+)"', html)
+    assert link is not None
+    page = await client.get(link.group(1).removeprefix(services.settings.base_url))
+    local = expected.astimezone(ZoneInfo("Asia/Bangkok"))
+    assert page.status_code == 200
+    assert f"Stripe will try your card again on {local:%B} {local.day}, {local.year}." in page.text
 
     # retries exhausted: Stripe schedules none, and neither do we show one
     await world.advance(20)
