@@ -38,6 +38,23 @@ def target_of(invoice_id: int) -> str:
     return f"invoice:{invoice_id}"
 
 
+async def may_retry(session: AsyncSession, stripe_customer_id: str) -> bool:
+    """Whether this Stripe customer is ours and has an open case on a failed invoice (else a card update changes
+    nothing here, and Stripe need not be asked)."""
+    found = await session.scalar(
+        select(DunningCase.id)
+        .join(Customer, Customer.id == DunningCase.customer_id)
+        .join(Invoice, Invoice.id == DunningCase.invoice_id)
+        .where(
+            Customer.stripe_customer_id == stripe_customer_id,
+            DunningCase.closed_at.is_(None),
+            Invoice.status == "payment_failed",
+        )
+        .limit(1)
+    )
+    return found is not None
+
+
 async def card_updated(session: AsyncSession, stripe_customer: JSON, *, actor: str) -> int:
     """The customer's default card is now `invoice_settings.default_payment_method`: queue one immediate retry of
     each open failed invoice whose last attempt was declined on another card; audited. Returns how many."""

@@ -88,7 +88,10 @@ async def _charge(session: AsyncSession, gateway: StripeGateway, obj: JSON, at: 
 
 
 async def _customer(session: AsyncSession, gateway: StripeGateway, obj: JSON, at: datetime, actor: str) -> Applied:
-    # the portal's card update: a new invoice_settings.default_payment_method retries open failed invoices at once
+    # the portal's card update: a new invoice_settings.default_payment_method retries open failed invoices at once;
+    # most customer.updated events (checkout, other customers of the account) concern no open case of ours
+    if not await card_retry.may_retry(session, str(obj["id"])):
+        return Applied(details={"skipped": "no open dunning case for this customer"})
     current = await gateway.retrieve_customer(str(obj["id"]))
     queued = await card_retry.card_updated(session, current, actor=actor)
     return Applied(details={"stripe_customer_id": obj["id"], "card_retries_queued": queued})
