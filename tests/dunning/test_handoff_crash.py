@@ -96,8 +96,8 @@ async def test_a_worker_killed_after_the_server_accepted_the_mail_leaves_it_in_d
 
     email_channel = _after_lease(services)
     later = utcnow() + email_channel.lease + timedelta(seconds=1)
-    for _ in range(2):  # the lease has run out, and later runs still do not send it
-        assert await delivery.deliver_due(services.db, email_channel, clock=lambda: later) == 0
+    for _ in range(2):  # the lease has run out, and later runs still do not send it (other mail may go out)
+        await delivery.deliver_due(services.db, email_channel, clock=lambda: later)
     doubt = await _message(services, notice.id)
     assert (doubt.status, doubt.attempts) == ("in_doubt", 1)
     assert doubt.last_error == delivery.IN_DOUBT_ERROR
