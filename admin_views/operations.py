@@ -31,6 +31,7 @@ from admin_views.operation_specs import (
     Target,
     cancellation_outcome,
 )
+from admin_views.transactions import admin_transaction
 from admin_views.two_factor import step_up_redirect
 from payment.admins.permissions import PermissionDenied
 from payment.errors import NotFound, PaymentError
@@ -126,7 +127,7 @@ class OperationsView(BaseView):
             return await self._confirm(request, op, target, values, parsed)
         ctx = ActContext(gateway=services.stripe, actor=current_admin_actor(request), ip=_ip(request), nonce=nonce)
         try:
-            async with services.db.transaction() as session:
+            async with admin_transaction(services.db, request.url.path) as session:
                 first = await submissions.claim(session, nonce, action=op.action, actor=ctx.actor)
                 if first is None:
                     outcome = await op.act(session, target, parsed, ctx)
@@ -171,7 +172,7 @@ class OperationsView(BaseView):
         """The refund is committed; now the immediate cancellation, in its own transaction, which records a
         failure on the refund instead of undoing it."""
         try:
-            async with services.db.transaction() as session:
+            async with admin_transaction(services.db, "the cancellation after a refund") as session:
                 refund = await refunds.cancel_after_refund(
                     session, int(outcome["refund_id"]), gateway=ctx.gateway, actor=ctx.actor, ip=ctx.ip
                 )
