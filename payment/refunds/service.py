@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
@@ -28,6 +29,22 @@ REFUNDABLE_STATUSES = ("paid", "partially_refunded")
 # an admin's own send happens right after the commit; older unsent ones were interrupted
 RESEND_AFTER = timedelta(minutes=2)
 SEND_BATCH = 100
+
+
+async def get_invoice(session: AsyncSession, invoice_id: int) -> Invoice:
+    """The invoice with its customer, or NotFound (read only: `lock_invoice` is for changes)."""
+    invoice = await session.get(Invoice, invoice_id, options=[selectinload(Invoice.customer)])
+    if invoice is None:
+        raise NotFound("This invoice does not exist.")
+    return invoice
+
+
+async def get_refund(session: AsyncSession, refund_id: int) -> Refund:
+    """The refund with its invoice and the invoice's customer, or NotFound."""
+    refund = await session.get(Refund, refund_id, options=[selectinload(Refund.invoice).selectinload(Invoice.customer)])
+    if refund is None:
+        raise NotFound("This refund does not exist.")
+    return refund
 
 
 async def lock_invoice(session: AsyncSession, invoice_id: int) -> Invoice:
