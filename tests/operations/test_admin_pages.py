@@ -14,9 +14,9 @@ from payment.admins import service as admins
 from payment.bootstrap import create_app
 from payment.models import AuditLog, Base, Customer, Invoice, Plan, Refund, Subscription
 from payment.runtime import Services
-from tests.operations.stripe_setup import inject_fault, paid_stripe_subscription
 from tests.support import factories
 from tests.support.app import asgi_client
+from tests.support.stripe import inject_fault, paid_stripe_subscription
 
 EMAIL, PASSWORD = "ops@aquoris.test", "correct-horse-battery"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
