@@ -16,13 +16,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from payment.api import models, openapi
-from payment.api.problems import ApiProblem, FieldError, from_error
+from payment.api.problems import ApiProblem, from_error
 from payment.apps import service as apps
 from payment.audit.service import app_actor
 from payment.billing import customers, entitlements
 from payment.billing_sessions import opening
 from payment.billing_sessions import service as billing_sessions
-from payment.errors import Forbidden, NotFound, PaymentError, Unauthorized, ValidationError
+from payment.errors import Forbidden, NotFound, PaymentError, Unauthorized
 from payment.http import BodyTooLarge, read_limited
 from payment.models import App
 from payment.runtime import services_of
@@ -65,18 +65,10 @@ async def read_json(request: Request, max_bytes: int) -> Any:
     return body
 
 
-def _validation_problem(exc: ValidationError) -> ApiProblem:
-    field = exc.field or "body"
-    return ApiProblem(422, "validation_error", exc.message, errors=[FieldError(field, exc.message)])
-
-
 def session_input(body: Any) -> tuple[customers.CustomerInput, str]:
     """The customer fields and the app slug of a POST /sessions body, checked by its model."""
     parsed = models.SessionRequest.parse(body)
-    try:
-        return parsed.customer(), parsed.app_slug
-    except ValidationError as exc:  # the model checks the domain's own patterns: a safety net, not a second rule
-        raise _validation_problem(exc) from None
+    return parsed.customer(), parsed.app_slug
 
 
 async def create_session(request: Request) -> Response:

@@ -140,8 +140,8 @@ class SessionRequest(ApiModel):
     ] = None
 
     def customer(self) -> customers.CustomerInput:
-        """The customer fields, normalised by the domain (a `th_TH` locale becomes `th-TH`, an empty name none)."""
-        return customers.CustomerInput(self.external_user_id, self.email, self.name, self.locale).validated()
+        """The customer fields, normalised by the domain (the model has checked the domain's own patterns)."""
+        return customers.CustomerInput(self.external_user_id, self.email, self.name, self.locale).normalized()
 
 
 class CustomerPath(ApiModel):

@@ -74,8 +74,13 @@ class CustomerInput:
             _text(self.name, "name", NAME_MAX)
         if self.locale is not None and (len(self.locale) > LOCALE_MAX or not LOCALE_RE.fullmatch(self.locale)):
             raise ValidationError(LOCALE_RULE, field="locale")
+        return CustomerInput(external, self.email, self.name, self.locale).normalized()
+
+    def normalized(self) -> CustomerInput:
+        """The stored form of input already checked (by `validated` or the client API's model, which checks the
+        same patterns): a `th_TH` locale becomes `th-TH`, an empty name none."""
         locale = self.locale.replace("_", "-") if self.locale else None
-        return CustomerInput(external, self.email, self.name or None, locale)
+        return CustomerInput(self.external_user_id, self.email, self.name or None, locale)
 
 
 async def get_by_external_id(session: AsyncSession, external_user_id: str) -> Customer | None:
