@@ -497,14 +497,8 @@ class IssueRefund(Operation[RefundInput]):
     def parse(self, target: Target, values: dict[str, str]) -> RefundInput:
         assert target.invoice is not None
         cents = payments.parse_amount(values.get("amount", ""), target.invoice.currency)
-        if cents > target.refundable_cents:
-            raise ValidationError(
-                f"The refund cannot be more than {money(target.refundable_cents, target.invoice.currency)}.",
-                field="amount",
-            )
         also_cancel = values.get("also_cancel") in ("yes", "on", "true")
-        if also_cancel and target.invoice.subscription_id is None:
-            raise ValidationError("This invoice has no subscription to cancel.", field="also_cancel")
+        refunds.check_refund(target.invoice, target.refundable_cents, cents, also_cancel)
         return RefundInput(amount_cents=cents, reason=_reason(values, required=True), also_cancel=also_cancel)
 
     def summary(self, target: Target, parsed: RefundInput) -> list[tuple[str, str]]:

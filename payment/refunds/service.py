@@ -82,6 +82,22 @@ def apply_refunded(invoice: Invoice, amount_cents: int) -> None:
     invoice.status = "refunded" if invoice.amount_refunded_cents >= invoice.amount_cents else "partially_refunded"
 
 
+def check_refund(invoice: Invoice, refundable: int, amount_cents: int, also_cancel: bool) -> int:
+    """A refund of `amount_cents` fits what remains refundable of the invoice (`refundable`), and a cancellation
+    asked with it has a subscription to cancel; the amount, or a ValidationError naming the field."""
+    if amount_cents <= 0:
+        raise ValidationError("The refund amount must be more than zero.", field="amount")
+    if amount_cents > refundable:
+        raise ValidationError(
+            f"The refund amount cannot be more than {format_money(refundable, invoice.currency)}, "
+            "what remains refundable.",
+            field="amount",
+        )
+    if also_cancel and invoice.subscription_id is None:
+        raise ValidationError("This invoice has no subscription to cancel.", field="also_cancel")
+    return amount_cents
+
+
 async def issue(
     session: AsyncSession,
     invoice_id: int,
@@ -105,17 +121,7 @@ async def issue(
         raise Conflict(
             "Nothing is left to refund on this invoice (refunds already cover it or are pending).", field="amount"
         )
-    amount = refundable if amount_cents is None else amount_cents
-    if amount <= 0:
-        raise ValidationError("The refund amount must be more than zero.", field="amount")
-    if amount > refundable:
-        raise ValidationError(
-            f"The refund amount cannot be more than {format_money(refundable, invoice.currency)}, "
-            "what remains refundable.",
-            field="amount",
-        )
-    if also_cancel and invoice.subscription_id is None:
-        raise ValidationError("This invoice has no subscription to cancel.", field="also_cancel")
+    amount = check_refund(invoice, refundable, refundable if amount_cents is None else amount_cents, also_cancel)
     details: dict[str, Any] = {
         "invoice_id": invoice.id,
         "amount_cents": amount,

@@ -176,7 +176,10 @@ async def test_over_refund_is_refused_without_side_effects(admin: httpx.AsyncCli
     form = await admin.get(path)
     assert 'value="100.00"' in form.text  # the default: all that remains refundable
     refused = await _submit(admin, path, {"amount": "100.01", "reason": "Too much"})
-    assert refused.status_code == 422 and "The refund cannot be more than THB 100.00." in refused.text
+    assert (
+        refused.status_code == 422
+        and "The refund amount cannot be more than THB 100.00, what remains refundable." in refused.text
+    )
     assert await _count(services, Refund, Refund.invoice_id == invoice.id) == 0
     async with services.db.transaction() as session:
         spent = await factories.create_invoice(
