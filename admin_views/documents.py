@@ -19,6 +19,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from admin_views.access import guard, refuse
 from admin_views.auth import client_ip, current_admin_actor
+from admin_views.transactions import admin_transaction
 from admin_views.two_factor import step_up_redirect
 from payment.admins.permissions import Permission, PermissionDenied
 from payment.documents import runner
@@ -91,7 +92,7 @@ class DocumentsView(BaseView):
     async def download(self, request: Request) -> Response:
         services = services_of(request)
         try:
-            async with services.db.transaction() as session:
+            async with admin_transaction(services.db, request.url.path) as session:
                 doc = await documents.download(
                     session, int(request.path_params["pk"]), actor=current_admin_actor(request), ip=client_ip(request)
                 )
@@ -113,7 +114,7 @@ class DocumentsView(BaseView):
         if (stale := step_up_redirect(request, here)) is not None:
             return stale
         try:
-            async with services.db.transaction() as session:
+            async with admin_transaction(services.db, request.url.path) as session:
                 filename = await exports.start_export(
                     session, kind, filters, actor=current_admin_actor(request), ip=client_ip(request)
                 )

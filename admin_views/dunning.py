@@ -3,6 +3,7 @@ each shown rendered as the user gets it, plus a preview of every notice template
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqladmin import Admin, BaseView, expose
@@ -43,7 +44,18 @@ def _whole(values: dict[str, str], name: str, label: str) -> int:
     return int(raw)
 
 
-class ExtendGrace(Operation):
+@dataclass(frozen=True)
+class ExtendGraceInput:
+    case: int
+    days: int
+
+
+@dataclass(frozen=True)
+class ResendInput:
+    message: int
+
+
+class ExtendGrace(Operation[ExtendGraceInput]):
     action, kind, title, button = "extend-grace", "customer", "Extend grace period", "Extend grace"
     permission = Permission.MANAGE_SUBSCRIPTIONS
 
@@ -60,19 +72,19 @@ class ExtendGrace(Operation):
             ),
         ]
 
-    def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
-        return {"case": _whole(values, "case", "Dunning case"), "days": _whole(values, "days", "Days")}
+    def parse(self, target: Target, values: dict[str, str]) -> ExtendGraceInput:
+        return ExtendGraceInput(case=_whole(values, "case", "Dunning case"), days=_whole(values, "days", "Days"))
 
-    def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
+    def summary(self, target: Target, parsed: ExtendGraceInput) -> list[tuple[str, str]]:
         return [
             ("Customer", str(target.customer)),
-            ("Dunning case", f"#{parsed['case']}"),
-            ("Extra days", str(parsed["days"])),
+            ("Dunning case", f"#{parsed.case}"),
+            ("Extra days", str(parsed.days)),
         ]
 
-    async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
+    async def act(self, session: AsyncSession, target: Target, parsed: ExtendGraceInput, ctx: ActContext) -> Outcome:
         case = await cases.extend_grace(
-            session, parsed["case"], days=parsed["days"], actor=ctx.actor, customer_id=target.customer.id
+            session, parsed.case, days=parsed.days, actor=ctx.actor, customer_id=target.customer.id
         )
         return {
             "level": "success",
@@ -80,25 +92,25 @@ class ExtendGrace(Operation):
         }
 
 
-class ResendNotice(Operation):
+class ResendNotice(Operation[ResendInput]):
     action, kind, title, button = "resend-notice", "customer", "Resend notice", "Resend"
     permission = Permission.MANAGE_SUBSCRIPTIONS
 
     def fields(self, target: Target) -> list[Field]:
         return [Field("message", "Notice #", "number", required=True)]
 
-    def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
-        return {"message": _whole(values, "message", "Notice")}
+    def parse(self, target: Target, values: dict[str, str]) -> ResendInput:
+        return ResendInput(message=_whole(values, "message", "Notice"))
 
-    def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
+    def summary(self, target: Target, parsed: ResendInput) -> list[tuple[str, str]]:
         return [
             ("Customer", str(target.customer)),
-            ("Notice", f"#{parsed['message']}"),
+            ("Notice", f"#{parsed.message}"),
             ("To", target.customer.email or "—"),
         ]
 
-    async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
-        message = await dunning_admin.resend_notice(session, target.customer.id, parsed["message"], actor=ctx.actor)
+    async def act(self, session: AsyncSession, target: Target, parsed: ResendInput, ctx: ActContext) -> Outcome:
+        message = await dunning_admin.resend_notice(session, target.customer.id, parsed.message, actor=ctx.actor)
         return {"level": "success", "message": f"Notice #{message.id} ({message.event_type}) will be sent again."}
 
 

@@ -1,12 +1,22 @@
 """The admin billing actions as form specs: what each form asks, how it is parsed, what it confirms and which one
-service it calls. The flow (nonce, CSRF, confirm, transaction, outcome) lives in admin_views/operations.py."""
+service it calls. The flow (nonce, CSRF, confirm, transaction, outcome) lives in admin_views/operations.py.
+
+Each action parses its form into a frozen dataclass of its own (`Operation[ExtendInput]`, ...), so `summary`,
+`precheck` and `act` read typed fields, and mypy sees a typo. Parsing turns form text into values (a whole number,
+a date, a plan of the list) and leaves every rule to the service's own validators (`subscriptions.check_reason`,
+`check_days`, `check_duration`, `payments.ManualPayment.validated`, ...): a rule written here would be a copy.
+
+To add an action: a dataclass for its input, a subclass of `Operation[ThatInput]` with `action`, `kind`,
+`permission`, `title`, `fields`, `parse`, `summary` and `act` (one service call), and an entry in `OPERATIONS`
+(or, from another module, `OPERATIONS[op.action] = op` as admin_views/dunning.py does); a template needs nothing.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -56,6 +66,46 @@ class ActContext:
 
 
 Outcome = dict[str, Any]
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)
+class NoInput:
+    """The input of an action whose form asks nothing."""
+
+
+@dataclass(frozen=True)
+class ReasonInput:
+    reason: str  # "" when the optional reason was left blank: the service writes its default
+
+
+@dataclass(frozen=True)
+class ExtendInput:
+    days: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class GrantInput:
+    plan_id: int
+    plan_name: str
+    months: int
+    days: int
+    reason: str
+    replace: bool
+
+
+@dataclass(frozen=True)
+class PaymentInput:
+    payment: payments.ManualPayment
+    plan_name: str
+
+
+@dataclass(frozen=True)
+class RefundInput:
+    amount_cents: int
+    reason: str
+    also_cancel: bool
 
 
 def _int(values: dict[str, str], name: str, label: str, *, default: int | None = None) -> int:
@@ -82,12 +132,11 @@ def _duration(values: dict[str, str]) -> tuple[int, int]:
 
 
 def _reason(values: dict[str, str], *, required: bool) -> str:
-    text = values.get("reason", "").strip()
-    if required and not text:
-        raise ValidationError("A reason is required.", field="reason")
-    if len(text) > 2000:
-        raise ValidationError("The reason must be at most 2000 characters.", field="reason")
-    return text
+    """The reason as the service checks it; "" for an optional one left blank (the service writes its default)."""
+    raw = values.get("reason", "")
+    if not required and not raw.strip():
+        return ""
+    return subscriptions.check_reason(raw)
 
 
 def _reason_field(required: bool) -> Field:
@@ -121,7 +170,9 @@ def _sub_label(sub: Subscription) -> str:
     return f"#{sub.id} {sub.plan.name} ({sub.source}, {status_label(sub.status)}, until {when(sub.current_period_end)})"
 
 
-class Operation:
+class Operation(Generic[P]):
+    """One admin action; P is the dataclass its form parses into."""
+
     action = ""
     kind = ""  # customer | subscription | invoice | refund: what the URL's id names
     permission: Permission
@@ -141,23 +192,24 @@ class Operation:
             return f"Subscription #{sub.id} is {sub.status}; only a live subscription can be changed."
         return ""
 
-    def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
-        return {}
+    def parse(self, target: Target, values: dict[str, str]) -> P:
+        """The form's values as this action's input, or a ValidationError naming the field."""
+        raise NotImplementedError
 
-    def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
+    def summary(self, target: Target, parsed: P) -> list[tuple[str, str]]:
         return []
 
-    async def precheck(self, session: AsyncSession, target: Target, parsed: dict[str, Any]) -> None:
+    async def precheck(self, session: AsyncSession, target: Target, parsed: P) -> None:
         """Refusals the database can tell before the confirmation page (read-only; `act` checks again)."""
 
-    async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
+    async def act(self, session: AsyncSession, target: Target, parsed: P, ctx: ActContext) -> Outcome:
         raise NotImplementedError
 
     def idempotency_key(self, ctx: ActContext, suffix: str = "") -> str:
         return f"aquoris-{self.action}-{ctx.nonce}{suffix}"
 
 
-class CancelAtPeriodEnd(Operation):
+class CancelAtPeriodEnd(Operation[ReasonInput]):
     permission = Permission.MANAGE_SUBSCRIPTIONS
     action, kind, title, button, danger = (
         "cancel",
@@ -170,24 +222,24 @@ class CancelAtPeriodEnd(Operation):
     def fields(self, target: Target) -> list[Field]:
         return [_reason_field(False)]
 
-    def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
-        return {"reason": _reason(values, required=False)}
+    def parse(self, target: Target, values: dict[str, str]) -> ReasonInput:
+        return ReasonInput(_reason(values, required=False))
 
-    def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
+    def summary(self, target: Target, parsed: ReasonInput) -> list[tuple[str, str]]:
         assert target.subscription is not None
         return [
             ("Subscription", _sub_label(target.subscription)),
             ("Effect", f"Stops renewing; ends {when(target.subscription.current_period_end)}"),
-            ("Reason", parsed["reason"] or "—"),
+            ("Reason", parsed.reason or "—"),
         ]
 
-    async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
+    async def act(self, session: AsyncSession, target: Target, parsed: ReasonInput, ctx: ActContext) -> Outcome:
         assert target.subscription is not None
         sub = await subscriptions.cancel_at_period_end(
             session,
             target.subscription.id,
             gateway=ctx.gateway,
-            reason=parsed["reason"],
+            reason=parsed.reason,
             actor=ctx.actor,
             ip=ctx.ip,
             idempotency_key=self.idempotency_key(ctx),
@@ -198,31 +250,31 @@ class CancelAtPeriodEnd(Operation):
         }
 
 
-class Resume(Operation):
+class Resume(Operation[ReasonInput]):
     permission = Permission.MANAGE_SUBSCRIPTIONS
     action, kind, title, button = "resume", "subscription", "Resume subscription", "Resume"
 
     def fields(self, target: Target) -> list[Field]:
         return [_reason_field(False)]
 
-    def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
-        return {"reason": _reason(values, required=False)}
+    def parse(self, target: Target, values: dict[str, str]) -> ReasonInput:
+        return ReasonInput(_reason(values, required=False))
 
-    def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
+    def summary(self, target: Target, parsed: ReasonInput) -> list[tuple[str, str]]:
         assert target.subscription is not None
         return [
             ("Subscription", _sub_label(target.subscription)),
             ("Effect", "The pending cancellation is withdrawn; it renews again"),
-            ("Reason", parsed["reason"] or "—"),
+            ("Reason", parsed.reason or "—"),
         ]
 
-    async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
+    async def act(self, session: AsyncSession, target: Target, parsed: ReasonInput, ctx: ActContext) -> Outcome:
         assert target.subscription is not None
         sub = await subscriptions.resume(
             session,
             target.subscription.id,
             gateway=ctx.gateway,
-            reason=parsed["reason"],
+            reason=parsed.reason,
             actor=ctx.actor,
             ip=ctx.ip,
             idempotency_key=self.idempotency_key(ctx),
@@ -230,7 +282,7 @@ class Resume(Operation):
         return {"level": "success", "message": f"Subscription #{sub.id} resumed; it renews again."}
 
 
-class Extend(Operation):
+class Extend(Operation[ExtendInput]):
     permission = Permission.MANAGE_SUBSCRIPTIONS
     action, kind, title, button = "extend", "subscription", "Extend subscription", "Extend"
 
@@ -247,26 +299,25 @@ class Extend(Operation):
             _reason_field(True),
         ]
 
-    def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
-        days = _int(values, "days", "Days")
-        subscriptions.check_days(days)
-        return {"days": days, "reason": _reason(values, required=True)}
+    def parse(self, target: Target, values: dict[str, str]) -> ExtendInput:
+        days = subscriptions.check_days(_int(values, "days", "Days"))
+        return ExtendInput(days=days, reason=_reason(values, required=True))
 
-    def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
+    def summary(self, target: Target, parsed: ExtendInput) -> list[tuple[str, str]]:
         assert target.subscription is not None
         return [
             ("Subscription", _sub_label(target.subscription)),
-            ("Days to add", str(parsed["days"])),
-            ("Reason", parsed["reason"]),
+            ("Days to add", str(parsed.days)),
+            ("Reason", parsed.reason),
         ]
 
-    async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
+    async def act(self, session: AsyncSession, target: Target, parsed: ExtendInput, ctx: ActContext) -> Outcome:
         assert target.subscription is not None
         sub = await subscriptions.extend(
             session,
             target.subscription.id,
-            days=parsed["days"],
-            reason=parsed["reason"],
+            days=parsed.days,
+            reason=parsed.reason,
             gateway=ctx.gateway,
             actor=ctx.actor,
             ip=ctx.ip,
@@ -274,12 +325,12 @@ class Extend(Operation):
         )
         return {
             "level": "success",
-            "message": f"Subscription #{sub.id} extended by {parsed['days']} days; "
+            "message": f"Subscription #{sub.id} extended by {parsed.days} days; "
             f"it now runs until {when(sub.current_period_end)}.",
         }
 
 
-class Grant(Operation):
+class Grant(Operation[GrantInput]):
     permission = Permission.MANAGE_SUBSCRIPTIONS
     action, kind, title, button = "grant", "customer", "Grant subscription", "Grant Subscription"
 
@@ -290,53 +341,51 @@ class Grant(Operation):
             _reason_field(True),
         ]
 
-    def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
+    def parse(self, target: Target, values: dict[str, str]) -> GrantInput:
         plan = _plan(target, values)
         months, days = _duration(values)
-        return {
-            "plan_id": plan.id,
-            "plan": plan.name,
-            "months": months,
-            "days": days,
-            "reason": _reason(values, required=True),
-            "replace": values.get("replace") == "yes",
-        }
-
-    def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
-        return [
-            ("Customer", str(target.customer)),
-            ("Plan", parsed["plan"]),
-            ("Duration", _span(parsed)),
-            ("Invoice", "none (free)"),
-            ("Reason", parsed["reason"]),
-            *([("Replaces", "the customer's live subscription in this scope")] if parsed["replace"] else []),
-        ]
-
-    async def precheck(self, session: AsyncSession, target: Target, parsed: dict[str, Any]) -> None:
-        await subscriptions.check_grant(
-            session, target.customer.id, plan_id=parsed["plan_id"], replace=parsed["replace"]
+        return GrantInput(
+            plan_id=plan.id,
+            plan_name=plan.name,
+            months=months,
+            days=days,
+            reason=_reason(values, required=True),
+            replace=values.get("replace") == "yes",
         )
 
-    async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
+    def summary(self, target: Target, parsed: GrantInput) -> list[tuple[str, str]]:
+        return [
+            ("Customer", str(target.customer)),
+            ("Plan", parsed.plan_name),
+            ("Duration", _span(parsed.months, parsed.days)),
+            ("Invoice", "none (free)"),
+            ("Reason", parsed.reason),
+            *([("Replaces", "the customer's live subscription in this scope")] if parsed.replace else []),
+        ]
+
+    async def precheck(self, session: AsyncSession, target: Target, parsed: GrantInput) -> None:
+        await subscriptions.check_grant(session, target.customer.id, plan_id=parsed.plan_id, replace=parsed.replace)
+
+    async def act(self, session: AsyncSession, target: Target, parsed: GrantInput, ctx: ActContext) -> Outcome:
         sub = await subscriptions.grant(
             session,
             target.customer.id,
-            plan_id=parsed["plan_id"],
-            months=parsed["months"],
-            days=parsed["days"],
-            reason=parsed["reason"],
-            replace=parsed["replace"],
+            plan_id=parsed.plan_id,
+            months=parsed.months,
+            days=parsed.days,
+            reason=parsed.reason,
+            replace=parsed.replace,
             gateway=ctx.gateway,
             actor=ctx.actor,
             ip=ctx.ip,
         )
         return {
             "level": "success",
-            "message": f"Granted {parsed['plan']} as subscription #{sub.id} until {when(sub.current_period_end)}.",
+            "message": f"Granted {parsed.plan_name} as subscription #{sub.id} until {when(sub.current_period_end)}.",
         }
 
 
-class RecordPayment(Operation):
+class RecordPayment(Operation[PaymentInput]):
     permission = Permission.RECORD_PAYMENT
     action, kind, title, button = "payment", "customer", "Record manual payment", "Record Payment"
 
@@ -364,7 +413,7 @@ class RecordPayment(Operation):
             Field("paid_on", "Paid date", "date", value=date.today().isoformat()),
         ]
 
-    def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
+    def parse(self, target: Target, values: dict[str, str]) -> PaymentInput:
         currency = values.get("currency", "")
         cents = payments.parse_amount(values.get("amount", ""), currency)
         plan = _plan(target, values)
@@ -384,37 +433,34 @@ class RecordPayment(Operation):
             days=days,
             paid_on=paid_on,
         ).validated(date.today())
-        return {**payment.__dict__, "paid_on": payment.paid_on, "plan": plan.name}
+        return PaymentInput(payment=payment, plan_name=plan.name)
 
-    def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
+    def summary(self, target: Target, parsed: PaymentInput) -> list[tuple[str, str]]:
+        payment = parsed.payment
         return [
             ("Customer", str(target.customer)),
-            ("Amount", money(parsed["amount_cents"], parsed["currency"])),
-            ("Payment method", METHOD_LABELS[parsed["payment_method"]]),
-            ("Reference number", parsed["reference_number"]),
-            ("Plan", parsed["plan"]),
-            ("Duration", _span(parsed)),
-            ("Paid date", parsed["paid_on"].isoformat()),
+            ("Amount", money(payment.amount_cents, payment.currency)),
+            ("Payment method", METHOD_LABELS[payment.payment_method]),
+            ("Reference number", payment.reference_number),
+            ("Plan", parsed.plan_name),
+            ("Duration", _span(payment.months, payment.days)),
+            ("Paid date", payment.paid_on.isoformat() if payment.paid_on else "—"),
         ]
 
-    async def precheck(self, session: AsyncSession, target: Target, parsed: dict[str, Any]) -> None:
-        fields = {k: v for k, v in parsed.items() if k != "plan"}
-        await payments.check_manual(session, target.customer.id, payments.ManualPayment(**fields))
+    async def precheck(self, session: AsyncSession, target: Target, parsed: PaymentInput) -> None:
+        await payments.check_manual(session, target.customer.id, parsed.payment)
 
-    async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
-        fields = {k: v for k, v in parsed.items() if k != "plan"}
-        invoice = await payments.record_manual(
-            session, target.customer.id, payments.ManualPayment(**fields), actor=ctx.actor, ip=ctx.ip
-        )
+    async def act(self, session: AsyncSession, target: Target, parsed: PaymentInput, ctx: ActContext) -> Outcome:
+        invoice = await payments.record_manual(session, target.customer.id, parsed.payment, actor=ctx.actor, ip=ctx.ip)
         return {
             "level": "success",
             "message": f"Recorded {money(invoice.amount_cents, invoice.currency)} "
-            f"({parsed['reference_number']}) as invoice #{invoice.id} for "
+            f"({parsed.payment.reference_number}) as invoice #{invoice.id} for "
             f"subscription #{invoice.subscription_id}.",
         }
 
 
-class IssueRefund(Operation):
+class IssueRefund(Operation[RefundInput]):
     permission = Permission.REFUND
     step_up = True
     action, kind, title, button, danger = "refund", "invoice", "Refund invoice", "Refund", True
@@ -448,20 +494,14 @@ class IssueRefund(Operation):
             ),
         ]
 
-    def parse(self, target: Target, values: dict[str, str]) -> dict[str, Any]:
+    def parse(self, target: Target, values: dict[str, str]) -> RefundInput:
         assert target.invoice is not None
         cents = payments.parse_amount(values.get("amount", ""), target.invoice.currency)
-        if cents > target.refundable_cents:
-            raise ValidationError(
-                f"The refund cannot be more than {money(target.refundable_cents, target.invoice.currency)}.",
-                field="amount",
-            )
         also_cancel = values.get("also_cancel") in ("yes", "on", "true")
-        if also_cancel and target.invoice.subscription_id is None:
-            raise ValidationError("This invoice has no subscription to cancel.", field="also_cancel")
-        return {"amount_cents": cents, "reason": _reason(values, required=True), "also_cancel": also_cancel}
+        refunds.check_refund(target.invoice, target.refundable_cents, cents, also_cancel)
+        return RefundInput(amount_cents=cents, reason=_reason(values, required=True), also_cancel=also_cancel)
 
-    def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
+    def summary(self, target: Target, parsed: RefundInput) -> list[tuple[str, str]]:
         assert target.invoice is not None
         how = (
             "through Stripe; pending until Stripe confirms"
@@ -470,20 +510,20 @@ class IssueRefund(Operation):
         )
         return [
             ("Invoice", f"#{target.invoice.id} ({target.invoice.source})"),
-            ("Refund", money(parsed["amount_cents"], target.invoice.currency)),
+            ("Refund", money(parsed.amount_cents, target.invoice.currency)),
             ("How", how),
-            ("Reason", parsed["reason"]),
-            ("Also cancel subscription now", "yes" if parsed["also_cancel"] else "no"),
+            ("Reason", parsed.reason),
+            ("Also cancel subscription now", "yes" if parsed.also_cancel else "no"),
         ]
 
-    async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
+    async def act(self, session: AsyncSession, target: Target, parsed: RefundInput, ctx: ActContext) -> Outcome:
         assert target.invoice is not None
         refund = await refunds.issue(
             session,
             target.invoice.id,
-            amount_cents=parsed["amount_cents"],
-            reason=parsed["reason"],
-            also_cancel=parsed["also_cancel"],
+            amount_cents=parsed.amount_cents,
+            reason=parsed.reason,
+            also_cancel=parsed.also_cancel,
             actor=ctx.actor,
             ip=ctx.ip,
         )
@@ -492,13 +532,13 @@ class IssueRefund(Operation):
         return {
             "level": "success",
             "refund_id": refund.id,
-            "also_cancel": parsed["also_cancel"],
+            "also_cancel": parsed.also_cancel,
             "send_to_stripe": refunds.needs_stripe(refund),
             "message": f"Refund #{refund.id} of {money(refund.amount_cents, refund.currency)} {state}.",
         }
 
 
-class RetryCancellation(Operation):
+class RetryCancellation(Operation[NoInput]):
     permission = Permission.REFUND
     action, kind, title, button, danger = (
         "retry-cancellation",
@@ -508,11 +548,14 @@ class RetryCancellation(Operation):
         True,
     )
 
-    def summary(self, target: Target, parsed: dict[str, Any]) -> list[tuple[str, str]]:
+    def parse(self, target: Target, values: dict[str, str]) -> NoInput:
+        return NoInput()
+
+    def summary(self, target: Target, parsed: NoInput) -> list[tuple[str, str]]:
         assert target.refund is not None
         return [("Refund", f"#{target.refund.id}"), ("Last error", target.refund.cancel_error or "—")]
 
-    async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
+    async def act(self, session: AsyncSession, target: Target, parsed: NoInput, ctx: ActContext) -> Outcome:
         assert target.refund is not None
         refund = await refunds.retry_cancellation(
             session, target.refund.id, gateway=ctx.gateway, actor=ctx.actor, ip=ctx.ip
@@ -546,11 +589,11 @@ def _plan(target: Target, values: dict[str, str]) -> Plan:
     return plan
 
 
-def _span(parsed: dict[str, Any]) -> str:
-    return f"{parsed['months']} months" if parsed["months"] else f"{parsed['days']} days"
+def _span(months: int, days: int) -> str:
+    return f"{months} months" if months else f"{days} days"
 
 
-OPERATIONS: dict[str, Operation] = {
+OPERATIONS: dict[str, Operation[Any]] = {
     op.action: op
     for op in (CancelAtPeriodEnd(), Resume(), Extend(), Grant(), RecordPayment(), IssueRefund(), RetryCancellation())
 }

@@ -13,9 +13,7 @@ from typing import Any
 
 from sqladmin import Admin, BaseView, expose
 from sqladmin.flash import flash
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -31,13 +29,16 @@ from admin_views.operation_specs import (
     Target,
     cancellation_outcome,
 )
+from admin_views.transactions import admin_transaction
 from admin_views.two_factor import step_up_redirect
 from payment.admins.permissions import PermissionDenied
+from payment.customers import service as customers
 from payment.errors import NotFound, PaymentError
-from payment.models import Customer, Invoice, Plan, Refund, Subscription
+from payment.plans import service as plans
 from payment.refunds import service as refunds
 from payment.runtime import Services, services_of
 from payment.submissions import service as submissions
+from payment.subscriptions import service as subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -46,37 +47,21 @@ def _ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-async def load_target(session: AsyncSession, op: Operation, pk: int) -> Target:
+async def load_target(session: AsyncSession, op: Operation[Any], pk: int) -> Target:
     """The rows a form needs (read-only; the service re-reads and locks them when it acts)."""
     if op.kind == "customer":
-        customer = await session.get(Customer, pk)
-        if customer is None:
-            raise NotFound("This customer does not exist.")
-        plans = (
-            await session.execute(
-                select(Plan).options(selectinload(Plan.app)).order_by(Plan.active.desc(), Plan.sort_order, Plan.id)
-            )
-        ).scalars()
-        return Target(customer=customer, plans=list(plans))
+        return Target(customer=await customers.get(session, pk), plans=await plans.all_plans(session))
     if op.kind == "subscription":
-        sub = await session.get(
-            Subscription, pk, options=[selectinload(Subscription.plan), selectinload(Subscription.customer)]
-        )
-        if sub is None:
-            raise NotFound("This subscription does not exist.")
+        sub = await subscriptions.get(session, pk)
         return Target(customer=sub.customer, subscription=sub)
     if op.kind == "invoice":
-        invoice = await session.get(Invoice, pk, options=[selectinload(Invoice.customer)])
-        if invoice is None:
-            raise NotFound("This invoice does not exist.")
+        invoice = await refunds.get_invoice(session, pk)
         return Target(
             customer=invoice.customer,
             invoice=invoice,
             refundable_cents=await refunds.refundable_cents(session, invoice),
         )
-    refund = await session.get(Refund, pk, options=[selectinload(Refund.invoice).selectinload(Invoice.customer)])
-    if refund is None:
-        raise NotFound("This refund does not exist.")
+    refund = await refunds.get_refund(session, pk)
     return Target(customer=refund.invoice.customer, invoice=refund.invoice, refund=refund)
 
 
@@ -112,7 +97,7 @@ class OperationsView(BaseView):
         return await self._submit(request, services, op, target, values)
 
     async def _submit(
-        self, request: Request, services: Services, op: Operation, target: Target, values: dict[str, str]
+        self, request: Request, services: Services, op: Operation[Any], target: Target, values: dict[str, str]
     ) -> Response:
         try:
             nonce = submissions.check_nonce(values.get("nonce"))
@@ -126,7 +111,7 @@ class OperationsView(BaseView):
             return await self._confirm(request, op, target, values, parsed)
         ctx = ActContext(gateway=services.stripe, actor=current_admin_actor(request), ip=_ip(request), nonce=nonce)
         try:
-            async with services.db.transaction() as session:
+            async with admin_transaction(services.db, request.url.path) as session:
                 first = await submissions.claim(session, nonce, action=op.action, actor=ctx.actor)
                 if first is None:
                     outcome = await op.act(session, target, parsed, ctx)
@@ -171,7 +156,7 @@ class OperationsView(BaseView):
         """The refund is committed; now the immediate cancellation, in its own transaction, which records a
         failure on the refund instead of undoing it."""
         try:
-            async with services.db.transaction() as session:
+            async with admin_transaction(services.db, "the cancellation after a refund") as session:
                 refund = await refunds.cancel_after_refund(
                     session, int(outcome["refund_id"]), gateway=ctx.gateway, actor=ctx.actor, ip=ctx.ip
                 )
@@ -196,7 +181,7 @@ class OperationsView(BaseView):
     async def _form(
         self,
         request: Request,
-        op: Operation,
+        op: Operation[Any],
         target: Target,
         values: dict[str, str],
         error: PaymentError | None = None,
@@ -236,7 +221,7 @@ class OperationsView(BaseView):
         )
 
     async def _confirm(
-        self, request: Request, op: Operation, target: Target, values: dict[str, str], parsed: dict[str, Any]
+        self, request: Request, op: Operation[Any], target: Target, values: dict[str, str], parsed: object
     ) -> Response:
         hidden = {k: v for k, v in values.items() if k not in ("confirm", "csrf_token")}
         return await self._render(
@@ -244,7 +229,7 @@ class OperationsView(BaseView):
         )
 
     async def _render(
-        self, request: Request, template: str, op: Operation, target: Target, status_code: int, **context: Any
+        self, request: Request, template: str, op: Operation[Any], target: Target, status_code: int, **context: Any
     ) -> Response:
         response: Response = await self.templates.TemplateResponse(
             request,

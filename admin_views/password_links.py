@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from admin_views.admin_users import PASSWORD_HELP
 from admin_views.auth import client_ip
+from admin_views.transactions import admin_transaction
 from payment.admins import password_links
 from payment.errors import NotFound, PaymentError
 from payment.runtime import Services, services_of
@@ -42,7 +43,7 @@ async def set_password_page(request: Request) -> Response:
     if password != confirm:
         return await _render(request, {**context, "error": "The two passwords differ."}, status_code=400)
     try:
-        async with db.transaction() as session:
+        async with admin_transaction(db, request.url.path) as session:
             await password_links.set_password(session, token, password, ip=client_ip(request))
     except PaymentError as exc:
         return await _render(request, {**context, "error": exc.message}, status_code=400)

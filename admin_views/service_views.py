@@ -7,13 +7,11 @@ service, and a failure reaches the page as a PaymentError's plain message (SQLAd
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 from sqladmin.flash import Flash
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -22,11 +20,11 @@ from wtforms import Form
 from admin_views.access import guard, refuse, role_allows
 from admin_views.auth import client_ip, current_admin_actor, current_admin_id
 from admin_views.base import IntegerPkView
+from admin_views.transactions import admin_transaction
 from payment.admins.permissions import Permission, PermissionDenied
-from payment.errors import Conflict, PaymentError
+from payment.errors import PaymentError
 from payment.runtime import services_of
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FORM_CONTROL = {"class": "form-control"}
@@ -45,24 +43,10 @@ async def run_service(request: Request, call: Callable[[AsyncSession, Actor], Aw
     """One transaction around one service call; database failures become a plain message, never raw text."""
     who = Actor(actor=current_admin_actor(request), admin_id=current_admin_id(request), ip=client_ip(request))
     try:
-        async with services_of(request).db.transaction() as session:
+        async with admin_transaction(services_of(request).db, request.url.path) as session:
             return await call(session, who)
     except PermissionDenied as denied:
         await refuse(request, denied)
-    except PaymentError:
-        raise
-    except IntegrityError:
-        # a concurrent save won the race past the service's own uniqueness check
-        log.warning("admin save refused by a database constraint (%s)", request.url.path)
-        raise Conflict(
-            "That value is already in use (someone may have just saved the same thing). "
-            "Nothing was saved; check the form and try again."
-        ) from None
-    except SQLAlchemyError:
-        log.error("admin save failed in the database (%s)", request.url.path)
-        raise PaymentError(
-            "The change could not be saved because of a database problem. Nothing was saved; try again in a moment."
-        ) from None
 
 
 def redirect_to_list(request: Request, identity: str) -> Response:

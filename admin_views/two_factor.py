@@ -29,6 +29,7 @@ from admin_views.auth import (
     current_admin_actor,
     rate_limit_message,
 )
+from admin_views.transactions import admin_transaction
 from payment import ratelimit
 from payment.admins import service as admins
 from payment.admins import two_factor
@@ -223,7 +224,7 @@ class TwoFactorView(BaseView):
         if request.method == "POST":
             code = str((await request.form()).get("code", ""))
             try:
-                async with services.db.transaction() as session:
+                async with admin_transaction(services.db, request.url.path) as session:
                     codes = await two_factor.confirm_enrolment(
                         session, admin.id, code, secret_key=secret_key, actor=actor, ip=client_ip(request)
                     )

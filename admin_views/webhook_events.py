@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from admin_views.access import guard
 from admin_views.auth import current_admin_actor
 from admin_views.keyset import FilterSpec, KeysetModelView, plain_choices
+from admin_views.transactions import admin_transaction
 from payment.admins.permissions import Permission
 from payment.errors import PaymentError
 from payment.jobs import stripe_events
@@ -73,7 +74,7 @@ class WebhookEventView(KeysetModelView, model=StripeEvent):
         services = services_of(request)
         pk = int(request.path_params["pk"])
         try:
-            async with services.db.transaction() as session:
+            async with admin_transaction(services.db, request.url.path) as session:
                 await events.retry(session, pk, actor=current_admin_actor(request))
         except PaymentError as exc:
             flash(request, exc.message, "error")

@@ -41,7 +41,7 @@ from payment.models import StripeEvent  # noqa: E402
 from payment.stripe.handlers import HANDLED_TYPES  # noqa: E402
 from tests.support.app import running_services  # noqa: E402
 from tests.support.db import settings_for  # noqa: E402
-from tests.webhooks.world import World  # noqa: E402
+from tests.support.stripe import World  # noqa: E402
 
 
 @contextmanager

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,14 +15,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from payment.api import openapi
-from payment.api.problems import ApiProblem, FieldError, from_error
+from payment.api import models, openapi
+from payment.api.problems import ApiProblem, from_error
 from payment.apps import service as apps
 from payment.audit.service import app_actor
 from payment.billing import customers, entitlements
 from payment.billing_sessions import opening
 from payment.billing_sessions import service as billing_sessions
-from payment.errors import Forbidden, NotFound, PaymentError, Unauthorized, ValidationError
+from payment.errors import Forbidden, NotFound, PaymentError, Unauthorized
 from payment.http import BodyTooLarge, read_limited
 from payment.models import App
 from payment.runtime import services_of
@@ -31,11 +30,7 @@ from payment.runtime import services_of
 API_KEY_MAX_LENGTH = 256
 APP_SLUG_MAX = 128
 _JSON_MEDIA_RE = re.compile(r"^application/([a-z0-9.+-]*\+)?json$")
-
-
-def iso(value: datetime | None) -> str | None:
-    """RFC 3339 in UTC with a Z, as the OpenAPI `date-time` format expects."""
-    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+_NO_STORE = {"Cache-Control": "no-store"}
 
 
 def bearer_key(request: Request) -> str:
@@ -53,8 +48,8 @@ async def authenticate(request: Request, session: AsyncSession) -> App:
     return await apps.authenticate_key(session, bearer_key(request))
 
 
-async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
-    """The body as a JSON object, read no further than `max_bytes`."""
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The body as a JSON value, read no further than `max_bytes` (the model says whether its shape is right)."""
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if not _JSON_MEDIA_RE.match(media_type):
         raise ApiProblem(415, "unsupported_media_type", "Send the body as JSON with `Content-Type: application/json`.")
@@ -67,47 +62,13 @@ async def read_json_object(request: Request, max_bytes: int) -> dict[str, Any]:
         body = json.loads(raw)
     except (ValueError, RecursionError):
         raise ApiProblem(400, "invalid_json", "The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise ApiProblem(
-            422,
-            "validation_error",
-            "The request body must be a JSON object.",
-            errors=[FieldError("body", "must be a JSON object")],
-        )
     return body
 
 
-def _string(body: dict[str, Any], name: str, *, required: bool = False) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise ValidationError(f"{name} is required.", field=name)
-        return None
-    if not isinstance(value, str):
-        raise ValidationError(f"{name} must be a string.", field=name)
-    return value
-
-
-def _validation_problem(exc: ValidationError) -> ApiProblem:
-    field = exc.field or "body"
-    return ApiProblem(422, "validation_error", exc.message, errors=[FieldError(field, exc.message)])
-
-
-def session_input(body: dict[str, Any]) -> tuple[customers.CustomerInput, str]:
-    """The customer fields and the app slug of a POST /sessions body, checked."""
-    try:
-        app_slug = _string(body, "appSlug", required=True) or ""
-        if not app_slug or len(app_slug) > APP_SLUG_MAX:
-            raise ValidationError(f"appSlug must be 1 to {APP_SLUG_MAX} characters.", field="appSlug")
-        data = customers.CustomerInput(
-            external_user_id=_string(body, "externalUserId", required=True) or "",
-            email=_string(body, "email"),
-            name=_string(body, "name"),
-            locale=_string(body, "locale"),
-        ).validated()
-    except ValidationError as exc:
-        raise _validation_problem(exc) from None
-    return data, app_slug
+def session_input(body: Any) -> tuple[customers.CustomerInput, str]:
+    """The customer fields and the app slug of a POST /sessions body, checked by its model."""
+    parsed = models.SessionRequest.parse(body)
+    return parsed.customer(), parsed.app_slug
 
 
 async def create_session(request: Request) -> Response:
@@ -115,13 +76,21 @@ async def create_session(request: Request) -> Response:
     settings = services.settings
     try:
         key = bearer_key(request)
-        body = await read_json_object(request, settings.max_body_bytes)
-        created = await _open_in_one_statement(request, key, body)
-        if created is not None:
-            return _session_created(created)
+        body = await read_json(request, settings.max_body_bytes)
+        try:
+            data, app_slug = session_input(body)
+        except ApiProblem as refused:  # told after the key is checked: a wrong key is a 401 whatever the body
+            checked: tuple[customers.CustomerInput, str] | ApiProblem = refused
+        else:
+            checked = data, app_slug
+            created = await _open_in_one_statement(request, key, data, app_slug)
+            if created is not None:
+                return _session_created(created)
         async with services.db.transaction() as session:
             app = await authenticate(request, session)
-            data, app_slug = session_input(body)
+            if isinstance(checked, ApiProblem):
+                raise checked
+            data, app_slug = checked
             if app_slug != app.slug:
                 known = apps.SLUG_RE.match(app_slug) is not None
                 target = await apps.get_by_slug(session, app_slug) if known else None
@@ -145,14 +114,10 @@ async def create_session(request: Request) -> Response:
 
 
 async def _open_in_one_statement(
-    request: Request, key: str, body: dict[str, Any]
+    request: Request, key: str, data: customers.CustomerInput, app_slug: str
 ) -> billing_sessions.CreatedSession | None:
     """The hot path: a valid body for the key's own app opens the session in one round trip. None sends the
-    request down the ORM path, which checks the key before the body and explains any refusal."""
-    try:
-        data, app_slug = session_input(body)
-    except ApiProblem:
-        return None
+    request down the ORM path, which explains any refusal."""
     if apps.SLUG_RE.match(app_slug) is None:  # never an app's: the ORM path answers 404
         return None
     services = services_of(request)
@@ -173,12 +138,9 @@ async def _open_in_one_statement(
     )
 
 
-def _session_created(created: billing_sessions.CreatedSession) -> JSONResponse:
-    return JSONResponse(
-        {"id": str(created.id), "url": created.url, "expiresAt": iso(created.expires_at)},
-        status_code=201,
-        headers={"Cache-Control": "no-store"},
-    )
+def _session_created(created: billing_sessions.CreatedSession) -> Response:
+    body = models.Session(id=created.id, url=created.url, expires_at=created.expires_at)
+    return Response(body.json_bytes(), status_code=201, media_type="application/json", headers=_NO_STORE)
 
 
 async def customer_subscription(request: Request) -> Response:
@@ -186,18 +148,15 @@ async def customer_subscription(request: Request) -> Response:
     try:
         async with services.db.session() as session:
             app = await authenticate(request, session)
-            try:
-                external_id = customers.check_external_user_id(request.path_params["externalUserId"])
-            except ValidationError as exc:
-                raise _validation_problem(exc) from None
+            path = models.CustomerPath.parse({"externalUserId": request.path_params["externalUserId"]})
+            external_id = path.external_user_id
             customer = await customers.get_by_external_id(session, external_id)
             ent = await entitlements.current(session, customer, app)
     except PaymentError as exc:
         return from_error(exc)
-    return JSONResponse(
-        entitlements.document(ent, external_user_id=external_id, app_slug=app.slug),
-        headers={"Cache-Control": "no-store"},
-    )
+    document = entitlements.document(ent, external_user_id=external_id, app_slug=app.slug)
+    body = models.Entitlement.model_validate(document)
+    return Response(body.json_bytes(), media_type="application/json", headers=_NO_STORE)
 
 
 async def openapi_document(request: Request) -> Response:

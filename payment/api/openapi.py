@@ -1,155 +1,17 @@
 """The OpenAPI 3.1 document of the client API, served at /api/v1/openapi.json.
 
-Written by hand so it says exactly what the routes do; tests/api/test_openapi.py checks every route against it and
-schemathesis fuzzes the running API with it.
+The operations are written here; every schema comes from the models in payment/api/models.py, the same ones that
+check the requests and build the responses, so the document and the checks cannot drift. tests/api/test_openapi.py
+checks every route against it and schemathesis fuzzes the running API with it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from payment.api import models
 from payment.app_webhooks import catalogue
 from payment.config import Settings
-
-# No control characters; the same rules payment/billing/customers.py enforces.
-_NO_CONTROL = r"^[^\u0000-\u001f\u007f]*$"
-_NOT_BLANK = r"^[^\u0000-\u001f\u007f]*[^\s\u0000-\u001f\u007f][^\u0000-\u001f\u007f]*$"
-# \u0085 (NEL) is whitespace to the server (Python) but not to ECMAScript's \s: excluded here so both agree
-_EMAIL = (
-    r"^[^@\s\u0000-\u001f\u007f\u0085]+@[^@\s\u0000-\u001f\u007f\u0085]+"
-    r"\.[^@\s\u0000-\u001f\u007f\u0085]+$"
-)
-_LOCALE = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$"
-
-ERROR_CODES: dict[int, list[str]] = {
-    400: ["invalid_json"],
-    401: ["missing_api_key", "invalid_api_key"],
-    403: ["app_mismatch"],
-    404: ["app_not_found", "not_found"],  # not_found: a path no route matches (Starlette's own 404)
-    413: ["payload_too_large"],
-    415: ["unsupported_media_type"],
-    422: ["validation_error"],
-}
-
-_SCHEMAS: dict[str, Any] = {
-    "SessionRequest": {
-        "type": "object",
-        "required": ["externalUserId", "appSlug"],
-        "properties": {
-            "externalUserId": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 255,
-                "pattern": _NOT_BLANK,
-                "description": "Your app's stable id for the user (the same across Aquoris apps).",
-                "examples": ["user-42"],
-            },
-            "appSlug": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": 128,
-                "description": "Slug of the app the API key belongs to.",
-                "examples": ["vega"],
-            },
-            "email": {"type": ["string", "null"], "maxLength": 320, "pattern": _EMAIL, "examples": ["ann@example.com"]},
-            "name": {"type": ["string", "null"], "maxLength": 1024, "pattern": _NO_CONTROL},
-            "locale": {
-                "type": ["string", "null"],
-                "maxLength": 16,
-                "pattern": _LOCALE,
-                "description": "Language of the billing page (en, th; others fall back to English).",
-                "examples": ["th"],
-            },
-        },
-    },
-    "Session": {
-        "type": "object",
-        "required": ["id", "url", "expiresAt"],
-        "additionalProperties": False,
-        "properties": {
-            "id": {"type": "string", "format": "uuid"},
-            "url": {"type": "string", "format": "uri", "description": "Send the user here (single purpose)."},
-            "expiresAt": {"type": "string", "format": "date-time"},
-        },
-    },
-    "Entitlement": {
-        "type": "object",
-        "required": [
-            "externalUserId",
-            "appSlug",
-            "plan",
-            "status",
-            "source",
-            "paid",
-            "currentPeriodEnd",
-            "cancelAtPeriodEnd",
-            "cancelsAt",
-            "accessState",
-            "graceEndsAt",
-        ],
-        "additionalProperties": False,
-        "properties": {
-            "externalUserId": {"type": "string"},
-            "appSlug": {"type": "string"},
-            "plan": {
-                "type": "object",
-                "required": ["slug", "name"],
-                "additionalProperties": False,
-                "properties": {"slug": {"type": "string"}, "name": {"type": "string"}},
-            },
-            "status": {
-                "type": "string",
-                "enum": ["free", "active", "trialing", "past_due"],
-                "description": "`free` when there is no live paid subscription; `past_due` while Stripe "
-                "retries a failed renewal (keep access, ask the user to update the card).",
-            },
-            "source": {"type": "string", "enum": ["free", "stripe", "manual", "grant"]},
-            "paid": {"type": "boolean", "description": "true when a live paid subscription unlocks the plan."},
-            "currentPeriodEnd": {"type": ["string", "null"], "format": "date-time"},
-            "cancelAtPeriodEnd": {"type": "boolean"},
-            "cancelsAt": {
-                "type": ["string", "null"],
-                "format": "date-time",
-                "description": "When a subscription set to end stops (Stripe's cancel_at, or the period "
-                "end); null while it renews.",
-            },
-            "accessState": {
-                "type": "string",
-                "enum": ["full", "grace", "blocked"],
-                "description": "Unlock the plan's features on `full` and `grace`, not on `blocked`. "
-                "`grace`: a renewal failed and the user keeps access until `graceEndsAt` "
-                "while Stripe retries; `blocked`: the grace period is over and the "
-                "invoice is still unpaid (apps whose policy is `free` see the free plan "
-                "with `full` instead).",
-            },
-            "graceEndsAt": {
-                "type": ["string", "null"],
-                "format": "date-time",
-                "description": "When `grace` turns into `blocked`; null unless the state is `grace` or "
-                "`blocked` (and while the failed invoice is not yet known).",
-            },
-        },
-    },
-    "Problem": {
-        "type": "object",
-        "required": ["type", "title", "status", "detail", "code"],
-        "properties": {
-            "type": {"type": "string", "format": "uri"},
-            "title": {"type": "string"},
-            "status": {"type": "integer"},
-            "detail": {"type": "string"},
-            "code": {"type": "string", "enum": sorted({c for codes in ERROR_CODES.values() for c in codes})},
-            "errors": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["field", "message"],
-                    "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
-                },
-            },
-        },
-    },
-}
 
 _DESCRIPTIONS = {
     400: "The body is not valid JSON (`invalid_json`).",
@@ -280,7 +142,7 @@ def document(settings: Settings) -> dict[str, Any]:
                             "name": "externalUserId",
                             "in": "path",
                             "required": True,
-                            "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": _NOT_BLANK},
+                            "schema": models.parameter_schema(models.CustomerPath, "externalUserId"),
                         }
                     ],
                     "responses": {
@@ -313,7 +175,7 @@ def document(settings: Settings) -> dict[str, Any]:
         },
         "webhooks": _webhooks(),
         "components": {
-            "schemas": {**_SCHEMAS, **_webhook_schemas()},
+            "schemas": {**models.SCHEMAS, **_webhook_schemas()},
             "securitySchemes": {
                 "appKey": {"type": "http", "scheme": "bearer", "description": "The app's API key (apk_...)."}
             },

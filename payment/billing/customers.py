@@ -17,13 +17,24 @@ EXTERNAL_ID_MAX = 255
 EMAIL_MAX = 320
 NAME_MAX = 1024
 LOCALE_MAX = 16
-# The same patterns as the OpenAPI document. Python's \s is wider than PostgreSQL's, so an email that passes here
-# also passes the table's CHECK.
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
-_NOT_BLANK_RE = re.compile(r"\S")
-# \ufeff is whitespace to ECMAScript (the OpenAPI pattern) but not to Python: refused here so both agree
-EMAIL_RE = re.compile(r"^[^@\s\ufeff]+@[^@\s\ufeff]+\.[^@\s\ufeff]+$")
-LOCALE_RE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$")
+# The one rule set for a customer's fields. The client API's request model (payment/api/models.py) checks these
+# very patterns and publishes them in the OpenAPI document, so a client validating with the document and the server
+# agree. They spell whitespace and control characters out instead of using \s (whose meaning differs between
+# Python, ECMAScript and Rust) and are matched whole (`fullmatch`: Python's $ would let a final newline through).
+CONTROL = r"\u0000-\u001f\u007f"
+SPACE = r"\t\n\u000b\u000c\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+TEXT_PATTERN = rf"^[^{CONTROL}]*$"
+NOT_BLANK_PATTERN = rf"^[^{CONTROL}]*[^{SPACE}{CONTROL}][^{CONTROL}]*$"
+EMAIL_PATTERN = rf"^[^@{SPACE}{CONTROL}]+@[^@{SPACE}{CONTROL}]+\.[^@{SPACE}{CONTROL}]+$"
+LOCALE_PATTERN = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$"
+_TEXT_RE = re.compile(TEXT_PATTERN)
+_NOT_BLANK_RE = re.compile(NOT_BLANK_PATTERN)
+EMAIL_RE = re.compile(EMAIL_PATTERN)
+LOCALE_RE = re.compile(LOCALE_PATTERN)
+EXTERNAL_ID_RULE = "externalUserId must not be empty or blank, nor contain control characters."
+EMAIL_RULE = "email must be an email address like name@example.com."
+TEXT_RULE = "{field} must not contain control characters."
+LOCALE_RULE = "locale must be a language tag such as en or th-TH."
 
 
 def _text(value: str, field: str, maximum: int) -> str:
@@ -31,8 +42,8 @@ def _text(value: str, field: str, maximum: int) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise ValidationError(f"{field} is not valid Unicode text.", field=field) from None
-    if _CONTROL_RE.search(value):
-        raise ValidationError(f"{field} must not contain control characters.", field=field)
+    if not _TEXT_RE.fullmatch(value):
+        raise ValidationError(TEXT_RULE.format(field=field), field=field)
     if len(value) > maximum:
         raise ValidationError(f"{field} must be at most {maximum} characters.", field=field)
     return value
@@ -40,8 +51,8 @@ def _text(value: str, field: str, maximum: int) -> str:
 
 def check_external_user_id(value: str) -> str:
     _text(value, "externalUserId", EXTERNAL_ID_MAX)
-    if not _NOT_BLANK_RE.search(value):
-        raise ValidationError("externalUserId must not be empty.", field="externalUserId")
+    if not _NOT_BLANK_RE.fullmatch(value):
+        raise ValidationError(EXTERNAL_ID_RULE, field="externalUserId")
     return value
 
 
@@ -57,14 +68,19 @@ class CustomerInput:
         external = check_external_user_id(self.external_user_id)
         if self.email is not None:
             _text(self.email, "email", EMAIL_MAX)
-            if not EMAIL_RE.match(self.email):
-                raise ValidationError("email must be an email address like name@example.com.", field="email")
+            if not EMAIL_RE.fullmatch(self.email):
+                raise ValidationError(EMAIL_RULE, field="email")
         if self.name is not None:
             _text(self.name, "name", NAME_MAX)
-        if self.locale is not None and (len(self.locale) > LOCALE_MAX or not LOCALE_RE.match(self.locale)):
-            raise ValidationError("locale must be a language tag such as en or th-TH.", field="locale")
+        if self.locale is not None and (len(self.locale) > LOCALE_MAX or not LOCALE_RE.fullmatch(self.locale)):
+            raise ValidationError(LOCALE_RULE, field="locale")
+        return CustomerInput(external, self.email, self.name, self.locale).normalized()
+
+    def normalized(self) -> CustomerInput:
+        """The stored form of input already checked (by `validated` or the client API's model, which checks the
+        same patterns): a `th_TH` locale becomes `th-TH`, an empty name none."""
         locale = self.locale.replace("_", "-") if self.locale else None
-        return CustomerInput(external, self.email, self.name or None, locale)
+        return CustomerInput(self.external_user_id, self.email, self.name or None, locale)
 
 
 async def get_by_external_id(session: AsyncSession, external_user_id: str) -> Customer | None:

@@ -16,6 +16,14 @@ from payment.models.billing import LIVE_STATUSES
 HISTORY_LIMIT = 200
 
 
+async def get(session: AsyncSession, customer_id: int) -> Customer:
+    """The customer with this id, or NotFound."""
+    customer = await session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFound("This customer does not exist.")
+    return customer
+
+
 def search_conditions(term: str | None) -> list[ColumnElement[bool]]:
     """Match a term against the external user id, the email (both as substrings) or the Stripe customer id."""
     term = (term or "").strip()[:255]

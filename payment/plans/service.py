@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from payment.admins.permissions import Permission, require
 from payment.apps.service import check_slug
@@ -163,6 +164,14 @@ async def get_plan(session: AsyncSession, plan_id: int) -> Plan:
     if plan is None:
         raise NotFound("No such plan.")
     return plan
+
+
+async def all_plans(session: AsyncSession) -> list[Plan]:
+    """Every plan with its app, the active ones first, as a form offers them."""
+    plans = await session.scalars(
+        select(Plan).options(selectinload(Plan.app)).order_by(Plan.active.desc(), Plan.sort_order, Plan.id)
+    )
+    return list(plans)
 
 
 async def set_active(session: AsyncSession, plan: Plan, active: bool, *, actor: str, ip: str | None = None) -> Plan:

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 
 from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
@@ -28,6 +29,22 @@ REFUNDABLE_STATUSES = ("paid", "partially_refunded")
 # an admin's own send happens right after the commit; older unsent ones were interrupted
 RESEND_AFTER = timedelta(minutes=2)
 SEND_BATCH = 100
+
+
+async def get_invoice(session: AsyncSession, invoice_id: int) -> Invoice:
+    """The invoice with its customer, or NotFound (read only: `lock_invoice` is for changes)."""
+    invoice = await session.get(Invoice, invoice_id, options=[selectinload(Invoice.customer)])
+    if invoice is None:
+        raise NotFound("This invoice does not exist.")
+    return invoice
+
+
+async def get_refund(session: AsyncSession, refund_id: int) -> Refund:
+    """The refund with its invoice and the invoice's customer, or NotFound."""
+    refund = await session.get(Refund, refund_id, options=[selectinload(Refund.invoice).selectinload(Invoice.customer)])
+    if refund is None:
+        raise NotFound("This refund does not exist.")
+    return refund
 
 
 async def lock_invoice(session: AsyncSession, invoice_id: int) -> Invoice:
@@ -65,6 +82,22 @@ def apply_refunded(invoice: Invoice, amount_cents: int) -> None:
     invoice.status = "refunded" if invoice.amount_refunded_cents >= invoice.amount_cents else "partially_refunded"
 
 
+def check_refund(invoice: Invoice, refundable: int, amount_cents: int, also_cancel: bool) -> int:
+    """A refund of `amount_cents` fits what remains refundable of the invoice (`refundable`), and a cancellation
+    asked with it has a subscription to cancel; the amount, or a ValidationError naming the field."""
+    if amount_cents <= 0:
+        raise ValidationError("The refund amount must be more than zero.", field="amount")
+    if amount_cents > refundable:
+        raise ValidationError(
+            f"The refund amount cannot be more than {format_money(refundable, invoice.currency)}, "
+            "what remains refundable.",
+            field="amount",
+        )
+    if also_cancel and invoice.subscription_id is None:
+        raise ValidationError("This invoice has no subscription to cancel.", field="also_cancel")
+    return amount_cents
+
+
 async def issue(
     session: AsyncSession,
     invoice_id: int,
@@ -88,17 +121,7 @@ async def issue(
         raise Conflict(
             "Nothing is left to refund on this invoice (refunds already cover it or are pending).", field="amount"
         )
-    amount = refundable if amount_cents is None else amount_cents
-    if amount <= 0:
-        raise ValidationError("The refund amount must be more than zero.", field="amount")
-    if amount > refundable:
-        raise ValidationError(
-            f"The refund amount cannot be more than {format_money(refundable, invoice.currency)}, "
-            "what remains refundable.",
-            field="amount",
-        )
-    if also_cancel and invoice.subscription_id is None:
-        raise ValidationError("This invoice has no subscription to cancel.", field="also_cancel")
+    amount = check_refund(invoice, refundable, refundable if amount_cents is None else amount_cents, also_cancel)
     details: dict[str, Any] = {
         "invoice_id": invoice.id,
         "amount_cents": amount,

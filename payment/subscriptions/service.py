@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import contains_eager
+from sqlalchemy.orm import contains_eager, selectinload
 
 from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
@@ -43,6 +43,16 @@ def check_days(days: int, *, field: str = "days") -> int:
     if days < 1 or days > MAX_DAYS:
         raise ValidationError(f"Days must be between 1 and {MAX_DAYS}.", field=field)
     return days
+
+
+async def get(session: AsyncSession, subscription_id: int) -> Subscription:
+    """The subscription with its plan and customer, or NotFound (read only: `lock_subscription` is for changes)."""
+    sub = await session.get(
+        Subscription, subscription_id, options=[selectinload(Subscription.plan), selectinload(Subscription.customer)]
+    )
+    if sub is None:
+        raise NotFound("This subscription does not exist.")
+    return sub
 
 
 async def lock_subscription(session: AsyncSession, subscription_id: int) -> Subscription:

@@ -14,6 +14,7 @@ from tests.admin.conftest import page_token
 from tests.admin.test_apps import RAW_DB_WORDS
 from tests.support.app import ThreadServer
 from tests.support.db import settings_for
+from tests.support.stripe import stripe_price
 
 FREE = {
     "slug": "free",
@@ -45,25 +46,6 @@ def admin_settings(database_url: str, sandbox_server: ThreadServer) -> Settings:
     return settings_for(database_url, stripe_api_base=sandbox_server.url)
 
 
-async def stripe_price(
-    services: Services,
-    amount: int = 29900,
-    currency: str = "thb",
-    interval: str | None = "month",
-    *,
-    active: bool = True,
-) -> str:
-    """A price in the sandbox, as an admin would have made in Stripe's dashboard."""
-    product = await services.stripe.create_product({"name": "Made in Stripe"})
-    params: dict[str, object] = {"product": product["id"], "unit_amount": amount, "currency": currency}
-    if interval:
-        params["recurring"] = {"interval": interval}
-    price_id = str((await services.stripe.create_price(params))["id"])
-    if not active:
-        await services.stripe.client.v1.prices.update_async(price_id, params={"active": False})
-    return price_id
-
-
 async def post_plan(
     client: httpx.AsyncClient, data: dict[str, str], path: str = "/admin/plan/create"
 ) -> httpx.Response:
@@ -79,7 +61,7 @@ async def plan(services: Services, slug: str) -> Plan:
 async def test_create_a_free_and_a_paid_plan(
     admin: httpx.AsyncClient, admin_services: Services, root_admin: int
 ) -> None:
-    price_id = await stripe_price(admin_services)
+    price_id = await stripe_price(admin_services.stripe)
     assert (await post_plan(admin, FREE)).status_code == 302
     assert (await post_plan(admin, {**PRO, "stripe_price_id": price_id})).status_code == 302
     free, pro = await plan(admin_services, "free"), await plan(admin_services, "pro")
@@ -126,7 +108,7 @@ async def test_the_guides_limits_give_clear_errors(
 
 
 async def test_duplicates_are_friendly(admin: httpx.AsyncClient, admin_services: Services) -> None:
-    price_dup, price_other = await stripe_price(admin_services), await stripe_price(admin_services)
+    price_dup, price_other = await stripe_price(admin_services.stripe), await stripe_price(admin_services.stripe)
     assert (await post_plan(admin, {**PRO, "slug": "dup", "stripe_price_id": price_dup})).status_code == 302
     same_slug = await post_plan(admin, {**PRO, "slug": "dup", "stripe_price_id": price_other})
     assert same_slug.status_code == 400 and "A plan with slug “dup” already exists." in same_slug.text
@@ -140,7 +122,10 @@ async def test_edit_scope_and_deactivate(admin: httpx.AsyncClient, admin_service
 
     async with admin_services.db.transaction() as session:
         app, _ = await create_app(session, slug="scope-app", name="Scope App")
-    monthly, yearly = await stripe_price(admin_services), await stripe_price(admin_services, interval="year")
+    monthly, yearly = (
+        await stripe_price(admin_services.stripe),
+        await stripe_price(admin_services.stripe, interval="year"),
+    )
     await post_plan(admin, {**PRO, "slug": "scoped", "stripe_price_id": monthly})
     scoped = await plan(admin_services, "scoped")
     edit = f"/admin/plan/edit/{scoped.id}"
@@ -201,7 +186,7 @@ async def test_a_price_that_does_not_fit_the_plan_is_a_field_error(
 ) -> None:
     fields = {**PRO, "slug": "misfit", **plan}
     if price is not None:
-        fields["stripe_price_id"] = await stripe_price(admin_services, **price)  # type: ignore[arg-type]
+        fields["stripe_price_id"] = await stripe_price(admin_services.stripe, **price)  # type: ignore[arg-type]
     response = await post_plan(admin, fields)
     assert response.status_code == 400 and message in response.text
     assert "is-invalid" in response.text or "stripe_price_id" in response.text
@@ -241,7 +226,7 @@ async def test_the_admin_can_have_the_product_and_price_created_in_stripe(
 async def test_a_price_that_drifts_in_stripe_shows_a_warning_on_the_list(
     admin: httpx.AsyncClient, admin_services: Services
 ) -> None:
-    price_id = await stripe_price(admin_services)
+    price_id = await stripe_price(admin_services.stripe)
     assert (await post_plan(admin, {**PRO, "slug": "drifting", "stripe_price_id": price_id})).status_code == 302
     # archived in Stripe's dashboard
     await admin_services.stripe.client.v1.prices.update_async(price_id, params={"active": False})

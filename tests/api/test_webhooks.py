@@ -10,7 +10,7 @@ from sqlalchemy import func, select, text
 from payment.config import DEV_STRIPE_WEBHOOK_SECRET
 from payment.models import StripeEvent
 from payment.runtime import Services
-from tests.webhooks.world import event_body, sign
+from tests.support.stripe import event_body, sign
 
 URL = "/api/v1/webhooks/stripe"
 SUBSCRIPTION = {"id": "sub_webhooktest", "object": "subscription", "customer": "cus_webhooktest"}

@@ -1,22 +1,16 @@
-"""Fixtures for outgoing webhooks: the sandbox world, and a client app with an endpoint on a loopback receiver."""
+"""Fixtures for outgoing webhooks: a client app with an endpoint on a loopback receiver (the `world` fixture is
+tests/support/stripe.py's)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import pytest
 from sqlalchemy import select
 
 from payment.app_webhooks import catalogue, endpoints
 from payment.models import App, OutboxMessage, WebhookEndpoint
 from payment.runtime import Services
 from tests.support import factories
-from tests.webhooks.world import World
-
-
-@pytest.fixture
-def world(services: Services, sandbox: str) -> World:
-    return World(services, sandbox)
 
 
 @dataclass

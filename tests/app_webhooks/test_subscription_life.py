@@ -15,7 +15,7 @@ from payment.runtime import Services
 from tests.app_webhooks.conftest import client_app, messages
 from tests.app_webhooks.receiver import webhook_receiver
 from tests.jobs.conftest import running_worker
-from tests.webhooks.world import FAILING_CARD, GOOD_CARD, World
+from tests.support.stripe import FAILING_CARD, GOOD_CARD, World
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import httpx
 from payment.models import App, Plan
 from payment.runtime import Services
 from tests.support import factories
-from tests.support.stripe import SANDBOX_KEY
+from tests.support.stripe import stripe_price
 
 _n = count(1)
 
@@ -28,32 +28,12 @@ class Scene:
     retired: Plan
 
 
-def reset_sandbox(sandbox_url: str) -> None:
-    httpx.post(f"{sandbox_url}/_sandbox/reset", headers={"Authorization": f"Bearer {SANDBOX_KEY}"}).raise_for_status()
-
-
-async def sandbox_call(method: str, url: str, **kwargs: object) -> httpx.Response:
-    """A request to the sandbox as Stripe's dashboard or test controls would make it."""
-    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {SANDBOX_KEY}"}) as http:
-        response = await http.request(method, url, **kwargs)  # type: ignore[arg-type]
-    response.raise_for_status()
-    return response
-
-
-async def sandbox_price(services: Services, name: str, amount: int, currency: str, interval: str = "month") -> str:
-    product = await services.stripe.create_product({"name": name})
-    price = await services.stripe.create_price(
-        {"product": product["id"], "unit_amount": amount, "currency": currency, "recurring": {"interval": interval}}
-    )
-    return str(price["id"])
-
-
 async def build_scene(services: Services, *, slug: str = "vega") -> Scene:
     """Vega with free, pro (299 THB a month), team (19.99 USD a year, Vega only), and plans Vega must not show."""
-    pro_price = await sandbox_price(services, "Aquoris PRO", 29900, "thb")
-    team_price = await sandbox_price(services, "Vega Team", 1999, "usd", "year")
-    other_price = await sandbox_price(services, "Orion Max", 50000, "thb")
-    retired_price = await sandbox_price(services, "Old", 10000, "thb")
+    pro_price = await stripe_price(services.stripe, name="Aquoris PRO", amount=29900)
+    team_price = await stripe_price(services.stripe, name="Vega Team", amount=1999, currency="usd", interval="year")
+    other_price = await stripe_price(services.stripe, name="Orion Max", amount=50000)
+    retired_price = await stripe_price(services.stripe, name="Old", amount=10000)
     async with services.db.transaction() as session:
         app, key = await factories.create_app(
             session, slug=slug, name="Vega", return_url="https://vega.example.com/settings"

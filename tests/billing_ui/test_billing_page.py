@@ -13,9 +13,10 @@ from sqlalchemy import update
 from payment.billing.customers import get_by_external_id
 from payment.models import BillingSession, Customer, utcnow
 from payment.runtime import Services
-from tests.billing_ui.helpers import Scene, build_scene, open_billing, reset_sandbox, text_of
+from tests.billing_ui.helpers import Scene, build_scene, open_billing, text_of
 from tests.support import factories
 from tests.support.app import ThreadServer
+from tests.support.stripe import reset_sandbox
 
 
 @pytest.fixture(scope="module")

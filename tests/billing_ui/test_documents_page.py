@@ -13,10 +13,11 @@ from payment.billing.customers import get_by_external_id
 from payment.documents import runner
 from payment.models import AuditLog, Customer, Document
 from payment.runtime import Services
-from tests.billing_ui.helpers import Scene, build_scene, csrf_of, open_billing, reset_sandbox, text_of
+from tests.billing_ui.helpers import Scene, build_scene, csrf_of, open_billing, text_of
 from tests.documents.helpers import BUYER_TAX_ID, suite_seller
 from tests.support import factories
 from tests.support.app import ThreadServer
+from tests.support.stripe import reset_sandbox
 
 LINK = re.compile(r'href="(/billing/[^"]+/documents/(\d+))"')
 

@@ -11,8 +11,9 @@ from sqlalchemy import update
 
 from payment.models import App
 from payment.runtime import Services
-from tests.billing_ui.helpers import Scene, build_scene, open_billing, reset_sandbox
+from tests.billing_ui.helpers import Scene, build_scene, open_billing
 from tests.support.app import ThreadServer
+from tests.support.stripe import reset_sandbox
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,10 @@ from sqlalchemy import func, select
 from payment.billing.customers import get_by_external_id
 from payment.models import AuditLog, CheckoutSession, Customer
 from payment.runtime import Services
-from tests.billing_ui.helpers import Scene, build_scene, csrf_of, open_billing, reset_sandbox, sandbox_call, text_of
+from tests.billing_ui.helpers import Scene, build_scene, csrf_of, open_billing, text_of
 from tests.support import factories
 from tests.support.app import ThreadServer
+from tests.support.stripe import reset_sandbox, sandbox_call
 
 
 @pytest.fixture(scope="module")

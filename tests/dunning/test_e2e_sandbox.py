@@ -20,14 +20,9 @@ from payment.runtime import Services
 from tests.dunning import world as dw
 from tests.dunning.mailbox import SmtpServer, parts
 from tests.support import factories
-from tests.webhooks.world import FAILING_CARD, GOOD_CARD, World
+from tests.support.stripe import FAILING_CARD, GOOD_CARD, World
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def world(services: Services, sandbox: str) -> World:
-    return World(services, sandbox)
 
 
 async def _apply_new(world: World, seen: int) -> tuple[int, list[dict[str, Any]]]:

@@ -22,11 +22,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from payment.config import Settings
-from tests.billing_ui.helpers import sandbox_price
 from tests.support import factories
 from tests.support.app import ThreadServer, run_sync, running_services, serve_service
 from tests.support.db import own_database, settings_for
-from tests.support.stripe import SANDBOX_KEY, register_webhook
+from tests.support.stripe import register_webhook, reset_sandbox, stripe_price
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_CARD = "4242 4242 4242 4242"
@@ -43,7 +42,7 @@ class Deployment:
 
 async def _seed(settings: Settings) -> str:
     async with running_services(settings) as services:
-        price = await sandbox_price(services, "Aquoris PRO", 29900, "thb")
+        price = await stripe_price(services.stripe, name="Aquoris PRO", amount=29900)
         async with services.db.transaction() as session:
             _, key = await factories.create_app(
                 session, slug="vega", name="Vega", return_url="https://vega.example.com/settings"
@@ -73,9 +72,7 @@ def database(pg_server_url: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def deployment(database: str, sandbox_server: ThreadServer) -> Iterator[Deployment]:
     """The service on loopback, the sandbox delivering signed webhooks to it, and a `payment worker` process."""
-    httpx.post(
-        f"{sandbox_server.url}/_sandbox/reset", headers={"Authorization": f"Bearer {SANDBOX_KEY}"}
-    ).raise_for_status()
+    reset_sandbox(sandbox_server.url)
     # seed first: procrastinate binds blueprint tasks to the job app built last, which must be the server's
     key = run_sync(_seed(settings_for(database, stripe_api_base=sandbox_server.url)))
     server = serve_service(settings_for(database, stripe_api_base=sandbox_server.url))

@@ -14,12 +14,11 @@ import httpx
 from playwright.sync_api import Browser, expect
 
 from payment.embedded_pg import free_port
-from tests.billing_ui.helpers import sandbox_price
 from tests.ops.processes import process_env, started
 from tests.support import factories
 from tests.support.app import running_services
 from tests.support.db import in_thread, own_database, settings_for
-from tests.support.stripe import register_webhook
+from tests.support.stripe import register_webhook, stripe_price
 
 ADMIN_PASSWORD = "walk-admin-" + secrets.token_hex(8)
 NEW_PASSWORD = "walk-new-" + secrets.token_hex(8)
@@ -28,7 +27,7 @@ SECRET_KEY = "walk-secret-key-" + secrets.token_hex(24)
 
 async def _seed(url: str, sandbox_url: str) -> str:
     async with running_services(settings_for(url, stripe_api_base=sandbox_url)) as services:
-        price = await sandbox_price(services, "Aquoris PRO", 29900, "thb")
+        price = await stripe_price(services.stripe, name="Aquoris PRO", amount=29900)
         async with services.db.transaction() as session:
             admin = await factories.create_admin(session, password=ADMIN_PASSWORD)
             await factories.create_plan(

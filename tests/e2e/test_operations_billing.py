@@ -22,10 +22,10 @@ from payment.jobs.worker import run_worker
 from payment.models import StripeEvent
 from payment.runtime import Services
 from stripe_sandbox import sign
-from tests.operations.stripe_setup import StripeSetup, inject_fault, paid_stripe_subscription, sandbox_control
 from tests.support import factories
 from tests.support.app import ThreadServer, running_services, serve_service
 from tests.support.db import in_thread, own_database, settings_for
+from tests.support.stripe import StripeSetup, inject_fault, paid_stripe_subscription, sandbox_control
 
 T = TypeVar("T")
 PASSWORD = "correct-horse-battery"

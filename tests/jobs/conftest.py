@@ -18,14 +18,8 @@ from payment.bootstrap import build_services
 from payment.config import Settings
 from payment.jobs.worker import run_worker
 from payment.runtime import Services
-from tests.webhooks.world import World
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def world(services: Services, sandbox: str) -> World:
-    return World(services, sandbox)
 
 
 @pytest.fixture(scope="module")

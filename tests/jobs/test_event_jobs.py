@@ -12,7 +12,7 @@ from payment.models import AuditLog, StripeEvent
 from payment.runtime import Services
 from payment.stripe import events
 from payment.stripe.inbox import store_event
-from tests.webhooks.world import World
+from tests.support.stripe import World
 
 pytestmark = pytest.mark.usefixtures("job_queue")
 

@@ -23,7 +23,7 @@ from payment.stripe.inbox import store_event
 from tests.jobs.conftest import WorkerProcess, eventually, running_worker
 from tests.support.app import running_services, serve_service
 from tests.support.db import settings_for
-from tests.webhooks.world import World, sign
+from tests.support.stripe import World, sign
 
 pytestmark = pytest.mark.slow
 

@@ -23,8 +23,7 @@ from payment.stripe.inbox import store_event
 from tests.jobs.conftest import WorkerProcess, eventually, running_worker
 from tests.support import factories
 from tests.support.app import serve_service
-from tests.support.stripe import register_webhook
-from tests.webhooks.world import World
+from tests.support.stripe import World, register_webhook
 
 
 async def test_stripe_delivers_over_http_and_the_worker_applies_every_event(

@@ -8,15 +8,15 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, select, text
 
 from payment.admins import service as admins
 from payment.bootstrap import create_app
 from payment.models import AuditLog, Base, Customer, Invoice, Plan, Refund, Subscription
 from payment.runtime import Services
-from tests.operations.stripe_setup import inject_fault, paid_stripe_subscription
 from tests.support import factories
 from tests.support.app import asgi_client
+from tests.support.stripe import inject_fault, paid_stripe_subscription
 
 EMAIL, PASSWORD = "ops@aquoris.test", "correct-horse-battery"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -176,7 +176,10 @@ async def test_over_refund_is_refused_without_side_effects(admin: httpx.AsyncCli
     form = await admin.get(path)
     assert 'value="100.00"' in form.text  # the default: all that remains refundable
     refused = await _submit(admin, path, {"amount": "100.01", "reason": "Too much"})
-    assert refused.status_code == 422 and "The refund cannot be more than THB 100.00." in refused.text
+    assert (
+        refused.status_code == 422
+        and "The refund amount cannot be more than THB 100.00, what remains refundable." in refused.text
+    )
     assert await _count(services, Refund, Refund.invoice_id == invoice.id) == 0
     async with services.db.transaction() as session:
         spent = await factories.create_invoice(
@@ -254,3 +257,42 @@ async def test_viewers_cannot_open_billing_actions(services: Services) -> None:
         )
         answer = await client.get(f"/admin/operations/customer/{customer.id}/grant")
     assert answer.status_code == 403
+
+
+async def test_a_constraint_the_database_enforces_is_a_form_error_not_a_500(
+    admin: httpx.AsyncClient, services: Services
+) -> None:
+    """What the database refuses past the service's checks (here a trigger standing in for a unique index a
+    concurrent save hit) is a plain message on the form: no 500, no driver text, nothing saved, the nonce free."""
+    customer, plan = await _customer_and_plan(services)
+    path = f"/admin/operations/customer/{customer.id}/grant"
+    confirmation = await _submit(
+        admin, path, {"plan_id": str(plan.id), "duration": "1", "unit": "months", "reason": "Race"}
+    )
+    function = f"refuse_grant_{customer.id}"
+    async with services.db.transaction() as session:
+        await session.execute(
+            text(
+                f"CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+                f"IF NEW.customer_id = {customer.id} THEN RAISE unique_violation USING MESSAGE = "
+                "'duplicate key value violates unique constraint \"internal_secret_index\"'; END IF; "
+                "RETURN NEW; END $$"
+            )
+        )
+        await session.execute(
+            text(f"CREATE TRIGGER {function} BEFORE INSERT ON subscriptions FOR EACH ROW EXECUTE FUNCTION {function}()")
+        )
+    try:
+        refused = await admin.post(path, data=_hidden(confirmation.text))
+    finally:
+        async with services.db.transaction() as session:
+            await session.execute(text(f"DROP TRIGGER {function} ON subscriptions"))
+            await session.execute(text(f"DROP FUNCTION {function}()"))
+    assert refused.status_code == 422, refused.text
+    assert "That value is already in use" in refused.text
+    assert "internal_secret_index" not in refused.text and "duplicate key" not in refused.text
+    assert await _count(services, Subscription, Subscription.customer_id == customer.id) == 0
+    # the same form goes through once the database agrees: the refused attempt claimed nothing
+    done = await admin.post(path, data=_hidden(confirmation.text))
+    assert done.status_code == 303, done.text
+    assert await _count(services, Subscription, Subscription.customer_id == customer.id) == 1

@@ -21,8 +21,8 @@ from payment.refunds import stripe_sync as refunds_sync
 from payment.runtime import Services
 from payment.stripe.gateway import StripeGateway
 from payment.submissions import service as submissions
-from tests.operations.stripe_setup import StripeSetup, inject_fault, paid_stripe_subscription, sandbox_control
 from tests.support import factories
+from tests.support.stripe import StripeSetup, inject_fault, paid_stripe_subscription, sandbox_control
 
 ACTOR = AdminActor(2, Role.OWNER)
 

@@ -16,8 +16,8 @@ from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
 from payment.subscriptions import service as subscriptions
 from payment.subscriptions.stripe_sync import upsert_from_stripe
-from tests.operations.stripe_setup import inject_fault, paid_stripe_subscription
 from tests.support import factories
+from tests.support.stripe import inject_fault, paid_stripe_subscription
 
 ACTOR = AdminActor(1, Role.OWNER)
 

@@ -18,10 +18,10 @@ from payment.admins import service as admins
 from payment.bootstrap import create_app
 from payment.embedded_pg import EmbeddedPostgres
 from payment.runtime import Services
-from tests.billing_ui.helpers import sandbox_price
 from tests.support import factories
 from tests.support.app import asgi_client, running_services, serve_in_thread
 from tests.support.db import settings_for
+from tests.support.stripe import stripe_price
 
 ADMIN_EMAIL, ADMIN_PASSWORD = "ops@aquoris.test", "overload-admin-password"
 CSRF = re.compile(r'name="csrf(?:_token)?" value="([^"]+)"')
@@ -40,7 +40,7 @@ async def scene(own_postgres: EmbeddedPostgres, sandbox: str) -> AsyncIterator[S
     await migrate.upgrade_async(url)
     settings = settings_for(url, stripe_api_base=sandbox, db_pool_size=1, db_pool_timeout_seconds=1)
     async with running_services(settings) as services:
-        price = await sandbox_price(services, "Aquoris PRO", 29900, "thb")
+        price = await stripe_price(services.stripe, name="Aquoris PRO", amount=29900)
         async with services.db.transaction() as session:
             app, key = await factories.create_app(session, slug="vega", name="Vega")
             await factories.create_plan(session, slug="pro", name="Pro", price_cents=29900, stripe_price_id=price)

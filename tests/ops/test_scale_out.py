@@ -36,7 +36,7 @@ from tests.jobs.test_faults import _counts, _history
 from tests.ops.processes import Process, process_env, python_module, started
 from tests.support.app import running_services
 from tests.support.db import settings_for
-from tests.webhooks.world import World, sign
+from tests.support.stripe import World, sign
 
 pytestmark = pytest.mark.slow
 

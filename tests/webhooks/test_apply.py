@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from payment.models import AuditLog, CheckoutSession, utcnow
 from payment.stripe.reader import ts
-from tests.webhooks.world import FAILING_CARD, GOOD_CARD, World
+from tests.support.stripe import FAILING_CARD, GOOD_CARD, World
 
 
 async def test_checkout_completed_links_customer_and_makes_the_subscription_live(world: World) -> None:

@@ -13,8 +13,7 @@ from payment.embedded_pg import free_port
 from payment.models import StripeEvent
 from tests.jobs.conftest import eventually, running_worker
 from tests.support.app import ThreadServer, serve_service
-from tests.support.stripe import register_webhook
-from tests.webhooks.world import FAILING_CARD, GOOD_CARD, World
+from tests.support.stripe import FAILING_CARD, GOOD_CARD, World, register_webhook
 
 pytestmark = pytest.mark.slow
 

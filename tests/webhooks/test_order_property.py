@@ -20,7 +20,7 @@ from payment.config import Settings
 from payment.models import AuditLog, Customer, StripeEvent
 from payment.stripe import reader
 from payment.stripe.handlers import HANDLED_TYPES
-from tests.webhooks.world import FAILING_CARD, GOOD_CARD, World
+from tests.support.stripe import FAILING_CARD, GOOD_CARD, World
 
 pytestmark = pytest.mark.slow
 

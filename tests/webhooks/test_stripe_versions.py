@@ -25,8 +25,7 @@ from tests.admin.conftest import sign_in
 from tests.jobs.conftest import eventually, running_worker
 from tests.support import factories
 from tests.support.app import ThreadServer, serve_service
-from tests.support.stripe import SANDBOX_KEY
-from tests.webhooks.world import FAILING_CARD, GOOD_CARD, World
+from tests.support.stripe import FAILING_CARD, GOOD_CARD, SANDBOX_KEY, World
 
 pytestmark = pytest.mark.slow
 SIX = {

@@ -14,7 +14,7 @@ from payment.jobs import stripe_events
 from payment.models import AuditLog, StripeEvent
 from payment.stripe import events as stripe_event_rules
 from payment.stripe.version import API_VERSION
-from tests.webhooks.world import World, event_body, sign
+from tests.support.stripe import World, event_body, sign
 
 URL = "/api/v1/webhooks/stripe"
 
