@@ -26,14 +26,23 @@ log = logging.getLogger(__name__)
 _Waiting = tuple[Delivery, "asyncio.Future[Stored]"]
 
 
+class Backlogged(Exception):
+    """So many deliveries already wait for the database that this one is refused at once (Stripe retries)."""
+
+
 class DeliveryBatcher:
     """Stores verified deliveries in batches on one process's database pool (see the module's docstring)."""
 
-    def __init__(self, db: Database, *, task: str, max_batch: int = 128, max_in_flight: int = 2) -> None:
+    def __init__(
+        self, db: Database, *, task: str, max_batch: int = 128, max_in_flight: int = 2, max_waiting: int = 2048
+    ) -> None:
         self.db = db
         self.task = task
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
+        # a database that stopped answering must not collect an unbounded queue of requests in memory: past this,
+        # deliveries are refused (503) instead of waiting behind batches that will each wait for the pool
+        self.max_waiting = max_waiting
         self._waiting: list[_Waiting] = []
         self._in_flight = 0
         self._scheduled = False
@@ -41,6 +50,8 @@ class DeliveryBatcher:
 
     async def store(self, delivery: Delivery) -> Stored:
         """The stored event of this delivery, once the batch carrying it has committed."""
+        if len(self._waiting) >= self.max_waiting:
+            raise Backlogged(f"{len(self._waiting)} deliveries already wait for the database")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Stored] = loop.create_future()
         self._waiting.append((delivery, future))

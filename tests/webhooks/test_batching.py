@@ -131,3 +131,12 @@ async def test_concurrent_http_deliveries_each_get_their_own_answer(
         assert {i: n for i, (n, _tx) in (await _stored(services, ids)).items()} == dict.fromkeys(ids, 1)
         jobs = await _jobs(services, ids)
         assert set(jobs) == set(ids) and all(n >= 1 for n in jobs.values())
+
+
+async def test_a_delivery_beyond_the_backlog_is_refused_at_once(services: Services) -> None:
+    batcher = DeliveryBatcher(services.db, task=APPLY_TASK, max_batch=2, max_in_flight=1, max_waiting=3)
+    outcomes = await asyncio.gather(
+        *(batcher.store(_delivery(f"evt_batch_backlog_{i}")) for i in range(4)), return_exceptions=True
+    )
+    assert [type(o).__name__ for o in outcomes] == ["Stored", "Stored", "Stored", "Backlogged"]
+    assert len(await _stored(services, [f"evt_batch_backlog_{i}" for i in range(4)])) == 3
