@@ -8,6 +8,8 @@ import time
 
 import stripe
 
+from payment.config import load_settings
+from payment.stripe.gateway import StripeGateway
 from payment.stripe.signature import is_signed
 
 SECRET = "whsec_unit_test_secret"
@@ -72,3 +74,11 @@ def test_the_exact_bytes_are_signed() -> None:
     assert is_signed(latin, f"t={now},v1={_v1(latin, SECRET, now)}", [SECRET], tolerance=300)
     assert not is_signed(BODY + b" ", f"t={now},v1={_v1(BODY, SECRET, now)}", [SECRET], tolerance=300)
     assert is_signed(BODY, f"t={now - 1000},v1={_v1(BODY, SECRET, now - 1000)}", [SECRET], tolerance=300, now=now - 800)
+
+
+def test_the_gateway_verifies_with_each_configured_secret() -> None:
+    gateway = StripeGateway(load_settings({"STRIPE_WEBHOOK_SECRET": f"{SECRET},{OLD_SECRET}"}))
+    now = int(time.time())
+    for secret in (SECRET, OLD_SECRET):
+        assert gateway.verify_webhook(BODY, f"t={now},v1={_v1(BODY, secret, now)}")
+    assert not gateway.verify_webhook(BODY, f"t={now},v1={_v1(BODY, 'whsec_other', now)}")
