@@ -105,6 +105,17 @@ def install_filters(env: jinja2.Environment) -> None:
     env.filters["details_json"] = details_json
 
 
+def link_admin_first(app: Starlette) -> None:
+    """Put the admin's mount first among the app's routes. An admin page builds dozens of links (the menu, each
+    row); Starlette's url_for walks the routes in order and searches every route of an unnamed mount (/api,
+    /billing) before it reaches "admin:...". The mounts' paths do not overlap, so which route serves a request is
+    unchanged."""
+    routes = app.router.routes
+    mount = next(r for r in routes if isinstance(r, Mount) and r.name == "admin")
+    routes.remove(mount)
+    routes.insert(0, mount)
+
+
 def mount_admin(app: Starlette, services: Services) -> Admin:
     auth = AdminAuth(services)
     admin = AquorisAdmin(
@@ -126,6 +137,9 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
     install_template_globals(admin.templates.env)
     access.install_template_globals(admin.templates.env)
     install_filters(admin.templates.env)
+    # a deployed process never sees its templates change: no stat of each template file on every render
+    admin.templates.env.auto_reload = not services.settings.is_deployed
+    link_admin_first(app)
     sqladmin_log = logging.getLogger("sqladmin.application")
     if not any(isinstance(f, _HideExpectedErrors) for f in sqladmin_log.filters):
         sqladmin_log.addFilter(_HideExpectedErrors())

@@ -88,8 +88,9 @@ def wrk(url: str, script: Path, *, seconds: float, connections: int) -> WrkResul
     if done is None:
         raise RuntimeError(f"unexpected wrk output:\n{out}")
     requests, wall = int(done.group(1)), _ms(done.group(2) + done.group(3)) / 1000
-    p50 = re.search(r"50%\s+(\S+)", out)
-    p99 = re.search(r"99%\s+(\S+)", out)
+    # anchored: the "+/- Stdev" column above the distribution can also end in "50%" (e.g. "87.50%")
+    p50 = re.search(r"^\s+50%\s+(\S+)", out, re.MULTILINE)
+    p99 = re.search(r"^\s+99%\s+(\S+)", out, re.MULTILINE)
     failed = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     failed += int(non2xx.group(1)) if non2xx else 0

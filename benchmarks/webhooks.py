@@ -1,13 +1,14 @@
 """Stripe webhook deliveries accepted per second, driven by wrk: the service beside a bare Starlette + asyncpg
 endpoint doing the same work.
 
-    python benchmarks/webhooks.py [--seconds 10] [--connections 32] [--rounds 3] [--web-workers 1] [--before PATH]
+    python benchmarks/webhooks.py [--seconds 10] [--connections 32] [--rounds 3] [--web-workers 1 2] [--before PATH]
 
 For each side a fresh migrated database (PostgreSQL embedded in a temporary folder, or TEST_DATABASE_URL's server),
 and all the servers up at once, each a process of its own on loopback:
 
-  ours:      `payment serve` (`--web-workers` processes): signature check, the event stored once and its
-             Procrastinate job, as in production (no worker runs: the jobs wait)
+  ours:      `payment serve`: signature check, the event stored once and its Procrastinate job, concurrent
+             deliveries batched, as in production (no worker runs: the jobs wait); with `--web-workers 1 2` a side
+             per process count (`ours-2p` is `payment serve --workers 2`)
   baseline:  this file's `baseline_app` under uvicorn: HMAC check, JSON parse, then in one transaction the event
              insert (ON CONFLICT DO NOTHING) and the job through Procrastinate's `procrastinate_defer_jobs_v1`
   before:    with `--before PATH`, `payment serve` from another checkout (`git worktree add /tmp/before main`)
@@ -16,12 +17,14 @@ Every round posts distinct events (a `customer.subscription.updated` with a real
 ../shared/stripe/fixtures3.json, about 4 KB), signed just before the round with the development webhook secret;
 wrk cycles through them, so a round longer than the events prepared repeats some (answered as duplicates).
 Printed like benchmarks/sessions_api.py: per round and side req/s, p50/p99, CPU ms per request, load average; then
-round trips per request counted by a proxy in front of PostgreSQL, and medians with ratios to the baseline.
+round trips per request counted by a proxy in front of PostgreSQL, and medians with ratios to the baseline; last,
+the events and jobs each side's database holds, so an accepted delivery is seen to be a stored one.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import hmac
 import json
@@ -160,7 +163,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--events", type=int, default=20000, help="distinct events prepared per round and side")
-    parser.add_argument("--web-workers", type=int, default=1, help="`payment serve --workers` for ours")
+    parser.add_argument(
+        "--web-workers", type=int, nargs="+", default=[1], help="`payment serve --workers`: one side of ours per value"
+    )
     parser.add_argument("--before", type=Path, help="a checkout of the code to compare against")
     args = parser.parse_args()
     loadgen.require_wrk()
@@ -168,7 +173,8 @@ def main() -> None:
     from payment.dburl import libpq_url
     from payment.embedded_pg import free_port
 
-    roots = {"ours": ROOT, "baseline": ROOT}
+    processes = {("ours" if n == 1 else f"ours-{n}p"): n for n in args.web_workers}
+    roots = {**dict.fromkeys(processes, ROOT), "baseline": ROOT}
     if args.before:
         roots["before"] = args.before.resolve()
 
@@ -188,7 +194,7 @@ def main() -> None:
                 "warning",
                 "--no-access-log",
             ]
-        extra = ["--workers", str(args.web_workers)] if name == "ours" and args.web_workers > 1 else []
+        extra = ["--workers", str(processes[name])] if processes.get(name, 1) > 1 else []
         return [
             sys.executable,
             "-c",
@@ -242,6 +248,24 @@ def main() -> None:
             baseline="baseline",
             free_port=free_port,
         )
+        print("\nstored (every round's events are distinct; wrk repeats them only when a round outruns them):")
+        for side in sides:
+            events, jobs = asyncio.run(stored_counts(side.database_url))
+            print(f"  {side.name:8s} {events:8d} events  {jobs:8d} apply jobs")
+
+
+async def stored_counts(url: str) -> tuple[int, int]:
+    from payment.dburl import libpq_url
+
+    conn = await asyncpg.connect(libpq_url(url))
+    try:
+        events = await conn.fetchval("SELECT count(*) FROM stripe_events")
+        jobs = await conn.fetchval(
+            "SELECT count(*) FROM procrastinate_jobs WHERE task_name = 'payment:apply_stripe_event'"
+        )
+    finally:
+        await conn.close()
+    return int(events), int(jobs)
 
 
 if __name__ == "__main__":

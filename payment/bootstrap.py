@@ -81,6 +81,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
             Mount("/billing", routes=billing_routes),
         ],
         middleware=[
+            # outermost: Stripe's deliveries skip the routers and the middleware made for pages
+            Middleware(webhooks.WebhookFastPath),
             Middleware(SecurityHeadersMiddleware, hsts=services.settings.is_production),
             Middleware(RequestSanityMiddleware),
             Middleware(UnavailableMiddleware),

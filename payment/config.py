@@ -95,6 +95,12 @@ class Settings:
         )
 
     @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        """STRIPE_WEBHOOK_SECRET's signing secrets: one, or several separated by commas while Stripe delivers to two
+        endpoints (a move to a new API version); a delivery signed with any of them verifies."""
+        return tuple(part.strip() for part in self.stripe_webhook_secret.split(",") if part.strip())
+
+    @property
     def uses_sandbox(self) -> bool:
         return self.stripe_api_base is not None
 
@@ -179,18 +185,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     stripe_webhook_secret = required_when_deployed("STRIPE_WEBHOOK_SECRET", DEV_STRIPE_WEBHOOK_SECRET)
     if not stripe_secret_key.startswith(("sk_test_", "sk_live_", "rk_test_", "rk_live_")):
         problems.append("STRIPE_SECRET_KEY must start with sk_test_ or sk_live_")
-    if not stripe_webhook_secret.startswith("whsec_"):
-        problems.append("STRIPE_WEBHOOK_SECRET must start with whsec_")
-    elif (
-        deployed
-        and (
-            problem := secret_problem(
-                "STRIPE_WEBHOOK_SECRET", stripe_webhook_secret, KNOWN_WEBHOOK_SECRETS, prefix="whsec_"
-            )
-        )
-        is not None
-    ):
-        problems.append(problem)
+    webhook_secrets = [part.strip() for part in stripe_webhook_secret.split(",")]
+    if not all(part.startswith("whsec_") for part in webhook_secrets):
+        problems.append("STRIPE_WEBHOOK_SECRET must start with whsec_ (each secret, when several are given)")
+    elif deployed:
+        for part in webhook_secrets:
+            if problem := secret_problem("STRIPE_WEBHOOK_SECRET", part, KNOWN_WEBHOOK_SECRETS, prefix="whsec_"):
+                problems.append(problem)
     audit_chain_key = _str(env, "AUDIT_CHAIN_KEY")
     if (
         deployed

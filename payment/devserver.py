@@ -55,7 +55,7 @@ async def _run(settings: Settings, *, host: str, port: int, data_dir: str, sandb
     if settings.stripe_api_base is None:
         create_sandbox_app = sandbox_factory()
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-        webhook = (f"http://127.0.0.1:{port}/api/v1/webhooks/stripe", settings.stripe_webhook_secret)
+        webhook = (f"http://127.0.0.1:{port}/api/v1/webhooks/stripe", settings.webhook_secrets[0])
         state_file = Path(data_dir) / "stripe-sandbox.json"
         sandbox_app = create_sandbox_app(base_url=sandbox_url, webhook_endpoints=[webhook], state_file=str(state_file))
         servers.append(make_server(sandbox_app, "127.0.0.1", sandbox_port, log_level="warning", access_log=False))

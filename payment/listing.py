@@ -52,21 +52,24 @@ async def exact_count(session: AsyncSession, model: type[Any], where: Sequence[C
 
 async def keyset_page(
     session: AsyncSession,
-    stmt: Select[T],
+    stmt: Select[*tuple[Any, ...]],
     *,
     key: InstrumentedAttribute[int],
     after: int | None,
     limit: int = DEFAULT_PAGE_SIZE,
     count_model: type[Any] | None = None,
     where: Sequence[ColumnElement[bool]] = (),
-) -> Page[T]:
+    columns: bool = False,
+) -> Page[Any]:
     """Rows of `stmt` (already filtered by `where`) newest first, those with key < `after`; plus the total if
-    `count_model` is given (counted with the same `where`)."""
+    `count_model` is given (counted with the same `where`). With `columns`, each row is the statement's row of
+    columns (a Core select, no ORM objects built) instead of its first entity."""
     page_stmt = stmt.where(*where)
     if after is not None:
         page_stmt = page_stmt.where(key < after)
     page_stmt = page_stmt.order_by(key.desc()).limit(limit + 1)
-    rows = list((await session.execute(page_stmt)).scalars().unique().all())
+    result = await session.execute(page_stmt)
+    rows = list(result.all() if columns else result.scalars().unique().all())
     more = len(rows) > limit
     rows = rows[:limit]
     next_after = int(getattr(rows[-1], key.key)) if more and rows else None

@@ -158,6 +158,7 @@ def secret_values(settings: Settings) -> list[str]:
         settings.secret_key,
         settings.stripe_secret_key,
         settings.stripe_webhook_secret,
+        *settings.webhook_secrets,
         settings.admin_password or "",
     ]
     if settings.database_url:

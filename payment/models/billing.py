@@ -22,6 +22,19 @@ SUBSCRIPTION_STATUSES = (
     "expired",
 )
 LIVE_STATUSES = ("trialing", "active", "past_due")
+
+
+def cancels_on(
+    status: str, cancel_at: datetime | None, cancel_at_period_end: bool, current_period_end: datetime | None
+) -> datetime | None:
+    """When a live subscription set to end stops: Stripe's `cancel_at`, else its period end; None if it renews."""
+    if status not in LIVE_STATUSES:
+        return None
+    if cancel_at is not None:
+        return cancel_at
+    return current_period_end if cancel_at_period_end else None
+
+
 SUBSCRIPTION_SOURCES = ("stripe", "manual", "grant")
 ADJUSTMENT_KINDS = ("extend", "grant", "cancel", "resume", "cancel_now", "manual_payment", "replace", "expire")
 INVOICE_SOURCES = ("stripe", "manual")
@@ -119,12 +132,7 @@ class Subscription(Timestamps, Base):
 
     @property
     def cancels_on(self) -> datetime | None:
-        """When a live subscription set to end stops: Stripe's `cancel_at`, else its period end; None if it renews."""
-        if not self.is_live:
-            return None
-        if self.cancel_at is not None:
-            return self.cancel_at
-        return self.current_period_end if self.cancel_at_period_end else None
+        return cancels_on(self.status, self.cancel_at, self.cancel_at_period_end, self.current_period_end)
 
     def __str__(self) -> str:
         return f"#{self.id} {self.status}"

@@ -1,10 +1,12 @@
 """Stripe: the SDK behind one gateway, and the path every event takes from the HTTP body to the audit row.
 
-POST /api/v1/webhooks/stripe          payment/api/webhooks.py   the thin route: the size-limited body
-    |                                                           (payment/http.py), problem+json errors
+POST /api/v1/webhooks/stripe          payment/api/webhooks.py   the thin endpoint (past the page middleware):
+    |                                                           the size-limited body, problem+json errors
 inbox.verify                          payment/stripe/inbox.py   signature over the raw body, within 5 minutes
-inbox.store_and_defer                                           the event row once (unique Stripe id) and the
-    |                                                           job that applies it, in one statement
+    |                                 (signature.py: HMAC-SHA256, the SDK's rules, several secrets)
+batching.DeliveryBatcher              payment/stripe/batching.py   concurrent deliveries share one statement
+inbox.store_and_defer_many                                      the event rows once (unique Stripe id) and the
+    |                                                           jobs that apply them, in one statement and commit
 [procrastinate_jobs]  (also: stripe_events.sweep re-enqueues stored events left without a job;
     |                  stripe_events.catch_up stores what Stripe's events API has and we lack)
 stripe_events.apply_stripe_event      payment/jobs/stripe_events.py   the job body: one transaction, the

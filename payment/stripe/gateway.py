@@ -13,6 +13,7 @@ import stripe
 
 from payment.config import Settings
 from payment.errors import StripeError
+from payment.stripe.signature import is_signed
 from payment.stripe.version import API_VERSION
 
 T = TypeVar("T")
@@ -70,7 +71,7 @@ class StripeGateway:
             # explicit, so an SDK upgrade cannot move the shapes we read (see payment/stripe/reader.py)
             stripe_version=API_VERSION,
         )
-        self.webhook_secret = settings.stripe_webhook_secret
+        self.webhook_secrets = settings.webhook_secrets
 
     async def _call(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
         try:
@@ -163,14 +164,6 @@ class StripeGateway:
     async def list_events(self, params: Params) -> dict[str, Any]:
         return await self._call(self.client.v1.events.list_async, params=params)
 
-    def construct_event(self, payload: bytes, signature: str, *, tolerance: int = 300) -> dict[str, Any]:
-        """Verify a webhook's Stripe-Signature over the raw body; ValueError when it does not hold."""
-        try:
-            event = stripe.Webhook.construct_event(payload, signature, self.webhook_secret, tolerance=tolerance)
-        except stripe.SignatureVerificationError as exc:
-            raise ValueError("bad Stripe signature") from exc
-        return _as_dict(event)
-
     # lookups that make each event self-sufficient
     async def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
         return await self._call(self.client.v1.payment_intents.retrieve_async, payment_intent_id)
@@ -185,13 +178,10 @@ class StripeGateway:
         return await self._call(self.client.v1.checkout.sessions.list_async, params=params)
 
     def verify_webhook(self, payload: bytes, signature: str, *, tolerance: int = 300) -> bool:
-        """Whether `signature` signs this exact body with our secret within `tolerance` seconds (the body is
-        parsed by the caller, as JSON, without building SDK objects: the webhook endpoint's hot path)."""
-        try:
-            stripe.WebhookSignature.verify_header(payload.decode("utf-8"), signature, self.webhook_secret, tolerance)
-        except (stripe.SignatureVerificationError, UnicodeDecodeError):
-            return False
-        return True
+        """Whether `signature` signs this exact body with one of our secrets within `tolerance` seconds (the body is
+        parsed by the caller, as JSON, without building SDK objects: the webhook endpoint's hot path). The check is
+        ours (payment/stripe/signature.py, the SDK's rules) over the bytes, without decoding the body to text."""
+        return is_signed(payload, signature, self.webhook_secrets, tolerance=tolerance)
 
     # a plan's product and price, created once per admin submission (the key makes a double submit one call)
     async def create_product_once(self, params: Params, *, idempotency_key: str) -> dict[str, Any]:

@@ -110,51 +110,88 @@ async def store_event(
     return Stored(int(existing.id), False, str(existing.status))
 
 
-# $1 Stripe id, $2 type, $3 object id, $4 the verified body as text, $5 Stripe's created time, $6 status,
-# $7 job queue, $8 task name, $9 the event's API version
-_STORE_AND_DEFER = """
-WITH inserted AS (
+@dataclass(frozen=True)
+class Delivery:
+    """A verified webhook delivery, reduced to the columns it is stored with."""
+
+    event_id: str
+    type: str
+    object_id: str | None
+    payload: str
+    created: datetime
+    status: str
+    api_version: str | None
+
+
+def delivery(event: dict[str, Any], payload: bytes) -> Delivery:
+    """The row a verified event is stored as: only its id, type, object, time and version are read here."""
+    obj = (event.get("data") or {}).get("object") or {}
+    return Delivery(
+        event["id"],
+        event["type"][:128],
+        id_of(obj.get("id")) if isinstance(obj, dict) else None,
+        payload.decode("utf-8"),
+        ts(event.get("created")) or utcnow(),
+        "pending" if event["type"] in HANDLED_TYPES else "ignored",
+        event_api_version(event),
+    )
+
+
+# Distinct Stripe ids as parallel arrays ($1..$7), $8 job queue, $9 task name. One statement stores the new events
+# (each body as sent, parsed by PostgreSQL only), finds those already stored, and defers one job per pending event.
+_STORE_AND_DEFER_MANY = """
+WITH input AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::text[], $7::text[])
+                  AS i(stripe_event_id, type, object_id, payload, stripe_created_at, status, api_version)
+), inserted AS (
     INSERT INTO stripe_events (stripe_event_id, type, object_id, payload, stripe_created_at, received_at,
                                received_via, status, handled_at, api_version)
-    VALUES ($1, $2, $3, $4::text::jsonb, $5, now(), 'webhook', $6::varchar,
-            CASE WHEN $6::varchar = 'ignored' THEN now() END, $9)
+    SELECT stripe_event_id, type, object_id, payload::jsonb, stripe_created_at, now(), 'webhook', status,
+           CASE WHEN status = 'ignored' THEN now() END, api_version
+      FROM input
     ON CONFLICT (stripe_event_id) DO NOTHING
-    RETURNING id, status
+    RETURNING id, stripe_event_id, status
 ), stored AS (
-    SELECT id, status, true AS created FROM inserted
+    SELECT id, stripe_event_id, status, true AS created FROM inserted
     UNION ALL
-    SELECT id, status, false FROM stripe_events WHERE stripe_event_id = $1 AND NOT EXISTS (SELECT 1 FROM inserted)
+    SELECT e.id, e.stripe_event_id, e.status, false
+      FROM stripe_events e JOIN input USING (stripe_event_id)
+     WHERE NOT EXISTS (SELECT 1 FROM inserted WHERE inserted.stripe_event_id = e.stripe_event_id)
 ), deferred AS (
-    SELECT procrastinate_defer_jobs_v1(ARRAY[ROW(
-               $7::text, $8::text, 0, NULL, NULL, jsonb_build_object('event_row_id', stored.id), NULL
-           )::procrastinate_job_to_defer_v1]) AS job_ids
-      FROM stored WHERE stored.status = 'pending'
+    SELECT procrastinate_defer_jobs_v1(ARRAY(
+               SELECT ROW($8::text, $9::text, 0, NULL, NULL, jsonb_build_object('event_row_id', id), NULL
+                      )::procrastinate_job_to_defer_v1
+                 FROM stored WHERE status = 'pending' ORDER BY id
+           )) AS job_ids
 )
-SELECT stored.id, stored.status, stored.created, (SELECT count(*) FROM deferred) AS deferred FROM stored
+SELECT stored.id, stored.stripe_event_id, stored.status, stored.created,
+       (SELECT cardinality(job_ids) FROM deferred) AS deferred
+  FROM stored
 """
 
 
-async def store_and_defer(
-    conn: Any, event: dict[str, Any], payload: bytes, *, task: str, queue: str = "default"
-) -> Stored:
-    """Store a verified delivery once (its body as sent, parsed by PostgreSQL only) and, while it is pending, defer
-    the job that applies it, in one statement on an asyncpg connection: the event and its job commit together, so
-    no delivery is stored without a job (a redelivery of a pending event defers another; applying is idempotent)."""
-    handled = event["type"] in HANDLED_TYPES
-    obj = (event.get("data") or {}).get("object") or {}
-    args = (
-        event["id"],
-        event["type"][:128],
-        id_of(obj.get("id")),
-        payload.decode("utf-8"),
-        ts(event.get("created")) or utcnow(),
-        "pending" if handled else "ignored",
-        queue,
-        task,
-        event_api_version(event),
-    )
-    for _ in range(2):  # a twin delivery committed after this statement's snapshot: look again
-        row = await conn.fetchrow(_STORE_AND_DEFER, *args)
-        if row is not None:
-            return Stored(int(row["id"]), bool(row["created"]), str(row["status"]))
+async def store_and_defer_many(
+    conn: Any, deliveries: list[Delivery], *, task: str, queue: str = "default"
+) -> dict[str, Stored]:
+    """Store verified deliveries (distinct Stripe ids) once and, while each is pending, defer the job that applies
+    it, in one statement on an asyncpg connection: events and jobs commit together, so no delivery is stored without
+    a job (a redelivery of a pending event defers another; applying is idempotent). One round trip and one commit
+    for the whole batch. Keyed by Stripe id."""
+    found: dict[str, Stored] = {}
+    wanted = deliveries
+    for _ in range(2):  # a twin delivery committed after this statement's snapshot: look again for those
+        columns = [
+            [d.event_id for d in wanted],
+            [d.type for d in wanted],
+            [d.object_id for d in wanted],
+            [d.payload for d in wanted],
+            [d.created for d in wanted],
+            [d.status for d in wanted],
+            [d.api_version for d in wanted],
+        ]
+        for row in await conn.fetch(_STORE_AND_DEFER_MANY, *columns, queue, task):
+            found[row["stripe_event_id"]] = Stored(int(row["id"]), bool(row["created"]), str(row["status"]))
+        wanted = [d for d in wanted if d.event_id not in found]
+        if not wanted:
+            return found
     raise RuntimeError("stripe event neither inserted nor found")

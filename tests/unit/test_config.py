@@ -103,6 +103,7 @@ def test_login_rate_limit_is_configurable() -> None:
         ("STRIPE_WEBHOOK_SECRET", DEV_STRIPE_WEBHOOK_SECRET),
         ("STRIPE_WEBHOOK_SECRET", "whsec_abc"),
         ("STRIPE_WEBHOOK_SECRET", "whsec_" + "a" * 32),
+        ("STRIPE_WEBHOOK_SECRET", "whsec_N4vK8qT2mR7xW1zB5cY9dF3gH6jL0pS,whsec_change_me"),  # one weak of two
         ("ADMIN_PASSWORD", "change-me"),
         ("ADMIN_PASSWORD", DEV_ADMIN_PASSWORD),
         ("ADMIN_PASSWORD", "password1234"),
@@ -147,3 +148,14 @@ def test_the_audit_chain_key_is_its_own_or_the_secret_key() -> None:
     assert load_settings(PRODUCTION).audit_chain_secret == PRODUCTION["SECRET_KEY"]
     chain_key = "Zq3vN8rT1wXb6Hc0Lp5Js9Gd2Fm7Ky4U"
     assert load_settings({**PRODUCTION, "AUDIT_CHAIN_KEY": chain_key}).audit_chain_secret == chain_key
+
+
+def test_several_webhook_secrets_are_each_checked() -> None:
+    two = "whsec_N4vK8qT2mR7xW1zB5cY9dF3gH6jL0pS, whsec_Q8wE3rT6yU1iO4pA7sD0fG2hJ5kL9zXc"
+    settings = load_settings({**PRODUCTION, "STRIPE_WEBHOOK_SECRET": two})
+    assert settings.webhook_secrets == (
+        "whsec_N4vK8qT2mR7xW1zB5cY9dF3gH6jL0pS",
+        "whsec_Q8wE3rT6yU1iO4pA7sD0fG2hJ5kL9zXc",
+    )
+    with pytest.raises(ConfigError, match="each secret"):
+        load_settings({**PRODUCTION, "STRIPE_WEBHOOK_SECRET": "whsec_N4vK8qT2mR7xW1zB5cY9dF3gH6jL0pS,sk_live_1"})
