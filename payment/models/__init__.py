@@ -1,6 +1,6 @@
 """All tables, importable from one place."""
 
-from payment.models.accounts import AdminBackupCode, AdminUser, App
+from payment.models.accounts import AdminBackupCode, AdminSession, AdminUser, App
 from payment.models.base import Base, utcnow
 from payment.models.billing import Customer, Invoice, Refund, Subscription, SubscriptionAdjustment
 from payment.models.catalog import Plan
@@ -25,6 +25,7 @@ from payment.models.outbox import OutboxCounter, OutboxMessage, WebhookEndpoint
 
 __all__ = [
     "AdminBackupCode",
+    "AdminSession",
     "AdminUser",
     "App",
     "AuditChainHead",
