@@ -14,6 +14,7 @@ from payment.models.documents import BuyerDetails, Document, DocumentCounter, Se
 from payment.models.dunning import DunningCase
 from payment.models.ops import (
     AuditChainHead,
+    AuditChainLane,
     AuditLog,
     BillingSession,
     CheckoutSession,
@@ -29,6 +30,7 @@ __all__ = [
     "AdminUser",
     "App",
     "AuditChainHead",
+    "AuditChainLane",
     "AuditLog",
     "Base",
     "BillingSession",
