@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, select, text
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
 from payment.models import AuditLog
@@ -194,15 +194,18 @@ def _chain_pending(session: Session) -> None:
     if not isinstance(key, bytes):
         raise RuntimeError("this database handle has no audit chain key (pass audit_key to Database)")
     session.flush()
-    # only this transaction's rows, and only those still there (a rolled back savepoint may have removed some);
-    # read before a lane is locked, so the lock covers one more round trip and the commit
-    rows: Sequence[Any] = session.execute(
-        select(*COLUMNS).where(AuditLog.id.in_(pending), AuditLog.chain_seq.is_(None)).order_by(AuditLog.id)
-    ).all()
+    # this transaction's rows still there (a rolled back savepoint may have removed some) and a free lane, locked,
+    # in one statement: the lane is held for this round trip, the append and the commit
+    rows: Sequence[Any] = session.execute(PENDING_ROWS_AND_LANE, {"ids": pending}).all()
     if not rows:
         return
-    lane = session.execute(text(TAKE_FREE_LANE)).first() or session.execute(text(WAIT_FOR_LANE)).one()
-    links = link(key, lane.id, lane.last_seq, lane.last_hash, [row._mapping for row in rows])
+    first = rows[0]
+    lane = (
+        LaneEnd(first.lane_id, first.lane_seq, first.lane_hash)
+        if first.lane_id is not None
+        else LaneEnd(*session.execute(text(WAIT_FOR_LANE)).one())  # every lane is held: wait for one
+    )
+    links = link(key, lane.lane, lane.seq, lane.hash, [row._mapping for row in rows])
     session.execute(
         APPEND,
         {
@@ -216,6 +219,15 @@ def _chain_pending(session: Session) -> None:
         },
     )
 
+
+PENDING_ROWS_AND_LANE = text(f"""
+    WITH {LANE_CTE}
+    SELECT lane.lane_id, lane.lane_seq, lane.lane_hash,
+           a.id, a.at, a.actor, a.action, a.entity_type, a.entity_id, a.details, a.ip
+      FROM audit_log AS a LEFT JOIN lane ON true
+     WHERE a.id = ANY(CAST(:ids AS bigint[])) AND a.chain_seq IS NULL
+     ORDER BY a.id
+""")  # noqa: S608 (the one interpolation is this module's constant)
 
 # the rows and the lane's end in one statement
 APPEND = text("""
