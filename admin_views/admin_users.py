@@ -7,22 +7,25 @@ from typing import Any
 from markupsafe import Markup, escape
 from sqladmin import expose
 from sqladmin.flash import Flash
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from wtforms import Form, SelectField, StringField
 
+from admin_views import admin_sessions
 from admin_views.access import guard, role_allows
-from admin_views.auth import AdminAuth, current_admin_id
+from admin_views.auth import current_admin_id, current_session_id, session_lifetime
 from admin_views.csrf import token_for
 from admin_views.formatting import when
 from admin_views.service_views import FORM_CONTROL, FORM_SELECT, Actor, ServiceModelView, redirect_to_list, run_service
 from admin_views.two_factor import step_up_redirect
-from payment.admins import password_links, two_factor
+from payment.admins import password_links, sessions, two_factor
 from payment.admins import service as admins
 from payment.admins.permissions import ROLE_HELP, ROLE_LABELS, Permission, Role
 from payment.errors import PaymentError
-from payment.models import AdminUser
+from payment.models import AdminUser, utcnow
 from payment.runtime import services_of
 
 PASSWORD_HELP = "8 to 72 bytes (bcrypt's limit; accented and Thai letters take 2-3 bytes each)."
@@ -121,12 +124,12 @@ class AdminUserView(ServiceModelView, model=AdminUser):
     ]
     column_labels = {
         AdminUser.is_active: "Status",
-        AdminUser.last_login_at: "Last sign-in",
+        AdminUser.last_login_at: "Last sign-in and live sessions",
         AdminUser.totp_enabled_at: "Two-factor",
     }
     column_formatters = {
         AdminUser.is_active: actions_cell,
-        AdminUser.last_login_at: lambda admin, _attribute: when(admin.last_login_at),
+        AdminUser.last_login_at: admin_sessions.sign_ins_cell,
         AdminUser.totp_enabled_at: lambda admin, _attribute: (
             f"on since {when(admin.totp_enabled_at)}" if admin.has_two_factor else "off"
         ),
@@ -136,8 +139,12 @@ class AdminUserView(ServiceModelView, model=AdminUser):
         AdminUser.totp_secret_encrypted,
         AdminUser.totp_last_step,
         AdminUser.password_token_hash,
+        AdminUser.open_sessions,
     ]
     column_default_sort = [(AdminUser.id, False)]
+
+    def list_query(self, request: Request) -> Select[AdminUser]:
+        return select(AdminUser).options(selectinload(AdminUser.open_sessions))  # the sessions column, one query
 
     async def form_class(self, *, editing: bool) -> type[Form]:
         return AdminCreateForm
@@ -260,16 +267,17 @@ class AdminUserView(ServiceModelView, model=AdminUser):
             context["error"] = "The two passwords differ."
             return await self.templates.TemplateResponse(request, "admin/password.html", context, status_code=400)
 
-        async def change(session: AsyncSession, who: Actor) -> int:
-            return (await admins.change_password(session, pk, password, actor=who.actor, ip=who.ip)).session_generation
+        # one's own password: every other browser of this admin is signed out, this one stays
+        keep = current_session_id(request) if pk == current_admin_id(request) else None
+
+        async def change(session: AsyncSession, who: Actor) -> None:
+            await admins.change_password(session, pk, password, actor=who.actor, ip=who.ip, keep_session=keep)
 
         try:
-            generation = await run_service(request, change)
+            await run_service(request, change)
         except PaymentError as exc:
             context["error"] = exc.message
             return await self.templates.TemplateResponse(request, "admin/password.html", context, status_code=400)
-        if pk == current_admin_id(request):
-            AdminAuth.keep_this_session(request, generation)  # every other browser of this admin is signed out
         Flash.success(request, f"Password changed for {admin.email}; every session of that admin has ended.")
         return redirect_to_list(request, self.identity)
 
@@ -280,10 +288,69 @@ class AdminUserView(ServiceModelView, model=AdminUser):
         async def end(session: AsyncSession, who: Actor) -> str:
             return (await admins.end_sessions(session, pk, actor=who.actor, ip=who.ip)).email
 
+        back = (await request.form()).get("back")
         try:
             email = await run_service(request, end)
         except PaymentError as exc:
             Flash.error(request, exc.message)
         else:
             Flash.success(request, f"Every session of {email} has ended.")
+        return self._back(request, pk, back)
+
+    def _back(self, request: Request, pk: int, back: object) -> Response:
+        if back == "page":
+            return RedirectResponse(request.url_for("admin:view-admin-user-sessions", pk=pk), status_code=303)
         return redirect_to_list(request, self.identity)
+
+    @expose("/{pk:int}/sessions", methods=["GET"])
+    async def sessions(self, request: Request) -> Response:
+        """An admin's signed-in sessions: their own account page, or any admin's for a manager of admins."""
+        pk = int(request.path_params["pk"])
+        if pk != current_admin_id(request):
+            await guard(request, Permission.MANAGE_ADMINS)
+        services = services_of(request)
+        lifetime = session_lifetime(services.settings)
+
+        async def load(session: AsyncSession, who: Actor) -> tuple[AdminUser, list[Any]]:
+            admin = await admins.get_admin(session, pk)
+            rows = await sessions.live_sessions(session, pk, actor=who.actor, lifetime=lifetime, now=utcnow())
+            return admin, rows
+
+        try:
+            target, rows = await run_service(request, load)
+        except PaymentError as exc:
+            return await self.templates.TemplateResponse(
+                request, "sqladmin/error.html", {"status_code": 404, "message": exc.message}, status_code=404
+            )
+        context = {
+            "target": target,
+            "rows": rows,
+            "this_session": current_session_id(request),
+            "idle_minutes": services.settings.admin_session_idle_seconds // 60,
+            "max_hours": round(services.settings.admin_session_max_age / 3600, 1),
+            "factor_labels": admin_sessions.FACTOR_LABELS,
+            "revoke_form": admin_sessions.revoke_form,
+            "when": when,
+            "title": "Signed-in sessions",
+        }
+        response: Response = await self.templates.TemplateResponse(request, "admin/sessions.html", context)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @expose("/{pk:int}/sessions/{sid:int}/revoke", methods=["POST"])
+    async def revoke_session(self, request: Request) -> Response:
+        """Sign out one session (audited; one's own, or anyone's for a manager of admins)."""
+        pk, sid = int(request.path_params["pk"]), int(request.path_params["sid"])
+        back = (await request.form()).get("back")
+
+        async def revoke(session: AsyncSession, who: Actor) -> str:
+            row = await sessions.revoke(session, sid, actor=who.actor, ip=who.ip)
+            return row.user_agent or "unknown browser"
+
+        try:
+            browser = await run_service(request, revoke)
+        except PaymentError as exc:
+            Flash.error(request, exc.message)
+        else:
+            Flash.success(request, f"That session ({browser}) is signed out.")
+        return self._back(request, pk, back)

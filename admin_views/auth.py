@@ -7,6 +7,7 @@ processes; every sign-in, refused sign-in and sign-out is audited.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import Any
 
 from sqladmin.authentication import AuthenticationBackend
@@ -18,8 +19,10 @@ from starlette.responses import RedirectResponse, Response
 from admin_views import csrf
 from payment import ratelimit
 from payment.admins import service as admins
+from payment.admins import sessions
 from payment.admins.permissions import AdminActor
-from payment.models import AdminUser
+from payment.config import Settings
+from payment.models import utcnow
 from payment.runtime import Services, services_of
 from payment.security import verify_password
 
@@ -29,8 +32,8 @@ PENDING_ID = "pending_admin_id"
 PENDING_AT = "pending_since"
 TWO_FACTOR_SETUP = "/two-factor/setup"
 ADMIN_ID = "admin_id"
-# the admin's session generation when the cookie was issued; a bump in the database ends every older cookie
-GENERATION = "gen"
+# the random token of this browser's row in admin_sessions (payment.admins.sessions); the database keeps its hash
+SESSION_TOKEN = "sid"
 BAD_CREDENTIALS = "Invalid email or password."
 
 
@@ -44,6 +47,32 @@ def current_admin_id(request: HTTPConnection) -> int:
     if not isinstance(admin_id, int):
         raise PermissionError("no admin is signed in")
     return admin_id
+
+
+def current_session_id(request: HTTPConnection) -> int | None:
+    """The id of this browser's admin session (set by authenticate on every signed-in request)."""
+    session_id = getattr(request.state, "admin_session_id", None)
+    return session_id if isinstance(session_id, int) else None
+
+
+def session_lifetime(settings: Settings) -> sessions.Lifetime:
+    return sessions.Lifetime(
+        idle=timedelta(seconds=settings.admin_session_idle_seconds),
+        absolute=timedelta(seconds=settings.admin_session_max_age),
+    )
+
+
+def user_agent(conn: HTTPConnection) -> str:
+    return conn.headers.get("user-agent", "")
+
+
+def start_session(request: Request, admin_id: int, token: str) -> None:
+    """A fresh cookie at sign-in: nothing planted before it (fixation) survives, the CSRF token changes."""
+    request.session.clear()
+    request.session[ADMIN_ID] = admin_id
+    request.session[SESSION_TOKEN] = token
+    request.session[STEPPED_UP] = int(time.time())  # the password or code was just typed: fresh for step-up
+    csrf.new_seed(request)
 
 
 def current_admin_actor(request: HTTPConnection) -> AdminActor:
@@ -108,16 +137,11 @@ class AdminAuth(AuthenticationBackend):
                 reason = "inactive" if ok and admin is not None else "bad_credentials"
                 await admins.record_failed_sign_in(session, email, reason=reason, ip=ip)
                 return False
-            admin_id, generation = admin.id, admin.session_generation
+            admin_id = admin.id
             if admin.has_two_factor:
                 return begin_second_step(request, admin_id)
-            await admins.record_sign_in(session, admin, ip=ip)
-        # a fresh session at sign-in: nothing planted before it (fixation) survives, the CSRF token changes
-        request.session.clear()
-        request.session[ADMIN_ID] = admin_id
-        request.session[GENERATION] = generation
-        request.session[STEPPED_UP] = int(time.time())  # the password was just typed: fresh for step-up
-        csrf.new_seed(request)
+            token = await admins.record_sign_in(session, admin, ip=ip, user_agent=user_agent(request))
+        start_session(request, admin_id, token)
         return True
 
     async def _rate_limited(self, request: Request, retry_after: int, email: str) -> Response:
@@ -132,25 +156,31 @@ class AdminAuth(AuthenticationBackend):
         return response
 
     async def logout(self, request: Request) -> Response | bool:
-        admin_id = request.session.get(ADMIN_ID)
+        admin_id, token = request.session.get(ADMIN_ID), request.session.get(SESSION_TOKEN)
         if isinstance(admin_id, int):
             async with services_of(request).db.transaction() as session:
-                await admins.record_sign_out(session, admin_id, ip=client_ip(request))
+                await admins.record_sign_out(
+                    session, admin_id, token if isinstance(token, str) else None, ip=client_ip(request)
+                )
         request.session.clear()
         return False  # SQLAdmin then redirects to the login page
 
     async def authenticate(self, request: Request) -> bool | Response:
-        admin_id = request.session.get(ADMIN_ID)
-        if not isinstance(admin_id, int):
+        admin_id, token = request.session.get(ADMIN_ID), request.session.get(SESSION_TOKEN)
+        if not isinstance(admin_id, int) or not isinstance(token, str):
+            request.session.clear()
             return False
-        # checked on every request so a deactivated admin, or a cookie of an ended session (sign-out, password
-        # change, "end sessions"), is locked out at once, not when the cookie expires
-        async with services_of(request).db.session() as session:
-            admin = await session.get(AdminUser, admin_id)
-            if admin is None or not admin.is_active or request.session.get(GENERATION) != admin.session_generation:
-                request.session.clear()
-                return False
-            request.state.admin = admin
+        # checked on every request (one indexed lookup that also loads the admin) so a deactivated admin, or a
+        # cookie of an ended session (sign-out, revoked, password change, idle or too old), is locked out at once
+        async with services_of(request).db.transaction() as session:
+            live = await sessions.find_live(
+                session, token, lifetime=session_lifetime(self.services.settings), now=utcnow()
+            )
+        if live is None or live.admin.id != admin_id:
+            request.session.clear()
+            return False
+        admin = request.state.admin = live.admin
+        request.state.admin_session_id = live.session_id
         if (
             self.services.settings.admin_require_2fa
             and not admin.has_two_factor
@@ -159,11 +189,6 @@ class AdminAuth(AuthenticationBackend):
             # this deployment requires two-factor: nothing else until it is set up
             return RedirectResponse(request.url_for("admin:view-two_factor_setup"), status_code=303)
         return True
-
-    @staticmethod
-    def keep_this_session(request: HTTPConnection, generation: int) -> None:
-        """After the signed-in admin ended their own sessions (own password change), keep this browser signed in."""
-        request.session[GENERATION] = generation
 
     async def get_user_id(self, request: Request) -> Any:
         return request.session.get(ADMIN_ID)

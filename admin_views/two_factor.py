@@ -17,10 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from admin_views import csrf
 from admin_views.auth import (
-    ADMIN_ID,
-    GENERATION,
     PENDING_AT,
     PENDING_ID,
     STEPPED_UP,
@@ -28,6 +25,8 @@ from admin_views.auth import (
     client_ip,
     current_admin_actor,
     rate_limit_message,
+    start_session,
+    user_agent,
 )
 from admin_views.transactions import admin_transaction
 from payment import ratelimit
@@ -136,8 +135,7 @@ async def second_step(request: Request) -> Response:
         if method is None:
             await admins.record_failed_sign_in(session, admin.email, reason="bad_code", ip=ip)
         else:
-            await admins.record_sign_in(session, admin, ip=ip, method=method)
-            generation = admin.session_generation
+            token = await admins.record_sign_in(session, admin, ip=ip, user_agent=user_agent(request), method=method)
     if method is None:
         return await _render(
             request,
@@ -148,11 +146,7 @@ async def second_step(request: Request) -> Response:
             },
             status_code=400,
         )
-    request.session.clear()
-    request.session[ADMIN_ID] = admin_id
-    request.session[GENERATION] = generation  # signing out (or a password change) elsewhere ends this session too
-    mark_stepped_up(request)
-    csrf.new_seed(request)
+    start_session(request, admin_id, token)
     return RedirectResponse(request.url_for("admin:index"), status_code=302)
 
 

@@ -1,5 +1,5 @@
 """What the tamper-evident audit chain costs: N concurrent writers committing transactions that each write audit
-rows, with the chain (audit.record: rows appended to the chain at commit under the chain-head row lock) and
+rows, with the chain (audit.record: rows appended at commit to a free lane of the chain, locked for the commit) and
 without it (the same rows inserted unchained, the baseline), then `verify_chain` over everything.
 
     python benchmarks/audit_chain.py [--writers 50] [--transactions 40] [--rows 1]

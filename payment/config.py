@@ -47,6 +47,7 @@ class Settings:
     login_rate_limit: int = 50
     session_ttl_seconds: int = 3600
     admin_session_max_age: int = 8 * 3600
+    admin_session_idle_seconds: int = 3600
     admin_require_2fa: bool = False
     admin_step_up_seconds: int = 300
     audit_chain_key: str | None = None
@@ -226,6 +227,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         login_rate_limit = _int(env, "LOGIN_RATE_LIMIT", 5 if app_env == "production" else 50)
         session_ttl = _int(env, "BILLING_SESSION_TTL_SECONDS", 3600, minimum=60)
         admin_max_age = _int(env, "ADMIN_SESSION_MAX_AGE", 8 * 3600, minimum=60)
+        admin_idle = _int(env, "ADMIN_SESSION_IDLE_TIMEOUT", 3600, minimum=60)
         pool_size = _int(env, "DB_POOL_SIZE", 10)
         pool_timeout = _int(env, "DB_POOL_TIMEOUT_SECONDS", 3)
         webhook_timeout = _int(env, "OUTGOING_WEBHOOK_TIMEOUT_SECONDS", 10)
@@ -264,6 +266,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         login_rate_limit=login_rate_limit,
         session_ttl_seconds=session_ttl,
         admin_session_max_age=admin_max_age,
+        admin_session_idle_seconds=admin_idle,
         admin_require_2fa=(_str(env, "ADMIN_REQUIRE_2FA") or ("true" if app_env == "production" else "false")).lower()
         in ("1", "true", "yes"),
         admin_step_up_seconds=step_up_seconds,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins import sessions
 from payment.admins.permissions import AdminActor, Permission, Role, require
 from payment.audit import service as audit
 from payment.errors import Conflict, NotFound, ValidationError
@@ -132,7 +133,7 @@ async def set_active(
     if admin.is_active != active:
         admin.is_active = active
         if not active:
-            _end_sessions(admin)  # a later reactivation must not bring old cookies back
+            await sessions.end_all(session, admin.id, reason=sessions.DEACTIVATED)  # reactivating brings none back
         await session.flush()
         await audit.record(
             session,
@@ -189,15 +190,22 @@ async def set_role(session: AsyncSession, admin_id: int, role: str, *, actor: st
 
 
 async def change_password(
-    session: AsyncSession, admin_id: int, password: str, *, actor: str, ip: str | None = None
+    session: AsyncSession,
+    admin_id: int,
+    password: str,
+    *,
+    actor: str,
+    ip: str | None = None,
+    keep_session: int | None = None,
 ) -> AdminUser:
     """Replace an admin's password (8 to 72 bytes, bcrypt): one's own, or anyone's with the right to manage admins;
-    ends every session of that admin; the audit row never holds the password."""
+    ends every session of that admin but `keep_session` (the changer's own browser); the audit row never holds the
+    password."""
     if not (isinstance(actor, AdminActor) and actor.admin_id == admin_id):
         require(actor, Permission.MANAGE_ADMINS)
     admin = await get_admin(session, admin_id)
     admin.password_hash = hash_password(password)
-    _end_sessions(admin)
+    await sessions.end_all(session, admin.id, reason=sessions.PASSWORD_CHANGED, keep=keep_session)
     await session.flush()
     await audit.record(
         session,
@@ -211,18 +219,28 @@ async def change_password(
     return admin
 
 
-async def record_sign_in(session: AsyncSession, admin: AdminUser, *, ip: str | None, method: str = "password") -> None:
-    """Note a successful sign-in (and its second factor: "totp" or "backup") on the account and in the audit log."""
+SIGN_IN_METHODS = {"password": "none", "totp": "totp", "backup": "backup"}
+
+
+async def record_sign_in(
+    session: AsyncSession, admin: AdminUser, *, ip: str | None, user_agent: str = "", method: str = "password"
+) -> str:
+    """Note a successful sign-in (and its second factor: "totp" or "backup") on the account and in the audit log,
+    and start its session; returns the session token for the cookie."""
     admin.last_login_at = utcnow()
+    token, session_id = await sessions.open_session(
+        session, admin.id, ip=ip, user_agent=user_agent, second_factor=SIGN_IN_METHODS[method]
+    )
     await audit.record(
         session,
         actor=audit.admin_actor(admin.id),
         action="admin.signed_in",
         entity_type="admin_user",
         entity_id=admin.id,
-        details={"email": admin.email, "method": method},
+        details={"email": admin.email, "method": method, "session": session_id},
         ip=ip,
     )
+    return token
 
 
 async def record_failed_sign_in(session: AsyncSession, email: str, *, reason: str, ip: str | None) -> None:
@@ -237,22 +255,17 @@ async def record_failed_sign_in(session: AsyncSession, email: str, *, reason: st
     )
 
 
-def _end_sessions(admin: AdminUser) -> None:
-    admin.session_generation += 1  # two bumps at once both end generation n: enough
-
-
-async def record_sign_out(session: AsyncSession, admin_id: int, *, ip: str | None) -> None:
-    """Sign-out ends every session of the admin (a copied cookie included) and is noted in the audit log."""
-    admin = await session.get(AdminUser, admin_id)
-    if admin is not None:
-        _end_sessions(admin)
-        await session.flush()
+async def record_sign_out(session: AsyncSession, admin_id: int, token: str | None, *, ip: str | None) -> None:
+    """Sign-out ends this browser's session (a copy of its cookie included) and is noted in the audit log; the
+    admin's other browsers stay signed in ("Sign out everywhere" ends them)."""
+    ended = None if token is None else await sessions.end_by_token(session, admin_id, token, reason=sessions.SIGNED_OUT)
     await audit.record(
         session,
         actor=audit.admin_actor(admin_id),
         action="admin.signed_out",
         entity_type="admin_user",
         entity_id=admin_id,
+        details={} if ended is None else {"session": ended},
         ip=ip,
     )
 
@@ -263,20 +276,14 @@ async def end_sessions(session: AsyncSession, admin_id: int, *, actor: str, ip: 
     if not (isinstance(actor, AdminActor) and actor.admin_id == admin_id):
         require(actor, Permission.MANAGE_ADMINS)
     admin = await get_admin(session, admin_id)
-    _end_sessions(admin)
-    await session.flush()
+    ended = await sessions.end_all(session, admin.id, reason=sessions.EVERYWHERE)
     await audit.record(
         session,
         actor=actor,
         action="admin.sessions_ended",
         entity_type="admin_user",
         entity_id=admin.id,
-        details={"email": admin.email},
+        details={"email": admin.email, "sessions": ended},
         ip=ip,
     )
     return admin
-
-
-async def session_generation(session: AsyncSession, admin_id: int) -> int:
-    """The generation a cookie must carry to sign this admin in now."""
-    return (await get_admin(session, admin_id)).session_generation

@@ -19,6 +19,7 @@ import segno
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.admins import sessions
 from payment.admins.permissions import AdminActor, Permission, require
 from payment.audit import service as audit
 from payment.errors import Conflict, NotFound, ValidationError
@@ -175,11 +176,13 @@ async def backup_codes_left(session: AsyncSession, admin_id: int) -> int:
 
 
 async def reset(session: AsyncSession, admin_id: int, *, actor: str, ip: str | None = None) -> AdminUser:
-    """Turn an admin's two-factor off (lost phone): they sign in with the password and enrol again."""
+    """Turn an admin's two-factor off (lost phone): every session of theirs ends, they sign in with the password
+    and enrol again."""
     require(actor, Permission.MANAGE_ADMINS)
     admin = await _locked(session, admin_id)
     admin.totp_secret_encrypted = admin.totp_enabled_at = admin.totp_last_step = None
     await session.execute(delete(AdminBackupCode).where(AdminBackupCode.admin_id == admin.id))
+    await sessions.end_all(session, admin.id, reason=sessions.TWO_FACTOR_RESET)
     await session.flush()
     await audit.record(
         session,

@@ -1,13 +1,17 @@
-"""The tamper-evident audit chain: each audit row carries a keyed hash of its content and of the row before it.
+"""The tamper-evident audit chain: each audit row carries a keyed hash of its content and of the row before it in
+its lane.
 
-Rows are chained when their transaction commits (a `before_commit` hook of `ChainedSession`), not when they are
-added: the hook locks the single chain-head row, gives the transaction's new rows the next positions, hashes them
-and moves the head, all inside the committing transaction. So the head is locked only for the commit itself (never
-across a Stripe call made earlier in the transaction), concurrent writers append one after the other, and a
-transaction that rolls back leaves no position behind.
+The chain has several lanes (16; `audit_chain_head.lanes`), each an independent sequence with its own end row in
+`audit_chain_lanes`. Rows are chained when their transaction commits (a `before_commit` hook of `ChainedSession`),
+not when they are added: the hook locks a lane no other transaction holds (`FOR UPDATE SKIP LOCKED`; only when all
+are held does it wait for one), gives the transaction's new rows the next positions in that lane, hashes them and
+moves the lane's end, all inside the committing transaction. So concurrent commits append side by side instead of
+one after the other, a lane is locked only for the commit itself (never across a Stripe call made earlier in the
+transaction), and a transaction that rolls back leaves no position behind. `verify` walks every lane.
 
 The hash is HMAC-SHA256 under a key derived from SECRET_KEY: someone who can write to the database but does not
-hold the key cannot rewrite a row and recompute the chain after it.
+hold the key cannot rewrite a row and recompute the chain after it. A row's lane is part of what it hashes (lane 0
+rows hash as the single chain did before lanes, so the chain written before keeps verifying).
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import event, select, text
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
-from payment.models import AuditChainHead, AuditLog
+from payment.models import AuditLog
 
 GENESIS = bytes(32)
 PENDING = "audit_chain_pending"
@@ -36,6 +40,7 @@ def chain_key(secret_key: str) -> bytes:
 
 
 def content(
+    lane: int,
     seq: int,
     row_id: int,
     at: datetime,
@@ -46,9 +51,13 @@ def content(
     details: Any,
     ip: str | None,
 ) -> bytes:
-    """The bytes a row's hash covers, in one canonical form (sorted keys, no spaces, UTC time)."""
+    """The bytes a row's hash covers, in one canonical form (sorted keys, no spaces, UTC time); the lane is last, and
+    left out for lane 0, whose rows were written when the chain had one lane."""
+    fields = [seq, row_id, at.isoformat(), actor, action, entity_type, entity_id, details, ip]
+    if lane:
+        fields.append(lane)
     return json.dumps(
-        [seq, row_id, at.isoformat(), actor, action, entity_type, entity_id, details, ip],
+        fields,
         sort_keys=True,
         separators=(",", ":"),
         ensure_ascii=False,
@@ -82,8 +91,9 @@ class ChainedSession(Session):
 
 @dataclass
 class Links:
-    """The chain positions and hashes of a transaction's new rows, and where the head moves to."""
+    """The lane positions and hashes of a transaction's new rows, and where the lane's end moves to."""
 
+    lane: int
     ids: list[int]
     seqs: list[int]
     prevs: list[bytes]
@@ -92,10 +102,10 @@ class Links:
     last_hash: bytes
 
 
-def link(key: bytes, head_seq: int, head_hash: bytes | None, rows: Sequence[Any]) -> Links:
-    """Give rows (in id order; each maps the audit column names to values) the positions after the head."""
+def link(key: bytes, lane: int, head_seq: int, head_hash: bytes | None, rows: Sequence[Any]) -> Links:
+    """Give rows (in id order; each maps the audit column names to values) the positions after the lane's end."""
     seq, prev = head_seq, head_hash or GENESIS
-    links = Links([], [], [], [], seq, prev)
+    links = Links(lane, [], [], [], [], seq, prev)
     for row in rows:
         seq += 1
         details = row["details"]
@@ -105,6 +115,7 @@ def link(key: bytes, head_seq: int, head_hash: bytes | None, rows: Sequence[Any]
             key,
             prev,
             content(
+                lane,
                 seq,
                 row["id"],
                 row["at"],
@@ -125,14 +136,54 @@ def link(key: bytes, head_seq: int, head_hash: bytes | None, rows: Sequence[Any]
     return links
 
 
-async def append_on_driver(conn: Any, rows: Sequence[Any], key: bytes) -> None:
+# A free lane: the lowest one no other transaction holds (a lane this transaction holds already is not skipped).
+TAKE_FREE_LANE = "SELECT id, last_seq, last_hash FROM audit_chain_lanes ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+# every lane is held (more committing transactions than lanes): wait for one, chosen at random to spread the wait
+WAIT_FOR_LANE = "SELECT id, last_seq, last_hash FROM audit_chain_lanes ORDER BY random() LIMIT 1 FOR UPDATE"
+# the same free-lane lock as a CTE, for a one-statement hot path to fold into its own statement (name it `lane`
+# and select lane_id, lane_seq and lane_hash from it so that PostgreSQL runs it)
+LANE_CTE = (
+    "lane AS (SELECT id AS lane_id, last_seq AS lane_seq, last_hash AS lane_hash FROM audit_chain_lanes "
+    "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+)
+
+
+@dataclass(frozen=True)
+class LaneEnd:
+    lane: int
+    seq: int
+    hash: bytes | None
+
+
+def _bytea(value: bytes) -> str:
+    return f"'\\x{value.hex()}'::bytea"
+
+
+def append_sql(links: Links) -> str:
+    """The rows' chain fields and the lane's new end in one statement of literals (integers and hex bytes made
+    here, nothing from a request), so a driver can send it with COMMIT in one simple-protocol round trip."""
+    values = ", ".join(
+        f"({int(i)}::bigint, {int(q)}::bigint, {_bytea(p)}, {_bytea(h)})"
+        for i, q, p, h in zip(links.ids, links.seqs, links.prevs, links.hashes, strict=True)
+    )
+    lane, seq, last = int(links.lane), int(links.seq), _bytea(links.last_hash)
+    # integers and hex made here, nothing from a request
+    rows = f"UPDATE audit_log SET chain_lane = {lane}, chain_seq = v.seq, prev_hash = v.prev, row_hash = v.hash"  # noqa: S608
+    rows += f" FROM (VALUES {values}) AS v(id, seq, prev, hash) WHERE audit_log.id = v.id"
+    end = f"UPDATE audit_chain_lanes SET last_seq = {seq}, last_hash = {last} WHERE id = {lane}"  # noqa: S608
+    return f"WITH chained AS ({rows}) {end}"
+
+
+async def append_on_driver(conn: Any, rows: Sequence[Any], key: bytes, *, lane: LaneEnd | None, commit: bool) -> None:
     """Chain audit rows that a one-statement hot path wrote on an asyncpg connection, inside its open transaction
-    (the same rule as the ORM sessions' commit hook, for code that has no ORM session)."""
-    if not rows:
-        return
-    head = await conn.fetchrow("SELECT last_seq, last_hash FROM audit_chain_head WHERE id = 1 FOR UPDATE")
-    links = link(key, head["last_seq"], head["last_hash"], sorted(rows, key=lambda r: r["id"]))
-    await conn.execute(APPEND_POSITIONAL, links.ids, links.seqs, links.prevs, links.hashes, links.seq, links.last_hash)
+    (the same rule as the ORM sessions' commit hook, for code that has no ORM session). `lane` is the lane its
+    statement locked through LANE_CTE (None when every lane was held: then this waits for one); with `commit`, the
+    transaction's COMMIT goes in the same round trip."""
+    if lane is None:
+        found = await conn.fetchrow(WAIT_FOR_LANE)
+        lane = LaneEnd(found["id"], found["last_seq"], found["last_hash"])
+    statement = append_sql(link(key, lane.lane, lane.seq, lane.hash, sorted(rows, key=lambda r: r["id"])))
+    await conn.execute(f"{statement}; COMMIT" if commit else statement)
 
 
 def _chain_pending(session: Session) -> None:
@@ -143,20 +194,22 @@ def _chain_pending(session: Session) -> None:
     if not isinstance(key, bytes):
         raise RuntimeError("this database handle has no audit chain key (pass audit_key to Database)")
     session.flush()
-    # only this transaction's rows, and only those still there (a rolled back savepoint may have removed some);
-    # read before the head is locked, so the lock covers two round trips and the commit
-    rows: Sequence[Any] = session.execute(
-        select(*COLUMNS).where(AuditLog.id.in_(pending), AuditLog.chain_seq.is_(None)).order_by(AuditLog.id)
-    ).all()
+    # this transaction's rows still there (a rolled back savepoint may have removed some) and a free lane, locked,
+    # in one statement: the lane is held for this round trip, the append and the commit
+    rows: Sequence[Any] = session.execute(PENDING_ROWS_AND_LANE, {"ids": pending}).all()
     if not rows:
         return
-    head = session.execute(
-        select(AuditChainHead.last_seq, AuditChainHead.last_hash).where(AuditChainHead.id == 1).with_for_update()
-    ).one()
-    links = link(key, head.last_seq, head.last_hash, [row._mapping for row in rows])
+    first = rows[0]
+    lane = (
+        LaneEnd(first.lane_id, first.lane_seq, first.lane_hash)
+        if first.lane_id is not None
+        else LaneEnd(*session.execute(text(WAIT_FOR_LANE)).one())  # every lane is held: wait for one
+    )
+    links = link(key, lane.lane, lane.seq, lane.hash, [row._mapping for row in rows])
     session.execute(
         APPEND,
         {
+            "lane": links.lane,
             "ids": links.ids,
             "seqs": links.seqs,
             "prevs": links.prevs,
@@ -167,26 +220,25 @@ def _chain_pending(session: Session) -> None:
     )
 
 
-# the rows and the head in one statement
+PENDING_ROWS_AND_LANE = text(f"""
+    WITH {LANE_CTE}
+    SELECT lane.lane_id, lane.lane_seq, lane.lane_hash,
+           a.id, a.at, a.actor, a.action, a.entity_type, a.entity_id, a.details, a.ip
+      FROM audit_log AS a LEFT JOIN lane ON true
+     WHERE a.id = ANY(CAST(:ids AS bigint[])) AND a.chain_seq IS NULL
+     ORDER BY a.id
+""")  # noqa: S608 (the one interpolation is this module's constant)
+
+# the rows and the lane's end in one statement
 APPEND = text("""
     WITH chained AS (
-        UPDATE audit_log SET chain_seq = v.seq, prev_hash = v.prev, row_hash = v.hash
+        UPDATE audit_log SET chain_lane = :lane, chain_seq = v.seq, prev_hash = v.prev, row_hash = v.hash
         FROM unnest(CAST(:ids AS bigint[]), CAST(:seqs AS bigint[]), CAST(:prevs AS bytea[]),
                     CAST(:hashes AS bytea[])) AS v(id, seq, prev, hash)
         WHERE audit_log.id = v.id
     )
-    UPDATE audit_chain_head SET last_seq = :seq, last_hash = :hash WHERE id = 1
+    UPDATE audit_chain_lanes SET last_seq = :seq, last_hash = :hash WHERE id = :lane
 """)
-
-
-APPEND_POSITIONAL = """
-    WITH chained AS (
-        UPDATE audit_log SET chain_seq = v.seq, prev_hash = v.prev, row_hash = v.hash
-        FROM unnest($1::bigint[], $2::bigint[], $3::bytea[], $4::bytea[]) AS v(id, seq, prev, hash)
-        WHERE audit_log.id = v.id
-    )
-    UPDATE audit_chain_head SET last_seq = $5, last_hash = $6 WHERE id = 1
-"""
 
 
 def _forget_pending(session: Session, *args: Any) -> None:

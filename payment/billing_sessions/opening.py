@@ -1,7 +1,8 @@
 """Opening a billing session for a client app in one statement: the API's hot path.
 
-Key lookup, customer creation, session insert and the audit rows run as a single SQL statement on the driver
-connection, then the audit rows join the tamper-evident chain, in one short transaction. The rules are those of
+Key lookup, customer creation, session insert, the audit rows and the lock of a free audit chain lane run as a
+single SQL statement on the driver connection; then the audit rows join the tamper-evident chain and the
+transaction commits in one more round trip (BEGIN, the statement, append + COMMIT: three in all). The rules are those of
 `apps.authenticate_key`, `customers.upsert` and `billing_sessions.create`; anything off the happy path (unknown
 key, slug of another app, a known customer whose details this request changes) answers None and the caller takes
 the ORM path, which explains a refusal and sends a changed customer to client apps as `customer.updated`.
@@ -10,6 +11,7 @@ the ORM path, which explains a refusal and sends a changed customer to client ap
 from __future__ import annotations
 
 import uuid
+from contextlib import suppress
 from datetime import timedelta
 from typing import Any
 
@@ -22,8 +24,8 @@ from payment.security import digest, new_token
 
 # $1 key digest, $2 app slug, $3 external user id, $4 email, $5 name, $6 locale, $7 session id, $8 token digest,
 # $9 expires at, $10 actor, $11 expires at as ISO text (audit details)
-OPEN_SESSION = """
-WITH app AS (
+OPEN_SESSION = f"""
+WITH {chain.LANE_CTE}, app AS (
     SELECT id FROM apps WHERE api_key_hash = $1 AND is_active AND slug = $2
 ), prior AS (
     SELECT c.id FROM customers c WHERE c.external_user_id = $3 AND EXISTS (SELECT 1 FROM app)
@@ -58,9 +60,10 @@ WITH app AS (
       FROM made
     RETURNING id, at, actor, action, entity_type, entity_id, details, ip
 )
-SELECT (SELECT customer_id FROM made) AS customer_id, EXISTS (SELECT 1 FROM changed) AS changes_customer, audited.*
-  FROM (SELECT 1) AS one LEFT JOIN audited ON true
-"""
+SELECT (SELECT customer_id FROM made) AS customer_id, EXISTS (SELECT 1 FROM changed) AS changes_customer,
+       lane.lane_id, lane.lane_seq, lane.lane_hash, audited.*
+  FROM (SELECT 1) AS one LEFT JOIN lane ON true LEFT JOIN audited ON true
+"""  # noqa: S608 (the one interpolation is a constant of payment.audit.chain)
 
 
 async def open_session(
@@ -86,19 +89,46 @@ async def open_session(
         app_actor(app_slug),
         expires_at.isoformat(),
     )
+    # Behind PgBouncer the caller already holds a transaction (one server connection throughout); else this opens
+    # its own and folds the COMMIT into the chain append.
+    own = not conn.is_in_transaction()
+    if own:
+        await conn.execute("BEGIN")
+    try:
+        created = await _open_in_transaction(conn, args, audit_key, commit=own)
+    except BaseException:
+        if own and not conn.is_closed():
+            with suppress(Exception):  # the connection may be gone; the original error is the one to raise
+                await conn.execute("ROLLBACK")
+        raise
+    if own and created is None:
+        await conn.execute("ROLLBACK")  # nothing was written; this releases the chain lane
+    if created is None:
+        return None
+    return CreatedSession(id=session_id, token=token, url=billing_url(base_url, token), expires_at=expires_at)
+
+
+async def _open_in_transaction(conn: Any, args: tuple[Any, ...], audit_key: bytes, *, commit: bool) -> int | None:
+    """The customer's id once the session and its chained audit rows are written (and committed with `commit`);
+    None when the ORM path must answer."""
     for _ in range(2):  # a first session of a user racing with another one: its snapshot missed the new row
-        async with conn.transaction():
-            rows = await conn.fetch(OPEN_SESSION, *args)
-            if rows[0]["changes_customer"]:
-                return None
-            customer_id = rows[0]["customer_id"]
-            if customer_id is not None:
-                # the audit rows join the tamper-evident chain in the same transaction, as an ORM commit does
-                await chain.append_on_driver(conn, [row for row in rows if row["id"] is not None], audit_key)
+        rows = await conn.fetch(OPEN_SESSION, *args)
+        first = rows[0]
+        if first["changes_customer"]:
+            return None
+        customer_id: int | None = first["customer_id"]
         if customer_id is not None:
-            return CreatedSession(id=session_id, token=token, url=billing_url(base_url, token), expires_at=expires_at)
+            lane = (
+                None
+                if first["lane_id"] is None  # every lane was held: append_on_driver waits for one
+                else chain.LaneEnd(first["lane_id"], first["lane_seq"], first["lane_hash"])
+            )
+            audited = [row for row in rows if row["id"] is not None]
+            await chain.append_on_driver(conn, audited, audit_key, lane=lane, commit=commit)
+            return customer_id
+        # READ COMMITTED: the next statement sees a row committed since; unless the key is simply not this app's
         if not await conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM apps WHERE api_key_hash = $1 AND is_active AND slug = $2)", args[0], app_slug
+            "SELECT EXISTS (SELECT 1 FROM apps WHERE api_key_hash = $1 AND is_active AND slug = $2)", args[0], args[1]
         ):
             return None
     return None

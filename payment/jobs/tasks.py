@@ -12,6 +12,7 @@ from typing import Any
 
 import procrastinate
 
+from payment.admins import sessions as admin_sessions
 from payment.app_webhooks import delivery as webhook_delivery
 from payment.audit.chain import chain_key
 from payment.audit.verify import check_and_record
@@ -58,6 +59,19 @@ async def purge_billing_sessions(context: procrastinate.JobContext, timestamp: i
         count = await purge_expired(session, now=utcnow())
     if count:
         log.info("purged %s expired billing sessions", count)
+
+
+async def prune_admin_sessions(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Admin sessions that ended (signed out, revoked, idle or too old) more than 30 days ago."""
+    services = services_of_job(context)
+    lifetime = admin_sessions.Lifetime(
+        idle=timedelta(seconds=services.settings.admin_session_idle_seconds),
+        absolute=timedelta(seconds=services.settings.admin_session_max_age),
+    )
+    async with services.db.transaction() as session:
+        count = await admin_sessions.prune(session, lifetime=lifetime, now=utcnow())
+    if count:
+        log.info("pruned %s ended admin sessions", count)
 
 
 async def purge_form_submissions(context: procrastinate.JobContext, timestamp: int) -> None:
@@ -124,6 +138,7 @@ PERIODIC: tuple[tuple[str, str, Any], ...] = (
     ("send_unsent_refunds", "* * * * *", send_unsent_refunds),
     ("purge_billing_sessions", "7,37 * * * *", purge_billing_sessions),
     ("purge_form_submissions", "17 3 * * *", purge_form_submissions),
+    ("prune_admin_sessions", "23 * * * *", prune_admin_sessions),
     ("verify_audit_chain", "43 2 * * *", verify_audit_chain),
     ("recover_stalled_jobs", "* * * * * */15", recover_stalled_jobs),
     ("issue_documents", "* * * * *", issue_documents),

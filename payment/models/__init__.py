@@ -1,6 +1,6 @@
 """All tables, importable from one place."""
 
-from payment.models.accounts import AdminBackupCode, AdminUser, App
+from payment.models.accounts import AdminBackupCode, AdminSession, AdminUser, App
 from payment.models.base import Base, utcnow
 from payment.models.billing import Customer, Invoice, Refund, Subscription, SubscriptionAdjustment
 from payment.models.catalog import Plan
@@ -14,6 +14,7 @@ from payment.models.documents import BuyerDetails, Document, DocumentCounter, Se
 from payment.models.dunning import DunningCase
 from payment.models.ops import (
     AuditChainHead,
+    AuditChainLane,
     AuditLog,
     BillingSession,
     CheckoutSession,
@@ -25,9 +26,11 @@ from payment.models.outbox import OutboxCounter, OutboxMessage, WebhookEndpoint
 
 __all__ = [
     "AdminBackupCode",
+    "AdminSession",
     "AdminUser",
     "App",
     "AuditChainHead",
+    "AuditChainLane",
     "AuditLog",
     "Base",
     "BillingSession",

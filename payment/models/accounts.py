@@ -15,7 +15,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from payment.models.base import Base, Timestamps, in_list
 
@@ -51,8 +51,13 @@ class AdminUser(Timestamps, Base):
     # a one-time set-password link (new admins choose their own password): only the token's SHA-256 is kept
     password_token_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32), unique=True)
     password_token_expires_at: Mapped[datetime | None]
-    # bumped to end every session of this admin at once (cookies carry the generation they were issued under)
-    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
+    # not revoked (some may have expired: payment.admins.sessions decides what is live); for the admin users list
+    open_sessions: Mapped[list[AdminSession]] = relationship(
+        primaryjoin="and_(AdminSession.admin_id == AdminUser.id, AdminSession.revoked_at.is_(None))",
+        order_by="AdminSession.created_at.desc()",
+        viewonly=True,
+        lazy="raise",
+    )
 
     def __str__(self) -> str:
         return self.email
@@ -72,6 +77,34 @@ class AdminBackupCode(Base):
     admin_id: Mapped[int] = mapped_column(ForeignKey("admin_users.id", ondelete="CASCADE"))
     code_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
     used_at: Mapped[datetime | None]
+
+
+SECOND_FACTORS = ("none", "totp", "backup")
+
+
+class AdminSession(Base):
+    """One signed-in browser of an admin. The signed session cookie carries a random token; only its SHA-256 is
+    kept, so a database leak gives no usable cookie. A session is live until revoked, idle too long or too old."""
+
+    __tablename__ = "admin_sessions"
+    __table_args__ = (
+        CheckConstraint(in_list("second_factor", SECOND_FACTORS), name="second_factor"),
+        CheckConstraint("(revoked_at IS NULL) = (revoked_reason IS NULL)", name="revoked_with_reason"),
+        Index("ix_admin_sessions_admin_live", "admin_id", "created_at", postgresql_where=text("revoked_at IS NULL")),
+        Index("ix_admin_sessions_last_seen_at", "last_seen_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Identity(), primary_key=True)
+    admin_id: Mapped[int] = mapped_column(ForeignKey("admin_users.id", ondelete="CASCADE"))
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    # moved forward at most once a minute (payment.admins.sessions.TOUCH_EVERY), not written on every request
+    last_seen_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str] = mapped_column(String(128), default="", server_default="")
+    second_factor: Mapped[str] = mapped_column(String(16))
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))
 
 
 class App(Timestamps, Base):

@@ -6,7 +6,19 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Identity, Index, LargeBinary, String, Text, func, text
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Identity,
+    Index,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from payment.models.accounts import App
@@ -92,6 +104,8 @@ class AuditLog(Base):
         Index("ix_audit_log_actor", "actor", text("id DESC")),
         Index("ix_audit_log_action", "action", text("id DESC")),
         Index("ix_audit_log_at", "at"),
+        UniqueConstraint("chain_lane", "chain_seq", name="uq_audit_log_chain_lane_seq"),
+        CheckConstraint("(chain_lane IS NULL) = (chain_seq IS NULL)", name="chain_lane_with_seq"),
     )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
@@ -102,27 +116,43 @@ class AuditLog(Base):
     entity_id: Mapped[str | None] = mapped_column(String(255))
     details: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     ip: Mapped[str | None] = mapped_column(String(64))
-    # The tamper-evident chain (payment/audit/chain.py): position, previous row's hash, this row's keyed hash.
-    chain_seq: Mapped[int | None] = mapped_column(unique=True)
+    # The tamper-evident chain (payment/audit/chain.py): its lane, the position in that lane, the previous row's
+    # hash in the lane, this row's keyed hash.
+    chain_lane: Mapped[int | None] = mapped_column(SmallInteger)
+    chain_seq: Mapped[int | None]
     prev_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     row_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class AuditChainHead(Base):
-    """The one row that ends the audit chain (locked to append) and the last verification's verdict.
+    """How many lanes the audit chain has, and the last verification's verdict (one row).
 
     Rows with an id up to `legacy_max_id` were written before the chain existed and are not part of it."""
 
     __tablename__ = "audit_chain_head"
-    __table_args__ = (CheckConstraint("id = 1", name="single_row"),)
+    __table_args__ = (
+        CheckConstraint("id = 1", name="single_row"),
+        CheckConstraint("lanes BETWEEN 1 AND 256", name="lanes_range"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    last_seq: Mapped[int] = mapped_column(default=0, server_default="0")
-    last_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    lanes: Mapped[int] = mapped_column(default=16, server_default="16")
     legacy_max_id: Mapped[int] = mapped_column(default=0, server_default="0")
     verified_at: Mapped[datetime | None]
     verified_ok: Mapped[bool | None]
     verify_problem: Mapped[str | None] = mapped_column(Text)
+
+
+class AuditChainLane(Base):
+    """The end of one lane of the audit chain: a committing transaction locks a free lane and appends its audit
+    rows after it (payment/audit/chain.py)."""
+
+    __tablename__ = "audit_chain_lanes"
+    __table_args__ = (CheckConstraint("id >= 0", name="id_not_negative"),)
+
+    id: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(default=0, server_default="0")
+    last_hash: Mapped[bytes | None] = mapped_column(LargeBinary(32))
 
 
 class RateLimitHit(Base):

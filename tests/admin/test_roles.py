@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -13,13 +14,13 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payment.admins import password_links, two_factor
+from payment.admins import password_links, sessions, two_factor
 from payment.admins import service as admins
 from payment.admins.permissions import PERMISSIONS, AdminActor, Permission, PermissionDenied, Role
 from payment.apps import service as apps
 from payment.bootstrap import create_app
 from payment.errors import PaymentError
-from payment.models import AdminUser, App, AuditLog, Plan
+from payment.models import AdminSession, AdminUser, App, AuditLog, Plan, utcnow
 from payment.payments.service import ManualPayment, record_manual
 from payment.plans import service as plans
 from payment.plans.service import PlanInput
@@ -43,6 +44,7 @@ class World:
     app_id: int
     plan_id: int
     target_admin_id: int
+    target_session_id: int
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +72,10 @@ async def world(admin_services: Services) -> World:
             session, invoice.id, reason="test", actor="test", amount_cents=100, also_cancel=True
         )
         app, _ = await factories.create_app(session)
-    return World(accounts, customer.id, sub.id, invoice.id, refund.id, app.id, plan.id, target.id)
+        _, target_session = await sessions.open_session(
+            session, target.id, ip="192.0.2.1", user_agent="matrix", second_factor="none"
+        )
+    return World(accounts, customer.id, sub.id, invoice.id, refund.id, app.id, plan.id, target.id, target_session)
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +180,24 @@ HTTP_ACTIONS = [
         Permission.MANAGE_ADMINS,
         "POST",
         lambda w: f"/admin/admin-user/{w.target_admin_id}/reset-two-factor",
+    ),
+    HttpAction(
+        "another admin's sessions",
+        Permission.MANAGE_ADMINS,
+        "GET",
+        lambda w: f"/admin/admin-user/{w.target_admin_id}/sessions",
+    ),
+    HttpAction(
+        "sign out another admin's session",
+        Permission.MANAGE_ADMINS,
+        "POST",
+        lambda w: f"/admin/admin-user/{w.target_admin_id}/sessions/{w.target_session_id}/revoke",
+    ),
+    HttpAction(
+        "sign out another admin everywhere",
+        Permission.MANAGE_ADMINS,
+        "POST",
+        lambda w: f"/admin/admin-user/{w.target_admin_id}/end-sessions",
     ),
     HttpAction(
         "another admin's password form",
@@ -378,6 +401,27 @@ SERVICE_CALLS: list[tuple[str, Permission, ServiceCall]] = [
     ),
     ("two_factor.reset", Permission.MANAGE_ADMINS, lambda s, sv, w, a: two_factor.reset(s, w.target_admin_id, actor=a)),
     (
+        "sessions.revoke (another admin's)",
+        Permission.MANAGE_ADMINS,
+        lambda s, sv, w, a: sessions.revoke(s, w.target_session_id, actor=a),
+    ),
+    (
+        "sessions.live_sessions (another admin's)",
+        Permission.MANAGE_ADMINS,
+        lambda s, sv, w, a: sessions.live_sessions(
+            s,
+            w.target_admin_id,
+            actor=a,
+            lifetime=sessions.Lifetime(timedelta(hours=1), timedelta(hours=8)),
+            now=utcnow(),
+        ),
+    ),
+    (
+        "admins.end_sessions (another admin's)",
+        Permission.MANAGE_ADMINS,
+        lambda s, sv, w, a: admins.end_sessions(s, w.target_admin_id, actor=a),
+    ),
+    (
         "admins.change_password (another admin)",
         Permission.MANAGE_ADMINS,
         lambda s, sv, w, a: admins.change_password(s, w.target_admin_id, "another-password-1", actor=a),
@@ -444,3 +488,22 @@ async def test_the_last_active_owner_cannot_leave(admin_services: Services, roll
         await admins.set_role(rolled_back, last, Role.VIEWER, actor=system)
     with pytest.raises(PaymentError, match="At least one active owner must remain"):
         await admins.set_active(rolled_back, last, False, acting_admin_id=0, actor=system)
+
+
+@pytest.mark.parametrize("role", list(Role), ids=[r.value for r in Role])
+async def test_every_role_sees_and_ends_its_own_sessions(
+    admin_services: Services, world: World, clients: dict[Role, httpx.AsyncClient], role: Role
+) -> None:
+    client, admin_id = clients[role], world.accounts[role]
+    async with admin_services.db.transaction() as session:
+        _, laptop = await sessions.open_session(
+            session, admin_id, ip="192.0.2.2", user_agent="laptop", second_factor="none"
+        )
+    page = await client.get(f"/admin/admin-user/{admin_id}/sessions")
+    assert page.status_code == 200 and f'data-revoke-session="{laptop}"' in page.text
+    token = csrf_from(page.text)
+    ended = await client.post(f"/admin/admin-user/{admin_id}/sessions/{laptop}/revoke", data={"csrf_token": token})
+    assert ended.status_code == 303
+    async with admin_services.db.session() as session:
+        assert (await session.get(AdminSession, laptop, populate_existing=True)).revoked_at is not None  # type: ignore[union-attr]
+    assert (await client.get("/admin/")).status_code == 200  # the browser it was done from is still signed in

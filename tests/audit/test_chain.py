@@ -15,13 +15,13 @@ from sqlalchemy import func, select
 
 from payment.admins import service as admins
 from payment.audit import service as audit
-from payment.audit.chain import chain_key
+from payment.audit.chain import TAKE_FREE_LANE, chain_key
 from payment.audit.verify import Verdict, check_and_record, verify_chain
 from payment.bootstrap import create_app
 from payment.config import Settings
 from payment.db import Database
 from payment.dburl import libpq_url
-from payment.models import AuditChainHead, AuditLog
+from payment.models import AuditChainHead, AuditChainLane, AuditLog
 from payment.runtime import Services
 from tests.admin.conftest import sign_in
 from tests.support import factories
@@ -66,11 +66,13 @@ async def test_rows_are_chained_at_commit_and_verify(services: Services) -> None
         rows = (
             (await session.execute(select(AuditLog).where(AuditLog.id.in_(ids)).order_by(AuditLog.id))).scalars().all()
         )
-        head = await session.get(AuditChainHead, 1)
+        lane = rows[0].chain_lane
+        assert lane is not None and {r.chain_lane for r in rows} == {lane}  # one transaction, one lane
+        end = await session.get(AuditChainLane, lane)
     first = rows[0].chain_seq
     assert first is not None and [r.chain_seq for r in rows] == [first, first + 1, first + 2]
     assert rows[1].prev_hash == rows[0].row_hash and rows[2].prev_hash == rows[1].row_hash
-    assert head is not None and head.last_hash == rows[2].row_hash
+    assert end is not None and end.last_hash == rows[2].row_hash
     verdict = await _verify(services)
     assert verdict.ok, verdict.problems
     assert verdict.rows >= 3
@@ -104,7 +106,8 @@ async def test_a_delete_in_sql_is_named(services: Services, sql: asyncpg.Connect
     try:
         verdict = await _verify(services)
         assert verdict.first_problem is not None
-        assert verdict.first_problem.startswith(f"row {after}: 1 row(s) before it were deleted (after row {before}")
+        assert verdict.first_problem.startswith(f"row {after}: 1 row(s) before it were deleted (lane ")
+        assert f"after row {before};" in verdict.first_problem
     finally:
         columns = list(saved.keys())
         await sql.execute(
@@ -121,7 +124,7 @@ async def test_deleting_the_latest_rows_is_named(services: Services, sql: asyncp
     await sql.execute("DELETE FROM audit_log WHERE id = $1", gone)
     try:
         verdict = await _verify(services)
-        assert verdict.first_problem is not None and f"(row {kept}) but its head says" in verdict.first_problem
+        assert verdict.first_problem is not None and f"(row {kept}) but its end says" in verdict.first_problem
     finally:
         columns = list(saved.keys())
         await sql.execute(
@@ -141,16 +144,19 @@ async def test_an_insert_in_sql_is_named(services: Services, sql: asyncpg.Connec
         assert verdict.problems == [f"row {planted}: inserted outside the chain (it has no chain position)"]
         # copying a neighbour's chain fields onto the planted row does not make it fit
         await sql.execute(
-            "UPDATE audit_log SET (chain_seq, prev_hash, row_hash) = "
-            "(SELECT last_seq + 1, last_hash, last_hash FROM audit_chain_head) WHERE id = $1",
+            "UPDATE audit_log SET (chain_lane, chain_seq, prev_hash, row_hash) = "
+            "(SELECT 0, last_seq + 1, last_hash, last_hash FROM audit_chain_lanes WHERE id = 0) WHERE id = $1",
             planted,
         )
-        await sql.execute("UPDATE audit_chain_head SET last_seq = last_seq + 1")
+        await sql.execute("UPDATE audit_chain_lanes SET last_seq = last_seq + 1 WHERE id = 0")
         verdict = await _verify(services)
         assert verdict.first_problem == f"row {planted}: its content was changed after it was written"
     finally:
         await sql.execute("DELETE FROM audit_log WHERE id = $1", planted)
-        await sql.execute("UPDATE audit_chain_head SET last_seq = (SELECT max(chain_seq) FROM audit_log)")
+        await sql.execute(
+            "UPDATE audit_chain_lanes SET last_seq = "
+            "(SELECT coalesce(max(chain_seq), 0) FROM audit_log WHERE chain_lane = 0) WHERE id = 0"
+        )
     assert (await _verify(services)).ok
 
 
@@ -292,3 +298,97 @@ async def test_sessions_opened_on_the_one_statement_path_are_chained(services: S
     assert written == 20 and unchained == 0
     verdict = await _verify(services)
     assert verdict.ok, verdict.problems
+
+
+async def _hold_lanes(settings: Settings, count: int) -> tuple[list[asyncpg.Connection], list[int | None]]:
+    """`count` open transactions, each holding the lane it took as a committing writer would."""
+    assert settings.database_url is not None
+    holders, lanes = [], []
+    for _ in range(count):
+        conn = await asyncpg.connect(libpq_url(settings.database_url))
+        await conn.execute("BEGIN")
+        taken = await conn.fetchrow(TAKE_FREE_LANE)
+        holders.append(conn)
+        lanes.append(None if taken is None else taken["id"])
+    return holders, lanes
+
+
+async def _release(holders: list[asyncpg.Connection]) -> None:
+    for conn in holders:
+        await conn.execute("ROLLBACK")
+        await conn.close()
+
+
+async def test_concurrent_writers_hold_different_lanes_and_wait_only_when_all_are_held(
+    services: Services, sql: asyncpg.Connection
+) -> None:
+    async with services.db.session() as session:
+        lanes = (await session.get(AuditChainHead, 1)).lanes  # type: ignore[union-attr]
+    holders, taken = await _hold_lanes(services.settings, lanes)
+    try:
+        assert sorted(lane for lane in taken if lane is not None) == list(range(lanes))  # K lanes, none waited
+        extra, more = await _hold_lanes(services.settings, 1)
+        holders += extra
+        assert more == [None]  # every lane held: a free one is not found (the writer then waits for one)
+        waiting = asyncio.create_task(_write(services, "test.waited"))
+        # the commit waits on a lane's lock, not on anything else
+        deadline = asyncio.get_running_loop().time() + 30
+        while not await sql.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%audit_chain_lanes%'"
+        ):
+            assert asyncio.get_running_loop().time() < deadline, "the writer never waited for a lane"
+            assert not waiting.done()
+            await asyncio.sleep(0.05)
+    finally:
+        await _release(holders)
+    (row_id,) = await asyncio.wait_for(waiting, 30)
+    async with services.db.session() as session:
+        assert (await session.get(AuditLog, row_id)).chain_seq is not None  # type: ignore[union-attr]
+    assert (await _verify(services)).ok
+
+
+async def test_a_change_in_one_lane_is_named_and_the_other_lanes_verify(
+    services: Services, sql: asyncpg.Connection
+) -> None:
+    holders, (held,) = await _hold_lanes(services.settings, 1)
+    try:
+        (elsewhere,) = await asyncio.wait_for(_write(services, "test.other_lane"), 30)  # does not wait for `held`
+    finally:
+        await _release(holders)
+    (in_held,) = await _write(services, "test.held_lane")
+    lanes = dict(
+        await sql.fetch("SELECT id, chain_lane FROM audit_log WHERE id = ANY($1::bigint[])", [elsewhere, in_held])
+    )
+    assert lanes[in_held] == held and lanes[elsewhere] != held
+    before = (await _verify(services)).rows
+    await sql.execute("UPDATE audit_log SET entity_id = 'x' WHERE id = $1", elsewhere)
+    try:
+        verdict = await _verify(services)
+    finally:
+        await sql.execute("UPDATE audit_log SET entity_id = '0' WHERE id = $1", elsewhere)
+    assert verdict.problems == [f"row {elsewhere}: its content was changed after it was written"]
+    assert verdict.rows == before  # every lane was walked to its end
+    assert (await _verify(services)).ok
+
+
+async def test_a_row_moved_to_another_lane_or_a_deleted_lane_end_is_named(
+    services: Services, sql: asyncpg.Connection
+) -> None:
+    (row_id,) = await _write(services, "test.moved")
+    lane = await sql.fetchval("SELECT chain_lane FROM audit_log WHERE id = $1", row_id)
+    saved = await sql.fetchrow("SELECT * FROM audit_chain_lanes WHERE id = $1", lane)
+    await sql.execute("DELETE FROM audit_chain_lanes WHERE id = $1", lane)
+    try:
+        assert f"lane {lane}: its end row (audit_chain_lanes) was deleted" in (await _verify(services)).problems
+    finally:
+        await sql.execute(
+            "INSERT INTO audit_chain_lanes (id, last_seq, last_hash) VALUES ($1, $2, $3)", *saved.values()
+        )
+    await sql.execute("UPDATE audit_log SET chain_lane = 999 WHERE id = $1", row_id)
+    try:
+        problems = (await _verify(services)).problems
+        assert f"row {row_id}: it names a chain lane that does not exist" in problems
+        assert any(p.startswith(f"lane {lane} ends at position") for p in problems)  # and its lane lost its tail
+    finally:
+        await sql.execute("UPDATE audit_log SET chain_lane = $2 WHERE id = $1", row_id, lane)
+    assert (await _verify(services)).ok
