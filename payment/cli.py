@@ -248,7 +248,15 @@ def secret() -> None:
     help="Deliver events to URL signed with the whsec_ secret (repeatable).",
 )
 @click.option("--state-file", envvar="SANDBOX_STATE_FILE", help="Keep the sandbox's state in this JSON file.")
-def sandbox(host: str, port: int, webhooks: tuple[str, ...], state_file: str | None) -> None:
+@click.option(
+    "--latency-ms",
+    envvar="SANDBOX_LATENCY_MS",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 60_000),
+    help="Added to every API answer (not to hosted pages), to show Stripe's latency in benchmarks.",
+)
+def sandbox(host: str, port: int, webhooks: tuple[str, ...], state_file: str | None, latency_ms: int) -> None:
     """Run the offline Stripe sandbox alone (accepts any sk_test_ key)."""
     from payment.devserver import sandbox_factory
     from payment.serving import make_server, run_until_signal
@@ -261,9 +269,12 @@ def sandbox(host: str, port: int, webhooks: tuple[str, ...], state_file: str | N
         if not sep or not secret.startswith("whsec_"):
             raise click.ClickException(f"--webhook wants URL=whsec_..., got {item!r}")
         endpoints.append((url, secret))
-    app = sandbox_factory()(base_url=f"http://{host}:{port}", webhook_endpoints=endpoints, state_file=state_file)
+    app = sandbox_factory()(
+        base_url=f"http://{host}:{port}", webhook_endpoints=endpoints, state_file=state_file, latency_ms=latency_ms
+    )
     server = make_server(app, host, port)
-    click.echo(f"Stripe sandbox on http://{host}:{port} (STRIPE_API_BASE)")
+    latency = f", {latency_ms} ms added to every API answer" if latency_ms else ""
+    click.echo(f"Stripe sandbox on http://{host}:{port} (STRIPE_API_BASE){latency}")
     asyncio.run(run_until_signal([server]))
 
 
