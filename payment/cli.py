@@ -190,7 +190,7 @@ def serve(host: str, port: int, workers: int) -> None:
 @click.option(
     "--concurrency",
     envvar="WORKER_CONCURRENCY",
-    default=4,
+    default=64,
     show_default=True,
     type=click.IntRange(1, 100),
     help="Jobs run at once.",
@@ -207,9 +207,9 @@ def worker(concurrency: int) -> None:
     from payment.serving import run, run_until_signal
 
     init_sentry(settings, component="worker")
-    # one connection per job slot (plus the periodic jobs'): the pool keeps no overflow, so fewer would make
-    # running jobs queue for a connection instead of for Stripe
-    services = build_services(settings.replace(db_pool_size=max(settings.db_pool_size, concurrency + 2)))
+    # a job holds no connection while it waits for Stripe (payment/jobs/stripe_events.py), only for its short
+    # transactions: DB_POOL_SIZE connections serve all the slots, and Stripe's connections are kept per slot
+    services = build_services(settings.replace(stripe_http_pool_size=max(settings.stripe_http_pool_size, concurrency)))
 
     async def go() -> None:
         async def work() -> None:

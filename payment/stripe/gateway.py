@@ -9,10 +9,12 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import httpx
 import stripe
 
 from payment.config import Settings
@@ -99,10 +101,18 @@ class StripeGateway:
     def __init__(self, settings: Settings, *, max_network_retries: int = 2, timeout: float = 20.0) -> None:
         base = settings.stripe_api_base
         addresses: Any = {"api": base, "connect": base, "files": base} if base else None
+        http_client = stripe.HTTPXClient(timeout=timeout, allow_sync_methods=True)
+        # the SDK's httpx client keeps 20 idle connections: with more reads in flight (the worker's slots), each
+        # read past 20 would open (TLS) and close a connection of its own; keep as many as may be in flight
+        size = settings.stripe_http_pool_size
+        http_client._client_async = httpx.AsyncClient(
+            verify=ssl.create_default_context(cafile=stripe.ca_bundle_path),
+            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+        )
         self.client = stripe.StripeClient(
             settings.stripe_secret_key,
             base_addresses=addresses,
-            http_client=stripe.HTTPXClient(timeout=timeout, allow_sync_methods=True),
+            http_client=http_client,
             max_network_retries=max_network_retries,
             # explicit, so an SDK upgrade cannot move the shapes we read (see payment/stripe/reader.py)
             stripe_version=API_VERSION,
