@@ -90,6 +90,13 @@ _BEFORE_READING = text("""
       FROM stripe_events e
      WHERE e.id = :id
 """)
+# The waiting jobs of events applied with another one's snapshot (Procrastinate's own cancel, deleting the job; a
+# job already started finds its event handled and ends).
+_DROP_WAITING_JOBS = text("""
+    SELECT procrastinate_cancel_job_v1(j.id, false, true) FROM procrastinate_jobs j
+     WHERE j.status = 'todo' AND j.task_name = :task
+       AND (j.args->>'event_row_id')::bigint = ANY(CAST(:ids AS bigint[]))
+""")
 # event type -> the first type applied by the same call (events of one group and object share a snapshot)
 READ_GROUPS = json.dumps({t: same_reads(t)[0] for t in HANDLED_TYPES})
 # events of one object served by one snapshot, at most (each gets its own audit row in the transaction)
@@ -127,7 +134,10 @@ async def _apply(services: Services, event_row_id: int) -> bool:
                 row = await session.get(StripeEvent, event_row_id, with_for_update=True)
                 if row is None:
                     return False
-                return await events.apply_with(session, replaying, row, list(found.others), actor=audit.STRIPE)
+                served = await events.apply_with(session, replaying, row, list(found.others), actor=audit.STRIPE)
+                if served:  # their jobs have nothing left to do: those not started yet go with this commit
+                    await session.execute(_DROP_WAITING_JOBS, {"task": APPLY_TASK, "ids": served})
+                return served is not None
         except Unfetched as missing:
             await recording.fetch(missing)  # the transaction is over: no connection waits for Stripe
     raise RuntimeError(f"stripe event row {event_row_id} still needed Stripe reads after {READ_ROUNDS} rounds")

@@ -52,21 +52,23 @@ def describe(exc: BaseException) -> str:
 async def apply(session: AsyncSession, gateway: StripeGateway, row: StripeEvent, *, actor: str) -> bool:
     """Apply one stored event in the caller's transaction with an audit row; False when it was already applied
     or is of a type we do not handle."""
-    return await apply_with(session, gateway, row, (), actor=actor)
+    return await apply_with(session, gateway, row, (), actor=actor) is not None
 
 
 async def apply_with(
     session: AsyncSession, gateway: StripeGateway, row: StripeEvent, others: Sequence[int], *, actor: str
-) -> bool:
+) -> list[int] | None:
     """Apply one stored event, and with it the pending events `others` of the same object and call (stored before
     the snapshot `gateway` applies was asked for, so it shows what they announced): each is marked handled with
-    its own audit row, and its own job finds it done. One another job holds is left to that job."""
+    its own audit row, and its own job finds it done. One another job holds is left to that job. Returns the ids
+    of the other events applied with it; None when the event itself was not applied (done already, or a type we
+    do not handle)."""
     if row.status in ("handled", "ignored"):
-        return False
+        return None
     handler = HANDLERS.get(row.type)
     if handler is None:
         row.status, row.handled_at = "ignored", utcnow()
-        return False
+        return None
     try:
         obj = reader.event_object(row.payload, handler.object_type)
     except reader.UnusableObject as exc:
@@ -100,7 +102,7 @@ async def apply_with(
             entity_id=applied.entity_id,
             details={**details, **applied.details},
         )
-    return True
+    return [other.id for other in served]
 
 
 async def _same_object(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from payment.jobs import stripe_events
 from payment.models import AuditLog, StripeEvent
 from payment.runtime import Services
 from payment.stripe.gateway import Snapshot, StripeGateway
-from payment.stripe.inbox import store_event
+from payment.stripe.inbox import store_and_defer, store_event
 from payment.subscriptions import stripe_sync as subscriptions
 from tests.jobs.conftest import eventually
 from tests.webhooks.world import World
@@ -47,6 +48,19 @@ async def _live_subscription(world: World) -> str:
 async def _store(world: World, events: list[dict[str, Any]]) -> list[int]:
     async with world.services.db.transaction() as session:
         return [(await store_event(session, event)).id for event in events]
+
+
+async def _store_with_jobs(world: World, events: list[dict[str, Any]]) -> list[int]:
+    """As the webhook stores them: each event with the job that applies it."""
+    ids = []
+    for event in events:
+        body = json.dumps(event, default=str).encode()
+
+        async def store(conn: Any, event: dict[str, Any] = event, body: bytes = body) -> int:
+            return (await store_and_defer(conn, event, body, task=stripe_events.APPLY_TASK)).id
+
+        ids.append(await world.services.db.on_driver(store))
+    return ids
 
 
 async def _ticket(services: Services) -> int:
@@ -149,7 +163,7 @@ async def test_pending_events_of_one_object_are_served_by_one_read_each_recorded
     await world.services.stripe.update_subscription(sub_id, {"cancel_at_period_end": True})
     updates = await world.events(after=seen)
     assert [e["type"] for e in updates] == ["customer.subscription.updated"] * 4
-    row_ids = await _store(world, updates)
+    row_ids = await _store_with_jobs(world, updates)
 
     counting = CountingGateway(settings)
     services = dataclasses.replace(world.services, stripe=counting)
@@ -175,6 +189,18 @@ async def test_pending_events_of_one_object_are_served_by_one_read_each_recorded
                 .order_by(AuditLog.id)
             )
         ).all()
+        waiting = (
+            await session.scalars(
+                text(
+                    "SELECT (args->>'event_row_id')::bigint FROM procrastinate_jobs "
+                    "WHERE task_name = :task AND status = 'todo' AND (args->>'event_row_id')::bigint = ANY(:ids)"
+                ),
+                {"task": stripe_events.APPLY_TASK, "ids": row_ids},
+            )
+        ).all()
+    # the jobs of the events served along were deleted with the commit; the first one's job (run here by hand)
+    # is the only one left
+    assert list(waiting) == [row_ids[0]]
     assert statuses == ["handled"] * 4
     assert [r[0] for r in audited] == row_ids  # each event recorded exactly once
     assert [r[1] for r in audited] == [None, row_ids[0], row_ids[0], row_ids[0]]
