@@ -186,6 +186,10 @@ def serve(host: str, port: int, workers: int) -> None:
     run(run_until_signal([server]))
 
 
+# how long a worker's job waits for a pooled database connection (jobs queue for the pool's short transactions)
+WORKER_POOL_TIMEOUT_SECONDS = 30
+
+
 @main.command()
 @click.option(
     "--concurrency",
@@ -209,7 +213,13 @@ def worker(concurrency: int) -> None:
     init_sentry(settings, component="worker")
     # a job holds no connection while it waits for Stripe (payment/jobs/stripe_events.py), only for its short
     # transactions: DB_POOL_SIZE connections serve all the slots, and Stripe's connections are kept per slot
-    services = build_services(settings.replace(stripe_http_pool_size=max(settings.stripe_http_pool_size, concurrency)))
+    # (a job may wait for one of them longer than a web request would: DB_POOL_TIMEOUT_SECONDS is for requests)
+    services = build_services(
+        settings.replace(
+            stripe_http_pool_size=max(settings.stripe_http_pool_size, concurrency),
+            db_pool_timeout_seconds=max(settings.db_pool_timeout_seconds, WORKER_POOL_TIMEOUT_SECONDS),
+        )
+    )
 
     async def go() -> None:
         async def work() -> None:
