@@ -161,13 +161,22 @@ def one_round(
         seconds = time.monotonic() - started
         cpu_ms = (tree_cpu_seconds(worker.pid) - cpu_before) * 1000 / max(1, progress["finished"])
         load = load_average()
+        served = asyncio.run(
+            wait_for(
+                url,
+                "SELECT count(*) FILTER (WHERE details ? 'applied_with_event_row_id') AS along, count(*) AS all "
+                "FROM audit_log WHERE action LIKE 'stripe.%' AND details->>'stripe_event_id' LIKE 'evt_wbench_%'",
+                lambda r: True,
+                1,
+            )
+        )
     finally:
         stop(worker)
     shown = f"concurrency {concurrency}" if concurrency else "default concurrency"
     return (
         f"{side:6} {progress['finished']:5d}/{len(bodies)} events in {seconds:6.1f} s = "
         f"{progress['finished'] / seconds:6.1f} events/s, {cpu_ms:5.1f} CPU ms/event (worker process), "
-        f"{progress['failed']} failed, {shown} | {load}"
+        f"{progress['failed']} failed, {served['along']} applied with another event's snapshot, {shown} | {load}"
     )
 
 

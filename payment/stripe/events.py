@@ -88,20 +88,23 @@ async def apply_with(
                 f"{obj['id']} (answered 'no such object' {row.attempts + 1} times)."
             ) from exc
         raise
+    entries = []
     for done in (row, *served):
         done.status, done.handled_at, done.last_error = "handled", utcnow(), None
         done.attempts += 1
         details: dict[str, Any] = {"stripe_event_id": done.stripe_event_id, "event_row_id": done.id}
         if done is not row:
             details["applied_with_event_row_id"] = row.id
-        await audit.record(
-            session,
-            actor=actor,
-            action=f"stripe.{done.type}"[:64],
-            entity_type=applied.entity_type,
-            entity_id=applied.entity_id,
-            details={**details, **applied.details},
+        entries.append(
+            {
+                "actor": actor,
+                "action": f"stripe.{done.type}"[:64],
+                "entity_type": applied.entity_type,
+                "entity_id": applied.entity_id,
+                "details": {**details, **applied.details},
+            }
         )
+    await audit.record_many(session, entries)  # one INSERT for the event and those served with it
     return [other.id for other in served]
 
 
