@@ -188,11 +188,15 @@ def serve(host: str, port: int, workers: int) -> None:
     run(run_until_signal([server]))
 
 
+# how long a worker's job waits for a pooled database connection (jobs queue for the pool's short transactions)
+WORKER_POOL_TIMEOUT_SECONDS = 30
+
+
 @main.command()
 @click.option(
     "--concurrency",
     envvar="WORKER_CONCURRENCY",
-    default=4,
+    default=64,
     show_default=True,
     type=click.IntRange(1, 100),
     help="Jobs run at once.",
@@ -211,9 +215,15 @@ def worker(concurrency: int) -> None:
     from payment.serving import run, run_until_signal
 
     init_sentry(settings, component="worker")
-    # one connection per job slot (plus the periodic jobs'): the pool keeps no overflow, so fewer would make
-    # running jobs queue for a connection instead of for Stripe
-    services = build_services(settings.replace(db_pool_size=max(settings.db_pool_size, concurrency + 2)))
+    # a job holds no connection while it waits for Stripe (payment/jobs/stripe_events.py), only for its short
+    # transactions: DB_POOL_SIZE connections serve all the slots, and Stripe's connections are kept per slot
+    # (a job may wait for one of them longer than a web request would: DB_POOL_TIMEOUT_SECONDS is for requests)
+    services = build_services(
+        settings.replace(
+            stripe_http_pool_size=max(settings.stripe_http_pool_size, concurrency),
+            db_pool_timeout_seconds=max(settings.db_pool_timeout_seconds, WORKER_POOL_TIMEOUT_SECONDS),
+        )
+    )
 
     async def go() -> None:
         async def work() -> None:
@@ -252,7 +262,15 @@ def secret() -> None:
     help="Deliver events to URL signed with the whsec_ secret (repeatable).",
 )
 @click.option("--state-file", envvar="SANDBOX_STATE_FILE", help="Keep the sandbox's state in this JSON file.")
-def sandbox(host: str, port: int, webhooks: tuple[str, ...], state_file: str | None) -> None:
+@click.option(
+    "--latency-ms",
+    envvar="SANDBOX_LATENCY_MS",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 60_000),
+    help="Added to every API answer (not to hosted pages), to show Stripe's latency in benchmarks.",
+)
+def sandbox(host: str, port: int, webhooks: tuple[str, ...], state_file: str | None, latency_ms: int) -> None:
     """Run the offline Stripe sandbox alone (accepts any sk_test_ key)."""
     from payment.devserver import sandbox_factory
     from payment.serving import make_server, run_until_signal
@@ -265,9 +283,12 @@ def sandbox(host: str, port: int, webhooks: tuple[str, ...], state_file: str | N
         if not sep or not secret.startswith("whsec_"):
             raise click.ClickException(f"--webhook wants URL=whsec_..., got {item!r}")
         endpoints.append((url, secret))
-    app = sandbox_factory()(base_url=f"http://{host}:{port}", webhook_endpoints=endpoints, state_file=state_file)
+    app = sandbox_factory()(
+        base_url=f"http://{host}:{port}", webhook_endpoints=endpoints, state_file=state_file, latency_ms=latency_ms
+    )
     server = make_server(app, host, port)
-    click.echo(f"Stripe sandbox on http://{host}:{port} (STRIPE_API_BASE)")
+    latency = f", {latency_ms} ms added to every API answer" if latency_ms else ""
+    click.echo(f"Stripe sandbox on http://{host}:{port} (STRIPE_API_BASE){latency}")
     asyncio.run(run_until_signal([server]))
 
 

@@ -41,6 +41,8 @@ class Settings:
     stripe_secret_key: str = DEV_STRIPE_SECRET_KEY
     stripe_webhook_secret: str = DEV_STRIPE_WEBHOOK_SECRET
     stripe_api_base: str | None = None
+    # connections to Stripe kept open per process (the worker has this many reads in flight at most)
+    stripe_http_pool_size: int = 64
     sentry_dsn: str | None = None
     sentry_environment: str | None = None
     sentry_release: str | None = None
@@ -229,6 +231,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         admin_max_age = _int(env, "ADMIN_SESSION_MAX_AGE", 8 * 3600, minimum=60)
         admin_idle = _int(env, "ADMIN_SESSION_IDLE_TIMEOUT", 3600, minimum=60)
         pool_size = _int(env, "DB_POOL_SIZE", 10)
+        stripe_pool = _int(env, "STRIPE_HTTP_POOL_SIZE", 64)
         pool_timeout = _int(env, "DB_POOL_TIMEOUT_SECONDS", 3)
         webhook_timeout = _int(env, "OUTGOING_WEBHOOK_TIMEOUT_SECONDS", 10)
         webhook_retry_base = _int(env, "OUTGOING_WEBHOOK_RETRY_BASE_MS", 5000, minimum=10)
@@ -260,6 +263,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         stripe_secret_key=stripe_secret_key,
         stripe_webhook_secret=stripe_webhook_secret,
         stripe_api_base=stripe_api_base.rstrip("/") if stripe_api_base else None,
+        stripe_http_pool_size=stripe_pool,
         sentry_dsn=_str(env, "SENTRY_DSN"),
         sentry_environment=_str(env, "SENTRY_ENVIRONMENT") or app_env,
         sentry_release=_str(env, "SENTRY_RELEASE"),

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
+import multiprocessing
+import os
 import signal
+import sys
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -24,6 +28,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 GRACE_SECONDS = 30.0
+WORKER_HEALTHCHECK_SECONDS = 30
 
 
 class RedactedAccessLog(logging.Filter):
@@ -61,6 +66,34 @@ def run(main: Coroutine[Any, Any, T]) -> T:
         return runner.run(main)
 
 
+# prctl(2): the signal the kernel sends this process when the thread that started it exits
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Linux: SIGTERM this process (a graceful stop) when its parent dies, so a SIGKILLed supervisor leaves no
+    worker serving its socket on its own; at once when the parent is gone already."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+        log.warning("could not ask to stop with the supervisor (prctl errno %s)", ctypes.get_errno())
+        return
+    if os.getppid() != parent_pid:
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+class WorkerConfig(uvicorn.Config):
+    """uvicorn's config of a supervised worker process: the child (spawned, where uvicorn configures logging
+    first) stops when the supervisor dies."""
+
+    def configure_logging(self) -> None:
+        super().configure_logging()
+        parent = multiprocessing.parent_process()
+        if parent is not None and parent.pid is not None:
+            die_with_parent(parent.pid)
+
+
 def server_config(
     app: Any,
     host: str,
@@ -70,6 +103,7 @@ def server_config(
     access_log: bool = True,
     forwarded_allow_ips: str = "127.0.0.1,::1",
     request_read_seconds: float = REQUEST_READ_SECONDS,
+    config_class: type[uvicorn.Config] = uvicorn.Config,
     **extra: Any,
 ) -> uvicorn.Config:
     """uvicorn believes X-Forwarded-For only from `forwarded_allow_ips` (the reverse proxy) and then takes the
@@ -80,7 +114,7 @@ def server_config(
         if request_read_seconds == REQUEST_READ_SECONDS
         else type("DeadlineProtocol", (DeadlineProtocol,), {"read_seconds": request_read_seconds})
     )
-    return uvicorn.Config(
+    return config_class(
         app,
         host=host,
         port=port,
@@ -106,8 +140,9 @@ def serve_processes(
     forwarded_allow_ips: str = "127.0.0.1,::1",
 ) -> None:
     """Serve the app made by the `module:function` factory from `workers` processes sharing one socket (uvicorn's
-    supervisor: SIGTERM reaches every worker, each finishes its in-flight requests, a dead one is replaced). Each
-    worker redacts its own access log (the factory calls `redact_access_log`)."""
+    supervisor: SIGTERM reaches every worker, each finishes its in-flight requests, a dead one is replaced; a
+    worker whose supervisor dies, even SIGKILLed, gets SIGTERM from the kernel). Each worker redacts its own access
+    log (the factory calls `redact_access_log`)."""
     config = server_config(
         factory,
         host,
@@ -117,6 +152,10 @@ def serve_processes(
         factory=True,
         workers=workers,
         loop="uvloop",
+        config_class=WorkerConfig,
+        # uvicorn's 5 s: on a busy host a starting worker (imports, app factory) answers the first health check
+        # later than that, and is killed and replaced, again and again
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
     redact_access_log()
     Multiprocess(config, sockets=[config.bind_socket()]).run()

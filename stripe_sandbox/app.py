@@ -111,6 +111,8 @@ def api_endpoint(handler: Handler) -> Any:
         config: Config = request.app.state.config
         request_id = new_id("req", 14)
         headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
+        if config.latency_seconds:
+            await asyncio.sleep(config.latency_seconds)
         try:
             error = _auth_error(request.headers.get("authorization")) or _version_error(request.headers)
             if error:
@@ -170,6 +172,9 @@ def api_endpoint(handler: Handler) -> Any:
 
 
 async def unknown_route(request: Request) -> Response:
+    config: Config = request.app.state.config
+    if config.latency_seconds:
+        await asyncio.sleep(config.latency_seconds)
     message = f"Unrecognized request URL ({request.method}: {request.url.path})."
     return JSONResponse(
         {"error": {"message": message, "type": "invalid_request_error"}},
@@ -191,9 +196,14 @@ def create_sandbox_app(
     max_attempts: int = 6,
     retry_days: tuple[int, ...] = (3, 5, 7),
     tick_seconds: float = 1.0,
+    latency_ms: float = 0.0,
 ) -> Starlette:
-    """The sandbox as an ASGI app. `base_url` is the public URL of this app (for hosted page links)."""
+    """The sandbox as an ASGI app. `base_url` is the public URL of this app (for hosted page links); `latency_ms`
+    is added to every API answer (Stripe's own latency, for benchmarks), not to hosted pages or /_sandbox."""
+    if latency_ms < 0:
+        raise ValueError("latency_ms cannot be negative")
     config = Config(
+        latency_seconds=latency_ms / 1000,
         base_url=base_url.rstrip("/"),
         retry_days=tuple(retry_days),
         retry_base_seconds=retry_base_seconds,

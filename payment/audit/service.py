@@ -44,3 +44,24 @@ async def record(
     await session.flush()
     mark_pending(session.sync_session, row.id)
     return row
+
+
+async def record_many(session: AsyncSession, entries: list[dict[str, Any]]) -> list[AuditLog]:
+    """`record` for several rows (each a dict of record's keyword arguments) with one flush: one INSERT of all
+    the rows rather than a round trip each."""
+    rows = [
+        AuditLog(
+            actor=str(entry["actor"]),
+            action=entry["action"],
+            entity_type=entry.get("entity_type"),
+            entity_id=None if entry.get("entity_id") is None else str(entry["entity_id"]),
+            details=entry.get("details") or {},
+            ip=entry.get("ip"),
+        )
+        for entry in entries
+    ]
+    session.add_all(rows)
+    await session.flush()
+    for row in rows:
+        mark_pending(session.sync_session, row.id)
+    return rows

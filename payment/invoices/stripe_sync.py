@@ -16,7 +16,7 @@ from payment.models.base import CURRENCIES
 from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
 from payment.stripe.reader import JSON
-from payment.stripe.sync import Changes, SyncError, later
+from payment.stripe.sync import Changes, SyncError, later, older_than_stored
 from payment.subscriptions import stripe_sync as subscriptions_sync
 
 # Once an invoice is refunded, a later (re)sync of the paid invoice must not put it back to "paid".
@@ -43,11 +43,14 @@ async def upsert_from_stripe(
 ) -> tuple[Invoice, Changes]:
     """Make our invoice equal to Stripe's (amount, currency, period paid for, status, attempts, the charge and
     payment intent behind it, the decline message of a failed payment), creating it the first time; a refunded
-    invoice stays refunded."""
+    invoice stays refunded. A snapshot older than the one the row shows changes nothing."""
     state = reader.invoice(inv)
     row: Invoice | None = await session.scalar(
         select(Invoice).where(Invoice.stripe_invoice_id == state.id).with_for_update()
     )
+    if row is not None and older_than_stored(gateway, row.stripe_fetch_ticket):
+        row.last_stripe_event_at = later(row.last_stripe_event_at, event_at)
+        return row, Changes()  # a snapshot asked for later is applied already
     subscription: Subscription | None = None
     if state.subscription_id:
         subscription = await session.scalar(
@@ -102,6 +105,7 @@ async def upsert_from_stripe(
         declined_card = reader.failed_payment_method_id(intent) or row.failed_payment_method_id
         changes.set(row, "failed_payment_method_id", declined_card)
     row.last_stripe_event_at = later(row.last_stripe_event_at, event_at)
+    row.stripe_fetch_ticket = gateway.fetch_ticket or row.stripe_fetch_ticket
     await session.flush()
     return row, changes
 

@@ -17,7 +17,10 @@ def create_job_app(settings: Settings) -> procrastinate.App:
     kwargs: dict[str, object] = {"application_name": "aquoris-payment-jobs"}
     if settings.database_pooler == "pgbouncer":  # no server-side prepared statements across transactions
         kwargs["prepare_threshold"] = None
-    connector = procrastinate.PsycopgConnector(conninfo=libpq_url(settings.database_url), kwargs=kwargs)
+    # up to DB_POOL_SIZE connections (at least psycopg's 4): a worker fetches and finishes jobs on these
+    connector = procrastinate.PsycopgConnector(
+        conninfo=libpq_url(settings.database_url), kwargs=kwargs, max_size=max(4, settings.db_pool_size)
+    )
     app = procrastinate.App(connector=connector, import_paths=[])
     app.add_tasks_from(make_blueprint(), namespace=NAMESPACE)
     return app

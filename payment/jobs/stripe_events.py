@@ -9,6 +9,7 @@ stored events without a job, and `catch_up` pulls events Stripe never delivered 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,8 +22,9 @@ from payment.jobs import NAMESPACE
 from payment.jobs.context import is_final_attempt, services_of_job
 from payment.models import StripeEvent, utcnow
 from payment.runtime import Services
-from payment.stripe import events
-from payment.stripe.handlers import HANDLED_TYPES
+from payment.stripe import events, reader
+from payment.stripe.gateway import Snapshot, Unfetched
+from payment.stripe.handlers import HANDLED_TYPES, HANDLERS, prefetch, same_reads
 from payment.stripe.inbox import store_event
 
 log = logging.getLogger(__name__)
@@ -63,14 +65,11 @@ async def catch_up_stripe_events(context: procrastinate.JobContext, timestamp: i
 
 
 async def process_event(services: Services, event_row_id: int, *, final_attempt: bool = False) -> bool:
-    """The job body: apply the event in one transaction; on failure record the error (status `failed` once no
-    retry is left, or at once for an event that can never apply) and re-raise so the job is retried."""
+    """The job body: apply the event (reads from Stripe first, then one short transaction); on failure record the
+    error (status `failed` once no retry is left, or at once for an event that can never apply) and re-raise so
+    the job is retried."""
     try:
-        async with services.db.transaction() as session:
-            row = await session.get(StripeEvent, event_row_id, with_for_update=True)
-            if row is None:
-                return False
-            return await events.apply(session, services.stripe, row, actor=audit.STRIPE)
+        return await _apply(services, event_row_id)
     except events.NeverApplies as exc:
         # failed for good now, not after ten retries; raised so the job fails (and reaches Sentry) without a retry
         await record_failure(services, event_row_id, exc, final=True)
@@ -78,6 +77,70 @@ async def process_event(services: Services, event_row_id: int, *, final_attempt:
     except Exception as exc:
         await record_failure(services, event_row_id, exc, final=final_attempt)
         raise
+
+
+# The event, a fetch ticket taken before any read of its snapshot, and the other pending events of its object and
+# call: committed before this statement began, so what they announced happened before the snapshot is read.
+_BEFORE_READING = text("""
+    SELECT e.status, e.type, e.payload, nextval('stripe_fetch_tickets') AS ticket,
+           ARRAY(SELECT o.id FROM stripe_events o
+                  WHERE o.object_id = e.object_id AND o.status = 'pending' AND o.id <> e.id
+                    AND CAST(:groups AS jsonb) ->> o.type = CAST(:groups AS jsonb) ->> e.type
+                  ORDER BY o.id LIMIT :most) AS others
+      FROM stripe_events e
+     WHERE e.id = :id
+""")
+# The waiting jobs of events applied with another one's snapshot (Procrastinate's own cancel, deleting the job; a
+# job already started finds its event handled and ends).
+_DROP_WAITING_JOBS = text("""
+    SELECT procrastinate_cancel_job_v1(j.id, false, true) FROM procrastinate_jobs j
+     WHERE j.status = 'todo' AND j.task_name = :task
+       AND (j.args->>'event_row_id')::bigint = ANY(CAST(:ids AS bigint[]))
+""")
+# event type -> the first type applied by the same call (events of one group and object share a snapshot)
+READ_GROUPS = json.dumps({t: same_reads(t)[0] for t in HANDLED_TYPES})
+# events of one object served by one snapshot, at most (each gets its own audit row in the transaction)
+COALESCE_AT_MOST = 200
+# reads the prefetch did not foresee, made one per round between attempts of the transaction
+READ_ROUNDS = 6
+
+
+async def _apply(services: Services, event_row_id: int) -> bool:
+    """Read what the event's call needs from Stripe with no transaction open and no connection held, then apply
+    it in a short transaction (row lock, per-customer lock, the mappings' "not older than stored" check), serving
+    the other pending events of the same object with the same snapshot."""
+    async with services.db.session() as session:
+        found = (
+            await session.execute(
+                _BEFORE_READING, {"id": event_row_id, "groups": READ_GROUPS, "most": COALESCE_AT_MOST}
+            )
+        ).one_or_none()
+    if found is None or found.status in ("handled", "ignored"):
+        return False
+    snapshot = Snapshot(int(found.ticket))
+    recording = services.stripe.recording(snapshot)
+    handler = HANDLERS.get(found.type)
+    if handler is not None:
+        try:
+            obj = reader.event_object(found.payload, handler.object_type)
+        except reader.UnusableObject:
+            pass  # the transaction below records that it never applies
+        else:
+            await prefetch(handler, recording, obj)
+    replaying = services.stripe.replaying(snapshot)
+    for _ in range(READ_ROUNDS):
+        try:
+            async with services.db.transaction() as session:
+                row = await session.get(StripeEvent, event_row_id, with_for_update=True)
+                if row is None:
+                    return False
+                served = await events.apply_with(session, replaying, row, list(found.others), actor=audit.STRIPE)
+                if served:  # their jobs have nothing left to do: those not started yet go with this commit
+                    await session.execute(_DROP_WAITING_JOBS, {"task": APPLY_TASK, "ids": served})
+                return served is not None
+        except Unfetched as missing:
+            await recording.fetch(missing)  # the transaction is over: no connection waits for Stripe
+    raise RuntimeError(f"stripe event row {event_row_id} still needed Stripe reads after {READ_ROUNDS} rounds")
 
 
 async def record_failure(services: Services, event_row_id: int, exc: Exception, *, final: bool) -> None:

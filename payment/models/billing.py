@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Identity, Index, String, Text, func, text
+from sqlalchemy import CheckConstraint, ForeignKey, Identity, Index, Sequence, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from payment.models.base import CURRENCIES, Base, Timestamps, in_list
 from payment.models.catalog import Plan
+
+# One ticket taken before each Stripe read the worker makes outside its transaction: a snapshot fetched under a
+# smaller ticket than the one a row shows began before that row's snapshot was asked for, so it may be older.
+STRIPE_FETCH_TICKETS = Sequence("stripe_fetch_tickets", metadata=Base.metadata)
 
 SUBSCRIPTION_STATUSES = (
     "incomplete",
@@ -119,6 +123,8 @@ class Subscription(Timestamps, Base):
     ended_at: Mapped[datetime | None]
     trial_end: Mapped[datetime | None]
     last_stripe_event_at: Mapped[datetime | None]
+    # the fetch ticket (STRIPE_FETCH_TICKETS) of the Stripe snapshot this row shows: an older snapshot is not applied
+    stripe_fetch_ticket: Mapped[int | None]
     # what a manual subscription was paid, per its whole duration (MRR counts it over that duration)
     paid_amount_cents: Mapped[int | None]
     paid_currency: Mapped[str | None] = mapped_column(String(3))
@@ -210,6 +216,9 @@ class Invoice(Timestamps, Base):
     failed_payment_method_id: Mapped[str | None] = mapped_column(String(255))
     recorded_by: Mapped[str | None] = mapped_column(String(255))
     last_stripe_event_at: Mapped[datetime | None]
+    # fetch tickets of the Stripe snapshots shown: the invoice's, and its charge's (refunded amount, refunds)
+    stripe_fetch_ticket: Mapped[int | None]
+    stripe_charge_fetch_ticket: Mapped[int | None]
 
     customer: Mapped[Customer] = relationship()
     subscription: Mapped[Subscription | None] = relationship()

@@ -19,7 +19,7 @@ from payment.models.billing import REFUND_STATUSES
 from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
 from payment.stripe.reader import JSON
-from payment.stripe.sync import Changes, SyncError
+from payment.stripe.sync import Changes, SyncError, older_than_stored
 
 
 async def _row_for(session: AsyncSession, invoice: Invoice, state: reader.RefundState, *, actor: str) -> Refund:
@@ -95,6 +95,9 @@ async def reconcile_charge(
     invoice = await invoices_sync.paid_by(session, gateway, state, actor=actor, event_at=event_at)
     if invoice is None:
         return None
+    if older_than_stored(gateway, invoice.stripe_charge_fetch_ticket):
+        return invoice  # a snapshot of the charge asked for later is applied already
+    invoice.stripe_charge_fetch_ticket = gateway.fetch_ticket or invoice.stripe_charge_fetch_ticket
     refunds = state.refunds
     if refunds is None:  # since 2022-11-15 a charge embeds its refunds only when expanded
         refunds = reader.list_data(await gateway.list_refunds({"charge": state.id, "limit": 100}))

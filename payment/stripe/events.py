@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -50,19 +52,33 @@ def describe(exc: BaseException) -> str:
 async def apply(session: AsyncSession, gateway: StripeGateway, row: StripeEvent, *, actor: str) -> bool:
     """Apply one stored event in the caller's transaction with an audit row; False when it was already applied
     or is of a type we do not handle."""
+    return await apply_with(session, gateway, row, (), actor=actor) is not None
+
+
+async def apply_with(
+    session: AsyncSession, gateway: StripeGateway, row: StripeEvent, others: Sequence[int], *, actor: str
+) -> list[int] | None:
+    """Apply one stored event, and with it the pending events `others` of the same object and call (stored before
+    the snapshot `gateway` applies was asked for, so it shows what they announced): each is marked handled with
+    its own audit row, and its own job finds it done. One another job holds is left to that job. Returns the ids
+    of the other events applied with it; None when the event itself was not applied (done already, or a type we
+    do not handle)."""
     if row.status in ("handled", "ignored"):
-        return False
+        return None
     handler = HANDLERS.get(row.type)
     if handler is None:
         row.status, row.handled_at = "ignored", utcnow()
-        return False
+        return None
     try:
         obj = reader.event_object(row.payload, handler.object_type)
     except reader.UnusableObject as exc:
         raise NeverApplies(f"This {row.type} event can never apply: {exc}") from None
-    # serialise events of one Stripe customer across workers: each re-reads Stripe, then writes
-    await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(lock_key(row.payload), 0))))
-    event_at = ts(row.payload.get("created")) or row.stripe_created_at
+    key = lock_key(row.payload)
+    served = await _same_object(session, row, obj, key, others)
+    # serialise events of one Stripe customer across workers: each maps a snapshot, then writes
+    await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+    times = [ts(r.payload.get("created")) or r.stripe_created_at for r in (row, *served)]
+    event_at = max(times)
     try:
         applied = await handler.apply(session, gateway, obj, event_at, actor)
     except StripeError as exc:
@@ -72,17 +88,52 @@ async def apply(session: AsyncSession, gateway: StripeGateway, row: StripeEvent,
                 f"{obj['id']} (answered 'no such object' {row.attempts + 1} times)."
             ) from exc
         raise
-    row.status, row.handled_at, row.last_error = "handled", utcnow(), None
-    row.attempts += 1
-    await audit.record(
-        session,
-        actor=actor,
-        action=f"stripe.{row.type}"[:64],
-        entity_type=applied.entity_type,
-        entity_id=applied.entity_id,
-        details={"stripe_event_id": row.stripe_event_id, "event_row_id": row.id, **applied.details},
+    entries = []
+    for done in (row, *served):
+        done.status, done.handled_at, done.last_error = "handled", utcnow(), None
+        done.attempts += 1
+        details: dict[str, Any] = {"stripe_event_id": done.stripe_event_id, "event_row_id": done.id}
+        if done is not row:
+            details["applied_with_event_row_id"] = row.id
+        entries.append(
+            {
+                "actor": actor,
+                "action": f"stripe.{done.type}"[:64],
+                "entity_type": applied.entity_type,
+                "entity_id": applied.entity_id,
+                "details": {**details, **applied.details},
+            }
+        )
+    await audit.record_many(session, entries)  # one INSERT for the event and those served with it
+    return [other.id for other in served]
+
+
+async def _same_object(
+    session: AsyncSession, row: StripeEvent, obj: reader.JSON, key: str, others: Sequence[int]
+) -> list[StripeEvent]:
+    """Of `others`, the pending events this one's snapshot serves (same call, same object, same lock), locked;
+    those another transaction holds are skipped."""
+    if not others:
+        return []
+    handler = HANDLERS[row.type]
+    found = await session.scalars(
+        select(StripeEvent)
+        .where(StripeEvent.id.in_(list(others)), StripeEvent.id != row.id, StripeEvent.status == "pending")
+        .order_by(StripeEvent.id)
+        .with_for_update(skip_locked=True)
     )
-    return True
+    served: list[StripeEvent] = []
+    for other in found.all():
+        other_handler = HANDLERS.get(other.type)
+        if other_handler is None or other_handler.apply is not handler.apply:
+            continue
+        try:
+            other_obj = reader.event_object(other.payload, handler.object_type)
+        except reader.UnusableObject:
+            continue  # its own job records why it never applies
+        if other_obj["id"] == obj["id"] and lock_key(other.payload) == key:
+            served.append(other)
+    return served
 
 
 async def retry(session: AsyncSession, event_row_id: int, *, actor: str) -> StripeEvent:

@@ -6,9 +6,15 @@ the SDK's errors into `payment.errors.StripeError` with a message safe to show a
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import json
+import ssl
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import httpx
 import stripe
 
 from payment.config import Settings
@@ -57,23 +63,107 @@ def _as_dict(obj: Any) -> dict[str, Any]:
     return data
 
 
+class Unfetched(Exception):
+    """A read the snapshot being applied does not hold: the caller ends its transaction, makes the read (outside
+    any transaction) and applies again."""
+
+    def __init__(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        super().__init__(f"Stripe read {getattr(fn, '__qualname__', fn)} not fetched")
+        self.fn, self.args, self.kwargs = fn, args, kwargs
+
+
+@dataclass
+class Snapshot:
+    """The Stripe reads one apply needs, made before its transaction, and the fetch ticket taken before them (a
+    database sequence: a snapshot under a larger ticket was asked for later, so it is not older)."""
+
+    ticket: int
+    answers: dict[str, dict[str, Any] | StripeError] = field(default_factory=dict)
+
+
+_READS = ("retrieve_async", "list_async")
+
+
+def _read_key(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    return f"{getattr(fn, '__qualname__', fn)} {json.dumps([args, kwargs], sort_keys=True, default=str)}"
+
+
 class StripeGateway:
-    """A thin async facade over the SDK calls the service makes."""
+    """A thin async facade over the SDK calls the service makes.
+
+    `recording(snapshot)` and `replaying(snapshot)` are views on the same client for the worker: the first makes
+    reads and keeps their answers (or errors) in the snapshot, outside any transaction; the second answers reads
+    from the snapshot only (so a transaction never waits for Stripe), raises `Unfetched` for one it lacks, and
+    refuses writes. `fetch_ticket` tells a mapper which snapshot it is applying (None: a live read)."""
+
+    snapshot: Snapshot | None = None
+    replay: bool = False
 
     def __init__(self, settings: Settings, *, max_network_retries: int = 2, timeout: float = 20.0) -> None:
         base = settings.stripe_api_base
         addresses: Any = {"api": base, "connect": base, "files": base} if base else None
+        http_client = stripe.HTTPXClient(timeout=timeout, allow_sync_methods=True)
+        # the SDK's httpx client keeps 20 idle connections: with more reads in flight (the worker's slots), each
+        # read past 20 would open (TLS) and close a connection of its own; keep as many as may be in flight
+        size = settings.stripe_http_pool_size
+        http_client._client_async = httpx.AsyncClient(
+            verify=ssl.create_default_context(cafile=stripe.ca_bundle_path),
+            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+        )
         self.client = stripe.StripeClient(
             settings.stripe_secret_key,
             base_addresses=addresses,
-            http_client=stripe.HTTPXClient(timeout=timeout, allow_sync_methods=True),
+            http_client=http_client,
             max_network_retries=max_network_retries,
             # explicit, so an SDK upgrade cannot move the shapes we read (see payment/stripe/reader.py)
             stripe_version=API_VERSION,
         )
         self.webhook_secrets = settings.webhook_secrets
 
+    def recording(self, snapshot: Snapshot) -> StripeGateway:
+        view = copy.copy(self)
+        view.snapshot, view.replay = snapshot, False
+        return view
+
+    def replaying(self, snapshot: Snapshot) -> StripeGateway:
+        view = copy.copy(self)
+        view.snapshot, view.replay = snapshot, True
+        return view
+
+    @property
+    def fetch_ticket(self) -> int | None:
+        """The fetch ticket of the snapshot being applied; None when reads go to Stripe as they are made."""
+        return self.snapshot.ticket if self.snapshot is not None and self.replay else None
+
+    async def fetch(self, missing: Unfetched) -> None:
+        """Make a read the snapshot lacked (on a recording view), keeping its answer or its error."""
+        # an error is kept in the snapshot too: applying again meets it where the mapping made the read
+        with contextlib.suppress(StripeError):
+            await self._call(missing.fn, *missing.args, **missing.kwargs)
+
     async def _call(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        snapshot = self.snapshot
+        if snapshot is None:
+            return await self._live(fn, *args, **kwargs)
+        key = _read_key(fn, args, kwargs)
+        if self.replay:
+            if getattr(fn, "__name__", "") not in _READS:
+                raise RuntimeError(f"a Stripe write ({getattr(fn, '__qualname__', fn)}) while applying a snapshot")
+            if key not in snapshot.answers:
+                raise Unfetched(fn, args, kwargs)
+            answer = snapshot.answers[key]
+            if isinstance(answer, StripeError):
+                raise answer
+            return copy.deepcopy(answer)  # a mapping may change what it reads; the next round reads it afresh
+        try:
+            found = await self._live(fn, *args, **kwargs)
+        except StripeError as exc:
+            snapshot.answers[key] = exc
+            raise
+        snapshot.answers[key] = found
+        return copy.deepcopy(found)
+
+    async def _live(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
         try:
             return _as_dict(await fn(*args, **kwargs))
         except stripe.StripeError as exc:

@@ -1,12 +1,17 @@
-"""Stripe event type -> the one domain call that applies it.
+"""Stripe event type -> the one domain call that applies it, and the Stripe reads it needs.
 
 Each call re-reads the object from Stripe and maps its *current* state (the payload gives only the id and must be
 an object of the expected type), so the final state after any order and any number of duplicates equals the state
 after the natural order, and an event rendered in another API version is applied all the same.
+
+The worker makes those reads before its transaction (`prefetch`, on a recording gateway) and applies them from the
+snapshot (a replaying gateway); a read `prefetch` did not foresee is made between two attempts of the transaction.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +20,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment.dunning import card_retry
+from payment.errors import StripeError
 from payment.invoices import stripe_sync as invoices
 from payment.refunds import stripe_sync as refunds
 from payment.stripe import reader
@@ -33,6 +39,7 @@ class Applied:
 
 
 Apply = Callable[[AsyncSession, StripeGateway, JSON, datetime, str], Awaitable[Applied]]
+Prefetch = Callable[[StripeGateway, JSON], Awaitable[None]]
 
 
 async def _checkout(session: AsyncSession, gateway: StripeGateway, obj: JSON, at: datetime, actor: str) -> Applied:
@@ -95,27 +102,73 @@ async def _customer(session: AsyncSession, gateway: StripeGateway, obj: JSON, at
     current = await gateway.retrieve_customer(str(obj["id"]))
     queued = await card_retry.card_updated(session, current, actor=actor)
     return Applied(details={"stripe_customer_id": obj["id"], "card_retries_queued": queued})
+async def _fetch_checkout(gateway: StripeGateway, obj: JSON) -> None:
+    if reader.checkout(obj).is_subscription:
+        current = await gateway.retrieve_checkout_session(str(obj["id"]))
+        subscription_id = reader.checkout(current).subscription_id
+        if subscription_id:
+            await gateway.retrieve_subscription(subscription_id)
+
+
+async def _fetch_subscription(gateway: StripeGateway, obj: JSON) -> None:
+    await gateway.retrieve_subscription(str(obj["id"]))
+
+
+async def _fetch_invoice(gateway: StripeGateway, obj: JSON) -> None:
+    # an invoice's subscription never changes: both reads at once, from the id in the event
+    reads: list[Awaitable[Any]] = [gateway.retrieve_invoice(str(obj["id"]))]
+    if subscription_id := reader.invoice_subscription_id(obj):
+        reads.append(gateway.retrieve_subscription(subscription_id))
+    await asyncio.gather(*reads)
+
+
+async def _fetch_charge(gateway: StripeGateway, obj: JSON) -> None:
+    current = await gateway.retrieve_charge(str(obj["id"]))
+    if reader.charge(current).refunds is None:
+        await gateway.list_refunds({"charge": str(obj["id"]), "limit": 100})
+
+
+async def _nothing(gateway: StripeGateway, obj: JSON) -> None:
+    return None
 
 
 @dataclass(frozen=True)
 class Handler:
-    """The Stripe object type an event of this type carries, and the domain call that applies it."""
+    """The Stripe object type an event of this type carries, the domain call that applies it, and the reads that
+    call will make (made first, outside any transaction; one it did not foresee is made when the call asks)."""
 
     object_type: str
     apply: Apply
+    prefetch: Prefetch = _nothing
+
+
+async def prefetch(handler: Handler, gateway: StripeGateway, obj: JSON) -> None:
+    """The handler's reads on a recording gateway; an error stays in the snapshot, met again where apply reads."""
+    with contextlib.suppress(StripeError):
+        await handler.prefetch(gateway, obj)
 
 
 HANDLERS: dict[str, Handler] = {
-    "checkout.session.completed": Handler("checkout.session", _checkout),
-    "customer.subscription.created": Handler("subscription", _subscription),
-    "customer.subscription.updated": Handler("subscription", _subscription),
-    "customer.subscription.deleted": Handler("subscription", _subscription),
-    "invoice.paid": Handler("invoice", _invoice),
-    "invoice.payment_failed": Handler("invoice", _invoice),
-    "charge.refunded": Handler("charge", _charge),
+    "checkout.session.completed": Handler("checkout.session", _checkout, _fetch_checkout),
+    "customer.subscription.created": Handler("subscription", _subscription, _fetch_subscription),
+    "customer.subscription.updated": Handler("subscription", _subscription, _fetch_subscription),
+    "customer.subscription.deleted": Handler("subscription", _subscription, _fetch_subscription),
+    "invoice.paid": Handler("invoice", _invoice, _fetch_invoice),
+    "invoice.payment_failed": Handler("invoice", _invoice, _fetch_invoice),
+    "charge.refunded": Handler("charge", _charge, _fetch_charge),
+    # most customer.updated events concern no open dunning case and read nothing; the few that do read inside
     "customer.updated": Handler("customer", _customer),
 }
 HANDLED_TYPES = tuple(HANDLERS)
+
+
+def same_reads(event_type: str) -> tuple[str, ...]:
+    """The event types applied by the same call as this one: pending events of these types about the same object
+    are all served by one snapshot of it."""
+    handler = HANDLERS.get(event_type)
+    if handler is None:
+        return ()
+    return tuple(t for t, h in HANDLERS.items() if h.apply is handler.apply and h.object_type == handler.object_type)
 
 
 def lock_key(event: JSON) -> str:

@@ -1,5 +1,5 @@
 """What every domain's `upsert_from_stripe` shares: the error for an object that cannot map (yet), the change
-record for the audit row, and the newest-event watermark.
+record for the audit row, the newest-event watermark, and the "not older than stored" check of a snapshot.
 
 The mappings themselves live in their domains (`subscriptions.stripe_sync`, `invoices.stripe_sync`,
 `refunds.stripe_sync`); the fields they read come from `payment.stripe.reader`.
@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from payment.errors import PaymentError
+from payment.stripe.gateway import StripeGateway
 
 
 class SyncError(PaymentError):
@@ -40,3 +41,11 @@ def later(current: datetime | None, candidate: datetime | None) -> datetime | No
     if candidate is None:
         return current
     return candidate if current is None or candidate > current else current
+
+
+def older_than_stored(gateway: StripeGateway, stored_ticket: int | None) -> bool:
+    """Whether the snapshot being applied was asked for before the one a row shows (the worker reads Stripe
+    before its transaction, so two reads of one object can land in either order). A live read (no ticket) is
+    applied as before; the stored ticket stays, so a snapshot asked for later still wins."""
+    ticket = gateway.fetch_ticket
+    return ticket is not None and stored_ticket is not None and stored_ticket > ticket

@@ -17,7 +17,7 @@ from payment.models.billing import SUBSCRIPTION_STATUSES
 from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
 from payment.stripe.reader import JSON
-from payment.stripe.sync import Changes, SyncError, later
+from payment.stripe.sync import Changes, SyncError, later, older_than_stored
 from payment.subscriptions.paid_extension import as_seen_by_us
 
 
@@ -104,12 +104,16 @@ async def upsert_from_stripe(
     plan_hint: Plan | None = None,
 ) -> tuple[Subscription, Changes]:
     """Make our subscription row equal to Stripe's subscription (status, plan by price, period, when it cancels,
-    cancellation), creating it the first time; an unknown status is refused rather than guessed. An admin's
-    extension of a paying subscription (a marked trial) is read as active."""
+        cancellation), creating it the first time; an unknown status is refused rather than guessed. An admin's
+        extension of a paying subscription (a marked trial) is read as active. A snapshot older than the one the row
+    shows (`gateway.fetch_ticket`, when the worker applies one) changes nothing."""
     state = reader.subscription(as_seen_by_us(sub))
     row: Subscription | None = await session.scalar(
         select(Subscription).where(Subscription.stripe_subscription_id == state.id).with_for_update()
     )
+    if row is not None and older_than_stored(gateway, row.stripe_fetch_ticket):
+        row.last_stripe_event_at = later(row.last_stripe_event_at, event_at)
+        return row, Changes()  # a snapshot asked for later is applied already
     plan = await _plan_for(session, state) or plan_hint
     if state.status not in SUBSCRIPTION_STATUSES or state.status == "expired":  # expired is ours, not Stripe's
         raise SyncError(f"Stripe subscription {state.id} has a status we do not know ({state.status!r}).")
@@ -149,6 +153,7 @@ async def upsert_from_stripe(
     changes.set(row, "ended_at", state.ended_at)
     changes.set(row, "trial_end", state.trial_end)
     row.last_stripe_event_at = later(row.last_stripe_event_at, event_at)
+    row.stripe_fetch_ticket = gateway.fetch_ticket or row.stripe_fetch_ticket
     await session.flush()
     return row, changes
 
