@@ -21,6 +21,7 @@ from payment.audit.verify import last_verdict
 from payment.dashboard import charts, metrics
 from payment.dashboard.history import MRR_HISTORY_FORMULA, REVENUE_HISTORY_FORMULA, MonthlySeries
 from payment.dashboard.service import TIMEOUT_SECONDS, Dashboard, Outcome, as_json, compute_dashboard
+from payment.reconciliation.service import open_count
 from payment.runtime import Services, services_of
 
 UNAVAILABLE = "--"
@@ -185,8 +186,10 @@ class DashboardView(BaseView):
         dashboard = await dashboard_state(request).compute()
         async with services_of(request).db.session() as session:
             audit_chain = await last_verdict(session)
+            open_drifts = await open_count(session)
         context: dict[str, Any] = {
             "audit_chain": audit_chain,
+            "open_drifts": open_drifts,
             "title": "Dashboard",
             "subtitle": f"As of {dashboard.now:%Y-%m-%d %H:%M} UTC",
             "cards": card_views(dashboard),

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from admin_views.formatting import money, status_label, when
 from payment.admins.permissions import AdminActor, Permission
 from payment.errors import PaymentError, ValidationError
-from payment.models import Customer, Invoice, Plan, Refund, Subscription
+from payment.models import Customer, Drift, Invoice, Plan, Refund, Subscription
 from payment.payments import service as payments
 from payment.refunds import service as refunds
 from payment.stripe.gateway import StripeGateway
@@ -45,6 +45,7 @@ class Target:
     refund: Refund | None = None
     plans: list[Plan] = field(default_factory=list)
     refundable_cents: int = 0
+    drift: Drift | None = None
 
 
 @dataclass
@@ -123,7 +124,7 @@ def _sub_label(sub: Subscription) -> str:
 
 class Operation:
     action = ""
-    kind = ""  # customer | subscription | invoice | refund: what the URL's id names
+    kind = ""  # customer | subscription | invoice | refund | drift: what the URL's id names
     permission: Permission
     step_up = False  # asks for a fresh two-factor code (or the password) first
     title = ""
@@ -149,6 +150,11 @@ class Operation:
 
     async def precheck(self, session: AsyncSession, target: Target, parsed: dict[str, Any]) -> None:
         """Refusals the database can tell before the confirmation page (read-only; `act` checks again)."""
+
+    async def prepare(self, target: Target, parsed: dict[str, Any], ctx: ActContext) -> dict[str, Any]:
+        """What the action needs from Stripe, read once confirmed and before the transaction opens (so no
+        transaction waits on Stripe); merged into `parsed` for `act`."""
+        return {}
 
     async def act(self, session: AsyncSession, target: Target, parsed: dict[str, Any], ctx: ActContext) -> Outcome:
         raise NotImplementedError

@@ -19,5 +19,5 @@ def create_job_app(settings: Settings) -> procrastinate.App:
         kwargs["prepare_threshold"] = None
     connector = procrastinate.PsycopgConnector(conninfo=libpq_url(settings.database_url), kwargs=kwargs)
     app = procrastinate.App(connector=connector, import_paths=[])
-    app.add_tasks_from(make_blueprint(), namespace=NAMESPACE)
+    app.add_tasks_from(make_blueprint(reconciliation_cron=settings.reconciliation_cron), namespace=NAMESPACE)
     return app

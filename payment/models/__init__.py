@@ -22,6 +22,7 @@ from payment.models.ops import (
     StripeEvent,
 )
 from payment.models.outbox import OutboxCounter, OutboxMessage, WebhookEndpoint
+from payment.models.reconciliation import Drift
 
 __all__ = [
     "AdminBackupCode",
@@ -40,6 +41,7 @@ __all__ = [
     "DashboardSubscriptionTotal",
     "Document",
     "DocumentCounter",
+    "Drift",
     "DunningCase",
     "FormSubmission",
     "Invoice",

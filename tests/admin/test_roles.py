@@ -19,10 +19,11 @@ from payment.admins.permissions import PERMISSIONS, AdminActor, Permission, Perm
 from payment.apps import service as apps
 from payment.bootstrap import create_app
 from payment.errors import PaymentError
-from payment.models import AdminUser, App, AuditLog, Plan
+from payment.models import AdminUser, App, AuditLog, Drift, Plan, utcnow
 from payment.payments.service import ManualPayment, record_manual
 from payment.plans import service as plans
 from payment.plans.service import PlanInput
+from payment.reconciliation import service as reconciliation
 from payment.refunds import service as refunds
 from payment.runtime import Services
 from payment.stripe import events
@@ -43,6 +44,7 @@ class World:
     app_id: int
     plan_id: int
     target_admin_id: int
+    drift_id: int
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +72,19 @@ async def world(admin_services: Services) -> World:
             session, invoice.id, reason="test", actor="test", amount_cents=100, also_cancel=True
         )
         app, _ = await factories.create_app(session)
-    return World(accounts, customer.id, sub.id, invoice.id, refund.id, app.id, plan.id, target.id)
+        drift = Drift(
+            kind="subscription_missing",
+            stripe_object_id="sub_roles_matrix",
+            customer_id=customer.id,
+            ours={},
+            theirs={"status": "active"},
+            expected_event="customer.subscription.created",
+            first_seen_at=utcnow(),
+            last_seen_at=utcnow(),
+        )
+        session.add(drift)
+        await session.flush()
+    return World(accounts, customer.id, sub.id, invoice.id, refund.id, app.id, plan.id, target.id, drift.id)
 
 
 @pytest.fixture(scope="module")
@@ -134,6 +148,16 @@ HTTP_ACTIONS = [
     ),
     HttpAction(
         "retry cancellation", Permission.REFUND, "GET", _op("refund", "retry-cancellation", lambda w: w.refund_id)
+    ),
+    HttpAction("run reconciliation check", Permission.RECONCILE, "POST", lambda w: "/admin/reconciliation/check"),
+    HttpAction("take Stripe's form", Permission.RECONCILE, "GET", _op("drift", "take-stripes", lambda w: w.drift_id)),
+    HttpAction("ignore drift form", Permission.RECONCILE, "GET", _op("drift", "ignore-drift", lambda w: w.drift_id)),
+    HttpAction(
+        "ignore drift post",
+        Permission.RECONCILE,
+        "POST",
+        _op("drift", "ignore-drift", lambda w: w.drift_id),
+        {"reason": "matrix"},
     ),
     HttpAction("webhook retry", Permission.RETRY_WEBHOOK, "POST", lambda w: "/admin/stripe-event/retry/999999"),
     HttpAction("new app form", Permission.MANAGE_APPS, "GET", lambda w: "/admin/app/create"),
@@ -303,6 +327,16 @@ SERVICE_CALLS: list[tuple[str, Permission, ServiceCall]] = [
         "refunds.cancel_after_refund",
         Permission.REFUND,
         lambda s, sv, w, a: refunds.cancel_after_refund(s, w.refund_id, gateway=sv.stripe, actor=a),
+    ),
+    (
+        "reconciliation.take_stripes",
+        Permission.RECONCILE,
+        lambda s, sv, w, a: reconciliation.take_stripes(s, w.drift_id, {}, sv.stripe, actor=a),
+    ),
+    (
+        "reconciliation.ignore",
+        Permission.RECONCILE,
+        lambda s, sv, w, a: reconciliation.ignore(s, w.drift_id, "matrix", actor=a),
     ),
     ("events.retry", Permission.RETRY_WEBHOOK, lambda s, sv, w, a: events.retry(s, 999999, actor=a)),
     (
