@@ -128,7 +128,15 @@ def _walk(sbx: Sandbox) -> Served:
     sbx.set_card(customer.id, "4000000000000341")  # attaches, then every charge on it is declined
     sbx.advance(sub["items"].data[0].current_period_end - sbx.now() + 60)
     expand = ["latest_invoice.payments.data.payment.payment_intent.latest_charge"]
-    keep("subscription past due", c.subscriptions.retrieve(sub_id, params={"expand": expand}), expand)
+    past_due = keep("subscription past due", c.subscriptions.retrieve(sub_id, params={"expand": expand}), expand)
+    # behind the service's back, as in Stripe's Dashboard (reconciliation's drifts): same shapes as the API's
+    sbx.control("POST", f"invoices/{past_due.latest_invoice.id}/mark_uncollectible")
+    keep("invoice marked uncollectible", c.invoices.retrieve(past_due.latest_invoice.id))
+    sbx.set_card(customer.id, "4242424242424242")
+    made = sbx.control("POST", f"customers/{customer.id}/dashboard_subscription", data={"price": price.id})
+    keep("subscription made in the Dashboard", c.subscriptions.retrieve(made["subscription"]["id"]))
+    sbx.control("POST", f"subscriptions/{made['subscription']['id']}/dashboard_cancel", data={"at_period_end": "true"})
+    keep("subscription canceled in the Dashboard", c.subscriptions.retrieve(made["subscription"]["id"]))
     keep(
         "subscription cancel_at",
         c.subscriptions.update(sub_id, params={"cancel_at": "max_period_end"}),
