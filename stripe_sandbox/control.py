@@ -19,8 +19,8 @@ through the API, and the events are recorded in /v1/events). With `drop_webhooks
 - `POST customers/{id}/dashboard_subscription` (price=, quantity=): a new subscription charged to the default card.
 - `POST invoices/{id}/mark_uncollectible`: an open invoice marked uncollectible.
 - `POST customers/{id}/dashboard_delete`: the customer deleted (its subscriptions end).
-- `POST bulk/customers` (count=, price=, card=): `count` customers with a saved card, each subscribed to `price`
-  when given, all without webhooks (seeding benchmarks).
+- `POST bulk/customers` (count=, price=, subscribe_every=, card=): `count` customers with a saved card, every
+  `subscribe_every`-th one subscribed to `price` when given, all without webhooks (seeding benchmarks).
 """
 
 from __future__ import annotations
@@ -307,25 +307,37 @@ async def dashboard_delete_customer(request: Request) -> JSONResponse:
 
 
 async def bulk_customers(request: Request) -> JSONResponse:
-    """Many customers at once, each with a saved card and (with price=) a paid subscription; no webhooks."""
+    """Many customers at once, each with a saved card, and every `subscribe_every`-th one (with price=) subscribed
+    and its first invoice paid; no webhooks. Answers each customer with its subscription and that invoice (or
+    nulls)."""
     store = _store(request)
     params = await _params(request)
     count = int(params.get("count") or 0)
-    if not 1 <= count <= 100_000:
-        return _bad("Pass count= between 1 and 100000.")
-    ids: list[str] = []
+    every = int(params.get("subscribe_every") or 1)
+    if not 1 <= count <= 100_000 or every < 1:
+        return _bad("Pass count= between 1 and 100000 (and subscribe_every= of at least 1).")
+    made: list[JSON] = []
     with _webhooks(store, {"drop_webhooks": "true"}):
         for n in range(count):
             cust = store.add(shapes.customer(store.now(), email=f"bulk{n}@example.com"))
             store.emit("customer.created", cust)
             attach_card(store, cust, _card(store, params))
-            if params.get("price"):
-                sub = _subscribe(store, cust, params)
-                if isinstance(sub, JSONResponse):
-                    return sub
-            ids.append(cust["id"])
+            sub: JSON | None = None
+            if params.get("price") and n % every == 0:
+                subscribed = _subscribe(store, cust, params)
+                if isinstance(subscribed, JSONResponse):
+                    return subscribed
+                sub = subscribed
+            invoice = store.get("invoice", sub["latest_invoice"]) if sub is not None else None
+            made.append(
+                {
+                    "id": cust["id"],
+                    "subscription": public(sub) if sub is not None else None,
+                    "invoice": public(invoice) if invoice is not None else None,
+                }
+            )
     store.save()
-    return JSONResponse({"customers": ids})
+    return JSONResponse({"customers": made})
 
 
 ROUTES = [
