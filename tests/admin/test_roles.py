@@ -261,7 +261,11 @@ async def test_the_admin_hides_what_a_role_cannot_do(
     customer = (await client.get(f"/admin/customer/details/{world.customer_id}")).text
     apps_page = (await client.get("/admin/app/list")).text
     admins_page = (await client.get("/admin/admin-user/list")).text
+    drifts_page = (await client.get("/admin/reconciliation")).text
     allowed = PERMISSIONS[role]
+    assert "sub_roles_matrix" in drifts_page  # everyone reads the drifts
+    assert ("data-take-stripes" in drifts_page) == (Permission.RECONCILE in allowed)
+    assert ('id="run-check"' in drifts_page) == (Permission.RECONCILE in allowed)
     assert ('id="action-grant"' in customer) == (Permission.MANAGE_SUBSCRIPTIONS in allowed)
     assert ('id="action-payment"' in customer) == (Permission.RECORD_PAYMENT in allowed)
     assert ("data-refund-invoice" in customer) == (Permission.REFUND in allowed)
