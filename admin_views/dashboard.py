@@ -22,6 +22,7 @@ from payment.dashboard import charts, metrics
 from payment.dashboard.history import MRR_HISTORY_FORMULA, REVENUE_HISTORY_FORMULA, MonthlySeries
 from payment.dashboard.service import TIMEOUT_SECONDS, Dashboard, Outcome, as_json, compute_dashboard
 from payment.dunning import admin as dunning_admin
+from payment.reconciliation.service import open_count
 from payment.runtime import Services, services_of
 
 UNAVAILABLE = "--"
@@ -189,10 +190,12 @@ class DashboardView(BaseView):
         async with services.db.session() as session:
             audit_chain = await last_verdict(session)
             waiting = await dunning_admin.waiting_emails(session) if mail_warning else 0
+            open_drifts = await open_count(session)
         context: dict[str, Any] = {
             "audit_chain": audit_chain,
             "mail_warning": mail_warning,
             "emails_waiting": waiting,
+            "open_drifts": open_drifts,
             "title": "Dashboard",
             "subtitle": f"As of {dashboard.now:%Y-%m-%d %H:%M} UTC",
             "cards": card_views(dashboard),

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from admin_views.formatting import money, status_label, when
 from payment.admins.permissions import AdminActor, Permission
 from payment.errors import PaymentError, ValidationError
-from payment.models import Customer, Invoice, Plan, Refund, Subscription
+from payment.models import Customer, Drift, Invoice, Plan, Refund, Subscription
 from payment.payments import service as payments
 from payment.refunds import service as refunds
 from payment.stripe.gateway import StripeGateway
@@ -55,6 +55,7 @@ class Target:
     refund: Refund | None = None
     plans: list[Plan] = field(default_factory=list)
     refundable_cents: int = 0
+    drift: Drift | None = None
 
 
 @dataclass
@@ -174,7 +175,7 @@ class Operation(Generic[P]):
     """One admin action; P is the dataclass its form parses into."""
 
     action = ""
-    kind = ""  # customer | subscription | invoice | refund: what the URL's id names
+    kind = ""  # customer | subscription | invoice | refund | drift: what the URL's id names
     permission: Permission
     step_up = False  # asks for a fresh two-factor code (or the password) first
     title = ""
@@ -201,6 +202,11 @@ class Operation(Generic[P]):
 
     async def precheck(self, session: AsyncSession, target: Target, parsed: P) -> None:
         """Refusals the database can tell before the confirmation page (read-only; `act` checks again)."""
+
+    async def prepare(self, target: Target, parsed: P, ctx: ActContext) -> P:
+        """What the action needs from Stripe, read once confirmed and before the transaction opens (so no
+        transaction waits on Stripe): the input again, completed."""
+        return parsed
 
     async def act(self, session: AsyncSession, target: Target, parsed: P, ctx: ActContext) -> Outcome:
         raise NotImplementedError

@@ -20,6 +20,7 @@ from starlette.responses import RedirectResponse, Response
 
 from admin_views.access import guard, refuse
 from admin_views.auth import current_admin_actor
+from admin_views.drift_operations import DRIFT_OPERATIONS
 from admin_views.operation_specs import (
     OPERATIONS,
     ActContext,
@@ -35,12 +36,15 @@ from payment.admins.permissions import PermissionDenied
 from payment.customers import service as customers
 from payment.errors import NotFound, PaymentError
 from payment.plans import service as plans
+from payment.reconciliation import service as reconciliation
 from payment.refunds import service as refunds
 from payment.runtime import Services, services_of
 from payment.submissions import service as submissions
 from payment.subscriptions import service as subscriptions
 
 log = logging.getLogger(__name__)
+# the reconciliation actions share this flow (registered beside the billing ones)
+OPERATIONS.update(DRIFT_OPERATIONS)
 
 
 def _ip(request: Request) -> str | None:
@@ -54,6 +58,9 @@ async def load_target(session: AsyncSession, op: Operation[Any], pk: int) -> Tar
     if op.kind == "subscription":
         sub = await subscriptions.get(session, pk)
         return Target(customer=sub.customer, subscription=sub)
+    if op.kind == "drift":
+        drift = await reconciliation.get(session, pk)
+        return Target(customer=await customers.get(session, drift.customer_id), drift=drift)
     if op.kind == "invoice":
         invoice = await refunds.get_invoice(session, pk)
         return Target(
@@ -67,6 +74,13 @@ async def load_target(session: AsyncSession, op: Operation[Any], pk: int) -> Tar
 
 def customer_url(request: Request, customer_id: int) -> str:
     return str(request.url_for("admin:details", identity="customer", pk=customer_id))
+
+
+def back_url(request: Request, op: Operation[Any], target: Target) -> str:
+    """Where the form's Cancel and the outcome lead: the reconciliation screen for a drift, else the customer."""
+    if op.kind == "drift":
+        return str(request.url_for("admin:view-reconciliation"))
+    return customer_url(request, target.customer.id)
 
 
 class OperationsView(BaseView):
@@ -111,11 +125,15 @@ class OperationsView(BaseView):
             return await self._confirm(request, op, target, values, parsed)
         ctx = ActContext(gateway=services.stripe, actor=current_admin_actor(request), ip=_ip(request), nonce=nonce)
         try:
+            parsed = await op.prepare(target, parsed, ctx)
+        except PaymentError as exc:
+            return await self._form(request, op, target, values, exc, status_code=422)
+        try:
             async with admin_transaction(services.db, request.url.path) as session:
                 first = await submissions.claim(session, nonce, action=op.action, actor=ctx.actor)
                 if first is None:
                     outcome = await op.act(session, target, parsed, ctx)
-                    outcome.setdefault("redirect", customer_url(request, target.customer.id))
+                    outcome.setdefault("redirect", back_url(request, op, target))
                     await submissions.settle(session, nonce, outcome)
         except PermissionDenied as denied:
             await refuse(request, denied)
@@ -124,7 +142,7 @@ class OperationsView(BaseView):
             return await self._form(request, op, target, values, exc, status_code=422)
         if first is not None:
             first = {**first, "message": "Already done (this form was submitted twice): " + first["message"]}
-            return self._done(request, first, customer_url(request, target.customer.id))
+            return self._done(request, first, back_url(request, op, target))
         if outcome.get("send_to_stripe"):
             outcome = await self._send_refund(services, outcome, ctx)
         if outcome.get("also_cancel"):
@@ -238,7 +256,7 @@ class OperationsView(BaseView):
                 "op": op,
                 "target": target,
                 "customer": target.customer,
-                "back_url": customer_url(request, target.customer.id),
+                "back_url": back_url(request, op, target),
                 **context,
             },
             status_code=status_code,

@@ -27,6 +27,7 @@ from admin_views import (
     operations,
     password_links,
     plans,
+    reconciliation,
     records,
     sellers,
     two_factor,
@@ -155,7 +156,16 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
         sellers.SellerProfileView,
     ):
         admin.add_view(view)
-    for module in (dashboard, webhook_events, operations, documents, dunning, two_factor, password_links):
+    for module in (
+        dashboard,
+        webhook_events,
+        operations,
+        reconciliation,
+        documents,
+        dunning,
+        two_factor,
+        password_links,
+    ):
         module.register(admin, services)
     register_app_webhooks(admin, services)
     return admin

@@ -45,7 +45,7 @@ from payment.stripe.handlers import HANDLED_TYPES  # noqa: E402
 from payment.stripe.inbox import store_and_defer  # noqa: E402
 from tests.support.app import running_services  # noqa: E402
 from tests.support.db import settings_for  # noqa: E402
-from tests.webhooks.world import World  # noqa: E402
+from tests.support.stripe import World  # noqa: E402
 
 SEED_DB = "wbench_seed"
 BACKLOG_TYPES = ("customer.subscription.updated", "invoice.paid")

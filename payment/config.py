@@ -69,6 +69,9 @@ class Settings:
     smtp_url: str | None = None
     mail_from: str = "Aquoris Billing <billing@localhost>"
     email_retry_base_ms: int = 30000
+    # the drift check against Stripe: when it runs (cron, minute first) and how many Stripe reads it has in flight
+    reconciliation_cron: str = "23 3 * * *"
+    reconciliation_concurrency: int = 4
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -237,6 +240,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         webhook_retry_base = _int(env, "OUTGOING_WEBHOOK_RETRY_BASE_MS", 5000, minimum=10)
         email_retry_base = _int(env, "EMAIL_RETRY_BASE_MS", 30000, minimum=10)
         step_up_seconds = _int(env, "ADMIN_STEP_UP_SECONDS", 300, minimum=0)
+        reconciliation_concurrency = _int(env, "RECONCILIATION_CONCURRENCY", 4)
+        reconciliation_cron = _str(env, "RECONCILIATION_CRON") or "23 3 * * *"
+        if len(reconciliation_cron.split()) not in (5, 6):
+            raise ConfigError("RECONCILIATION_CRON must be a cron expression of 5 fields (or 6, seconds last)")
         pooler = (_str(env, "DATABASE_POOLER") or "none").lower()
         if pooler not in ("none", "pgbouncer"):
             raise ConfigError("DATABASE_POOLER must be none or pgbouncer (transaction pooling)")
@@ -286,4 +293,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         smtp_url=smtp_url,
         mail_from=_str(env, "MAIL_FROM") or "Aquoris Billing <billing@localhost>",
         email_retry_base_ms=email_retry_base,
+        reconciliation_cron=reconciliation_cron,
+        reconciliation_concurrency=reconciliation_concurrency,
     )

@@ -60,3 +60,5 @@ class StripeError(PaymentError):
 
     status_code = 502
     code = "stripe_error"
+    # seconds Stripe asked us to wait (its Retry-After on a 429), when it said
+    retry_after: float | None = None

@@ -95,7 +95,9 @@ def _fault_error(fault: JSON) -> StripeError:
     )
     headers = {}
     if "should_retry" in fault:
-        headers["Stripe-Should-Retry"] = "true" if fault["should_retry"] else "false"
+        headers["Stripe-Should-Retry"] = "true" if str(fault["should_retry"]).lower() in ("true", "1") else "false"
+    if fault.get("retry_after") not in (None, ""):
+        headers["Retry-After"] = str(fault["retry_after"])
     return StripeError(
         status,
         str(fault.get("message") or "An unknown error occurred (injected by the sandbox)."),

@@ -222,3 +222,50 @@ def run_due(store: Store, until: int | None = None, retry_days: tuple[int, ...] 
         done += 1
     store.set_time(target)
     return done
+
+
+def dashboard_subscription(store: Store, cust: JSON, price: JSON, quantity: int = 1) -> JSON:
+    """A subscription an operator creates in Stripe's Dashboard for an existing customer: no Checkout Session and
+    no metadata of ours, the first invoice charged to the customer's default card at once."""
+    now = store.now()
+    sub = sb.subscription(
+        now,
+        cust["id"],
+        price["currency"],
+        metadata={},
+        default_payment_method=cust["invoice_settings"].get("default_payment_method"),
+        test_clock=cust.get("test_clock"),
+        description=None,
+    )
+    sub["_anchor"] = now
+    sub["_cycles"] = 1
+    sub["items"]["data"].append(sb.subscription_item(now, sub["id"], price, quantity, now, now))
+    end = period_end_after(sub, 1)
+    set_period(sub, now, end)
+    store.add(sub)
+    store.emit("customer.subscription.created", sub)
+    inv = create_invoice(store, cust, sub, "subscription_create", now, end, now, now)
+    if attempt_payment(store, inv, cust) and sub["status"] == "incomplete":
+        sub["status"] = "active"
+        store.emit("customer.subscription.updated", sub, {"status": "incomplete"})
+    return sub
+
+
+def mark_uncollectible(store: Store, inv: JSON) -> None:
+    """Stripe's "Mark uncollectible" on an open invoice: no more payment attempts."""
+    previous = {"status": inv["status"]}
+    inv["status"] = "uncollectible"
+    inv["next_payment_attempt"] = None
+    inv["status_transitions"]["marked_uncollectible_at"] = store.now()
+    store.emit("invoice.marked_uncollectible", inv, previous)
+    store.emit("invoice.updated", inv, previous)
+
+
+def delete_customer(store: Store, cust: JSON) -> None:
+    """Delete a customer as Stripe does: its live subscriptions end now, the id answers `deleted: true`."""
+    for sub in store.all("subscription"):
+        if sub["customer"] == cust["id"] and sub["status"] not in ("canceled", "incomplete_expired"):
+            cancel_now(store, sub, store.now())
+    store.delete("customer", cust["id"])
+    store.objects.setdefault("deleted_customer", {})[cust["id"]] = {"id": cust["id"], "object": "deleted_customer"}
+    store.emit("customer.deleted", cust)

@@ -12,11 +12,23 @@
   the next renewal fails with that message in `charge.failure_message` and `payment_intent.last_payment_error`.
 - `POST invoices/{id}/dashboard_refund` (amount=, reason=): a refund made in Stripe's Dashboard on the charge that
   paid the invoice, without metadata of ours (refund.created, charge.refunded).
+
+Changes made behind the service's back, as an operator does in Stripe's Dashboard (the objects change exactly as
+through the API, and the events are recorded in /v1/events). With `drop_webhooks=true` (the default for all but
+`dashboard_refund`) no event is delivered: a webhook endpoint that was misconfigured or deleted.
+- `POST subscriptions/{id}/dashboard_cancel` (at_period_end=true to stop renewing instead of ending now).
+- `POST customers/{id}/dashboard_subscription` (price=, quantity=): a new subscription charged to the default card.
+- `POST invoices/{id}/mark_uncollectible`: an open invoice marked uncollectible.
+- `POST customers/{id}/dashboard_delete`: the customer deleted (its subscriptions end).
+- `POST bulk/customers` (count=, price=, subscribe_every=, card=): `count` customers with a saved card, every
+  `subscribe_every`-th one subscribed to `price` when given, all without webhooks (seeding benchmarks).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,12 +36,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from .billing import complete_checkout, run_due
+from . import shapes
+from .billing import cancel_now, complete_checkout, dashboard_subscription, delete_customer, mark_uncollectible, run_due
 from .cards import CardError, charge_error, parse_card
 from .errors import StripeError
-from .payments import create_refund, invoice_charge
+from .payments import attach_card, create_refund, invoice_charge
 from .portal_card import update_card
-from .store import Store, public
+from .store import JSON, Store, public
 
 
 async def _params(request: Request) -> dict[str, Any]:
@@ -106,7 +119,7 @@ async def faults(request: Request) -> JSONResponse:
             "status": int(params.get("status", 500)),
             "times": int(params.get("times", 1)),
         }
-        for key in ("type", "code", "message", "should_retry", "delay_seconds"):
+        for key in ("type", "code", "message", "should_retry", "delay_seconds", "retry_after"):
             if key in params:
                 fault[key] = params[key]
         store.faults.append(fault)
@@ -199,11 +212,134 @@ async def dashboard_refund(request: Request) -> JSONResponse:
     amount = int(params["amount"]) if params.get("amount") not in (None, "") else None
     reason = str(params["reason"]) if params.get("reason") else None
     try:
-        refund = create_refund(store, {"charge": ch["id"]}, amount, reason, {})
+        with _webhooks(store, params, default_drop=False):
+            refund = create_refund(store, {"charge": ch["id"]}, amount, reason, {})
     except StripeError as exc:
         return JSONResponse(exc.body(), exc.status)
     store.save()
     return JSONResponse({"refund": public(refund)})
+
+
+def _bad(message: str, status: int = 400) -> JSONResponse:
+    return JSONResponse({"error": {"type": "invalid_request_error", "message": message}}, status)
+
+
+@contextmanager
+def _webhooks(store: Store, params: dict[str, Any], *, default_drop: bool = True) -> Iterator[None]:
+    """Events are recorded as Stripe records them; when dropped, none is delivered to any endpoint."""
+    raw = str(params.get("drop_webhooks", "")).lower()
+    drop = default_drop if raw == "" else raw in ("1", "true", "yes")
+    if not drop:
+        yield
+        return
+    deliver = store.on_event
+    store.on_event = lambda event: 0
+    try:
+        yield
+    finally:
+        store.on_event = deliver
+
+
+async def dashboard_cancel(request: Request) -> JSONResponse:
+    """Cancel a subscription as in the Dashboard: now (default), or at the period end."""
+    store = _store(request)
+    sub = store.get("subscription", request.path_params["id"])
+    if sub is None or sub["status"] in ("canceled", "incomplete_expired"):
+        return _bad("No such live subscription.", 404)
+    params = await _params(request)
+    with _webhooks(store, params):
+        if str(params.get("at_period_end", "")).lower() in ("1", "true", "yes"):
+            previous = {"cancel_at_period_end": sub["cancel_at_period_end"]}
+            sub["cancel_at_period_end"] = True
+            sub["cancel_at"] = sub["items"]["data"][0]["current_period_end"]
+            sub["canceled_at"] = store.now()
+            store.emit("customer.subscription.updated", sub, previous)
+        else:
+            sub["canceled_at"] = store.now()
+            cancel_now(store, sub, store.now())
+    store.save()
+    return JSONResponse({"subscription": public(sub)})
+
+
+def _subscribe(store: Store, cust: JSON, params: dict[str, Any]) -> JSON | JSONResponse:
+    price = store.get("price", str(params.get("price", "")))
+    if price is None or price.get("recurring") is None:
+        return _bad("Pass price= the id of a recurring price.")
+    return dashboard_subscription(store, cust, price, int(params.get("quantity") or 1))
+
+
+async def dashboard_create_subscription(request: Request) -> JSONResponse:
+    """A subscription created in the Dashboard for a known customer (its default card is charged)."""
+    store = _store(request)
+    cust = store.get("customer", request.path_params["id"])
+    if cust is None:
+        return _bad("No such customer.", 404)
+    params = await _params(request)
+    with _webhooks(store, params):
+        sub = _subscribe(store, cust, params)
+    if isinstance(sub, JSONResponse):
+        return sub
+    store.save()
+    return JSONResponse({"subscription": public(sub)})
+
+
+async def invoice_uncollectible(request: Request) -> JSONResponse:
+    """Mark an open invoice uncollectible (Stripe refuses it on a paid, void or draft invoice)."""
+    store = _store(request)
+    inv = store.get("invoice", request.path_params["id"])
+    if inv is None:
+        return _bad("No such invoice.", 404)
+    if inv["status"] != "open":
+        return _bad(f"Only an open invoice can be marked uncollectible (this one is {inv['status']}).")
+    with _webhooks(store, await _params(request)):
+        mark_uncollectible(store, inv)
+    store.save()
+    return JSONResponse({"invoice": public(inv)})
+
+
+async def dashboard_delete_customer(request: Request) -> JSONResponse:
+    store = _store(request)
+    cust = store.get("customer", request.path_params["id"])
+    if cust is None:
+        return _bad("No such customer.", 404)
+    with _webhooks(store, await _params(request)):
+        delete_customer(store, cust)
+    store.save()
+    return JSONResponse({"id": cust["id"], "object": "customer", "deleted": True})
+
+
+async def bulk_customers(request: Request) -> JSONResponse:
+    """Many customers at once, each with a saved card, and every `subscribe_every`-th one (with price=) subscribed
+    and its first invoice paid; no webhooks. Answers each customer with its subscription and that invoice (or
+    nulls)."""
+    store = _store(request)
+    params = await _params(request)
+    count = int(params.get("count") or 0)
+    every = int(params.get("subscribe_every") or 1)
+    if not 1 <= count <= 100_000 or every < 1:
+        return _bad("Pass count= between 1 and 100000 (and subscribe_every= of at least 1).")
+    made: list[JSON] = []
+    with _webhooks(store, {"drop_webhooks": "true"}):
+        for n in range(count):
+            cust = store.add(shapes.customer(store.now(), email=f"bulk{n}@example.com"))
+            store.emit("customer.created", cust)
+            attach_card(store, cust, _card(store, params))
+            sub: JSON | None = None
+            if params.get("price") and n % every == 0:
+                subscribed = _subscribe(store, cust, params)
+                if isinstance(subscribed, JSONResponse):
+                    return subscribed
+                sub = subscribed
+            invoice = store.get("invoice", sub["latest_invoice"]) if sub is not None else None
+            made.append(
+                {
+                    "id": cust["id"],
+                    "subscription": public(sub) if sub is not None else None,
+                    "invoice": public(invoice) if invoice is not None else None,
+                }
+            )
+    store.save()
+    return JSONResponse({"customers": made})
 
 
 ROUTES = [
@@ -217,4 +353,9 @@ ROUTES = [
     Route("/_sandbox/checkout_sessions/{id}/pay", pay_session, methods=["POST"]),
     Route("/_sandbox/customers/{id}/card", set_card, methods=["POST"]),
     Route("/_sandbox/invoices/{id}/dashboard_refund", dashboard_refund, methods=["POST"]),
+    Route("/_sandbox/subscriptions/{id}/dashboard_cancel", dashboard_cancel, methods=["POST"]),
+    Route("/_sandbox/customers/{id}/dashboard_subscription", dashboard_create_subscription, methods=["POST"]),
+    Route("/_sandbox/invoices/{id}/mark_uncollectible", invoice_uncollectible, methods=["POST"]),
+    Route("/_sandbox/customers/{id}/dashboard_delete", dashboard_delete_customer, methods=["POST"]),
+    Route("/_sandbox/bulk/customers", bulk_customers, methods=["POST"]),
 ]

@@ -22,5 +22,5 @@ def create_job_app(settings: Settings) -> procrastinate.App:
         conninfo=libpq_url(settings.database_url), kwargs=kwargs, max_size=max(4, settings.db_pool_size)
     )
     app = procrastinate.App(connector=connector, import_paths=[])
-    app.add_tasks_from(make_blueprint(), namespace=NAMESPACE)
+    app.add_tasks_from(make_blueprint(reconciliation_cron=settings.reconciliation_cron), namespace=NAMESPACE)
     return app

@@ -30,6 +30,7 @@ from payment.jobs.stripe_events import (
     sweep_stripe_events,
 )
 from payment.models import utcnow
+from payment.reconciliation.check import CHECK_LOCK, CHECK_NOW_TASK, report_stale, run_check
 from payment.refunds import service as refunds
 from payment.submissions.service import purge
 
@@ -121,6 +122,22 @@ async def verify_audit_chain(context: procrastinate.JobContext, timestamp: int) 
     await check_and_record(services.db, key=chain_key(services.settings.audit_chain_secret))
 
 
+async def _reconcile(context: procrastinate.JobContext) -> None:
+    services = services_of_job(context)
+    await run_check(services.db, services.stripe, concurrency=services.settings.reconciliation_concurrency)
+    await report_stale(services.db)
+
+
+async def reconcile_with_stripe(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Nightly by default (RECONCILIATION_CRON): compare our books with Stripe's and keep the differences."""
+    await _reconcile(context)
+
+
+async def reconcile_with_stripe_now(context: procrastinate.JobContext) -> None:
+    """The same check on demand ("Run check now" in the admin)."""
+    await _reconcile(context)
+
+
 async def recover_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
     """Jobs left `doing` by a worker that died (SIGKILL, OOM, lost machine) go back to the queue."""
     manager = context.app.job_manager
@@ -156,10 +173,12 @@ SERIAL_LOCKS: dict[str, str] = {
     "deliver_webhooks": "deliver_webhooks",
     "deliver_emails": "deliver_emails",
     "retry_updated_cards": "retry_updated_cards",
+    # the nightly and the on-demand check share one lock: two workers never run it at once
+    "reconcile_with_stripe": CHECK_LOCK,
 }
 
 
-def make_blueprint() -> procrastinate.Blueprint:
+def make_blueprint(*, reconciliation_cron: str = "23 3 * * *") -> procrastinate.Blueprint:
     """A fresh blueprint for each app: `App.add_tasks_from` renames and re-binds a blueprint's tasks, so one shared
     blueprint would break the second app of a process (web + in-process worker under `payment dev`, tests)."""
     blueprint = procrastinate.Blueprint()
@@ -167,7 +186,11 @@ def make_blueprint() -> procrastinate.Blueprint:
     blueprint.task(name="issue_documents_now", pass_context=True, retry=PERIODIC_RETRY, lock="issue_documents_now")(
         issue_documents_now
     )
-    for name, cron, body in PERIODIC:
+    blueprint.task(
+        name=CHECK_NOW_TASK.removeprefix("payment:"), pass_context=True, retry=PERIODIC_RETRY, lock=CHECK_LOCK
+    )(reconcile_with_stripe_now)
+    periodic = (*PERIODIC, ("reconcile_with_stripe", reconciliation_cron, reconcile_with_stripe))
+    for name, cron, body in periodic:
         task = blueprint.task(name=name, pass_context=True, retry=PERIODIC_RETRY, lock=SERIAL_LOCKS.get(name))(body)
         blueprint.periodic(cron=cron)(task)
     return blueprint

@@ -23,6 +23,7 @@ from payment.models.ops import (
     StripeEvent,
 )
 from payment.models.outbox import OutboxCounter, OutboxMessage, WebhookEndpoint
+from payment.models.reconciliation import Drift
 
 __all__ = [
     "AdminBackupCode",
@@ -43,6 +44,7 @@ __all__ = [
     "DashboardSubscriptionTotal",
     "Document",
     "DocumentCounter",
+    "Drift",
     "DunningCase",
     "FormSubmission",
     "Invoice",

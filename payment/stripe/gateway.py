@@ -47,7 +47,9 @@ def _plain(exc: Exception) -> StripeError:
     if isinstance(exc, stripe.AuthenticationError):
         return StripeError("Stripe refused our API key; check STRIPE_SECRET_KEY.", code="stripe_auth")
     if isinstance(exc, stripe.RateLimitError):
-        return StripeError("Stripe is rate limiting us; try again in a moment.", code="stripe_rate_limited")
+        limited = StripeError("Stripe is rate limiting us; try again in a moment.", code="stripe_rate_limited")
+        limited.retry_after = _retry_after(exc)
+        return limited
     if isinstance(code, str) and code in _PLAIN_WORDS:
         return StripeError(_PLAIN_WORDS[code], code=code)
     if isinstance(status, int) and status >= 500:
@@ -56,6 +58,15 @@ def _plain(exc: Exception) -> StripeError:
     if isinstance(exc, stripe.InvalidRequestError) and getattr(exc, "_message", None):
         message = f"Stripe refused the request: {exc._message}"
     return StripeError(message, code=code if isinstance(code, str) else "stripe_error")
+
+
+def _retry_after(exc: Exception) -> float | None:
+    headers = getattr(exc, "headers", None) or {}
+    try:
+        value = float(headers.get("Retry-After") or headers.get("retry-after") or "")
+    except (TypeError, ValueError):
+        return None
+    return value if value >= 0 else None
 
 
 def _as_dict(obj: Any) -> dict[str, Any]:
@@ -199,6 +210,9 @@ class StripeGateway:
             self.client.v1.billing_portal.sessions.create_async, params={"customer": customer, "return_url": return_url}
         )
 
+    async def list_subscriptions(self, params: Params) -> dict[str, Any]:
+        return await self._call(self.client.v1.subscriptions.list_async, params=params)
+
     # subscriptions
     async def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
         return await self._call(self.client.v1.subscriptions.retrieve_async, subscription_id)
@@ -234,6 +248,13 @@ class StripeGateway:
 
     async def retrieve_charge(self, charge_id: str) -> dict[str, Any]:
         return await self._call(self.client.v1.charges.retrieve_async, charge_id)
+
+    async def retrieve_charge_with_refunds(self, charge_id: str) -> dict[str, Any]:
+        """The charge with its refunds embedded (includable since 2022-11-15), so mapping it calls Stripe no more."""
+        return await self._call(self.client.v1.charges.retrieve_async, charge_id, params={"expand": ["refunds"]})
+
+    async def list_charges(self, params: Params) -> dict[str, Any]:
+        return await self._call(self.client.v1.charges.list_async, params=params)
 
     async def create_refund(self, params: Params, *, idempotency_key: str | None = None) -> dict[str, Any]:
         return await self._call(

@@ -102,6 +102,8 @@ async def _customer(session: AsyncSession, gateway: StripeGateway, obj: JSON, at
     current = await gateway.retrieve_customer(str(obj["id"]))
     queued = await card_retry.card_updated(session, current, actor=actor)
     return Applied(details={"stripe_customer_id": obj["id"], "card_retries_queued": queued})
+
+
 async def _fetch_checkout(gateway: StripeGateway, obj: JSON) -> None:
     if reader.checkout(obj).is_subscription:
         current = await gateway.retrieve_checkout_session(str(obj["id"]))

@@ -195,3 +195,11 @@ async def store_and_defer_many(
         if not wanted:
             return found
     raise RuntimeError("stripe event neither inserted nor found")
+
+
+async def store_and_defer(
+    conn: Any, event: dict[str, Any], payload: bytes, *, task: str, queue: str = "default"
+) -> Stored:
+    """One verified delivery stored and deferred as a batch of one (for callers outside the webhook endpoint)."""
+    one = delivery(event, payload)
+    return (await store_and_defer_many(conn, [one], task=task, queue=queue))[one.event_id]

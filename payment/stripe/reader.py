@@ -368,3 +368,8 @@ def list_data(listing: JSON) -> list[JSON]:
 
 def has_more(listing: JSON) -> bool:
     return bool(listing.get("has_more"))
+
+
+def customer_deleted(obj: JSON) -> bool:
+    """Stripe answers a deleted customer's id with `{"id", "object": "customer", "deleted": true}`."""
+    return bool(obj.get("deleted"))

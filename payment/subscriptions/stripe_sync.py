@@ -53,6 +53,25 @@ async def link_customer(
     )
 
 
+async def unlink_deleted_customer(session: AsyncSession, customer: Customer, *, actor: str) -> str | None:
+    """The Stripe customer was deleted (its subscriptions end with it): forget the link, so the next checkout
+    creates a new Stripe customer instead of failing on the deleted one. Returns the id that was unlinked."""
+    stripe_customer_id = customer.stripe_customer_id
+    if stripe_customer_id is None:
+        return None
+    customer.stripe_customer_id = None
+    await session.flush()
+    await audit.record(
+        session,
+        actor=actor,
+        action="customer.stripe_unlinked",
+        entity_type="customer",
+        entity_id=customer.id,
+        details={"stripe_customer_id": stripe_customer_id, "why": "deleted in Stripe"},
+    )
+    return stripe_customer_id
+
+
 async def _customer_from_checkout(
     session: AsyncSession, gateway: StripeGateway, subscription_id: str
 ) -> Customer | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .. import shapes
+from .. import billing, shapes
 from ..api import Ctx, route
 from ..errors import invalid, not_found
 from ..forms import get_dict, get_int, get_list, get_str, merge_metadata
@@ -139,14 +139,7 @@ def update_customer(ctx: Ctx) -> JSON:
 @route("DELETE", "/v1/customers/{id}")
 def delete_customer(ctx: Ctx) -> JSON:
     cust = ctx.load("customer")
-    from ..billing import cancel_now
-
-    for sub in ctx.store.all("subscription"):
-        if sub["customer"] == cust["id"] and sub["status"] not in ("canceled", "incomplete_expired"):
-            cancel_now(ctx.store, sub, ctx.store.now())
-    ctx.store.delete("customer", cust["id"])
-    ctx.store.objects.setdefault("deleted_customer", {})[cust["id"]] = {"id": cust["id"], "object": "deleted_customer"}
-    ctx.store.emit("customer.deleted", cust)
+    billing.delete_customer(ctx.store, cust)
     return {"id": cust["id"], "object": "customer", "deleted": True}
 
 

@@ -29,7 +29,8 @@ def pay_invoice(ctx: Ctx) -> JSON:
     inv = ctx.load("invoice")
     if inv["status"] == "paid":
         raise invalid("invoice", "Invoice is already paid", code=None)
-    if inv["status"] != "open":
+    # Stripe takes payment of an open invoice and of one marked uncollectible (void and draft ones are refused)
+    if inv["status"] not in ("open", "uncollectible"):
         raise invalid("invoice", f"You can only pay an open invoice; this one is {inv['status']}.", code=None)
     cust = ctx.store.get("customer", inv["customer"])
     assert cust is not None

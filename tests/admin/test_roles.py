@@ -20,10 +20,11 @@ from payment.admins.permissions import PERMISSIONS, AdminActor, Permission, Perm
 from payment.apps import service as apps
 from payment.bootstrap import create_app
 from payment.errors import PaymentError
-from payment.models import AdminSession, AdminUser, App, AuditLog, Plan, utcnow
+from payment.models import AdminSession, AdminUser, App, AuditLog, Drift, Plan, utcnow
 from payment.payments.service import ManualPayment, record_manual
 from payment.plans import service as plans
 from payment.plans.service import PlanInput
+from payment.reconciliation import service as reconciliation
 from payment.refunds import service as refunds
 from payment.runtime import Services
 from payment.stripe import events
@@ -45,6 +46,7 @@ class World:
     plan_id: int
     target_admin_id: int
     target_session_id: int
+    drift_id: int
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +77,21 @@ async def world(admin_services: Services) -> World:
         _, target_session = await sessions.open_session(
             session, target.id, ip="192.0.2.1", user_agent="matrix", second_factor="none"
         )
-    return World(accounts, customer.id, sub.id, invoice.id, refund.id, app.id, plan.id, target.id, target_session)
+        drift = Drift(
+            kind="subscription_missing",
+            stripe_object_id="sub_roles_matrix",
+            customer_id=customer.id,
+            ours={},
+            theirs={"status": "active"},
+            expected_event="customer.subscription.created",
+            first_seen_at=utcnow(),
+            last_seen_at=utcnow(),
+        )
+        session.add(drift)
+        await session.flush()
+    return World(
+        accounts, customer.id, sub.id, invoice.id, refund.id, app.id, plan.id, target.id, target_session, drift.id
+    )
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +155,16 @@ HTTP_ACTIONS = [
     ),
     HttpAction(
         "retry cancellation", Permission.REFUND, "GET", _op("refund", "retry-cancellation", lambda w: w.refund_id)
+    ),
+    HttpAction("run reconciliation check", Permission.RECONCILE, "POST", lambda w: "/admin/reconciliation/check"),
+    HttpAction("take Stripe's form", Permission.RECONCILE, "GET", _op("drift", "take-stripes", lambda w: w.drift_id)),
+    HttpAction("ignore drift form", Permission.RECONCILE, "GET", _op("drift", "ignore-drift", lambda w: w.drift_id)),
+    HttpAction(
+        "ignore drift post",
+        Permission.RECONCILE,
+        "POST",
+        _op("drift", "ignore-drift", lambda w: w.drift_id),
+        {"reason": "matrix"},
     ),
     HttpAction("webhook retry", Permission.RETRY_WEBHOOK, "POST", lambda w: "/admin/stripe-event/retry/999999"),
     HttpAction("new app form", Permission.MANAGE_APPS, "GET", lambda w: "/admin/app/create"),
@@ -260,7 +286,11 @@ async def test_the_admin_hides_what_a_role_cannot_do(
     customer = (await client.get(f"/admin/customer/details/{world.customer_id}")).text
     apps_page = (await client.get("/admin/app/list")).text
     admins_page = (await client.get("/admin/admin-user/list")).text
+    drifts_page = (await client.get("/admin/reconciliation")).text
     allowed = PERMISSIONS[role]
+    assert "sub_roles_matrix" in drifts_page  # everyone reads the drifts
+    assert ("data-take-stripes" in drifts_page) == (Permission.RECONCILE in allowed)
+    assert ('id="run-check"' in drifts_page) == (Permission.RECONCILE in allowed)
     assert ('id="action-grant"' in customer) == (Permission.MANAGE_SUBSCRIPTIONS in allowed)
     assert ('id="action-payment"' in customer) == (Permission.RECORD_PAYMENT in allowed)
     assert ("data-refund-invoice" in customer) == (Permission.REFUND in allowed)
@@ -326,6 +356,16 @@ SERVICE_CALLS: list[tuple[str, Permission, ServiceCall]] = [
         "refunds.cancel_after_refund",
         Permission.REFUND,
         lambda s, sv, w, a: refunds.cancel_after_refund(s, w.refund_id, gateway=sv.stripe, actor=a),
+    ),
+    (
+        "reconciliation.take_stripes",
+        Permission.RECONCILE,
+        lambda s, sv, w, a: reconciliation.take_stripes(s, w.drift_id, {}, sv.stripe, actor=a),
+    ),
+    (
+        "reconciliation.ignore",
+        Permission.RECONCILE,
+        lambda s, sv, w, a: reconciliation.ignore(s, w.drift_id, "matrix", actor=a),
     ),
     ("events.retry", Permission.RETRY_WEBHOOK, lambda s, sv, w, a: events.retry(s, 999999, actor=a)),
     (

@@ -19,7 +19,7 @@ from payment.runtime import Services
 from tests.dunning import world as dw
 from tests.dunning.mailbox import SmtpServer, parts
 from tests.support import factories
-from tests.webhooks.world import FAILING_CARD, GOOD_CARD, World
+from tests.support.stripe import FAILING_CARD, GOOD_CARD, World
 
 pytestmark = pytest.mark.slow
 

@@ -129,6 +129,14 @@ def _walk(sbx: Sandbox) -> Served:
     sbx.advance(sub["items"].data[0].current_period_end - sbx.now() + 60)
     expand = ["latest_invoice.payments.data.payment.payment_intent.latest_charge"]
     past_due = keep("subscription past due", c.subscriptions.retrieve(sub_id, params={"expand": expand}), expand)
+    # behind the service's back, as in Stripe's Dashboard (reconciliation's drifts): same shapes as the API's
+    sbx.control("POST", f"invoices/{past_due.latest_invoice.id}/mark_uncollectible")
+    keep("invoice marked uncollectible", c.invoices.retrieve(past_due.latest_invoice.id))
+    sbx.set_card(customer.id, "4242424242424242")
+    made = sbx.control("POST", f"customers/{customer.id}/dashboard_subscription", data={"price": price.id})
+    keep("subscription made in the Dashboard", c.subscriptions.retrieve(made["subscription"]["id"]))
+    sbx.control("POST", f"subscriptions/{made['subscription']['id']}/dashboard_cancel", data={"at_period_end": "true"})
+    keep("subscription canceled in the Dashboard", c.subscriptions.retrieve(made["subscription"]["id"]))
     sbx.set_card(customer.id, "4242424242424242")  # the portal's card update; we retry the invoice at once
     settings = c.customers.retrieve(customer.id).invoice_settings
     assert settings is not None and isinstance(settings.default_payment_method, str)

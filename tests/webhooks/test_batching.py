@@ -14,7 +14,7 @@ from payment.jobs.stripe_events import APPLY_TASK
 from payment.runtime import Services
 from payment.stripe.batching import DeliveryBatcher
 from payment.stripe.inbox import Delivery, delivery
-from tests.webhooks.world import event_body, sign
+from tests.support.stripe import event_body, sign
 
 URL = "/api/v1/webhooks/stripe"
 

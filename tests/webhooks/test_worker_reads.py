@@ -21,7 +21,7 @@ from payment.stripe.gateway import Snapshot, StripeGateway
 from payment.stripe.inbox import store_and_defer, store_event
 from payment.subscriptions import stripe_sync as subscriptions
 from tests.jobs.conftest import eventually
-from tests.webhooks.world import World
+from tests.support.stripe import World
 
 
 class CountingGateway(StripeGateway):
