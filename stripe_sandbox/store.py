@@ -35,6 +35,8 @@ PREFIX_KIND: dict[str, str] = {
     "pm": "payment_method",
     "inpay": "invoice_payment",
     "clock": "test_helpers.test_clock",
+    "promo": "promotion_code",
+    "di": "discount",
 }
 KIND_PREFIX = {kind: prefix for prefix, kind in PREFIX_KIND.items()}
 
