@@ -87,7 +87,8 @@ def _expand_one(store: Store, value: Any, rest: list[str], full_path: str) -> An
         raise invalid("expand", f"This property cannot be expanded ({full_path}).")
     target = value[head]
     if isinstance(target, str):
-        kind = kind_of_id(target)
+        # coupon ids carry no prefix (an admin may name them): the field says what they are
+        kind = "coupon" if head == "coupon" else kind_of_id(target)
         found = store.get(kind, target) if kind else None
         if found is None:
             raise invalid("expand", f"This property cannot be expanded ({full_path}).")

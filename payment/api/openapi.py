@@ -86,6 +86,7 @@ _SCHEMAS: dict[str, Any] = {
             "cancelsAt",
             "accessState",
             "graceEndsAt",
+            "trialEndsAt",
         ],
         "additionalProperties": False,
         "properties": {
@@ -100,8 +101,9 @@ _SCHEMAS: dict[str, Any] = {
             "status": {
                 "type": "string",
                 "enum": ["free", "active", "trialing", "past_due"],
-                "description": "`free` when there is no live paid subscription; `past_due` while Stripe "
-                "retries a failed renewal (keep access, ask the user to update the card).",
+                "description": "`free` when there is no live paid subscription; `trialing` during a free "
+                "trial (unlock the plan; see `trialEndsAt`); `past_due` while Stripe retries a failed renewal "
+                "(keep access, ask the user to update the card).",
             },
             "source": {"type": "string", "enum": ["free", "stripe", "manual", "grant"]},
             "paid": {"type": "boolean", "description": "true when a live paid subscription unlocks the plan."},
@@ -127,6 +129,13 @@ _SCHEMAS: dict[str, Any] = {
                 "format": "date-time",
                 "description": "When `grace` turns into `blocked`; null unless the state is `grace` or "
                 "`blocked` (and while the failed invoice is not yet known).",
+            },
+            "trialEndsAt": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "When the free trial ends, while `status` is `trialing`; null otherwise. With a "
+                "card the plan then renews as paid; without one it ends (or pauses) and the answer turns to the "
+                "free plan.",
             },
         },
     },

@@ -90,6 +90,8 @@ async def upsert_from_stripe(
     changes.set(row, "paid_at", state.paid_at)
     changes.set(row, "period_start", state.period_start)
     changes.set(row, "period_end", state.period_end)
+    changes.set(row, "subtotal_cents", state.subtotal)
+    changes.set(row, "discount_cents", state.discount)
     changes.set(row, "attempt_count", state.attempt_count)
     changes.set(row, "stripe_charge_id", charge_id or row.stripe_charge_id)
     changes.set(row, "stripe_payment_intent_id", ids.payment_intent_id or row.stripe_payment_intent_id)

@@ -30,6 +30,7 @@ from payment.jobs.stripe_events import (
 from payment.models import utcnow
 from payment.refunds import service as refunds
 from payment.submissions.service import purge
+from payment.subscriptions import trials
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,14 @@ async def verify_audit_chain(context: procrastinate.JobContext, timestamp: int) 
     await check_and_record(services.db, key=chain_key(services.settings.audit_chain_secret))
 
 
+async def end_refused_trials(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Trials refused after Checkout (the card already had one) are ended at Stripe."""
+    services = services_of_job(context)
+    count = await trials.end_refused(services.db, services.stripe)
+    if count:
+        log.info("ended %s refused trials", count)
+
+
 async def recover_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
     """Jobs left `doing` by a worker that died (SIGKILL, OOM, lost machine) go back to the queue."""
     manager = context.app.job_manager
@@ -124,6 +133,8 @@ PERIODIC: tuple[tuple[str, str, Any], ...] = (
     ("deliver_webhooks", "* * * * * */2", deliver_webhooks),
     ("deliver_emails", "* * * * * */5", deliver_emails),
     ("queue_dunning_notices", "* * * * *", queue_dunning_notices),
+    # every 5 s: a refused trial is ended while the user is still on the return page; one partial-index query
+    ("end_refused_trials", "* * * * * */5", end_refused_trials),
 )
 
 

@@ -22,6 +22,7 @@ from payment.models.ops import (
     StripeEvent,
 )
 from payment.models.outbox import OutboxCounter, OutboxMessage, WebhookEndpoint
+from payment.models.promotions import Coupon, PromotionCode, TrialGrant
 
 __all__ = [
     "AdminBackupCode",
@@ -33,6 +34,7 @@ __all__ = [
     "BillingSession",
     "BuyerDetails",
     "CheckoutSession",
+    "Coupon",
     "Customer",
     "DashboardMrrDelta",
     "DashboardRevenueDay",
@@ -46,12 +48,14 @@ __all__ = [
     "OutboxCounter",
     "OutboxMessage",
     "Plan",
+    "PromotionCode",
     "RateLimitHit",
     "Refund",
     "SellerProfile",
     "StripeEvent",
     "Subscription",
     "SubscriptionAdjustment",
+    "TrialGrant",
     "WebhookEndpoint",
     "utcnow",
 ]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, ForeignKey, Identity, Index, String, Text, func, text
+from sqlalchemy import CheckConstraint, ForeignKey, Identity, Index, Numeric, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from payment.models.base import CURRENCIES, Base, Timestamps, in_list
@@ -109,6 +110,11 @@ class Subscription(Timestamps, Base):
     # what a manual subscription was paid, per its whole duration (MRR counts it over that duration)
     paid_amount_cents: Mapped[int | None]
     paid_currency: Mapped[str | None] = mapped_column(String(3))
+    # the recurring discount Stripe applies to its next invoices (a coupon's percentage or amount in the
+    # subscription's currency), until `discount_ends_at` (NULL: forever); both NULL when there is none
+    discount_percent_off: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
+    discount_amount_off_cents: Mapped[int | None]
+    discount_ends_at: Mapped[datetime | None]
 
     customer: Mapped[Customer] = relationship()
     plan: Mapped[Plan] = relationship()
@@ -198,6 +204,9 @@ class Invoice(Timestamps, Base):
     last_payment_error: Mapped[str | None] = mapped_column(String(1000))
     recorded_by: Mapped[str | None] = mapped_column(String(255))
     last_stripe_event_at: Mapped[datetime | None]
+    # before a discount: amount_cents = subtotal_cents - discount_cents (NULL subtotal: no discount was read)
+    subtotal_cents: Mapped[int | None]
+    discount_cents: Mapped[int] = mapped_column(default=0, server_default="0")
 
     customer: Mapped[Customer] = relationship()
     subscription: Mapped[Subscription | None] = relationship()

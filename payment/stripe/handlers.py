@@ -14,7 +14,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from payment.dunning import cases as dunning
 from payment.invoices import stripe_sync as invoices
+from payment.models import Customer, Plan
 from payment.refunds import stripe_sync as refunds
 from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
@@ -52,6 +54,18 @@ async def _subscription(session: AsyncSession, gateway: StripeGateway, obj: JSON
         row.id,
         {"stripe_subscription_id": row.stripe_subscription_id, "status": row.status, "changes": changes.values},
     )
+
+
+async def _trial_will_end(
+    session: AsyncSession, gateway: StripeGateway, obj: JSON, at: datetime, actor: str
+) -> Applied:
+    """Three days before a trial ends: map the subscription and queue the end user's `trial_ending` notice."""
+    current = await gateway.retrieve_subscription(str(obj["id"]))
+    row, _ = await subscriptions.upsert_from_stripe(session, gateway, current, actor=actor, event_at=at)
+    customer = await session.get_one(Customer, row.customer_id)
+    plan = await session.get_one(Plan, row.plan_id)
+    queued = await dunning.queue_trial_ending(session, row, customer, plan)
+    return Applied("subscription", row.id, {"stripe_subscription_id": row.stripe_subscription_id, "notice": queued})
 
 
 async def _invoice(session: AsyncSession, gateway: StripeGateway, obj: JSON, at: datetime, actor: str) -> Applied:
@@ -99,6 +113,8 @@ HANDLERS: dict[str, Handler] = {
     "customer.subscription.created": Handler("subscription", _subscription),
     "customer.subscription.updated": Handler("subscription", _subscription),
     "customer.subscription.deleted": Handler("subscription", _subscription),
+    "customer.subscription.paused": Handler("subscription", _subscription),
+    "customer.subscription.trial_will_end": Handler("subscription", _trial_will_end),
     "invoice.paid": Handler("invoice", _invoice),
     "invoice.payment_failed": Handler("invoice", _invoice),
     "charge.refunded": Handler("charge", _charge),
