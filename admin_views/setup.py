@@ -20,6 +20,7 @@ from admin_views import (
     admin_users,
     apps,
     audit_log,
+    coupons,
     customers,
     dashboard,
     documents,
@@ -141,7 +142,7 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
         sellers.SellerProfileView,
     ):
         admin.add_view(view)
-    for module in (dashboard, webhook_events, operations, documents, dunning, two_factor, password_links):
+    for module in (dashboard, webhook_events, operations, documents, dunning, two_factor, password_links, coupons):
         module.register(admin, services)
     register_app_webhooks(admin, services)
     return admin

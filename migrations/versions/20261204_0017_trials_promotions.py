@@ -28,6 +28,12 @@ def upgrade() -> None:
     op.add_column("subscriptions", sa.Column("discount_percent_off", sa.Numeric(5, 2), nullable=True))
     op.add_column("subscriptions", sa.Column("discount_amount_off_cents", sa.BigInteger(), nullable=True))
     op.add_column("subscriptions", sa.Column("discount_ends_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_index(
+        "ix_subscriptions_discounted",
+        "subscriptions",
+        ["status"],
+        postgresql_where=sa.text("discount_percent_off IS NOT NULL OR discount_amount_off_cents IS NOT NULL"),
+    )
     op.add_column("invoices", sa.Column("subtotal_cents", sa.BigInteger(), nullable=True))
     op.add_column("invoices", sa.Column("discount_cents", sa.BigInteger(), server_default="0", nullable=False))
     op.create_table(
@@ -135,6 +141,7 @@ def downgrade() -> None:
     op.drop_table("trial_grants")
     op.drop_column("invoices", "discount_cents")
     op.drop_column("invoices", "subtotal_cents")
+    op.drop_index("ix_subscriptions_discounted", table_name="subscriptions")
     op.drop_column("subscriptions", "discount_ends_at")
     op.drop_column("subscriptions", "discount_amount_off_cents")
     op.drop_column("subscriptions", "discount_percent_off")

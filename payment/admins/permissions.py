@@ -33,13 +33,20 @@ class Permission(StrEnum):
     EXPORT = "export"  # CSV exports of any list
     MANAGE_DOCUMENTS = "manage_documents"  # seller profiles, issuing tax documents now
     MANAGE_WEBHOOK_ENDPOINTS = "manage_webhook_endpoints"  # client apps' endpoints, secrets, replays, test events
+    MANAGE_PROMOTIONS = "manage_promotions"  # coupons and promotion codes: create, deactivate
 
 
 # The one table. Reading (lists, details, dashboard, audit log) is open to every signed-in admin.
 PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.OWNER: frozenset(Permission),
     Role.FINANCE: frozenset(
-        {Permission.REFUND, Permission.RECORD_PAYMENT, Permission.EXPORT, Permission.MANAGE_DOCUMENTS}
+        {
+            Permission.REFUND,
+            Permission.RECORD_PAYMENT,
+            Permission.EXPORT,
+            Permission.MANAGE_DOCUMENTS,
+            Permission.MANAGE_PROMOTIONS,
+        }
     ),
     Role.SUPPORT: frozenset({Permission.MANAGE_SUBSCRIPTIONS, Permission.RETRY_WEBHOOK}),
     Role.VIEWER: frozenset(),
@@ -48,7 +55,7 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
 ROLE_LABELS = {Role.OWNER: "Owner", Role.FINANCE: "Finance", Role.SUPPORT: "Support", Role.VIEWER: "Viewer"}
 ROLE_HELP = {
     Role.OWNER: "everything, including admins, apps, API keys and plans",
-    Role.FINANCE: "refunds, manual payments, exports and tax documents",
+    Role.FINANCE: "refunds, manual payments, exports, tax documents, coupons and promotion codes",
     Role.SUPPORT: "cancel, resume, extend and grant subscriptions; retry webhook events",
     Role.VIEWER: "read only",
 }
@@ -65,6 +72,7 @@ WHAT = {
     Permission.EXPORT: "export data",
     Permission.MANAGE_DOCUMENTS: "manage seller profiles and tax documents",
     Permission.MANAGE_WEBHOOK_ENDPOINTS: "change client apps' webhook endpoints",
+    Permission.MANAGE_PROMOTIONS: "manage coupons and promotion codes",
 }
 
 

@@ -18,6 +18,7 @@ from payment.billing.catalog import plans_for_app
 from payment.billing.entitlements import live_subscription
 from payment.errors import Conflict, NotFound, StripeError, ValidationError
 from payment.models import BillingSession, CheckoutSession, Customer, Plan, Subscription, utcnow
+from payment.promotions import service as promotions
 from payment.stripe.gateway import StripeGateway
 from payment.subscriptions import trials
 
@@ -172,6 +173,8 @@ async def subscribe(
         "cancel_url": cancel_url(base_url, token),
         "locale": STRIPE_LOCALES.get((locale or "").split("-")[0], "auto"),
     }
+    if await promotions.active_codes_for(session, billing.app):
+        params["allow_promotion_codes"] = True
     trial = trials.checkout_params(await trials.offer(session, customer, billing.app, plan))
     if trial is not None:
         params["subscription_data"] = {"metadata": metadata, **trial.subscription_data}

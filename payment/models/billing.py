@@ -90,6 +90,12 @@ class Subscription(Timestamps, Base):
             postgresql_include=["created_at", "trial_end", "status"],
             postgresql_where=text("ended_at IS NOT NULL"),
         ),
+        # dashboard MRR after discount: only the discounted subscriptions
+        Index(
+            "ix_subscriptions_discounted",
+            "status",
+            postgresql_where=text("discount_percent_off IS NOT NULL OR discount_amount_off_cents IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)

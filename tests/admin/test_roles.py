@@ -23,6 +23,7 @@ from payment.models import AdminUser, App, AuditLog, Plan
 from payment.payments.service import ManualPayment, record_manual
 from payment.plans import service as plans
 from payment.plans.service import PlanInput
+from payment.promotions import service as promotions
 from payment.refunds import service as refunds
 from payment.runtime import Services
 from payment.stripe import events
@@ -175,6 +176,13 @@ HTTP_ACTIONS = [
         Permission.MANAGE_ADMINS,
         "POST",
         lambda w: f"/admin/admin-user/{w.target_admin_id}/reset-two-factor",
+    ),
+    HttpAction("coupon create", Permission.MANAGE_PROMOTIONS, "POST", lambda w: "/admin/coupons/add", {"name": ""}),
+    HttpAction(
+        "promotion code deactivate",
+        Permission.MANAGE_PROMOTIONS,
+        "POST",
+        lambda w: "/admin/promotion-codes/999999/deactivate",
     ),
     HttpAction(
         "another admin's password form",
@@ -377,6 +385,18 @@ SERVICE_CALLS: list[tuple[str, Permission, ServiceCall]] = [
         lambda s, sv, w, a: password_links.issue(s, w.target_admin_id, actor=a),
     ),
     ("two_factor.reset", Permission.MANAGE_ADMINS, lambda s, sv, w, a: two_factor.reset(s, w.target_admin_id, actor=a)),
+    (
+        "promotions.create_coupon",
+        Permission.MANAGE_PROMOTIONS,
+        lambda s, sv, w, a: promotions.create_coupon(
+            sv.db, sv.stripe, promotions.CouponInput(name="", duration="once"), request_key="matrix", actor=a
+        ),
+    ),
+    (
+        "promotions.deactivate_code",
+        Permission.MANAGE_PROMOTIONS,
+        lambda s, sv, w, a: promotions.deactivate_code(sv.db, sv.stripe, 999999, actor=a),
+    ),
     (
         "admins.change_password (another admin)",
         Permission.MANAGE_ADMINS,
