@@ -181,6 +181,9 @@ async def billing_view(
             {
                 "date": day(inv.paid_at or inv.created_at, language),
                 "amount": money(inv.amount_cents, inv.currency, language),
+                "discount": t("invoice_discount", amount=money(inv.discount_cents, inv.currency, language))
+                if inv.discount_cents > 0
+                else "",
                 "status": t(f"invoice_{inv.status}"),
                 "documents": docs.get(inv.id, []),
             }

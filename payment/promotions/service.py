@@ -15,6 +15,7 @@ from decimal import Decimal, InvalidOperation
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
@@ -254,7 +255,9 @@ async def active_codes_for(session: AsyncSession, app: App) -> int:
 
 async def list_coupons(session: AsyncSession) -> list[tuple[Coupon, list[PromotionCode]]]:
     """Every coupon, newest first, with its codes."""
-    coupons = (await session.scalars(select(Coupon).order_by(Coupon.id.desc()).limit(500))).all()
+    coupons = (
+        await session.scalars(select(Coupon).options(joinedload(Coupon.app)).order_by(Coupon.id.desc()).limit(500))
+    ).all()
     codes = (
         await session.scalars(
             select(PromotionCode).where(PromotionCode.coupon_id.in_([c.id for c in coupons])).order_by(PromotionCode.id)

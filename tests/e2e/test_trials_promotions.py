@@ -170,6 +170,7 @@ def test_a_promotion_code_at_checkout_discounts_the_charge(deployment: Deploymen
         page.wait_for_timeout(500)
         page.reload()
     expect(page.get_by_test_id("invoices")).to_contain_text("THB\u00a0224.25")
+    expect(page.get_by_test_id("invoice-discount").first).to_have_text("after a THB\u00a074.75 discount")
 
 
 def test_a_second_trial_is_refused_to_the_customer_and_to_the_card(deployment: Deployment, page: Page) -> None:
