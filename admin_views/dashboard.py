@@ -91,6 +91,12 @@ def _money_lines(amounts: Mapping[str, int]) -> list[tuple[str, str]]:
     return [("", charts.format_money(cents, currency)) for currency, cents in amounts.items()]
 
 
+def _mrr_note(mrr: metrics.MrrResult) -> str:
+    note = ", ".join(count(n, f"{c.upper()} subscription") for c, n in mrr.subscriptions.items())
+    off = [charts.format_money(cents, c) for c, cents in mrr.discounts.items() if cents]
+    return f"{note}; after {', '.join(off)} of discounts" if off else note
+
+
 def card_views(dashboard: Dashboard) -> list[CardView]:
     """The four cards in page order, formatted for people."""
     mrr, active, churn, revenue = (
@@ -105,7 +111,7 @@ def card_views(dashboard: Dashboard) -> list[CardView]:
             "MRR",
             _money_lines(mrr.amounts) if mrr else [],
             metrics.MRR_FORMULA,
-            ", ".join(count(n, f"{c.upper()} subscription") for c, n in mrr.subscriptions.items()) if mrr else "",
+            _mrr_note(mrr) if mrr else "",
             HELP["mrr"],
         ),
         CardView(

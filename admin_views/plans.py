@@ -90,6 +90,25 @@ class PlanForm(Form):  # type: ignore[misc]
         render_kw=FORM_CHECK,
         description="Inactive plans leave the pricing page; subscribers keep them.",
     )
+    trial_days = StringField(
+        "Trial days",
+        default="0",
+        render_kw={**FORM_CONTROL, "inputmode": "numeric"},
+        description="Days free before the first charge (0 = no trial). One trial per customer and per card in "
+        "each app.",
+    )
+    trial_requires_card = BooleanField(
+        "Ask for a card to start the trial",
+        default=True,
+        render_kw=FORM_CHECK,
+        description="Unticked: Checkout starts the trial without a card.",
+    )
+    trial_end_behavior = SelectField(
+        "When a trial ends without a card",
+        choices=[("cancel", "Cancel the subscription"), ("pause", "Pause it until a card is added")],
+        default="cancel",
+        render_kw=FORM_SELECT,
+    )
 
 
 def parse_price(text: str) -> int:
@@ -176,6 +195,9 @@ def _input(data: dict[str, Any]) -> PlanInput:
         sort_order=_whole(data.get("sort_order") or 0, "Sort order", "sort_order"),
         active=bool(data.get("active")),
         app_id=int(raw_app) if str(raw_app).isdigit() else None,
+        trial_days=_whole(data.get("trial_days") or 0, "Trial days", "trial_days"),
+        trial_requires_card=bool(data.get("trial_requires_card")),
+        trial_end_behavior=str(data.get("trial_end_behavior") or "cancel"),
     )
 
 
@@ -244,6 +266,9 @@ class PlanView(ServiceModelView, model=Plan):
             "sort_order": str(obj.sort_order),
             "active": obj.active,
             "app_id": str(obj.app_id) if obj.app_id else ALL_APPS,
+            "trial_days": str(obj.trial_days),
+            "trial_requires_card": obj.trial_requires_card,
+            "trial_end_behavior": obj.trial_end_behavior,
         }
 
     async def _priced(self, request: Request, data: dict[str, Any]) -> PlanInput:

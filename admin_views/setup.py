@@ -20,6 +20,7 @@ from admin_views import (
     admin_users,
     apps,
     audit_log,
+    coupons,
     customers,
     dashboard,
     documents,
@@ -165,6 +166,7 @@ def mount_admin(app: Starlette, services: Services) -> Admin:
         dunning,
         two_factor,
         password_links,
+        coupons,
     ):
         module.register(admin, services)
     register_app_webhooks(admin, services)

@@ -20,6 +20,14 @@ EN: dict[str, str] = {
     "renews_on": "Renews on {date}.",
     "active_until": "Active until {date}.",
     "trial_ends": "Trial ends on {date}.",
+    "trial_offer": "{days}-day free trial",
+    "invoice_discount": "after a {amount} discount",
+    "trial_offer_no_card": "{days}-day free trial, no card needed",
+    "trial_not_offered": "No free trial: you have already had one in {app}.",
+    "notice_trial_refused": "Your free trial was not started: this card has already had a free trial in {app}, "
+    "so your plan started at once and the card was charged.",
+    "notice_trial_refused_customer": "Your free trial was not started: you have already had one in {app}, so your "
+    "plan started at once.",
     "cancels_on": "Your plan stays active until {date}, then ends. You can renew it under Manage billing.",
     "past_due_help": "Your last payment did not go through. Update your card under Manage billing to keep {plan}; "
     "we will retry the payment automatically.",
@@ -104,6 +112,13 @@ TH: dict[str, str] = {
     "renews_on": "ต่ออายุอัตโนมัติวันที่ {date}",
     "active_until": "ใช้งานได้ถึงวันที่ {date}",
     "trial_ends": "ช่วงทดลองใช้สิ้นสุดวันที่ {date}",
+    "trial_offer": "ทดลองใช้ฟรี {days} วัน",
+    "invoice_discount": "หลังหักส่วนลด {amount}",
+    "trial_offer_no_card": "ทดลองใช้ฟรี {days} วัน ไม่ต้องใช้บัตร",
+    "trial_not_offered": "ไม่มีช่วงทดลองใช้ฟรี: คุณเคยทดลองใช้ใน {app} แล้ว",
+    "notice_trial_refused": "ไม่ได้เริ่มช่วงทดลองใช้ฟรี: บัตรนี้เคยใช้ทดลองใช้ฟรีใน {app} แล้ว "
+    "แผนของคุณจึงเริ่มทันทีและเรียกเก็บเงินจากบัตรแล้ว",
+    "notice_trial_refused_customer": "ไม่ได้เริ่มช่วงทดลองใช้ฟรี: คุณเคยทดลองใช้ใน {app} แล้ว แผนของคุณจึงเริ่มทันที",
     "cancels_on": "แพ็กเกจของคุณใช้งานได้ถึงวันที่ {date} แล้วจะสิ้นสุด คุณต่ออายุได้ที่ “จัดการการชำระเงิน”",
     "past_due_help": "การชำระเงินครั้งล่าสุดไม่สำเร็จ โปรดอัปเดตบัตรที่ “จัดการการชำระเงิน” เพื่อใช้ {plan} ต่อ "
     "ระบบจะลองเรียกเก็บเงินอีกครั้งโดยอัตโนมัติ",

@@ -17,6 +17,8 @@ from payment.billing.entitlements import Entitlement
 from payment.documents import service as documents
 from payment.dunning import cases
 from payment.models import BillingSession, Plan
+from payment.subscriptions import trials
+from payment.subscriptions.trials import TrialOffer
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class PlanCard:
     features: list[str] = field(default_factory=list)
     current: bool = False
     action: str | None = None  # subscribe | portal | None
+    trial: str = ""  # the trial offered, or why none is
 
 
 def describe_current(ent: Entitlement, language: str, *, retry_at: datetime | None = None) -> CurrentPlan:
@@ -77,7 +80,24 @@ def describe_current(ent: Entitlement, language: str, *, retry_at: datetime | No
     return CurrentPlan(ent.plan_slug, ent.plan_name, "active", t("status_active"), "ok", help_text)
 
 
-def plan_card(plan: Plan, ent: Entitlement, language: str, *, has_portal: bool) -> PlanCard:
+def trial_text(trial: TrialOffer | None, app_name: str, language: str) -> str:
+    t = translator(language)
+    if trial is None:
+        return ""
+    if trial.refused:
+        return t("trial_not_offered", app=app_name)
+    return t("trial_offer" if trial.requires_card else "trial_offer_no_card", days=trial.days)
+
+
+def plan_card(
+    plan: Plan,
+    ent: Entitlement,
+    language: str,
+    *,
+    has_portal: bool,
+    trial: TrialOffer | None = None,
+    app_name: str = "",
+) -> PlanCard:
     t = translator(language)
     current = ent.plan is not None and ent.plan.id == plan.id
     action: str | None = None
@@ -94,13 +114,20 @@ def plan_card(plan: Plan, ent: Entitlement, language: str, *, has_portal: bool) 
         features=list(plan.features),
         current=current,
         action=action,
+        trial=trial_text(trial, app_name, language) if action == "subscribe" else "",
     )
 
 
-def messages(query: Mapping[str, str], ent: Entitlement, language: str) -> list[tuple[str, str]]:
-    """Notices carried in the page URL after a redirect (codes only: the words come from the catalogue)."""
+def messages(
+    query: Mapping[str, str], ent: Entitlement, language: str, *, trial_refused: str | None = None, app_name: str = ""
+) -> list[tuple[str, str]]:
+    """Notices carried in the page URL after a redirect (codes only: the words come from the catalogue), and why
+    the current subscription's trial was refused."""
     t = translator(language)
     found: list[tuple[str, str]] = []
+    if trial_refused:
+        key = "notice_trial_refused" if trial_refused == trials.CARD_HAD_TRIAL else "notice_trial_refused_customer"
+        found.append(("info", t(key, app=app_name)))
     if query.get("notice") == "subscribed" and ent.is_paid:
         found.append(("ok", t("notice_subscribed", plan=ent.plan_name)))
     if query.get("notice") == "buyer_saved":
@@ -148,13 +175,21 @@ async def billing_view(
     retry_at = None
     if ent.status == "past_due" and ent.subscription is not None:
         retry_at = await cases.next_retry(session, ent.subscription.id)
+    offers = {p.id: await trials.offer(session, billing.customer, billing.app, p) for p in plans}
+    refused = await trials.refusal(session, ent.subscription.id) if ent.subscription is not None else None
+    app_name = billing.app.name
     return {
         "current": describe_current(ent, language, retry_at=retry_at),
-        "plans": [plan_card(p, ent, language, has_portal=has_portal) for p in plans],
+        "plans": [
+            plan_card(p, ent, language, has_portal=has_portal, trial=offers[p.id], app_name=app_name) for p in plans
+        ],
         "invoices": [
             {
                 "date": day(inv.paid_at or inv.created_at, language),
                 "amount": money(inv.amount_cents, inv.currency, language),
+                "discount": t("invoice_discount", amount=money(inv.discount_cents, inv.currency, language))
+                if inv.discount_cents > 0
+                else "",
                 "status": t(f"invoice_{inv.status}"),
                 "documents": docs.get(inv.id, []),
             }
@@ -167,5 +202,5 @@ async def billing_view(
             "branch_code": buyer.branch_code if buyer else "",
         },
         "show_portal": has_portal,
-        "messages": messages(query, ent, language),
+        "messages": messages(query, ent, language, trial_refused=refused, app_name=app_name),
     }

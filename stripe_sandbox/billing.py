@@ -7,9 +7,10 @@ import calendar
 import copy
 from datetime import UTC, datetime, timedelta
 
+from . import coupons as cp
 from . import shapes
 from . import shapes_billing as sb
-from .payments import attach_card, attempt_payment, create_invoice, settle_refund
+from .payments import attach_card, attempt_payment, create_invoice, default_payment_method, settle_refund
 from .store import JSON, Store
 
 DAY = 86400
@@ -50,8 +51,9 @@ def items_snapshot(sub: JSON) -> JSON:
     return {"data": copy.deepcopy(sub["items"]["data"])}
 
 
-def complete_checkout(store: Store, session: JSON, card: JSON, email: str | None) -> JSON:
-    """Pay an open subscription-mode Checkout Session with a card that charges fine. Returns the subscription."""
+def complete_checkout(store: Store, session: JSON, card: JSON | None, email: str | None) -> JSON:
+    """Pay an open subscription-mode Checkout Session with a card that charges fine (or, for a trial with
+    `payment_method_collection=if_required`, with no card at all). Returns the subscription."""
     now = store.now()
     cust = store.get("customer", session["customer"]) if session.get("customer") else None
     if cust is None:
@@ -61,7 +63,7 @@ def complete_checkout(store: Store, session: JSON, card: JSON, email: str | None
         previous = {"email": cust.get("email")}
         cust["email"] = email
         store.emit("customer.updated", cust, previous)
-    pm = attach_card(store, cust, card)
+    pm = attach_card(store, cust, card) if card is not None else None
     sub_data = session.get("_subscription_data") or {}
     trial_days = int(sub_data.get("trial_period_days") or 0)
     sub = sb.subscription(
@@ -69,10 +71,16 @@ def complete_checkout(store: Store, session: JSON, card: JSON, email: str | None
         cust["id"],
         session["currency"],
         metadata=dict(sub_data.get("metadata") or {}),
-        default_payment_method=pm["id"],
+        default_payment_method=pm["id"] if pm else None,
         test_clock=cust.get("test_clock"),
         description=sub_data.get("description"),
     )
+    if sub_data.get("trial_settings"):
+        sub["trial_settings"] = copy.deepcopy(sub_data["trial_settings"])
+    sub["discounts"] = [
+        cp.discount(store, entry, customer_id=cust["id"], subscription_id=sub["id"], session_id=session["id"])["id"]
+        for entry in session.get("discounts") or []
+    ]
     sub["_anchor"] = now + trial_days * DAY if trial_days else now
     sub["_cycles"] = 0
     for line in session["_line_items"]:
@@ -115,10 +123,51 @@ def cancel_now(store: Store, sub: JSON, at: int, reason: str = "cancellation_req
     store.emit("customer.subscription.deleted", sub)
 
 
+def _has_payment_method(store: Store, sub: JSON, cust: JSON) -> bool:
+    return bool(sub.get("default_payment_method")) or default_payment_method(store, cust) is not None
+
+
+def end_trial_without_card(store: Store, sub: JSON, at: int) -> bool:
+    """A trial ended with no payment method: cancel or pause as `trial_settings` says; False for `create_invoice`
+    (the renewal then invoices and the payment fails)."""
+    behavior = sub["trial_settings"]["end_behavior"]["missing_payment_method"]
+    if behavior == "cancel":
+        cancel_now(store, sub, at)
+        return True
+    if behavior == "pause":
+        previous = {"status": sub["status"], "status_details": None}
+        sub["status"] = "paused"
+        sub["status_details"] = {
+            "paused": {
+                "subscription": {"type": "trial_end_without_payment_method"},
+                "transitioned_at": at,
+                "type": "subscription",
+            }
+        }
+        store.emit("customer.subscription.paused", sub)
+        store.emit("customer.subscription.updated", sub, previous)
+        return True
+    return False
+
+
+def trial_will_end_at(sub: JSON) -> int | None:
+    """When `customer.subscription.trial_will_end` is due: three days before the trial ends (at once for a shorter
+    trial), once per trial end."""
+    if sub["status"] != "trialing" or not sub.get("trial_end") or sub.get("_trial_will_end_sent") == sub["trial_end"]:
+        return None
+    return max(int(sub["trial_end"]) - 3 * DAY, int(sub.get("trial_start") or 0))
+
+
 def renew(store: Store, sub: JSON, at: int, retry_days: tuple[int, ...]) -> None:
     """The period ended at `at`: roll to the next period, invoice it and charge the saved card."""
     cust = store.get("customer", sub["customer"])
     assert cust is not None
+    if (
+        sub["status"] == "trialing"
+        and not _has_payment_method(store, sub, cust)
+        and end_trial_without_card(store, sub, at)
+    ):
+        return
     old_start, old_end = current_period(sub)
     sub["_cycles"] = int(sub["_cycles"]) + 1
     new_end = period_end_after(sub, int(sub["_cycles"]))
@@ -178,6 +227,9 @@ def next_due(store: Store) -> tuple[int, str, JSON] | None:
         candidates: list[tuple[int, str]] = []
         if sub["status"] in ("active", "trialing", "past_due") and sub.get("cancel_at"):
             candidates.append((int(sub["cancel_at"]), "cancel"))
+        will_end = trial_will_end_at(sub)
+        if will_end is not None:
+            candidates.append((will_end, "trial_will_end"))
         if sub["status"] in ("active", "trialing"):
             candidates.append((current_period(sub)[1], "renew"))
         if sub["status"] == "past_due":
@@ -213,6 +265,9 @@ def run_due(store: Store, until: int | None = None, retry_days: tuple[int, ...] 
             settle_refund(store, obj)
         elif action == "cancel":
             cancel_now(store, obj, at)
+        elif action == "trial_will_end":
+            obj["_trial_will_end_sent"] = obj["trial_end"]
+            store.emit("customer.subscription.trial_will_end", obj)
         elif action == "renew":
             renew(store, obj, at, retry_days)
         elif action == "retry":

@@ -4,11 +4,12 @@
   Checkout expiry happen as it passes them.
 - `POST reset`, `GET state`, `GET|POST|DELETE faults` (inject Stripe errors), `POST webhooks/flush`,
   `GET webhooks/deliveries`.
-- `POST checkout_sessions/{id}/pay` (card=): pay like the hosted page; a declined card answers 402 and creates
-  nothing (no customer subscription, no invoice).
+- `POST checkout_sessions/{id}/pay` (card=, promotion_code=): pay like the hosted page; a declined card answers 402
+  and creates nothing (no customer subscription, no invoice); `card=none` starts a trial without a card when the
+  session has `payment_method_collection=if_required`; a promotion code is applied first (400 when refused).
 - `POST customers/{id}/card` (card=): save a default card, like the portal (setup_intent.created,
-  payment_method.attached, setup_intent.succeeded, customer.updated). 4000000000000341 attaches but every charge is
-  declined ("Your card was declined."); 4000000000009995 attaches and is declined for insufficient funds:
+  payment_method.attached, setup_intent.succeeded, customer.updated). 4000000000000341 attaches but every
+  charge is declined ("Your card was declined."); 4000000000009995 attaches and is declined for insufficient funds:
   the next renewal fails with that message in `charge.failure_message` and `payment_intent.last_payment_error`.
 - `POST invoices/{id}/dashboard_refund` (amount=, reason=): a refund made in Stripe's Dashboard on the charge that
   paid the invoice, without metadata of ours (refund.created, charge.refunded).
@@ -39,6 +40,7 @@ from starlette.routing import Route
 from . import shapes
 from .billing import cancel_now, complete_checkout, dashboard_subscription, delete_customer, mark_uncollectible, run_due
 from .cards import CardError, charge_error, parse_card
+from .coupons import apply_code_to_session
 from .errors import StripeError
 from .payments import attach_card, create_refund, invoice_charge
 from .portal_card import update_card
@@ -158,11 +160,20 @@ async def pay_session(request: Request) -> JSONResponse:
     if session is None or session["status"] != "open":
         return JSONResponse({"error": {"type": "invalid_request_error", "message": "Session is not open."}}, 400)
     params = await _params(request)
+    code = str(params.get("promotion_code") or "")
+    if code and not session.get("discounts"):
+        refused = apply_code_to_session(store, session, code)
+        if refused:
+            return JSONResponse({"error": {"type": "invalid_request_error", "message": refused}}, 400)
+    card: JSON | None = None
     try:
-        card = _card(store, params)
-        error = charge_error(card["number"])
-        if error:
-            raise error
+        if params.get("card") != "none":
+            card = _card(store, params)
+            error = charge_error(card["number"])
+            if error:
+                raise error
+        elif session.get("payment_method_collection") != "if_required":
+            raise CardError("Your card number is incomplete.", code="incomplete_number")
     except CardError as exc:
         return JSONResponse(
             {

@@ -75,6 +75,16 @@ INCLUDABLE: dict[tuple[str, str], Callable[[Store, JSON], JSON]] = {
 """Fields Stripe returns only when `expand[]` names them: (object type, field) -> builder of the field's value."""
 
 
+def _object_of(store: Store, item: Any, head: str, full_path: str) -> Any:
+    if not isinstance(item, str):
+        return item
+    kind = "coupon" if head == "coupon" else kind_of_id(item)
+    found = store.get(kind, item) if kind else None
+    if found is None:
+        raise invalid("expand", f"This property cannot be expanded ({full_path}).")
+    return public(found)
+
+
 def _expand_one(store: Store, value: Any, rest: list[str], full_path: str) -> Any:
     if isinstance(value, list):
         return [_expand_one(store, v, rest, full_path) for v in value]
@@ -86,8 +96,13 @@ def _expand_one(store: Store, value: Any, rest: list[str], full_path: str) -> An
     if not isinstance(value, dict) or head not in value:
         raise invalid("expand", f"This property cannot be expanded ({full_path}).")
     target = value[head]
+    if isinstance(target, list):
+        # a list of ids (`discounts`): each id becomes its object, then the rest of the path applies to each
+        value[head] = [_expand_one(store, _object_of(store, item, head, full_path), tail, full_path) for item in target]
+        return value
     if isinstance(target, str):
-        kind = kind_of_id(target)
+        # coupon ids carry no prefix (an admin may name them): the field says what they are
+        kind = "coupon" if head == "coupon" else kind_of_id(target)
         found = store.get(kind, target) if kind else None
         if found is None:
             raise invalid("expand", f"This property cannot be expanded ({full_path}).")

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from . import coupons as cp
 from .billing import complete_checkout, current_period, run_due
 from .cards import CardError, charge_error, parse_card
 from .payments import default_payment_method
@@ -63,16 +64,39 @@ def _checkout_context(store: Store, session: JSON) -> dict[str, Any]:
     )
     cust = store.get("customer", session["customer"]) if session.get("customer") else None
     email = (cust or {}).get("email") or session.get("customer_email")
+    trial_days = (session.get("_subscription_data") or {}).get("trial_period_days")
+    discounts = session.get("discounts") or []
+    promo = store.get("promotion_code", discounts[0]["promotion_code"] or "") if discounts else None
+    cpn = store.get("coupon", discounts[0]["coupon"]) if discounts else None
+    off = cp.amount_off(cpn, total, price["currency"]) if cpn else 0
     return {
         "product_name": product["name"] if product else price["product"],
         "amount": format_amount(total, price["currency"]),
+        "due_today": format_amount(0 if trial_days else total - off, price["currency"]),
+        "discount_text": _discount_text(cpn, promo, price["currency"]) if cpn else None,
+        "allow_promotion_codes": bool(session.get("allow_promotion_codes")) and not discounts,
+        "card_optional": bool(trial_days) and session.get("payment_method_collection") == "if_required",
         "interval_text": interval_text(price),
-        "trial_days": (session.get("_subscription_data") or {}).get("trial_period_days"),
+        "trial_days": trial_days,
         "email": email,
         "email_locked": bool(email),
         "cancel_url": session.get("cancel_url"),
         "action": f"/c/pay/{session['id']}",
     }
+
+
+def _discount_text(cpn: JSON, promo: JSON | None, currency: str) -> str:
+    if cpn.get("percent_off") is not None:
+        what = f"{float(cpn['percent_off']):g}% off"
+    else:
+        what = f"{format_amount(int(cpn['amount_off']), str(cpn['currency']))} off"
+    when = {
+        "once": "the first payment",
+        "forever": "every payment",
+        "repeating": f"{cpn.get('duration_in_months')} months",
+    }[str(cpn["duration"])]
+    label = promo["code"] if promo else (cpn.get("name") or cpn["id"])
+    return f"{label}: {what} {when}"
 
 
 def _closed_page(session: JSON) -> HTMLResponse:
@@ -113,17 +137,29 @@ async def checkout_submit(request: Request) -> Response:
     if session["status"] != "open":
         return _closed_page(session)
     form = await request.form()
-    fields = {k: str(form.get(k) or "") for k in ("email", "cardnumber", "exp", "cvc", "name")}
+    fields = {k: str(form.get(k) or "") for k in ("email", "cardnumber", "exp", "cvc", "name", "promotion_code")}
+    if fields["promotion_code"].strip() and not session.get("discounts"):
+        refused = cp.apply_code_to_session(store, session, fields["promotion_code"])
+        store.save()
+        context = _checkout_context(store, session)
+        context.update(card_number=fields["cardnumber"], exp=fields["exp"], name=fields["name"])
+        if refused:
+            context.update(promotion_error=refused, promotion_code=fields["promotion_code"])
+            return render("checkout.html", status=400, **context)
+        if form.get("action") == "apply":
+            return render("checkout.html", **context)
     context = _checkout_context(store, session)
     now = datetime.fromtimestamp(store.now(), UTC)
+    card: JSON | None = None
     try:
         email = context["email"] or fields["email"].strip()
         if not email or "@" not in email:
             raise CardError("Your email address is invalid.", code="email_invalid")
-        card = parse_card(fields["cardnumber"], fields["exp"], fields["cvc"], now.year, now.month)
-        error = charge_error(card["number"])
-        if error is not None:
-            raise error
+        if not (context["card_optional"] and not fields["cardnumber"].strip()):
+            card = parse_card(fields["cardnumber"], fields["exp"], fields["cvc"], now.year, now.month)
+            error = charge_error(card["number"])
+            if error is not None:
+                raise error
     except CardError as exc:
         context.update(error=exc.message, card_number=fields["cardnumber"], exp=fields["exp"], name=fields["name"])
         if not context["email_locked"]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
+from . import coupons as cp
 from . import shapes_billing as sb
 from . import shapes_payments as sp
 from .cards import CardError, charge_error
@@ -77,7 +78,12 @@ def create_invoice(
             description = f"Trial period for {name}"
         inv["lines"]["data"].append(sb.invoice_line(inv["id"], sub, item, amount, description, line_start, line_end))
         total += amount
-    for key in ("amount_due", "amount_remaining", "subtotal", "subtotal_excluding_tax", "total", "total_excluding_tax"):
+    applied = cp.discount_lines(store, sub, inv["lines"]["data"], inv["currency"], now)
+    inv["discounts"] = [di["id"] for di, _ in applied]
+    inv["total_discount_amounts"] = [{"amount": off, "discount": di["id"]} for di, off in applied]
+    inv["subtotal"] = inv["subtotal_excluding_tax"] = total
+    total -= sum(off for _, off in applied)
+    for key in ("amount_due", "amount_remaining", "total", "total_excluding_tax"):
         inv[key] = total
     inv["default_payment_method"] = cust["invoice_settings"].get("default_payment_method")
     store.add(inv)
@@ -89,7 +95,22 @@ def create_invoice(
     inv["status_transitions"]["finalized_at"] = now
     inv["_previous_latest"] = previous_latest
     store.emit("invoice.finalized", inv)
+    _end_used_discounts(store, sub, now)
     return inv
+
+
+def _end_used_discounts(store: Store, sub: JSON, at: int) -> None:
+    """A `once` discount ends after the invoice it applied to, a `repeating` one when its months are over."""
+    gone = cp.expired_discounts(store, sub, at)
+    if not gone:
+        return
+    previous = {"discounts": list(sub["discounts"])}
+    sub["discounts"] = [d for d in sub["discounts"] if d not in gone]
+    for di_id in gone:
+        di = store.get("discount", di_id)
+        if di is not None:
+            store.emit("customer.discount.deleted", di)
+    store.emit("customer.subscription.updated", sub, previous)
 
 
 def _mark_paid(store: Store, inv: JSON) -> None:

@@ -36,6 +36,8 @@ PREFIX_KIND: dict[str, str] = {
     "inpay": "invoice_payment",
     "clock": "test_helpers.test_clock",
     "seti": "setup_intent",
+    "promo": "promotion_code",
+    "di": "discount",
 }
 KIND_PREFIX = {kind: prefix for prefix, kind in PREFIX_KIND.items()}
 

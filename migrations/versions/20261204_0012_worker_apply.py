@@ -1,7 +1,7 @@
 """The worker reads Stripe outside its transaction: fetch tickets say which stored snapshot is newer.
 
 Revision ID: 0012_worker_apply
-Revises: 0009_dunning_notices
+Revises: 0012_audit_chain_lanes
 Create Date: 2026-12-04 18:40:00
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012_worker_apply"
-down_revision: str | None = "0009_dunning_notices"
+down_revision: str | None = "0012_audit_chain_lanes"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

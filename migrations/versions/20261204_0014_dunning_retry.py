@@ -5,7 +5,7 @@ the last attempt was declined on (a new default card triggers an immediate retry
 marks an attempt that has begun the final hand-off (SMTP DATA); such a message whose worker died is `in_doubt`.
 
 Revision ID: 0014_dunning_retry
-Revises: 0009_dunning_notices
+Revises: 0012_worker_apply
 Create Date: 2026-12-04 18:40:00
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014_dunning_retry"
-down_revision: str | None = "0009_dunning_notices"
+down_revision: str | None = "0012_worker_apply"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """Reconciliation: one row per difference between our books and Stripe's (kind, Stripe object).
 
 Revision ID: 0015_reconciliation
-Revises: 0009_dunning_notices
+Revises: 0014_dunning_retry
 Create Date: 2026-12-04 18:45:00
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0015_reconciliation"
-down_revision: str | None = "0009_dunning_notices"
+down_revision: str | None = "0014_dunning_retry"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

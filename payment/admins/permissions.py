@@ -34,6 +34,7 @@ class Permission(StrEnum):
     MANAGE_DOCUMENTS = "manage_documents"  # seller profiles, issuing tax documents now
     MANAGE_WEBHOOK_ENDPOINTS = "manage_webhook_endpoints"  # client apps' endpoints, secrets, replays, test events
     RECONCILE = "reconcile"  # run the drift check, take Stripe's values, ignore a drift
+    MANAGE_PROMOTIONS = "manage_promotions"  # coupons and promotion codes: create, deactivate
 
 
 # The one table. Reading (lists, details, dashboard, audit log) is open to every signed-in admin.
@@ -46,6 +47,7 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.EXPORT,
             Permission.MANAGE_DOCUMENTS,
             Permission.RECONCILE,
+            Permission.MANAGE_PROMOTIONS,
         }
     ),
     Role.SUPPORT: frozenset({Permission.MANAGE_SUBSCRIPTIONS, Permission.RETRY_WEBHOOK}),
@@ -55,7 +57,9 @@ PERMISSIONS: dict[Role, frozenset[Permission]] = {
 ROLE_LABELS = {Role.OWNER: "Owner", Role.FINANCE: "Finance", Role.SUPPORT: "Support", Role.VIEWER: "Viewer"}
 ROLE_HELP = {
     Role.OWNER: "everything, including admins, apps, API keys and plans",
-    Role.FINANCE: "refunds, manual payments, exports, tax documents and reconciliation with Stripe",
+    Role.FINANCE: (
+        "refunds, manual payments, exports, tax documents, coupons and promotion codes, and reconciliation with Stripe"
+    ),
     Role.SUPPORT: "cancel, resume, extend and grant subscriptions; retry webhook events",
     Role.VIEWER: "read only",
 }
@@ -73,6 +77,7 @@ WHAT = {
     Permission.MANAGE_DOCUMENTS: "manage seller profiles and tax documents",
     Permission.MANAGE_WEBHOOK_ENDPOINTS: "change client apps' webhook endpoints",
     Permission.RECONCILE: "reconcile our books with Stripe",
+    Permission.MANAGE_PROMOTIONS: "manage coupons and promotion codes",
 }
 
 

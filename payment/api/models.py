@@ -177,8 +177,9 @@ class Entitlement(ResponseModel):
     status: Annotated[
         Literal["free", "active", "trialing", "past_due"],
         Field(
-            description="`free` when there is no live paid subscription; `past_due` while Stripe retries a failed "
-            "renewal (keep access, ask the user to update the card)."
+            description="`free` when there is no live paid subscription; `trialing` during a free trial (unlock the "
+            "plan; see `trialEndsAt`); `past_due` while Stripe retries a failed renewal (keep access, ask the user to "
+            "update the card)."
         ),
     ]
     source: Literal["free", "stripe", "manual", "grant"]
@@ -206,6 +207,13 @@ class Entitlement(ResponseModel):
         Field(
             description="When `grace` turns into `blocked`; null unless the state is `grace` or `blocked` (and while "
             "the failed invoice is not yet known)."
+        ),
+    ]
+    trial_ends_at: Annotated[
+        UtcDateTime | None,
+        Field(
+            description="When the free trial ends, while `status` is `trialing`; null otherwise. With a card the plan "
+            "then renews as paid; without one it ends (or pauses) and the answer turns to the free plan."
         ),
     ]
 

@@ -18,7 +18,9 @@ from payment.billing.catalog import plans_for_app
 from payment.billing.entitlements import live_subscription
 from payment.errors import Conflict, NotFound, StripeError, ValidationError
 from payment.models import BillingSession, CheckoutSession, Customer, Plan, Subscription, utcnow
+from payment.promotions import service as promotions
 from payment.stripe.gateway import StripeGateway
+from payment.subscriptions import trials
 
 # An open checkout this close to its expiry is replaced rather than reused: the user would not finish in time.
 REUSE_MARGIN = timedelta(minutes=10)
@@ -171,6 +173,12 @@ async def subscribe(
         "cancel_url": cancel_url(base_url, token),
         "locale": STRIPE_LOCALES.get((locale or "").split("-")[0], "auto"),
     }
+    if await promotions.active_codes_for(session, billing.app):
+        params["allow_promotion_codes"] = True
+    trial = trials.checkout_params(await trials.offer(session, customer, billing.app, plan))
+    if trial is not None:
+        params["subscription_data"] = {"metadata": metadata, **trial.subscription_data}
+        params.update(trial.session)
     # Counting this customer's checkouts (under the row lock) makes a retried request reuse Stripe's answer.
     attempt = await session.scalar(
         select(func.count()).select_from(CheckoutSession).where(CheckoutSession.customer_id == customer.id)

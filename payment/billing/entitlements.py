@@ -138,4 +138,7 @@ def document(ent: Entitlement, *, external_user_id: str, app_slug: str) -> dict[
         "cancelsAt": iso(ent.cancels_on),
         "accessState": ent.access_state,
         "graceEndsAt": iso(ent.grace_ends_at),
+        "trialEndsAt": iso(ent.subscription.trial_end)
+        if ent.subscription is not None and ent.status == "trialing"
+        else None,
     }

@@ -8,7 +8,10 @@ rows of the current UTC day where a window ends at `now`. Days and months are UT
 
 Definitions:
 - active: status 'active' (not trialing, not past_due).
-- MRR per currency: active Stripe subscriptions at their plan's price (yearly ÷ 12); active manual subscriptions at
+- MRR per currency: active Stripe subscriptions at their plan's price (yearly ÷ 12) less the recurring discount
+  Stripe applies to their next invoice (a coupon's percentage of the price, or its amount off capped at the price,
+  until the discount's end; a `once` coupon is gone from the subscription after its first invoice, so it never
+  lowers MRR); active manual subscriptions at
   paid_amount_cents (in paid_currency) over their current period's length in months (whole calendar months, plus
   the rest as a fraction of 30 days); granted subscriptions and free plans count 0. Summed exactly per currency,
   then rounded once, half up, to a whole minor unit.
@@ -34,9 +37,10 @@ WINDOW_DAYS = 30
 MONTH_US = 30 * 86_400 * 1_000_000
 
 MRR_FORMULA = (
-    "Σ active subscriptions' monthly value, per currency: Stripe plan price (yearly ÷ 12); manual = amount "
-    "paid ÷ period length in months; granted and free = 0; trialing and past-due excluded; summed exactly, "
-    "rounded half up"
+    "Σ active subscriptions' monthly value after discount, per currency: Stripe plan price (yearly ÷ 12) − its "
+    "current recurring discount (percent off × price, or the amount off capped at the price; yearly ÷ 12; "
+    "discounts past their end excluded); manual = amount paid ÷ period length in months; granted and free = 0; "
+    "trialing and past-due excluded; summed exactly, rounded half up"
 )
 ACTIVE_FORMULA = "Subscriptions with status active now, by source (trialing and past-due not counted)"
 CHURN_FORMULA = (
@@ -82,10 +86,11 @@ class MrrPart:
 
 @dataclass(frozen=True)
 class MrrResult:
-    amounts: dict[str, int]
+    amounts: dict[str, int]  # after discounts
     subscriptions: dict[str, int]
     parts: list[MrrPart] = field(default_factory=list)
     formula: str = MRR_FORMULA
+    discounts: dict[str, int] = field(default_factory=dict)  # the monthly discount taken off, per currency
 
 
 @dataclass(frozen=True)
@@ -142,6 +147,33 @@ _MANUAL_MRR = text("""
 """)
 
 
+_DISCOUNTS = text("""
+    SELECT p.currency, p.interval, p.price_cents, s.discount_percent_off, s.discount_amount_off_cents
+    FROM subscriptions s JOIN plans p ON p.id = s.plan_id
+    WHERE s.status = 'active' AND s.source = 'stripe' AND p.price_cents > 0
+      AND (s.discount_percent_off IS NOT NULL OR s.discount_amount_off_cents IS NOT NULL)
+      AND (s.discount_ends_at IS NULL OR s.discount_ends_at > :now)
+""")
+
+
+def monthly_discount(price_cents: int, interval: str, percent_off: Decimal | None, amount_off: int | None) -> Fraction:
+    """What a subscription's recurring discount takes off its monthly value, exactly."""
+    months = 12 if interval == "year" else 1
+    if percent_off is not None:
+        return Fraction(price_cents) * Fraction(percent_off) / 100 / months
+    return Fraction(min(amount_off or 0, price_cents), months)
+
+
+async def _discounts(session: AsyncSession, now: datetime) -> dict[str, Fraction]:
+    found: dict[str, Fraction] = {}
+    for row in (await session.execute(_DISCOUNTS, {"now": now})).mappings():
+        off = monthly_discount(
+            int(row["price_cents"]), row["interval"], row["discount_percent_off"], row["discount_amount_off_cents"]
+        )
+        found[row["currency"]] = found.get(row["currency"], Fraction(0)) + off
+    return found
+
+
 async def mrr(session: AsyncSession, *, now: datetime) -> MrrResult:
     """MRR per currency: active Stripe subscriptions at their plan's monthly price, manual ones at what was paid
     spread over their period, granted and free ones at zero; trialing and past-due excluded."""
@@ -173,11 +205,13 @@ async def mrr(session: AsyncSession, *, now: datetime) -> MrrResult:
     for part in parts:
         totals[part.currency] = totals.get(part.currency, Fraction(0)) + part.monthly_cents
         counts[part.currency] = counts.get(part.currency, 0) + part.subscriptions
-    amounts = {c: round_half_up(totals[c]) for c in sorted(totals)}
+    discounts = await _discounts(session, now)
+    amounts = {c: round_half_up(totals[c] - discounts.get(c, Fraction(0))) for c in sorted(totals)}
     return MrrResult(
         amounts=amounts,
         subscriptions={c: counts[c] for c in sorted(counts)},
         parts=sorted(parts, key=lambda p: (p.currency, p.source, p.interval)),
+        discounts={c: round_half_up(discounts[c]) for c in sorted(discounts) if c in totals},
     )
 
 

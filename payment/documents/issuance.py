@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import exists, or_, select
@@ -139,6 +140,13 @@ async def _invoice_description(session: AsyncSession, invoice: Invoice) -> str:
     text = f"ค่าบริการ {plan_name} / {plan_name} subscription" if plan_name else "ค่าบริการ / Service fee"
     if invoice.period_start and invoice.period_end:
         text += f" ({thai_date(invoice.period_start).isoformat()} – {thai_date(invoice.period_end).isoformat()})"
+    if invoice.discount_cents > 0 and invoice.subtotal_cents is not None:
+        # the total is what was paid; the line says what the discount took off which price
+        code = invoice.currency.upper()
+        text += (
+            f", ส่วนลด / discount {code} {Decimal(invoice.discount_cents).scaleb(-2):,.2f}"
+            f" จาก / off {code} {Decimal(invoice.subtotal_cents).scaleb(-2):,.2f}"
+        )
     if invoice.reference_number:
         text += f", ref. {invoice.reference_number}"
     return text

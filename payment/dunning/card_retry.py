@@ -59,7 +59,7 @@ async def card_updated(session: AsyncSession, stripe_customer: JSON, *, actor: s
     """The customer's default card is now `invoice_settings.default_payment_method`: queue one immediate retry of
     each open failed invoice whose last attempt was declined on another card; audited. Returns how many."""
     require(actor, Permission.MANAGE_SUBSCRIPTIONS)
-    card = reader.default_payment_method_id(stripe_customer)
+    card = reader.customer_payment_method_id(stripe_customer)
     stripe_customer_id = reader.id_of(stripe_customer.get("id"))
     if card is None or stripe_customer_id is None or stripe_customer.get("deleted"):
         return 0

@@ -248,13 +248,21 @@ async def _trials_ending(session: AsyncSession, now: datetime) -> int:
     ).all()
     queued = 0
     for sub, customer, plan in rows:
-        end = sub.trial_end.isoformat() if sub.trial_end is not None else ""
-        queued += await notices.queue(
-            session,
-            customer,
-            notices.TRIAL_ENDING,
-            key=f"subscription:{sub.id}:{end}",
-            data={"plan": plan.name, "trialEnd": end, "amountCents": plan.price_cents, "currency": plan.currency},
-            app_id=await notices.link_app_id(session, customer, sub),
-        )
+        queued += await queue_trial_ending(session, sub, customer, plan)
     return queued
+
+
+async def queue_trial_ending(session: AsyncSession, sub: Subscription, customer: Customer, plan: Plan) -> int:
+    """Queue the `trial_ending` notice of a trial (Stripe's `trial_will_end`, or the periodic check as a fallback);
+    keyed by the trial's end date, so it goes once per trial end whichever comes first."""
+    if sub.status != "trialing" or sub.cancel_at_period_end or sub.trial_end is None:
+        return 0
+    end = sub.trial_end.isoformat()
+    return await notices.queue(
+        session,
+        customer,
+        notices.TRIAL_ENDING,
+        key=f"subscription:{sub.id}:{end}",
+        data={"plan": plan.name, "trialEnd": end, "amountCents": plan.price_cents, "currency": plan.currency},
+        app_id=await notices.link_app_id(session, customer, sub),
+    )

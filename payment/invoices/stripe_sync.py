@@ -93,6 +93,8 @@ async def upsert_from_stripe(
     changes.set(row, "paid_at", state.paid_at)
     changes.set(row, "period_start", state.period_start)
     changes.set(row, "period_end", state.period_end)
+    changes.set(row, "subtotal_cents", state.subtotal)
+    changes.set(row, "discount_cents", state.discount)
     changes.set(row, "attempt_count", state.attempt_count)
     retry_at = state.next_payment_attempt if state.status == "payment_failed" else None
     changes.set(row, "next_payment_attempt_at", retry_at)

@@ -33,6 +33,7 @@ from payment.models import utcnow
 from payment.reconciliation.check import CHECK_LOCK, CHECK_NOW_TASK, report_stale, run_check
 from payment.refunds import service as refunds
 from payment.submissions.service import purge
+from payment.subscriptions import trials
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,14 @@ async def reconcile_with_stripe_now(context: procrastinate.JobContext) -> None:
     await _reconcile(context)
 
 
+async def end_refused_trials(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Trials refused after Checkout (the card already had one) are ended at Stripe."""
+    services = services_of_job(context)
+    count = await trials.end_refused(services.db, services.stripe)
+    if count:
+        log.info("ended %s refused trials", count)
+
+
 async def recover_stalled_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
     """Jobs left `doing` by a worker that died (SIGKILL, OOM, lost machine) go back to the queue."""
     manager = context.app.job_manager
@@ -164,6 +173,8 @@ PERIODIC: tuple[tuple[str, str, Any], ...] = (
     ("deliver_emails", "* * * * * */5", deliver_emails),
     ("retry_updated_cards", "* * * * * */5", retry_updated_cards),
     ("queue_dunning_notices", "* * * * *", queue_dunning_notices),
+    # every 5 s: a refused trial is ended while the user is still on the return page; one partial-index query
+    ("end_refused_trials", "* * * * * */5", end_refused_trials),
 )
 
 

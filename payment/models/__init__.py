@@ -23,6 +23,7 @@ from payment.models.ops import (
     StripeEvent,
 )
 from payment.models.outbox import OutboxCounter, OutboxMessage, WebhookEndpoint
+from payment.models.promotions import Coupon, PromotionCode, TrialGrant
 from payment.models.reconciliation import Drift
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "BillingSession",
     "BuyerDetails",
     "CheckoutSession",
+    "Coupon",
     "Customer",
     "DashboardMrrDelta",
     "DashboardRevenueDay",
@@ -51,12 +53,14 @@ __all__ = [
     "OutboxCounter",
     "OutboxMessage",
     "Plan",
+    "PromotionCode",
     "RateLimitHit",
     "Refund",
     "SellerProfile",
     "StripeEvent",
     "Subscription",
     "SubscriptionAdjustment",
+    "TrialGrant",
     "WebhookEndpoint",
     "utcnow",
 ]

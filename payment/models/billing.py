@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
-from sqlalchemy import CheckConstraint, ForeignKey, Identity, Index, Sequence, String, Text, func, text
+from sqlalchemy import CheckConstraint, ForeignKey, Identity, Index, Numeric, Sequence, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from payment.models.base import CURRENCIES, Base, Timestamps, in_list
@@ -106,6 +107,12 @@ class Subscription(Timestamps, Base):
             postgresql_include=["created_at", "trial_end", "status"],
             postgresql_where=text("ended_at IS NOT NULL"),
         ),
+        # dashboard MRR after discount: only the discounted subscriptions
+        Index(
+            "ix_subscriptions_discounted",
+            "status",
+            postgresql_where=text("discount_percent_off IS NOT NULL OR discount_amount_off_cents IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
@@ -128,6 +135,11 @@ class Subscription(Timestamps, Base):
     # what a manual subscription was paid, per its whole duration (MRR counts it over that duration)
     paid_amount_cents: Mapped[int | None]
     paid_currency: Mapped[str | None] = mapped_column(String(3))
+    # the recurring discount Stripe applies to its next invoices (a coupon's percentage or amount in the
+    # subscription's currency), until `discount_ends_at` (NULL: forever); both NULL when there is none
+    discount_percent_off: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
+    discount_amount_off_cents: Mapped[int | None]
+    discount_ends_at: Mapped[datetime | None]
 
     customer: Mapped[Customer] = relationship()
     plan: Mapped[Plan] = relationship()
@@ -219,6 +231,9 @@ class Invoice(Timestamps, Base):
     # fetch tickets of the Stripe snapshots shown: the invoice's, and its charge's (refunded amount, refunds)
     stripe_fetch_ticket: Mapped[int | None]
     stripe_charge_fetch_ticket: Mapped[int | None]
+    # before a discount: amount_cents = subtotal_cents - discount_cents (NULL subtotal: no discount was read)
+    subtotal_cents: Mapped[int | None]
+    discount_cents: Mapped[int] = mapped_column(default=0, server_default="0")
 
     customer: Mapped[Customer] = relationship()
     subscription: Mapped[Subscription | None] = relationship()

@@ -29,6 +29,8 @@ class Plan(Timestamps, Base):
         ),
         CheckConstraint("jsonb_typeof(features) = 'array'", name="features_array"),
         Index("ix_plans_listing", "active", "sort_order", "id"),
+        CheckConstraint("trial_days BETWEEN 0 AND 365", name="trial_days_range"),
+        CheckConstraint("trial_end_behavior IN ('cancel', 'pause')", name="trial_end_behavior"),
     )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
@@ -46,6 +48,11 @@ class Plan(Timestamps, Base):
     # the last comparison of the plan with its Stripe price: why they differ (NULL: they match, or never checked)
     stripe_price_problem: Mapped[str | None] = mapped_column(String(2000))
     stripe_price_checked_at: Mapped[datetime | None]
+    # a trial: how many days free (0: none), whether Checkout asks for a card, and what happens at its end
+    # when no card was added (cancel or pause; with a card the trial converts to a paid subscription)
+    trial_days: Mapped[int] = mapped_column(default=0, server_default="0")
+    trial_requires_card: Mapped[bool] = mapped_column(default=True, server_default="true")
+    trial_end_behavior: Mapped[str] = mapped_column(String(16), default="cancel", server_default="cancel")
 
     app: Mapped[App | None] = relationship()
 

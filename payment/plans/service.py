@@ -15,10 +15,12 @@ from payment.audit import service as audit
 from payment.errors import Conflict, NotFound, ValidationError
 from payment.models import Plan, utcnow
 from payment.models.base import CURRENCIES, INTERVALS
+from payment.models.promotions import TRIAL_END_BEHAVIORS
 
 PRICE_ID_RE = re.compile(r"^price_[A-Za-z0-9_]+$")
 MAX_PRICE_CENTS = 100_000_000_000
 MAX_SORT_ORDER = 1_000_000
+MAX_TRIAL_DAYS = 365
 
 
 @dataclass
@@ -34,6 +36,9 @@ class PlanInput:
     sort_order: int = 0
     active: bool = True
     app_id: int | None = None
+    trial_days: int = 0
+    trial_requires_card: bool = True
+    trial_end_behavior: str = "cancel"
 
     def validated(self) -> PlanInput:
         """The same input, normalised, or a ValidationError naming the first bad field."""
@@ -62,6 +67,12 @@ class PlanInput:
             raise ValidationError("A free plan has no Stripe Price ID; leave it empty.", field="stripe_price_id")
         if price_id is not None and not PRICE_ID_RE.match(price_id):
             raise ValidationError("Stripe Price IDs look like price_1AbC...", field="stripe_price_id")
+        if not 0 <= self.trial_days <= MAX_TRIAL_DAYS:
+            raise ValidationError(f"Trial days must be between 0 and {MAX_TRIAL_DAYS}.", field="trial_days")
+        if self.trial_days and self.price_cents == 0:
+            raise ValidationError("A free plan has no trial; set the trial days to 0.", field="trial_days")
+        if self.trial_end_behavior not in TRIAL_END_BEHAVIORS:
+            raise ValidationError("At the end of a trial without a card: cancel or pause.", field="trial_end_behavior")
         features = [line.strip() for line in self.features if line.strip()]
         if any(len(line) > 200 for line in features) or len(features) > 30:
             raise ValidationError("Up to 30 feature lines of at most 200 characters each.", field="features")
@@ -77,6 +88,9 @@ class PlanInput:
             sort_order=self.sort_order,
             active=self.active,
             app_id=self.app_id,
+            trial_days=self.trial_days,
+            trial_requires_card=self.trial_requires_card,
+            trial_end_behavior=self.trial_end_behavior,
         )
 
 
@@ -113,6 +127,9 @@ def _apply(plan: Plan, data: PlanInput) -> dict[str, object]:
         "sort_order",
         "active",
         "app_id",
+        "trial_days",
+        "trial_requires_card",
+        "trial_end_behavior",
     ):
         new = getattr(data, name)
         if getattr(plan, name, None) != new:

@@ -215,7 +215,12 @@ class StripeGateway:
 
     # subscriptions
     async def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
-        return await self._call(self.client.v1.subscriptions.retrieve_async, subscription_id)
+        """The subscription with its discounts and their coupons (the terms its next invoices get)."""
+        return await self._call(
+            self.client.v1.subscriptions.retrieve_async,
+            subscription_id,
+            params={"expand": ["discounts.source.coupon"]},
+        )
 
     async def update_subscription(
         self, subscription_id: str, params: Params, *, idempotency_key: str | None = None
@@ -231,6 +236,23 @@ class StripeGateway:
         return await self._call(
             self.client.v1.subscriptions.cancel_async, subscription_id, options=self._options(idempotency_key)
         )
+
+    async def retrieve_payment_method(self, payment_method_id: str) -> dict[str, Any]:
+        return await self._call(self.client.v1.payment_methods.retrieve_async, payment_method_id)
+
+    # coupons and promotion codes
+    async def create_coupon(self, params: Params, *, idempotency_key: str) -> dict[str, Any]:
+        return await self._call(
+            self.client.v1.coupons.create_async, params=params, options=self._options(idempotency_key)
+        )
+
+    async def create_promotion_code(self, params: Params, *, idempotency_key: str) -> dict[str, Any]:
+        return await self._call(
+            self.client.v1.promotion_codes.create_async, params=params, options=self._options(idempotency_key)
+        )
+
+    async def update_promotion_code(self, promotion_code_id: str, params: Params) -> dict[str, Any]:
+        return await self._call(self.client.v1.promotion_codes.update_async, promotion_code_id, params=params)
 
     # invoices, charges, refunds
     async def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:

@@ -20,8 +20,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment.dunning import card_retry
+from payment.dunning import cases as dunning
 from payment.errors import StripeError
 from payment.invoices import stripe_sync as invoices
+from payment.models import Customer, Plan
 from payment.refunds import stripe_sync as refunds
 from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
@@ -60,6 +62,18 @@ async def _subscription(session: AsyncSession, gateway: StripeGateway, obj: JSON
         row.id,
         {"stripe_subscription_id": row.stripe_subscription_id, "status": row.status, "changes": changes.values},
     )
+
+
+async def _trial_will_end(
+    session: AsyncSession, gateway: StripeGateway, obj: JSON, at: datetime, actor: str
+) -> Applied:
+    """Three days before a trial ends: map the subscription and queue the end user's `trial_ending` notice."""
+    current = await gateway.retrieve_subscription(str(obj["id"]))
+    row, _ = await subscriptions.upsert_from_stripe(session, gateway, current, actor=actor, event_at=at)
+    customer = await session.get_one(Customer, row.customer_id)
+    plan = await session.get_one(Plan, row.plan_id)
+    queued = await dunning.queue_trial_ending(session, row, customer, plan)
+    return Applied("subscription", row.id, {"stripe_subscription_id": row.stripe_subscription_id, "notice": queued})
 
 
 async def _invoice(session: AsyncSession, gateway: StripeGateway, obj: JSON, at: datetime, actor: str) -> Applied:
@@ -160,6 +174,8 @@ HANDLERS: dict[str, Handler] = {
     "charge.refunded": Handler("charge", _charge, _fetch_charge),
     # most customer.updated events concern no open dunning case and read nothing; the few that do read inside
     "customer.updated": Handler("customer", _customer),
+    "customer.subscription.paused": Handler("subscription", _subscription, _fetch_subscription),
+    "customer.subscription.trial_will_end": Handler("subscription", _trial_will_end, _fetch_subscription),
 }
 HANDLED_TYPES = tuple(HANDLERS)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 JSON = dict[str, Any]
@@ -176,6 +177,54 @@ def subscription(sub: JSON) -> SubscriptionState:
     )
 
 
+@dataclass(frozen=True)
+class DiscountTerms:
+    """A coupon's terms as a subscription's discount applies them: a percentage or an amount, until `ends_at`."""
+
+    percent_off: Decimal | None
+    amount_off: int | None
+    ends_at: datetime | None
+
+
+def _coupon_of(discount: JSON) -> JSON | None:
+    # since 2025-09-30.clover under `source.coupon` (expanded), before as `coupon` on the discount itself
+    source = discount.get("source")
+    coupon = source.get("coupon") if isinstance(source, dict) else discount.get("coupon")
+    return coupon if isinstance(coupon, dict) else None
+
+
+def subscription_discount(sub: JSON) -> DiscountTerms | None:
+    """The discount a subscription's next invoices get: `discounts` (expanded with `source.coupon`), or the single
+    `discount` of older versions; None when there is none."""
+    entries = [d for d in sub.get("discounts") or [] if isinstance(d, dict)]
+    legacy = sub.get("discount")
+    if not entries and isinstance(legacy, dict):
+        entries = [legacy]
+    for entry in entries:
+        coupon = _coupon_of(entry)
+        if coupon is None:
+            continue
+        percent = coupon.get("percent_off")
+        return DiscountTerms(
+            percent_off=Decimal(str(percent)) if percent is not None else None,
+            amount_off=as_int(coupon.get("amount_off")) if percent is None else None,
+            ends_at=ts(entry.get("end")),
+        )
+    return None
+
+
+def subscription_payment_method_id(sub: JSON) -> str | None:
+    """A subscription's own default payment method (`default_payment_method`)."""
+    return id_of(sub.get("default_payment_method"))
+
+
+def card_fingerprint(payment_method: JSON) -> str | None:
+    """The fingerprint Stripe gives every card number (the same card on two customers has the same one)."""
+    card = payment_method.get("card")
+    found = card.get("fingerprint") if isinstance(card, dict) else None
+    return str(found) if found else None
+
+
 # invoices and their payments
 
 
@@ -195,6 +244,8 @@ class InvoiceState:
     subscription_id: str | None
     stripe_customer_id: str | None
     next_payment_attempt: datetime | None = None
+    subtotal: int | None = None
+    discount: int = 0
 
 
 def invoice_subscription_id(inv: JSON) -> str | None:
@@ -211,6 +262,10 @@ def _invoice_status(inv: JSON) -> str:
     if status == "open" and (as_int(inv.get("attempt_count")) or 0) > 0:
         return "payment_failed"
     return status
+
+
+def _dicts(value: Any) -> list[JSON]:
+    return [d for d in value if isinstance(d, dict)] if isinstance(value, list) else []
 
 
 def invoice(inv: JSON) -> InvoiceState:
@@ -235,6 +290,8 @@ def invoice(inv: JSON) -> InvoiceState:
         stripe_customer_id=customer_id(inv),
         # null when no retry is scheduled (paid, void, retries exhausted); a time under Smart Retries or a schedule
         next_payment_attempt=ts(inv.get("next_payment_attempt")),
+        subtotal=as_int(inv.get("subtotal")),
+        discount=sum(as_int(d.get("amount")) or 0 for d in _dicts(inv.get("total_discount_amounts"))),
     )
 
 
@@ -292,7 +349,7 @@ def failed_payment_method_id(intent: JSON) -> str | None:
     return found or id_of(intent.get("payment_method"))
 
 
-def default_payment_method_id(cust: JSON) -> str | None:
+def customer_payment_method_id(cust: JSON) -> str | None:
     """A customer's default payment method for invoices (`invoice_settings.default_payment_method`)."""
     settings = cust.get("invoice_settings")
     return id_of(settings.get("default_payment_method")) if isinstance(settings, dict) else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from payment.errors import PaymentError
@@ -33,7 +34,10 @@ class Changes:
         old = getattr(row, name)
         if old != value:
             setattr(row, name, value)
-            self.values[name] = value.isoformat() if isinstance(value, datetime) else value
+            if isinstance(value, datetime):
+                self.values[name] = value.isoformat()
+            else:
+                self.values[name] = str(value) if isinstance(value, Decimal) else value
 
 
 def later(current: datetime | None, candidate: datetime | None) -> datetime | None:

@@ -18,6 +18,7 @@ from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
 from payment.stripe.reader import JSON
 from payment.stripe.sync import Changes, SyncError, later, older_than_stored
+from payment.subscriptions import trials
 from payment.subscriptions.paid_extension import as_seen_by_us
 
 
@@ -171,9 +172,15 @@ async def upsert_from_stripe(
     changes.set(row, "canceled_at", state.canceled_at)
     changes.set(row, "ended_at", state.ended_at)
     changes.set(row, "trial_end", state.trial_end)
+    terms = reader.subscription_discount(sub)
+    changes.set(row, "discount_percent_off", terms.percent_off if terms else None)
+    changes.set(row, "discount_amount_off_cents", terms.amount_off if terms else None)
+    changes.set(row, "discount_ends_at", terms.ends_at if terms else None)
     row.last_stripe_event_at = later(row.last_stripe_event_at, event_at)
     row.stripe_fetch_ticket = gateway.fetch_ticket or row.stripe_fetch_ticket
     await session.flush()
+    if state.status == "trialing":
+        await trials.note_trial(session, gateway, row, sub, actor=actor)
     return row, changes
 
 

@@ -1,5 +1,5 @@
 """API resources; importing a module registers its routes in `api.ROUTES`."""
 
-from . import catalog, checkout, customers, invoice_pay, misc, money, subscriptions
+from . import catalog, checkout, coupons, customers, invoice_pay, misc, money, subscriptions
 
-__all__ = ["catalog", "checkout", "customers", "invoice_pay", "misc", "money", "subscriptions"]
+__all__ = ["catalog", "checkout", "coupons", "customers", "invoice_pay", "misc", "money", "subscriptions"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import coupons as cp
 from .. import shapes
 from ..api import Ctx, route
 from ..errors import StripeError, invalid, missing, not_found
-from ..forms import get_dict, get_int, get_list, get_str, merge_metadata
+from ..forms import get_bool, get_dict, get_int, get_list, get_str, merge_metadata
 from ..listing import created_filter, paginate
-from ..store import JSON
+from ..store import JSON, Store
 
 
 def _line_items(ctx: Ctx) -> tuple[list[JSON], str, int]:
@@ -45,6 +46,30 @@ def _line_items(ctx: Ctx) -> tuple[list[JSON], str, int]:
     return lines, currency, total
 
 
+COLLECTIONS = ("always", "if_required")
+END_BEHAVIORS = ("cancel", "create_invoice", "pause")
+
+
+def _end_behavior(sub_data: dict[str, Any]) -> str:
+    settings = get_dict(sub_data, "trial_settings") or {}
+    behavior = get_str(get_dict(settings, "end_behavior") or {}, "missing_payment_method") or "create_invoice"
+    if behavior not in END_BEHAVIORS:
+        raise invalid(
+            "subscription_data[trial_settings][end_behavior][missing_payment_method]",
+            "Invalid missing_payment_method: must be one of cancel, create_invoice, or pause",
+        )
+    return behavior
+
+
+def _discount_amount(store: Store, discounts: list[JSON], total: int, currency: str) -> int:
+    off = 0
+    for entry in discounts:
+        cpn = store.get("coupon", entry["coupon"])
+        assert cpn is not None
+        off += cp.amount_off(cpn, total - off, currency)
+    return off
+
+
 @route("POST", "/v1/checkout/sessions")
 def create_session(ctx: Ctx) -> JSON:
     p = ctx.params
@@ -68,6 +93,22 @@ def create_session(ctx: Ctx) -> JSON:
     trial_days = get_int(sub_data, "trial_period_days")
     if trial_days is not None and trial_days < 1:
         raise invalid("subscription_data[trial_period_days]", "trial_period_days must be at least 1.")
+    end_behavior = _end_behavior(sub_data)
+    collection = get_str(p, "payment_method_collection") or "always"
+    if collection not in COLLECTIONS:
+        raise invalid("payment_method_collection", "Invalid payment_method_collection: must be always or if_required")
+    allow_codes = get_bool(p, "allow_promotion_codes")
+    discounts = [
+        cp.session_discount(store, entry if isinstance(entry, dict) else {}, i, customer_id)
+        for i, entry in enumerate(get_list(p, "discounts"))
+    ]
+    if allow_codes and discounts:
+        raise invalid(
+            "allow_promotion_codes", "You may only specify one of these parameters: allow_promotion_codes, discounts."
+        )
+    if len(discounts) > 1:
+        raise invalid("discounts", "You may only specify one discount on a Checkout Session.")
+    off = _discount_amount(store, discounts, total, currency)
     now = store.now()
     expires_at = get_int(p, "expires_at") or now + 24 * 3600
     if not now + 1800 <= expires_at <= now + 24 * 3600:
@@ -84,12 +125,15 @@ def create_session(ctx: Ctx) -> JSON:
         customer_email=customer_email,
         currency=currency,
         amount_subtotal=0 if trial_days else total,
-        amount_total=0 if trial_days else total,
+        amount_total=0 if trial_days else total - off,
+        total_details={"amount_discount": 0 if trial_days else off, "amount_shipping": 0, "amount_tax": 0},
+        discounts=discounts,
+        payment_method_collection=collection,
         metadata=merge_metadata({}, p),
         expires_at=expires_at,
         locale=get_str(p, "locale"),
         customer_creation=None if customer_id else "always",
-        allow_promotion_codes=None,
+        allow_promotion_codes=allow_codes,
         ui_mode=ui_mode,
     )
     session["url"] = f"{ctx.config.base_url}/c/pay/{session['id']}"
@@ -98,7 +142,9 @@ def create_session(ctx: Ctx) -> JSON:
         "metadata": merge_metadata({}, sub_data),
         "trial_period_days": trial_days,
         "description": get_str(sub_data, "description"),
+        "trial_settings": {"end_behavior": {"missing_payment_method": end_behavior}},
     }
+    session["_total"] = total
     store.add(session)
     return session
 
@@ -106,6 +152,13 @@ def create_session(ctx: Ctx) -> JSON:
 @route("GET", "/v1/checkout/sessions/{id}")
 def retrieve_session(ctx: Ctx) -> JSON:
     return ctx.load("checkout.session", label="checkout.session")
+
+
+def _line_share(session: JSON, amount: int) -> int:
+    """A line's part of the session's discount, in proportion to its amount."""
+    total = int(session.get("_total") or 0)
+    off = int(session["total_details"]["amount_discount"])
+    return off * amount // total if total else 0
 
 
 @route("GET", "/v1/checkout/sessions/{id}/line_items")
@@ -117,15 +170,16 @@ def session_line_items(ctx: Ctx) -> JSON:
         assert price is not None
         product = ctx.store.get("product", price["product"])
         amount = int(price["unit_amount"]) * int(line["quantity"])
+        discount = _line_share(session, amount)
         data.append(
             {
                 "id": f"li_{session['id'][8:30]}{i}",
                 "object": "item",
                 "adjustable_quantity": None,
-                "amount_discount": 0,
+                "amount_discount": discount,
                 "amount_subtotal": amount,
                 "amount_tax": 0,
-                "amount_total": amount,
+                "amount_total": amount - discount,
                 "currency": price["currency"],
                 "description": product["name"] if product else "",
                 "metadata": {},

@@ -24,6 +24,7 @@ from payment.models import AdminSession, AdminUser, App, AuditLog, Drift, Plan, 
 from payment.payments.service import ManualPayment, record_manual
 from payment.plans import service as plans
 from payment.plans.service import PlanInput
+from payment.promotions import service as promotions
 from payment.reconciliation import service as reconciliation
 from payment.refunds import service as refunds
 from payment.runtime import Services
@@ -206,6 +207,13 @@ HTTP_ACTIONS = [
         Permission.MANAGE_ADMINS,
         "POST",
         lambda w: f"/admin/admin-user/{w.target_admin_id}/reset-two-factor",
+    ),
+    HttpAction("coupon create", Permission.MANAGE_PROMOTIONS, "POST", lambda w: "/admin/coupons/add", {"name": ""}),
+    HttpAction(
+        "promotion code deactivate",
+        Permission.MANAGE_PROMOTIONS,
+        "POST",
+        lambda w: "/admin/promotion-codes/999999/deactivate",
     ),
     HttpAction(
         "another admin's sessions",
@@ -460,6 +468,18 @@ SERVICE_CALLS: list[tuple[str, Permission, ServiceCall]] = [
         "admins.end_sessions (another admin's)",
         Permission.MANAGE_ADMINS,
         lambda s, sv, w, a: admins.end_sessions(s, w.target_admin_id, actor=a),
+    ),
+    (
+        "promotions.create_coupon",
+        Permission.MANAGE_PROMOTIONS,
+        lambda s, sv, w, a: promotions.create_coupon(
+            sv.db, sv.stripe, promotions.CouponInput(name="", duration="once"), request_key="matrix", actor=a
+        ),
+    ),
+    (
+        "promotions.deactivate_code",
+        Permission.MANAGE_PROMOTIONS,
+        lambda s, sv, w, a: promotions.deactivate_code(sv.db, sv.stripe, 999999, actor=a),
     ),
     (
         "admins.change_password (another admin)",

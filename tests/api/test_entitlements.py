@@ -71,6 +71,7 @@ async def test_unknown_user_gets_the_free_plan(client: httpx.AsyncClient, world:
         "cancelsAt": None,
         "accessState": "full",
         "graceEndsAt": None,
+        "trialEndsAt": None,
     }
 
 

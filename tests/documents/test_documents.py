@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 from payment.db import Database
 from payment.documents import runner
 from payment.documents.service import download, save_buyer_details
-from payment.models import AuditLog, Customer, Document
+from payment.models import AuditLog, Customer, Document, Invoice
 from tests.documents.helpers import BUYER_TAX_ID, SELLER_TAX_ID, paid_invoice, succeeded_refund, suite_seller
 from tests.support.pdf import comparable, pdf_fonts, pdf_page_png, pdf_text
 
@@ -198,3 +198,18 @@ async def test_downloads_are_audited_and_only_the_buyer_may_download(database: D
             .all()
         )
     assert [r.actor for r in rows] == [f"customer:{customer.id}"]
+
+
+async def test_a_discounted_invoice_names_its_discount_on_the_tax_invoice(database: Database) -> None:
+    await suite_seller(database)
+    _, invoice = await paid_invoice(database, amount_cents=23920)
+    async with database.transaction() as session:
+        row = await session.get(Invoice, invoice.id)
+        assert row is not None
+        row.subtotal_cents, row.discount_cents = 29900, 5980
+    await runner.run(database)
+    [doc] = await documents_of(database, invoice.id)
+    assert doc.total_cents == 23920  # what was paid
+    words = comparable(pdf_text(doc.pdf or b""))
+    assert comparable("ส่วนลด / discount THB 59.80 จาก / off THB 299.00") in words
+    assert comparable("Total 239.20 THB") in words

@@ -30,7 +30,9 @@ SDK_CLASSES: dict[str, type[stripe.StripeObject]] = {
     "billing_portal.session": stripe.billing_portal.Session,
     "charge": stripe.Charge,
     "checkout.session": stripe.checkout.Session,
+    "coupon": stripe.Coupon,
     "customer": stripe.Customer,
+    "discount": stripe.Discount,
     "event": stripe.Event,
     "invoice": stripe.Invoice,
     "invoice_payment": stripe.InvoicePayment,
@@ -41,6 +43,7 @@ SDK_CLASSES: dict[str, type[stripe.StripeObject]] = {
     "plan": stripe.Plan,
     "price": stripe.Price,
     "product": stripe.Product,
+    "promotion_code": stripe.PromotionCode,
     "refund": stripe.Refund,
     "setup_intent": stripe.SetupIntent,
     "subscription": stripe.Subscription,
@@ -62,6 +65,11 @@ INCLUDABLE: dict[str, frozenset[str]] = {
 FIXTURE_STALE: dict[str, frozenset[str]] = {"invoice": frozenset({"subscription"})}
 """Fields fixtures3.json still shows that the pinned version removed (the SDK has no such attribute): the SDK wins.
 The conformance test asserts this is exactly the set of such disagreements, so it cannot hide a new one."""
+
+EMULATED_CASES: dict[str, frozenset[str]] = {"subscription": frozenset({"status_details"})}
+"""Fields the SDK has and the fixture lacks because Stripe returns them only in some cases, for the cases the
+sandbox emulates: `subscription.status_details` appears on a paused subscription (a trial that ended without a
+payment method). Allowed there, never required."""
 
 OPTIONAL_NOTE = "(Stripe returns it only in cases we do not emulate)"
 
@@ -150,7 +158,7 @@ class Checker:
         for field in sorted(set(value) - required):
             if field in includable:
                 self.problems.append(f"{label}: extra field {field!r} (includable: only when expand[] names it)")
-            elif field in sdk:
+            elif field in sdk and field not in EMULATED_CASES.get(kind, frozenset()):
                 self.problems.append(
                     f"{label}: extra field {field!r} (Stripe returns it only in cases we do not emulate)"
                 )

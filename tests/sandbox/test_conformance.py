@@ -45,6 +45,9 @@ PRODUCT_TYPES = {
     "item",
     "plan",
     "payment_method",
+    "coupon",
+    "promotion_code",
+    "discount",
 }
 Served = list[tuple[str, dict[str, Any], list[str]]]
 
@@ -150,12 +153,78 @@ def _walk(sbx: Sandbox) -> Served:
     keep("subscriptions", c.subscriptions.list(params={"customer": customer.id, "status": "all"}))
     keep("events", c.events.list(params={"limit": 100}))
     keep("event", c.events.retrieve(c.events.list(params={"limit": 1}).data[0].id))
+    _walk_discounts_and_trials(sbx, keep, price.id)
     keep("test clock deleted", c.test_helpers.test_clocks.delete(clock.id))
     sbx.flush()
     for request in sbx.receiver.requests:
         event = json.loads(request["body"])
         served.append((f"webhook {event['type']}", event, []))
     return served
+
+
+def _walk_discounts_and_trials(sbx: Sandbox, keep: Any, price_id: str) -> None:
+    """Coupons, promotion codes, a discounted Checkout and its invoice, and a card-less trial that pauses."""
+    c = sbx.client.v1
+    percent = keep(
+        "coupon",
+        c.coupons.create(params={"percent_off": 20, "duration": "repeating", "duration_in_months": 3, "name": "20%"}),
+    )
+    keep("coupon amount", c.coupons.create(params={"amount_off": 5000, "currency": "thb", "duration": "once"}))
+    keep("coupon retrieved", c.coupons.retrieve(percent.id))
+    keep("coupons", c.coupons.list())
+    promo = keep(
+        "promotion code",
+        c.promotion_codes.create(
+            params={"promotion": {"type": "coupon", "coupon": percent.id}, "code": "SPRING20", "max_redemptions": 5}
+        ),
+    )
+    keep("promotion codes", c.promotion_codes.list(params={"code": "SPRING20"}))
+    customer = c.customers.create(params={"email": "promo@example.com"})
+    base: SessionCreateParams = {
+        "mode": "subscription",
+        "customer": customer.id,
+        "success_url": "http://app.test/ok",
+        "line_items": [{"price": price_id, "quantity": 1}],
+    }
+    keep("checkout session with a code", c.checkout.sessions.create(params={**base, "allow_promotion_codes": True}))
+    session = c.checkout.sessions.create(params={**base, "discounts": [{"promotion_code": promo.id}]})
+    assert sbx.pay(session.id)["status_code"] == 200
+    session = keep("checkout session discounted", c.checkout.sessions.retrieve(session.id))
+    keep("checkout discounted line items", c.checkout.sessions.line_items.list(session.id))
+    expand = ["discounts", "latest_invoice"]
+    sub = keep(
+        "subscription discounted",
+        c.subscriptions.retrieve(str(session.subscription), params={"expand": expand}),
+        expand,
+    )
+    keep("promotion code redeemed", c.promotion_codes.retrieve(promo.id))
+    keep("promotion code deactivated", c.promotion_codes.update(promo.id, params={"active": False}))
+    expand = ["discounts", "total_discount_amounts.discount"]
+    keep("invoice discounted", c.invoices.retrieve(sub.latest_invoice.id, params={"expand": expand}), expand)
+
+    cardless = c.customers.create(params={"email": "trial@example.com"})
+    trial_params: SessionCreateParams = {
+        **base,
+        "customer": cardless.id,
+        "payment_method_collection": "if_required",
+        "subscription_data": {
+            "trial_period_days": 7,
+            "trial_settings": {"end_behavior": {"missing_payment_method": "pause"}},
+        },
+    }
+    trial = c.checkout.sessions.create(params=trial_params)
+    assert sbx.pay(trial.id, card="none")["status_code"] == 200
+    trial_sub = keep(
+        "subscription trialing", c.subscriptions.retrieve(str(c.checkout.sessions.retrieve(trial.id).subscription))
+    )
+    sbx.advance(present(trial_sub.trial_end) - sbx.now() + 60)
+    paused = keep("subscription paused", c.subscriptions.retrieve(trial_sub.id))
+    assert paused.status == "paused"
+
+
+def present(value: int | None) -> int:
+    assert value is not None
+    return value
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +262,8 @@ def test_webhook_events_carry_the_pinned_version(walk: Served) -> None:
         "charge.refunded",
         "invoice_payment.paid",
         "customer.subscription.deleted",
+        "customer.subscription.trial_will_end",
+        "customer.subscription.paused",
     } <= {e["type"] for e in events}
 
 

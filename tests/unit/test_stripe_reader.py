@@ -232,9 +232,9 @@ def test_the_declined_card_and_the_customers_default_card(fixtures: dict[str, An
     assert reader.failed_payment_method_id(intent) == "pm_old"
     customer = _pinned(fixtures, "customer")
     customer["invoice_settings"] = {"default_payment_method": "pm_new", "custom_fields": None, "footer": None}
-    assert reader.default_payment_method_id(customer) == "pm_new"
+    assert reader.customer_payment_method_id(customer) == "pm_new"
     customer["invoice_settings"]["default_payment_method"] = None
-    assert reader.default_payment_method_id(customer) is None
+    assert reader.customer_payment_method_id(customer) is None
 
 
 def test_decline_message_from_the_payment_intent_or_the_charge(fixtures: dict[str, Any]) -> None:
@@ -310,3 +310,33 @@ def test_event_object_must_be_of_the_expected_type(fixtures: dict[str, Any], ver
     event["data"] = {}
     with pytest.raises(reader.UnusableObject, match=r"no data\.object"):
         reader.event_object(event, "invoice")
+
+
+def test_a_subscription_discount_is_read_in_the_pinned_and_the_older_shape(fixtures: dict[str, Any]) -> None:
+    coupon = {**_pinned(fixtures, "coupon"), "percent_off": 12.5, "amount_off": None, "duration": "repeating"}
+    pinned = _pinned(fixtures, "discount")
+    pinned.update(end=FEB_28, source={"type": "coupon", "coupon": coupon})  # expanded `discounts.source.coupon`
+    sub = {**_pinned(fixtures, "subscription"), "discounts": [pinned]}
+    terms = reader.subscription_discount(sub)
+    assert terms is not None and str(terms.percent_off) == "12.5" and terms.amount_off is None
+    assert terms.ends_at == datetime(2027, 2, 28, 9, tzinfo=UTC)
+    # before 2025-09-30.clover a discount named its coupon directly; pre-basil a subscription had one `discount`
+    amount = {**coupon, "percent_off": None, "amount_off": 5000, "currency": "thb", "duration": "forever"}
+    legacy = {"id": "di_1", "object": "discount", "coupon": amount, "end": None}
+    older = {**_pinned(fixtures, "subscription"), "discounts": [], "discount": legacy}
+    terms = reader.subscription_discount(older)
+    assert terms is not None and terms.percent_off is None and terms.amount_off == 5000 and terms.ends_at is None
+    # discount ids not expanded, or none: no terms (never a guess)
+    assert reader.subscription_discount({**sub, "discounts": ["di_123"]}) is None
+    assert reader.subscription_discount(_pinned(fixtures, "subscription")) is None
+
+
+def test_an_invoices_discount_and_a_cards_fingerprint(fixtures: dict[str, Any]) -> None:
+    inv = _pinned(fixtures, "invoice")
+    inv.update(subtotal=29900, total_discount_amounts=[{"amount": 5980, "discount": "di_1"}], status="paid")
+    state = reader.invoice(inv)
+    assert (state.subtotal, state.discount) == (29900, 5980)
+    assert reader.invoice({**inv, "total_discount_amounts": None}).discount == 0
+    pm = _pinned(fixtures, "payment_method")
+    assert reader.card_fingerprint(pm) == pm["card"]["fingerprint"]
+    assert reader.card_fingerprint({**pm, "card": None}) is None
