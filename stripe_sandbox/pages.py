@@ -12,9 +12,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from .billing import complete_checkout, current_period, run_due
+from .billing import complete_checkout, run_due
 from .cards import CardError, charge_error, parse_card
 from .payments import attach_card, default_payment_method
+from .periods import current_period
 from .store import JSON, Store
 
 ENV = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"]))
