@@ -54,6 +54,15 @@ async def _subscription(session: AsyncSession, gateway: StripeGateway, obj: JSON
     )
 
 
+async def _schedule(session: AsyncSession, gateway: StripeGateway, obj: JSON, at: datetime, actor: str) -> Applied:
+    """A schedule changed (created, phases updated, released, canceled): map its subscription as it is now."""
+    current = await gateway.retrieve_subscription_schedule(str(obj["id"]))
+    sub_id = reader.id_of(current.get("subscription")) or reader.id_of(current.get("released_subscription"))
+    if sub_id is None:
+        return Applied(details={"skipped": f"schedule {obj['id']} manages no subscription"})
+    return await _subscription(session, gateway, {"id": sub_id}, at, actor)
+
+
 async def _invoice(session: AsyncSession, gateway: StripeGateway, obj: JSON, at: datetime, actor: str) -> Applied:
     row, changes = await invoices.apply_current(session, gateway, str(obj["id"]), actor=actor, event_at=at)
     return Applied(
@@ -99,6 +108,11 @@ HANDLERS: dict[str, Handler] = {
     "customer.subscription.created": Handler("subscription", _subscription),
     "customer.subscription.updated": Handler("subscription", _subscription),
     "customer.subscription.deleted": Handler("subscription", _subscription),
+    "subscription_schedule.created": Handler("subscription_schedule", _schedule),
+    "subscription_schedule.updated": Handler("subscription_schedule", _schedule),
+    "subscription_schedule.released": Handler("subscription_schedule", _schedule),
+    "subscription_schedule.canceled": Handler("subscription_schedule", _schedule),
+    "subscription_schedule.completed": Handler("subscription_schedule", _schedule),
     "invoice.paid": Handler("invoice", _invoice),
     "invoice.payment_failed": Handler("invoice", _invoice),
     "charge.refunded": Handler("charge", _charge),
