@@ -58,7 +58,7 @@ async def live_subscription(
                 Subscription.current_period_end > now,
             ),
         )
-        .options(joinedload(Subscription.plan))
+        .options(joinedload(Subscription.plan), joinedload(Subscription.pending_plan))
         # active beats past_due; then the dearer plan; then the newest
         .order_by((Subscription.status == "past_due"), Plan.price_cents.desc(), Subscription.id.desc())
         .limit(1)
