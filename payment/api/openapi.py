@@ -84,6 +84,8 @@ _SCHEMAS: dict[str, Any] = {
             "currentPeriodEnd",
             "cancelAtPeriodEnd",
             "cancelsAt",
+            "cancelAt",
+            "pendingChange",
             "accessState",
             "graceEndsAt",
         ],
@@ -112,6 +114,28 @@ _SCHEMAS: dict[str, Any] = {
                 "format": "date-time",
                 "description": "When a subscription set to end stops (Stripe's cancel_at, or the period "
                 "end); null while it renews.",
+            },
+            "cancelAt": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "The same instant as `cancelsAt` (Stripe's name for it); null while the "
+                "subscription renews.",
+            },
+            "pendingChange": {
+                "type": ["object", "null"],
+                "description": "A plan change the user scheduled for the end of the period (a downgrade): the "
+                "plan it moves to and when. Keep unlocking the current `plan` until then; null when none.",
+                "required": ["plan", "effectiveAt"],
+                "additionalProperties": False,
+                "properties": {
+                    "plan": {
+                        "type": "object",
+                        "required": ["slug", "name"],
+                        "additionalProperties": False,
+                        "properties": {"slug": {"type": "string"}, "name": {"type": "string"}},
+                    },
+                    "effectiveAt": {"type": "string", "format": "date-time"},
+                },
             },
             "accessState": {
                 "type": "string",
