@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
-from payment.errors import Conflict, NotFound
+from payment.errors import Conflict, NotFound, ValidationError
 from payment.models import App, Plan, Subscription
 from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
@@ -269,3 +269,46 @@ async def cancel_pending_change(
         ip=ip,
     )
     return sub
+
+
+async def set_change_rules(
+    session: AsyncSession,
+    app: App,
+    *,
+    allow_downgrade: bool,
+    allow_downgrade_from_yearly: bool,
+    allow_interval_change: bool,
+    actor: str,
+    ip: str | None = None,
+) -> App:
+    """Which plan changes the app's users are offered (upgrades always are); audited when it changes."""
+    require(actor, Permission.MANAGE_APPS)
+    if allow_downgrade_from_yearly and not allow_downgrade:
+        raise ValidationError(
+            "Downgrades from a yearly plan need downgrades allowed.", field="allow_downgrade_from_yearly"
+        )
+    before = {
+        "allow_downgrade": app.allow_downgrade,
+        "allow_downgrade_from_yearly": app.allow_downgrade_from_yearly,
+        "allow_interval_change": app.allow_interval_change,
+    }
+    after = {
+        "allow_downgrade": allow_downgrade,
+        "allow_downgrade_from_yearly": allow_downgrade_from_yearly,
+        "allow_interval_change": allow_interval_change,
+    }
+    if before == after:
+        return app
+    app.allow_downgrade = allow_downgrade
+    app.allow_downgrade_from_yearly = allow_downgrade_from_yearly
+    app.allow_interval_change = allow_interval_change
+    await audit.record(
+        session,
+        actor=actor,
+        action="app.change_rules_changed",
+        entity_type="app",
+        entity_id=app.id,
+        details={"from": before, "to": after},
+        ip=ip,
+    )
+    return app

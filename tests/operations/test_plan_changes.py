@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment.admins.permissions import AdminActor, PermissionDenied, Role
 from payment.config import Settings
-from payment.errors import Conflict
+from payment.errors import Conflict, ValidationError
 from payment.models import App, AuditLog, Plan, Subscription
 from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
@@ -250,3 +250,26 @@ async def test_role_matrix_for_changing_a_plan(
         await changes.change_plan(
             db, gateway, setup.subscription.id, app=app, plan_slug=bigger.slug, proration_date=None, actor=admin
         )
+
+
+async def test_an_owner_sets_the_apps_change_rules_validated_and_audited(db: AsyncSession) -> None:
+    app, _ = await factories.create_app(db)
+    owner, support = AdminActor(1, Role.OWNER), AdminActor(2, Role.SUPPORT)
+
+    with pytest.raises(ValidationError):
+        await changes.set_change_rules(
+            db, app, allow_downgrade=False, allow_downgrade_from_yearly=True, allow_interval_change=True, actor=owner
+        )
+    with pytest.raises(PermissionDenied):
+        await changes.set_change_rules(
+            db, app, allow_downgrade=False, allow_downgrade_from_yearly=False, allow_interval_change=True, actor=support
+        )
+    await changes.set_change_rules(
+        db, app, allow_downgrade=False, allow_downgrade_from_yearly=False, allow_interval_change=False, actor=owner
+    )
+
+    assert (app.allow_downgrade, app.allow_downgrade_from_yearly, app.allow_interval_change) == (False, False, False)
+    logged = await db.scalar(
+        select(AuditLog.details).where(AuditLog.action == "app.change_rules_changed", AuditLog.entity_id == str(app.id))
+    )
+    assert logged is not None and logged["to"]["allow_downgrade"] is False and logged["from"]["allow_downgrade"] is True
