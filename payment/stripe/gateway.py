@@ -159,6 +159,9 @@ class StripeGateway:
         """The invoice with its invoice payments (since basil the only place its charge and payment intent are)."""
         return await self._call(self.client.v1.invoices.retrieve_async, invoice_id, params={"expand": ["payments"]})
 
+    async def void_invoice(self, invoice_id: str) -> dict[str, Any]:
+        return await self._call(self.client.v1.invoices.void_invoice_async, invoice_id)
+
     async def list_invoice_payments(self, params: Params) -> dict[str, Any]:
         return await self._call(self.client.v1.invoice_payments.list_async, params=params)
 

@@ -195,6 +195,13 @@ async def change_plan(
             params["proration_date"] = proration_date
         data = await gateway.update_subscription(sub.stripe_subscription_id, params)
         declined = reader.subscription(data).pending_update
+        if declined:
+            # The change did not happen: its open invoice is voided so no later retry charges for it (voiding
+            # also drops Stripe's pending update).
+            invoice_id = reader.id_of(data.get("latest_invoice"))
+            if invoice_id is not None:
+                await gateway.void_invoice(invoice_id)
+            data = await gateway.retrieve_subscription(sub.stripe_subscription_id)
     else:
         data = await _schedule_downgrade(gateway, sub.stripe_subscription_id, current, target)
         declined = False

@@ -133,6 +133,9 @@ async def test_a_declined_upgrade_leaves_the_plan_and_says_so(
 
     assert outcome.declined and outcome.subscription.plan_id == setup.plan.id
     assert (await _sync(db, gateway, setup.subscription)).plan_id == setup.plan.id
+    stripe_sub = await gateway.retrieve_subscription(str(setup.subscription.stripe_subscription_id))
+    assert stripe_sub["pending_update"] is None  # nothing left for a later retry to apply or charge
+    assert (await gateway.retrieve_invoice(str(stripe_sub["latest_invoice"])))["status"] == "void"
     assert "subscription.upgrade_declined" in await _actions(db, setup.subscription)
 
 

@@ -143,6 +143,8 @@ def _walk(sbx: Sandbox) -> Served:
             },
         ),
     )
+    pending = c.subscriptions.retrieve(sub_id)
+    keep("invoice voided", c.invoices.void_invoice(str(pending.latest_invoice)))
     sbx.advance(sub["items"].data[0].current_period_end - sbx.now() + 60)
     expand = ["latest_invoice.payments.data.payment.payment_intent.latest_charge"]
     keep("subscription past due", c.subscriptions.retrieve(sub_id, params={"expand": expand}), expand)

@@ -240,3 +240,18 @@ def test_a_second_schedule_for_the_same_subscription_is_refused(sbx: Sandbox) ->
         assert "already attached to a schedule" in str(exc.user_message)
     else:
         raise AssertionError("a second schedule was created")
+
+
+def test_voiding_the_invoice_of_a_pending_update_drops_the_update(sbx: Sandbox) -> None:
+    _, sub = sbx.subscribe()
+    sbx.set_card(id_of(sub.customer), DECLINING_CARD)
+    updated = _change(sbx, sub, sbx.price(49900), sbx.now())
+    assert updated.pending_update is not None
+
+    voided = sbx.client.v1.invoices.void_invoice(id_of(updated.latest_invoice))
+
+    assert voided.status == "void" and voided.status_transitions.voided_at is not None
+    after = sbx.client.v1.subscriptions.retrieve(sub.id)
+    assert after.pending_update is None and after["items"].data[0].price.id == sub["items"].data[0].price.id
+    sbx.flush()
+    assert "invoice.voided" in sbx.receiver.types()
