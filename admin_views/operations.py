@@ -64,7 +64,10 @@ async def load_target(session: AsyncSession, op: Operation, pk: int) -> Target:
         )
         if sub is None:
             raise NotFound("This subscription does not exist.")
-        return Target(customer=sub.customer, subscription=sub)
+        active = await session.scalars(
+            select(Plan).options(selectinload(Plan.app)).where(Plan.active.is_(True)).order_by(Plan.sort_order, Plan.id)
+        )
+        return Target(customer=sub.customer, subscription=sub, plans=list(active))
     if op.kind == "invoice":
         invoice = await session.get(Invoice, pk, options=[selectinload(Invoice.customer)])
         if invoice is None:
@@ -120,6 +123,9 @@ class OperationsView(BaseView):
             if values.get("confirm") != "yes":
                 async with services.db.session() as session:
                     await op.precheck(session, target, parsed)
+                    values.update(
+                        await op.preview(session, target, parsed, services.stripe, current_admin_actor(request))
+                    )
         except PaymentError as exc:
             return await self._form(request, op, target, values, exc, status_code=422)
         if values.get("confirm") != "yes":

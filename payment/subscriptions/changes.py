@@ -51,16 +51,19 @@ def kind_of_change(current: Plan, target: Plan) -> str:
     return UPGRADE if monthly_price(target) > monthly_price(current) else DOWNGRADE
 
 
-def refusal(app: App, current: Plan, target: Plan) -> str | None:
-    """Why this change is not offered in this app (None: it is), by the plans and the app's rules."""
+def refusal(app: App | None, current: Plan, target: Plan) -> str | None:
+    """Why this change is not offered in this app (None: it is), by the plans and the app's rules; without an app
+    (an admin's change) only what Stripe cannot do is refused."""
     if target.id == current.id:
         return "This is already the current plan."
-    if not target.active or target.app_id not in (None, app.id):
+    if not target.active or (app is not None and target.app_id not in (None, app.id)):
         return "This plan is not offered in this app."
     if target.is_free or target.stripe_price_id is None:
         return "Changing to a free plan is done by cancelling at the period end."
     if target.currency != current.currency:
         return "Plans in another currency cannot replace this one; cancel and subscribe again."
+    if app is None:
+        return None
     interval_change = target.interval != current.interval
     if interval_change and not app.allow_interval_change:
         return "This app does not offer changing between monthly and yearly billing."
@@ -87,7 +90,7 @@ class ChangePreview:
 
 
 async def _changeable(
-    session: AsyncSession, subscription_id: int, app: App, plan_slug: str
+    session: AsyncSession, subscription_id: int, app: App | None, plan_slug: str
 ) -> tuple[Subscription, Plan, str]:
     sub = await session.get(Subscription, subscription_id)
     if sub is None:
@@ -115,7 +118,13 @@ def _item_params(current: reader.JSON, target: Plan) -> list[dict[str, Any]]:
 
 
 async def preview_change(
-    session: AsyncSession, gateway: StripeGateway, subscription_id: int, *, app: App, plan_slug: str, actor: str
+    session: AsyncSession,
+    gateway: StripeGateway,
+    subscription_id: int,
+    *,
+    app: App | None,
+    plan_slug: str,
+    actor: str,
 ) -> ChangePreview:
     """The exact amount due now and the next charge (amount and date) if the subscription changed to this plan."""
     require(actor, Permission.MANAGE_SUBSCRIPTIONS)
@@ -167,7 +176,7 @@ async def change_plan(
     gateway: StripeGateway,
     subscription_id: int,
     *,
-    app: App,
+    app: App | None,
     plan_slug: str,
     proration_date: int | None,
     actor: str,
