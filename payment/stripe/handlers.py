@@ -115,6 +115,7 @@ HANDLERS: dict[str, Handler] = {
     "subscription_schedule.completed": Handler("subscription_schedule", _schedule),
     "invoice.paid": Handler("invoice", _invoice),
     "invoice.payment_failed": Handler("invoice", _invoice),
+    "invoice.voided": Handler("invoice", _invoice),
     "charge.refunded": Handler("charge", _charge),
 }
 HANDLED_TYPES = tuple(HANDLERS)
