@@ -255,3 +255,30 @@ def test_voiding_the_invoice_of_a_pending_update_drops_the_update(sbx: Sandbox) 
     assert after.pending_update is None and after["items"].data[0].price.id == sub["items"].data[0].price.id
     sbx.flush()
     assert "invoice.voided" in sbx.receiver.types()
+
+
+def test_create_prorations_waits_for_the_renewal_invoice_which_the_preview_shows(sbx: Sandbox) -> None:
+    c = sbx.client.v1
+    _, sub = sbx.subscribe()
+    bigger = sbx.price(49900)
+    sbx.advance(15 * DAY)
+    at = sbx.now()
+    start, end = _period(sub)
+    credit, charge = prorated(19900, end - at, end - start), prorated(49900, end - at, end - start)
+
+    updated = c.subscriptions.update(
+        sub.id,
+        params={
+            "items": [{"id": sub["items"].data[0].id, "price": bigger.id}],
+            "proration_behavior": "create_prorations",
+            "proration_date": at,
+        },
+    )
+
+    assert updated.latest_invoice == sub.latest_invoice  # nothing invoiced now
+    upcoming = c.invoices.create_preview(params={"subscription": sub.id})
+    assert [line.amount for line in upcoming.lines.data] == [-credit, charge, 49900]
+    sbx.advance(end - sbx.now() + 60)
+    renewal = c.invoices.retrieve(id_of(c.subscriptions.retrieve(sub.id).latest_invoice))
+    assert sorted(line.amount for line in renewal.lines.data) == sorted([-credit, charge, 49900])
+    assert renewal.amount_paid == upcoming.amount_due == 49900 + charge - credit
