@@ -24,6 +24,7 @@ from payment.dunning import cases as dunning
 from payment.errors import PaymentError
 from payment.models import App
 from payment.runtime import services_of
+from payment.subscriptions import changes as plan_changes
 
 
 class AppCreateForm(Form):  # type: ignore[misc]
@@ -66,6 +67,21 @@ class AppEditForm(Form):  # type: ignore[misc]
         render_kw=FORM_CONTROL,
         validate_choice=False,  # the service checks it
         description="What the entitlement API says once the grace period is over.",
+    )
+    allow_downgrade = BooleanField(
+        "Offer downgrades",
+        render_kw=FORM_CHECK,
+        description="Users may change to a cheaper plan; it takes effect at the end of their period.",
+    )
+    allow_downgrade_from_yearly = BooleanField(
+        "Offer downgrades from a yearly plan",
+        render_kw=FORM_CHECK,
+        description="Yearly subscribers may schedule a cheaper plan before their year ends (needs downgrades).",
+    )
+    allow_interval_change = BooleanField(
+        "Offer monthly ↔ yearly changes",
+        render_kw=FORM_CHECK,
+        description="Users may switch between monthly and yearly billing (an upgrade applies at once).",
     )
 
 
@@ -118,6 +134,9 @@ class AppView(ServiceModelView, model=App):
             "is_active": obj.is_active,
             "grace_days": obj.grace_days,
             "after_grace": obj.after_grace,
+            "allow_downgrade": obj.allow_downgrade,
+            "allow_downgrade_from_yearly": obj.allow_downgrade_from_yearly,
+            "allow_interval_change": obj.allow_interval_change,
         }
 
     async def create_with(self, session: AsyncSession, data: dict[str, Any], who: Actor) -> Any:
@@ -147,11 +166,20 @@ class AppView(ServiceModelView, model=App):
             ip=who.ip,
         )
         grace = data.get("grace_days")
-        return await dunning.set_grace_policy(
+        app = await dunning.set_grace_policy(
             session,
             app,
             grace_days=app.grace_days if grace is None else int(grace),
             after_grace=str(data.get("after_grace") or app.after_grace),
+            actor=who.actor,
+            ip=who.ip,
+        )
+        return await plan_changes.set_change_rules(
+            session,
+            app,
+            allow_downgrade=bool(data.get("allow_downgrade")),
+            allow_downgrade_from_yearly=bool(data.get("allow_downgrade_from_yearly")),
+            allow_interval_change=bool(data.get("allow_interval_change")),
             actor=who.actor,
             ip=who.ip,
         )

@@ -13,6 +13,7 @@ To add an action: a dataclass for its input, a subclass of `Operation[ThatInput]
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -27,6 +28,7 @@ from payment.models import Customer, Drift, Invoice, Plan, Refund, Subscription
 from payment.payments import service as payments
 from payment.refunds import service as refunds
 from payment.stripe.gateway import StripeGateway
+from payment.subscriptions import changes as plan_changes
 from payment.subscriptions import service as subscriptions
 
 METHOD_LABELS = {"bank_transfer": "Bank transfer", "wire": "Wire", "cash": "Cash", "other": "Other"}
@@ -202,6 +204,13 @@ class Operation(Generic[P]):
 
     async def precheck(self, session: AsyncSession, target: Target, parsed: P) -> None:
         """Refusals the database can tell before the confirmation page (read-only; `act` checks again)."""
+
+    async def preview(
+        self, session: AsyncSession, target: Target, parsed: P, gateway: StripeGateway, actor: AdminActor
+    ) -> tuple[P, dict[str, str]]:
+        """What Stripe says the action would cost, for the confirmation page (read-only): the input completed with it,
+        and the form values the confirmation carries on."""
+        return parsed, {}
 
     async def prepare(self, target: Target, parsed: P, ctx: ActContext) -> P:
         """What the action needs from Stripe, read once confirmed and before the transaction opens (so no
@@ -587,6 +596,93 @@ def cancellation_outcome(refund: Refund, outcome: Outcome) -> Outcome:
     }
 
 
+@dataclass(frozen=True)
+class ChangePlanInput:
+    plan_slug: str
+    plan: str
+    proration_date: int | None
+    # from Stripe's preview, for the confirmation page
+    kind: str = ""
+    due_now: str = ""
+    next_charge: str = ""
+    effective: str = ""
+
+
+class ChangePlan(Operation[ChangePlanInput]):
+    """An admin changes a Stripe subscription's plan with the same preview as the billing page: an upgrade at once
+    (prorated, invoiced now), a downgrade at the period end."""
+
+    permission = Permission.MANAGE_SUBSCRIPTIONS
+    action, kind, title, button = "change-plan", "subscription", "Change plan", "Preview"
+
+    def unavailable(self, target: Target) -> str:
+        sub = target.subscription
+        if sub is not None and (sub.source != "stripe" or sub.status != "active"):
+            return f"Only an active Stripe subscription can change plan; #{sub.id} is {sub.source}, {sub.status}."
+        return super().unavailable(target)
+
+    def fields(self, target: Target) -> list[Field]:
+        current = target.subscription.plan_id if target.subscription else None
+        paid = [p for p in target.plans if not p.is_free and p.id != current]
+        return [Field("plan_id", "New plan", "select", required=True, options=_plan_options(paid))]
+
+    def parse(self, target: Target, values: dict[str, str]) -> ChangePlanInput:
+        plan = _plan(target, values)
+        raw = values.get("proration_date", "").strip()
+        if raw and not raw.isdigit():
+            raise ValidationError("The preview is out of date; preview again.", field="plan_id")
+        return ChangePlanInput(plan_slug=plan.slug, plan=plan.name, proration_date=int(raw) if raw else None)
+
+    async def preview(
+        self, session: AsyncSession, target: Target, parsed: ChangePlanInput, gateway: StripeGateway, actor: AdminActor
+    ) -> tuple[ChangePlanInput, dict[str, str]]:
+        assert target.subscription is not None
+        preview = await plan_changes.preview_change(
+            session, gateway, target.subscription.id, app=None, plan_slug=parsed.plan_slug, actor=actor
+        )
+        shown = dataclasses.replace(
+            parsed,
+            kind=preview.kind,
+            due_now=money(preview.amount_due_now, preview.currency),
+            next_charge=f"{money(preview.next_charge_amount, preview.currency)} on {when(preview.next_charge_at)}",
+            effective=when(preview.effective_at),
+        )
+        return shown, {"proration_date": str(preview.proration_date or "")}
+
+    def summary(self, target: Target, parsed: ChangePlanInput) -> list[tuple[str, str]]:
+        assert target.subscription is not None
+        return [
+            ("Subscription", _sub_label(target.subscription)),
+            ("New plan", parsed.plan),
+            ("Kind", "upgrade: takes effect now" if parsed.kind == "upgrade" else "downgrade: at period end"),
+            ("Due now", parsed.due_now),
+            ("Next charge", parsed.next_charge),
+            ("Takes effect", parsed.effective),
+        ]
+
+    async def act(self, session: AsyncSession, target: Target, parsed: ChangePlanInput, ctx: ActContext) -> Outcome:
+        assert target.subscription is not None
+        outcome = await plan_changes.change_plan(
+            session,
+            ctx.gateway,
+            target.subscription.id,
+            app=None,
+            plan_slug=parsed.plan_slug,
+            proration_date=parsed.proration_date,
+            actor=ctx.actor,
+            ip=ctx.ip,
+        )
+        sub = outcome.subscription
+        if outcome.declined:
+            return {"level": "warning", "message": f"Subscription #{sub.id}: {plan_changes.DECLINED}"}
+        if outcome.kind == plan_changes.UPGRADE:
+            return {"level": "success", "message": f"Subscription #{sub.id} is now on {parsed.plan}."}
+        return {
+            "level": "success",
+            "message": f"Subscription #{sub.id} changes to {parsed.plan} on {when(sub.pending_change_at)}.",
+        }
+
+
 def _plan(target: Target, values: dict[str, str]) -> Plan:
     plan_id = _int(values, "plan_id", "Plan")
     plan = next((p for p in target.plans if p.id == plan_id), None)
@@ -601,7 +697,16 @@ def _span(months: int, days: int) -> str:
 
 OPERATIONS: dict[str, Operation[Any]] = {
     op.action: op
-    for op in (CancelAtPeriodEnd(), Resume(), Extend(), Grant(), RecordPayment(), IssueRefund(), RetryCancellation())
+    for op in (
+        CancelAtPeriodEnd(),
+        Resume(),
+        Extend(),
+        Grant(),
+        RecordPayment(),
+        IssueRefund(),
+        RetryCancellation(),
+        ChangePlan(),
+    )
 }
 
 

@@ -57,7 +57,8 @@ async def load_target(session: AsyncSession, op: Operation[Any], pk: int) -> Tar
         return Target(customer=await customers.get(session, pk), plans=await plans.all_plans(session))
     if op.kind == "subscription":
         sub = await subscriptions.get(session, pk)
-        return Target(customer=sub.customer, subscription=sub)
+        active = [plan for plan in await plans.all_plans(session) if plan.active]
+        return Target(customer=sub.customer, subscription=sub, plans=active)
     if op.kind == "drift":
         drift = await reconciliation.get(session, pk)
         return Target(customer=await customers.get(session, drift.customer_id), drift=drift)
@@ -119,6 +120,10 @@ class OperationsView(BaseView):
             if values.get("confirm") != "yes":
                 async with services.db.session() as session:
                     await op.precheck(session, target, parsed)
+                    parsed, carried = await op.preview(
+                        session, target, parsed, services.stripe, current_admin_actor(request)
+                    )
+                    values.update(carried)
         except PaymentError as exc:
             return await self._form(request, op, target, values, exc, status_code=422)
         if values.get("confirm") != "yes":

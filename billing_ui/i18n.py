@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from billing_ui import i18n_manage as manage
+
 LANGUAGES = {"en": "English", "th": "ไทย"}
 DEFAULT = "en"
 
@@ -187,6 +189,8 @@ TH: dict[str, str] = {
     "unknown_checkout": "ไม่พบการชำระเงินนี้",
 }
 
+EN.update({k: v for k, v in manage.EN.items() if k not in EN})
+TH.update({k: v for k, v in manage.TH.items() if k not in TH})
 CATALOGUES = {"en": EN, "th": TH}
 ERROR_KEYS = {
     "buyer_invalid": "error_buyer_invalid",
@@ -196,6 +200,7 @@ ERROR_KEYS = {
     "plan_is_free": "error_plan_is_free",
     "no_stripe_billing": "error_no_stripe_billing",
     "stripe": "error_stripe",
+    **manage.ERROR_KEYS,
 }
 
 

@@ -116,6 +116,12 @@ async def billing_page(request: Request) -> Response:
         subscribe_action=f"/billing/{token}/subscribe",
         portal_action=f"/billing/{token}/portal",
         buyer_action=f"/billing/{token}/buyer",
+        manage_actions={
+            "change": f"/billing/{token}/change",
+            "keep": f"/billing/{token}/pending/cancel",
+            "cancel": f"/billing/{token}/cancel",
+            "resume": f"/billing/{token}/resume",
+        },
         heading=t("your_plan"),
         **view,
     )

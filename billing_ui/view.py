@@ -11,12 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from billing_ui.formatting import day, money
 from billing_ui.i18n import ERROR_KEYS, translator
+from billing_ui.manage_view import can_self_manage, change_refusal, manage_state
 from payment.billing import catalog, entitlements, invoices
 from payment.billing.checkout import has_stripe_billing
 from payment.billing.entitlements import Entitlement
 from payment.documents import service as documents
 from payment.dunning import cases
-from payment.models import BillingSession, Plan
+from payment.models import App, BillingSession, Plan
 from payment.subscriptions import trials
 from payment.subscriptions.trials import TrialOffer
 
@@ -40,7 +41,7 @@ class PlanCard:
     description: str
     features: list[str] = field(default_factory=list)
     current: bool = False
-    action: str | None = None  # subscribe | portal | None
+    action: str | None = None  # subscribe | change | portal | None
     trial: str = ""  # the trial offered, or why none is
 
 
@@ -97,13 +98,17 @@ def plan_card(
     has_portal: bool,
     trial: TrialOffer | None = None,
     app_name: str = "",
+    app: App | None = None,
 ) -> PlanCard:
     t = translator(language)
     current = ent.plan is not None and ent.plan.id == plan.id
     action: str | None = None
     if not current and not plan.is_free:
-        # a paid subscriber changes plan in Stripe's portal (prorated there), never through a second checkout
-        action = ("portal" if has_portal else None) if ent.is_paid else "subscribe"
+        # a paid subscriber changes plan here (previewed, through Stripe), never through a second checkout
+        if ent.is_paid and app is not None and can_self_manage(ent):
+            action = "change" if change_refusal(app, ent, plan) is None else None
+        else:
+            action = ("portal" if has_portal else None) if ent.is_paid else "subscribe"
     price = t("status_free") if plan.is_free else money(plan.price_cents, plan.currency, language)
     return PlanCard(
         slug=plan.slug,
@@ -132,6 +137,18 @@ def messages(
         found.append(("ok", t("notice_subscribed", plan=ent.plan_name)))
     if query.get("notice") == "buyer_saved":
         found.append(("ok", t("notice_buyer_saved")))
+    pending = ent.subscription.pending_plan if ent.subscription is not None else None
+    notice = query.get("notice")
+    if notice == "upgraded" and ent.is_paid:
+        found.append(("ok", t("notice_upgraded", plan=ent.plan_name)))
+    elif notice == "downgrade_scheduled" and pending is not None:
+        found.append(("ok", t("notice_downgrade_scheduled", plan=pending.name)))
+    elif notice == "pending_canceled":
+        found.append(("ok", t("notice_pending_canceled", plan=ent.plan_name)))
+    elif notice == "cancel_scheduled":
+        found.append(("ok", t("notice_cancel_scheduled")))
+    elif notice == "resumed":
+        found.append(("ok", t("notice_resumed")))
     checkout_state = query.get("checkout")
     if checkout_state == "canceled" and not ent.is_paid:
         found.append(("info", t("notice_canceled", plan=ent.plan_name)))
@@ -181,8 +198,10 @@ async def billing_view(
     return {
         "current": describe_current(ent, language, retry_at=retry_at),
         "plans": [
-            plan_card(p, ent, language, has_portal=has_portal, trial=offers[p.id], app_name=app_name) for p in plans
+            plan_card(p, ent, language, has_portal=has_portal, trial=offers[p.id], app_name=app_name, app=billing.app)
+            for p in plans
         ],
+        "manage": manage_state(ent, language),
         "invoices": [
             {
                 "date": day(inv.paid_at or inv.created_at, language),

@@ -16,6 +16,7 @@ from starlette.middleware import Middleware
 from starlette.routing import Mount
 
 from admin_views.setup import mount_admin
+from billing_ui.manage import routes as manage_routes
 from billing_ui.routes import routes as billing_routes
 from payment.api import client, client_errors, health, problems, webhooks
 from payment.app_webhooks import capture
@@ -78,7 +79,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
                 "/api",
                 routes=[*health.routes, *client_errors.routes, Mount("/v1", routes=[*client.routes, *webhooks.routes])],
             ),
-            Mount("/billing", routes=billing_routes),
+            Mount("/billing", routes=[*manage_routes, *billing_routes]),
         ],
         middleware=[
             # outermost: Stripe's deliveries skip the routers and the middleware made for pages

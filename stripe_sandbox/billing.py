@@ -3,52 +3,18 @@ other things that happen as the clock passes (Checkout expiry, card refund refer
 
 from __future__ import annotations
 
-import calendar
 import copy
-from datetime import UTC, datetime, timedelta
 
 from . import coupons as cp
 from . import shapes
 from . import shapes_billing as sb
 from .payments import attach_card, attempt_payment, create_invoice, default_payment_method, settle_refund
+from .periods import current_period, items_snapshot, period_end_after, set_period
+from .schedules import at_period_end, end_with_subscription
 from .store import JSON, Store
 
 DAY = 86400
 DEFAULT_RETRY_DAYS: tuple[int, ...] = (3, 5, 7)
-
-
-def add_interval(ts: int, interval: str, count: int) -> int:
-    dt = datetime.fromtimestamp(ts, UTC)
-    if interval == "day":
-        return int((dt + timedelta(days=count)).timestamp())
-    if interval == "week":
-        return int((dt + timedelta(weeks=count)).timestamp())
-    months = count * (12 if interval == "year" else 1)
-    month_index = dt.month - 1 + months
-    year, month = dt.year + month_index // 12, month_index % 12 + 1
-    day = min(dt.day, calendar.monthrange(year, month)[1])
-    return int(dt.replace(year=year, month=month, day=day).timestamp())
-
-
-def period_end_after(sub: JSON, cycles: int) -> int:
-    price = sub["items"]["data"][0]["price"]
-    recurring = price.get("recurring") or {"interval": "month", "interval_count": 1}
-    return add_interval(int(sub["_anchor"]), recurring["interval"], int(recurring["interval_count"]) * cycles)
-
-
-def current_period(sub: JSON) -> tuple[int, int]:
-    item = sub["items"]["data"][0]
-    return int(item["current_period_start"]), int(item["current_period_end"])
-
-
-def set_period(sub: JSON, start: int, end: int) -> None:
-    for item in sub["items"]["data"]:
-        item["current_period_start"] = start
-        item["current_period_end"] = end
-
-
-def items_snapshot(sub: JSON) -> JSON:
-    return {"data": copy.deepcopy(sub["items"]["data"])}
 
 
 def complete_checkout(store: Store, session: JSON, card: JSON | None, email: str | None) -> JSON:
@@ -120,7 +86,9 @@ def cancel_now(store: Store, sub: JSON, at: int, reason: str = "cancellation_req
     sub["ended_at"] = at
     sub["canceled_at"] = sub.get("canceled_at") or at
     sub["cancellation_details"]["reason"] = reason
+    sub["pending_update"] = None
     store.emit("customer.subscription.deleted", sub)
+    end_with_subscription(store, sub)
 
 
 def _has_payment_method(store: Store, sub: JSON, cust: JSON) -> bool:
@@ -169,9 +137,16 @@ def renew(store: Store, sub: JSON, at: int, retry_days: tuple[int, ...]) -> None
     ):
         return
     old_start, old_end = current_period(sub)
+    previous: JSON = {"items": items_snapshot(sub), "latest_invoice": sub.get("latest_invoice")}
+    outcome, _ = at_period_end(store, sub, at)
+    if outcome == "cancel":
+        cancel_now(store, sub, at)
+        return
+    if sub.get("pending_update"):
+        # An unpaid pending update does not survive into the next period (Stripe lets it expire).
+        expire_pending_update(store, sub)
     sub["_cycles"] = int(sub["_cycles"]) + 1
     new_end = period_end_after(sub, int(sub["_cycles"]))
-    previous: JSON = {"items": items_snapshot(sub), "latest_invoice": sub.get("latest_invoice")}
     set_period(sub, at, new_end)
     if sub["status"] == "trialing":
         previous["status"] = "trialing"
@@ -207,6 +182,14 @@ def retry(store: Store, sub: JSON, inv: JSON, at: int, retry_days: tuple[int, ..
         cancel_now(store, sub, at, "payment_failed")
 
 
+def expire_pending_update(store: Store, sub: JSON) -> None:
+    """A pending update whose invoice was not paid in time is discarded; the subscription stays as it was."""
+    previous = {"pending_update": sub["pending_update"]}
+    sub["pending_update"] = None
+    sub.pop("_pending_change", None)
+    store.emit("customer.subscription.pending_update_expired", sub, previous)
+
+
 def _open_invoice(store: Store, sub: JSON) -> JSON | None:
     inv = store.get("invoice", sub["latest_invoice"]) if sub.get("latest_invoice") else None
     if inv and inv["status"] == "open" and inv.get("next_payment_attempt"):
@@ -232,6 +215,8 @@ def next_due(store: Store) -> tuple[int, str, JSON] | None:
             candidates.append((will_end, "trial_will_end"))
         if sub["status"] in ("active", "trialing"):
             candidates.append((current_period(sub)[1], "renew"))
+        if sub.get("pending_update"):
+            candidates.append((int(sub["pending_update"]["expires_at"]), "expire_update"))
         if sub["status"] == "past_due":
             inv = _open_invoice(store, sub)
             if inv:
@@ -268,6 +253,8 @@ def run_due(store: Store, until: int | None = None, retry_days: tuple[int, ...] 
         elif action == "trial_will_end":
             obj["_trial_will_end_sent"] = obj["trial_end"]
             store.emit("customer.subscription.trial_will_end", obj)
+        elif action == "expire_update":
+            expire_pending_update(store, obj)
         elif action == "renew":
             renew(store, obj, at, retry_days)
         elif action == "retry":

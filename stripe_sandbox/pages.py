@@ -13,9 +13,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from . import coupons as cp
-from .billing import complete_checkout, current_period, run_due
+from .billing import complete_checkout, run_due
 from .cards import CardError, charge_error, parse_card
 from .payments import default_payment_method
+from .periods import current_period
 from .portal_card import update_card
 from .store import JSON, Store
 

@@ -10,6 +10,7 @@ from . import shapes_billing as sb
 from . import shapes_payments as sp
 from .cards import CardError, charge_error
 from .errors import StripeError, invalid
+from .prorations import invoice_line as proration_line
 from .store import JSON, Store
 
 
@@ -61,11 +62,7 @@ def create_invoice(
     amount_override: int | None = None,
 ) -> JSON:
     """Create, emit invoice.created, finalize and emit invoice.finalized."""
-    now = store.now()
-    inv = sb.invoice(
-        now, cust, sub, next_invoice_number(cust), billing_reason, period_start=period_start, period_end=period_end
-    )
-    total = 0
+    inv = new_invoice(store, cust, sub, billing_reason, period_start, period_end)
     for item in sub["items"]["data"]:
         price = item["price"]
         amount = int(price["unit_amount"] or 0) * int(item["quantity"])
@@ -77,7 +74,31 @@ def create_invoice(
         if amount == 0 and sub.get("trial_end") and line_end <= sub["trial_end"]:
             description = f"Trial period for {name}"
         inv["lines"]["data"].append(sb.invoice_line(inv["id"], sub, item, amount, description, line_start, line_end))
-        total += amount
+    if billing_reason == "subscription_cycle":
+        # Prorations of changes made with proration_behavior=create_prorations wait for the next invoice.
+        for spec in sub.pop("_pending_lines", None) or []:
+            inv["lines"]["data"].append(proration_line(inv["id"], sub, spec))
+    return finalize_new_invoice(store, cust, sub, inv)
+
+
+def new_invoice(store: Store, cust: JSON, sub: JSON, billing_reason: str, period_start: int, period_end: int) -> JSON:
+    """A draft invoice of a subscription, not stored yet: its lines are added by the caller."""
+    return sb.invoice(
+        store.now(),
+        cust,
+        sub,
+        next_invoice_number(cust),
+        billing_reason,
+        period_start=period_start,
+        period_end=period_end,
+    )
+
+
+def finalize_new_invoice(store: Store, cust: JSON, sub: JSON, inv: JSON) -> JSON:
+    """Total the lines, store the invoice as the subscription's latest, emit invoice.created, finalize it and emit
+    invoice.finalized."""
+    now = store.now()
+    total = sum(int(line["amount"]) for line in inv["lines"]["data"])
     applied = cp.discount_lines(store, sub, inv["lines"]["data"], inv["currency"], now)
     inv["discounts"] = [di["id"] for di, _ in applied]
     inv["total_discount_amounts"] = [{"amount": off, "discount": di["id"]} for di, off in applied]

@@ -25,6 +25,7 @@ PREFIX_KIND: dict[str, str] = {
     "cus": "customer",
     "cs": "checkout.session",
     "sub": "subscription",
+    "sub_sched": "subscription_schedule",
     "in": "invoice",
     "pi": "payment_intent",
     "ch": "charge",
@@ -48,7 +49,8 @@ def new_id(prefix: str, length: int = 24) -> str:
 
 
 def kind_of_id(object_id: str) -> str | None:
-    return PREFIX_KIND.get(object_id.split("_", 1)[0])
+    two = "_".join(object_id.split("_", 2)[:2])  # "sub_sched_..." is a schedule, "sub_..." a subscription
+    return PREFIX_KIND.get(two) or PREFIX_KIND.get(object_id.split("_", 1)[0])
 
 
 def public(obj: Any) -> Any:

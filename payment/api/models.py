@@ -168,6 +168,13 @@ class PlanRef(ResponseModel):
     name: str
 
 
+class PendingChange(ResponseModel):
+    """A plan change scheduled for the end of the period (a downgrade)."""
+
+    plan: PlanRef
+    effective_at: UtcDateTime
+
+
 class Entitlement(ResponseModel):
     """What a user may use in an app now: the API's answer and the `entitlement.changed` webhook's data."""
 
@@ -191,6 +198,19 @@ class Entitlement(ResponseModel):
         Field(
             description="When a subscription set to end stops (Stripe's cancel_at, or the period end); null while "
             "it renews."
+        ),
+    ]
+    cancel_at: Annotated[
+        UtcDateTime | None,
+        Field(
+            description="The same instant as `cancelsAt` (Stripe's name for it); null while the subscription renews."
+        ),
+    ]
+    pending_change: Annotated[
+        PendingChange | None,
+        Field(
+            description="A plan change the user scheduled for the end of the period (a downgrade): the plan it moves "
+            "to and when. Keep unlocking the current `plan` until then; null when none."
         ),
     ]
     access_state: Annotated[

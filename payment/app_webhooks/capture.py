@@ -31,9 +31,12 @@ SUBSCRIPTION_FIELDS = (
     "current_period_start",
     "current_period_end",
     "cancel_at_period_end",
+    "cancel_at",
     "canceled_at",
     "ended_at",
     "trial_end",
+    "pending_plan_id",  # a downgrade scheduled or withdrawn changes the entitlement's pendingChange
+    "pending_change_at",
 )
 CUSTOMER_FIELDS = ("email", "name", "locale")
 

@@ -33,6 +33,8 @@ class Entitlement:
     plan: Plan | None
     access_state: str = FULL
     grace_ends_at: datetime | None = None
+    pending_plan: Plan | None = None  # the plan a scheduled change moves to, at pending_change_at
+    pending_change_at: datetime | None = None
 
     @property
     def is_paid(self) -> bool:
@@ -58,7 +60,7 @@ async def live_subscription(
                 Subscription.current_period_end > now,
             ),
         )
-        .options(joinedload(Subscription.plan))
+        .options(joinedload(Subscription.plan), joinedload(Subscription.pending_plan))
         # active beats past_due; then the dearer plan; then the newest
         .order_by((Subscription.status == "past_due"), Plan.price_cents.desc(), Subscription.id.desc())
         .limit(1)
@@ -104,6 +106,8 @@ async def current(
                 plan=sub.plan,
                 access_state=state,
                 grace_ends_at=grace_ends_at,
+                pending_plan=sub.pending_plan if sub.pending_change_at is not None else None,
+                pending_change_at=sub.pending_change_at if sub.pending_plan is not None else None,
             )
     free = await free_plan(session, app)
     return Entitlement(
@@ -136,6 +140,13 @@ def document(ent: Entitlement, *, external_user_id: str, app_slug: str) -> dict[
         "currentPeriodEnd": iso(ent.current_period_end),
         "cancelAtPeriodEnd": ent.cancel_at_period_end,
         "cancelsAt": iso(ent.cancels_on),
+        "cancelAt": iso(ent.cancels_on),
+        "pendingChange": None
+        if ent.pending_plan is None
+        else {
+            "plan": {"slug": ent.pending_plan.slug, "name": ent.pending_plan.name},
+            "effectiveAt": iso(ent.pending_change_at),
+        },
         "accessState": ent.access_state,
         "graceEndsAt": iso(ent.grace_ends_at),
         "trialEndsAt": iso(ent.subscription.trial_end)

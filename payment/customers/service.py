@@ -81,7 +81,7 @@ async def detail(session: AsyncSession, customer_id: int) -> CustomerDetail:
             await session.execute(
                 select(Subscription)
                 .where(Subscription.customer_id == customer_id)
-                .options(selectinload(Subscription.plan))
+                .options(selectinload(Subscription.plan), selectinload(Subscription.pending_plan))
                 .order_by(Subscription.id.desc())
                 .limit(HISTORY_LIMIT)
             )

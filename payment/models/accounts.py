@@ -135,6 +135,10 @@ class App(Timestamps, Base):
     after_grace: Mapped[str] = mapped_column(String(16), default="blocked", server_default="blocked")
     # shown at the top of the billing pages; https only (the pages' CSP allows https images)
     logo_url: Mapped[str | None] = mapped_column(String(2048))
+    # which plan changes the billing page offers (upgrades are always offered)
+    allow_downgrade: Mapped[bool] = mapped_column(default=True, server_default="true")
+    allow_downgrade_from_yearly: Mapped[bool] = mapped_column(default=True, server_default="true")
+    allow_interval_change: Mapped[bool] = mapped_column(default=True, server_default="true")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.slug})"

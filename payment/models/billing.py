@@ -100,6 +100,7 @@ class Subscription(Timestamps, Base):
             postgresql_where=text("source <> 'stripe' AND status IN ('active', 'trialing')"),
         ),
         Index("ix_subscriptions_ended_at", "ended_at", postgresql_where=text("ended_at IS NOT NULL")),
+        CheckConstraint("(pending_plan_id IS NULL) = (pending_change_at IS NULL)", name="pending_change_complete"),
         # dashboard churn: recent endings without visiting the table (migration 0002e)
         Index(
             "ix_subscriptions_dashboard_ended",
@@ -140,9 +141,16 @@ class Subscription(Timestamps, Base):
     discount_percent_off: Mapped[Decimal | None] = mapped_column(Numeric(5, 2))
     discount_amount_off_cents: Mapped[int | None]
     discount_ends_at: Mapped[datetime | None]
+    # a change Stripe will make at a period end (a downgrade through the subscription's schedule)
+    pending_plan_id: Mapped[int | None] = mapped_column(ForeignKey("plans.id", ondelete="RESTRICT"))
+    pending_change_at: Mapped[datetime | None]
+    stripe_schedule_id: Mapped[str | None] = mapped_column(String(255))
+    # why the end user cancelled (optional, shown to admins)
+    cancel_reason: Mapped[str | None] = mapped_column(String(2000))
 
     customer: Mapped[Customer] = relationship()
-    plan: Mapped[Plan] = relationship()
+    plan: Mapped[Plan] = relationship(foreign_keys=[plan_id])
+    pending_plan: Mapped[Plan | None] = relationship(foreign_keys=[pending_plan_id])
 
     @property
     def is_live(self) -> bool:

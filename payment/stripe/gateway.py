@@ -254,6 +254,33 @@ class StripeGateway:
     async def update_promotion_code(self, promotion_code_id: str, params: Params) -> dict[str, Any]:
         return await self._call(self.client.v1.promotion_codes.update_async, promotion_code_id, params=params)
 
+    # plan changes: invoice previews and subscription schedules
+    async def create_invoice_preview(self, params: Params) -> dict[str, Any]:
+        return await self._call(self.client.v1.invoices.create_preview_async, params=params)
+
+    async def create_subscription_schedule(
+        self, params: Params, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        return await self._call(
+            self.client.v1.subscription_schedules.create_async, params=params, options=self._options(idempotency_key)
+        )
+
+    async def retrieve_subscription_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return await self._call(self.client.v1.subscription_schedules.retrieve_async, schedule_id)
+
+    async def update_subscription_schedule(
+        self, schedule_id: str, params: Params, *, idempotency_key: str | None = None
+    ) -> dict[str, Any]:
+        return await self._call(
+            self.client.v1.subscription_schedules.update_async,
+            schedule_id,
+            params=params,
+            options=self._options(idempotency_key),
+        )
+
+    async def release_subscription_schedule(self, schedule_id: str) -> dict[str, Any]:
+        return await self._call(self.client.v1.subscription_schedules.release_async, schedule_id)
+
     # invoices, charges, refunds
     async def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
         """The invoice with its invoice payments (since basil the only place its charge and payment intent are)."""
@@ -264,6 +291,9 @@ class StripeGateway:
         return await self._call(
             self.client.v1.invoices.pay_async, invoice_id, params=params, options=self._options(idempotency_key)
         )
+
+    async def void_invoice(self, invoice_id: str) -> dict[str, Any]:
+        return await self._call(self.client.v1.invoices.void_invoice_async, invoice_id)
 
     async def list_invoice_payments(self, params: Params) -> dict[str, Any]:
         return await self._call(self.client.v1.invoice_payments.list_async, params=params)

@@ -76,6 +76,15 @@ async def _trial_will_end(
     return Applied("subscription", row.id, {"stripe_subscription_id": row.stripe_subscription_id, "notice": queued})
 
 
+async def _schedule(session: AsyncSession, gateway: StripeGateway, obj: JSON, at: datetime, actor: str) -> Applied:
+    """A schedule changed (created, phases updated, released, canceled): map its subscription as it is now."""
+    current = await gateway.retrieve_subscription_schedule(str(obj["id"]))
+    sub_id = reader.id_of(current.get("subscription")) or reader.id_of(current.get("released_subscription"))
+    if sub_id is None:
+        return Applied(details={"skipped": f"schedule {obj['id']} manages no subscription"})
+    return await _subscription(session, gateway, {"id": sub_id}, at, actor)
+
+
 async def _invoice(session: AsyncSession, gateway: StripeGateway, obj: JSON, at: datetime, actor: str) -> Applied:
     row, changes = await invoices.apply_current(session, gateway, str(obj["id"]), actor=actor, event_at=at)
     return Applied(
@@ -130,6 +139,12 @@ async def _fetch_subscription(gateway: StripeGateway, obj: JSON) -> None:
     await gateway.retrieve_subscription(str(obj["id"]))
 
 
+async def _fetch_schedule(gateway: StripeGateway, obj: JSON) -> None:
+    current = await gateway.retrieve_subscription_schedule(str(obj["id"]))
+    if sub_id := reader.id_of(current.get("subscription")) or reader.id_of(current.get("released_subscription")):
+        await gateway.retrieve_subscription(sub_id)
+
+
 async def _fetch_invoice(gateway: StripeGateway, obj: JSON) -> None:
     # an invoice's subscription never changes: both reads at once, from the id in the event
     reads: list[Awaitable[Any]] = [gateway.retrieve_invoice(str(obj["id"]))]
@@ -176,6 +191,12 @@ HANDLERS: dict[str, Handler] = {
     "customer.updated": Handler("customer", _customer),
     "customer.subscription.paused": Handler("subscription", _subscription, _fetch_subscription),
     "customer.subscription.trial_will_end": Handler("subscription", _trial_will_end, _fetch_subscription),
+    "subscription_schedule.created": Handler("subscription_schedule", _schedule, _fetch_schedule),
+    "subscription_schedule.updated": Handler("subscription_schedule", _schedule, _fetch_schedule),
+    "subscription_schedule.released": Handler("subscription_schedule", _schedule, _fetch_schedule),
+    "subscription_schedule.canceled": Handler("subscription_schedule", _schedule, _fetch_schedule),
+    "subscription_schedule.completed": Handler("subscription_schedule", _schedule, _fetch_schedule),
+    "invoice.voided": Handler("invoice", _invoice, _fetch_invoice),
 }
 HANDLED_TYPES = tuple(HANDLERS)
 

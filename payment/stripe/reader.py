@@ -144,6 +144,8 @@ class SubscriptionState:
     stripe_customer_id: str | None
     our_customer_id: int | None
     our_plan_id: int | None
+    schedule_id: str | None = None
+    pending_update: bool = False
 
 
 def _items(sub: JSON) -> list[JSON]:
@@ -174,6 +176,92 @@ def subscription(sub: JSON) -> SubscriptionState:
         stripe_customer_id=customer_id(sub),
         our_customer_id=metadata_int(sub, "customer_id"),
         our_plan_id=metadata_int(sub, "plan_id"),
+        schedule_id=id_of(sub.get("schedule")),
+        pending_update=bool(sub.get("pending_update")),
+    )
+
+
+def subscription_item_id(sub: JSON) -> str | None:
+    """The id of the subscription's (first and only) item, which a price change names."""
+    items = _items(sub)
+    return id_of(items[0].get("id")) if items else None
+
+
+# subscription schedules and invoice previews (plan changes)
+
+
+@dataclass(frozen=True)
+class Phase:
+    start: datetime
+    end: datetime | None
+    price_id: str | None
+
+
+@dataclass(frozen=True)
+class ScheduleState:
+    id: str
+    status: str
+    subscription_id: str | None
+    phases: tuple[Phase, ...]
+
+
+def schedule(obj: JSON) -> ScheduleState:
+    """A subscription schedule: status, the subscription it manages and each phase's start, end and price."""
+    phases = []
+    for phase in obj.get("phases") or []:
+        items = phase.get("items") or []
+        start = ts(phase.get("start_date"))
+        if start is None:
+            raise UnusableObject(f"subscription schedule {obj.get('id')} has a phase without a start date")
+        phases.append(Phase(start, ts(phase.get("end_date")), id_of(items[0].get("price")) if items else None))
+    return ScheduleState(
+        id=str(obj["id"]),
+        status=str(obj.get("status") or ""),
+        subscription_id=id_of(obj.get("subscription")),
+        phases=tuple(phases),
+    )
+
+
+@dataclass(frozen=True)
+class PreviewLine:
+    amount: int
+    proration: bool
+    period_start: datetime | None
+    period_end: datetime | None
+    price_id: str | None
+
+
+@dataclass(frozen=True)
+class PreviewState:
+    """An invoice preview (`create_preview`): what is due and its lines."""
+
+    amount_due: int
+    total: int
+    currency: str
+    lines: tuple[PreviewLine, ...]
+
+
+def preview(inv: JSON) -> PreviewState:
+    lines = []
+    for line in _data(inv.get("lines")):
+        parent = line.get("parent") or {}
+        details = parent.get("subscription_item_details") or {}
+        pricing = (line.get("pricing") or {}).get("price_details") or {}
+        period = line.get("period") or {}
+        lines.append(
+            PreviewLine(
+                amount=as_int(line.get("amount")) or 0,
+                proration=bool(details.get("proration", line.get("proration"))),
+                period_start=ts(period.get("start")),
+                period_end=ts(period.get("end")),
+                price_id=id_of(pricing.get("price") or line.get("price")),
+            )
+        )
+    return PreviewState(
+        amount_due=as_int(inv.get("amount_due")) or 0,
+        total=as_int(inv.get("total")) or 0,
+        currency=str(inv.get("currency") or ""),
+        lines=tuple(lines),
     )
 
 

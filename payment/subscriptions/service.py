@@ -137,6 +137,15 @@ def _snapshot(sub: Subscription) -> dict[str, object]:
     }
 
 
+async def release_schedule(gateway: StripeGateway, schedule_id: str | None) -> None:
+    """Let go of the subscription's schedule (its pending change is dropped; the subscription runs on as it is)."""
+    if schedule_id is None:
+        return
+    sched = reader.schedule(await gateway.retrieve_subscription_schedule(schedule_id))
+    if sched.status in ("active", "not_started"):
+        await gateway.release_subscription_schedule(schedule_id)
+
+
 def _require_live(sub: Subscription, verb: str) -> None:
     if not sub.is_live:
         raise Conflict(f"Only a live subscription can be {verb}; this one is {sub.status}.")
@@ -148,6 +157,7 @@ async def cancel_at_period_end(
     *,
     gateway: StripeGateway,
     reason: str | None = None,
+    customer_reason: str | None = None,
     actor: str,
     ip: str | None = None,
     idempotency_key: str | None = None,
@@ -159,7 +169,11 @@ async def cancel_at_period_end(
     if sub.cancels_on is not None:
         raise Conflict(f"This subscription is already set to cancel on {sub.cancels_on.date().isoformat()}.")
     reason = check_reason(reason, default="Canceled at period end by an admin.")
+    if customer_reason is not None:
+        sub.cancel_reason = customer_reason.strip()[:2000] or None
     if sub.stripe_subscription_id is not None:
+        # Stripe refuses a scheduled subscription's cancellation: a pending downgrade gives way to it
+        await release_schedule(gateway, sub.stripe_schedule_id)
         data = await gateway.update_subscription(
             sub.stripe_subscription_id, {"cancel_at_period_end": True}, idempotency_key=idempotency_key
         )
@@ -175,7 +189,7 @@ async def cancel_at_period_end(
         action="subscription.cancel_at_period_end",
         entity_type="subscription",
         entity_id=sub.id,
-        details={"reason": reason, **_snapshot(sub)},
+        details={"reason": reason, "customer_reason": sub.cancel_reason, **_snapshot(sub)},
         ip=ip,
     )
     return sub
@@ -198,6 +212,7 @@ async def resume(
     if sub.cancels_on is None:
         raise Conflict("This subscription has no pending cancellation to undo.")
     reason = check_reason(reason, default="Cancellation withdrawn by an admin.")
+    sub.cancel_reason = None
     if sub.stripe_subscription_id is not None:
         # an empty cancel_at withdraws both ways Stripe ends a subscription (cancel_at and cancel_at_period_end)
         data = await gateway.update_subscription(

@@ -113,6 +113,24 @@ async def _plan_for(session: AsyncSession, state: reader.SubscriptionState) -> P
     return await session.get(Plan, state.our_plan_id) if state.our_plan_id is not None else None
 
 
+async def _pending_change(
+    session: AsyncSession, gateway: StripeGateway, state: reader.SubscriptionState
+) -> tuple[Plan | None, datetime | None]:
+    """The plan the subscription's schedule moves it to at a later period end, and when (None: no change ahead)."""
+    if state.schedule_id is None or state.status in ("canceled", "incomplete_expired"):
+        return None, None
+    sched = reader.schedule(await gateway.retrieve_subscription_schedule(state.schedule_id))
+    if sched.status != "active" or state.period_end is None:
+        return None, None
+    for phase in sched.phases:
+        if phase.start >= state.period_end and phase.price_id and phase.price_id != state.price_id:
+            plan: Plan | None = await session.scalar(select(Plan).where(Plan.stripe_price_id == phase.price_id))
+            if plan is None:
+                raise SyncError(f"No plan has the Stripe price {phase.price_id} of schedule {sched.id}.")
+            return plan, phase.start
+    return None, None
+
+
 async def upsert_from_stripe(
     session: AsyncSession,
     gateway: StripeGateway,
@@ -124,9 +142,10 @@ async def upsert_from_stripe(
     plan_hint: Plan | None = None,
 ) -> tuple[Subscription, Changes]:
     """Make our subscription row equal to Stripe's subscription (status, plan by price, period, when it cancels,
-        cancellation), creating it the first time; an unknown status is refused rather than guessed. An admin's
-        extension of a paying subscription (a marked trial) is read as active. A snapshot older than the one the row
-    shows (`gateway.fetch_ticket`, when the worker applies one) changes nothing."""
+    cancellation, the plan change its schedule makes at a later period end), creating it the first time; an unknown
+    status is refused rather than guessed. An admin's extension of a paying subscription (a marked trial) is read as
+    active. A snapshot older than the one the row shows (`gateway.fetch_ticket`, when the worker applies one) changes
+    nothing."""
     state = reader.subscription(as_seen_by_us(sub))
     row: Subscription | None = await session.scalar(
         select(Subscription).where(Subscription.stripe_subscription_id == state.id).with_for_update()
@@ -176,6 +195,10 @@ async def upsert_from_stripe(
     changes.set(row, "discount_percent_off", terms.percent_off if terms else None)
     changes.set(row, "discount_amount_off_cents", terms.amount_off if terms else None)
     changes.set(row, "discount_ends_at", terms.ends_at if terms else None)
+    pending_plan, pending_at = await _pending_change(session, gateway, state)
+    changes.set(row, "stripe_schedule_id", state.schedule_id)
+    changes.set(row, "pending_plan_id", pending_plan.id if pending_plan else None)
+    changes.set(row, "pending_change_at", pending_at)
     row.last_stripe_event_at = later(row.last_stripe_event_at, event_at)
     row.stripe_fetch_ticket = gateway.fetch_ticket or row.stripe_fetch_ticket
     await session.flush()

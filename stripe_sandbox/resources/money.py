@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..api import Ctx, route
+from ..errors import invalid
 from ..forms import get_dict, get_int, get_str, merge_metadata
 from ..listing import created_filter, paginate
 from ..payments import create_refund
@@ -45,6 +46,26 @@ def list_invoices(ctx: Ctx) -> JSON:
         and keep(o)
     ]
     return paginate(items, ctx.params, "/v1/invoices")
+
+
+@route("POST", "/v1/invoices/{id}/void")
+def void_invoice(ctx: Ctx) -> JSON:
+    """An open invoice becomes void (invoice.voided); a pending update waiting for it is dropped with it."""
+    inv = ctx.load("invoice")
+    if inv["status"] != "open":
+        raise invalid(
+            "invoice", f"You can only void an open invoice; this one is {inv['status']}.", code="invoice_not_open"
+        )
+    now = ctx.store.now()
+    inv.update(status="void", amount_remaining=0, next_payment_attempt=None, auto_advance=False)
+    inv["status_transitions"]["voided_at"] = now
+    ctx.store.emit("invoice.voided", inv)
+    sub = ctx.store.get("subscription", _subscription_of(inv) or "")
+    if sub is not None and sub.get("pending_update") and sub.get("latest_invoice") == inv["id"]:
+        previous = {"pending_update": sub["pending_update"]}
+        sub["pending_update"] = None
+        ctx.store.emit("customer.subscription.updated", sub, previous)
+    return inv
 
 
 @route("GET", "/v1/invoice_payments/{id}")

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
-import copy
-
-from .. import shapes_billing as sb
 from ..api import Ctx, route
-from ..billing import cancel_now, current_period, items_snapshot, run_due, set_period
+from ..billing import cancel_now, run_due
+from ..changes import change_items
 from ..errors import StripeError, invalid, not_found
-from ..forms import get_bool, get_dict, get_int, get_list, get_str, merge_metadata
+from ..forms import get_bool, get_dict, get_int, get_str, merge_metadata
 from ..listing import created_filter, paginate
+from ..periods import current_period, items_snapshot, set_period
+from ..prorations import PRORATIONS
+from ..schedules import refuse_cancel_change
 from ..store import JSON
 
-PRORATIONS = ("none", "create_prorations", "always_invoice")
+PAYMENT_BEHAVIORS = ("allow_incomplete", "pending_if_incomplete")
+PENDING_PARAMS = {
+    "expand",
+    "payment_behavior",
+    "proration_behavior",
+    "proration_date",
+    "billing_cycle_anchor",
+    "items",
+    "trial_end",
+    "trial_from_plan",
+    "add_invoice_items",
+}
 
 
 @route("GET", "/v1/subscriptions/{id}")
@@ -43,48 +55,6 @@ def list_subscriptions(ctx: Ctx) -> JSON:
         )
 
     return paginate([s for s in ctx.store.all("subscription") if wanted(s)], p, "/v1/subscriptions")
-
-
-def _apply_items(ctx: Ctx, sub: JSON, previous: JSON) -> None:
-    updates = get_list(ctx.params, "items")
-    if not updates:
-        return
-    before = items_snapshot(sub)
-    start, end = current_period(sub)
-    for i, entry in enumerate(updates):
-        if not isinstance(entry, dict):
-            raise invalid(f"items[{i}]", "Invalid item")
-        item_id = get_str(entry, "id")
-        price_id = get_str(entry, "price")
-        price = ctx.store.get("price", price_id) if price_id else None
-        if price_id and price is None:
-            raise not_found("price", price_id, f"items[{i}][price]")
-        if price is not None and price["currency"] != sub["currency"]:
-            raise invalid(f"items[{i}][price]", "The price currency must match the subscription currency.")
-        if item_id:
-            item = next((x for x in sub["items"]["data"] if x["id"] == item_id), None)
-            if item is None:
-                raise invalid(f"items[{i}][id]", f"No such subscription item: '{item_id}'", code="resource_missing")
-            if get_bool(entry, "deleted"):
-                sub["items"]["data"].remove(item)
-                continue
-            if price is not None:
-                item["price"] = copy.deepcopy(price)
-                item["plan"] = sb.plan_of(price)
-            quantity = get_int(entry, "quantity")
-            if quantity is not None:
-                item["quantity"] = quantity
-            if "metadata" in entry:
-                item["metadata"] = merge_metadata(item["metadata"], entry)
-        elif price is not None:
-            sub["items"]["data"].append(
-                sb.subscription_item(ctx.store.now(), sub["id"], price, get_int(entry, "quantity") or 1, start, end)
-            )
-        else:
-            raise invalid(f"items[{i}]", "Each item needs an `id` or a `price`.")
-    if not sub["items"]["data"]:
-        raise invalid("items", "A subscription must have at least one active plan.")
-    previous["items"] = before
 
 
 CANCEL_AT_ENUMS = ("min_period_end", "max_period_end")
@@ -119,6 +89,23 @@ def update_subscription(ctx: Ctx) -> JSON:
     behavior = get_str(p, "proration_behavior")
     if behavior and behavior not in PRORATIONS:
         raise invalid("proration_behavior", f"Invalid proration_behavior: must be one of {', '.join(PRORATIONS)}")
+    payment_behavior = get_str(p, "payment_behavior") or "allow_incomplete"
+    if payment_behavior not in PAYMENT_BEHAVIORS:
+        raise invalid(
+            "payment_behavior",
+            f"The sandbox emulates payment_behavior {' and '.join(PAYMENT_BEHAVIORS)} only, not {payment_behavior}.",
+        )
+    if payment_behavior == "pending_if_incomplete" and set(p) - PENDING_PARAMS:
+        raise invalid(
+            "payment_behavior",
+            "When `payment_behavior` is `pending_if_incomplete`, you can only pass the following parameters: "
+            + ", ".join(sorted(PENDING_PARAMS))
+            + ".",
+        )
+    if sub.get("pending_update") and "items" in p:
+        raise invalid("items", "This subscription has a pending update: its invoice must be paid or expire first.")
+    if "cancel_at_period_end" in p or "cancel_at" in p:
+        refuse_cancel_change(sub)
     if "metadata" in p:
         previous["metadata"] = dict(sub["metadata"])
         sub["metadata"] = merge_metadata(sub["metadata"], p)
@@ -155,7 +142,7 @@ def update_subscription(ctx: Ctx) -> JSON:
             raise not_found("payment_method", pm_id, "default_payment_method")
         previous["default_payment_method"] = sub["default_payment_method"]
         sub["default_payment_method"] = pm_id
-    _apply_items(ctx, sub, previous)
+    change_items(store, sub, p, payment_behavior, previous)
     trial_end_raw = get_str(p, "trial_end")
     if trial_end_raw is not None:
         trial_end = now if trial_end_raw == "now" else get_int(p, "trial_end")

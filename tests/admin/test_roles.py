@@ -146,6 +146,19 @@ HTTP_ACTIONS = [
         _op("subscription", "extend", lambda w: w.subscription_id),
         {"days": "1", "reason": "matrix"},
     ),
+    HttpAction(
+        "change plan form",
+        Permission.MANAGE_SUBSCRIPTIONS,
+        "GET",
+        _op("subscription", "change-plan", lambda w: w.subscription_id),
+    ),
+    HttpAction(
+        "change plan post",
+        Permission.MANAGE_SUBSCRIPTIONS,
+        "POST",
+        _op("subscription", "change-plan", lambda w: w.subscription_id),
+        {"plan_id": "1"},
+    ),
     HttpAction("grant form", Permission.MANAGE_SUBSCRIPTIONS, "GET", _op("customer", "grant", lambda w: w.customer_id)),
     HttpAction(
         "record payment form", Permission.RECORD_PAYMENT, "GET", _op("customer", "payment", lambda w: w.customer_id)

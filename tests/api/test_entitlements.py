@@ -69,6 +69,8 @@ async def test_unknown_user_gets_the_free_plan(client: httpx.AsyncClient, world:
         "currentPeriodEnd": None,
         "cancelAtPeriodEnd": False,
         "cancelsAt": None,
+        "cancelAt": None,
+        "pendingChange": None,
         "accessState": "full",
         "graceEndsAt": None,
         "trialEndsAt": None,

@@ -103,10 +103,11 @@ async def test_active_stripe_subscription_shows_renewal_portal_and_invoices(
     assert 'data-plan="pro" data-status="active"' in html
     assert "Aquoris PRO Active" in page
     assert "Renews on March 14, 2031." in page
-    assert "Manage billing" in page
+    assert "Update card" in page  # the portal is for the card; plans change on this page
     assert 'data-testid="plan-pro"' in html and "Current plan" in page
     assert ">Subscribe</button>" not in html
-    assert "To change plans, use Manage billing." in page
+    assert "Next charge: THB\u00a0299.00 on March 14, 2031." in page
+    assert 'data-testid="cancel-form"' in html
     assert re.search(r"THB\u00a0299\.00 Paid", page)
 
 

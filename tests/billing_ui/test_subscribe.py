@@ -201,7 +201,7 @@ async def test_manage_billing_opens_the_stripe_portal(
         assert cust is not None
         await factories.create_subscription(session, cust, scene.pro)
     html = (await client.get(path)).text
-    assert "Manage billing" in html
+    assert "Update card" in html
     response = await client.post(f"{path}/portal", data={"csrf": csrf_of(html), "lang": "en"})
     assert response.status_code == 303
     assert response.headers["location"].startswith(f"{sandbox_server.url}/p/session/")

@@ -151,7 +151,7 @@ def test_user_subscribes_to_pro_with_a_test_card_and_the_app_sees_pro(deployment
     expect(page.get_by_test_id("message-ok")).to_contain_text("You are subscribed to Aquoris PRO.")
     expect(current).to_have_attribute("data-status", "active")
     expect(current).to_contain_text("Renews on")
-    expect(page.get_by_role("button", name="Manage billing")).to_be_visible()
+    expect(page.get_by_role("button", name="Update card")).to_be_visible()
     # invoice.paid may be applied a moment after the subscription: the user reloads to see the receipt
     reload_until(page, '[data-testid="invoices"]')
     expect(page.get_by_test_id("invoices")).to_contain_text("THB\u00a0299.00")
@@ -202,7 +202,7 @@ def test_cancel_in_the_stripe_portal_shows_cancels_on_date(deployment: Deploymen
     pay_on_checkout(page, GOOD_CARD, "canceling@example.com")
     page.wait_for_url(f"{url}?*notice=subscribed*", timeout=30_000)
 
-    page.get_by_role("button", name="Manage billing").click()
+    page.get_by_role("button", name="Update card").click()
     page.wait_for_url(f"{deployment.settings.stripe_api_base}/p/session/**")
     page.get_by_role("button", name="Cancel at period end").click()
     expect(page.get_by_role("status")).to_have_text("Your plan has been canceled.")

@@ -16,7 +16,7 @@ from payment.models import AuditLog, Base, Customer, Invoice, Plan, Refund, Subs
 from payment.runtime import Services
 from tests.support import factories
 from tests.support.app import asgi_client
-from tests.support.stripe import inject_fault, paid_stripe_subscription
+from tests.support.stripe import inject_fault, paid_stripe_subscription, sandbox_control
 
 EMAIL, PASSWORD = "ops@aquoris.test", "correct-horse-battery"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -296,3 +296,34 @@ async def test_a_constraint_the_database_enforces_is_a_form_error_not_a_500(
     done = await admin.post(path, data=_hidden(confirmation.text))
     assert done.status_code == 303, done.text
     assert await _count(services, Subscription, Subscription.customer_id == customer.id) == 1
+
+
+async def test_change_plan_shows_stripes_preview_then_upgrades_at_the_previewed_amount(
+    admin: httpx.AsyncClient, services: Services, sandbox: str
+) -> None:
+    async with services.db.transaction() as session:
+        setup = await paid_stripe_subscription(session, services.stripe, sandbox, amount=29900)
+        product = await services.stripe.create_product({"name": "Aquoris MAX"})
+        price = await services.stripe.create_price(
+            {"product": product["id"], "currency": "thb", "unit_amount": 49900, "recurring": {"interval": "month"}}
+        )
+        bigger = await factories.create_plan(session, price_cents=49900, stripe_price_id=str(price["id"]))
+    sandbox_control(sandbox, "POST", "clock/advance", data={"seconds": str(6 * 86400)})
+    path = f"/admin/operations/subscription/{setup.subscription.id}/change-plan"
+
+    confirmation = await _submit(admin, path, {"plan_id": str(bigger.id)})
+
+    assert "upgrade: takes effect now" in confirmation.text
+    due = re.search(r'Due now</dt><dd class="col-sm-8">([^<]+)</dd>', confirmation.text)
+    assert due is not None, confirmation.text
+    assert await _count(services, AuditLog, AuditLog.action == "subscription.upgraded") == 0  # nothing yet
+    done = await _confirm(admin, path, confirmation)
+    assert done.status_code == 303
+    async with services.db.session() as session:
+        sub = await session.get(Subscription, setup.subscription.id)
+        assert sub is not None and sub.plan_id == bigger.id
+    stripe_sub = await services.stripe.retrieve_subscription(str(setup.subscription.stripe_subscription_id))
+    invoice = await services.stripe.retrieve_invoice(str(stripe_sub["latest_invoice"]))
+    shown = due.group(1).strip()
+    assert f"{invoice['amount_paid'] / 100:,.2f}" in shown, (shown, invoice["amount_paid"])
+    assert await _count(services, AuditLog, AuditLog.action == "subscription.upgraded") == 1

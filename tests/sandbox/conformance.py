@@ -48,6 +48,7 @@ SDK_CLASSES: dict[str, type[stripe.StripeObject]] = {
     "setup_intent": stripe.SetupIntent,
     "subscription": stripe.Subscription,
     "subscription_item": stripe.SubscriptionItem,
+    "subscription_schedule": stripe.SubscriptionSchedule,
     "test_helpers.test_clock": stripe.test_helpers.TestClock,
 }
 """Every object type the product meets (the value of `object`) and the SDK class that types it."""

@@ -48,6 +48,7 @@ PRODUCT_TYPES = {
     "coupon",
     "promotion_code",
     "discount",
+    "subscription_schedule",
 }
 Served = list[tuple[str, dict[str, Any], list[str]]]
 
@@ -127,8 +128,26 @@ def _walk(sbx: Sandbox) -> Served:
     keep("refunds", c.refunds.list(params={"charge": refund.charge}))
     keep("charge with refunds", c.charges.retrieve(refund.charge, params={"expand": ["refunds"]}), ["refunds"])
     keep("portal session", c.billing_portal.sessions.create(params={"customer": customer.id}))
+    _walk_plan_changes(sbx, keep, sub, product.id)
 
     sbx.set_card(customer.id, "4000000000000341")  # attaches, then every charge on it is declined
+    dearer = c.prices.create(
+        params={"product": product.id, "currency": "thb", "unit_amount": 99900, "recurring": recurring}
+    )
+    item = c.subscriptions.retrieve(sub_id)["items"].data[0]
+    keep(
+        "subscription pending update",
+        c.subscriptions.update(
+            sub_id,
+            params={
+                "items": [{"id": item.id, "price": dearer.id}],
+                "proration_behavior": "always_invoice",
+                "payment_behavior": "pending_if_incomplete",
+            },
+        ),
+    )
+    pending = c.subscriptions.retrieve(sub_id)
+    keep("invoice voided", c.invoices.void_invoice(str(pending.latest_invoice)))
     sbx.advance(sub["items"].data[0].current_period_end - sbx.now() + 60)
     expand = ["latest_invoice.payments.data.payment.payment_intent.latest_charge"]
     past_due = keep("subscription past due", c.subscriptions.retrieve(sub_id, params={"expand": expand}), expand)
@@ -225,6 +244,32 @@ def _walk_discounts_and_trials(sbx: Sandbox, keep: Any, price_id: str) -> None:
 def present(value: int | None) -> int:
     assert value is not None
     return value
+
+
+def _walk_plan_changes(sbx: Sandbox, keep: Any, sub: stripe.Subscription, product_id: str) -> None:
+    """An upgrade with its preview, a downgrade scheduled for the period end, the schedule listed and released."""
+    c = sbx.client.v1
+    recurring: PriceCreateParamsRecurring = {"interval": "month"}
+    params: Any = {"product": product_id, "currency": "thb", "unit_amount": 29900, "recurring": recurring}
+    bigger = c.prices.create(params=params)
+    item = sub["items"].data[0]
+    change: Any = {"items": [{"id": item.id, "price": bigger.id}], "proration_behavior": "always_invoice"}
+    keep("invoice preview", c.invoices.create_preview(params={"subscription": sub.id, "subscription_details": change}))
+    keep("invoice preview of the renewal", c.invoices.create_preview(params={"subscription": sub.id}))
+    upgrade: Any = {**change, "payment_behavior": "pending_if_incomplete"}
+    upgraded = c.subscriptions.update(sub.id, params=upgrade)
+    keep("subscription upgraded", upgraded)
+    keep("proration invoice", c.invoices.retrieve(str(upgraded.latest_invoice)))
+    schedule = keep("subscription schedule", c.subscription_schedules.create(params={"from_subscription": sub.id}))
+    phase = schedule.phases[0]
+    phases: Any = [
+        {"items": [{"price": bigger.id}], "start_date": phase.start_date, "end_date": phase.end_date},
+        {"items": [{"price": item.price.id}], "iterations": 1},
+    ]
+    keep("subscription schedule updated", c.subscription_schedules.update(schedule.id, params={"phases": phases}))
+    keep("subscription schedules", c.subscription_schedules.list(params={"customer": str(sub.customer)}))
+    keep("subscription with schedule", c.subscriptions.retrieve(sub.id))
+    keep("subscription schedule released", c.subscription_schedules.release(schedule.id))
 
 
 @pytest.fixture(scope="module")
