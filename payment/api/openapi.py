@@ -1,8 +1,8 @@
 """The OpenAPI 3.1 document of the client API, served at /api/v1/openapi.json.
 
 The operations are written here; every schema comes from the models in payment/api/models.py, the same ones that
-check the requests and build the responses, so the document and the checks cannot drift. tests/api/test_openapi.py
-checks every route against it and schemathesis fuzzes the running API with it.
+check the requests and build the responses, so the document and the checks cannot drift.
+tests/integration/api/test_openapi.py checks every route against it and schemathesis fuzzes the running API with it.
 """
 
 from __future__ import annotations

@@ -285,7 +285,7 @@ def test_the_apps_logo_heads_its_billing_page_and_dates_say_their_zone(deploymen
 
 
 async def _seller(settings: Settings) -> None:
-    from tests.documents.helpers import suite_seller
+    from tests.integration.documents.helpers import suite_seller
 
     async with running_services(settings) as services:
         await suite_seller(services.db)
@@ -294,7 +294,7 @@ async def _seller(settings: Settings) -> None:
 def test_a_stripe_payment_gets_a_tax_invoice_with_the_users_company_that_they_download(
     deployment: Deployment, page: Page, tmp_path: Path
 ) -> None:
-    from tests.documents.helpers import BUYER_TAX_ID
+    from tests.integration.documents.helpers import BUYER_TAX_ID
     from tests.support.pdf import comparable, pdf_text
 
     run_sync(_seller(deployment.settings))

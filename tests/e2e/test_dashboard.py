@@ -11,8 +11,8 @@ import pytest
 from playwright.sync_api import Page, expect
 from starlette.applications import Starlette
 
-from tests.dashboard import dataset
-from tests.dashboard.conftest import ADMIN_PASSWORD, dashboard_state
+from tests.integration.dashboard import dataset
+from tests.integration.dashboard.conftest import ADMIN_PASSWORD, dashboard_state
 from tests.support import factories
 from tests.support.app import ThreadServer, running_services, serve_service
 from tests.support.db import in_thread, own_database, settings_for

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from payment.config import Settings
 from payment.reconciliation.check import run_check
 from payment.runtime import Services
-from tests.reconciliation.drifts import Drifted, make_drifts
+from tests.integration.reconciliation.drifts import Drifted, make_drifts
 from tests.support import factories
 from tests.support.app import ThreadServer, running_services, serve_service
 from tests.support.db import in_thread, own_database, settings_for

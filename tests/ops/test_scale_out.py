@@ -30,9 +30,9 @@ from payment.apps import service as apps
 from payment.config import DEV_SECRET_KEY, DEV_STRIPE_WEBHOOK_SECRET
 from payment.embedded_pg import NOBODY, EmbeddedPostgres, free_port
 from payment.models import BillingSession, StripeEvent
-from tests.admin.conftest import sign_in
-from tests.jobs.conftest import WorkerProcess, eventually
-from tests.jobs.test_faults import _counts, _history
+from tests.integration.admin.conftest import sign_in
+from tests.integration.jobs.conftest import WorkerProcess, eventually
+from tests.integration.jobs.test_faults import _counts, _history
 from tests.ops.processes import Process, process_env, python_module, started
 from tests.support.app import running_services
 from tests.support.db import settings_for

@@ -1,0 +1,117 @@
+"""End to end with the Stripe sandbox and its test clock: a renewal fails, the user is emailed a working link, the
+entitlement is `grace` then `blocked`, the card is fixed, Stripe's retry pays, a receipt arrives and access is
+`full`; replayed and reordered webhooks and a worker that died after claiming a mail send nothing twice."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import update
+
+from payment.billing import entitlements
+from payment.dunning import cases, channel
+from payment.models import App, Customer, Plan, utcnow
+from payment.outbox import delivery
+from payment.runtime import Services
+from tests.integration.dunning import world as dw
+from tests.integration.dunning.mailbox import SmtpServer, parts
+from tests.support import factories
+from tests.support.stripe import FAILING_CARD, GOOD_CARD, World
+
+pytestmark = pytest.mark.slow
+
+
+async def _apply_new(world: World, seen: int) -> tuple[int, list[dict[str, Any]]]:
+    events = await world.events(after=seen)
+    await world.apply_all(events)
+    return seen + len(events), events
+
+
+def _subjects(smtp_server: SmtpServer, address: str) -> list[str]:
+    return [str(m["Subject"]) for m in smtp_server.mailbox.to(address)]
+
+
+async def test_a_failed_renewal_from_email_to_recovery(
+    world: World, services: Services, client: httpx.AsyncClient, smtp_server: SmtpServer
+) -> None:
+    async with services.db.transaction() as session:
+        app, key = await factories.create_app(session, name="Vega")
+        app.grace_days = 3
+    plan = await world.plan(amount=29900)
+    async with services.db.transaction() as session:
+        await session.execute(update(Plan).where(Plan.id == plan.id).values(app_id=app.id, name="Vega Pro"))
+    customer = await world.customer()
+    address = str(customer.email)
+    all_events: list[dict[str, Any]] = []
+
+    checkout = await world.subscribe(customer, plan)
+    seen, events = await _apply_new(world, 0)
+    all_events += events
+    await channel.deliver(services.db, services.settings)
+    assert _subjects(smtp_server, address) == ["Receipt for your payment of THB\u00a0299.00"]
+
+    await world.set_card(checkout["customer"], FAILING_CARD)
+    await world.advance(31)  # the renewal fails
+    seen, events = await _apply_new(world, seen)
+    all_events += events
+    renewal = (await world.invoices(customer))[-1]
+    case = await dw.case(services, renewal.id)
+    body = await dw.entitlement(client, key, customer)
+    assert (body["status"], body["accessState"]) == ("past_due", "grace")
+    assert body["graceEndsAt"] == case.grace_ends_at.isoformat().replace("+00:00", "Z")
+    assert timedelta(days=3) - timedelta(minutes=5) < case.grace_ends_at - utcnow() <= timedelta(days=3)
+
+    await channel.deliver(services.db, services.settings)
+    failed_mail = smtp_server.mailbox.to(address)[-1]
+    assert failed_mail["Subject"] == "Your payment for Vega Pro did not go through"
+    link = re.search(r'href="([^"]+/billing/[^"]+)"', parts(failed_mail)[1])
+    assert link is not None
+    billing_page = await client.get(link.group(1).removeprefix(services.settings.base_url))
+    assert billing_page.status_code == 200 and "Manage billing" in billing_page.text
+
+    # the grace period, measured on this service's clock: grace until its end, blocked from then on
+    async with services.db.session() as session:
+        db_customer, db_app = await session.get_one(Customer, customer.id), await session.get_one(App, app.id)
+        before = await entitlements.current(session, db_customer, db_app, now=case.grace_ends_at - timedelta(seconds=1))
+        after = await entitlements.current(session, db_customer, db_app, now=case.grace_ends_at)
+    assert (before.access_state, after.access_state) == ("grace", "blocked")
+    async with services.db.transaction() as session:
+        assert await cases.send_due_notices(session, now=case.grace_ends_at) == 1
+
+    # a worker claims the blocked notice and dies before handing it to the server: sent once when its lease ends
+    email_channel = channel.email_channel(services.db, services.settings)
+    async with services.db.transaction() as session:
+        [claimed] = await delivery.claim(session, email_channel, now=utcnow())
+    assert claimed.event_type == "access_blocked"
+    assert await channel.deliver(services.db, services.settings) == 0  # leased: nobody else sends it
+    later = utcnow() + email_channel.lease + timedelta(seconds=1)
+    assert await delivery.deliver_due(services.db, email_channel, clock=lambda: later) == 1
+    assert smtp_server.mailbox.to(address)[-1]["Subject"] == "Your access to Vega Pro is paused"
+
+    await world.set_card(checkout["customer"], GOOD_CARD)  # the user updates the card in the portal
+    await world.advance(4)  # Stripe's retry succeeds
+    seen, events = await _apply_new(world, seen)
+    all_events += events
+    assert (await dw.case(services, renewal.id)).close_reason == "paid"
+    body = await dw.entitlement(client, key, customer)
+    assert (body["status"], body["accessState"], body["graceEndsAt"]) == ("active", "full", None)
+    await channel.deliver(services.db, services.settings)
+
+    # every webhook again, as new deliveries and in reverse order: nothing new is queued or sent
+    for event in reversed(all_events):
+        await world.apply({**event, "id": event["id"] + "_again"})
+    async with services.db.transaction() as session:
+        await cases.send_due_notices(session, now=case.grace_ends_at + timedelta(days=1))
+    await channel.deliver(services.db, services.settings)
+    assert _subjects(smtp_server, address) == [
+        "Receipt for your payment of THB\u00a0299.00",
+        "Your payment for Vega Pro did not go through",
+        "Your access to Vega Pro is paused",
+        "Receipt for your payment of THB\u00a0299.00",
+    ]
+    assert [m.status for m in await dw.emails(services, customer)] == ["delivered"] * 4
+    assert (await dw.entitlement(client, key, customer))["accessState"] == "full"
