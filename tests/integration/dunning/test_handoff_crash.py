@@ -74,10 +74,15 @@ async def test_a_worker_killed_before_the_data_hand_off_leaves_the_mail_to_be_se
 
     email_channel = _after_lease(services)
     later = utcnow() + email_channel.lease + timedelta(seconds=1)
-    assert await delivery.deliver_due(services.db, email_channel, clock=lambda: later) == 1
-    assert len(smtp_server.mailbox.to(address)) == 1
+    assert await delivery.deliver_due(services.db, email_channel, clock=lambda: later) >= 1  # others may fall due
+    assert len(_copies(smtp_server, address, killed.message_id)) == 1
     sent = await _message(services, notice.id)
     assert (sent.status, sent.attempts) == ("delivered", 2)
+
+
+def _copies(smtp_server: SmtpServer, address: str, message_id: str) -> list[object]:
+    """The mails to `address` that carry this outbox message's Message-ID (make_msgid puts the id before the `@`)."""
+    return [m for m in smtp_server.mailbox.to(address) if f".{message_id}@" in str(m["Message-ID"])]
 
 
 async def test_a_worker_killed_after_the_server_accepted_the_mail_leaves_it_in_doubt_never_resent(
@@ -101,4 +106,5 @@ async def test_a_worker_killed_after_the_server_accepted_the_mail_leaves_it_in_d
     doubt = await _message(services, notice.id)
     assert (doubt.status, doubt.attempts) == ("in_doubt", 1)
     assert doubt.last_error == delivery.IN_DOUBT_ERROR
-    assert len(smtp_server.mailbox.to(address)) == 1
+    # other notices of this customer may fall due meanwhile; this one reached the server once and only once
+    assert len(_copies(smtp_server, address, killed.message_id)) == 1
