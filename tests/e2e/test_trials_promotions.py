@@ -30,6 +30,8 @@ from tests.support.stripe import SANDBOX_KEY, register_webhook, stripe_price
 
 GOOD_CARD = "4242 4242 4242 4242"
 OTHER_CARD = "5555 5555 5555 4444"
+# a card no other test of this module (one deployment) has used for a trial: the one-trial-per-card rule is per app
+FRESH_CARD = "4000 0566 5566 5556"
 DAY = 86400
 
 
@@ -177,7 +179,7 @@ def test_a_second_trial_is_refused_to_the_customer_and_to_the_card(deployment: D
     page.goto(url)
     expect(page.get_by_test_id("trial-pro")).to_have_text("14-day free trial")
     _checkout(page, deployment, url, "pro", "Aquoris PRO")
-    _card(page, "ann@example.com", GOOD_CARD)
+    _card(page, "ann@example.com", FRESH_CARD)
     page.get_by_role("button", name="Start trial").click()
     page.wait_for_url(f"{url}?*notice=subscribed*", timeout=30_000)
     _until(deployment, "e2e-trial-ann", lambda b: b["status"] == "trialing")
@@ -185,7 +187,7 @@ def test_a_second_trial_is_refused_to_the_customer_and_to_the_card(deployment: D
     # the same card on another account: Checkout grants the trial, then it is ended and charged, and the page says why
     other = open_session(deployment, "e2e-trial-bob")
     _checkout(page, deployment, other, "pro", "Aquoris PRO")
-    _card(page, "bob@example.com", GOOD_CARD)
+    _card(page, "bob@example.com", FRESH_CARD)
     page.get_by_role("button", name="Start trial").click()
     page.wait_for_url(f"{other}?*", timeout=30_000)
     _until(deployment, "e2e-trial-bob", lambda b: b["status"] == "active")
