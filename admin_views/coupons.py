@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 from sqladmin import Admin, BaseView, expose
 from sqladmin.flash import Flash
-from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -17,8 +16,9 @@ from admin_views.auth import client_ip, current_admin_actor
 from admin_views.formatting import money
 from admin_views.plans import parse_price
 from payment.admins.permissions import Permission, PermissionDenied
+from payment.apps import service as apps_service
 from payment.errors import PaymentError, ValidationError
-from payment.models import App, Coupon
+from payment.models import Coupon
 from payment.promotions import service as promotions
 from payment.runtime import Services, services_of
 
@@ -97,7 +97,7 @@ class CouponsView(BaseView):
     ) -> Response:
         async with services_of(request).db.session() as session:
             rows = await promotions.list_coupons(session)
-            apps = (await session.scalars(select(App).order_by(App.slug))).all()
+            apps = await apps_service.all_apps(session)
         values = values or {"duration": "once", "currency": "thb"}
         values["request_key"] = secrets.token_hex(16)  # a new key per form shown: a resend of this form is one coupon
         response: Response = await self.templates.TemplateResponse(

@@ -146,6 +146,11 @@ async def authenticate_key(session: AsyncSession, api_key: str) -> App:
     return app
 
 
+async def all_apps(session: AsyncSession) -> list[App]:
+    """Every app by slug, as a form offers them."""
+    return list(await session.scalars(select(App).order_by(App.slug)))
+
+
 async def get_app(session: AsyncSession, app_id: int) -> App:
     """The app with this id, or NotFound."""
     app = await session.get(App, app_id)
