@@ -9,7 +9,6 @@ from typing import Any
 
 from sqladmin import Admin, BaseView, expose
 from sqladmin.flash import Flash
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
@@ -20,6 +19,7 @@ from admin_views.access import guard
 from admin_views.service_views import Actor, run_service
 from payment.admins.permissions import Permission
 from payment.app_webhooks import catalogue, endpoints
+from payment.apps import service as apps_service
 from payment.errors import PaymentError, ValidationError
 from payment.models import App, WebhookEndpoint
 from payment.runtime import Services, services_of
@@ -68,14 +68,8 @@ class WebhookEndpointsView(BaseView):
         self, request: Request, *, values: dict[str, Any] | None = None, error: PaymentError | None = None
     ) -> Response:
         async with services_of(request).db.session() as session:
-            rows = (
-                await session.execute(
-                    select(WebhookEndpoint, App)
-                    .join(App, App.id == WebhookEndpoint.app_id)
-                    .order_by(App.slug, WebhookEndpoint.id)
-                )
-            ).all()
-            apps = (await session.scalars(select(App).order_by(App.slug))).all()
+            rows = await endpoints.all_with_apps(session)
+            apps = await apps_service.all_apps(session)
         values = values or {"app_id": "", "url": "", "description": "", "event_types": list(catalogue.EVENT_TYPES)}
         return await self._render(
             request,

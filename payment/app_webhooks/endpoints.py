@@ -90,6 +90,14 @@ def _hint(secret: str) -> str:
     return f"{secret[:10]}…{secret[-4:]}"
 
 
+async def all_with_apps(session: AsyncSession) -> list[tuple[WebhookEndpoint, App]]:
+    """Every endpoint with its app, by app slug, as the admin lists them."""
+    rows = await session.execute(
+        select(WebhookEndpoint, App).join(App, App.id == WebhookEndpoint.app_id).order_by(App.slug, WebhookEndpoint.id)
+    )
+    return [(endpoint, app) for endpoint, app in rows]
+
+
 async def get(session: AsyncSession, endpoint_id: int, *, for_update: bool = False) -> WebhookEndpoint:
     endpoint = await session.get(WebhookEndpoint, endpoint_id, with_for_update=for_update)
     if endpoint is None:
