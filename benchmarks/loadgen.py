@@ -43,6 +43,21 @@ def load_average() -> str:
     return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
+def wait_http(url: str, timeout: float = 60) -> None:
+    """Until `url` answers anything but a 5xx (a server or the sandbox is up), or exit naming it."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"{url} did not come up")
+
+
 # ---------------------------------------------------------------- wrk
 
 

@@ -25,11 +25,8 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +36,11 @@ from sqlalchemy import insert
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.loadgen import load_average, wait_http  # noqa: E402
+from benchmarks.pgserver import fresh_database  # noqa: E402
 from payment import migrate  # noqa: E402
 from payment.config import DEV_STRIPE_SECRET_KEY  # noqa: E402
-from payment.embedded_pg import EmbeddedPostgres, free_port  # noqa: E402
+from payment.embedded_pg import free_port  # noqa: E402
 from payment.invoices import stripe_sync as invoices_sync  # noqa: E402
 from payment.models import Customer  # noqa: E402
 from payment.reconciliation.check import run_check  # noqa: E402
@@ -49,55 +48,6 @@ from payment.subscriptions import stripe_sync  # noqa: E402
 from tests.support.app import running_services  # noqa: E402
 from tests.support.db import settings_for  # noqa: E402
 from tests.support.stripe import World  # noqa: E402
-
-
-@contextmanager
-def database() -> Iterator[str]:
-    configured = os.environ.get("TEST_DATABASE_URL")
-    if configured:
-        import asyncpg
-
-        name = f"bench_reconciliation_{os.getpid()}"
-
-        async def admin(sql: str) -> None:
-            conn = await asyncpg.connect(configured)
-            try:
-                await conn.execute(sql)
-            finally:
-                await conn.close()
-
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-        try:
-            yield configured.rsplit("/", 1)[0] + "/" + name
-        finally:
-            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        return
-    root = "/dev/shm" if Path("/dev/shm").is_dir() else None
-    with tempfile.TemporaryDirectory(prefix="aquoris-bench-reconciliation-", dir=root) as folder:
-        server = EmbeddedPostgres(folder)
-        server.start()
-        try:
-            server.create_database("payment")
-            yield server.url("payment")
-        finally:
-            server.stop()
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not come up")
-
-
-def load() -> str:
-    one, five, _ = os.getloadavg()
-    return f"load average {one:.2f} (1 min) {five:.2f} (5 min)"
 
 
 async def control(sandbox_url: str, path: str, data: dict[str, str]) -> dict[str, Any]:
@@ -201,7 +151,7 @@ def main() -> None:
     if args.measure:
         measure_here(args.measure, args.sandbox, args.concurrency, args.traced)
         return
-    with database() as url:
+    with fresh_database("bench_reconciliation") as url:
         migrate.upgrade(url)
         sandbox_port = free_port()
         sandbox_url = f"http://127.0.0.1:{sandbox_port}"
@@ -226,7 +176,7 @@ def main() -> None:
                 have = size
                 print(f"seeded up to {size} customers in {time.monotonic() - t0:.1f} s", flush=True)
                 plain = measure(url, sandbox_url, args.concurrency, traced=False)
-                load_text = load()
+                load_text = load_average()
                 traced = None if args.no_tracemalloc else measure(url, sandbox_url, args.concurrency, traced=True)
                 report(size, plain, traced, load_text)
         finally:

@@ -20,10 +20,7 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,46 +31,18 @@ from sqlalchemy import func, select
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.loadgen import wait_http  # noqa: E402
+from benchmarks.pgserver import fresh_database  # noqa: E402
 from payment import migrate  # noqa: E402
 from payment.config import DEV_STRIPE_WEBHOOK_SECRET  # noqa: E402
-from payment.embedded_pg import EmbeddedPostgres, free_port  # noqa: E402
+from payment.embedded_pg import free_port  # noqa: E402
 from payment.models import StripeEvent  # noqa: E402
 from payment.stripe.handlers import HANDLED_TYPES  # noqa: E402
 from tests.support.app import running_services  # noqa: E402
 from tests.support.db import settings_for  # noqa: E402
 from tests.support.stripe import World  # noqa: E402
 
-
-@contextmanager
-def database() -> Iterator[str]:
-    configured = os.environ.get("TEST_DATABASE_URL")
-    if configured:
-        import asyncpg
-
-        name = f"bench_webhooks_{os.getpid()}"
-
-        async def admin(sql: str) -> None:
-            conn = await asyncpg.connect(configured)
-            try:
-                await conn.execute(sql)
-            finally:
-                await conn.close()
-
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-        try:
-            yield configured.rsplit("/", 1)[0] + "/" + name
-        finally:
-            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        return
-    root = "/dev/shm" if Path("/dev/shm").is_dir() else None
-    with tempfile.TemporaryDirectory(prefix="aquoris-bench-webhooks-", dir=root) as folder:
-        server = EmbeddedPostgres(folder)
-        server.start()
-        try:
-            server.create_database("payment")
-            yield server.url("payment")
-        finally:
-            server.stop()
+BENCH_PREFIX = "evt_bench_"
 
 
 def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -84,18 +53,6 @@ def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=2).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} did not come up")
 
 
 async def seed(settings: Any, sandbox_url: str, customers: int) -> list[dict[str, Any]]:
@@ -141,8 +98,13 @@ async def drain(settings: Any, total: int, timeout: float) -> tuple[float, dict[
         deadline = started + timeout
         while True:
             async with services.db.session() as session:
+                # only the benchmark's deliveries: seeding stored the sandbox's own events beside them
                 rows = (
-                    await session.execute(select(StripeEvent.status, func.count()).group_by(StripeEvent.status))
+                    await session.execute(
+                        select(StripeEvent.status, func.count())
+                        .where(StripeEvent.stripe_event_id.like(f"{BENCH_PREFIX}%"))
+                        .group_by(StripeEvent.status)
+                    )
                 ).all()
             counts = {status: int(n) for status, n in rows}
             if counts.get("handled", 0) + counts.get("ignored", 0) + counts.get("failed", 0) >= total:
@@ -160,7 +122,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="jobs the one worker runs at once")
     parser.add_argument("--timeout", type=float, default=3600)
     args = parser.parse_args()
-    with database() as url:
+    with fresh_database("bench_webhooks") as url:
         migrate.upgrade(url)
         sandbox_port, web_port = free_port(), free_port()
         sandbox_url, web_url = f"http://127.0.0.1:{sandbox_port}", f"http://127.0.0.1:{web_port}"
@@ -182,7 +144,7 @@ def main() -> None:
             bodies = []
             for i in range(args.events):
                 event = dict(real[i % len(real)])
-                event["id"] = f"evt_bench_{i:06d}"
+                event["id"] = f"{BENCH_PREFIX}{i:06d}"
                 bodies.append(json.dumps(event, default=str).encode())
             processes.append(start(["serve", "--host", "127.0.0.1", "--port", str(web_port)], env))
             wait_http(f"{web_url}/api/health")
