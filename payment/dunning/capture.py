@@ -50,8 +50,10 @@ def _note(changes: Changes, obj: object, *, new: bool) -> None:
         old, added = _history(obj, "status")
         if added and added[-1] in ENDED_STATUSES and not (old and old[0] in ENDED_STATUSES):
             kinds.add("ended")
-        elif added and added[-1] in ("active", "trialing") and old and old[0] == "past_due":
+        elif added and added[-1] in ("active", "trialing") and old and old[0] in cases.DELINQUENT_STATUSES:
             kinds.add("recovered")
+        elif added and added[-1] in cases.DELINQUENT_STATUSES and not (old and old[0] in cases.DELINQUENT_STATUSES):
+            kinds.add("delinquent")
         _, cancel = _history(obj, "cancel_at_period_end")
         if cancel and cancel[-1] is True:
             kinds.add("ending")
@@ -117,6 +119,8 @@ async def _subscription(session: AsyncSession, subscription_id: int, kinds: set[
         return
     if "recovered" in kinds:
         await cases.close(session, reason="recovered", subscription_id=sub.id)
+    if "delinquent" in kinds:
+        await cases.subscription_delinquent(session, sub)
     if not kinds & {"ended", "ending"}:
         return
     customer = await session.get_one(Customer, sub.customer_id)

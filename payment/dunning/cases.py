@@ -1,5 +1,9 @@
 """Dunning cases: opened by a renewal's first failure, counted on each retry, closed by payment or by the end.
 
+Only a failure that left the subscription delinquent (`past_due` or `unpaid`) is dunned: a declined upgrade charged
+with `pending_if_incomplete` fails its invoice while Stripe keeps the subscription active and unchanged, and the
+customer lost nothing. Either event may come first, so the case opens when the second of the two is applied.
+
 The grace end is fixed when a case opens, from the grace policy of the plan's app, so Stripe's retries (each a new
 `invoice.payment_failed`) neither restart the grace period nor send the first notice again.
 """
@@ -27,6 +31,8 @@ MAX_EXTENSION_DAYS = 60
 
 
 MAX_GRACE_DAYS = 60
+# Stripe's statuses of a subscription whose invoice payment failed and is still owed
+DELINQUENT_STATUSES = ("past_due", "unpaid")
 
 
 async def set_grace_policy(
@@ -67,13 +73,16 @@ def _money(invoice: Invoice) -> dict[str, Any]:
     return {"invoiceId": invoice.id, "amountCents": invoice.amount_cents, "currency": invoice.currency}
 
 
-async def record_failure(session: AsyncSession, invoice: Invoice, *, now: datetime | None = None) -> DunningCase:
-    """A renewal invoice failed (first time or a retry): open its case once, count the attempt, and queue the
-    payment-failed notice once per invoice."""
+async def record_failure(session: AsyncSession, invoice: Invoice, *, now: datetime | None = None) -> DunningCase | None:
+    """A subscription's invoice failed (first time or a retry) and the subscription is past due or unpaid: open its
+    case once, count the attempt, and queue the payment-failed notice once per invoice. None (nothing recorded)
+    while the subscription is in good standing, as after a declined upgrade."""
     if invoice.subscription_id is None:
         raise ValueError("only a subscription's invoice is dunned")
     now = now or utcnow()
     sub = await session.get_one(Subscription, invoice.subscription_id)
+    if sub.status not in DELINQUENT_STATUSES:
+        return None
     grace_ends_at = now + timedelta(days=await grace_days(session, sub))
     attempts = max(invoice.attempt_count, 1)
     created = (
@@ -122,6 +131,27 @@ async def record_failure(session: AsyncSession, invoice: Invoice, *, now: dateti
             app_id=await notices.link_app_id(session, customer, sub),
         )
     return case
+
+
+async def subscription_delinquent(session: AsyncSession, sub: Subscription, *, now: datetime | None = None) -> int:
+    """The subscription became past due or unpaid: dun its failed invoices that are still owed and have no case yet
+    (their `invoice.payment_failed` was applied first, while it was in good standing); how many cases opened."""
+    if sub.status not in DELINQUENT_STATUSES:
+        return 0
+    owed = (
+        await session.scalars(
+            select(Invoice)
+            .where(
+                Invoice.subscription_id == sub.id,
+                Invoice.status == "payment_failed",
+                ~select(DunningCase.id).where(DunningCase.invoice_id == Invoice.id).exists(),
+            )
+            .order_by(Invoice.id)
+        )
+    ).all()
+    for invoice in owed:
+        await record_failure(session, invoice, now=now)
+    return len(owed)
 
 
 async def close(
