@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from admin_views.formatting import money, status_label, when
 from payment.admins.permissions import AdminActor, Permission
+from payment.db import Transactions
 from payment.errors import PaymentError, ValidationError
 from payment.models import Customer, Drift, Invoice, Plan, Refund, Subscription
 from payment.payments import service as payments
@@ -206,10 +207,10 @@ class Operation(Generic[P]):
         """Refusals the database can tell before the confirmation page (read-only; `act` checks again)."""
 
     async def preview(
-        self, session: AsyncSession, target: Target, parsed: P, gateway: StripeGateway, actor: AdminActor
+        self, db: Transactions, target: Target, parsed: P, gateway: StripeGateway, actor: AdminActor
     ) -> tuple[P, dict[str, str]]:
-        """What Stripe says the action would cost, for the confirmation page (read-only): the input completed with it,
-        and the form values the confirmation carries on."""
+        """What Stripe says the action would cost, for the confirmation page (read-only, with no session of ours open
+        while Stripe answers): the input completed with it, and the form values the confirmation carries on."""
         return parsed, {}
 
     async def prepare(self, target: Target, parsed: P, ctx: ActContext) -> P:
@@ -220,8 +221,13 @@ class Operation(Generic[P]):
     async def act(self, session: AsyncSession, target: Target, parsed: P, ctx: ActContext) -> Outcome:
         raise NotImplementedError
 
-    def idempotency_key(self, ctx: ActContext, suffix: str = "") -> str:
-        return f"aquoris-{self.action}-{ctx.nonce}{suffix}"
+    # An action whose service calls Stripe runs through `act_outside` instead: no transaction is open around it
+    # (its service opens its own short ones, payment/subscriptions/turns.py), and the form's nonce is claimed in a
+    # transaction of its own, given back when the service refuses so the same form can be sent again.
+    outside_transaction = False
+
+    async def act_outside(self, db: Transactions, target: Target, parsed: P, ctx: ActContext) -> Outcome:
+        raise NotImplementedError
 
 
 class CancelAtPeriodEnd(Operation[ReasonInput]):
@@ -248,16 +254,17 @@ class CancelAtPeriodEnd(Operation[ReasonInput]):
             ("Reason", parsed.reason or "—"),
         ]
 
-    async def act(self, session: AsyncSession, target: Target, parsed: ReasonInput, ctx: ActContext) -> Outcome:
+    outside_transaction = True
+
+    async def act_outside(self, db: Transactions, target: Target, parsed: ReasonInput, ctx: ActContext) -> Outcome:
         assert target.subscription is not None
         sub = await subscriptions.cancel_at_period_end(
-            session,
+            db,
             target.subscription.id,
             gateway=ctx.gateway,
             reason=parsed.reason,
             actor=ctx.actor,
             ip=ctx.ip,
-            idempotency_key=self.idempotency_key(ctx),
         )
         return {
             "level": "success",
@@ -283,16 +290,17 @@ class Resume(Operation[ReasonInput]):
             ("Reason", parsed.reason or "—"),
         ]
 
-    async def act(self, session: AsyncSession, target: Target, parsed: ReasonInput, ctx: ActContext) -> Outcome:
+    outside_transaction = True
+
+    async def act_outside(self, db: Transactions, target: Target, parsed: ReasonInput, ctx: ActContext) -> Outcome:
         assert target.subscription is not None
         sub = await subscriptions.resume(
-            session,
+            db,
             target.subscription.id,
             gateway=ctx.gateway,
             reason=parsed.reason,
             actor=ctx.actor,
             ip=ctx.ip,
-            idempotency_key=self.idempotency_key(ctx),
         )
         return {"level": "success", "message": f"Subscription #{sub.id} resumed; it renews again."}
 
@@ -326,17 +334,18 @@ class Extend(Operation[ExtendInput]):
             ("Reason", parsed.reason),
         ]
 
-    async def act(self, session: AsyncSession, target: Target, parsed: ExtendInput, ctx: ActContext) -> Outcome:
+    outside_transaction = True
+
+    async def act_outside(self, db: Transactions, target: Target, parsed: ExtendInput, ctx: ActContext) -> Outcome:
         assert target.subscription is not None
         sub = await subscriptions.extend(
-            session,
+            db,
             target.subscription.id,
             days=parsed.days,
             reason=parsed.reason,
             gateway=ctx.gateway,
             actor=ctx.actor,
             ip=ctx.ip,
-            idempotency_key=self.idempotency_key(ctx),
         )
         return {
             "level": "success",
@@ -381,9 +390,11 @@ class Grant(Operation[GrantInput]):
     async def precheck(self, session: AsyncSession, target: Target, parsed: GrantInput) -> None:
         await subscriptions.check_grant(session, target.customer.id, plan_id=parsed.plan_id, replace=parsed.replace)
 
-    async def act(self, session: AsyncSession, target: Target, parsed: GrantInput, ctx: ActContext) -> Outcome:
+    outside_transaction = True  # replacing a Stripe subscription cancels it on Stripe first
+
+    async def act_outside(self, db: Transactions, target: Target, parsed: GrantInput, ctx: ActContext) -> Outcome:
         sub = await subscriptions.grant(
-            session,
+            db,
             target.customer.id,
             plan_id=parsed.plan_id,
             months=parsed.months,
@@ -570,11 +581,11 @@ class RetryCancellation(Operation[NoInput]):
         assert target.refund is not None
         return [("Refund", f"#{target.refund.id}"), ("Last error", target.refund.cancel_error or "—")]
 
-    async def act(self, session: AsyncSession, target: Target, parsed: NoInput, ctx: ActContext) -> Outcome:
+    outside_transaction = True
+
+    async def act_outside(self, db: Transactions, target: Target, parsed: NoInput, ctx: ActContext) -> Outcome:
         assert target.refund is not None
-        refund = await refunds.retry_cancellation(
-            session, target.refund.id, gateway=ctx.gateway, actor=ctx.actor, ip=ctx.ip
-        )
+        refund = await refunds.retry_cancellation(db, target.refund.id, gateway=ctx.gateway, actor=ctx.actor, ip=ctx.ip)
         return cancellation_outcome(refund, {"level": "success", "message": ""})
 
 
@@ -634,11 +645,11 @@ class ChangePlan(Operation[ChangePlanInput]):
         return ChangePlanInput(plan_slug=plan.slug, plan=plan.name, proration_date=int(raw) if raw else None)
 
     async def preview(
-        self, session: AsyncSession, target: Target, parsed: ChangePlanInput, gateway: StripeGateway, actor: AdminActor
+        self, db: Transactions, target: Target, parsed: ChangePlanInput, gateway: StripeGateway, actor: AdminActor
     ) -> tuple[ChangePlanInput, dict[str, str]]:
         assert target.subscription is not None
         preview = await plan_changes.preview_change(
-            session, gateway, target.subscription.id, app=None, plan_slug=parsed.plan_slug, actor=actor
+            db, gateway, target.subscription.id, app=None, plan_slug=parsed.plan_slug, actor=actor
         )
         shown = dataclasses.replace(
             parsed,
@@ -660,10 +671,12 @@ class ChangePlan(Operation[ChangePlanInput]):
             ("Takes effect", parsed.effective),
         ]
 
-    async def act(self, session: AsyncSession, target: Target, parsed: ChangePlanInput, ctx: ActContext) -> Outcome:
+    outside_transaction = True
+
+    async def act_outside(self, db: Transactions, target: Target, parsed: ChangePlanInput, ctx: ActContext) -> Outcome:
         assert target.subscription is not None
         outcome = await plan_changes.change_plan(
-            session,
+            db,
             ctx.gateway,
             target.subscription.id,
             app=None,

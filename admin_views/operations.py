@@ -30,7 +30,7 @@ from admin_views.operation_specs import (
     Target,
     cancellation_outcome,
 )
-from admin_views.transactions import admin_transaction
+from admin_views.transactions import admin_transaction, database_errors
 from admin_views.two_factor import step_up_redirect
 from payment.admins.permissions import PermissionDenied
 from payment.customers import service as customers
@@ -120,10 +120,10 @@ class OperationsView(BaseView):
             if values.get("confirm") != "yes":
                 async with services.db.session() as session:
                     await op.precheck(session, target, parsed)
-                    parsed, carried = await op.preview(
-                        session, target, parsed, services.stripe, current_admin_actor(request)
-                    )
-                    values.update(carried)
+                parsed, carried = await op.preview(
+                    services.db, target, parsed, services.stripe, current_admin_actor(request)
+                )
+                values.update(carried)
         except PaymentError as exc:
             return await self._form(request, op, target, values, exc, status_code=422)
         if values.get("confirm") != "yes":
@@ -134,16 +134,19 @@ class OperationsView(BaseView):
         except PaymentError as exc:
             return await self._form(request, op, target, values, exc, status_code=422)
         try:
-            async with admin_transaction(services.db, request.url.path) as session:
-                first = await submissions.claim(session, nonce, action=op.action, actor=ctx.actor)
-                if first is None:
-                    outcome = await op.act(session, target, parsed, ctx)
-                    outcome.setdefault("redirect", back_url(request, op, target))
-                    await submissions.settle(session, nonce, outcome)
+            if op.outside_transaction:
+                first, outcome = await self._act_outside(request, services, op, target, parsed, ctx)
+            else:
+                async with admin_transaction(services.db, request.url.path) as session:
+                    first = await submissions.claim(session, nonce, action=op.action, actor=ctx.actor)
+                    if first is None:
+                        outcome = await op.act(session, target, parsed, ctx)
+                        outcome.setdefault("redirect", back_url(request, op, target))
+                        await submissions.settle(session, nonce, outcome)
         except PermissionDenied as denied:
             await refuse(request, denied)
         except PaymentError as exc:
-            # nothing was written (the transaction rolled back, the nonce too): the same form can be sent again
+            # nothing was written (rolled back, or the nonce given back): the same form can be sent again
             return await self._form(request, op, target, values, exc, status_code=422)
         if first is not None:
             first = {**first, "message": "Already done (this form was submitted twice): " + first["message"]}
@@ -153,6 +156,28 @@ class OperationsView(BaseView):
         if outcome.get("also_cancel"):
             outcome = await self._cancel_after_refund(services, outcome, ctx)
         return self._done(request, outcome, outcome["redirect"])
+
+    @staticmethod
+    async def _act_outside(
+        request: Request, services: Services, op: Operation[Any], target: Target, parsed: object, ctx: ActContext
+    ) -> tuple[Outcome | None, Outcome]:
+        """An action that calls Stripe: the nonce is claimed in a short transaction of its own, the service runs
+        with no transaction open, and the outcome is settled in another; a refusal gives the nonce back."""
+        async with admin_transaction(services.db, request.url.path) as session:
+            first = await submissions.claim(session, ctx.nonce, action=op.action, actor=ctx.actor)
+        if first is not None:
+            return first, {}
+        try:
+            async with database_errors(request.url.path):
+                outcome = await op.act_outside(services.db, target, parsed, ctx)
+        except Exception:
+            async with admin_transaction(services.db, request.url.path) as session:
+                await submissions.release(session, ctx.nonce)
+            raise
+        outcome.setdefault("redirect", back_url(request, op, target))
+        async with admin_transaction(services.db, request.url.path) as session:
+            await submissions.settle(session, ctx.nonce, outcome)
+        return None, outcome
 
     @staticmethod
     async def _send_refund(services: Services, outcome: Outcome, ctx: ActContext) -> Outcome:
@@ -176,14 +201,15 @@ class OperationsView(BaseView):
 
     @staticmethod
     async def _cancel_after_refund(services: Services, outcome: Outcome, ctx: ActContext) -> Outcome:
-        """The refund is committed; now the immediate cancellation, in its own transaction, which records a
-        failure on the refund instead of undoing it."""
+        """The refund is committed; now the immediate cancellation (a Stripe turn, no transaction open), which
+        records a failure on the refund instead of undoing it."""
         try:
-            async with admin_transaction(services.db, "the cancellation after a refund") as session:
+            async with database_errors("the cancellation after a refund"):
                 refund = await refunds.cancel_after_refund(
-                    session, int(outcome["refund_id"]), gateway=ctx.gateway, actor=ctx.actor, ip=ctx.ip
+                    services.db, int(outcome["refund_id"]), gateway=ctx.gateway, actor=ctx.actor, ip=ctx.ip
                 )
-                outcome = cancellation_outcome(refund, outcome)
+            outcome = cancellation_outcome(refund, outcome)
+            async with admin_transaction(services.db, "the cancellation after a refund") as session:
                 await submissions.settle(session, ctx.nonce, outcome)
         except PaymentError as exc:
             outcome = {

@@ -36,9 +36,15 @@ async def admin_transaction(db: Database, where: str) -> AsyncIterator[AsyncSess
     """A session in one transaction (committed when the block ends); a database failure, at any statement or at
     the commit, is raised as Conflict (a constraint) or PaymentError (anything else) with a message for the page.
     `where` names the page in the log (the request's path)."""
+    async with database_errors(where), db.transaction() as session:
+        yield session
+
+
+@asynccontextmanager
+async def database_errors(where: str) -> AsyncIterator[None]:
+    """The same translation around a service that opens its own short transactions (a Stripe turn)."""
     try:
-        async with db.transaction() as session:
-            yield session
+        yield
     except PaymentError:
         raise
     except IntegrityError as exc:

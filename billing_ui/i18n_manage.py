@@ -33,6 +33,7 @@ EN: dict[str, str] = {
     "error_change_not_offered": "That change is not available for your plan.",
     "error_preview_stale": "The price shown is out of date. Please review the change again.",
     "error_change_failed": "The change could not be made. Nothing was charged; please try again.",
+    "error_busy": "Another change to your plan is in progress. Wait a moment, then try again.",
 }
 
 TH: dict[str, str] = {
@@ -66,6 +67,7 @@ TH: dict[str, str] = {
     "error_change_not_offered": "ไม่สามารถเปลี่ยนแพ็กเกจนี้ได้สำหรับแพ็กเกจของคุณ",
     "error_preview_stale": "ราคาที่แสดงไม่เป็นปัจจุบัน โปรดตรวจสอบการเปลี่ยนอีกครั้ง",
     "error_change_failed": "ไม่สามารถเปลี่ยนได้ ไม่มีการเรียกเก็บเงิน โปรดลองอีกครั้ง",
+    "error_busy": "มีการเปลี่ยนแพ็กเกจอื่นกำลังดำเนินการอยู่ โปรดรอสักครู่แล้วลองอีกครั้ง",
 }
 
 ERROR_KEYS = {
@@ -73,4 +75,5 @@ ERROR_KEYS = {
     "change_not_offered": "error_change_not_offered",
     "preview_stale": "error_preview_stale",
     "change_failed": "error_change_failed",
+    "busy": "error_busy",
 }

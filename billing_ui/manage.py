@@ -24,7 +24,7 @@ from payment.billing_sessions import service as billing_sessions
 from payment.errors import PaymentError, StripeError
 from payment.models import BillingSession
 from payment.runtime import services_of
-from payment.subscriptions import changes
+from payment.subscriptions import changes, turns
 from payment.subscriptions import service as subscriptions
 
 
@@ -39,6 +39,8 @@ def _ip(request: Request) -> str | None:
 def _code(exc: PaymentError) -> str:
     if isinstance(exc, StripeError):
         return "stripe"
+    if isinstance(exc, turns.TurnBusy):
+        return "busy"
     return "change_not_offered" if exc.code == "change_not_offered" else "change_failed"
 
 
@@ -54,14 +56,15 @@ async def change_preview(request: Request) -> Response:
         billing = resolved.billing_session
         language = language_of(request, billing)
         sub = await entitlements.live_subscription(session, billing.customer, billing.app)
-        try:
-            if sub is None:
-                raise PaymentError("No subscription to change.", code="change_failed")
-            preview = await changes.preview_change(
-                session, services.stripe, sub.id, app=billing.app, plan_slug=plan_slug, actor=_actor(billing)
-            )
-        except PaymentError as exc:
-            return RedirectResponse(_page_url(token, language, error=_code(exc)), status_code=303)
+    # Stripe's preview is read with no session open
+    try:
+        if sub is None:
+            raise PaymentError("No subscription to change.", code="change_failed")
+        preview = await changes.preview_change(
+            services.db, services.stripe, sub.id, app=billing.app, plan_slug=plan_slug, actor=_actor(billing)
+        )
+    except PaymentError as exc:
+        return RedirectResponse(_page_url(token, language, error=_code(exc)), status_code=303)
     t = translator(language)
     issued = int(time.time())
     proration = preview.proration_date or 0
@@ -114,21 +117,22 @@ async def change_confirm(request: Request) -> Response:
         ):
             return RedirectResponse(_page_url(token, language, error="preview_stale"), status_code=303)
         sub = await entitlements.live_subscription(session, billing.customer, billing.app)
-        try:
-            if sub is None:
-                raise PaymentError("No subscription to change.", code="change_failed")
-            outcome = await changes.change_plan(
-                session,
-                services.stripe,
-                sub.id,
-                app=billing.app,
-                plan_slug=plan_slug,
-                proration_date=int(raw_date) or None,
-                actor=_actor(billing),
-                ip=_ip(request),
-            )
-        except PaymentError as exc:
-            return RedirectResponse(_page_url(token, language, error=_code(exc)), status_code=303)
+    # the change is a Stripe turn of its own: no transaction of ours is open while Stripe answers
+    try:
+        if sub is None:
+            raise PaymentError("No subscription to change.", code="change_failed")
+        outcome = await changes.change_plan(
+            services.db,
+            services.stripe,
+            sub.id,
+            app=billing.app,
+            plan_slug=plan_slug,
+            proration_date=int(raw_date) or None,
+            actor=_actor(billing),
+            ip=_ip(request),
+        )
+    except PaymentError as exc:
+        return RedirectResponse(_page_url(token, language, error=_code(exc)), status_code=303)
     if outcome.declined:
         return RedirectResponse(_page_url(token, language, error="upgrade_declined"), status_code=303)
     notice = "upgraded" if outcome.kind == changes.UPGRADE else "downgrade_scheduled"
@@ -147,36 +151,37 @@ async def _act(request: Request, action: str) -> Response:
         if isinstance(billing, Response):
             return billing
         sub = await entitlements.live_subscription(session, billing.customer, billing.app)
-        actor = _actor(billing)
-        try:
-            if sub is None or sub.source != "stripe":
-                raise PaymentError("No subscription to manage here.", code="change_failed")
-            if action == "keep":
-                await changes.cancel_pending_change(session, services.stripe, sub.id, actor=actor, ip=_ip(request))
-                notice = "pending_canceled"
-            elif action == "cancel":
-                await subscriptions.cancel_at_period_end(
-                    session,
-                    sub.id,
-                    gateway=services.stripe,
-                    reason="Canceled at period end by the user.",
-                    customer_reason=form.get("reason", "")[:2000],
-                    actor=actor,
-                    ip=_ip(request),
-                )
-                notice = "cancel_scheduled"
-            else:
-                await subscriptions.resume(
-                    session,
-                    sub.id,
-                    gateway=services.stripe,
-                    reason="Resumed by the user.",
-                    actor=actor,
-                    ip=_ip(request),
-                )
-                notice = "resumed"
-        except PaymentError as exc:
-            return RedirectResponse(_page_url(token, language, error=_code(exc)), status_code=303)
+    actor = _actor(billing)
+    # each action is a Stripe turn of its own: no transaction of ours is open while Stripe answers
+    try:
+        if sub is None or sub.source != "stripe":
+            raise PaymentError("No subscription to manage here.", code="change_failed")
+        if action == "keep":
+            await changes.cancel_pending_change(services.db, services.stripe, sub.id, actor=actor, ip=_ip(request))
+            notice = "pending_canceled"
+        elif action == "cancel":
+            await subscriptions.cancel_at_period_end(
+                services.db,
+                sub.id,
+                gateway=services.stripe,
+                reason="Canceled at period end by the user.",
+                customer_reason=form.get("reason", "")[:2000],
+                actor=actor,
+                ip=_ip(request),
+            )
+            notice = "cancel_scheduled"
+        else:
+            await subscriptions.resume(
+                services.db,
+                sub.id,
+                gateway=services.stripe,
+                reason="Resumed by the user.",
+                actor=actor,
+                ip=_ip(request),
+            )
+            notice = "resumed"
+    except PaymentError as exc:
+        return RedirectResponse(_page_url(token, language, error=_code(exc)), status_code=303)
     return RedirectResponse(_page_url(token, language, notice=notice), status_code=303)
 
 

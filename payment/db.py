@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 from sqlalchemy import text
@@ -27,6 +27,15 @@ DROPPED = (
     asyncpg.CannotConnectNowError,
     ConnectionError,
 )
+
+
+class Transactions(Protocol):
+    """What a service that opens its own short transactions needs (a `Database`; tests may pass a stand-in that
+    runs each one as a savepoint of the test's session)."""
+
+    def transaction(self) -> AbstractAsyncContextManager[AsyncSession]: ...
+
+    def session(self) -> AbstractAsyncContextManager[AsyncSession]: ...
 
 
 class Database:

@@ -17,8 +17,10 @@ class Config:
     retry_base_seconds: float = 1.0
     max_attempts: int = 6
     webhook_endpoints: list[tuple[str, str]] = field(default_factory=list)
-    # added to every API answer (not to the hosted pages or /_sandbox), so benchmarks can show Stripe's latency
+    # added to every API answer (not to the hosted pages or /_sandbox), so benchmarks can show Stripe's latency;
+    # tests change it at run time through /_sandbox/latency, and a reset puts back the one the sandbox started with
     latency_seconds: float = 0.0
+    startup_latency_seconds: float = 0.0
 
 
 @dataclass

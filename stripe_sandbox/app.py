@@ -206,6 +206,7 @@ def create_sandbox_app(
         raise ValueError("latency_ms cannot be negative")
     config = Config(
         latency_seconds=latency_ms / 1000,
+        startup_latency_seconds=latency_ms / 1000,
         base_url=base_url.rstrip("/"),
         retry_days=tuple(retry_days),
         retry_base_seconds=retry_base_seconds,

@@ -96,6 +96,8 @@ async def reset(request: Request) -> JSONResponse:
     store = _store(request)
     await request.app.state.dispatcher.clear()
     store.reset()
+    config = request.app.state.config
+    config.latency_seconds = config.startup_latency_seconds
     return JSONResponse({"reset": True, "now": store.now()})
 
 
@@ -109,6 +111,24 @@ async def state(request: Request) -> JSONResponse:
             "pending_webhooks": request.app.state.dispatcher.pending(),
         }
     )
+
+
+async def latency(request: Request) -> JSONResponse:
+    """Stripe's latency from now on: every API answer waits `seconds` (0 to 30) first, so a test can watch what
+    our side holds while Stripe is slow. A reset puts back the latency the sandbox started with."""
+    config = request.app.state.config
+    if request.method == "POST":
+        params = await _params(request)
+        try:
+            seconds = float(params.get("seconds", ""))
+        except ValueError:
+            seconds = -1.0
+        if not 0 <= seconds <= 30:
+            return JSONResponse(
+                {"error": {"type": "invalid_request_error", "message": "Pass seconds between 0 and 30."}}, 400
+            )
+        config.latency_seconds = seconds
+    return JSONResponse({"seconds": config.latency_seconds})
 
 
 async def faults(request: Request) -> JSONResponse:
@@ -359,6 +379,7 @@ ROUTES = [
     Route("/_sandbox/reset", reset, methods=["POST"]),
     Route("/_sandbox/state", state, methods=["GET"]),
     Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
+    Route("/_sandbox/latency", latency, methods=["GET", "POST"]),
     Route("/_sandbox/webhooks/flush", flush, methods=["POST"]),
     Route("/_sandbox/webhooks/deliveries", deliveries, methods=["GET"]),
     Route("/_sandbox/checkout_sessions/{id}/pay", pay_session, methods=["POST"]),

@@ -101,6 +101,7 @@ class Subscription(Timestamps, Base):
         ),
         Index("ix_subscriptions_ended_at", "ended_at", postgresql_where=text("ended_at IS NOT NULL")),
         CheckConstraint("(pending_plan_id IS NULL) = (pending_change_at IS NULL)", name="pending_change_complete"),
+        CheckConstraint("(stripe_turn_nonce IS NULL) = (stripe_turn_until IS NULL)", name="stripe_turn_whole"),
         # dashboard churn: recent endings without visiting the table (migration 0002e)
         Index(
             "ix_subscriptions_dashboard_ended",
@@ -147,6 +148,11 @@ class Subscription(Timestamps, Base):
     stripe_schedule_id: Mapped[str | None] = mapped_column(String(255))
     # why the end user cancelled (optional, shown to admins)
     cancel_reason: Mapped[str | None] = mapped_column(String(2000))
+    # the Stripe turn (payment/subscriptions/turns.py): an action calling Stripe outside any transaction holds this
+    # lease on the row until `stripe_turn_until`; another action waits for it, or takes it over once it has expired
+    stripe_turn_nonce: Mapped[str | None] = mapped_column(String(64))
+    stripe_turn_by: Mapped[str | None] = mapped_column(String(255))
+    stripe_turn_until: Mapped[datetime | None]
 
     customer: Mapped[Customer] = relationship()
     plan: Mapped[Plan] = relationship(foreign_keys=[plan_id])

@@ -17,7 +17,7 @@ from sqlalchemy.orm import selectinload
 
 from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
-from payment.db import Database
+from payment.db import Database, Transactions
 from payment.errors import Conflict, NotFound, PaymentError, ValidationError
 from payment.models import Invoice, Refund, utcnow
 from payment.payments.service import format_money
@@ -255,67 +255,72 @@ async def _record_sent(
 
 
 async def _cancel_subscription_of(
-    session: AsyncSession, refund: Refund, *, gateway: StripeGateway, actor: str, ip: str | None, retry: bool
+    db: Transactions, refund_id: int, *, gateway: StripeGateway, actor: str, ip: str | None, retry: bool
 ) -> Refund:
-    invoice = await session.get(Invoice, refund.invoice_id)
-    if invoice is None or invoice.subscription_id is None:
-        raise Conflict("This refund's invoice has no subscription to cancel.")
-    sub = await subscriptions.lock_subscription(session, invoice.subscription_id)
+    """End the refund's subscription now (a Stripe turn: no transaction of ours is open while Stripe answers),
+    then record on the refund, in a short transaction, whether that worked."""
+    async with db.session() as session:
+        refund = await session.get(Refund, refund_id)
+        invoice = await session.get(Invoice, refund.invoice_id) if refund is not None else None
+        if invoice is None or invoice.subscription_id is None:
+            raise Conflict("This refund's invoice has no subscription to cancel.")
+        subscription_id = invoice.subscription_id
+        reason = f"Canceled with refund #{refund_id}: {refund.reason if refund else ''}"
+        ended = (await subscriptions.get(session, subscription_id)).status in subscriptions.ENDED_STATUSES
     error: str | None = None
-    if sub.status not in subscriptions.ENDED_STATUSES:
+    if not ended:
         try:
-            # A savepoint: a failed cancellation leaves the refund and the outcome we record below intact.
-            async with session.begin_nested():
-                await subscriptions.cancel_now(
-                    session,
-                    sub.id,
-                    gateway=gateway,
-                    actor=actor,
-                    ip=ip,
-                    reason=f"Canceled with refund #{refund.id}: {refund.reason}",
-                )
+            await subscriptions.cancel_now(db, subscription_id, gateway=gateway, actor=actor, ip=ip, reason=reason)
         except PaymentError as exc:
-            error = exc.message
-    refund.cancel_outcome = "failed" if error else "succeeded"
-    refund.cancel_error = error[:1000] if error else None
-    refund.updated_at = utcnow()  # a new attempt is a new state, even when it failed the same way again
-    await session.flush()
-    action = "refund.cancellation_retried" if retry else "refund.cancellation"
-    await audit.record(
-        session,
-        actor=actor,
-        action=action,
-        entity_type="refund",
-        entity_id=refund.id,
-        details={"subscription_id": sub.id, "outcome": refund.cancel_outcome, "error": error},
-        ip=ip,
-    )
-    return refund
+            async with db.session() as session:
+                ended_meanwhile = (await subscriptions.get(session, subscription_id)).status
+            if ended_meanwhile not in subscriptions.ENDED_STATUSES:
+                error = exc.message
+    async with db.transaction() as session:
+        locked = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
+        assert locked is not None
+        locked.cancel_outcome = "failed" if error else "succeeded"
+        locked.cancel_error = error[:1000] if error else None
+        locked.updated_at = utcnow()  # a new attempt is a new state, even when it failed the same way again
+        await session.flush()
+        action = "refund.cancellation_retried" if retry else "refund.cancellation"
+        await audit.record(
+            session,
+            actor=actor,
+            action=action,
+            entity_type="refund",
+            entity_id=locked.id,
+            details={"subscription_id": subscription_id, "outcome": locked.cancel_outcome, "error": error},
+            ip=ip,
+        )
+        return locked
 
 
 async def cancel_after_refund(
-    session: AsyncSession, refund_id: int, *, gateway: StripeGateway, actor: str, ip: str | None = None
+    db: Transactions, refund_id: int, *, gateway: StripeGateway, actor: str, ip: str | None = None
 ) -> Refund:
     """After a committed refund with "also cancel", end its subscription now and record whether that worked;
     a failed cancellation is recorded (not raised) so the refund stands and an admin can retry."""
     require(actor, Permission.REFUND)
-    refund = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
-    if refund is None:
-        raise NotFound("This refund does not exist.")
-    if refund.cancel_outcome is not None:
-        return refund
-    return await _cancel_subscription_of(session, refund, gateway=gateway, actor=actor, ip=ip, retry=False)
+    async with db.session() as session:
+        refund = await session.get(Refund, refund_id)
+        if refund is None:
+            raise NotFound("This refund does not exist.")
+        if refund.cancel_outcome is not None:
+            return refund
+    return await _cancel_subscription_of(db, refund_id, gateway=gateway, actor=actor, ip=ip, retry=False)
 
 
 async def retry_cancellation(
-    session: AsyncSession, refund_id: int, *, gateway: StripeGateway, actor: str, ip: str | None = None
+    db: Transactions, refund_id: int, *, gateway: StripeGateway, actor: str, ip: str | None = None
 ) -> Refund:
     """Try again to cancel the subscription of a refund whose immediate cancellation failed (or never ran)."""
     require(actor, Permission.REFUND)
-    refund = await session.get(Refund, refund_id, with_for_update=True, populate_existing=True)
-    if refund is None:
-        raise NotFound("This refund does not exist.")
-    # None: the refund committed but the process stopped before its cancellation ran
-    if not refund.also_cancel or refund.cancel_outcome not in ("failed", None):
-        raise Conflict("This refund has no failed cancellation to retry.")
-    return await _cancel_subscription_of(session, refund, gateway=gateway, actor=actor, ip=ip, retry=True)
+    async with db.session() as session:
+        refund = await session.get(Refund, refund_id)
+        if refund is None:
+            raise NotFound("This refund does not exist.")
+        # None: the refund committed but the process stopped before its cancellation ran
+        if not refund.also_cancel or refund.cancel_outcome not in ("failed", None):
+            raise Conflict("This refund has no failed cancellation to retry.")
+    return await _cancel_subscription_of(db, refund_id, gateway=gateway, actor=actor, ip=ip, retry=True)

@@ -59,6 +59,12 @@ async def settle(session: AsyncSession, nonce: str, outcome: dict[str, Any]) -> 
         await session.flush()
 
 
+async def release(session: AsyncSession, nonce: str) -> None:
+    """Give back a claimed nonce whose action was refused before it did anything (it was never settled), so the
+    same form can be sent again."""
+    await session.execute(delete(FormSubmission).where(FormSubmission.nonce == nonce, FormSubmission.outcome == {}))
+
+
 async def purge(session: AsyncSession, *, older_than: datetime) -> int:
     """Forget form nonces claimed before `older_than` (a form that old is no longer open anywhere)."""
     result = await session.execute(delete(FormSubmission).where(FormSubmission.created_at < older_than))

@@ -6,7 +6,8 @@ prorated difference immediately (`always_invoice`) and, with `pending_if_incompl
 payment fails. A downgrade takes effect at the period end through a subscription schedule; until then it is the
 subscription's pending change, which can be cancelled (the schedule is released). Each app decides whether its users
 are offered downgrades, downgrades from a yearly plan before the year ends, and changes of billing interval.
-Our row follows Stripe's answer through `upsert_from_stripe`, as the webhooks do.
+Our row follows Stripe's answer through `upsert_from_stripe`, as the webhooks do; each change is a Stripe turn
+(payment/subscriptions/turns.py): no transaction is open while Stripe answers.
 """
 
 from __future__ import annotations
@@ -21,11 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
+from payment.db import Transactions
 from payment.errors import Conflict, NotFound, ValidationError
 from payment.models import App, Plan, Subscription
 from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
-from payment.subscriptions.service import lock_subscription, release_schedule
+from payment.subscriptions import turns
+from payment.subscriptions.service import release_schedule
 from payment.subscriptions.stripe_sync import upsert_from_stripe
 
 UPGRADE, DOWNGRADE = "upgrade", "downgrade"
@@ -90,9 +93,8 @@ class ChangePreview:
 
 
 async def _changeable(
-    session: AsyncSession, subscription_id: int, app: App | None, plan_slug: str
-) -> tuple[Subscription, Plan, str]:
-    sub = await session.get(Subscription, subscription_id)
+    session: AsyncSession, sub: Subscription | None, app: App | None, plan_slug: str
+) -> tuple[Plan, str]:
     if sub is None:
         raise NotFound("This subscription does not exist.")
     if sub.stripe_subscription_id is None or not sub.is_live:
@@ -107,7 +109,7 @@ async def _changeable(
     why = refusal(app, current, target)
     if why is not None:
         raise Conflict(why, code="change_not_offered")
-    return sub, target, kind_of_change(current, target)
+    return target, kind_of_change(current, target)
 
 
 def _item_params(current: reader.JSON, target: Plan) -> list[dict[str, Any]]:
@@ -118,7 +120,7 @@ def _item_params(current: reader.JSON, target: Plan) -> list[dict[str, Any]]:
 
 
 async def preview_change(
-    session: AsyncSession,
+    db: Transactions,
     gateway: StripeGateway,
     subscription_id: int,
     *,
@@ -126,11 +128,15 @@ async def preview_change(
     plan_slug: str,
     actor: str,
 ) -> ChangePreview:
-    """The exact amount due now and the next charge (amount and date) if the subscription changed to this plan."""
+    """The exact amount due now and the next charge (amount and date) if the subscription changed to this plan
+    (Stripe is only read: no transaction is open while it answers)."""
     require(actor, Permission.MANAGE_SUBSCRIPTIONS)
-    sub, target, kind = await _changeable(session, subscription_id, app, plan_slug)
-    assert sub.stripe_subscription_id is not None
-    current = await gateway.retrieve_subscription(sub.stripe_subscription_id)
+    async with db.session() as session:
+        sub = await session.get(Subscription, subscription_id)
+        target, kind = await _changeable(session, sub, app, plan_slug)
+        assert sub is not None and sub.stripe_subscription_id is not None
+        stripe_subscription_id = sub.stripe_subscription_id
+    current = await gateway.retrieve_subscription(stripe_subscription_id)
     details = {
         "items": _item_params(current, target),
         "proration_behavior": "always_invoice" if kind == UPGRADE else "none",
@@ -138,7 +144,7 @@ async def preview_change(
     raw = await gateway.create_invoice_preview(
         {
             "customer": reader.customer_id(current),
-            "subscription": sub.stripe_subscription_id,
+            "subscription": stripe_subscription_id,
             "subscription_details": details,
         }
     )
@@ -171,8 +177,15 @@ async def preview_change(
     )
 
 
+@dataclass(frozen=True)
+class _Change:
+    target: Plan
+    kind: str
+    from_plan: int
+
+
 async def change_plan(
-    session: AsyncSession,
+    db: Transactions,
     gateway: StripeGateway,
     subscription_id: int,
     *,
@@ -185,63 +198,78 @@ async def change_plan(
     """Upgrade now (prorated, invoiced at once, nothing changes if the payment fails) or downgrade at the period end
     (a schedule), as the preview showed."""
     require(actor, Permission.MANAGE_SUBSCRIPTIONS)
-    sub, target, kind = await _changeable(session, subscription_id, app, plan_slug)
-    sub = await lock_subscription(session, sub.id)
-    assert sub.stripe_subscription_id is not None
-    if sub.cancels_on is not None:
-        raise Conflict("This subscription is set to cancel; resume it before changing plan.")
-    from_plan = sub.plan_id
-    # a pending downgrade is replaced by the new choice
-    await release_schedule(gateway, sub.stripe_schedule_id)
-    current = await gateway.retrieve_subscription(sub.stripe_subscription_id)
-    if kind == UPGRADE:
+
+    async def check(session: AsyncSession, sub: Subscription) -> _Change:
+        target, kind = await _changeable(session, sub, app, plan_slug)
+        if sub.cancels_on is not None:
+            raise Conflict("This subscription is set to cancel; resume it before changing plan.")
+        return _Change(target, kind, sub.plan_id)
+
+    async def call(turn: turns.Turn, change: _Change) -> tuple[reader.JSON, bool]:
+        # a pending downgrade is replaced by the new choice
+        await release_schedule(gateway, turn.stripe_schedule_id)
+        current = await gateway.retrieve_subscription(turn.stripe_subscription_id)
+        if change.kind != UPGRADE:
+            return await _schedule_downgrade(gateway, turn, current, change.target), False
         params: dict[str, Any] = {
-            "items": _item_params(current, target),
+            "items": _item_params(current, change.target),
             "proration_behavior": "always_invoice",
             "payment_behavior": "pending_if_incomplete",
         }
         if proration_date is not None:
             params["proration_date"] = proration_date
-        data = await gateway.update_subscription(sub.stripe_subscription_id, params)
-        declined = reader.subscription(data).pending_update
-        if declined:
-            # The change did not happen: its open invoice is voided so no later retry charges for it (voiding
-            # also drops Stripe's pending update).
-            invoice_id = reader.id_of(data.get("latest_invoice"))
-            if invoice_id is not None:
-                await gateway.void_invoice(invoice_id)
-            data = await gateway.retrieve_subscription(sub.stripe_subscription_id)
-    else:
-        data = await _schedule_downgrade(gateway, sub.stripe_subscription_id, current, target)
-        declined = False
-    await upsert_from_stripe(session, gateway, data, actor=actor)
-    await session.flush()
-    await audit.record(
-        session,
-        actor=actor,
-        action="subscription.upgrade_declined"
-        if declined
-        else ("subscription.upgraded" if kind == UPGRADE else "subscription.downgrade_scheduled"),
-        entity_type="subscription",
-        entity_id=sub.id,
-        details={
-            "from_plan_id": from_plan,
-            "to_plan": target.slug,
-            "kind": kind,
-            "proration_date": proration_date,
-            "effective_at": sub.pending_change_at.isoformat() if sub.pending_change_at else None,
-        },
-        ip=ip,
-    )
-    return ChangeOutcome(sub, kind, declined)
+        data = await gateway.update_subscription(
+            turn.stripe_subscription_id, params, idempotency_key=turn.key("upgrade")
+        )
+        if not reader.subscription(data).pending_update:
+            return data, False
+        # The change did not happen: its open invoice is voided so no later retry charges for it (voiding also
+        # drops Stripe's pending update).
+        invoice_id = reader.id_of(data.get("latest_invoice"))
+        if invoice_id is not None:
+            await gateway.void_invoice(invoice_id)
+        return await gateway.retrieve_subscription(turn.stripe_subscription_id), True
+
+    async def apply(
+        session: AsyncSession,
+        stripe: StripeGateway,
+        sub: Subscription,
+        change: _Change,
+        answer: tuple[reader.JSON, bool] | None,
+    ) -> ChangeOutcome:
+        assert answer is not None  # only a Stripe subscription changes plan (`_changeable`)
+        data, declined = answer
+        await upsert_from_stripe(session, stripe, data, actor=actor)
+        await session.flush()
+        upgraded = "subscription.upgraded" if change.kind == UPGRADE else "subscription.downgrade_scheduled"
+        await audit.record(
+            session,
+            actor=actor,
+            action="subscription.upgrade_declined" if declined else upgraded,
+            entity_type="subscription",
+            entity_id=sub.id,
+            details={
+                "from_plan_id": change.from_plan,
+                "to_plan": change.target.slug,
+                "kind": change.kind,
+                "proration_date": proration_date,
+                "effective_at": sub.pending_change_at.isoformat() if sub.pending_change_at else None,
+            },
+            ip=ip,
+        )
+        return ChangeOutcome(sub, change.kind, declined)
+
+    return await turns.act(db, subscription_id, actor=actor, check=check, gateway=gateway, call=call, apply=apply)
 
 
 async def _schedule_downgrade(
-    gateway: StripeGateway, stripe_subscription_id: str, current: reader.JSON, target: Plan
+    gateway: StripeGateway, turn: turns.Turn, current: reader.JSON, target: Plan
 ) -> reader.JSON:
     """The subscription keeps its plan to the period end, then takes the target's price (and the schedule lets go of
     it after one period at that price)."""
-    created = await gateway.create_subscription_schedule({"from_subscription": stripe_subscription_id})
+    created = await gateway.create_subscription_schedule(
+        {"from_subscription": turn.stripe_subscription_id}, idempotency_key=turn.key("schedule")
+    )
     sched = reader.schedule(created)
     first = sched.phases[0]
     state = reader.subscription(current)
@@ -253,12 +281,14 @@ async def _schedule_downgrade(
         },
         {"items": [{"price": target.stripe_price_id, "quantity": 1}], "iterations": 1},
     ]
-    await gateway.update_subscription_schedule(sched.id, {"phases": phases, "end_behavior": "release"})
-    return await gateway.retrieve_subscription(stripe_subscription_id)
+    await gateway.update_subscription_schedule(
+        sched.id, {"phases": phases, "end_behavior": "release"}, idempotency_key=turn.key("phases")
+    )
+    return await gateway.retrieve_subscription(turn.stripe_subscription_id)
 
 
 async def cancel_pending_change(
-    session: AsyncSession,
+    db: Transactions,
     gateway: StripeGateway,
     subscription_id: int,
     *,
@@ -267,24 +297,34 @@ async def cancel_pending_change(
 ) -> Subscription:
     """The scheduled downgrade is withdrawn: the subscription renews on its current plan."""
     require(actor, Permission.MANAGE_SUBSCRIPTIONS)
-    sub = await lock_subscription(session, subscription_id)
-    if sub.pending_plan_id is None or sub.stripe_subscription_id is None:
-        raise Conflict("This subscription has no pending plan change to cancel.")
-    withdrawn = sub.pending_plan_id
-    await release_schedule(gateway, sub.stripe_schedule_id)
-    data = await gateway.retrieve_subscription(sub.stripe_subscription_id)
-    await upsert_from_stripe(session, gateway, data, actor=actor)
-    await session.flush()
-    await audit.record(
-        session,
-        actor=actor,
-        action="subscription.pending_change_canceled",
-        entity_type="subscription",
-        entity_id=sub.id,
-        details={"withdrawn_plan_id": withdrawn},
-        ip=ip,
-    )
-    return sub
+
+    async def check(session: AsyncSession, sub: Subscription) -> int:
+        if sub.pending_plan_id is None or sub.stripe_subscription_id is None:
+            raise Conflict("This subscription has no pending plan change to cancel.")
+        return sub.pending_plan_id
+
+    async def call(turn: turns.Turn, _: int) -> reader.JSON:
+        await release_schedule(gateway, turn.stripe_schedule_id)
+        return await gateway.retrieve_subscription(turn.stripe_subscription_id)
+
+    async def apply(
+        session: AsyncSession, stripe: StripeGateway, sub: Subscription, withdrawn: int, answer: reader.JSON | None
+    ) -> Subscription:
+        assert answer is not None  # a pending change exists only on a Stripe subscription (`check`)
+        await upsert_from_stripe(session, stripe, answer, actor=actor)
+        await session.flush()
+        await audit.record(
+            session,
+            actor=actor,
+            action="subscription.pending_change_canceled",
+            entity_type="subscription",
+            entity_id=sub.id,
+            details={"withdrawn_plan_id": withdrawn},
+            ip=ip,
+        )
+        return sub
+
+    return await turns.act(db, subscription_id, actor=actor, check=check, gateway=gateway, call=call, apply=apply)
 
 
 async def set_change_rules(

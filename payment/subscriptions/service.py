@@ -1,8 +1,10 @@
 """Admin rules on subscriptions: cancel at period end, resume, extend, grant, cancel now.
 
 Stripe subscriptions change through the Stripe API first and our row then copies Stripe's answer; manual and granted
-subscriptions change locally. Each rule writes a subscription_adjustments row and an audit row in the caller's
-transaction; if Stripe refuses, the StripeError propagates and the caller's transaction writes nothing.
+subscriptions change locally. Each rule takes the database (not an open session) and runs as a Stripe turn
+(payment/subscriptions/turns.py): Stripe is called with no transaction open and no row locked; the row, the
+subscription_adjustments row and the audit row are written after Stripe answers. If Stripe refuses, the StripeError
+propagates and nothing of the action is written.
 """
 
 from __future__ import annotations
@@ -15,14 +17,20 @@ from sqlalchemy.orm import contains_eager, selectinload
 
 from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
+from payment.db import Transactions
 from payment.errors import Conflict, NotFound, ValidationError
 from payment.models import Customer, Plan, Subscription, SubscriptionAdjustment, utcnow
 from payment.models.billing import LIVE_STATUSES
 from payment.stripe import reader
 from payment.stripe.gateway import StripeGateway
+from payment.stripe.reader import JSON
+from payment.subscriptions import turns
 from payment.subscriptions.paid_extension import is_paid_extension, marker
 from payment.subscriptions.periods import period_after
 from payment.subscriptions.stripe_sync import upsert_from_stripe
+from payment.subscriptions.turns import lock_subscription
+
+__all__ = ["lock_subscription"]
 
 MAX_DAYS = 3650
 ENDED_STATUSES = ("canceled", "expired", "incomplete_expired")
@@ -50,21 +58,6 @@ async def get(session: AsyncSession, subscription_id: int) -> Subscription:
     sub = await session.get(
         Subscription, subscription_id, options=[selectinload(Subscription.plan), selectinload(Subscription.customer)]
     )
-    if sub is None:
-        raise NotFound("This subscription does not exist.")
-    return sub
-
-
-async def lock_subscription(session: AsyncSession, subscription_id: int) -> Subscription:
-    """The subscription row, locked for this transaction so two admin actions on it run one after the other."""
-    sub = (
-        await session.execute(
-            select(Subscription)
-            .where(Subscription.id == subscription_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
-    ).scalar_one_or_none()
     if sub is None:
         raise NotFound("This subscription does not exist.")
     return sub
@@ -152,7 +145,7 @@ def _require_live(sub: Subscription, verb: str) -> None:
 
 
 async def cancel_at_period_end(
-    session: AsyncSession,
+    db: Transactions,
     subscription_id: int,
     *,
     gateway: StripeGateway,
@@ -160,84 +153,100 @@ async def cancel_at_period_end(
     customer_reason: str | None = None,
     actor: str,
     ip: str | None = None,
-    idempotency_key: str | None = None,
 ) -> Subscription:
     """A live subscription stops renewing and ends at its current period end (Stripe's through the Stripe API)."""
     require(actor, Permission.MANAGE_SUBSCRIPTIONS)
-    sub = await lock_subscription(session, subscription_id)
-    _require_live(sub, "canceled")
-    if sub.cancels_on is not None:
-        raise Conflict(f"This subscription is already set to cancel on {sub.cancels_on.date().isoformat()}.")
-    reason = check_reason(reason, default="Canceled at period end by an admin.")
-    if customer_reason is not None:
-        sub.cancel_reason = customer_reason.strip()[:2000] or None
-    if sub.stripe_subscription_id is not None:
+    text = check_reason(reason, default="Canceled at period end by an admin.")
+
+    async def check(session: AsyncSession, sub: Subscription) -> None:
+        _require_live(sub, "canceled")
+        if sub.cancels_on is not None:
+            raise Conflict(f"This subscription is already set to cancel on {sub.cancels_on.date().isoformat()}.")
+
+    async def call(turn: turns.Turn, _: None) -> JSON:
         # Stripe refuses a scheduled subscription's cancellation: a pending downgrade gives way to it
-        await release_schedule(gateway, sub.stripe_schedule_id)
-        data = await gateway.update_subscription(
-            sub.stripe_subscription_id, {"cancel_at_period_end": True}, idempotency_key=idempotency_key
+        await release_schedule(gateway, turn.stripe_schedule_id)
+        return await gateway.update_subscription(
+            turn.stripe_subscription_id, {"cancel_at_period_end": True}, idempotency_key=turn.key("cancel")
         )
-        await upsert_from_stripe(session, gateway, data, actor=actor)
-    else:
-        sub.cancel_at_period_end = True
-        sub.canceled_at = utcnow()
-    await session.flush()
-    await _adjust(session, sub, "cancel", reason, actor, previous_end=sub.current_period_end)
-    await audit.record(
-        session,
-        actor=actor,
-        action="subscription.cancel_at_period_end",
-        entity_type="subscription",
-        entity_id=sub.id,
-        details={"reason": reason, "customer_reason": sub.cancel_reason, **_snapshot(sub)},
-        ip=ip,
-    )
-    return sub
+
+    async def apply(
+        session: AsyncSession, stripe: StripeGateway, sub: Subscription, _: None, answer: JSON | None
+    ) -> Subscription:
+        if customer_reason is not None:
+            sub.cancel_reason = customer_reason.strip()[:2000] or None
+        if answer is not None:
+            await upsert_from_stripe(session, stripe, answer, actor=actor)
+        else:
+            sub.cancel_at_period_end = True
+            sub.canceled_at = utcnow()
+        await session.flush()
+        await _adjust(session, sub, "cancel", text, actor, previous_end=sub.current_period_end)
+        await audit.record(
+            session,
+            actor=actor,
+            action="subscription.cancel_at_period_end",
+            entity_type="subscription",
+            entity_id=sub.id,
+            details={"reason": text, "customer_reason": sub.cancel_reason, **_snapshot(sub)},
+            ip=ip,
+        )
+        return sub
+
+    return await turns.act(db, subscription_id, actor=actor, check=check, gateway=gateway, call=call, apply=apply)
 
 
 async def resume(
-    session: AsyncSession,
+    db: Transactions,
     subscription_id: int,
     *,
     gateway: StripeGateway,
     reason: str | None = None,
     actor: str,
     ip: str | None = None,
-    idempotency_key: str | None = None,
 ) -> Subscription:
     """A pending cancellation at period end is withdrawn; the subscription renews again."""
     require(actor, Permission.MANAGE_SUBSCRIPTIONS)
-    sub = await lock_subscription(session, subscription_id)
-    _require_live(sub, "resumed")
-    if sub.cancels_on is None:
-        raise Conflict("This subscription has no pending cancellation to undo.")
-    reason = check_reason(reason, default="Cancellation withdrawn by an admin.")
-    sub.cancel_reason = None
-    if sub.stripe_subscription_id is not None:
+    text = check_reason(reason, default="Cancellation withdrawn by an admin.")
+
+    async def check(session: AsyncSession, sub: Subscription) -> None:
+        _require_live(sub, "resumed")
+        if sub.cancels_on is None:
+            raise Conflict("This subscription has no pending cancellation to undo.")
+
+    async def call(turn: turns.Turn, _: None) -> JSON:
         # an empty cancel_at withdraws both ways Stripe ends a subscription (cancel_at and cancel_at_period_end)
-        data = await gateway.update_subscription(
-            sub.stripe_subscription_id, {"cancel_at": ""}, idempotency_key=idempotency_key
+        return await gateway.update_subscription(
+            turn.stripe_subscription_id, {"cancel_at": ""}, idempotency_key=turn.key("resume")
         )
-        await upsert_from_stripe(session, gateway, data, actor=actor)
-    else:
-        sub.cancel_at_period_end = False
-        sub.canceled_at = None
-    await session.flush()
-    await _adjust(session, sub, "resume", reason, actor, previous_end=sub.current_period_end)
-    await audit.record(
-        session,
-        actor=actor,
-        action="subscription.resumed",
-        entity_type="subscription",
-        entity_id=sub.id,
-        details={"reason": reason, **_snapshot(sub)},
-        ip=ip,
-    )
-    return sub
+
+    async def apply(
+        session: AsyncSession, stripe: StripeGateway, sub: Subscription, _: None, answer: JSON | None
+    ) -> Subscription:
+        sub.cancel_reason = None
+        if answer is not None:
+            await upsert_from_stripe(session, stripe, answer, actor=actor)
+        else:
+            sub.cancel_at_period_end = False
+            sub.canceled_at = None
+        await session.flush()
+        await _adjust(session, sub, "resume", text, actor, previous_end=sub.current_period_end)
+        await audit.record(
+            session,
+            actor=actor,
+            action="subscription.resumed",
+            entity_type="subscription",
+            entity_id=sub.id,
+            details={"reason": text, **_snapshot(sub)},
+            ip=ip,
+        )
+        return sub
+
+    return await turns.act(db, subscription_id, actor=actor, check=check, gateway=gateway, call=call, apply=apply)
 
 
 async def extend(
-    session: AsyncSession,
+    db: Transactions,
     subscription_id: int,
     *,
     days: int,
@@ -245,120 +254,144 @@ async def extend(
     gateway: StripeGateway,
     actor: str,
     ip: str | None = None,
-    idempotency_key: str | None = None,
 ) -> Subscription:
     """A live subscription's period end moves `days` later; a Stripe one through a trial to that date, unbilled,
     and a paying one stays active (renewing on the new date), not trialing."""
     require(actor, Permission.MANAGE_SUBSCRIPTIONS)
     days = check_days(days)
-    reason = check_reason(reason)
-    sub = await lock_subscription(session, subscription_id)
-    _require_live(sub, "extended")
-    previous_end = sub.current_period_end
-    if sub.stripe_subscription_id is not None:
-        current = await gateway.retrieve_subscription(sub.stripe_subscription_id)
+    text = check_reason(reason)
+
+    async def check(session: AsyncSession, sub: Subscription) -> datetime | None:
+        _require_live(sub, "extended")
+        return sub.current_period_end
+
+    async def call(turn: turns.Turn, previous_end: datetime | None) -> tuple[JSON, datetime]:
+        current = await gateway.retrieve_subscription(turn.stripe_subscription_id)
         stripe_end = reader.subscription(current).period_end or previous_end or utcnow()
-        new_end = stripe_end + timedelta(days=days)
-        trial_end = int(new_end.timestamp())
+        trial_end = int((stripe_end + timedelta(days=days)).timestamp())
         # A trial up to the new end is how Stripe moves the next charge without billing the added days; on a paying
         # subscription the metadata marks it as an extension, so we keep calling it active (paid_extension).
         params: dict[str, object] = {"trial_end": trial_end, "proration_behavior": "none"}
         if current.get("status") == "active" or is_paid_extension(current):
             params["metadata"] = marker(trial_end)
-        data = await gateway.update_subscription(sub.stripe_subscription_id, params, idempotency_key=idempotency_key)
-        await upsert_from_stripe(session, gateway, data, actor=actor)
-        previous_end = stripe_end
-    else:
-        sub.current_period_end = (previous_end or utcnow()) + timedelta(days=days)
-    await session.flush()
-    await _adjust(session, sub, "extend", reason, actor, days=days, previous_end=previous_end)
-    await audit.record(
-        session,
-        actor=actor,
-        action="subscription.extended",
-        entity_type="subscription",
-        entity_id=sub.id,
-        details={
-            "days": days,
-            "reason": reason,
-            "previous_period_end": previous_end.isoformat() if previous_end else None,
-            **_snapshot(sub),
-        },
-        ip=ip,
-    )
-    return sub
+        data = await gateway.update_subscription(
+            turn.stripe_subscription_id, params, idempotency_key=turn.key("extend")
+        )
+        return data, stripe_end
+
+    async def apply(
+        session: AsyncSession,
+        stripe: StripeGateway,
+        sub: Subscription,
+        previous_end: datetime | None,
+        answer: tuple[JSON, datetime] | None,
+    ) -> Subscription:
+        if answer is not None:
+            data, previous_end = answer
+            await upsert_from_stripe(session, stripe, data, actor=actor)
+        else:
+            sub.current_period_end = (previous_end or utcnow()) + timedelta(days=days)
+        await session.flush()
+        await _adjust(session, sub, "extend", text, actor, days=days, previous_end=previous_end)
+        await audit.record(
+            session,
+            actor=actor,
+            action="subscription.extended",
+            entity_type="subscription",
+            entity_id=sub.id,
+            details={
+                "days": days,
+                "reason": text,
+                "previous_period_end": previous_end.isoformat() if previous_end else None,
+                **_snapshot(sub),
+            },
+            ip=ip,
+        )
+        return sub
+
+    return await turns.act(db, subscription_id, actor=actor, check=check, gateway=gateway, call=call, apply=apply)
 
 
-async def _end_now(
-    session: AsyncSession, sub: Subscription, gateway: StripeGateway, idempotency_key: str | None, actor: str
-) -> None:
-    if sub.stripe_subscription_id is not None:
-        data = await gateway.cancel_subscription(sub.stripe_subscription_id, idempotency_key=idempotency_key)
-        await upsert_from_stripe(session, gateway, data, actor=actor)
-    else:
-        now = utcnow()
-        sub.status = "canceled"
-        sub.canceled_at = sub.canceled_at or now
-        sub.ended_at = now
-        sub.cancel_at_period_end = False
-        sub.cancel_at = None
-    await session.flush()
+def _ended_here(sub: Subscription) -> None:
+    """A subscription that is not Stripe's ends now, on our row alone."""
+    now = utcnow()
+    sub.status = "canceled"
+    sub.canceled_at = sub.canceled_at or now
+    sub.ended_at = now
+    sub.cancel_at_period_end = False
+    sub.cancel_at = None
+
+
+async def end_now(
+    db: Transactions,
+    subscription_id: int,
+    *,
+    gateway: StripeGateway,
+    kind: str,
+    action: str,
+    reason: str,
+    actor: str,
+    ip: str | None = None,
+) -> Subscription:
+    """A subscription that has not ended ends now (Stripe's is deleted through the Stripe API), recorded as an
+    adjustment of `kind` and an audit row `action`."""
+
+    async def check(session: AsyncSession, sub: Subscription) -> datetime | None:
+        if sub.status in ENDED_STATUSES:
+            raise Conflict(f"This subscription has already ended ({sub.status}).")
+        return sub.current_period_end
+
+    async def call(turn: turns.Turn, _: datetime | None) -> JSON:
+        return await gateway.cancel_subscription(turn.stripe_subscription_id, idempotency_key=turn.key("end"))
+
+    async def apply(
+        session: AsyncSession,
+        stripe: StripeGateway,
+        sub: Subscription,
+        previous_end: datetime | None,
+        answer: JSON | None,
+    ) -> Subscription:
+        if answer is not None:
+            await upsert_from_stripe(session, stripe, answer, actor=actor)
+        else:
+            _ended_here(sub)
+        await session.flush()
+        await _adjust(session, sub, kind, reason, actor, previous_end=previous_end)
+        await audit.record(
+            session,
+            actor=actor,
+            action=action,
+            entity_type="subscription",
+            entity_id=sub.id,
+            details={"reason": reason, **_snapshot(sub)},
+            ip=ip,
+        )
+        return sub
+
+    return await turns.act(db, subscription_id, actor=actor, check=check, gateway=gateway, call=call, apply=apply)
 
 
 async def cancel_now(
-    session: AsyncSession,
+    db: Transactions,
     subscription_id: int,
     *,
     gateway: StripeGateway,
     reason: str | None = None,
     actor: str,
     ip: str | None = None,
-    idempotency_key: str | None = None,
 ) -> Subscription:
     """A subscription that has not ended ends now (Stripe's is deleted through the Stripe API)."""
-    sub = await lock_subscription(session, subscription_id)
-    if sub.status in ENDED_STATUSES:
-        raise Conflict(f"This subscription has already ended ({sub.status}).")
-    reason = check_reason(reason, default="Canceled immediately by an admin.")
-    previous_end = sub.current_period_end
-    await _end_now(session, sub, gateway, idempotency_key, actor)
-    await _adjust(session, sub, "cancel_now", reason, actor, previous_end=previous_end)
-    await audit.record(
-        session,
-        actor=actor,
+    text = check_reason(reason, default="Canceled immediately by an admin.")
+    return await end_now(
+        db,
+        subscription_id,
+        gateway=gateway,
+        kind="cancel_now",
         action="subscription.canceled_now",
-        entity_type="subscription",
-        entity_id=sub.id,
-        details={"reason": reason, **_snapshot(sub)},
+        reason=text,
+        actor=actor,
         ip=ip,
     )
-    return sub
-
-
-async def replace_live(
-    session: AsyncSession,
-    conflicts: list[Subscription],
-    *,
-    reason: str,
-    gateway: StripeGateway,
-    actor: str,
-    ip: str | None = None,
-) -> None:
-    """End the given live subscriptions because a new one replaces them (adjustment kind 'replace')."""
-    for old in conflicts:
-        await lock_subscription(session, old.id)
-        previous_end = old.current_period_end
-        await _end_now(session, old, gateway, None, actor)
-        await _adjust(session, old, "replace", reason, actor, previous_end=previous_end)
-        await audit.record(
-            session,
-            actor=actor,
-            action="subscription.replaced",
-            entity_type="subscription",
-            entity_id=old.id,
-            details={"reason": reason, **_snapshot(old)},
-            ip=ip,
-        )
 
 
 def check_duration(months: int, days: int) -> None:
@@ -394,7 +427,7 @@ async def check_grant(session: AsyncSession, customer_id: int, *, plan_id: int, 
 
 
 async def grant(
-    session: AsyncSession,
+    db: Transactions,
     customer_id: int,
     *,
     plan_id: int,
@@ -407,44 +440,65 @@ async def grant(
     ip: str | None = None,
 ) -> Subscription:
     """Give the customer a free manual subscription to a plan for a duration, refused while a live subscription
-    in the same scope exists unless `replace` ends it."""
+    in the same scope exists unless `replace` ends it.
+
+    The subscriptions replaced end first, each in its own Stripe turn (Stripe is never called inside the grant's
+    transaction); the grant itself then checks the scope again under the customer's lock."""
     require(actor, Permission.MANAGE_SUBSCRIPTIONS)
-    reason = check_reason(reason)
+    text = check_reason(reason)
     check_duration(months, days)
-    customer = await lock_customer(session, customer_id)
-    plan, conflicts = await _grant_conflicts(session, customer.id, plan_id, replace=replace)
-    await replace_live(
-        session, conflicts, reason=f"Replaced by a granted {plan.name}: {reason}", gateway=gateway, actor=actor, ip=ip
-    )
-    start = utcnow()
-    end = period_after(start, months=months, days=days)
-    sub = Subscription(
-        customer_id=customer.id,
-        plan_id=plan.id,
-        status="active",
-        source="grant",
-        current_period_start=start,
-        current_period_end=end,
-    )
-    session.add(sub)
-    await session.flush()
-    total_days = max(1, min(MAX_DAYS, (end - start).days))
-    await _adjust(session, sub, "grant", reason, actor, days=total_days)
-    await audit.record(
-        session,
-        actor=actor,
-        action="subscription.granted",
-        entity_type="subscription",
-        entity_id=sub.id,
-        details={
-            "customer_id": customer.id,
-            "plan": plan.slug,
-            "months": months,
-            "days": days,
-            "reason": reason,
-            "replaced": [s.id for s in conflicts],
-            **_snapshot(sub),
-        },
-        ip=ip,
-    )
-    return sub
+    async with db.session() as session:
+        plan, conflicts = await _grant_conflicts(session, customer_id, plan_id, replace=replace)
+        plan_name = plan.name
+        replaced = [s.id for s in conflicts]
+    for old_id in replaced:
+        try:
+            await end_now(
+                db,
+                old_id,
+                gateway=gateway,
+                kind="replace",
+                action="subscription.replaced",
+                reason=f"Replaced by a granted {plan_name}: {text}",
+                actor=actor,
+                ip=ip,
+            )
+        except Conflict as exc:
+            if exc.code == turns.TurnBusy.code:
+                raise
+            # it ended meanwhile (a webhook, another admin): nothing left to replace
+    async with db.transaction() as session:
+        customer = await lock_customer(session, customer_id)
+        plan, conflicts = await _grant_conflicts(session, customer.id, plan_id, replace=False)
+        start = utcnow()
+        end = period_after(start, months=months, days=days)
+        sub = Subscription(
+            customer_id=customer.id,
+            plan_id=plan.id,
+            status="active",
+            source="grant",
+            current_period_start=start,
+            current_period_end=end,
+        )
+        session.add(sub)
+        await session.flush()
+        total_days = max(1, min(MAX_DAYS, (end - start).days))
+        await _adjust(session, sub, "grant", text, actor, days=total_days)
+        await audit.record(
+            session,
+            actor=actor,
+            action="subscription.granted",
+            entity_type="subscription",
+            entity_id=sub.id,
+            details={
+                "customer_id": customer.id,
+                "plan": plan.slug,
+                "months": months,
+                "days": days,
+                "reason": text,
+                "replaced": replaced,
+                **_snapshot(sub),
+            },
+            ip=ip,
+        )
+        return sub

@@ -8,7 +8,7 @@ import re
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from itertools import count
 from pathlib import Path
 from typing import ParamSpec, TypeVar
@@ -139,3 +139,25 @@ def own_postgres() -> Iterator[EmbeddedPostgres]:
             yield server
         finally:
             server.stop()
+
+
+class InSession:
+    """The test's session as a `payment.db.Transactions`: each transaction a service opens is a savepoint of it,
+    so what the service commits is still rolled back with the test."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        async with self._session.begin_nested():
+            yield self._session
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        yield self._session
+
+
+def in_db(session: AsyncSession) -> InSession:
+    """Hand a service that opens its own transactions the test's session (see `InSession`)."""
+    return InSession(session)

@@ -33,6 +33,7 @@ from payment.subscriptions import service as subscriptions
 from tests.integration.admin.conftest import ADMIN_PASSWORD, csrf_from, sign_in
 from tests.support import factories
 from tests.support.app import asgi_client
+from tests.support.db import in_db
 from tests.support.factories import SECRET
 
 
@@ -335,25 +336,25 @@ SERVICE_CALLS: list[tuple[str, Permission, ServiceCall]] = [
     (
         "subscriptions.cancel_at_period_end",
         Permission.MANAGE_SUBSCRIPTIONS,
-        lambda s, sv, w, a: subscriptions.cancel_at_period_end(s, w.subscription_id, gateway=sv.stripe, actor=a),
+        lambda s, sv, w, a: subscriptions.cancel_at_period_end(in_db(s), w.subscription_id, gateway=sv.stripe, actor=a),
     ),
     (
         "subscriptions.resume",
         Permission.MANAGE_SUBSCRIPTIONS,
-        lambda s, sv, w, a: subscriptions.resume(s, w.subscription_id, gateway=sv.stripe, actor=a),
+        lambda s, sv, w, a: subscriptions.resume(in_db(s), w.subscription_id, gateway=sv.stripe, actor=a),
     ),
     (
         "subscriptions.extend",
         Permission.MANAGE_SUBSCRIPTIONS,
         lambda s, sv, w, a: subscriptions.extend(
-            s, w.subscription_id, days=1, reason="matrix", gateway=sv.stripe, actor=a
+            in_db(s), w.subscription_id, days=1, reason="matrix", gateway=sv.stripe, actor=a
         ),
     ),
     (
         "subscriptions.grant",
         Permission.MANAGE_SUBSCRIPTIONS,
         lambda s, sv, w, a: subscriptions.grant(
-            s, w.customer_id, plan_id=w.plan_id, reason="matrix", gateway=sv.stripe, actor=a, days=1
+            in_db(s), w.customer_id, plan_id=w.plan_id, reason="matrix", gateway=sv.stripe, actor=a, days=1
         ),
     ),
     (
@@ -371,12 +372,12 @@ SERVICE_CALLS: list[tuple[str, Permission, ServiceCall]] = [
     (
         "refunds.retry_cancellation",
         Permission.REFUND,
-        lambda s, sv, w, a: refunds.retry_cancellation(s, w.refund_id, gateway=sv.stripe, actor=a),
+        lambda s, sv, w, a: refunds.retry_cancellation(in_db(s), w.refund_id, gateway=sv.stripe, actor=a),
     ),
     (
         "refunds.cancel_after_refund",
         Permission.REFUND,
-        lambda s, sv, w, a: refunds.cancel_after_refund(s, w.refund_id, gateway=sv.stripe, actor=a),
+        lambda s, sv, w, a: refunds.cancel_after_refund(in_db(s), w.refund_id, gateway=sv.stripe, actor=a),
     ),
     (
         "reconciliation.take_stripes",

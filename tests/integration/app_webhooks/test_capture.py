@@ -9,6 +9,7 @@ from payment.runtime import Services
 from payment.subscriptions import service as subscriptions
 from tests.integration.app_webhooks.conftest import client_app, messages
 from tests.support import factories
+from tests.support.db import in_db
 
 
 async def test_a_new_email_through_the_client_api_is_one_customer_updated_event(
@@ -34,7 +35,7 @@ async def test_a_granted_subscription_is_created_and_changes_the_entitlement_of_
         customer = await factories.create_customer(session)
     async with services.db.transaction() as session:
         await subscriptions.grant(
-            session,
+            in_db(session),
             customer.id,
             plan_id=plan.id,
             days=30,

@@ -16,6 +16,7 @@ from payment.stripe.gateway import StripeGateway
 from payment.subscriptions import changes
 from payment.subscriptions.stripe_sync import upsert_from_stripe
 from tests.support import factories
+from tests.support.db import in_db
 from tests.support.stripe import paid_stripe_subscription, sandbox_control
 
 ACTOR = "customer:1"
@@ -84,10 +85,10 @@ async def test_previews_equal_invoices_and_mrr_and_revenue_follow_mid_period_cha
         assert app_row is not None
         for name, setup, target in (("upgrade", upgrader, plus), ("to yearly", to_yearly, yearly)):
             preview = await changes.preview_change(
-                session, gateway, setup.subscription.id, app=app_row, plan_slug=target.slug, actor=ACTOR
+                in_db(session), gateway, setup.subscription.id, app=app_row, plan_slug=target.slug, actor=ACTOR
             )
             outcome = await changes.change_plan(
-                session,
+                in_db(session),
                 gateway,
                 setup.subscription.id,
                 app=app_row,
@@ -98,10 +99,10 @@ async def test_previews_equal_invoices_and_mrr_and_revenue_follow_mid_period_cha
             assert preview.kind == changes.UPGRADE and not outcome.declined, name
             previews[name] = preview.amount_due_now
         downgrade = await changes.preview_change(
-            session, gateway, downgrader.subscription.id, app=app_row, plan_slug=basic.slug, actor=ACTOR
+            in_db(session), gateway, downgrader.subscription.id, app=app_row, plan_slug=basic.slug, actor=ACTOR
         )
         await changes.change_plan(
-            session,
+            in_db(session),
             gateway,
             downgrader.subscription.id,
             app=app_row,

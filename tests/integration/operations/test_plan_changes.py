@@ -21,6 +21,7 @@ from payment.subscriptions import changes
 from payment.subscriptions import service as subscriptions
 from payment.subscriptions.stripe_sync import upsert_from_stripe
 from tests.support import factories
+from tests.support.db import in_db
 from tests.support.stripe import StripeSetup, paid_stripe_subscription, sandbox_control
 
 ACTOR = "customer:1"
@@ -90,10 +91,10 @@ async def test_an_upgrade_charges_the_previewed_amount_at_once_and_changes_the_p
     _advance(sandbox, 9 * 86400 + 4321)
 
     preview = await changes.preview_change(
-        db, gateway, setup.subscription.id, app=app, plan_slug=bigger.slug, actor=ACTOR
+        in_db(db), gateway, setup.subscription.id, app=app, plan_slug=bigger.slug, actor=ACTOR
     )
     outcome = await changes.change_plan(
-        db,
+        in_db(db),
         gateway,
         setup.subscription.id,
         app=app,
@@ -128,7 +129,7 @@ async def test_a_declined_upgrade_leaves_the_plan_and_says_so(
     )
 
     outcome = await changes.change_plan(
-        db, gateway, setup.subscription.id, app=app, plan_slug=bigger.slug, proration_date=None, actor=ACTOR
+        in_db(db), gateway, setup.subscription.id, app=app, plan_slug=bigger.slug, proration_date=None, actor=ACTOR
     )
 
     assert outcome.declined and outcome.subscription.plan_id == setup.plan.id
@@ -147,20 +148,22 @@ async def test_a_downgrade_waits_for_the_period_end_can_be_withdrawn_and_applies
     sub_id = setup.subscription.id
     period_end = setup.subscription.current_period_end
 
-    preview = await changes.preview_change(db, gateway, sub_id, app=app, plan_slug=smaller.slug, actor=ACTOR)
+    preview = await changes.preview_change(in_db(db), gateway, sub_id, app=app, plan_slug=smaller.slug, actor=ACTOR)
     assert preview.kind == changes.DOWNGRADE and preview.amount_due_now == 0
     assert preview.next_charge_amount == 9900 and preview.next_charge_at == period_end == preview.effective_at
 
     outcome = await changes.change_plan(
-        db, gateway, sub_id, app=app, plan_slug=smaller.slug, proration_date=None, actor=ACTOR
+        in_db(db), gateway, sub_id, app=app, plan_slug=smaller.slug, proration_date=None, actor=ACTOR
     )
     sub = outcome.subscription
     assert (sub.plan_id, sub.pending_plan_id, sub.pending_change_at) == (setup.plan.id, smaller.id, period_end)
 
-    await changes.cancel_pending_change(db, gateway, sub_id, actor=ACTOR)
+    await changes.cancel_pending_change(in_db(db), gateway, sub_id, actor=ACTOR)
     assert (sub.pending_plan_id, sub.pending_change_at, sub.stripe_schedule_id) == (None, None, None)
 
-    await changes.change_plan(db, gateway, sub_id, app=app, plan_slug=smaller.slug, proration_date=None, actor=ACTOR)
+    await changes.change_plan(
+        in_db(db), gateway, sub_id, app=app, plan_slug=smaller.slug, proration_date=None, actor=ACTOR
+    )
     assert sub.pending_plan_id == smaller.id
     assert period_end is not None
     _advance(sandbox, int(period_end.timestamp() - datetime.now(UTC).timestamp()) + 3600)
@@ -181,11 +184,11 @@ async def test_cancelling_at_period_end_replaces_a_pending_downgrade_and_keeps_t
     app, setup = await _world(db, gateway, sandbox)
     smaller = await _plan(db, gateway, 9900)
     await changes.change_plan(
-        db, gateway, setup.subscription.id, app=app, plan_slug=smaller.slug, proration_date=None, actor=ACTOR
+        in_db(db), gateway, setup.subscription.id, app=app, plan_slug=smaller.slug, proration_date=None, actor=ACTOR
     )
 
     sub = await subscriptions.cancel_at_period_end(
-        db,
+        in_db(db),
         setup.subscription.id,
         gateway=gateway,
         reason="Cancelled by the user.",
@@ -195,7 +198,7 @@ async def test_cancelling_at_period_end_replaces_a_pending_downgrade_and_keeps_t
 
     assert sub.cancel_at_period_end and sub.cancel_reason == "Too dear"
     assert (sub.pending_plan_id, sub.stripe_schedule_id) == (None, None)
-    resumed = await subscriptions.resume(db, sub.id, gateway=gateway, reason="Resumed by the user.", actor=ACTOR)
+    resumed = await subscriptions.resume(in_db(db), sub.id, gateway=gateway, reason="Resumed by the user.", actor=ACTOR)
     assert not resumed.cancel_at_period_end and resumed.cancel_reason is None
 
 
@@ -223,12 +226,14 @@ async def test_each_app_rule_refuses_the_change_it_names(
     setattr(app, rule, False)
 
     with pytest.raises(Conflict) as refused:
-        await changes.preview_change(db, gateway, setup.subscription.id, app=app, plan_slug=target.slug, actor=ACTOR)
+        await changes.preview_change(
+            in_db(db), gateway, setup.subscription.id, app=app, plan_slug=target.slug, actor=ACTOR
+        )
 
     assert refused.value.code == "change_not_offered"
     setattr(app, rule, True)
     preview = await changes.preview_change(
-        db, gateway, setup.subscription.id, app=app, plan_slug=target.slug, actor=ACTOR
+        in_db(db), gateway, setup.subscription.id, app=app, plan_slug=target.slug, actor=ACTOR
     )
     assert preview.plan.id == target.id
 
@@ -243,15 +248,17 @@ async def test_role_matrix_for_changing_a_plan(
     allowed = role in (Role.OWNER, Role.SUPPORT)
     if allowed:
         preview = await changes.preview_change(
-            db, gateway, setup.subscription.id, app=app, plan_slug=bigger.slug, actor=admin
+            in_db(db), gateway, setup.subscription.id, app=app, plan_slug=bigger.slug, actor=admin
         )
         assert preview.amount_due_now > 0
         return
     with pytest.raises(PermissionDenied):
-        await changes.preview_change(db, gateway, setup.subscription.id, app=app, plan_slug=bigger.slug, actor=admin)
+        await changes.preview_change(
+            in_db(db), gateway, setup.subscription.id, app=app, plan_slug=bigger.slug, actor=admin
+        )
     with pytest.raises(PermissionDenied):
         await changes.change_plan(
-            db, gateway, setup.subscription.id, app=app, plan_slug=bigger.slug, proration_date=None, actor=admin
+            in_db(db), gateway, setup.subscription.id, app=app, plan_slug=bigger.slug, proration_date=None, actor=admin
         )
 
 

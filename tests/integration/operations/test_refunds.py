@@ -22,6 +22,7 @@ from payment.runtime import Services
 from payment.stripe.gateway import StripeGateway
 from payment.submissions import service as submissions
 from tests.support import factories
+from tests.support.db import in_db
 from tests.support.stripe import StripeSetup, inject_fault, paid_stripe_subscription, sandbox_control
 
 ACTOR = AdminActor(2, Role.OWNER)
@@ -222,17 +223,17 @@ async def test_also_cancel_keeps_refund_when_cancellation_fails_then_retry(
     setup = await paid_stripe_subscription(db, gateway, sandbox)
     refund = await refunds.issue(db, setup.invoice.id, reason="Leaving", also_cancel=True, actor=ACTOR)
     inject_fault(sandbox, method="DELETE", path_prefix="/v1/subscriptions", status=500, times=5)
-    await refunds.cancel_after_refund(db, refund.id, gateway=gateway, actor=ACTOR)
+    await refunds.cancel_after_refund(in_db(db), refund.id, gateway=gateway, actor=ACTOR)
     assert refund.cancel_outcome == "failed" and refund.cancel_error == (
         "Stripe had an internal error. Nothing was changed; try again."
     )
     assert refund.status == "pending" and setup.subscription.status == "active"
     sandbox_control(sandbox, "DELETE", "faults")
-    await refunds.retry_cancellation(db, refund.id, gateway=gateway, actor=ACTOR)
+    await refunds.retry_cancellation(in_db(db), refund.id, gateway=gateway, actor=ACTOR)
     assert refund.cancel_outcome == "succeeded" and refund.cancel_error is None
     assert setup.subscription.status == "canceled"
     with pytest.raises(Conflict, match="no failed cancellation"):
-        await refunds.retry_cancellation(db, refund.id, gateway=gateway, actor=ACTOR)
+        await refunds.retry_cancellation(in_db(db), refund.id, gateway=gateway, actor=ACTOR)
     actions = await db.scalars(
         select(AuditLog.action)
         .where(AuditLog.entity_type == "refund", AuditLog.entity_id == str(refund.id))
@@ -247,13 +248,13 @@ async def test_also_cancel_of_a_manual_invoice_cancels_locally(db: AsyncSession,
     sub = await factories.create_subscription(db, customer, plan, source="manual")
     invoice = await factories.create_invoice(db, customer, source="manual", subscription=sub)
     refund = await refunds.issue(db, invoice.id, reason="Leaving", also_cancel=True, actor=ACTOR)
-    await refunds.cancel_after_refund(db, refund.id, gateway=gateway, actor=ACTOR)
+    await refunds.cancel_after_refund(in_db(db), refund.id, gateway=gateway, actor=ACTOR)
     assert refund.cancel_outcome == "succeeded" and sub.status == "canceled" and sub.ended_at is not None
     # a refund whose cancellation never ran (the process stopped in between) can be retried too
     sub2 = await factories.create_subscription(db, customer, plan, source="manual")
     invoice2 = await factories.create_invoice(db, customer, source="manual", subscription=sub2)
     stuck = await refunds.issue(db, invoice2.id, reason="Leaving", also_cancel=True, actor=ACTOR)
-    await refunds.retry_cancellation(db, stuck.id, gateway=gateway, actor=ACTOR)
+    await refunds.retry_cancellation(in_db(db), stuck.id, gateway=gateway, actor=ACTOR)
     assert stuck.cancel_outcome == "succeeded" and sub2.status == "canceled"
     lonely = await factories.create_invoice(db, customer, source="manual")
     with pytest.raises(ValidationError, match="no subscription to cancel"):

@@ -17,6 +17,7 @@ from payment.stripe.gateway import StripeGateway
 from payment.subscriptions import service as subscriptions
 from payment.subscriptions.stripe_sync import upsert_from_stripe
 from tests.support import factories
+from tests.support.db import in_db
 from tests.support.stripe import inject_fault, paid_stripe_subscription
 
 ACTOR = AdminActor(1, Role.OWNER)
@@ -61,11 +62,11 @@ async def test_stripe_cancel_at_period_end_then_resume(db: AsyncSession, gateway
     setup = await paid_stripe_subscription(db, gateway, sandbox)
     sub = setup.subscription
     assert sub.status == "active" and not sub.cancel_at_period_end
-    await subscriptions.cancel_at_period_end(db, sub.id, gateway=gateway, actor=ACTOR)
+    await subscriptions.cancel_at_period_end(in_db(db), sub.id, gateway=gateway, actor=ACTOR)
     assert sub.cancel_at_period_end and sub.status == "active" and sub.canceled_at is not None
     on_stripe = await gateway.retrieve_subscription(sub.stripe_subscription_id or "")
     assert on_stripe["cancel_at_period_end"] is True
-    await subscriptions.resume(db, sub.id, gateway=gateway, actor=ACTOR)
+    await subscriptions.resume(in_db(db), sub.id, gateway=gateway, actor=ACTOR)
     on_stripe = await gateway.retrieve_subscription(sub.stripe_subscription_id or "")
     assert on_stripe["cancel_at_period_end"] is False and not sub.cancel_at_period_end and sub.canceled_at is None
     assert await _adjustments(db, sub) == [("cancel", None, ACTOR), ("resume", None, ACTOR)]
@@ -75,14 +76,14 @@ async def test_stripe_cancel_at_period_end_then_resume(db: AsyncSession, gateway
 async def test_manual_cancel_and_resume_are_local(db: AsyncSession, gateway: StripeGateway) -> None:
     sub = await _manual(db)
     end = sub.current_period_end
-    await subscriptions.cancel_at_period_end(db, sub.id, gateway=gateway, reason="Asked by email", actor=ACTOR)
+    await subscriptions.cancel_at_period_end(in_db(db), sub.id, gateway=gateway, reason="Asked by email", actor=ACTOR)
     assert sub.cancel_at_period_end and sub.status == "active" and sub.current_period_end == end
     with pytest.raises(Conflict, match="already set to cancel"):
-        await subscriptions.cancel_at_period_end(db, sub.id, gateway=gateway, actor=ACTOR)
-    await subscriptions.resume(db, sub.id, gateway=gateway, actor=ACTOR)
+        await subscriptions.cancel_at_period_end(in_db(db), sub.id, gateway=gateway, actor=ACTOR)
+    await subscriptions.resume(in_db(db), sub.id, gateway=gateway, actor=ACTOR)
     assert not sub.cancel_at_period_end
     with pytest.raises(Conflict, match="no pending cancellation"):
-        await subscriptions.resume(db, sub.id, gateway=gateway, actor=ACTOR)
+        await subscriptions.resume(in_db(db), sub.id, gateway=gateway, actor=ACTOR)
     reasons = list(
         await db.scalars(
             select(SubscriptionAdjustment.reason)
@@ -98,9 +99,9 @@ async def test_ended_subscription_cannot_be_canceled_or_extended(db: AsyncSessio
     plan = await factories.create_plan(db)
     sub = await factories.create_subscription(db, customer, plan, source="manual", status="expired")
     with pytest.raises(Conflict, match="this one is expired"):
-        await subscriptions.cancel_at_period_end(db, sub.id, gateway=gateway, actor=ACTOR)
+        await subscriptions.cancel_at_period_end(in_db(db), sub.id, gateway=gateway, actor=ACTOR)
     with pytest.raises(Conflict, match="this one is expired"):
-        await subscriptions.extend(db, sub.id, days=5, reason="x", gateway=gateway, actor=ACTOR)
+        await subscriptions.extend(in_db(db), sub.id, days=5, reason="x", gateway=gateway, actor=ACTOR)
     assert await _adjustments(db, sub) == []
 
 
@@ -111,7 +112,7 @@ async def test_stripe_extend_moves_period_end_without_charging(
     sub = setup.subscription
     before = sub.current_period_end
     assert before is not None
-    await subscriptions.extend(db, sub.id, days=30, reason="Outage compensation", gateway=gateway, actor=ACTOR)
+    await subscriptions.extend(in_db(db), sub.id, days=30, reason="Outage compensation", gateway=gateway, actor=ACTOR)
     assert sub.current_period_end == before + timedelta(days=30)
     on_stripe = await gateway.retrieve_subscription(sub.stripe_subscription_id or "")
     assert reader.subscription(on_stripe).period_end == before + timedelta(days=30)
@@ -145,7 +146,7 @@ async def test_extended_paying_subscription_stays_active_everywhere(
     now = utcnow()
     active_before = (await metrics.active_subscriptions(db, now=now)).by_source
     mrr_before = (await metrics.mrr(db, now=now)).amounts
-    await subscriptions.extend(db, sub.id, days=30, reason="Outage compensation", gateway=gateway, actor=ACTOR)
+    await subscriptions.extend(in_db(db), sub.id, days=30, reason="Outage compensation", gateway=gateway, actor=ACTOR)
     assert (sub.status, sub.trial_end) == ("active", None)
     # Stripe's own answer, as its webhook would bring it, keeps it active too
     on_stripe = await gateway.retrieve_subscription(sub.stripe_subscription_id or "")
@@ -158,7 +159,7 @@ async def test_extended_paying_subscription_stays_active_everywhere(
     shown = describe_current(await entitlements.current(db, setup.customer, app), "en")
     assert shown.status == "active" and shown.help.startswith("Renews on ")
     # a second extension stacks and stays active
-    await subscriptions.extend(db, sub.id, days=5, reason="More", gateway=gateway, actor=ACTOR)
+    await subscriptions.extend(in_db(db), sub.id, days=5, reason="More", gateway=gateway, actor=ACTOR)
     assert sub.status == "active"
 
 
@@ -172,9 +173,9 @@ async def test_manual_extend_and_its_validation(db: AsyncSession, gateway: Strip
         (5, "   ", "reason is required"),
     ):
         with pytest.raises(ValidationError, match=message):
-            await subscriptions.extend(db, sub.id, days=days, reason=reason, gateway=gateway, actor=ACTOR)
+            await subscriptions.extend(in_db(db), sub.id, days=days, reason=reason, gateway=gateway, actor=ACTOR)
     assert await _adjustments(db, sub) == []
-    await subscriptions.extend(db, sub.id, days=3650, reason="Lifetime deal", gateway=gateway, actor=ACTOR)
+    await subscriptions.extend(in_db(db), sub.id, days=3650, reason="Lifetime deal", gateway=gateway, actor=ACTOR)
     assert sub.current_period_end == before + timedelta(days=3650)
     assert await _adjustments(db, sub) == [("extend", 3650, ACTOR)]
 
@@ -185,7 +186,7 @@ async def test_stripe_refusal_writes_nothing_and_says_why(
     setup = await paid_stripe_subscription(db, gateway, sandbox)
     inject_fault(sandbox, method="POST", path_prefix="/v1/subscriptions", status=500, times=5)
     with pytest.raises(StripeError) as refused:
-        await subscriptions.cancel_at_period_end(db, setup.subscription.id, gateway=gateway, actor=ACTOR)
+        await subscriptions.cancel_at_period_end(in_db(db), setup.subscription.id, gateway=gateway, actor=ACTOR)
     assert refused.value.message == "Stripe had an internal error. Nothing was changed; try again."
     assert not setup.subscription.cancel_at_period_end
     assert await _adjustments(db, setup.subscription) == []
@@ -196,7 +197,7 @@ async def test_grant_gives_a_manual_subscription_without_invoice(db: AsyncSessio
     customer = await factories.create_customer(db)
     plan = await factories.create_plan(db)
     sub = await subscriptions.grant(
-        db, customer.id, plan_id=plan.id, months=3, reason="Partner", gateway=gateway, actor=ACTOR
+        in_db(db), customer.id, plan_id=plan.id, months=3, reason="Partner", gateway=gateway, actor=ACTOR
     )
     assert (sub.source, sub.status, sub.plan_id, sub.stripe_subscription_id) == ("grant", "active", plan.id, None)
     assert sub.current_period_end is not None and sub.current_period_start is not None
@@ -216,23 +217,30 @@ async def test_grant_refused_in_same_scope_unless_replacing(db: AsyncSession, ga
     other_plan = await factories.create_plan(db, app_id=other_app.id)
     suite_plan = await factories.create_plan(db)
     first = await subscriptions.grant(
-        db, customer.id, plan_id=app_plan.id, days=10, reason="Trial", gateway=gateway, actor=ACTOR
+        in_db(db), customer.id, plan_id=app_plan.id, days=10, reason="Trial", gateway=gateway, actor=ACTOR
     )
     # another app's plan is another scope
     await subscriptions.grant(
-        db, customer.id, plan_id=other_plan.id, days=10, reason="Trial", gateway=gateway, actor=ACTOR
+        in_db(db), customer.id, plan_id=other_plan.id, days=10, reason="Trial", gateway=gateway, actor=ACTOR
     )
     with pytest.raises(Conflict, match="already has a live subscription") as refused:
         await subscriptions.grant(
-            db, customer.id, plan_id=suite_plan.id, days=10, reason="Upgrade", gateway=gateway, actor=ACTOR
+            in_db(db), customer.id, plan_id=suite_plan.id, days=10, reason="Upgrade", gateway=gateway, actor=ACTOR
         )
     assert refused.value.code == "replace_needed"
     with pytest.raises(Conflict):
         await subscriptions.grant(
-            db, customer.id, plan_id=app_plan.id, days=10, reason="Again", gateway=gateway, actor=ACTOR
+            in_db(db), customer.id, plan_id=app_plan.id, days=10, reason="Again", gateway=gateway, actor=ACTOR
         )
     new = await subscriptions.grant(
-        db, customer.id, plan_id=suite_plan.id, days=10, reason="Upgrade", replace=True, gateway=gateway, actor=ACTOR
+        in_db(db),
+        customer.id,
+        plan_id=suite_plan.id,
+        days=10,
+        reason="Upgrade",
+        replace=True,
+        gateway=gateway,
+        actor=ACTOR,
     )
     live = await db.scalars(
         select(Subscription.id).where(Subscription.customer_id == customer.id, Subscription.status == "active")
@@ -247,7 +255,7 @@ async def test_grant_replacing_a_stripe_subscription_cancels_it_on_stripe(
 ) -> None:
     setup = await paid_stripe_subscription(db, gateway, sandbox)
     await subscriptions.grant(
-        db,
+        in_db(db),
         setup.customer.id,
         plan_id=setup.plan.id,
         days=30,
@@ -262,15 +270,15 @@ async def test_grant_replacing_a_stripe_subscription_cancels_it_on_stripe(
 
 async def test_cancel_now_stripe_and_manual(db: AsyncSession, gateway: StripeGateway, sandbox: str) -> None:
     setup = await paid_stripe_subscription(db, gateway, sandbox)
-    await subscriptions.cancel_now(db, setup.subscription.id, gateway=gateway, actor=ACTOR)
+    await subscriptions.cancel_now(in_db(db), setup.subscription.id, gateway=gateway, actor=ACTOR)
     assert setup.subscription.status == "canceled" and setup.subscription.ended_at is not None
     on_stripe = await gateway.retrieve_subscription(setup.subscription.stripe_subscription_id or "")
     assert on_stripe["status"] == "canceled"
     manual = await _manual(db, source="manual")
-    await subscriptions.cancel_now(db, manual.id, gateway=gateway, actor=ACTOR)
+    await subscriptions.cancel_now(in_db(db), manual.id, gateway=gateway, actor=ACTOR)
     assert manual.status == "canceled" and manual.ended_at is not None
     with pytest.raises(Conflict, match="already ended"):
-        await subscriptions.cancel_now(db, manual.id, gateway=gateway, actor=ACTOR)
+        await subscriptions.cancel_now(in_db(db), manual.id, gateway=gateway, actor=ACTOR)
     assert await _adjustments(db, manual) == [("cancel_now", None, ACTOR)]
 
 
@@ -285,10 +293,10 @@ async def test_admin_actions_and_webhooks_map_cancel_at_the_same_way(
     await upsert_from_stripe(db, gateway, data, actor="stripe")  # what the webhook does
     assert sub.cancel_at is not None and sub.cancels_on == sub.cancel_at == sub.current_period_end
     with pytest.raises(Conflict, match="already set to cancel on"):
-        await subscriptions.cancel_at_period_end(db, sub.id, gateway=gateway, actor=ACTOR)
-    await subscriptions.resume(db, sub.id, gateway=gateway, actor=ACTOR)
+        await subscriptions.cancel_at_period_end(in_db(db), sub.id, gateway=gateway, actor=ACTOR)
+    await subscriptions.resume(in_db(db), sub.id, gateway=gateway, actor=ACTOR)
     on_stripe = await gateway.retrieve_subscription(stripe_id)
     assert (on_stripe["cancel_at"], on_stripe["cancel_at_period_end"]) == (None, False)
     assert _cancel_state(sub) == (None, False, None)
-    await subscriptions.cancel_at_period_end(db, sub.id, gateway=gateway, actor=ACTOR)
+    await subscriptions.cancel_at_period_end(in_db(db), sub.id, gateway=gateway, actor=ACTOR)
     assert sub.cancels_on == sub.current_period_end and sub.cancel_at_period_end
