@@ -7,7 +7,10 @@ not when they are added: the hook locks a lane no other transaction holds (`FOR 
 are held does it wait for one), gives the transaction's new rows the next positions in that lane, hashes them and
 moves the lane's end, all inside the committing transaction. So concurrent commits append side by side instead of
 one after the other, a lane is locked only for the commit itself (never across a Stripe call made earlier in the
-transaction), and a transaction that rolls back leaves no position behind. `verify` walks every lane.
+transaction), and a transaction that rolls back leaves no position behind. The API's session hot path, which
+has no ORM session, does the same on its driver connection but computes the hashes before its audit rows exist
+(their ids taken from the sequence while it holds the lane) and inserts them already chained (`insert_on_driver`),
+so each of its rows is written once. `verify` walks every lane.
 
 The hash is HMAC-SHA256 under a key derived from SECRET_KEY: someone who can write to the database but does not
 hold the key cannot rewrite a row and recompute the chain after it. A row's lane is part of what it hashes (lane 0
@@ -159,30 +162,40 @@ def _bytea(value: bytes) -> str:
     return f"'\\x{value.hex()}'::bytea"
 
 
-def append_sql(links: Links) -> str:
-    """The rows' chain fields and the lane's new end in one statement of literals (integers and hex bytes made
-    here, nothing from a request), so a driver can send it with COMMIT in one simple-protocol round trip."""
+def _text(value: str | None) -> str:
+    """A text literal as hex of its UTF-8 bytes: a value from a request can never end the literal."""
+    return "NULL::text" if value is None else f"convert_from({_bytea(value.encode())}, 'UTF8')"
+
+
+def insert_sql(links: Links, rows: Sequence[Any]) -> str:
+    """An INSERT of rows already chained (`links` made by `link` from the same rows) and the lane's new end, in one
+    statement of literals made here (integers, a timestamp, hex bytes; request text only as hex), so a driver can
+    send it with COMMIT in one simple-protocol round trip. Each row is written once, with its chain fields."""
     values = ", ".join(
-        f"({int(i)}::bigint, {int(q)}::bigint, {_bytea(p)}, {_bytea(h)})"
-        for i, q, p, h in zip(links.ids, links.seqs, links.prevs, links.hashes, strict=True)
+        f"({int(row['id'])}::bigint, '{row['at'].isoformat()}'::timestamptz, {_text(row['actor'])}, "
+        f"{_text(row['action'])}, {_text(row['entity_type'])}, {_text(row['entity_id'])}, "
+        f"{_text(json.dumps(row['details']))}::jsonb, {_text(row['ip'])}, {int(links.lane)}::smallint, "
+        f"{int(q)}::bigint, {_bytea(p)}, {_bytea(h)})"
+        for row, q, p, h in zip(rows, links.seqs, links.prevs, links.hashes, strict=True)
     )
     lane, seq, last = int(links.lane), int(links.seq), _bytea(links.last_hash)
-    # integers and hex made here, nothing from a request
-    rows = f"UPDATE audit_log SET chain_lane = {lane}, chain_seq = v.seq, prev_hash = v.prev, row_hash = v.hash"  # noqa: S608
-    rows += f" FROM (VALUES {values}) AS v(id, seq, prev, hash) WHERE audit_log.id = v.id"
+    columns = "id, at, actor, action, entity_type, entity_id, details, ip, chain_lane, chain_seq, prev_hash, row_hash"
+    inserted = f"INSERT INTO audit_log ({columns}) VALUES {values}"  # noqa: S608 (literals made here, see above)
     end = f"UPDATE audit_chain_lanes SET last_seq = {seq}, last_hash = {last} WHERE id = {lane}"  # noqa: S608
-    return f"WITH chained AS ({rows}) {end}"
+    return f"WITH chained AS ({inserted}) {end}"
 
 
-async def append_on_driver(conn: Any, rows: Sequence[Any], key: bytes, *, lane: LaneEnd | None, commit: bool) -> None:
-    """Chain audit rows that a one-statement hot path wrote on an asyncpg connection, inside its open transaction
-    (the same rule as the ORM sessions' commit hook, for code that has no ORM session). `lane` is the lane its
-    statement locked through LANE_CTE (None when every lane was held: then this waits for one); with `commit`, the
-    transaction's COMMIT goes in the same round trip."""
+async def insert_on_driver(conn: Any, rows: Sequence[Any], key: bytes, *, lane: LaneEnd | None, commit: bool) -> None:
+    """Write audit rows already chained on an asyncpg connection, inside its open transaction (the rule of the ORM
+    sessions' commit hook, for a hot path that has no ORM session). Each row maps the audit column names to values,
+    its id taken from the table's sequence in this transaction and its `at` the transaction's time. `lane` is the
+    lane the caller's statement locked through LANE_CTE (None when every lane was held: then this waits for one);
+    with `commit`, the transaction's COMMIT goes in the same round trip."""
     if lane is None:
         found = await conn.fetchrow(WAIT_FOR_LANE)
         lane = LaneEnd(found["id"], found["last_seq"], found["last_hash"])
-    statement = append_sql(link(key, lane.lane, lane.seq, lane.hash, sorted(rows, key=lambda r: r["id"])))
+    ordered = sorted(rows, key=lambda r: r["id"])
+    statement = insert_sql(link(key, lane.lane, lane.seq, lane.hash, ordered), ordered)
     await conn.execute(f"{statement}; COMMIT" if commit else statement)
 
 

@@ -1,18 +1,20 @@
 """Opening a billing session for a client app in one statement: the API's hot path.
 
-Key lookup, customer creation, session insert, the audit rows and the lock of a free audit chain lane run as a
-single SQL statement on the driver connection; then the audit rows join the tamper-evident chain and the
-transaction commits in one more round trip (BEGIN, the statement, append + COMMIT: three in all). The rules are those of
-`apps.authenticate_key`, `customers.upsert` and `billing_sessions.create`; anything off the happy path (unknown
-key, slug of another app, a known customer whose details this request changes) answers None and the caller takes
-the ORM path, which explains a refusal and sends a changed customer to client apps as `customer.updated`.
+Key lookup, customer creation, session insert, the lock of a free audit chain lane and the ids of the audit rows to
+come run as a single SQL statement on the driver connection; the audit rows are then hashed into the
+tamper-evident chain here and inserted already chained, with the lane's new end, in the round trip that commits
+(BEGIN, the statement, audit rows + COMMIT: three in all, and each audit row written once, never updated). The
+rules are those of `apps.authenticate_key`, `customers.upsert` and `billing_sessions.create`; anything off the
+happy path (unknown key, slug of another app, a known customer whose details this request changes) answers None
+and the caller takes the ORM path, which explains a refusal and sends a changed customer to client apps as
+`customer.updated`.
 """
 
 from __future__ import annotations
 
 import uuid
 from contextlib import suppress
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from payment.audit import chain
@@ -23,7 +25,7 @@ from payment.models import utcnow
 from payment.security import digest, new_token
 
 # $1 key digest, $2 app slug, $3 external user id, $4 email, $5 name, $6 locale, $7 session id, $8 token digest,
-# $9 expires at, $10 actor, $11 expires at as ISO text (audit details)
+# $9 expires at
 OPEN_SESSION = f"""
 WITH {chain.LANE_CTE}, app AS (
     SELECT id FROM apps WHERE api_key_hash = $1 AND is_active AND slug = $2
@@ -49,20 +51,15 @@ WITH {chain.LANE_CTE}, app AS (
     INSERT INTO billing_sessions (id, token_hash, app_id, customer_id, locale, expires_at)
     SELECT $7, $8, app.id, customer.id, $6, $9 FROM app, customer
     RETURNING customer_id
-), audited AS (
-    INSERT INTO audit_log (actor, action, entity_type, entity_id, details)
-    SELECT $10, 'customer.created', 'customer', customer.id::text,
-           jsonb_build_object('external_user_id', $3::text)
-      FROM customer WHERE customer.created
-    UNION ALL
-    SELECT $10, 'billing_session.created', 'billing_session', $7::text,
-           jsonb_build_object('app', $2::text, 'customer_id', made.customer_id, 'expires_at', $11::text)
-      FROM made
-    RETURNING id, at, actor, action, entity_type, entity_id, details, ip
 )
-SELECT (SELECT customer_id FROM made) AS customer_id, EXISTS (SELECT 1 FROM changed) AS changes_customer,
-       lane.lane_id, lane.lane_seq, lane.lane_hash, audited.*
-  FROM (SELECT 1) AS one LEFT JOIN lane ON true LEFT JOIN audited ON true
+-- the audit rows' ids come from their sequence now, so their hashes can be computed before they are inserted
+SELECT made.customer_id, coalesce(customer.created, false) AS created,
+       EXISTS (SELECT 1 FROM changed) AS changes_customer, now() AS at,
+       lane.lane_id, lane.lane_seq, lane.lane_hash,
+       CASE WHEN customer.created THEN nextval(pg_get_serial_sequence('audit_log', 'id')) END AS customer_audit_id,
+       CASE WHEN made.customer_id IS NOT NULL
+            THEN nextval(pg_get_serial_sequence('audit_log', 'id')) END AS session_audit_id
+  FROM (SELECT 1) AS one LEFT JOIN lane ON true LEFT JOIN made ON true LEFT JOIN customer ON true
 """  # noqa: S608 (the one interpolation is a constant of payment.audit.chain)
 
 
@@ -86,8 +83,6 @@ async def open_session(
         session_id,
         digest(token),
         expires_at,
-        app_actor(app_slug),
-        expires_at.isoformat(),
     )
     # Behind PgBouncer the caller already holds a transaction (one server connection throughout); else this opens
     # its own and folds the COMMIT into the chain append.
@@ -112,19 +107,17 @@ async def _open_in_transaction(conn: Any, args: tuple[Any, ...], audit_key: byte
     """The customer's id once the session and its chained audit rows are written (and committed with `commit`);
     None when the ORM path must answer."""
     for _ in range(2):  # a first session of a user racing with another one: its snapshot missed the new row
-        rows = await conn.fetch(OPEN_SESSION, *args)
-        first = rows[0]
+        first = await conn.fetchrow(OPEN_SESSION, *args)
         if first["changes_customer"]:
             return None
         customer_id: int | None = first["customer_id"]
         if customer_id is not None:
             lane = (
                 None
-                if first["lane_id"] is None  # every lane was held: append_on_driver waits for one
+                if first["lane_id"] is None  # every lane was held: insert_on_driver waits for one
                 else chain.LaneEnd(first["lane_id"], first["lane_seq"], first["lane_hash"])
             )
-            audited = [row for row in rows if row["id"] is not None]
-            await chain.append_on_driver(conn, audited, audit_key, lane=lane, commit=commit)
+            await chain.insert_on_driver(conn, _audit_rows(first, args), audit_key, lane=lane, commit=commit)
             return customer_id
         # READ COMMITTED: the next statement sees a row committed since; unless the key is simply not this app's
         if not await conn.fetchval(
@@ -132,3 +125,50 @@ async def _open_in_transaction(conn: Any, args: tuple[Any, ...], audit_key: byte
         ):
             return None
     return None
+
+
+def _audit_rows(opened: Any, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """The audit rows of an opened session (and of its customer when it is new), as `customers.upsert` and
+    `billing_sessions.create` write them on the ORM path."""
+    app_slug, external_user_id, session_id, expires_at = args[1], args[2], args[6], args[8]
+    customer_id, actor, at = opened["customer_id"], app_actor(app_slug), opened["at"]
+    rows = []
+    if opened["created"]:
+        rows.append(
+            _audit_row(
+                opened["customer_audit_id"],
+                at,
+                actor,
+                "customer.created",
+                "customer",
+                str(customer_id),
+                {"external_user_id": external_user_id},
+            )
+        )
+    rows.append(
+        _audit_row(
+            opened["session_audit_id"],
+            at,
+            actor,
+            "billing_session.created",
+            "billing_session",
+            str(session_id),
+            {"app": app_slug, "customer_id": customer_id, "expires_at": expires_at.isoformat()},
+        )
+    )
+    return rows
+
+
+def _audit_row(
+    row_id: int, at: datetime, actor: str, action: str, entity_type: str, entity_id: str, details: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "id": row_id,
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "entity_type": entity_type,
+        "entity_id": entity_id,
+        "details": details,
+        "ip": None,
+    }

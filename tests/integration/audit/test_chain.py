@@ -347,6 +347,49 @@ async def test_concurrent_writers_hold_different_lanes_and_wait_only_when_all_ar
     assert (await _verify(services)).ok
 
 
+async def test_a_session_opened_while_every_lane_is_held_waits_for_one_and_is_chained(
+    services: Services, sql: asyncpg.Connection
+) -> None:
+    """The API's hot path inserts its audit rows already chained: when every lane is held it waits for one, and what
+    it wrote (request text with a quote and Thai in it) verifies."""
+    async with services.db.transaction() as session:
+        _, key = await factories.create_app(session, slug="chain-wait", name="Chain wait")
+        lanes = (await session.get(AuditChainHead, 1)).lanes  # type: ignore[union-attr]
+    user = "o'brien ไทย \\x00"
+    holders, _ = await _hold_lanes(services.settings, lanes)
+    async with asgi_client(create_app(services=services)) as client:
+        try:
+            opening = asyncio.create_task(
+                client.post(
+                    "/api/v1/sessions",
+                    json={"externalUserId": user, "appSlug": "chain-wait"},
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+            )
+            deadline = asyncio.get_running_loop().time() + 30
+            while not await sql.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%audit_chain_lanes%'"
+            ):
+                assert asyncio.get_running_loop().time() < deadline, "the session never waited for a lane"
+                assert not opening.done()
+                await asyncio.sleep(0.05)
+        finally:
+            await _release(holders)
+        response = await asyncio.wait_for(opening, 30)
+    assert response.status_code == 201
+    async with services.db.session() as session:
+        rows = (
+            await session.scalars(select(AuditLog).where(AuditLog.actor == "app:chain-wait").order_by(AuditLog.id))
+        ).all()
+    assert [row.action for row in rows] == ["customer.created", "billing_session.created"]
+    assert rows[0].details == {"external_user_id": user}
+    assert rows[1].entity_id == response.json()["id"]
+    assert all(row.chain_seq is not None for row in rows)
+    verdict = await _verify(services)
+    assert verdict.ok, verdict.problems
+
+
 async def test_a_change_in_one_lane_is_named_and_the_other_lanes_verify(
     services: Services, sql: asyncpg.Connection
 ) -> None:
