@@ -31,6 +31,26 @@ async def _payments(gateway: StripeGateway, inv: JSON) -> list[JSON] | None:
     return reader.list_data(await gateway.list_invoice_payments({"invoice": str(inv["id"]), "limit": 10}))
 
 
+def _failed(state: reader.InvoiceState) -> bool:
+    return state.status == "payment_failed" or state.attempt_count > 1
+
+
+def _needs_intent(state: reader.InvoiceState, ids: reader.PaymentIds) -> bool:
+    """Whether mapping the invoice reads its payment intent: for the charge of a paid invoice whose payments do not
+    name it, and for the decline of a failed payment."""
+    return ids.payment_intent_id is not None and (
+        (ids.charge_id is None and state.status in PAID_STATUSES) or _failed(state)
+    )
+
+
+async def read_ahead(gateway: StripeGateway, inv: JSON) -> None:
+    """The reads `upsert_from_stripe` makes for this invoice besides the invoice itself (its invoice payments when
+    the invoice does not carry them, its payment intent), so the worker makes them before its transaction."""
+    ids = reader.payment_ids(inv, await _payments(gateway, inv))
+    if ids.payment_intent_id is not None and _needs_intent(reader.invoice(inv), ids):
+        await gateway.retrieve_payment_intent(ids.payment_intent_id)
+
+
 def status_with_refunds(status: str, amount_cents: int, amount_refunded_cents: int) -> str:
     """A paid invoice with refunds is (partially) refunded, whatever Stripe's invoice status says."""
     if amount_refunded_cents > 0 and status in PAID_STATUSES:
@@ -80,9 +100,9 @@ async def upsert_from_stripe(
         changes.values["created"] = True
     ids = reader.payment_ids(inv, await _payments(gateway, inv))
     charge_id = ids.charge_id
-    failed = state.status == "payment_failed" or state.attempt_count > 1
+    failed = _failed(state)
     intent: JSON | None = None
-    if ids.payment_intent_id and ((charge_id is None and state.status in PAID_STATUSES) or failed):
+    if ids.payment_intent_id and _needs_intent(state, ids):
         intent = await gateway.retrieve_payment_intent(ids.payment_intent_id)
         if state.status in PAID_STATUSES:
             charge_id = charge_id or reader.latest_charge_id(intent)

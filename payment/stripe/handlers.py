@@ -146,8 +146,12 @@ async def _fetch_schedule(gateway: StripeGateway, obj: JSON) -> None:
 
 
 async def _fetch_invoice(gateway: StripeGateway, obj: JSON) -> None:
-    # an invoice's subscription never changes: both reads at once, from the id in the event
-    reads: list[Awaitable[Any]] = [gateway.retrieve_invoice(str(obj["id"]))]
+    # an invoice's subscription never changes: both reads at once, from the id in the event; then what mapping the
+    # invoice reads besides (its payment intent), so the transaction runs once and waits for nothing
+    async def invoice() -> None:
+        await invoices.read_ahead(gateway, await gateway.retrieve_invoice(str(obj["id"])))
+
+    reads: list[Awaitable[Any]] = [invoice()]
     if subscription_id := reader.invoice_subscription_id(obj):
         reads.append(gateway.retrieve_subscription(subscription_id))
     await asyncio.gather(*reads)

@@ -9,19 +9,20 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from sqlalchemy import event as sa_event
 from sqlalchemy import select, text
 
 from payment.audit import service as audit
 from payment.bootstrap import build_services
 from payment.config import Settings
 from payment.jobs import stripe_events
-from payment.models import AuditLog, StripeEvent
+from payment.models import AuditLog, Invoice, StripeEvent
 from payment.runtime import Services
 from payment.stripe.gateway import Snapshot, StripeGateway
 from payment.stripe.inbox import store_and_defer, store_event
 from payment.subscriptions import stripe_sync as subscriptions
 from tests.integration.jobs.conftest import eventually
-from tests.support.stripe import World
+from tests.support.stripe import FAILING_CARD, World
 
 
 class CountingGateway(StripeGateway):
@@ -204,3 +205,84 @@ async def test_pending_events_of_one_object_are_served_by_one_read_each_recorded
     assert statuses == ["handled"] * 4
     assert [r[0] for r in audited] == row_ids  # each event recorded exactly once
     assert [r[1] for r in audited] == [None, row_ids[0], row_ids[0], row_ids[0]]
+
+
+class HeldCountingGateway(CountingGateway):
+    """Also notes, for each call that reaches Stripe, how many of the job's database connections were out."""
+
+    def __init__(self, settings: Settings, services: Services) -> None:
+        super().__init__(settings)
+        self.services = services
+        self.held: list[int] = []
+
+    async def _live(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.held.append(self.services.db.engine.pool.checkedout())  # type: ignore[attr-defined]
+        return await super()._live(fn, *args, **kwargs)
+
+
+async def _renewal_invoice_event(world: World, event_type: str, *, card: str | None = None) -> dict[str, Any]:
+    customer = await world.customer()
+    checkout = await world.subscribe(customer, await world.plan())
+    await world.apply_all(await world.events())
+    if card is not None:
+        sub = await world.subscription(checkout["subscription"])
+        assert sub is not None
+        await world.set_card(str(checkout["customer"]), card)
+    seen = len(await world.events())
+    await world.advance(31)
+    [renewal] = [e for e in await world.events(after=seen) if e["type"] == event_type]
+    return renewal
+
+
+async def _invoice_row(world: World, stripe_invoice_id: str) -> Invoice | None:
+    async with world.services.db.session() as session:
+        found: Invoice | None = await session.scalar(
+            select(Invoice).where(Invoice.stripe_invoice_id == stripe_invoice_id)
+        )
+        return found
+
+
+async def _one_transaction(world: World, settings: Settings, renewal: dict[str, Any]) -> HeldCountingGateway:
+    """Apply the event as its job does; assert it read Stripe with no connection out and ran one transaction."""
+    [row_id] = await _store(world, [renewal])
+    counting = HeldCountingGateway(settings, world.services)
+    services = dataclasses.replace(world.services, stripe=counting)
+    begun: list[int] = []
+
+    def begin(conn: Any) -> None:
+        begun.append(1)
+
+    engine = world.services.db.engine.sync_engine
+    sa_event.listen(engine, "begin", begin)
+    try:
+        assert await stripe_events.process_event(services, row_id) is True
+    finally:
+        sa_event.remove(engine, "begin", begin)
+    # the read of the event (fetch ticket, pending twins), then one transaction that applies it: no second attempt
+    # for a read the first one lacked, and every Stripe read made while no connection of ours was out
+    assert len(begun) == 2
+    assert counting.held == [0] * len(counting.calls)
+    row = await world.event_row(renewal["id"])
+    assert row is not None and row.status == "handled"
+    return counting
+
+
+async def test_a_renewal_paid_is_read_before_and_applied_in_one_transaction(world: World, settings: Settings) -> None:
+    renewal = await _renewal_invoice_event(world, "invoice.paid")
+    counting = await _one_transaction(world, settings, renewal)
+    assert sorted(counting.calls) == [
+        "InvoiceService.retrieve_async",
+        "PaymentIntentService.retrieve_async",
+        "SubscriptionService.retrieve_async",
+    ]
+    inv = await _invoice_row(world, renewal["data"]["object"]["id"])
+    assert inv is not None and inv.status == "paid" and inv.stripe_charge_id is not None
+
+
+async def test_a_renewal_declined_is_read_before_and_applied_in_one_transaction(
+    world: World, settings: Settings
+) -> None:
+    renewal = await _renewal_invoice_event(world, "invoice.payment_failed", card=FAILING_CARD)
+    await _one_transaction(world, settings, renewal)
+    inv = await _invoice_row(world, renewal["data"]["object"]["id"])
+    assert inv is not None and inv.status == "payment_failed" and inv.last_payment_error
