@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from billing_ui import i18n_manage as manage
+from billing_ui import i18n_promo as promo
 
 LANGUAGES = {"en": "English", "th": "ไทย"}
 DEFAULT = "en"
@@ -23,7 +24,6 @@ EN: dict[str, str] = {
     "active_until": "Active until {date}.",
     "trial_ends": "Trial ends on {date}.",
     "trial_offer": "{days}-day free trial",
-    "invoice_discount": "after a {amount} discount",
     "trial_offer_no_card": "{days}-day free trial, no card needed",
     "trial_not_offered": "No free trial: you have already had one in {app}.",
     "notice_trial_refused": "Your free trial was not started: this card has already had a free trial in {app}, "
@@ -115,7 +115,6 @@ TH: dict[str, str] = {
     "active_until": "ใช้งานได้ถึงวันที่ {date}",
     "trial_ends": "ช่วงทดลองใช้สิ้นสุดวันที่ {date}",
     "trial_offer": "ทดลองใช้ฟรี {days} วัน",
-    "invoice_discount": "หลังหักส่วนลด {amount}",
     "trial_offer_no_card": "ทดลองใช้ฟรี {days} วัน ไม่ต้องใช้บัตร",
     "trial_not_offered": "ไม่มีช่วงทดลองใช้ฟรี: คุณเคยทดลองใช้ใน {app} แล้ว",
     "notice_trial_refused": "ไม่ได้เริ่มช่วงทดลองใช้ฟรี: บัตรนี้เคยใช้ทดลองใช้ฟรีใน {app} แล้ว "
@@ -191,6 +190,8 @@ TH: dict[str, str] = {
 
 EN.update({k: v for k, v in manage.EN.items() if k not in EN})
 TH.update({k: v for k, v in manage.TH.items() if k not in TH})
+EN.update({k: v for k, v in promo.EN.items() if k not in EN})
+TH.update({k: v for k, v in promo.TH.items() if k not in TH})
 CATALOGUES = {"en": EN, "th": TH}
 ERROR_KEYS = {
     "buyer_invalid": "error_buyer_invalid",

@@ -6,6 +6,7 @@ or unknown token, a stale form or a Stripe failure becomes a friendly page or me
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -22,13 +23,15 @@ from billing_ui.i18n import ERROR_KEYS, LANGUAGES, choose, supported, translator
 from billing_ui.view import billing_view
 from payment.audit.service import app_actor
 from payment.billing import checkout
+from payment.billing.catalog import plans_for_app
 from payment.billing_sessions import service as billing_sessions
 from payment.billing_sessions.service import Resolved
 from payment.documents import runner
 from payment.documents import service as documents
 from payment.errors import NotFound, PaymentError, StripeError
 from payment.http import BodyTooLarge, read_limited
-from payment.models import BillingSession
+from payment.models import App, BillingSession, Plan
+from payment.promotions import redeem
 from payment.runtime import services_of
 
 HERE = Path(__file__).parent
@@ -40,6 +43,10 @@ PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https:; "
     "connect-src 'self'; base-uri 'none'; frame-ancestors 'none'; object-src 'none'",
 }
+
+
+# Stripe errors that say nothing about the request itself: the usual "could not reach" message fits them
+STRIPE_OUTAGES = ("stripe_unreachable", "stripe_unavailable", "stripe_rate_limited", "stripe_auth")
 
 
 def _static(name: str) -> str:
@@ -102,12 +109,27 @@ async def billing_page(request: Request) -> Response:
         if resolved is None or resolved.expired:
             return link_problem(request, resolved, language_of(request))
         billing = resolved.billing_session
-        language = language_of(request, billing)
-        view = await billing_view(session, billing, language, request.query_params, token=token)
+        return await _billing_response(request, session, billing, language_of(request, billing))
+
+
+async def _billing_response(
+    request: Request,
+    session: AsyncSession,
+    billing: BillingSession,
+    language: str,
+    *,
+    status: int = 200,
+    promo: PromoForm | None = None,
+) -> HTMLResponse:
+    """The billing page; with `promo`, the code typed, the plan chosen and why the code was refused (status 422)."""
+    services = services_of(request)
+    token = request.path_params["token"]
+    view = await billing_view(session, billing, language, request.query_params, token=token)
     t = translator(language)
     return render(
         "billing.html",
         language,
+        status=status,
         request=request,
         app_name=billing.app.name,
         app_logo=billing.app.logo_url,
@@ -123,6 +145,7 @@ async def billing_page(request: Request) -> Response:
             "resume": f"/billing/{token}/resume",
         },
         heading=t("your_plan"),
+        promo=promo or PromoForm(),
         **view,
     )
 
@@ -199,6 +222,66 @@ async def _session_for_form(
     return billing
 
 
+@dataclass(frozen=True)
+class PromoForm:
+    """The promotion code field as the page shows it again: what was typed, for which plan, and the refusal."""
+
+    code: str = ""
+    plan: str = ""
+    error: str = ""
+
+
+def _promo_refusal(reason: str, code: str, plan_slug: str, app: App, plans: list[Plan], language: str) -> str:
+    plan_name = next((p.name for p in plans if p.slug == plan_slug), plan_slug)
+    return translator(language)(reason, code=code, app=app.name, plan=plan_name)
+
+
+async def _refuse_code(request: Request, language: str, form: dict[str, str], reason: str) -> Response:
+    """The billing page again with status 422: the code kept in its field, the chosen plan marked, the reason."""
+    services = services_of(request)
+    code = form.get("promotion_code", "").strip()[:64]
+    plan_slug = form.get("plan", "")[:128]
+    async with services.db.session() as session:
+        resolved = await billing_sessions.resolve(session, request.path_params["token"])
+        if resolved is None or resolved.expired:
+            return link_problem(request, resolved, language)
+        billing = resolved.billing_session
+        plans = await plans_for_app(session, billing.app)
+        error = _promo_refusal(reason, code, plan_slug, billing.app, plans, language)
+        promo = PromoForm(code=code, plan=plan_slug, error=error)
+        return await _billing_response(request, session, billing, language, status=422, promo=promo)
+
+
+async def _checked_code(request: Request, form: dict[str, str], language: str) -> redeem.AcceptedCode | Response | None:
+    """The promotion code typed with the Subscribe, checked before Checkout; None when none was typed; the page
+    that refuses the form (link, CSRF) or the code (422) otherwise."""
+    services = services_of(request)
+    code = form.get("promotion_code", "").strip()
+    if not code:
+        return None
+    async with services.db.session() as session:
+        billing = await _session_for_form(request, session, form, language)
+        if isinstance(billing, Response):
+            return billing
+        app_id = billing.app_id
+        customer_id, stripe_customer = billing.customer_id, billing.customer.stripe_customer_id
+    try:
+        return await redeem.check_code(
+            services.db,
+            services.stripe,
+            app_id=app_id,
+            customer_id=customer_id,
+            stripe_customer_id=stripe_customer,
+            plan_slug=form.get("plan", ""),
+            code=code,
+        )
+    except redeem.PromotionCodeRefused as exc:
+        return await _refuse_code(request, language, form, exc.code)
+    except PaymentError as exc:
+        token = request.path_params["token"]
+        return RedirectResponse(_page_url(token, language, error=_error_code(exc)), status_code=303)
+
+
 async def subscribe(request: Request) -> Response:
     services = services_of(request)
     guarded = await _guarded_post(request)
@@ -206,6 +289,9 @@ async def subscribe(request: Request) -> Response:
         return guarded
     form, language = guarded
     token = request.path_params["token"]
+    accepted = await _checked_code(request, form, language)
+    if isinstance(accepted, Response):
+        return accepted
     async with services.db.transaction() as session:
         billing = await _session_for_form(request, session, form, language)
         if isinstance(billing, Response):
@@ -220,11 +306,19 @@ async def subscribe(request: Request) -> Response:
                 token=token,
                 locale=language,
                 actor=app_actor(billing.app.slug),
+                promotion_code=accepted.stripe_promotion_code_id if accepted else None,
             )
+        except StripeError as exc:
+            refused = exc
         except PaymentError as exc:
             # what was done before the refusal (a linked Stripe customer, expired checkouts) is kept
             return RedirectResponse(_page_url(token, language, error=_error_code(exc)), status_code=303)
-    return RedirectResponse(start.url, status_code=303)
+        else:
+            return RedirectResponse(start.url, status_code=303)
+    if accepted is not None and refused.code not in STRIPE_OUTAGES:
+        # Stripe refused the discount itself (the code's last use went to someone else a moment ago)
+        return await _refuse_code(request, language, form, "promo_rejected")
+    return RedirectResponse(_page_url(token, language, error=_error_code(refused)), status_code=303)
 
 
 async def portal(request: Request) -> Response:

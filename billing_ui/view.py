@@ -17,7 +17,8 @@ from payment.billing.checkout import has_stripe_billing
 from payment.billing.entitlements import Entitlement
 from payment.documents import service as documents
 from payment.dunning import cases
-from payment.models import App, BillingSession, Plan
+from payment.models import App, BillingSession, Invoice, Plan
+from payment.promotions import service as promotions
 from payment.subscriptions import trials
 from payment.subscriptions.trials import TrialOffer
 
@@ -162,6 +163,27 @@ def messages(
     return found
 
 
+def invoice_row(inv: Invoice, language: str, documents: list[tuple[str, str | None]]) -> dict[str, Any]:
+    """One line of the invoice history; a discounted invoice also gets its Subtotal / Discount / Total, as Stripe
+    computed them (amount = subtotal - discount)."""
+    t = translator(language)
+    row: dict[str, Any] = {
+        "date": day(inv.paid_at or inv.created_at, language),
+        "amount": money(inv.amount_cents, inv.currency, language),
+        "breakdown": [],
+        "status": t(f"invoice_{inv.status}"),
+        "documents": documents,
+    }
+    if inv.discount_cents > 0:
+        subtotal = inv.subtotal_cents if inv.subtotal_cents is not None else inv.amount_cents + inv.discount_cents
+        row["breakdown"] = [
+            ("subtotal", t("invoice_subtotal"), money(subtotal, inv.currency, language)),
+            ("discount", t("invoice_discount_line"), "−" + money(inv.discount_cents, inv.currency, language)),
+            ("total", t("invoice_total"), money(inv.amount_cents, inv.currency, language)),
+        ]
+    return row
+
+
 async def invoice_documents(
     session: AsyncSession, billing: BillingSession, language: str, token: str
 ) -> dict[int, list[tuple[str, str | None]]]:
@@ -185,7 +207,6 @@ async def billing_view(
     ent = await entitlements.current(session, billing.customer, billing.app)
     plans = await catalog.plans_for_app(session, billing.app)
     rows = await invoices.history(session, billing.customer)
-    t = translator(language)
     has_portal = await has_stripe_billing(session, billing.customer)
     docs = await invoice_documents(session, billing, language, token)
     buyer = await documents.buyer_details_of(session, billing.customer_id)
@@ -195,25 +216,17 @@ async def billing_view(
     offers = {p.id: await trials.offer(session, billing.customer, billing.app, p) for p in plans}
     refused = await trials.refusal(session, ent.subscription.id) if ent.subscription is not None else None
     app_name = billing.app.name
+    cards = [
+        plan_card(p, ent, language, has_portal=has_portal, trial=offers[p.id], app_name=app_name, app=billing.app)
+        for p in plans
+    ]
     return {
         "current": describe_current(ent, language, retry_at=retry_at),
-        "plans": [
-            plan_card(p, ent, language, has_portal=has_portal, trial=offers[p.id], app_name=app_name, app=billing.app)
-            for p in plans
-        ],
+        "plans": cards,
         "manage": manage_state(ent, language),
-        "invoices": [
-            {
-                "date": day(inv.paid_at or inv.created_at, language),
-                "amount": money(inv.amount_cents, inv.currency, language),
-                "discount": t("invoice_discount", amount=money(inv.discount_cents, inv.currency, language))
-                if inv.discount_cents > 0
-                else "",
-                "status": t(f"invoice_{inv.status}"),
-                "documents": docs.get(inv.id, []),
-            }
-            for inv in rows
-        ],
+        "invoices": [invoice_row(inv, language, docs.get(inv.id, [])) for inv in rows],
+        "offer_codes": any(card.action == "subscribe" for card in cards)
+        and await promotions.active_codes_for(session, billing.app) > 0,
         "buyer": {
             "company_name": buyer.company_name if buyer else "",
             "address": buyer.address if buyer else "",

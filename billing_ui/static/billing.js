@@ -32,6 +32,15 @@
     form.addEventListener("submit", function (event) {
       if (form.getAttribute("data-sent")) { event.preventDefault(); return; }
       form.setAttribute("data-sent", "1");
+      // a disabled button is left out of the form: carry the pressed one's value (the plan chosen) in its place
+      var pressed = event.submitter;
+      if (pressed && pressed.name) {
+        var carried = document.createElement("input");
+        carried.type = "hidden";
+        carried.name = pressed.name;
+        carried.value = pressed.value;
+        form.appendChild(carried);
+      }
       Array.prototype.forEach.call(form.querySelectorAll("button"), function (b) { b.disabled = true; });
     });
   });

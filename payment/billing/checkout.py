@@ -18,7 +18,6 @@ from payment.billing.catalog import plans_for_app
 from payment.billing.entitlements import live_subscription
 from payment.errors import Conflict, NotFound, StripeError, ValidationError
 from payment.models import BillingSession, CheckoutSession, Customer, Plan, Subscription, utcnow
-from payment.promotions import service as promotions
 from payment.stripe.gateway import StripeGateway
 from payment.subscriptions import trials
 
@@ -75,9 +74,17 @@ async def ensure_stripe_customer(
 
 
 async def _settle_open_checkouts(
-    session: AsyncSession, gateway: StripeGateway, billing: BillingSession, plan: Plan, now: datetime, actor: str
+    session: AsyncSession,
+    gateway: StripeGateway,
+    billing: BillingSession,
+    plan: Plan,
+    now: datetime,
+    actor: str,
+    *,
+    reusable: bool = True,
 ) -> CheckoutSession | None:
-    """The open checkout to reuse, if any; every other open one is expired at Stripe so it can never be paid."""
+    """The open checkout to reuse, if any (none when a promotion code asks for a new one); every other open one is
+    expired at Stripe so it can never be paid."""
     rows = (
         (
             await session.execute(
@@ -95,7 +102,8 @@ async def _settle_open_checkouts(
             row.status = "expired"
             continue
         if (
-            reuse is None
+            reusable
+            and reuse is None
             and row.plan_id == plan.id
             and row.app_id == billing.app_id
             and row.created_at >= billing.created_at
@@ -136,9 +144,11 @@ async def subscribe(
     token: str,
     locale: str | None,
     actor: str,
+    promotion_code: str | None = None,
     now: datetime | None = None,
 ) -> CheckoutStart:
-    """Send the customer to a Stripe Checkout for a paid plan of this app, unless a live subscription exists."""
+    """Send the customer to a Stripe Checkout for a paid plan of this app, unless a live subscription exists;
+    `promotion_code` (a Stripe id checked by `promotions.redeem.check_code`) discounts it."""
     now = now or utcnow()
     plan = next((p for p in await plans_for_app(session, billing.app) if p.slug == plan_slug), None)
     if plan is None:
@@ -152,7 +162,7 @@ async def subscribe(
             "You already have an active subscription. Change or cancel it under Manage billing.",
             code="already_subscribed",
         )
-    reuse = await _settle_open_checkouts(session, gateway, billing, plan, now, actor)
+    reuse = await _settle_open_checkouts(session, gateway, billing, plan, now, actor, reusable=not promotion_code)
     if reuse is not None:
         return CheckoutStart(url=reuse.url, reused=True, checkout=reuse)
     stripe_customer = await ensure_stripe_customer(session, gateway, customer, actor=actor)
@@ -173,8 +183,9 @@ async def subscribe(
         "cancel_url": cancel_url(base_url, token),
         "locale": STRIPE_LOCALES.get((locale or "").split("-")[0], "auto"),
     }
-    if await promotions.active_codes_for(session, billing.app):
-        params["allow_promotion_codes"] = True
+    if promotion_code:
+        # the code was checked on our page; never with allow_promotion_codes (Stripe refuses both together)
+        params["discounts"] = [{"promotion_code": promotion_code}]
     trial = trials.checkout_params(await trials.offer(session, customer, billing.app, plan))
     if trial is not None:
         params["subscription_data"] = {"metadata": metadata, **trial.subscription_data}
@@ -183,9 +194,8 @@ async def subscribe(
     attempt = await session.scalar(
         select(func.count()).select_from(CheckoutSession).where(CheckoutSession.customer_id == customer.id)
     )
-    created = await gateway.create_checkout_session(
-        params, idempotency_key=f"aquoris-checkout-{billing.id}-{plan.id}-{attempt}"
-    )
+    key = f"aquoris-checkout-{billing.id}-{plan.id}-{attempt}" + (f"-{promotion_code}" if promotion_code else "")
+    created = await gateway.create_checkout_session(params, idempotency_key=key)
     stripe_expiry = created.get("expires_at")
     expires = datetime.fromtimestamp(int(stripe_expiry), UTC) if stripe_expiry else now + timedelta(hours=24)
     row = CheckoutSession(
@@ -206,7 +216,12 @@ async def subscribe(
         action="checkout.started",
         entity_type="customer",
         entity_id=customer.id,
-        details={"plan": plan.slug, "app_id": billing.app_id, "checkout_session": row.stripe_checkout_session_id},
+        details={
+            "plan": plan.slug,
+            "app_id": billing.app_id,
+            "checkout_session": row.stripe_checkout_session_id,
+            "promotion_code": promotion_code,
+        },
     )
     return CheckoutStart(url=row.url, reused=False, checkout=row)
 
