@@ -144,15 +144,16 @@ async def test_a_declined_upgrade_through_the_plan_change_leaves_access_as_it_wa
     assert sub is not None
 
     async with services.db.transaction() as session:
-        outcome = await changes.change_plan(
-            session,
-            services.stripe,
-            sub.id,
-            app=await session.get_one(App, app.id),
-            plan_slug=team.slug,
-            proration_date=None,
-            actor=f"customer:{customer.id}",
-        )
+        app_row = await session.get_one(App, app.id)
+    outcome = await changes.change_plan(
+        services.db,
+        services.stripe,
+        sub.id,
+        app=app_row,
+        plan_slug=team.slug,
+        proration_date=None,
+        actor=f"customer:{customer.id}",
+    )
     await _settled(world)
     await channel.deliver(services.db, services.settings)
 
