@@ -22,7 +22,7 @@ from payment.app_webhooks import capture as webhooks
 from payment.audit import service as audit
 from payment.dunning import notices
 from payment.errors import Conflict, NotFound, ValidationError
-from payment.models import App, Customer, DunningCase, Invoice, Plan, Subscription, utcnow
+from payment.models import App, Customer, DunningCase, Invoice, Plan, Subscription, TrialGrant, utcnow
 from payment.models.accounts import AFTER_GRACE, DEFAULT_GRACE_DAYS
 
 GRACE_ENDING_NOTICE = timedelta(days=2)
@@ -261,12 +261,14 @@ async def send_due_notices(session: AsyncSession, *, now: datetime | None = None
 
 
 async def _trials_ending(session: AsyncSession, now: datetime) -> int:
-    """`trial_ending` three days before a trial that will be charged ends; keyed by its end date."""
+    """`trial_ending` three days before a trial ends (unless it is set to cancel); keyed by its end date. Whether it
+    has a card is what the trial's grant last saw (a plan requiring one always has it)."""
     rows = (
         await session.execute(
-            select(Subscription, Customer, Plan)
+            select(Subscription, Customer, Plan, TrialGrant.card_fingerprint)
             .join(Customer, Customer.id == Subscription.customer_id)
             .join(Plan, Plan.id == Subscription.plan_id)
+            .outerjoin(TrialGrant, TrialGrant.subscription_id == Subscription.id)
             .where(
                 Subscription.status == "trialing",
                 ~Subscription.cancel_at_period_end,
@@ -277,14 +279,21 @@ async def _trials_ending(session: AsyncSession, now: datetime) -> int:
         )
     ).all()
     queued = 0
-    for sub, customer, plan in rows:
-        queued += await queue_trial_ending(session, sub, customer, plan)
+    for sub, customer, plan, fingerprint in rows:
+        card = plan.trial_requires_card or fingerprint is not None
+        queued += await queue_trial_ending(
+            session, sub, customer, plan, card=card, end_behavior=plan.trial_end_behavior
+        )
     return queued
 
 
-async def queue_trial_ending(session: AsyncSession, sub: Subscription, customer: Customer, plan: Plan) -> int:
+async def queue_trial_ending(
+    session: AsyncSession, sub: Subscription, customer: Customer, plan: Plan, *, card: bool, end_behavior: str
+) -> int:
     """Queue the `trial_ending` notice of a trial (Stripe's `trial_will_end`, or the periodic check as a fallback);
-    keyed by the trial's end date, so it goes once per trial end whichever comes first."""
+    keyed by the trial's end date, so it goes once per trial end whichever comes first. With a card it is charged
+    the plan's price; without one, `end_behavior` (Stripe's `missing_payment_method`: cancel, pause or
+    create_invoice) is what happens, and the mail says so."""
     if sub.status != "trialing" or sub.cancel_at_period_end or sub.trial_end is None:
         return 0
     end = sub.trial_end.isoformat()
@@ -293,6 +302,13 @@ async def queue_trial_ending(session: AsyncSession, sub: Subscription, customer:
         customer,
         notices.TRIAL_ENDING,
         key=f"subscription:{sub.id}:{end}",
-        data={"plan": plan.name, "trialEnd": end, "amountCents": plan.price_cents, "currency": plan.currency},
+        data={
+            "plan": plan.name,
+            "trialEnd": end,
+            "amountCents": plan.price_cents,
+            "currency": plan.currency,
+            "card": card,
+            "endBehavior": end_behavior,
+        },
         app_id=await notices.link_app_id(session, customer, sub),
     )

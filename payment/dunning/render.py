@@ -17,6 +17,8 @@ from payment.dunning import notices
 from payment.dunning.strings import CATALOGUES, language_of
 
 BRAND = "Aquoris"
+# Stripe's `missing_payment_method` choices, each told in its own words
+TRIAL_END_BEHAVIORS = ("cancel", "pause", "create_invoice")
 BABEL_LOCALES = {"en": "en_US", "th": "th_TH"}
 # we do not know the user's zone; Thai readers are almost all in Bangkok, others get UTC
 ZONES = {"th": ZoneInfo("Asia/Bangkok")}
@@ -56,6 +58,12 @@ def day(value: str | None, language: str) -> str:
     return str(format_date(moment.date(), "long", locale=BABEL_LOCALES[language]))
 
 
+def _trial_end_behavior(data: dict[str, Any]) -> str:
+    """What Stripe does when a trial ends without a card (`trial_settings.end_behavior.missing_payment_method`)."""
+    behavior = str(data.get("endBehavior") or "")
+    return behavior if behavior in TRIAL_END_BEHAVIORS else "cancel"
+
+
 def render(payload: dict[str, Any], *, link: str | None = None) -> Email:
     """The email of an outbox payload; `link` is the billing link the button opens (notices that have one)."""
     notice, data = payload["notice"], payload["data"]
@@ -85,8 +93,12 @@ def render(payload: dict[str, Any], *, link: str | None = None) -> Email:
             details.append((t("reference"), str(data["reference"])))
     subject = t(f"{notice}.subject")
     body = t(f"{notice}.body")
+    button_key = f"{notice}.button"
     if notice == notices.PAYMENT_FAILED and values["retry_date"]:  # Stripe has scheduled a retry
         body = f"{body} {t('payment_failed.retry')}"
+    if notice == notices.TRIAL_ENDING and data.get("card") is False:  # nothing to charge: say what Stripe does
+        body = t(f"trial_ending.body_without_card.{_trial_end_behavior(data)}")
+        button_key = "trial_ending.button_without_card"
     context: dict[str, Any] = {
         "language": language,
         "brand": BRAND,
@@ -95,7 +107,7 @@ def render(payload: dict[str, Any], *, link: str | None = None) -> Email:
         "lead": t(f"{notice}.lead"),
         "body": body,
         "details": details,
-        "button": t(f"{notice}.button") if link and notice in notices.WITH_BILLING_LINK else None,
+        "button": t(button_key) if link and notice in notices.WITH_BILLING_LINK else None,
         "link": link,
         "footer": t("footer"),
     }

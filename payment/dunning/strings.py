@@ -42,6 +42,15 @@ EN: dict[str, str] = {
     "trial_ending.body": "Then {amount} is charged to your card on file. To change your card or cancel, open your "
     "billing page.",
     "trial_ending.button": "Manage billing",
+    "trial_ending.body_without_card.cancel": "You have not added a card, so your subscription will be cancelled "
+    "when the trial ends. To keep {plan} for {amount}, add a card on your billing page before {date}.",
+    "trial_ending.body_without_card.pause": "You have not added a card, so your subscription will be paused when "
+    "the trial ends, until you add one. To keep {plan} without a break for {amount}, add a card on your billing "
+    "page before {date}.",
+    "trial_ending.body_without_card.create_invoice": "You have not added a card, so when the trial ends we will "
+    "send you an invoice for {amount} to pay. Add a card on your billing page before {date} to have it paid "
+    "automatically.",
+    "trial_ending.button_without_card": "Add a card",
 }
 
 TH: dict[str, str] = {
@@ -79,6 +88,13 @@ TH: dict[str, str] = {
     "trial_ending.body": "หลังจากนั้นจะเรียกเก็บเงิน {amount} จากบัตรที่บันทึกไว้ "
     "หากต้องการเปลี่ยนบัตรหรือยกเลิก โปรดเปิดหน้าการชำระเงินของคุณ",
     "trial_ending.button": "จัดการการชำระเงิน",
+    "trial_ending.body_without_card.cancel": "คุณยังไม่ได้เพิ่มบัตร การสมัครสมาชิกของคุณจึงจะถูกยกเลิกเมื่อสิ้นสุดช่วงทดลองใช้ "
+    "หากต้องการใช้ {plan} ต่อในราคา {amount} โปรดเพิ่มบัตรในหน้าการชำระเงินของคุณก่อนวันที่ {date}",
+    "trial_ending.body_without_card.pause": "คุณยังไม่ได้เพิ่มบัตร การสมัครสมาชิกของคุณจึงจะถูกพักไว้เมื่อสิ้นสุดช่วงทดลองใช้ "
+    "จนกว่าคุณจะเพิ่มบัตร หากต้องการใช้ {plan} ต่อเนื่องในราคา {amount} โปรดเพิ่มบัตรในหน้าการชำระเงินของคุณก่อนวันที่ {date}",
+    "trial_ending.body_without_card.create_invoice": "คุณยังไม่ได้เพิ่มบัตร เมื่อสิ้นสุดช่วงทดลองใช้ เราจะส่งใบแจ้งหนี้ {amount} "
+    "ให้คุณชำระ โปรดเพิ่มบัตรในหน้าการชำระเงินของคุณก่อนวันที่ {date} เพื่อให้ชำระโดยอัตโนมัติ",
+    "trial_ending.button_without_card": "เพิ่มบัตร",
 }
 
 CATALOGUES = {"en": EN, "th": TH}

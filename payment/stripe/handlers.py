@@ -67,13 +67,33 @@ async def _subscription(session: AsyncSession, gateway: StripeGateway, obj: JSON
 async def _trial_will_end(
     session: AsyncSession, gateway: StripeGateway, obj: JSON, at: datetime, actor: str
 ) -> Applied:
-    """Three days before a trial ends: map the subscription and queue the end user's `trial_ending` notice."""
+    """Three days before a trial ends: map the subscription and queue the end user's `trial_ending` notice, which
+    says whether the card on file is charged or, with none, what Stripe does at the end."""
     current = await gateway.retrieve_subscription(str(obj["id"]))
     row, _ = await subscriptions.upsert_from_stripe(session, gateway, current, actor=actor, event_at=at)
     customer = await session.get_one(Customer, row.customer_id)
     plan = await session.get_one(Plan, row.plan_id)
-    queued = await dunning.queue_trial_ending(session, row, customer, plan)
+    queued = await dunning.queue_trial_ending(
+        session,
+        row,
+        customer,
+        plan,
+        card=await _has_payment_method(gateway, current),
+        end_behavior=reader.trial_end_without_card(current) or plan.trial_end_behavior,
+    )
     return Applied("subscription", row.id, {"stripe_subscription_id": row.stripe_subscription_id, "notice": queued})
+
+
+async def _has_payment_method(gateway: StripeGateway, sub: JSON) -> bool:
+    """Whether Stripe has something to charge when the trial ends: the subscription's default payment method or
+    source, else the customer's default for invoices or default source."""
+    if reader.subscription_payment_method_id(sub) or reader.id_of(sub.get("default_source")):
+        return True
+    customer_id = reader.id_of(sub.get("customer"))
+    if customer_id is None:
+        return False
+    cust = await gateway.retrieve_customer(customer_id)
+    return bool(reader.customer_payment_method_id(cust) or reader.customer_default_source(cust))
 
 
 async def _schedule(session: AsyncSession, gateway: StripeGateway, obj: JSON, at: datetime, actor: str) -> Applied:
@@ -139,6 +159,10 @@ async def _fetch_subscription(gateway: StripeGateway, obj: JSON) -> None:
     await gateway.retrieve_subscription(str(obj["id"]))
 
 
+async def _fetch_trial(gateway: StripeGateway, obj: JSON) -> None:
+    await _has_payment_method(gateway, await gateway.retrieve_subscription(str(obj["id"])))
+
+
 async def _fetch_schedule(gateway: StripeGateway, obj: JSON) -> None:
     current = await gateway.retrieve_subscription_schedule(str(obj["id"]))
     if sub_id := reader.id_of(current.get("subscription")) or reader.id_of(current.get("released_subscription")):
@@ -194,7 +218,7 @@ HANDLERS: dict[str, Handler] = {
     # most customer.updated events concern no open dunning case and read nothing; the few that do read inside
     "customer.updated": Handler("customer", _customer),
     "customer.subscription.paused": Handler("subscription", _subscription, _fetch_subscription),
-    "customer.subscription.trial_will_end": Handler("subscription", _trial_will_end, _fetch_subscription),
+    "customer.subscription.trial_will_end": Handler("subscription", _trial_will_end, _fetch_trial),
     "subscription_schedule.created": Handler("subscription_schedule", _schedule, _fetch_schedule),
     "subscription_schedule.updated": Handler("subscription_schedule", _schedule, _fetch_schedule),
     "subscription_schedule.released": Handler("subscription_schedule", _schedule, _fetch_schedule),

@@ -306,6 +306,15 @@ def subscription_payment_method_id(sub: JSON) -> str | None:
     return id_of(sub.get("default_payment_method"))
 
 
+def trial_end_without_card(sub: JSON) -> str | None:
+    """What Stripe does when the trial ends with no payment method: `cancel`, `pause` or `create_invoice`
+    (`trial_settings.end_behavior.missing_payment_method`); None when the subscription does not say."""
+    settings = sub.get("trial_settings")
+    behavior = settings.get("end_behavior") if isinstance(settings, dict) else None
+    found = behavior.get("missing_payment_method") if isinstance(behavior, dict) else None
+    return str(found) if found else None
+
+
 def card_fingerprint(payment_method: JSON) -> str | None:
     """The fingerprint Stripe gives every card number (the same card on two customers has the same one)."""
     card = payment_method.get("card")
@@ -441,6 +450,11 @@ def customer_payment_method_id(cust: JSON) -> str | None:
     """A customer's default payment method for invoices (`invoice_settings.default_payment_method`)."""
     settings = cust.get("invoice_settings")
     return id_of(settings.get("default_payment_method")) if isinstance(settings, dict) else None
+
+
+def customer_default_source(cust: JSON) -> str | None:
+    """A customer's default source (cards saved through the older Sources API)."""
+    return id_of(cust.get("default_source"))
 
 
 def latest_charge_id(intent: JSON) -> str | None:
