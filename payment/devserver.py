@@ -18,7 +18,15 @@ from payment.bootstrap import build_services, create_app
 from payment.config import Settings
 from payment.dunning.devmail import start_catcher
 from payment.jobs.worker import run_worker
-from payment.seed import DEMO_RETURN_PATH, DemoData, admin_credentials, seed_admin, seed_demo
+from payment.seed import (
+    DEMO_CODE_PERCENT,
+    DEMO_PLANS,
+    DEMO_RETURN_PATH,
+    DemoData,
+    admin_credentials,
+    seed_admin,
+    seed_demo,
+)
 from payment.serving import QuietServer, make_server, run_until_signal
 
 
@@ -80,7 +88,7 @@ async def _run(settings: Settings, *, host: str, port: int, data_dir: str, sandb
         # The demo price lives in the sandbox, so seeding waits for it to listen.
         async with services.db.transaction() as session:
             admin = await seed_admin(session, settings)
-            demo.append(await seed_demo(session, settings, services.stripe))
+        demo.append(await seed_demo(services.db, settings, services.stripe))
         _banner(settings, admin.created, demo[0])
 
     # The worker gets its own pool and job app: the web app's lifespan closes its own at shutdown.
@@ -124,6 +132,16 @@ def add_demo_pages(app: Starlette) -> None:
     app.router.routes.append(Route(DEMO_RETURN_PATH, _demo_return_page, methods=["GET"]))
 
 
+def _plans_line() -> str:
+    """free, pro (299.00 THB/month), ...: what the demo app sells."""
+    paid = [
+        f"{p.slug} ({p.price_cents // 100:,}.{p.price_cents % 100:02d} THB/{p.interval}"
+        + (f", {p.trial_days}-day trial)" if p.trial_days else ")")
+        for p in DEMO_PLANS
+    ]
+    return ", ".join(["free", *paid])
+
+
 def _banner(settings: Settings, admin_created: bool, demo: DemoData) -> None:
     email, password = admin_credentials(settings)
     curl = (
@@ -144,7 +162,8 @@ def _banner(settings: Settings, admin_created: bool, demo: DemoData) -> None:
         "  Test card:      4242 4242 4242 4242\n"
         f"  Demo app:       {demo.app_slug}  API key: {demo.api_key}\n"
         f"  Its return URL: {settings.base_url}{DEMO_RETURN_PATH}  (a stand-in page served here)\n"
-        f"  Plans:          {', '.join(demo.plans)}\n"
+        f"  Plans:          {_plans_line()}\n"
+        f"  Promotion code: {demo.promotion_code}  ({DEMO_CODE_PERCENT}% off the first payment, Vega's plans)\n"
         f"  Emails:         sent to {settings.smtp_url}; see {settings.base_url}/admin/outbox\n\n"
         f"  Open a billing session:\n    {curl}\n\n"
         "  Stop with Ctrl+C.\n"
