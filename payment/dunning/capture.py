@@ -79,6 +79,13 @@ def install() -> None:
         event.listen(Session, "after_rollback", _forget)
 
 
+def _discount(invoice: Invoice) -> dict[str, int]:
+    """A discounted invoice's subtotal and discount, for the receipt to show beside its total; nothing without one."""
+    if invoice.discount_cents <= 0 or invoice.subtotal_cents is None:
+        return {}
+    return {"subtotalCents": invoice.subtotal_cents, "discountCents": invoice.discount_cents}
+
+
 async def _invoice(session: AsyncSession, invoice_id: int, kinds: set[str]) -> None:
     invoice = await session.get(Invoice, invoice_id)
     if invoice is None:
@@ -108,6 +115,7 @@ async def _invoice(session: AsyncSession, invoice_id: int, kinds: set[str]) -> N
                 "plan": plan.name if plan else None,
                 "reference": invoice.reference_number or invoice.stripe_invoice_id,
                 "periodEnd": invoice.period_end.isoformat() if invoice.period_end else None,
+                **_discount(invoice),
             },
             app_id=await notices.link_app_id(session, customer, sub),
         )

@@ -85,7 +85,11 @@ def render(payload: dict[str, Any], *, link: str | None = None) -> Email:
     details: list[tuple[str, str]] = []
     if values["plan"]:
         details.append((t("plan"), values["plan"]))
-    if values["amount"]:
+    if notice == notices.RECEIPT and data.get("discountCents"):  # what was paid, from the price and its discount
+        details.append((t("subtotal"), money(data["subtotalCents"], data["currency"], language)))
+        details.append((t("discount"), "-" + money(data["discountCents"], data["currency"], language)))
+        details.append((t("total"), values["amount"]))
+    elif values["amount"]:
         details.append((t("amount"), values["amount"]))
     if notice == notices.RECEIPT:
         details.append((t("date"), values["date"]))
