@@ -159,7 +159,7 @@ async def subscribe(
     live = await live_subscription(session, customer, billing.app, now=now)
     if live is not None:
         raise Conflict(
-            "You already have an active subscription. Change or cancel it under Manage billing.",
+            "You already have an active subscription. Change or cancel it on the billing page.",
             code="already_subscribed",
         )
     reuse = await _settle_open_checkouts(session, gateway, billing, plan, now, actor, reusable=not promotion_code)
