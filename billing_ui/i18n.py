@@ -30,8 +30,8 @@ EN: dict[str, str] = {
     "so your plan started at once and the card was charged.",
     "notice_trial_refused_customer": "Your free trial was not started: you have already had one in {app}, so your "
     "plan started at once.",
-    "cancels_on": "Your plan stays active until {date}, then ends. You can renew it under Manage billing.",
-    "past_due_help": "Your last payment did not go through. Update your card under Manage billing to keep {plan}; "
+    "cancels_on": "Your plan stays active until {date}, then ends.",
+    "past_due_help": "Your last payment did not go through. Use Update card below to keep {plan}; "
     "we will retry the payment automatically.",
     "past_due_help_manual": "Your last payment did not go through. Please contact support to keep {plan}.",
     "past_due_retry": "Stripe will try your card again on {date}.",
@@ -42,10 +42,8 @@ EN: dict[str, str] = {
     "subscribe": "Subscribe",
     "subscribe_to": "Subscribe to {plan}",
     "current_plan": "Current plan",
-    "change_in_portal": "To change plans, use Manage billing.",
+    "change_not_now": "Plan changes open here once your subscription is active and paid up.",
     "included": "Included",
-    "manage_billing": "Manage billing",
-    "manage_billing_help": "Update your card, download receipts or cancel in Stripe's secure portal.",
     "invoices": "Invoice history",
     "no_invoices": "No invoices yet.",
     "dates_zone": "Dates are in Bangkok time (UTC+7).",
@@ -91,7 +89,7 @@ EN: dict[str, str] = {
     "link_unknown_title": "This billing link is not valid",
     "link_unknown_text": "Go back to the app you came from and open Billing again.",
     "go_back": "Go back",
-    "error_already_subscribed": "You already have an active subscription. Change or cancel it under Manage billing.",
+    "error_already_subscribed": "You already have an active subscription. Change or cancel it on this page.",
     "error_checkout_processing": "Your payment is being processed; your plan will show here in a moment.",
     "error_plan_not_found": "That plan is not available any more. Please choose another one.",
     "error_plan_is_free": "The free plan needs no payment.",
@@ -120,8 +118,8 @@ TH: dict[str, str] = {
     "notice_trial_refused": "ไม่ได้เริ่มช่วงทดลองใช้ฟรี: บัตรนี้เคยใช้ทดลองใช้ฟรีใน {app} แล้ว "
     "แผนของคุณจึงเริ่มทันทีและเรียกเก็บเงินจากบัตรแล้ว",
     "notice_trial_refused_customer": "ไม่ได้เริ่มช่วงทดลองใช้ฟรี: คุณเคยทดลองใช้ใน {app} แล้ว แผนของคุณจึงเริ่มทันที",
-    "cancels_on": "แพ็กเกจของคุณใช้งานได้ถึงวันที่ {date} แล้วจะสิ้นสุด คุณต่ออายุได้ที่ “จัดการการชำระเงิน”",
-    "past_due_help": "การชำระเงินครั้งล่าสุดไม่สำเร็จ โปรดอัปเดตบัตรที่ “จัดการการชำระเงิน” เพื่อใช้ {plan} ต่อ "
+    "cancels_on": "แพ็กเกจของคุณใช้งานได้ถึงวันที่ {date} แล้วจะสิ้นสุด",
+    "past_due_help": "การชำระเงินครั้งล่าสุดไม่สำเร็จ โปรดกด “อัปเดตบัตร” ด้านล่าง เพื่อใช้ {plan} ต่อ "
     "ระบบจะลองเรียกเก็บเงินอีกครั้งโดยอัตโนมัติ",
     "past_due_help_manual": "การชำระเงินครั้งล่าสุดไม่สำเร็จ โปรดติดต่อฝ่ายสนับสนุนเพื่อใช้ {plan} ต่อ",
     "past_due_retry": "ระบบจะลองตัดเงินจากบัตรของคุณอีกครั้งในวันที่ {date}",
@@ -132,10 +130,8 @@ TH: dict[str, str] = {
     "subscribe": "สมัครสมาชิก",
     "subscribe_to": "สมัครสมาชิก {plan}",
     "current_plan": "แพ็กเกจปัจจุบัน",
-    "change_in_portal": "หากต้องการเปลี่ยนแพ็กเกจ โปรดไปที่ “จัดการการชำระเงิน”",
+    "change_not_now": "เปลี่ยนแพ็กเกจได้ที่หน้านี้เมื่อการสมัครสมาชิกของคุณใช้งานอยู่และชำระเงินครบแล้ว",
     "included": "สิ่งที่ได้รับ",
-    "manage_billing": "จัดการการชำระเงิน",
-    "manage_billing_help": "อัปเดตบัตร ดาวน์โหลดใบเสร็จ หรือยกเลิก ได้ในพอร์ทัลที่ปลอดภัยของ Stripe",
     "invoices": "ประวัติใบแจ้งหนี้",
     "no_invoices": "ยังไม่มีใบแจ้งหนี้",
     "dates_zone": "วันที่ทั้งหมดเป็นเวลากรุงเทพฯ (UTC+7)",
@@ -178,7 +174,7 @@ TH: dict[str, str] = {
     "link_unknown_title": "ลิงก์นี้ไม่ถูกต้อง",
     "link_unknown_text": "โปรดกลับไปที่แอปที่คุณมา แล้วเปิดหน้าการชำระเงินอีกครั้ง",
     "go_back": "ย้อนกลับ",
-    "error_already_subscribed": "คุณมีการสมัครสมาชิกที่ใช้งานอยู่แล้ว เปลี่ยนหรือยกเลิกได้ที่ “จัดการการชำระเงิน”",
+    "error_already_subscribed": "คุณมีการสมัครสมาชิกที่ใช้งานอยู่แล้ว เปลี่ยนหรือยกเลิกได้ที่หน้านี้",
     "error_checkout_processing": "กำลังดำเนินการชำระเงินของคุณ แพ็กเกจจะแสดงที่นี่ในไม่ช้า",
     "error_plan_not_found": "แพ็กเกจนี้ไม่มีให้บริการแล้ว โปรดเลือกแพ็กเกจอื่น",
     "error_plan_is_free": "แพ็กเกจฟรีไม่ต้องชำระเงิน",

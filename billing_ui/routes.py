@@ -23,6 +23,7 @@ from billing_ui.i18n import ERROR_KEYS, LANGUAGES, choose, supported, translator
 from billing_ui.view import billing_view
 from payment.audit.service import app_actor
 from payment.billing import checkout
+from payment.billing import portal as portal_service
 from payment.billing.catalog import plans_for_app
 from payment.billing_sessions import service as billing_sessions
 from payment.billing_sessions.service import Resolved
@@ -328,17 +329,19 @@ async def portal(request: Request) -> Response:
         return guarded
     form, language = guarded
     token = request.path_params["token"]
-    async with services.db.transaction() as session:
+    async with services.db.session() as session:
         billing = await _session_for_form(request, session, form, language)
         if isinstance(billing, Response):
             return billing
-        back = f"{services.settings.base_url}{_page_url(token, language)}"
-        try:
-            url = await checkout.open_portal(
-                session, services.stripe, billing=billing, back_url=back, actor=app_actor(billing.app.slug)
-            )
-        except PaymentError as exc:
-            return RedirectResponse(_page_url(token, language, error=_error_code(exc)), status_code=303)
+        customer_id, app_id, actor = billing.customer_id, billing.app_id, app_actor(billing.app.slug)
+    back = f"{services.settings.base_url}{_page_url(token, language)}"
+    try:
+        # Stripe is called with no transaction open (the portal's configuration, then its session)
+        url = await portal_service.open_portal(
+            services.db, services.stripe, customer_id=customer_id, app_id=app_id, back_url=back, actor=actor
+        )
+    except PaymentError as exc:
+        return RedirectResponse(_page_url(token, language, error=_error_code(exc)), status_code=303)
     return RedirectResponse(url, status_code=303)
 
 

@@ -18,6 +18,7 @@ from .cards import CardError, charge_error, parse_card
 from .payments import default_payment_method
 from .periods import current_period
 from .portal_card import update_card
+from .portal_config import features_of
 from .store import JSON, Store
 
 ENV = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape(["html"]))
@@ -172,9 +173,25 @@ async def checkout_submit(request: Request) -> Response:
     return RedirectResponse(target, status_code=303)
 
 
+def _portal_invoices(store: Store, customer_id: str) -> list[dict[str, Any]]:
+    """The customer's finalized invoices, newest first (the portal's invoice history)."""
+    return [
+        {
+            "number": inv.get("number") or inv["id"],
+            "date": format_date(int(inv.get("created") or 0)),
+            "amount": format_amount(int(inv.get("total") or 0), str(inv.get("currency") or "usd")),
+            "status": str(inv.get("status") or "").replace("_", " "),
+        }
+        for inv in store.all("invoice")
+        if inv.get("customer") == customer_id and inv.get("status") not in (None, "draft")
+    ]
+
+
 def _portal_context(store: Store, portal: JSON) -> dict[str, Any]:
     cust = store.get("customer", portal["customer"])
     assert cust is not None
+    features = features_of(store, portal)
+    can_cancel = bool(features["subscription_cancel"]["enabled"])
     subs = []
     for sub in store.all("subscription"):
         if sub["customer"] != cust["id"] or sub["status"] in ("canceled", "incomplete_expired", "incomplete"):
@@ -198,8 +215,8 @@ def _portal_context(store: Store, portal: JSON) -> dict[str, Any]:
                 "interval_text": interval_text(price),
                 "status": sub["status"].replace("_", " "),
                 "period_text": period_text,
-                "can_cancel": not sub.get("cancel_at"),
-                "can_resume": bool(sub.get("cancel_at")),
+                "can_cancel": can_cancel and not sub.get("cancel_at"),
+                "can_resume": can_cancel and bool(sub.get("cancel_at")),
                 "cancel_action": f"{base}/cancel",
                 "resume_action": f"{base}/resume",
             }
@@ -214,6 +231,8 @@ def _portal_context(store: Store, portal: JSON) -> dict[str, Any]:
     return_url = portal.get("return_url")
     return {
         "customer": cust,
+        "can_update_card": bool(features["payment_method_update"]["enabled"]),
+        "invoices": _portal_invoices(store, cust["id"]) if features["invoice_history"]["enabled"] else None,
         "subscriptions": subs,
         "card_text": card_text,
         "card_action": f"/p/session/{portal['id']}/payment_method",
@@ -242,6 +261,11 @@ async def portal_action(request: Request) -> Response:
         return render("message.html", status=404, heading="Not found", text="No such portal session.")
     action = request.path_params["action"]
     back = f"/p/session/{portal['id']}"
+    features = features_of(store, portal)
+    offered = features["payment_method_update" if action == "payment_method" else "subscription_cancel"]["enabled"]
+    if not offered:
+        # the portal's configuration does not offer this: Stripe's portal has no such page either
+        return render("message.html", status=404, heading="Not found", text="No such page.")
     if action == "payment_method":
         form = await request.form()
         now = datetime.fromtimestamp(store.now(), UTC)

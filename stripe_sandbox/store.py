@@ -31,6 +31,7 @@ PREFIX_KIND: dict[str, str] = {
     "ch": "charge",
     "re": "refund",
     "bps": "billing_portal.session",
+    "bpc": "billing_portal.configuration",
     "evt": "event",
     "we": "webhook_endpoint",
     "pm": "payment_method",

@@ -1,4 +1,4 @@
-"""Subscribe through Stripe Checkout, and open the Stripe billing portal.
+"""Subscribe through Stripe Checkout (the card-only Stripe billing portal is in payment/billing/portal.py).
 
 The customer row is locked (SELECT ... FOR UPDATE) for the whole rule, so two Subscribes at once for one customer
 run one after the other: the second sees the first's open checkout and reuses it, or sees the live subscription and
@@ -159,7 +159,7 @@ async def subscribe(
     live = await live_subscription(session, customer, billing.app, now=now)
     if live is not None:
         raise Conflict(
-            "You already have an active subscription. Change or cancel it under Manage billing.",
+            "You already have an active subscription. Change or cancel it on the billing page.",
             code="already_subscribed",
         )
     reuse = await _settle_open_checkouts(session, gateway, billing, plan, now, actor, reusable=not promotion_code)
@@ -264,22 +264,3 @@ async def has_stripe_billing(session: AsyncSession, customer: Customer) -> bool:
         select(Subscription.id).where(Subscription.customer_id == customer.id, Subscription.source == "stripe").limit(1)
     )
     return found is not None
-
-
-async def open_portal(
-    session: AsyncSession, gateway: StripeGateway, *, billing: BillingSession, back_url: str, actor: str
-) -> str:
-    """A Stripe billing portal link for a customer who pays through Stripe, returning to the billing page."""
-    customer = billing.customer
-    if not await has_stripe_billing(session, customer) or customer.stripe_customer_id is None:
-        raise NotFound("There is no Stripe billing to manage yet.", code="no_stripe_billing")
-    portal = await gateway.create_portal_session(customer=customer.stripe_customer_id, return_url=back_url)
-    await audit.record(
-        session,
-        actor=actor,
-        action="billing_portal.opened",
-        entity_type="customer",
-        entity_id=customer.id,
-        details={"app_id": billing.app_id},
-    )
-    return str(portal["url"])

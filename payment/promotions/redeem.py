@@ -19,7 +19,6 @@ from payment.db import Database
 from payment.errors import NotFound, ValidationError
 from payment.models import App, Coupon, Invoice, PromotionCode, utcnow
 from payment.promotions.service import CODE_RE
-from payment.stripe import portal_and_codes as stripe_calls
 from payment.stripe.gateway import StripeGateway
 
 # invoice statuses that mean the customer has paid us before (Stripe's "first-time transaction" test)
@@ -155,6 +154,6 @@ async def check_code(
         raise PromotionCodeRefused("promo_unknown")
     local = await _check_local(db, app_id=app_id, customer_id=customer_id, plan_slug=plan_slug, code=code, now=now)
     # the redemption count lives at Stripe: read it with no database session open
-    found = await stripe_calls.retrieve_promotion_code(gateway, local.stripe_id)
+    found = await gateway.retrieve_promotion_code(local.stripe_id)
     _check_at_stripe(found, local, stripe_customer_id, now)
     return AcceptedCode(code=str(found.get("code") or code), stripe_promotion_code_id=local.stripe_id)

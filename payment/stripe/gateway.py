@@ -205,9 +205,21 @@ class StripeGateway:
     async def expire_checkout_session(self, session_id: str) -> dict[str, Any]:
         return await self._call(self.client.v1.checkout.sessions.expire_async, session_id)
 
-    async def create_portal_session(self, *, customer: str, return_url: str) -> dict[str, Any]:
+    async def create_portal_session(self, *, customer: str, return_url: str, configuration: str) -> dict[str, Any]:
+        """A portal session on `configuration` (never the account's default: see payment/billing/portal.py)."""
         return await self._call(
-            self.client.v1.billing_portal.sessions.create_async, params={"customer": customer, "return_url": return_url}
+            self.client.v1.billing_portal.sessions.create_async,
+            params={"customer": customer, "return_url": return_url, "configuration": configuration},
+        )
+
+    async def list_portal_configurations(self, params: Params) -> dict[str, Any]:
+        return await self._call(self.client.v1.billing_portal.configurations.list_async, params=params)
+
+    async def create_portal_configuration(self, params: Params, *, idempotency_key: str) -> dict[str, Any]:
+        return await self._call(
+            self.client.v1.billing_portal.configurations.create_async,
+            params=params,
+            options={"idempotency_key": idempotency_key},
         )
 
     async def list_subscriptions(self, params: Params) -> dict[str, Any]:
@@ -249,6 +261,12 @@ class StripeGateway:
     async def create_promotion_code(self, params: Params, *, idempotency_key: str) -> dict[str, Any]:
         return await self._call(
             self.client.v1.promotion_codes.create_async, params=params, options=self._options(idempotency_key)
+        )
+
+    async def retrieve_promotion_code(self, promotion_code_id: str) -> dict[str, Any]:
+        """The promotion code with its coupon expanded (`promotion.coupon`): its limits and the coupon's validity."""
+        return await self._call(
+            self.client.v1.promotion_codes.retrieve_async, promotion_code_id, params={"expand": ["promotion.coupon"]}
         )
 
     async def update_promotion_code(self, promotion_code_id: str, params: Params) -> dict[str, Any]:

@@ -1,14 +1,15 @@
-"""Billing portal sessions, events, webhook endpoints and test clocks (which all share the one sandbox clock)."""
+"""Billing portal sessions and configurations, events, webhook endpoints and test clocks (which all share the one
+sandbox clock)."""
 
 from __future__ import annotations
 
 import secrets
 
-from .. import shapes, shapes_payments, versions
+from .. import portal_config, shapes, shapes_payments, versions
 from ..api import Ctx, route
 from ..billing import run_due
 from ..errors import invalid, missing, not_found
-from ..forms import get_bool, get_int, get_list, get_str, merge_metadata
+from ..forms import get_bool, get_dict, get_int, get_list, get_str, merge_metadata
 from ..listing import created_filter, paginate
 from ..store import JSON
 
@@ -19,10 +20,58 @@ def create_portal_session(ctx: Ctx) -> JSON:
     assert customer_id is not None
     if ctx.store.get("customer", customer_id) is None:
         raise not_found("customer", customer_id, "customer")
-    session = shapes.portal_session(ctx.store.now(), customer_id, get_str(ctx.params, "return_url"))
+    conf = portal_config.for_session(ctx.store, get_str(ctx.params, "configuration"))
+    return_url = get_str(ctx.params, "return_url") or conf["default_return_url"]
+    session = shapes.portal_session(ctx.store.now(), customer_id, return_url)
+    session["configuration"] = conf["id"]
     session["locale"] = get_str(ctx.params, "locale")
     session["url"] = f"{ctx.config.base_url}/p/session/{session['id']}"
     return ctx.store.add(session)
+
+
+@route("POST", "/v1/billing_portal/configurations")
+def create_portal_configuration(ctx: Ctx) -> JSON:
+    features = get_dict(ctx.params, "features")
+    if features is None:
+        raise missing("features")
+    conf = portal_config.configuration(ctx.store.now())
+    portal_config.apply_features(conf["features"], features, creating=True)
+    portal_config.apply_fields(conf, ctx.params)
+    return ctx.store.add(conf)
+
+
+@route("GET", "/v1/billing_portal/configurations/{id}")
+def retrieve_portal_configuration(ctx: Ctx) -> JSON:
+    portal_config.default_configuration(ctx.store)
+    return ctx.load(portal_config.KIND, label="configuration")
+
+
+@route("POST", "/v1/billing_portal/configurations/{id}")
+def update_portal_configuration(ctx: Ctx) -> JSON:
+    portal_config.default_configuration(ctx.store)
+    conf = ctx.load(portal_config.KIND, label="configuration")
+    active = get_bool(ctx.params, "active")
+    if active is not None:
+        if conf["is_default"] and not active:
+            raise invalid("active", "The default configuration cannot be deactivated.")
+        conf["active"] = active
+    portal_config.apply_features(conf["features"], get_dict(ctx.params, "features"), creating=False)
+    portal_config.apply_fields(conf, ctx.params)
+    conf["updated"] = ctx.store.now()
+    return conf
+
+
+@route("GET", "/v1/billing_portal/configurations")
+def list_portal_configurations(ctx: Ctx) -> JSON:
+    portal_config.default_configuration(ctx.store)
+    active = get_bool(ctx.params, "active")
+    is_default = get_bool(ctx.params, "is_default")
+    items = [
+        c
+        for c in ctx.store.all(portal_config.KIND)
+        if (active is None or c["active"] == active) and (is_default is None or c["is_default"] == is_default)
+    ]
+    return paginate(items, ctx.params, "/v1/billing_portal/configurations")
 
 
 @route("GET", "/v1/events/{id}")

@@ -25,6 +25,7 @@ from payment.config import Settings
 from tests.support import factories
 from tests.support.app import ThreadServer, run_sync, running_services, serve_service
 from tests.support.db import own_database, settings_for
+from tests.support.stripe import AUTH as SANDBOX_AUTH
 from tests.support.stripe import register_webhook, reset_sandbox, stripe_price
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -194,20 +195,89 @@ def reload_until(page: Page, selector: str, timeout: float = 30.0) -> None:
     expect(page.locator(selector)).to_have_count(1)
 
 
-def test_cancel_in_the_stripe_portal_shows_cancels_on_date(deployment: Deployment, page: Page) -> None:
-    url = open_session(deployment, "e2e-canceling-user")
+def _subscribe_pro(deployment: Deployment, page: Page, user: str, email: str) -> str:
+    url = open_session(deployment, user)
     page.goto(url)
     page.get_by_test_id("plan-pro").get_by_role("button", name="Subscribe to Aquoris PRO").click()
     page.wait_for_url(f"{deployment.settings.stripe_api_base}/c/pay/**")
-    pay_on_checkout(page, GOOD_CARD, "canceling@example.com")
+    pay_on_checkout(page, GOOD_CARD, email)
     page.wait_for_url(f"{url}?*notice=subscribed*", timeout=30_000)
+    return url
+
+
+def _stripe(deployment: Deployment, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    """The sandbox's API (or its Dashboard controls), as Stripe's Dashboard would be used beside the service."""
+    response = httpx.request(
+        method, f"{deployment.settings.stripe_api_base}{path}", headers=SANDBOX_AUTH, timeout=30, **kwargs
+    )
+    assert response.status_code < 300, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_update_card_opens_stripes_portal_for_the_card_and_invoices_only(deployment: Deployment, page: Page) -> None:
+    url = _subscribe_pro(deployment, page, "e2e-portal-user", "portal@example.com")
+    reload_until(page, '[data-testid="invoices"]')
 
     page.get_by_role("button", name="Update card").click()
     page.wait_for_url(f"{deployment.settings.stripe_api_base}/p/session/**")
-    page.get_by_role("button", name="Cancel at period end").click()
-    expect(page.get_by_role("status")).to_have_text("Your plan has been canceled.")
+    # what the portal offers: the card and the invoices; no cancel, no renew, no plan switch
+    expect(page.get_by_text("Visa •••• 4242")).to_be_visible()
+    history = page.get_by_role("region", name="Invoice history")
+    expect(history.get_by_role("row")).to_have_count(2)
+    expect(history.get_by_role("row").nth(1)).to_contain_text("฿299.00")
+    expect(history.get_by_role("row").nth(1)).to_contain_text("paid")
+    expect(page.get_by_role("button")).to_have_count(1)  # the card form's own: nothing else can be done here
+    expect(page.get_by_role("button", name="Cancel at period end")).to_have_count(0)
+    # the session was made on our configuration, whose features say the same
+    listed = _stripe(deployment, "GET", "/v1/billing_portal/configurations", params={"limit": 100})
+    [ours] = [c for c in listed["data"] if c["metadata"].get("aquoris_portal") == "card_and_invoices_v1"]
+    features = {name: feature["enabled"] for name, feature in ours["features"].items()}
+    assert features == {
+        "payment_method_update": True,
+        "invoice_history": True,
+        "subscription_cancel": False,
+        "subscription_update": False,
+        "customer_update": False,
+    }
+    # a hand-made cancel is refused by the portal too, and the plan keeps renewing
+    [sub] = _stripe(
+        deployment, "GET", "/v1/subscriptions", params={"customer": _customer_of(deployment, "portal@example.com")}
+    )["data"]
+    refused = page.request.post(f"{page.url}/subscriptions/{sub['id']}/cancel", max_redirects=0)
+    assert refused.status == 404
+
+    page.get_by_label("Card number").fill("5555 5555 5555 4444")
+    page.get_by_label("Expiration (MM / YY)").fill("12 / 34")
+    page.get_by_label("CVC").fill("123")
+    page.get_by_role("button", name="Update card").click()
+    expect(page.get_by_role("status")).to_have_text("Your payment method has been updated.")
+    expect(page.get_by_text("Mastercard •••• 4444")).to_be_visible()
     page.get_by_role("link", name="Return to").click()
     page.wait_for_url(f"{url}?*")
+    expect(page.get_by_test_id("current-plan")).to_have_attribute("data-status", "active")
+    body = entitlement(deployment, "e2e-portal-user")
+    assert (body["plan"]["slug"], body["status"], body["cancelAtPeriodEnd"]) == ("pro", "active", False)
+
+
+def _customer_of(deployment: Deployment, email: str) -> str:
+    [customer] = _stripe(deployment, "GET", "/v1/customers", params={"email": email})["data"]
+    return str(customer["id"])
+
+
+def test_a_cancel_made_at_stripe_shows_cancels_on_date(deployment: Deployment, page: Page) -> None:
+    url = _subscribe_pro(deployment, page, "e2e-canceling-user", "canceling@example.com")
+    [sub] = _stripe(
+        deployment, "GET", "/v1/subscriptions", params={"customer": _customer_of(deployment, "canceling@example.com")}
+    )["data"]
+    # the portal offers no cancel (the billing page does, with its rules): an admin cancels in Stripe's Dashboard
+    _stripe(
+        deployment,
+        "POST",
+        f"/_sandbox/subscriptions/{sub['id']}/dashboard_cancel",
+        data={"at_period_end": "true", "drop_webhooks": "false"},
+    )
+    page.goto(url)
     reload_until(page, '[data-testid="current-plan"][data-status="canceling"]')
     expect(page.get_by_test_id("status")).to_contain_text("Cancels on")
     body = entitlement(deployment, "e2e-canceling-user")

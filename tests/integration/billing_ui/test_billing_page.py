@@ -45,7 +45,7 @@ async def test_new_user_sees_free_plan_and_the_apps_plans_with_prices(client: ht
     assert "Unlimited projects" in page
     assert html.count(">Subscribe</button>") == 2
     assert "Orion Max" not in page and "Retired Plan" not in page
-    assert "Manage billing" not in page
+    assert "Update card" not in page
     assert "No invoices yet." in page
     assert '<a class="back" href="https://vega.example.com/settings"' in html
     assert "Back to Vega" in page
@@ -135,10 +135,14 @@ async def test_past_due_says_what_to_do(client: httpx.AsyncClient, scene: Scene,
     html = (await client.get(path + "?lang=th")).text
     page = text_of(html)
     assert 'data-status="past_due"' in html
-    assert "ค้างชำระ" in page and "โปรดอัปเดตบัตร" in page
-    english = text_of((await client.get(path)).text)
+    assert "ค้างชำระ" in page and "โปรดกด “อัปเดตบัตร” ด้านล่าง" in page and ">อัปเดตบัตร</button>" in html
+    html = (await client.get(path)).text
+    english = text_of(html)
     assert "Payment past due" in english
-    assert "Update your card under Manage billing to keep Aquoris PRO" in english
+    assert "Use Update card below to keep Aquoris PRO" in english
+    # the portal is for the card and invoices only: nothing on the page promises more
+    assert ">Update card</button>" in html and "Manage billing" not in english
+    assert "Change your card or download past invoices in Stripe's secure portal." in english
 
 
 async def test_manual_subscription_shows_active_until_without_portal(
@@ -152,7 +156,7 @@ async def test_manual_subscription_shows_active_until_without_portal(
         sub.current_period_end = utcnow().replace(year=2030, month=6, day=1, hour=12)
     page = text_of((await client.get(path)).text)
     assert "Vega Team Active" in page and "Active until June 1, 2030." in page
-    assert "Manage billing" not in page
+    assert "Update card" not in page
 
 
 async def test_expired_link_is_a_friendly_page_with_the_way_back(

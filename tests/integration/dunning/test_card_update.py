@@ -13,6 +13,7 @@ import httpx
 import pytest
 from sqlalchemy import select, update
 
+from payment.billing import portal as billing_portal
 from payment.dunning import card_retry, channel
 from payment.models import AuditLog, Customer, Invoice, Plan
 from payment.runtime import Services
@@ -59,8 +60,8 @@ async def _failed_renewal(world: World, services: Services) -> tuple[str, Custom
 async def _update_card_in_portal(world: World, services: Services, customer: Customer, card: str) -> None:
     """What the end user does: open Stripe's portal and save a new card on its page."""
     assert customer.stripe_customer_id is not None
-    portal = await services.stripe.create_portal_session(
-        customer=customer.stripe_customer_id, return_url="http://127.0.0.1/billing"
+    portal = await billing_portal.create_session(
+        services.stripe, customer=customer.stripe_customer_id, return_url="http://127.0.0.1/billing"
     )
     async with httpx.AsyncClient(timeout=30) as http:
         response = await http.post(

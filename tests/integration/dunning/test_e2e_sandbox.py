@@ -71,7 +71,7 @@ async def test_a_failed_renewal_from_email_to_recovery(
     link = re.search(r'href="([^"]+/billing/[^"]+)"', parts(failed_mail)[1])
     assert link is not None
     billing_page = await client.get(link.group(1).removeprefix(services.settings.base_url))
-    assert billing_page.status_code == 200 and "Manage billing" in billing_page.text
+    assert billing_page.status_code == 200 and ">Update card</button>" in billing_page.text
 
     # the grace period, measured on this service's clock: grace until its end, blocked from then on
     async with services.db.session() as session:

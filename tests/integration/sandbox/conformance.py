@@ -27,6 +27,7 @@ import stripe
 from stripe._stripe_object import UntypedStripeObject
 
 SDK_CLASSES: dict[str, type[stripe.StripeObject]] = {
+    "billing_portal.configuration": stripe.billing_portal.Configuration,
     "billing_portal.session": stripe.billing_portal.Session,
     "charge": stripe.Charge,
     "checkout.session": stripe.checkout.Session,

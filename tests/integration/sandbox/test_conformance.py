@@ -40,6 +40,7 @@ PRODUCT_TYPES = {
     "refund",
     "event",
     "billing_portal.session",
+    "billing_portal.configuration",
     "test_helpers.test_clock",
     "deleted_test_helpers.test_clock",
     "item",
@@ -128,6 +129,7 @@ def _walk(sbx: Sandbox) -> Served:
     keep("refunds", c.refunds.list(params={"charge": refund.charge}))
     keep("charge with refunds", c.charges.retrieve(refund.charge, params={"expand": ["refunds"]}), ["refunds"])
     keep("portal session", c.billing_portal.sessions.create(params={"customer": customer.id}))
+    _walk_portal_configurations(keep, c, customer.id)
     _walk_plan_changes(sbx, keep, sub, product.id)
 
     sbx.set_card(customer.id, "4000000000000341")  # attaches, then every charge on it is declined
@@ -179,6 +181,44 @@ def _walk(sbx: Sandbox) -> Served:
         event = json.loads(request["body"])
         served.append((f"webhook {event['type']}", event, []))
     return served
+
+
+def _walk_portal_configurations(keep: Any, c: Any, customer_id: str) -> None:
+    """A card-and-invoices portal configuration (the product's), found again by its metadata, and a session on it."""
+    conf = keep(
+        "portal configuration",
+        c.billing_portal.configurations.create(
+            params={
+                "features": {
+                    "payment_method_update": {"enabled": True},
+                    "invoice_history": {"enabled": True},
+                    "subscription_cancel": {"enabled": False},
+                    "subscription_update": {"enabled": False},
+                    "customer_update": {"enabled": False},
+                },
+                "metadata": {"aquoris_portal": "conformance"},
+            },
+            options={"idempotency_key": "conformance-portal-configuration"},
+        ),
+    )
+    listed = keep("portal configurations", c.billing_portal.configurations.list(params={"active": True, "limit": 1}))
+    assert listed.has_more and listed.data[0].id == conf.id
+    assert listed.data[0].metadata.to_dict() == {"aquoris_portal": "conformance"}
+    rest = keep(
+        "portal configurations, next page",
+        c.billing_portal.configurations.list(params={"limit": 100, "starting_after": conf.id}),
+    )
+    assert [x.is_default for x in rest.data] == [True]
+    keep("portal configuration retrieved", c.billing_portal.configurations.retrieve(conf.id))
+    keep(
+        "portal configuration updated",
+        c.billing_portal.configurations.update(conf.id, params={"default_return_url": "http://app.test/billing"}),
+    )
+    session = keep(
+        "portal session on a configuration",
+        c.billing_portal.sessions.create(params={"customer": customer_id, "configuration": conf.id}),
+    )
+    assert session.configuration == conf.id and session.return_url == "http://app.test/billing"
 
 
 def _walk_discounts_and_trials(sbx: Sandbox, keep: Any, price_id: str) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
+import stripe
 from playwright.sync_api import Page, Route, expect
+from stripe.params.billing_portal import ConfigurationCreateParamsFeatures
 
 from tests.support.narrow import expanded, id_of, present
 
@@ -91,3 +94,51 @@ def test_portal_cancel_resume_and_update_card(sbx: Sandbox, page: Page) -> None:
     assert sbx.client.v1.subscriptions.retrieve(sub.id).status == "past_due"
     page.get_by_role("link", name=re.compile("Return to")).click()
     page.wait_for_url("http://app.test/account")
+
+
+def test_portal_offers_only_what_its_configuration_enables(sbx: Sandbox, page: Page) -> None:
+    _app_pages(page)
+    _, sub = sbx.subscribe()
+    invoice = sbx.client.v1.invoices.retrieve(str(sub.latest_invoice))
+    conf = sbx.client.v1.billing_portal.configurations.create(
+        params={
+            "features": {
+                "payment_method_update": {"enabled": True},
+                "invoice_history": {"enabled": True},
+                "subscription_cancel": {"enabled": False},
+                "subscription_update": {"enabled": False},
+                "customer_update": {"enabled": False},
+            }
+        }
+    )
+    portal = sbx.client.v1.billing_portal.sessions.create(
+        params={"customer": id_of(sub.customer), "return_url": "http://app.test/account", "configuration": conf.id}
+    )
+    assert portal.configuration == conf.id
+    page.goto(portal.url)
+    history = page.get_by_role("region", name="Invoice history")
+    expect(history.get_by_role("row").nth(1)).to_contain_text(present(invoice.number))
+    expect(history.get_by_role("row").nth(1)).to_contain_text("paid")
+    expect(page.get_by_role("button", name="Update card")).to_be_visible()
+    expect(page.get_by_role("button", name="Cancel at period end")).to_have_count(0)
+    expect(page.get_by_role("button", name="Resume subscription")).to_have_count(0)
+    # the page's forms are not the only way in: a hand-made cancel is refused as well
+    refused = page.request.post(f"{portal.url}/subscriptions/{sub.id}/cancel", max_redirects=0)
+    assert refused.status == 404
+    assert sbx.client.v1.subscriptions.retrieve(sub.id).cancel_at_period_end is False
+    _fill_card(page, "4000 0000 0000 0002")
+    page.get_by_role("button", name="Update card").click()
+    expect(page.get_by_text("Visa •••• 0002")).to_be_visible()
+
+
+def test_portal_refuses_a_configuration_that_is_not_active(sbx: Sandbox) -> None:
+    _, sub = sbx.subscribe()
+    invoices_only: ConfigurationCreateParamsFeatures = {"invoice_history": {"enabled": True}}
+    conf = sbx.client.v1.billing_portal.configurations.create(params={"features": invoices_only})
+    sbx.client.v1.billing_portal.configurations.update(conf.id, params={"active": False})
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        sbx.client.v1.billing_portal.sessions.create(params={"customer": id_of(sub.customer), "configuration": conf.id})
+    assert refused.value.param == "configuration"
+    with pytest.raises(stripe.InvalidRequestError) as unknown:
+        sbx.client.v1.billing_portal.sessions.create(params={"customer": id_of(sub.customer), "configuration": "bpc_x"})
+    assert unknown.value.code == "resource_missing"
