@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import count
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -48,6 +49,7 @@ ACTOR = AdminActor(1, Role.OWNER)
 EMAIL, PASSWORD = "tx-ops@aquoris.test", "correct-horse-battery"
 CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 _n = count(1)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -559,3 +561,62 @@ async def test_stripe_failing_mid_action_applies_nothing_frees_the_turn_and_a_re
     sub = await subscriptions.cancel_at_period_end(services.db, sub_id, gateway=services.stripe, actor=ACTOR)
     assert sub.cancel_at_period_end
     assert await _adjustments(services, sub_id, "cancel") == 1
+
+
+# ------------------------------------------------------------------- the other actions, at the service level
+
+
+async def _service_held(
+    services: Services, sandbox: str, sub_id: int, action: Awaitable[T], *, method: str, path: str
+) -> T:
+    result, seen = await while_held(services, sandbox, action, method=method, path=path, row=("subscriptions", sub_id))
+    seen.assert_free()
+    return result
+
+
+async def test_preview_extend_and_cancel_now_hold_nothing_while_stripe_answers(
+    services: Services, sandbox: str
+) -> None:
+    setup = await _paid(services, sandbox)
+    bigger = await _plan(services, 49900)
+    sub_id, stripe_id = setup.subscription.id, str(setup.stripe_subscription["id"])
+    db, gateway = services.db, services.stripe
+
+    preview = changes.preview_change(db, gateway, sub_id, app=None, plan_slug=bigger.slug, actor=ACTOR)
+    shown = await _service_held(services, sandbox, sub_id, preview, method="POST", path="/v1/invoices/create_preview")
+    assert shown.kind == changes.UPGRADE and shown.amount_due_now > 0
+
+    before = (await _row(services, sub_id)).current_period_end
+    assert before is not None
+    extend = subscriptions.extend(db, sub_id, days=10, reason="Outage", gateway=gateway, actor=ACTOR)
+    sub = await _service_held(services, sandbox, sub_id, extend, method="POST", path=f"/v1/subscriptions/{stripe_id}")
+    assert sub.current_period_end == before + timedelta(days=10) and sub.status == "active"
+
+    cancel_now = subscriptions.cancel_now(db, sub_id, gateway=gateway, actor=ACTOR)
+    sub = await _service_held(
+        services, sandbox, sub_id, cancel_now, method="DELETE", path=f"/v1/subscriptions/{stripe_id}"
+    )
+    assert sub.status == "canceled" and (await gateway.retrieve_subscription(stripe_id))["status"] == "canceled"
+    for kind in ("extend", "cancel_now"):
+        assert await _adjustments(services, sub_id, kind) == 1, kind
+
+
+async def test_a_grant_replacing_a_stripe_subscription_holds_nothing(services: Services, sandbox: str) -> None:
+    setup = await _paid(services, sandbox)
+    stripe_id = str(setup.stripe_subscription["id"])
+    grant = subscriptions.grant(
+        services.db,
+        setup.customer.id,
+        plan_id=setup.plan.id,
+        months=1,
+        reason="Moved to an invoice",
+        replace=True,
+        gateway=services.stripe,
+        actor=ACTOR,
+    )
+    granted = await _service_held(
+        services, sandbox, setup.subscription.id, grant, method="DELETE", path=f"/v1/subscriptions/{stripe_id}"
+    )
+    assert granted.source == "grant" and granted.status == "active"
+    assert (await _row(services, setup.subscription.id)).status == "canceled"
+    assert (await services.stripe.retrieve_subscription(stripe_id))["status"] == "canceled"
