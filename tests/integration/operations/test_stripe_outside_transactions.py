@@ -254,6 +254,9 @@ async def test_withdrawing_a_downgrade_releases_the_schedule_holding_nothing(
     row = await _row(services, billing.sub_id)
     assert row.pending_plan_id is None and row.plan_id == billing.setup.plan.id
     assert (await services.stripe.retrieve_subscription_schedule(schedule))["status"] == "released"
+    released = await services.stripe.list_events({"type": "subscription_schedule.released", "limit": 10})
+    [event] = [e for e in released["data"] if e["data"]["object"]["id"] == schedule]
+    assert event["request"]["idempotency_key"] == f"aquoris-release-{schedule}"  # a retry replays Stripe's answer
 
 
 async def test_cancel_with_a_reason_then_resume_on_the_page_hold_nothing(
