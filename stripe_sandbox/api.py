@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,36 @@ class Config:
     # tests change it at run time through /_sandbox/latency, and a reset puts back the one the sandbox started with
     latency_seconds: float = 0.0
     startup_latency_seconds: float = 0.0
+    # API requests parked by /_sandbox/holds until a test releases them (see `Hold`)
+    holds: list[Hold] = field(default_factory=list)
+
+
+@dataclass
+class Hold:
+    """The next API request matching `method` and `path_prefix` waits, before it is executed, until released: a
+    test sees what the caller holds while its Stripe call is in flight. Lives on the sandbox's event loop."""
+
+    id: str
+    method: str
+    path_prefix: str
+    parked: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    parked_path: str | None = None
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "method": self.method,
+            "path_prefix": self.path_prefix,
+            "parked": self.parked.is_set(),
+            "parked_path": self.parked_path,
+            "released": self.released.is_set(),
+        }
+
+    async def park(self, path: str) -> None:
+        self.parked_path = path
+        self.parked.set()
+        await self.released.wait()
 
 
 @dataclass

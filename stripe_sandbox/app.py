@@ -21,7 +21,7 @@ from payment.stripe.version import API_VERSION
 
 from . import control, pages
 from . import resources as _resources  # noqa: F401  (registers routes)
-from .api import ROUTES, Config, Ctx, Handler
+from .api import ROUTES, Config, Ctx, Handler, Hold
 from .billing import run_due
 from .errors import StripeError
 from .forms import decode, get_list
@@ -88,6 +88,13 @@ def _take_fault(store: Store, method: str, path: str) -> JSON | None:
     return None
 
 
+def _take_hold(config: Config, method: str, path: str) -> Hold | None:
+    for hold in config.holds:
+        if not hold.parked.is_set() and hold.method == method and path.startswith(hold.path_prefix):
+            return hold
+    return None
+
+
 def _fault_error(fault: JSON) -> StripeError:
     status = int(fault.get("status", 500))
     default_type = {402: "card_error", 429: "rate_limit_error", 401: "invalid_request_error"}.get(
@@ -115,6 +122,9 @@ def api_endpoint(handler: Handler) -> Any:
         headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
         if config.latency_seconds:
             await asyncio.sleep(config.latency_seconds)
+        hold = _take_hold(config, request.method, request.url.path)
+        if hold is not None:
+            await hold.park(request.url.path)
         try:
             error = _auth_error(request.headers.get("authorization")) or _version_error(request.headers)
             if error:

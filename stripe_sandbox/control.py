@@ -4,6 +4,11 @@
   Checkout expiry happen as it passes them.
 - `POST reset`, `GET state`, `GET|POST|DELETE faults` (inject Stripe errors), `POST webhooks/flush`,
   `GET webhooks/deliveries`.
+- `POST latency` (seconds=): every API answer waits that long from now on.
+- `POST holds` (method=, path_prefix=): the next matching API request is parked before it runs, until
+  `POST holds/{id}/release`; `POST holds/{id}/wait` (timeout=) answers once a request is parked there (504 when
+  none came in time), so a test can look at what the caller holds while its Stripe call is in flight.
+  `DELETE holds` (and a reset) releases every hold.
 - `POST checkout_sessions/{id}/pay` (card=, promotion_code=): pay like the hosted page; a declined card answers 402
   and creates nothing (no customer subscription, no invoice); `card=none` starts a trial without a card when the
   session has `payment_method_collection=if_required`; a promotion code is applied first (400 when refused).
@@ -27,6 +32,7 @@ through the API, and the events are recorded in /v1/events). With `drop_webhooks
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,13 +44,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from . import shapes
+from .api import Config, Hold
 from .billing import cancel_now, complete_checkout, dashboard_subscription, delete_customer, mark_uncollectible, run_due
 from .cards import CardError, charge_error, parse_card
 from .coupons import apply_code_to_session
 from .errors import StripeError
 from .payments import attach_card, create_refund, invoice_charge
 from .portal_card import update_card
-from .store import JSON, Store, public
+from .store import JSON, Store, new_id, public
 
 
 async def _params(request: Request) -> dict[str, Any]:
@@ -98,6 +105,7 @@ async def reset(request: Request) -> JSONResponse:
     store.reset()
     config = request.app.state.config
     config.latency_seconds = config.startup_latency_seconds
+    _release_all(config)
     return JSONResponse({"reset": True, "now": store.now()})
 
 
@@ -129,6 +137,55 @@ async def latency(request: Request) -> JSONResponse:
             )
         config.latency_seconds = seconds
     return JSONResponse({"seconds": config.latency_seconds})
+
+
+def _release_all(config: Config) -> None:
+    for hold in config.holds:
+        hold.released.set()
+    config.holds.clear()
+
+
+def _hold(request: Request) -> Hold | None:
+    config: Config = request.app.state.config
+    return next((h for h in config.holds if h.id == request.path_params["id"]), None)
+
+
+async def holds(request: Request) -> JSONResponse:
+    config: Config = request.app.state.config
+    if request.method == "POST":
+        params = await _params(request)
+        method = str(params.get("method", "POST")).upper()
+        prefix = str(params.get("path_prefix", ""))
+        if method not in ("GET", "POST", "DELETE") or not prefix.startswith("/v1/"):
+            return _bad("Pass method= GET, POST or DELETE and path_prefix= starting with /v1/.")
+        hold = Hold(id=new_id("hold", 14), method=method, path_prefix=prefix)
+        config.holds.append(hold)
+        return JSONResponse(hold.public())
+    if request.method == "DELETE":
+        _release_all(config)
+    return JSONResponse({"holds": [h.public() for h in config.holds]})
+
+
+async def hold_wait(request: Request) -> JSONResponse:
+    hold = _hold(request)
+    if hold is None:
+        return _bad("No such hold.", 404)
+    params = await _params(request)
+    try:
+        await asyncio.wait_for(hold.parked.wait(), min(float(params.get("timeout") or 10), 60))
+    except TimeoutError:
+        return JSONResponse(hold.public(), 504)
+    return JSONResponse(hold.public())
+
+
+async def hold_release(request: Request) -> JSONResponse:
+    config: Config = request.app.state.config
+    hold = _hold(request)
+    if hold is None:
+        return _bad("No such hold.", 404)
+    hold.released.set()
+    config.holds.remove(hold)
+    return JSONResponse(hold.public())
 
 
 async def faults(request: Request) -> JSONResponse:
@@ -380,6 +437,9 @@ ROUTES = [
     Route("/_sandbox/state", state, methods=["GET"]),
     Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
     Route("/_sandbox/latency", latency, methods=["GET", "POST"]),
+    Route("/_sandbox/holds", holds, methods=["GET", "POST", "DELETE"]),
+    Route("/_sandbox/holds/{id}/wait", hold_wait, methods=["POST"]),
+    Route("/_sandbox/holds/{id}/release", hold_release, methods=["POST"]),
     Route("/_sandbox/webhooks/flush", flush, methods=["POST"]),
     Route("/_sandbox/webhooks/deliveries", deliveries, methods=["GET"]),
     Route("/_sandbox/checkout_sessions/{id}/pay", pay_session, methods=["POST"]),

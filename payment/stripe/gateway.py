@@ -296,8 +296,10 @@ class StripeGateway:
             options=self._options(idempotency_key),
         )
 
-    async def release_subscription_schedule(self, schedule_id: str) -> dict[str, Any]:
-        return await self._call(self.client.v1.subscription_schedules.release_async, schedule_id)
+    async def release_subscription_schedule(self, schedule_id: str, *, idempotency_key: str) -> dict[str, Any]:
+        return await self._call(
+            self.client.v1.subscription_schedules.release_async, schedule_id, options=self._options(idempotency_key)
+        )
 
     # invoices, charges, refunds
     async def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
@@ -310,8 +312,10 @@ class StripeGateway:
             self.client.v1.invoices.pay_async, invoice_id, params=params, options=self._options(idempotency_key)
         )
 
-    async def void_invoice(self, invoice_id: str) -> dict[str, Any]:
-        return await self._call(self.client.v1.invoices.void_invoice_async, invoice_id)
+    async def void_invoice(self, invoice_id: str, *, idempotency_key: str) -> dict[str, Any]:
+        return await self._call(
+            self.client.v1.invoices.void_invoice_async, invoice_id, options=self._options(idempotency_key)
+        )
 
     async def list_invoice_payments(self, params: Params) -> dict[str, Any]:
         return await self._call(self.client.v1.invoice_payments.list_async, params=params)

@@ -227,7 +227,7 @@ async def change_plan(
         # drops Stripe's pending update).
         invoice_id = reader.id_of(data.get("latest_invoice"))
         if invoice_id is not None:
-            await gateway.void_invoice(invoice_id)
+            await gateway.void_invoice(invoice_id, idempotency_key=f"aquoris-void-{invoice_id}")
         return await gateway.retrieve_subscription(turn.stripe_subscription_id), True
 
     async def apply(

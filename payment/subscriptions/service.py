@@ -131,12 +131,13 @@ def _snapshot(sub: Subscription) -> dict[str, object]:
 
 
 async def release_schedule(gateway: StripeGateway, schedule_id: str | None) -> None:
-    """Let go of the subscription's schedule (its pending change is dropped; the subscription runs on as it is)."""
+    """Let go of the subscription's schedule (its pending change is dropped; the subscription runs on as it is).
+    A schedule is released once, so its id keys the request: a retry replays Stripe's first answer."""
     if schedule_id is None:
         return
     sched = reader.schedule(await gateway.retrieve_subscription_schedule(schedule_id))
     if sched.status in ("active", "not_started"):
-        await gateway.release_subscription_schedule(schedule_id)
+        await gateway.release_subscription_schedule(schedule_id, idempotency_key=f"aquoris-release-{schedule_id}")
 
 
 def _require_live(sub: Subscription, verb: str) -> None:

@@ -90,15 +90,15 @@ async def act(
     gateway: StripeGateway,
     call: Callable[[Turn, P], Awaitable[A]],
     apply: Callable[[AsyncSession, StripeGateway, Subscription, P, A | None], Awaitable[T]],
-    wait: float = WAIT_SECONDS,
+    wait: float | None = None,
 ) -> T:
     """Run one subscription action: `check` refuses or returns what the Stripe step needs (under the row lock),
     `call` talks to Stripe (no transaction open), `apply` writes the result (Stripe's answer, or None for a
     subscription that is not Stripe's, applied in the first transaction). `apply` gets a gateway that answers
     reads from what was fetched outside the transaction (the worker's snapshot): a read it lacks ends the
-    transaction, is made, and `apply` runs again."""
+    transaction, is made, and `apply` runs again. `wait` defaults to WAIT_SECONDS (read at each call)."""
     nonce = secrets.token_urlsafe(24)
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + (WAIT_SECONDS if wait is None else wait)
     while True:
         async with db.transaction() as session:
             sub = await lock_subscription(session, subscription_id)

@@ -118,7 +118,8 @@ async def test_a_declined_upgrade_opens_no_case_and_sends_no_mail(
     assert await _cases(services, sub.id) == []
     assert await dw.entitlement(client, key, customer) == before
 
-    await services.stripe.void_invoice(str(declined["latest_invoice"]))  # what the plan change does next
+    invoice_id = str(declined["latest_invoice"])
+    await services.stripe.void_invoice(invoice_id, idempotency_key=f"aquoris-void-{invoice_id}")  # as the change does
     await _settled(world)
     await channel.deliver(services.db, services.settings)
     assert await _cases(services, sub.id) == []
@@ -158,6 +159,9 @@ async def test_a_declined_upgrade_through_the_plan_change_leaves_access_as_it_wa
     await channel.deliver(services.db, services.settings)
 
     assert outcome.declined
+    # the declined upgrade's invoice was voided under a key of its own (a retry replays, it does not void twice)
+    [voided] = [e for e in await world.events() if e["type"] == "invoice.voided"]
+    assert voided["request"]["idempotency_key"] == f"aquoris-void-{voided['data']['object']['id']}"
     assert await _cases(services, sub.id) == []
     assert FAILED_SUBJECT not in _subjects(smtp_server, str(customer.email))
     assert await dw.entitlement(client, key, customer) == before

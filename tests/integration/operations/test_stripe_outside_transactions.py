@@ -1,117 +1,88 @@
 """No subscription action holds a transaction or a row lock while Stripe answers (payment/subscriptions/turns.py).
 
-The sandbox answers every API call 0.6 s late; a probe on its own connection samples pg_stat_activity and pg_locks
-every 20 ms while an action runs, and records the longest any connection of the app sat idle inside an open
-transaction and the longest a transaction of the app held locks on subscription rows. Both stay under 0.3 s (a
-Stripe call inside a transaction shows up as at least 0.6 s, as the first test shows with that shape on purpose).
+Each test parks the action's Stripe write in the sandbox (`tests/support/holding.py`) and, while it is in flight,
+looks at PostgreSQL: no connection of the test database is `idle in transaction`, and another connection can lock
+the subscription row at once (`FOR UPDATE NOWAIT`); the row shows the action's lease instead. Then the action
+finishes, Stripe's events are applied as the webhook would, and the change is on the row. The first test holds a
+transaction across a held call on purpose, so the look can fail. Self-service actions go through the billing page,
+admin actions through the admin's forms, both over HTTP in-process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from datetime import timedelta
+from itertools import count
 from typing import TypeVar
 
-import asyncpg
+import httpx
 import pytest
 from sqlalchemy import func, select, update
 
+from payment.admins import service as admins
 from payment.admins.permissions import AdminActor, Role
-from payment.dburl import libpq_url
+from payment.billing.customers import get_by_external_id
+from payment.bootstrap import create_app
 from payment.errors import Conflict, StripeError
-from payment.models import Plan, Subscription, SubscriptionAdjustment, utcnow
+from payment.models import AuditLog, Plan, Subscription, SubscriptionAdjustment, utcnow
 from payment.runtime import Services
 from payment.subscriptions import changes, turns
 from payment.subscriptions import service as subscriptions
+from tests.integration.billing_ui.helpers import csrf_of, text_of
 from tests.support import factories
-from tests.support.stripe import StripeSetup, inject_fault, paid_stripe_subscription, sandbox_control, stripe_price
+from tests.support.app import asgi_client
+from tests.support.holding import Seen, while_held
+from tests.support.stripe import (
+    StripeSetup,
+    World,
+    inject_fault,
+    paid_stripe_subscription,
+    sandbox_control,
+    stripe_price,
+)
 
 ACTOR = AdminActor(1, Role.OWNER)
-LATENCY = 0.6
-HELD_AT_MOST = 0.3
+EMAIL, PASSWORD = "tx-ops@aquoris.test", "correct-horse-battery"
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+_n = count(1)
 T = TypeVar("T")
 
-PROBE = """
-SELECT a.state,
-       extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS open_for,
-       EXISTS (
-           SELECT 1 FROM pg_locks l
-           WHERE l.pid = a.pid AND l.granted AND l.relation = 'subscriptions'::regclass
-             AND l.mode IN ('RowShareLock', 'RowExclusiveLock')
-       ) AS locks_subscriptions
-FROM pg_stat_activity a
-WHERE a.datname = current_database() AND a.application_name = 'aquoris-payment' AND a.xact_start IS NOT NULL
-  AND a.pid <> pg_backend_pid()
-"""
+
+@dataclass(frozen=True)
+class Billing:
+    """A user's billing page (its path) over a paid Stripe subscription."""
+
+    path: str
+    setup: StripeSetup
+
+    @property
+    def sub_id(self) -> int:
+        return self.setup.subscription.id
+
+    @property
+    def stripe_id(self) -> str:
+        return str(self.setup.stripe_subscription["id"])
 
 
-@dataclass
-class Held:
-    samples: int = 0
-    idle_in_transaction: float = 0.0  # the longest an app connection sat idle inside an open transaction (s)
-    subscription_locks: float = 0.0  # the longest an app transaction held locks on subscription rows (s)
-
-
-@asynccontextmanager
-async def probing(database_url: str) -> AsyncIterator[Held]:
-    held = Held()
-    conn = await asyncpg.connect(libpq_url(database_url), server_settings={"application_name": "probe"})
-    stop = asyncio.Event()
-
-    async def sample() -> None:
-        while not stop.is_set():
-            for row in await conn.fetch(PROBE):
-                if row["state"] == "idle in transaction":
-                    held.idle_in_transaction = max(held.idle_in_transaction, row["open_for"])
-                if row["locks_subscriptions"]:
-                    held.subscription_locks = max(held.subscription_locks, row["open_for"])
-            held.samples += 1
-            with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.02)
-
-    task = asyncio.create_task(sample())
-    try:
-        yield held
-    finally:
-        stop.set()
-        await task
-        await conn.close()
-
-
-@contextmanager
-def slow_stripe(sandbox: str, seconds: float = LATENCY) -> Iterator[None]:
-    sandbox_control(sandbox, "POST", "latency", data={"seconds": str(seconds)})
-    try:
-        yield
-    finally:
-        sandbox_control(sandbox, "POST", "latency", data={"seconds": "0"})
-
-
-async def watched(services: Services, sandbox: str, action: Awaitable[T]) -> tuple[T, Held]:
-    """Run the action with Stripe slow, and what the app's connections held meanwhile (checked to have been
-    sampled throughout an action that did wait for Stripe)."""
-    with slow_stripe(sandbox):
-        async with probing(str(services.settings.database_url)) as held:
-            started = time.monotonic()
-            result = await action
-            took = time.monotonic() - started
-    assert took >= LATENCY, "the action did not wait for Stripe"
-    assert held.samples >= 10, held
-    return result, held
-
-
-def assert_nothing_held(held: Held) -> None:
-    assert held.idle_in_transaction < HELD_AT_MOST, held
-    assert held.subscription_locks < HELD_AT_MOST, held
-
-
-async def _paid(services: Services, sandbox: str, **kwargs: object) -> StripeSetup:
+async def _billing(services: Services, client: httpx.AsyncClient, sandbox: str, *, amount: int = 29900) -> Billing:
     async with services.db.transaction() as session:
-        return await paid_stripe_subscription(session, services.stripe, sandbox, **kwargs)  # type: ignore[arg-type]
+        app, key = await factories.create_app(session)
+    user = f"tx-user-{next(_n)}"
+    opened = await client.post(
+        "/api/v1/sessions",
+        json={"externalUserId": user, "appSlug": app.slug},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert opened.status_code == 201, opened.text
+    async with services.db.transaction() as session:
+        customer = await get_by_external_id(session, user)
+        assert customer is not None
+        setup = await paid_stripe_subscription(session, services.stripe, sandbox, customer=customer, amount=amount)
+    return Billing(httpx.URL(opened.json()["url"]).path, setup)
 
 
 async def _plan(services: Services, amount: int) -> Plan:
@@ -137,98 +108,348 @@ async def _adjustments(services: Services, sub_id: int, kind: str) -> int:
         return int(found or 0)
 
 
-async def test_the_probe_sees_a_stripe_call_made_inside_a_transaction(services: Services, sandbox: str) -> None:
-    """The shape this module forbids, on purpose: the probe catches it, so the tests below can fail."""
-    setup = await _paid(services, sandbox)
+async def _audits(services: Services, sub_id: int, action: str) -> int:
+    async with services.db.session() as session:
+        found = await session.scalar(
+            select(func.count())
+            .select_from(AuditLog)
+            .where(AuditLog.entity_type == "subscription", AuditLog.entity_id == str(sub_id), AuditLog.action == action)
+        )
+        return int(found or 0)
 
-    async def old_shape() -> None:
+
+def _free_with_lease(seen: Seen) -> None:
+    """Nothing held while Stripe answered; the row carried the action's lease instead."""
+    seen.assert_free()
+    assert seen.row is not None and seen.row["stripe_turn_nonce"] is not None, seen
+
+
+async def _held(
+    services: Services, sandbox: str, sub_id: int, action: Awaitable[httpx.Response], *, method: str, path: str
+) -> httpx.Response:
+    """Run a page's action with its Stripe write held, check nothing was held meanwhile, apply Stripe's events as
+    the webhook would, and return the page's answer."""
+    world = World(services, sandbox)
+    before = len(await world.events())
+    answer, seen = await while_held(services, sandbox, action, method=method, path=path, row=("subscriptions", sub_id))
+    _free_with_lease(seen)
+    await world.apply_all(await world.events(after=before))
+    row = await _row(services, sub_id)
+    assert row.stripe_turn_nonce is None and row.stripe_turn_until is None  # the turn was given back
+    return answer
+
+
+async def _form(client: httpx.AsyncClient, billing: Billing) -> dict[str, str]:
+    return {"csrf": csrf_of((await client.get(billing.path)).text)}
+
+
+def _notice(answer: httpx.Response) -> str:
+    assert answer.status_code == 303, answer.text
+    query = httpx.URL(answer.headers["location"]).params
+    return query.get("notice") or f"error={query.get('error')}"
+
+
+# ----------------------------------------------------------------------------------------------- the self-check
+
+
+async def test_the_look_sees_a_transaction_held_across_a_stripe_call(services: Services, sandbox: str) -> None:
+    """The shape this module forbids, on purpose: a row locked and a transaction open while Stripe answers. The
+    look catches both, so the tests below can fail."""
+    async with services.db.transaction() as session:
+        setup = await paid_stripe_subscription(session, services.stripe, sandbox)
+    stripe_id = str(setup.stripe_subscription["id"])
+
+    async def old_shape() -> str:
         async with services.db.transaction() as session:
-            await subscriptions.lock_subscription(session, setup.subscription.id)
-            await services.stripe.retrieve_subscription(setup.stripe_subscription["id"])
+            await turns.lock_subscription(session, setup.subscription.id)
+            data = await services.stripe.retrieve_subscription(stripe_id)
+        return str(data["id"])
 
-    _, held = await watched(services, sandbox, old_shape())
-    assert held.idle_in_transaction >= HELD_AT_MOST and held.subscription_locks >= HELD_AT_MOST
+    got, seen = await while_held(
+        services,
+        sandbox,
+        old_shape(),
+        method="GET",
+        path=f"/v1/subscriptions/{stripe_id}",
+        row=("subscriptions", setup.subscription.id),
+    )
+    assert got == stripe_id and seen.path == f"/v1/subscriptions/{stripe_id}"
+    assert len(seen.in_transaction) == 1 and "idle in transaction" in seen.in_transaction[0], seen
+    assert not seen.row_lockable
+    with pytest.raises(AssertionError, match="open transactions while"):
+        seen.assert_free()
 
 
-async def test_cancel_resume_extend_and_cancel_now_hold_nothing_while_stripe_answers(
-    services: Services, sandbox: str
+# ------------------------------------------------------------------------------------- self-service (the page)
+
+
+async def test_upgrade_on_the_page_holds_nothing_while_stripe_answers(
+    services: Services, client: httpx.AsyncClient, sandbox: str
+) -> None:
+    billing = await _billing(services, client, sandbox)
+    bigger = await _plan(services, 49900)
+    preview = await client.get(f"{billing.path}/change", params={"plan": bigger.slug})
+    assert preview.status_code == 200, preview.text
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', preview.text))
+    assert fields["plan"] == bigger.slug and fields["proration_date"] != "0", fields
+    answer = await _held(
+        services,
+        sandbox,
+        billing.sub_id,
+        client.post(f"{billing.path}/change", data=fields),
+        method="POST",
+        path=f"/v1/subscriptions/{billing.stripe_id}",
+    )
+    assert _notice(answer) == "upgraded"
+    assert (await _row(services, billing.sub_id)).plan_id == bigger.id
+    assert await _audits(services, billing.sub_id, "subscription.upgraded") == 1
+
+
+async def _downgrade_form(client: httpx.AsyncClient, billing: Billing, smaller: Plan) -> dict[str, str]:
+    preview = await client.get(f"{billing.path}/change", params={"plan": smaller.slug})
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', preview.text))
+    assert fields.get("plan") == smaller.slug, preview.text
+    return fields
+
+
+async def test_downgrade_on_the_page_creates_its_schedule_holding_nothing(
+    services: Services, client: httpx.AsyncClient, sandbox: str
+) -> None:
+    billing = await _billing(services, client, sandbox, amount=49900)
+    smaller = await _plan(services, 9900)
+    fields = await _downgrade_form(client, billing, smaller)
+    answer = await _held(
+        services,
+        sandbox,
+        billing.sub_id,
+        client.post(f"{billing.path}/change", data=fields),
+        method="POST",
+        path="/v1/subscription_schedules",
+    )
+    assert _notice(answer) == "downgrade_scheduled"
+    row = await _row(services, billing.sub_id)
+    assert row.pending_plan_id == smaller.id and row.stripe_schedule_id is not None
+    on_stripe = await services.stripe.retrieve_subscription(billing.stripe_id)
+    assert on_stripe["schedule"] == row.stripe_schedule_id
+
+
+async def test_withdrawing_a_downgrade_releases_the_schedule_holding_nothing(
+    services: Services, client: httpx.AsyncClient, sandbox: str
+) -> None:
+    billing = await _billing(services, client, sandbox, amount=49900)
+    smaller = await _plan(services, 9900)
+    fields = await _downgrade_form(client, billing, smaller)
+    assert _notice(await client.post(f"{billing.path}/change", data=fields)) == "downgrade_scheduled"
+    schedule = (await _row(services, billing.sub_id)).stripe_schedule_id
+    assert schedule is not None
+    answer = await _held(
+        services,
+        sandbox,
+        billing.sub_id,
+        client.post(f"{billing.path}/pending/cancel", data=await _form(client, billing)),
+        method="POST",
+        path=f"/v1/subscription_schedules/{schedule}/release",
+    )
+    assert _notice(answer) == "pending_canceled"
+    row = await _row(services, billing.sub_id)
+    assert row.pending_plan_id is None and row.plan_id == billing.setup.plan.id
+    assert (await services.stripe.retrieve_subscription_schedule(schedule))["status"] == "released"
+    released = await services.stripe.list_events({"type": "subscription_schedule.released", "limit": 10})
+    [event] = [e for e in released["data"] if e["data"]["object"]["id"] == schedule]
+    assert event["request"]["idempotency_key"] == f"aquoris-release-{schedule}"  # a retry replays Stripe's answer
+
+
+async def test_cancel_with_a_reason_then_resume_on_the_page_hold_nothing(
+    services: Services, client: httpx.AsyncClient, sandbox: str
+) -> None:
+    billing = await _billing(services, client, sandbox)
+    form = {**await _form(client, billing), "reason": "Too expensive for now"}
+    answer = await _held(
+        services,
+        sandbox,
+        billing.sub_id,
+        client.post(f"{billing.path}/cancel", data=form),
+        method="POST",
+        path=f"/v1/subscriptions/{billing.stripe_id}",
+    )
+    assert _notice(answer) == "cancel_scheduled"
+    row = await _row(services, billing.sub_id)
+    assert row.cancel_at_period_end and row.cancels_on is not None
+    assert (await services.stripe.retrieve_subscription(billing.stripe_id))["cancel_at_period_end"] is True
+    assert row.cancel_reason == "Too expensive for now"  # kept through the webhook
+
+    answer = await _held(
+        services,
+        sandbox,
+        billing.sub_id,
+        client.post(f"{billing.path}/resume", data=await _form(client, billing)),
+        method="POST",
+        path=f"/v1/subscriptions/{billing.stripe_id}",
+    )
+    assert _notice(answer) == "resumed"
+    row = await _row(services, billing.sub_id)
+    assert not row.cancel_at_period_end and row.cancels_on is None
+    assert (await services.stripe.retrieve_subscription(billing.stripe_id))["cancel_at_period_end"] is False
+
+
+async def test_a_second_action_while_the_lease_is_held_is_told_to_try_again_in_english_and_thai(
+    services: Services, client: httpx.AsyncClient, sandbox: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page's cancel is parked at Stripe; a resume and a cancel sent meanwhile (English, Thai) wait out the
+    (shortened) wait, are told another change is in progress, and leave no trace; afterwards both work."""
+    monkeypatch.setattr(turns, "WAIT_SECONDS", 0.3)
+    billing = await _billing(services, client, sandbox)
+    form = await _form(client, billing)
+    seen_pages: list[str] = []
+
+    async def others() -> None:
+        for lang, action in (("en", "resume"), ("th", "cancel")):
+            refused = await client.post(f"{billing.path}/{action}", data={**form, "lang": lang, "reason": "second"})
+            assert _notice(refused) == "error=busy"
+            seen_pages.append(text_of((await client.get(refused.headers["location"])).text))
+
+    answer, seen = await while_held(
+        services,
+        sandbox,
+        client.post(f"{billing.path}/cancel", data={**form, "reason": "first"}),
+        method="POST",
+        path=f"/v1/subscriptions/{billing.stripe_id}",
+        row=("subscriptions", billing.sub_id),
+        meanwhile=others,
+    )
+    _free_with_lease(seen)
+    assert _notice(answer) == "cancel_scheduled"
+    assert "Another change to your plan is in progress. Wait a moment, then try again." in seen_pages[0]
+    assert "มีการเปลี่ยนแพ็กเกจอื่นกำลังดำเนินการอยู่ โปรดรอสักครู่แล้วลองอีกครั้ง" in seen_pages[1]
+    # the refused ones left nothing: one cancel, its reason, no resume
+    assert await _adjustments(services, billing.sub_id, "cancel") == 1
+    assert await _adjustments(services, billing.sub_id, "resume") == 0
+    # and the user can send the resume again now
+    assert _notice(await client.post(f"{billing.path}/resume", data=form)) == "resumed"
+    assert not (await _row(services, billing.sub_id)).cancel_at_period_end
+
+
+# ------------------------------------------------------------------------------------- admin (the admin's forms)
+
+
+@pytest.fixture
+async def admin(services: Services) -> AsyncIterator[httpx.AsyncClient]:
+    async with services.db.transaction() as session:
+        if await admins.find_by_email(session, EMAIL) is None:
+            await admins.create_admin(session, email=EMAIL, name="Ops", password=PASSWORD, actor="test")
+    async with asgi_client(create_app(services=services)) as client:
+        page = await client.get("/admin/login")
+        token = CSRF_RE.search(page.text)
+        assert token is not None
+        signed_in = await client.post(
+            "/admin/login", data={"username": EMAIL, "password": PASSWORD, "csrf_token": token.group(1)}
+        )
+        assert signed_in.status_code == 302, signed_in.text
+        yield client
+
+
+def _hidden(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', html))
+
+
+async def _confirmation(admin: httpx.AsyncClient, path: str, fields: dict[str, str]) -> dict[str, str]:
+    """Open the admin's form, send it, and the confirmation's hidden fields (what Confirm posts)."""
+    form = await admin.get(path)
+    assert form.status_code == 200, form.text
+    confirmation = await admin.post(path, data={**_hidden(form.text), **fields})
+    assert confirmation.status_code == 200 and 'id="operation-summary"' in confirmation.text, confirmation.text
+    return _hidden(confirmation.text)
+
+
+async def _paid(services: Services, sandbox: str, **kwargs: object) -> StripeSetup:
+    async with services.db.transaction() as session:
+        return await paid_stripe_subscription(session, services.stripe, sandbox, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_admin_change_plan_holds_nothing_while_stripe_answers(
+    admin: httpx.AsyncClient, services: Services, sandbox: str
 ) -> None:
     setup = await _paid(services, sandbox)
-    sub_id, stripe_id = setup.subscription.id, setup.stripe_subscription["id"]
-    db, gateway = services.db, services.stripe
-
-    sub, held = await watched(
-        services, sandbox, subscriptions.cancel_at_period_end(db, sub_id, gateway=gateway, actor=ACTOR)
+    bigger = await _plan(services, 49900)
+    sub_id, stripe_id = setup.subscription.id, str(setup.stripe_subscription["id"])
+    path = f"/admin/operations/subscription/{sub_id}/change-plan"
+    confirm = await _confirmation(admin, path, {"plan_id": str(bigger.id)})
+    done = await _held(
+        services, sandbox, sub_id, admin.post(path, data=confirm), method="POST", path=f"/v1/subscriptions/{stripe_id}"
     )
-    assert_nothing_held(held)
-    assert sub.cancel_at_period_end and (await gateway.retrieve_subscription(stripe_id))["cancel_at_period_end"]
-
-    sub, held = await watched(services, sandbox, subscriptions.resume(db, sub_id, gateway=gateway, actor=ACTOR))
-    assert_nothing_held(held)
-    assert not sub.cancel_at_period_end and not (await gateway.retrieve_subscription(stripe_id))["cancel_at_period_end"]
-
-    before = sub.current_period_end
-    assert before is not None
-    extend = subscriptions.extend(db, sub_id, days=10, reason="Outage", gateway=gateway, actor=ACTOR)
-    sub, held = await watched(services, sandbox, extend)
-    assert_nothing_held(held)
-    assert sub.current_period_end == before + timedelta(days=10) and sub.status == "active"
-
-    sub, held = await watched(services, sandbox, subscriptions.cancel_now(db, sub_id, gateway=gateway, actor=ACTOR))
-    assert_nothing_held(held)
-    assert sub.status == "canceled" and (await gateway.retrieve_subscription(stripe_id))["status"] == "canceled"
-    row = await _row(services, sub_id)
-    assert row.stripe_turn_nonce is None and row.stripe_turn_until is None
-    for kind in ("cancel", "resume", "extend", "cancel_now"):
-        assert await _adjustments(services, sub_id, kind) == 1, kind
+    assert done.status_code == 303, done.text
+    assert (await _row(services, sub_id)).plan_id == bigger.id
+    assert await _audits(services, sub_id, "subscription.upgraded") == 1
 
 
-async def test_plan_change_preview_downgrade_and_its_withdrawal_hold_nothing(services: Services, sandbox: str) -> None:
+async def test_admin_cancel_holds_nothing_while_stripe_answers(
+    admin: httpx.AsyncClient, services: Services, sandbox: str
+) -> None:
     setup = await _paid(services, sandbox)
-    bigger, smaller = await _plan(services, 49900), await _plan(services, 9900)
-    sub_id, db, gateway = setup.subscription.id, services.db, services.stripe
+    sub_id, stripe_id = setup.subscription.id, str(setup.stripe_subscription["id"])
+    path = f"/admin/operations/subscription/{sub_id}/cancel"
+    confirm = await _confirmation(admin, path, {"reason": "Asked by phone"})
+    done = await _held(
+        services, sandbox, sub_id, admin.post(path, data=confirm), method="POST", path=f"/v1/subscriptions/{stripe_id}"
+    )
+    assert done.status_code == 303, done.text
+    row = await _row(services, sub_id)
+    assert row.cancel_at_period_end and row.cancels_on is not None
+    assert (await services.stripe.retrieve_subscription(stripe_id))["cancel_at_period_end"] is True
+    assert await _adjustments(services, sub_id, "cancel") == 1
 
-    preview = changes.preview_change(db, gateway, sub_id, app=None, plan_slug=bigger.slug, actor=ACTOR)
-    shown, held = await watched(services, sandbox, preview)
-    assert_nothing_held(held)
-    assert shown.kind == changes.UPGRADE and shown.amount_due_now > 0
+
+async def test_an_admin_action_refused_by_the_lease_gives_its_nonce_back(
+    admin: httpx.AsyncClient, services: Services, sandbox: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a customer's upgrade is parked at Stripe, the admin's confirmed Cancel is refused with the busy
+    message and claims nothing: the very same confirmation, sent again afterwards, cancels (not "Already done")."""
+    monkeypatch.setattr(turns, "WAIT_SECONDS", 0.3)
+    setup = await _paid(services, sandbox)
+    bigger = await _plan(services, 49900)
+    sub_id, stripe_id = setup.subscription.id, str(setup.stripe_subscription["id"])
+    path = f"/admin/operations/subscription/{sub_id}/cancel"
+    confirm = await _confirmation(admin, path, {"reason": "Asked by phone"})
+    refusals: list[httpx.Response] = []
+
+    async def admin_cancels() -> None:
+        refusals.append(await admin.post(path, data=confirm))
 
     upgrade = changes.change_plan(
-        db, gateway, sub_id, app=None, plan_slug=bigger.slug, proration_date=shown.proration_date, actor=ACTOR
-    )
-    outcome, held = await watched(services, sandbox, upgrade)
-    assert_nothing_held(held)
-    assert not outcome.declined and outcome.subscription.plan_id == bigger.id
-
-    downgrade = changes.change_plan(
-        db, gateway, sub_id, app=None, plan_slug=smaller.slug, proration_date=None, actor=ACTOR
-    )
-    outcome, held = await watched(services, sandbox, downgrade)
-    assert_nothing_held(held)
-    assert outcome.subscription.pending_plan_id == smaller.id
-
-    kept, held = await watched(services, sandbox, changes.cancel_pending_change(db, gateway, sub_id, actor=ACTOR))
-    assert_nothing_held(held)
-    assert kept.pending_plan_id is None and kept.plan_id == bigger.id
-
-
-async def test_a_grant_replacing_a_stripe_subscription_holds_nothing(services: Services, sandbox: str) -> None:
-    setup = await _paid(services, sandbox)
-    grant = subscriptions.grant(
         services.db,
-        setup.customer.id,
-        plan_id=setup.plan.id,
-        months=1,
-        reason="Moved to an invoice",
-        replace=True,
-        gateway=services.stripe,
-        actor=ACTOR,
+        services.stripe,
+        sub_id,
+        app=None,
+        plan_slug=bigger.slug,
+        proration_date=None,
+        actor=f"customer:{setup.customer.id}",
     )
-    granted, held = await watched(services, sandbox, grant)
-    assert_nothing_held(held)
-    assert granted.source == "grant" and granted.status == "active"
-    assert (await _row(services, setup.subscription.id)).status == "canceled"
-    assert (await services.stripe.retrieve_subscription(setup.stripe_subscription["id"]))["status"] == "canceled"
+    outcome, seen = await while_held(
+        services,
+        sandbox,
+        upgrade,
+        method="POST",
+        path=f"/v1/subscriptions/{stripe_id}",
+        row=("subscriptions", sub_id),
+        meanwhile=admin_cancels,
+    )
+    _free_with_lease(seen)
+    assert outcome.subscription.plan_id == bigger.id
+    (refused,) = refusals
+    assert refused.status_code == 422, refused.text
+    assert turns.BUSY in refused.text
+    assert await _adjustments(services, sub_id, "cancel") == 0
+
+    again = await admin.post(path, data=confirm)
+    assert again.status_code == 303, again.text
+    followed = await admin.get(again.headers["location"])
+    assert "Already done" not in followed.text
+    assert "will cancel at period end" in followed.text
+    assert (await _row(services, sub_id)).cancel_at_period_end
+    assert await _adjustments(services, sub_id, "cancel") == 1
+
+
+# ---------------------------------------------------------------------------- turns: concurrency and failures
 
 
 async def test_two_cancels_at_once_act_once(services: Services, sandbox: str) -> None:
@@ -238,8 +459,23 @@ async def test_two_cancels_at_once_act_once(services: Services, sandbox: str) ->
     def cancel() -> Awaitable[Subscription]:
         return subscriptions.cancel_at_period_end(services.db, sub_id, gateway=services.stripe, actor=ACTOR)
 
-    with slow_stripe(sandbox):
-        results = await asyncio.gather(cancel(), cancel(), return_exceptions=True)
+    # the first cancel is parked at Stripe while the second starts: it waits for the turn, then sees the result
+    second: list[asyncio.Future[Subscription]] = []
+
+    async def start_second() -> None:
+        second.append(asyncio.ensure_future(cancel()))
+
+    first, seen = await while_held(
+        services,
+        sandbox,
+        cancel(),
+        method="POST",
+        path=f"/v1/subscriptions/{setup.stripe_subscription['id']}",
+        row=("subscriptions", sub_id),
+        meanwhile=start_second,
+    )
+    _free_with_lease(seen)
+    results = [first, *(await asyncio.gather(*second, return_exceptions=True))]
     done = [r for r in results if isinstance(r, Subscription)]
     refused = [r for r in results if isinstance(r, BaseException)]
     assert len(done) == 1 and len(refused) == 1, results
@@ -328,3 +564,62 @@ async def test_stripe_failing_mid_action_applies_nothing_frees_the_turn_and_a_re
     sub = await subscriptions.cancel_at_period_end(services.db, sub_id, gateway=services.stripe, actor=ACTOR)
     assert sub.cancel_at_period_end
     assert await _adjustments(services, sub_id, "cancel") == 1
+
+
+# ------------------------------------------------------------------- the other actions, at the service level
+
+
+async def _service_held(
+    services: Services, sandbox: str, sub_id: int, action: Awaitable[T], *, method: str, path: str
+) -> T:
+    result, seen = await while_held(services, sandbox, action, method=method, path=path, row=("subscriptions", sub_id))
+    seen.assert_free()
+    return result
+
+
+async def test_preview_extend_and_cancel_now_hold_nothing_while_stripe_answers(
+    services: Services, sandbox: str
+) -> None:
+    setup = await _paid(services, sandbox)
+    bigger = await _plan(services, 49900)
+    sub_id, stripe_id = setup.subscription.id, str(setup.stripe_subscription["id"])
+    db, gateway = services.db, services.stripe
+
+    preview = changes.preview_change(db, gateway, sub_id, app=None, plan_slug=bigger.slug, actor=ACTOR)
+    shown = await _service_held(services, sandbox, sub_id, preview, method="POST", path="/v1/invoices/create_preview")
+    assert shown.kind == changes.UPGRADE and shown.amount_due_now > 0
+
+    before = (await _row(services, sub_id)).current_period_end
+    assert before is not None
+    extend = subscriptions.extend(db, sub_id, days=10, reason="Outage", gateway=gateway, actor=ACTOR)
+    sub = await _service_held(services, sandbox, sub_id, extend, method="POST", path=f"/v1/subscriptions/{stripe_id}")
+    assert sub.current_period_end == before + timedelta(days=10) and sub.status == "active"
+
+    cancel_now = subscriptions.cancel_now(db, sub_id, gateway=gateway, actor=ACTOR)
+    sub = await _service_held(
+        services, sandbox, sub_id, cancel_now, method="DELETE", path=f"/v1/subscriptions/{stripe_id}"
+    )
+    assert sub.status == "canceled" and (await gateway.retrieve_subscription(stripe_id))["status"] == "canceled"
+    for kind in ("extend", "cancel_now"):
+        assert await _adjustments(services, sub_id, kind) == 1, kind
+
+
+async def test_a_grant_replacing_a_stripe_subscription_holds_nothing(services: Services, sandbox: str) -> None:
+    setup = await _paid(services, sandbox)
+    stripe_id = str(setup.stripe_subscription["id"])
+    grant = subscriptions.grant(
+        services.db,
+        setup.customer.id,
+        plan_id=setup.plan.id,
+        months=1,
+        reason="Moved to an invoice",
+        replace=True,
+        gateway=services.stripe,
+        actor=ACTOR,
+    )
+    granted = await _service_held(
+        services, sandbox, setup.subscription.id, grant, method="DELETE", path=f"/v1/subscriptions/{stripe_id}"
+    )
+    assert granted.source == "grant" and granted.status == "active"
+    assert (await _row(services, setup.subscription.id)).status == "canceled"
+    assert (await services.stripe.retrieve_subscription(stripe_id))["status"] == "canceled"
