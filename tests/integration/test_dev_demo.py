@@ -16,7 +16,6 @@ from payment.models import Coupon, Plan, PromotionCode
 from payment.promotions import redeem
 from payment.runtime import Services
 from payment.seed import seed_demo
-from payment.stripe import portal_and_codes as stripe_calls
 from payment.subscriptions import changes
 from tests.support import factories
 from tests.support.app import ThreadServer, asgi_client, running_services
@@ -93,7 +92,7 @@ async def test_the_demo_sells_a_catalogue_to_change_between_and_a_working_code_o
         ("Vega 20% off", Decimal(20), "once", vega.id)
     ]
     assert [(c.code, c.active) for c in codes] == [("VEGA20", True)]
-    stripe_code = await stripe_calls.retrieve_promotion_code(services.stripe, str(codes[0].stripe_promotion_code_id))
+    stripe_code = await services.stripe.retrieve_promotion_code(str(codes[0].stripe_promotion_code_id))
     assert stripe_code["code"] == "VEGA20" and stripe_code["active"] is True
     for slug in ("pro", "pro-yearly", "team"):
         accepted = await redeem.check_code(
