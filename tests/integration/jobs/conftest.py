@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -66,13 +67,16 @@ class WorkerProcess:
         }
         self.process: subprocess.Popen[bytes] | None = None
         self.final_output: str | None = None
+        # a file, not a pipe: a pipe nobody reads while the worker runs fills up after 64 KiB of log lines, and the
+        # worker then blocks on its next write (seen in the full suite, where a worker logs more than alone)
+        self.log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
 
     def start(self) -> WorkerProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "payment.cli", "worker"],
             cwd=ROOT,
             env=self.env,
-            stdout=subprocess.PIPE,
+            stdout=self.log,
             stderr=subprocess.STDOUT,
         )
         return self
@@ -88,16 +92,15 @@ class WorkerProcess:
     def output(self) -> str:
         if self.final_output is not None:
             return self.final_output
-        assert self.process is not None and self.process.stdout is not None
-        return self.process.stdout.read().decode(errors="replace")
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
 
     def stop(self) -> None:
-        """Kill the worker if it still runs, keep what it printed and close the pipe (no file left to the GC)."""
-        if self.process is None or self.final_output is not None:
+        """Kill the worker if it still runs, keep what it printed and close its log file (none left to the GC)."""
+        if self.final_output is not None:
             return
-        if self.process.poll() is None:
+        if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
         self.final_output = self.output()
-        assert self.process.stdout is not None
-        self.process.stdout.close()
+        self.log.close()

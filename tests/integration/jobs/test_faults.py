@@ -283,7 +283,8 @@ async def test_the_worker_outlives_a_30_s_postgres_outage_under_webhook_traffic_
         assert worker.process is not None and worker.process.poll() is None  # the same process did it all
         worker.signal(signal.SIGTERM)
         assert worker.wait(40) == 0
-        assert "lost the database" in worker.output()
+        # it noticed the outage (Procrastinate either raised or stopped on its own) and started itself again
+        assert "starting it again in" in worker.output()
     finally:
         server.stop()
         worker.stop()
