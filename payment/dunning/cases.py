@@ -27,6 +27,8 @@ from payment.models.accounts import AFTER_GRACE, DEFAULT_GRACE_DAYS
 
 GRACE_ENDING_NOTICE = timedelta(days=2)
 TRIAL_ENDING_NOTICE = timedelta(days=3)
+# how long the periodic check leaves a seemingly card-less trial to Stripe's `trial_will_end` before telling it
+CARDLESS_FALLBACK_LAG = timedelta(days=1)
 MAX_EXTENSION_DAYS = 60
 
 
@@ -262,7 +264,9 @@ async def send_due_notices(session: AsyncSession, *, now: datetime | None = None
 
 async def _trials_ending(session: AsyncSession, now: datetime) -> int:
     """`trial_ending` three days before a trial ends (unless it is set to cancel); keyed by its end date. Whether it
-    has a card is what the trial's grant last saw (a plan requiring one always has it)."""
+    has a card is what the trial's grant last saw (a plan requiring one always has it). The grant knows only the
+    subscription's own card, not one added to the customer in the portal, so a trial that seems card-less waits a
+    day for Stripe's `trial_will_end`, which reads both."""
     rows = (
         await session.execute(
             select(Subscription, Customer, Plan, TrialGrant.card_fingerprint)
@@ -281,6 +285,8 @@ async def _trials_ending(session: AsyncSession, now: datetime) -> int:
     queued = 0
     for sub, customer, plan, fingerprint in rows:
         card = plan.trial_requires_card or fingerprint is not None
+        if not card and sub.trial_end is not None and sub.trial_end > now + TRIAL_ENDING_NOTICE - CARDLESS_FALLBACK_LAG:
+            continue  # Stripe's own event, due now, reads whether a card was added since: it goes first
         queued += await queue_trial_ending(
             session, sub, customer, plan, card=card, end_behavior=plan.trial_end_behavior
         )

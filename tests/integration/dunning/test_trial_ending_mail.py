@@ -149,14 +149,17 @@ async def test_without_a_card_the_mail_says_what_happens_at_the_end_and_asks_for
     assert "charged to your card" not in text and "จากบัตรที่บันทึกไว้" not in text
 
 
-async def test_the_periodic_check_says_the_same_when_it_comes_before_stripe(
+async def test_without_stripes_event_the_periodic_check_says_the_same_a_day_later(
     world: World, services: Services, client: httpx.AsyncClient, smtp_server: SmtpServer
 ) -> None:
     customer, stripe_id = await _trial(world, locale="en", requires_card=False, end_behavior="pause")
     sub = await world.subscription(stripe_id)
     assert sub is not None and sub.trial_end is not None
-    async with services.db.transaction() as session:  # our own tick, three days before the end, first
+    async with services.db.transaction() as session:
+        # three days before the end Stripe's event is due (it knows of a card added in the portal): left to it
+        assert await cases.send_due_notices(session, now=sub.trial_end - timedelta(days=3)) == 0
+        # it has not come a day later: our own tick tells the user, from what the trial's grant knows
         assert await cases.send_due_notices(session, now=sub.trial_end - timedelta(days=2)) == 1
-    await _trial_will_end(world)  # Stripe's event afterwards queues nothing more
+    await _trial_will_end(world)  # Stripe's event, late, queues nothing more
     _, text = await _the_mail(services, smtp_server, client, str(customer.email))
     assert "your subscription will be paused when the trial ends" in text and "Add a card: http" in text
