@@ -24,11 +24,27 @@ def can_self_manage(ent: Entitlement) -> bool:
     return sub is not None and sub.source == "stripe" and sub.status == "active"
 
 
+def can_cancel_here(ent: Entitlement) -> bool:
+    """A Stripe subscription its user may cancel at period end (and resume) here: a paid-up one, or a trial.
+
+    Stripe's portal offers the card and invoices only (payment/billing/portal.py), so this page is the one place a
+    user ends a trial; plan changes stay for paid-up subscriptions."""
+    sub = ent.subscription
+    return can_self_manage(ent) or (sub is not None and sub.source == "stripe" and sub.status == "trialing")
+
+
 def manage_state(ent: Entitlement, language: str) -> dict[str, Any]:
     t = translator(language)
     sub = ent.subscription
-    if sub is None or not can_self_manage(ent):
-        return {"enabled": False}
+    if sub is None or not can_cancel_here(ent):
+        return {"enabled": False, "cancelable": False}
+    if not can_self_manage(ent):
+        return {
+            "enabled": False,
+            "cancelable": True,
+            "canceling": ent.cancels_on is not None,
+            "cancel_help": t("cancel_help", date=day(sub.current_period_end, language)),
+        }
     pending = None
     if sub.pending_plan is not None and sub.pending_change_at is not None:
         pending = {
@@ -46,6 +62,7 @@ def manage_state(ent: Entitlement, language: str) -> dict[str, Any]:
         )
     return {
         "enabled": True,
+        "cancelable": True,
         "canceling": ent.cancels_on is not None,
         "pending": pending,
         "next_charge": next_charge,

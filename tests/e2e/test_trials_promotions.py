@@ -222,3 +222,23 @@ def test_a_trial_without_a_card_ends_and_the_user_is_back_on_free(deployment: De
     # the same customer has had their trial in Vega: none is offered again, and the page says why
     expect(page.get_by_test_id("trial-team")).to_have_text("No free trial: you have already had one in Vega.")
     expect(page.get_by_test_id("trial-pro")).to_have_text("No free trial: you have already had one in Vega.")
+
+
+def test_a_trial_is_cancelled_and_resumed_on_the_billing_page(deployment: Deployment, page: Page) -> None:
+    """Stripe's portal is for the card and invoices only: the billing page is where a trial ends (and comes back)."""
+    url = open_session(deployment, "e2e-trial-cancel")
+    _checkout(page, deployment, url, "team", "Vega Team")
+    _card(page, "trial-cancel@example.com", None)
+    page.get_by_role("button", name="Start trial").click()
+    page.wait_for_url(f"{url}?*notice=subscribed*", timeout=30_000)
+    _until(deployment, "e2e-trial-cancel", lambda b: b["status"] == "trialing")
+    page.goto(url)
+    form = page.get_by_test_id("cancel-form")
+    form.get_by_test_id("cancel-reason").fill("Only needed it for a week")
+    form.get_by_role("button", name="Cancel at period end").click()
+    expect(page.get_by_test_id("message-ok")).to_contain_text("Your plan will end at the end of this period.")
+    body = _until(deployment, "e2e-trial-cancel", lambda b: b["cancelAtPeriodEnd"] is True)
+    assert (body["status"], body["plan"]["slug"]) == ("trialing", "team")
+    page.get_by_test_id("resume").click()
+    expect(page.get_by_test_id("message-ok")).to_contain_text("Your plan renews again.")
+    _until(deployment, "e2e-trial-cancel", lambda b: b["cancelAtPeriodEnd"] is False and b["status"] == "trialing")

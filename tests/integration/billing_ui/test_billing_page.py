@@ -224,3 +224,23 @@ def test_one_currency_format_per_locale_as_stripe_checkout_shows_it() -> None:
 
     assert [money(29900, c, "en") for c in ("thb", "usd")] == ["THB\u00a0299.00", "$299.00"]
     assert [money(29900, c, "th") for c in ("thb", "usd")] == ["฿299.00", "US$299.00"]
+
+
+async def test_a_trial_can_be_cancelled_here_but_not_changed(
+    client: httpx.AsyncClient, scene: Scene, services: Services
+) -> None:
+    """Stripe's portal offers no cancel (card and invoices only): this page is where a trial is ended."""
+    path, user = await open_billing(client, scene)
+    async with services.db.transaction() as session:
+        cust = await session.get(Customer, (await customer(services, user)).id)
+        assert cust is not None
+        cust.stripe_customer_id = f"cus_trial{cust.id}"
+        sub = await factories.create_subscription(session, cust, scene.pro, status="trialing")
+        sub.current_period_end = utcnow().replace(year=2031, month=2, day=3, hour=12)
+    html = (await client.get(path)).text
+    page = text_of(html)
+    assert 'data-status="trialing"' in html
+    assert 'data-testid="cancel-form"' in html
+    assert "Your plan stays active until February 3, 2031; you are not charged again." in page
+    assert 'data-testid="change-' not in html and "Plan changes open here once" in page
+    assert ">Update card</button>" in html
