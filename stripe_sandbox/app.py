@@ -78,8 +78,13 @@ def _version_error(headers: Any) -> StripeError | None:
     )
 
 
-def _take_fault(store: Store, method: str, path: str) -> JSON | None:
+def _take_fault(store: Store, method: str, path: str, *, executing: bool = False) -> JSON | None:
+    """The next fault for this request: one of stage `request` (the default) fails it before Stripe runs the
+    endpoint, so nothing is saved under its idempotency key; one of stage `execution` fails it once the endpoint
+    has begun, and Stripe saves that answer (500s included) for the key's retries."""
     for fault in store.faults:
+        if (fault.get("stage") == "execution") != executing:
+            continue
         if fault.get("method", method).upper() == method and path.startswith(fault.get("path_prefix", "/v1/")):
             fault["times"] = int(fault.get("times", 1)) - 1
             if fault["times"] <= 0:
@@ -159,13 +164,17 @@ def api_endpoint(handler: Handler) -> Any:
             ctx = Ctx(store, config, params, dict(request.path_params), request.method, request.url.path)
             status = 200
             try:
+                failing = _take_fault(store, request.method, request.url.path, executing=True)
+                if failing:
+                    raise _fault_error(failing)
                 result = expand(store, public(handler(ctx)), [str(p) for p in get_list(params, "expand")])
                 content = json.dumps(result, indent=2).encode()
             except StripeError as exc:
                 status, content = exc.status, json.dumps(exc.body(), indent=2).encode()
             finally:
                 store.current_request = {"id": None, "idempotency_key": None}
-            if key and status < 500:
+            # as Stripe: the answer of a request whose endpoint began is the key's answer, whatever its status
+            if key:
                 store.idempotency[key] = {
                     "fingerprint": fingerprint,
                     "status": status,

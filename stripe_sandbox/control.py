@@ -2,7 +2,9 @@
 
 - `GET clock`, `POST clock/advance` (seconds= or to=): the one sandbox clock; renewals, retries, `cancel_at` and
   Checkout expiry happen as it passes them.
-- `POST reset`, `GET state`, `GET|POST|DELETE faults` (inject Stripe errors), `POST webhooks/flush`,
+- `POST reset`, `GET state`, `GET|POST|DELETE faults` (inject Stripe errors: method=, path_prefix=, status=,
+  times=; stage=execution fails the request after its endpoint began, so its answer is saved under its
+  idempotency key and replayed to retries, as Stripe does even for 500s), `POST webhooks/flush`,
   `GET webhooks/deliveries`.
 - `POST latency` (seconds=): every API answer waits that long from now on.
 - `POST holds` (method=, path_prefix=): the next matching API request is parked before it runs, until
@@ -198,7 +200,7 @@ async def faults(request: Request) -> JSONResponse:
             "status": int(params.get("status", 500)),
             "times": int(params.get("times", 1)),
         }
-        for key in ("type", "code", "message", "should_retry", "delay_seconds", "retry_after"):
+        for key in ("type", "code", "message", "should_retry", "delay_seconds", "retry_after", "stage"):
             if key in params:
                 fault[key] = params[key]
         store.faults.append(fault)

@@ -116,6 +116,33 @@ def test_idempotency_replay_and_conflict(sbx: Sandbox) -> None:
     assert replay.headers["idempotent-replayed"] == "true" and replay.json()["id"] == first.id
 
 
+def test_a_500_once_the_endpoint_began_is_saved_under_its_key_and_one_before_it_is_not(sbx: Sandbox) -> None:
+    """Stripe saves the first answer of a key once the endpoint's execution began, 500s included; an error before
+    that (here an injected one at the request stage) saves nothing, so the same key runs the request again."""
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+
+    def create(key: str) -> httpx.Response:
+        return sbx.http.post(
+            "/v1/customers", data={"email": "a@example.com"}, headers={**headers, "Idempotency-Key": key}
+        )
+
+    fault = {"method": "POST", "path_prefix": "/v1/customers", "status": "500", "stage": "execution"}
+    sbx.control("POST", "faults", data=fault)
+    failed = create("k500")
+    assert failed.status_code == 500 and failed.json()["error"]["type"] == "api_error"
+    replayed = create("k500")
+    assert replayed.status_code == 500 and replayed.json() == failed.json()
+    assert replayed.headers["idempotent-replayed"] == "true"
+    assert replayed.headers["original-request"] == failed.headers["request-id"]
+    assert sbx.client.v1.customers.list().data == []  # the retry ran nothing
+    assert create("k-new").status_code == 200  # a new key does
+
+    sbx.control("POST", "faults", data={**fault, "stage": "request"})
+    assert create("k-early").status_code == 500
+    again = create("k-early")
+    assert again.status_code == 200 and "idempotent-replayed" not in again.headers
+
+
 async def test_async_client(sbx: Sandbox) -> None:
     c = sbx.async_client().v1
     product = await c.products.create_async(params={"name": "Async"})
