@@ -98,6 +98,8 @@ async def _invoice(session: AsyncSession, invoice_id: int, kinds: set[str]) -> N
         await cases.close(session, reason="paid", invoice_id=invoice.id)
         if invoice.paid_at is not None and invoice.paid_at < utcnow() - RECEIPT_WINDOW:
             return  # an old payment recorded late (an import, a catch-up): no receipt months afterwards
+        if invoice.amount_cents <= 0:
+            return  # nothing was charged (a trial's first invoice, a 100% discount): no "receipt for THB 0.00"
         customer = await session.get_one(Customer, invoice.customer_id)
         sub = await session.get(Subscription, invoice.subscription_id) if invoice.subscription_id else None
         plan = await session.get(Plan, sub.plan_id) if sub is not None else None
