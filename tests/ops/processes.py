@@ -50,7 +50,7 @@ class Process:
                 raise AssertionError(f"process did not print {text!r}:\n{self.output()[-3000:]}")
             time.sleep(0.05)
 
-    def wait_for_http(self, url: str, timeout: float = 30.0) -> None:
+    def wait_for_http(self, url: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
             try:
