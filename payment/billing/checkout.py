@@ -129,17 +129,20 @@ async def _call_stripe(gateway: StripeGateway, plan: _Plan, done: _Done) -> None
             plan.customer_params, idempotency_key=f"aquoris-customer-{plan.customer_id}"
         )
         done.stripe_customer, done.linked = str(created["id"]), True
-    to_expire = list(plan.to_expire)
+    for checkout_id in plan.to_expire:
+        await _expire_at_stripe(gateway, checkout_id)
+        done.expired.append(checkout_id)
+    unrecorded: list[str] = []
     if plan.taken_over:
         # a Subscribe that died mid-call may have left a checkout we never recorded: it must not stay payable
         found = await gateway.list_checkout_sessions({"customer": done.stripe_customer, "status": "open", "limit": 100})
-        to_expire += [str(c["id"]) for c in found.get("data", []) if str(c["id"]) not in plan.known]
-    for checkout_id in to_expire:
-        await _expire_at_stripe(gateway, checkout_id)
-        done.expired.append(checkout_id)
+        unrecorded = [str(c["id"]) for c in found.get("data", []) if str(c["id"]) not in plan.known]
     done.created = await gateway.create_checkout_session(
         {**plan.params, "customer": done.stripe_customer}, idempotency_key=plan.key
     )
+    for checkout_id in unrecorded:
+        if checkout_id != str(done.created["id"]):  # the same key may have given us the dead holder's checkout
+            await _expire_at_stripe(gateway, checkout_id)
 
 
 async def _record(
@@ -330,10 +333,10 @@ async def subscribe(
     `promotion_code` (a Stripe id checked by `promotions.redeem.check_code`) discounts it. Stripe is called with no
     transaction open; a Subscribe meeting another one's turn waits for it (up to `wait`, WAIT_SECONDS by default)
     and then answers BUSY. What Stripe did before a failure (a linked customer, expired checkouts) is kept."""
-    now = now or utcnow()
     nonce = secrets.token_urlsafe(24)
     deadline = time.monotonic() + (WAIT_SECONDS if wait is None else wait)
     while True:
+        at = now or utcnow()
         async with db.transaction() as session:
             taken = await _take_turn(
                 session,
@@ -344,7 +347,7 @@ async def subscribe(
                 locale=locale,
                 promotion_code=promotion_code,
                 nonce=nonce,
-                now=now,
+                now=at,
             )
         if isinstance(taken, CheckoutStart):
             return taken
@@ -360,7 +363,7 @@ async def subscribe(
         # also when Stripe failed: what it did is recorded and the turn given back (if this fails, the lease
         # expires and the next Subscribe takes over, expiring any checkout we did not record)
         async with db.transaction() as session:
-            row = await _record(session, taken, done, actor=actor, now=now)
+            row = await _record(session, taken, done, actor=actor, now=at)
     assert row is not None
     return CheckoutStart(url=row.url, reused=False, checkout=row)
 

@@ -785,12 +785,13 @@ async def test_a_subscribe_meeting_the_turn_too_long_is_told_to_try_again_in_eng
     assert await _payable(services, pricing.customer_id) == [second.stripe_checkout_session_id]
 
 
+@pytest.mark.parametrize("retried", ["same plan", "other plan"])
 async def test_a_subscribe_that_died_mid_call_loses_nothing(
-    services: Services, client: httpx.AsyncClient, sandbox: str
+    services: Services, client: httpx.AsyncClient, sandbox: str, retried: str
 ) -> None:
     """A Subscribe whose holder died after Stripe created its checkout (the turn marked, nothing recorded): once the
-    lease has expired, the next Subscribe takes the turn over, expires the unrecorded checkout at Stripe, and opens
-    its own."""
+    lease has expired, the next Subscribe takes the turn over. For the same plan Stripe answers the same checkout
+    (same idempotency key); for another plan the unrecorded one is expired at Stripe. Either way one is payable."""
     pricing = await _pricing(services, client)
     made = await _subscribe(client, pricing, pricing.plans[0])
     assert made.status_code == 303, made.text
@@ -803,9 +804,11 @@ async def test_a_subscribe_that_died_mid_call_loses_nothing(
             .where(Customer.id == pricing.customer_id)
             .values(checkout_turn_nonce="died", checkout_turn_until=utcnow() - timedelta(seconds=1))
         )
-    retry = await _subscribe(client, pricing, pricing.plans[1])
+    plan = pricing.plans[0] if retried == "same plan" else pricing.plans[1]
+    retry = await _subscribe(client, pricing, plan)
     assert retry.status_code == 303, retry.text
     (row,) = await _recorded(services, pricing.customer_id)
-    assert row.plan_id == pricing.plans[1].id and retry.headers["location"] == row.url
+    assert row.plan_id == plan.id and retry.headers["location"] == row.url
+    assert (row.stripe_checkout_session_id == lost.stripe_checkout_session_id) is (retried == "same plan")
     assert await _payable(services, pricing.customer_id) == [row.stripe_checkout_session_id]
     assert (await _customer(services, pricing.customer_id)).checkout_turn_nonce is None
