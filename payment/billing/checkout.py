@@ -13,10 +13,8 @@ any open checkout of the customer at Stripe that we never recorded, then retries
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,7 +31,7 @@ from payment.errors import Conflict, NotFound, StripeError, ValidationError
 from payment.models import App, BillingSession, CheckoutSession, Customer, Plan, Subscription, utcnow
 from payment.stripe.gateway import StripeGateway
 from payment.subscriptions import trials
-from payment.subscriptions.turns import LEASE, POLL_SECONDS, WAIT_SECONDS
+from payment.subscriptions.turns import LEASE, WAIT_SECONDS, Waiting
 
 log = logging.getLogger(__name__)
 
@@ -334,7 +332,7 @@ async def subscribe(
     transaction open; a Subscribe meeting another one's turn waits for it (up to `wait`, WAIT_SECONDS by default)
     and then answers BUSY. What Stripe did before a failure (a linked customer, expired checkouts) is kept."""
     nonce = secrets.token_urlsafe(24)
-    deadline = time.monotonic() + (WAIT_SECONDS if wait is None else wait)
+    waiting = Waiting(WAIT_SECONDS if wait is None else wait)  # this module's WAIT_SECONDS (tests shorten it)
     while True:
         at = now or utcnow()
         async with db.transaction() as session:
@@ -353,9 +351,7 @@ async def subscribe(
             return taken
         if taken is not None:
             break
-        if time.monotonic() >= deadline:
-            raise CheckoutBusy(BUSY)
-        await asyncio.sleep(POLL_SECONDS)
+        await waiting.again(CheckoutBusy(BUSY))
     done = _Done()
     try:
         await _call_stripe(gateway, taken, done)
