@@ -293,29 +293,31 @@ async def subscribe(request: Request) -> Response:
     accepted = await _checked_code(request, form, language)
     if isinstance(accepted, Response):
         return accepted
-    async with services.db.transaction() as session:
+    async with services.db.session() as session:
         billing = await _session_for_form(request, session, form, language)
         if isinstance(billing, Response):
             return billing
-        try:
-            start = await checkout.subscribe(
-                session,
-                services.stripe,
-                billing=billing,
-                plan_slug=form.get("plan", ""),
-                base_url=services.settings.base_url,
-                token=token,
-                locale=language,
-                actor=app_actor(billing.app.slug),
-                promotion_code=accepted.stripe_promotion_code_id if accepted else None,
-            )
-        except StripeError as exc:
-            refused = exc
-        except PaymentError as exc:
-            # what was done before the refusal (a linked Stripe customer, expired checkouts) is kept
-            return RedirectResponse(_page_url(token, language, error=_error_code(exc)), status_code=303)
-        else:
-            return RedirectResponse(start.url, status_code=303)
+        billing_id, actor = billing.id, app_actor(billing.app.slug)
+    try:
+        # Stripe is called with no transaction open (checkout.subscribe takes the customer's turn)
+        start = await checkout.subscribe(
+            services.db,
+            services.stripe,
+            billing_session_id=billing_id,
+            plan_slug=form.get("plan", ""),
+            base_url=services.settings.base_url,
+            token=token,
+            locale=language,
+            actor=actor,
+            promotion_code=accepted.stripe_promotion_code_id if accepted else None,
+        )
+    except StripeError as exc:
+        refused = exc
+    except PaymentError as exc:
+        # what was done before the refusal (a linked Stripe customer, expired checkouts) is kept
+        return RedirectResponse(_page_url(token, language, error=_error_code(exc)), status_code=303)
+    else:
+        return RedirectResponse(start.url, status_code=303)
     if accepted is not None and refused.code not in STRIPE_OUTAGES:
         # Stripe refused the discount itself (the code's last use went to someone else a moment ago)
         return await _refuse_code(request, language, form, "promo_rejected")

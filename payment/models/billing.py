@@ -65,6 +65,7 @@ class Customer(Timestamps, Base):
         CheckConstraint("email IS NULL OR email ~ '^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$'", name="email_format"),
         CheckConstraint("name IS NULL OR char_length(name) <= 1024", name="name_length"),
         Index("ix_customers_email_lower", func.lower(text("email"))),
+        CheckConstraint("(checkout_turn_nonce IS NULL) = (checkout_turn_until IS NULL)", name="checkout_turn_whole"),
     )
 
     id: Mapped[int] = mapped_column(Identity(), primary_key=True)
@@ -73,6 +74,9 @@ class Customer(Timestamps, Base):
     name: Mapped[str | None] = mapped_column(String(1024))
     locale: Mapped[str | None] = mapped_column(String(16))
     stripe_customer_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    # Subscribe's turn (payment/billing/checkout.py): held while it calls Stripe outside any transaction
+    checkout_turn_nonce: Mapped[str | None] = mapped_column(String(64))
+    checkout_turn_until: Mapped[datetime | None]
 
     def __str__(self) -> str:
         return self.email or self.external_user_id

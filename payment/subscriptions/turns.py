@@ -76,6 +76,19 @@ async def lock_subscription(session: AsyncSession, subscription_id: int) -> Subs
     return sub
 
 
+class Waiting:
+    """The wait of an action for a turn another holds: poll until `wait` (WAIT_SECONDS by default) has passed, then
+    answer `busy`. Also used by Subscribe for the customer's checkout turn (payment/billing/checkout.py)."""
+
+    def __init__(self, wait: float | None = None) -> None:
+        self.deadline = time.monotonic() + (WAIT_SECONDS if wait is None else wait)
+
+    async def again(self, busy: Conflict) -> None:
+        if time.monotonic() >= self.deadline:
+            raise busy
+        await asyncio.sleep(POLL_SECONDS)
+
+
 def held(sub: Subscription) -> bool:
     """Another action is calling Stripe for this subscription (its turn has not expired)."""
     return sub.stripe_turn_until is not None and sub.stripe_turn_until > utcnow()
@@ -98,7 +111,7 @@ async def act(
     reads from what was fetched outside the transaction (the worker's snapshot): a read it lacks ends the
     transaction, is made, and `apply` runs again. `wait` defaults to WAIT_SECONDS (read at each call)."""
     nonce = secrets.token_urlsafe(24)
-    deadline = time.monotonic() + (WAIT_SECONDS if wait is None else wait)
+    waiting = Waiting(wait)
     while True:
         async with db.transaction() as session:
             sub = await lock_subscription(session, subscription_id)
@@ -115,9 +128,7 @@ async def act(
                 sub.stripe_turn_by = str(actor)[:255]
                 sub.stripe_turn_until = utcnow() + LEASE
                 break
-        if time.monotonic() >= deadline:
-            raise TurnBusy(BUSY)
-        await asyncio.sleep(POLL_SECONDS)
+        await waiting.again(TurnBusy(BUSY))
     try:
         answer = await call(turn, plan)
     except Exception:

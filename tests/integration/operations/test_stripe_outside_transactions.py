@@ -13,22 +13,23 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from itertools import count
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from payment.admins import service as admins
 from payment.admins.permissions import AdminActor, Role
+from payment.billing import checkout
 from payment.billing.customers import get_by_external_id
 from payment.bootstrap import create_app
 from payment.errors import Conflict, StripeError
-from payment.models import AuditLog, Plan, Subscription, SubscriptionAdjustment, utcnow
+from payment.models import AuditLog, CheckoutSession, Customer, Plan, Subscription, SubscriptionAdjustment, utcnow
 from payment.runtime import Services
 from payment.subscriptions import changes, turns
 from payment.subscriptions import service as subscriptions
@@ -623,3 +624,191 @@ async def test_a_grant_replacing_a_stripe_subscription_holds_nothing(services: S
     assert granted.source == "grant" and granted.status == "active"
     assert (await _row(services, setup.subscription.id)).status == "canceled"
     assert (await services.stripe.retrieve_subscription(stripe_id))["status"] == "canceled"
+
+
+# ------------------------------------------------------------------------ Subscribe (the pricing page, checkout.py)
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """A user's billing page with no subscription yet (its path, CSRF token and customer) and two paid plans."""
+
+    path: str
+    csrf: str
+    customer_id: int
+    plans: tuple[Plan, Plan]
+
+
+async def _pricing(services: Services, client: httpx.AsyncClient) -> Pricing:
+    async with services.db.transaction() as session:
+        app, key = await factories.create_app(session)
+    user = f"tx-buyer-{next(_n)}"
+    opened = await client.post(
+        "/api/v1/sessions",
+        json={"externalUserId": user, "appSlug": app.slug, "email": f"{user}@example.com"},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert opened.status_code == 201, opened.text
+    async with services.db.session() as session:
+        customer = await get_by_external_id(session, user)
+        assert customer is not None
+    path = httpx.URL(opened.json()["url"]).path
+    plans = (await _plan(services, 29900), await _plan(services, 49900))
+    return Pricing(path, csrf_of((await client.get(path)).text), customer.id, plans)
+
+
+def _subscribe(client: httpx.AsyncClient, pricing: Pricing, plan: Plan, lang: str = "en") -> Awaitable[httpx.Response]:
+    return client.post(f"{pricing.path}/subscribe", data={"plan": plan.slug, "csrf": pricing.csrf, "lang": lang})
+
+
+async def _customer(services: Services, customer_id: int) -> Customer:
+    async with services.db.session() as session:
+        row = await session.get(Customer, customer_id)
+        assert row is not None
+        return row
+
+
+async def _payable(services: Services, customer_id: int) -> list[str]:
+    """The customer's checkout sessions Stripe would still take a payment for."""
+    customer = await _customer(services, customer_id)
+    assert customer.stripe_customer_id is not None
+    found = await services.stripe.list_checkout_sessions(
+        {"customer": customer.stripe_customer_id, "status": "open", "limit": 100}
+    )
+    return [str(c["id"]) for c in found["data"]]
+
+
+async def _recorded(services: Services, customer_id: int) -> list[CheckoutSession]:
+    async with services.db.session() as session:
+        query = select(CheckoutSession).where(CheckoutSession.customer_id == customer_id).order_by(CheckoutSession.id)
+        return list((await session.execute(query)).scalars())
+
+
+async def _held_subscribe(
+    services: Services,
+    client: httpx.AsyncClient,
+    sandbox: str,
+    pricing: Pricing,
+    *,
+    meanwhile: Callable[[], Awaitable[None]] | None = None,
+) -> tuple[httpx.Response, Seen]:
+    """Subscribe to the first plan with its Checkout Session creation parked at Stripe; nothing may be held."""
+    answer, seen = await while_held(
+        services,
+        sandbox,
+        _subscribe(client, pricing, pricing.plans[0]),
+        method="POST",
+        path="/v1/checkout/sessions",
+        row=("customers", pricing.customer_id),
+        meanwhile=meanwhile,
+    )
+    seen.assert_free()
+    return answer, seen
+
+
+async def test_subscribe_on_the_pricing_page_holds_nothing_while_stripe_answers(
+    services: Services, client: httpx.AsyncClient, sandbox: str
+) -> None:
+    """Creating the Checkout Session is parked at Stripe: no transaction is open and the customer row can be locked
+    at once (it carries Subscribe's turn instead); then the page still redirects to the Checkout."""
+    pricing = await _pricing(services, client)
+    answer, seen = await _held_subscribe(services, client, sandbox, pricing)
+    assert seen.path == "/v1/checkout/sessions"
+    assert seen.row is not None and seen.row["checkout_turn_nonce"] is not None, seen
+    assert answer.status_code == 303, answer.text
+    (row,) = await _recorded(services, pricing.customer_id)
+    assert answer.headers["location"] == row.url and row.url.startswith(f"{sandbox}/c/pay/cs_")
+    assert row.status == "open" and row.plan_id == pricing.plans[0].id
+    customer = await _customer(services, pricing.customer_id)
+    assert customer.checkout_turn_nonce is None and customer.checkout_turn_until is None  # the turn was given back
+    assert await _payable(services, pricing.customer_id) == [row.stripe_checkout_session_id]
+
+
+async def test_a_second_subscribe_for_another_plan_waits_for_the_first_and_replaces_its_checkout(
+    services: Services, client: httpx.AsyncClient, sandbox: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two tabs: the first Subscribe is parked at Stripe when the second (another plan) starts. The second meets the
+    turn, waits for it, then expires the first's checkout and opens its own: one payable checkout at Stripe."""
+    pricing = await _pricing(services, client)
+    met_the_turn = asyncio.Event()
+    take_turn = checkout._take_turn
+
+    async def watched(*args: Any, **kwargs: Any) -> Any:
+        taken = await take_turn(*args, **kwargs)
+        if taken is None:
+            met_the_turn.set()
+        return taken
+
+    monkeypatch.setattr(checkout, "_take_turn", watched)
+    second: list[asyncio.Future[httpx.Response]] = []
+
+    async def second_tab() -> None:
+        second.append(asyncio.ensure_future(_subscribe(client, pricing, pricing.plans[1])))
+        await asyncio.wait_for(met_the_turn.wait(), timeout=30)
+
+    first, _ = await _held_subscribe(services, client, sandbox, pricing, meanwhile=second_tab)
+    later = await second[0]
+    assert first.status_code == 303 and later.status_code == 303, (first.text, later.text)
+    one, two = await _recorded(services, pricing.customer_id)
+    assert (one.plan_id, one.status) == (pricing.plans[0].id, "expired")
+    assert (two.plan_id, two.status) == (pricing.plans[1].id, "open")
+    assert first.headers["location"] == one.url and later.headers["location"] == two.url
+    assert await _payable(services, pricing.customer_id) == [two.stripe_checkout_session_id]
+
+
+async def test_a_subscribe_meeting_the_turn_too_long_is_told_to_try_again_in_english_and_thai(
+    services: Services, client: httpx.AsyncClient, sandbox: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a (shortened) wait, Subscribes sent while the first is parked are refused with the busy message and
+    leave nothing; the first's checkout is the only payable one, and a later Subscribe works."""
+    monkeypatch.setattr(checkout, "WAIT_SECONDS", 0.3)
+    pricing = await _pricing(services, client)
+    pages: list[str] = []
+
+    async def others() -> None:
+        for lang in ("en", "th"):
+            refused = await _subscribe(client, pricing, pricing.plans[1], lang)
+            assert _notice(refused) == "error=checkout_busy"
+            pages.append(text_of((await client.get(refused.headers["location"])).text))
+
+    answer, _ = await _held_subscribe(services, client, sandbox, pricing, meanwhile=others)
+    assert answer.status_code == 303, answer.text
+    assert "Your checkout is being prepared in another tab or window. Wait a moment, then try again." in pages[0]
+    assert "กำลังเตรียมการชำระเงินของคุณในแท็บหรือหน้าต่างอื่น โปรดรอสักครู่แล้วลองอีกครั้ง" in pages[1]
+    (row,) = await _recorded(services, pricing.customer_id)
+    assert await _payable(services, pricing.customer_id) == [row.stripe_checkout_session_id]
+    # afterwards the other plan can be bought: the first's checkout is replaced
+    again = await _subscribe(client, pricing, pricing.plans[1])
+    assert again.status_code == 303, again.text
+    first, second = await _recorded(services, pricing.customer_id)
+    assert first.status == "expired" and again.headers["location"] == second.url
+    assert await _payable(services, pricing.customer_id) == [second.stripe_checkout_session_id]
+
+
+@pytest.mark.parametrize("retried", ["same plan", "other plan"])
+async def test_a_subscribe_that_died_mid_call_loses_nothing(
+    services: Services, client: httpx.AsyncClient, sandbox: str, retried: str
+) -> None:
+    """A Subscribe whose holder died after Stripe created its checkout (the turn marked, nothing recorded): once the
+    lease has expired, the next Subscribe takes the turn over. For the same plan Stripe answers the same checkout
+    (same idempotency key); for another plan the unrecorded one is expired at Stripe. Either way one is payable."""
+    pricing = await _pricing(services, client)
+    made = await _subscribe(client, pricing, pricing.plans[0])
+    assert made.status_code == 303, made.text
+    (lost,) = await _recorded(services, pricing.customer_id)
+    async with services.db.transaction() as session:
+        # as if it had never been recorded, and its holder's lease had run out
+        await session.execute(delete(CheckoutSession).where(CheckoutSession.id == lost.id))
+        await session.execute(
+            update(Customer)
+            .where(Customer.id == pricing.customer_id)
+            .values(checkout_turn_nonce="died", checkout_turn_until=utcnow() - timedelta(seconds=1))
+        )
+    plan = pricing.plans[0] if retried == "same plan" else pricing.plans[1]
+    retry = await _subscribe(client, pricing, plan)
+    assert retry.status_code == 303, retry.text
+    (row,) = await _recorded(services, pricing.customer_id)
+    assert row.plan_id == plan.id and retry.headers["location"] == row.url
+    assert (row.stripe_checkout_session_id == lost.stripe_checkout_session_id) is (retried == "same plan")
+    assert await _payable(services, pricing.customer_id) == [row.stripe_checkout_session_id]
+    assert (await _customer(services, pricing.customer_id)).checkout_turn_nonce is None
