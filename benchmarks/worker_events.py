@@ -16,13 +16,13 @@
 - Each side: one `payment worker` process (its own default concurrency unless `--concurrency` /
   `--before-concurrency`), on a fresh copy of the seeded database (`CREATE DATABASE ... TEMPLATE`), from its
   checkout (`--before PATH`, or `--before-ref REF`: `git archive REF` of this repository unpacked into a temporary
-  directory, e.g. `--before-ref main`). The before side runs on ours'
-  schema: it adds three nullable columns and a sequence the before code never reads.
+  directory, e.g. `--before-ref main`). The before side runs on ours' schema (migrations only add what older code
+  does not read).
 - Rounds alternate the sides (ours, before / before, ours ...). Each prints events/s (from the commit of the backlog
   to the last event handled), the worker process's CPU ms per event, and the load average beside it.
 - `--profile cprofile` runs ours' worker of the last round under cProfile counting CPU time from the backlog's
-  commit on (its CPU per event is then inflated by the profiler) and prints the functions that took the most CPU; `--profile py-spy` (needs `py-spy` on PATH) samples it instead and
-  prints py-spy's top functions (its own time, by leaf).
+  commit on (its CPU per event is then inflated by the profiler) and prints the functions that took the most CPU;
+  `--profile py-spy` (needs `py-spy` on PATH) samples it instead and prints the top functions (own time, by leaf).
 """
 
 from __future__ import annotations
