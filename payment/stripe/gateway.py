@@ -13,6 +13,7 @@ import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 import stripe
@@ -89,10 +90,31 @@ class Snapshot:
     database sequence: a snapshot under a larger ticket was asked for later, so it is not older)."""
 
     ticket: int
-    answers: dict[str, dict[str, Any] | StripeError] = field(default_factory=dict)
+    answers: dict[str, dict[str, Any] | str | StripeError] = field(default_factory=dict)
 
 
 _READS = ("retrieve_async", "list_async")
+
+
+class RawRead:
+    """A GET of Stripe's API answered with its JSON body as sent (text): no SDK objects are built for what we
+    only read, and a snapshot keeps the body, so each use parses a fresh copy (faster than a deep copy)."""
+
+    def __init__(self, client: stripe.StripeClient, path: str) -> None:
+        self.client, self.path = client, path
+        self.__qualname__ = f"GET {path}"
+
+    async def __call__(self, *ids: str, params: Params | None = None) -> str:
+        path = self.path.format(*(quote(str(i), safe="") for i in ids))
+        response = await self.client.raw_request_async("get", path, **(params or {}))
+        body: str = response.body
+        return body
+
+
+def _fresh(answer: dict[str, Any] | str) -> dict[str, Any]:
+    """A copy of a snapshot's answer the caller may change."""
+    found: dict[str, Any] = json.loads(answer) if isinstance(answer, str) else copy.deepcopy(answer)
+    return found
 
 
 def _read_key(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -217,30 +239,36 @@ class StripeGateway:
     async def _call(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
         snapshot = self.snapshot
         if snapshot is None:
-            return await self._live(fn, *args, **kwargs)
+            live = await self._live(fn, *args, **kwargs)
+            return json.loads(live) if isinstance(live, str) else live
         key = _read_key(fn, args, kwargs)
         if self.replay:
-            if getattr(fn, "__name__", "") not in _READS:
+            if not isinstance(fn, RawRead) and getattr(fn, "__name__", "") not in _READS:
                 raise RuntimeError(f"a Stripe write ({getattr(fn, '__qualname__', fn)}) while applying a snapshot")
             if key not in snapshot.answers:
                 raise Unfetched(fn, args, kwargs)
             answer = snapshot.answers[key]
             if isinstance(answer, StripeError):
                 raise answer
-            return copy.deepcopy(answer)  # a mapping may change what it reads; the next round reads it afresh
+            return _fresh(answer)  # a mapping may change what it reads; the next round reads it afresh
         try:
             found = await self._live(fn, *args, **kwargs)
         except StripeError as exc:
             snapshot.answers[key] = exc
             raise
         snapshot.answers[key] = found
-        return copy.deepcopy(found)
+        return _fresh(found)
 
-    async def _live(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    async def _live(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any] | str:
+        """One call to Stripe: an SDK object as a dict, or a RawRead's body as sent."""
         try:
-            return _as_dict(await fn(*args, **kwargs))
+            found = await fn(*args, **kwargs)
         except stripe.StripeError as exc:
             raise _plain(exc) from exc
+        return found if isinstance(found, str) else _as_dict(found)
+
+    def _get(self, path: str) -> RawRead:
+        return RawRead(self.client, path)
 
     @staticmethod
     def _options(idempotency_key: str | None) -> Any:
@@ -253,7 +281,7 @@ class StripeGateway:
         )
 
     async def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
-        return await self._call(self.client.v1.customers.retrieve_async, customer_id)
+        return await self._call(self._get("/v1/customers/{}"), customer_id)
 
     # checkout and portal
     async def create_checkout_session(self, params: Params, *, idempotency_key: str | None = None) -> dict[str, Any]:
@@ -279,7 +307,7 @@ class StripeGateway:
     async def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
         """The subscription with its discounts and their coupons (the terms its next invoices get)."""
         return await self._call(
-            self.client.v1.subscriptions.retrieve_async,
+            self._get("/v1/subscriptions/{}"),
             subscription_id,
             params={"expand": ["discounts.source.coupon"]},
         )
@@ -328,7 +356,7 @@ class StripeGateway:
         )
 
     async def retrieve_subscription_schedule(self, schedule_id: str) -> dict[str, Any]:
-        return await self._call(self.client.v1.subscription_schedules.retrieve_async, schedule_id)
+        return await self._call(self._get("/v1/subscription_schedules/{}"), schedule_id)
 
     async def update_subscription_schedule(
         self, schedule_id: str, params: Params, *, idempotency_key: str | None = None
@@ -346,7 +374,7 @@ class StripeGateway:
     # invoices, charges, refunds
     async def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
         """The invoice with its invoice payments (since basil the only place its charge and payment intent are)."""
-        return await self._call(self.client.v1.invoices.retrieve_async, invoice_id, params={"expand": ["payments"]})
+        return await self._call(self._get("/v1/invoices/{}"), invoice_id, params={"expand": ["payments"]})
 
     async def pay_invoice(self, invoice_id: str, params: Params, *, idempotency_key: str) -> dict[str, Any]:
         """Charge an open invoice now (`POST /v1/invoices/{id}/pay`); a decline raises StripeError(card_declined...)."""
@@ -358,14 +386,14 @@ class StripeGateway:
         return await self._call(self.client.v1.invoices.void_invoice_async, invoice_id)
 
     async def list_invoice_payments(self, params: Params) -> dict[str, Any]:
-        return await self._call(self.client.v1.invoice_payments.list_async, params=params)
+        return await self._call(self._get("/v1/invoice_payments"), params=params)
 
     async def retrieve_charge(self, charge_id: str) -> dict[str, Any]:
-        return await self._call(self.client.v1.charges.retrieve_async, charge_id)
+        return await self._call(self._get("/v1/charges/{}"), charge_id)
 
     async def retrieve_charge_with_refunds(self, charge_id: str) -> dict[str, Any]:
         """The charge with its refunds embedded (includable since 2022-11-15), so mapping it calls Stripe no more."""
-        return await self._call(self.client.v1.charges.retrieve_async, charge_id, params={"expand": ["refunds"]})
+        return await self._call(self._get("/v1/charges/{}"), charge_id, params={"expand": ["refunds"]})
 
     async def list_charges(self, params: Params) -> dict[str, Any]:
         return await self._call(self.client.v1.charges.list_async, params=params)
@@ -383,7 +411,7 @@ class StripeGateway:
         return await self._call(self.client.v1.prices.create_async, params=params)
 
     async def retrieve_price(self, price_id: str) -> dict[str, Any]:
-        return await self._call(self.client.v1.prices.retrieve_async, price_id)
+        return await self._call(self._get("/v1/prices/{}"), price_id)
 
     # events
     async def list_events(self, params: Params) -> dict[str, Any]:
@@ -391,7 +419,7 @@ class StripeGateway:
 
     # lookups that make each event self-sufficient
     async def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
-        return await self._call(self.client.v1.payment_intents.retrieve_async, payment_intent_id)
+        return await self._call(self._get("/v1/payment_intents/{}"), payment_intent_id)
 
     async def list_invoices(self, params: Params) -> dict[str, Any]:
         return await self._call(self.client.v1.invoices.list_async, params=params)
