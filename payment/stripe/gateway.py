@@ -12,7 +12,7 @@ import json
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import quote
 
 import httpx
@@ -90,30 +90,36 @@ class Snapshot:
     database sequence: a snapshot under a larger ticket was asked for later, so it is not older)."""
 
     ticket: int
-    answers: dict[str, dict[str, Any] | str | StripeError] = field(default_factory=dict)
+    answers: dict[str, dict[str, Any] | bytes | str | StripeError] = field(default_factory=dict)
 
 
 _READS = ("retrieve_async", "list_async")
 
 
 class RawRead:
-    """A GET of Stripe's API answered with its JSON body as sent (text): no SDK objects are built for what we
+    """A GET of Stripe's API answered with its JSON body as sent: no SDK objects are built for what we
     only read, and a snapshot keeps the body, so each use parses a fresh copy (faster than a deep copy)."""
 
     def __init__(self, client: stripe.StripeClient, path: str) -> None:
         self.client, self.path = client, path
         self.__qualname__ = f"GET {path}"
 
-    async def __call__(self, *ids: str, params: Params | None = None) -> str:
+    async def __call__(self, *ids: str, params: Params | None = None) -> bytes | str:
         path = self.path.format(*(quote(str(i), safe="") for i in ids))
-        response = await self.client.raw_request_async("get", path, **(params or {}))
-        body: str = response.body
-        return body
+        # the SDK's raw request (its retries, headers and API version) without its parse of a good answer: the
+        # public raw_request_async parses every body once more, into OrderedDicts we would not read
+        requestor = self.client._requestor
+        body, code, headers = await requestor.request_raw_async(
+            "get", path, params=params, base_address="api", api_mode="V1", usage=["raw_read"]
+        )
+        if not 200 <= code < 300:
+            requestor._interpret_response(body, code, headers, "V1")  # raises Stripe's error
+        return cast(bytes | str, body)
 
 
-def _fresh(answer: dict[str, Any] | str) -> dict[str, Any]:
+def _fresh(answer: dict[str, Any] | bytes | str) -> dict[str, Any]:
     """A copy of a snapshot's answer the caller may change."""
-    found: dict[str, Any] = json.loads(answer) if isinstance(answer, str) else copy.deepcopy(answer)
+    found: dict[str, Any] = copy.deepcopy(answer) if isinstance(answer, dict) else json.loads(answer)
     return found
 
 
@@ -240,7 +246,7 @@ class StripeGateway:
         snapshot = self.snapshot
         if snapshot is None:
             live = await self._live(fn, *args, **kwargs)
-            return json.loads(live) if isinstance(live, str) else live
+            return live if isinstance(live, dict) else json.loads(live)
         key = _read_key(fn, args, kwargs)
         if self.replay:
             if not isinstance(fn, RawRead) and getattr(fn, "__name__", "") not in _READS:
@@ -259,13 +265,13 @@ class StripeGateway:
         snapshot.answers[key] = found
         return _fresh(found)
 
-    async def _live(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any] | str:
+    async def _live(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any] | bytes | str:
         """One call to Stripe: an SDK object as a dict, or a RawRead's body as sent."""
         try:
             found = await fn(*args, **kwargs)
         except stripe.StripeError as exc:
             raise _plain(exc) from exc
-        return found if isinstance(found, str) else _as_dict(found)
+        return found if isinstance(found, bytes | str) else _as_dict(found)
 
     def _get(self, path: str) -> RawRead:
         return RawRead(self.client, path)

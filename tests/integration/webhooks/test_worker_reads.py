@@ -32,7 +32,7 @@ class CountingGateway(StripeGateway):
         super().__init__(settings)
         self.calls: list[str] = []
 
-    async def _live(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any] | str:
+    async def _live(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any] | bytes | str:
         self.calls.append(getattr(fn, "__qualname__", str(fn)))
         return await super()._live(fn, *args, **kwargs)
 
@@ -215,7 +215,7 @@ class HeldCountingGateway(CountingGateway):
         self.services = services
         self.held: list[int] = []
 
-    async def _live(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any] | str:
+    async def _live(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any] | bytes | str:
         self.held.append(self.services.db.engine.pool.checkedout())  # type: ignore[attr-defined]
         return await super()._live(fn, *args, **kwargs)
 
