@@ -11,8 +11,8 @@
   renewal's `customer.subscription.updated` and `invoice.paid` events of OBJECTS Stripe objects (each object gets
   EVENTS / OBJECTS events, so `2000:100` coalesces 20 events into one Stripe read and `1200:1200` coalesces
   nothing); stored with their jobs in one transaction, exactly as the webhook stores them
-  (payment/stripe/inbox.py), while the worker already waits (its startup is not measured). Each `--backlog` is
-  measured in its own rounds.
+  (payment/stripe/inbox.py), while the worker already waits (its startup, and the catch-up of the sandbox's
+  event history it runs first, are not measured). Each `--backlog` is measured in its own rounds.
 - Each side: one `payment worker` process (its own default concurrency unless `--concurrency` /
   `--before-concurrency`), on a fresh copy of the seeded database (`CREATE DATABASE ... TEMPLATE`), from its
   checkout (`--before PATH`, or `--before-ref REF`: `git archive REF` of this repository unpacked into a temporary
@@ -127,6 +127,11 @@ async def wait_for(url: str, sql: str, done: Any, timeout: float, every: float =
         await conn.close()
 
 
+_CAUGHT_UP = """
+    SELECT EXISTS (SELECT FROM procrastinate_periodic_defers WHERE task_name LIKE '%catch_up_stripe_events')
+           AND NOT EXISTS (SELECT FROM procrastinate_jobs WHERE task_name LIKE '%catch_up_stripe_events'
+                                                            AND status IN ('todo', 'doing')) AS done
+"""
 _PROGRESS = """
     SELECT count(*) FILTER (WHERE status IN ('handled', 'ignored', 'failed')) AS finished,
            count(*) FILTER (WHERE status = 'failed') AS failed
@@ -184,6 +189,8 @@ def one_round(
         )
         if registered["n"] == 0:
             raise SystemExit(f"{side}: the worker did not start")
+        # the catch-up a worker runs as it starts pulls the sandbox's whole event history: over before the backlog
+        asyncio.run(wait_for(url, _CAUGHT_UP, lambda r: r["done"], 120))
         if profile == "py-spy":
             record = ["py-spy", "record", "--format", "raw", "--rate", "200", "-o", str(profile_out)]
             spy = subprocess.Popen(
