@@ -1,21 +1,28 @@
 """Stripe events applied per second by one `payment worker` while Stripe answers in `--latency-ms`, ours vs before.
 
-    python benchmarks/worker_events.py [--events 2000] [--customers 50] [--latency-ms 150] [--rounds 2]
-                                       [--before PATH] [--concurrency N] [--before-concurrency N]
+    python benchmarks/worker_events.py [--backlog 2000:100 [--backlog 1200:1200 ...]] [--latency-ms 150]
+                                       [--rounds 2] [--before PATH | --before-ref REF] [--concurrency N]
+                                       [--before-concurrency N] [--profile cprofile|py-spy]
 
-- Stripe: `payment sandbox` in its own process, `--latency-ms` added to every API answer. It first holds
-  `--customers` real subscriptions (checkout paid, then one renewal), made and applied with no latency; then it is
-  started again on the same state file with the latency.
-- The backlog: `--events` signed-body copies (each with its own event id, as Stripe's stream of updates) of the
-  renewal's `customer.subscription.updated` and `invoice.paid` events, so 2 x `--customers` Stripe objects; stored
-  with their jobs in one transaction, exactly as the webhook stores them (payment/stripe/inbox.py), while the worker
-  already waits (its startup is not measured).
+- Stripe: `payment sandbox` in its own process, `--latency-ms` added to every API answer. It first holds enough
+  real subscriptions (checkout paid, then one renewal; OBJECTS / 2 of the largest backlog), made and applied with no
+  latency; then it is started again on the same state file with the latency.
+- A backlog `EVENTS:OBJECTS`: EVENTS copies (each with its own event id, as Stripe's stream of updates) of the
+  renewal's `customer.subscription.updated` and `invoice.paid` events of OBJECTS Stripe objects (each object gets
+  EVENTS / OBJECTS events, so `2000:100` coalesces 20 events into one Stripe read and `1200:1200` coalesces
+  nothing); stored with their jobs in one transaction, exactly as the webhook stores them
+  (payment/stripe/inbox.py), while the worker already waits (its startup, and the catch-up of the sandbox's
+  event history it runs first, are not measured). Each `--backlog` is measured in its own rounds.
 - Each side: one `payment worker` process (its own default concurrency unless `--concurrency` /
   `--before-concurrency`), on a fresh copy of the seeded database (`CREATE DATABASE ... TEMPLATE`), from its
-  checkout (`--before PATH`, e.g. `git worktree add --detach /tmp/before main`). The before side runs on ours'
-  schema: it adds three nullable columns and a sequence the before code never reads.
+  checkout (`--before PATH`, or `--before-ref REF`: `git archive REF` of this repository unpacked into a temporary
+  directory, e.g. `--before-ref main`). The before side runs on ours' schema (migrations only add what older code
+  does not read).
 - Rounds alternate the sides (ours, before / before, ours ...). Each prints events/s (from the commit of the backlog
   to the last event handled), the worker process's CPU ms per event, and the load average beside it.
+- `--profile cprofile` runs ours' worker of the last round under cProfile counting CPU time from the backlog's
+  commit on (its CPU per event is then inflated by the profiler) and prints the functions that took the most CPU;
+  `--profile py-spy` (needs `py-spy` on PATH) samples it instead and prints the top functions (own time, by leaf).
 """
 
 from __future__ import annotations
@@ -24,10 +31,13 @@ import argparse
 import asyncio
 import json
 import os
+import pstats
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -117,10 +127,31 @@ async def wait_for(url: str, sql: str, done: Any, timeout: float, every: float =
         await conn.close()
 
 
+_CAUGHT_UP = """
+    SELECT EXISTS (SELECT FROM procrastinate_periodic_defers WHERE task_name LIKE '%catch_up_stripe_events')
+           AND NOT EXISTS (SELECT FROM procrastinate_jobs WHERE task_name LIKE '%catch_up_stripe_events'
+                                                            AND status IN ('todo', 'doing')) AS done
+"""
 _PROGRESS = """
     SELECT count(*) FILTER (WHERE status IN ('handled', 'ignored', 'failed')) AS finished,
            count(*) FILTER (WHERE status = 'failed') AS failed
       FROM stripe_events WHERE stripe_event_id LIKE 'evt_wbench_%'
+"""
+
+
+# `payment worker` under cProfile counting CPU time (not wall time: on a busy machine a wall-clock profile charges
+# the time the process waited for a core to whatever ran next), enabled on SIGUSR1, written at exit.
+_PROFILED = """
+import cProfile, signal, sys, time
+from payment.cli import main
+profiler = cProfile.Profile(time.process_time)
+signal.signal(signal.SIGUSR1, lambda *_: profiler.enable())
+sys.argv[0] = "payment"
+try:
+    main()
+finally:
+    profiler.disable()
+    profiler.dump_stats({out!r})
 """
 
 
@@ -132,6 +163,8 @@ def one_round(
     bodies: list[tuple[dict[str, Any], bytes]],
     concurrency: int | None,
     timeout: float,
+    profile: str | None,
+    profile_out: Path,
 ) -> str:
     env = {
         **os.environ,
@@ -145,15 +178,27 @@ def one_round(
         env["WORKER_CONCURRENCY"] = str(concurrency)
     else:
         env.pop("WORKER_CONCURRENCY", None)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "payment.cli", "worker"], cwd=root, env=env, stdout=subprocess.DEVNULL
-    )
+    command = [sys.executable, "-m", "payment.cli", "worker"]
+    if profile == "cprofile":
+        command = [sys.executable, "-c", _PROFILED.format(out=str(profile_out)), "worker"]
+    worker = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL)
+    spy: subprocess.Popen[bytes] | None = None
     try:
         registered = asyncio.run(
             wait_for(url, "SELECT count(*) AS n FROM procrastinate_workers", lambda r: r["n"] > 0, 60)
         )
         if registered["n"] == 0:
             raise SystemExit(f"{side}: the worker did not start")
+        # the catch-up a worker runs as it starts pulls the sandbox's whole event history: over before the backlog
+        asyncio.run(wait_for(url, _CAUGHT_UP, lambda r: r["done"], 120))
+        if profile == "py-spy":
+            record = ["py-spy", "record", "--format", "raw", "--rate", "200", "-o", str(profile_out)]
+            spy = subprocess.Popen(
+                [*record, "--pid", str(worker.pid)],
+                stdout=subprocess.DEVNULL,
+            )
+        if profile == "cprofile":
+            worker.send_signal(signal.SIGUSR1)  # start profiling now: the startup is not measured
         cpu_before = tree_cpu_seconds(worker.pid)
         asyncio.run(store_backlog(url, bodies))
         started = time.monotonic()
@@ -171,6 +216,9 @@ def one_round(
             )
         )
     finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+            spy.wait(60)
         stop(worker)
     shown = f"concurrency {concurrency}" if concurrency else "default concurrency"
     return (
@@ -180,65 +228,135 @@ def one_round(
     )
 
 
+def print_profile(profile: str, path: Path, top: int = 30) -> None:
+    if not path.exists():
+        print(f"no profile written ({path})")
+        return
+    if profile == "cprofile":
+        stats = pstats.Stats(str(path))
+        stats.sort_stats("tottime").print_stats(top)
+        stats.sort_stats("cumulative").print_stats(top)
+        return
+    # py-spy's raw format: "frame;frame;...;leaf count" per line; own time by leaf, and by our own frames
+    own: Counter[str] = Counter()
+    ours: Counter[str] = Counter()
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = stack.split(";")
+        total += int(count)
+        own[frames[-1]] += int(count)
+        for frame in {f for f in frames if "/payment/" in f}:
+            ours[frame] += int(count)
+    print(f"py-spy: {total} samples; own time by function")
+    for frame, n in own.most_common(top):
+        print(f"{100 * n / max(1, total):5.1f}%  {frame}")
+    print("time under our own functions (inclusive)")
+    for frame, n in ours.most_common(top):
+        print(f"{100 * n / max(1, total):5.1f}%  {frame}")
+
+
+def parse_backlog(value: str) -> tuple[int, int]:
+    events, _, objects = value.partition(":")
+    try:
+        found = int(events), int(objects)
+    except ValueError:
+        raise argparse.ArgumentTypeError("EVENTS:OBJECTS, e.g. 1200:1200") from None
+    if found[0] < found[1] or found[1] < 1:
+        raise argparse.ArgumentTypeError("at least one event per object")
+    return found
+
+
+def archive(ref: str, into: Path) -> Path:
+    """`git archive REF` of this repository, unpacked into `into` (no worktree, no checkout of ours touched)."""
+    into.mkdir()
+    tar = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=tar, check=True)
+    return into
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
-    parser.add_argument("--events", type=int, default=2000)
     parser.add_argument(
-        "--customers", type=int, default=50, help="subscriptions; the events are about 2x as many objects"
+        "--backlog",
+        type=parse_backlog,
+        action="append",
+        metavar="EVENTS:OBJECTS",
+        help="a backlog of EVENTS over OBJECTS Stripe objects (repeatable; default 2000:100 and 1200:1200)",
     )
     parser.add_argument("--latency-ms", type=int, default=150)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--before", type=Path, help="a checkout of the code to compare against")
+    parser.add_argument("--before-ref", help="a git ref of this repository to compare against (git archive)")
     parser.add_argument("--concurrency", type=int, help="WORKER_CONCURRENCY of ours (default: its own default)")
     parser.add_argument("--before-concurrency", type=int, help="WORKER_CONCURRENCY of before (default: its own)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds a side may take to drain the backlog")
+    parser.add_argument("--profile", choices=("cprofile", "py-spy"), help="profile ours' worker (last round)")
     args = parser.parse_args()
-    roots = {"ours": ROOT}
-    if args.before:
-        roots["before"] = args.before.resolve()
+    backlogs: list[tuple[int, int]] = args.backlog or [(2000, 100), (1200, 1200)]
     concurrency = {"ours": args.concurrency, "before": args.before_concurrency}
     with server() as admin_url, tempfile.TemporaryDirectory(prefix="aquoris-wbench-") as scratch:
+        roots = {"ours": ROOT}
+        if args.before:
+            roots["before"] = args.before.resolve()
+        elif args.before_ref:
+            roots["before"] = archive(args.before_ref, Path(scratch) / "before")
         asyncio.run(admin(admin_url, f'CREATE DATABASE "{SEED_DB}"'))
         seed_url = database_url(admin_url, SEED_DB)
         migrate.upgrade(seed_url)
         port = free_port()
         sandbox_url = f"http://127.0.0.1:{port}"
         state_file = str(Path(scratch) / "sandbox.json")
+        customers = (max(objects for _, objects in backlogs) + 1) // 2
         process = sandbox(port, state_file, 0)
         try:
             t0 = time.monotonic()
-            models = asyncio.run(seed(seed_url, sandbox_url, args.customers))
+            models = asyncio.run(seed(seed_url, sandbox_url, customers))
         finally:
             stop(process)
-        objects = len({e["data"]["object"]["id"] for e in models})
+        # one model event per Stripe object (its last), subscriptions and invoices interleaved
+        by_object = {e["data"]["object"]["id"]: e for e in models}
         print(
-            f"seeded {args.customers} subscriptions in {time.monotonic() - t0:.1f} s; backlog: {args.events} events "
-            f"over {objects} Stripe objects ({', '.join(BACKLOG_TYPES)}); Stripe latency {args.latency_ms} ms"
+            f"seeded {customers} subscriptions in {time.monotonic() - t0:.1f} s: {len(by_object)} Stripe objects "
+            f"({', '.join(BACKLOG_TYPES)}); Stripe latency {args.latency_ms} ms",
+            flush=True,
         )
-        bodies = []
-        for i in range(args.events):
-            event = {**models[i % len(models)], "id": f"evt_wbench_{i:06d}"}
-            bodies.append((event, json.dumps(event, default=str).encode()))
+        profile_out = Path(scratch) / "profile.out"
         process = sandbox(port, state_file, args.latency_ms)
         try:
-            for n in range(args.rounds):
-                sides = list(roots) if n % 2 == 0 else list(reversed(roots))
-                for side in sides:
-                    name = f"wbench_{side}_{n}"
-                    asyncio.run(admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{SEED_DB}"'))
-                    try:
-                        line = one_round(
-                            side,
-                            roots[side],
-                            database_url(admin_url, name),
-                            sandbox_url,
-                            bodies,
-                            concurrency[side],
-                            args.timeout,
-                        )
-                    finally:
-                        asyncio.run(admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-                    print(f"round {n + 1}: {line}", flush=True)
+            for events, objects in backlogs:
+                chosen = list(by_object.values())[:objects]
+                bodies = []
+                for i in range(events):
+                    event = {**chosen[i % len(chosen)], "id": f"evt_wbench_{i:06d}"}
+                    bodies.append((event, json.dumps(event, default=str).encode()))
+                print(f"backlog {events}:{len(chosen)}: {events} events over {len(chosen)} Stripe objects")
+                for n in range(args.rounds):
+                    sides = list(roots) if n % 2 == 0 else list(reversed(roots))
+                    for side in sides:
+                        name = f"wbench_{side}_{n}"
+                        profiling = args.profile if side == "ours" and n == args.rounds - 1 else None
+                        asyncio.run(admin(admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{SEED_DB}"'))
+                        try:
+                            line = one_round(
+                                side,
+                                roots[side],
+                                database_url(admin_url, name),
+                                sandbox_url,
+                                bodies,
+                                concurrency[side],
+                                args.timeout,
+                                profiling,
+                                profile_out,
+                            )
+                        finally:
+                            asyncio.run(admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                        print(f"round {n + 1}: {line}", flush=True)
+                if args.profile:
+                    print_profile(args.profile, profile_out)
+                    profile_out.unlink(missing_ok=True)
         finally:
             stop(process)
 

@@ -71,6 +71,7 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with services.jobs.open_async():
             yield
+        await services.stripe.aclose()
         await services.db.dispose()
 
     app = Starlette(

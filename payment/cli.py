@@ -232,6 +232,7 @@ def worker(concurrency: int) -> None:
         try:
             await run_until_signal([], [work])
         finally:
+            await services.stripe.aclose()
             await services.db.dispose()
 
     try:

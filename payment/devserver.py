@@ -106,6 +106,8 @@ async def _run(settings: Settings, *, host: str, port: int, data_dir: str, sandb
     try:
         await run_until_signal(servers, [worker, seeder])
     finally:
+        await services.stripe.aclose()
+        await worker_services.stripe.aclose()
         await services.db.dispose()
         await worker_services.db.dispose()
         if catcher is not None:

@@ -59,11 +59,18 @@ def status_with_refunds(status: str, amount_cents: int, amount_refunded_cents: i
 
 
 async def upsert_from_stripe(
-    session: AsyncSession, gateway: StripeGateway, inv: JSON, *, actor: str, event_at: datetime | None = None
+    session: AsyncSession,
+    gateway: StripeGateway,
+    inv: JSON,
+    *,
+    actor: str,
+    event_at: datetime | None = None,
+    subscription_hint: Subscription | None = None,
 ) -> tuple[Invoice, Changes]:
     """Make our invoice equal to Stripe's (amount, currency, period paid for, status, attempts, the charge and
     payment intent behind it, the decline message of a failed payment), creating it the first time; a refunded
-    invoice stays refunded. A snapshot older than the one the row shows changes nothing."""
+    invoice stays refunded. A snapshot older than the one the row shows changes nothing. `subscription_hint`: our
+    row of the invoice's subscription when the caller has it already (not looked up again)."""
     state = reader.invoice(inv)
     row: Invoice | None = await session.scalar(
         select(Invoice).where(Invoice.stripe_invoice_id == state.id).with_for_update()
@@ -72,7 +79,9 @@ async def upsert_from_stripe(
         row.last_stripe_event_at = later(row.last_stripe_event_at, event_at)
         return row, Changes()  # a snapshot asked for later is applied already
     subscription: Subscription | None = None
-    if state.subscription_id:
+    if subscription_hint is not None and subscription_hint.stripe_subscription_id == state.subscription_id:
+        subscription = subscription_hint
+    elif state.subscription_id:
         subscription = await session.scalar(
             select(Subscription).where(Subscription.stripe_subscription_id == state.subscription_id)
         )
@@ -139,10 +148,11 @@ async def apply_current(
     past_due live there, and the invoice links to our subscription row)."""
     current = await gateway.retrieve_invoice(invoice_id)
     subscription_id = reader.invoice_subscription_id(current)
+    ours: Subscription | None = None
     if subscription_id:
         sub = await gateway.retrieve_subscription(subscription_id)
-        await subscriptions_sync.upsert_from_stripe(session, gateway, sub, actor=actor, event_at=event_at)
-    return await upsert_from_stripe(session, gateway, current, actor=actor, event_at=event_at)
+        ours, _ = await subscriptions_sync.upsert_from_stripe(session, gateway, sub, actor=actor, event_at=event_at)
+    return await upsert_from_stripe(session, gateway, current, actor=actor, event_at=event_at, subscription_hint=ours)
 
 
 async def paid_by(

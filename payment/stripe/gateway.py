@@ -12,7 +12,8 @@ import json
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
+from urllib.parse import quote
 
 import httpx
 import stripe
@@ -89,14 +90,104 @@ class Snapshot:
     database sequence: a snapshot under a larger ticket was asked for later, so it is not older)."""
 
     ticket: int
-    answers: dict[str, dict[str, Any] | StripeError] = field(default_factory=dict)
+    answers: dict[str, dict[str, Any] | bytes | str | StripeError] = field(default_factory=dict)
 
 
 _READS = ("retrieve_async", "list_async")
 
 
+class RawRead:
+    """A GET of Stripe's API answered with its JSON body as sent: no SDK objects are built for what we
+    only read, and a snapshot keeps the body, so each use parses a fresh copy (faster than a deep copy)."""
+
+    def __init__(self, client: stripe.StripeClient, path: str) -> None:
+        self.client, self.path = client, path
+        self.__qualname__ = f"GET {path}"
+
+    async def __call__(self, *ids: str, params: Params | None = None) -> bytes | str:
+        path = self.path.format(*(quote(str(i), safe="") for i in ids))
+        # the SDK's raw request (its retries, headers and API version) without its parse of a good answer: the
+        # public raw_request_async parses every body once more, into OrderedDicts we would not read
+        requestor = self.client._requestor
+        body, code, headers = await requestor.request_raw_async(
+            "get", path, params=params, base_address="api", api_mode="V1", usage=["raw_read"]
+        )
+        if not 200 <= code < 300:
+            requestor._interpret_response(body, code, headers, "V1")  # raises Stripe's error
+        return cast(bytes | str, body)
+
+
+def _fresh(answer: dict[str, Any] | bytes | str) -> dict[str, Any]:
+    """A copy of a snapshot's answer the caller may change."""
+    found: dict[str, Any] = copy.deepcopy(answer) if isinstance(answer, dict) else json.loads(answer)
+    return found
+
+
 def _read_key(fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
     return f"{getattr(fn, '__qualname__', fn)} {json.dumps([args, kwargs], sort_keys=True, default=str)}"
+
+
+# Connections per pool: httpcore walks every connection of a pool (idle ones included) for each request it
+# assigns, so one pool of 64 costs a worker more CPU per read than eight pools of 8.
+CONNECTIONS_PER_POOL = 8
+MAX_POOLS = 8
+# an idle connection is closed after this long: a quiet process keeps none open
+KEEPALIVE_SECONDS = 30.0
+
+
+class PooledHTTPXClient(stripe.HTTPXClient):
+    """The SDK's httpx client, on up to MAX_POOLS httpx clients of a few connections each: a request goes to the
+    pool with the fewest requests in flight, so `size` reads may be in flight on kept-alive connections while
+    each pool stays small."""
+
+    def __init__(self, size: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        pools = max(1, min(MAX_POOLS, -(-size // CONNECTIONS_PER_POOL)))
+        per_pool = max(1, -(-size // pools))
+        self._verify = ssl.create_default_context(cafile=stripe.ca_bundle_path)
+        self._limits = httpx.Limits(
+            max_connections=per_pool, max_keepalive_connections=per_pool, keepalive_expiry=KEEPALIVE_SECONDS
+        )
+        # the SDK made an async client of its own: ours replace it (it never opened a connection)
+        self._pools = [self._new_pool() for _ in range(pools)]
+        self._busy = [0] * pools
+
+    def _new_pool(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(verify=self._verify, limits=self._limits)
+
+    async def _on_least_busy(self, send: Callable[[httpx.AsyncClient], Awaitable[T]]) -> T:
+        index = min(range(len(self._pools)), key=self._busy.__getitem__)
+        self._busy[index] += 1
+        try:
+            return await send(self._pools[index])
+        finally:
+            self._busy[index] -= 1
+
+    async def request_async(self, method: str, url: str, headers: Any, post_data: Any = None) -> tuple[bytes, int, Any]:
+        args, kwargs = self._get_request_args_kwargs(method, url, headers, post_data)
+        try:
+            response = await self._on_least_busy(lambda client: client.request(*args, **kwargs))
+        except Exception as exc:
+            self._handle_request_error(exc)
+        return response.content, response.status_code, response.headers
+
+    async def request_stream_async(
+        self, method: str, url: str, headers: Any, post_data: Any = None
+    ) -> tuple[Any, int, Any]:
+        args, kwargs = self._get_request_args_kwargs(method, url, headers, post_data)
+        try:
+            response = await self._on_least_busy(
+                lambda client: client.send(client.build_request(*args, **kwargs), stream=True)
+            )
+        except Exception as exc:
+            self._handle_request_error(exc)
+        return response.aiter_bytes(), response.status_code, response.headers
+
+    async def close_async(self) -> None:
+        """Close every kept-alive connection; like a disposed engine, the client stays usable (fresh pools)."""
+        closing, self._pools = self._pools, [self._new_pool() for _ in self._pools]
+        for client in closing:
+            await client.aclose()
 
 
 class StripeGateway:
@@ -113,14 +204,8 @@ class StripeGateway:
     def __init__(self, settings: Settings, *, max_network_retries: int = 2, timeout: float = 20.0) -> None:
         base = settings.stripe_api_base
         addresses: Any = {"api": base, "connect": base, "files": base} if base else None
-        http_client = stripe.HTTPXClient(timeout=timeout, allow_sync_methods=True)
-        # the SDK's httpx client keeps 20 idle connections: with more reads in flight (the worker's slots), each
-        # read past 20 would open (TLS) and close a connection of its own; keep as many as may be in flight
-        size = settings.stripe_http_pool_size
-        http_client._client_async = httpx.AsyncClient(
-            verify=ssl.create_default_context(cafile=stripe.ca_bundle_path),
-            limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
-        )
+        http_client = PooledHTTPXClient(settings.stripe_http_pool_size, timeout=timeout, allow_sync_methods=True)
+        self._http = http_client
         self.client = stripe.StripeClient(
             settings.stripe_secret_key,
             base_addresses=addresses,
@@ -130,6 +215,11 @@ class StripeGateway:
             stripe_version=API_VERSION,
         )
         self.webhook_secrets = settings.webhook_secrets
+
+    async def aclose(self) -> None:
+        """Close Stripe's kept-alive connections (on the process's shutdown; a later call opens new ones)."""
+        await self._http.close_async()
+        self._http.close()  # type: ignore[no-untyped-call]
 
     def recording(self, snapshot: Snapshot) -> StripeGateway:
         view = copy.copy(self)
@@ -155,30 +245,36 @@ class StripeGateway:
     async def _call(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
         snapshot = self.snapshot
         if snapshot is None:
-            return await self._live(fn, *args, **kwargs)
+            live = await self._live(fn, *args, **kwargs)
+            return live if isinstance(live, dict) else json.loads(live)
         key = _read_key(fn, args, kwargs)
         if self.replay:
-            if getattr(fn, "__name__", "") not in _READS:
+            if not isinstance(fn, RawRead) and getattr(fn, "__name__", "") not in _READS:
                 raise RuntimeError(f"a Stripe write ({getattr(fn, '__qualname__', fn)}) while applying a snapshot")
             if key not in snapshot.answers:
                 raise Unfetched(fn, args, kwargs)
             answer = snapshot.answers[key]
             if isinstance(answer, StripeError):
                 raise answer
-            return copy.deepcopy(answer)  # a mapping may change what it reads; the next round reads it afresh
+            return _fresh(answer)  # a mapping may change what it reads; the next round reads it afresh
         try:
             found = await self._live(fn, *args, **kwargs)
         except StripeError as exc:
             snapshot.answers[key] = exc
             raise
         snapshot.answers[key] = found
-        return copy.deepcopy(found)
+        return _fresh(found)
 
-    async def _live(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    async def _live(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any] | bytes | str:
+        """One call to Stripe: an SDK object as a dict, or a RawRead's body as sent."""
         try:
-            return _as_dict(await fn(*args, **kwargs))
+            found = await fn(*args, **kwargs)
         except stripe.StripeError as exc:
             raise _plain(exc) from exc
+        return found if isinstance(found, bytes | str) else _as_dict(found)
+
+    def _get(self, path: str) -> RawRead:
+        return RawRead(self.client, path)
 
     @staticmethod
     def _options(idempotency_key: str | None) -> Any:
@@ -191,7 +287,7 @@ class StripeGateway:
         )
 
     async def retrieve_customer(self, customer_id: str) -> dict[str, Any]:
-        return await self._call(self.client.v1.customers.retrieve_async, customer_id)
+        return await self._call(self._get("/v1/customers/{}"), customer_id)
 
     # checkout and portal
     async def create_checkout_session(self, params: Params, *, idempotency_key: str | None = None) -> dict[str, Any]:
@@ -229,7 +325,7 @@ class StripeGateway:
     async def retrieve_subscription(self, subscription_id: str) -> dict[str, Any]:
         """The subscription with its discounts and their coupons (the terms its next invoices get)."""
         return await self._call(
-            self.client.v1.subscriptions.retrieve_async,
+            self._get("/v1/subscriptions/{}"),
             subscription_id,
             params={"expand": ["discounts.source.coupon"]},
         )
@@ -284,7 +380,7 @@ class StripeGateway:
         )
 
     async def retrieve_subscription_schedule(self, schedule_id: str) -> dict[str, Any]:
-        return await self._call(self.client.v1.subscription_schedules.retrieve_async, schedule_id)
+        return await self._call(self._get("/v1/subscription_schedules/{}"), schedule_id)
 
     async def update_subscription_schedule(
         self, schedule_id: str, params: Params, *, idempotency_key: str | None = None
@@ -304,7 +400,7 @@ class StripeGateway:
     # invoices, charges, refunds
     async def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
         """The invoice with its invoice payments (since basil the only place its charge and payment intent are)."""
-        return await self._call(self.client.v1.invoices.retrieve_async, invoice_id, params={"expand": ["payments"]})
+        return await self._call(self._get("/v1/invoices/{}"), invoice_id, params={"expand": ["payments"]})
 
     async def pay_invoice(self, invoice_id: str, params: Params, *, idempotency_key: str) -> dict[str, Any]:
         """Charge an open invoice now (`POST /v1/invoices/{id}/pay`); a decline raises StripeError(card_declined...)."""
@@ -318,14 +414,14 @@ class StripeGateway:
         )
 
     async def list_invoice_payments(self, params: Params) -> dict[str, Any]:
-        return await self._call(self.client.v1.invoice_payments.list_async, params=params)
+        return await self._call(self._get("/v1/invoice_payments"), params=params)
 
     async def retrieve_charge(self, charge_id: str) -> dict[str, Any]:
-        return await self._call(self.client.v1.charges.retrieve_async, charge_id)
+        return await self._call(self._get("/v1/charges/{}"), charge_id)
 
     async def retrieve_charge_with_refunds(self, charge_id: str) -> dict[str, Any]:
         """The charge with its refunds embedded (includable since 2022-11-15), so mapping it calls Stripe no more."""
-        return await self._call(self.client.v1.charges.retrieve_async, charge_id, params={"expand": ["refunds"]})
+        return await self._call(self._get("/v1/charges/{}"), charge_id, params={"expand": ["refunds"]})
 
     async def list_charges(self, params: Params) -> dict[str, Any]:
         return await self._call(self.client.v1.charges.list_async, params=params)
@@ -343,7 +439,7 @@ class StripeGateway:
         return await self._call(self.client.v1.prices.create_async, params=params)
 
     async def retrieve_price(self, price_id: str) -> dict[str, Any]:
-        return await self._call(self.client.v1.prices.retrieve_async, price_id)
+        return await self._call(self._get("/v1/prices/{}"), price_id)
 
     # events
     async def list_events(self, params: Params) -> dict[str, Any]:
@@ -351,7 +447,7 @@ class StripeGateway:
 
     # lookups that make each event self-sufficient
     async def retrieve_payment_intent(self, payment_intent_id: str) -> dict[str, Any]:
-        return await self._call(self.client.v1.payment_intents.retrieve_async, payment_intent_id)
+        return await self._call(self._get("/v1/payment_intents/{}"), payment_intent_id)
 
     async def list_invoices(self, params: Params) -> dict[str, Any]:
         return await self._call(self.client.v1.invoices.list_async, params=params)

@@ -52,7 +52,7 @@ class Receiver:
 
 @contextmanager
 def http_receiver(status: int = 200) -> Iterator[Receiver]:
-    """Serve on a free 127.0.0.1 port until the block ends; every POST is recorded and answered `status`."""
+    """Serve on a free 127.0.0.1 port until the block ends; every POST (or GET) is recorded and answered `status`."""
     receiver: Receiver
 
     class Handler(BaseHTTPRequestHandler):
@@ -67,6 +67,8 @@ def http_receiver(status: int = 200) -> Iterator[Receiver]:
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"{}")
+
+        do_GET = do_POST
 
         def log_message(self, format: str, *args: object) -> None:
             pass

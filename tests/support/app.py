@@ -34,6 +34,7 @@ async def running_services(settings: Settings) -> AsyncIterator[Services]:
     try:
         yield services
     finally:
+        await services.stripe.aclose()
         await services.db.dispose()
 
 

@@ -22,3 +22,14 @@ async def test_every_call_sends_the_pinned_stripe_version(settings: Settings) ->
     assert request.path == "/v1/refunds"
     assert request.headers["stripe-version"] == API_VERSION
     assert request.headers["idempotency-key"] == "aquoris-refund-1"
+
+
+async def test_reads_answered_as_sent_send_the_pinned_stripe_version_and_their_expansions(settings: Settings) -> None:
+    with http_receiver() as receiver:
+        gateway = StripeGateway(settings.replace(stripe_api_base=receiver.url), max_network_retries=0)
+        with contextlib.suppress(StripeError):
+            await gateway.retrieve_invoice("in_1/x")
+        [request] = receiver.wait_for()
+    assert request.path.startswith("/v1/invoices/in_1%2Fx?")
+    assert "expand" in request.path and "payments" in request.path
+    assert request.headers["stripe-version"] == API_VERSION

@@ -32,7 +32,7 @@ class CountingGateway(StripeGateway):
         super().__init__(settings)
         self.calls: list[str] = []
 
-    async def _live(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    async def _live(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any] | bytes | str:
         self.calls.append(getattr(fn, "__qualname__", str(fn)))
         return await super()._live(fn, *args, **kwargs)
 
@@ -169,7 +169,7 @@ async def test_pending_events_of_one_object_are_served_by_one_read_each_recorded
     counting = CountingGateway(settings)
     services = dataclasses.replace(world.services, stripe=counting)
     assert await stripe_events.process_event(services, row_ids[0]) is True
-    assert counting.calls == ["SubscriptionService.retrieve_async"]
+    assert counting.calls == ["GET /v1/subscriptions/{}"]
     for other in row_ids[1:]:  # their own jobs find them applied
         assert await stripe_events.process_event(services, other) is False
     assert len(counting.calls) == 1
@@ -215,7 +215,7 @@ class HeldCountingGateway(CountingGateway):
         self.services = services
         self.held: list[int] = []
 
-    async def _live(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    async def _live(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any] | bytes | str:
         self.held.append(self.services.db.engine.pool.checkedout())  # type: ignore[attr-defined]
         return await super()._live(fn, *args, **kwargs)
 
@@ -271,9 +271,9 @@ async def test_a_renewal_paid_is_read_before_and_applied_in_one_transaction(worl
     renewal = await _renewal_invoice_event(world, "invoice.paid")
     counting = await _one_transaction(world, settings, renewal)
     assert sorted(counting.calls) == [
-        "InvoiceService.retrieve_async",
-        "PaymentIntentService.retrieve_async",
-        "SubscriptionService.retrieve_async",
+        "GET /v1/invoices/{}",
+        "GET /v1/payment_intents/{}",
+        "GET /v1/subscriptions/{}",
     ]
     inv = await _invoice_row(world, renewal["data"]["object"]["id"])
     assert inv is not None and inv.status == "paid" and inv.stripe_charge_id is not None
