@@ -11,7 +11,8 @@ from typing import Any, Protocol, TypeVar
 import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, PoolProxiedConnection
+from sqlalchemy.util import greenlet_spawn
 
 from payment.audit.chain import KEY, ChainedSession
 from payment.dburl import sqlalchemy_url
@@ -91,6 +92,10 @@ class Database:
         self.before_commit: list[Callable[[AsyncSession], Awaitable[None]]] = []
         self._probe_engine: AsyncEngine | None = None
         self._probe: asyncio.Future[bool] | None = None
+        # pool connections `on_driver` keeps checked out between its calls (each checkout through SQLAlchemy costs
+        # about as much CPU as a short statement); at most half the pool, so the ORM paths always have the rest
+        self._drivers: list[PoolProxiedConnection] = []
+        self._drivers_kept = 0 if null_pool else pool_size // 2
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -108,22 +113,45 @@ class Database:
 
     async def on_driver(self, work: Callable[[Any], Awaitable[T]]) -> T:
         """Run `work` on a pooled asyncpg connection outside any transaction (each statement commits on its own).
-        A connection PostgreSQL dropped is discarded and `work` runs once more on a new one, so `work` must be
-        safe to repeat when its statement may not have reached the server."""
+        A connection PostgreSQL dropped is discarded (with the idle ones kept beside it, which the same restart or
+        failover dropped too) and `work` runs once more on another, so `work` must be safe to repeat when its
+        statement may not have reached the server."""
         for attempt in (1, 2):
-            async with self.engine.connect() as conn:
-                raw = await conn.get_raw_connection()
-                driver: Any = raw.driver_connection
-                try:
-                    if not self.behind_pgbouncer:
-                        return await work(driver)
+            pooled = self._drivers.pop() if self._drivers else await self.engine.raw_connection()
+            driver: Any = pooled.driver_connection
+            try:
+                if not self.behind_pgbouncer:
+                    result = await work(driver)
+                else:
                     async with driver.transaction():  # keeps PgBouncer on one server connection throughout
-                        return await work(driver)
-                except DROPPED:
-                    await conn.invalidate()
-                    if attempt == 2:
-                        raise
+                        result = await work(driver)
+            except DROPPED:
+                stale, self._drivers = [pooled, *self._drivers], []
+                for gone in stale:
+                    await greenlet_spawn(gone.invalidate)
+                if attempt == 2:
+                    raise
+                continue
+            except BaseException as exc:
+                # cancelled mid-statement or left inside a transaction: never reuse it, SQLAlchemy opens another
+                if (
+                    not isinstance(exc, asyncio.CancelledError)
+                    and not driver.is_closed()
+                    and not driver.is_in_transaction()
+                ):
+                    self._give_back(pooled)
+                else:
+                    await greenlet_spawn(pooled.invalidate)
+                raise
+            self._give_back(pooled)
+            return result
         raise AssertionError("unreachable")
+
+    def _give_back(self, pooled: PoolProxiedConnection) -> None:
+        if len(self._drivers) < self._drivers_kept:
+            self._drivers.append(pooled)
+        else:
+            pooled.close()  # back to SQLAlchemy's pool (its reset is a no-op: no SQLAlchemy transaction is open)
 
     async def ping(self, timeout: float = 2.0) -> bool:
         """True when the database answers within the timeout, on a connection of its own: a busy pool is not a
@@ -152,6 +180,9 @@ class Database:
         return True
 
     async def dispose(self) -> None:
+        kept, self._drivers = self._drivers, []
+        for pooled in kept:
+            await greenlet_spawn(pooled.close)
         await self.engine.dispose()
         if self._probe_engine is not None:
             await self._probe_engine.dispose()
