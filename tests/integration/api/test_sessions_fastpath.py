@@ -1,6 +1,7 @@
 """POST /api/v1/sessions is served in front of the routers and the page middleware (payment/api/fastpath.py): what
 that middleware gave it (security headers, the NUL refusal, the 405 of other methods) still holds, a client gone
-mid-body leaves nothing behind, and driver connections kept between requests survive PostgreSQL dropping them."""
+mid-body leaves nothing behind, and the driver connections kept between requests (at most half the pool) survive
+PostgreSQL dropping them."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import asyncio
 import asyncpg
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.types import Message
 
 from payment.bootstrap import create_app
+from payment.db import Database
 from payment.dburl import libpq_url
 from payment.models import BillingSession, Customer
 from payment.runtime import Services
@@ -133,3 +136,29 @@ async def test_kept_driver_connections_dropped_by_postgres_are_replaced_once(
     assert response.status_code == 201, response.text
     assert await sessions_of(services, "fast-dropped") == 5
     assert (await client.post(URL, json=body, headers=auth(key))).status_code == 201
+
+
+async def test_driver_calls_take_at_most_half_the_pool_and_wait_for_one_of_theirs(database_url: str) -> None:
+    db = Database(database_url, pool_size=2, pool_timeout=0.3)
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def pid(conn: asyncpg.Connection) -> int:
+        return int(await conn.fetchval("SELECT pg_backend_pid()"))
+
+    async def hold(conn: asyncpg.Connection) -> int:
+        holding.set()
+        await release.wait()
+        return await pid(conn)
+
+    try:
+        first = asyncio.create_task(db.on_driver(hold))
+        await holding.wait()
+        with pytest.raises(PoolTimeout):  # its one place is taken: a 503 "busy" over HTTP
+            await db.on_driver(pid)
+        async with db.session() as session:  # the ORM's half is still there
+            assert await session.scalar(text("SELECT 1")) == 1
+        waiting = asyncio.create_task(db.on_driver(pid))
+        release.set()
+        assert await waiting == await first  # the same connection, kept and handed over
+    finally:
+        await db.dispose()
