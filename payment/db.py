@@ -95,13 +95,13 @@ class Database:
         self._probe_engine: AsyncEngine | None = None
         self._probe: asyncio.Future[bool] | None = None
         # `on_driver` keeps the pool connections it takes checked out between its calls (a checkout through
-        # SQLAlchemy costs about as much CPU as a short statement): at most half the pool, so the ORM paths always
-        # have the rest; a call finding all of them busy waits for one (pool_timeout, then a 503 like the pool's).
-        # With fewer than two pooled connections (or no pool) it checks one out per call instead.
+        # SQLAlchemy costs about as much CPU as a short statement): all but a quarter of the pool (at least one), so
+        # the ORM paths always have that share; a call finding all of its own busy waits for one (pool_timeout, then
+        # a 503 like the pool's). With a pool of one (or none) it checks one out per call instead.
         self.pool_timeout = pool_timeout
         self._drivers: list[PoolProxiedConnection] = []  # idle
         self._drivers_out = 0  # checked out by on_driver, idle or busy
-        self._drivers_max = 0 if null_pool else pool_size // 2
+        self._drivers_max = 0 if null_pool else pool_size - max(1, pool_size // 4)
         self._driver_waiters: deque[asyncio.Future[PoolProxiedConnection | None]] = deque()
 
     @asynccontextmanager

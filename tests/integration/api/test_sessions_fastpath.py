@@ -1,6 +1,6 @@
 """POST /api/v1/sessions is served in front of the routers and the page middleware (payment/api/fastpath.py): what
 that middleware gave it (security headers, the NUL refusal, the 405 of other methods) still holds, a client gone
-mid-body leaves nothing behind, and the driver connections kept between requests (at most half the pool) survive
+mid-body leaves nothing behind, and the driver connections kept between requests (all but a quarter of the pool) survive
 PostgreSQL dropping them."""
 
 from __future__ import annotations
@@ -138,8 +138,8 @@ async def test_kept_driver_connections_dropped_by_postgres_are_replaced_once(
     assert (await client.post(URL, json=body, headers=auth(key))).status_code == 201
 
 
-async def test_driver_calls_take_at_most_half_the_pool_and_wait_for_one_of_theirs(database_url: str) -> None:
-    db = Database(database_url, pool_size=2, pool_timeout=0.3)
+async def test_driver_calls_leave_the_orm_its_share_of_the_pool_and_wait_for_one_of_theirs(database_url: str) -> None:
+    db = Database(database_url, pool_size=2, pool_timeout=0.3)  # one for on_driver, one for the ORM
     holding, release = asyncio.Event(), asyncio.Event()
 
     async def pid(conn: asyncpg.Connection) -> int:
@@ -155,7 +155,7 @@ async def test_driver_calls_take_at_most_half_the_pool_and_wait_for_one_of_their
         await holding.wait()
         with pytest.raises(PoolTimeout):  # its one place is taken: a 503 "busy" over HTTP
             await db.on_driver(pid)
-        async with db.session() as session:  # the ORM's half is still there
+        async with db.session() as session:  # the ORM's share is still there
             assert await session.scalar(text("SELECT 1")) == 1
         waiting = asyncio.create_task(db.on_driver(pid))
         release.set()
