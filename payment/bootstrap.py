@@ -18,7 +18,7 @@ from starlette.routing import Mount
 from admin_views.setup import mount_admin
 from billing_ui.manage import routes as manage_routes
 from billing_ui.routes import routes as billing_routes
-from payment.api import client, client_errors, health, problems, webhooks
+from payment.api import client, client_errors, fastpath, health, problems, webhooks
 from payment.app_webhooks import capture
 from payment.audit.chain import chain_key
 from payment.config import Settings, load_settings
@@ -85,6 +85,8 @@ def create_app(settings: Settings | None = None, *, services: Services | None = 
         middleware=[
             # outermost: Stripe's deliveries skip the routers and the middleware made for pages
             Middleware(webhooks.WebhookFastPath),
+            # and client apps' POST /api/v1/sessions (with the security headers and the 503 of the two below)
+            Middleware(fastpath.ApiFastPath, hsts=services.settings.is_production),
             Middleware(SecurityHeadersMiddleware, hsts=services.settings.is_production),
             Middleware(RequestSanityMiddleware),
             Middleware(UnavailableMiddleware),

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Any, Protocol, TypeVar
 
 import asyncpg
 from sqlalchemy import text
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import NullPool, PoolProxiedConnection
+from sqlalchemy.util import greenlet_spawn
 
 from payment.audit.chain import KEY, ChainedSession
 from payment.dburl import sqlalchemy_url
@@ -91,6 +94,15 @@ class Database:
         self.before_commit: list[Callable[[AsyncSession], Awaitable[None]]] = []
         self._probe_engine: AsyncEngine | None = None
         self._probe: asyncio.Future[bool] | None = None
+        # `on_driver` keeps the pool connections it takes checked out between its calls (a checkout through
+        # SQLAlchemy costs about as much CPU as a short statement): all but a quarter of the pool (at least one), so
+        # the ORM paths always have that share; a call finding all of its own busy waits for one (pool_timeout, then
+        # a 503 like the pool's). With a pool of one (or none) it checks one out per call instead.
+        self.pool_timeout = pool_timeout
+        self._drivers: list[PoolProxiedConnection] = []  # idle
+        self._drivers_out = 0  # checked out by on_driver, idle or busy
+        self._drivers_max = 0 if null_pool else pool_size - max(1, pool_size // 4)
+        self._driver_waiters: deque[asyncio.Future[PoolProxiedConnection | None]] = deque()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
@@ -108,22 +120,99 @@ class Database:
 
     async def on_driver(self, work: Callable[[Any], Awaitable[T]]) -> T:
         """Run `work` on a pooled asyncpg connection outside any transaction (each statement commits on its own).
-        A connection PostgreSQL dropped is discarded and `work` runs once more on a new one, so `work` must be
-        safe to repeat when its statement may not have reached the server."""
+        A connection PostgreSQL dropped is discarded (with the idle ones kept beside it, which the same restart or
+        failover dropped too) and `work` runs once more on another, so `work` must be safe to repeat when its
+        statement may not have reached the server."""
         for attempt in (1, 2):
-            async with self.engine.connect() as conn:
-                raw = await conn.get_raw_connection()
-                driver: Any = raw.driver_connection
-                try:
-                    if not self.behind_pgbouncer:
-                        return await work(driver)
+            pooled = await self._take_driver()
+            driver: Any = pooled.driver_connection
+            try:
+                if not self.behind_pgbouncer:
+                    result = await work(driver)
+                else:
                     async with driver.transaction():  # keeps PgBouncer on one server connection throughout
-                        return await work(driver)
-                except DROPPED:
-                    await conn.invalidate()
-                    if attempt == 2:
-                        raise
+                        result = await work(driver)
+            except DROPPED:
+                stale, self._drivers = [pooled, *self._drivers], []
+                for gone in stale:
+                    await self._discard_driver(gone)
+                if attempt == 2:
+                    raise
+                continue
+            except BaseException as exc:
+                # cancelled mid-statement or left inside a transaction: never reuse it, SQLAlchemy opens another
+                if (
+                    not isinstance(exc, asyncio.CancelledError)
+                    and not driver.is_closed()
+                    and not driver.is_in_transaction()
+                ):
+                    self._give_back(pooled)
+                else:
+                    await self._discard_driver(pooled)
+                raise
+            self._give_back(pooled)
+            return result
         raise AssertionError("unreachable")
+
+    async def _take_driver(self) -> PoolProxiedConnection:
+        if self._drivers:
+            return self._drivers.pop()
+        if self._drivers_max == 0:
+            return await self.engine.raw_connection()
+        if self._drivers_out >= self._drivers_max:
+            waiter: asyncio.Future[PoolProxiedConnection | None] = asyncio.get_running_loop().create_future()
+            self._driver_waiters.append(waiter)
+            try:
+                handed = await asyncio.wait_for(waiter, self.pool_timeout)
+            except BaseException as exc:
+                with suppress(ValueError):
+                    self._driver_waiters.remove(waiter)
+                if waiter.done() and not waiter.cancelled():  # handed over just as this gave up: pass it on
+                    passed = waiter.result()
+                    if passed is None:
+                        self._wake_for_place()
+                    else:
+                        self._give_back(passed)
+                if isinstance(exc, TimeoutError):
+                    raise PoolTimeout(f"no pooled connection came free within {self.pool_timeout} s") from None
+                raise
+            if handed is not None:
+                return handed
+        # a free place (a discarded connection left one when `handed` is None): take a connection from the pool
+        self._drivers_out += 1
+        try:
+            return await self.engine.raw_connection()
+        except BaseException:
+            self._free_place()
+            raise
+
+    def _give_back(self, pooled: PoolProxiedConnection) -> None:
+        if self._drivers_max == 0:
+            pooled.close()  # back to SQLAlchemy's pool (its reset is a no-op: no SQLAlchemy transaction is open)
+            return
+        while self._driver_waiters:
+            waiter = self._driver_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(pooled)
+                return
+        self._drivers.append(pooled)
+
+    async def _discard_driver(self, pooled: PoolProxiedConnection) -> None:
+        await greenlet_spawn(pooled.invalidate)
+        if self._drivers_max:
+            self._free_place()
+
+    def _free_place(self) -> None:
+        self._drivers_out -= 1
+        self._wake_for_place()
+
+    def _wake_for_place(self) -> None:
+        """Tell the first caller waiting that it may take a connection from the pool itself."""
+        while self._driver_waiters:
+            waiter = self._driver_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     async def ping(self, timeout: float = 2.0) -> bool:
         """True when the database answers within the timeout, on a connection of its own: a busy pool is not a
@@ -152,6 +241,10 @@ class Database:
         return True
 
     async def dispose(self) -> None:
+        kept, self._drivers = self._drivers, []
+        for pooled in kept:
+            await greenlet_spawn(pooled.close)
+        self._drivers_out -= len(kept)
         await self.engine.dispose()
         if self._probe_engine is not None:
             await self._probe_engine.dispose()

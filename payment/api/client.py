@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,7 +26,7 @@ from payment.billing_sessions import service as billing_sessions
 from payment.errors import Forbidden, NotFound, PaymentError, Unauthorized
 from payment.http import BodyTooLarge, read_limited
 from payment.models import App
-from payment.runtime import services_of
+from payment.runtime import Services, services_of
 
 API_KEY_MAX_LENGTH = 256
 APP_SLUG_MAX = 128
@@ -33,8 +34,8 @@ _JSON_MEDIA_RE = re.compile(r"^application/([a-z0-9.+-]*\+)?json$")
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
-def bearer_key(request: Request) -> str:
-    header = request.headers.get("authorization")
+def bearer_key(header: str | None) -> str:
+    """The API key of an `Authorization` header."""
     if not header:
         raise Unauthorized("Send the app's API key as `Authorization: Bearer <key>`.", code="missing_api_key")
     scheme, _, key = header.partition(" ")
@@ -45,17 +46,18 @@ def bearer_key(request: Request) -> str:
 
 
 async def authenticate(request: Request, session: AsyncSession) -> App:
-    return await apps.authenticate_key(session, bearer_key(request))
+    return await apps.authenticate_key(session, bearer_key(request.headers.get("authorization")))
 
 
-async def read_json(request: Request, max_bytes: int) -> Any:
-    """The body as a JSON value, read no further than `max_bytes` (the model says whether its shape is right)."""
-    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+async def read_json(content_type: str | None, read_body: Callable[[int], Awaitable[bytes]], max_bytes: int) -> Any:
+    """The body as a JSON value, read no further than `max_bytes` by `read_body` (which raises BodyTooLarge past
+    it); the model says whether its shape is right."""
+    media_type = (content_type or "").split(";")[0].strip().lower()
     if not _JSON_MEDIA_RE.match(media_type):
         raise ApiProblem(415, "unsupported_media_type", "Send the body as JSON with `Content-Type: application/json`.")
     too_large = ApiProblem(413, "payload_too_large", f"The request body must be at most {max_bytes} bytes.")
     try:
-        raw = await read_limited(request, max_bytes)
+        raw = await read_body(max_bytes)
     except BodyTooLarge:
         raise too_large from None
     try:
@@ -72,22 +74,40 @@ def session_input(body: Any) -> tuple[customers.CustomerInput, str]:
 
 
 async def create_session(request: Request) -> Response:
-    services = services_of(request)
+    """POST /sessions through the router (payment/api/fastpath.py serves it in front of the router and the page
+    middleware, with the same `open_session`)."""
+    answer = await open_session(
+        services_of(request),
+        request.headers.get("authorization"),
+        request.headers.get("content-type"),
+        lambda limit: read_limited(request, limit),
+    )
+    return answer if isinstance(answer, Response) else _session_created(answer)
+
+
+async def open_session(
+    services: Services,
+    authorization: str | None,
+    content_type: str | None,
+    read_body: Callable[[int], Awaitable[bytes]],
+) -> billing_sessions.CreatedSession | Response:
+    """The session a POST /sessions opens, or the problem+json answer refusing it. Cheap checks first (key present,
+    media type, size, JSON), then the one-statement hot path, then the ORM path for anything off it."""
     settings = services.settings
     try:
-        key = bearer_key(request)
-        body = await read_json(request, settings.max_body_bytes)
+        key = bearer_key(authorization)
+        body = await read_json(content_type, read_body, settings.max_body_bytes)
         try:
             data, app_slug = session_input(body)
         except ApiProblem as refused:  # told after the key is checked: a wrong key is a 401 whatever the body
             checked: tuple[customers.CustomerInput, str] | ApiProblem = refused
         else:
             checked = data, app_slug
-            created = await _open_in_one_statement(request, key, data, app_slug)
+            created = await _open_in_one_statement(services, key, data, app_slug)
             if created is not None:
-                return _session_created(created)
+                return created
         async with services.db.transaction() as session:
-            app = await authenticate(request, session)
+            app = await apps.authenticate_key(session, key)
             if isinstance(checked, ApiProblem):
                 raise checked
             data, app_slug = checked
@@ -110,17 +130,16 @@ async def create_session(request: Request) -> Response:
             )
     except PaymentError as exc:
         return from_error(exc)
-    return _session_created(created)
+    return created
 
 
 async def _open_in_one_statement(
-    request: Request, key: str, data: customers.CustomerInput, app_slug: str
+    services: Services, key: str, data: customers.CustomerInput, app_slug: str
 ) -> billing_sessions.CreatedSession | None:
     """The hot path: a valid body for the key's own app opens the session in one round trip. None sends the
     request down the ORM path, which explains any refusal."""
     if apps.SLUG_RE.match(app_slug) is None:  # never an app's: the ORM path answers 404
         return None
-    services = services_of(request)
     settings = services.settings
     audit_key = services.db.audit_key
     if audit_key is None:

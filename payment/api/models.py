@@ -239,13 +239,15 @@ class Entitlement(ResponseModel):
 
 
 ERROR_CODES: dict[int, list[str]] = {
-    400: ["invalid_json"],
+    400: ["invalid_json", "bad_request"],  # bad_request: a NUL character in the query string
     401: ["missing_api_key", "invalid_api_key"],
     403: ["app_mismatch"],
     404: ["app_not_found", "not_found"],  # not_found: a path no route matches (Starlette's own 404)
+    405: ["method_not_allowed"],  # a method the path does not take (Starlette's own 405)
     413: ["payload_too_large"],
     415: ["unsupported_media_type"],
     422: ["validation_error"],
+    503: ["unavailable"],  # the database is unreachable or every pooled connection busy; see Retry-After
 }
 
 

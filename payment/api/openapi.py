@@ -14,13 +14,14 @@ from payment.app_webhooks import catalogue
 from payment.config import Settings
 
 _DESCRIPTIONS = {
-    400: "The body is not valid JSON (`invalid_json`).",
+    400: "The body is not valid JSON (`invalid_json`), or the query string holds a NUL character (`bad_request`).",
     401: "Missing or invalid API key (`missing_api_key`, `invalid_api_key`).",
     403: "The API key belongs to another app (`app_mismatch`).",
     404: "No app with that slug (`app_not_found`).",
     413: "The body is larger than the limit (`payload_too_large`).",
     415: "The body is not JSON (`unsupported_media_type`).",
     422: "A field is missing, of the wrong type or out of bounds (`validation_error`); `errors` names it.",
+    503: "The database is unreachable or busy (`unavailable`): nothing was done; retry after `Retry-After` seconds.",
 }
 
 
@@ -31,6 +32,8 @@ def _problem(status: int) -> dict[str, Any]:
     }
     if status == 401:
         response["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"}}}
+    if status == 503:
+        response["headers"] = {"Retry-After": {"schema": {"type": "string"}}}
     return response
 
 
@@ -127,7 +130,7 @@ def document(settings: Settings) -> dict[str, Any]:
                             "description": "The session",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Session"}}},
                         },
-                        **{str(s): _problem(s) for s in (400, 401, 403, 404, 413, 415, 422)},
+                        **{str(s): _problem(s) for s in (400, 401, 403, 404, 413, 415, 422, 503)},
                     },
                 }
             },
@@ -150,7 +153,7 @@ def document(settings: Settings) -> dict[str, Any]:
                             "description": "The entitlement",
                             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Entitlement"}}},
                         },
-                        **{str(s): _problem(s) for s in (401, 422)},
+                        **{str(s): _problem(s) for s in (401, 422, 503)},
                         "404": {
                             **_problem(404),
                             "description": "Only for an id holding a line break, which no route "

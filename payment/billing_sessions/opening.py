@@ -2,8 +2,8 @@
 
 Key lookup, customer creation, session insert, the lock of a free audit chain lane and the ids of the audit rows to
 come run as a single SQL statement on the driver connection; the audit rows are then hashed into the
-tamper-evident chain here and inserted already chained, with the lane's new end, in the round trip that commits
-(BEGIN, the statement, audit rows + COMMIT: three in all, and each audit row written once, never updated). The
+tamper-evident chain here and inserted already chained, with the lane's new end, by a prepared statement (BEGIN,
+the statement, the audit rows, COMMIT: four round trips, each audit row written once, never updated). The
 rules are those of `apps.authenticate_key`, `customers.upsert` and `billing_sessions.create`; anything off the
 happy path (unknown key, slug of another app, a known customer whose details this request changes) answers None
 and the caller takes the ORM path, which explains a refusal and sends a changed customer to client apps as

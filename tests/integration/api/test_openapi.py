@@ -51,10 +51,13 @@ async def test_every_route_is_documented_and_every_operation_routed(client: http
 async def test_every_error_status_of_an_operation_is_documented(client: httpx.AsyncClient) -> None:
     doc = (await client.get("/api/v1/openapi.json")).json()
     sessions = doc["paths"]["/sessions"]["post"]["responses"]
-    assert set(sessions) == {"201", "400", "401", "403", "404", "413", "415", "422"}
+    assert set(sessions) == {"201", "400", "401", "403", "404", "413", "415", "422", "503"}
     codes = doc["components"]["schemas"]["Problem"]["properties"]["code"]["enum"]
     assert set(codes) == {
         "invalid_json",
+        "bad_request",
+        "method_not_allowed",
+        "unavailable",
         "missing_api_key",
         "invalid_api_key",
         "app_mismatch",
