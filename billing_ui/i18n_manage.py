@@ -1,4 +1,5 @@
-"""English and Thai strings of the self-service part of the billing page: plan changes, cancel and resume."""
+"""English and Thai strings of the self-service part of the billing page: plan changes, cancel (at period end, or
+now when a payment is overdue) and resume."""
 
 from __future__ import annotations
 
@@ -11,6 +12,15 @@ EN: dict[str, str] = {
     "cancel_reason": "Why are you leaving? (optional)",
     "cancel_submit": "Cancel at period end",
     "resume": "Resume my plan",
+    "cancel_now_heading": "Cancel your plan now",
+    "cancel_now_help": "A payment for your plan is overdue. You can cancel now: your access ends at once and the "
+    "unpaid invoice is not charged again.",
+    "cancel_now_review": "Cancel now…",
+    "cancel_now_confirm_heading": "Cancel {plan} now?",
+    "cancel_now_confirm_text": "Your plan {plan} ends now and you lose access to it at once. The unpaid invoice is "
+    "cancelled: it is not charged again. This cannot be undone; you can subscribe again later.",
+    "cancel_now_submit": "Cancel now",
+    "notice_canceled_now": "Your plan has ended. The unpaid invoice is cancelled and will not be charged.",
     "change_to": "Change to {plan}",
     "change": "Change plan",
     "manage_card": "Update card",
@@ -45,6 +55,15 @@ TH: dict[str, str] = {
     "cancel_reason": "เหตุผลที่ยกเลิก (ไม่บังคับ)",
     "cancel_submit": "ยกเลิกเมื่อสิ้นรอบบิล",
     "resume": "กลับมาใช้แพ็กเกจต่อ",
+    "cancel_now_heading": "ยกเลิกแพ็กเกจตอนนี้",
+    "cancel_now_help": "การชำระเงินสำหรับแพ็กเกจของคุณเลยกำหนดแล้ว คุณยกเลิกได้ตอนนี้ "
+    "สิทธิ์การใช้งานจะสิ้นสุดทันที และใบแจ้งหนี้ที่ค้างชำระจะไม่ถูกเรียกเก็บเงินอีก",
+    "cancel_now_review": "ยกเลิกตอนนี้…",
+    "cancel_now_confirm_heading": "ยกเลิก {plan} ตอนนี้หรือไม่",
+    "cancel_now_confirm_text": "แพ็กเกจ {plan} ของคุณจะสิ้นสุดตอนนี้ และคุณจะใช้งานไม่ได้ทันที "
+    "ใบแจ้งหนี้ที่ค้างชำระจะถูกยกเลิกและไม่ถูกเรียกเก็บเงินอีก การยกเลิกนี้ย้อนกลับไม่ได้ คุณสมัครใหม่ได้ภายหลัง",
+    "cancel_now_submit": "ยกเลิกตอนนี้",
+    "notice_canceled_now": "แพ็กเกจของคุณสิ้นสุดแล้ว ใบแจ้งหนี้ที่ค้างชำระถูกยกเลิกและจะไม่ถูกเรียกเก็บเงิน",
     "change_to": "เปลี่ยนเป็น {plan}",
     "change": "เปลี่ยนแพ็กเกจ",
     "manage_card": "อัปเดตบัตร",

@@ -1,5 +1,6 @@
 """The self-service actions of the billing page: change plan (preview, then confirm), withdraw a pending change,
-cancel at period end with an optional reason, resume.
+cancel at period end with an optional reason, resume; a past-due plan is cancelled now instead (confirmed on a page
+of its own first), with what it owes voided.
 
 Adapters only: each resolves the link and the form (size, CSRF), calls one service with the end user as actor
 (`customer:<id>`), and redirects to the page with a notice or an error code. The preview is a GET that changes
@@ -17,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 from billing_ui import csrf
 from billing_ui.formatting import day, money
 from billing_ui.i18n import translator
-from billing_ui.manage_view import preview_signature, preview_valid
+from billing_ui.manage_view import can_cancel_now_here, preview_signature, preview_valid
 from billing_ui.routes import _guarded_post, _page_url, _session_for_form, language_of, link_problem, render
 from payment.billing import entitlements
 from payment.billing_sessions import service as billing_sessions
@@ -26,6 +27,11 @@ from payment.models import BillingSession
 from payment.runtime import services_of
 from payment.subscriptions import changes, turns
 from payment.subscriptions import service as subscriptions
+
+ENDING_REASONS = {
+    "cancel": "Canceled at period end by the user.",
+    "cancel_now": "Canceled now by the user while a payment was overdue.",
+}
 
 
 def _actor(billing: BillingSession) -> str:
@@ -159,17 +165,19 @@ async def _act(request: Request, action: str) -> Response:
         if action == "keep":
             await changes.cancel_pending_change(services.db, services.stripe, sub.id, actor=actor, ip=_ip(request))
             notice = "pending_canceled"
-        elif action == "cancel":
-            await subscriptions.cancel_at_period_end(
+        elif action in ("cancel", "cancel_now"):
+            now = action == "cancel_now"  # a past-due plan ends now: at the period end Stripe would still retry
+            await (subscriptions.cancel_now if now else subscriptions.cancel_at_period_end)(
                 services.db,
                 sub.id,
                 gateway=services.stripe,
-                reason="Canceled at period end by the user.",
+                reason=ENDING_REASONS[action],
                 customer_reason=form.get("reason", "")[:2000],
                 actor=actor,
                 ip=_ip(request),
+                **({"owed_only": True} if now else {}),
             )
-            notice = "cancel_scheduled"
+            notice = "canceled_now" if now else "cancel_scheduled"
         else:
             await subscriptions.resume(
                 services.db,
@@ -183,6 +191,40 @@ async def _act(request: Request, action: str) -> Response:
     except PaymentError as exc:
         return RedirectResponse(_page_url(token, language, error=_code(exc)), status_code=303)
     return RedirectResponse(_page_url(token, language, notice=notice), status_code=303)
+
+
+async def cancel_now_review(request: Request) -> Response:
+    """The confirmation of cancelling a past-due plan now: what happens, in plain words, before anything does (a GET
+    that changes nothing)."""
+    services = services_of(request)
+    token = request.path_params["token"]
+    async with services.db.session() as session:
+        resolved = await billing_sessions.resolve(session, token)
+        if resolved is None or resolved.expired:
+            return link_problem(request, resolved, language_of(request))
+        billing = resolved.billing_session
+        language = language_of(request, billing)
+        ent = await entitlements.current(session, billing.customer, billing.app)
+    if not can_cancel_now_here(ent):
+        return RedirectResponse(_page_url(token, language, error="change_not_offered"), status_code=303)
+    t = translator(language)
+    return render(
+        "cancel_now.html",
+        language,
+        request=request,
+        app_name=billing.app.name,
+        app_logo=billing.app.logo_url,
+        back_url=billing.app.return_url,
+        heading=t("cancel_now_confirm_heading", plan=ent.plan_name),
+        text=t("cancel_now_confirm_text", plan=ent.plan_name),
+        csrf=csrf.token_for(services.settings.secret_key, billing.id),
+        confirm_action=f"/billing/{token}/cancel-now",
+        page_url=_page_url(token, language),
+    )
+
+
+async def cancel_now(request: Request) -> Response:
+    return await _act(request, "cancel_now")
 
 
 async def keep_plan(request: Request) -> Response:
@@ -202,5 +244,7 @@ routes: list[BaseRoute] = [
     Route("/{token}/change", change_confirm, methods=["POST"]),
     Route("/{token}/pending/cancel", keep_plan, methods=["POST"]),
     Route("/{token}/cancel", cancel, methods=["POST"]),
+    Route("/{token}/cancel-now", cancel_now_review, methods=["GET"]),
+    Route("/{token}/cancel-now", cancel_now, methods=["POST"]),
     Route("/{token}/resume", resume, methods=["POST"]),
 ]

@@ -1,5 +1,5 @@
-"""What the self-service part of the billing page shows: next charge, pending change, cancel and resume, and which
-plan changes are offered (by the app's rules)."""
+"""What the self-service part of the billing page shows: next charge, pending change, cancel and resume (or cancel
+now, when a renewal payment failed), and which plan changes are offered (by the app's rules)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 from billing_ui.formatting import day, money
 from billing_ui.i18n import translator
 from payment.billing.entitlements import Entitlement
+from payment.dunning.cases import DELINQUENT_STATUSES
 from payment.models import App, Plan
 from payment.subscriptions import changes
 
@@ -33,9 +34,18 @@ def can_cancel_here(ent: Entitlement) -> bool:
     return can_self_manage(ent) or (sub is not None and sub.source == "stripe" and sub.status == "trialing")
 
 
+def can_cancel_now_here(ent: Entitlement) -> bool:
+    """A Stripe subscription whose renewal payment failed: its user may cancel it now here (not at the period end,
+    where Stripe would keep retrying the unpaid invoice until then); what it owes is voided."""
+    sub = ent.subscription
+    return sub is not None and sub.source == "stripe" and sub.status in DELINQUENT_STATUSES
+
+
 def manage_state(ent: Entitlement, language: str) -> dict[str, Any]:
     t = translator(language)
     sub = ent.subscription
+    if can_cancel_now_here(ent):
+        return {"enabled": False, "cancelable": False, "cancel_now": True}
     if sub is None or not can_cancel_here(ent):
         return {"enabled": False, "cancelable": False}
     if not can_self_manage(ent):

@@ -143,6 +143,7 @@ async def _billing_response(
             "change": f"/billing/{token}/change",
             "keep": f"/billing/{token}/pending/cancel",
             "cancel": f"/billing/{token}/cancel",
+            "cancel_now": f"/billing/{token}/cancel-now",
             "resume": f"/billing/{token}/resume",
         },
         heading=t("your_plan"),

@@ -150,6 +150,8 @@ def messages(
         found.append(("ok", t("notice_cancel_scheduled")))
     elif notice == "resumed":
         found.append(("ok", t("notice_resumed")))
+    elif notice == "canceled_now":
+        found.append(("ok", t("notice_canceled_now")))
     checkout_state = query.get("checkout")
     if checkout_state == "canceled" and not ent.is_paid:
         found.append(("info", t("notice_canceled", plan=ent.plan_name)))

@@ -89,6 +89,21 @@ def cancel_now(store: Store, sub: JSON, at: int, reason: str = "cancellation_req
     sub["pending_update"] = None
     store.emit("customer.subscription.deleted", sub)
     end_with_subscription(store, sub)
+    if reason == "cancellation_requested":
+        stop_collection(store, sub["customer"])
+
+
+def stop_collection(store: Store, customer_id: str) -> None:
+    """A requested cancellation stops automatic collection of the customer's finalized invoices, as Stripe does:
+    an open invoice stays open (payable by hand, voidable) but is never attempted again (`auto_advance` false, no
+    `next_payment_attempt`)."""
+    for inv in store.all("invoice"):
+        if inv["customer"] != customer_id or inv["status"] != "open" or not inv.get("auto_advance"):
+            continue
+        previous = {"auto_advance": True, "next_payment_attempt": inv.get("next_payment_attempt")}
+        inv["auto_advance"] = False
+        inv["next_payment_attempt"] = None
+        store.emit("invoice.updated", inv, previous)
 
 
 def _has_payment_method(store: Store, sub: JSON, cust: JSON) -> bool:

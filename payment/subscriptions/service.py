@@ -18,6 +18,7 @@ from sqlalchemy.orm import contains_eager, selectinload
 from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
 from payment.db import Transactions
+from payment.dunning.cases import DELINQUENT_STATUSES
 from payment.errors import Conflict, NotFound, ValidationError
 from payment.models import Customer, Plan, Subscription, SubscriptionAdjustment, utcnow
 from payment.models.billing import LIVE_STATUSES
@@ -333,38 +334,56 @@ async def end_now(
     reason: str,
     actor: str,
     ip: str | None = None,
+    customer_reason: str | None = None,
+    owed_only: bool = False,
 ) -> Subscription:
     """A subscription that has not ended ends now (Stripe's is deleted through the Stripe API), recorded as an
-    adjustment of `kind` and an audit row `action`."""
+    adjustment of `kind` and an audit row `action`, with the end user's own reason when they asked.
+
+    `owed_only`: only a delinquent subscription (a renewal payment failed) ends, and its open invoices are voided
+    after the cancellation. Stripe's cancellation already stops their automatic collection, but an open invoice
+    stays payable and collection can be resumed; a void one is never charged, and its dunning case closes."""
 
     async def check(session: AsyncSession, sub: Subscription) -> datetime | None:
         if sub.status in ENDED_STATUSES:
             raise Conflict(f"This subscription has already ended ({sub.status}).")
+        if owed_only and sub.status not in DELINQUENT_STATUSES:
+            raise Conflict(f"Only a subscription with an unpaid renewal ends this way; this one is {sub.status}.")
         return sub.current_period_end
 
-    async def call(turn: turns.Turn, _: datetime | None) -> JSON:
-        return await gateway.cancel_subscription(turn.stripe_subscription_id, idempotency_key=turn.key("end"))
+    async def call(turn: turns.Turn, _: datetime | None) -> tuple[JSON, list[str]]:
+        data = await gateway.cancel_subscription(turn.stripe_subscription_id, idempotency_key=turn.key("end"))
+        return data, (await void_open_invoices(gateway, turn.stripe_subscription_id) if owed_only else [])
 
     async def apply(
         session: AsyncSession,
         stripe: StripeGateway,
         sub: Subscription,
         previous_end: datetime | None,
-        answer: JSON | None,
+        answer: tuple[JSON, list[str]] | None,
     ) -> Subscription:
+        if customer_reason is not None:
+            sub.cancel_reason = customer_reason.strip()[:2000] or None
+        voided: list[str] = []
         if answer is not None:
-            await upsert_from_stripe(session, stripe, answer, actor=actor)
+            data, voided = answer
+            await upsert_from_stripe(session, stripe, data, actor=actor)
         else:
             _ended_here(sub)
         await session.flush()
         await _adjust(session, sub, kind, reason, actor, previous_end=previous_end)
+        details: dict[str, object] = {"reason": reason, **_snapshot(sub)}
+        if customer_reason is not None:
+            details["customer_reason"] = sub.cancel_reason
+        if owed_only:
+            details["voided_invoices"] = voided
         await audit.record(
             session,
             actor=actor,
             action=action,
             entity_type="subscription",
             entity_id=sub.id,
-            details={"reason": reason, **_snapshot(sub)},
+            details=details,
             ip=ip,
         )
         return sub
@@ -380,8 +399,12 @@ async def cancel_now(
     reason: str | None = None,
     actor: str,
     ip: str | None = None,
+    customer_reason: str | None = None,
+    owed_only: bool = False,
 ) -> Subscription:
-    """A subscription that has not ended ends now (Stripe's is deleted through the Stripe API)."""
+    """A subscription that has not ended ends now (Stripe's is deleted through the Stripe API). With `owed_only`
+    (the end user's cancel of a past-due plan) only a delinquent one ends, and what it owes is voided: access ends at
+    once and the failed invoice is not charged again (cancelling at the period end would leave Stripe retrying it)."""
     text = check_reason(reason, default="Canceled immediately by an admin.")
     return await end_now(
         db,
@@ -392,7 +415,23 @@ async def cancel_now(
         reason=text,
         actor=actor,
         ip=ip,
+        customer_reason=customer_reason,
+        owed_only=owed_only,
     )
+
+
+async def void_open_invoices(gateway: StripeGateway, stripe_subscription_id: str) -> list[str]:
+    """Void the subscription's open invoices (what it still owes); returns their ids. Each void is keyed by the
+    invoice, so a repeated request replays Stripe's first answer."""
+    listed = await gateway.list_invoices({"subscription": stripe_subscription_id, "status": "open", "limit": 100})
+    voided: list[str] = []
+    for inv in listed.get("data") or []:
+        invoice_id = reader.id_of(inv.get("id"))
+        if invoice_id is None:
+            continue
+        await gateway.void_invoice(invoice_id, idempotency_key=f"aquoris-void-{invoice_id}")
+        voided.append(invoice_id)
+    return voided
 
 
 def check_duration(months: int, days: int) -> None:

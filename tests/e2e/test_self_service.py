@@ -230,3 +230,40 @@ def test_the_preview_reads_in_thai(deployment: Deployment, page: Page) -> None:
     page.get_by_test_id("change-max").click()
     expect(page.get_by_test_id("change-preview")).to_contain_text("ชำระตอนนี้")
     expect(page.get_by_test_id("confirm-change")).to_have_text("ยืนยันการเปลี่ยน")
+
+
+def test_a_past_due_plan_is_cancelled_now_after_a_thai_confirmation(deployment: Deployment, page: Page) -> None:
+    """Last in the module: it moves the sandbox clock past a renewal. The renewal is declined; the page (in Thai)
+    offers cancel-now instead of cancel-at-period-end, says on its confirmation that the unpaid invoice is not
+    charged again, and ends the plan at once with the reason kept; the unpaid invoice is void at Stripe."""
+    url = _subscribe_to_pro(deployment, page, "overdue")
+    stripe_sub = _stripe_subscription(deployment, "overdue")
+    _sandbox(deployment, "POST", f"customers/{stripe_sub['customer']}/card", data={"card": "4000000000000341"})
+    period_end = int(stripe_sub["items"]["data"][0]["current_period_end"])
+    now = int(_sandbox(deployment, "GET", "clock")["now"])
+    _sandbox(deployment, "POST", "clock/advance", data={"seconds": str(period_end - now + 120)})
+    thai = url + ("&" if "?" in url else "?") + "lang=th"
+    page.goto(thai)
+    reload_until(page, '[data-testid="current-plan"][data-status="past_due"]')
+    expect(page.get_by_test_id("cancel-form")).to_have_count(0)
+    page.get_by_test_id("cancel-now-review").click()
+
+    expect(page.get_by_test_id("cancel-now-text")).to_contain_text("ใบแจ้งหนี้ที่ค้างชำระจะถูกยกเลิกและไม่ถูกเรียกเก็บเงินอีก")
+    page.get_by_test_id("cancel-now-reason").fill("ตกงาน")
+    page.get_by_test_id("cancel-now-submit").click()
+    page.wait_for_url("**notice=canceled_now**")
+    expect(page.get_by_test_id("message-ok")).to_contain_text("ใบแจ้งหนี้ที่ค้างชำระถูกยกเลิก")
+    expect(page.get_by_test_id("current-plan")).to_have_attribute("data-status", "free")
+
+    assert entitlement(deployment, "overdue")["paid"] is False
+    rows = sql(
+        deployment.settings,
+        "SELECT s.status, s.cancel_reason FROM subscriptions s JOIN customers c ON c.id = s.customer_id "
+        "WHERE c.external_user_id = 'overdue'",
+    )
+    assert rows == [{"status": "canceled", "cancel_reason": "ตกงาน"}]
+    owed = _stripe_subscription(deployment, "overdue")["latest_invoice"]
+    invoice = httpx.get(
+        f"{deployment.settings.stripe_api_base}/v1/invoices/{owed}", headers={"Authorization": f"Bearer {SANDBOX_KEY}"}
+    ).json()
+    assert (invoice["billing_reason"], invoice["status"], invoice["amount_paid"]) == ("subscription_cycle", "void", 0)

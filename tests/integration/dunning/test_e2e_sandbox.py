@@ -10,13 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from payment.billing import entitlements
 from payment.dunning import cases, channel
-from payment.models import App, Customer, Plan, utcnow
+from payment.models import App, AuditLog, Customer, Plan, utcnow
 from payment.outbox import delivery
 from payment.runtime import Services
+from tests.integration.billing_ui.helpers import csrf_of
 from tests.integration.dunning import world as dw
 from tests.integration.dunning.mailbox import SmtpServer, parts
 from tests.support import factories
@@ -115,3 +116,86 @@ async def test_a_failed_renewal_from_email_to_recovery(
     ]
     assert [m.status for m in await dw.emails(services, customer)] == ["delivered"] * 4
     assert (await dw.entitlement(client, key, customer))["accessState"] == "full"
+
+
+async def test_a_past_due_plan_cancelled_now_on_the_page_is_never_charged_again(
+    world: World, services: Services, client: httpx.AsyncClient, smtp_server: SmtpServer
+) -> None:
+    """The user of a past-due plan follows the payment-failed mail's link, reviews and confirms "cancel now" with a
+    reason: the subscription ends now at Stripe and here, the failed invoice is voided (Stripe's test clock and a new
+    card charge it no more), the dunning case closes, no further dunning mail goes out; the reason and the end user
+    are on the audit row and the entitlement is canceled."""
+    async with services.db.transaction() as session:
+        app, key = await factories.create_app(session, name="Lyra")
+        app.grace_days = 3
+    plan = await world.plan(amount=19900)
+    async with services.db.transaction() as session:
+        await session.execute(update(Plan).where(Plan.id == plan.id).values(app_id=app.id, name="Lyra Pro"))
+    customer = await world.customer()
+    address = str(customer.email)
+    checkout = await world.subscribe(customer, plan)
+    await world.set_card(checkout["customer"], FAILING_CARD)
+    await world.advance(31)  # the renewal fails: Stripe retries in 3 days
+    seen, _ = await _apply_new(world, 0)
+    renewal = (await world.invoices(customer))[-1]
+    case = await dw.case(services, renewal.id)
+    await channel.deliver(services.db, services.settings)
+    failed_mail = smtp_server.mailbox.to(address)[-1]
+    link = re.search(r'href="([^"]+/billing/[^"]+)"', parts(failed_mail)[1])
+    assert link is not None
+    page_path = httpx.URL(link.group(1)).path
+
+    page = await client.get(page_path)
+    assert page.status_code == 200 and 'data-testid="cancel-now-help"' in page.text
+    assert 'data-testid="cancel-form"' not in page.text  # not "at period end": Stripe would go on retrying
+    review = await client.get(f"{page_path}/cancel-now")
+    assert review.status_code == 200
+    assert "ends now" in review.text and "not charged again" in review.text
+    answer = await client.post(
+        f"{page_path}/cancel-now", data={"csrf": csrf_of(review.text), "reason": "  Lost my job  "}
+    )
+    assert answer.status_code == 303 and "notice=canceled_now" in answer.headers["location"]
+
+    sub = await world.subscription(str(checkout["subscription"]))
+    assert sub is not None and sub.status == "canceled" and sub.ended_at is not None
+    assert sub.cancel_reason == "Lost my job"
+    owed = await services.stripe.retrieve_invoice(str(renewal.stripe_invoice_id))
+    assert owed["status"] == "void" and owed["next_payment_attempt"] is None
+    seen, _ = await _apply_new(world, seen)
+    assert (await dw.case(services, renewal.id)).closed_at is not None
+    body = await dw.entitlement(client, key, customer)
+    # the entitlement API has no "canceled": a customer whose paid plan ended is on the app's free plan at once
+    assert (body["status"], body["paid"], body["plan"], body["graceEndsAt"]) == (
+        "free",
+        False,
+        {"slug": "free", "name": "Free"},
+        None,
+    ), body
+
+    # Stripe's retry date passes, the user saves a good card, the grace end passes: nothing is charged or mailed
+    await world.set_card(checkout["customer"], GOOD_CARD)
+    await world.advance(10)
+    seen, events = await _apply_new(world, seen)
+    assert not [e for e in events if e["type"] in ("invoice.paid", "invoice.payment_failed", "charge.succeeded")]
+    owed = await services.stripe.retrieve_invoice(str(renewal.stripe_invoice_id))
+    assert owed["status"] == "void" and owed["attempt_count"] == 1 and owed["amount_paid"] == 0
+    async with services.db.transaction() as session:
+        assert await cases.send_due_notices(session, now=case.grace_ends_at + timedelta(days=1)) == 0
+    await channel.deliver(services.db, services.settings)
+    assert _subjects(smtp_server, address) == [
+        "Receipt for your payment of THB\u00a0199.00",
+        "Your payment for Lyra Pro did not go through",
+        "Your Lyra Pro subscription has ended",
+    ]
+
+    async with services.db.session() as session:
+        [row] = (
+            await session.scalars(
+                select(AuditLog).where(
+                    AuditLog.action == "subscription.canceled_now", AuditLog.entity_id == str(sub.id)
+                )
+            )
+        ).all()
+    assert row.actor == f"customer:{customer.id}"
+    assert row.details["customer_reason"] == "Lost my job"
+    assert row.details["voided_invoices"] == [renewal.stripe_invoice_id]

@@ -196,6 +196,30 @@ def test_failed_renewal_cancels_after_retries(sbx: Sandbox) -> None:
     assert len(c.subscriptions.list(params={"customer": id_of(sub.customer), "status": "all"}).data) == 1
 
 
+def test_cancel_of_past_due_subscription_stops_collection(sbx: Sandbox) -> None:
+    """Stripe: "upon subscription cancellation, Stripe stops automatic collection of all finalized invoices for the
+    customer": the failed renewal's invoice stays open, but no retry is scheduled or made."""
+    c = sbx.client.v1
+    _, sub = sbx.subscribe()
+    sbx.set_card(sub.customer, "4000000000000341")
+    end = sub["items"].data[0].current_period_end
+    sbx.advance(end - sbx.now() + 60)
+    sbx.flush()
+    sub = c.subscriptions.retrieve(sub.id, params={"expand": ["latest_invoice"]})
+    owed = expanded(sub.latest_invoice)
+    assert sub.status == "past_due" and owed.next_payment_attempt and owed.auto_advance
+    sbx.receiver.requests.clear()
+    canceled = c.subscriptions.cancel(sub.id)
+    assert canceled.status == "canceled"
+    owed = c.invoices.retrieve(owed.id)
+    assert owed.status == "open" and owed.auto_advance is False and owed.next_payment_attempt is None
+    sbx.advance(30 * DAY)
+    sbx.flush()
+    assert sbx.receiver.types() == ["customer.subscription.deleted", "invoice.updated"]
+    owed = c.invoices.retrieve(owed.id)
+    assert owed.status == "open" and owed.attempt_count == 1 and owed.amount_paid == 0
+
+
 def test_cancel_at_period_end_resume_and_end(sbx: Sandbox) -> None:
     c = sbx.client.v1
     _, sub = sbx.subscribe()
