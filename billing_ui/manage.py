@@ -19,9 +19,8 @@ from billing_ui import csrf
 from billing_ui.formatting import day, money
 from billing_ui.i18n import translator
 from billing_ui.manage_view import can_cancel_now_here, preview_signature, preview_valid
-from billing_ui.routes import _guarded_post, _page_url, _session_for_form, language_of, link_problem, render
+from billing_ui.routes import _guarded_post, _page_url, _session_for_form, language_of, opened_link, render
 from payment.billing import entitlements
-from payment.billing_sessions import service as billing_sessions
 from payment.errors import PaymentError, StripeError
 from payment.models import BillingSession
 from payment.runtime import services_of
@@ -56,10 +55,9 @@ async def change_preview(request: Request) -> Response:
     token = request.path_params["token"]
     plan_slug = request.query_params.get("plan", "")[:128]
     async with services.db.session() as session:
-        resolved = await billing_sessions.resolve(session, token)
-        if resolved is None or resolved.expired:
-            return link_problem(request, resolved, language_of(request))
-        billing = resolved.billing_session
+        billing = await opened_link(request, session)
+        if isinstance(billing, Response):
+            return billing
         language = language_of(request, billing)
         sub = await entitlements.live_subscription(session, billing.customer, billing.app)
     # Stripe's preview is read with no session open
@@ -199,10 +197,9 @@ async def cancel_now_review(request: Request) -> Response:
     services = services_of(request)
     token = request.path_params["token"]
     async with services.db.session() as session:
-        resolved = await billing_sessions.resolve(session, token)
-        if resolved is None or resolved.expired:
-            return link_problem(request, resolved, language_of(request))
-        billing = resolved.billing_session
+        billing = await opened_link(request, session)
+        if isinstance(billing, Response):
+            return billing
         language = language_of(request, billing)
         ent = await entitlements.current(session, billing.customer, billing.app)
     if not can_cancel_now_here(ent):

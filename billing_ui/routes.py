@@ -102,14 +102,19 @@ def link_problem(request: Request, resolved: Resolved | None, language: str) -> 
     )
 
 
+async def opened_link(request: Request, session: AsyncSession) -> BillingSession | Response:
+    """The billing session of the page's link, or the page that says why it does not open (expired, unknown)."""
+    resolved = await billing_sessions.resolve(session, request.path_params["token"])
+    if resolved is None or resolved.expired:
+        return link_problem(request, resolved, language_of(request))
+    return resolved.billing_session
+
+
 async def billing_page(request: Request) -> Response:
-    services = services_of(request)
-    token = request.path_params["token"]
-    async with services.db.session() as session:
-        resolved = await billing_sessions.resolve(session, token)
-        if resolved is None or resolved.expired:
-            return link_problem(request, resolved, language_of(request))
-        billing = resolved.billing_session
+    async with services_of(request).db.session() as session:
+        billing = await opened_link(request, session)
+        if isinstance(billing, Response):
+            return billing
         return await _billing_response(request, session, billing, language_of(request, billing))
 
 

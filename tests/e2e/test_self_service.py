@@ -2,7 +2,7 @@
 
 An upgrade charges the previewed amount at once and the app sees the new plan at once; a downgrade is scheduled,
 shown, cancelled, scheduled again and applied at renewal when the sandbox clock passes the period end; a
-cancellation with a reason is shown (and kept for admins) and resumed.
+cancellation with a reason is shown (and kept for admins) and resumed; a past-due plan is cancelled now, in Thai.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ from tests.support import factories
 from tests.support.app import asgi_client
 from tests.support.holding import Seen, while_held
 from tests.support.stripe import (
+    FAILING_CARD,
     StripeSetup,
     World,
     inject_fault,
@@ -291,6 +292,41 @@ async def test_cancel_with_a_reason_then_resume_on_the_page_hold_nothing(
     row = await _row(services, billing.sub_id)
     assert not row.cancel_at_period_end and row.cancels_on is None
     assert (await services.stripe.retrieve_subscription(billing.stripe_id))["cancel_at_period_end"] is False
+
+
+async def test_cancel_now_of_a_past_due_plan_on_the_page_holds_nothing_and_a_paid_up_one_is_refused(
+    services: Services, client: httpx.AsyncClient, sandbox: str
+) -> None:
+    """The page's cancel-now is for a plan whose renewal failed: refused (nothing changes) while it is paid up; past
+    due, Stripe's cancellation and the void of the unpaid invoice run in a turn, with nothing held meanwhile."""
+    billing = await _billing(services, client, sandbox)
+    form = {**await _form(client, billing), "reason": "Card lost"}
+    refused = await client.post(f"{billing.path}/cancel-now", data=form)
+    assert _notice(refused) == "error=change_failed"
+    assert _notice(await client.get(f"{billing.path}/cancel-now")) == "error=change_not_offered"
+    assert (await _row(services, billing.sub_id)).status == "active"
+    assert await _audits(services, billing.sub_id, "subscription.canceled_now") == 0
+
+    world = World(services, sandbox)
+    seen = len(await world.events())
+    await world.set_card(str(billing.setup.stripe_subscription["customer"]), FAILING_CARD)
+    await world.advance(31)
+    await world.apply_all(await world.events(after=seen))
+    assert (await _row(services, billing.sub_id)).status == "past_due"
+    answer = await _held(
+        services,
+        sandbox,
+        billing.sub_id,
+        client.post(f"{billing.path}/cancel-now", data=form),
+        method="DELETE",
+        path=f"/v1/subscriptions/{billing.stripe_id}",
+    )
+    assert _notice(answer) == "canceled_now"
+    row = await _row(services, billing.sub_id)
+    assert (row.status, row.cancel_reason) == ("canceled", "Card lost")
+    assert await _audits(services, billing.sub_id, "subscription.canceled_now") == 1
+    owed = await services.stripe.list_invoices({"subscription": billing.stripe_id, "status": "void"})
+    assert [inv["billing_reason"] for inv in owed["data"]] == ["subscription_cycle"]
 
 
 async def test_a_second_action_while_the_lease_is_held_is_told_to_try_again_in_english_and_thai(
