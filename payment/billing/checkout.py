@@ -13,6 +13,8 @@ any open checkout of the customer at Stripe that we never recorded, then retries
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import secrets
 from collections.abc import Sequence
@@ -293,7 +295,11 @@ async def _take_turn(
     attempt = await session.scalar(
         select(func.count()).select_from(CheckoutSession).where(CheckoutSession.customer_id == customer.id)
     )
-    key = f"aquoris-checkout-{billing.id}-{plan.id}-{attempt}" + (f"-{promotion_code}" if promotion_code else "")
+    # Stripe answers a retried key with its first answer only for the same parameters (other ones get a 400
+    # idempotency_error), so the key names them: a retry in another page language, or once a trial is no longer
+    # offered, makes a checkout of its own (an earlier one never recorded is expired by the takeover).
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    key = f"aquoris-checkout-{billing.id}-{plan.id}-{attempt}-{digest}"
     customer.checkout_turn_nonce = nonce
     customer.checkout_turn_until = utcnow() + LEASE
     return _Plan(

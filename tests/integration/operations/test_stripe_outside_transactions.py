@@ -821,13 +821,14 @@ async def test_a_subscribe_meeting_the_turn_too_long_is_told_to_try_again_in_eng
     assert await _payable(services, pricing.customer_id) == [second.stripe_checkout_session_id]
 
 
-@pytest.mark.parametrize("retried", ["same plan", "other plan"])
+@pytest.mark.parametrize("retried", ["same plan", "same plan in Thai", "other plan"])
 async def test_a_subscribe_that_died_mid_call_loses_nothing(
     services: Services, client: httpx.AsyncClient, sandbox: str, retried: str
 ) -> None:
     """A Subscribe whose holder died after Stripe created its checkout (the turn marked, nothing recorded): once the
     lease has expired, the next Subscribe takes the turn over. For the same plan Stripe answers the same checkout
-    (same idempotency key); for another plan the unrecorded one is expired at Stripe. Either way one is payable."""
+    (same idempotency key); for another plan, or the same one asked in another language (other parameters: Stripe
+    would refuse the same key), the unrecorded one is expired at Stripe. Either way one is payable."""
     pricing = await _pricing(services, client)
     made = await _subscribe(client, pricing, pricing.plans[0])
     assert made.status_code == 303, made.text
@@ -840,11 +841,13 @@ async def test_a_subscribe_that_died_mid_call_loses_nothing(
             .where(Customer.id == pricing.customer_id)
             .values(checkout_turn_nonce="died", checkout_turn_until=utcnow() - timedelta(seconds=1))
         )
-    plan = pricing.plans[0] if retried == "same plan" else pricing.plans[1]
-    retry = await _subscribe(client, pricing, plan)
+    plan = pricing.plans[1] if retried == "other plan" else pricing.plans[0]
+    retry = await _subscribe(client, pricing, plan, lang="th" if retried.endswith("Thai") else "en")
     assert retry.status_code == 303, retry.text
     (row,) = await _recorded(services, pricing.customer_id)
     assert row.plan_id == plan.id and retry.headers["location"] == row.url
     assert (row.stripe_checkout_session_id == lost.stripe_checkout_session_id) is (retried == "same plan")
+    made_in = await services.stripe.retrieve_checkout_session(row.stripe_checkout_session_id)
+    assert made_in["locale"] == ("th" if retried.endswith("Thai") else "en")
     assert await _payable(services, pricing.customer_id) == [row.stripe_checkout_session_id]
     assert (await _customer(services, pricing.customer_id)).checkout_turn_nonce is None
