@@ -29,6 +29,9 @@ DROPPED = (
     asyncpg.CrashShutdownError,
     asyncpg.CannotConnectNowError,
     ConnectionError,
+    # a kept connection whose server ended it (its notice read, its socket not yet closed) refuses the next
+    # statement with "cannot switch to state ...; another operation is in progress", before sending anything
+    asyncpg.InternalClientError,
 )
 
 
@@ -213,6 +216,11 @@ class Database:
             if not waiter.done():
                 waiter.set_result(None)
                 return
+
+    def connections_in_use(self) -> int:
+        """Pool connections checked out and in use now (the idle ones `on_driver` keeps are not)."""
+        out: int = self.engine.pool.checkedout()  # type: ignore[attr-defined]
+        return out - len(self._drivers)
 
     async def ping(self, timeout: float = 2.0) -> bool:
         """True when the database answers within the timeout, on a connection of its own: a busy pool is not a

@@ -97,7 +97,7 @@ async def test_stripe_is_read_with_no_transaction_open_and_no_connection_held(wo
         assert not job.done()
         # while Stripe is being waited for: no connection of the job's pool is out, the event row is not locked,
         # and no session of the database sits in a transaction
-        assert job_services.db.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        assert job_services.db.connections_in_use() == 0
         async with world.services.db.transaction() as session:
             locked = await session.scalar(
                 select(StripeEvent.id).where(StripeEvent.id == row_id).with_for_update(nowait=True)
@@ -216,7 +216,7 @@ class HeldCountingGateway(CountingGateway):
         self.held: list[int] = []
 
     async def _live(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any] | bytes | str:
-        self.held.append(self.services.db.engine.pool.checkedout())  # type: ignore[attr-defined]
+        self.held.append(self.services.db.connections_in_use())
         return await super()._live(fn, *args, **kwargs)
 
 
