@@ -163,9 +163,8 @@ async def _act(request: Request, action: str) -> Response:
         if action == "keep":
             await changes.cancel_pending_change(services.db, services.stripe, sub.id, actor=actor, ip=_ip(request))
             notice = "pending_canceled"
-        elif action in ("cancel", "cancel_now"):
-            now = action == "cancel_now"  # a past-due plan ends now: at the period end Stripe would still retry
-            await (subscriptions.cancel_now if now else subscriptions.cancel_at_period_end)(
+        elif action == "cancel_now":  # a past-due plan ends now: at the period end Stripe would still retry
+            await subscriptions.cancel_now(
                 services.db,
                 sub.id,
                 gateway=services.stripe,
@@ -173,9 +172,20 @@ async def _act(request: Request, action: str) -> Response:
                 customer_reason=form.get("reason", "")[:2000],
                 actor=actor,
                 ip=_ip(request),
-                **({"owed_only": True} if now else {}),
+                owed_only=True,
             )
-            notice = "canceled_now" if now else "cancel_scheduled"
+            notice = "canceled_now"
+        elif action == "cancel":
+            await subscriptions.cancel_at_period_end(
+                services.db,
+                sub.id,
+                gateway=services.stripe,
+                reason=ENDING_REASONS[action],
+                customer_reason=form.get("reason", "")[:2000],
+                actor=actor,
+                ip=_ip(request),
+            )
+            notice = "cancel_scheduled"
         else:
             await subscriptions.resume(
                 services.db,

@@ -18,6 +18,7 @@ from payment.bootstrap import build_services, create_app
 from payment.config import Settings
 from payment.dunning.devmail import start_catcher
 from payment.jobs.worker import run_worker
+from payment.payments.service import format_money
 from payment.seed import (
     DEMO_CODE_PERCENT,
     DEMO_PLANS,
@@ -135,9 +136,9 @@ def add_demo_pages(app: Starlette) -> None:
 
 
 def _plans_line() -> str:
-    """free, pro (299.00 THB/month), ...: what the demo app sells."""
+    """free, pro (THB 299.00/month), ...: what the demo app sells."""
     paid = [
-        f"{p.slug} ({p.price_cents // 100:,}.{p.price_cents % 100:02d} THB/{p.interval}"
+        f"{p.slug} ({format_money(p.price_cents, 'thb')}/{p.interval}"
         + (f", {p.trial_days}-day trial)" if p.trial_days else ")")
         for p in DEMO_PLANS
     ]

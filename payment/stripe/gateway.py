@@ -315,7 +315,7 @@ class StripeGateway:
         return await self._call(
             self.client.v1.billing_portal.configurations.create_async,
             params=params,
-            options={"idempotency_key": idempotency_key},
+            options=self._options(idempotency_key),
         )
 
     async def list_subscriptions(self, params: Params) -> dict[str, Any]:
