@@ -33,6 +33,7 @@ from payment.models import AuditLog, CheckoutSession, Customer, Plan, Subscripti
 from payment.runtime import Services
 from payment.subscriptions import changes, turns
 from payment.subscriptions import service as subscriptions
+from tests.integration.admin.conftest import sign_in
 from tests.integration.billing_ui.helpers import csrf_of, text_of
 from tests.support import factories
 from tests.support.app import asgi_client
@@ -49,7 +50,6 @@ from tests.support.stripe import (
 
 ACTOR = AdminActor(1, Role.OWNER)
 EMAIL, PASSWORD = "tx-ops@aquoris.test", "correct-horse-battery"
-CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
 _n = count(1)
 T = TypeVar("T")
 
@@ -375,12 +375,7 @@ async def admin(services: Services) -> AsyncIterator[httpx.AsyncClient]:
         if await admins.find_by_email(session, EMAIL) is None:
             await admins.create_admin(session, email=EMAIL, name="Ops", password=PASSWORD, actor="test")
     async with asgi_client(create_app(services=services)) as client:
-        page = await client.get("/admin/login")
-        token = CSRF_RE.search(page.text)
-        assert token is not None
-        signed_in = await client.post(
-            "/admin/login", data={"username": EMAIL, "password": PASSWORD, "csrf_token": token.group(1)}
-        )
+        signed_in = await sign_in(client, EMAIL, PASSWORD)
         assert signed_in.status_code == 302, signed_in.text
         yield client
 
