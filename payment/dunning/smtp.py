@@ -27,6 +27,7 @@ from payment.errors import ConfigError
 DEFAULT_PORTS = {"smtp": 25, "smtps": 465}
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 HALT_ENV, HALT_FILE_ENV = "PAYMENT_TEST_SMTP_HALT", "PAYMENT_TEST_SMTP_HALT_FILE"
+HALT_TO_ENV = "PAYMENT_TEST_SMTP_HALT_TO"
 PHASES = ("before_data", "after_data")
 
 
@@ -165,7 +166,7 @@ async def send(
         client = await asyncio.to_thread(_open_blocking, server, timeout)
         await asyncio.to_thread(_envelope_blocking, client, message)
         if fault is not None:
-            await asyncio.to_thread(fault, "before_data")
+            await asyncio.to_thread(fault, "before_data", str(message["To"]))
         if before_data is not None:
             try:
                 proceed = await before_data()
@@ -176,7 +177,7 @@ async def send(
         handed_off = True
         await asyncio.to_thread(_data_blocking, client, message)
         if fault is not None:
-            await asyncio.to_thread(fault, "after_data")
+            await asyncio.to_thread(fault, "after_data", str(message["To"]))
     except smtplib.SMTPRecipientsRefused as exc:
         return _refused(exc)
     except smtplib.SMTPResponseException as exc:  # a definite answer, even to DATA: the mail was not taken
@@ -204,19 +205,21 @@ async def send(
 
 class FaultPoint:
     """A test's fault point (like the Stripe sandbox's fault injection): at the phase named by
-    PAYMENT_TEST_SMTP_HALT (`before_data` or `after_data`), write the phase to PAYMENT_TEST_SMTP_HALT_FILE and stop
-    there until the process is killed. Only built when APP_ENV is test."""
+    PAYMENT_TEST_SMTP_HALT (`before_data` or `after_data`) of a mail to PAYMENT_TEST_SMTP_HALT_TO (any mail when
+    unset), write the phase to PAYMENT_TEST_SMTP_HALT_FILE and stop there until the process is killed. Only built
+    when APP_ENV is test."""
 
-    def __init__(self, phase: str, marker: str) -> None:
-        self.phase, self.marker = phase, marker
+    def __init__(self, phase: str, marker: str, recipient: str | None = None) -> None:
+        self.phase, self.marker, self.recipient = phase, marker, recipient
 
     @classmethod
     def from_environment(cls) -> FaultPoint | None:
         phase, marker = os.environ.get(HALT_ENV), os.environ.get(HALT_FILE_ENV)
-        return cls(phase, marker) if phase in PHASES and marker else None
+        recipient = os.environ.get(HALT_TO_ENV) or None
+        return cls(phase, marker, recipient) if phase in PHASES and marker else None
 
-    def __call__(self, phase: str) -> None:
-        if phase != self.phase:
+    def __call__(self, phase: str, recipient: str) -> None:
+        if phase != self.phase or self.recipient not in (None, recipient):
             return
         Path(self.marker).write_text(phase)
         while True:  # the test SIGKILLs the process here

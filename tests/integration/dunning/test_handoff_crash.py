@@ -40,8 +40,10 @@ async def _message(services: Services, message_id: int) -> OutboxMessage:
         return await session.get_one(OutboxMessage, message_id)
 
 
-async def _kill_at(worker: WorkerProcess, marker: Path, phase: str) -> None:
-    worker.env[smtp.HALT_ENV] = phase
+async def _kill_at(worker: WorkerProcess, marker: Path, phase: str, address: str) -> None:
+    """Start the worker, let it reach `phase` of the mail to `address` (the module's earlier tests may leave other
+    mail due, which it sends on the way), and SIGKILL it there."""
+    worker.env.update({smtp.HALT_ENV: phase, smtp.HALT_TO_ENV: address})
     worker.start()
 
     async def halted() -> bool:
@@ -67,7 +69,7 @@ async def test_a_worker_killed_before_the_data_hand_off_leaves_the_mail_to_be_se
     await dw.fail(services, invoice.id, 1)
     [notice] = await dw.emails(services, customer)
 
-    await _kill_at(worker, marker, "before_data")
+    await _kill_at(worker, marker, "before_data", address)
     assert smtp_server.mailbox.to(address) == []  # RCPT TO was accepted, DATA never began
     killed = await _message(services, notice.id)
     assert (killed.status, killed.handed_off_at) == ("sending", None)
@@ -94,7 +96,7 @@ async def test_a_worker_killed_after_the_server_accepted_the_mail_leaves_it_in_d
     await dw.fail(services, invoice.id, 1)
     [notice] = await dw.emails(services, customer)
 
-    await _kill_at(worker, marker, "after_data")
+    await _kill_at(worker, marker, "after_data", address)
     assert len(smtp_server.mailbox.to(address)) == 1  # the server took it; the worker died before recording so
     killed = await _message(services, notice.id)
     assert killed.status == "sending" and killed.handed_off_at is not None
