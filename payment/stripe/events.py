@@ -104,7 +104,7 @@ async def apply_with(
                 "details": {**details, **applied.details},
             }
         )
-    await audit.record_many(session, entries)  # one INSERT for the event and those served with it
+    await audit.record_many(session, entries)  # inserted at commit, chained, in one statement
     return [other.id for other in served]
 
 
