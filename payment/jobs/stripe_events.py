@@ -109,11 +109,11 @@ async def _apply(services: Services, event_row_id: int) -> bool:
     """Read what the event's call needs from Stripe with no transaction open and no connection held, then apply
     it in a short transaction (row lock, per-customer lock, the mappings' "not older than stored" check), serving
     the other pending events of the same object with the same snapshot."""
-    async with services.db.session() as session:
+    # one statement on its own (autocommit: no BEGIN and ROLLBACK around it, two round trips fewer per event)
+    async with services.db.engine.connect() as conn:
+        await conn.execution_options(isolation_level="AUTOCOMMIT")
         found = (
-            await session.execute(
-                _BEFORE_READING, {"id": event_row_id, "groups": READ_GROUPS, "most": COALESCE_AT_MOST}
-            )
+            await conn.execute(_BEFORE_READING, {"id": event_row_id, "groups": READ_GROUPS, "most": COALESCE_AT_MOST})
         ).one_or_none()
     if found is None or found.status in ("handled", "ignored"):
         return False
