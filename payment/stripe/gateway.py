@@ -404,7 +404,11 @@ class StripeGateway:
         """Make a read the snapshot lacked (on a recording view), keeping its answer or its error."""
         # an error is kept in the snapshot too: applying again meets it where the mapping made the read
         with contextlib.suppress(StripeError):
-            await self._call(missing.fn, *missing.args, **missing.kwargs)
+            if self.snapshot is not None and not self.replay:  # kept as sent: nobody reads the answer here
+                key = _read_key(missing.fn, missing.args, missing.kwargs)
+                await self._record(self.snapshot, key, missing.fn, missing.args, missing.kwargs)
+            else:
+                await self._call(missing.fn, *missing.args, **missing.kwargs)
 
     async def _call(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
         snapshot = self.snapshot
@@ -421,13 +425,24 @@ class StripeGateway:
             if isinstance(answer, StripeError):
                 raise answer
             return _fresh(answer)  # a mapping may change what it reads; the next round reads it afresh
+        return _fresh(await self._record(snapshot, key, fn, args, kwargs))
+
+    async def _record(
+        self,
+        snapshot: Snapshot,
+        key: str,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> dict[str, Any] | bytes | str:
+        """A live read kept in the snapshot under `key` (its answer as sent, or its error)."""
         try:
             found = await self._live(fn, *args, **kwargs)
         except StripeError as exc:
             snapshot.answers[key] = exc
             raise
         snapshot.answers[key] = found
-        return _fresh(found)
+        return found
 
     async def _live(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any] | bytes | str:
         """One call to Stripe: an SDK object as a dict, or a RawRead's body as sent."""
