@@ -21,7 +21,7 @@
 - Rounds alternate the sides (ours, before / before, ours ...). Each prints events/s (from the commit of the backlog
   to the last event handled), the worker process's CPU ms per event, and the load average beside it; then the CPU
   ms per event of the three processes sharing the cores: the worker, the sandbox, and PostgreSQL (the postmaster
-  and its backends, those that exited during the round included).
+  and its backends, those that exited during the round included); and the Stripe requests per event, by route.
 - `--profile cprofile` runs ours' worker of the last round under cProfile counting CPU time from the backlog's
   commit on (its CPU per event is then inflated by the profiler) and prints the functions that took the most CPU;
   `--profile py-spy` (needs `py-spy` on PATH) samples it instead (idle samples, the loop waiting in select, are not
@@ -118,6 +118,14 @@ def postgres_cpu_seconds(pid: int | None) -> float:
         return 0.0
     # fields[11..14] are utime, stime, cutime, cstime; tree_cpu_seconds counts utime + stime of it and its children
     return tree_cpu_seconds(pid) + (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+
+
+def sandbox_requests(sandbox_url: str) -> Counter[str]:
+    """The API requests the sandbox has answered, by method and route (an older sandbox counts none)."""
+    import httpx
+
+    answer = httpx.get(f"{sandbox_url}/_sandbox/requests", timeout=10)
+    return Counter(answer.json()) if answer.status_code == 200 else Counter()
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -245,6 +253,7 @@ def one_round(
             worker.send_signal(signal.SIGUSR1)  # start profiling now: the startup is not measured
         cpu_before = tree_cpu_seconds(worker.pid)
         others_before = tree_cpu_seconds(sandbox_pid), postgres_cpu_seconds(postgres_pid)
+        requests_before = sandbox_requests(sandbox_url)
         asyncio.run(store_backlog(url, bodies))
         started = time.monotonic()
         progress = asyncio.run(wait_for(url, _PROGRESS, lambda r: r["finished"] >= len(bodies), timeout))
@@ -253,6 +262,7 @@ def one_round(
         cpu_ms = (tree_cpu_seconds(worker.pid) - cpu_before) * per_event
         sandbox_ms = (tree_cpu_seconds(sandbox_pid) - others_before[0]) * per_event
         postgres_ms = (postgres_cpu_seconds(postgres_pid) - others_before[1]) * per_event
+        requests = sandbox_requests(sandbox_url) - requests_before
         load = load_average()
         served = asyncio.run(
             wait_for(
@@ -278,7 +288,9 @@ def one_round(
         f"{progress['finished'] / seconds:6.1f} events/s, {cpu_ms:5.1f} CPU ms/event (worker process), "
         f"{progress['failed']} failed, {served['along']} applied with another event's snapshot, {shown} | {load}\n"
         f"{'':9}CPU ms/event: worker {cpu_ms:5.1f}, sandbox {sandbox_ms:5.1f}, PostgreSQL {postgres} "
-        f"(whole server), sum {cpu_ms + sandbox_ms + (postgres_ms if postgres_pid is not None else 0):5.1f}"
+        f"(whole server), sum {cpu_ms + sandbox_ms + (postgres_ms if postgres_pid is not None else 0):5.1f}\n"
+        f"{'':9}Stripe requests/event {requests.total() * per_event / 1000:.2f}: "
+        + ", ".join(f"{route} {n * per_event / 1000:.2f}" for route, n in requests.most_common())
     )
 
 
