@@ -234,6 +234,7 @@ def one_round(
         command = [sys.executable, "-c", _PROFILED.format(out=str(profile_out)), "worker"]
     worker = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL)
     spy: subprocess.Popen[bytes] | None = None
+    sandbox_spy: subprocess.Popen[bytes] | None = None
     try:
         registered = asyncio.run(
             wait_for(url, "SELECT count(*) AS n FROM procrastinate_workers", lambda r: r["n"] > 0, 60)
@@ -247,6 +248,11 @@ def one_round(
             record = ["py-spy", "record", "--format", "raw", "--rate", str(PY_SPY_RATE), "-o", str(profile_out)]
             spy = subprocess.Popen(
                 [*record, "--pid", str(worker.pid)],
+                stdout=subprocess.DEVNULL,
+            )
+            # the sandbox too: it shares the cores, and its CPU per request is ours to keep small
+            sandbox_spy = subprocess.Popen(
+                [*record[:-1], str(sandbox_profile(profile_out)), "--pid", str(sandbox_pid)],
                 stdout=subprocess.DEVNULL,
             )
         if profile == "cprofile":
@@ -278,6 +284,9 @@ def one_round(
             spy_cpu = tree_cpu_seconds(worker.pid) - spy_cpu
             spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             spy.wait(60)
+        if sandbox_spy is not None:
+            sandbox_spy.send_signal(signal.SIGINT)
+            sandbox_spy.wait(60)
         stop(worker)
     shown = f"concurrency {concurrency}" if concurrency else "default concurrency"
     if spy is not None:  # how many samples the worker's CPU makes at the rate: the rest were waits
@@ -294,6 +303,10 @@ def one_round(
     )
 
 
+def sandbox_profile(worker_profile: Path) -> Path:
+    return worker_profile.with_name(f"{worker_profile.stem}-sandbox{worker_profile.suffix}")
+
+
 def print_profile(profile: str, path: Path, top: int = 30) -> None:
     if not path.exists():
         print(f"no profile written ({path})")
@@ -304,6 +317,9 @@ def print_profile(profile: str, path: Path, top: int = 30) -> None:
         stats.sort_stats("cumulative").print_stats(top)
         return
     print_py_spy(path, top)
+    if sandbox_profile(path).exists():
+        print("\nthe sandbox (same window):")
+        print_py_spy(sandbox_profile(path), top // 2)
 
 
 # a py-spy frame: "function (path:line)", the path relative to its sys.path entry ("payment/jobs/worker.py",
@@ -392,7 +408,7 @@ def print_py_spy(path: Path, top: int) -> None:
         for frame in {f for f in inside if library_of(f) == LIBRARIES["payment"]}:
             ours[frame] += n
     print(
-        f"py-spy: {total} samples in Python code of the worker; {idle} more with no Python frame under the loop (left "
+        f"py-spy: {total} samples in Python code; {idle} more with no Python frame under the loop (left "
         f"out: waiting in epoll/select, or uvloop's C code) ({path})"
     )
     print(f"{'CPU by library':32} {'own':>6} {'inclusive':>10}")
