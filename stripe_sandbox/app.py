@@ -119,10 +119,11 @@ def _fault_error(fault: JSON) -> StripeError:
     )
 
 
-def api_endpoint(handler: Handler) -> Any:
+def api_endpoint(handler: Handler, name: str = "") -> Any:
     async def endpoint(request: Request) -> Response:
         store: Store = request.app.state.store
         config: Config = request.app.state.config
+        config.requests[name] += 1
         request_id = new_id("req", 14)
         headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
         if config.latency_seconds:
@@ -205,7 +206,9 @@ async def unknown_route(request: Request) -> Response:
 
 
 def api_routes() -> list[BaseRoute]:
-    return [Route(path, api_endpoint(handler), methods=[method]) for method, path, handler in ROUTES]
+    return [
+        Route(path, api_endpoint(handler, f"{method} {path}"), methods=[method]) for method, path, handler in ROUTES
+    ]
 
 
 def create_sandbox_app(

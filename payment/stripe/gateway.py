@@ -18,12 +18,12 @@ from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlencode, urlsplit
 
 import anyio
-import httpcore
 import httpx
 import stripe
 
 from payment.config import Settings
 from payment.errors import StripeError
+from payment.stripe import http1
 from payment.stripe.signature import is_signed
 from payment.stripe.version import API_VERSION
 
@@ -164,12 +164,13 @@ _NO_HEADERS: Mapping[str, str] = {}
 
 
 class DirectReads:
-    """Stripe GETs straight on httpcore connection pools, the SDK's work done once: the headers the SDK sends
-    (its user agents, our key, the pinned Stripe-Version) and the address are built when the gateway is, so a
-    read pays for no httpx URL, Request or Client models and no SDK requestor. What a read does is the SDK's:
-    its retries (`max_network_retries`, on a connection error or the answers `_should_retry` names, after its
-    backoff), the same timeout, the same APIConnectionError for a network failure; an error answer is turned
-    into Stripe's error by the SDK (`RawRead`). Reads spread over a few small pools, like PooledHTTPXClient's."""
+    """Stripe GETs on the gateway's own kept-alive HTTP/1.1 connections (payment/stripe/http1.py), the SDK's work
+    done once: the headers the SDK sends (its user agents, our key, the pinned Stripe-Version) and the address are
+    built when the gateway is, so a read pays for no httpx URL, Request or Client models, no SDK requestor and no
+    httpcore/h11 machinery. What a read does is the SDK's: its retries (`max_network_retries`, on a connection error
+    or the answers `_should_retry` names, after its backoff), the same timeout (connect, read, wait for a
+    connection), the same APIConnectionError for a network failure; an error answer is turned into Stripe's error
+    by the SDK (`RawRead`)."""
 
     def __init__(
         self,
@@ -182,32 +183,27 @@ class DirectReads:
         max_network_retries: int,
     ) -> None:
         url = urlsplit(base)
-        self._http, self._max_retries = http, max_network_retries
-        self._scheme, self._host = url.scheme.encode(), (url.hostname or "").encode("idna")
-        self._port, self._prefix = url.port, url.path
-        default_port = {"http": 80, "https": 443}.get(url.scheme)
-        host = self._host if url.port in (None, default_port) else self._host + f":{url.port}".encode()
+        self._http, self._max_retries, self._prefix = http, max_network_retries, url.path
+        default_port = {"http": 80, "https": 443}[url.scheme]
+        hostname = url.hostname or ""
+        port = url.port or default_port
+        host = hostname.encode("idna") if port == default_port else f"{hostname}:{port}".encode("idna")
         # httpx's own headers first, as it sent them (a body it can decode: stdlib's gzip and deflate)
-        self._headers = [
+        lines = [
             (b"Host", host),
             (b"Accept", b"*/*"),
             (b"Accept-Encoding", b"gzip, deflate"),
             (b"Connection", b"keep-alive"),
             *((name.encode(), value.encode()) for name, value in headers.items()),
         ]
-        self._extensions = {"timeout": {"connect": timeout, "read": timeout, "write": timeout, "pool": timeout}}
-        pools = max(1, min(MAX_POOLS, -(-size // CONNECTIONS_PER_POOL)))
-        self._per_pool = max(1, -(-size // pools))
-        self._ssl = http._verify if url.scheme == "https" else None
-        self._pools = [self._new_pool() for _ in range(pools)]
-        self._busy = [0] * pools
-
-    def _new_pool(self) -> httpcore.AsyncConnectionPool:
-        return httpcore.AsyncConnectionPool(
-            ssl_context=self._ssl,
-            max_connections=self._per_pool,
-            max_keepalive_connections=self._per_pool,
-            keepalive_expiry=KEEPALIVE_SECONDS,
+        self._head_end = b" HTTP/1.1\r\n" + b"".join(name + b": " + value + b"\r\n" for name, value in lines) + b"\r\n"
+        self._pool = http1.Pool(
+            hostname,
+            port,
+            ssl_context=http._verify if url.scheme == "https" else None,
+            size=max(1, size),
+            timeout=timeout,
+            keepalive=KEEPALIVE_SECONDS,
         )
 
     def target(self, path: str, params: Params | None) -> bytes:
@@ -220,13 +216,13 @@ class DirectReads:
 
     async def get(self, path: str, params: Params | None = None) -> tuple[bytes, int, Mapping[str, str]]:
         """GET `path`: its body, status and headers (case-insensitive when Stripe's error is built from them)."""
-        url = httpcore.URL(scheme=self._scheme, host=self._host, port=self._port, target=self.target(path, params))
+        head = b"GET " + self.target(path, params) + self._head_end
         http, retries = self._http, 0
         while True:
             answer: tuple[bytes, int, Mapping[str, str]] | None = None
             failure: stripe.APIConnectionError | None = None
             try:
-                answer = await self._send(url)
+                answer = await self._send(head)
             except stripe.APIConnectionError as exc:
                 failure = exc
             if not http._should_retry(answer, failure, retries, self._max_retries):
@@ -237,26 +233,16 @@ class DirectReads:
             retries += 1
             await anyio.sleep(http._sleep_time_seconds(retries))
 
-    async def _send(self, url: httpcore.URL) -> tuple[bytes, int, Mapping[str, str]]:
-        index = min(range(len(self._pools)), key=self._busy.__getitem__)
-        self._busy[index] += 1
+    async def _send(self, head: bytes) -> tuple[bytes, int, Mapping[str, str]]:
         try:
-            request = httpcore.Request(b"GET", url, headers=self._headers, extensions=self._extensions)
-            response = await self._pools[index].handle_async_request(request)
-            try:
-                body = await response.aread()
-            finally:
-                await response.aclose()
+            status, raw, body = await self._pool.request(head)
         except Exception as exc:
             self._http._handle_request_error(exc)  # the SDK's APIConnectionError (retried)
-        finally:
-            self._busy[index] -= 1
-        status, raw = response.status, response.headers
         encoding, hint = b"", False
         for name, value in raw:
             lowered = name.lower()
             if lowered == b"content-encoding":
-                encoding = value.strip().lower()
+                encoding = value.lower()
             elif lowered == b"stripe-should-retry":
                 hint = True
         if encoding and encoding != b"identity":
@@ -269,9 +255,7 @@ class DirectReads:
         return body, status, httpx.Headers(raw)
 
     async def aclose(self) -> None:
-        closing, self._pools = self._pools, [self._new_pool() for _ in self._pools]
-        for pool in closing:
-            await pool.aclose()
+        await self._pool.aclose()
 
 
 def _fresh(answer: dict[str, Any] | bytes | str) -> dict[str, Any]:

@@ -166,3 +166,34 @@ async def test_gzip_chunked_and_closed_answers_are_read(settings: Settings) -> N
         for _ in range(4):
             assert await gateway.retrieve_invoice("in_1") == {"id": "in_1", "object": "invoice"}
     assert len(stripe.heads) == 4
+
+
+async def test_a_silent_server_times_out_as_unreachable_and_a_cancelled_read_leaves_no_connection_behind(
+    settings: Settings,
+) -> None:
+    silent = asyncio.Event()
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await silent.wait()
+        writer.close()
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    base = settings.replace(stripe_api_base=f"http://127.0.0.1:{port}")
+    gateway = StripeGateway(base, max_network_retries=0, timeout=0.3)
+    try:
+        with pytest.raises(StripeError) as raised:
+            await gateway.retrieve_price("price_1")
+        assert raised.value.code == "stripe_unreachable"
+        read = asyncio.create_task(gateway.retrieve_price("price_1"))
+        await asyncio.sleep(0.05)
+        read.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await read
+        assert gateway._reads is not None and not gateway._reads._pool._idle
+    finally:
+        silent.set()
+        await gateway.aclose()
+        server.close()
+        await server.wait_closed()
