@@ -34,6 +34,7 @@ from payment.models import AuditLog
 
 GENESIS = bytes(32)
 PENDING = "audit_chain_pending"
+DEFERRED = "audit_chain_deferred"
 KEY = "audit_chain_key"
 
 
@@ -86,6 +87,13 @@ COLUMNS = (
 def mark_pending(session: Session, row_id: int) -> None:
     """Remember an audit row added in this transaction, to be chained when it commits."""
     session.info.setdefault(PENDING, []).append(row_id)
+
+
+def defer_rows(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Audit rows (each maps actor, action, entity_type, entity_id, details, ip) to be inserted when this
+    transaction commits, already chained: no ORM object, and at commit one statement takes their ids and a lane and
+    one inserts them with their chain fields (instead of an insert now, and at commit a read and an update)."""
+    session.info.setdefault(DEFERRED, []).extend(rows)
 
 
 class ChainedSession(Session):
@@ -211,12 +219,18 @@ async def insert_on_driver(conn: Any, rows: Sequence[Any], key: bytes, *, lane: 
 
 def _chain_pending(session: Session) -> None:
     pending: list[int] = session.info.pop(PENDING, [])
-    if not pending:
+    deferred: list[dict[str, Any]] = session.info.pop(DEFERRED, [])
+    if not pending and not deferred:
         return
     key = session.info.get(KEY)
     if not isinstance(key, bytes):
         raise RuntimeError("this database handle has no audit chain key (pass audit_key to Database)")
     session.flush()
+    if deferred and not pending:
+        _insert_chained(session, key, deferred)
+        return
+    if deferred:  # rows added the ORM way too: these join them, inserted now and chained with them below
+        pending.extend(session.execute(INSERT_UNCHAINED, _unchained(row)).scalar_one() for row in deferred)
     # this transaction's rows still there (a rolled back savepoint may have removed some) and a free lane, locked,
     # in one statement: the lane is held for this round trip, the append and the commit
     rows: Sequence[Any] = session.execute(PENDING_ROWS_AND_LANE, {"ids": pending}).all()
@@ -264,8 +278,88 @@ APPEND = text("""
 """)
 
 
+def _unchained(row: dict[str, Any]) -> dict[str, Any]:
+    entity_id = row.get("entity_id")
+    return {
+        "actor": str(row["actor"]),
+        "action": row["action"],
+        "entity_type": row.get("entity_type"),
+        "entity_id": None if entity_id is None else str(entity_id),
+        "details": json.dumps(row.get("details") or {}),
+        "ip": row.get("ip"),
+    }
+
+
+INSERT_UNCHAINED = text("""
+    INSERT INTO audit_log (actor, action, entity_type, entity_id, details, ip)
+    VALUES (:actor, :action, :entity_type, :entity_id, CAST(:details AS jsonb), :ip)
+    RETURNING id
+""")
+
+# A free lane, locked (NULL when every lane is held), the transaction's time (the rows' `at`, as the column's
+# default gives) and :n ids from the table's sequence, in one statement
+LANE_AND_IDS = text(f"""
+    WITH {LANE_CTE}
+    SELECT lane.lane_id, lane.lane_seq, lane.lane_hash, now() AS at,
+           ARRAY(SELECT nextval(pg_get_serial_sequence('audit_log', 'id')) FROM generate_series(1, :n)) AS ids
+      FROM (SELECT 1) AS one LEFT JOIN lane ON true
+""")  # noqa: S608 (the one interpolation is this module's constant)
+
+# INSERT_CHAINED with named parameters, for the ORM session's connection
+INSERT_CHAINED_NAMED = text("""
+    WITH chained AS (
+        INSERT INTO audit_log (id, at, actor, action, entity_type, entity_id, details, ip, chain_lane, chain_seq,
+                               prev_hash, row_hash)
+        SELECT r.id, CAST(:at AS timestamptz), r.actor, r.action, r.entity_type, r.entity_id, CAST(r.details AS jsonb),
+               r.ip, CAST(:lane AS smallint), r.seq, r.prev, r.hash
+          FROM unnest(CAST(:ids AS bigint[]), CAST(:actors AS text[]), CAST(:actions AS text[]),
+                      CAST(:entity_types AS text[]), CAST(:entity_ids AS text[]), CAST(:details AS text[]),
+                      CAST(:ips AS text[]), CAST(:seqs AS bigint[]), CAST(:prevs AS bytea[]),
+                      CAST(:hashes AS bytea[]))
+               AS r(id, actor, action, entity_type, entity_id, details, ip, seq, prev, hash)
+    )
+    UPDATE audit_chain_lanes SET last_seq = :seq, last_hash = :hash WHERE id = :lane
+""")
+
+
+def _insert_chained(session: Session, key: bytes, deferred: list[dict[str, Any]]) -> None:
+    """The deferred rows, chained before they exist: their ids, time and a lane first, then one insert."""
+    got = session.execute(LANE_AND_IDS, {"n": len(deferred)}).one()
+    lane = (
+        LaneEnd(got.lane_id, got.lane_seq, got.lane_hash)
+        if got.lane_id is not None
+        else LaneEnd(*session.execute(text(WAIT_FOR_LANE)).one())  # every lane is held: wait for one
+    )
+    rows = []
+    for row_id, entry in zip(sorted(got.ids), deferred, strict=True):
+        row = _unchained(entry)
+        # hashed as it will be read back (jsonb, parsed), as verify reads it
+        rows.append({**row, "id": row_id, "at": got.at, "details": json.loads(row["details"]), "text": row["details"]})
+    links = link(key, lane.lane, lane.seq, lane.hash, rows)
+    session.execute(
+        INSERT_CHAINED_NAMED,
+        {
+            "at": got.at,
+            "lane": links.lane,
+            "ids": links.ids,
+            "actors": [row["actor"] for row in rows],
+            "actions": [row["action"] for row in rows],
+            "entity_types": [row["entity_type"] for row in rows],
+            "entity_ids": [row["entity_id"] for row in rows],
+            "details": [row["text"] for row in rows],
+            "ips": [row["ip"] for row in rows],
+            "seqs": links.seqs,
+            "prevs": links.prevs,
+            "hashes": links.hashes,
+            "seq": links.seq,
+            "hash": links.last_hash,
+        },
+    )
+
+
 def _forget_pending(session: Session, *args: Any) -> None:
     session.info.pop(PENDING, None)
+    session.info.pop(DEFERRED, None)
 
 
 event.listen(ChainedSession, "before_commit", _chain_pending)

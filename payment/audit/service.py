@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from payment.audit.chain import mark_pending
+from payment.audit.chain import defer_rows, mark_pending
 from payment.models import AuditLog
 
 SYSTEM = "system"
@@ -46,22 +46,12 @@ async def record(
     return row
 
 
-async def record_many(session: AsyncSession, entries: list[dict[str, Any]]) -> list[AuditLog]:
-    """`record` for several rows (each a dict of record's keyword arguments) with one flush: one INSERT of all
-    the rows rather than a round trip each."""
-    rows = [
-        AuditLog(
-            actor=str(entry["actor"]),
-            action=entry["action"],
-            entity_type=entry.get("entity_type"),
-            entity_id=None if entry.get("entity_id") is None else str(entry["entity_id"]),
-            details=entry.get("details") or {},
-            ip=entry.get("ip"),
-        )
-        for entry in entries
-    ]
-    session.add_all(rows)
-    await session.flush()
-    for row in rows:
-        mark_pending(session.sync_session, row.id)
-    return rows
+async def record_many(session: AsyncSession, entries: list[dict[str, Any]]) -> None:
+    """`record` for several rows (each a dict of record's keyword arguments), inserted when the transaction commits,
+    already chained, in one statement (so not visible to this transaction's own queries before it commits). In a
+    savepoint they are added at once the ORM way, so that rolling the savepoint back removes them."""
+    if session.in_nested_transaction():
+        for entry in entries:
+            await record(session, **entry)
+        return
+    defer_rows(session.sync_session, entries)

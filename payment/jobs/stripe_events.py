@@ -24,7 +24,7 @@ from payment.models import StripeEvent, utcnow
 from payment.runtime import Services
 from payment.stripe import events, reader
 from payment.stripe.gateway import Snapshot, Unfetched
-from payment.stripe.handlers import HANDLED_TYPES, HANDLERS, prefetch, same_reads
+from payment.stripe.handlers import HANDLED_TYPES, HANDLERS, lock_key, prefetch, same_reads
 from payment.stripe.inbox import store_event
 
 log = logging.getLogger(__name__)
@@ -128,13 +128,16 @@ async def _apply(services: Services, event_row_id: int) -> bool:
         else:
             await prefetch(handler, recording, obj)
     replaying = services.stripe.replaying(snapshot)
+    key = lock_key(found.payload)  # an event's payload never changes
     for _ in range(READ_ROUNDS):
         try:
             async with services.db.transaction() as session:
-                row = await session.get(StripeEvent, event_row_id, with_for_update=True)
+                row = await events.lock_for_applying(session, event_row_id, key)
                 if row is None:
                     return False
-                served = await events.apply_with(session, replaying, row, list(found.others), actor=audit.STRIPE)
+                served = await events.apply_with(
+                    session, replaying, row, list(found.others), actor=audit.STRIPE, locked_key=key
+                )
                 if served:  # their jobs have nothing left to do: those not started yet go with this commit
                     await session.execute(_DROP_WAITING_JOBS, {"task": APPLY_TASK, "ids": served})
                 return served is not None

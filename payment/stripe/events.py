@@ -11,7 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -55,14 +55,40 @@ async def apply(session: AsyncSession, gateway: StripeGateway, row: StripeEvent,
     return await apply_with(session, gateway, row, (), actor=actor) is not None
 
 
+# The event row locked, then the lock of its Stripe customer (lock_key): the CTE locks the row as the outer query
+# reads it, and the outer query's column takes the advisory lock after, so both in one round trip and in the order
+# apply_with takes them (never the customer's lock while waiting for an event row).
+_LOCK_EVENT_AND_CUSTOMER = text("""
+    WITH ev AS MATERIALIZED (SELECT * FROM stripe_events WHERE id = :id FOR UPDATE)
+    SELECT ev.*, pg_advisory_xact_lock(hashtextextended(:key, 0)) AS customer_lock FROM ev
+""")
+
+
+async def lock_for_applying(session: AsyncSession, event_row_id: int, key: str) -> StripeEvent | None:
+    """The event row, locked, and the lock of the Stripe customer `key` (lock_key of its payload) taken after it:
+    what apply_with(..., locked_key=key) takes first, in one statement."""
+    found: StripeEvent | None = (
+        await session.scalars(
+            select(StripeEvent).from_statement(_LOCK_EVENT_AND_CUSTOMER), {"id": event_row_id, "key": key}
+        )
+    ).one_or_none()
+    return found
+
+
 async def apply_with(
-    session: AsyncSession, gateway: StripeGateway, row: StripeEvent, others: Sequence[int], *, actor: str
+    session: AsyncSession,
+    gateway: StripeGateway,
+    row: StripeEvent,
+    others: Sequence[int],
+    *,
+    actor: str,
+    locked_key: str | None = None,
 ) -> list[int] | None:
     """Apply one stored event, and with it the pending events `others` of the same object and call (stored before
     the snapshot `gateway` applies was asked for, so it shows what they announced): each is marked handled with
     its own audit row, and its own job finds it done. One another job holds is left to that job. Returns the ids
     of the other events applied with it; None when the event itself was not applied (done already, or a type we
-    do not handle)."""
+    do not handle). `locked_key`: the customer's lock the caller took already (lock_for_applying)."""
     if row.status in ("handled", "ignored"):
         return None
     handler = HANDLERS.get(row.type)
@@ -76,7 +102,8 @@ async def apply_with(
     key = lock_key(row.payload)
     served = await _same_object(session, row, obj, key, others)
     # serialise events of one Stripe customer across workers: each maps a snapshot, then writes
-    await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+    if key != locked_key:
+        await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
     times = [ts(r.payload.get("created")) or r.stripe_created_at for r in (row, *served)]
     event_at = max(times)
     try:
@@ -104,7 +131,7 @@ async def apply_with(
                 "details": {**details, **applied.details},
             }
         )
-    await audit.record_many(session, entries)  # one INSERT for the event and those served with it
+    await audit.record_many(session, entries)  # inserted at commit, chained, in one statement
     return [other.id for other in served]
 
 

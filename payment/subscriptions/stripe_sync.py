@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import false, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from payment.audit import service as audit
@@ -147,13 +147,24 @@ async def upsert_from_stripe(
     active. A snapshot older than the one the row shows (`gateway.fetch_ticket`, when the worker applies one) changes
     nothing."""
     state = reader.subscription(as_seen_by_us(sub))
-    row: Subscription | None = await session.scalar(
-        select(Subscription).where(Subscription.stripe_subscription_id == state.id).with_for_update()
-    )
+    # our row, locked, and the plan sold at its price in one statement (the plan is not locked, as before)
+    by_price = Plan.stripe_price_id == state.price_id if state.price_id else false()
+    found = (
+        await session.execute(
+            select(Subscription, Plan)
+            .select_from(Subscription)
+            .outerjoin(Plan, by_price)
+            .where(Subscription.stripe_subscription_id == state.id)
+            .with_for_update(of=Subscription)
+        )
+    ).one_or_none()
+    row, plan = (found[0], found[1]) if found is not None else (None, None)
     if row is not None and older_than_stored(gateway, row.stripe_fetch_ticket):
         row.last_stripe_event_at = later(row.last_stripe_event_at, event_at)
         return row, Changes()  # a snapshot asked for later is applied already
-    plan = await _plan_for(session, state) or plan_hint
+    if plan is None:  # no row yet, or no plan at its price: the price again, then the plan named in metadata
+        plan = await _plan_for(session, state)
+    plan = plan or plan_hint
     if state.status not in SUBSCRIPTION_STATUSES or state.status == "expired":  # expired is ours, not Stripe's
         raise SyncError(f"Stripe subscription {state.id} has a status we do not know ({state.status!r}).")
     changes = Changes()

@@ -435,3 +435,103 @@ async def test_a_row_moved_to_another_lane_or_a_deleted_lane_end_is_named(
     finally:
         await sql.execute("UPDATE audit_log SET chain_lane = $2 WHERE id = $1", row_id, lane)
     assert (await _verify(services)).ok
+
+
+def _entries(action: str, count: int) -> list[dict[str, object]]:
+    return [
+        {
+            "actor": audit.STRIPE,
+            "action": action,
+            "entity_type": "test",
+            "entity_id": i,
+            "details": {"n": i, "text": "o'brien ไทย é", "nested": {"b": [1, 2.5, None], "a": True}},
+        }
+        for i in range(count)
+    ]
+
+
+async def _rows_of(services: Services, action: str) -> list[AuditLog]:
+    async with services.db.session() as session:
+        return list(
+            (await session.scalars(select(AuditLog).where(AuditLog.action == action).order_by(AuditLog.id))).all()
+        )
+
+
+async def test_rows_recorded_together_are_inserted_chained_at_commit_and_verify(services: Services) -> None:
+    async with services.db.transaction() as session:
+        await audit.record_many(session, _entries("test.many", 3))
+        now = await session.scalar(select(func.now()))
+    rows = await _rows_of(services, "test.many")
+    assert [r.entity_id for r in rows] == ["0", "1", "2"]
+    assert rows[2].details == {"n": 2, "text": "o'brien ไทย é", "nested": {"b": [1, 2.5, None], "a": True}}
+    assert {r.at for r in rows} == {now}  # the transaction's time, as the column's default gives
+    first = rows[0].chain_seq
+    assert first is not None and [r.chain_seq for r in rows] == [first, first + 1, first + 2]
+    assert {r.chain_lane for r in rows} == {rows[0].chain_lane}
+    assert rows[1].prev_hash == rows[0].row_hash and rows[2].prev_hash == rows[1].row_hash
+    verdict = await _verify(services)
+    assert verdict.ok, verdict.problems
+
+
+async def test_rows_recorded_together_and_one_by_one_join_one_chain(services: Services) -> None:
+    async with services.db.transaction() as session:
+        await audit.record(session, actor=audit.SYSTEM, action="test.mixed", entity_id="first")
+        await audit.record_many(session, _entries("test.mixed", 2))
+    rows = await _rows_of(services, "test.mixed")
+    assert [r.entity_id for r in rows] == ["first", "0", "1"]
+    assert rows[1].prev_hash == rows[0].row_hash and rows[2].prev_hash == rows[1].row_hash
+    assert (await _verify(services)).ok
+
+
+async def test_rows_recorded_together_in_a_rolled_back_savepoint_are_gone(services: Services) -> None:
+    async with services.db.transaction() as session:
+        with pytest.raises(RuntimeError):
+            async with session.begin_nested():
+                await audit.record_many(session, _entries("test.savepoint", 2))
+                raise RuntimeError("abandon the savepoint")
+        await audit.record_many(session, _entries("test.kept", 1))
+    assert await _rows_of(services, "test.savepoint") == []
+    assert [r.entity_id for r in await _rows_of(services, "test.kept")] == ["0"]
+    assert (await _verify(services)).ok
+
+
+async def test_rows_recorded_together_while_every_lane_is_held_wait_for_one(services: Services) -> None:
+    async with services.db.session() as session:
+        lanes = (await session.get(AuditChainHead, 1)).lanes  # type: ignore[union-attr]
+    holders, _ = await _hold_lanes(services.settings, lanes)
+
+    async def write() -> None:
+        async with services.db.transaction() as session:
+            await audit.record_many(session, _entries("test.many_waited", 2))
+
+    try:
+        waiting = asyncio.create_task(write())
+        await asyncio.sleep(0.5)
+        assert not waiting.done()
+    finally:
+        await _release(holders)
+    await asyncio.wait_for(waiting, 30)
+    rows = await _rows_of(services, "test.many_waited")
+    assert len(rows) == 2 and all(r.chain_seq is not None for r in rows)
+    assert (await _verify(services)).ok
+
+
+async def test_concurrent_writers_of_rows_recorded_together_leave_a_valid_chain(services: Services) -> None:
+    assert services.settings.database_url is not None
+    db = Database(
+        services.settings.database_url, null_pool=True, audit_key=chain_key(services.settings.audit_chain_secret)
+    )
+
+    async def writer(n: int) -> None:
+        for _ in range(3):
+            async with db.transaction() as session:
+                await audit.record_many(session, _entries("test.many_concurrent", 2))
+
+    try:
+        await asyncio.gather(*(writer(n) for n in range(20)))
+    finally:
+        await db.dispose()
+    rows = await _rows_of(services, "test.many_concurrent")
+    assert len(rows) == 20 * 3 * 2 and all(r.chain_seq is not None for r in rows)
+    verdict = await _verify(services)
+    assert verdict.ok, verdict.problems
