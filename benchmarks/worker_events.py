@@ -19,10 +19,15 @@
   directory, e.g. `--before-ref main`). The before side runs on ours' schema (migrations only add what older code
   does not read).
 - Rounds alternate the sides (ours, before / before, ours ...). Each prints events/s (from the commit of the backlog
-  to the last event handled), the worker process's CPU ms per event, and the load average beside it.
+  to the last event handled), the worker process's CPU ms per event, and the load average beside it; then the CPU
+  ms per event of the three processes sharing the cores: the worker, the sandbox, and PostgreSQL (the postmaster
+  and its backends, those that exited during the round included); and the Stripe requests per event, by route.
 - `--profile cprofile` runs ours' worker of the last round under cProfile counting CPU time from the backlog's
   commit on (its CPU per event is then inflated by the profiler) and prints the functions that took the most CPU;
-  `--profile py-spy` (needs `py-spy` on PATH) samples it instead and prints the top functions (own time, by leaf).
+  `--profile py-spy` (needs `py-spy` on PATH) samples it instead (idle samples, the loop waiting in select, are not
+  taken) and prints the worker's CPU by library (own time by the leaf frame's library, and inclusive: samples with
+  any frame of that library), the top functions (own time), and our own functions (inclusive). The raw profile is
+  kept; its path is printed.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import asyncio
 import json
 import os
 import pstats
+import re
 import signal
 import subprocess
 import sys
@@ -46,7 +52,7 @@ import asyncpg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.loadgen import load_average, tree_cpu_seconds, wait_listening  # noqa: E402
+from benchmarks.loadgen import CLOCK_TICKS, load_average, tree_cpu_seconds, wait_listening  # noqa: E402
 from benchmarks.pgserver import server  # noqa: E402
 from payment import migrate  # noqa: E402
 from payment.embedded_pg import free_port  # noqa: E402
@@ -58,6 +64,7 @@ from tests.support.db import settings_for  # noqa: E402
 from tests.support.stripe import World  # noqa: E402
 
 SEED_DB = "wbench_seed"
+PY_SPY_RATE = 200  # samples a second
 BACKLOG_TYPES = ("customer.subscription.updated", "invoice.paid")
 
 
@@ -79,6 +86,46 @@ def sandbox(port: int, state_file: str, latency_ms: int) -> subprocess.Popen[byt
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, env={**os.environ, "LOG_LEVEL": "WARNING"})
     wait_listening(port, process)
     return process
+
+
+def postmaster_pid(url: str) -> int | None:
+    """The PostgreSQL server's postmaster: the parent of a backend, read while it lives (None when the server is
+    not on this machine)."""
+
+    async def parent() -> int | None:
+        conn = await asyncpg.connect(url)
+        try:
+            backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
+            stat = f"/proc/{backend}/stat"
+            with open(stat) as fh:  # noqa: ASYNC230 - /proc, a benchmark's setup
+                return int(fh.read().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            return None
+        finally:
+            await conn.close()
+
+    return asyncio.run(parent())
+
+
+def postgres_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU of the postmaster, of its live backends, and of those it has reaped (its cutime/cstime):
+    backends come and go during a round, so the difference over a round counts all of them."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # fields[11..14] are utime, stime, cutime, cstime; tree_cpu_seconds counts utime + stime of it and its children
+    return tree_cpu_seconds(pid) + (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+
+
+def sandbox_requests(sandbox_url: str) -> Counter[str]:
+    """The API requests the sandbox has answered, by method and route (an older sandbox counts none)."""
+    import httpx
+
+    answer = httpx.get(f"{sandbox_url}/_sandbox/requests", timeout=10)
+    return Counter(answer.json()) if answer.status_code == 200 else Counter()
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -165,6 +212,8 @@ def one_round(
     timeout: float,
     profile: str | None,
     profile_out: Path,
+    sandbox_pid: int,
+    postgres_pid: int | None,
 ) -> str:
     env = {
         **os.environ,
@@ -185,6 +234,7 @@ def one_round(
         command = [sys.executable, "-c", _PROFILED.format(out=str(profile_out)), "worker"]
     worker = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL)
     spy: subprocess.Popen[bytes] | None = None
+    sandbox_spy: subprocess.Popen[bytes] | None = None
     try:
         registered = asyncio.run(
             wait_for(url, "SELECT count(*) AS n FROM procrastinate_workers", lambda r: r["n"] > 0, 60)
@@ -194,19 +244,31 @@ def one_round(
         # the catch-up a worker runs as it starts pulls the sandbox's whole event history: over before the backlog
         asyncio.run(wait_for(url, _CAUGHT_UP, lambda r: r["done"], 120))
         if profile == "py-spy":
-            record = ["py-spy", "record", "--format", "raw", "--rate", "200", "-o", str(profile_out)]
+            spy_cpu = tree_cpu_seconds(worker.pid)
+            record = ["py-spy", "record", "--format", "raw", "--rate", str(PY_SPY_RATE), "-o", str(profile_out)]
             spy = subprocess.Popen(
                 [*record, "--pid", str(worker.pid)],
+                stdout=subprocess.DEVNULL,
+            )
+            # the sandbox too: it shares the cores, and its CPU per request is ours to keep small
+            sandbox_spy = subprocess.Popen(
+                [*record[:-1], str(sandbox_profile(profile_out)), "--pid", str(sandbox_pid)],
                 stdout=subprocess.DEVNULL,
             )
         if profile == "cprofile":
             worker.send_signal(signal.SIGUSR1)  # start profiling now: the startup is not measured
         cpu_before = tree_cpu_seconds(worker.pid)
+        others_before = tree_cpu_seconds(sandbox_pid), postgres_cpu_seconds(postgres_pid)
+        requests_before = sandbox_requests(sandbox_url)
         asyncio.run(store_backlog(url, bodies))
         started = time.monotonic()
         progress = asyncio.run(wait_for(url, _PROGRESS, lambda r: r["finished"] >= len(bodies), timeout))
         seconds = time.monotonic() - started
-        cpu_ms = (tree_cpu_seconds(worker.pid) - cpu_before) * 1000 / max(1, progress["finished"])
+        per_event = 1000 / max(1, progress["finished"])
+        cpu_ms = (tree_cpu_seconds(worker.pid) - cpu_before) * per_event
+        sandbox_ms = (tree_cpu_seconds(sandbox_pid) - others_before[0]) * per_event
+        postgres_ms = (postgres_cpu_seconds(postgres_pid) - others_before[1]) * per_event
+        requests = sandbox_requests(sandbox_url) - requests_before
         load = load_average()
         served = asyncio.run(
             wait_for(
@@ -219,15 +281,30 @@ def one_round(
         )
     finally:
         if spy is not None:
+            spy_cpu = tree_cpu_seconds(worker.pid) - spy_cpu
             spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
             spy.wait(60)
+        if sandbox_spy is not None:
+            sandbox_spy.send_signal(signal.SIGINT)
+            sandbox_spy.wait(60)
         stop(worker)
     shown = f"concurrency {concurrency}" if concurrency else "default concurrency"
+    if spy is not None:  # how many samples the worker's CPU makes at the rate: the rest were waits
+        shown += f"; py-spy window: worker CPU {spy_cpu:.1f} s = {spy_cpu * PY_SPY_RATE:.0f} samples' worth"
+    postgres = f"{postgres_ms:5.1f}" if postgres_pid is not None else "  n/a"
     return (
         f"{side:6} {progress['finished']:5d}/{len(bodies)} events in {seconds:6.1f} s = "
         f"{progress['finished'] / seconds:6.1f} events/s, {cpu_ms:5.1f} CPU ms/event (worker process), "
-        f"{progress['failed']} failed, {served['along']} applied with another event's snapshot, {shown} | {load}"
+        f"{progress['failed']} failed, {served['along']} applied with another event's snapshot, {shown} | {load}\n"
+        f"{'':9}CPU ms/event: worker {cpu_ms:5.1f}, sandbox {sandbox_ms:5.1f}, PostgreSQL {postgres} "
+        f"(whole server), sum {cpu_ms + sandbox_ms + (postgres_ms if postgres_pid is not None else 0):5.1f}\n"
+        f"{'':9}Stripe requests/event {requests.total() * per_event / 1000:.2f}: "
+        + ", ".join(f"{route} {n * per_event / 1000:.2f}" for route, n in requests.most_common())
     )
+
+
+def sandbox_profile(worker_profile: Path) -> Path:
+    return worker_profile.with_name(f"{worker_profile.stem}-sandbox{worker_profile.suffix}")
 
 
 def print_profile(profile: str, path: Path, top: int = 30) -> None:
@@ -239,20 +316,105 @@ def print_profile(profile: str, path: Path, top: int = 30) -> None:
         stats.sort_stats("tottime").print_stats(top)
         stats.sort_stats("cumulative").print_stats(top)
         return
-    # py-spy's raw format: "frame;frame;...;leaf count" per line; own time by leaf, and by our own frames
+    print_py_spy(path, top)
+    if sandbox_profile(path).exists():
+        print("\nthe sandbox (same window):")
+        print_py_spy(sandbox_profile(path), top // 2)
+
+
+# a py-spy frame: "function (path:line)", the path relative to its sys.path entry ("payment/jobs/worker.py",
+# "sqlalchemy/orm/session.py", "asyncio/base_events.py", "<frozen importlib._bootstrap>")
+_FRAME = re.compile(r"^(?P<function>.*) \((?P<path>.*?)(?::(?P<line>\d+))?\)$")
+# a path's first component -> the library it is counted under
+LIBRARIES = {
+    "payment": "ours (payment/*)",
+    "sqlalchemy": "sqlalchemy",
+    "asyncpg": "asyncpg",
+    "psycopg": "psycopg",
+    "psycopg_pool": "psycopg",
+    "psycopg_binary": "psycopg",
+    "procrastinate": "procrastinate",
+    "httpx": "httpx/httpcore/h11/anyio",
+    "httpcore": "httpx/httpcore/h11/anyio",
+    "h11": "httpx/httpcore/h11/anyio",
+    "anyio": "httpx/httpcore/h11/anyio",
+    "sniffio": "httpx/httpcore/h11/anyio",
+    "stripe": "stripe",
+    "json": "json",
+    "asyncio": "asyncio (event loop)",
+    "uvloop": "asyncio (event loop)",
+    "selectors.py": "asyncio (event loop)",
+    "sentry_sdk": "sentry_sdk",
+    "logging": "logging",
+    "typing.py": "typing",
+}
+
+
+def frame_parts(frame: str) -> tuple[str, str]:
+    """(function, path) of a py-spy frame, without the line number."""
+    match = _FRAME.match(frame)
+    return (match.group("function"), match.group("path")) if match else (frame, "")
+
+
+def library_of(frame: str) -> str:
+    path = frame_parts(frame)[1]
+    if "site-packages/" in path:  # a full path, when py-spy did not shorten it
+        path = path.split("site-packages/", 1)[1]
+    elif path.startswith(f"{ROOT}/"):
+        path = path[len(str(ROOT)) + 1 :]
+    first = path.split("/", 1)[0]
+    if not first:
+        return "(no Python file: native)"
+    return LIBRARIES.get(first) or ("stdlib, other" if first.endswith(".py") or first.startswith("<") else first)
+
+
+# the frames under which the loop runs a callback (asyncio's Handle._run; on uvloop, whose loop is C, the Runner)
+_LOOP_FRAMES = {("Handle._run", "asyncio/events.py"), ("Runner.run", "asyncio/runners.py")}
+
+
+def in_loop(frames: list[str]) -> bool:
+    """A sample with no Python frame under the loop: asyncio waiting in select, or uvloop in its own C code
+    (libuv waiting in epoll, or its transports' callbacks): py-spy without --idle leaves out a thread it sees
+    sleeping, but not always (it catches one entering or leaving the wait)."""
+    function, path = frame_parts(frames[-1])
+    return (path == "selectors.py" and function.endswith("select")) or (function, path) in _LOOP_FRAMES
+
+
+def print_py_spy(path: Path, top: int) -> None:
+    """py-spy's raw format: "frame;frame;...;leaf count" per line (idle samples are not recorded by default)."""
     own: Counter[str] = Counter()
     ours: Counter[str] = Counter()
-    total = 0
+    own_library: Counter[str] = Counter()
+    inclusive_library: Counter[str] = Counter()
+    total = idle = 0
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit():
             continue
-        frames = stack.split(";")
-        total += int(count)
-        own[frames[-1]] += int(count)
-        for frame in {f for f in frames if "/payment/" in f}:
-            ours[frame] += int(count)
-    print(f"py-spy: {total} samples; own time by function")
+        n = int(count)
+        frames = [f"{function} ({file})" for function, file in (frame_parts(f) for f in stack.split(";"))]
+        if in_loop(frames):
+            idle += n
+            continue
+        total += n
+        own[frames[-1]] += n
+        own_library[library_of(frames[-1])] += n
+        # inclusive: what runs in the loop's callback (its task's coroutines), not the frames every sample has
+        # (payment.cli, asyncio.run, the loop's _run_once)
+        run = [i for i, f in enumerate(frames) if frame_parts(f) in _LOOP_FRAMES]
+        inside = frames[run[-1] + 1 :] if run else frames
+        for library in {library_of(f) for f in inside} or {library_of(frames[-1])}:
+            inclusive_library[library] += n
+        for frame in {f for f in inside if library_of(f) == LIBRARIES["payment"]}:
+            ours[frame] += n
+    print(
+        f"py-spy: {total} samples in Python code; {idle} more with no Python frame under the loop (left "
+        f"out: waiting in epoll/select, or uvloop's C code) ({path})"
+    )
+    print(f"{'CPU by library':32} {'own':>6} {'inclusive':>10}")
+    for library, n in sorted(inclusive_library.items(), key=lambda item: -item[1]):
+        print(f"{library:32} {100 * own_library[library] / max(1, total):5.1f}% {100 * n / max(1, total):9.1f}%")
+    print("own time by function")
     for frame, n in own.most_common(top):
         print(f"{100 * n / max(1, total):5.1f}%  {frame}")
     print("time under our own functions (inclusive)")
@@ -325,7 +487,7 @@ def main() -> None:
             f"({', '.join(BACKLOG_TYPES)}); Stripe latency {args.latency_ms} ms",
             flush=True,
         )
-        profile_out = Path(scratch) / "profile.out"
+        postgres = postmaster_pid(admin_url)
         process = sandbox(port, state_file, args.latency_ms)
         try:
             for events, objects in backlogs:
@@ -335,6 +497,9 @@ def main() -> None:
                     event = {**chosen[i % len(chosen)], "id": f"evt_wbench_{i:06d}"}
                     bodies.append((event, json.dumps(event, default=str).encode()))
                 print(f"backlog {events}:{len(chosen)}: {events} events over {len(chosen)} Stripe objects")
+                # kept after the run (outside the scratch folder): the raw profile, for another look
+                suffix = "pstats" if args.profile == "cprofile" else "txt"
+                profile_out = Path(tempfile.gettempdir()) / f"aquoris-wbench-{os.getpid()}-{events}x{objects}.{suffix}"
                 for n in range(args.rounds):
                     sides = list(roots) if n % 2 == 0 else list(reversed(roots))
                     for side in sides:
@@ -352,13 +517,14 @@ def main() -> None:
                                 args.timeout,
                                 profiling,
                                 profile_out,
+                                process.pid,
+                                postgres,
                             )
                         finally:
                             asyncio.run(admin(admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
                         print(f"round {n + 1}: {line}", flush=True)
                 if args.profile:
                     print_profile(args.profile, profile_out)
-                    profile_out.unlink(missing_ok=True)
         finally:
             stop(process)
 

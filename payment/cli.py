@@ -190,15 +190,26 @@ def serve(host: str, port: int, workers: int) -> None:
 
 # how long a worker's job waits for a pooled database connection (jobs queue for the pool's short transactions)
 WORKER_POOL_TIMEOUT_SECONDS = 30
+# Jobs a worker runs at once. A Stripe event's job waits for Stripe with no connection held, so the slots bound the
+# rate: slots / (its sequential Stripe reads x Stripe's latency + its database time). Measured (worker_events,
+# 300 events over 300 objects): 2 reads an event, 1.5 of them one after the other (a subscription: 1; an invoice:
+# the invoice, then its payment intent, the subscription beside them), so 225 ms at Stripe's 150 ms; 64 slots then
+# cap the worker at 64 / 0.225 s = 284 events/s before any database or CPU wait, under the 300/s it should reach.
+# 128 leave room for the waits (128 / 0.3 s = 426/s); a slot costs a task and, in flight, a Stripe connection.
+WORKER_CONCURRENCY = 128
+# slots per database connection of a worker: a job holds one only for its short transactions (its pre-read
+# statement and the apply, ~10-30 ms on a busy host), so at 300 events/s about 9 are busy; DB_POOL_SIZE's 10 would
+# queue them, so the pool grows to a connection per 8 slots (16 at 128), DB_POOL_SIZE being the least
+WORKER_SLOTS_PER_CONNECTION = 8
 
 
 @main.command()
 @click.option(
     "--concurrency",
     envvar="WORKER_CONCURRENCY",
-    default=64,
+    default=WORKER_CONCURRENCY,
     show_default=True,
-    type=click.IntRange(1, 100),
+    type=click.IntRange(1, 1000),
     help="Jobs run at once.",
 )
 def worker(concurrency: int) -> None:
@@ -216,11 +227,13 @@ def worker(concurrency: int) -> None:
 
     init_sentry(settings, component="worker")
     # a job holds no connection while it waits for Stripe (payment/jobs/stripe_events.py), only for its short
-    # transactions: DB_POOL_SIZE connections serve all the slots, and Stripe's connections are kept per slot
+    # transactions: a connection per WORKER_SLOTS_PER_CONNECTION slots (at least DB_POOL_SIZE) serves them, and
+    # Stripe's connections are kept per slot
     # (a job may wait for one of them longer than a web request would: DB_POOL_TIMEOUT_SECONDS is for requests)
     services = build_services(
         settings.replace(
             stripe_http_pool_size=max(settings.stripe_http_pool_size, concurrency),
+            db_pool_size=max(settings.db_pool_size, concurrency // WORKER_SLOTS_PER_CONNECTION),
             db_pool_timeout_seconds=max(settings.db_pool_timeout_seconds, WORKER_POOL_TIMEOUT_SECONDS),
         )
     )
@@ -274,7 +287,7 @@ def secret() -> None:
 def sandbox(host: str, port: int, webhooks: tuple[str, ...], state_file: str | None, latency_ms: int) -> None:
     """Run the offline Stripe sandbox alone (accepts any sk_test_ key)."""
     from payment.devserver import sandbox_factory
-    from payment.serving import make_server, run_until_signal
+    from payment.serving import make_server, run, run_until_signal
 
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise click.ClickException("the sandbox binds to loopback only (127.0.0.1, localhost or ::1)")
@@ -287,10 +300,15 @@ def sandbox(host: str, port: int, webhooks: tuple[str, ...], state_file: str | N
     app = sandbox_factory()(
         base_url=f"http://{host}:{port}", webhook_endpoints=endpoints, state_file=state_file, latency_ms=latency_ms
     )
-    server = make_server(app, host, port)
+    # LOG_LEVEL (INFO by default): above INFO, no access line per request (a benchmark's sandbox shares the cores
+    # with what it measures, and formatting a line per request was a tenth of its CPU)
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    quiet = level not in ("DEBUG", "INFO")
+    uvicorn_level = level.lower() if level in ("WARNING", "ERROR", "CRITICAL") else "warning" if quiet else "info"
+    server = make_server(app, host, port, log_level=uvicorn_level, access_log=not quiet)
     latency = f", {latency_ms} ms added to every API answer" if latency_ms else ""
     click.echo(f"Stripe sandbox on http://{host}:{port} (STRIPE_API_BASE){latency}")
-    asyncio.run(run_until_signal([server]))
+    run(run_until_signal([server]))  # on uvloop, as `payment serve`: less CPU per request than asyncio's loop
 
 
 @main.command()

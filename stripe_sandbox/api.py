@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,9 @@ class Config:
     startup_latency_seconds: float = 0.0
     # API requests parked by /_sandbox/holds until a test releases them (see `Hold`)
     holds: list[Hold] = field(default_factory=list)
+    # API requests answered so far, by "METHOD /route/{template}" (GET /_sandbox/requests): how many Stripe calls
+    # a benchmark's work made
+    requests: Counter[str] = field(default_factory=Counter)
 
 
 @dataclass

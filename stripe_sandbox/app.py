@@ -13,9 +13,11 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from payment.stripe.version import API_VERSION
 
@@ -119,10 +121,37 @@ def _fault_error(fault: JSON) -> StripeError:
     )
 
 
-def api_endpoint(handler: Handler) -> Any:
+def _nothing_due(store: Store) -> bool:
+    """No time-driven action is due yet: the earliest one the last run found is still ahead, and nothing changed
+    since (every request but an API GET forgets it: `ForgetNextDue`)."""
+    return store.next_due_at is not None and store.now() < store.next_due_at
+
+
+class ForgetNextDue:
+    """ASGI middleware: a request that may change objects (anything but an API GET: API writes, /_sandbox controls,
+    hosted pages) forgets the next due time, before it runs and once it has answered, so the next API GET scans
+    again. API GETs change nothing but what run_due does, which records the next due time itself."""
+
+    def __init__(self, app: ASGIApp, store: Store) -> None:
+        self.app = app
+        self.store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (scope["method"] == "GET" and scope["path"].startswith("/v1/")):
+            await self.app(scope, receive, send)
+            return
+        self.store.next_due_at = None
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.store.next_due_at = None
+
+
+def api_endpoint(handler: Handler, name: str = "") -> Any:
     async def endpoint(request: Request) -> Response:
         store: Store = request.app.state.store
         config: Config = request.app.state.config
+        config.requests[name] += 1
         request_id = new_id("req", 14)
         headers = {"Request-Id": request_id, "Stripe-Version": API_VERSION}
         if config.latency_seconds:
@@ -159,7 +188,8 @@ def api_endpoint(handler: Handler) -> Any:
                     return Response(
                         saved["body"], status_code=saved["status"], headers=replay, media_type="application/json"
                     )
-            run_due(store, retry_days=config.retry_days)
+            if request.method != "GET" or not _nothing_due(store):
+                run_due(store, retry_days=config.retry_days)
             store.current_request = {"id": request_id, "idempotency_key": key}
             ctx = Ctx(store, config, params, dict(request.path_params), request.method, request.url.path)
             status = 200
@@ -205,7 +235,9 @@ async def unknown_route(request: Request) -> Response:
 
 
 def api_routes() -> list[BaseRoute]:
-    return [Route(path, api_endpoint(handler), methods=[method]) for method, path, handler in ROUTES]
+    return [
+        Route(path, api_endpoint(handler, f"{method} {path}"), methods=[method]) for method, path, handler in ROUTES
+    ]
 
 
 def create_sandbox_app(
@@ -259,7 +291,7 @@ def create_sandbox_app(
         *api_routes(),
         Route("/v1/{rest:path}", unknown_route, methods=["GET", "POST", "DELETE"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(ForgetNextDue, store=store)])
     app.state.store = store
     app.state.config = config
     app.state.dispatcher = dispatcher

@@ -4,6 +4,7 @@ other things that happen as the clock passes (Checkout expiry, card refund refer
 from __future__ import annotations
 
 import copy
+import math
 
 from . import coupons as cp
 from . import shapes
@@ -252,9 +253,11 @@ def run_due(store: Store, until: int | None = None, retry_days: tuple[int, ...] 
     """Process every time-driven action due up to `until` (default: now) in time order; moves the clock."""
     target = store.now() if until is None else until
     done = 0
+    store.next_due_at = None  # unknown until the loop below finds the next one
     while done < 100_000:
         due = next_due(store)
         if due is None or due[0] > target:
+            store.next_due_at = math.inf if due is None else due[0]
             break
         when, action, obj = due
         store.set_time(when)

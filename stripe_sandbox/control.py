@@ -7,6 +7,8 @@
   idempotency key and replayed to retries, as Stripe does even for 500s), `POST webhooks/flush`,
   `GET webhooks/deliveries`.
 - `POST latency` (seconds=): every API answer waits that long from now on.
+- `GET requests`: the API requests answered since the sandbox started, by method and route (`{"GET
+  /v1/invoices/{id}": 300, ...}`), for benchmarks counting Stripe calls.
 - `POST holds` (method=, path_prefix=): the next matching API request is parked before it runs, until
   `POST holds/{id}/release`; `POST holds/{id}/wait` (timeout=) answers once a request is parked there (504 when
   none came in time), so a test can look at what the caller holds while its Stripe call is in flight.
@@ -121,6 +123,10 @@ async def state(request: Request) -> JSONResponse:
             "pending_webhooks": request.app.state.dispatcher.pending(),
         }
     )
+
+
+async def requests(request: Request) -> JSONResponse:
+    return JSONResponse(dict(request.app.state.config.requests))
 
 
 async def latency(request: Request) -> JSONResponse:
@@ -439,6 +445,7 @@ ROUTES = [
     Route("/_sandbox/state", state, methods=["GET"]),
     Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
     Route("/_sandbox/latency", latency, methods=["GET", "POST"]),
+    Route("/_sandbox/requests", requests, methods=["GET"]),
     Route("/_sandbox/holds", holds, methods=["GET", "POST", "DELETE"]),
     Route("/_sandbox/holds/{id}/wait", hold_wait, methods=["POST"]),
     Route("/_sandbox/holds/{id}/release", hold_release, methods=["POST"]),

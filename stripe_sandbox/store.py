@@ -76,6 +76,9 @@ class Store:
         self.current_request: JSON = {"id": None, "idempotency_key": None}
         self.on_event: Callable[[JSON], int] = lambda event: 0
         self._clock_override: int | None = None
+        # the time of the earliest time-driven action (billing.run_due), known while nothing changed since it was
+        # found: an API GET before it has nothing to run and skips the scan of every object (see app.py)
+        self.next_due_at: float | None = None
         if state_file and os.path.exists(state_file):
             self.load()
 

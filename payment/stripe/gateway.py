@@ -10,16 +10,20 @@ import contextlib
 import copy
 import json
 import ssl
-from collections.abc import Awaitable, Callable
+import urllib.request
+import zlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
-from urllib.parse import quote
+from urllib.parse import quote, urlencode, urlsplit
 
+import anyio
 import httpx
 import stripe
 
 from payment.config import Settings
 from payment.errors import StripeError
+from payment.stripe import http1
 from payment.stripe.signature import is_signed
 from payment.stripe.version import API_VERSION
 
@@ -100,21 +104,158 @@ class RawRead:
     """A GET of Stripe's API answered with its JSON body as sent: no SDK objects are built for what we
     only read, and a snapshot keeps the body, so each use parses a fresh copy (faster than a deep copy)."""
 
-    def __init__(self, client: stripe.StripeClient, path: str) -> None:
-        self.client, self.path = client, path
+    def __init__(self, client: stripe.StripeClient, path: str, reads: DirectReads | None = None) -> None:
+        self.client, self.path, self.reads = client, path, reads
         self.__qualname__ = f"GET {path}"
 
     async def __call__(self, *ids: str, params: Params | None = None) -> bytes | str:
         path = self.path.format(*(quote(str(i), safe="") for i in ids))
-        # the SDK's raw request (its retries, headers and API version) without its parse of a good answer: the
-        # public raw_request_async parses every body once more, into OrderedDicts we would not read
         requestor = self.client._requestor
-        body, code, headers = await requestor.request_raw_async(
-            "get", path, params=params, base_address="api", api_mode="V1", usage=["raw_read"]
-        )
+        body: object
+        if self.reads is not None:
+            body, code, headers = await self.reads.get(path, params)
+        else:
+            # the SDK's raw request (its retries, headers and API version) without its parse of a good answer: the
+            # public raw_request_async parses every body once more, into OrderedDicts we would not read
+            body, code, headers = await requestor.request_raw_async(
+                "get", path, params=params, base_address="api", api_mode="V1", usage=["raw_read"]
+            )
         if not 200 <= code < 300:
             requestor._interpret_response(body, code, headers, "V1")  # raises Stripe's error
         return cast(bytes | str, body)
+
+
+def _form(params: Mapping[Any, Any], prefix: str | None = None) -> Iterator[tuple[str, Any]]:
+    """Stripe's form encoding of request parameters, as the SDK's: lists indexed (`expand[0]`), dicts nested
+    (`metadata[key]`), booleans as `true`/`false`, None left out."""
+    for key, value in params.items():
+        name = f"{prefix}[{key}]" if prefix is not None else str(key)
+        if value is None:
+            continue
+        if isinstance(value, list | tuple):
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    yield from _form(item, f"{name}[{i}]")
+                elif isinstance(item, list | tuple):
+                    yield from _form({str(j): sub for j, sub in enumerate(item)}, f"{name}[{i}]")
+                else:
+                    yield f"{name}[{i}]", _form_value(item)
+        elif isinstance(value, Mapping):
+            yield from _form(value, name)
+        else:
+            yield name, _form_value(value)
+
+
+def _form_value(value: Any) -> Any:
+    return str(value).lower() if isinstance(value, bool) else value
+
+
+def _decoded(body: bytes, encoding: bytes) -> bytes:
+    """A body sent with Content-Encoding gzip or deflate, as httpx would decode it."""
+    if encoding == b"gzip":
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(body)
+    try:
+        return zlib.decompress(body)
+    except zlib.error:  # a raw deflate stream, without the zlib header
+        return zlib.decompress(body, -zlib.MAX_WBITS)
+
+
+_NO_HEADERS: Mapping[str, str] = {}
+
+
+class DirectReads:
+    """Stripe GETs on the gateway's own kept-alive HTTP/1.1 connections (payment/stripe/http1.py), the SDK's work
+    done once: the headers the SDK sends (its user agents, our key, the pinned Stripe-Version) and the address are
+    built when the gateway is, so a read pays for no httpx URL, Request or Client models, no SDK requestor and no
+    httpcore/h11 machinery. What a read does is the SDK's: its retries (`max_network_retries`, on a connection error
+    or the answers `_should_retry` names, after its backoff), the same timeout (connect, read, wait for a
+    connection), the same APIConnectionError for a network failure; an error answer is turned into Stripe's error
+    by the SDK (`RawRead`)."""
+
+    def __init__(
+        self,
+        http: PooledHTTPXClient,
+        base: str,
+        headers: Mapping[str, str],
+        *,
+        size: int,
+        timeout: float,
+        max_network_retries: int,
+    ) -> None:
+        url = urlsplit(base)
+        self._http, self._max_retries, self._prefix = http, max_network_retries, url.path
+        default_port = {"http": 80, "https": 443}[url.scheme]
+        hostname = url.hostname or ""
+        port = url.port or default_port
+        host = hostname.encode("idna") if port == default_port else f"{hostname}:{port}".encode("idna")
+        # httpx's own headers first, as it sent them (a body it can decode: stdlib's gzip and deflate)
+        lines = [
+            (b"Host", host),
+            (b"Accept", b"*/*"),
+            (b"Accept-Encoding", b"gzip, deflate"),
+            (b"Connection", b"keep-alive"),
+            *((name.encode(), value.encode()) for name, value in headers.items()),
+        ]
+        self._head_end = b" HTTP/1.1\r\n" + b"".join(name + b": " + value + b"\r\n" for name, value in lines) + b"\r\n"
+        self._pool = http1.Pool(
+            hostname,
+            port,
+            ssl_context=http._verify if url.scheme == "https" else None,
+            size=max(1, size),
+            timeout=timeout,
+            keepalive=KEEPALIVE_SECONDS,
+        )
+
+    def target(self, path: str, params: Params | None) -> bytes:
+        """The request target, its query encoded as the SDK encodes it (brackets left as they are)."""
+        target = self._prefix + path
+        if params:
+            query = urlencode(list(_form(params))).replace("%5B", "[").replace("%5D", "]")
+            target = f"{target}?{query}"
+        return target.encode("ascii")
+
+    async def get(self, path: str, params: Params | None = None) -> tuple[bytes, int, Mapping[str, str]]:
+        """GET `path`: its body, status and headers (case-insensitive when Stripe's error is built from them)."""
+        head = b"GET " + self.target(path, params) + self._head_end
+        http, retries = self._http, 0
+        while True:
+            answer: tuple[bytes, int, Mapping[str, str]] | None = None
+            failure: stripe.APIConnectionError | None = None
+            try:
+                answer = await self._send(head)
+            except stripe.APIConnectionError as exc:
+                failure = exc
+            if not http._should_retry(answer, failure, retries, self._max_retries):
+                if answer is None:
+                    assert failure is not None
+                    raise failure
+                return answer
+            retries += 1
+            await anyio.sleep(http._sleep_time_seconds(retries))
+
+    async def _send(self, head: bytes) -> tuple[bytes, int, Mapping[str, str]]:
+        try:
+            status, raw, body = await self._pool.request(head)
+        except Exception as exc:
+            self._http._handle_request_error(exc)  # the SDK's APIConnectionError (retried)
+        encoding, hint = b"", False
+        for name, value in raw:
+            lowered = name.lower()
+            if lowered == b"content-encoding":
+                encoding = value.lower()
+            elif lowered == b"stripe-should-retry":
+                hint = True
+        if encoding and encoding != b"identity":
+            try:
+                body = _decoded(body, encoding)
+            except zlib.error as exc:
+                self._http._handle_request_error(exc)
+        if 200 <= status < 300 and not hint:
+            return body, status, _NO_HEADERS
+        return body, status, httpx.Headers(raw)
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
 
 
 def _fresh(answer: dict[str, Any] | bytes | str) -> dict[str, Any]:
@@ -190,6 +331,11 @@ class PooledHTTPXClient(stripe.HTTPXClient):
             await client.aclose()
 
 
+def _environment_proxies() -> bool:
+    """Whether the environment names a proxy (urllib's reading of it, the one httpx makes)."""
+    return any(key in ("http", "https", "all") for key in urllib.request.getproxies())
+
+
 class StripeGateway:
     """A thin async facade over the SDK calls the service makes.
 
@@ -215,9 +361,27 @@ class StripeGateway:
             stripe_version=API_VERSION,
         )
         self.webhook_secrets = settings.webhook_secrets
+        self._reads: DirectReads | None = None
+        api_base = base or stripe.api_base
+        # with a proxy named in the environment (HTTP(S)_PROXY, ALL_PROXY) reads stay on the SDK's httpx, which
+        # applies it (and NO_PROXY)
+        if not _environment_proxies():
+            headers = self.client._requestor.request_headers(
+                "get", "V1", {"api_key": settings.stripe_secret_key, "stripe_version": API_VERSION}
+            )
+            self._reads = DirectReads(
+                http_client,
+                api_base,
+                headers,
+                size=settings.stripe_http_pool_size,
+                timeout=timeout,
+                max_network_retries=max_network_retries,
+            )
 
     async def aclose(self) -> None:
         """Close Stripe's kept-alive connections (on the process's shutdown; a later call opens new ones)."""
+        if self._reads is not None:
+            await self._reads.aclose()
         await self._http.close_async()
         self._http.close()  # type: ignore[no-untyped-call]
 
@@ -240,7 +404,11 @@ class StripeGateway:
         """Make a read the snapshot lacked (on a recording view), keeping its answer or its error."""
         # an error is kept in the snapshot too: applying again meets it where the mapping made the read
         with contextlib.suppress(StripeError):
-            await self._call(missing.fn, *missing.args, **missing.kwargs)
+            if self.snapshot is not None and not self.replay:  # kept as sent: nobody reads the answer here
+                key = _read_key(missing.fn, missing.args, missing.kwargs)
+                await self._record(self.snapshot, key, missing.fn, missing.args, missing.kwargs)
+            else:
+                await self._call(missing.fn, *missing.args, **missing.kwargs)
 
     async def _call(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
         snapshot = self.snapshot
@@ -257,13 +425,24 @@ class StripeGateway:
             if isinstance(answer, StripeError):
                 raise answer
             return _fresh(answer)  # a mapping may change what it reads; the next round reads it afresh
+        return _fresh(await self._record(snapshot, key, fn, args, kwargs))
+
+    async def _record(
+        self,
+        snapshot: Snapshot,
+        key: str,
+        fn: Callable[..., Awaitable[Any]],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> dict[str, Any] | bytes | str:
+        """A live read kept in the snapshot under `key` (its answer as sent, or its error)."""
         try:
             found = await self._live(fn, *args, **kwargs)
         except StripeError as exc:
             snapshot.answers[key] = exc
             raise
         snapshot.answers[key] = found
-        return _fresh(found)
+        return found
 
     async def _live(self, fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> dict[str, Any] | bytes | str:
         """One call to Stripe: an SDK object as a dict, or a RawRead's body as sent."""
@@ -274,7 +453,7 @@ class StripeGateway:
         return found if isinstance(found, bytes | str) else _as_dict(found)
 
     def _get(self, path: str) -> RawRead:
-        return RawRead(self.client, path)
+        return RawRead(self.client, path, self._reads)
 
     @staticmethod
     def _options(idempotency_key: str | None) -> Any:

@@ -1,4 +1,5 @@
-"""The sandbox's latency setting: every API answer waits, hosted pages and /_sandbox do not."""
+"""The sandbox's latency setting: every API answer waits, hosted pages and /_sandbox do not; and its count of API
+requests."""
 
 from __future__ import annotations
 
@@ -41,3 +42,17 @@ def test_every_api_answer_waits_the_latency_and_the_pages_do_not() -> None:
 def test_a_negative_latency_is_refused() -> None:
     with pytest.raises(ValueError, match="negative"):
         create_sandbox_app(base_url="http://127.0.0.1", latency_ms=-1)
+
+
+def test_the_api_requests_are_counted_by_route() -> None:
+    app = create_sandbox_app(base_url="http://127.0.0.1")
+    with serve_in_thread(app) as server, httpx.Client(base_url=server.url, headers=AUTH, timeout=30) as client:
+        created = client.post("/v1/customers", data={"email": "a@example.com"})
+        for _ in range(2):
+            client.get(f"/v1/customers/{created.json()['id']}")
+        client.get("/v1/customers/cus_nope")  # an error answer is a request as well
+        client.get("/_sandbox/clock")  # the controls are not Stripe's API
+        assert client.get("/_sandbox/requests").json() == {
+            "POST /v1/customers": 1,
+            "GET /v1/customers/{id}": 3,
+        }
