@@ -1,5 +1,6 @@
-"""The gateway keeps `stripe_http_pool_size` reads in flight on kept-alive connections spread over a few small
-pools, and closes them all on `aclose()`."""
+"""The gateway keeps `stripe_http_pool_size` reads in flight on kept-alive connections (its own HTTP/1.1 client,
+payment/stripe/http1.py; with a proxy in the environment, the SDK's httpx spread over a few small pools), and
+closes them all on `aclose()`."""
 
 from __future__ import annotations
 

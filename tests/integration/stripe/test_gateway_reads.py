@@ -197,3 +197,14 @@ async def test_a_silent_server_times_out_as_unreachable_and_a_cancelled_read_lea
         await gateway.aclose()
         server.close()
         await server.wait_closed()
+
+
+async def test_with_a_proxy_in_the_environment_reads_stay_on_the_sdks_httpx(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # httpx applies NO_PROXY: this read goes straight to the server
+    async with gateway_on(settings, [lambda head: ok({"id": "cus_1"})]) as (gateway, stripe):
+        assert gateway._reads is None
+        assert (await gateway.retrieve_customer("cus_1"))["id"] == "cus_1"
+    assert stripe.heads[0].startswith("GET /v1/customers/cus_1 HTTP/1.1")
