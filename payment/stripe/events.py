@@ -11,9 +11,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, text
+from sqlalchemy import ColumnElement, func, select, text, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from payment.admins.permissions import Permission, require
 from payment.audit import service as audit
@@ -116,9 +117,19 @@ async def apply_with(
             ) from exc
         raise
     entries = []
+    handled_at = utcnow()
+    done_ids = [done.id for done in (row, *served)]
+    # one UPDATE of the rows, not the ORM's unit of work for each; the objects are told what it wrote
+    await session.execute(
+        update(StripeEvent.__table__)  # type: ignore[arg-type]
+        .where(StripeEvent.__table__.c.id.in_(done_ids))
+        .values(status="handled", handled_at=handled_at, last_error=None, attempts=StripeEvent.__table__.c.attempts + 1)
+    )
     for done in (row, *served):
-        done.status, done.handled_at, done.last_error = "handled", utcnow(), None
-        done.attempts += 1
+        set_committed_value(done, "status", "handled")
+        set_committed_value(done, "handled_at", handled_at)
+        set_committed_value(done, "last_error", None)
+        set_committed_value(done, "attempts", done.attempts + 1)
         details: dict[str, Any] = {"stripe_event_id": done.stripe_event_id, "event_row_id": done.id}
         if done is not row:
             details["applied_with_event_row_id"] = row.id
