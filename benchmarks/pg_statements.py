@@ -112,7 +112,7 @@ def cpu_by_kind(
 
 
 _STATEMENTS = """
-SELECT s.toplevel, r.rolname AS role, s.query, s.calls, s.total_exec_time, s.total_plan_time, s.rows,
+SELECT s.toplevel, r.rolname AS role, s.query, s.calls, s.plans, s.total_exec_time, s.total_plan_time, s.rows,
        s.shared_blks_hit, s.shared_blks_read, s.shared_blks_dirtied, s.wal_records, s.wal_bytes
   FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
  WHERE s.dbid = $1
@@ -127,6 +127,11 @@ _IO = "SELECT coalesce(sum(fsyncs), 0) AS fsyncs, coalesce(sum(writes), 0) AS wr
 _FUNCTIONS = """
 SELECT schemaname || '.' || funcname AS function, calls, total_time, self_time
   FROM pg_stat_user_functions ORDER BY total_time DESC
+"""
+_TABLES = """
+SELECT relname, seq_scan, seq_tup_read, idx_scan, idx_tup_fetch, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del,
+       n_live_tup, n_dead_tup, autovacuum_count, autoanalyze_count
+  FROM pg_stat_user_tables ORDER BY seq_tup_read + coalesce(idx_tup_fetch, 0) DESC
 """
 _SETTINGS = """
 SELECT name, setting FROM pg_settings
@@ -190,6 +195,7 @@ async def collect(url: str, database_url: str) -> dict[str, Any]:
         return {
             "statements": [dict(r) for r in await conn.fetch(_STATEMENTS, dbid)],
             "functions": [dict(r) for r in await in_database.fetch(_FUNCTIONS)],
+            "tables": [dict(r) for r in await in_database.fetch(_TABLES)],
             "settings": {r["name"]: r["setting"] for r in await conn.fetch(_SETTINGS)},
             **await snapshot(url),
         }
@@ -224,7 +230,7 @@ def report(found: dict[str, Any], start: dict[str, Any], events: int, top: int) 
     )
     print(
         f"{'group':22} {'calls':>6} {'ms':>7} {'share':>6} {'mean ms':>8} {'rows':>6} {'plan ms':>7} {'WAL B':>6}"
-        "  query"
+        f" {'plans':>5}  query"
     )
     for s in sorted(statements, key=lambda s: -s["total_exec_time"])[:top]:
         key = group_of(s["role"], s["query"]) + ("" if s["toplevel"] else " (nested)")
@@ -232,7 +238,8 @@ def report(found: dict[str, Any], start: dict[str, Any], events: int, top: int) 
             f"{key:22} {s['calls'] * per:6.2f} {s['total_exec_time'] * per:7.3f} "
             f"{100 * s['total_exec_time'] / max(toplevel_ms, 1e-9):5.1f}% "
             f"{s['total_exec_time'] / max(1, s['calls']):8.3f} {s['rows'] * per:6.2f} "
-            f"{s['total_plan_time'] * per:7.3f} {int(s['wal_bytes']) * per:6.0f}  {short(s['query'])}"
+            f"{s['total_plan_time'] * per:7.3f} {int(s['wal_bytes']) * per:6.0f} {s['plans'] * per:5.2f}  "
+            f"{short(s['query'])}"
         )
     print("\nby calls per event (top 15)")
     for s in sorted(statements, key=lambda s: -s["calls"])[:15]:
@@ -244,6 +251,10 @@ def report(found: dict[str, Any], start: dict[str, Any], events: int, top: int) 
             f"  {f['function']:50} calls {f['calls'] * per:5.2f}, total {f['total_time'] * per:6.3f} ms, "
             f"self {f['self_time'] * per:6.3f} ms"
         )
+    print("\ntables (pg_stat_user_tables since the reset), per event")
+    for t in found["tables"][:12]:
+        shown = {k: v for k, v in t.items() if k != "relname"}
+        print(f"  {t['relname']:32} " + ", ".join(f"{k} {float(v or 0) * per:.2f}" for k, v in shown.items()))
     db = {k: v - start["database"].get(k, 0) for k, v in found["database"].items()}
     print("\ndatabase, per event: " + ", ".join(f"{k} {v * per:.2f}" for k, v in db.items()))
     wal = {k: float(v) - float(start["wal"].get(k, 0)) for k, v in found["wal"].items()}
