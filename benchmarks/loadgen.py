@@ -122,6 +122,16 @@ def wrk(url: str, script: Path, *, seconds: float, connections: int) -> WrkResul
 # ---------------------------------------------------------------- server processes
 
 
+def archive(ref: str, into: Path) -> Path:
+    """`git archive REF` of this repository, unpacked into `into` (no worktree, no checkout of ours touched): the
+    before side of a benchmark run from a commit."""
+    into.mkdir()
+    root = Path(__file__).resolve().parents[1]
+    tar = subprocess.run(["git", "archive", ref], cwd=root, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=tar, check=True)
+    return into
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """User + system CPU of a process and its live children (uvicorn's worker processes)."""
     total = 0.0

@@ -26,11 +26,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-
-def load_average() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load {one:.2f} {five:.2f} {fifteen:.2f}"
+from benchmarks.loadgen import archive, load_average  # noqa: E402
 
 
 async def make_objects(sandbox_url: str) -> dict[str, str]:
@@ -102,13 +100,6 @@ async def reads(sandbox_url: str, ids: dict[str, str], count: int, in_flight: in
     finally:
         await gateway.aclose()
     return {"cpu_ms_per_read": cpu * 1000 / count, "reads_per_s": count / wall}
-
-
-def archive(ref: str, into: Path) -> Path:
-    into.mkdir()
-    tar = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=tar, check=True)
-    return into
 
 
 def main() -> None:

@@ -52,7 +52,7 @@ import asyncpg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.loadgen import CLOCK_TICKS, load_average, tree_cpu_seconds, wait_listening  # noqa: E402
+from benchmarks.loadgen import CLOCK_TICKS, archive, load_average, tree_cpu_seconds, wait_listening  # noqa: E402
 from benchmarks.pgserver import server  # noqa: E402
 from payment import migrate  # noqa: E402
 from payment.embedded_pg import free_port  # noqa: E402
@@ -431,14 +431,6 @@ def parse_backlog(value: str) -> tuple[int, int]:
     if found[0] < found[1] or found[1] < 1:
         raise argparse.ArgumentTypeError("at least one event per object")
     return found
-
-
-def archive(ref: str, into: Path) -> Path:
-    """`git archive REF` of this repository, unpacked into `into` (no worktree, no checkout of ours touched)."""
-    into.mkdir()
-    tar = subprocess.run(["git", "archive", ref], cwd=ROOT, check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=tar, check=True)
-    return into
 
 
 def main() -> None:
