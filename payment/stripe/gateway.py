@@ -12,7 +12,7 @@ import json
 import ssl
 import urllib.request
 import zlib
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlencode, urlsplit
@@ -20,6 +20,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import anyio
 import httpx
 import stripe
+from stripe._encode import _api_encode
 
 from payment.config import Settings
 from payment.errors import StripeError
@@ -125,31 +126,6 @@ class RawRead:
         return cast(bytes | str, body)
 
 
-def _form(params: Mapping[Any, Any], prefix: str | None = None) -> Iterator[tuple[str, Any]]:
-    """Stripe's form encoding of request parameters, as the SDK's: lists indexed (`expand[0]`), dicts nested
-    (`metadata[key]`), booleans as `true`/`false`, None left out."""
-    for key, value in params.items():
-        name = f"{prefix}[{key}]" if prefix is not None else str(key)
-        if value is None:
-            continue
-        if isinstance(value, list | tuple):
-            for i, item in enumerate(value):
-                if isinstance(item, Mapping):
-                    yield from _form(item, f"{name}[{i}]")
-                elif isinstance(item, list | tuple):
-                    yield from _form({str(j): sub for j, sub in enumerate(item)}, f"{name}[{i}]")
-                else:
-                    yield f"{name}[{i}]", _form_value(item)
-        elif isinstance(value, Mapping):
-            yield from _form(value, name)
-        else:
-            yield name, _form_value(value)
-
-
-def _form_value(value: Any) -> Any:
-    return str(value).lower() if isinstance(value, bool) else value
-
-
 def _decoded(body: bytes, encoding: bytes) -> bytes:
     """A body sent with Content-Encoding gzip or deflate, as httpx would decode it."""
     if encoding == b"gzip":
@@ -210,7 +186,8 @@ class DirectReads:
         """The request target, its query encoded as the SDK encodes it (brackets left as they are)."""
         target = self._prefix + path
         if params:
-            query = urlencode(list(_form(params))).replace("%5B", "[").replace("%5D", "]")
+            # the SDK's own encoder, as its requestor calls it (lists indexed, dicts nested, booleans as true/false)
+            query = urlencode(list(_api_encode(params))).replace("%5B", "[").replace("%5D", "]")
             target = f"{target}?{query}"
         return target.encode("ascii")
 

@@ -18,6 +18,7 @@ import stripe
 from stripe.params import PriceCreateParamsRecurring
 from stripe.params.checkout import SessionCreateParams
 
+from payment.billing.portal import CARD_AND_INVOICES
 from payment.stripe.version import API_VERSION
 from tests.support import shared
 
@@ -189,13 +190,7 @@ def _walk_portal_configurations(keep: Any, c: Any, customer_id: str) -> None:
         "portal configuration",
         c.billing_portal.configurations.create(
             params={
-                "features": {
-                    "payment_method_update": {"enabled": True},
-                    "invoice_history": {"enabled": True},
-                    "subscription_cancel": {"enabled": False},
-                    "subscription_update": {"enabled": False},
-                    "customer_update": {"enabled": False},
-                },
+                "features": CARD_AND_INVOICES["features"],
                 "metadata": {"aquoris_portal": "conformance"},
             },
             options={"idempotency_key": "conformance-portal-configuration"},

@@ -9,6 +9,7 @@ import stripe
 from playwright.sync_api import Page, Route, expect
 from stripe.params.billing_portal import ConfigurationCreateParamsFeatures
 
+from payment.billing.portal import CARD_AND_INVOICES
 from tests.support.narrow import expanded, id_of, present
 
 from .conftest import Sandbox
@@ -100,17 +101,7 @@ def test_portal_offers_only_what_its_configuration_enables(sbx: Sandbox, page: P
     _app_pages(page)
     _, sub = sbx.subscribe()
     invoice = sbx.client.v1.invoices.retrieve(str(sub.latest_invoice))
-    conf = sbx.client.v1.billing_portal.configurations.create(
-        params={
-            "features": {
-                "payment_method_update": {"enabled": True},
-                "invoice_history": {"enabled": True},
-                "subscription_cancel": {"enabled": False},
-                "subscription_update": {"enabled": False},
-                "customer_update": {"enabled": False},
-            }
-        }
-    )
+    conf = sbx.client.v1.billing_portal.configurations.create(params={"features": CARD_AND_INVOICES["features"]})
     portal = sbx.client.v1.billing_portal.sessions.create(
         params={"customer": id_of(sub.customer), "return_url": "http://app.test/account", "configuration": conf.id}
     )
