@@ -24,6 +24,10 @@ RESTART_FIRST_SECONDS = 1.0
 RESTART_MAX_SECONDS = 30.0
 # A run this long was healthy: the next outage starts the back-off from the beginning.
 HEALTHY_RUN_SECONDS = 60.0
+# Slots served by one fetch loop. Procrastinate's worker fetches one job per round trip, one fetch at a time, and
+# each fetch waits its turn on a busy event loop: one loop for 128 slots handed out about 113 jobs/s while only 16-80
+# slots were busy (benchmarks/worker_events.py). A process runs one loop per this many slots, fetching side by side.
+SLOTS_PER_FETCH_LOOP = 32
 
 
 class JobFailed(Exception):
@@ -71,16 +75,41 @@ async def run_worker(services: Services, *, concurrency: int = 4) -> None:
         delay = min(delay * 2, RESTART_MAX_SECONDS)
 
 
+def fetch_loop_slots(concurrency: int) -> list[int]:
+    """The slots of each fetch loop: `concurrency` split as evenly as it goes, SLOTS_PER_FETCH_LOOP at most each."""
+    loops = -(-concurrency // SLOTS_PER_FETCH_LOOP)
+    return [concurrency // loops + (1 if n < concurrency % loops else 0) for n in range(loops)]
+
+
 async def _run_once(services: Services, concurrency: int) -> None:
+    """Procrastinate workers side by side on one app (each its own fetch loop, heartbeat and listener); when one
+    stops, on its own or with an error, the others stop too (running jobs finish within the grace), and the
+    first error is raised."""
     async with services.jobs.open_async():
-        await services.jobs.run_worker_async(
-            concurrency=concurrency,
-            install_signal_handlers=False,
-            shutdown_graceful_timeout=GRACEFUL_SECONDS,
-            # a worker silent for this long is dead: its running jobs are retried (recover_stalled_jobs)
-            stalled_worker_timeout=STALLED_AFTER_SECONDS,
-            update_heartbeat_interval=HEARTBEAT_SECONDS,
-            additional_context={"services": services},
-            worker_middleware=[report_final_failures],
-            delete_jobs="successful",
-        )
+        loops = [
+            asyncio.create_task(
+                services.jobs.run_worker_async(
+                    name=f"worker-{n}",
+                    concurrency=slots,
+                    install_signal_handlers=False,
+                    shutdown_graceful_timeout=GRACEFUL_SECONDS,
+                    # a worker silent for this long is dead: its running jobs are retried (recover_stalled_jobs)
+                    stalled_worker_timeout=STALLED_AFTER_SECONDS,
+                    update_heartbeat_interval=HEARTBEAT_SECONDS,
+                    additional_context={"services": services},
+                    worker_middleware=[report_final_failures],
+                    delete_jobs="successful",
+                ),
+                name=f"procrastinate worker-{n}",
+            )
+            for n, slots in enumerate(fetch_loop_slots(concurrency))
+        ]
+        try:
+            await asyncio.wait(loops, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for loop in loops:
+                loop.cancel()  # a worker cancelled stops gracefully; a finished one is left as it is
+            ended = await asyncio.gather(*loops, return_exceptions=True)
+        for result in ended:
+            if isinstance(result, Exception):
+                raise result

@@ -54,17 +54,19 @@ async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 3
 class WorkerProcess:
     """`payment worker` as operators run it, on this module's database and the sandbox."""
 
-    def __init__(self, settings: Settings, *, concurrency: int = 4) -> None:
+    def __init__(self, settings: Settings, *, concurrency: int | None = 4) -> None:
+        """`concurrency` None: the worker's own default (128 slots over 4 fetch loops), as operators run it."""
         assert settings.database_url is not None and settings.stripe_api_base is not None
         self.env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k != "WORKER_CONCURRENCY"},
             "APP_ENV": "test",
             "DATABASE_URL": settings.database_url,
             "STRIPE_API_BASE": settings.stripe_api_base,
             "STRIPE_WEBHOOK_SECRET": settings.stripe_webhook_secret,
             "LOG_LEVEL": "WARNING",
-            "WORKER_CONCURRENCY": str(concurrency),
         }
+        if concurrency is not None:
+            self.env["WORKER_CONCURRENCY"] = str(concurrency)
         self.process: subprocess.Popen[bytes] | None = None
         self.final_output: str | None = None
         # a file, not a pipe: a pipe nobody reads while the worker runs fills up after 64 KiB of log lines, and the

@@ -74,7 +74,8 @@ async def test_worker_killed_mid_batch_then_restarted_applies_each_event_exactly
     handled, _ = await _counts(services, row_ids)
     assert 0 < handled < len(row_ids), "the kill should land in the middle of the batch"
 
-    second = WorkerProcess(settings, concurrency=2).start()
+    # the restart as operators run it: 128 slots over 4 fetch loops, taking back the dead worker's jobs
+    second = WorkerProcess(settings, concurrency=None).start()
     try:
 
         async def all_applied() -> bool:
@@ -224,7 +225,9 @@ async def test_the_worker_outlives_a_30_s_postgres_outage_under_webhook_traffic_
         history = await _history(World(own, sandbox), customers=2)
     bodies = {e["id"]: json.dumps(e, default=str).encode() for e in history}
     ids = list(bodies)
-    worker = WorkerProcess(settings, concurrency=2).start()  # `payment worker`, started once, never by hand again
+    # `payment worker` with its default slots (4 fetch loops, each with its own connections), started once, never
+    # by hand again
+    worker = WorkerProcess(settings, concurrency=None).start()
     server = serve_service(settings).start()
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=15) as http, running_services(settings) as own:

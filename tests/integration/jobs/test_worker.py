@@ -221,7 +221,7 @@ async def test_sigterm_lets_the_running_job_finish(settings: Settings, world: Wo
         "faults",
         json={"method": "GET", "path_prefix": "/v1/subscriptions", "status": 500, "times": 1, "delay_seconds": 3},
     )
-    worker = WorkerProcess(settings, concurrency=1).start()
+    worker = WorkerProcess(settings, concurrency=None).start()  # its default: 4 fetch loops, one of them runs it
     try:
         await asyncio.sleep(2)  # started, waiting for jobs
         async with world.services.db.transaction() as session:
