@@ -241,6 +241,9 @@ async def test_sigterm_lets_the_running_job_finish(settings: Settings, world: Wo
                 )
 
         await eventually(running, timeout=20, every=0.05)
+        async with world.services.db.session() as session:  # its 128 slots fetched by 4 Procrastinate workers
+            registered = await session.scalar(text("SELECT count(*) FROM procrastinate_workers"))
+        assert registered is not None and registered >= 4
         worker.signal(signal.SIGTERM)
         code = await asyncio.to_thread(worker.wait, 30)
     finally:
