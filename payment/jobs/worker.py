@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 
@@ -77,8 +78,9 @@ async def run_worker(services: Services, *, concurrency: int = 4) -> None:
 
 def fetch_loop_slots(concurrency: int) -> list[int]:
     """The slots of each fetch loop: `concurrency` split as evenly as it goes, SLOTS_PER_FETCH_LOOP at most each."""
-    loops = -(-concurrency // SLOTS_PER_FETCH_LOOP)
-    return [concurrency // loops + (1 if n < concurrency % loops else 0) for n in range(loops)]
+    loops = math.ceil(concurrency / SLOTS_PER_FETCH_LOOP)
+    each, rest = divmod(concurrency, loops)
+    return [each + 1] * rest + [each] * (loops - rest)
 
 
 async def _run_once(services: Services, concurrency: int) -> None:
