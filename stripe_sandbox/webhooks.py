@@ -9,6 +9,7 @@ import hmac
 import json
 import time
 from collections import deque
+from typing import Any
 
 import httpx
 
@@ -17,6 +18,7 @@ from .api import Config
 from .store import JSON, Store
 
 USER_AGENT = "Stripe/1.0 (+https://stripe.com/docs/webhooks)"
+DELIVERY_TIMEOUT_SECONDS = 10.0
 
 
 def sign(payload: bytes, secret: str, timestamp: int | None = None) -> str:
@@ -36,6 +38,8 @@ class Dispatcher:
         self.config = config
         self.queues: dict[str, deque[tuple[str, str, str, bytes]]] = {}
         self.workers: dict[str, asyncio.Task[None]] = {}
+        self.posting: set[asyncio.Task[Any]] = set()  # workers with an attempt on the wire
+        self.epoch = 0  # bumped by clear(): a worker of an older epoch stops after its attempt
         self.deliveries: list[JSON] = []
         self.client: httpx.AsyncClient | None = None
         store.on_event = self.enqueue
@@ -75,7 +79,7 @@ class Dispatcher:
 
     async def start(self) -> None:
         if self.client is None:
-            self.client = httpx.AsyncClient(timeout=10.0)
+            self.client = httpx.AsyncClient(timeout=DELIVERY_TIMEOUT_SECONDS)
         for key, queue in self.queues.items():
             if queue:
                 self._ensure_worker(key)
@@ -92,11 +96,23 @@ class Dispatcher:
             self.client = None
 
     async def clear(self) -> None:
-        for task in list(self.workers.values()):
-            task.cancel()
+        """Drop every queued delivery and retry.
+
+        An attempt already on the wire is let finish, since its endpoint may be reading it; a worker waiting for its
+        back-off is cancelled. So once this returns, no delivery queued before the call can still reach an endpoint.
+        """
+        self.epoch += 1
+        tasks = list(self.workers.values())
         self.workers.clear()
         self.queues.clear()
         self.deliveries.clear()
+        for task in tasks:
+            if task not in self.posting:
+                task.cancel()
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=DELIVERY_TIMEOUT_SECONDS + 1)
+            for task in late:
+                task.cancel()
 
     def pending(self) -> int:
         return sum(len(q) for q in self.queues.values())
@@ -110,9 +126,10 @@ class Dispatcher:
         return True
 
     async def _worker(self, key: str) -> None:
+        epoch = self.epoch
         try:
             queue = self.queues.get(key)
-            while queue:
+            while queue and self.epoch == epoch:
                 event_id, url, secret, payload = queue[0]
                 await self._deliver(event_id, url, secret, payload)
                 if queue and queue[0][0] == event_id:
@@ -126,8 +143,11 @@ class Dispatcher:
 
     async def _deliver(self, event_id: str, url: str, secret: str, payload: bytes) -> bool:
         if self.client is None:
-            self.client = httpx.AsyncClient(timeout=10.0)
+            self.client = httpx.AsyncClient(timeout=DELIVERY_TIMEOUT_SECONDS)
+        epoch = self.epoch
         for attempt in range(1, self.config.max_attempts + 1):
+            if self.epoch != epoch:
+                return False
             record: JSON = {
                 "event": event_id,
                 "url": url,
@@ -143,6 +163,9 @@ class Dispatcher:
                 "User-Agent": USER_AGENT,
                 "Stripe-Signature": sign(payload, secret),
             }
+            task = asyncio.current_task()
+            assert task is not None  # _deliver runs in its endpoint's worker task
+            self.posting.add(task)
             try:
                 response = await self.client.post(url, content=payload, headers=headers)
                 record["status"] = response.status_code
@@ -150,6 +173,8 @@ class Dispatcher:
                     return True
             except httpx.HTTPError as exc:
                 record["error"] = f"{type(exc).__name__}: {exc}"
+            finally:
+                self.posting.discard(task)
             if attempt < self.config.max_attempts:
                 await asyncio.sleep(self.config.retry_base_seconds * 2 ** (attempt - 1))
         return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -55,16 +56,22 @@ class ServerThread:
 
 @dataclass
 class Receiver:
-    """A webhook receiver that records requests; answers 500 to the first `fail_next` requests."""
+    """A webhook receiver that records requests; answers 500 to the first `fail_next` requests.
+
+    With `delay_seconds` it takes that long to read each request before recording it, as a slow endpoint would.
+    """
 
     url: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
     fail_next: int = 0
+    delay_seconds: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def app(self) -> Starlette:
         async def hook(request: Request) -> Response:
             body = await request.body()
+            if self.delay_seconds:
+                await asyncio.sleep(self.delay_seconds)
             with self.lock:
                 failing = self.fail_next > 0
                 if failing:
@@ -197,6 +204,7 @@ def sbx(emulator: Sandbox) -> Sandbox:
     with emulator.receiver.lock:
         emulator.receiver.requests.clear()
         emulator.receiver.fail_next = 0
+        emulator.receiver.delay_seconds = 0.0
     return emulator
 
 

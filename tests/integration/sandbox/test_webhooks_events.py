@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from typing import Any
 
 import httpx
@@ -240,3 +241,19 @@ def test_webhook_endpoint_with_chosen_secret(sbx: Sandbox) -> None:
             with contextlib.suppress(stripe.SignatureVerificationError):
                 verified.append(stripe.Webhook.construct_event(body, header, secret).id)
     assert len(verified) == 2 and verified[0] == verified[1]
+
+
+def test_reset_lets_the_delivery_on_the_wire_land_first_and_drops_the_queued_ones(sbx: Sandbox) -> None:
+    # A reset must not leave an old delivery to land afterwards, where the next test (or the next demo) would see it.
+    sbx.receiver.delay_seconds = 1.0
+    first = sbx.client.v1.customers.create(params={"email": "first@example.com"})
+    sbx.client.v1.customers.create(params={"email": "queued@example.com"})
+    deadline = time.monotonic() + 10
+    while not sbx.control("GET", "webhooks/deliveries")["deliveries"]:
+        assert time.monotonic() < deadline, "the sandbox never started delivering"
+        time.sleep(0.01)
+    assert sbx.receiver.requests == []  # the endpoint is still reading the first delivery
+    sbx.control("POST", "reset")
+    assert [e.data.object["id"] for e in sbx.receiver.events()] == [first.id]
+    assert sbx.control("GET", "webhooks/deliveries")["deliveries"] == []
+    assert sbx.control("POST", "webhooks/flush", json={"timeout": 1}) == {"idle": True, "pending": 0}
