@@ -245,7 +245,7 @@ def test_webhook_endpoint_with_chosen_secret(sbx: Sandbox) -> None:
 
 def test_reset_lets_the_delivery_on_the_wire_land_first_and_drops_the_queued_ones(sbx: Sandbox) -> None:
     # A reset must not leave an old delivery to land afterwards, where the next test (or the next demo) would see it.
-    sbx.receiver.delay_seconds = 1.0
+    sbx.receiver.delay_seconds = 2.0  # long beside the few ms from the first attempt to the reset
     first = sbx.client.v1.customers.create(params={"email": "first@example.com"})
     sbx.client.v1.customers.create(params={"email": "queued@example.com"})
     deadline = time.monotonic() + 10
