@@ -39,7 +39,7 @@ class Dispatcher:
         self.queues: dict[str, deque[tuple[str, str, str, bytes]]] = {}
         self.workers: dict[str, asyncio.Task[None]] = {}
         self.posting: set[asyncio.Task[Any]] = set()  # workers with an attempt on the wire
-        self.epoch = 0  # bumped by clear(): a worker of an older epoch stops after its attempt
+        self.epoch = 0  # bumped by clear(): an attempt on the wire before it is not retried
         self.deliveries: list[JSON] = []
         self.client: httpx.AsyncClient | None = None
         store.on_event = self.enqueue
@@ -104,6 +104,8 @@ class Dispatcher:
         self.epoch += 1
         tasks = list(self.workers.values())
         self.workers.clear()
+        for queue in self.queues.values():
+            queue.clear()  # a worker's loop ends with its queue emptied
         self.queues.clear()
         self.deliveries.clear()
         for task in tasks:
@@ -126,10 +128,9 @@ class Dispatcher:
         return True
 
     async def _worker(self, key: str) -> None:
-        epoch = self.epoch
         try:
             queue = self.queues.get(key)
-            while queue and self.epoch == epoch:
+            while queue:
                 event_id, url, secret, payload = queue[0]
                 await self._deliver(event_id, url, secret, payload)
                 if queue and queue[0][0] == event_id:
@@ -146,8 +147,6 @@ class Dispatcher:
             self.client = httpx.AsyncClient(timeout=DELIVERY_TIMEOUT_SECONDS)
         epoch = self.epoch
         for attempt in range(1, self.config.max_attempts + 1):
-            if self.epoch != epoch:
-                return False
             record: JSON = {
                 "event": event_id,
                 "url": url,
@@ -175,6 +174,8 @@ class Dispatcher:
                 record["error"] = f"{type(exc).__name__}: {exc}"
             finally:
                 self.posting.discard(task)
+            if self.epoch != epoch:
+                return False  # cleared while this attempt was on the wire: no retry, no back-off to wait for
             if attempt < self.config.max_attempts:
                 await asyncio.sleep(self.config.retry_base_seconds * 2 ** (attempt - 1))
         return False
