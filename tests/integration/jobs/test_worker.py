@@ -221,9 +221,23 @@ async def test_sigterm_lets_the_running_job_finish(settings: Settings, world: Wo
         "faults",
         json={"method": "GET", "path_prefix": "/v1/subscriptions", "status": 500, "times": 1, "delay_seconds": 3},
     )
+    async with world.services.db.session() as session:
+        before = await session.scalar(text("SELECT coalesce(max(id), 0) FROM procrastinate_workers"))
+
+    async def registered() -> int:  # Procrastinate workers this process started
+        async with world.services.db.session() as session:
+            found = await session.scalar(
+                text("SELECT count(*) FROM procrastinate_workers WHERE id > :before"), {"before": before}
+            )
+        return int(found or 0)
+
     worker = WorkerProcess(settings, concurrency=None).start()  # its default: 4 fetch loops, one of them runs it
     try:
-        await asyncio.sleep(2)  # started, waiting for jobs
+
+        async def waiting() -> bool:  # started: its 128 slots are fetched by 4 Procrastinate workers
+            return await registered() >= 4
+
+        await eventually(waiting, timeout=30, every=0.05)
         async with world.services.db.transaction() as session:
             row_id = (await store_event(session, completed)).id
         await world.services.jobs.configure_task("payment:apply_stripe_event").defer_async(event_row_id=row_id)
@@ -241,9 +255,7 @@ async def test_sigterm_lets_the_running_job_finish(settings: Settings, world: Wo
                 )
 
         await eventually(running, timeout=20, every=0.05)
-        async with world.services.db.session() as session:  # its 128 slots fetched by 4 Procrastinate workers
-            registered = await session.scalar(text("SELECT count(*) FROM procrastinate_workers"))
-        assert registered is not None and registered >= 4
+        assert await registered() == 4  # one per fetch loop, no more
         worker.signal(signal.SIGTERM)
         code = await asyncio.to_thread(worker.wait, 30)
     finally:
